@@ -27,8 +27,10 @@ $(STAMP): $(REQUIREMENTS) setup.cfg pyproject.toml
 	touch $@
 $(STAMP): export REPRO_PLATFORM := $(PLATFORM)
 
+# pytest exits 5 when it collected no test: say so instead of passing or failing silently.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 smoke: $(STAMP)
 	$(PY) -m repro.smoke

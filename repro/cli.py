@@ -7,13 +7,18 @@ stays instant and a missing optional dependency of one command cannot break the 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 import click
 
 from repro import __version__
-from repro.errors import EXIT_INTERRUPTED, ReproError
+from repro.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ReproError
+
+DEBUG_ENV = "REPRO_DEBUG"
 
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
@@ -49,6 +54,18 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as error:  # a bug in repro: still one line, traceback on request
+            if os.environ.get(DEBUG_ENV):
+                raise
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            click.echo(
+                f"internal error: {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno}); "
+                f"rerun with {DEBUG_ENV}=1 for the traceback and report it",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,6 +18,7 @@ EXIT_PREFLIGHT = 4  # training cannot start: devices, disk, dataset link, overri
 EXIT_CONFLICT = 5  # doing it would overwrite or delete something the harness did not create
 EXIT_TRAINING_FAILED = 6  # the training processes ran and failed
 EXIT_ENVIRONMENT = 7  # this machine cannot run it: missing package, tool or profile
+EXIT_INTERNAL = 70  # a bug in repro itself (EX_SOFTWARE); REPRO_DEBUG=1 shows the traceback
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C / SIGTERM, as shells report SIGINT
 
 

@@ -7,6 +7,7 @@ all read the same record.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,20 @@ class Profile:
     def vendor_paddle(self) -> bool:
         """True where Paddle comes from the vendor's SDK rather than PyPI, so pip cannot install it."""
         return self.paddle.get("source") == "vendor"
+
+
+def default_platform() -> str:
+    """The profile ``make setup`` built this environment from (it leaves the name in the venv), else cpu.
+
+    Remembering it means ``repro train`` on a GPU machine set up with PLATFORM=nvidia-cuda does not
+    silently fall back to the CPU profile.
+    """
+    marker = Path(sys.prefix) / "repro-platform"
+    if marker.is_file():
+        name = marker.read_text(encoding="utf-8").strip()
+        if name:
+            return name
+    return DEFAULT_PROFILE
 
 
 def available_profiles() -> list[str]:

@@ -1,0 +1,151 @@
+"""What this machine offers for training: the Paddle build and the devices it and the vendor tool see.
+
+Paddle is probed in a child interpreter, never imported here: a broken install (a wrong vendor
+wheel, the scikit-learn segfault after ``import paddle``) must show up as a finding in ``repro doctor``
+and the run manifest, not kill the harness itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from repro.profiles import DeviceQuery
+
+# Runs in the child. Prints one JSON object; each step is guarded so a partial answer still arrives.
+_PADDLE_PROBE = r"""
+import json, sys
+out = {"importable": False}
+try:
+    import paddle
+    out["importable"] = True
+    out["version"] = paddle.__version__
+    out["commit"] = getattr(paddle.version, "commit", None)
+    out["cuda_build"] = bool(paddle.is_compiled_with_cuda())
+    out["cuda_version"] = paddle.version.cuda() if out["cuda_build"] else None
+    out["cudnn_version"] = paddle.version.cudnn() if out["cuda_build"] else None
+    try:
+        out["custom_devices"] = list(paddle.device.get_all_custom_device_type() or [])
+    except Exception:
+        out["custom_devices"] = []
+    try:
+        out["gpu_count"] = int(paddle.device.cuda.device_count()) if out["cuda_build"] else 0
+        out["gpu_names"] = [paddle.device.cuda.get_device_name(i) for i in range(out["gpu_count"])]
+    except Exception as error:
+        out["gpu_count"] = 0
+        out["gpu_error"] = str(error).splitlines()[0][:200]
+except Exception as error:
+    out["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+print(json.dumps(out), flush=True)
+if out["importable"] and "--with-sklearn" in sys.argv:
+    # Upstream imports sklearn after paddle; some scikit-learn builds segfault exactly there.
+    import sklearn
+    print(json.dumps({"sklearn": sklearn.__version__}), flush=True)
+"""
+
+
+@dataclass
+class PaddleInfo:
+    """The Paddle build as the training processes will see it."""
+
+    importable: bool
+    version: str | None = None
+    commit: str | None = None
+    cuda_build: bool = False
+    cuda_version: str | None = None
+    cudnn_version: str | None = None
+    gpu_count: int = 0
+    gpu_names: list[str] = field(default_factory=list)
+    custom_devices: list[str] = field(default_factory=list)
+    sklearn_version: str | None = None
+    sklearn_crash: str | None = None
+    error: str | None = None
+
+    @property
+    def build(self) -> str:
+        """'cpu', 'cuda' or 'vendor:<name>': Iluvatar's build reports CUDA plus its own device names."""
+        if not self.importable:
+            return "missing"
+        if any("iluvatar" in name.lower() or "bi-v" in name.lower() for name in self.gpu_names):
+            return "cuda (Iluvatar CoreX)"
+        if self.cuda_build:
+            return f"cuda {self.cuda_version or ''}".strip()
+        return "cpu"
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {**asdict(self), "build": self.build}
+
+
+def probe_paddle(python: str = sys.executable, with_sklearn: bool = True, timeout: float = 120.0) -> PaddleInfo:
+    argv = [python, "-c", _PADDLE_PROBE] + (["--with-sklearn"] if with_sklearn else [])
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return PaddleInfo(importable=False, error=f"probing paddle took over {timeout:.0f} s")
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return PaddleInfo(importable=False, error=f"python exited {done.returncode}: {tail[:300]}")
+    data = json.loads(lines[0])
+    info = PaddleInfo(
+        importable=data.get("importable", False),
+        version=data.get("version"),
+        commit=data.get("commit"),
+        cuda_build=data.get("cuda_build", False),
+        cuda_version=data.get("cuda_version"),
+        cudnn_version=data.get("cudnn_version"),
+        gpu_count=data.get("gpu_count", 0),
+        gpu_names=data.get("gpu_names", []),
+        custom_devices=data.get("custom_devices", []),
+        error=data.get("error") or data.get("gpu_error"),
+    )
+    if len(lines) > 1:
+        info.sklearn_version = json.loads(lines[1]).get("sklearn")
+    elif info.importable and with_sklearn:
+        info.sklearn_crash = f"`import sklearn` after `import paddle` exited with code {done.returncode}"
+    return info
+
+
+@dataclass
+class DeviceToolReport:
+    """What the vendor's tool (``ixsmi``, ``nvidia-smi``) says: the driver/SDK and the cards."""
+
+    tool: str
+    found: bool
+    returncode: int | None = None
+    output: str = ""
+
+    def first_lines(self, n: int = 6) -> list[str]:
+        return [line for line in self.output.splitlines() if line.strip()][:n]
+
+    def to_manifest(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def query_device_tool(query: DeviceQuery | None, timeout: float = 30.0) -> DeviceToolReport | None:
+    if query is None:
+        return None
+    path = shutil.which(query.tool)
+    if path is None:
+        return DeviceToolReport(tool=query.tool, found=False)
+    try:
+        done = subprocess.run([path, *query.args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return DeviceToolReport(tool=query.tool, found=True, returncode=None, output=f"timed out after {timeout:.0f} s")
+    return DeviceToolReport(tool=query.tool, found=True, returncode=done.returncode, output=(done.stdout + done.stderr)[:20000])
+
+
+def host_summary() -> dict[str, Any]:
+    return {
+        "hostname": platform.node(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "os": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }

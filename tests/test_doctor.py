@@ -1,0 +1,75 @@
+"""``repro doctor`` on this GPU-less machine, and on pretend machines built from test doubles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from repro.cli import cli
+from repro.doctor import FAIL, OK, WARN, check_devices, check_disk, check_paddle
+from repro.machine import PaddleInfo
+from repro.profiles import load_profile
+
+
+def run_doctor(*args: str) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(cli, ["doctor", *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output.splitlines()
+
+
+def test_doctor_here_without_upstream_or_dataset(tmp_path: Path) -> None:
+    code, lines = run_doctor("--platform", "cpu", "--upstream", str(tmp_path / "nowhere"), "--logs-dir", str(tmp_path))
+    assert code == 1
+    by_topic = {line.split()[1]: line for line in lines if line.split() and line.split()[0] in (OK, WARN, FAIL)}
+    assert by_topic["python"].startswith(OK)
+    assert by_topic["paddle"].startswith(OK) and "2.6.2" in by_topic["paddle"] and "build=cpu" in by_topic["paddle"]
+    assert by_topic["sklearn"].startswith(OK)
+    assert by_topic["upstream"].startswith(FAIL) and "->" in by_topic["upstream"]
+    assert by_topic["dataset"].startswith(FAIL) and "repro upstream fetch" in by_topic["dataset"]
+    assert by_topic["disk"].startswith(OK)
+    assert lines[-1].startswith("doctor:") and "cannot start" in lines[-1]
+
+
+def test_doctor_json(tmp_path: Path) -> None:
+    import json
+
+    result = CliRunner().invoke(cli, ["doctor", "--json", "--upstream", str(tmp_path / "x"), "--logs-dir", str(tmp_path)])
+    data = json.loads(result.output)
+    assert data["ready"] is False
+    assert {f["topic"] for f in data["findings"]} >= {"python", "paddle", "upstream", "dataset", "disk"}
+
+
+def test_gpu_profile_with_cpu_paddle_is_a_failure() -> None:
+    profile = load_profile("ixuca-bi-v150-sdk4.2.0")
+    findings = check_paddle(profile, PaddleInfo(importable=True, version="2.6.2", cuda_build=False))
+    assert any(f.status == FAIL and "CPU-only" in f.detail and "IXUCA SDK 4.2.0" in f.fix for f in findings)
+
+
+def test_gpu_profile_sees_no_gpu() -> None:
+    profile = load_profile("nvidia-cuda")
+    findings = check_devices(profile, PaddleInfo(importable=True, cuda_build=True, gpu_count=0), 4)
+    assert findings[0].status == FAIL and "no GPU" in findings[0].detail
+
+
+def test_fewer_gpus_than_the_reference_is_a_warning() -> None:
+    profile = load_profile("nvidia-cuda")
+    info = PaddleInfo(importable=True, cuda_build=True, gpu_count=2, gpu_names=["A100", "A100"])
+    findings = check_devices(profile, info, 4)
+    assert findings[0].status == WARN and "2 GPU" in findings[0].detail
+
+
+def test_missing_vendor_tool_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    profile = load_profile("ixuca-bi-v100-sdk3.0.0")
+    info = PaddleInfo(importable=True, cuda_build=True, gpu_count=4, gpu_names=["Iluvatar BI-V100"] * 4)
+    findings = check_devices(profile, info, 4)
+    assert findings[0].status == OK
+    assert findings[1].topic == "driver" and "ixsmi not on PATH" in findings[1].detail
+    assert info.build == "cuda (Iluvatar CoreX)"
+
+
+def test_disk_check_fails_when_checkpoints_do_not_fit(tmp_path: Path) -> None:
+    assert check_disk(tmp_path / "logs", checkpoint_mb=200).status == OK
+    assert check_disk(tmp_path / "logs", checkpoint_mb=10**12).status == FAIL
