@@ -32,7 +32,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
+# The main job. `repro upstream fetch` is idempotent: it verifies an existing checkout (or the one
+# REPRO_UPSTREAM_DIR names) and applies our patches, and clones only when there is none.
 smoke: $(STAMP)
+	$(REPRO) upstream fetch
 	$(PY) -m repro.smoke
 
 train: export REPRO_TRAIN_GPUS := $(GPUS)
