@@ -107,9 +107,13 @@ def check_upstream(upstream_dir: Path) -> list[Finding]:
 
     state = inspect_checkout(upstream_dir)
     problems = state.problems()
-    if not problems:
-        return [Finding("upstream", OK, state.summary_line())]
-    return [Finding("upstream", FAIL, *_split_fix(problem)) for problem in problems]
+    if problems:
+        return [Finding("upstream", FAIL, *_split_fix(problem)) for problem in problems]
+    # Warnings (unknown archive commit, a pin other than the one our patches were verified on)
+    # do not block training but belong on the screen beside the checkout line.
+    return [Finding("upstream", OK, state.summary_line())] + [
+        Finding("upstream", WARN, *_split_fix(warning)) for warning in state.warnings()
+    ]
 
 
 def check_dataset(upstream_dir: Path) -> Finding:

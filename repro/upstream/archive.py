@@ -1,0 +1,115 @@
+"""Extracting a PaddleClas ``.tar.gz``/``.zip`` for machines that cannot reach a git server.
+
+Only the paths a git fetch would check out are extracted (the pin's sparse patterns), a single top
+directory such as ``PaddleClas-release-2.6/`` is stripped, and nothing may land outside the
+destination. Archives made by ``git archive`` (GitHub's and Gitee's downloads are) carry their
+commit id, which is used when ``--commit`` is not given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.upstream.git import is_full_sha
+
+
+def in_sparse(name: str, patterns: tuple[str, ...]) -> bool:
+    """No-cone patterns as the pin writes them: ``/dir/`` matches below dir, ``/file`` matches file."""
+    for pattern in patterns:
+        anchored = pattern.lstrip("/")
+        if anchored.endswith("/") and (name + "/").startswith(anchored):
+            return True
+        if name == anchored:
+            return True
+    return False
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _safe_relative(name: str) -> PurePosixPath | None:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        return None
+    return path
+
+
+def _strip_top(names: list[str]) -> int:
+    """1 when every entry sits under one top directory (GitHub's ``PaddleClas-<ref>/``), else 0."""
+    tops = {PurePosixPath(n).parts[0] for n in names if PurePosixPath(n).parts}
+    nested = any(len(PurePosixPath(n).parts) > 1 for n in names)
+    return 1 if len(tops) == 1 and nested else 0
+
+
+def extract_archive(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | None:
+    """Extract the sparse paths of ``archive`` into the new directory ``dest``; return its embedded commit."""
+    name = archive.name.lower()
+    if name.endswith((".tar.gz", ".tgz", ".tar")):
+        return _extract_tar(archive, dest, patterns)
+    if name.endswith(".zip"):
+        return _extract_zip(archive, dest, patterns)
+    raise ReproError(f"{archive} is neither .tar.gz nor .zip: download the PaddleClas archive as one of those", EXIT_BAD_INPUT)
+
+
+def _embedded_commit(comment: str | bytes | None) -> str | None:
+    if isinstance(comment, bytes):
+        comment = comment.decode("ascii", errors="replace")
+    comment = (comment or "").strip().lower()
+    return comment if is_full_sha(comment) else None
+
+
+def _extract_tar(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | None:
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            strip = _strip_top([m.name for m in members])
+            chosen = []
+            for member in members:
+                relative = _safe_relative(member.name)
+                if relative is None or len(relative.parts) <= strip or not (member.isfile() or member.issym() or member.isdir()):
+                    continue
+                inner = PurePosixPath(*relative.parts[strip:]).as_posix()
+                if in_sparse(inner, patterns):
+                    member.name = inner
+                    chosen.append(member)
+            dest.mkdir(parents=True)
+            tar.extractall(dest, members=chosen, filter="data")
+            return _embedded_commit(tar.pax_headers.get("comment"))
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ReproError(f"cannot read {archive} ({error}): download it again", EXIT_BAD_INPUT) from error
+
+
+def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | None:
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            infos = bundle.infolist()
+            strip = _strip_top([i.filename for i in infos])
+            dest.mkdir(parents=True)
+            for info in infos:
+                relative = _safe_relative(info.filename)
+                if relative is None or len(relative.parts) <= strip or info.is_dir():
+                    continue
+                inner = PurePosixPath(*relative.parts[strip:]).as_posix()
+                if not in_sparse(inner, patterns):
+                    continue
+                target = dest / inner
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(info) as source, target.open("wb") as sink:
+                    sink.write(source.read())
+                mode = (info.external_attr >> 16) & 0o777
+                if mode and stat.S_IMODE(mode) & 0o111:
+                    os.chmod(target, 0o755)
+            return _embedded_commit(bundle.comment)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ReproError(f"cannot read {archive} ({error}): download it again", EXIT_BAD_INPUT) from error

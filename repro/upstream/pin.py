@@ -1,0 +1,108 @@
+"""The pin: which upstream repository, ref and commit the harness runs (``patches/UPSTREAM.yaml``).
+
+The pin is data beside the patches, not code, because the patches are only valid for the commit
+they were verified against; keeping both in ``patches/`` makes a change to one visible next to
+the other in review.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.paths import patches_dir
+from repro.upstream.git import is_full_sha
+
+PIN_FILE = "UPSTREAM.yaml"
+DEFAULT_URL = "https://github.com/PaddlePaddle/PaddleClas.git"
+DEFAULT_REF = "release/2.6"
+# What tools/train.py needs (no-cone sparse patterns); the docs and images stay on the server.
+DEFAULT_SPARSE = ("/ppcls/", "/tools/", "/requirements.txt", "/setup.py", "/dataset/")
+
+
+@dataclass(frozen=True)
+class Pin:
+    url: str
+    ref: str
+    commit: str | None
+    verified_against: str | None
+    verified_date: str | None = None
+    verified_note: str | None = None
+    sparse: tuple[str, ...] = DEFAULT_SPARSE
+    path: Path | None = field(default=None, compare=False)
+
+
+def pin_path() -> Path:
+    return patches_dir() / PIN_FILE
+
+
+def load_pin(path: Path | None = None) -> Pin:
+    """Read the pin; a missing or malformed file is a ``ReproError`` that says how to repair it."""
+    path = path or pin_path()
+    if not path.is_file():
+        raise ReproError(
+            f"no upstream pin at {path}: restore patches/{PIN_FILE} from the harness repository "
+            "(git checkout -- patches/) or set REPRO_ROOT to the harness checkout",
+            EXIT_BAD_INPUT,
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ReproError(f"{path} is not valid YAML ({error.__class__.__name__}): fix it or restore it", EXIT_BAD_INPUT)
+    if not isinstance(data, dict):
+        raise ReproError(f"{path} must be a mapping with url, ref and commit: restore it", EXIT_BAD_INPUT)
+    commit = _optional_sha(data.get("commit"), "commit", path)
+    verified = _optional_sha(data.get("verified_against"), "verified_against", path)
+    sparse = data.get("sparse") or list(DEFAULT_SPARSE)
+    if not isinstance(sparse, list) or not all(isinstance(p, str) for p in sparse):
+        raise ReproError(f"{path}: sparse must be a list of path patterns like /ppcls/", EXIT_BAD_INPUT)
+    return Pin(
+        url=str(data.get("url") or DEFAULT_URL),
+        ref=str(data.get("ref") or DEFAULT_REF),
+        commit=commit,
+        verified_against=verified,
+        verified_date=None if data.get("verified_date") is None else str(data["verified_date"]),
+        verified_note=data.get("verified_note"),
+        sparse=tuple(sparse),
+        path=path,
+    )
+
+
+def _optional_sha(value: object, key: str, path: Path) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip().lower()
+    if not is_full_sha(text):
+        raise ReproError(
+            f"{path}: {key} must be a full 40-hex commit, got {value!r}: run `repro upstream lock`",
+            EXIT_BAD_INPUT,
+        )
+    return text
+
+
+def write_pinned(commit: str, ref: str | None = None, path: Path | None = None) -> Path:
+    """Rewrite the ``commit:`` (and ``ref:``) lines in place, keeping the file's comments.
+
+    A YAML round trip would drop the comments that explain the pin, so the two lines are edited as
+    text; the result is parsed again to prove it still loads.
+    """
+    path = path or pin_path()
+    text = path.read_text() if path.is_file() else f"url: {DEFAULT_URL}\nref: {DEFAULT_REF}\ncommit:\n"
+    text = _set_line(text, "commit", commit)
+    if ref is not None:
+        text = _set_line(text, "ref", ref)
+    path.write_text(text)
+    loaded = load_pin(path)
+    assert loaded.commit == commit.lower(), "pin rewrite did not take"  # a bug here must be loud
+    return path
+
+
+def _set_line(text: str, key: str, value: str) -> str:
+    pattern = re.compile(rf"^{key}:.*$", re.MULTILINE)
+    if pattern.search(text):
+        return pattern.sub(f"{key}: {value}", text, count=1)
+    return text.rstrip("\n") + f"\n{key}: {value}\n"

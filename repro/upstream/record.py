@@ -1,0 +1,61 @@
+"""The fetch record: what ``repro upstream fetch`` put in a checkout, kept beside it.
+
+Git already remembers the commit of a git checkout, but a tree extracted from an archive does
+not, and neither says where it came from or that the harness made it (the harness moves only
+checkouts it made). The record lives in ``.git/`` for git checkouts (invisible to ``git status``)
+and in ``.repro-upstream.json`` at the root of a plain tree, where it also holds the git blob id
+of every extracted file so local edits can be found without git.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from repro.upstream.git import git_dir, is_checkout_root
+
+TREE_RECORD = ".repro-upstream.json"
+GIT_RECORD = "repro-upstream.json"
+UNKNOWN = "unknown"
+
+
+@dataclass
+class FetchRecord:
+    source: str  # "git" or "archive"
+    url: str | None
+    ref: str | None
+    commit: str  # full sha, or "unknown" for an archive fetched without --commit
+    fetched_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    archive: str | None = None
+    archive_sha256: str | None = None
+    files: dict[str, str] = field(default_factory=dict)  # archive only: path -> git blob id
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives this content, so plain trees and git checkouts compare the same way."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def record_path(tree: Path) -> Path:
+    if is_checkout_root(tree):
+        return git_dir(tree) / GIT_RECORD
+    return tree / TREE_RECORD
+
+
+def write_record(tree: Path, record: FetchRecord) -> Path:
+    path = record_path(tree)
+    path.write_text(json.dumps(asdict(record), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_record(tree: Path) -> FetchRecord | None:
+    """The record, or None when the harness did not make this tree (or the record is unreadable)."""
+    try:
+        path = record_path(tree)
+        data = json.loads(path.read_text())
+        return FetchRecord(**data)
+    except (OSError, ValueError, TypeError):
+        return None

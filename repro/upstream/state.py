@@ -1,0 +1,233 @@
+"""What the upstream checkout holds right now, as one record other modules can trust.
+
+``inspect_checkout`` is read-only and never raises for a missing or odd directory: doctor,
+pre-flight and the run manifest all need an answer, and "missing" is an answer. ``problems()``
+is what stops a training launch; ``warnings()`` are true but not blocking (an archive of unknown
+commit, a pin that differs from the commit our patches were verified against).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.paths import DATASET_LINK
+from repro.upstream.git import config_get, head_commit, is_checkout_root, run_git
+from repro.upstream.patches import Patch, PatchStatus, check_patch, read_series, unpatched_contents
+from repro.upstream.pin import Pin, load_pin
+from repro.upstream.record import TREE_RECORD, UNKNOWN, git_blob_id, read_record
+
+# Untracked files count as local changes only where Python would import them from; anything
+# else (our dataset link, output/, logs) is the user's business, not a change to upstream code.
+CODE_DIRS = ("ppcls/", "tools/")
+NEVER_CHANGES = ("__pycache__/", ".pyc")
+
+
+@dataclass(frozen=True)
+class PatchState:
+    name: str
+    sha256: str
+    applied: bool
+    status: str = ""  # "applied", "not applied" or "neither applies nor is applied"
+    failure: str | None = None
+
+
+@dataclass
+class UpstreamState:
+    path: Path
+    present: bool
+    url: str | None = None
+    ref: str | None = None
+    pinned_commit: str | None = None
+    commit: str | None = None
+    matches_pin: bool = False
+    patches: list[PatchState] = field(default_factory=list)
+    local_changes: list[str] = field(default_factory=list)
+    verified_against: str | None = None
+    source: str | None = None  # "git", "archive" or "tree" (a plain tree the harness did not make)
+    is_paddleclas: bool = False
+    changes_known: bool = True  # False for a plain tree with no fetch record to compare with
+
+    def problems(self) -> list[str]:
+        """Why training must not start, one line each with its fix; empty when ready."""
+        where = str(self.path)
+        if not self.present:
+            return [f"upstream checkout missing at {where}: run `repro upstream fetch` (or pass --upstream DIR)"]
+        if not self.is_paddleclas:
+            return [f"{where} is not a PaddleClas tree (no tools/train.py): run `repro upstream fetch --dest NEWDIR`"]
+        found: list[str] = []
+        if self.pinned_commit is None:
+            found.append("patches/UPSTREAM.yaml pins no commit: run `repro upstream lock`")
+        elif self.commit not in (None, UNKNOWN) and not self.matches_pin:
+            found.append(
+                f"{where} is at {self.commit[:8]}, the pin says {self.pinned_commit[:8]}: "
+                "run `repro upstream fetch` (or fetch into a fresh --dest)"
+            )
+        for patch in self.patches:
+            if patch.failure:
+                found.append(f"patch {patch.name} neither applies nor is applied: {patch.failure}; revert that file")
+            elif not patch.applied:
+                found.append(f"patch {patch.name} is not applied in {where}: run `repro upstream apply-patches`")
+        if self.local_changes:
+            found.append(
+                f"{len(self.local_changes)} local change(s) not from our patches in {where}: "
+                f"{', '.join(self.local_changes[:8])}{' ...' if len(self.local_changes) > 8 else ''}; "
+                "revert them (git checkout -- FILE) or fetch into a fresh --dest"
+            )
+        return found
+
+    def warnings(self) -> list[str]:
+        found: list[str] = []
+        if not self.present or not self.is_paddleclas:
+            return found
+        if self.commit in (None, UNKNOWN):
+            found.append(
+                f"the upstream commit of {self.path} is UNKNOWN (archive or plain tree fetched without "
+                "--commit): results cannot be tied to a commit; refetch with --commit SHA or from git"
+            )
+        elif self.verified_against and self.commit != self.verified_against:
+            found.append(
+                f"upstream commit {self.commit[:8]} is not {self.verified_against[:8]}, the commit our patches "
+                "were verified against: re-verify the patches and update verified_against in patches/UPSTREAM.yaml"
+            )
+        if not self.changes_known:
+            found.append(f"local changes in {self.path} cannot be checked (no git, no fetch record)")
+        return found
+
+    def ok(self) -> bool:
+        return not self.problems()
+
+    def summary_line(self) -> str:
+        if not self.present:
+            return f"upstream: missing at {self.path} (run `repro upstream fetch`)"
+        applied = sum(p.applied for p in self.patches)
+        commit = (self.commit or UNKNOWN)[:8]
+        if self.matches_pin:
+            pin_word = "pinned"
+        elif self.commit in (None, UNKNOWN):
+            pin_word = "commit unknown"
+        else:
+            pin_word = f"NOT the pinned {(self.pinned_commit or 'nothing')[:8]}"
+        parts = [pin_word, f"{applied}/{len(self.patches)} patches applied"]
+        if self.local_changes:
+            parts.append(f"{len(self.local_changes)} local changes")
+        if not self.is_paddleclas:
+            parts = ["not a PaddleClas tree"]
+        return f"upstream: {self.path} at {commit} ({', '.join(parts)})"
+
+    def to_manifest(self) -> dict[str, Any]:
+        """JSON-serialisable: what the run manifest records about the code that ran."""
+        return {
+            "path": str(self.path),
+            "present": self.present,
+            "source": self.source,
+            "url": self.url,
+            "ref": self.ref,
+            "pinned_commit": self.pinned_commit,
+            "commit": self.commit,
+            "matches_pin": self.matches_pin,
+            "verified_against": self.verified_against,
+            "patches": [{"name": p.name, "sha256": p.sha256, "applied": p.applied} for p in self.patches],
+            "local_changes": list(self.local_changes),
+            "problems": self.problems(),
+            "warnings": self.warnings(),
+        }
+
+
+def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[Patch] | None = None) -> UpstreamState:
+    """Read-only look at ``upstream_dir``: commit, pin match, patches, local changes."""
+    pin = pin or load_pin()
+    patches = read_series() if patches is None else patches
+    path = Path(upstream_dir).expanduser().resolve()
+    state = UpstreamState(path=path, present=path.is_dir(), pinned_commit=pin.commit, verified_against=pin.verified_against)
+    if not state.present:
+        state.url, state.ref = pin.url, pin.ref
+        return state
+    state.is_paddleclas = (path / "tools" / "train.py").is_file() and (path / "ppcls").is_dir()
+    record = read_record(path)
+    if is_checkout_root(path):
+        state.source = "git"
+        state.commit = head_commit(path)
+        state.url = (record.url if record else None) or config_get(path, "remote.origin.url")
+        state.ref = record.ref if record else (pin.ref if state.commit == pin.commit else None)
+    else:
+        state.source = record.source if record else "tree"
+        state.commit = record.commit if record else UNKNOWN
+        state.url = record.url if record else None
+        state.ref = record.ref if record else None
+    state.matches_pin = state.commit is not None and state.commit == pin.commit
+    if not state.is_paddleclas:
+        return state
+    checks = [check_patch(path, patch) for patch in patches]
+    state.patches = [
+        PatchState(c.patch.name, c.patch.sha256, c.status is PatchStatus.APPLIED, c.status.value, c.failure) for c in checks
+    ]
+    applied = [c.patch for c in checks if c.status is PatchStatus.APPLIED]
+    if state.source == "git":
+        state.local_changes = _git_local_changes(path, applied)
+    elif record is not None and record.files:
+        state.local_changes = _tree_local_changes(path, record.files, applied)
+    else:
+        state.changes_known = False
+    return state
+
+
+def _ignored(name: str) -> bool:
+    return any(part in name or name.endswith(part) for part in NEVER_CHANGES) or name == TREE_RECORD
+
+
+def _git_local_changes(repo: Path, applied: list[Patch]) -> list[str]:
+    """``git status`` minus what our applied patches explain (checked by un-applying them on a copy)."""
+    out = run_git(
+        ["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"], cwd=repo, what="git status"
+    ).stdout
+    tracked: list[str] = []
+    changes: list[str] = []
+    for entry in filter(None, out.split("\0")):
+        code, name = entry[:2], entry[3:]
+        if code == "??":
+            if name.startswith(CODE_DIRS) and not _ignored(name) and name.rstrip("/") != DATASET_LINK.as_posix():
+                changes.append(name)
+        elif code != "!!":
+            tracked.append(name)
+    explained = _explained_by_patches(repo, applied, tracked, baseline=lambda n: _head_blob(repo, n))
+    changes.extend(name for name in tracked if name not in explained)
+    return sorted(changes)
+
+
+def _head_blob(repo: Path, name: str) -> str | None:
+    result = run_git(["rev-parse", "-q", "--verify", f"HEAD:{name}"], cwd=repo, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _explained_by_patches(tree: Path, applied: list[Patch], changed: list[str], baseline) -> set[str]:
+    """Changed files that equal their baseline once our applied patches are taken back out."""
+    touched = {f for patch in applied for f in patch.files}
+    candidates = [name for name in changed if name in touched]
+    if not candidates:
+        return set()
+    unpatched = unpatched_contents(tree, applied)
+    return {
+        name
+        for name in candidates
+        if unpatched.get(name) is not None and git_blob_id(unpatched[name]) == baseline(name)
+    }
+
+
+def _tree_local_changes(tree: Path, recorded: dict[str, str], applied: list[Patch]) -> list[str]:
+    """Compare a plain tree with the blob ids recorded when it was extracted."""
+    changed: list[str] = []
+    for name, blob in recorded.items():
+        file = tree / name
+        if not file.is_file() or git_blob_id(file.read_bytes()) != blob:
+            changed.append(name)
+    for code_dir in CODE_DIRS:
+        base = tree / code_dir
+        if base.is_dir():
+            for file in base.rglob("*"):
+                name = file.relative_to(tree).as_posix()
+                if file.is_file() and name not in recorded and not _ignored(name):
+                    changed.append(name)
+    explained = _explained_by_patches(tree, applied, changed, baseline=recorded.get)
+    return sorted(name for name in changed if name not in explained)

@@ -1,0 +1,174 @@
+"""Fetching into throw-away repos: clone, pin, sparse contents, idempotence, refusals, in-place use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from repro.errors import EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
+from repro.upstream.fetch import FetchRequest, fetch_upstream
+from repro.upstream.pin import load_pin
+from repro.upstream.state import inspect_checkout
+from tests.upstream_fixtures import CLASSIFICATION, PATCHED_LINE, git, make_fake_upstream, write_harness_root
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    upstream = make_fake_upstream(tmp_path)
+    root = write_harness_root(tmp_path / "harness", upstream.url, upstream.first)
+    monkeypatch.setenv("REPRO_ROOT", str(root))
+    return upstream
+
+
+def fetch(dest: Path, lines: list[str] | None = None, **kwargs):
+    say = (lines.append if lines is not None else (lambda _line: None))
+    return fetch_upstream(FetchRequest(dest=dest, **kwargs), say=say)
+
+
+def test_clone_from_local_path_checks_out_the_pinned_commit_sparse_and_patched(fake, tmp_path):
+    dest = tmp_path / "work" / "PaddleClas"
+    state = fetch(dest)
+    # The pin names the first commit although the branch tip is the second one.
+    assert git("rev-parse", "HEAD", cwd=dest) == fake.first != fake.second
+    assert state.matches_pin and state.commit == fake.first and state.problems() == []
+    assert (dest / "tools" / "train.py").is_file() and (dest / "setup.py").is_file()
+    assert not (dest / "docs").exists(), "sparse checkout must leave docs on the server"
+    assert PATCHED_LINE in (dest / CLASSIFICATION).read_text()
+    assert [p.applied for p in state.patches] == [True]
+    assert not list(tmp_path.joinpath("work").glob(".*fetching*")), "staging dir left behind"
+
+
+def test_refetch_changes_nothing(fake, tmp_path):
+    dest = tmp_path / "PaddleClas"
+    fetch(dest)
+    before = {p: p.stat().st_mtime_ns for p in dest.rglob("*") if ".git" not in p.parts}
+    lines: list[str] = []
+    state = fetch(dest, lines)
+    after = {p: p.stat().st_mtime_ns for p in dest.rglob("*") if ".git" not in p.parts}
+    assert before == after
+    assert any("already applied" in line for line in lines)
+    assert state.problems() == []
+
+
+def test_unknown_pinned_commit_is_refused_and_leaves_nothing(fake, tmp_path):
+    pin_file = tmp_path / "harness" / "patches" / "UPSTREAM.yaml"
+    pin_file.write_text(pin_file.read_text().replace(fake.first, "1" * 40, 1))
+    dest = tmp_path / "PaddleClas"
+    with pytest.raises(ReproError) as caught:
+        fetch(dest)
+    assert caught.value.exit_code == EXIT_UPSTREAM
+    assert "11111111" in caught.value.message
+    assert not dest.exists() and not list(tmp_path.glob(".PaddleClas.fetching*"))
+
+
+def test_dirty_checkout_is_refused_with_the_files_and_left_alone(fake, tmp_path):
+    dest = tmp_path / "PaddleClas"
+    fetch(dest)
+    (dest / "tools" / "train.py").write_text("# someone's edit\n")
+    (dest / "ppcls" / "mine.py").write_text("x = 1\n")
+    with pytest.raises(ReproError) as caught:
+        fetch(dest)
+    assert caught.value.exit_code == EXIT_UPSTREAM
+    assert "tools/train.py" in caught.value.message and "ppcls/mine.py" in caught.value.message
+    assert (dest / "tools" / "train.py").read_text() == "# someone's edit\n"
+
+
+def test_dataset_link_and_output_are_not_local_changes(fake, tmp_path):
+    dest = tmp_path / "PaddleClas"
+    fetch(dest)
+    data = tmp_path / "ILSVRC2012"
+    data.mkdir()
+    (dest / "dataset" / "ILSVRC2012").symlink_to(data)
+    (dest / "output" / "ResNeSt50").mkdir(parents=True)
+    (dest / "output" / "ResNeSt50" / "latest.pdparams").write_bytes(b"x")
+    (dest / "ppcls" / "__pycache__").mkdir()
+    (dest / "ppcls" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"x")
+    state = inspect_checkout(dest)
+    assert state.local_changes == [] and state.problems() == []
+    assert fetch(dest).problems() == []
+
+
+def test_edit_beside_our_patch_in_the_patched_file_is_a_local_change(fake, tmp_path):
+    dest = tmp_path / "PaddleClas"
+    fetch(dest)
+    with (dest / CLASSIFICATION).open("a") as handle:
+        handle.write("    extra = 1\n")
+    state = inspect_checkout(dest)
+    assert state.patches[0].applied
+    assert state.local_changes == [CLASSIFICATION]
+    assert any("local change" in problem for problem in state.problems())
+
+
+def test_checkout_made_by_the_harness_moves_to_a_new_pin(fake, tmp_path):
+    dest = tmp_path / "PaddleClas"
+    fetch(dest)
+    pin_file = tmp_path / "harness" / "patches" / "UPSTREAM.yaml"
+    pin_file.write_text(pin_file.read_text().replace(f"commit: {fake.first}", f"commit: {fake.second}"))
+    state = fetch(dest)
+    assert git("rev-parse", "HEAD", cwd=dest) == fake.second
+    assert state.matches_pin and state.patches[0].applied
+    assert any("not " in w and "verified against" in w for w in state.warnings())
+
+
+def test_existing_checkout_given_with_upstream_is_used_in_place(fake, tmp_path):
+    mine = tmp_path / "my-PaddleClas"
+    git("clone", "-q", fake.url, str(mine))
+    git("checkout", "-q", fake.first, cwd=mine)
+    marker = mine / "docs" / "big.md"
+    assert marker.is_file()
+    state = fetch(mine, in_place=True)
+    assert state.matches_pin and state.patches[0].applied
+    assert marker.is_file(), "a full checkout used in place must not be re-cloned sparse"
+
+
+def test_checkout_in_place_at_another_commit_is_not_moved(fake, tmp_path):
+    mine = tmp_path / "my-PaddleClas"
+    git("clone", "-q", fake.url, str(mine))  # at the tip, not the pinned first commit
+    with pytest.raises(ReproError) as caught:
+        fetch(mine, in_place=True)
+    assert caught.value.exit_code == EXIT_UPSTREAM
+    assert fake.first[:8] in caught.value.message
+    assert git("rev-parse", "HEAD", cwd=mine) == fake.second
+
+
+def test_dest_that_is_not_a_checkout_is_refused_and_kept(fake, tmp_path):
+    dest = tmp_path / "PaddleClas"
+    dest.mkdir()
+    (dest / "precious.txt").write_text("keep me")
+    with pytest.raises(ReproError) as caught:
+        fetch(dest)
+    assert caught.value.exit_code == EXIT_CONFLICT
+    assert (dest / "precious.txt").read_text() == "keep me"
+
+
+def test_empty_dest_dir_is_filled(fake, tmp_path):
+    dest = tmp_path / "PaddleClas"
+    dest.mkdir()
+    assert fetch(dest).matches_pin
+
+
+def test_no_pinned_commit_fetches_the_ref_tip_and_warns(fake, tmp_path):
+    pin_file = tmp_path / "harness" / "patches" / "UPSTREAM.yaml"
+    pin_file.write_text(pin_file.read_text().replace(f"commit: {fake.first}", "commit:"))
+    assert load_pin().commit is None
+    lines: list[str] = []
+    with pytest.raises(ReproError) as caught:  # fetched, but not ready to train until locked
+        fetch(tmp_path / "PaddleClas", lines)
+    assert "repro upstream lock" in caught.value.message
+    assert git("rev-parse", "HEAD", cwd=tmp_path / "PaddleClas") == fake.second
+    assert any(line.startswith("WARNING: no commit pinned") for line in lines)
+
+
+def test_server_that_only_serves_branch_tips_gets_a_clear_error(fake, tmp_path, monkeypatch):
+    # Protocol v0 without allowReachableSHA1InWant (like some mirrors) refuses an unadvertised
+    # commit; the fallback fetches the ref and must notice that its tip is not the pinned commit.
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "protocol.version")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "0")
+    with pytest.raises(ReproError) as caught:
+        fetch(tmp_path / "PaddleClas")
+    assert caught.value.exit_code == EXIT_UPSTREAM
+    assert f"does not serve the pinned commit {fake.first[:8]}" in caught.value.message
+    assert f"is now at {fake.second[:8]}" in caught.value.message
+    assert not (tmp_path / "PaddleClas").exists()
