@@ -1,0 +1,101 @@
+"""How long reading a full run's logs takes, as a ratio to `grep -c '\\[Eval\\]'` over the same files.
+
+Generates the logs a full ResNeSt50 run writes (300 epochs x 5,005 iterations, print_batch_step 10,
+4 ranks of which only rank 0 logs results, plus upstream's train.log) with the test double, then
+times, in this one process and on these same files:
+  - grep -c '\\[Eval\\]' over every file (the baseline; an argument list, no shell),
+  - parse_run + judge (what `repro check-accuracy` does; goal: within 3x of grep),
+  - the full per-iteration table (what `repro report` adds; informational).
+Prints medians and ratios. Usage: python benchmarks/bench_log_parse.py [--epochs 300] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from repro.logs.parse import parse_run  # noqa: E402
+from repro.logs.verdict import judge  # noqa: E402
+from repro.recipes import load_recipe  # noqa: E402
+from tests.logfakes import FakeUpstreamLog, write_lines  # noqa: E402
+
+GOAL = 3.0
+
+
+def make_run(root: Path, epochs: int, iters: int, print_batch_step: int, ranks: int) -> list[Path]:
+    fake = FakeUpstreamLog(epochs=epochs, iters=iters, print_batch_step=print_batch_step, eval_iters=196,
+                           class_num=1000, batch_size=64, lr0=0.1)
+    top1 = {e: 0.77 * (1 - 0.9 ** e) for e in range(1, epochs + 1)}
+    lines = fake.launch(range(1, epochs + 1), top1, loss={e: 6.9 * 0.99 ** e for e in range(1, epochs + 1)})
+    files = [write_lines(root / "launcher" / "workerlog.0", lines)]
+    for rank in range(1, ranks):
+        files.append(write_lines(root / "launcher" / f"workerlog.{rank}", ["A new field (pretrained) detected!"]))
+    files.append(write_lines(root / "output" / "train.log", lines))
+    return files
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def paired_medians(first, second, repeat: int) -> tuple[float, float]:
+    """Alternate the two so a busy machine slows both alike; medians of each."""
+    a, b = [], []
+    for _ in range(repeat):
+        a.append(timed(first))
+        b.append(timed(second))
+    return statistics.median(a), statistics.median(b)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--iters", type=int, default=5005)
+    parser.add_argument("--print-batch-step", type=int, default=10)
+    parser.add_argument("--ranks", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    grep = shutil.which("grep")
+    if grep is None:
+        print("grep not found: the baseline cannot be measured", file=sys.stderr)
+        return 2
+    target = load_recipe("resnest50").target
+    with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
+        run = Path(tmp) / "run"
+        files = make_run(run, args.epochs, args.iters, args.print_batch_step, args.ranks)
+        lines = sum(path.read_bytes().count(b"\n") for path in files)
+        size_mb = sum(path.stat().st_size for path in files) / 1e6
+        print(f"{len(files)} files, {lines:,} lines, {size_mb:.1f} MB "
+              f"({args.epochs} epochs x {args.iters} iters / print_batch_step {args.print_batch_step}, {args.ranks} ranks)")
+        command = [grep, "-c", r"\[Eval\]", *map(str, files)]
+        subprocess.run(command, capture_output=True, check=False)  # warm the page cache
+
+        def baseline() -> None:
+            subprocess.run(command, capture_output=True, check=False)
+
+        def verdict() -> None:
+            judge(parse_run(run), target, None, False, False)
+
+        t_grep, t_verdict = paired_medians(baseline, verdict, args.repeat)
+        t_full = statistics.median(timed(lambda: parse_run(run).train_iters) for _ in range(max(1, args.repeat // 3)))
+    ratio = t_verdict / t_grep
+    print(f"grep -c '\\[Eval\\]'            median {t_grep * 1000:8.1f} ms")
+    print(f"parse_run + judge (verdict)  median {t_verdict * 1000:8.1f} ms   ratio {ratio:5.2f}x grep (goal <= {GOAL:g}x)")
+    print(f"+ iteration table (report)   median {t_full * 1000:8.1f} ms   ratio {t_full / t_grep:5.2f}x grep (informational)")
+    print("goal met" if ratio <= GOAL else "goal NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

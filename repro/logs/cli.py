@@ -1,0 +1,117 @@
+"""``repro check-accuracy``, ``repro report`` and ``repro watch``.
+
+check-accuracy's exit code is the contract CI and ``make smoke`` rely on: 0 PASS, 1 FAIL, 2 for
+INCOMPLETE or UNREADABLE; with several paths the worst code wins.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from repro.errors import ReproError
+from repro.logs.parse import parse_runs
+from repro.logs.targets import choose_target, validate_options
+from repro.logs.verdict import Verdict, judge
+
+_target_options = [
+    click.option("--target", type=float, default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
+    click.option("--tolerance", type=float, default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
+    click.option("--metric", default=None, help="Eval metric to judge (default: the target's, top1)."),
+    click.option("--eval-set-size", type=int, default=None, help="Images in the eval set, for the default margin (default: the target's)."),
+    click.option("--recipe", default=None, help="Recipe whose target and model apply (default: the manifest's, else resnest50)."),
+    click.option("--final", is_flag=True, help="Judge the last epoch instead of the best one."),
+    click.option("--allow-incomplete", is_flag=True, help="Judge a run that has not finished its configured epochs."),
+]
+
+
+def target_options(function):
+    for option in reversed(_target_options):
+        function = option(function)
+    return function
+
+
+def verdicts_for(path: Path, options: dict) -> list[Verdict]:
+    """Every run under ``path`` judged; an unreadable path becomes an UNREADABLE verdict, not an abort."""
+    try:
+        runs = parse_runs(path)
+        verdicts = []
+        for run in runs:
+            choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
+            verdicts.append(
+                judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
+                      expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num)
+            )
+        return verdicts
+    except ReproError as error:
+        return [Verdict.unreadable(str(path), error.message, options["metric"] or "top1", "final" if options["final"] else "best")]
+
+
+@click.command("check-accuracy")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run (stable keys), for CI.")
+@click.pass_context
+def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, **options) -> None:
+    """Judge runs' logs against the target: exit 0 PASS, 1 FAIL, 2 INCOMPLETE/UNREADABLE.
+
+    PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs.
+    """
+    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    verdicts = [verdict for path in paths for verdict in verdicts_for(path, options)]
+    for verdict in verdicts:
+        if as_json:
+            click.echo(json.dumps(verdict.to_dict(), sort_keys=True, default=str))
+        else:
+            click.echo("\n".join(verdict.lines))
+    if len(verdicts) > 1 and not as_json:
+        click.echo("verdicts:")
+        for verdict in verdicts:
+            click.echo(f"  {verdict.headline}")
+    ctx.exit(max(verdict.exit_code for verdict in verdicts))
+
+
+@click.command("report")
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory for epochs.csv, summary.md, curves.png (default: RUN/report).")
+@target_options
+def report(run_path: Path, out: Path | None, **options) -> None:
+    """Write epochs.csv, summary.md and curves.png for one run."""
+    from repro.logs.parse import parse_run
+    from repro.logs.report import write_report
+
+    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    run = parse_run(run_path)
+    choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
+    verdict = judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
+                    expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num)
+    default_out = (run.files.root / "report") if run.files.single_file is None else run.files.single_file.parent / "report"
+    written = write_report(run, verdict, choice.target, out or default_out)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(verdict.headline)
+
+
+@click.command("watch")
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at the logs.")
+@click.option("--timeout", type=float, default=0.0, show_default=True, help="Give up after this many seconds (0: never).")
+@click.option("--pid", type=int, default=None, help="Stop watching when this process (the launcher) is gone.")
+@click.option("--lock", type=click.Path(path_type=Path), default=None, help="Stop watching when this lock file is gone.")
+@target_options
+@click.pass_context
+def watch(ctx: click.Context, run_path: Path, poll: float, timeout: float, pid: int | None, lock: Path | None, **options) -> None:
+    """Follow a training run's logs with a progress bar; print the verdict when it ends."""
+    from repro.logs.watch import follow
+
+    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    if poll <= 0:
+        raise ReproError(f"--poll {poll} must be a positive number of seconds, e.g. 5")
+    ended = follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock)
+    click.echo(f"watch: {ended}")
+    verdicts = verdicts_for(run_path, options)
+    for verdict in verdicts:
+        click.echo("\n".join(verdict.lines))
+    ctx.exit(max(verdict.exit_code for verdict in verdicts))

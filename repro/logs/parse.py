@@ -1,0 +1,350 @@
+"""One run's logs -> one consistent story: per-epoch tables, launches, errors, and doubts.
+
+Upstream writes the same results to ``train.log`` and rank 0's ``workerlog.0``, opens both in append
+mode (so a resumed run repeats epochs after a second start-up echo), and resets its own ``best
+metric`` line on resume. This module picks rank 0 as the witness, lets the later launch win for a
+repeated epoch (and says so), computes the best epoch from the eval lines of every launch, and
+cross-checks the other files so that contradicting logs are reported instead of silently judged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.logs.discover import RunFiles, discover, is_binary
+from repro.logs.scan import LogFile, Segment, iterations, scan
+
+AGREE = 5e-6  # values are printed with 5 decimals
+
+
+@dataclass
+class RunLogs:
+    """Everything the logs of one run say, with the doubts found while reading them."""
+
+    name: str
+    files: RunFiles
+    primary: LogFile
+    others: list[LogFile]
+    epochs: pd.DataFrame  # one row per epoch (later launch wins): train averages, lr, ips, eval averages
+    notes: list[str] = field(default_factory=list)  # facts worth printing (resumes, repeated epochs)
+    warnings: list[str] = field(default_factory=list)  # odd but judgeable (NaN, truncated last line)
+    problems: list[str] = field(default_factory=list)  # contradictions: the logs cannot be judged
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def segments(self) -> list[Segment]:
+        return self.primary.segments
+
+    @property
+    def last_segment(self) -> Segment | None:
+        return self.segments[-1] if self.segments else None
+
+    def _from_segments(self, attribute: str) -> Any:
+        for segment in reversed(self.segments):
+            value = getattr(segment, attribute)
+            if value is not None:
+                return value
+        return None
+
+    @property
+    def epochs_configured(self) -> int | None:
+        """``Global.epochs`` of the last launch (its echo), else the ``/N`` of its ``[Epoch e/N]`` lines."""
+        configured = self._from_segments("epochs_configured")
+        if configured is None and not self.primary.train_epochs.empty:
+            configured = int(self.primary.train_epochs["epochs"].iloc[-1])
+        return configured
+
+    @property
+    def arch(self) -> str | None:
+        return self._from_segments("arch")
+
+    @property
+    def class_num(self) -> int | None:
+        return self._from_segments("class_num")
+
+    @property
+    def evaluated(self) -> pd.DataFrame:
+        """Epochs that have an eval result."""
+        if "top1" not in self.epochs.columns:
+            return self.epochs.iloc[0:0]
+        metric_columns = [c for c in self.epochs.columns if c.startswith("top")]
+        return self.epochs.dropna(subset=metric_columns, how="all")
+
+    @property
+    def epochs_completed(self) -> int:
+        """The last epoch whose training finished (its ``[Train][Avg]`` line), 0 if none."""
+        trained = self.epochs.dropna(subset=["train_time"]) if "train_time" in self.epochs else self.epochs.iloc[0:0]
+        done = int(trained.index.max()) if not trained.empty else 0
+        evaluated = int(self.evaluated.index.max()) if not self.evaluated.empty else 0
+        return max(done, evaluated)
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(segment.seconds for segment in self.segments)
+
+    @property
+    def mean_ips(self) -> float:
+        """Mean of upstream's per-rank ``ips`` at the last logged iteration of each epoch.
+
+        A sample of one logged interval per epoch, so check-accuracy need not read every iteration
+        line; the report's iteration table has the full series.
+        """
+        if "ips" not in self.epochs.columns:
+            return math.nan
+        values = pd.to_numeric(self.epochs["ips"], errors="coerce").dropna()
+        return float(values.mean()) if not values.empty else math.nan
+
+    @property
+    def errors(self) -> list[str]:
+        """The error lines that ended the last launch, then (for an unfinished run) other ranks' last errors.
+
+        Other ranks print no start-up echo, so their errors cannot be tied to a launch; a finished run
+        would otherwise show a stale error of an earlier, killed launch.
+        """
+        found = list(self.last_segment.errors) if self.last_segment else []
+        configured = self.epochs_configured
+        if configured is not None and self.epochs_completed >= configured:
+            return found
+        for other in self.others:
+            if other.rank is not None and other.segments:
+                found += [f"{other.label}: {line}" for line in other.segments[-1].errors]
+        return found
+
+    @cached_property
+    def train_iters(self) -> pd.DataFrame:
+        """Every logged training iteration of rank 0, later launch winning for repeated epochs."""
+        table = iterations(self.primary)
+        if table.empty or self.epochs.empty:
+            return table
+        owner = self.epochs["segment"].dropna()
+        keep = table["epoch"].map(owner) == table["segment"]
+        return table[keep].reset_index(drop=True)
+
+
+def _resolve(frame: pd.DataFrame, kind: str, label: str, notes: list[str], problems: list[str],
+             segments: list[Segment]) -> pd.DataFrame:
+    """One row per epoch: the last launch that logged an epoch wins; repeats inside one launch are a problem."""
+    if frame.empty:
+        return frame.set_index("epoch") if "epoch" in frame else frame
+    repeated_inside = frame[frame.duplicated(["segment", "epoch"], keep=False)]
+    if not repeated_inside.empty and kind == "eval":
+        epochs = sorted(set(repeated_inside["epoch"]))
+        problems.append(
+            f"{label}: epoch(s) {_ranges(epochs)} logged twice within one launch: two trainings wrote this log "
+            "at once (orphaned ranks of a killed launcher?); stop the stray processes and judge a clean log"
+        )
+    repeated = frame[frame.duplicated("epoch", keep=False)]
+    if kind == "eval" and not repeated.empty:
+        by_epoch = repeated.groupby("epoch")["segment"].agg(lambda s: sorted(set(s)))
+        for epoch_list, launches in _group_repeats(by_epoch).items():
+            winner = launches[-1]
+            resumed = segments[winner - 1].resumed_from if winner - 1 < len(segments) else None
+            how = f" (resumed from {resumed})" if resumed else ""
+            notes.append(
+                f"epoch(s) {epoch_list} were logged by launches {', '.join(map(str, launches))}; "
+                f"launch {winner}{how} ran them last and its values are used"
+            )
+    return frame.drop_duplicates("epoch", keep="last").set_index("epoch").sort_index()
+
+
+def _group_repeats(by_epoch: pd.Series) -> dict[str, list[int]]:
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for epoch, launches in by_epoch.items():
+        if len(launches) > 1:
+            groups.setdefault(tuple(launches), []).append(int(epoch))
+    return {_ranges(epochs): list(launches) for launches, epochs in groups.items()}
+
+
+def _ranges(values: list[int]) -> str:
+    values = sorted(values)
+    parts, start, prev = [], values[0], values[0]
+    for value in values[1:] + [None]:  # type: ignore[list-item]
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if value is not None:
+            start = prev = value
+    return ", ".join(parts)
+
+
+def epoch_table(log: LogFile, notes: list[str], problems: list[str]) -> pd.DataFrame:
+    """Train and eval averages of one file joined on epoch, after resolving repeated epochs."""
+    train = _resolve(log.train_epochs, "train", log.label, notes, problems, log.segments)
+    evals = _resolve(log.evals, "eval", log.label, notes, problems, log.segments)
+    train = train.rename(columns={"time": "train_time", "segment": "train_segment"}).drop(columns=["offset"], errors="ignore")
+    evals = evals.rename(columns={"time": "eval_time"}).drop(columns=["offset"], errors="ignore")
+    table = train.join(evals, how="outer")
+    if "segment" not in table:
+        table["segment"] = pd.Series(dtype="float64")
+    if "train_segment" in table:
+        table["segment"] = table["segment"].fillna(table["train_segment"])
+        table = table.drop(columns=["train_segment"])
+    best = log.best_lines.drop_duplicates("epoch", keep="last").set_index("epoch")["best_metric"] if not log.best_lines.empty else None
+    if best is not None:
+        table["upstream_best"] = best
+    table.index.name = "epoch"
+    return table.sort_index()
+
+
+def _nonfinite(table: pd.DataFrame) -> list[str]:
+    """Losses upstream printed as nan/inf (pandas would otherwise mistake a logged NaN for a gap)."""
+    found: dict[str, list[int]] = {}
+    for column in ("nonfinite_train", "nonfinite_eval"):
+        if column not in table:
+            continue
+        for epoch, keys in table[column].dropna().items():
+            for key in filter(None, str(keys).split(",")):
+                found.setdefault(key, []).append(int(epoch))
+    return [f"{key} is nan/inf at epoch(s) {_ranges(epochs)}" for key, epochs in found.items()]
+
+
+def _cross_check(primary: pd.DataFrame, other: pd.DataFrame, primary_label: str, other_label: str,
+                 warnings: list[str], problems: list[str]) -> None:
+    metrics = [c for c in ("top1", "top5") if c in primary.columns and c in other.columns]
+    if not metrics:
+        return
+    joined = primary[metrics].join(other[metrics], rsuffix="_other", how="inner").dropna()
+    for metric in metrics:
+        differ = joined[(joined[metric] - joined[f"{metric}_other"]).abs() > AGREE]
+        if not differ.empty:
+            epoch = int(differ.index[0])
+            problems.append(
+                f"{other_label} and {primary_label} disagree on epoch {epoch} {metric} "
+                f"({differ[f'{metric}_other'].iloc[0]:.5f} vs {differ[metric].iloc[0]:.5f}, {len(differ)} epoch(s) differ): "
+                "they are not logs of one run; judge one file alone, e.g. repro check-accuracy RUN/launcher/workerlog.0"
+            )
+            return
+    missing = sorted(set(primary.dropna(subset=metrics).index) - set(other.dropna(subset=metrics).index))
+    extra = sorted(set(other.dropna(subset=metrics).index) - set(primary.dropna(subset=metrics).index))
+    if extra:
+        warnings.append(f"{other_label} has eval results for epoch(s) {_ranges(extra)} that {primary_label} lacks")
+    if missing and other_label.endswith("train.log"):
+        warnings.append(f"{other_label} lacks eval results for epoch(s) {_ranges(missing)} that {primary_label} has")
+
+
+def _checked(path: Path) -> Path:
+    if is_binary(path):
+        raise ReproError(f"{path} is a binary file, not a log; pass the run directory or its workerlog.0/train.log",
+                         EXIT_BAD_INPUT)
+    return path
+
+
+def load_run(files: RunFiles) -> RunLogs:
+    """Read and reconcile the files of one discovered run."""
+    logs: list[LogFile] = []
+    if files.single_file is not None:
+        logs.append(scan(_checked(files.single_file)))
+    for rank in sorted(files.workerlogs):
+        logs.append(scan(_checked(files.workerlogs[rank]), rank=rank))
+    if files.train_log is not None:
+        # rank 0's workerlog says it all when it has results; train.log is then only a cross-check
+        rank0 = next((log for log in logs if log.rank == 0), None)
+        logs.append(scan(_checked(files.train_log), train=rank0 is None or not rank0.has_results))
+    with_results = [log for log in logs if log.has_results]
+    if not with_results:
+        names = ", ".join(str(p) for p in files.all_logs)
+        empty = all(log.size == 0 for log in logs)
+        raise ReproError(
+            f"{files.root}: {'the logs are empty' if empty else 'no [Train] or [Eval] line'} in {names}; "
+            "training had not logged an epoch yet (or this is not an upstream PaddleClas log): "
+            "wait for the first epoch or pass the right log",
+            EXIT_BAD_INPUT,
+        )
+    # Rank 0's workerlog carries stderr (tracebacks) too; train.log only the logger's lines.
+    primary = next((log for log in with_results if log.rank == 0), with_results[0])
+    others = [log for log in logs if log is not primary]
+    notes: list[str] = []
+    warnings: list[str] = []
+    problems: list[str] = []
+    table = epoch_table(primary, notes, problems)
+    for other in others:
+        if other.has_results:
+            _cross_check(table, epoch_table(other, [], []), primary.label, other.label, warnings, problems)
+    for log in logs:
+        if log.truncated:
+            warnings.append(f"{log.label}: the last line is cut off (the run is still writing, or the disk filled); it was ignored")
+    for problem in _nonfinite(table):
+        warnings.append(f"non-finite loss: {problem}")
+    segments = primary.segments
+    if segments and not segments[0].has_echo and len(segments) >= 1 and not primary.train_epochs.empty:
+        warnings.append(f"{primary.label}: results before upstream's start-up echo (the head of the log is missing)")
+    archs = {segment.arch for segment in segments if segment.arch}
+    if len(archs) > 1:
+        problems.append(f"{primary.label}: launches trained different models ({', '.join(sorted(archs))}); keep one run per log directory")
+    configured = {segment.epochs_configured for segment in segments if segment.epochs_configured}
+    if len(configured) > 1:
+        warnings.append(
+            f"launches were configured for different epoch counts ({', '.join(map(str, sorted(configured)))}); "
+            "the last launch's is used"
+        )
+    for segment in segments[1:]:
+        first = primary.train_epochs[primary.train_epochs["segment"] == segment.index]["epoch"]
+        how = f"resumed from {segment.resumed_from}" if segment.resumed_from else "started again from scratch"
+        start = f" at epoch {int(first.min())}" if not first.empty else " and logged no epoch"
+        notes.append(f"launch {segment.index} ({segment.start_time or 'time unknown'}) {how}{start}")
+    manifest = files.manifest()
+    if manifest and "_unreadable" in manifest:
+        warnings.append(f"{manifest['_unreadable']} is not valid JSON; its target and status were ignored")
+        manifest = None
+    return RunLogs(
+        name=files.name,
+        files=files,
+        primary=primary,
+        others=others,
+        epochs=table,
+        notes=notes,
+        warnings=warnings,
+        problems=problems,
+        manifest=manifest,
+    )
+
+
+def parse_runs(path: Path) -> list[RunLogs]:
+    """Every run under ``path`` (a run directory, a log file, or a directory of runs)."""
+    return [load_run(files) for files in discover(Path(path))]
+
+
+def parse_run(path: Path) -> RunLogs:
+    """The one run at ``path``; a directory holding several runs is an error naming them."""
+    found = discover(Path(path))
+    if len(found) > 1:
+        raise ReproError(
+            f"{path} holds {len(found)} runs ({', '.join(f.name for f in found[:5])}); pass one of them", EXIT_BAD_INPUT
+        )
+    return load_run(found[0])
+
+
+def best_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
+    """The epoch with the highest eval ``metric`` over all launches (ties: the later epoch, as upstream).
+
+    Upstream's own ``best_model`` restarts its comparison at 0 after a resume, so it can hold a worse
+    epoch than an earlier launch's best; ``epoch_N`` checkpoints identify the true one.
+    """
+    evaluated = run.evaluated
+    if metric not in evaluated.columns:
+        return None
+    values = pd.to_numeric(evaluated[metric], errors="coerce").dropna()
+    values = values[values.apply(math.isfinite)]
+    if values.empty:
+        return None
+    top = values.max()
+    epoch = int(values[values == top].index.max())
+    return epoch, float(top)
+
+
+def final_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
+    evaluated = run.evaluated
+    if metric not in evaluated.columns:
+        return None
+    values = pd.to_numeric(evaluated[metric], errors="coerce").dropna()
+    if values.empty:
+        return None
+    return int(values.index[-1]), float(values.iloc[-1])

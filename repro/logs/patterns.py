@@ -1,0 +1,106 @@
+"""The line formats upstream PaddleClas release/2.6 prints, as compiled regexes.
+
+Kept in one place because every consumer (the fast scanner, the per-line parser used by ``watch``,
+the tests' log double) must agree on them. Sources: ``ppcls/utils/logger.py`` (line prefix),
+``ppcls/engine/train/utils.py`` (``[Train]...[Iter: i/n]``), ``ppcls/engine/engine.py`` (``[Avg]`` and
+``[best metric: x]``), ``ppcls/engine/evaluation/classification.py`` (``[Eval]``) and
+``ppcls/utils/config.py`` (``print_config``: the indented ``key : value`` echo).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+# "[2026/11/28 05:07:00] ppcls INFO: message" -- the logger name was "root" in older releases.
+LINE = re.compile(
+    r"^\[(?P<time>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})\] (?P<logger>\S+) (?P<level>[A-Z]+): (?P<msg>.*)$"
+)
+
+TRAIN_ITER = re.compile(
+    r"\[Train\]\[Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\]\[Iter: (?P<iter>\d+)/(?P<iters>\d+)\](?P<body>.*)"
+)
+TRAIN_AVG = re.compile(r"\[Train\]\[Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\]\[Avg\](?P<body>.*)")
+EVAL_ITER = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Iter: (?P<iter>\d+)/(?P<iters>\d+)\](?P<body>.*)")
+EVAL_AVG = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Avg\](?P<body>.*)")
+# engine.py prints the Python float: "0.25", "0.7677000164985657", "-1.0".
+BEST = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[best metric: (?P<value>[^\]]*)\]")
+
+# print_config: "Global : " opens a mapping, "    epochs : 300" is a value (4 spaces per level).
+ECHO_ENTRY = re.compile(r"^(?P<indent> *)(?P<key>[^ :][^:]*?) : (?P<value>.*)$")
+ECHO_START = b"INFO: Global : "
+DEVICE_LINE = "train with paddle "
+RESUME_LINE = re.compile(r"Finish load checkpoints from (?P<path>.+)$")
+
+# A metric body is "key: value" pairs joined by ", "; ", eta: " is split off first because
+# str(timedelta) can contain a comma ("3 days, 4:05:06").
+NUMBER = re.compile(r"^\s*(?P<num>[-+]?(?:nan|inf|infinity|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+))", re.I)
+LR_KEY = re.compile(r"^lr\((?P<scheduler>[^)]*)\)$")
+ETA = re.compile(r"^(?:(?P<days>\d+) days?, )?(?P<h>\d+):(?P<m>\d{2}):(?P<s>\d{2})")
+
+# Terminal colour codes some launchers and tee setups add.
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+# Byte needles for the fast whole-file scan (literal prefixes keep ``re``'s search fast).
+AVG_SCAN = re.compile(rb"\]\[Avg\]")
+ERROR_NEEDLES = (
+    b"Traceback (most recent call last)",
+    b"Error Message Summary",
+    b" ERROR: ",
+)
+# An exception's closing line: "RuntimeError: ...", "FatalError: ...", "KeyboardInterrupt".
+EXCEPTION_LINE = re.compile(r"^(?:[\w.]+(?:Error|Exception|Interrupt|Exit)\b.*|[\w.]*Error: .*)$")
+
+
+def to_number(text: str) -> float | None:
+    """Parse upstream's ``{:.5f}`` values, units attached ("10.39142s") and ``nan``/``inf`` included.
+
+    None (not NaN) for text that is no number, so a logged ``nan`` loss stays distinguishable.
+    """
+    try:
+        return float(text)  # the common case, and the fastest
+    except ValueError:
+        pass
+    match = NUMBER.match(text)
+    if match is None:
+        return None
+    return float(match.group("num"))
+
+
+def nonfinite_keys(values: dict[str, float | str | None]) -> list[str]:
+    return [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
+
+
+def eta_seconds(text: str) -> float:
+    match = ETA.match(text.strip())
+    if match is None:
+        return math.nan
+    days = int(match.group("days") or 0)
+    return days * 86400 + int(match.group("h")) * 3600 + int(match.group("m")) * 60 + int(match.group("s"))
+
+
+def parse_body(body: str) -> dict[str, float | str | None]:
+    """``"lr(X): 0.1, CELoss: 1.4, ..., eta: 0:02:04"`` -> {"lr": 0.1, "scheduler": "X", "CELoss": 1.4, ...}."""
+    values: dict[str, float | str | None] = {}
+    head, sep, tail = body.partition(", eta: ")
+    if sep:
+        eta_text, _, rest = tail.partition(", max_mem")
+        values["eta_s"] = eta_seconds(eta_text)
+        head = head if not rest else head + ", max_mem" + rest
+    for part in head.split(", "):  # str.split: several times faster than a regex on 300-epoch logs
+        key, sep, value = part.partition(": ")
+        if not sep:
+            continue
+        key = key.strip()
+        if key.startswith("lr("):
+            lr = LR_KEY.match(key)
+            name = "lr" if "lr" not in values else f"lr_{sum(k.startswith('lr') for k in values)}"
+            values[name] = to_number(value)
+            values.setdefault("scheduler", lr.group("scheduler") if lr else key)
+        else:
+            values[key] = to_number(value)
+    return values
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text) if "\x1b" in text else text

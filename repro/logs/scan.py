@@ -1,0 +1,339 @@
+"""One log file -> its launches (segments) and per-epoch tables, fast enough for a 300-epoch log.
+
+A full ResNeSt50 run writes ~150,000 iteration lines per copy of the log; reading every one in Python
+would make ``check-accuracy`` tens of times slower than ``grep``. The verdict needs only the few
+hundred ``[Avg]`` lines, the start-up echoes and the errors, so this module memory-maps the file and
+lets ``re``/``bytes.find`` (C code) skip straight to them. The iteration table, which only the report
+and ``watch`` need, is parsed on demand by :func:`iterations`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import mmap
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from repro.logs import patterns as P
+
+# Errors that end a launch are printed last; looking at each launch's tail keeps the scan cheap.
+ERROR_TAIL_BYTES = 256 * 1024
+ECHO_MAX_BYTES = 256 * 1024
+TRAIN_ITER_BYTES = P.re.compile(rb"\[Train\]\[Epoch (\d+)/(\d+)\]\[Iter: (\d+)/(\d+)\]([^\n]*)")
+INTERRUPT_MARKERS = ("Termination signal", "SIGTERM", "KeyboardInterrupt", "SIGINT")
+
+
+@dataclass
+class Segment:
+    """One launch of ``tools/train.py`` inside a file: from its start-up echo to the next one."""
+
+    index: int
+    start: int
+    end: int
+    config: dict[str, str] = field(default_factory=dict)
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    errors: list[str] = field(default_factory=list)
+    has_echo: bool = True
+
+    def _int(self, key: str) -> int | None:
+        try:
+            return int(self.config[key])
+        except (KeyError, ValueError):
+            return None
+
+    @property
+    def epochs_configured(self) -> int | None:
+        return self._int("Global.epochs")
+
+    @property
+    def class_num(self) -> int | None:
+        return self._int("Arch.class_num")
+
+    @property
+    def arch(self) -> str | None:
+        return self.config.get("Arch.name")
+
+    @property
+    def resumed_from(self) -> str | None:
+        value = self.config.get("Global.checkpoints")
+        return None if value in (None, "None", "") else value
+
+    @property
+    def interrupted(self) -> bool:
+        return any(marker in line for line in self.errors for marker in INTERRUPT_MARKERS)
+
+    @property
+    def seconds(self) -> float:
+        if self.start_time is None or self.end_time is None:
+            return 0.0
+        return max(0.0, (self.end_time - self.start_time).total_seconds())
+
+
+@dataclass
+class LogFile:
+    """What one file says: its segments, the per-epoch train/eval averages and upstream's best lines."""
+
+    path: Path
+    rank: int | None
+    segments: list[Segment]
+    train_epochs: pd.DataFrame
+    evals: pd.DataFrame
+    best_lines: pd.DataFrame
+    truncated: bool = False
+    size: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"rank {self.rank} ({self.path.name})" if self.rank is not None else self.path.name
+
+    @property
+    def has_results(self) -> bool:
+        return not self.train_epochs.empty or not self.evals.empty
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
+    size = path.stat().st_size
+    if size == 0:
+        yield b""
+        return
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        yield data
+
+
+def _time(text: str) -> dt.datetime | None:
+    """``2026/11/28 05:07:00`` (sliced by hand: strptime is the slowest step of a 300-epoch scan)."""
+    if len(text) < 19 or text[4] != "/" or text[10] != " ":
+        return None
+    try:
+        return dt.datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]), int(text[17:19]))
+    except ValueError:
+        return None
+
+
+def _line_at(data: bytes | mmap.mmap, pos: int, end: int) -> tuple[int, int, str]:
+    start = data.rfind(b"\n", 0, pos) + 1
+    stop = data.find(b"\n", pos, end)
+    stop = end if stop < 0 else stop
+    return start, stop, P.strip_ansi(data[start:stop].decode("utf-8", "replace")).rstrip("\r")
+
+
+def _split_prefix(line: str) -> tuple[dt.datetime | None, str]:
+    match = P.LINE.match(line)
+    if match is None:
+        return None, line
+    return _time(match.group("time")), match.group("msg")
+
+
+def _echo_starts(data: bytes | mmap.mmap, end: int) -> list[int]:
+    starts, pos = [], 0
+    while True:
+        pos = data.find(P.ECHO_START, pos, end)
+        if pos < 0:
+            return starts
+        after = data[pos + len(P.ECHO_START) : pos + len(P.ECHO_START) + 2]
+        if after[:1] in (b"\n", b"\r", b""):
+            starts.append(data.rfind(b"\n", 0, pos) + 1)
+        pos += len(P.ECHO_START)
+
+
+def _read_echo(data: bytes | mmap.mmap, start: int, end: int) -> tuple[dict[str, str], dt.datetime | None]:
+    """``print_config``'s indented echo -> {"Global.epochs": "300", "Arch.name": "ResNeSt50", ...}.
+
+    List items print without an index, so the first occurrence of a dotted key wins.
+    """
+    chunk = data[start : min(end, start + ECHO_MAX_BYTES)].decode("utf-8", "replace")
+    config: dict[str, str] = {}
+    stack: list[str] = []
+    first_time = None
+    for raw in chunk.split("\n"):
+        when, msg = _split_prefix(P.strip_ansi(raw).rstrip("\r"))
+        if when is None:
+            continue
+        first_time = first_time or when
+        if msg.startswith(P.DEVICE_LINE) or msg.startswith("[Train]") or msg.startswith("[Eval]"):
+            break
+        entry = P.ECHO_ENTRY.match(msg)
+        if entry is None:
+            continue
+        level = len(entry.group("indent")) // 4
+        key, value = entry.group("key").strip(), entry.group("value").strip()
+        stack = stack[:level] + [key]
+        if value:
+            config.setdefault(".".join(stack), value)
+    return config, first_time
+
+
+def _last_time(data: bytes | mmap.mmap, start: int, end: int) -> dt.datetime | None:
+    pos = end
+    for _ in range(200):
+        pos = data.rfind(b"\n[", start, pos)
+        candidate = start if pos < 0 else pos + 1
+        when = _time(data[candidate + 1 : candidate + 20].decode("ascii", "replace"))
+        if when is not None:
+            return when
+        if pos < 0:
+            return None
+    return None
+
+
+def _errors(data: bytes | mmap.mmap, start: int, end: int) -> list[str]:
+    """The last error report of a launch, condensed to the lines a person needs."""
+    tail_start = max(start, end - ERROR_TAIL_BYTES)
+    text = data[tail_start:end].decode("utf-8", "replace")
+    if not any(needle.decode() in text for needle in P.ERROR_NEEDLES):
+        return []
+    lines = [P.strip_ansi(line).rstrip("\r") for line in text.split("\n")]
+    found: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            for j in range(i + 1, min(len(lines), i + 400)):
+                if lines[j] and not lines[j].startswith(" ") and P.EXCEPTION_LINE.match(lines[j]):
+                    where = next((lines[k].strip() for k in range(j - 1, i, -1) if lines[k].startswith("  File")), "")
+                    found.append((i, lines[j].strip() + (f" ({where})" if where else "")))
+                    break
+        elif line.startswith("Error Message Summary"):
+            summary = [l.strip() for l in lines[i + 1 : i + 8] if l.strip() and not set(l.strip()) <= {"-"}]
+            signal = next((w.strip("*(") for l in summary for w in l.split() if w.startswith("SIG")), "")
+            found.append((i, (summary[0] if summary else "") + (f" ({signal})" if signal else "")))
+        elif " ERROR: " in line:
+            found.append((i, _split_prefix(line)[1].strip()))
+    return [message for _, message in found[-5:] if message]
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """Rows -> frame whose expected columns exist even when the log had none of them."""
+    if not rows:
+        return pd.DataFrame(np.empty((0, len(columns))), columns=columns)
+    present = list(dict.fromkeys(key for row in rows for key in row))
+    frame = pd.DataFrame.from_records(rows, columns=present + [c for c in columns if c not in present])
+    return frame
+
+
+def _previous_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) -> dict[str, Any]:
+    """The last ``[Iter: i/n]`` line before an epoch's ``[Avg]``: its lr, ips and iteration count."""
+    pos = line_start
+    for _ in range(6):
+        if pos <= lower:
+            return {}
+        start, stop, line = _line_at(data, pos - 1, pos)
+        match = P.TRAIN_ITER.search(line)
+        if match:
+            body = P.parse_body(match.group("body"))
+            return {
+                "iters": int(match.group("iters")),
+                "lr": body.get("lr"),
+                "ips": body.get("ips"),
+                "scheduler": body.get("scheduler"),
+            }
+        pos = start
+    return {}
+
+
+def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
+    """Read one file's launches and ``[Avg]``/best lines without touching its iteration lines.
+
+    ``train=False`` skips the training averages: a file read only to cross-check eval results.
+    """
+    path = Path(path)
+    with _mapped(path) as data:
+        size = len(data)
+        truncated = size > 0 and data[size - 1 : size] != b"\n"
+        end = data.rfind(b"\n") + 1 if truncated else size
+        # A cross-check file needs no launch boundaries: its later lines win for a repeated epoch anyway.
+        starts = _echo_starts(data, end) if train else []
+        avg_positions = [m.start() for m in P.AVG_SCAN.finditer(data, 0, end)]
+        boundaries = list(starts)
+        if not boundaries or (avg_positions and avg_positions[0] < boundaries[0]):
+            boundaries.insert(0, 0)
+        elif boundaries[0] > 0:
+            boundaries[0] = 0  # the banner and stdout noise before the first echo belong to launch 1
+        segments: list[Segment] = []
+        for i, seg_start in enumerate(boundaries):
+            seg_end = boundaries[i + 1] if i + 1 < len(boundaries) else end
+            echo_at = next((s for s in starts if seg_start <= s < seg_end), None)
+            config, first = _read_echo(data, echo_at, seg_end) if echo_at is not None else ({}, None)
+            segment = Segment(index=i + 1, start=seg_start, end=seg_end, config=config, has_echo=echo_at is not None)
+            segment.start_time = first or _first_time(data, seg_start, seg_end)
+            segment.end_time = _last_time(data, seg_start, seg_end)
+            segment.errors = _errors(data, seg_start, size if i + 1 == len(boundaries) else seg_end)
+            segments.append(segment)
+
+        train_rows: list[dict[str, Any]] = []
+        eval_rows: list[dict[str, Any]] = []
+        best_rows: list[dict[str, Any]] = []
+        for pos in avg_positions:
+            line_start, line_stop, line = _line_at(data, pos, end)
+            when, msg = _split_prefix(line)
+            seg = bisect.bisect_right(boundaries, line_start)
+            if not train and "[Eval]" not in msg:
+                continue
+            if (match := P.TRAIN_AVG.search(msg)) is not None:
+                row = {"segment": seg, "epoch": int(match.group("epoch")), "epochs": int(match.group("epochs")),
+                       "time": when, "offset": line_start}
+                body = P.parse_body(match.group("body"))
+                row.update({f"train_{k}": v for k, v in body.items()})
+                row["nonfinite_train"] = ",".join(f"train {k}" for k in P.nonfinite_keys(body))
+                row.update(_previous_iteration(data, line_start, boundaries[seg - 1]))
+                train_rows.append(row)
+            elif (match := P.EVAL_AVG.search(msg)) is not None:
+                row = {"segment": seg, "epoch": int(match.group("epoch")), "time": when, "offset": line_start}
+                body = P.parse_body(match.group("body"))
+                row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in body.items()})
+                row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(body))
+                eval_rows.append(row)
+                _, _, following = _line_at(data, min(line_stop + 1, end), end) if line_stop + 1 < end else (0, 0, "")
+                best = P.BEST.search(following)
+                if best is not None:
+                    best_rows.append({"segment": seg, "epoch": int(best.group("epoch")),
+                                      "best_metric": P.to_number(best.group("value"))})
+    return LogFile(
+        path=path,
+        rank=rank,
+        segments=segments,
+        train_epochs=_table(train_rows, ["segment", "epoch", "epochs", "time", "offset", "train_loss", "lr", "ips", "iters"]),
+        evals=_table(eval_rows, ["segment", "epoch", "time", "offset", "top1", "top5", "eval_loss"]),
+        best_lines=_table(best_rows, ["segment", "epoch", "best_metric"]),
+        truncated=truncated,
+        size=size,
+    )
+
+
+def _first_time(data: bytes | mmap.mmap, start: int, end: int) -> dt.datetime | None:
+    pos = start - 1
+    for _ in range(200):
+        candidate = pos + 1
+        when = _time(data[candidate + 1 : candidate + 20].decode("ascii", "replace")) if data[candidate : candidate + 1] == b"[" else None
+        if when is not None:
+            return when
+        pos = data.find(b"\n", candidate, end)
+        if pos < 0:
+            return None
+    return None
+
+
+def iterations(log: LogFile) -> pd.DataFrame:
+    """Every ``[Train]...[Iter: i/n]`` line of the file as a row (slow: only report/watch need it)."""
+    boundaries = [segment.start for segment in log.segments] or [0]
+    rows: list[dict[str, Any]] = []
+    with _mapped(log.path) as data:
+        end = data.rfind(b"\n") + 1 if log.truncated else len(data)
+        for match in TRAIN_ITER_BYTES.finditer(data, 0, end):
+            body = P.parse_body(P.strip_ansi(match.group(5).decode("utf-8", "replace")))
+            row: dict[str, Any] = {
+                "segment": bisect.bisect_right(boundaries, match.start()),
+                "epoch": int(match.group(1)),
+                "epochs": int(match.group(2)),
+                "iter": int(match.group(3)),
+                "iters": int(match.group(4)),
+            }
+            row.update(body)
+            rows.append(row)
+    return _table(rows, ["segment", "epoch", "epochs", "iter", "iters", "lr", "loss", "batch_cost", "reader_cost", "ips", "eta_s"])

@@ -1,0 +1,183 @@
+"""``repro check-accuracy``: statuses, exit codes, margins and the bad inputs of issue 6."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from repro.logs.cli import check_accuracy
+from repro.logs.parse import parse_run
+from repro.logs.verdict import judge, sampling_margin
+from repro.recipes import Target, load_recipe
+from tests.logfakes import TRACEBACK, FakeUpstreamLog, standard_run, write_lines, write_run
+
+RECIPE_EPOCHS = 4  # a short stand-in for the recipe's 300: completeness is read from the log's own echo
+
+
+def recipe_run(root, top1, epochs=RECIPE_EPOCHS, arch="ResNeSt50", **kwargs):
+    fake = FakeUpstreamLog(epochs=epochs, class_num=1000, arch=arch)
+    return write_run(root, fake.launch(range(1, epochs + 1), top1), **kwargs)
+
+
+def invoke(*args):
+    result = CliRunner().invoke(check_accuracy, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_default_margin_is_two_sampling_standard_errors():
+    target = load_recipe("resnest50").target
+    assert sampling_margin(target) == pytest.approx(2 * math.sqrt(0.7677 * 0.2323 / 50000))
+    assert sampling_margin(target) == pytest.approx(0.0038, abs=1e-4)
+
+
+def test_pass_at_target_minus_margin_and_fail_below(tmp_path):
+    passing = recipe_run(tmp_path / "pass", {1: 0.70, 2: 0.7640, 3: 0.7600, 4: 0.7620})
+    result = invoke(passing)
+    assert result.exit_code == 0
+    assert "PASS pass: best top1 0.76400 (epoch 2) >= 0.7639" in result.output
+    assert "margin 0.0038 = 2 x sqrt(p(1-p)/n) with p=0.7677, n=50000" in result.output
+    assert "best top1 0.76400 at epoch 2; final top1 0.76200 at epoch 4" in result.output
+
+    failing = recipe_run(tmp_path / "fail", {1: 0.70, 2: 0.7630, 3: 0.7600, 4: 0.7620})
+    result = invoke(failing)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("FAIL fail: best top1 0.76300")
+
+
+def test_final_and_tolerance_change_what_is_judged(tmp_path):
+    run = recipe_run(tmp_path / "run", {1: 0.70, 2: 0.7700, 3: 0.7600, 4: 0.7620})
+    assert invoke(run).exit_code == 0
+    result = invoke(run, "--final")
+    assert result.exit_code == 1 and "final top1 0.76200 (epoch 4)" in result.output
+    assert invoke(run, "--final", "--tolerance", "0.006").exit_code == 0
+    assert invoke(run, "--tolerance", "0").exit_code == 0  # 0.7700 >= 0.7677
+
+
+def test_incomplete_run_says_how_far_it_got(tmp_path):
+    fake = FakeUpstreamLog(epochs=300, class_num=1000)
+    run = write_run(tmp_path / "run", fake.launch(range(1, 4), {1: 0.1, 2: 0.2, 3: 0.3}))
+    result = invoke(run)
+    assert result.exit_code == 2
+    assert "INCOMPLETE run: reached epoch 3 of 300" in result.output
+    allowed = invoke(run, "--allow-incomplete", "--target", "0.3", "--eval-set-size", "50000")
+    assert allowed.exit_code == 0 and "incomplete run judged as is" in allowed.output
+
+
+def test_crashed_run_shows_last_error(tmp_path):
+    fake = FakeUpstreamLog(epochs=10, class_num=1000)
+    run = write_run(tmp_path / "run", fake.launch(range(1, 3), {1: 0.1, 2: 0.2}) + TRACEBACK)
+    result = invoke(run)
+    assert result.exit_code == 2
+    assert "last error: RuntimeError: (ResourceExhausted) Out of memory" in result.output
+
+
+def test_train_lines_but_no_eval(tmp_path):
+    fake = FakeUpstreamLog(epochs=3, class_num=1000)
+    run = write_run(tmp_path / "run", fake.launch(range(1, 4), {}))
+    result = invoke(run)
+    assert result.exit_code == 2 and "INCOMPLETE run: no eval result in the logs (training reached epoch 3 of 3)" in result.output
+
+
+def test_empty_directory_missing_path_and_binary_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = invoke(tmp_path / "empty")
+    assert result.exit_code == 2 and "UNREADABLE" in result.output and "no upstream log" in result.output
+    result = invoke(tmp_path / "nope")
+    assert result.exit_code == 2 and "does not exist" in result.output
+    blob = tmp_path / "best_model.pdparams"
+    blob.write_bytes(bytes(range(256)) * 64)
+    result = invoke(blob)
+    assert result.exit_code == 2 and "is a binary file, not a log" in result.output
+
+
+def test_log_cut_mid_line_still_judges_what_is_whole(tmp_path):
+    fake = FakeUpstreamLog(epochs=2, class_num=1000)
+    lines = fake.launch(range(1, 3), {1: 0.77, 2: 0.78})
+    at = max(i for i, line in enumerate(lines) if "[Eval][Epoch 2][Avg]" in line)
+    path = write_lines(tmp_path / "train.log", lines[:at] + [lines[at][:60]], end_newline=False)
+    result = invoke(path)
+    assert result.exit_code == 0
+    assert "last line is cut off" in result.output and "best top1 0.77000 at epoch 1" in result.output
+
+
+def test_resumed_twice_judges_best_over_all_launches(tmp_path):
+    fake = FakeUpstreamLog(epochs=6, class_num=1000)
+    lines = fake.launch(range(1, 3), {1: 0.70, 2: 0.7700})
+    lines += fake.launch(range(2, 5), {2: 0.7500, 3: 0.7690, 4: 0.7600}, checkpoints="o/latest")
+    lines += fake.launch(range(5, 7), {5: 0.7610, 6: 0.7620}, checkpoints="o/latest")
+    result = invoke(write_run(tmp_path / "run", lines))
+    assert result.exit_code == 0
+    assert "3 launches" in result.output
+    assert "best top1 0.76900 at epoch 3" in result.output  # epoch 2's 0.77 was replaced by launch 2
+    assert "launch 2 (resumed from o/latest) ran them last" in result.output
+
+
+def test_ranks_that_disagree_are_unreadable(tmp_path):
+    other = FakeUpstreamLog(epochs=RECIPE_EPOCHS, class_num=1000).launch(range(1, 5), {1: 0.7, 2: 0.7, 3: 0.7, 4: 0.7})
+    run = recipe_run(tmp_path / "run", {1: 0.7, 2: 0.77, 3: 0.77, 4: 0.77}, other_rank_lines=other)
+    result = invoke(run)
+    assert result.exit_code == 2
+    assert "UNREADABLE run: the logs contradict each other: rank 1 (workerlog.1) and rank 0 (workerlog.0) disagree on epoch 2 top1" in result.output
+
+
+def test_nan_loss_flagged_and_divergence_fails(tmp_path):
+    fake = FakeUpstreamLog(epochs=3, class_num=1000)
+    recovered = write_run(tmp_path / "recovered", fake.launch(range(1, 4), {1: 0.77, 2: 0.77, 3: 0.77}, loss={2: math.nan}))
+    result = invoke(recovered)
+    assert result.exit_code == 0 and "warning: non-finite loss: train loss is nan/inf at epoch(s) 2" in result.output
+    fake = FakeUpstreamLog(epochs=3, class_num=1000)
+    diverged = write_run(tmp_path / "diverged", fake.launch(range(1, 4), {1: 0.77, 2: 0.78, 3: 0.001}, loss={3: math.inf}))
+    result = invoke(diverged)
+    assert result.exit_code == 1 and "FAIL diverged: training diverged (train CELoss, train loss nan/inf at epoch 3)" in result.output
+
+
+def test_log_of_another_model_says_so(tmp_path):
+    run = recipe_run(tmp_path / "run", {1: 0.7, 2: 0.8, 3: 0.8, 4: 0.8}, arch="ResNet50")
+    result = invoke(run)
+    assert result.exit_code == 2 and "this log trained ResNet50, not ResNeSt50" in result.output
+    assert invoke(run, "--target", "0.76").exit_code == 0  # an explicit target judges it anyway
+
+
+def test_manifest_target_beats_recipe_and_cli_beats_manifest(tmp_path):
+    manifest = {"recipe": "resnest50", "status": "completed", "end_time": "2026-11-28T05:10:00",
+                "target": {"metric": "top1", "value": 0.5, "eval_set_size": 32}}
+    run = standard_run(tmp_path / "smoke", top1={1: 0.25, 2: 0.25, 3: 0.5}, manifest=manifest)
+    result = invoke(run)
+    assert result.exit_code == 0 and "target top1 0.5;" in result.output
+    assert invoke(run, "--target", "0.9").exit_code == 1
+
+
+def test_several_paths_worst_exit_wins_and_json_is_stable(tmp_path):
+    good = recipe_run(tmp_path / "good", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
+    bad = recipe_run(tmp_path / "bad", {1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5})
+    result = invoke(good, bad)
+    assert result.exit_code == 1
+    assert "verdicts:\n  PASS good" in result.output and "  FAIL bad" in result.output
+    result = invoke(good, tmp_path / "missing", "--json")
+    assert result.exit_code == 2
+    objects = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [o["status"] for o in objects] == ["PASS", "UNREADABLE"]
+    assert set(objects[0]) == set(objects[1])
+    assert {"status", "exit_code", "value", "epoch", "best_value", "final_value", "margin", "threshold",
+            "epochs_completed", "epochs_configured", "target", "message"} <= set(objects[0])
+
+
+def test_bad_option_values_are_one_line_errors(tmp_path):
+    run = recipe_run(tmp_path / "run", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
+    result = CliRunner().invoke(check_accuracy, [str(run), "--tolerance", "-1"])
+    assert result.exit_code != 0 and "--tolerance -1.0 must be in [0, 1)" in str(result.exception)
+
+
+def test_judge_api_for_other_modules(tmp_path):
+    run = parse_run(recipe_run(tmp_path / "run", {1: 0.77, 2: 0.76, 3: 0.75, 4: 0.74}))
+    target = Target(metric="top1", value=0.7677, eval_set_size=50000)
+    verdict = judge(run, target, tolerance=None, final=False, allow_incomplete=False)
+    assert (verdict.status, verdict.exit_code, verdict.epoch, verdict.value) == ("PASS", 0, 1, 0.77)
+    verdict = judge(run, target, tolerance=None, final=True, allow_incomplete=False)
+    assert (verdict.status, verdict.exit_code, verdict.epoch) == ("FAIL", 1, 4)
+    assert verdict.to_dict()["final_value"] == 0.74

@@ -1,0 +1,156 @@
+"""Parsing upstream-format logs (written by the test double in logfakes.py) into tables."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.logfakes import TRACEBACK, FakeUpstreamLog, standard_run, write_lines, write_run
+from repro.errors import ReproError
+from repro.logs import patterns
+from repro.logs.discover import discover
+from repro.logs.parse import best_epoch, final_epoch, parse_run, parse_runs
+
+
+def test_body_parser_reads_units_scheduler_and_multi_day_eta():
+    body = ("lr(CosineAnnealingDecay): 0.09662161, CELoss: 1.44858, loss: 1.44858, batch_cost: 10.39142s, "
+            "reader_cost: 0.11507, ips: 0.38493 samples/s, eta: 3 days, 0:02:04")
+    values = patterns.parse_body(body)
+    assert values["lr"] == pytest.approx(0.09662161)
+    assert values["scheduler"] == "CosineAnnealingDecay"
+    assert values["batch_cost"] == pytest.approx(10.39142)
+    assert values["ips"] == pytest.approx(0.38493)
+    assert values["eta_s"] == 3 * 86400 + 124
+
+
+def test_repro_layout_prefers_rank0_and_reads_config_echo(tmp_path):
+    standard_run(tmp_path / "run", top1={1: 0.25, 2: 0.5, 3: 0.75})
+    run = parse_run(tmp_path / "run")
+    assert run.primary.rank == 0
+    assert {log.label for log in run.others} == {"rank 1 (workerlog.1)", "train.log"}
+    assert (run.epochs_configured, run.class_num, run.arch) == (3, 4, "ResNeSt50")
+    assert list(run.evaluated["top1"]) == [0.25, 0.5, 0.75]
+    assert best_epoch(run) == (3, 0.75)
+    assert run.epochs_completed == 3
+    assert run.problems == [] and run.warnings == []
+    assert run.train_seconds > 0 and run.mean_ips == pytest.approx(12.0)
+
+
+def test_plain_upstream_tree_and_single_file(tmp_path):
+    fake = FakeUpstreamLog()
+    write_run(tmp_path / "PaddleClas", fake.launch(range(1, 4), {1: 0.1, 2: 0.2, 3: 0.3}), layout="upstream")
+    assert parse_run(tmp_path / "PaddleClas").primary.path.name == "workerlog.0"
+    single = parse_run(tmp_path / "PaddleClas" / "output" / "train.log")
+    assert single.others == [] and final_epoch(single) == (3, 0.3)
+
+
+def test_directory_of_runs_gives_one_run_each(tmp_path):
+    standard_run(tmp_path / "logs" / "a")
+    standard_run(tmp_path / "logs" / "b")
+    assert [run.name for run in parse_runs(tmp_path / "logs")] == ["a", "b"]
+    with pytest.raises(ReproError, match="holds 2 runs"):
+        parse_run(tmp_path / "logs")
+
+
+def test_resumed_twice_later_launch_wins_and_best_spans_launches(tmp_path):
+    fake = FakeUpstreamLog(epochs=6, class_num=1000)
+    lines = fake.launch(range(1, 4), {1: 0.3, 2: 0.6, 3: 0.4})
+    lines += fake.launch(range(3, 5), {3: 0.45, 4: 0.5}, checkpoints="./output/latest")
+    lines += fake.launch(range(4, 7), {4: 0.52, 5: 0.55, 6: 0.58}, checkpoints="./output/latest")
+    write_run(tmp_path / "run", lines)
+    run = parse_run(tmp_path / "run")
+    assert len(run.segments) == 3
+    assert [s.resumed_from for s in run.segments] == [None, "./output/latest", "./output/latest"]
+    assert run.evaluated.loc[3, "top1"] == 0.45 and run.evaluated.loc[4, "top1"] == 0.52
+    # upstream's own best line restarted after each resume; the true best is epoch 2 of launch 1
+    assert run.epochs.loc[6, "upstream_best"] == 0.58
+    assert best_epoch(run) == (2, 0.6)
+    assert any("epoch(s) 3 were logged by launches 1, 2" in note for note in run.notes)
+    assert any("epoch(s) 4 were logged by launches 2, 3" in note for note in run.notes)
+
+
+def test_several_launches_in_one_train_log_split_at_each_echo(tmp_path):
+    fake = FakeUpstreamLog(epochs=2)
+    lines = fake.launch(range(1, 3), {1: 0.2, 2: 0.3}) + fake.launch(range(1, 3), {1: 0.4, 2: 0.1})
+    path = write_lines(tmp_path / "train.log", lines)
+    run = parse_run(path)
+    assert len(run.segments) == 2 and run.segments[1].resumed_from is None
+    assert list(run.evaluated["top1"]) == [0.4, 0.1]
+    assert any("started again from scratch" in note for note in run.notes)
+
+
+def test_truncated_last_line_is_ignored_and_flagged(tmp_path):
+    lines = FakeUpstreamLog().launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75})
+    at = max(i for i, line in enumerate(lines) if "[Eval][Epoch 3][Avg]" in line)
+    cut = lines[:at] + [lines[at][: lines[at].index("top1: ") + 8]]  # "... top1: 0." of epoch 3
+    assert "[Eval][Epoch 3][Avg]" in cut[-1]
+    path = write_lines(tmp_path / "train.log", cut, end_newline=False)
+    run = parse_run(path)
+    assert 3 not in run.evaluated.index
+    assert any("last line is cut off" in w for w in run.warnings)
+
+
+def test_ansi_codes_are_stripped(tmp_path):
+    lines = FakeUpstreamLog().launch(range(1, 3), {1: 0.25, 2: 0.5})
+    colored = [f"\x1b[32m{line}\x1b[0m" if "[Avg]" in line else line for line in lines]
+    run = parse_run(write_lines(tmp_path / "train.log", colored))
+    assert list(run.evaluated["top1"]) == [0.25, 0.5]
+
+
+def test_nan_loss_is_flagged_not_lost(tmp_path):
+    fake = FakeUpstreamLog()
+    lines = fake.launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75}, loss={2: math.nan})
+    run = parse_run(write_lines(tmp_path / "train.log", lines))
+    assert any("train loss is nan/inf at epoch(s) 2" in w for w in run.warnings)
+
+
+def test_crash_reports_reached_epoch_and_last_error(tmp_path):
+    fake = FakeUpstreamLog(epochs=5)
+    lines = fake.launch(range(1, 3), {1: 0.2, 2: 0.3}) + fake.train_epoch(3)[:2] + TRACEBACK
+    run = parse_run(write_run(tmp_path / "run", lines))
+    assert run.epochs_completed == 2
+    assert run.errors and run.errors[-1].startswith("RuntimeError: (ResourceExhausted) Out of memory")
+
+
+def test_bad_paths_raise_clear_errors(tmp_path):
+    with pytest.raises(ReproError, match="does not exist"):
+        discover(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReproError, match="no upstream log"):
+        discover(tmp_path / "empty")
+    binary = tmp_path / "model.pdparams"
+    binary.write_bytes(b"\x80\x04\x95\x00\x00PK" * 100)
+    with pytest.raises(ReproError, match="binary file"):
+        parse_run(binary)
+    empty_log = tmp_path / "train.log"
+    empty_log.write_text("")
+    with pytest.raises(ReproError, match="empty"):
+        parse_run(empty_log)
+
+
+def test_ranks_that_disagree_are_a_problem(tmp_path):
+    fake = FakeUpstreamLog()
+    lines = fake.launch(range(1, 3), {1: 0.25, 2: 0.5})
+    other = FakeUpstreamLog().launch(range(1, 3), {1: 0.25, 2: 0.75})
+    run = parse_run(write_run(tmp_path / "run", lines, other_rank_lines=other))
+    assert run.problems and "disagree on epoch 2 top1" in run.problems[0]
+
+
+def test_two_writers_in_one_launch_are_a_problem(tmp_path):
+    fake = FakeUpstreamLog(epochs=5)
+    lines = fake.launch(range(1, 4), {1: 0.2, 2: 0.3, 3: 0.4})
+    lines += fake.train_epoch(3) + fake.eval_epoch(3, 0.41, 0.41)  # an orphan writes epoch 3 again
+    run = parse_run(write_lines(tmp_path / "train.log", lines))
+    assert run.problems and "logged twice within one launch" in run.problems[0]
+
+
+def test_train_iterations_table_keeps_the_winning_launch(tmp_path):
+    fake = FakeUpstreamLog(epochs=3, iters=4)
+    lines = fake.launch(range(1, 3), {1: 0.2, 2: 0.3}) + fake.launch(range(2, 4), {2: 0.3, 3: 0.4}, checkpoints="x/latest")
+    run = parse_run(write_lines(tmp_path / "train.log", lines))
+    table = run.train_iters
+    assert len(table) == 3 * 4
+    assert set(table[table["epoch"] == 2]["segment"]) == {2}
+    assert {"lr", "loss", "ips", "batch_cost", "eta_s"} <= set(table.columns)

@@ -1,0 +1,94 @@
+"""``repro report`` files, ``repro watch`` ending rules, and the commands through the ``repro`` group."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+from click.testing import CliRunner
+
+from repro.cli import cli
+from repro.logs.cli import report
+from repro.logs.watch import Progress, Tail, follow
+from tests.logfakes import FakeUpstreamLog, standard_run, write_lines
+
+SMOKE_MANIFEST = {"recipe": "resnest50", "status": "completed", "end_time": "t",
+                  "target": {"metric": "top1", "value": 0.5, "eval_set_size": 32}}
+
+
+def test_report_writes_csv_summary_and_png(tmp_path):
+    run = standard_run(tmp_path / "run", top1={1: 0.25, 2: 0.5, 3: 0.75}, manifest=SMOKE_MANIFEST)
+    result = CliRunner().invoke(report, [str(run), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "out" / "epochs.csv", index_col="epoch")
+    assert list(table["top1"]) == [0.25, 0.5, 0.75]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert summary.startswith("# PASS: run") and "| 3 |" in summary
+    png = (tmp_path / "out" / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_report_refuses_a_file_as_out_dir(tmp_path):
+    run = standard_run(tmp_path / "run", manifest=SMOKE_MANIFEST)
+    (tmp_path / "taken").write_text("mine")
+    result = CliRunner().invoke(report, [str(run), "--out", str(tmp_path / "taken")])
+    assert result.exit_code != 0 and "is a file" in str(result.exception)
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_progress_reads_iteration_and_eval_lines():
+    fake = FakeUpstreamLog(epochs=3, iters=4)
+    progress = Progress()
+    for line in fake.train_epoch(1) + fake.eval_epoch(1, 0.375, 0.375) + fake.train_epoch(2)[:2]:
+        progress.feed(line)
+    assert (progress.epoch, progress.iter, progress.iters, progress.epochs) == (2, 1, 4, 3)
+    assert progress.top1 == 0.375 and progress.top1_epoch == 1
+    assert progress.position == 6 and progress.total == 12 and progress.ips == 12.0
+
+
+def test_tail_waits_for_a_cut_line(tmp_path):
+    path = tmp_path / "workerlog.0"
+    path.write_text("one\ntw")
+    tail = Tail(path)
+    assert tail.read() == ["one"]
+    with path.open("a") as handle:
+        handle.write("o\n")
+    assert tail.read() == ["two"]
+
+
+def test_watch_returns_when_manifest_ends_or_pid_gone_or_timeout(tmp_path):
+    run = standard_run(tmp_path / "run", manifest={"status": "running"})
+    clock = iter(range(0, 1000, 5))
+    why = follow(run, poll=5, timeout=12, sleep=lambda s: None, clock=lambda: next(clock))
+    assert why.startswith("timed out after 12")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert follow(run, poll=0.01, pid=child.pid, sleep=lambda s: None) == f"process {child.pid} is gone"
+    (run / "manifest.json").write_text(json.dumps({"status": "completed", "end_time": "t"}))
+    assert follow(run, poll=0.01, sleep=lambda s: None) == "manifest.json says completed"
+
+
+def test_watch_notices_launcher_exit_line(tmp_path):
+    run = standard_run(tmp_path / "run")
+    write_lines(run / "launcher.log", ["LAUNCH INFO 2026-11-28 17:13:57,678 Pod completed",
+                                      "LAUNCH INFO 2026-11-28 17:13:57,678 Exit code 0"])
+    assert follow(run, poll=0.01, sleep=lambda s: None) == "launcher.log says 'Pod completed'"
+
+
+def test_watch_command_prints_the_verdict(tmp_path):
+    run = standard_run(tmp_path / "run", top1={1: 0.25, 2: 0.5, 3: 0.75}, manifest=SMOKE_MANIFEST)
+    result = CliRunner().invoke(cli, ["watch", str(run), "--poll", "0.01"])
+    assert result.exit_code == 0, result.output
+    assert "watch: manifest.json says completed" in result.output and "PASS run" in result.output
+
+
+def test_group_turns_bad_options_into_one_line(tmp_path):
+    run = standard_run(tmp_path / "run", manifest=SMOKE_MANIFEST)
+    result = CliRunner(mix_stderr=False).invoke(cli, ["check-accuracy", str(run), "--target", "7"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --target 7.0 is not an accuracy; give a fraction in (0, 1], e.g. 0.7677"
+    result = CliRunner(mix_stderr=False).invoke(cli, ["watch", str(tmp_path / "nope"), "--poll", "0.01"])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
