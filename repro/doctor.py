@@ -146,12 +146,11 @@ def check_disk(logs_dir: Path, checkpoint_mb: int) -> Finding:
 
 
 def _split_fix(problem: str) -> tuple[str, str]:
-    """Upstream problems come as 'what: fix' single lines; keep them readable in two columns."""
-    for separator in (" -> ", "; "):
-        if separator in problem:
-            detail, fix = problem.split(separator, 1)
-            return detail, fix
-    return problem, "see repro upstream status"
+    """Upstream's problem lines already carry their fix ('what: run X'); split it off when marked."""
+    if " -> " in problem:
+        detail, fix = problem.split(" -> ", 1)
+        return detail, fix
+    return problem, ""
 
 
 def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: str = DEFAULT_RECIPE) -> list[Finding]:

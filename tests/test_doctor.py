@@ -26,7 +26,7 @@ def test_doctor_here_without_upstream_or_dataset(tmp_path: Path) -> None:
     assert by_topic["python"].startswith(OK)
     assert by_topic["paddle"].startswith(OK) and "2.6.2" in by_topic["paddle"] and "build=cpu" in by_topic["paddle"]
     assert by_topic["sklearn"].startswith(OK)
-    assert by_topic["upstream"].startswith(FAIL) and "->" in by_topic["upstream"]
+    assert by_topic["upstream"].startswith(FAIL) and "repro upstream fetch" in by_topic["upstream"]
     assert by_topic["dataset"].startswith(FAIL) and "repro upstream fetch" in by_topic["dataset"]
     assert by_topic["disk"].startswith(OK)
     assert lines[-1].startswith("doctor:") and "cannot start" in lines[-1]

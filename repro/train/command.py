@@ -1,0 +1,160 @@
+"""The argv handed to ``paddle.distributed.launch``: the reference command first, our additions marked.
+
+The reference (DeepSparkHub's ResNeSt50 recipe) runs::
+
+    python -m paddle.distributed.launch --gpus=0,1,2,3 tools/train.py \
+        -c ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml -o Arch.pretrained=False -o Global.device=gpu
+
+A reviewer must be able to see that we run exactly that, so every token carries where it came from:
+``reference`` tokens appear verbatim and in order; ``harness`` tokens are the few the harness needs
+(per-run log and output directories, resume checkpoint, seed, multi-node passthrough); ``user``
+tokens are the user's own validated overrides. ``--dry-run`` prints the marks.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REFERENCE = "reference"
+HARNESS = "harness"
+USER = "user"
+
+LAUNCH_MODULE = "paddle.distributed.launch"
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    source: str  # REFERENCE, HARNESS or USER
+
+
+@dataclass(frozen=True)
+class LaunchCommand:
+    tokens: tuple[Token, ...]
+    cwd: Path
+    python: str = field(default_factory=lambda: sys.executable)
+
+    @property
+    def argv(self) -> list[str]:
+        """What is executed: ``python`` is this environment's interpreter, the rest verbatim."""
+        return [self.python, *(t.text for t in self.tokens[1:])]
+
+    @property
+    def reference_tokens(self) -> list[str]:
+        return [t.text for t in self.tokens if t.source == REFERENCE]
+
+    def reference_line(self) -> str:
+        return shlex.join(self.reference_tokens)
+
+    def marked_line(self) -> str:
+        """The full command, each run of non-reference tokens in ``[harness: ...]``/``[user: ...]``."""
+        parts: list[str] = []
+        group: list[str] = []
+        source = REFERENCE
+        for token in (*self.tokens, Token("", REFERENCE)):
+            if token.source != source and group:
+                parts.append(f"[{source}: {' '.join(group)}]")
+                group = []
+            source = token.source
+            if not token.text:
+                continue
+            if token.source == REFERENCE:
+                parts.append(shlex.quote(token.text))
+            else:
+                group.append(shlex.quote(token.text))
+        return " ".join(parts)
+
+    def to_manifest(self) -> dict:
+        return {
+            "argv": self.argv,
+            "cwd": str(self.cwd),
+            "python": self.python,
+            "reference": self.reference_tokens,
+            "tokens": [{"text": t.text, "source": t.source} for t in self.tokens],
+            "display": self.marked_line(),
+        }
+
+    @classmethod
+    def from_manifest(cls, data: dict) -> "LaunchCommand":
+        tokens = tuple(Token(t["text"], t["source"]) for t in data["tokens"])
+        return cls(tokens=tokens, cwd=Path(data["cwd"]), python=data["python"])
+
+    def with_override(self, key: str, value: str) -> "LaunchCommand":
+        """A copy with ``-o key=value`` set as a harness token, replacing an earlier one for ``key``.
+
+        Used by resume for ``Global.checkpoints``: each segment must point at its own checkpoint, and
+        two ``-o`` for one key would leave the winner to upstream's parsing order.
+        """
+        kept: list[Token] = []
+        skip_next = False
+        tokens = list(self.tokens)
+        for index, token in enumerate(tokens):
+            if skip_next:
+                skip_next = False
+                continue
+            nxt = tokens[index + 1] if index + 1 < len(tokens) else None
+            if token.text == "-o" and nxt is not None and nxt.text.split("=", 1)[0] == key:
+                skip_next = True
+                continue
+            kept.append(token)
+        kept += [Token("-o", HARNESS), Token(f"{key}={value}", HARNESS)]
+        return LaunchCommand(tokens=tuple(kept), cwd=self.cwd, python=self.python)
+
+
+def _o(value: str, source: str) -> list[Token]:
+    return [Token("-o", source), Token(value, source)]
+
+
+def build_command(
+    *,
+    upstream_dir: Path,
+    entry: str,
+    config_arg: str,
+    reference_config: str | None = None,
+    reference_overrides: list[str] | tuple[str, ...],
+    device: str,
+    run_dir: Path,
+    gpus: list[int] | None = None,
+    cpu_ranks: int | None = None,
+    devices_flag: str | None = "--gpus",
+    extra_overrides: list[str] | tuple[str, ...] = (),
+    seed: int | None = None,
+    nnodes: int | None = None,
+    master: str | None = None,
+    python: str | None = None,
+) -> LaunchCommand:
+    """Assemble the launch command; ``extra_overrides`` are the user's validated ones (and --scale-lr's).
+
+    Launcher flags must precede the script, so the harness's launcher flags (``--log_dir``,
+    ``--nnodes``, ``--master``) sit right after the reference device flag, and the harness's ``-o``
+    come last, where upstream's left-to-right override parsing makes them win.
+    """
+    tokens: list[Token] = [Token("python", REFERENCE), Token("-m", REFERENCE), Token(LAUNCH_MODULE, REFERENCE)]
+    if gpus is not None:
+        tokens.append(Token(f"{devices_flag or '--gpus'}={','.join(str(g) for g in gpus)}", REFERENCE))
+    elif cpu_ranks is not None:
+        # The reference's CPU form (the issue's definition): ``--nproc_per_node N`` starts N CPU ranks
+        # (gloo), in the place of the device flag.
+        tokens += [Token("--nproc_per_node", REFERENCE), Token(str(cpu_ranks), REFERENCE)]
+    else:
+        raise ValueError("build_command needs gpus or cpu_ranks")
+    if nnodes is not None and nnodes > 1:
+        tokens += [Token("--nnodes", HARNESS), Token(str(nnodes), HARNESS)]
+    if master:
+        tokens += [Token("--master", HARNESS), Token(master, HARNESS)]
+    tokens += [Token("--log_dir", HARNESS), Token(str(run_dir / "launcher"), HARNESS)]
+    # A derived config (the smoke variant) replaces the reference one: mark it so nobody mistakes it.
+    config_source = REFERENCE if reference_config is None or config_arg == reference_config else HARNESS
+    tokens += [Token(entry, REFERENCE), Token("-c", REFERENCE), Token(config_arg, config_source)]
+    for value in reference_overrides:
+        tokens += _o(value, REFERENCE)
+    tokens += _o(f"Global.device={device}", REFERENCE)
+    for value in extra_overrides:
+        tokens += _o(value, USER)
+    tokens += _o(f"Global.output_dir={run_dir / 'output'}", HARNESS)
+    if seed is not None:
+        tokens += _o(f"Global.seed={seed}", HARNESS)
+    return LaunchCommand(tokens=tuple(tokens), cwd=upstream_dir, python=python or sys.executable)

@@ -1,0 +1,58 @@
+"""``repro train --resume RUN_DIR``: the same command again, from the newest complete checkpoint.
+
+Nothing is re-derived from current files or options: the argv, working directory and environment
+changes come from the manifest, so a resumed segment runs what the first one ran, plus
+``-o Global.checkpoints=<output>/<checkpoint>`` (upstream's resume form: the prefix, no extension).
+Logs are appended (upstream and the launcher open them in append mode; our console log too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.train.checkpoints import Checkpoint, find_checkpoints, resume_point
+from repro.train.command import LaunchCommand
+from repro.train.environment import EnvChanges
+from repro.train.manifest import STATUS_COMPLETED, Manifest
+from repro.train.rundir import RunDir, open_run_dir
+from repro.train.truebest import detach_true_best
+
+
+@dataclass
+class ResumePlan:
+    run: RunDir
+    manifest: Manifest
+    command: LaunchCommand
+    env: EnvChanges
+    checkpoint: Checkpoint | None
+    skipped: list[Checkpoint]  # incomplete checkpoints passed over, for the user and the manifest
+
+
+def plan_resume(path: Path) -> ResumePlan:
+    run = open_run_dir(path)
+    manifest = Manifest.load(run.manifest)
+    data = manifest.data
+    if data.get("status") == STATUS_COMPLETED:
+        raise ReproError(f"{run.path} completed already: nothing to resume; start a new run instead", EXIT_CONFLICT)
+    if "command" not in data or "env" not in data:
+        raise ReproError(f"manifest {run.manifest} has no command to resume: it was not written by `repro train`", EXIT_BAD_INPUT)
+    command = LaunchCommand.from_manifest(data["command"])
+    if not Path(command.python).exists():
+        raise ReproError(
+            f"the run used {command.python}, which no longer exists: recreate that environment (make setup) to resume",
+            EXIT_BAD_INPUT,
+        )
+    checkpoint = resume_point(run.output)
+    skipped = [c for c in find_checkpoints(run.output) if not c.complete and c.kind in ("latest", "epoch")]
+    if checkpoint is not None:
+        command = command.with_override("Global.checkpoints", str(checkpoint.prefix))
+    return ResumePlan(run, manifest, command, EnvChanges.from_manifest(data["env"]), checkpoint, skipped)
+
+
+def prepare_segment(plan: ResumePlan) -> None:
+    """Before relaunching: make true_best independent of files the new segment may rewrite."""
+    data = plan.manifest.data
+    data["true_best"] = detach_true_best(plan.run, data.get("true_best"))
+    plan.manifest.save()

@@ -1,0 +1,177 @@
+"""One segment of a run: lock, launch, watch (ranks, checkpoints, true best), stop, record.
+
+Everything here ends in the manifest, whatever the exit: the ``finally`` blocks complete the
+segment even when the harness itself fails, and the lock is released only once no process of the
+run is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Callable
+
+import click
+
+from repro.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, ReproError
+from repro.train.command import LaunchCommand
+from repro.train.environment import EnvChanges
+from repro.train.lock import RunLock
+from repro.train.manifest import (
+    STATUS_COMPLETED,
+    STATUS_FAILED,
+    STATUS_INTERRUPTED,
+    Manifest,
+)
+from repro.train.process import Launch, Outcome, ProcessRecord, find_run_processes, last_lines
+from repro.train.retention import observe_written, prune, snapshot
+from repro.train.rundir import RunDir
+from repro.train.truebest import EvalLog, best_epoch, protect_true_best
+
+HOUSEKEEPING_SECONDS = float(os.environ.get("REPRO_TRAIN_HOUSEKEEPING_SECONDS", "5"))
+FAILURE_LINES = 30
+
+
+def say(text: str) -> None:
+    click.echo(f"repro: {text}", err=True)
+
+
+class Housekeeper:
+    """Periodic work while training: record what this run wrote, keep the true best, prune epochs."""
+
+    def __init__(self, run: RunDir, manifest: Manifest, keep: int) -> None:
+        self.run = run
+        self.manifest = manifest
+        self.keep = keep
+        self.segment = manifest.current["index"]
+        self.started = time.time()
+        self.before = snapshot(run.output)
+        self.reported_foreign: set[str] = set()
+        self.evals = EvalLog(run.output / "train.log")
+        self.best = None
+
+    def __call__(self) -> None:
+        data = self.manifest.data
+        written = data.setdefault("checkpoints_written", {})
+        changed = observe_written(self.run.output, self.segment, self.started, self.before, written)
+        previous = data.get("true_best")
+        if self.evals.poll():
+            self.best = best_epoch(self.run, self.evals.best())
+        current = protect_true_best(self.run, previous, self.best)
+        if current != previous:
+            data["true_best"] = current
+            changed = True
+            if current and current.get("checkpoint") and (not previous or previous.get("epoch") != current.get("epoch")
+                                                          or previous.get("metric") != current.get("metric")):
+                say(f"true best so far: epoch {current['epoch']} top1 {current['metric']:.5f} -> {current['checkpoint']}.*")
+        protect = set()
+        if current and not current.get("checkpoint"):
+            protect.add(int(current["epoch"]))
+        deleted, foreign = prune(self.run.output, self.keep, written, protect)
+        if deleted:
+            data.setdefault("checkpoints_deleted", []).extend(deleted)
+            changed = True
+        for name in sorted(set(foreign) - self.reported_foreign):
+            say(f"kept {name}: not written by this run, so retention leaves it alone")
+            self.reported_foreign.add(name)
+        if changed:
+            self.manifest.save()
+
+
+def run_segment(
+    *,
+    run: RunDir,
+    manifest: Manifest,
+    command: LaunchCommand,
+    env: EnvChanges,
+    keep: int,
+    segment: dict,
+    before_launch: Callable[[], None] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> None:
+    """Lock the run, open a manifest segment with ``segment``'s fields, launch and watch.
+
+    Raises ReproError unless training completed. The lock comes first: a refused resume must not
+    touch the manifest or the checkpoints of the run that is still going.
+    """
+    lock = RunLock(run).acquire(say)
+    try:
+        if before_launch is not None:
+            before_launch()
+        manifest.begin_segment(**segment)
+    except BaseException:
+        lock.release()
+        raise
+    click.echo(f"+ {command.marked_line()}", err=True)
+    launch: Launch | None = None
+    outcome: Outcome | None = None
+    status, code, extra = STATUS_FAILED, EXIT_INTERNAL, {}
+    try:
+        housekeeper = Housekeeper(run, manifest, keep)
+
+        def on_processes(records: list[ProcessRecord]) -> None:
+            lock.write(records)
+            manifest.update_segment(processes=[r.to_dict() for r in records])
+
+        launch = Launch(command.argv, command.cwd, env.apply(), run, on_processes=on_processes, echo=echo)
+        launch.install_signal_handlers()
+        launch.start()
+        say(f"launcher pid {launch.proc.pid}; logs in {run.path}")
+        outcome = launch.wait(housekeeper, every=HOUSEKEEPING_SECONDS)
+        try:
+            housekeeper()
+        except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
+            say(f"final checkpoint housekeeping failed: {error}")
+        extra = {"launcher_exit_code": outcome.returncode, "killed_by_pid": outcome.killed}
+        if outcome.interrupted_by is not None:
+            status, code = STATUS_INTERRUPTED, EXIT_INTERRUPTED
+            extra["signal"] = signal.Signals(outcome.interrupted_by).name
+        elif outcome.returncode == 0:
+            status, code = STATUS_COMPLETED, 0
+        else:
+            status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
+            extra["failed_rank"] = outcome.failed_rank
+    finally:
+        if launch is not None:
+            launch.restore_signal_handlers()
+            if outcome is None and launch.proc is not None:  # the harness failed mid-run: stop everything
+                launch.stop_signal = signal.SIGTERM
+                outcome = launch.stop()
+        left = find_run_processes(run)
+        if left:
+            extra["left_running"] = [p.pid for p in left]
+        manifest.finish_segment(status, code, **extra)
+        if not left:
+            lock.release()
+    _report(run, status, outcome, extra, left)
+
+
+def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left: list) -> None:
+    resume = f"`repro train --resume {run.path}`"
+    if left:
+        raise ReproError(
+            f"processes of this run are still alive after the stop: {' '.join(str(p.pid) for p in left)}; "
+            f"kill them (kill -9 PID) before {resume}",
+            EXIT_INTERNAL,
+        )
+    if status == STATUS_COMPLETED:
+        say(f"training completed; run directory {run.path}")
+        return
+    if status == STATUS_INTERRUPTED:
+        killed = f" ({len(outcome.killed)} killed by PID)" if outcome and outcome.killed else ""
+        raise ReproError(
+            f"interrupted by {extra.get('signal', 'a signal')}: launcher and ranks stopped{killed}, manifest says "
+            f"interrupted; continue with {resume}",
+            EXIT_INTERRUPTED,
+        )
+    rank = extra.get("failed_rank")
+    if rank is not None:
+        log = run.workerlog(rank)
+        click.echo(f"---- last lines of rank {rank} ({log}) ----", err=True)
+        click.echo(last_lines(log, FAILURE_LINES), err=True)
+        click.echo("---- end ----", err=True)
+        where = f"rank {rank} failed (its last lines are above, full log {log})"
+    else:
+        where = f"the launcher exited with code {extra.get('launcher_exit_code')} (see {run.launcher}/workerlog.*)"
+    raise ReproError(f"training failed: {where}; fix the cause, then continue with {resume}", EXIT_TRAINING_FAILED)
