@@ -1,0 +1,143 @@
+"""Point upstream's ``dataset/ILSVRC2012`` at the real data with a symlink, never risking the data.
+
+Upstream's configs read ``./dataset/ILSVRC2012/``. A symlink keeps the 150 GB tree where it is;
+the only thing this module ever replaces is a symlink (and only with ``force``). A real directory or
+file at that path may be somebody's only copy of ImageNet: it is reported, never touched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.dataset.check import check_dataset
+from repro.dataset.report import DatasetReport
+from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
+from repro.paths import DATASET_LINK
+
+CREATED = "created"
+ALREADY = "already"
+REPLACED = "replaced"
+
+
+@dataclass
+class LinkResult:
+    """What ``link_dataset`` did: ``action`` is created / already / replaced (``old_target`` set)."""
+
+    action: str
+    link: Path
+    target: Path
+    old_target: Path | None = None
+    report: DatasetReport | None = None
+
+    def describe(self) -> str:
+        if self.action == CREATED:
+            return f"linked {self.link} -> {self.target}"
+        if self.action == ALREADY:
+            return f"{self.link} already points to {self.target}; nothing changed"
+        return f"relinked {self.link} -> {self.target} (was -> {self.old_target})"
+
+
+def _link_target(link: Path) -> Path:
+    """The absolute path a symlink names (relative targets are relative to its directory)."""
+    target = Path(os.readlink(link))
+    return target if target.is_absolute() else link.parent / target
+
+
+def linked_root(upstream_dir: Path) -> Path | None:
+    """Where upstream will read the dataset from, or None if ``dataset/ILSVRC2012`` is absent.
+
+    A symlink gives its target (even if dangling: the caller decides); a real directory is the
+    dataset itself, so its own path is returned.
+    """
+    link = Path(upstream_dir) / DATASET_LINK
+    if link.is_symlink():
+        return _link_target(link)
+    if link.exists():
+        return link
+    return None
+
+
+def _describe_existing(path: Path) -> str:
+    if path.is_dir():
+        try:
+            entries = sum(1 for _ in os.scandir(path))
+        except OSError:
+            entries = -1
+        held = f"holding {entries} entries" if entries >= 0 else "unreadable"
+        return f"a real directory ({held})"
+    return f"a real file ({path.stat().st_size} bytes)"
+
+
+def _same_place(first: Path, second: Path) -> bool:
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def link_dataset(
+    root: Path, upstream_dir: Path, force: bool = False, check: bool = True
+) -> LinkResult:
+    """Make ``upstream_dir/dataset/ILSVRC2012`` a symlink to ``root`` (absolute).
+
+    Idempotent when the link already points there. Raises ReproError: EXIT_CONFLICT for a real
+    directory/file at the link path (even with ``force``) or a link elsewhere without ``force``;
+    EXIT_UPSTREAM if the checkout is missing; the check's exit code (1 or 2) if ``check`` fails.
+    """
+    target = Path(os.path.abspath(Path(root).expanduser()))
+    upstream_dir = Path(upstream_dir)
+    if not upstream_dir.is_dir():
+        raise ReproError(
+            f"upstream checkout {upstream_dir} not found; run `repro upstream fetch` or pass"
+            " --upstream DIR",
+            EXIT_UPSTREAM,
+        )
+    if not target.is_dir():
+        raise ReproError(
+            f"{target} is not a directory; pass the ImageNet root (holding train/ and val/)",
+            EXIT_BAD_INPUT,
+        )
+    link = upstream_dir / DATASET_LINK
+    if os.path.lexists(link.parent) and not link.parent.is_dir():
+        raise ReproError(
+            f"{link.parent} is {_describe_existing(link.parent)}, not a directory; it is never"
+            " replaced: move it away yourself",
+            EXIT_CONFLICT,
+        )
+    if link.exists() and not link.is_symlink():
+        raise ReproError(
+            f"{link} is {_describe_existing(link)}; it is never removed or replaced (not even with"
+            " --force): move it away yourself, or link its contents' location with --upstream",
+            EXIT_CONFLICT,
+        )
+
+    report = None
+    if check:
+        report = check_dataset(target)
+        if not report.ok:
+            first = report.first_error() or "see the report"
+            raise ReproError(
+                f"dataset check failed for {target}: {first}; run `repro dataset check {target}`"
+                " for all problems, or pass --no-check",
+                report.exit_code,
+            )
+
+    if link.is_symlink():
+        old = _link_target(link)
+        if _same_place(old, target):
+            return LinkResult(ALREADY, link, target, report=report)
+        if not force:
+            raise ReproError(
+                f"{link} already links to {old}; pass --force to point it to {target} instead",
+                EXIT_CONFLICT,
+            )
+        # Swap atomically: a new link beside it, renamed over the old one (never a gap).
+        temporary = link.with_name(f".{link.name}.repro-new")
+        if temporary.is_symlink():
+            temporary.unlink()
+        os.symlink(target, temporary, target_is_directory=True)
+        os.replace(temporary, link)
+        return LinkResult(REPLACED, link, target, old_target=old, report=report)
+
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, link, target_is_directory=True)
+    return LinkResult(CREATED, link, target, report=report)

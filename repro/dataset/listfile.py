@@ -1,0 +1,230 @@
+"""Parse ``train_list.txt`` / ``val_list.txt`` line by line, the way upstream reads them, and say
+exactly which line is wrong.
+
+Upstream does ``line.strip().split(" ")`` and ``np.int64(parts[1])`` and only fails once the data
+loader reaches the bad line (or never, for an off-by-one label). Every deviation is reported here with
+``file:line`` so it can be fixed before four GPUs are booked. The loop is kept tight because the
+ImageNet train list has 1.28 million lines.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repro.dataset.layout import DELIMITER
+from repro.dataset.problems import Problems
+
+
+@dataclass
+class ListFile:
+    """The usable entries of one list file, in file order.
+
+    ``paths[i]`` (normalised, root-relative) is listed at line ``lines_of[i]`` with label
+    ``labels[i]``. Keeping line numbers lets every later finding (missing file, label clash) point
+    at the line to edit.
+    """
+
+    name: str
+    path: Path
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    lines_of: list[int] | range = field(default_factory=list)
+    path_set: set[str] = field(default_factory=set)
+    lines: int = 0
+    _line_index: dict[str, int] | None = field(default=None, repr=False)
+
+    def line_of(self, path: str) -> int:
+        """The line that lists ``path`` (built on first use: clean datasets never need it)."""
+        if self._line_index is None:
+            self._line_index = dict(zip(self.paths, self.lines_of))
+        return self._line_index[path]
+
+
+def _split_lines(raw: bytes, name: str, problems: Problems) -> list[str | None]:
+    """Decode to text lines; a line that is not UTF-8 becomes None and is reported.
+
+    Decoding the whole file at once is the fast path; only a file that fails is decoded per line to
+    find the offending lines.
+    """
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if not raw:
+        return []
+    try:
+        return list(raw.decode("utf-8").split("\n"))
+    except UnicodeDecodeError:
+        pass
+    lines: list[str | None] = []
+    for lineno, chunk in enumerate(raw.split(b"\n"), 1):
+        try:
+            lines.append(chunk.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            bad = chunk[error.start : error.start + 1].hex()
+            problems.add(
+                "non_utf8",
+                f"{name}:{lineno}: not UTF-8 (byte 0x{bad} at column {error.start + 1});"
+                " re-encode the list as UTF-8",
+            )
+            lines.append(None)
+    return lines
+
+
+def _normalise(path: str) -> str | None:
+    """The path upstream would open, relative to the root, or None if it leaves the root.
+
+    Upstream uses ``os.path.join(image_root, path)``: an absolute path silently replaces the root and
+    ``..`` climbs out of it; both read data the check cannot vouch for.
+    """
+    if path.startswith("/"):
+        return None
+    if "./" in path or "//" in path or path.endswith("/.") or path == ".." or path == ".":
+        normal = posixpath.normpath(path)
+        if normal == ".." or normal.startswith("../") or normal == ".":
+            return None
+        return normal
+    return path
+
+
+# Every byte except space and newline: deleting them leaves the separator skeleton of the file.
+_NOT_SEPARATOR = bytes(byte for byte in range(256) if byte not in b" \n")
+
+
+def _parse_fast(raw: bytes, name: str, path: Path, class_num: int) -> ListFile | None:
+    """The whole list in a handful of C-level operations, or None if anything looks off.
+
+    A clean 1.28-million-line list is the common case, and a Python loop over it costs more than
+    listing the whole image tree. Any doubt (odd whitespace, dots, duplicates, a bad label) returns
+    None and the per-line parser runs instead, naming the exact lines.
+    """
+    body = raw[:-1] if raw.endswith(b"\n") else raw
+    if not body or b"\r" in body or b"\t" in body or body.startswith((b"\xef\xbb\xbf", b"/", b".")):
+        return None
+    count = body.count(b"\n") + 1
+    # Exactly one space on every line, no blank lines: the skeleton is " \n" repeated.
+    if body.translate(None, _NOT_SEPARATOR) != b" \n" * (count - 1) + b" ":
+        return None
+    if b"/." in body or b"\n/" in body or b"\n." in body or b"//" in body:
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    tokens = text.replace("\n", " ").split(" ")
+    paths = tokens[0::2]
+    label_texts = tokens[1::2]
+    label_of: dict[str, int] = {}
+    for label_text in set(label_texts):
+        if not (label_text.isascii() and label_text.isdigit()) or int(label_text) >= class_num:
+            return None
+        label_of[label_text] = int(label_text)
+    path_set = set(paths)
+    if len(path_set) != count or "" in path_set:
+        return None
+    labels = list(map(label_of.__getitem__, label_texts))
+    return ListFile(name=name, path=path, paths=paths, labels=labels,
+                    lines_of=range(1, count + 1), path_set=path_set, lines=count)
+
+
+def parse_list_file(path: Path, class_num: int, problems: Problems) -> ListFile:
+    """Read one list file; every bad line is added to ``problems`` and left out of the entries."""
+    name = path.name
+    raw = path.read_bytes()
+    fast = _parse_fast(raw, name, path, class_num)
+    if fast is not None:
+        return fast
+    result = ListFile(name=name, path=path)
+    entries: dict[str, int] = {}
+    label_at: dict[int, int] = {}
+    lines = _split_lines(raw, name, problems)
+    result.lines = len(lines)
+    # label text -> int, so the million repeats of "17" are parsed (and allocated) once.
+    label_cache: dict[str, int] = {}
+    any_cr = b"\r" in raw
+    nonblank = 0
+    if lines and lines[0] is not None and lines[0].startswith("\ufeff"):
+        problems.add(
+            "byte_order_mark",
+            f"{name}:1: starts with a UTF-8 byte-order mark, which upstream reads as part of the"
+            " path; save the file without BOM",
+        )
+        lines[0] = lines[0][1:]
+    for lineno, line in enumerate(lines, 1):
+        if line is None:
+            continue
+        if any_cr and line.endswith("\r"):
+            problems.add(
+                "crlf",
+                f"{name}:{lineno}: CRLF line ending; convert the file with `dos2unix {name}`",
+            )
+            line = line[:-1]
+        stripped = line.strip()
+        if not stripped:
+            problems.add(
+                "blank_line",
+                f"{name}:{lineno}: blank line (upstream fails on it); delete the line",
+            )
+            continue
+        nonblank += 1
+        if len(stripped) != len(line):
+            problems.add(
+                "surrounding_space",
+                f"{name}:{lineno}: leading or trailing whitespace; remove it",
+            )
+        parts = stripped.split(DELIMITER)
+        if len(parts) != 2 or not parts[0]:
+            problems.add(
+                "bad_syntax",
+                f"{name}:{lineno}: expected '<relative/path> <label>' separated by one space,"
+                f" got {stripped[:80]!r}",
+            )
+            continue
+        rel, label_text = parts
+        label = label_cache.get(label_text)
+        if label is None:
+            digits = label_text[1:] if label_text.startswith("-") else label_text
+            if not (digits.isascii() and digits.isdigit()):
+                problems.add(
+                    "bad_label",
+                    f"{name}:{lineno}: label {label_text!r} is not an integer",
+                )
+                continue
+            value = int(label_text)
+            if not 0 <= value < class_num:
+                problems.add(
+                    "label_out_of_range",
+                    f"{name}:{lineno}: label {label_text} out of range 0..{class_num - 1}",
+                )
+                continue
+            label = label_cache[label_text] = value
+        key = _normalise(rel)
+        if key is None:
+            problems.add(
+                "path_escapes_root",
+                f"{name}:{lineno}: path {rel!r} escapes the dataset root; list paths relative to"
+                " the root, without '..' or a leading '/'",
+            )
+            continue
+        first = entries.get(key)
+        if first is not None:
+            other = label_at[first]
+            clash = "" if other == label else f" with another label ({other} there, {label} here)"
+            problems.add(
+                "duplicate_entry",
+                f"{name}:{lineno}: {key} already listed at line {first}{clash}; delete one",
+            )
+            continue
+        entries[key] = lineno
+        label_at[lineno] = label
+        result.paths.append(key)
+        result.labels.append(label)
+        result.lines_of.append(lineno)
+    result.path_set = set(entries)
+    result._line_index = entries
+    if nonblank == 0 and not any(line is None for line in lines):
+        problems.add(
+            "empty_list",
+            f"{name}: no entries ({len(lines)} lines); regenerate the list",
+        )
+    return result

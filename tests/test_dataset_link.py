@@ -1,0 +1,113 @@
+"""``repro dataset link``: idempotent, replaces only symlinks (with --force), never harms real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from repro.cli import cli
+from repro.dataset.link import ALREADY, CREATED, REPLACED, link_dataset, linked_root
+from repro.dataset.tiny import make_tiny
+from repro.errors import EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return make_tiny(tmp_path / "data", classes=2, train_per_class=2, val_per_class=1, size=16)
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Path:
+    root = tmp_path / "PaddleClas"
+    (root / "dataset").mkdir(parents=True)
+    return root
+
+
+def link_cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner(mix_stderr=False).invoke(cli, ["dataset", "link", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_creates_an_absolute_symlink_then_is_idempotent(tiny: Path, upstream: Path) -> None:
+    result = link_dataset(tiny, upstream)
+    link = upstream / "dataset" / "ILSVRC2012"
+    assert result.action == CREATED and result.report is not None and result.report.ok
+    assert link.is_symlink() and os.readlink(link) == str(tiny) and Path(os.readlink(link)).is_absolute()
+    assert link_dataset(tiny, upstream).action == ALREADY
+    assert linked_root(upstream) == tiny
+
+
+def test_relative_root_is_made_absolute(tiny: Path, upstream: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny.parent)
+    link_dataset(Path("data"), upstream)
+    assert os.readlink(upstream / "dataset" / "ILSVRC2012") == str(tiny)
+
+
+def test_creates_dataset_dir_when_absent(tiny: Path, tmp_path: Path) -> None:
+    upstream = tmp_path / "bare"
+    upstream.mkdir()
+    assert link_dataset(tiny, upstream).action == CREATED
+
+
+def test_symlink_elsewhere_needs_force_and_reports_old_target(tiny: Path, upstream: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old-imagenet"
+    old.mkdir()
+    link = upstream / "dataset" / "ILSVRC2012"
+    link.symlink_to(old)
+    exit_code, _, stderr = link_cli(str(tiny), "--upstream", str(upstream))
+    assert exit_code == EXIT_CONFLICT and f"already links to {old}" in stderr and "--force" in stderr
+    assert os.readlink(link) == str(old)
+    exit_code, stdout, _ = link_cli(str(tiny), "--upstream", str(upstream), "--force")
+    assert exit_code == 0 and f"was -> {old}" in stdout
+    assert os.readlink(link) == str(tiny) and old.is_dir()
+
+
+def test_force_result_object(tiny: Path, upstream: Path, tmp_path: Path) -> None:
+    (upstream / "dataset" / "ILSVRC2012").symlink_to(tmp_path / "dangling")
+    result = link_dataset(tiny, upstream, force=True)
+    assert result.action == REPLACED and result.old_target == tmp_path / "dangling"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_real_directory_is_never_touched(tiny: Path, upstream: Path, force: bool) -> None:
+    real = upstream / "dataset" / "ILSVRC2012"
+    (real / "train").mkdir(parents=True)
+    (real / "train" / "precious.JPEG").write_bytes(b"only copy")
+    args = [str(tiny), "--upstream", str(upstream)] + (["--force"] if force else [])
+    exit_code, _, stderr = link_cli(*args)
+    assert exit_code == EXIT_CONFLICT
+    assert "is a real directory (holding 1 entries)" in stderr and "never removed" in stderr
+    assert stderr.count("\n") == 1
+    assert not real.is_symlink() and (real / "train" / "precious.JPEG").read_bytes() == b"only copy"
+    assert linked_root(upstream) == real
+
+
+def test_real_file_is_never_touched(tiny: Path, upstream: Path) -> None:
+    real = upstream / "dataset" / "ILSVRC2012"
+    real.write_text("notes")
+    with pytest.raises(ReproError) as caught:
+        link_dataset(tiny, upstream, force=True)
+    assert caught.value.exit_code == EXIT_CONFLICT and "a real file" in caught.value.message
+    assert real.read_text() == "notes"
+
+
+def test_failed_check_links_nothing_unless_no_check(tiny: Path, upstream: Path) -> None:
+    (tiny / "val_list.txt").unlink()
+    exit_code, _, stderr = link_cli(str(tiny), "--upstream", str(upstream))
+    assert exit_code == 1 and "val_list.txt: missing" in stderr and "--no-check" in stderr
+    assert linked_root(upstream) is None
+    exit_code, _, _ = link_cli(str(tiny), "--upstream", str(upstream), "--no-check")
+    assert exit_code == 0 and linked_root(upstream) == tiny
+
+
+def test_missing_upstream_checkout(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(ReproError) as caught:
+        link_dataset(tiny, tmp_path / "nowhere")
+    assert caught.value.exit_code == EXIT_UPSTREAM
+
+
+def test_linked_root_absent(upstream: Path) -> None:
+    assert linked_root(upstream) is None
