@@ -1,0 +1,225 @@
+"""Pre-flight: everything that would make a run fail later, checked before any process starts.
+
+A ResNeSt50 run is days long; a missing dataset link, a GPU id that does not exist or a disk that
+fills at epoch 40 should cost seconds, not days. Each problem is one line naming the fix, and all of
+them are reported at once so a user fixes them in one pass. Warnings (true but not blocking) travel
+on the returned list's ``warnings`` attribute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from repro.paths import DATASET_LINK
+from repro.recipes import Recipe
+from repro.train.config import ResolvedConfig
+
+MB = 1024 * 1024
+# Logs, the record and paddle's per-rank files are small; this covers them and filesystem slack.
+DISK_MARGIN_MB = 1024
+PADDLE_PROBE_TIMEOUT = 120
+# One subprocess answers every question about paddle: importing it takes seconds, once is enough.
+PADDLE_PROBE = """
+import json
+info = {}
+try:
+    import paddle
+except Exception as error:  # any import failure is the answer
+    info["error"] = f"{type(error).__name__}: {error}"
+else:
+    info["version"] = paddle.__version__
+    info["cuda"] = bool(paddle.device.is_compiled_with_cuda())
+    try:
+        info["gpus"] = int(paddle.device.cuda.device_count()) if info["cuda"] else 0
+    except Exception as error:
+        info["gpus"] = 0
+        info["gpu_error"] = f"{type(error).__name__}: {error}"
+print(json.dumps(info))
+"""
+
+
+class PreflightProblems(list):
+    """The blocking problems (a plain list of lines), with non-blocking ``warnings`` beside them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warnings: list[str] = []
+
+
+def probe_paddle(env: dict[str, str] | None = None, python: str | None = None) -> dict[str, Any]:
+    """Ask this environment's Python about paddle in a subprocess (a crash must not kill us)."""
+    try:
+        done = subprocess.run(
+            [python or sys.executable, "-c", PADDLE_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=PADDLE_PROBE_TIMEOUT,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"`import paddle` did not finish in {PADDLE_PROBE_TIMEOUT} s"}
+    except OSError as error:
+        return {"error": f"cannot start {python or sys.executable}: {error}"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"`import paddle` failed (exit {done.returncode}): {tail}"}
+    return json.loads(lines[-1])
+
+
+def check_upstream(upstream_dir: Path) -> list[str]:
+    from repro.upstream.state import inspect_checkout
+
+    return list(inspect_checkout(Path(upstream_dir)).problems())
+
+
+def dataset_paths(resolved: ResolvedConfig, upstream_dir: Path) -> tuple[Path | None, list[Path]]:
+    """The training image root and every list file the config names, resolved like upstream does
+    (relative to the checkout, the launch's working directory)."""
+    loaders = resolved.config.get("DataLoader", {}) or {}
+    root: Path | None = None
+    lists: list[Path] = []
+    for mode in ("Train", "Eval"):
+        dataset = ((loaders.get(mode) or {}).get("dataset")) or {}
+        image_root = dataset.get("image_root")
+        label_path = dataset.get("cls_label_path")
+        if isinstance(image_root, str) and root is None:
+            root = Path(upstream_dir) / image_root
+        if isinstance(label_path, str):
+            lists.append(Path(upstream_dir) / label_path)
+    return root, lists
+
+
+def _uses_link(root: Path, upstream_dir: Path) -> bool:
+    link = Path(upstream_dir) / DATASET_LINK
+    return os.path.normpath(root) == os.path.normpath(link)
+
+
+def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: bool) -> list[str]:
+    from repro.dataset.check import check_dataset
+    from repro.dataset.link import linked_root
+
+    root, lists = dataset_paths(resolved, upstream_dir)
+    if root is None:
+        return ["the config names no DataLoader.Train.dataset.image_root: fix the recipe or the -o overrides"]
+    how = "run `make smoke` (it makes and links the tiny set)" if smoke else "run `repro dataset link /path/to/ILSVRC2012`"
+    if _uses_link(root, upstream_dir):
+        target = linked_root(Path(upstream_dir))
+        if target is None:
+            return [f"dataset not linked: {Path(upstream_dir) / DATASET_LINK} is absent; {how}"]
+        if not Path(target).is_dir():
+            return [f"dataset link {Path(upstream_dir) / DATASET_LINK} points to {target}, which does not exist; {how} again"]
+        root = Path(target)
+    report = check_dataset(root, class_num=resolved.class_num, expect="any")
+    problems: list[str] = []
+    if not report.ok:
+        first = report.first_error() or "see the report"
+        problems.append(f"dataset at {root} fails the check: {first}; run `repro dataset check {root}` for all problems")
+    for path in lists:
+        if not path.is_file():
+            problems.append(f"list file {path} named by the config does not exist: {how}")
+    return problems
+
+
+def check_gpus(gpus: list[int], paddle_info: dict[str, Any], profile: Any) -> list[str]:
+    if "error" in paddle_info:
+        return []  # reported once, by the import check
+    count = int(paddle_info.get("gpus", 0))
+    if count == 0:
+        why = "paddle here is a CPU build" if not paddle_info.get("cuda") else "paddle sees no GPU"
+        return [
+            f"GPUs {','.join(map(str, gpus))} asked for but {why}: install the {profile.name} paddle "
+            f"(make setup PLATFORM={profile.name}) or use --cpu-ranks N"
+        ]
+    missing = [g for g in gpus if g < 0 or g >= count]
+    if missing:
+        return [
+            f"GPU {','.join(map(str, missing))} does not exist: paddle sees {count} GPU(s) (ids 0..{count - 1}); "
+            "pass --gpus within that range"
+        ]
+    if len(set(gpus)) != len(gpus):
+        return [f"--gpus {','.join(map(str, gpus))} names a GPU twice: list each GPU once"]
+    return []
+
+
+def checkpoints_needed(resolved: ResolvedConfig, keep_checkpoints: int) -> int:
+    """How many checkpoints sit on disk at the worst moment.
+
+    ``latest``, ``best_model``, the harness's copy of the true best, and the kept ``epoch_N`` ones,
+    plus one more epoch checkpoint written before retention deletes the oldest.
+    """
+    epoch_saves = resolved.epochs // resolved.save_interval if resolved.save_interval > 0 else 0
+    return 3 + min(keep_checkpoints + 1, epoch_saves)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk(run_dir: Path, recipe: Recipe, resolved: ResolvedConfig, keep_checkpoints: int) -> list[str]:
+    count = checkpoints_needed(resolved, keep_checkpoints)
+    need_mb = count * recipe.checkpoint_mb + DISK_MARGIN_MB
+    where = _existing_ancestor(run_dir)
+    free_mb = shutil.disk_usage(where).free // MB
+    if free_mb < need_mb:
+        return [
+            f"not enough disk for the checkpoints: {free_mb} MB free on {where}'s filesystem, "
+            f"{need_mb} MB needed ({count} x {recipe.checkpoint_mb} MB + {DISK_MARGIN_MB} MB margin); "
+            "free space, choose another --run-dir, or lower --keep-checkpoints"
+        ]
+    return []
+
+
+def run_preflight(
+    *,
+    upstream_dir: Path,
+    profile: Any,
+    recipe: Recipe,
+    gpus: list[int] | None,
+    run_dir: Path,
+    resolved: ResolvedConfig,
+    keep_checkpoints: int,
+    smoke: bool,
+    cpu_ranks: int | None = None,
+    paddle_info: dict[str, Any] | None = None,
+) -> PreflightProblems:
+    """Every blocking problem, one line with its fix each; empty means ready to launch.
+
+    ``paddle_info`` (from ``probe_paddle``) may be passed in by a caller that already has it; it is
+    probed otherwise, with the profile's device-visibility variable removed so that the count is of
+    the machine's GPUs, not of a leftover ``CUDA_VISIBLE_DEVICES``.
+    """
+    problems = PreflightProblems()
+    upstream_dir = Path(upstream_dir)
+    upstream_problems = check_upstream(upstream_dir)
+    problems.extend(upstream_problems)
+    if upstream_dir.is_dir():
+        problems.extend(check_dataset_ready(upstream_dir, resolved, smoke))
+
+    if paddle_info is None:
+        env = dict(os.environ)
+        if getattr(profile, "visible_devices_var", None):
+            env.pop(profile.visible_devices_var, None)
+        paddle_info = probe_paddle(env)
+    if "error" in paddle_info:
+        problems.append(f"paddle cannot be imported: {paddle_info['error']}; run `make setup` (then `repro doctor`)")
+
+    if gpus is not None:
+        problems.extend(check_gpus(gpus, paddle_info, profile))
+    elif cpu_ranks is not None:
+        cores = os.cpu_count() or 1
+        if cpu_ranks > cores:
+            problems.warnings.append(
+                f"{cpu_ranks} CPU ranks on {cores} core(s): ranks will share cores and run slower"
+            )
+    problems.extend(check_disk(run_dir, recipe, resolved, keep_checkpoints))
+    return problems

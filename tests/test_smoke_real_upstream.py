@@ -1,0 +1,38 @@
+"""The real smoke, end to end: upstream PaddleClas trains on 2 CPU ranks and check-accuracy passes.
+
+Runs only with a real checkout (REPRO_TEST_UPSTREAM=/path/to/PaddleClas); reported as skipped with
+the reason otherwise. It takes a couple of minutes on 2 cores, hence ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.upstream, pytest.mark.slow]
+
+
+def test_make_smoke_passes_against_real_upstream(real_upstream: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_TRAIN_")}
+    env["REPRO_UPSTREAM_DIR"] = str(real_upstream)
+    done = subprocess.run(
+        [sys.executable, "-m", "repro.smoke", "--logs-dir", str(tmp_path / "logs"), "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "SMOKE PASS" in done.stdout.strip().splitlines()[-1]
+    (run,) = (tmp_path / "logs").iterdir()
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["smoke"] is True and manifest["target"]["eval_set_size"] == 32
+    assert manifest["status"] == "completed"
+    assert "PASS" in output  # check-accuracy's own verdict line
