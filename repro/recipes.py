@@ -27,16 +27,21 @@ class Target:
     value: float
     eval_set_size: int
     judged: str = "best"
+    # A fixed margin below ``value``. None (published numbers) means: judge with the eval set's
+    # sampling error; a threshold the harness chose itself (the smoke's) sets 0.
+    tolerance: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Target":
-        known = {"metric", "value", "eval_set_size", "judged"}
+        known = {"metric", "value", "eval_set_size", "judged", "tolerance"}
+        tolerance = data.get("tolerance")
         return cls(
             metric=str(data["metric"]),
             value=float(data["value"]),
             eval_set_size=int(data["eval_set_size"]),
             judged=str(data.get("judged", "best")),
+            tolerance=None if tolerance is None else float(tolerance),
             provenance={k: v for k, v in data.items() if k not in known},
         )
 

@@ -68,12 +68,15 @@ def place_dataset(data: Path, upstream_dir: Path) -> tuple[list[str], str]:
 
     current = linked_root(upstream_dir)
     link = upstream_dir / DATASET_LINK
-    if current is None or (link.is_symlink() and (is_tiny_dataset(current) or not current.exists())):
-        # Absent, a tiny set, or a dangling link: nothing of value is replaced.
+    # Relink only what is ours to replace: no link, a link to a tiny set, or a dangling link to this
+    # very smoke folder. A dangling link elsewhere may be real data on an unmounted disk: keep it.
+    ours = current is not None and link.is_symlink() and (is_tiny_dataset(current) or current == data)
+    if current is None or ours:
         result = link_dataset(data, upstream_dir, force=current is not None, check=True)
         return [], result.describe()
+    what = "real data" if current.exists() else "a link to a missing folder"
     return dataset_overrides(data), (
-        f"{link} holds real data ({current}); left untouched, the smoke's config points at {data} instead"
+        f"{link} holds {what} ({current}); left untouched, the smoke's config points at {data} instead"
     )
 
 
@@ -143,9 +146,8 @@ def smoke(args: argparse.Namespace) -> int:
             f"[total {time.monotonic() - started:.0f} s]")
         return code
 
-    tolerance = float((section.get("target") or {}).get("tolerance", 0.0))
-    check = [sys.executable, "-m", "repro", "check-accuracy", str(run_dir), "--recipe", recipe.name,
-             "--tolerance", repr(tolerance)]
+    # The smoke target (and its tolerance) comes from the run's manifest, as for any run.
+    check = [sys.executable, "-m", "repro", "check-accuracy", str(run_dir)]
     code = run_step(check)
     total = time.monotonic() - started
     verdict = "SMOKE PASS" if code == 0 else "SMOKE FAIL"

@@ -152,6 +152,19 @@ def test_manifest_target_beats_recipe_and_cli_beats_manifest(tmp_path):
     assert invoke(run, "--target", "0.9").exit_code == 1
 
 
+def test_manifest_written_by_repro_train_sets_recipe_and_tolerance(tmp_path):
+    """repro train records the recipe as a mapping and the smoke target with tolerance 0: a smoke at
+    0.375 must FAIL its 0.5 threshold, though the 2-standard-error margin on 32 images would pass it."""
+    manifest = {"recipe": {"name": "resnest50", "config": "x.yaml", "arch": "ResNeSt50"}, "status": "completed",
+                "end_time": "2026-11-28T05:10:00",
+                "target": {"metric": "top1", "value": 0.5, "eval_set_size": 32, "judged": "best", "tolerance": 0.0}}
+    run = standard_run(tmp_path / "smoke", top1={1: 0.25, 2: 0.25, 3: 0.375}, manifest=manifest)
+    result = invoke(run)
+    assert result.exit_code == 1, result.output
+    assert "the target's own tolerance 0" in result.output and "passes at >= 0.5000" in result.output
+    assert invoke(run, "--tolerance", "0.2").exit_code == 0
+
+
 def test_several_paths_worst_exit_wins_and_json_is_stable(tmp_path):
     good = recipe_run(tmp_path / "good", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
     bad = recipe_run(tmp_path / "bad", {1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5})

@@ -41,7 +41,10 @@ def choose_target(
     recipe_name: str | None = None,
 ) -> TargetChoice:
     manifest = run.manifest or {}
-    recipe = load_recipe(recipe_name or str(manifest.get("recipe") or DEFAULT_RECIPE))
+    recorded = manifest.get("recipe")
+    if isinstance(recorded, dict):  # repro train records {"name": ..., "config": ..., "arch": ...}
+        recorded = recorded.get("name")
+    recipe = load_recipe(recipe_name or str(recorded or DEFAULT_RECIPE))
     chosen, origin = recipe.target, f"recipe {recipe.name}"
     expect_arch, expect_class_num = recipe.arch, recipe.class_num
     if isinstance(manifest.get("target"), dict):

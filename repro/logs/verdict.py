@@ -115,7 +115,9 @@ def judge(
 ) -> Verdict:
     """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's."""
     metric = target.metric
-    judged = "final" if final else "best"
+    judged = "final" if final or target.judged == "final" else "best"
+    if tolerance is None:
+        tolerance = target.tolerance  # a harness-chosen threshold (the smoke's) carries its own
     margin = tolerance if tolerance is not None else sampling_margin(target)
     threshold = target.value - margin
     best = best_epoch(run, metric)
@@ -241,13 +243,18 @@ def _details(run: RunLogs, verdict: Verdict, target: Target, tolerance: float | 
     lines.append(f"training time {duration(verdict.train_seconds or 0.0)} (log timestamps); mean ips {ips}")
     source = f" ({verdict.target_source})" if verdict.target_source else ""
     if tolerance is not None:
-        how = f"--tolerance {tolerance:g}"
+        how = f"--tolerance {tolerance:g}" if tolerance != target.tolerance else f"the target's own tolerance {tolerance:g}"
     else:
         how = (
             f"{STANDARD_ERRORS:g} x sqrt(p(1-p)/n) with p={target.value:g}, n={target.eval_set_size}: "
             "the eval set's sampling error alone"
         )
     lines.append(f"target {verdict.metric} {target.value:g}{source}; margin {verdict.margin:.4f} = {how}")
-    why = "--final: the last epoch" if verdict.judged == "final" else "the best epoch (default, as the target does not say best or final; --final judges the last epoch)"
+    if verdict.judged == "final":
+        why = "the last epoch (--final, or the target is a final-epoch number)"
+    elif "not stated" in str(target.provenance.get("epoch", "")):
+        why = "the best epoch (default, as the target does not say best or final; --final judges the last epoch)"
+    else:
+        why = "the best epoch, as the target is a best-epoch number (--final judges the last epoch)"
     lines.append(f"judged: {why}; passes at >= {verdict.threshold:.4f}")
     return lines

@@ -275,7 +275,7 @@ def _target_record(target) -> dict | None:
     if isinstance(target, dict):
         return target
     return {"metric": target.metric, "value": target.value, "eval_set_size": target.eval_set_size,
-            "judged": target.judged, **dict(getattr(target, "provenance", {}) or {})}
+            "judged": target.judged, "tolerance": target.tolerance, **dict(target.provenance)}
 
 
 def _print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scaling) -> None:
