@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,14 @@ pytestmark = [pytest.mark.upstream, pytest.mark.slow]
 
 
 def test_make_smoke_passes_against_real_upstream(real_upstream: Path, tmp_path: Path) -> None:
+    # Work on a copy (a few MB): the smoke links its tiny dataset into the checkout, and the user's
+    # own checkout must keep whatever its dataset/ILSVRC2012 points at.
+    upstream = tmp_path / "PaddleClas"
+    shutil.copytree(real_upstream, upstream, symlinks=True,
+                    ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
+    link_before = os.readlink(real_upstream / "dataset" / "ILSVRC2012") if (real_upstream / "dataset" / "ILSVRC2012").is_symlink() else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_TRAIN_")}
-    env["REPRO_UPSTREAM_DIR"] = str(real_upstream)
+    env["REPRO_UPSTREAM_DIR"] = str(upstream)
     done = subprocess.run(
         [sys.executable, "-m", "repro.smoke", "--logs-dir", str(tmp_path / "logs"), "--data-dir", str(tmp_path / "data")],
         cwd=tmp_path,
@@ -36,3 +43,6 @@ def test_make_smoke_passes_against_real_upstream(real_upstream: Path, tmp_path: 
     assert manifest["smoke"] is True and manifest["target"]["eval_set_size"] == 32
     assert manifest["status"] == "completed"
     assert "PASS" in output  # check-accuracy's own verdict line
+    assert os.readlink(upstream / "dataset" / "ILSVRC2012") == str(tmp_path / "data")
+    if link_before is not None:
+        assert os.readlink(real_upstream / "dataset" / "ILSVRC2012") == link_before
