@@ -41,6 +41,7 @@ smoke: $(STAMP)
 train: export REPRO_TRAIN_GPUS := $(GPUS)
 train: export REPRO_TRAIN_PLATFORM := $(PLATFORM)
 train: export REPRO_TRAIN_OVERRIDE := $(OVERRIDES)
+train: export REPRO_TRAIN_DRY_RUN := $(DRY_RUN)
 train: $(STAMP)
 	$(REPRO) train
 
