@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from repro.dataset.tiny import make_tiny
+from repro.dataset.tiny import MARKER, make_tiny
 from repro.paths import DATASET_LINK
 from repro.recipes import load_recipe
 from repro.train import preflight
@@ -45,7 +45,18 @@ def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
-    return make_tiny(tmp_path / "tiny", classes=2, train_per_class=2, val_per_class=1, size=16)
+    """A small dataset that passes for real data: make-tiny's output without its marker file."""
+    root = make_tiny(tmp_path / "tiny", classes=2, train_per_class=2, val_per_class=1, size=16)
+    (root / MARKER).unlink()
+    return root
+
+
+def test_a_tiny_set_is_refused_for_a_real_run_but_fine_for_the_smoke(upstream: Path, tmp_path: Path) -> None:
+    smoke_set = make_tiny(tmp_path / "smoke-set", classes=2, train_per_class=2, val_per_class=1, size=16)
+    os.symlink(smoke_set, upstream / DATASET_LINK)
+    (line,) = run(upstream, tmp_path)
+    assert "tiny set made by `repro dataset make-tiny`" in line and "repro dataset link --force" in line
+    assert run(upstream, tmp_path, smoke=True) == []
 
 
 def run(upstream: Path, tmp_path: Path, **kwargs) -> list[str]:

@@ -116,6 +116,13 @@ def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: boo
         if not Path(target).is_dir():
             return [f"dataset link {Path(upstream_dir) / DATASET_LINK} points to {target}, which does not exist; {how} again"]
         root = Path(target)
+    if not smoke:
+        from repro.dataset.tiny import is_tiny_dataset
+
+        # After `make smoke` the link points at the tiny set: a real run must not train on it.
+        if is_tiny_dataset(root):
+            return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet: "
+                    "run `repro dataset link --force /path/to/ILSVRC2012`"]
     report = check_dataset(root, class_num=resolved.class_num, expect="any")
     problems: list[str] = []
     if not report.ok:
