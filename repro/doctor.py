@@ -130,6 +130,11 @@ def check_dataset(upstream_dir: Path) -> Finding:
     missing = [part for part in ("train", "val", "train_list.txt", "val_list.txt") if not (root / part).exists()]
     if missing:
         return Finding("dataset", FAIL, f"{link} -> {root} lacks {', '.join(missing)}", "repro dataset check ROOT, then repro dataset link --force ROOT")
+    from repro.dataset.tiny import is_tiny_dataset
+
+    if is_tiny_dataset(root):
+        return Finding("dataset", WARN, f"{link} -> {root} is a tiny set from make-tiny (fine for make smoke)",
+                       "a real run needs ImageNet: repro dataset link --force /path/to/ILSVRC2012")
     return Finding("dataset", OK, f"{link} -> {root} (full check: repro dataset check {root})")
 
 
