@@ -4,37 +4,46 @@
 
 PYTHON ?= python3
 VENV := .venv
-# The platform profile the venv was built from is remembered, so `make train` on a GPU box built
-# with PLATFORM=nvidia-cuda does not fall back to the CPU profile.
-PLATFORM ?= $(shell cat $(VENV)/repro-platform 2>/dev/null || echo cpu)
-REQUIREMENTS := environments/$(PLATFORM)/requirements.txt
-STAMP := $(VENV)/.installed-$(PLATFORM)
 PY := $(VENV)/bin/python
 REPRO := $(VENV)/bin/repro
 LOGS ?= logs
+# The platform the venv was built for (make setup leaves its name in the venv). Every target but
+# `setup` uses the venv as it is, so `make train PLATFORM=...` never reinstalls Paddle under a run.
+VENV_PLATFORM := $(shell cat $(VENV)/repro-platform 2>/dev/null)
+PLATFORM ?= $(or $(VENV_PLATFORM),cpu)
+# What a target needs: the venv that exists, or on a fresh clone one built for PLATFORM.
+ENV_STAMP := $(VENV)/.installed-$(or $(VENV_PLATFORM),$(PLATFORM))
 
 .PHONY: setup test smoke train check bench doctor clean-venv
 
-setup: $(STAMP)
+# A venv holds one Paddle build: switching platforms in place would leave two builds of the `paddle`
+# package on top of each other, so a switch asks for a fresh venv instead.
+setup: export REPRO_PLATFORM := $(PLATFORM)
+setup: export REPRO_VENV_PLATFORM := $(VENV_PLATFORM)
+setup:
+	@if [ -n "$$REPRO_VENV_PLATFORM" ] && [ "$$REPRO_VENV_PLATFORM" != "$$REPRO_PLATFORM" ]; then \
+	  echo "error: $(VENV) was built for $$REPRO_VENV_PLATFORM, not $$REPRO_PLATFORM; run 'make clean-venv' first, then 'make setup PLATFORM=$$REPRO_PLATFORM'" >&2; \
+	  exit 7; fi
+	@$(MAKE) --no-print-directory $(VENV)/.installed-$(PLATFORM)
 
-$(STAMP): $(REQUIREMENTS) setup.cfg pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# Vendor profiles (Iluvatar) get a venv that sees the system site-packages, where the SDK's own
+# Paddle build is installed; pip never installs a Paddle for them.
+$(VENV)/.installed-%: environments/%/requirements.txt environments/%/profile.yaml environments/common-requirements.txt setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(if $(shell grep -l '^ *system_site_packages: *true' environments/$*/profile.yaml),--system-site-packages) $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
+	$(PY) -m pip install --quiet -r environments/$*/requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	printf '%s\n' "$$REPRO_PLATFORM" > $(VENV)/repro-platform
-	rm -f $(VENV)/.installed-*
+	echo $* > $(VENV)/repro-platform
 	touch $@
-$(STAMP): export REPRO_PLATFORM := $(PLATFORM)
 
 # pytest exits 5 when it collected no test: say so instead of passing or failing silently.
-test: $(STAMP)
+test: $(ENV_STAMP)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 # The main job. `repro upstream fetch` is idempotent: it verifies an existing checkout (or the one
 # REPRO_UPSTREAM_DIR names) and applies our patches, and clones only when there is none.
-smoke: $(STAMP)
+smoke: $(ENV_STAMP)
 	$(REPRO) upstream fetch
 	$(PY) -m repro.smoke
 
@@ -42,19 +51,20 @@ train: export REPRO_TRAIN_GPUS := $(GPUS)
 train: export REPRO_TRAIN_PLATFORM := $(PLATFORM)
 train: export REPRO_TRAIN_OVERRIDE := $(OVERRIDES)
 train: export REPRO_TRAIN_DRY_RUN := $(DRY_RUN)
-train: $(STAMP)
+train: $(ENV_STAMP)
 	$(REPRO) train
 
 check: export REPRO_CHECK_LOGS := $(LOGS)
-check: $(STAMP)
+check: $(ENV_STAMP)
 	$(REPRO) check-accuracy "$$REPRO_CHECK_LOGS"
 
 doctor: export REPRO_DOCTOR_PLATFORM := $(PLATFORM)
-doctor: $(STAMP)
+doctor: $(ENV_STAMP)
 	$(REPRO) doctor
 
-bench: $(STAMP)
+bench: $(ENV_STAMP)
 	$(PY) benchmarks/run_all.py
 
+# Removes only the virtual environment this Makefile made (never logs, checkpoints or upstream).
 clean-venv:
 	rm -rf $(VENV)

@@ -1,8 +1,8 @@
 """Launcher plumbing of ``repro train``, against a test double of upstream under the REAL paddle launcher.
 
-``tests/doubles/fake_upstream`` is a stand-in for a PaddleClas checkout (see its README): its
-``tools/train.py`` writes upstream-format logs and tiny checkpoints. Running it under the real
-``python -m paddle.distributed.launch`` exercises what matters here: the launcher's ``os.setsid``
+``tests/doubles`` holds a stand-in for a PaddleClas checkout (see its README): ``fake_train.py``,
+laid out as ``tools/train.py`` in a temporary checkout, writes upstream-format logs and tiny
+checkpoints. Running it under the real ``python -m paddle.distributed.launch`` exercises what matters here: the launcher's ``os.setsid``
 ranks, its exit codes, its log directory.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,8 +24,8 @@ from click.testing import CliRunner
 from repro.cli import cli
 from repro.train.command import HARNESS, REFERENCE, build_command
 from repro.train.rundir import RunDir
+from tests.doubles import make_fake_checkout
 
-DOUBLE = Path(__file__).parent / "doubles" / "fake_upstream"
 REFERENCE_TOKENS = [
     "python", "-m", "paddle.distributed.launch", "--gpus=0,1,2,3", "tools/train.py",
     "-c", "ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml", "-o", "Arch.pretrained=False", "-o", "Global.device=gpu",
@@ -35,9 +34,7 @@ REFERENCE_TOKENS = [
 
 @pytest.fixture
 def upstream(tmp_path: Path) -> Path:
-    target = tmp_path / "upstream"
-    shutil.copytree(DOUBLE, target)
-    return target
+    return make_fake_checkout(tmp_path / "upstream")
 
 
 def harness_env(**extra: str) -> dict[str, str]:

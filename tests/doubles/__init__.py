@@ -1,0 +1,22 @@
+"""Test doubles for upstream PaddleClas (see README.md): laid out as a checkout only inside a test's
+temporary directory, so nothing in this repository is shaped like upstream code."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).parent
+TRAIN_SCRIPT = HERE / "fake_train.py"
+CONFIG = HERE / "fake_resnest50_config.yaml"
+CONFIG_PATH = "ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml"  # where the recipe looks for it
+
+
+def make_fake_checkout(target: Path) -> Path:
+    """A directory that looks like a PaddleClas checkout to repro train: tools/train.py and the config."""
+    (target / "tools").mkdir(parents=True)
+    shutil.copy(TRAIN_SCRIPT, target / "tools" / "train.py")
+    config = target / CONFIG_PATH
+    config.parent.mkdir(parents=True)
+    shutil.copy(CONFIG, config)
+    return target
