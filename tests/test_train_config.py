@@ -9,16 +9,10 @@ import yaml
 
 from repro.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproError
 from repro.recipes import Recipe, Target, load_recipe
-from repro.train.config import (
-    RECORD_NAME,
-    SMOKE_CONFIG_NAME,
-    apply_smoke_edits,
-    as_upstream_parses,
-    check_value,
-    resolve_config,
-    suggest_keys,
-    upstream_module_names,
-)
+from repro.train.config import RECORD_NAME, SMOKE_CONFIG_NAME, resolve_config
+from repro.train.overrides import check_value
+from repro.train.smoke_variant import apply_smoke_edits
+from repro.train.upstream_config import as_upstream_parses, suggest_keys, upstream_module_names
 
 CONFIG_PATH = "ppcls/configs/Tiny/Tiny.yaml"
 # Shaped like a PaddleClas config (sections, op lists, a string that is arithmetic), but small and ours.

@@ -6,7 +6,7 @@ import pytest
 
 from repro.errors import ReproError
 from repro.recipes import load_recipe
-from repro.train.config import harness_value
+from repro.train.overrides import harness_value
 from repro.train.scaling import plan_scaling
 
 

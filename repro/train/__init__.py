@@ -1,6 +1,9 @@
 """``repro train``: launch upstream's ``tools/train.py`` exactly as the reference does, and keep the run trustworthy.
 
-The launcher side lives here in small modules (command, environment, run directory, manifest,
-process control, lock, checkpoints, retention, true best, resume); the config side (overrides,
-scaling, pre-flight) lives beside it in ``config``, ``scaling`` and ``preflight``.
+``cli`` is the command line only; ``start`` starts a new run and ``resume`` continues one (both can
+``dry_run``). The config side: ``upstream_config`` (upstream's YAML as upstream parses it),
+``overrides`` (checking ``-o``), ``smoke_variant`` (the recipe's smoke edits), ``config`` (the
+resolved config and its record), ``scaling`` and ``preflight``. The launcher side: command,
+environment, run directory, manifest (and ``manifest_fields``), process control, lock, checkpoints,
+retention, true best.
 """

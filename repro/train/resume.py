@@ -14,9 +14,12 @@ from pathlib import Path
 from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.train.checkpoints import Checkpoint, find_checkpoints, resume_point
 from repro.train.command import LaunchCommand
+from repro.train.dry_run import print_dry_run
 from repro.train.environment import EnvChanges
 from repro.train.manifest import STATUS_COMPLETED, Manifest
+from repro.train.retention import DEFAULT_KEEP
 from repro.train.rundir import RunDir, open_run_dir
+from repro.train.runner import run_segment, say
 from repro.train.truebest import detach_true_best
 
 
@@ -56,3 +59,34 @@ def prepare_segment(plan: ResumePlan) -> None:
     data = plan.manifest.data
     data["true_best"] = detach_true_best(plan.run, data.get("true_best"))
     plan.manifest.save()
+
+
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
+    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``."""
+    plan = plan_resume(resume_dir)
+    for checkpoint in plan.skipped:
+        say(f"not using {checkpoint.name}: incomplete ({checkpoint.reason})")
+    if plan.checkpoint is None:
+        say("no complete checkpoint yet: the run starts again from epoch 1 (logs are appended)")
+    else:
+        epoch = f" (epoch {plan.checkpoint.epoch})" if plan.checkpoint.epoch is not None else ""
+        say(f"resuming from {plan.checkpoint.prefix}{epoch}")
+    if dry_run:
+        print_dry_run(plan.command, plan.env, plan.run.path, None)
+        return
+    if keep is None:  # not given: the run's own setting
+        keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)
+
+    def before_launch() -> None:
+        plan.manifest.data["keep_checkpoints"] = keep
+        prepare_segment(plan)
+
+    segment = {
+        "kind": "resume",
+        "argv": plan.command.argv,
+        "resumed_from": str(plan.checkpoint.prefix) if plan.checkpoint else None,
+        "resumed_from_epoch": plan.checkpoint.epoch if plan.checkpoint else None,
+        "skipped_incomplete": [c.name for c in plan.skipped],
+    }
+    run_segment(run=plan.run, manifest=plan.manifest, command=plan.command, env=plan.env, keep=keep,
+                segment=segment, before_launch=before_launch)

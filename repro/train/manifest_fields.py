@@ -1,0 +1,79 @@
+"""What a new run records about itself in ``manifest.json``: enough to trust and repeat it.
+
+The verdict, ``--resume`` and a reader months later all work from this record alone, so it holds
+not only the command but what the command does not show: the effective seed (upstream seeds
+silently when none is set), the target the run is judged against, the platform, paddle and upstream
+provenance. :mod:`repro.train.manifest` writes the file; this module decides its first contents.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from repro.profiles import Profile
+from repro.recipes import Recipe
+from repro.train import provenance
+from repro.train.command import LaunchCommand
+from repro.train.config import ResolvedConfig
+from repro.train.environment import EnvChanges
+from repro.train.rundir import RunDir
+from repro.train.scaling import ScalingPlan
+
+
+def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_list: list[int] | None,
+                 ranks: int | None, nnodes: int | None, master: str | None, seed: int | None,
+                 resolved: ResolvedConfig, scaling: ScalingPlan | None, user_overrides: Sequence[str],
+                 command: LaunchCommand, env: EnvChanges, keep: int, smoke: bool, skip_preflight: bool,
+                 run: RunDir) -> dict[str, Any]:
+    """The manifest of a run about to start (segments, status and exit are added as it runs)."""
+    world = (len(gpu_list) if gpu_list is not None else ranks) * (nnodes or 1)
+    target = getattr(resolved, "target", None)
+    return {
+        "run_id": run.path.name,
+        "harness": provenance.harness_record(),
+        "recipe": {"name": recipe.name, "config": recipe.config, "arch": getattr(resolved, "arch", recipe.arch)},
+        "smoke": smoke,
+        "target": _target_record(target if target is not None else (None if smoke else recipe.target)),
+        "platform": {"name": profile.name, "description": profile.description, "device": profile.device},
+        "paddle": provenance.paddle_record(),
+        "devices": {"gpus": gpu_list, "cpu_ranks": ranks, "nnodes": nnodes or 1, "master": master,
+                    "world_size": world, "report": provenance.device_report(profile)},
+        "upstream": provenance.upstream_record(upstream_dir),
+        "dataset": provenance.dataset_record(upstream_dir),
+        "command": command.to_manifest(),
+        "env": env.to_manifest(),
+        "overrides": {"reference": list(recipe.reference_overrides), "user": user_overrides,
+                      "resolved": list(resolved.overrides)},
+        "config": {"file": str(run.config), "epochs": getattr(resolved, "epochs", None),
+                   "save_interval": getattr(resolved, "save_interval", None)},
+        "scaling": scaling.to_manifest() if scaling else None,
+        "seed": _effective_seed(seed, getattr(resolved, "config", {}) or {}, world),
+        "keep_checkpoints": keep,
+        "preflight": "skipped (--skip-preflight)" if skip_preflight else "passed",
+        "true_best": None,
+    }
+
+
+def _effective_seed(seed: int | None, config: dict, world_size: int) -> dict:
+    """What seeds the ranks. Upstream's engine reads ``Global.get("seed", False)``: absent means
+    unseeded on one rank, and ``paddle.seed(0 + rank)`` in distributed runs (``int(False)``)."""
+    if seed is not None:
+        return {"value": seed, "source": "--seed (Global.seed)", "per_rank": "seed + rank" if world_size > 1 else "seed"}
+    configured = (config.get("Global") or {}).get("seed") if isinstance(config, dict) else None
+    if configured is not None:
+        return {"value": configured, "source": "config Global.seed", "per_rank": "seed + rank" if world_size > 1 else "seed"}
+    if world_size > 1:
+        return {"value": 0, "source": "upstream default: no Global.seed, distributed engine seeds 0 + rank",
+                "per_rank": "0 + rank"}
+    return {"value": None, "source": "unseeded: no Global.seed and a single rank"}
+
+
+def _target_record(target) -> dict | None:
+    """The target as the manifest stores it (``check-accuracy`` judges the run against it)."""
+    if target is None:
+        return None
+    if isinstance(target, dict):
+        return target
+    return {"metric": target.metric, "value": target.value, "eval_set_size": target.eval_set_size,
+            "judged": target.judged, "tolerance": target.tolerance, **dict(target.provenance)}

@@ -1,0 +1,226 @@
+"""``-o KEY=VALUE`` options: the user's are checked before launch, the harness's own are trusted.
+
+Upstream is lenient in ways that waste a 300-epoch run: ``-o a.b=v`` silently *creates* a misspelt
+key, and the value goes through ``eval()``, so ``true`` arrives as the string ``"true"``, a bare
+word that happens to name a builtin becomes that builtin, and ``__import__('os')`` runs. So every
+user override is checked here, against the config loaded the way upstream loads it
+(:mod:`repro.train.upstream_config`), before any process starts:
+
+* an unknown key is refused with the nearest existing keys (``+KEY=VALUE`` adds a key on purpose);
+* a value must be a plain YAML scalar or a list of scalars, and it must mean the same thing to YAML
+  and to upstream's ``eval()``; otherwise the message says how to write it;
+* keys the harness owns (output dir, checkpoints, device, seed) point at the option that sets them
+  (:data:`HARNESS_OWNED`, the one table of them).
+
+The text passed to upstream is the user's own text (after stripping a leading ``+``): it is accepted
+only when we know what upstream's ``eval()`` makes of it, so the command line stays readable and the
+record (``config.yaml``) shows exactly the values upstream used. Upstream's ``override`` splits the
+option on ``=`` (exactly one allowed); the value is ``eval(v)`` with a fallback to the raw text when
+``eval`` raises.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.train.upstream_config import NEW_KEY_PREFIX, apply_override, dotted_paths, locate
+
+# Keys the harness sets itself; a user value would make the run directory, resume or the manifest lie.
+# Each reason names the option to use instead.
+HARNESS_OWNED = {
+    "Global.output_dir": "the harness puts upstream's output in the run directory: choose it with --run-dir DIR",
+    "Global.checkpoints": "the harness sets it when resuming: use `repro train --resume RUN_DIR`",
+    "Global.device": "it comes from the platform profile: choose it with --platform NAME",
+    "Global.seed": "the harness records the effective seed: use --seed N",
+}
+YAML_SCALARS = (str, int, float, bool, type(None))
+
+
+def refuse_harness_owned(key: str) -> None:
+    """Refuse ``-o KEY`` (or ``+KEY``) when the harness owns ``KEY``, naming the option to use."""
+    key = key.strip()
+    key = key[len(NEW_KEY_PREFIX):] if key.startswith(NEW_KEY_PREFIX) else key
+    if key in HARNESS_OWNED:
+        raise ReproError(f"-o {key} cannot be overridden: {HARNESS_OWNED[key]}", EXIT_BAD_INPUT)
+
+
+def _is_section(value: Any) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value))
+
+
+def _plain_python(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(type(item) in YAML_SCALARS for item in value)
+    return type(value) in YAML_SCALARS
+
+
+class CodeValue(Exception):
+    """Upstream's ``eval()`` would run ``text`` as code (a call, an operator, a known name...)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def upstream_value(text: str, module_names: frozenset[str]) -> Any:
+    """What upstream's ``eval(text)`` (with its raw-text fallback) yields, or CodeValue.
+
+    Only three things are accepted: a Python literal; text ``eval`` cannot parse (upstream falls
+    back to the raw text: paths like ``./output/``); and a bare word that names nothing in
+    upstream's namespace (``eval`` raises NameError, so again the raw text).
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    try:
+        tree = ast.parse(text.lstrip(" \t"), mode="eval")
+    except (SyntaxError, ValueError):
+        return text  # eval raises SyntaxError: upstream keeps the raw text
+    body = tree.body
+    if isinstance(body, ast.Name) and not body.id.startswith("_") and body.id not in module_names:
+        return text  # NameError: upstream keeps the raw text
+    raise CodeValue("a name of a Python object" if isinstance(body, ast.Name) else type(body).__name__)
+
+
+def _same(first: Any, second: Any) -> bool:
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(_same(a, b) for a, b in zip(first, second))
+    return type(first) is type(second) and first == second
+
+
+def _fix(key: str, meant: Any, module_names: frozenset[str]) -> str:
+    """How to write ``meant`` so that upstream gets exactly it, or why it cannot be written."""
+    spelling = repr(meant)
+    if isinstance(meant, list):
+        spelling = "[" + ", ".join(repr(item) for item in meant) + "]"
+    try:
+        if _same(upstream_value(spelling, module_names), meant) and "=" not in spelling:
+            return f"write -o {key}={spelling} to mean {meant!r}"
+    except CodeValue:
+        pass
+    return f"{meant!r} cannot be passed through upstream's -o; write a number, word, quoted string or list"
+
+
+def check_value(key: str, text: str, module_names: frozenset[str]) -> Any:
+    """The value upstream will use for ``text``, if YAML and upstream agree on it; else refuse."""
+    try:
+        as_yaml = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        raise ReproError(
+            f"-o {key}={text}: not a plain YAML value; write a number, word, quoted string or [a, b] list",
+            EXIT_BAD_INPUT,
+        ) from None
+    if isinstance(as_yaml, dict) or (
+        isinstance(as_yaml, list) and not all(isinstance(item, YAML_SCALARS) for item in as_yaml)
+    ):
+        raise ReproError(
+            f"-o {key}={text}: a mapping or nested list cannot be overridden as one value; "
+            "override the keys inside it one by one (-o SECTION.KEY=VALUE)",
+            EXIT_BAD_INPUT,
+        )
+    if not isinstance(as_yaml, (list, *YAML_SCALARS)):  # dates, timestamps, binary
+        raise ReproError(
+            f"-o {key}={text}: YAML reads a {type(as_yaml).__name__}, not a plain scalar; "
+            f"quote it to mean the text: -o {key}='{text}'",
+            EXIT_BAD_INPUT,
+        )
+    try:
+        value = upstream_value(text, module_names)
+    except CodeValue as code:
+        fix = _fix(key, as_yaml, module_names) if isinstance(as_yaml, list) or code.kind.startswith("a name") else (
+            "write a plain number, word, quoted string or [list]"
+        )
+        raise ReproError(
+            f"-o {key}={text}: upstream eval()s -o values and would run this as Python code "
+            f"({code.kind}), not read it as data; {fix}",
+            EXIT_BAD_INPUT,
+        ) from None
+    if not _plain_python(value):
+        raise ReproError(
+            f"-o {key}={text}: upstream would read a {type(value).__name__}; only a scalar or a list of "
+            "scalars may be overridden (override the keys inside a section one by one)",
+            EXIT_BAD_INPUT,
+        )
+    if _same(value, as_yaml):
+        return value
+    # A Python literal YAML reads as text (None, 1e-3, 0o17): the user wrote Python; upstream's reading stands.
+    if isinstance(as_yaml, str) and as_yaml == text.strip() and isinstance(value, (int, float, type(None))):
+        return value
+    raise ReproError(
+        f"-o {key}={text}: YAML reads {as_yaml!r} but upstream's eval() would give {value!r}; "
+        f"{_fix(key, as_yaml, module_names)}",
+        EXIT_BAD_INPUT,
+    )
+
+
+@dataclass(frozen=True)
+class CheckedOverride:
+    """One accepted user ``-o``: the value upstream will read, kept with the text it will receive."""
+
+    key: str
+    value: Any
+    text: str  # what upstream receives: KEY=VALUE, "+" stripped
+
+
+def check_override(option: str, config: dict[str, Any], module_names: frozenset[str]) -> CheckedOverride:
+    """Validate one user ``-o`` against ``config``; returns what to pass and what it sets."""
+    if option.count("=") != 1:
+        what = "has no '='" if "=" not in option else "has more than one '=' (upstream splits on every '=')"
+        raise ReproError(f"-o {option!r} {what}: write -o KEY=VALUE, e.g. -o Global.epochs=120", EXIT_BAD_INPUT)
+    key, text = option.split("=")
+    key = key.strip()
+    create = key.startswith(NEW_KEY_PREFIX)
+    if create:
+        key = key[len(NEW_KEY_PREFIX):]
+    refuse_harness_owned(key)
+    container, slot = locate(config, key, create=create)
+    exists = slot in container if isinstance(container, dict) else True
+    if create and exists:
+        raise ReproError(f"-o {NEW_KEY_PREFIX}{key}: {key} already exists; drop the {NEW_KEY_PREFIX}", EXIT_BAD_INPUT)
+    if exists and _is_section(container[slot]):
+        inside = next((p for p in dotted_paths(container[slot], key) if not _is_section_path(config, p)), f"{key}.KEY")
+        raise ReproError(
+            f"-o {key} is a section, not a value: override the keys inside it (e.g. -o {inside}=...)",
+            EXIT_BAD_INPUT,
+        )
+    value = check_value(key, text, module_names)
+    if exists:
+        _check_kind(key, text, container[slot], value)
+    return CheckedOverride(key=key, value=value, text=f"{key}={text}")
+
+
+def _check_kind(key: str, text: str, current: Any, value: Any) -> None:
+    """A number or a switch must stay one: ``Global.epochs=12O`` would reach upstream as a string."""
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ReproError(f"-o {key}={text}: {key} is a switch ({current}); write True or False", EXIT_BAD_INPUT)
+    if isinstance(current, (int, float)) and not isinstance(current, bool) and not isinstance(value, (int, float)):
+        raise ReproError(
+            f"-o {key}={text}: {key} is a number ({current}) and {text!r} is not one; write a number",
+            EXIT_BAD_INPUT,
+        )
+
+
+def _is_section_path(config: dict[str, Any], path: str) -> bool:
+    container, slot = locate(config, path)
+    return _is_section(container[slot])
+
+
+def harness_value(text: str) -> Any:
+    """How upstream's ``str2num`` reads a value the harness itself passes (trusted, not validated)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError):
+        return text
+
+
+def apply_option(config: dict[str, Any], option: str) -> None:
+    """Apply one ``KEY=VALUE`` the harness passes (reference, device, output dir...) as upstream would."""
+    key, text = option.split("=", 1)
+    apply_override(config, key.strip(), harness_value(text))
+

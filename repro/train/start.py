@@ -1,0 +1,129 @@
+"""Starting a new run: every check and record that must happen before upstream is launched.
+
+A 300-epoch run that dies on a bad option after an hour, or that leaves no record of what it ran,
+wastes days; so a start resolves the config, plans the device count and learning rate, and runs
+pre-flight inside a fresh run directory, and removes that directory again if any of it fails
+(nothing ran, so nothing of value is lost). Only then is the manifest written and upstream started.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import click
+
+from repro.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproError
+from repro.paths import resolve_upstream_dir
+from repro.profiles import Profile, default_platform, load_profile
+from repro.recipes import Recipe, load_recipe
+from repro.train.command import LaunchCommand, build_command
+from repro.train.config import ResolvedConfig, resolve_config
+from repro.train.dry_run import print_dry_run
+from repro.train.environment import environment_changes
+from repro.train.manifest import Manifest
+from repro.train.manifest_fields import start_fields
+from repro.train.rundir import create_run_dir, plan_run_dir
+from repro.train.runner import run_segment, say
+from repro.train.scaling import ScalingPlan, plan_scaling
+
+DEFAULT_CPU_RANKS = 2
+
+
+def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | None, recipe_name: str,
+              user_overrides: Sequence[str], run_dir: Path | None, logs_dir: Path, nnodes: int | None,
+              master: str | None, seed: int | None, scale_lr: bool, keep: int, upstream: Path | None,
+              dry_run: bool, smoke: bool, skip_preflight: bool) -> None:
+    """Validate, record and launch a new run (or, for ``dry_run``, print what would run)."""
+    profile = load_profile(platform or default_platform())
+    recipe = load_recipe(recipe_name)
+    gpu_list, ranks = _devices(profile, recipe, gpus, cpu_ranks)
+    upstream_dir = resolve_upstream_dir(upstream)
+    if not (upstream_dir / recipe.entry).is_file():
+        raise ReproError(
+            f"no upstream checkout at {upstream_dir} ({recipe.entry} missing): run `repro upstream fetch`, "
+            "or point --upstream / REPRO_UPSTREAM_DIR at a PaddleClas checkout",
+            EXIT_UPSTREAM,
+        )
+    per_node = len(gpu_list) if gpu_list is not None else ranks
+    total = per_node * (nnodes or 1)
+
+    kind = "GPU" if gpu_list is not None else "CPU rank"
+
+    def scaling_plan() -> ScalingPlan | None:
+        return None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
+
+    def resolve(where: Path, write: bool) -> tuple[ResolvedConfig, ScalingPlan | None]:
+        plan = scaling_plan()
+        resolved = resolve_config(upstream_dir, recipe, user_overrides, device=profile.device, smoke=smoke,
+                                  run_dir=where, seed=seed, extra_overrides=plan.overrides if plan else (), write=write)
+        return resolved, plan
+
+    if dry_run:
+        planned = plan_run_dir(logs_dir, run_dir)
+        with tempfile.TemporaryDirectory(prefix="repro-dry-run-") as staging:
+            resolved, scaling = resolve(Path(staging), write=False)
+            config_arg = resolved.config_arg.replace(staging, str(planned))
+        command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
+                           scaling, seed, nnodes, master)
+        env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
+        print_dry_run(command, env, planned, scaling)
+        return
+
+    run = create_run_dir(logs_dir, run_dir)
+    try:
+        resolved, scaling = resolve(run.path, write=True)
+        for note in (scaling.notes if scaling else []):
+            say(note)
+        if not skip_preflight:
+            from repro.train.preflight import run_preflight
+
+            problems = run_preflight(upstream_dir=upstream_dir, profile=profile, recipe=recipe, gpus=gpu_list,
+                                     run_dir=run.path, resolved=resolved, keep_checkpoints=keep, smoke=smoke,
+                                     cpu_ranks=ranks)
+            for line in getattr(problems, "warnings", []):
+                say(f"pre-flight warning: {line}")
+            if problems:
+                for line in problems:
+                    click.echo(f"pre-flight: {line}", err=True)
+                raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
+    except BaseException:
+        # Nothing ran: the directory holds only what we just wrote into it, so remove it.
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
+                       scaling, seed, nnodes, master)
+    env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
+    manifest = Manifest.create(run.manifest, start_fields(
+        profile=profile, recipe=recipe, upstream_dir=upstream_dir, gpu_list=gpu_list, ranks=ranks, nnodes=nnodes,
+        master=master, seed=seed, resolved=resolved, scaling=scaling, user_overrides=list(user_overrides),
+        command=command, env=env, keep=keep, smoke=smoke, skip_preflight=skip_preflight, run=run,
+    ))
+    say(f"run directory {run.path}")
+    run_segment(run=run, manifest=manifest, command=command, env=env, keep=keep,
+                segment={"kind": "start", "argv": command.argv, "resumed_from": None})
+
+
+def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
+             cpu_ranks: int | None) -> tuple[list[int] | None, int | None]:
+    """(GPU ids, None) on a GPU platform, (None, rank count) on the CPU one; the other is refused."""
+    if profile.uses_gpus:
+        if cpu_ranks is not None:
+            raise ReproError(f"--cpu-ranks needs the cpu platform, not {profile.name}: add --platform cpu", EXIT_BAD_INPUT)
+        return (gpus if gpus is not None else list(range(recipe.reference_gpus))), None
+    if gpus is not None:
+        raise ReproError(f"platform {profile.name} has no GPUs: drop --gpus (use --cpu-ranks N) or pass --platform", EXIT_BAD_INPUT)
+    return None, cpu_ranks or DEFAULT_CPU_RANKS
+
+
+def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_arg, resolved, scaling, seed, nnodes,
+             master) -> LaunchCommand:
+    extra = list(resolved.overrides) + list(scaling.overrides if scaling else [])
+    return build_command(
+        upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
+        reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
+        cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=extra, seed=seed,
+        nnodes=nnodes, master=master,
+    )
