@@ -20,7 +20,8 @@ WORKERLOG_DIRS = ("launcher", ".", "log")
 # Where upstream's Global.output_dir/train.log may be.
 TRAIN_LOG_PATHS = ("output/train.log", "train.log")
 # The launcher's own stdout (it prints "Pod completed" / "Exit code N"), wherever ``repro train`` keeps it.
-LAUNCHER_LOGS = ("launcher.log", "launcher.out", "launch.log", "launcher/launcher.log")
+# console.log is where repro train tees the launcher's own output ("Pod completed", "Exit code N").
+LAUNCHER_LOGS = ("console.log", "launcher.log", "launcher.out", "launch.log", "launcher/launcher.log")
 WORKERLOG = re.compile(r"^workerlog\.(\d+)$")
 BINARY_SNIFF = 8192
 

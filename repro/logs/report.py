@@ -75,10 +75,11 @@ def plot_curves(run: RunLogs, verdict: Verdict, target: Target, path: Path) -> P
     if verdict.best_epoch is not None:
         acc_ax.annotate(f"best {verdict.best_value:.4f} @ {verdict.best_epoch}", (verdict.best_epoch, verdict.best_value),
                         textcoords="offset points", xytext=(-60, 10), arrowprops={"arrowstyle": "->"})
-    for segment in run.segments[1:]:
+    for number, segment in enumerate(run.segments[1:]):
         first = run.primary.train_epochs[run.primary.train_epochs["segment"] == segment.index]["epoch"]
         if not first.empty:
-            acc_ax.axvline(int(first.min()) - 0.5, color="grey", linestyle="--", linewidth=0.8)
+            label = "resumed" if number == 0 else None  # one legend entry for every resume line
+            acc_ax.axvline(int(first.min()) - 0.5, color="grey", linestyle="--", linewidth=0.8, label=label)
             loss_ax.axvline(int(first.min()) - 0.5, color="grey", linestyle="--", linewidth=0.8)
     acc_ax.set_ylabel("eval accuracy")
     acc_ax.set_title(f"{run.name}: {verdict.status} ({verdict.judged} {verdict.metric} vs target)")
