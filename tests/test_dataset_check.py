@@ -373,3 +373,45 @@ def test_many_problems_keep_first_examples_and_count(tiny: Path) -> None:
     assert problem.count == 50 and len(problem.examples) == 5
     assert problem.examples[0].startswith("train_list.txt:13:")
     assert any("... and 45 more" in line for line in report.summary_lines())
+
+
+def test_listing_in_a_child_process_finds_the_same(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big lists are checked while a forked child lists the tree; the report must not depend on it."""
+    from repro.dataset import background_scan
+
+    (tiny / "train" / "n00000001" / "loop").symlink_to("..")
+    (tiny / "train" / "n00000002" / "unlisted.JPEG").write_bytes(b"x")
+    write_lines(tiny, lines_of(tiny) + ["train/n00000001/missing.JPEG 0"])
+    in_process = check_dataset(tiny, class_num=CLASSES).to_dict()
+
+    delivered = []
+    original = background_scan.BackgroundScan.result
+
+    def spy(self):
+        found = original(self)
+        delivered.append(found is not None)
+        return found
+
+    monkeypatch.setattr(background_scan, "MIN_LIST_BYTES", 0)
+    monkeypatch.setattr(background_scan.BackgroundScan, "result", spy)
+    in_child = check_dataset(tiny, class_num=CLASSES).to_dict()
+    assert delivered == [True]
+    assert in_child == in_process
+    kinds = [problem["kind"] for problem in in_child["problems"]]
+    assert "symlink_loop" in kinds and "missing_file" in kinds
+
+
+def test_child_listing_is_discarded_when_a_list_points_into_another_top(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child lists train/ and val/ only; a list naming extra/ makes the check list here."""
+    from repro.dataset import background_scan
+
+    (tiny / "extra" / "n00000001").mkdir(parents=True)
+    (tiny / "extra" / "n00000001" / "x.JPEG").write_bytes(b"x")
+    write_lines(tiny, lines_of(tiny, "val_list.txt") + ["extra/n00000001/x.JPEG 0"], "val_list.txt")
+    in_process = check_dataset(tiny, class_num=CLASSES).to_dict()
+    monkeypatch.setattr(background_scan, "MIN_LIST_BYTES", 0)
+    in_child = check_dataset(tiny, class_num=CLASSES).to_dict()
+    assert in_child == in_process
+    assert in_child["counts"]["files_on_disk"] == 3 * 4 + 3 * 2 + 1

@@ -154,3 +154,26 @@ def test_train_iterations_table_keeps_the_winning_launch(tmp_path):
     assert len(table) == 3 * 4
     assert set(table[table["epoch"] == 2]["segment"]) == {2}
     assert {"lr", "loss", "ips", "batch_cost", "eta_s"} <= set(table.columns)
+
+
+@pytest.mark.parametrize("give_up_after", [0, 3, 20_000])
+def test_find_all_matches_a_regex_scan_even_when_the_rare_byte_is_common(
+    give_up_after: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memchr fast path and its regex fallback must find exactly what a plain regex finds."""
+    import re
+
+    from repro.logs import scan as scan_module
+    from repro.logs.patterns import AVG_NEEDLE
+
+    monkeypatch.setattr(scan_module, "FALSE_HITS_BEFORE_REGEX", give_up_after)
+    data = b"".join(
+        b"vvv [Eval][Epoch %d][Iter: 1/2]v\n[Train][Epoch %d/9][Avg]loss: 1\n[Eval][Epoch %d][Avg]top1: 0.5\n"
+        % (i, i, i)
+        for i in range(1, 10)
+    ) + b"cut ][Av"
+    expected = [match.start() for match in re.finditer(re.escape(AVG_NEEDLE[0]), data)]
+    assert len(expected) == 18
+    assert scan_module.find_all(data, AVG_NEEDLE, len(data)) == expected
+    end = expected[5] + 3  # a match crossing the end is not a match
+    assert scan_module.find_all(data, AVG_NEEDLE, end) == expected[:5]

@@ -8,20 +8,23 @@ Bad data never raises: it is reported in the returned ``DatasetReport`` (exit co
 is not a dataset at all (missing, a file, unreadable, none of the four parts) is reported with exit
 code 2. Only nonsensical arguments raise ``ReproError(EXIT_BAD_INPUT)``.
 
-Speed: the tree is listed once per directory (``scan``), the lists are parsed with C-level string
-operations (``listfile``), and every comparison is a set operation. (A background thread for the
-scan was measured slower on a cached tree: GIL contention outweighs the overlap.)
+Speed: the tree is listed once per directory (``scan``), for big lists in a forked child while
+this process parses them (``background_scan``; a thread was measured slower: GIL contention
+outweighs the overlap), the lists are parsed with C-level string operations (``listfile``), and
+every comparison is a set operation.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Collection
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 
 from repro.dataset import layout
+from repro.dataset.background_scan import BackgroundScan
 from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problems
@@ -102,20 +105,33 @@ def _report_class_dir_clashes(
     return firsts
 
 
+def _one_label_per_dir(dirs: list[str], labels: list[int]) -> dict[str, int] | None:
+    """Directory -> label if every directory carries a single label, else None.
+
+    Two C-level passes (a dict keeps each directory's last label; every line is then compared with
+    it) instead of a set of a million (directory, label) tuples, which costs three times as much.
+    """
+    label_of_dir = dict(zip(dirs, labels))
+    if list(map(label_of_dir.__getitem__, dirs)) != labels:
+        return None
+    return label_of_dir
+
+
 def _check_class_dirs(
     split: str, listing: ListFile, dirs: list[str], problems: Problems
-) -> tuple[int, dict[str, int]]:
+) -> tuple[int, dict[str, int], Collection[str]]:
     """One class directory, one label; one label, one directory.
 
     Decided by set sizes (a few C-level passes for a clean list); the per-line pass that names
     lines runs only for a list with a clash. Returns the number of entries without a class
-    directory (flat: upstream accepts them, but their labels cannot be cross-checked) and class
-    directory -> label.
+    directory (flat: upstream accepts them, but their labels cannot be cross-checked), class
+    directory -> label, and the distinct directories.
     """
     name = listing.name
     split_dir = dict(layout.SPLITS_DIRS)[split]
     inside = split_dir + "/"
-    distinct = set(dirs)
+    label_of_dir = _one_label_per_dir(dirs, listing.labels)
+    distinct: Collection[str] = set(dirs) if label_of_dir is None else label_of_dir.keys()
     if any(directory != split_dir and not directory.startswith(inside) for directory in distinct):
         for path, lineno in zip(listing.paths, listing.lines_of):
             if not path.startswith(inside):
@@ -128,11 +144,17 @@ def _check_class_dirs(
             f"{name}: {flat} entries have no class directory (paths like {split_dir}/<file>);"
             " label/directory consistency is not checked for them",
         )
+    if label_of_dir is not None:
+        class_labels = {d: label for d, label in label_of_dir.items() if d not in flat_dirs}
+        if len(set(class_labels.values())) == len(class_labels):
+            return flat, class_labels, distinct
+        return flat, _report_class_dir_clashes(listing, dirs, problems), distinct
+    # Some directory has two labels -- unless only flat "directories" (split roots) do.
     pairs = {pair for pair in set(zip(dirs, listing.labels)) if pair[0] not in flat_dirs}
     class_dirs = {directory for directory, _ in pairs}
     if len(pairs) != len(class_dirs) or len({label for _, label in pairs}) != len(pairs):
-        return flat, _report_class_dir_clashes(listing, dirs, problems)
-    return flat, dict(pairs)
+        return flat, _report_class_dir_clashes(listing, dirs, problems), distinct
+    return flat, dict(pairs), distinct
 
 
 def _check_between_splits(
@@ -297,6 +319,46 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
             " pass the ImageNet root (or make one with `repro dataset make-tiny`)",
         )
 
+    # Listing the usual tops overlaps with parsing; a list pointing elsewhere too makes _scan
+    # list the tree here instead.
+    background = BackgroundScan(root, {layout.TRAIN_DIR, layout.VAL_DIR}, _list_bytes(root))
+    try:
+        return _check_contents(root, report, present, background, class_num, expect, decode)
+    finally:
+        background.cancel()
+
+
+def _list_bytes(root: Path) -> int:
+    total = 0
+    for _, list_name, _ in layout.SPLITS:
+        try:
+            total += os.stat(root / list_name).st_size
+        except OSError:
+            pass
+    return total
+
+
+def _scan(root: Path, tops: set[str], background: BackgroundScan, problems: Problems) -> TreeScan:
+    """The child's listing when it listed exactly ``tops``, else one made here (same result)."""
+    if background.tops == tops:
+        delivered = background.result()
+        if delivered is not None:
+            scan, found = delivered
+            problems.merge(found)
+            return scan
+    background.cancel()
+    return scan_tree(root, tops, problems)
+
+
+def _check_contents(
+    root: Path,
+    report: DatasetReport,
+    present: dict[str, bool],
+    background: BackgroundScan,
+    class_num: int,
+    expect: str,
+    decode: int,
+) -> DatasetReport:
     problems = Problems()
     counts: dict[str, int] = {}
     _check_parts(root, present, problems)
@@ -319,12 +381,12 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
     tops = {layout.TRAIN_DIR, layout.VAL_DIR}
     for split, listing in lists:
         dirs = _directories(listing)
-        flat, dir_label = _check_class_dirs(split, listing, dirs, problems)
+        flat, dir_label, distinct = _check_class_dirs(split, listing, dirs, problems)
         counts[f"{split}_flat_files"] = flat
         checked.append((split, listing, dirs, dir_label))
-        tops |= {directory.split("/", 1)[0] for directory in set(dirs) if directory}
+        tops |= {directory.split("/", 1)[0] for directory in distinct if directory}
     _check_between_splits(checked, problems)
-    scan = scan_tree(root, tops, problems)
+    scan = _scan(root, tops, background, problems)
     _check_existence(scan, lists, problems, counts)
     if expect == "imagenet-1k":
         _check_canonical(counts, class_num, problems)

@@ -87,6 +87,15 @@ class Problems:
         if len(problem.examples) < self._max_examples:
             problem.examples.append(example)
 
+    def merge(self, other: Problems) -> None:
+        """Add ``other``'s problems as if each had been added here (work done in a child process)."""
+        for problem in other.as_list():
+            for example in problem.examples:
+                self.add(problem.kind, example)
+            rest = problem.count - len(problem.examples)
+            if rest:
+                self._by_kind[problem.kind].count += rest
+
     def count(self, kind: str) -> int:
         problem = self._by_kind.get(kind)
         return problem.count if problem else 0

@@ -266,7 +266,8 @@ def load_run(files: RunFiles) -> RunLogs:
     problems: list[str] = []
     table = epoch_table(primary, notes, problems)
     for other in others:
-        if other.has_results:
+        # Identical eval lines (train.log of a healthy run) agree by construction: no tables needed.
+        if other.has_results and other.eval_lines != primary.eval_lines:
             _cross_check(table, epoch_table(other, [], []), primary.label, other.label, warnings, problems)
     for log in logs:
         if log.truncated:

@@ -3,7 +3,7 @@
 A full ResNeSt50 run writes ~150,000 iteration lines per copy of the log; reading every one in Python
 would make ``check-accuracy`` tens of times slower than ``grep``. The verdict needs only the few
 hundred ``[Avg]`` lines, the start-up echoes and the errors, so this module memory-maps the file and
-lets ``re``/``bytes.find`` (C code) skip straight to them. The iteration table, which only the report
+lets ``memchr`` (C code) skip straight to them. The iteration table, which only the report
 and ``watch`` need, is parsed on demand by :func:`iterations`.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import mmap
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ ERROR_TAIL_BYTES = 256 * 1024
 ECHO_MAX_BYTES = 256 * 1024
 TRAIN_ITER_BYTES = P.re.compile(rb"\[Train\]\[Epoch (\d+)/(\d+)\]\[Iter: (\d+)/(\d+)\]([^\n]*)")
 INTERRUPT_MARKERS = ("Termination signal", "SIGTERM", "KeyboardInterrupt", "SIGINT")
+# Candidates rejected by find_all before it gives up on memchr (a few per epoch are normal).
+FALSE_HITS_BEFORE_REGEX = 20_000
 
 
 @dataclass
@@ -88,6 +91,9 @@ class LogFile:
     best_lines: pd.DataFrame
     truncated: bool = False
     size: int = 0
+    # The "[Eval]...[Avg]" lines as printed, in file order: two files with the same ones agree on
+    # every eval result, which lets a cross-check skip building tables.
+    eval_lines: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -132,16 +138,40 @@ def _split_prefix(line: str) -> tuple[dt.datetime | None, str]:
     return _time(match.group("time")), match.group("msg")
 
 
+def find_all(data: bytes | mmap.mmap, needle: tuple[bytes, int], end: int) -> list[int]:
+    """Offsets of every occurrence of ``needle = (text, index of its rarest byte)`` before ``end``.
+
+    One pass over a 36 MB log with ``re`` or ``bytes.find`` costs as much as ``grep`` over it;
+    ``memchr`` on a byte that upstream's iteration lines never contain skips them at memory speed.
+    Should that byte turn out common in some log, the rest is searched with ``re`` instead, so the
+    cost is never much worse than one regex pass.
+    """
+    text, anchor = needle
+    byte, size = text[anchor : anchor + 1], len(text)
+    found: list[int] = []
+    misses = 0
+    pos = data.find(byte, anchor, end)
+    while pos >= 0:
+        start = pos - anchor
+        if start + size <= end and data[start : start + size] == text:
+            found.append(start)
+        else:
+            misses += 1
+            if misses > FALSE_HITS_BEFORE_REGEX:
+                regex = re.compile(re.escape(text))
+                found.extend(match.start() for match in regex.finditer(data, start + 1, end))
+                return found
+        pos = data.find(byte, pos + 1, end)
+    return found
+
+
 def _echo_starts(data: bytes | mmap.mmap, end: int) -> list[int]:
-    starts, pos = [], 0
-    while True:
-        pos = data.find(P.ECHO_START, pos, end)
-        if pos < 0:
-            return starts
+    starts = []
+    for pos in find_all(data, P.ECHO_NEEDLE, end):
         after = data[pos + len(P.ECHO_START) : pos + len(P.ECHO_START) + 2]
         if after[:1] in (b"\n", b"\r", b""):
             starts.append(data.rfind(b"\n", 0, pos) + 1)
-        pos += len(P.ECHO_START)
+    return starts
 
 
 def _read_echo(data: bytes | mmap.mmap, start: int, end: int) -> tuple[dict[str, str], dt.datetime | None]:
@@ -249,7 +279,7 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
         end = data.rfind(b"\n") + 1 if truncated else size
         # A cross-check file needs no launch boundaries: its later lines win for a repeated epoch anyway.
         starts = _echo_starts(data, end) if train else []
-        avg_positions = [m.start() for m in P.AVG_SCAN.finditer(data, 0, end)]
+        avg_positions = find_all(data, P.AVG_NEEDLE, end)
         boundaries = list(starts)
         if not boundaries or (avg_positions and avg_positions[0] < boundaries[0]):
             boundaries.insert(0, 0)
@@ -269,6 +299,7 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
         train_rows: list[dict[str, Any]] = []
         eval_rows: list[dict[str, Any]] = []
         best_rows: list[dict[str, Any]] = []
+        eval_lines: list[str] = []
         for pos in avg_positions:
             line_start, line_stop, line = _line_at(data, pos, end)
             when, msg = _split_prefix(line)
@@ -289,6 +320,7 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
                 row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in body.items()})
                 row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(body))
                 eval_rows.append(row)
+                eval_lines.append(msg)
                 _, _, following = _line_at(data, min(line_stop + 1, end), end) if line_stop + 1 < end else (0, 0, "")
                 best = P.BEST.search(following)
                 if best is not None:
@@ -303,6 +335,7 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
         best_lines=_table(best_rows, ["segment", "epoch", "best_metric"]),
         truncated=truncated,
         size=size,
+        eval_lines=eval_lines,
     )
 
 
