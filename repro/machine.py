@@ -82,12 +82,20 @@ class PaddleInfo:
         return {**asdict(self), "build": self.build}
 
 
-def probe_paddle(python: str = sys.executable, with_sklearn: bool = True, timeout: float = 120.0) -> PaddleInfo:
+def probe_paddle(python: str | None = None, with_sklearn: bool = True, timeout: float = 120.0,
+                 env: dict[str, str] | None = None) -> PaddleInfo:
+    """One child interpreter answers every question about Paddle (importing it takes seconds).
+
+    ``env`` lets the pre-flight count the machine's GPUs without a leftover ``CUDA_VISIBLE_DEVICES``.
+    """
+    python = python or sys.executable
     argv = [python, "-c", _PADDLE_PROBE] + (["--with-sklearn"] if with_sklearn else [])
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        return PaddleInfo(importable=False, error=f"probing paddle took over {timeout:.0f} s")
+        return PaddleInfo(importable=False, error=f"`import paddle` did not finish in {timeout:.0f} s")
+    except OSError as error:
+        return PaddleInfo(importable=False, error=f"cannot start {python}: {error}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -15,12 +15,13 @@ from repro.paths import DATASET_LINK
 from repro.recipes import load_recipe
 from repro.train import preflight
 from repro.train.config import ResolvedConfig
-from repro.train.preflight import checkpoints_needed, probe_paddle, run_preflight
+from repro.machine import PaddleInfo, probe_paddle
+from repro.train.preflight import checkpoints_needed, run_preflight
 
 GPU_PROFILE = SimpleNamespace(name="nvidia-cuda", visible_devices_var="CUDA_VISIBLE_DEVICES", uses_gpus=True)
 CPU_PROFILE = SimpleNamespace(name="cpu", visible_devices_var=None, uses_gpus=False)
-PADDLE_GPU = {"version": "2.6.2", "cuda": True, "gpus": 4}
-PADDLE_CPU = {"version": "2.6.2", "cuda": False, "gpus": 0}
+PADDLE_GPU = PaddleInfo(importable=True, version="2.6.2", cuda_build=True, gpu_count=4)
+PADDLE_CPU = PaddleInfo(importable=True, version="2.6.2", cuda_build=False, gpu_count=0)
 Usage = namedtuple("Usage", "total used free")
 
 
@@ -119,13 +120,13 @@ def test_gpus_with_a_cpu_build_of_paddle(upstream: Path, tiny: Path, tmp_path: P
 
 def test_paddle_that_cannot_be_imported_is_one_line(upstream: Path, tiny: Path, tmp_path: Path) -> None:
     os.symlink(tiny, upstream / DATASET_LINK)
-    (line,) = run(upstream, tmp_path, gpus=[0], profile=GPU_PROFILE, paddle_info={"error": "ModuleNotFoundError: paddle"})
+    (line,) = run(upstream, tmp_path, gpus=[0], profile=GPU_PROFILE, paddle_info=PaddleInfo(importable=False, error="ModuleNotFoundError: paddle"))
     assert line.startswith("paddle cannot be imported") and "make setup" in line
 
 
 def test_probe_reports_a_broken_interpreter(tmp_path: Path) -> None:
     info = probe_paddle(python=str(tmp_path / "no-python"))
-    assert "error" in info
+    assert not info.importable and "cannot start" in info.error
 
 
 def test_too_many_cpu_ranks_is_only_a_warning(upstream: Path, tiny: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from repro.machine import PaddleInfo
 from repro.profiles import Profile
 from repro.recipes import Recipe
 from repro.train import provenance
@@ -25,7 +26,7 @@ def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_li
                  ranks: int | None, nnodes: int | None, master: str | None, seed: int | None,
                  resolved: ResolvedConfig, scaling: ScalingPlan | None, user_overrides: Sequence[str],
                  command: LaunchCommand, env: EnvChanges, keep: int, smoke: bool, skip_preflight: bool,
-                 run: RunDir) -> dict[str, Any]:
+                 run: RunDir, paddle: PaddleInfo) -> dict[str, Any]:
     """The manifest of a run about to start (segments, status and exit are added as it runs)."""
     world = (len(gpu_list) if gpu_list is not None else ranks) * (nnodes or 1)
     target = getattr(resolved, "target", None)
@@ -36,11 +37,11 @@ def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_li
         "smoke": smoke,
         "target": _target_record(target if target is not None else (None if smoke else recipe.target)),
         "platform": {"name": profile.name, "description": profile.description, "device": profile.device},
-        "paddle": provenance.paddle_record(),
+        "paddle": paddle.to_manifest(),
         "devices": {"gpus": gpu_list, "cpu_ranks": ranks, "nnodes": nnodes or 1, "master": master,
                     "world_size": world, "report": provenance.device_report(profile)},
         "upstream": provenance.upstream_record(upstream_dir),
-        "dataset": provenance.dataset_record(upstream_dir),
+        "dataset": provenance.dataset_record(upstream_dir, resolved),
         "command": command.to_manifest(),
         "env": env.to_manifest(),
         "overrides": {"reference": list(recipe.reference_overrides), "user": user_overrides,

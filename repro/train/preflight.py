@@ -8,14 +8,12 @@ on the returned list's ``warnings`` attribute.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from repro.machine import PaddleInfo, probe_paddle
 from repro.paths import DATASET_LINK
 from repro.recipes import Recipe
 from repro.train.config import ResolvedConfig
@@ -23,54 +21,12 @@ from repro.train.config import ResolvedConfig
 MB = 1024 * 1024
 # Logs, the record and paddle's per-rank files are small; this covers them and filesystem slack.
 DISK_MARGIN_MB = 1024
-PADDLE_PROBE_TIMEOUT = 120
-# One subprocess answers every question about paddle: importing it takes seconds, once is enough.
-PADDLE_PROBE = """
-import json
-info = {}
-try:
-    import paddle
-except Exception as error:  # any import failure is the answer
-    info["error"] = f"{type(error).__name__}: {error}"
-else:
-    info["version"] = paddle.__version__
-    info["cuda"] = bool(paddle.device.is_compiled_with_cuda())
-    try:
-        info["gpus"] = int(paddle.device.cuda.device_count()) if info["cuda"] else 0
-    except Exception as error:
-        info["gpus"] = 0
-        info["gpu_error"] = f"{type(error).__name__}: {error}"
-print(json.dumps(info))
-"""
-
-
 class PreflightProblems(list):
     """The blocking problems (a plain list of lines), with non-blocking ``warnings`` beside them."""
 
     def __init__(self) -> None:
         super().__init__()
         self.warnings: list[str] = []
-
-
-def probe_paddle(env: dict[str, str] | None = None, python: str | None = None) -> dict[str, Any]:
-    """Ask this environment's Python about paddle in a subprocess (a crash must not kill us)."""
-    try:
-        done = subprocess.run(
-            [python or sys.executable, "-c", PADDLE_PROBE],
-            capture_output=True,
-            text=True,
-            timeout=PADDLE_PROBE_TIMEOUT,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"`import paddle` did not finish in {PADDLE_PROBE_TIMEOUT} s"}
-    except OSError as error:
-        return {"error": f"cannot start {python or sys.executable}: {error}"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"`import paddle` failed (exit {done.returncode}): {tail}"}
-    return json.loads(lines[-1])
 
 
 def check_upstream(upstream_dir: Path) -> list[str]:
@@ -134,12 +90,12 @@ def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: boo
     return problems
 
 
-def check_gpus(gpus: list[int], paddle_info: dict[str, Any], profile: Any) -> list[str]:
-    if "error" in paddle_info:
+def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[str]:
+    if not paddle_info.importable:
         return []  # reported once, by the import check
-    count = int(paddle_info.get("gpus", 0))
+    count = paddle_info.gpu_count
     if count == 0:
-        why = "paddle here is a CPU build" if not paddle_info.get("cuda") else "paddle sees no GPU"
+        why = "paddle here is a CPU build" if not paddle_info.cuda_build else "paddle sees no GPU"
         return [
             f"GPUs {','.join(map(str, gpus))} asked for but {why}: install the {profile.name} paddle "
             f"(make setup PLATFORM={profile.name}) or use --cpu-ranks N"
@@ -197,11 +153,11 @@ def run_preflight(
     keep_checkpoints: int,
     smoke: bool,
     cpu_ranks: int | None = None,
-    paddle_info: dict[str, Any] | None = None,
+    paddle_info: PaddleInfo | None = None,
 ) -> PreflightProblems:
     """Every blocking problem, one line with its fix each; empty means ready to launch.
 
-    ``paddle_info`` (from ``probe_paddle``) may be passed in by a caller that already has it; it is
+    ``paddle_info`` (from :func:`repro.machine.probe_paddle`) may be passed in by a caller that already has it; it is
     probed otherwise, with the profile's device-visibility variable removed so that the count is of
     the machine's GPUs, not of a leftover ``CUDA_VISIBLE_DEVICES``.
     """
@@ -216,9 +172,9 @@ def run_preflight(
         env = dict(os.environ)
         if getattr(profile, "visible_devices_var", None):
             env.pop(profile.visible_devices_var, None)
-        paddle_info = probe_paddle(env)
-    if "error" in paddle_info:
-        problems.append(f"paddle cannot be imported: {paddle_info['error']}; run `make setup` (then `repro doctor`)")
+        paddle_info = probe_paddle(with_sklearn=False, env=env)
+    if not paddle_info.importable:
+        problems.append(f"paddle cannot be imported: {paddle_info.error}; run `make setup` (then `repro doctor`)")
 
     if gpus is not None:
         problems.extend(check_gpus(gpus, paddle_info, profile))

@@ -8,14 +8,16 @@ pre-flight inside a fresh run directory, and removes that directory again if any
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import click
 
 from repro.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproError
+from repro.machine import probe_paddle
 from repro.paths import resolve_upstream_dir
 from repro.profiles import Profile, default_platform, load_profile
 from repro.recipes import Recipe, load_recipe
@@ -77,12 +79,15 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         resolved, scaling = resolve(run.path, write=True)
         for note in (scaling.notes if scaling else []):
             say(note)
+        # One probe serves the pre-flight and the manifest. The visible-devices variable is left out so
+        # that the count is of the machine's GPUs, not of a leftover CUDA_VISIBLE_DEVICES.
+        paddle_info = probe_paddle(with_sklearn=False, env=without(os.environ, profile.visible_devices_var))
         if not skip_preflight:
             from repro.train.preflight import run_preflight
 
             problems = run_preflight(upstream_dir=upstream_dir, profile=profile, recipe=recipe, gpus=gpu_list,
                                      run_dir=run.path, resolved=resolved, keep_checkpoints=keep, smoke=smoke,
-                                     cpu_ranks=ranks)
+                                     cpu_ranks=ranks, paddle_info=paddle_info)
             for line in getattr(problems, "warnings", []):
                 say(f"pre-flight warning: {line}")
             if problems:
@@ -100,6 +105,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         profile=profile, recipe=recipe, upstream_dir=upstream_dir, gpu_list=gpu_list, ranks=ranks, nnodes=nnodes,
         master=master, seed=seed, resolved=resolved, scaling=scaling, user_overrides=list(user_overrides),
         command=command, env=env, keep=keep, smoke=smoke, skip_preflight=skip_preflight, run=run,
+        paddle=paddle_info,
     ))
     say(f"run directory {run.path}")
     run_segment(run=run, manifest=manifest, command=command, env=env, keep=keep,
@@ -127,3 +133,7 @@ def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_ar
         cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=extra, seed=seed,
         nnodes=nnodes, master=master,
     )
+
+
+def without(environ: Mapping[str, str], name: str | None) -> dict[str, str]:
+    return {key: value for key, value in environ.items() if key != name}
