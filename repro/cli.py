@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from repro import __version__
-from repro.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ReproError
+from repro.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, ReproError
+from repro.filesystem_errors import describe_os_error
 
 DEBUG_ENV = "REPRO_DEBUG"
 
@@ -56,7 +57,12 @@ class LazyGroup(click.Group):
             ctx.exit(EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
-        except Exception as error:  # a bug in repro: still one line, traceback on request
+        except Exception as error:
+            if isinstance(error, OSError) and error.filename is not None:
+                # The kernel refused a path the user chose (permissions, full disk): theirs to fix.
+                click.echo(f"error: {describe_os_error(error)}", err=True)
+                ctx.exit(EXIT_BAD_INPUT)
+            # Anything else is a bug in repro: still one line, the traceback on request.
             if os.environ.get(DEBUG_ENV):
                 raise
             where = traceback.extract_tb(error.__traceback__)[-1]

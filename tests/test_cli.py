@@ -63,3 +63,22 @@ def test_console_script_runs_without_traceback() -> None:
     assert "Traceback" not in done.stderr
     assert "no-such-platform" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_refused_path_is_one_line_and_a_bug_is_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    @click.command()
+    @click.argument("kind")
+    def touchy(kind: str) -> None:
+        if kind == "path":
+            raise PermissionError(errno.EACCES, "Permission denied", "/data/ILSVRC2012")
+        raise OSError("a broken pipe names no path")
+
+    monkeypatch.setitem(SUBCOMMANDS, "touchy", "tests.test_cli:_TOUCHY")
+    globals()["_TOUCHY"] = touchy
+    result = CliRunner().invoke(cli, ["touchy", "path"])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: cannot use /data/ILSVRC2012: Permission denied;")
+    result = CliRunner().invoke(cli, ["touchy", "other"])
+    assert result.exit_code == 70 and result.output.startswith("internal error: OSError")

@@ -111,3 +111,71 @@ def test_missing_upstream_checkout(tiny: Path, tmp_path: Path) -> None:
 
 def test_linked_root_absent(upstream: Path) -> None:
     assert linked_root(upstream) is None
+
+
+def test_dangling_symlink_at_the_link_path_needs_force_and_names_the_missing_target(
+    tiny: Path, upstream: Path, tmp_path: Path
+) -> None:
+    gone = tmp_path / "unmounted-imagenet"
+    link = upstream / "dataset" / "ILSVRC2012"
+    link.symlink_to(gone)
+    exit_code, _, stderr = link_cli(str(tiny), "--upstream", str(upstream), "--no-check")
+    assert exit_code == EXIT_CONFLICT and f"a symlink to missing {gone}" in stderr and "--force" in stderr
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1
+    assert os.readlink(link) == str(gone)
+    exit_code, stdout, _ = link_cli(str(tiny), "--upstream", str(upstream), "--no-check", "--force")
+    assert exit_code == 0 and f"was -> {gone}" in stdout and os.readlink(link) == str(tiny)
+
+
+def test_dangling_dataset_dir_symlink_is_a_conflict_and_left_alone(tiny: Path, tmp_path: Path) -> None:
+    upstream = tmp_path / "PaddleClas"
+    upstream.mkdir()
+    gone = tmp_path / "old-dataset-dir"
+    (upstream / "dataset").symlink_to(gone)
+    for extra in ([], ["--force"]):
+        exit_code, _, stderr = link_cli(str(tiny), "--upstream", str(upstream), "--no-check", *extra)
+        assert exit_code == EXIT_CONFLICT, stderr
+        assert f"is a symlink to missing {gone}, not a directory" in stderr and stderr.count("\n") == 1
+    assert os.readlink(upstream / "dataset") == str(gone) and not gone.exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_foreign_temporary_beside_the_link_is_reported_never_deleted(
+    tiny: Path, upstream: Path, tmp_path: Path, kind: str
+) -> None:
+    old = tmp_path / "old-imagenet"
+    old.mkdir()
+    link = upstream / "dataset" / "ILSVRC2012"
+    link.symlink_to(old)
+    temporary = upstream / "dataset" / ".ILSVRC2012.repro-new"
+    if kind == "file":
+        temporary.write_text("not ours")
+    else:
+        (temporary / "train").mkdir(parents=True)
+    exit_code, _, stderr = link_cli(str(tiny), "--upstream", str(upstream), "--no-check", "--force")
+    assert exit_code == EXIT_CONFLICT and str(temporary) in stderr and f"a real {kind}" in stderr
+    assert "remove it yourself" in stderr and stderr.count("\n") == 1
+    assert os.readlink(link) == str(old)
+    assert temporary.read_text() == "not ours" if kind == "file" else (temporary / "train").is_dir()
+
+
+def test_leftover_temporary_link_of_ours_is_replaced(tiny: Path, upstream: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old-imagenet"
+    old.mkdir()
+    (upstream / "dataset" / "ILSVRC2012").symlink_to(old)
+    (upstream / "dataset" / ".ILSVRC2012.repro-new").symlink_to(tmp_path / "interrupted")
+    assert link_dataset(tiny, upstream, force=True, check=False).action == REPLACED
+    assert not os.path.lexists(upstream / "dataset" / ".ILSVRC2012.repro-new")
+
+
+def test_unwritable_upstream_is_one_line_naming_the_directory(
+    tiny: Path, upstream: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests may run as root, where chmod cannot deny anything: simulate what the kernel says.
+    def denied(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "symlink", denied)
+    exit_code, _, stderr = link_cli(str(tiny), "--upstream", str(upstream), "--no-check")
+    assert exit_code == EXIT_UPSTREAM and stderr.count("\n") == 1
+    assert f"cannot create the dataset link in {upstream / 'dataset'}: Permission denied" in stderr

@@ -15,7 +15,7 @@ from repro.cli import cli
 from repro.dataset.check import check_dataset
 from repro.dataset.fingerprint import fingerprint
 from repro.dataset.tiny import MARKER, is_tiny_dataset, make_tiny
-from repro.errors import EXIT_CONFLICT, ReproError
+from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 
 
 def digest_tree(root: Path) -> dict[str, str]:
@@ -144,3 +144,12 @@ def test_fingerprint_is_cheap_identity(tmp_path: Path) -> None:
     assert print_["classes"] == 3 and print_["tiny"] is True
     (out / "val_list.txt").unlink()
     assert fingerprint(out)["val_list"] is None
+
+
+def test_make_tiny_under_a_file_is_one_line_not_an_internal_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = CliRunner(mix_stderr=False).invoke(cli, ["dataset", "make-tiny", str(blocker / "tiny")])
+    assert result.exit_code == EXIT_BAD_INPUT, result.stderr
+    assert result.stderr.startswith(f"error: cannot use {blocker / 'tiny'}: Not a directory;")
+    assert result.stderr.count("\n") == 1 and blocker.read_text() == "x"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 
 import pytest
@@ -83,3 +84,28 @@ def test_another_archive_over_an_extracted_tree_is_refused(fake, tmp_path):
         fetch_upstream(FetchRequest(dest=dest, archive=second), say=lambda _: None)
     assert caught.value.exit_code == EXIT_CONFLICT
     assert (dest / "tools" / "train.py").is_file()
+
+
+@pytest.mark.parametrize("name", ["pc.tar.gz", "pc.zip"])
+def test_a_file_that_is_not_an_archive_is_one_line_and_leaves_nothing(fake, tmp_path, name):
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+    from repro.errors import EXIT_BAD_INPUT
+
+    not_archive = tmp_path / name
+    not_archive.write_text("<html>404 Not Found</html>\n")
+    dest = tmp_path / "PaddleClas"
+    result = CliRunner(mix_stderr=False).invoke(cli, ["upstream", "fetch", "--dest", str(dest), "--archive", str(not_archive)])
+    assert result.exit_code == EXIT_BAD_INPUT, result.stderr
+    assert result.stderr.startswith("error: ") and str(not_archive) in result.stderr and "download it again" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not dest.exists() and [p.name for p in tmp_path.iterdir() if "fetching" in p.name] == []
+
+
+def test_an_archive_path_that_is_not_a_regular_file_says_so(fake, tmp_path):
+    fifo = tmp_path / "pc.tar.gz"
+    os.mkfifo(fifo)
+    with pytest.raises(ReproError) as caught:
+        fetch_upstream(FetchRequest(dest=tmp_path / "PaddleClas", archive=fifo), say=lambda _: None)
+    assert "is not a regular file" in caught.value.message

@@ -115,3 +115,49 @@ def test_real_mirror_fetch_applies_our_patch(tmp_path, monkeypatch):
     assert PATCHED_LINE in (dest / CLASSIFICATION).read_text()
     assert repro("upstream", "status", "--upstream", str(dest)).exit_code == EXIT_OK
     shutil.rmtree(dest)
+
+
+@pytest.mark.parametrize("named_by", ["--upstream", "REPRO_UPSTREAM_DIR"])
+def test_existing_plain_tree_is_used_in_place_whichever_way_it_is_named(fake, tmp_path, monkeypatch, named_by):
+    """`make smoke` runs a bare `fetch`: the env var must name a user's tree as --upstream does."""
+    mine = tmp_path / "extracted" / "PaddleClas"
+    shutil.copytree(fake.path, mine, ignore=shutil.ignore_patterns(".git"))
+    (mine / "mine.txt").write_text("the user's own file")
+    if named_by == "--upstream":
+        result = repro("upstream", "fetch", "--upstream", str(mine))
+    else:
+        monkeypatch.setenv("REPRO_UPSTREAM_DIR", str(mine))
+        result = repro("upstream", "fetch")
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert f"using the tree at {mine} in place" in result.output
+    assert PATCHED_LINE in (mine / CLASSIFICATION).read_text()
+    assert (mine / "mine.txt").read_text() == "the user's own file" and (mine / "docs" / "big.md").is_file()
+
+
+def test_a_file_in_the_way_of_dest_is_one_line_not_an_internal_error(fake, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory belongs")
+    result = repro("upstream", "fetch", "--dest", str(blocker / "PaddleClas"))
+    assert result.exit_code == EXIT_UPSTREAM, result.stderr
+    assert result.stderr.startswith(f"error: cannot use {blocker}") and result.stderr.count("\n") == 1
+    assert "internal error" not in result.stderr and blocker.read_text() == "a file where a directory belongs"
+
+
+def test_permission_denied_on_the_upstream_dir_is_one_line_with_the_fix(fake, tmp_path, monkeypatch):
+    import repro.upstream.cli as upstream_cli
+
+    locked = tmp_path / "locked" / "PaddleClas"
+
+    def denied(path, *_args, **_kwargs):
+        # Tests may run as root, where chmod 000 denies nothing: raise what the kernel would.
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(upstream_cli, "inspect_checkout", denied)
+    monkeypatch.setattr(upstream_cli, "fetch_upstream", lambda request, say: denied(request.dest))
+    for command in (["status"], ["fetch"], ["apply-patches"]):
+        if command == ["apply-patches"]:
+            locked.mkdir(parents=True)
+            monkeypatch.setattr(upstream_cli, "apply_series", lambda tree, _series: denied(tree))
+        result = repro("upstream", *command, "--upstream", str(locked))
+        assert result.exit_code == EXIT_UPSTREAM, (command, result.stderr)
+        assert result.stderr == f"error: cannot use {locked}: Permission denied; make it and the directories above it accessible to you (ls -ld; chmod/chown) or use another path\n"

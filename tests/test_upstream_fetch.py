@@ -172,3 +172,29 @@ def test_server_that_only_serves_branch_tips_gets_a_clear_error(fake, tmp_path, 
     assert f"does not serve the pinned commit {fake.first[:8]}" in caught.value.message
     assert f"is now at {fake.second[:8]}" in caught.value.message
     assert not (tmp_path / "PaddleClas").exists()
+
+
+@pytest.mark.parametrize("appeared", ["directory", "file"])
+def test_dest_that_appears_during_the_fetch_is_kept_and_so_is_the_fetched_tree(fake, tmp_path, monkeypatch, appeared):
+    import repro.upstream.fetch as fetch_module
+
+    dest = tmp_path / "PaddleClas"
+    dest.mkdir()  # empty: accepted, to be filled
+    real_write_record = fetch_module.write_record
+
+    def user_writes_meanwhile(where, record):
+        real_write_record(where, record)
+        if appeared == "directory":
+            (dest / "precious.txt").write_text("keep me")
+        else:
+            dest.rmdir()
+            dest.write_text("keep me")
+
+    monkeypatch.setattr(fetch_module, "write_record", user_writes_meanwhile)
+    with pytest.raises(ReproError) as caught:
+        fetch(dest)
+    message = caught.value.message
+    assert caught.value.exit_code == EXIT_CONFLICT and "changed during the fetch" in message
+    assert (dest / "precious.txt" if appeared == "directory" else dest).read_text() == "keep me"
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".PaddleClas.fetching-")]
+    assert len(kept) == 1 and str(kept[0]) in message and (kept[0] / "tools" / "train.py").is_file()

@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 
 from repro.dataset import layout
+from repro.errors import EXIT_BAD_INPUT
+from repro.filesystem_errors import filesystem_errors_group
 
 
 class DecodeCount(click.ParamType):
@@ -32,7 +34,7 @@ class DecodeCount(click.ParamType):
         return number
 
 
-@click.group()
+@click.group(cls=filesystem_errors_group(EXIT_BAD_INPUT))
 def dataset() -> None:
     """Check, link and make ImageNet-layout datasets."""
 

@@ -8,6 +8,8 @@ file at that path may be somebody's only copy of ImageNet: it is reported, never
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,10 @@ def linked_root(upstream_dir: Path) -> Path | None:
 
 
 def _describe_existing(path: Path) -> str:
+    # A symlink first: stat() of a dangling one raises, and "a real file" would be a lie.
+    if os.path.islink(path):
+        target = _link_target(path)
+        return f"a symlink to {target}" if os.path.exists(path) else f"a symlink to missing {target}"
     if path.is_dir():
         try:
             entries = sum(1 for _ in os.scandir(path))
@@ -100,7 +106,7 @@ def link_dataset(
     if os.path.lexists(link.parent) and not link.parent.is_dir():
         raise ReproError(
             f"{link.parent} is {_describe_existing(link.parent)}, not a directory; it is never"
-            " replaced: move it away yourself",
+            " replaced: fix or move it away yourself",
             EXIT_CONFLICT,
         )
     if link.exists() and not link.is_symlink():
@@ -126,18 +132,37 @@ def link_dataset(
         if _same_place(old, target):
             return LinkResult(ALREADY, link, target, report=report)
         if not force:
-            raise ReproError(
-                f"{link} already links to {old}; pass --force to point it to {target} instead",
-                EXIT_CONFLICT,
-            )
+            now = f"already links to {old}" if os.path.exists(link) else f"is a symlink to missing {old}"
+            raise ReproError(f"{link} {now}; pass --force to point it to {target} instead", EXIT_CONFLICT)
         # Swap atomically: a new link beside it, renamed over the old one (never a gap).
         temporary = link.with_name(f".{link.name}.repro-new")
         if temporary.is_symlink():
-            temporary.unlink()
-        os.symlink(target, temporary, target_is_directory=True)
-        os.replace(temporary, link)
+            temporary.unlink()  # our own leftover from an interrupted --force
+        elif os.path.lexists(temporary):
+            raise ReproError(
+                f"{temporary} is in the way of replacing {link} and is {_describe_existing(temporary)},"
+                " not a leftover link of ours: check what it is, then move it away or remove it yourself",
+                EXIT_CONFLICT,
+            )
+        with _writing(link.parent):
+            os.symlink(target, temporary, target_is_directory=True)
+            os.replace(temporary, link)
         return LinkResult(REPLACED, link, target, old_target=old, report=report)
 
-    link.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(target, link, target_is_directory=True)
+    with _writing(link.parent):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, link, target_is_directory=True)
     return LinkResult(CREATED, link, target, report=report)
+
+
+@contextmanager
+def _writing(directory: Path) -> Iterator[None]:
+    """Permission denied, a read-only or full disk while linking: one line naming the directory."""
+    try:
+        yield
+    except OSError as error:
+        raise ReproError(
+            f"cannot create the dataset link in {directory}: {error.strerror or error};"
+            " make that directory writable by you, or pass --upstream for a checkout you can write",
+            EXIT_UPSTREAM,
+        ) from error

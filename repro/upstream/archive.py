@@ -86,8 +86,10 @@ def _extract_tar(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
             dest.mkdir(parents=True)
             tar.extractall(dest, members=chosen, filter="data")
             return _embedded_commit(tar.pax_headers.get("comment"))
+    except tarfile.ReadError as error:  # its text lists every compression tried, on several lines
+        raise ReproError(f"{archive} is not a tar archive or is damaged: download it again", EXIT_BAD_INPUT) from error
     except (tarfile.TarError, OSError, EOFError) as error:
-        raise ReproError(f"cannot read {archive} ({error}): download it again", EXIT_BAD_INPUT) from error
+        raise ReproError(f"cannot read {archive} ({_one_line(error)}): download it again", EXIT_BAD_INPUT) from error
 
 
 def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | None:
@@ -112,4 +114,8 @@ def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
                     os.chmod(target, 0o755)
             return _embedded_commit(bundle.comment)
     except (zipfile.BadZipFile, OSError) as error:
-        raise ReproError(f"cannot read {archive} ({error}): download it again", EXIT_BAD_INPUT) from error
+        raise ReproError(f"cannot read {archive} ({_one_line(error)}): download it again", EXIT_BAD_INPUT) from error
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

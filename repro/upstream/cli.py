@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import click
 
 from repro.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
-from repro.paths import resolve_upstream_dir
+from repro.paths import UPSTREAM_ENV, resolve_upstream_dir
 from repro.upstream.fetch import FetchRequest, fetch_upstream
+from repro.filesystem_errors import filesystem_errors_group
 from repro.upstream.git import as_git_url, last_error_line, run_git
 from repro.upstream.patches import apply_series, read_series
 from repro.upstream.pin import load_pin, write_pinned
@@ -28,7 +30,7 @@ def _print_warnings(state: UpstreamState) -> None:
         click.echo(f"WARNING: {warning}", err=True)
 
 
-@click.group()
+@click.group(cls=filesystem_errors_group(EXIT_UPSTREAM))
 def upstream() -> None:
     """Pin, fetch and check the upstream PaddleClas code the harness runs."""
 
@@ -73,7 +75,10 @@ def fetch(url, ref, commit, archive, dest, upstream_dir) -> None:
     if dest and upstream_dir and Path(dest).resolve() != Path(upstream_dir).resolve():
         raise ReproError("--dest and --upstream name different directories: give one of them", EXIT_BAD_INPUT)
     target = Path(dest).expanduser().resolve() if dest else resolve_upstream_dir(upstream_dir)
-    in_place = upstream_dir is not None and target.exists()
+    # --upstream DIR and REPRO_UPSTREAM_DIR both name the user's checkout: an existing one is used
+    # in place (`make smoke` runs `fetch` with no options, so the env var is its only way to say so).
+    named = upstream_dir is not None or (dest is None and bool(os.environ.get(UPSTREAM_ENV)))
+    in_place = named and target.exists()
     started = time.monotonic()
     request = FetchRequest(dest=target, url=url, ref=ref, commit=commit, archive=archive, in_place=in_place)
     state = fetch_upstream(request, say=_say)

@@ -94,9 +94,17 @@ def _staging_dir(dest: Path) -> Path:
 
 
 def _move_into_place(staging: Path, dest: Path) -> None:
-    if dest.is_dir():
-        dest.rmdir()  # empty (checked by the caller); anything else was refused before
-    staging.rename(dest)
+    """Rename the finished tree onto ``dest``; if ``dest`` gained content meanwhile, keep both."""
+    try:
+        if dest.is_dir():
+            dest.rmdir()  # empty when the fetch began; rmdir refuses if it is not any more
+        staging.rename(dest)
+    except OSError as error:
+        raise ReproError(
+            f"{dest} appeared or changed during the fetch ({error.strerror or error}); the fetched tree is kept "
+            f"at {staging}: check what is now in {dest} (it is not touched), move it away, then mv {staging} {dest} and rerun",
+            EXIT_CONFLICT,
+        ) from error
 
 
 def _refuse_local_changes(dest: Path, pin: Pin, patches: list[Patch]) -> None:
@@ -146,10 +154,10 @@ def _clone(dest: Path, url: str, ref: str, wanted: str | None, pin: Pin, say: Sa
         if head_commit(staging) != commit:
             raise ReproError(f"checkout of {commit[:8]} did not take in {staging}: report this", EXIT_UPSTREAM)
         write_record(staging, FetchRecord(source="git", url=url, ref=ref, commit=commit))
-        _move_into_place(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # made by this run, and incomplete
         raise
+    _move_into_place(staging, dest)  # complete now: kept if it cannot be moved
     say(f"fetched {url} {ref} at {commit[:8]} into {dest}")
     if not wanted:
         say(f"WARNING: no commit pinned for {ref}: checked out its tip {commit[:8]}; run `repro upstream lock` to pin it")
@@ -180,7 +188,8 @@ def _existing_checkout(dest: Path, url: str, ref: str, wanted: str | None, in_pl
 def _from_archive(archive: Path, dest: Path, commit: str | None, pin: Pin, url: str, ref: str, say: Say) -> None:
     archive = archive.expanduser().resolve()
     if not archive.is_file():
-        raise ReproError(f"archive {archive} does not exist: download PaddleClas {ref} as .tar.gz or .zip", EXIT_BAD_INPUT)
+        state = "is not a regular file" if archive.exists() else "does not exist"
+        raise ReproError(f"archive {archive} {state}: download PaddleClas {ref} as .tar.gz or .zip", EXIT_BAD_INPUT)
     digest = file_sha256(archive)
     if _has_content(dest):
         record = read_record(dest)
@@ -211,10 +220,10 @@ def _from_archive(archive: Path, dest: Path, commit: str | None, pin: Pin, url: 
             staging,
             FetchRecord(source="archive", url=url, ref=ref, commit=final, archive=archive.name, archive_sha256=digest, files=files),
         )
-        _move_into_place(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _move_into_place(staging, dest)
     say(f"extracted {len(files)} files of {archive.name} into {dest}")
     if final == UNKNOWN:
         say(
