@@ -146,6 +146,8 @@ def query_device_tool(query: DeviceQuery | None, timeout: float = 30.0) -> Devic
         done = subprocess.run([path, *query.args], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return DeviceToolReport(tool=query.tool, found=True, returncode=None, output=f"timed out after {timeout:.0f} s")
+    except OSError as error:  # not executable for us, a broken binary: a finding, never a crash
+        return DeviceToolReport(tool=query.tool, found=True, returncode=None, output=f"cannot run {path}: {error}")
     return DeviceToolReport(tool=query.tool, found=True, returncode=done.returncode, output=(done.stdout + done.stderr)[:20000])
 
 

@@ -48,10 +48,9 @@ def harness_env(**extra: str) -> dict[str, str]:
 
 
 def repro_train(upstream: Path, run: Path, *args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "repro", "train", "--upstream", str(upstream), "--platform", "cpu",
-            "--skip-preflight", *args]
-    if "--resume" not in args:
-        argv += ["--run-dir", str(run)]
+    argv = [sys.executable, "-m", "repro", "train", *args]
+    if "--resume" not in args:  # a resume takes all of these from the run's manifest (and refuses them)
+        argv += ["--upstream", str(upstream), "--platform", "cpu", "--skip-preflight", "--run-dir", str(run)]
     return subprocess.Popen(argv, env=env or harness_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **popen)
 

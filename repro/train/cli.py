@@ -57,6 +57,21 @@ def check_master(master: str | None, nnodes: int | None) -> None:
             raise ReproError(f"--master {master!r} is not HOST:PORT, e.g. --master 10.0.0.1:8090", EXIT_BAD_INPUT)
 
 
+# What --resume takes from the manifest instead. Only command-line values are refused: ``make train``
+# exports REPRO_TRAIN_PLATFORM (and GPUS, OVERRIDES) whatever the user meant, so values from the
+# environment (or defaults) are not "given".
+RESUME_REFUSES = (
+    ("gpus", "--gpus"), ("cpu_ranks", "--cpu-ranks"), ("platform", "--platform"), ("recipe", "--recipe"),
+    ("override", "-o"), ("run_dir", "--run-dir"), ("logs_dir", "--logs-dir"), ("nnodes", "--nnodes"),
+    ("master", "--master"), ("seed", "--seed"), ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
+    ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"),
+)
+
+
+def given_on_command_line(name: str) -> bool:
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
 @click.command("train")
 @click.option("--gpus", help="GPU ids, e.g. 0,1,2,3 (GPU platforms; default: the recipe's 4 GPUs).")
 @click.option("--cpu-ranks", type=click.IntRange(min=1), help="Number of CPU ranks (cpu platform; default 2).")
@@ -101,9 +116,7 @@ def train(
     if resume_dir is not None:
         from repro.train.resume import resume_run
 
-        changed = [name for name, value in (("--gpus", gpus), ("--cpu-ranks", cpu_ranks), ("-o", override),
-                                            ("--run-dir", run_dir), ("--seed", seed), ("--scale-lr", scale_lr),
-                                            ("--smoke", smoke)) if value]
+        changed = [flag for name, flag in RESUME_REFUSES if given_on_command_line(name)]
         if changed:
             raise ReproError(
                 f"--resume reuses the run's own command; drop {', '.join(changed)} (start a new run to change them)",

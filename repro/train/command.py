@@ -7,7 +7,8 @@ The reference (DeepSparkHub's ResNeSt50 recipe) runs::
 
 A reviewer must be able to see that we run exactly that, so every token carries where it came from:
 ``reference`` tokens appear verbatim and in order; ``harness`` tokens are the few the harness needs
-(per-run log and output directories, resume checkpoint, seed, multi-node passthrough); ``user``
+(per-run log and output directories, resume checkpoint, seed, ``--scale-lr``'s learning rate,
+multi-node passthrough); ``user``
 tokens are the user's own validated overrides. ``--dry-run`` prints the marks.
 """
 
@@ -121,12 +122,14 @@ def build_command(
     cpu_ranks: int | None = None,
     devices_flag: str | None = "--gpus",
     extra_overrides: list[str] | tuple[str, ...] = (),
+    harness_overrides: list[str] | tuple[str, ...] = (),
     seed: int | None = None,
     nnodes: int | None = None,
     master: str | None = None,
     python: str | None = None,
 ) -> LaunchCommand:
-    """Assemble the launch command; ``extra_overrides`` are the user's validated ones (and --scale-lr's).
+    """Assemble the launch command; ``extra_overrides`` are the user's validated ones, ``harness_overrides``
+    the ones the harness derives (``--scale-lr``'s learning rate), after them.
 
     Launcher flags must precede the script, so the harness's launcher flags (``--log_dir``,
     ``--nnodes``, ``--master``) sit right after the reference device flag, and the harness's ``-o``
@@ -154,6 +157,8 @@ def build_command(
     tokens += _o(f"Global.device={device}", REFERENCE)
     for value in extra_overrides:
         tokens += _o(value, USER)
+    for value in harness_overrides:
+        tokens += _o(value, HARNESS)
     tokens += _o(f"Global.output_dir={run_dir / 'output'}", HARNESS)
     if seed is not None:
         tokens += _o(f"Global.seed={seed}", HARNESS)

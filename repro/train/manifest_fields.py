@@ -29,11 +29,11 @@ def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_li
                  run: RunDir, paddle: PaddleInfo) -> dict[str, Any]:
     """The manifest of a run about to start (segments, status and exit are added as it runs)."""
     world = (len(gpu_list) if gpu_list is not None else ranks) * (nnodes or 1)
-    target = getattr(resolved, "target", None)
+    target = resolved.target
     return {
         "run_id": run.path.name,
         "harness": provenance.harness_record(),
-        "recipe": {"name": recipe.name, "config": recipe.config, "arch": getattr(resolved, "arch", recipe.arch)},
+        "recipe": {"name": recipe.name, "config": recipe.config, "arch": resolved.arch},
         "smoke": smoke,
         "target": _target_record(target if target is not None else (None if smoke else recipe.target)),
         "platform": {"name": profile.name, "description": profile.description, "device": profile.device},
@@ -46,10 +46,10 @@ def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_li
         "env": env.to_manifest(),
         "overrides": {"reference": list(recipe.reference_overrides), "user": user_overrides,
                       "resolved": list(resolved.overrides)},
-        "config": {"file": str(run.config), "epochs": getattr(resolved, "epochs", None),
-                   "save_interval": getattr(resolved, "save_interval", None)},
+        "config": {"file": str(run.config), "epochs": resolved.epochs,
+                   "save_interval": resolved.save_interval},
         "scaling": scaling.to_manifest() if scaling else None,
-        "seed": _effective_seed(seed, getattr(resolved, "config", {}) or {}, world),
+        "seed": _effective_seed(seed, resolved.config, world),
         "keep_checkpoints": keep,
         "preflight": "skipped (--skip-preflight)" if skip_preflight else "passed",
         "true_best": None,

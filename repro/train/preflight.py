@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from repro.machine import PaddleInfo, probe_paddle
+from repro.machine import PaddleInfo
 from repro.paths import DATASET_LINK
 from repro.recipes import Recipe
 from repro.train.config import ResolvedConfig
@@ -100,14 +100,13 @@ def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[s
             f"GPUs {','.join(map(str, gpus))} asked for but {why}: install the {profile.name} paddle "
             f"(make setup PLATFORM={profile.name}) or use --cpu-ranks N"
         ]
-    missing = [g for g in gpus if g < 0 or g >= count]
+    # Distinct, non-negative ids are guaranteed by the command line (``cli.parse_gpus``).
+    missing = [g for g in gpus if g >= count]
     if missing:
         return [
             f"GPU {','.join(map(str, missing))} does not exist: paddle sees {count} GPU(s) (ids 0..{count - 1}); "
             "pass --gpus within that range"
         ]
-    if len(set(gpus)) != len(gpus):
-        return [f"--gpus {','.join(map(str, gpus))} names a GPU twice: list each GPU once"]
     return []
 
 
@@ -152,14 +151,13 @@ def run_preflight(
     resolved: ResolvedConfig,
     keep_checkpoints: int,
     smoke: bool,
+    paddle_info: PaddleInfo,
     cpu_ranks: int | None = None,
-    paddle_info: PaddleInfo | None = None,
 ) -> PreflightProblems:
     """Every blocking problem, one line with its fix each; empty means ready to launch.
 
-    ``paddle_info`` (from :func:`repro.machine.probe_paddle`) may be passed in by a caller that already has it; it is
-    probed otherwise, with the profile's device-visibility variable removed so that the count is of
-    the machine's GPUs, not of a leftover ``CUDA_VISIBLE_DEVICES``.
+    ``paddle_info`` is :func:`repro.machine.probe_paddle`'s answer, probed once by the start of a run
+    (which also records it) without the profile's device-visibility variable.
     """
     problems = PreflightProblems()
     upstream_dir = Path(upstream_dir)
@@ -168,11 +166,6 @@ def run_preflight(
     if upstream_dir.is_dir():
         problems.extend(check_dataset_ready(upstream_dir, resolved, smoke))
 
-    if paddle_info is None:
-        env = dict(os.environ)
-        if getattr(profile, "visible_devices_var", None):
-            env.pop(profile.visible_devices_var, None)
-        paddle_info = probe_paddle(with_sklearn=False, env=env)
     if not paddle_info.importable:
         problems.append(f"paddle cannot be imported: {paddle_info.error}; run `make setup` (then `repro doctor`)")
 

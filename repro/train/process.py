@@ -17,6 +17,7 @@ here: they kept writing into the same ``train.log`` as the resumed run beside th
 from __future__ import annotations
 
 import collections
+import math
 import os
 import re
 import signal
@@ -30,11 +31,28 @@ from typing import Callable, Iterable
 
 import psutil
 
+from repro.errors import EXIT_BAD_INPUT, ReproError
 from repro.train.rundir import RunDir
 
-STOP_GRACE_SECONDS = float(os.environ.get("REPRO_TRAIN_STOP_GRACE", "5"))
+STOP_GRACE_SECONDS = 5.0  # REPRO_TRAIN_STOP_GRACE overrides it (tests)
 POLL_SECONDS = 0.5
 FAILED_RANK = re.compile(r"Container rank (\d+) status failed")
+# What a process of a run executes: the launcher module, or the entry it starts on every rank.
+RUN_PROGRAMS = ("paddle.distributed.launch", "tools/train.py")
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A duration from the environment, read when needed so a typo is one error line, not a crash at import."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ReproError(f"{name}={text!r} is not a number of seconds; unset it or give e.g. {default:g}", EXIT_BAD_INPUT)
+    return value
 
 
 @dataclass(frozen=True)
@@ -82,12 +100,21 @@ def run_markers(run: RunDir) -> tuple[str, ...]:
     return (f"Global.output_dir={run.output}", str(run.launcher))
 
 
+def runs_our_program(cmdline: list[str]) -> bool:
+    """A Python interpreter running the launcher or the training entry (workers inherit the argv)."""
+    if not cmdline or not os.path.basename(cmdline[0]).startswith("python"):
+        return False
+    return any(token == RUN_PROGRAMS[0] or token.endswith(RUN_PROGRAMS[1]) for token in cmdline[1:])
+
+
 def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.Process]:
     """Live processes of this run found by scanning /proc, whoever started them.
 
     Matches exact tokens (``Global.output_dir=RUN/output``, ``RUN/launcher``) or the rank's
-    ``PADDLE_LOG_DIR`` rather than any mention of the path, so a ``tail -f RUN/output/train.log`` is
-    never taken for a rank. Forked DataLoader workers inherit the rank's command line and match too.
+    ``PADDLE_LOG_DIR`` rather than any mention of the path, and only in a Python interpreter running
+    ``paddle.distributed.launch`` or ``tools/train.py``: a ``tail -f RUN/output/train.log`` or ``du
+    RUN/launcher`` is never taken for a rank (nor killed as one). Forked DataLoader workers inherit
+    the rank's command line and match too.
     """
     markers = set(run_markers(run))
     skip = {os.getpid(), *exclude}
@@ -97,6 +124,8 @@ def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.
             continue
         try:
             cmdline = process.info.get("cmdline") or []
+            if not runs_our_program(cmdline):
+                continue
             if any(token in markers for token in cmdline):
                 found.append(process)
                 continue
@@ -153,12 +182,15 @@ class Launch:
         run: RunDir,
         on_processes: Callable[[list[ProcessRecord]], None] | None = None,
         echo: Callable[[str], None] | None = None,
+        stop_grace: float = STOP_GRACE_SECONDS,
     ) -> None:
         self.argv = argv
         self.cwd = cwd
         self.env = env
         self.run = run
         self.on_processes = on_processes
+        self.stop_grace = stop_grace
+        self.housekeeping_errors: set[str] = set()
         self.echo = echo or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
         self.proc: subprocess.Popen | None = None
         self.launcher: ProcessRecord | None = None
@@ -171,16 +203,20 @@ class Launch:
     # -- starting -----------------------------------------------------------------------------
     def start(self) -> None:
         console = open(self.run.console_log, "ab")
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
+            )
+        except BaseException:
+            console.close()
+            raise
         self.launcher = ProcessRecord.of(psutil.Process(self.proc.pid), role="launcher") or ProcessRecord(
             self.proc.pid, time.time(), tuple(self.argv), "launcher"
         )
@@ -189,18 +225,39 @@ class Launch:
         self._notify()
 
     def _copy_output(self, console) -> None:
-        """Launcher output to the terminal and to console.log (append), and a tail kept for diagnosis."""
+        """Launcher output to the terminal and to console.log (append), and a tail kept for diagnosis.
+
+        The pipe is drained whatever happens: a pump that stopped reading (disk full under
+        console.log) would fill the pipe and block the launcher, and with it the whole run.
+        """
         assert self.proc is not None and self.proc.stdout is not None
-        with console:
-            for raw in iter(self.proc.stdout.readline, b""):
-                console.write(raw)
-                console.flush()
-                text = raw.decode("utf-8", errors="replace")
-                self.tail.append(text)
+        for raw in iter(self.proc.stdout.readline, b""):
+            if console is not None:
                 try:
-                    self.echo(text)
-                except Exception:  # a closed terminal must not stop the log copy
-                    pass
+                    console.write(raw)
+                    console.flush()
+                except OSError as error:
+                    console = self._drop_console(console, error)
+            text = raw.decode("utf-8", errors="replace")
+            self.tail.append(text)
+            try:
+                self.echo(text)
+            except Exception:  # a closed terminal must not stop the log copy
+                pass
+        if console is not None:
+            try:
+                console.close()
+            except OSError as error:
+                self._drop_console(console, error)
+
+    def _drop_console(self, console, error: OSError) -> None:
+        print(f"repro: cannot write {self.run.console_log} ({error}): no longer copying the launcher's output there "
+              f"(upstream's own logs are unaffected)", file=sys.stderr, flush=True)
+        try:
+            console.close()
+        except OSError:
+            pass
+        return None
 
     # -- watching -----------------------------------------------------------------------------
     def track(self) -> None:
@@ -253,7 +310,7 @@ class Launch:
                 return self.stop()
             self.track()
             if housekeeping is not None and time.monotonic() - last >= every:
-                housekeeping()
+                self._housekeep(housekeeping)
                 last = time.monotonic()
             try:
                 self.proc.wait(timeout=POLL_SECONDS)
@@ -269,6 +326,17 @@ class Launch:
         outcome.killed = self.sweep()
         return outcome
 
+    def _housekeep(self, housekeeping: Callable[[], None]) -> None:
+        """Run it; a failure (disk full copying true_best, a stat race) is reported once, never fatal:
+        stopping a days-long run for bookkeeping would lose far more than the bookkeeping."""
+        try:
+            housekeeping()
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}"
+            if message not in self.housekeeping_errors:
+                self.housekeeping_errors.add(message)
+                print(f"repro: housekeeping failed: {message} (training continues)", file=sys.stderr, flush=True)
+
     # -- stopping -----------------------------------------------------------------------------
     def stop(self) -> Outcome:
         """SIGTERM to the launcher, a few seconds' grace, then kill what is left by PID."""
@@ -280,7 +348,7 @@ class Launch:
         except ProcessLookupError:
             pass
         try:
-            self.proc.wait(timeout=STOP_GRACE_SECONDS)
+            self.proc.wait(timeout=self.stop_grace)
         except subprocess.TimeoutExpired:
             pass
         killed = self._kill_everything()

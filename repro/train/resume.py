@@ -4,6 +4,8 @@ Nothing is re-derived from current files or options: the argv, working directory
 changes come from the manifest, so a resumed segment runs what the first one ran, plus
 ``-o Global.checkpoints=<output>/<checkpoint>`` (upstream's resume form: the prefix, no extension).
 Logs are appended (upstream and the launcher open them in append mode; our console log too).
+A resume runs no full pre-flight, but re-checks what the manifest pins outside the run directory:
+the dataset it trained on and the upstream checkout's commit and patches.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+import click
+
+from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 from repro.train.checkpoints import Checkpoint, find_checkpoints, resume_point
 from repro.train.command import LaunchCommand
 from repro.train.dry_run import print_dry_run
@@ -54,6 +58,39 @@ def plan_resume(path: Path) -> ResumePlan:
     return ResumePlan(run, manifest, command, EnvChanges.from_manifest(data["env"]), checkpoint, skipped)
 
 
+def _patch_set(record: dict) -> list[tuple]:
+    return sorted((p.get("name"), p.get("sha256"), bool(p.get("applied"))) for p in record.get("patches") or [])
+
+
+def resume_problems(plan: ResumePlan) -> list[str]:
+    """What changed under the run since it started, one line with its fix each (empty: go on)."""
+    from repro.upstream.state import inspect_checkout
+
+    data = plan.manifest.data
+    problems: list[str] = []
+    dataset = data.get("dataset") or {}
+    existed = dataset.get("root") and dataset.get("note") != "not a directory"  # as provenance.dataset_record says
+    if existed and not Path(dataset["root"]).is_dir():
+        problems.append(f"the dataset the run trained on, {dataset['root']}, is gone: restore or remount it at that "
+                        "path, then resume")
+    upstream = plan.command.cwd
+    recorded = data.get("upstream") or {}
+    if not upstream.is_dir():
+        problems.append(f"the upstream checkout the run used, {upstream}, is gone: fetch it there again "
+                        f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume")
+    elif "commit" in recorded or "patches" in recorded:
+        now = inspect_checkout(upstream).to_manifest()
+        if now.get("commit") != recorded.get("commit"):
+            problems.append(f"upstream {upstream} is now at {str(now.get('commit'))[:12]}, the run started at "
+                            f"{str(recorded.get('commit'))[:12]}: check out that commit "
+                            f"(`git -C {upstream} checkout {recorded.get('commit')}`), then resume")
+        if _patch_set(now) != _patch_set(recorded):
+            names = ", ".join(name for name, _, applied in _patch_set(recorded) if applied) or "none"
+            problems.append(f"the patches in {upstream} differ from the run's (applied then: {names}): restore them "
+                            "(`repro upstream apply-patches`), then resume")
+    return problems
+
+
 def prepare_segment(plan: ResumePlan) -> None:
     """Before relaunching: make true_best independent of files the new segment may rewrite."""
     data = plan.manifest.data
@@ -77,7 +114,12 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
     if keep is None:  # not given: the run's own setting
         keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)
 
-    def before_launch() -> None:
+    def before_launch() -> None:  # under the lock: a resume refused as "in use" says that first
+        problems = resume_problems(plan)
+        if problems:
+            for line in problems:
+                click.echo(f"resume check: {line}", err=True)
+            raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
         plan.manifest.data["keep_checkpoints"] = keep
         prepare_segment(plan)
 

@@ -8,6 +8,7 @@ exactly the confusion a reproduction must rule out; so creation is exclusive (``
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,19 @@ def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None
     run.launcher.mkdir()
     run.output.mkdir()
     return run
+
+
+def discard_run_dir(run: RunDir, keep_directory: bool) -> None:
+    """Undo a start that never launched: remove what it wrote; ``keep_directory`` leaves the (empty)
+    directory itself, for a ``--run-dir`` the user had made (``create_run_dir`` took it only empty)."""
+    if not keep_directory:
+        shutil.rmtree(run.path, ignore_errors=True)
+        return
+    for child in list(run.path.iterdir()) if run.path.is_dir() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def open_run_dir(path: Path) -> RunDir:

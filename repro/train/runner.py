@@ -7,7 +7,6 @@ run is left.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Callable
@@ -24,12 +23,20 @@ from repro.train.manifest import (
     STATUS_INTERRUPTED,
     Manifest,
 )
-from repro.train.process import Launch, Outcome, ProcessRecord, find_run_processes, last_lines
-from repro.train.retention import observe_written, prune, snapshot
+from repro.train.process import (
+    STOP_GRACE_SECONDS,
+    Launch,
+    Outcome,
+    ProcessRecord,
+    find_run_processes,
+    last_lines,
+    seconds_from_env,
+)
+from repro.train.retention import first_epoch_floor, observe_written, prune, snapshot
 from repro.train.rundir import RunDir
 from repro.train.truebest import EvalLog, best_epoch, protect_true_best
 
-HOUSEKEEPING_SECONDS = float(os.environ.get("REPRO_TRAIN_HOUSEKEEPING_SECONDS", "5"))
+HOUSEKEEPING_SECONDS = 5.0  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
 FAILURE_LINES = 30
 
 
@@ -47,6 +54,7 @@ class Housekeeper:
         self.segment = manifest.current["index"]
         self.started = time.time()
         self.before = snapshot(run.output)
+        self.after_epoch = first_epoch_floor(manifest.current, self.before)
         self.reported_foreign: set[str] = set()
         self.evals = EvalLog(run.output / "train.log")
         self.best = None
@@ -54,7 +62,8 @@ class Housekeeper:
     def __call__(self) -> None:
         data = self.manifest.data
         written = data.setdefault("checkpoints_written", {})
-        changed = observe_written(self.run.output, self.segment, self.started, self.before, written)
+        changed = observe_written(self.run.output, self.segment, self.started, self.before, written,
+                                  self.after_epoch)
         previous = data.get("true_best")
         if self.evals.poll():
             self.best = best_epoch(self.run, self.evals.best())
@@ -95,6 +104,8 @@ def run_segment(
     Raises ReproError unless training completed. The lock comes first: a refused resume must not
     touch the manifest or the checkpoints of the run that is still going.
     """
+    every = seconds_from_env("REPRO_TRAIN_HOUSEKEEPING_SECONDS", HOUSEKEEPING_SECONDS)
+    grace = seconds_from_env("REPRO_TRAIN_STOP_GRACE", STOP_GRACE_SECONDS)
     lock = RunLock(run).acquire(say)
     try:
         if before_launch is not None:
@@ -114,11 +125,12 @@ def run_segment(
             lock.write(records)
             manifest.update_segment(processes=[r.to_dict() for r in records])
 
-        launch = Launch(command.argv, command.cwd, env.apply(), run, on_processes=on_processes, echo=echo)
+        launch = Launch(command.argv, command.cwd, env.apply(), run, on_processes=on_processes, echo=echo,
+                        stop_grace=grace)
         launch.install_signal_handlers()
         launch.start()
         say(f"launcher pid {launch.proc.pid}; logs in {run.path}")
-        outcome = launch.wait(housekeeper, every=HOUSEKEEPING_SECONDS)
+        outcome = launch.wait(housekeeper, every=every)
         try:
             housekeeper()
         except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
@@ -144,6 +156,8 @@ def run_segment(
         manifest.finish_segment(status, code, **extra)
         if not left:
             lock.release()
+        else:  # keep the file: it names the processes a resume must wait for
+            lock.close()
     _report(run, status, outcome, extra, left)
 
 

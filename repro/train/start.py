@@ -1,15 +1,15 @@
 """Starting a new run: every check and record that must happen before upstream is launched.
 
 A 300-epoch run that dies on a bad option after an hour, or that leaves no record of what it ran,
-wastes days; so a start resolves the config, plans the device count and learning rate, and runs
-pre-flight inside a fresh run directory, and removes that directory again if any of it fails
-(nothing ran, so nothing of value is lost). Only then is the manifest written and upstream started.
+wastes days; so a start resolves the config, plans the device count and learning rate, runs
+pre-flight and writes the manifest inside a fresh run directory, and removes what it wrote there
+again if any of it fails (nothing ran, so nothing of value is lost; an empty ``--run-dir`` the user
+made stays). Only then is upstream started.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -27,7 +27,7 @@ from repro.train.dry_run import print_dry_run
 from repro.train.environment import environment_changes
 from repro.train.manifest import Manifest
 from repro.train.manifest_fields import start_fields
-from repro.train.rundir import create_run_dir, plan_run_dir
+from repro.train.rundir import create_run_dir, discard_run_dir, plan_run_dir
 from repro.train.runner import run_segment, say
 from repro.train.scaling import ScalingPlan, plan_scaling
 
@@ -74,6 +74,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         print_dry_run(command, env, planned, scaling)
         return
 
+    existed = run_dir is not None and run_dir.expanduser().resolve().is_dir()
     run = create_run_dir(logs_dir, run_dir)
     try:
         resolved, scaling = resolve(run.path, write=True)
@@ -94,19 +95,19 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                 for line in problems:
                     click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
+        command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
+                           scaling, seed, nnodes, master)
+        env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
+        manifest = Manifest.create(run.manifest, start_fields(
+            profile=profile, recipe=recipe, upstream_dir=upstream_dir, gpu_list=gpu_list, ranks=ranks, nnodes=nnodes,
+            master=master, seed=seed, resolved=resolved, scaling=scaling, user_overrides=list(user_overrides),
+            command=command, env=env, keep=keep, smoke=smoke, skip_preflight=skip_preflight, run=run,
+            paddle=paddle_info,
+        ))
     except BaseException:
-        # Nothing ran: the directory holds only what we just wrote into it, so remove it.
-        shutil.rmtree(run.path, ignore_errors=True)
+        # Nothing ran: the directory holds only what we just wrote into it, so remove that.
+        discard_run_dir(run, keep_directory=existed)
         raise
-    command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
-                       scaling, seed, nnodes, master)
-    env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
-    manifest = Manifest.create(run.manifest, start_fields(
-        profile=profile, recipe=recipe, upstream_dir=upstream_dir, gpu_list=gpu_list, ranks=ranks, nnodes=nnodes,
-        master=master, seed=seed, resolved=resolved, scaling=scaling, user_overrides=list(user_overrides),
-        command=command, env=env, keep=keep, smoke=smoke, skip_preflight=skip_preflight, run=run,
-        paddle=paddle_info,
-    ))
     say(f"run directory {run.path}")
     run_segment(run=run, manifest=manifest, command=command, env=env, keep=keep,
                 segment={"kind": "start", "argv": command.argv, "resumed_from": None})
@@ -126,11 +127,11 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
 
 def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_arg, resolved, scaling, seed, nnodes,
              master) -> LaunchCommand:
-    extra = list(resolved.overrides) + list(scaling.overrides if scaling else [])
     return build_command(
         upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
         reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
-        cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=extra, seed=seed,
+        cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
+        harness_overrides=list(scaling.overrides if scaling else []), seed=seed,
         nnodes=nnodes, master=master,
     )
 
