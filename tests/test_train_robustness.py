@@ -334,3 +334,16 @@ def test_preflight_needs_the_probe_the_start_made() -> None:
     from repro.train.preflight import run_preflight
 
     assert inspect.signature(run_preflight).parameters["paddle_info"].default is inspect.Parameter.empty
+
+
+def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from repro.train.rundir import create_run_dir, plan_run_dir
+
+    now = dt.datetime(2026, 1, 28, 5, 7, tzinfo=dt.timezone.utc)
+    first = create_run_dir(tmp_path, None, now)
+    assert first.path.name == "20260128T050700Z"
+    assert plan_run_dir(tmp_path, None, now).name == "20260128T050700Z-2"
+    second = create_run_dir(tmp_path, None, now)
+    assert second.path.name == "20260128T050700Z-2" and first.path.is_dir()

@@ -8,9 +8,11 @@ exactly the confusion a reproduction must rule out; so creation is exclusive (``
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from repro.errors import EXIT_CONFLICT, ReproError
 
@@ -64,12 +66,13 @@ def plan_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None =
     """Where a new run would go, without creating it (``--dry-run`` shows it)."""
     if run_dir is not None:
         return run_dir.expanduser().resolve()
-    base = logs_dir.expanduser().resolve() / run_id(now)
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    return next(c for c in _candidates(logs_dir.expanduser().resolve() / run_id(now)) if not c.exists())
+
+
+def _candidates(base: Path) -> Iterator[Path]:
+    """``base``, then ``base-2``, ``base-3`` ...: two runs started in the same second get distinct ids."""
+    yield base
+    yield from (base.with_name(f"{base.name}-{n}") for n in itertools.count(2))
 
 
 def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None = None) -> RunDir:
@@ -86,15 +89,12 @@ def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None
     else:
         logs = logs_dir.expanduser().resolve()
         logs.mkdir(parents=True, exist_ok=True)
-        base = logs / run_id(now)
-        path, n = base, 1
-        while True:
+        for path in _candidates(logs / run_id(now)):
             try:
-                path.mkdir()
+                path.mkdir()  # atomic: a run started beside this one takes the next candidate
                 break
-            except FileExistsError:  # two runs started in the same second
-                n += 1
-                path = base.with_name(f"{base.name}-{n}")
+            except FileExistsError:
+                continue
     run = RunDir(path)
     run.launcher.mkdir()
     run.output.mkdir()
