@@ -87,11 +87,11 @@ def best_from_log(train_log: Path) -> Best | None:
 
 
 def best_epoch(run: RunDir, fallback: Best | None) -> Best | None:
-    """The logs helper's answer when it is installed (one parser for the verdict and for this), else ours."""
-    try:
-        from repro.logs.parse import best_epoch as parsed_best, parse_run
-    except ImportError:
-        return fallback
+    """The verdict's own answer (``repro.logs``: all ranks and segments), so the checkpoint kept as the
+    true best is the epoch ``check-accuracy`` judges; ``fallback`` (this module's tail of train.log)
+    only while that parser refuses a log still being written."""
+    from repro.logs.parse import best_epoch as parsed_best, parse_run
+
     try:
         result = parsed_best(parse_run(run.path))
     except Exception:  # their parser refusing a half-written log must not stop the guard
