@@ -72,10 +72,8 @@ def main() -> int:
     from repro.profiles import load_profile
     from repro.recipes import load_recipe
     from repro.smoke import DEFAULT_DATA_DIR, child_env, ensure_patched, place_dataset
-    from repro.train.command import build_command
-    from repro.train.config import resolve_config
-    from repro.train.environment import environment_changes
-    from repro.train.smoke_variant import smoke_section
+    from repro.train.command import build_command, environment_changes
+    from repro.train.config import resolve_config, smoke_section
 
     recipe = load_recipe("resnest50")
     profile = load_profile("cpu")

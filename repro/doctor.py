@@ -8,7 +8,6 @@ reports only; it never changes the machine.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,12 +17,16 @@ import click
 from repro.errors import EXIT_FAILED, EXIT_OK
 from repro.machine import PaddleInfo, probe_paddle, query_device_tool
 from repro.paths import resolve_upstream_dir
-from repro.profiles import Profile, available_profiles, default_platform, load_profile
+from repro.profiles import (
+    Profile,
+    available_profiles,
+    default_platform,
+    load_profile,
+    setup_command,
+)
 from repro.recipes import DEFAULT_RECIPE, load_recipe
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
-# Checkpoints kept at once by default: latest, best_model, the harness's true-best copy and 3 epochs.
-CHECKPOINTS_KEPT = 6
 
 
 @dataclass
@@ -47,14 +50,21 @@ def check_python() -> Finding:
     return Finding("python", OK, f"{version} ({sys.executable})")
 
 
+def _install(profile: Profile) -> str:
+    """How to get this profile's Paddle: the vendor's steps where pip cannot, then the venv command."""
+    if profile.vendor_paddle:
+        return profile.paddle["install"]
+    return setup_command(profile.name)
+
+
 def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
     if not info.importable:
-        return [Finding("paddle", FAIL, f"cannot import paddle ({info.error})", profile.paddle["install"])]
+        return [Finding("paddle", FAIL, f"cannot import paddle ({info.error})", _install(profile))]
     findings = [Finding("paddle", OK, f"{info.version} build={info.build} commit={(info.commit or '?')[:10]}")]
     expected = profile.paddle["expected_build"]
     if expected == "cuda" and not info.cuda_build:
         findings.append(
-            Finding("paddle", FAIL, f"profile {profile.name} needs a GPU build; this Paddle is CPU-only", profile.paddle["install"])
+            Finding("paddle", FAIL, f"profile {profile.name} needs a GPU build; this Paddle is CPU-only", _install(profile))
         )
     if expected == "cpu" and info.cuda_build:
         findings.append(
@@ -63,7 +73,7 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
     pinned = profile.paddle.get("version")
     if pinned and info.version != str(pinned):
         findings.append(
-            Finding("paddle", WARN, f"version {info.version}, profile pins {pinned}", f"make setup PLATFORM={profile.name}")
+            Finding("paddle", WARN, f"version {info.version}, profile pins {pinned}", _install(profile))
         )
     if info.sklearn_crash:
         findings.append(
@@ -108,54 +118,47 @@ def check_upstream(upstream_dir: Path) -> list[Finding]:
     state = inspect_checkout(upstream_dir)
     problems = state.problems()
     if problems:
-        return [Finding("upstream", FAIL, *_split_fix(problem)) for problem in problems]
+        return [_finding("upstream", problem) for problem in problems]
     # Warnings (unknown archive commit, a pin other than the one our patches were verified on)
     # do not block training but belong on the screen beside the checkout line.
     return [Finding("upstream", OK, state.summary_line())] + [
-        Finding("upstream", WARN, *_split_fix(warning)) for warning in state.warnings()
+        Finding("upstream", WARN, warning, "see `repro upstream status`") for warning in state.warnings()
     ]
 
 
-def check_dataset(upstream_dir: Path) -> Finding:
-    from repro.dataset.link import linked_root
+def _finding(topic: str, line: str) -> Finding:
+    """A pre-flight line ("problem; fix") as a FAIL finding with its fix beside it."""
+    detail, sep, fix = line.rpartition("; ")
+    return Finding(topic, FAIL, detail, fix) if sep else Finding(topic, FAIL, line, "see `repro train --dry-run`")
 
-    link = upstream_dir / "dataset" / "ILSVRC2012"
-    if not upstream_dir.is_dir():
-        return Finding("dataset", FAIL, "no upstream checkout to link the dataset into", "repro upstream fetch, then repro dataset link ROOT")
-    root = linked_root(upstream_dir)
-    if root is None:
-        if link.exists():
-            return Finding("dataset", WARN, f"{link} is a real directory, not a link made by repro", "check it with repro dataset check")
-        return Finding("dataset", FAIL, f"no dataset at {link}", "repro dataset link /path/to/ILSVRC2012")
-    missing = [part for part in ("train", "val", "train_list.txt", "val_list.txt") if not (root / part).exists()]
-    if missing:
-        return Finding("dataset", FAIL, f"{link} -> {root} lacks {', '.join(missing)}", "repro dataset check ROOT, then repro dataset link --force ROOT")
-    from repro.dataset.tiny import is_tiny_dataset
 
-    if is_tiny_dataset(root):
-        return Finding("dataset", WARN, f"{link} -> {root} is a tiny set from make-tiny (fine for make smoke)",
-                       "a real run needs ImageNet: repro dataset link --force /path/to/ILSVRC2012")
-    return Finding("dataset", OK, f"{link} -> {root} (full check: repro dataset check {root})")
+def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device: str = "gpu") -> Finding:
+    """Pre-flight's own dataset check on the recipe's config, so doctor and training agree."""
+    import tempfile
+
+    from repro.train.config import resolve_config
+    from repro.train.preflight import check_dataset_ready, dataset_paths
+
+    recipe = load_recipe(recipe_name)
+    if not (upstream_dir / recipe.config).is_file():
+        return Finding("dataset", FAIL, f"no upstream checkout with {recipe.config} at {upstream_dir}",
+                       "repro upstream fetch, then repro dataset link ROOT")
+    with tempfile.TemporaryDirectory(prefix="repro-doctor-") as scratch:
+        resolved = resolve_config(upstream_dir, recipe, [], device=device, run_dir=Path(scratch), write=False)
+    problems = check_dataset_ready(upstream_dir, resolved, smoke=False)
+    if problems:
+        return _finding("dataset", problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+    root, _ = dataset_paths(resolved, upstream_dir)
+    return Finding("dataset", OK, f"{root} -> {Path(root).resolve()} passes pre-flight's check")
 
 
 def check_disk(logs_dir: Path, checkpoint_mb: int) -> Finding:
-    probe = logs_dir
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free_gb = shutil.disk_usage(probe).free / 1e9
-    need_gb = CHECKPOINTS_KEPT * checkpoint_mb / 1e3 * 1.25
-    detail = f"{free_gb:,.1f} GB free at {probe} (checkpoints kept need about {need_gb:.1f} GB)"
-    if free_gb < need_gb:
-        return Finding("disk", FAIL, detail, "free space or pass --logs-dir on a larger disk")
-    return Finding("disk", OK, detail)
+    """Pre-flight's disk rule for a full-length run with the default retention."""
+    from repro.train.checkpoints import DEFAULT_KEEP
+    from repro.train.preflight import disk_problem
 
-
-def _split_fix(problem: str) -> tuple[str, str]:
-    """Upstream's problem lines already carry their fix ('what: run X'); split it off when marked."""
-    if " -> " in problem:
-        detail, fix = problem.split(" -> ", 1)
-        return detail, fix
-    return problem, ""
+    problem, detail = disk_problem(logs_dir, checkpoint_mb, checkpoints=3 + DEFAULT_KEEP + 1)
+    return _finding("disk", problem) if problem else Finding("disk", OK, detail)
 
 
 def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: str = DEFAULT_RECIPE) -> list[Finding]:
@@ -165,7 +168,7 @@ def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: 
     findings += check_paddle(profile, info)
     findings += check_devices(profile, info, recipe.reference_gpus)
     findings += check_upstream(upstream_dir)
-    findings.append(check_dataset(upstream_dir))
+    findings.append(check_dataset(upstream_dir, recipe_name, profile.device))
     findings.append(check_disk(logs_dir, recipe.checkpoint_mb))
     return findings
 

@@ -56,18 +56,33 @@ class Profile:
         return self.paddle.get("source") == "vendor"
 
 
+def venv_platform() -> str | None:
+    """The profile ``make setup`` built this environment for (it leaves the name in the venv)."""
+    marker = Path(sys.prefix) / "repro-platform"
+    if marker.is_file():
+        return marker.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+def setup_command(name: str) -> str:
+    """The command that gives this checkout a venv for profile ``name``, from where the user stands.
+
+    A venv holds one Paddle build and the Makefile refuses to switch one in place, so a venv built
+    for another platform has to go first.
+    """
+    current = venv_platform()
+    if current and current != name:
+        return f"make clean-venv && make setup PLATFORM={name}"
+    return f"make setup PLATFORM={name}"
+
+
 def default_platform() -> str:
     """The profile ``make setup`` built this environment from (it leaves the name in the venv), else cpu.
 
     Remembering it means ``repro train`` on a GPU machine set up with PLATFORM=nvidia-cuda does not
     silently fall back to the CPU profile.
     """
-    marker = Path(sys.prefix) / "repro-platform"
-    if marker.is_file():
-        name = marker.read_text(encoding="utf-8").strip()
-        if name:
-            return name
-    return DEFAULT_PROFILE
+    return venv_platform() or DEFAULT_PROFILE
 
 
 def available_profiles() -> list[str]:

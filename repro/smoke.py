@@ -111,8 +111,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def smoke(args: argparse.Namespace) -> int:
     from repro.dataset.tiny import make_tiny
     from repro.recipes import load_recipe
-    from repro.train.smoke_variant import smoke_section
-    from repro.train.rundir import run_id
+    from repro.rundir import run_id
+    from repro.train.config import smoke_section
 
     started = time.monotonic()
     upstream_dir = resolve_upstream_dir(args.upstream)

@@ -75,17 +75,19 @@ def test_disk_check_fails_when_checkpoints_do_not_fit(tmp_path: Path) -> None:
     assert check_disk(tmp_path / "logs", checkpoint_mb=10**12).status == FAIL
 
 
-def test_dataset_line_follows_the_link(tmp_path: Path) -> None:
+def test_dataset_line_is_pre_flights_own_check(tmp_path: Path) -> None:
+    # Doctor and pre-flight agree: doctor runs pre-flight's dataset check on the recipe's config.
     from repro.dataset.tiny import MARKER, make_tiny
     from repro.doctor import check_dataset
+    from tests.doubles import make_fake_checkout
 
-    upstream = tmp_path / "PaddleClas"
-    (upstream / "dataset").mkdir(parents=True)
+    upstream = make_fake_checkout(tmp_path / "PaddleClas")
+    (upstream / "dataset").mkdir()
     assert check_dataset(upstream).status == FAIL  # nothing linked
     data = make_tiny(tmp_path / "data", classes=2, train_per_class=1, val_per_class=1, size=16)
     (upstream / "dataset" / "ILSVRC2012").symlink_to(data)
     finding = check_dataset(upstream)
-    assert finding.status == WARN and "tiny" in finding.detail and "--force" in finding.fix
+    assert finding.status == FAIL and "tiny" in finding.detail and "--force" in finding.fix
     (data / MARKER).unlink()
     assert check_dataset(upstream).status == OK
     (data / "val_list.txt").unlink()

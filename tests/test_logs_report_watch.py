@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
+import psutil
+import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.logs.cli import report
-from repro.logs.watch import Progress, Tail, follow
+from repro.errors import ReproError
+from repro.files import Tail
+from repro.logs.watch import Progress, follow
 from tests.logfakes import FakeUpstreamLog, standard_run, write_lines
 
 SMOKE_MANIFEST = {"recipe": "resnest50", "status": "completed", "end_time": "t",
@@ -58,8 +63,16 @@ def test_tail_waits_for_a_cut_line(tmp_path):
     assert tail.read() == ["two"]
 
 
+def _held_by_this_process(run: Path) -> None:
+    """A lock naming a live harness (this test process), as `repro train` writes it while it runs."""
+    me = psutil.Process()
+    record = {"pid": me.pid, "create_time": me.create_time(), "cmdline": me.cmdline(), "role": "harness"}
+    (run / ".lock").write_text(json.dumps({"processes": [record]}))
+
+
 def test_watch_returns_when_manifest_ends_or_pid_gone_or_timeout(tmp_path):
     run = standard_run(tmp_path / "run", manifest={"status": "running"})
+    _held_by_this_process(run)
     clock = iter(range(0, 1000, 5))
     why = follow(run, poll=5, timeout=12, sleep=lambda s: None, clock=lambda: next(clock))
     assert why.startswith("timed out after 12")
@@ -68,6 +81,32 @@ def test_watch_returns_when_manifest_ends_or_pid_gone_or_timeout(tmp_path):
     assert follow(run, poll=0.01, pid=child.pid, sleep=lambda s: None) == f"process {child.pid} is gone"
     (run / "manifest.json").write_text(json.dumps({"status": "completed", "end_time": "t"}))
     assert follow(run, poll=0.01, sleep=lambda s: None) == "manifest.json says completed"
+
+
+def test_watch_says_so_when_the_harness_of_a_running_run_is_gone(tmp_path):
+    run = standard_run(tmp_path / "run", manifest={"status": "running"})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    me = psutil.Process()
+    record = {"pid": dead.pid, "create_time": me.create_time(), "cmdline": [], "role": "harness"}
+    (run / ".lock").write_text(json.dumps({"processes": [record]}))
+    why = follow(run, poll=0.01, timeout=5, sleep=lambda s: None)
+    assert why.startswith("manifest.json says running, but no `repro train` holds")
+    assert f"repro train --resume {run}" in why
+
+
+def test_watch_refuses_a_directory_that_is_not_a_run(tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(ReproError, match="is not a run directory"):
+        follow(tmp_path / "photos", poll=0.01, sleep=lambda s: None)
+
+
+def test_watch_ignores_end_lines_an_earlier_launch_left_behind(tmp_path):
+    # A relaunch (a resume of a plain upstream run) appends after the old "Exit code" lines.
+    run = standard_run(tmp_path / "run")
+    write_lines(run / "launcher.log", ["LAUNCH INFO Pod completed", "LAUNCH INFO Exit code 0", "LAUNCH INFO Run Pod"])
+    clock = iter(range(0, 1000, 5))
+    assert follow(run, poll=5, timeout=12, sleep=lambda s: None, clock=lambda: next(clock)).startswith("timed out")
 
 
 def test_watch_notices_launcher_exit_line(tmp_path):

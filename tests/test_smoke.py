@@ -13,8 +13,11 @@ from repro import smoke
 from repro.dataset.tiny import make_tiny
 from repro.errors import EXIT_UPSTREAM
 from repro.paths import DATASET_LINK
-from repro.train.overrides import check_override
-from repro.train.upstream_config import as_upstream_parses, upstream_module_names
+from repro.train.upstream_config import (
+    as_upstream_parses,
+    check_override,
+    upstream_module_names,
+)
 
 
 def test_without_upstream_it_stops_at_once_with_one_line(tmp_path: Path, capsys) -> None:

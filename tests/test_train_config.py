@@ -7,12 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproError
+from repro.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
 from repro.recipes import Recipe, Target, load_recipe
-from repro.train.config import RECORD_NAME, SMOKE_CONFIG_NAME, resolve_config
-from repro.train.overrides import check_value
-from repro.train.smoke_variant import apply_smoke_edits
-from repro.train.upstream_config import as_upstream_parses, suggest_keys, upstream_module_names
+from repro.rundir import CONFIG as RECORD_NAME
+from repro.rundir import SMOKE_CONFIG as SMOKE_CONFIG_NAME
+from repro.train.config import apply_smoke_edits, resolve_config
+from repro.train.upstream_config import (
+    as_upstream_parses,
+    check_value,
+    suggest_keys,
+    upstream_module_names,
+)
 
 CONFIG_PATH = "ppcls/configs/Tiny/Tiny.yaml"
 # Shaped like a PaddleClas config (sections, op lists, a string that is arithmetic), but small and ours.
@@ -143,7 +148,7 @@ def test_reference_run_uses_the_upstream_config_and_records_the_resolved_one(ups
 def test_unknown_key_is_refused_with_the_nearest_keys(upstream: Path, tmp_path: Path) -> None:
     with pytest.raises(ReproError) as error:
         resolve(upstream, tmp_path, ["Global.epoch=5"])
-    assert error.value.exit_code == EXIT_PREFLIGHT
+    assert error.value.exit_code == EXIT_BAD_INPUT  # a bad -o, like every other one (issue 10)
     assert "Global.epochs" in error.value.message
     assert "+Global.epoch=VALUE" in error.value.message
     assert not (tmp_path / "run" / RECORD_NAME).exists()
@@ -167,7 +172,7 @@ def test_list_items_are_addressed_by_index_like_upstream(upstream: Path, tmp_pat
     assert resolved.config["DataLoader"]["Train"]["dataset"]["transform_ops"][1]["RandCropImage"]["size"] == 32
     with pytest.raises(ReproError, match="out of range") as error:
         resolve(upstream, tmp_path, ["DataLoader.Train.dataset.transform_ops.9.RandCropImage.size=32"])
-    assert error.value.exit_code == EXIT_PREFLIGHT
+    assert error.value.exit_code == EXIT_BAD_INPUT
     with pytest.raises(ReproError, match="by index"):
         resolve(upstream, tmp_path, ["DataLoader.Train.dataset.transform_ops.RandCropImage.size=32"])
 
@@ -330,3 +335,21 @@ def test_a_switch_must_stay_a_switch(upstream: Path, tmp_path: Path) -> None:
         resolve(upstream, tmp_path, ["DataLoader.Train.dataset.transform_ops.0.DecodeImage.to_rgb=1"])
     resolved = resolve(upstream, tmp_path, ["DataLoader.Train.dataset.transform_ops.0.DecodeImage.to_rgb=False"])
     assert resolved.config["DataLoader"]["Train"]["dataset"]["transform_ops"][0]["DecodeImage"]["to_rgb"] is False
+
+
+@pytest.mark.parametrize("option, words", [
+    ("Global.epochs=-5", "Global.epochs=-5: must be a whole number of epochs"),
+    ("Global.epochs=1.5", "Global.epochs=1.5: must be a whole number of epochs"),
+    ("Optimizer.lr.learning_rate=0", "learning_rate=0: must be a finite number above 0"),
+    ("DataLoader.Train.sampler.batch_size=0", "batch_size=0: must be a whole number"),
+])
+def test_values_upstream_would_choke_on_are_refused_before_launch(upstream: Path, tmp_path: Path, option, words) -> None:
+    # -5 epochs "completed" with nothing trained; 1.5 and a negative seed crashed upstream after start-up.
+    with pytest.raises(ReproError, match=words) as error:
+        resolve(upstream, tmp_path, [option])
+    assert error.value.exit_code == EXIT_BAD_INPUT
+
+
+def test_a_seed_numpy_cannot_take_is_refused(upstream: Path, tmp_path: Path) -> None:
+    with pytest.raises(ReproError, match="Global.seed=-1: must be a whole number from 0"):
+        resolve(upstream, tmp_path, [], seed=-1)

@@ -22,12 +22,13 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
+from repro.rundir import RunDir
 from repro.train.command import HARNESS, REFERENCE, build_command
-from repro.train.rundir import RunDir
 from tests.doubles import make_fake_checkout
 
 REFERENCE_TOKENS = [
-    "python", "-m", "paddle.distributed.launch", "--gpus=0,1,2,3", "tools/train.py",
+    # DeepSparkHub's ResNeSt50 README, token for token (note the -u).
+    "python3", "-u", "-m", "paddle.distributed.launch", "--gpus=0,1,2,3", "tools/train.py",
     "-c", "ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml", "-o", "Arch.pretrained=False", "-o", "Global.device=gpu",
 ]
 
@@ -102,7 +103,7 @@ def test_dry_run_prints_the_reference_command_and_flags(upstream: Path, tmp_path
     assert lines[1].strip() == " ".join(REFERENCE_TOKENS)
     # The full command keeps every reference token, in order, and marks the rest.
     full = lines[3].strip()
-    assert full.startswith("python -m paddle.distributed.launch --gpus=0,1,2,3 [harness: --log_dir ")
+    assert full.startswith("python3 -u -m paddle.distributed.launch --gpus=0,1,2,3 [harness: --log_dir ")
     assert "tools/train.py -c ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml -o Arch.pretrained=False -o Global.device=gpu [harness: -o Global.output_dir=" in full
     assert f"working directory: {upstream}" in result.output
     for flag in ("FLAGS_cudnn_exhaustive_search=True", "FLAGS_cudnn_batchnorm_spatial_persistent=True",
@@ -117,7 +118,7 @@ def test_command_tokens_keep_reference_order_and_mark_additions(tmp_path: Path) 
         reference_overrides=["Arch.pretrained=False"], device="cpu", run_dir=tmp_path / "run", cpu_ranks=2,
         extra_overrides=["Global.epochs=2"], seed=7, nnodes=2, master="127.0.0.1:8090", python="/py",
     )
-    assert command.reference_tokens == ["python", "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+    assert command.reference_tokens == ["python3", "-u", "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
                                         "tools/train.py", "-c", "c.yaml", "-o", "Arch.pretrained=False",
                                         "-o", "Global.device=cpu"]
     argv = command.argv
@@ -132,7 +133,7 @@ def test_command_tokens_keep_reference_order_and_mark_additions(tmp_path: Path) 
 
 
 def test_environment_sets_visible_devices_to_the_gpu_list_and_drops_overriding_vars() -> None:
-    from repro.train.environment import environment_changes
+    from repro.train.command import environment_changes
 
     current = {"CUDA_VISIBLE_DEVICES": "0,1", "PADDLE_LOG_DIR": "/elsewhere", "HOME": "/h"}
     gpu = environment_changes({"FLAGS_x": "True"}, "CUDA_VISIBLE_DEVICES", [4, 5], current)
@@ -176,7 +177,7 @@ def test_run_writes_run_dir_and_manifest(upstream: Path, tmp_path: Path) -> None
     assert code == 0, err
     data = manifest(run)
     assert data["status"] == "completed" and data["exit_code"] == 0 and data["ended"]
-    assert data["command"]["argv"][1:5] == ["-m", "paddle.distributed.launch", "--nproc_per_node", "2"]
+    assert data["command"]["argv"][1:6] == ["-u", "-m", "paddle.distributed.launch", "--nproc_per_node", "2"]
     assert f"Global.output_dir={run / 'output'}" in data["command"]["argv"]
     assert data["seed"]["value"] == 11 and data["platform"]["name"] == "cpu"
     assert data["paddle"]["version"] and data["devices"]["world_size"] == 2
@@ -191,6 +192,14 @@ def test_run_writes_run_dir_and_manifest(upstream: Path, tmp_path: Path) -> None
     assert not {"epoch_1.pdparams", "epoch_2.pdopt", "epoch_3.pdstates"} & names
     assert "epoch_3.pdparams" in data["checkpoints_deleted"]
     assert not (run / ".lock").exists()
+
+
+def test_a_first_segment_that_saved_nothing_is_not_told_to_resume(upstream: Path, tmp_path: Path) -> None:
+    # A resume reruns the same command from epoch 1: advice to resume a run that saved nothing cannot work.
+    run = tmp_path / "run"
+    code, _, err = finish(repro_train(upstream, run, env=harness_env(FAKE_CRASH_EPOCH="1", FAKE_CRASH_RANK="0")))
+    assert code == 6, err
+    assert "nothing was saved to resume from" in err.splitlines()[-1] and "--resume" not in err.splitlines()[-1]
 
 
 def test_rank_failure_stops_the_run_with_its_last_lines(upstream: Path, tmp_path: Path) -> None:
@@ -284,7 +293,7 @@ def test_resume_skips_a_half_written_latest_and_true_best_survives(upstream: Pat
 
 
 def test_retention_deletes_only_files_this_run_wrote(tmp_path: Path) -> None:
-    from repro.train.retention import observe_written, prune, snapshot
+    from repro.train.checkpoints import observe_written, prune, snapshot
 
     output = tmp_path / "output"
     output.mkdir()
@@ -331,19 +340,21 @@ def test_checkpoint_completeness_and_resume_point(tmp_path: Path) -> None:
 
 
 def test_manifest_write_is_atomic(tmp_path: Path, monkeypatch) -> None:
-    from repro.train import manifest as manifest_module
+    import errno
+
+    from repro import files, rundir
 
     path = tmp_path / "manifest.json"
-    manifest_module.write_manifest(path, {"status": "running"})
+    rundir.write_manifest(path, {"status": "running"})
 
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(manifest_module.json, "dump", broken)
+    monkeypatch.setattr(files.os, "replace", full_disk)
     with pytest.raises(OSError):
-        manifest_module.write_manifest(path, {"status": "completed"})
+        rundir.write_manifest(path, {"status": "completed"})
     assert json.loads(path.read_text()) == {"status": "running"}
-    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # no temporary left behind
 
 
 def test_stale_lock_is_taken_over(upstream: Path, tmp_path: Path) -> None:
@@ -411,3 +422,40 @@ def live(records: list[dict]) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+def test_a_dropped_ssh_session_does_not_stop_training(upstream: Path, tmp_path: Path) -> None:
+    """Under a real pseudo-terminal whose master is closed mid-run (the SSH session drops): the harness
+    gets SIGHUP, keeps training, writes on into console.log, and completes the run and its record."""
+    import pty
+
+    run = tmp_path / "run"
+    env = harness_env(FAKE_SLEEP="0.8")
+    argv = [sys.executable, "-m", "repro", "train", "--upstream", str(upstream), "--platform", "cpu",
+            "--skip-preflight", "--run-dir", str(run), "-o", "Global.epochs=4"]
+    pid, master = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.execve(argv[0], argv, env)
+    try:
+        wait_for_ranks(run)
+        os.close(master)  # the terminal goes away: the kernel sends SIGHUP to the session
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError("repro train did not finish after the hangup")
+    finally:
+        try:
+            os.close(master)
+        except OSError:
+            pass
+    assert os.waitstatus_to_exitcode(status) == 0
+    data = manifest(run)
+    assert data["status"] == "completed" and len(data["segments"]) == 1
+    console = (run / "console.log").read_text()
+    assert "hangup: the terminal is gone" in console and "training completed" in console
+    assert "[Eval][Epoch 4]" in (run / "output" / "train.log").read_text()

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from repro.dataset.tiny import MARKER, make_tiny
+from repro.machine import PaddleInfo, probe_paddle
 from repro.paths import DATASET_LINK
 from repro.recipes import load_recipe
 from repro.train import preflight
 from repro.train.config import ResolvedConfig
-from repro.machine import PaddleInfo, probe_paddle
 from repro.train.preflight import checkpoints_needed, run_preflight
 
 GPU_PROFILE = SimpleNamespace(name="nvidia-cuda", visible_devices_var="CUDA_VISIBLE_DEVICES", uses_gpus=True)

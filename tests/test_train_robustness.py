@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+from repro.rundir import RunDir
 from repro.train.command import HARNESS, USER, LaunchCommand, Token, build_command
-from repro.train.rundir import RunDir
 from tests.doubles import make_fake_checkout
 
 
@@ -182,7 +182,7 @@ def test_console_log_is_closed_when_the_launcher_cannot_start(run: RunDir, monke
 
 
 def test_an_epoch_copied_in_during_a_resumed_segment_is_never_deleted(run: RunDir) -> None:
-    from repro.train.manifest import Manifest
+    from repro.rundir import Manifest
     from repro.train.runner import Housekeeper
 
     def save(name: str) -> None:
@@ -291,6 +291,30 @@ def test_resume_rechecks_the_dataset_and_the_upstream_checkout(run: RunDir, upst
     assert not run.lock.exists()
 
 
+def test_resume_refuses_a_dataset_relinked_or_changed_under_the_run(run: RunDir, upstream: Path, tmp_path: Path) -> None:
+    from repro.dataset.fingerprint import fingerprint
+    from repro.dataset.tiny import make_tiny
+    from repro.upstream.state import inspect_checkout
+
+    first = make_tiny(tmp_path / "a", classes=2, train_per_class=2, val_per_class=1, size=16)
+    other = make_tiny(tmp_path / "b", classes=3, train_per_class=2, val_per_class=1, size=16)
+    link = upstream / "dataset" / "ILSVRC2012"
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(other)  # `repro dataset link --force` to another dataset after the run started
+    run.config.write_text("DataLoader:\n  Train:\n    dataset:\n      image_root: ./dataset/ILSVRC2012/\n")
+    record = {"root": str(first.resolve()), "fingerprint": fingerprint(first.resolve())}
+    interrupted_run(run, upstream, record, inspect_checkout(upstream).to_manifest())
+    result = CliRunner(mix_stderr=False).invoke(cli, ["train", "--resume", str(run.path)])
+    assert result.exit_code == EXIT_PREFLIGHT, result.stderr
+    assert f"now leads to {other.resolve()}" in result.stderr and f"link --force {first.resolve()}" in result.stderr
+    link.unlink()
+    link.symlink_to(first)
+    with (first / "train_list.txt").open("a") as handle:
+        handle.write("train/extra.JPEG 0\n")
+    result = CliRunner(mix_stderr=False).invoke(cli, ["train", "--resume", str(run.path)])
+    assert result.exit_code == EXIT_PREFLIGHT and "changed since the run started (train_list differ)" in result.stderr
+
+
 # --------------------------------------------------------------------------- 8, 9, 10
 
 
@@ -339,7 +363,7 @@ def test_preflight_needs_the_probe_the_start_made() -> None:
 def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path: Path) -> None:
     import datetime as dt
 
-    from repro.train.rundir import create_run_dir, plan_run_dir
+    from repro.rundir import create_run_dir, plan_run_dir
 
     now = dt.datetime(2026, 1, 28, 5, 7, tzinfo=dt.timezone.utc)
     first = create_run_dir(tmp_path, None, now)

@@ -6,8 +6,8 @@ import pytest
 
 from repro.errors import ReproError
 from repro.recipes import load_recipe
-from repro.train.overrides import harness_value
 from repro.train.scaling import plan_scaling
+from repro.train.upstream_config import harness_value
 
 
 @pytest.fixture

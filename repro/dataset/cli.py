@@ -51,7 +51,7 @@ def dataset() -> None:
 def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -> None:
     """Check ROOT before training on it. Exit 0 clean, 1 problems found, 2 not a dataset."""
     from repro.dataset.check import check_dataset
-    from repro.dataset.report_format import render_json, render_text
+    from repro.dataset.report import render_json, render_text
 
     report = check_dataset(root, class_num=class_num, expect=expect, decode=decode)
     if as_json:

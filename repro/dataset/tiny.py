@@ -24,6 +24,7 @@ from repro.dataset import layout
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problems
 from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.files import write_text_atomic
 
 MARKER = ".repro-tiny.json"
 MARKER_TOOL = "repro dataset make-tiny"
@@ -67,9 +68,7 @@ def _write_marker(out: Path, params: TinyParams, files: list[str], complete: boo
         "params": asdict(params),
         "files": files,
     }
-    temporary = out / (MARKER + ".tmp")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, out / MARKER)
+    write_text_atomic(out / MARKER, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def _remove_previous(out: Path) -> None:

@@ -7,21 +7,28 @@ apart from reading them so each rule is stated once and tested alone.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.rundir import (
+    CONSOLE_LOG,
+    LAUNCHER_DIR,
+    MANIFEST,
+    OUTPUT_DIR,
+    TRAIN_LOG,
+    find_run_dir,
+    read_manifest,
+)
 
 # Where the launcher's --log_dir may be, relative to a run directory, in order of preference.
-WORKERLOG_DIRS = ("launcher", ".", "log")
+WORKERLOG_DIRS = (LAUNCHER_DIR, ".", "log")
 # Where upstream's Global.output_dir/train.log may be.
-TRAIN_LOG_PATHS = ("output/train.log", "train.log")
-# The launcher's own stdout (it prints "Pod completed" / "Exit code N"), wherever ``repro train`` keeps it.
-# console.log is where repro train tees the launcher's own output ("Pod completed", "Exit code N").
-LAUNCHER_LOGS = ("console.log", "launcher.log", "launcher.out", "launch.log", "launcher/launcher.log")
+TRAIN_LOG_PATHS = (f"{OUTPUT_DIR}/{TRAIN_LOG}", TRAIN_LOG)
+# The launcher's own stdout ("Pod completed", "Exit code N"): repro train tees it to console.log.
+LAUNCHER_LOGS = (CONSOLE_LOG, "launcher.log", "launcher.out", "launch.log", "launcher/launcher.log")
 WORKERLOG = re.compile(r"^workerlog\.(\d+)$")
 BINARY_SNIFF = 8192
 
@@ -51,10 +58,9 @@ class RunFiles:
         if self.manifest_path is None:
             return None
         try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
+            return read_manifest(self.manifest_path)
+        except ReproError:
             return {"_unreadable": str(self.manifest_path)}
-        return data if isinstance(data, dict) else {"_unreadable": str(self.manifest_path)}
 
 
 def is_binary(path: Path) -> bool:
@@ -88,10 +94,11 @@ def run_files_in(directory: Path) -> RunFiles | None:
             break
     if not files.workerlogs and files.train_log is None:
         return None
-    if (directory / "manifest.json").is_file():
-        files.manifest_path = directory / "manifest.json"
+    if (directory / MANIFEST).is_file():
+        files.manifest_path = directory / MANIFEST
     files.launcher_logs = [directory / rel for rel in LAUNCHER_LOGS if (directory / rel).is_file()]
-    files.launcher_logs += sorted((directory / "launcher").glob("default.*.log")) if (directory / "launcher").is_dir() else []
+    launcher = directory / LAUNCHER_DIR
+    files.launcher_logs += sorted(launcher.glob("default.*.log")) if launcher.is_dir() else []
     return files
 
 
@@ -111,8 +118,9 @@ def discover(path: Path) -> list[RunFiles]:
                 EXIT_BAD_INPUT,
             )
         files = RunFiles(root=path.parent, name=path.name, single_file=path)
-        if (path.parent / "manifest.json").is_file():
-            files.manifest_path = path.parent / "manifest.json"
+        run = find_run_dir(path.parent)  # RUN/launcher/workerlog.0 is judged with RUN's recipe and target
+        if run is not None:
+            files.manifest_path = run.manifest
         return [files]
     own = run_files_in(path)
     if own is not None:

@@ -20,8 +20,9 @@ LINE = re.compile(
 TRAIN_ITER = re.compile(
     r"\[Train\]\[Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\]\[Iter: (?P<iter>\d+)/(?P<iters>\d+)\](?P<body>.*)"
 )
+# The same iteration line as bytes, for the whole-file scan of ``report`` (no decode of 100 MB).
+TRAIN_ITER_BYTES = re.compile(rb"\[Train\]\[Epoch (\d+)/(\d+)\]\[Iter: (\d+)/(\d+)\]([^\n]*)")
 TRAIN_AVG = re.compile(r"\[Train\]\[Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\]\[Avg\](?P<body>.*)")
-EVAL_ITER = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Iter: (?P<iter>\d+)/(?P<iters>\d+)\](?P<body>.*)")
 EVAL_AVG = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Avg\](?P<body>.*)")
 # engine.py prints the Python float: "0.25", "0.7677000164985657", "-1.0".
 BEST = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[best metric: (?P<value>[^\]]*)\]")
@@ -30,7 +31,6 @@ BEST = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[best metric: (?P<value>[^\
 ECHO_ENTRY = re.compile(r"^(?P<indent> *)(?P<key>[^ :][^:]*?) : (?P<value>.*)$")
 ECHO_START = b"INFO: Global : "
 DEVICE_LINE = "train with paddle "
-RESUME_LINE = re.compile(r"Finish load checkpoints from (?P<path>.+)$")
 
 # A metric body is "key: value" pairs joined by ", "; ", eta: " is split off first because
 # str(timedelta) can contain a comma ("3 days, 4:05:06").

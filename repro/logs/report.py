@@ -20,7 +20,6 @@ from repro.logs.parse import RunLogs  # noqa: E402
 from repro.logs.verdict import Verdict  # noqa: E402
 from repro.recipes import Target  # noqa: E402
 
-REPORT_FILES = ("epochs.csv", "summary.md", "curves.png")
 SUMMARY_COLUMNS = ["segment", "train_loss", "lr", "ips", "top1", "top5", "eval_loss"]
 
 

@@ -26,7 +26,6 @@ from repro.logs import patterns as P
 # Errors that end a launch are printed last; looking at each launch's tail keeps the scan cheap.
 ERROR_TAIL_BYTES = 256 * 1024
 ECHO_MAX_BYTES = 256 * 1024
-TRAIN_ITER_BYTES = P.re.compile(rb"\[Train\]\[Epoch (\d+)/(\d+)\]\[Iter: (\d+)/(\d+)\]([^\n]*)")
 INTERRUPT_MARKERS = ("Termination signal", "SIGTERM", "KeyboardInterrupt", "SIGINT")
 # Candidates rejected by find_all before it gives up on memchr (a few per epoch are normal).
 FALSE_HITS_BEFORE_REGEX = 20_000
@@ -358,7 +357,7 @@ def iterations(log: LogFile) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     with _mapped(log.path) as data:
         end = data.rfind(b"\n") + 1 if log.truncated else len(data)
-        for match in TRAIN_ITER_BYTES.finditer(data, 0, end):
+        for match in P.TRAIN_ITER_BYTES.finditer(data, 0, end):
             body = P.parse_body(P.strip_ansi(match.group(5).decode("utf-8", "replace")))
             row: dict[str, Any] = {
                 "segment": bisect.bisect_right(boundaries, match.start()),

@@ -1,13 +1,14 @@
 """Follow a training run's logs with a progress bar, and notice when the run is over.
 
-Reading only the bytes appended since the last look keeps a days-long run cheap to watch. The run is
-over when the harness's manifest.json records an end, the launcher prints "Pod completed"/"Exit code",
-the launcher's pid or lock file disappears, or the timeout passes.
+Reading only the bytes appended since the last look keeps a days-long run cheap to watch. When to
+stop: a run directory's manifest is the authority (its status, and whether the ``repro train``
+named in its lock still lives: a SIGKILLed harness leaves "running" behind); a plain upstream run is
+over when its launcher log ends with "Pod completed"/"Exit code" (lines of an earlier launch count
+only if nothing came after them), or when ``--pid`` or ``--lock`` go away, or at ``--timeout``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,10 +17,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.files import Tail, last_lines
 from repro.logs import patterns as P
 from repro.logs.discover import RunFiles, run_files_in
+from repro.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, read_manifest
 
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
+# A harness seen dead this many looks in a row is dead (not a start between manifest and lock).
+DEAD_LOOKS = 2
 
 
 @dataclass
@@ -58,36 +63,14 @@ class Progress:
 
 
 @dataclass
-class Tail:
-    """New complete lines of one file since the last call (a cut last line waits for its end)."""
-
-    path: Path
-    offset: int = 0
-    pending: bytes = b""
-
-    def read(self) -> list[str]:
-        try:
-            with self.path.open("rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size < self.offset:  # replaced by a new file
-                    self.offset, self.pending = 0, b""
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except OSError:
-            return []
-        self.offset += len(chunk)
-        data = self.pending + chunk
-        complete, _, self.pending = data.rpartition(b"\n")
-        return complete.decode("utf-8", "replace").split("\n") if complete else []
-
-
-@dataclass
 class Watcher:
     root: Path
     pid: int | None = None
     lock: Path | None = None
     progress: Progress = field(default_factory=Progress)
     tails: dict[Path, Tail] = field(default_factory=dict)
+    launcher_tails: dict[Path, Tail] = field(default_factory=dict)
+    dead_looks: int = 0
 
     def files(self) -> RunFiles | None:
         return run_files_in(self.root) if self.root.is_dir() else None
@@ -105,28 +88,51 @@ class Watcher:
 
     def ended(self) -> str | None:
         """Why the run is over, or None while it runs."""
-        manifest = self.root / "manifest.json"
-        if manifest.is_file():
-            try:
-                data = json.loads(manifest.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
-            if isinstance(data, dict) and (data.get("end_time") or data.get("status") not in (None, "running")):
-                return f"manifest.json says {data.get('status', 'ended')}"
-        files = self.files()
-        for launcher_log in files.launcher_logs if files else []:
-            try:
-                text = launcher_log.read_bytes()[-4096:].decode("utf-8", "replace")
-            except OSError:
-                continue
-            for marker in LAUNCHER_END_MARKERS:
-                if marker in text:
-                    return f"{launcher_log.name} says {marker!r}"
+        run = RunDir(self.root)
+        if run.is_run():
+            status = read_manifest(run.manifest).get(K_STATUS)
+            if status in ENDED_STATUSES:
+                return f"manifest.json says {status}"
+            if status == STATUS_RUNNING:
+                from repro.train.lock import harness_alive
+
+                self.dead_looks = 0 if harness_alive(run) else self.dead_looks + 1
+                if self.dead_looks >= DEAD_LOOKS:
+                    return (f"manifest.json says running, but no `repro train` holds {run.path} (killed?); "
+                            f"continue it with `repro train --resume {run.path}`")
+        else:
+            why = self._launcher_ended()
+            if why is not None:
+                return why
         if self.pid is not None and not _alive(self.pid):
             return f"process {self.pid} is gone"
         if self.lock is not None and not self.lock.exists():
             return f"lock {self.lock} is gone"
         return None
+
+    def _launcher_ended(self) -> str | None:
+        files = self.files()
+        for launcher_log in files.launcher_logs if files else []:
+            tail = self.launcher_tails.get(launcher_log)
+            if tail is None:  # first look: an end marker counts only as the log's last words
+                self.launcher_tails[launcher_log] = Tail.from_end(launcher_log)
+                lines = _closing_markers(last_lines(launcher_log, 5).splitlines())
+            else:
+                lines = tail.read()
+            for marker in LAUNCHER_END_MARKERS:
+                if any(marker in line for line in lines):
+                    return f"{launcher_log.name} says {marker!r}"
+        return None
+
+
+def _closing_markers(lines: list[str]) -> list[str]:
+    """The end-marker lines a log ends with (none if anything came after them)."""
+    closing: list[str] = []
+    for line in reversed([line for line in lines if line.strip()]):
+        if not any(marker in line for marker in LAUNCHER_END_MARKERS):
+            break
+        closing.append(line)
+    return closing
 
 
 def _alive(pid: int) -> bool:
@@ -160,6 +166,12 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
         raise ReproError(f"{run} does not exist; pass the run directory `repro train` printed", EXIT_BAD_INPUT)
     if run.is_file():
         raise ReproError(f"{run} is a file; watch takes a run directory (with manifest.json and launcher/)", EXIT_BAD_INPUT)
+    if not RunDir(run).is_run() and run_files_in(run) is None:
+        raise ReproError(
+            f"{run} is not a run directory (no manifest.json, launcher/workerlog.N or output/train.log); "
+            "pass the directory `repro train` printed (`ls logs/`)",
+            EXIT_BAD_INPUT,
+        )
     watcher = Watcher(run, pid=pid, lock=lock)
     started = clock()
     with tqdm(total=0, unit="it", dynamic_ncols=True, desc=run.name) as bar:

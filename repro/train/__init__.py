@@ -1,9 +1,12 @@
 """``repro train``: launch upstream's ``tools/train.py`` exactly as the reference does, and keep the run trustworthy.
 
-``cli`` is the command line only; ``start`` starts a new run and ``resume`` continues one (both can
-``dry_run``). The config side: ``upstream_config`` (upstream's YAML as upstream parses it),
-``overrides`` (checking ``-o``), ``smoke_variant`` (the recipe's smoke edits), ``config`` (the
-resolved config and its record), ``scaling`` and ``preflight``. The launcher side: command,
-environment, run directory, manifest (and ``manifest_fields``), process control, lock, checkpoints,
-retention, true best.
+How a launch flows, one module a step (``cli`` parses options; ``start`` and ``resume`` drive):
+
+1. config: ``upstream_config`` (upstream's YAML as upstream parses it, ``-o`` checked against it),
+   ``config`` (the resolved config, the smoke variant), ``scaling`` (GPU count and learning rate);
+2. checks: ``preflight`` (upstream, dataset, devices, disk), then ``record`` (what the manifest says);
+3. command: ``command`` (reference argv with marked additions, environment, ``--dry-run``);
+4. run: ``runner`` (one segment: lock, launch, housekeeping, stop, record) with ``lock`` and
+   ``process``; the run directory and manifest are :mod:`repro.rundir`'s;
+5. checkpoints: ``checkpoints`` (completeness, resume point, retention) and ``truebest``.
 """

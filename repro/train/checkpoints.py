@@ -1,4 +1,5 @@
-"""Find upstream's checkpoints by globbing, and tell a complete one from a half-written one.
+"""Upstream's checkpoints: find them, tell a complete one from a half-written one, pick the resume
+point, and keep only what retention allows.
 
 Since PaddleClas 2.5.1 checkpoints sit flat in ``Global.output_dir``: ``latest.*``, ``epoch_N.*``,
 ``best_model.*`` (``ppcls/engine/engine.py``). ``save_model`` (``ppcls/utils/save_load.py``) writes
@@ -7,6 +8,16 @@ So a save is complete only when all three exist, are non-empty, and their modifi
 in that order and close together: a crash mid-save leaves a new ``.pdparams`` beside an older
 ``.pdstates`` (or a missing/empty file), which fails the check. ``resume_point`` never returns such
 a checkpoint.
+
+Retention keeps ``latest``, ``best_model``, ``true_best`` and the last K ``epoch_N``: one ResNeSt50
+save is ~200 MB and upstream saves every epoch (300 epochs would need 60 GB). It deletes only
+``epoch_N`` files this segment could have written: a file is recorded in the manifest's
+``checkpoints_written`` when it appears (or changes) in the output directory after a segment started,
+compared with a snapshot taken at that start, *and* it bears one of upstream's checkpoint names *and*,
+for ``epoch_N``, N is an epoch the segment trains (greater than the one it resumed from). A recorded
+file may be deleted only while it is still that very file (same size and modification time). So
+files present when a segment started, files under other names, an ``epoch_N`` copied in for an epoch
+the segment did not train, and any file changed after it was recorded are never touched.
 """
 
 from __future__ import annotations
@@ -15,6 +26,8 @@ import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import click
 
 PARTS = (".pdparams", ".pdopt", ".pdstates")  # save order
 # One save of ResNeSt50 (~200 MB) takes seconds; minutes apart means parts from different saves.
@@ -60,17 +73,43 @@ def check_complete(prefix: Path) -> tuple[bool, str]:
     return True, ""
 
 
+class _StateUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: a ``.pdstates`` in a run directory is not trusted to run code."""
+
+    ALLOWED = frozenset({("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                         ("numpy", "dtype")} | {("builtins", name) for name in (
+                             "dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
+                             "bool")})
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+_REFUSED: set[Path] = set()
+
+
 def saved_state(prefix: Path) -> dict | None:
-    """``.pdstates`` as saved by upstream (``{"metric": acc, "epoch": N}``), if it unpickles plainly.
+    """``.pdstates`` as saved by upstream (``{"metric": acc, "epoch": N}``), if it holds plain data.
 
     paddle.save pickles a dict without tensors as plain pickle, so no paddle import is needed. The
     metric in it is the eval top-1 of that epoch, which lets the true-best guard prove which
-    epoch's weights a file holds.
+    epoch's weights a file holds. Anything but builtins and numpy scalars is refused (said once per
+    file) and counts as "no state": the guard then does not trust that file.
     """
+    path = prefix.with_name(prefix.name + ".pdstates")
     try:
-        with open(prefix.with_name(prefix.name + ".pdstates"), "rb") as handle:
-            data = pickle.load(handle)
-    except Exception:
+        with open(path, "rb") as handle:
+            data = _StateUnpickler(handle).load()
+    except FileNotFoundError:
+        return None
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, MemoryError, RecursionError) as error:
+        if path not in _REFUSED:
+            _REFUSED.add(path)
+            click.echo(f"repro: ignoring {path}: not a plain upstream state ({type(error).__name__}: {error})",
+                       err=True)
         return None
     return data if isinstance(data, dict) else None
 
@@ -127,3 +166,97 @@ def resume_point(output_dir: Path) -> Checkpoint | None:
     if not candidates:
         return None
     return max(candidates, key=lambda c: (c.saved_at, c.kind == "latest"))
+
+
+DEFAULT_KEEP = 3
+MTIME_SLACK_SECONDS = 2.0  # filesystem timestamps may trail time.time() slightly
+# What upstream's save_model writes (ppcls/utils/save_load.py): nothing else is ever recorded as ours.
+UPSTREAM_SAVE = re.compile(r"^(?:latest|best_model|epoch_(\d+))(?:\.pdparams|\.pdopt|\.pdstates|\.pdema|_student\.pdparams)$")
+
+
+def is_checkpoint_file(path: Path) -> bool:
+    return path.is_file() and any(path.name.endswith(s) for s in (*PARTS, ".pdema"))
+
+
+def snapshot(output_dir: Path) -> dict[str, int]:
+    """Name -> mtime_ns of every checkpoint file now present (taken when a segment starts)."""
+    return {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir() if is_checkpoint_file(p)} if output_dir.is_dir() else {}
+
+
+def could_be_ours(name: str, after_epoch: int) -> bool:
+    """Upstream's name, and for ``epoch_N`` an epoch this segment trains (N > ``after_epoch``)."""
+    match = UPSTREAM_SAVE.match(name)
+    return match is not None and (match.group(1) is None or int(match.group(1)) > after_epoch)
+
+
+def first_epoch_floor(segment: dict, before: dict[str, int]) -> int:
+    """The epoch a segment resumed from (it trains the ones after it); 0 for a fresh start.
+
+    A resume whose checkpoint epoch is unknown trains after the newest ``epoch_N`` it found at best.
+    """
+    if not segment.get("resumed_from"):
+        return 0
+    if segment.get("resumed_from_epoch") is not None:
+        return int(segment["resumed_from_epoch"])
+    epochs = [int(m.group(1)) for m in map(UPSTREAM_SAVE.match, before) if m and m.group(1) is not None]
+    return max(epochs, default=0)
+
+
+def observe_written(
+    output_dir: Path, segment_index: int, segment_start: float, before: dict[str, int], written: dict[str, dict],
+    after_epoch: int = 0,
+) -> bool:
+    """Record checkpoint files created or rewritten since the segment started; True if anything changed.
+
+    ``after_epoch``: the epoch the segment resumed from; an ``epoch_N`` with N at or below it was
+    not written by this segment (someone copied it in) and is never recorded.
+    """
+    changed = False
+    for path in output_dir.iterdir():
+        if not is_checkpoint_file(path) or not could_be_ours(path.name, after_epoch):
+            continue
+        stat = path.stat()
+        if before.get(path.name) == stat.st_mtime_ns or stat.st_mtime < segment_start - MTIME_SLACK_SECONDS:
+            continue
+        record = written.get(path.name)
+        if record is None or record.get("mtime_ns") != stat.st_mtime_ns or record.get("size") != stat.st_size:
+            written[path.name] = {"segment": segment_index, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+            changed = True
+    return changed
+
+
+def _ours(path: Path, written: dict[str, dict]) -> bool:
+    record = written.get(path.name)
+    if record is None:
+        return False
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    return record.get("mtime_ns") == stat.st_mtime_ns and record.get("size") == stat.st_size
+
+
+def prune(output_dir: Path, keep: int, written: dict[str, dict], protect: set[int] = frozenset()) -> tuple[list[str], list[str]]:
+    """Delete this run's ``epoch_N`` older than the newest ``keep``; returns (deleted, kept-not-ours).
+
+    ``protect`` holds epochs that must stay whatever their age (the true best while it has no
+    separate copy). A checkpoint is deleted whole or not at all.
+    """
+    epochs = epoch_checkpoints(output_dir)
+    newest = sorted({c.epoch for c in epochs if c.epoch is not None}, reverse=True)[:keep]
+    deleted: list[str] = []
+    foreign: list[str] = []
+    for checkpoint in epochs:
+        if checkpoint.epoch in newest or checkpoint.epoch in protect:
+            continue
+        files = checkpoint.files()
+        if not files:
+            continue
+        if not all(_ours(path, written) for path in files):
+            foreign.append(checkpoint.name)
+            continue
+        for path in files:
+            path.unlink(missing_ok=True)
+            written.pop(path.name, None)
+            deleted.append(path.name)
+    return deleted, foreign

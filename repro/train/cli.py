@@ -15,8 +15,8 @@ import click
 
 from repro.errors import EXIT_BAD_INPUT, ReproError
 from repro.recipes import DEFAULT_RECIPE
-from repro.train.overrides import refuse_harness_owned
-from repro.train.retention import DEFAULT_KEEP
+from repro.train.checkpoints import DEFAULT_KEEP
+from repro.train.upstream_config import refuse_harness_owned
 
 
 def parse_gpus(text: str | None) -> list[int] | None:
@@ -83,7 +83,7 @@ def given_on_command_line(name: str) -> bool:
 @click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
 @click.option("--nnodes", type=click.IntRange(min=1), help="Number of nodes (passed to paddle.distributed.launch).")
 @click.option("--master", metavar="HOST:PORT", help="Rendezvous of a multi-node run (same on every node).")
-@click.option("--seed", type=int, help="Set Global.seed (upstream's config sets none).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Set Global.seed (upstream's config sets none).")
 @click.option("--scale-lr", is_flag=True, help="Scale the learning rate linearly with the device count.")
 @click.option("--keep-checkpoints", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True,
               help="How many epoch_N checkpoints to keep (latest, best_model and true_best are always kept).")

@@ -1,23 +1,39 @@
-"""The argv handed to ``paddle.distributed.launch``: the reference command first, our additions marked.
+"""The launch: the argv handed to ``paddle.distributed.launch``, its environment, and the dry run.
 
 The reference (DeepSparkHub's ResNeSt50 recipe) runs::
 
-    python -m paddle.distributed.launch --gpus=0,1,2,3 tools/train.py \
+    python3 -u -m paddle.distributed.launch --gpus=0,1,2,3 tools/train.py \
         -c ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml -o Arch.pretrained=False -o Global.device=gpu
 
 A reviewer must be able to see that we run exactly that, so every token carries where it came from:
 ``reference`` tokens appear verbatim and in order; ``harness`` tokens are the few the harness needs
 (per-run log and output directories, resume checkpoint, seed, ``--scale-lr``'s learning rate,
-multi-node passthrough); ``user``
-tokens are the user's own validated overrides. ``--dry-run`` prints the marks.
+multi-node passthrough); ``user`` tokens are the user's own validated overrides. ``--dry-run``
+prints the marks beside the reference line.
+
+Environment: the profile's FLAGS_*, the visible devices, and nothing stray. How ``--gpus`` meets
+``CUDA_VISIBLE_DEVICES`` (paddle 2.6 ``distributed/launch/context/device.py``): the launcher takes its
+device labels from ``CUDA_VISIBLE_DEVICES`` when set (else ``0..count-1``) and maps each ``--gpus``
+entry to its *index* in those labels, which becomes the rank's ``FLAGS_selected_gpus``; a user's
+leftover ``CUDA_VISIBLE_DEVICES=0,1`` with ``--gpus=4,5`` crashes the launcher (``'4' is not in
+list``). So the variable is set to exactly the ``--gpus`` list: physical ids in both places. On the
+CPU profile a stray ``CUDA_VISIBLE_DEVICES`` would make the launcher believe it drives GPUs and skip
+gloo, so it is removed; so are the ``PADDLE_*`` variables that the launcher lets override its
+command-line flags (``env_args_mapping`` in ``context/args_envs.py``), and the removal is reported.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
+
+import click
+
+from repro.train.scaling import ScalingPlan
 
 REFERENCE = "reference"
 HARNESS = "harness"
@@ -135,7 +151,9 @@ def build_command(
     ``--nnodes``, ``--master``) sit right after the reference device flag, and the harness's ``-o``
     come last, where upstream's left-to-right override parsing makes them win.
     """
-    tokens: list[Token] = [Token("python", REFERENCE), Token("-m", REFERENCE), Token(LAUNCH_MODULE, REFERENCE)]
+    # ``-u`` as the reference has it: unbuffered output keeps the console live and a crash's last lines.
+    tokens: list[Token] = [Token("python3", REFERENCE), Token("-u", REFERENCE), Token("-m", REFERENCE),
+                           Token(LAUNCH_MODULE, REFERENCE)]
     if gpus is not None:
         tokens.append(Token(f"{devices_flag or '--gpus'}={','.join(str(g) for g in gpus)}", REFERENCE))
     elif cpu_ranks is not None:
@@ -163,3 +181,72 @@ def build_command(
     if seed is not None:
         tokens += _o(f"Global.seed={seed}", HARNESS)
     return LaunchCommand(tokens=tuple(tokens), cwd=upstream_dir, python=python or sys.executable)
+
+
+# Launcher flags the harness sets whose environment twins would override them.
+OVERRIDING_LAUNCH_VARS = (
+    "PADDLE_MASTER",
+    "PADDLE_DEVICES",
+    "PADDLE_NNODES",
+    "PADDLE_NPROC_PER_NODE",
+    "PADDLE_LOG_DIR",
+    "PADDLE_RUN_MODE",
+)
+DEVICE_VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES")
+
+
+@dataclass(frozen=True)
+class EnvChanges:
+    set: dict[str, str] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+
+    def apply(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ if base is None else base)
+        for name in self.unset:
+            env.pop(name, None)
+        env.update(self.set)
+        return env
+
+    def to_manifest(self) -> dict:
+        return {"set": dict(self.set), "unset": list(self.unset)}
+
+    @classmethod
+    def from_manifest(cls, data: dict) -> "EnvChanges":
+        return cls(set=dict(data.get("set", {})), unset=tuple(data.get("unset", ())))
+
+    def lines(self) -> list[str]:
+        out = [f"{k}={v}" for k, v in self.set.items()]
+        out += [f"unset {k}" for k in self.unset]
+        return out
+
+
+def environment_changes(
+    profile_env: Mapping[str, str],
+    visible_devices_var: str | None,
+    gpus: list[int] | None,
+    current: Mapping[str, str] | None = None,
+) -> EnvChanges:
+    """What to add and remove, given the profile and the devices; ``unset`` lists only vars present now."""
+    current = os.environ if current is None else current
+    additions = {str(k): str(v) for k, v in profile_env.items()}
+    removals: list[str] = [name for name in OVERRIDING_LAUNCH_VARS if name in current]
+    if gpus is not None and visible_devices_var:
+        additions[visible_devices_var] = ",".join(str(g) for g in gpus)
+    elif gpus is None:
+        removals += [name for name in DEVICE_VISIBILITY_VARS if name in current and name not in additions]
+    return EnvChanges(set=additions, unset=tuple(removals))
+
+
+def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scaling: ScalingPlan | None) -> None:
+    click.echo("reference command:")
+    click.echo(f"  {command.reference_line()}")
+    click.echo("command to run ([harness: ...] and [user: ...] mark additions to the reference):")
+    click.echo(f"  {command.marked_line()}")
+    click.echo(f"python: {command.python}")
+    click.echo(f"working directory: {command.cwd}")
+    click.echo(f"run directory: {planned} (not created: dry run)")
+    click.echo("environment additions:")
+    for line in env.lines() or ["(none)"]:
+        click.echo(f"  {line}")
+    for note in (scaling.notes if scaling else []):
+        click.echo(f"note: {note}")

@@ -3,30 +3,48 @@
 ``tools/train.py`` never shows the config it resolved, yet the verdict and a later resume must know
 exactly which values a run used. So the harness resolves it itself, in launch order, before any
 process starts: upstream's YAML read as upstream reads it (:mod:`repro.train.upstream_config`), the
-smoke edits for ``--smoke`` (:mod:`repro.train.smoke_variant`), the reference overrides and
-``Global.device``, the user's checked ``-o`` (:mod:`repro.train.overrides`), then the harness's own.
+recipe's smoke edits for ``--smoke``, the reference overrides and ``Global.device``, the user's
+checked ``-o``, then the harness's own.
 
-``resolve_config`` writes ``<run_dir>/config.yaml`` itself: the resolved config, with a header saying
-it is a record and not an input. For the smoke variant it also writes ``<run_dir>/smoke-config.yaml``,
-the derived config that *is* the input (``-c``) of that run.
+The smoke variant: a smoke run must exercise upstream's own code path on a tiny dataset in minutes,
+so it needs a few config changes that ``-o`` cannot express (removing a transform op, editing an op
+found by name in a list). They are written in the recipe as data and applied to a copy of the
+config: upstream's files are never edited. Edit paths may select a list item by op name
+(``transform_ops[RandCropImage]``) because upstream's list order is not a stable address; every path
+must exist (or be written ``+path``), so an upstream change that renames a key fails loudly.
+
+``resolve_config`` writes ``<run_dir>/config.yaml``: the resolved config, with a header saying it is a
+record and not an input. For the smoke variant it also writes ``<run_dir>/smoke-config.yaml``, the
+derived config that *is* the input (``-c``) of that run.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
-from repro.errors import EXIT_PREFLIGHT, ReproError
+from repro.errors import EXIT_BAD_INPUT, ReproError
 from repro.recipes import Recipe, Target
-from repro.train.overrides import CheckedOverride, apply_option, check_override
-from repro.train.rundir import CONFIG as RECORD_NAME
-from repro.train.smoke_variant import apply_smoke_edits, smoke_section, smoke_target
-from repro.train.upstream_config import apply_override, as_upstream_parses, load_upstream_yaml, upstream_module_names
+from repro.rundir import CONFIG as RECORD_NAME
+from repro.rundir import SMOKE_CONFIG
+from repro.train.upstream_config import (
+    NEW_KEY_PREFIX,
+    CheckedOverride,
+    apply_option,
+    apply_override,
+    as_upstream_parses,
+    check_override,
+    load_upstream_yaml,
+    locate,
+    upstream_module_names,
+)
 
-SMOKE_CONFIG_NAME = "smoke-config.yaml"
+SMOKE_EDIT = "smoke edit (fix the recipe's smoke section)"
 
 
 @dataclass
@@ -94,7 +112,40 @@ def _int_setting(config: dict[str, Any], section: str, key: str) -> int:
     try:
         return int(config[section][key])
     except (KeyError, TypeError, ValueError):
-        raise ReproError(f"the resolved config has no integer {section}.{key}; fix the override", EXIT_PREFLIGHT)
+        raise ReproError(f"the resolved config has no integer {section}.{key}; fix the override", EXIT_BAD_INPUT)
+
+
+SEED_MAX = 2**32 - 1  # numpy's seed range; upstream seeds numpy with Global.seed (+ rank)
+
+
+def _value(config: dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def sanity_problems(config: dict[str, Any]) -> list[str]:
+    """Values upstream needs to be sane, which it does not check itself: ``epochs=-5`` "completes"
+    with nothing trained, ``epochs=1.5`` and a negative seed crash it after start-up."""
+    problems = []
+    epochs = _value(config, "Global.epochs")
+    if type(epochs) is not int or epochs < 1:
+        problems.append(f"Global.epochs={epochs!r}: must be a whole number of epochs, at least 1")
+    seed = _value(config, "Global.seed")
+    if seed is not None and seed is not False and (type(seed) is not int or not 0 <= seed <= SEED_MAX):
+        problems.append(f"Global.seed={seed!r}: must be a whole number from 0 to {SEED_MAX}")
+    rate = _value(config, "Optimizer.lr.learning_rate")
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and not (math.isfinite(rate) and rate > 0):
+        problems.append(f"Optimizer.lr.learning_rate={rate!r}: must be a finite number above 0")
+    for mode in ("Train", "Eval"):
+        key = f"DataLoader.{mode}.sampler.batch_size"
+        size = _value(config, key)
+        if size is not None and (type(size) is not int or size < 1):
+            problems.append(f"{key}={size!r}: must be a whole number, at least 1")
+    return problems
 
 
 def resolve_config(
@@ -129,7 +180,7 @@ def resolve_config(
         raw = apply_smoke_edits(raw, section.get("config") or {})
         target = smoke_target(recipe)
         run_dir.mkdir(parents=True, exist_ok=True)
-        derived = run_dir / SMOKE_CONFIG_NAME
+        derived = run_dir / SMOKE_CONFIG
         _write_derived(derived, raw, recipe.config, recipe)
         config_arg = str(derived.resolve())
 
@@ -150,6 +201,9 @@ def resolve_config(
     if seed is not None:
         apply_option(config, f"Global.seed={seed}")
 
+    problems = sanity_problems(config)
+    if problems:
+        raise ReproError(f"{'; '.join(problems)}; fix the -o values (or the recipe)", EXIT_BAD_INPUT)
     resolved = ResolvedConfig(
         config_arg=config_arg,
         overrides=[item.text for item in checked],
@@ -165,3 +219,43 @@ def resolve_config(
         run_dir.mkdir(parents=True, exist_ok=True)
         resolved.write(run_dir)
     return resolved
+
+
+
+
+def smoke_section(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's ``smoke`` mapping; refused when the recipe has none."""
+    section = recipe.data.get("smoke")
+    if not isinstance(section, dict):
+        raise ReproError(f"recipe {recipe.name} has no smoke section; --smoke is not available for it", EXIT_BAD_INPUT)
+    return section
+
+
+def smoke_target(recipe: Recipe) -> Target:
+    """What the smoke run must reach (the recipe's own target is for the full run)."""
+    section = smoke_section(recipe)
+    if "target" not in section:
+        raise ReproError(f"recipe {recipe.name} smoke section has no target; add one", EXIT_BAD_INPUT)
+    return Target.from_dict(section["target"])
+
+
+def apply_smoke_edits(raw: dict[str, Any], edits: dict[str, Any]) -> dict[str, Any]:
+    """Apply the recipe's ``smoke.config`` (``remove`` first, then ``set``) to a copy of ``raw``.
+
+    ``remove`` takes paths to mapping keys or to list items selected by op name
+    (``...transform_ops[AutoAugment]``); ``set`` maps paths to values and refuses unknown keys
+    unless written ``+path`` (as for ``-o``), so an upstream change that renames a key fails loudly.
+    """
+    result = copy.deepcopy(raw)
+    unknown = set(edits) - {"remove", "set"}
+    if unknown:
+        raise ReproError(f"recipe smoke.config has unknown entries {sorted(unknown)}; use remove/set", EXIT_BAD_INPUT)
+    for path in edits.get("remove") or []:
+        container, slot = locate(result, str(path), what=SMOKE_EDIT)
+        del container[slot]
+    for path, value in (edits.get("set") or {}).items():
+        path = str(path)
+        create = path.startswith(NEW_KEY_PREFIX)
+        container, slot = locate(result, path.lstrip(NEW_KEY_PREFIX), create=create, what=SMOKE_EDIT)
+        container[slot] = copy.deepcopy(value)
+    return result

@@ -25,8 +25,8 @@ from typing import Callable
 import psutil
 
 from repro.errors import EXIT_CONFLICT, ReproError
+from repro.rundir import RunDir
 from repro.train.process import ProcessRecord, find_run_processes
-from repro.train.rundir import RunDir
 
 
 def _me() -> ProcessRecord:
@@ -44,6 +44,12 @@ def read_lock(path: Path) -> list[ProcessRecord]:
         return []
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return []  # unreadable or empty: no record, the flock and the /proc scan still guard us
+
+
+def harness_alive(run: RunDir) -> bool:
+    """Whether a live ``repro train`` holds ``run`` now, by the harness its lock file names (read only,
+    so watching never competes with a resume for the flock)."""
+    return any(record.role == "harness" and record.alive() for record in read_lock(run.lock))
 
 
 def _describe(processes: list[tuple[int, str]]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from repro.machine import PaddleInfo
 from repro.paths import DATASET_LINK
+from repro.profiles import setup_command
 from repro.recipes import Recipe
 from repro.train.config import ResolvedConfig
 
@@ -63,7 +64,7 @@ def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: boo
 
     root, lists = dataset_paths(resolved, upstream_dir)
     if root is None:
-        return ["the config names no DataLoader.Train.dataset.image_root: fix the recipe or the -o overrides"]
+        return ["the config names no DataLoader.Train.dataset.image_root; fix the recipe or the -o overrides"]
     how = "run `make smoke` (it makes and links the tiny set)" if smoke else "run `repro dataset link /path/to/ILSVRC2012`"
     if _uses_link(root, upstream_dir):
         target = linked_root(Path(upstream_dir))
@@ -77,7 +78,7 @@ def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: boo
 
         # After `make smoke` the link points at the tiny set: a real run must not train on it.
         if is_tiny_dataset(root):
-            return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet: "
+            return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet; "
                     "run `repro dataset link --force /path/to/ILSVRC2012`"]
     report = check_dataset(root, class_num=resolved.class_num, expect="any")
     problems: list[str] = []
@@ -97,8 +98,8 @@ def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[s
     if count == 0:
         why = "paddle here is a CPU build" if not paddle_info.cuda_build else "paddle sees no GPU"
         return [
-            f"GPUs {','.join(map(str, gpus))} asked for but {why}: install the {profile.name} paddle "
-            f"(make setup PLATFORM={profile.name}) or use --cpu-ranks N"
+            f"GPUs {','.join(map(str, gpus))} asked for but {why}; install the {profile.name} paddle "
+            f"(`{setup_command(profile.name)}`) or use --cpu-ranks N"
         ]
     # Distinct, non-negative ids are guaranteed by the command line (``cli.parse_gpus``).
     missing = [g for g in gpus if g >= count]
@@ -127,18 +128,22 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def check_disk(run_dir: Path, recipe: Recipe, resolved: ResolvedConfig, keep_checkpoints: int) -> list[str]:
-    count = checkpoints_needed(resolved, keep_checkpoints)
-    need_mb = count * recipe.checkpoint_mb + DISK_MARGIN_MB
-    where = _existing_ancestor(run_dir)
+def disk_problem(where: Path, checkpoint_mb: int, checkpoints: int) -> tuple[str | None, str]:
+    """(problem or None, what was measured) for ``checkpoints`` saves of ``checkpoint_mb`` under ``where``:
+    the one disk rule, shared with ``repro doctor``."""
+    need_mb = checkpoints * checkpoint_mb + DISK_MARGIN_MB
+    where = _existing_ancestor(where)
     free_mb = shutil.disk_usage(where).free // MB
+    detail = f"{free_mb} MB free on {where}'s filesystem, {need_mb} MB needed ({checkpoints} x {checkpoint_mb} MB + {DISK_MARGIN_MB} MB margin)"
     if free_mb < need_mb:
-        return [
-            f"not enough disk for the checkpoints: {free_mb} MB free on {where}'s filesystem, "
-            f"{need_mb} MB needed ({count} x {recipe.checkpoint_mb} MB + {DISK_MARGIN_MB} MB margin); "
-            "free space, choose another --run-dir, or lower --keep-checkpoints"
-        ]
-    return []
+        return (f"not enough disk for the checkpoints: {detail}; "
+                "free space, choose another --run-dir (or --logs-dir), or lower --keep-checkpoints"), detail
+    return None, detail
+
+
+def check_disk(run_dir: Path, recipe: Recipe, resolved: ResolvedConfig, keep_checkpoints: int) -> list[str]:
+    problem, _ = disk_problem(run_dir, recipe.checkpoint_mb, checkpoints_needed(resolved, keep_checkpoints))
+    return [problem] if problem else []
 
 
 def run_preflight(

@@ -32,7 +32,8 @@ from typing import Callable, Iterable
 import psutil
 
 from repro.errors import EXIT_BAD_INPUT, ReproError
-from repro.train.rundir import RunDir
+from repro.files import last_lines
+from repro.rundir import RunDir
 
 STOP_GRACE_SECONDS = 5.0  # REPRO_TRAIN_STOP_GRACE overrides it (tests)
 POLL_SECONDS = 0.5
@@ -197,6 +198,7 @@ class Launch:
         self.records: dict[int, ProcessRecord] = {}
         self.tail: collections.deque[str] = collections.deque(maxlen=400)
         self.stop_signal: int | None = None
+        self.hung_up = False
         self._pump: threading.Thread | None = None
         self._previous_handlers: dict[int, object] = {}
 
@@ -286,15 +288,33 @@ class Launch:
         return ([self.launcher] if self.launcher else []) + list(self.records.values())
 
     def install_signal_handlers(self) -> None:
-        """SIGINT/SIGTERM set a flag the watch loop acts on; a second one forces the kill at once."""
+        """SIGINT/SIGTERM set a flag the watch loop acts on; a second one forces the kill at once.
+
+        SIGHUP (the SSH session dropped) never stops training: the harness's stdout and stderr move to
+        ``console.log`` (a dead terminal would fail every write with EIO), the launcher's output keeps
+        going there as before, and the run finishes as usual; ``repro watch RUN`` reattaches.
+        """
 
         def handler(signum, frame):  # noqa: ARG001 - signal API
             if self.stop_signal is not None:
                 self._kill_everything()
             self.stop_signal = signum
 
+        def hangup(signum, frame):  # noqa: ARG001 - signal API
+            self.hung_up = True
+            self.echo = lambda text: None
+            try:
+                fd = os.open(self.run.console_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            except OSError:
+                fd = os.open(os.devnull, os.O_WRONLY)
+            for target in (1, 2):
+                os.dup2(fd, target)
+            os.close(fd)
+            print("repro: hangup: the terminal is gone; training goes on, output continues here", flush=True)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous_handlers[sig] = signal.signal(sig, handler)
+        self._previous_handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, hangup)
 
     def restore_signal_handlers(self) -> None:
         for sig, previous in self._previous_handlers.items():
@@ -412,16 +432,3 @@ class Launch:
             if "Traceback" in last_lines(path, 40) and path.suffix[1:].isdigit():
                 return int(path.suffix[1:])
         return None
-
-
-def last_lines(path: Path, count: int = 20) -> str:
-    """The last ``count`` lines of a (possibly large) log, read from the end."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            data = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-count:])

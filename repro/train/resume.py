@@ -16,13 +16,14 @@ from pathlib import Path
 import click
 
 from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.train.checkpoints import Checkpoint, find_checkpoints, resume_point
-from repro.train.command import LaunchCommand
-from repro.train.dry_run import print_dry_run
-from repro.train.environment import EnvChanges
-from repro.train.manifest import STATUS_COMPLETED, Manifest
-from repro.train.retention import DEFAULT_KEEP
-from repro.train.rundir import RunDir, open_run_dir
+from repro.rundir import STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.train.checkpoints import (
+    DEFAULT_KEEP,
+    Checkpoint,
+    find_checkpoints,
+    resume_point,
+)
+from repro.train.command import EnvChanges, LaunchCommand, print_dry_run
 from repro.train.runner import run_segment, say
 from repro.train.truebest import detach_true_best
 
@@ -67,12 +68,7 @@ def resume_problems(plan: ResumePlan) -> list[str]:
     from repro.upstream.state import inspect_checkout
 
     data = plan.manifest.data
-    problems: list[str] = []
-    dataset = data.get("dataset") or {}
-    existed = dataset.get("root") and dataset.get("note") != "not a directory"  # as provenance.dataset_record says
-    if existed and not Path(dataset["root"]).is_dir():
-        problems.append(f"the dataset the run trained on, {dataset['root']}, is gone: restore or remount it at that "
-                        "path, then resume")
+    problems = _dataset_problems(plan)
     upstream = plan.command.cwd
     recorded = data.get("upstream") or {}
     if not upstream.is_dir():
@@ -89,6 +85,45 @@ def resume_problems(plan: ResumePlan) -> list[str]:
             problems.append(f"the patches in {upstream} differ from the run's (applied then: {names}): restore them "
                             "(`repro upstream apply-patches`), then resume")
     return problems
+
+
+def _dataset_problems(plan: ResumePlan) -> list[str]:
+    """The dataset the relaunch would read (the config's path, through the link as it is now) must be
+    the one the run trained on: same root, same fingerprint (lists, counts)."""
+    from repro.dataset.fingerprint import fingerprint
+
+    dataset = plan.manifest.data.get("dataset") or {}
+    recorded = dataset.get("root")
+    if not recorded or dataset.get("note") == "not a directory":  # as record.dataset_record says
+        return []
+    if not Path(recorded).is_dir():
+        return [f"the dataset the run trained on, {recorded}, is gone; restore or remount it at that path, then resume"]
+    now = _dataset_root_now(plan)
+    if now is not None and now != Path(recorded):
+        return [f"the config's dataset path now leads to {now}, but the run trained on {recorded}; "
+                f"relink it (`repro dataset link --force {recorded}`), or start a new run on the new data"]
+    before = dataset.get("fingerprint")
+    if isinstance(before, dict):
+        after = fingerprint(Path(recorded))
+        changed = [key for key in ("train_list", "val_list", "classes") if before.get(key) != after.get(key)]
+        if changed:
+            return [f"the dataset at {recorded} changed since the run started ({', '.join(changed)} differ); "
+                    "restore it, or start a new run on the new data"]
+    return []
+
+
+def _dataset_root_now(plan: ResumePlan) -> Path | None:
+    """Where the run's recorded config (``config.yaml``) now leads for the training images."""
+    import os
+
+    import yaml
+
+    try:
+        config = yaml.safe_load(plan.run.config.read_text(encoding="utf-8")) or {}
+        image_root = config["DataLoader"]["Train"]["dataset"]["image_root"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return Path(os.path.realpath(plan.command.cwd / str(image_root)))
 
 
 def prepare_segment(plan: ResumePlan) -> None:
@@ -115,6 +150,12 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
         keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)
 
     def before_launch() -> None:  # under the lock: a resume refused as "in use" says that first
+        # What ran since the plan was made (a segment ending in between) is read again, never overwritten.
+        fresh = plan_resume(resume_dir)
+        if fresh.checkpoint != plan.checkpoint:
+            raise ReproError(f"{plan.run.path} changed while this resume started (another segment ended); "
+                             f"run `repro train --resume {plan.run.path}` again", EXIT_CONFLICT)
+        plan.manifest.data = fresh.manifest.data
         problems = resume_problems(plan)
         if problems:
             for line in problems:

@@ -13,28 +13,38 @@ from typing import Callable
 
 import click
 
-from repro.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, ReproError
-from repro.train.command import LaunchCommand
-from repro.train.environment import EnvChanges
-from repro.train.lock import RunLock
-from repro.train.manifest import (
+from repro.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TRAINING_FAILED,
+    ReproError,
+)
+from repro.files import Tail, last_lines
+from repro.rundir import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     Manifest,
+    RunDir,
 )
+from repro.train.checkpoints import (
+    first_epoch_floor,
+    observe_written,
+    prune,
+    resume_point,
+    snapshot,
+)
+from repro.train.command import EnvChanges, LaunchCommand
+from repro.train.lock import RunLock
 from repro.train.process import (
     STOP_GRACE_SECONDS,
     Launch,
     Outcome,
     ProcessRecord,
     find_run_processes,
-    last_lines,
     seconds_from_env,
 )
-from repro.train.retention import first_epoch_floor, observe_written, prune, snapshot
-from repro.train.rundir import RunDir
-from repro.train.truebest import EvalLog, best_epoch, protect_true_best
+from repro.train.truebest import Best, best_epoch, eval_top1, protect_true_best
 
 HOUSEKEEPING_SECONDS = 5.0  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
 FAILURE_LINES = 30
@@ -56,8 +66,9 @@ class Housekeeper:
         self.before = snapshot(run.output)
         self.after_epoch = first_epoch_floor(manifest.current, self.before)
         self.reported_foreign: set[str] = set()
-        self.evals = EvalLog(run.output / "train.log")
-        self.best = None
+        self.train_log = Tail(run.train_log)
+        self.evals: dict[int, float] = {}
+        self.best: Best | None = None
 
     def __call__(self) -> None:
         data = self.manifest.data
@@ -65,8 +76,10 @@ class Housekeeper:
         changed = observe_written(self.run.output, self.segment, self.started, self.before, written,
                                   self.after_epoch)
         previous = data.get("true_best")
-        if self.evals.poll():
-            self.best = best_epoch(self.run, self.evals.best())
+        new = eval_top1(self.train_log.read())
+        if new:
+            self.evals.update(new)
+            self.best = best_epoch(self.run, Best.of(self.evals))
         current = protect_true_best(self.run, previous, self.best)
         if current != previous:
             data["true_best"] = current
@@ -188,4 +201,8 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
         where = f"rank {rank} failed (its last lines are above, full log {log})"
     else:
         where = f"the launcher exited with code {extra.get('launcher_exit_code')} (see {run.launcher}/workerlog.*)"
+    if resume_point(run.output) is None:  # nothing saved: a resume would rerun the same command from epoch 1
+        raise ReproError(f"training failed: {where}; nothing was saved to resume from, so fix the cause and start "
+                         f"a new run with the corrected options (this run directory, {run.path}, can be removed)",
+                         EXIT_TRAINING_FAILED)
     raise ReproError(f"training failed: {where}; fix the cause, then continue with {resume}", EXIT_TRAINING_FAILED)

@@ -21,13 +21,15 @@ from repro.machine import probe_paddle
 from repro.paths import resolve_upstream_dir
 from repro.profiles import Profile, default_platform, load_profile
 from repro.recipes import Recipe, load_recipe
-from repro.train.command import LaunchCommand, build_command
+from repro.rundir import Manifest, create_run_dir, discard_run_dir, plan_run_dir
+from repro.train.command import (
+    LaunchCommand,
+    build_command,
+    environment_changes,
+    print_dry_run,
+)
 from repro.train.config import ResolvedConfig, resolve_config
-from repro.train.dry_run import print_dry_run
-from repro.train.environment import environment_changes
-from repro.train.manifest import Manifest
-from repro.train.manifest_fields import start_fields
-from repro.train.rundir import create_run_dir, discard_run_dir, plan_run_dir
+from repro.train.record import start_fields
 from repro.train.runner import run_segment, say
 from repro.train.scaling import ScalingPlan, plan_scaling
 

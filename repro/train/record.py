@@ -2,23 +2,26 @@
 
 The verdict, ``--resume`` and a reader months later all work from this record alone, so it holds
 not only the command but what the command does not show: the effective seed (upstream seeds
-silently when none is set), the target the run is judged against, the platform, paddle and upstream
-provenance. :mod:`repro.train.manifest` writes the file; this module decides its first contents.
+silently when none is set), the target the run is judged against, the platform, Paddle, devices,
+upstream and dataset provenance, the harness's own commit, the host. :mod:`repro.rundir` writes the
+file; this module decides its first contents. Each collector returns a record and never raises: a
+manifest that says "unknown, because ..." is honest; a run that refuses to start because a version
+string could not be read is not useful.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from repro.machine import PaddleInfo
+from repro import __version__
+from repro.machine import PaddleInfo, query_device_tool
 from repro.profiles import Profile
 from repro.recipes import Recipe
-from repro.train import provenance
-from repro.train.command import LaunchCommand
+from repro.rundir import RunDir
+from repro.train.command import EnvChanges, LaunchCommand
 from repro.train.config import ResolvedConfig
-from repro.train.environment import EnvChanges
-from repro.train.rundir import RunDir
 from repro.train.scaling import ScalingPlan
 
 
@@ -32,16 +35,16 @@ def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_li
     target = resolved.target
     return {
         "run_id": run.path.name,
-        "harness": provenance.harness_record(),
+        "harness": harness_record(),
         "recipe": {"name": recipe.name, "config": recipe.config, "arch": resolved.arch},
         "smoke": smoke,
         "target": _target_record(target if target is not None else (None if smoke else recipe.target)),
         "platform": {"name": profile.name, "description": profile.description, "device": profile.device},
         "paddle": paddle.to_manifest(),
         "devices": {"gpus": gpu_list, "cpu_ranks": ranks, "nnodes": nnodes or 1, "master": master,
-                    "world_size": world, "report": provenance.device_report(profile)},
-        "upstream": provenance.upstream_record(upstream_dir),
-        "dataset": provenance.dataset_record(upstream_dir, resolved),
+                    "world_size": world, "report": device_report(profile)},
+        "upstream": upstream_record(upstream_dir),
+        "dataset": dataset_record(upstream_dir, resolved),
         "command": command.to_manifest(),
         "env": env.to_manifest(),
         "overrides": {"reference": list(recipe.reference_overrides), "user": user_overrides,
@@ -78,3 +81,42 @@ def _target_record(target) -> dict | None:
         return target
     return {"metric": target.metric, "value": target.value, "eval_set_size": target.eval_set_size,
             "judged": target.judged, "tolerance": target.tolerance, **dict(target.provenance)}
+
+
+def harness_record() -> dict[str, Any]:
+    return {"name": "repro", "version": __version__}
+
+
+def device_report(profile: Profile) -> dict[str, Any]:
+    """The vendor tool's report (``ixsmi``, ``nvidia-smi``), verbatim, for the manifest."""
+    report = query_device_tool(profile.device_query)
+    if report is None:
+        return {"tool": None, "note": "no device tool for this profile (CPU ranks)"}
+    return report.to_manifest()
+
+
+def upstream_record(upstream_dir: Path) -> dict[str, Any]:
+    from repro.upstream.state import inspect_checkout
+
+    try:
+        return inspect_checkout(upstream_dir).to_manifest()
+    except Exception as error:  # the record must not stop a run the pre-flight let through
+        return {"path": str(upstream_dir), "note": f"could not inspect the checkout: {type(error).__name__}: {error}"}
+
+
+def dataset_record(upstream_dir: Path, resolved: ResolvedConfig) -> dict[str, Any]:
+    """The dataset the run's config reads (through the checkout's link, or wherever the config
+    points, as the smoke does when real data holds the link), with its list-file fingerprint."""
+    from repro.dataset.fingerprint import fingerprint
+    from repro.train.preflight import dataset_paths
+
+    root, _ = dataset_paths(resolved, upstream_dir)
+    if root is None:
+        return {"root": None, "note": "the config names no DataLoader.Train.dataset.image_root"}
+    root = Path(os.path.realpath(root))
+    if not root.is_dir():
+        return {"root": str(root), "note": "not a directory"}
+    try:
+        return {"root": str(root), "fingerprint": fingerprint(root)}
+    except Exception as error:  # the record must not stop a run the pre-flight let through
+        return {"root": str(root), "note": f"fingerprint failed: {type(error).__name__}: {error}"}
