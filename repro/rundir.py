@@ -280,7 +280,8 @@ class Manifest:
         for segment in self.segments:
             if segment.get(K_STATUS) == STATUS_RUNNING:
                 segment[K_STATUS] = STATUS_ABANDONED
-                segment.setdefault("note", "the harness exited without completing this segment (killed?)")
+                segment.setdefault("note", "the harness could not complete this segment's record "
+                                           "(killed, or its disk was full)")
         segment = {"index": len(self.segments), K_STATUS: STATUS_RUNNING, K_STARTED: utc_now(), K_ENDED: None}
         segment.update(fields)
         self.segments.append(segment)

@@ -179,3 +179,30 @@ def test_unwritable_upstream_is_one_line_naming_the_directory(
     exit_code, _, stderr = link_cli(str(tiny), "--upstream", str(upstream), "--no-check")
     assert exit_code == EXIT_UPSTREAM and stderr.count("\n") == 1
     assert f"cannot create the dataset link in {upstream / 'dataset'}: Permission denied" in stderr
+
+
+def test_force_refuses_to_relink_under_a_running_training(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from repro.dataset.link import link_dataset
+    from repro.dataset.tiny import make_tiny
+
+    upstream = tmp_path / "PaddleClas"
+    (upstream / "tools").mkdir(parents=True)
+    (upstream / "tools" / "train.py").write_text("import time\ntime.sleep(30)\n")
+    first = make_tiny(tmp_path / "a", classes=2, train_per_class=1, val_per_class=1, size=16)
+    other = make_tiny(tmp_path / "b", classes=2, train_per_class=1, val_per_class=1, size=16)
+    link_dataset(first, upstream)
+    rank = subprocess.Popen([sys.executable, "tools/train.py"], cwd=upstream)
+    try:
+        time.sleep(0.5)
+        with pytest.raises(ReproError, match="is read by training running") as error:
+            link_dataset(other, upstream, force=True)
+        assert error.value.exit_code == EXIT_CONFLICT and str(rank.pid) in error.value.message
+        assert os.readlink(upstream / "dataset" / "ILSVRC2012") == str(first)
+    finally:
+        rank.kill()
+        rank.wait()
+    assert link_dataset(other, upstream, force=True).action == "replaced"

@@ -339,6 +339,31 @@ def test_checkpoint_completeness_and_resume_point(tmp_path: Path) -> None:
     assert resume_point(tmp_path) is None
 
 
+def test_a_later_complete_best_model_beats_an_older_latest_after_a_full_disk(tmp_path: Path) -> None:
+    # The disk filled while epoch_5 and latest were being written; best_model of epoch 5 was saved first.
+    import pickle
+
+    from repro.train.checkpoints import resume_point
+
+    def save(name: str, epoch: int, t: float, states: bool = True) -> None:
+        for offset, suffix in enumerate((".pdparams", ".pdopt", ".pdstates")):
+            path = tmp_path / f"{name}{suffix}"
+            if suffix == ".pdstates" and not states:
+                continue
+            path.write_bytes(pickle.dumps({"metric": 0.5, "epoch": epoch}) if suffix == ".pdstates" else b"x")
+            os.utime(path, (t + offset, t + offset))
+
+    save("latest", 4, 100)
+    save("epoch_4", 4, 90)
+    save("best_model", 5, 200)
+    save("epoch_5", 5, 210, states=False)  # incomplete: no .pdstates
+    assert resume_point(tmp_path).name == "best_model" and resume_point(tmp_path).epoch == 5
+    save("true_best", 3, 50)
+    assert resume_point(tmp_path).name == "best_model"
+    (tmp_path / "best_model.pdopt").write_bytes(b"")  # best_model broken too: the older latest it is
+    assert resume_point(tmp_path).name == "latest"
+
+
 def test_manifest_write_is_atomic(tmp_path: Path, monkeypatch) -> None:
     import errno
 
@@ -458,4 +483,60 @@ def test_a_dropped_ssh_session_does_not_stop_training(upstream: Path, tmp_path: 
     assert data["status"] == "completed" and len(data["segments"]) == 1
     console = (run / "console.log").read_text()
     assert "hangup: the terminal is gone" in console and "training completed" in console
+    assert "[Eval][Epoch 4]" in (run / "output" / "train.log").read_text()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MB tmpfs, as root; skipped with the reason where mounting is not possible."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a full-disk test needs root to mount a small tmpfs")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of ``disk``."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize)
+        except OSError:
+            pass
+        try:
+            while handle.write(b"\0" * 512):
+                pass
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_mid_run_is_one_line_and_resume_continues_from_the_newest_complete_save(
+        upstream: Path, small_disk: Path) -> None:
+    run = small_disk / "run"
+    proc = repro_train(upstream, run, "-o", "Global.epochs=4", env=harness_env(FAKE_SLEEP="1.5"))
+    deadline = time.monotonic() + 60
+    while not (run / "output" / "latest.pdstates").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    filler = fill(small_disk)  # the disk fills during epoch 2
+    code, _, err = finish(proc, timeout=90)
+    assert code == 6, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"repro train --resume {run}" in last and "internal error" not in err
+    assert not list(run.rglob("*.tmp")), "temporaries of a failed write are removed"
+    assert not list(run.rglob(".*.tmp"))
+    filler.unlink()
+    code, _, err = finish(repro_train(upstream, run, "--resume", str(run)), timeout=90)
+    assert code == 0, err
+    assert "resuming from" in err
+    data = manifest(run)
+    assert data["status"] == "completed"
+    assert data["segments"][0]["status"] in ("failed", "abandoned")
     assert "[Eval][Epoch 4]" in (run / "output" / "train.log").read_text()

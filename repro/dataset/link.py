@@ -134,6 +134,13 @@ def link_dataset(
         if not force:
             now = f"already links to {old}" if os.path.exists(link) else f"is a symlink to missing {old}"
             raise ReproError(f"{link} {now}; pass --force to point it to {target} instead", EXIT_CONFLICT)
+        readers = training_in(upstream_dir)
+        if readers:
+            raise ReproError(
+                f"{link} is read by training running in {upstream_dir} (PIDs {' '.join(map(str, readers))}); "
+                "relinking now would change its data mid-run: wait for it to end (or stop it), then relink",
+                EXIT_CONFLICT,
+            )
         # Swap atomically: a new link beside it, renamed over the old one (never a gap).
         temporary = link.with_name(f".{link.name}.repro-new")
         if temporary.is_symlink():
@@ -153,6 +160,20 @@ def link_dataset(
         link.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, link, target_is_directory=True)
     return LinkResult(CREATED, link, target, report=report)
+
+
+def training_in(upstream_dir: Path) -> list[int]:
+    """PIDs of upstream training processes working in ``upstream_dir`` (they read its dataset link)."""
+    import psutil
+
+    here = os.path.realpath(upstream_dir)
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        info = process.info
+        if info.get("cwd") and os.path.realpath(info["cwd"]) == here and any(
+                part.endswith(("tools/train.py", "tools/eval.py")) for part in info.get("cmdline") or ()):
+            found.append(info["pid"])
+    return found
 
 
 @contextmanager

@@ -156,16 +156,25 @@ def epoch_checkpoints(output_dir: Path) -> list[Checkpoint]:
 
 
 def resume_point(output_dir: Path) -> Checkpoint | None:
-    """The checkpoint to resume from: complete ``latest``, unless a complete ``epoch_N`` is newer.
+    """The checkpoint to resume from: the most advanced complete state of any kind.
 
-    Upstream saves ``epoch_N`` before ``latest`` in each epoch, so a crash while writing ``latest``
-    leaves ``epoch_N`` as the most advanced complete state; a complete ``latest`` is normally the
-    newest of all. The newest complete one (by the time its last part was written) wins.
+    Upstream saves ``best_model`` (after the eval), then ``epoch_N``, then ``latest`` in each epoch, so
+    normally a complete ``latest`` is the newest of all; a crash while writing ``latest`` leaves
+    ``epoch_N`` as the most advanced complete state (the newest by the time its last part was
+    written wins). A disk that fills mid-save can leave both incomplete while ``best_model`` (or the
+    harness's ``true_best``) of a later epoch is complete: then that one is used, by its saved epoch,
+    rather than an older ``latest`` or a start from epoch 1.
     """
-    candidates = [c for c in find_checkpoints(output_dir) if c.complete and c.kind in ("latest", "epoch")]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda c: (c.saved_at, c.kind == "latest"))
+    complete = [c for c in find_checkpoints(output_dir) if c.complete]
+    usual = [c for c in complete if c.kind in ("latest", "epoch")]
+    base = max(usual, key=lambda c: (c.saved_at, c.kind == "latest")) if usual else None
+    floor = base.epoch if base is not None and base.epoch is not None else (-1 if base is None else None)
+    if floor is None:  # the usual point's epoch is unknown: it cannot be compared, keep it
+        return base
+    later = [c for c in complete if c.kind in ("best_model", "true_best") and c.epoch is not None and c.epoch > floor]
+    if later:
+        return max(later, key=lambda c: (c.epoch, c.kind == "best_model"))
+    return base
 
 
 DEFAULT_KEEP = 3

@@ -142,7 +142,9 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
         say("no complete checkpoint yet: the run starts again from epoch 1 (logs are appended)")
     else:
         epoch = f" (epoch {plan.checkpoint.epoch})" if plan.checkpoint.epoch is not None else ""
-        say(f"resuming from {plan.checkpoint.prefix}{epoch}")
+        kind = "" if plan.checkpoint.kind in ("latest", "epoch") else (
+            ", the newest complete state: latest and epoch_N are older or incomplete")
+        say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}")
     if dry_run:
         print_dry_run(plan.command, plan.env, plan.run.path, None)
         return

@@ -7,6 +7,7 @@ run is left.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from typing import Callable
@@ -46,7 +47,8 @@ from repro.train.process import (
 )
 from repro.train.truebest import Best, best_epoch, eval_top1, protect_true_best
 
-HOUSEKEEPING_SECONDS = 5.0  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
+HOUSEKEEPING_SECONDS = 5.0
+FULL_DISK_BYTES = 1 << 20  # less free than this after a failure: the disk filled  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
 FAILURE_LINES = 30
 
 
@@ -135,8 +137,11 @@ def run_segment(
         housekeeper = Housekeeper(run, manifest, keep)
 
         def on_processes(records: list[ProcessRecord]) -> None:
-            lock.write(records)
-            manifest.update_segment(processes=[r.to_dict() for r in records])
+            try:
+                lock.write(records)
+                manifest.update_segment(processes=[r.to_dict() for r in records])
+            except OSError as error:  # a full disk must not stop the run: the PIDs stay known in memory
+                say(f"could not record the run's processes ({error.strerror or error}); training goes on")
 
         launch = Launch(command.argv, command.cwd, env.apply(), run, on_processes=on_processes, echo=echo,
                         stop_grace=grace)
@@ -166,21 +171,53 @@ def run_segment(
         left = find_run_processes(run)
         if left:
             extra["left_running"] = [p.pid for p in left]
-        manifest.finish_segment(status, code, **extra)
+        if status == STATUS_FAILED and (cause := disk_trouble(run, extra.get("failed_rank"))):
+            extra["cause"] = cause
+        unrecorded: OSError | None = None
+        try:
+            manifest.finish_segment(status, code, **extra)
+        except OSError as error:  # the disk is full: the manifest keeps its last complete state
+            unrecorded = error
         if not left:
             lock.release()
         else:  # keep the file: it names the processes a resume must wait for
             lock.close()
-    _report(run, status, outcome, extra, left)
+    _report(run, status, outcome, extra, left, unrecorded)
 
 
-def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left: list) -> None:
+# How a full or failing disk shows in a rank's traceback (errno 28 ENOSPC, 122 EDQUOT, 5 EIO).
+DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "Input/output error", "[Errno 28]", "[Errno 122]")
+
+
+def disk_trouble(run: RunDir, rank: int | None) -> str | None:
+    """Why a failed segment failed, when it was the disk: the failing rank says so, or no space is left."""
+    logs = [run.workerlog(rank)] if rank is not None else sorted(run.launcher.glob("workerlog.*"))
+    for log in logs:
+        text = last_lines(log, FAILURE_LINES)
+        for marker in DISK_ERRORS:
+            if marker in text:
+                return f"the disk holding {run.path} failed a write ({marker.strip('[]')})"
+    try:
+        free = shutil.disk_usage(run.output).free
+    except OSError:
+        return None
+    return f"the disk holding {run.path} is full ({free} bytes free)" if free < FULL_DISK_BYTES else None
+
+
+def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left: list,
+            unrecorded: OSError | None = None) -> None:
     resume = f"`repro train --resume {run.path}`"
     if left:
         raise ReproError(
             f"processes of this run are still alive after the stop: {' '.join(str(p.pid) for p in left)}; "
             f"kill them (kill -9 PID) before {resume}",
             EXIT_INTERNAL,
+        )
+    if unrecorded is not None:
+        raise ReproError(
+            f"training {status}, but {run.manifest} could not be updated ({unrecorded.strerror or unrecorded}); "
+            f"free space on that disk, then {resume} (it records this segment as abandoned)",
+            EXIT_TRAINING_FAILED,
         )
     if status == STATUS_COMPLETED:
         say(f"training completed; run directory {run.path}")
@@ -201,6 +238,9 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
         where = f"rank {rank} failed (its last lines are above, full log {log})"
     else:
         where = f"the launcher exited with code {extra.get('launcher_exit_code')} (see {run.launcher}/workerlog.*)"
+    if extra.get("cause"):
+        raise ReproError(f"training failed: {extra['cause']}; free space there, then continue with {resume} "
+                         "(it starts from the newest complete checkpoint)", EXIT_TRAINING_FAILED)
     if resume_point(run.output) is None:  # nothing saved: a resume would rerun the same command from epoch 1
         raise ReproError(f"training failed: {where}; nothing was saved to resume from, so fix the cause and start "
                          f"a new run with the corrected options (this run directory, {run.path}, can be removed)",

@@ -93,7 +93,7 @@ def as_upstream_parses(raw: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, str):
             try:
                 result[key] = ast.literal_eval(value)
-            except BaseException:  # upstream catches everything here too
+            except Exception:  # upstream catches everything here too (but a Ctrl-C stops the harness)
                 result[key] = value
         else:
             result[key] = copy.deepcopy(value)
