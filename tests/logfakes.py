@@ -4,6 +4,8 @@ The formats copy what upstream's logger printed in real CPU runs (train iteratio
 ``ppcls/engine/train/utils.py`` and ``engine.py``, eval lines from
 ``ppcls/engine/evaluation/classification.py``, the config echo from ``ppcls/utils/config.py``), but
 no upstream code is used or copied: this module only produces text with the same shape.
+``tests/doubles/fake_train.py`` prints its lines with ``FakeUpstreamLog``'s builders too (a fake
+checkout carries a copy of this module), so keep it standard-library only.
 """
 
 from __future__ import annotations
