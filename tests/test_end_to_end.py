@@ -129,9 +129,9 @@ def test_an_interrupted_run_resumes_in_its_run_directory_and_passes(upstream: Pa
     run = tmp_path / "run"
     output = run / "output"
     knobs = {"FAKE_TOP1": "0.3,0.5,0.78,0.7"}
-    proc = start_train(upstream, run, "-o", "Global.epochs=4", env=repro_env(FAKE_SLEEP="3", **knobs))
+    proc = start_train(upstream, run, "-o", "Global.epochs=4", env=repro_env(FAKE_SLEEP="4", **knobs))
     try:
-        # epoch 1 is saved; epoch 2's first iteration then sleeps 1.5 s: stop the harness inside it
+        # epoch 1 is saved; epoch 2 then sleeps 2 s per iteration before its eval: stop the harness in there
         wait_for_line(output / "train.log", f"Already save model in {output / 'latest'}", proc)
         proc.send_signal(stop)
         out, err = proc.communicate(timeout=60)
