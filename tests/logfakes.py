@@ -4,6 +4,8 @@ The formats copy what upstream's logger printed in real CPU runs (train iteratio
 ``ppcls/engine/train/utils.py`` and ``engine.py``, eval lines from
 ``ppcls/engine/evaluation/classification.py``, the config echo from ``ppcls/utils/config.py``), but
 no upstream code is used or copied: this module only produces text with the same shape.
+``tests/doubles/fake_train.py`` prints its lines with ``FakeUpstreamLog``'s builders too (a fake
+checkout carries a copy of this module), so keep it standard-library only.
 """
 
 from __future__ import annotations
@@ -27,17 +29,45 @@ BANNER = (
 )
 
 
-HEADER = object()
-
-
 def _num(value: float, digits: int = 5) -> str:
     """Upstream formats with ``{:.5f}``, which prints ``nan``/``inf`` for non-finite values."""
     return f"{value:.{digits}f}"
 
 
+def config_echo(config: dict, indent: int = 0) -> list[str]:
+    """The messages of upstream's config echo (``print_dict``): ``key : `` opens a mapping (or a list of
+    mappings, each echoed 4 deeper), leaves print ``key : value`` with ``str(value)``, and a line of 60
+    dashes follows every top-level key that starts with a capital."""
+    out: list[str] = []
+    for key, value in config.items():
+        pad = " " * indent
+        if isinstance(value, dict):
+            out.append(f"{pad}{key} : ")
+            out += config_echo(value, indent + 4)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            out.append(f"{pad}{key} : ")
+            for item in value:
+                out += config_echo(item, indent + 4)
+        else:
+            out.append(f"{pad}{key} : {value}")
+        if indent == 0 and key[:1].isupper():
+            out.append("-" * 60)
+    return out
+
+
+def device_place(device: str, rank: int = 0) -> str:
+    """How paddle prints the device ``set_device`` returns: ``Place(cpu)``, ``Place(gpu:0)``."""
+    return "Place(cpu)" if device == "cpu" else f"Place({device}:{rank})"
+
+
 @dataclass
 class FakeUpstreamLog:
-    """Produces the lines one upstream ``tools/train.py`` launch prints (a test double)."""
+    """Produces the lines one upstream ``tools/train.py`` launch prints (a test double).
+
+    The one-line builders (``line``, ``startup``, ``train_iter``, ``eval_iter`` ...) are also what
+    ``tests/doubles/fake_train.py`` prints, so the double and the log fakes cannot drift apart.
+    ``realtime=True`` stamps lines with the wall clock instead of the simulated one.
+    """
 
     arch: str = "ResNeSt50"
     epochs: int = 3
@@ -52,8 +82,11 @@ class FakeUpstreamLog:
     start: dt.datetime = field(default_factory=lambda: dt.datetime(2026, 11, 28, 5, 7, 0))
     seconds_per_line: float = 1.0
     clock: dt.datetime | None = None
+    realtime: bool = False
 
     def _now(self) -> str:
+        if self.realtime:
+            return dt.datetime.now().strftime("%Y/%m/%d %H:%M:%S")
         if self.clock is None:
             self.clock = self.start
         stamp = self.clock.strftime("%Y/%m/%d %H:%M:%S")
@@ -63,113 +96,113 @@ class FakeUpstreamLog:
     def line(self, message: str, level: str = "INFO") -> str:
         return f"[{self._now()}] {self.logger_name} {level}: {message}"
 
-    def startup(self, checkpoints: str | None = None) -> list[str]:
-        """Banner, the indented config echo and the device line, as ``print_config`` writes them."""
+    def default_config(self, checkpoints: str | None = None) -> dict:
+        """A config shaped like upstream's ResNeSt50.yaml (tiny values), for the echo of ``startup``."""
+        return {
+            "Global": {
+                "checkpoints": checkpoints,  # None prints as "None", like upstream
+                "pretrained_model": None,
+                "output_dir": self.output_dir,
+                "device": "cpu",
+                "save_interval": 1,
+                "eval_during_train": True,
+                "eval_interval": 1,
+                "epochs": self.epochs,
+                "print_batch_step": self.print_batch_step,
+                "use_visualdl": False,
+                "image_shape": [3, 224, 224],
+            },
+            "Arch": {"name": self.arch, "class_num": self.class_num, "pretrained": False},
+            "Optimizer": {"name": "Momentum", "lr": {"name": "Cosine", "learning_rate": self.lr0}},
+            "DataLoader": {
+                "Train": {
+                    "dataset": {"name": "ImageNetDataset", "transform_ops": [{"RandCropImage": {"size": 32}}]},
+                    "sampler": {"batch_size": self.batch_size},
+                }
+            },
+            "Metric": {"Train": "None", "Eval": {"TopkAcc": {"topk": [1, 5]}}},
+            "profiler_options": "None",
+        }
+
+    def startup(
+        self,
+        checkpoints: str | None = None,
+        config: dict | None = None,
+        device: str = "cpu",
+        world_size: int = 2,
+    ) -> list[str]:
+        """Banner, the indented config echo, the device line and (``world_size != 4``) upstream's
+        warning, as ``Engine.__init__`` logs them; then the resume line when ``checkpoints`` is set."""
+        config = config if config is not None else self.default_config(checkpoints)
         out = [self.line(BANNER)]
-        echo: list[tuple[int, str, object]] = [  # (indent, key, value); HEADER opens a nested mapping
-            (0, "Global", HEADER),
-            (4, "checkpoints", checkpoints),  # None prints as "None", like upstream
-            (4, "pretrained_model", None),
-            (4, "output_dir", self.output_dir),
-            (4, "device", "cpu"),
-            (4, "save_interval", 1),
-            (4, "eval_during_train", True),
-            (4, "eval_interval", 1),
-            (4, "epochs", self.epochs),
-            (4, "print_batch_step", self.print_batch_step),
-            (4, "use_visualdl", False),
-            (4, "image_shape", [3, 224, 224]),
-            (0, "-", None),
-            (0, "Arch", HEADER),
-            (4, "name", self.arch),
-            (4, "class_num", self.class_num),
-            (4, "pretrained", False),
-            (0, "-", None),
-            (0, "Optimizer", HEADER),
-            (4, "name", "Momentum"),
-            (4, "lr", HEADER),
-            (8, "name", "Cosine"),
-            (8, "learning_rate", self.lr0),
-            (0, "-", None),
-            (0, "DataLoader", HEADER),
-            (4, "Train", HEADER),
-            (8, "dataset", HEADER),
-            (12, "name", "ImageNetDataset"),
-            (12, "transform_ops", HEADER),
-            (16, "RandCropImage", HEADER),
-            (20, "size", 32),
-            (8, "sampler", HEADER),
-            (12, "batch_size", self.batch_size),
-            (0, "-", None),
-            (0, "Metric", HEADER),
-            (4, "Train", "None"),
-            (4, "Eval", HEADER),
-            (8, "TopkAcc", HEADER),
-            (12, "topk", [1, 5]),
-            (0, "-", None),
-            (0, "profiler_options", "None"),
-        ]
-        for indent, key, value in echo:
-            if key == "-":
-                out.append(self.line("-" * 60))
-            elif value is HEADER:
-                out.append(self.line(f"{' ' * indent}{key} : "))
-            else:
-                out.append(self.line(f"{' ' * indent}{key} : {value}"))
-        out.append(self.line("train with paddle 2.6.2 and device Place(cpu)"))
-        out.append(
-            self.line(
-                "The training strategy provided by PaddleClas is based on 4 gpus. But the number of gpu is 2 "
-                "in current training. Please modify the stategy (learning rate, batch size and so on) if use "
-                "this config to train.",
-                "WARNING",
-            )
-        )
+        out += [self.line(message) for message in config_echo(config)]
+        out.append(self.device_line(device))
+        if world_size != 4:
+            out.append(self.world_size_warning(world_size))
         if checkpoints:
-            out.append(self.line(f"Finish load checkpoints from {checkpoints}"))
+            out.append(self.load_line(checkpoints))
         return out
+
+    def device_line(self, device: str = "cpu", rank: int = 0) -> str:
+        return self.line(f"train with paddle 2.6.2 and device {device_place(device, rank)}")
+
+    def world_size_warning(self, world_size: int) -> str:
+        return self.line(
+            f"The training strategy provided by PaddleClas is based on 4 gpus. But the number of gpu is {world_size} "
+            "in current training. Please modify the stategy (learning rate, batch size and so on) if use "
+            "this config to train.",
+            "WARNING",
+        )
+
+    def load_line(self, checkpoints: str) -> str:
+        return self.line(f"Finish load checkpoints from {checkpoints}")
 
     def lr_at(self, epoch: int, it: int) -> float:
         step = (epoch - 1) * self.iters + it + 1
         return 0.5 * self.lr0 * (1 + math.cos(math.pi * step / (self.epochs * self.iters)))
 
+    def train_iter(self, epoch: int, it: int, loss: float = 1.5, ips: float = 12.0) -> str:
+        batch_cost = self.batch_size / ips
+        eta_sec = int(((self.epochs - epoch + 1) * self.iters - it) * batch_cost)
+        return self.line(
+            f"[Train][Epoch {epoch}/{self.epochs}][Iter: {it}/{self.iters}]"
+            f"lr(CosineAnnealingDecay): {self.lr_at(epoch, it):.8f}, CELoss: {_num(loss)}, "
+            f"loss: {_num(loss)}, batch_cost: {batch_cost:.5f}s, reader_cost: 0.00015, "
+            f"ips: {ips:.5f} samples/s, eta: {dt.timedelta(seconds=eta_sec)}"
+        )
+
+    def train_avg(self, epoch: int, loss: float = 1.5) -> str:
+        return self.line(f"[Train][Epoch {epoch}/{self.epochs}][Avg]CELoss: {_num(loss)}, loss: {_num(loss)}")
+
     def train_epoch(self, epoch: int, loss: float = 1.5, ips: float = 12.0) -> list[str]:
-        out = []
-        for it in range(0, self.iters, self.print_batch_step):
-            batch_cost = self.batch_size / ips
-            eta_sec = int(((self.epochs - epoch + 1) * self.iters - it) * batch_cost)
-            out.append(
-                self.line(
-                    f"[Train][Epoch {epoch}/{self.epochs}][Iter: {it}/{self.iters}]"
-                    f"lr(CosineAnnealingDecay): {self.lr_at(epoch, it):.8f}, CELoss: {_num(loss)}, "
-                    f"loss: {_num(loss)}, batch_cost: {batch_cost:.5f}s, reader_cost: 0.00015, "
-                    f"ips: {ips:.5f} samples/s, eta: {dt.timedelta(seconds=eta_sec)}"
-                )
-            )
-        out.append(self.line(f"[Train][Epoch {epoch}/{self.epochs}][Avg]CELoss: {_num(loss)}, loss: {_num(loss)}"))
-        return out
+        out = [self.train_iter(epoch, it, loss, ips) for it in range(0, self.iters, self.print_batch_step)]
+        return out + [self.train_avg(epoch, loss)]
+
+    def eval_iter(self, epoch: int, it: int, top1: float, top5: float = 1.0, loss: float = 1.2) -> str:
+        return self.line(
+            f"[Eval][Epoch {epoch}][Iter: {it}/{self.eval_iters}]CELoss: {_num(loss)}, loss: {_num(loss)}, "
+            f"top1: {_num(top1)}, top5: {_num(top5)}, batch_cost: 0.32655s, reader_cost: 0.00612, "
+            "ips: 48.99655 images/sec"
+        )
+
+    def eval_avg(self, epoch: int, top1: float, top5: float = 1.0, loss: float = 1.2) -> str:
+        return self.line(
+            f"[Eval][Epoch {epoch}][Avg]CELoss: {_num(loss)}, loss: {_num(loss)}, top1: {_num(top1)}, top5: {_num(top5)}"
+        )
+
+    def best_line(self, epoch: int, best: float) -> str:
+        return self.line(f"[Eval][Epoch {epoch}][best metric: {best}]")
 
     def eval_epoch(self, epoch: int, top1: float, best: float, top5: float = 1.0, loss: float = 1.2) -> list[str]:
-        out = []
-        for it in range(0, self.eval_iters, self.print_batch_step):
-            out.append(
-                self.line(
-                    f"[Eval][Epoch {epoch}][Iter: {it}/{self.eval_iters}]CELoss: {_num(loss)}, loss: {_num(loss)}, "
-                    f"top1: {_num(top1)}, top5: {_num(top5)}, batch_cost: 0.32655s, reader_cost: 0.00612, "
-                    "ips: 48.99655 images/sec"
-                )
-            )
-        out.append(
-            self.line(
-                f"[Eval][Epoch {epoch}][Avg]CELoss: {_num(loss)}, loss: {_num(loss)}, top1: {_num(top1)}, top5: {_num(top5)}"
-            )
-        )
-        out.append(self.line(f"[Eval][Epoch {epoch}][best metric: {best}]"))
-        return out
+        out = [self.eval_iter(epoch, it, top1, top5, loss) for it in range(0, self.eval_iters, self.print_batch_step)]
+        return out + [self.eval_avg(epoch, top1, top5, loss), self.best_line(epoch, best)]
+
+    def save_line(self, name: str) -> str:
+        return self.line(f"Already save model in {self.output_dir.rstrip('/')}/{name}")
 
     def saves(self, epoch: int, best: bool) -> list[str]:
         names = (["best_model"] if best else []) + [f"epoch_{epoch}", "latest"]
-        return [self.line(f"Already save model in {self.output_dir.rstrip('/')}/{name}") for name in names]
+        return [self.save_line(name) for name in names]
 
     def launch(
         self,

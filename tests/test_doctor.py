@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.doctor import FAIL, OK, WARN, check_devices, check_disk, check_paddle
+from repro.doctor import FAIL, OK, WARN, check_devices, check_paddle
 from repro.machine import PaddleInfo
 from repro.profiles import load_profile
 
@@ -70,9 +70,30 @@ def test_missing_vendor_tool_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
     assert info.build == "cuda (Iluvatar CoreX)"
 
 
-def test_disk_check_fails_when_checkpoints_do_not_fit(tmp_path: Path) -> None:
-    assert check_disk(tmp_path / "logs", checkpoint_mb=200).status == OK
-    assert check_disk(tmp_path / "logs", checkpoint_mb=10**12).status == FAIL
+def test_disk_check_fails_when_checkpoints_do_not_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The free space is the test's, not the machine's: doctor's disk line follows what disk_usage says."""
+    import json
+    import shutil
+
+    asked: list[Path] = []
+
+    def usage(free_bytes: int):
+        def disk_usage(path):
+            asked.append(Path(path))
+            return shutil._ntuple_diskusage(total=10**15, used=10**15 - free_bytes, free=free_bytes)
+        return disk_usage
+
+    def disk_finding() -> dict:
+        result = CliRunner().invoke(cli, ["doctor", "--json", "--upstream", str(tmp_path / "x"),
+                                          "--logs-dir", str(tmp_path / "logs")])
+        return next(f for f in json.loads(result.output)["findings"] if f["topic"] == "disk")
+
+    monkeypatch.setattr(shutil, "disk_usage", usage(10**13))  # 10 TB free
+    assert disk_finding()["status"] == OK
+    assert tmp_path in asked, "the logs dir does not exist yet: its nearest existing parent is measured"
+    monkeypatch.setattr(shutil, "disk_usage", usage(10**6))  # 1 MB free
+    finding = disk_finding()
+    assert finding["status"] == FAIL and "--logs-dir" in finding["fix"]
 
 
 def test_dataset_line_is_pre_flights_own_check(tmp_path: Path) -> None:

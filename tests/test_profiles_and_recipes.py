@@ -10,7 +10,7 @@ import pytest
 from repro.errors import ReproError
 from repro.paths import environments_dir
 from repro.profiles import available_profiles, load_profile
-from repro.recipes import available_recipes, load_recipe
+from repro.recipes import load_recipe
 
 GPU_FLAGS = {"FLAGS_cudnn_exhaustive_search": "True", "FLAGS_cudnn_batchnorm_spatial_persistent": "True"}
 EXPECTED = {"cpu", "nvidia-cuda", "ixuca-bi-v150-sdk4.2.0", "ixuca-bi-v100-sdk3.0.0"}
@@ -101,18 +101,6 @@ def test_profiles_dir_has_only_profiles() -> None:
     for entry in environments_dir().iterdir():
         if entry.is_dir():
             assert (entry / "profile.yaml").is_file(), entry
-
-
-def test_resnest50_recipe_is_the_reference() -> None:
-    assert "resnest50" in available_recipes()
-    recipe = load_recipe("resnest50")
-    assert recipe.config == "ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml"
-    assert recipe.entry == "tools/train.py"
-    assert recipe.reference_overrides == ("Arch.pretrained=False",)
-    assert recipe.reference_gpus == 4 and recipe.batch_size_per_gpu == 64 and recipe.base_lr == 0.1
-    assert recipe.target.metric == "top1" and recipe.target.value == 0.7677
-    assert recipe.target.eval_set_size == 50000
-    assert "DeepSparkHub" in recipe.target.provenance["source"]
 
 
 def test_unknown_recipe_is_a_clear_error() -> None:

@@ -352,14 +352,6 @@ def test_scale_lr_override_is_tagged_as_the_harness(upstream: Path, tmp_path: Pa
     assert sources["Global.epochs=2"] == USER and sources["Optimizer.lr.learning_rate=1"] == HARNESS
 
 
-def test_preflight_needs_the_probe_the_start_made() -> None:
-    import inspect
-
-    from repro.train.preflight import run_preflight
-
-    assert inspect.signature(run_preflight).parameters["paddle_info"].default is inspect.Parameter.empty
-
-
 def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path: Path) -> None:
     import datetime as dt
 
