@@ -269,8 +269,21 @@ def write_run(
                 ["A new field (pretrained) detected!", "I1128 17:13:33.448908  4885 tcp_utils.cc:130] connected"] + extra,
             )
     if manifest is not None:
-        (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        write_manifest(root, manifest)
     return root
+
+
+def write_manifest(root: Path, fields: dict) -> Path:
+    """A manifest written by the harness's own writer (``repro.rundir``), never by hand: ``status``
+    (default completed) becomes a finished segment, the other fields are recorded as given."""
+    from repro.rundir import STATUS_COMPLETED, STATUS_RUNNING, Manifest
+
+    status = fields.get("status", STATUS_COMPLETED)
+    manifest = Manifest.create(root / "manifest.json", {k: v for k, v in fields.items() if k != "status"})
+    manifest.begin_segment(kind="start")
+    if status != STATUS_RUNNING:
+        manifest.finish_segment(status, 0 if status == STATUS_COMPLETED else 6)
+    return manifest.path
 
 
 def standard_run(root: Path, top1: dict[int, float] | None = None, epochs: int = 3, **kwargs) -> Path:

@@ -17,10 +17,11 @@ from repro.logs.cli import report
 from repro.errors import ReproError
 from repro.files import Tail
 from repro.logs.watch import Progress, follow
+from repro.rundir import Manifest
 from tests.logfakes import FakeUpstreamLog, standard_run, write_lines
 
-SMOKE_MANIFEST = {"recipe": "resnest50", "status": "completed", "end_time": "t",
-                  "target": {"metric": "top1", "value": 0.5, "eval_set_size": 32}}
+SMOKE_MANIFEST = {"recipe": {"name": "resnest50"}, "status": "completed",
+                  "target": {"metric": "top1", "value": 0.5, "eval_set_size": 32, "judged": "best", "tolerance": None}}
 
 
 def test_report_writes_csv_summary_and_png(tmp_path):
@@ -79,7 +80,7 @@ def test_watch_returns_when_manifest_ends_or_pid_gone_or_timeout(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert follow(run, poll=0.01, pid=child.pid, sleep=lambda s: None) == f"process {child.pid} is gone"
-    (run / "manifest.json").write_text(json.dumps({"status": "completed", "end_time": "t"}))
+    Manifest.load(run / "manifest.json").finish_segment("completed", 0)
     assert follow(run, poll=0.01, sleep=lambda s: None) == "manifest.json says completed"
 
 
