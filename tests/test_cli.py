@@ -173,3 +173,25 @@ def test_resume_of_a_directory_that_is_not_a_run_is_bad_input_like_a_missing_one
     not_run = runner.invoke(cli, ["train", "--resume", str(tmp_path / "not-a-run")])
     assert "not a repro run directory" in not_run.stderr
     assert not_run.exit_code == EXIT_BAD_INPUT, not_run.stderr
+
+
+@pytest.mark.parametrize("gpus", ["0,,1", "١,٢", "0,1,", "+1", "1_0", "0,0", "-1"])
+def test_gpus_that_are_not_plain_distinct_ids_are_refused(gpus: str) -> None:
+    from repro.train.cli import parse_gpus
+
+    with pytest.raises(ReproError) as error:
+        parse_gpus(gpus)
+    assert error.value.exit_code == EXIT_BAD_INPUT and "--gpus" in error.value.message
+    assert parse_gpus(" 0, 1 ,2") == [0, 1, 2]
+
+
+@pytest.mark.parametrize("master", ["h:99999999", "h:0", "h:٨٠", ":80", "h:", "--upload-pack=x:80", "a b:80"])
+def test_master_must_be_host_and_a_port_in_range(master: str) -> None:
+    from repro.train.cli import check_master
+
+    with pytest.raises(ReproError) as error:
+        check_master(master, 2)
+    assert error.value.exit_code == EXIT_BAD_INPUT and "port in 1-65535" in error.value.message
+    check_master("10.0.0.1:8090", 2)
+    result = CliRunner(mix_stderr=False).invoke(cli, ["train", "--master", master, "--nnodes", "2", "--dry-run"])
+    assert result.exit_code == EXIT_BAD_INPUT and len(result.stderr.strip().splitlines()) == 1
