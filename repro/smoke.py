@@ -28,6 +28,9 @@ from repro.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
 DEFAULT_DATA_DIR = Path("smoke") / "data"
 DEFAULT_LOGS_DIR = Path("logs")
 SMOKE_PLATFORM = "cpu"
+# The smoke needs no epoch_N history (latest, best_model and the true best stay): a smaller footprint;
+# `repro runs prune --smoke` frees the rest once it passed.
+SMOKE_KEEP_CHECKPOINTS = 1
 # Variables through which a user's own `make train` / `make check` settings would leak into the smoke.
 LEAKING_PREFIXES = ("REPRO_TRAIN_", "REPRO_CHECK_ACCURACY_")
 
@@ -132,7 +135,7 @@ def smoke(args: argparse.Namespace) -> int:
     train = [
         sys.executable, "-m", "repro", "train", "--smoke", "--recipe", recipe.name,
         "--platform", SMOKE_PLATFORM, "--cpu-ranks", str(int(section.get("cpu_ranks", 2))),
-        "--upstream", str(upstream_dir), "--run-dir", str(run_dir),
+        "--upstream", str(upstream_dir), "--run-dir", str(run_dir), "--keep-checkpoints", str(SMOKE_KEEP_CHECKPOINTS),
     ]
     if args.seed is not None:
         train += ["--seed", str(args.seed)]
