@@ -119,7 +119,14 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    An argument that is not valid UTF-8 (a file name in another encoding) reaches Python as
+    surrogates; echoing it back must not crash the error line, so it is printed escaped.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(cli.main(prog_name="repro", auto_envvar_prefix="REPRO"))
 
 
