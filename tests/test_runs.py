@@ -122,3 +122,42 @@ def test_the_smoke_keeps_fewer_checkpoints(tmp_path: Path, monkeypatch: pytest.M
                 "--logs-dir", str(tmp_path / "logs")])
     train = calls[0]
     assert train[train.index("--keep-checkpoints") + 1] == "1"
+
+
+def test_prune_refuses_a_run_whose_recorded_processes_live(tmp_path: Path) -> None:
+    """A SIGKILLed harness leaves its ranks running and holding no flock: the lock file's record tells."""
+    import psutil
+
+    run = make_run(tmp_path / "logs", "smoke-1")
+    me = psutil.Process()
+    (run / ".lock").write_text(json.dumps({"processes": [
+        {"pid": me.pid, "create_time": me.create_time(), "cmdline": [], "role": "rank"}]}))
+    result = invoke("prune", str(run))
+    assert result.exit_code == EXIT_CONFLICT and (run / "output" / "latest.pdparams").exists()
+    (run / ".lock").write_text(json.dumps({"processes": [{"pid": me.pid, "create_time": 1.0, "cmdline": [], "role": "rank"}]}))
+    assert invoke("prune", str(run)).exit_code == 0  # a reused PID is not that process
+    assert not (run / "output" / "latest.pdparams").exists() and (run / ".lock").exists()  # not ours to remove
+
+
+def test_prune_holds_the_lock_while_deleting_and_leaves_no_lock_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro import runs
+
+    run = make_run(tmp_path / "logs", "smoke-1")
+    seen = []
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.suffix == ".pdparams":
+            fd = os.open(run / ".lock", os.O_RDONLY)
+            try:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen.append(self.name)
+            finally:
+                os.close(fd)
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert invoke("prune", str(run)).exit_code == 0
+    assert seen and not (run / ".lock").exists()
+    assert runs.is_running(run) is False
