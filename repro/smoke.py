@@ -28,8 +28,8 @@ from repro.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
 DEFAULT_DATA_DIR = Path("smoke") / "data"
 DEFAULT_LOGS_DIR = Path("logs")
 SMOKE_PLATFORM = "cpu"
-# The smoke needs no epoch_N history (latest, best_model and the true best stay): a smaller footprint;
-# `repro runs prune --smoke` frees the rest once it passed.
+# The smoke needs no epoch_N history; once it passed, the checkpoints the run wrote are pruned too
+# (`repro runs prune`), so a smoke leaves its logs and the true-best copy, not ~700 MB.
 SMOKE_KEEP_CHECKPOINTS = 1
 # Variables through which a user's own `make train` / `make check` settings would leak into the smoke.
 LEAKING_PREFIXES = ("REPRO_TRAIN_", "REPRO_CHECK_ACCURACY_")
@@ -154,6 +154,8 @@ def smoke(args: argparse.Namespace) -> int:
     code = run_step(check)
     total = time.monotonic() - started
     verdict = "SMOKE PASS" if code == 0 else "SMOKE FAIL"
+    if code == 0:  # a passed smoke needs no checkpoints (a failed one keeps them to look into)
+        run_step([sys.executable, "-m", "repro", "runs", "prune", str(run_dir)])
     say(f"{verdict} in {total:.0f} s (training {train_seconds:.0f} s); run {run_dir}")
     return code
 

@@ -120,8 +120,9 @@ def test_the_smoke_keeps_fewer_checkpoints(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(smoke, "run_step", lambda argv: calls.append(argv) or 0)
     smoke.main(["--upstream", str(make_fake_checkout(tmp_path / "up")), "--data-dir", str(tmp_path / "data"),
                 "--logs-dir", str(tmp_path / "logs")])
-    train = calls[0]
+    train, check, prune = calls
     assert train[train.index("--keep-checkpoints") + 1] == "1"
+    assert prune[3:6] == ["runs", "prune", train[train.index("--run-dir") + 1]]  # only after a PASS
 
 
 def test_prune_refuses_a_run_whose_recorded_processes_live(tmp_path: Path) -> None:
