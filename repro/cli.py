@@ -30,11 +30,43 @@ SUBCOMMANDS: dict[str, str] = {
     "check-accuracy": "repro.logs.cli:check_accuracy",
     "report": "repro.logs.cli:report",
     "watch": "repro.logs.cli:watch",
+    "runs": "repro.runs:runs",
 }
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: control characters a user typed (a newline in a value) are escaped."""
+    text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(message))
+    return " ".join(text.split())
+
+
+class UsageErrorLine(click.UsageError):
+    """A click usage error shown as the harness shows bad input: one line with the fix, exit 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+
+    def show(self, file: Any = None) -> None:
+        problem = one_line(self.format_message()).rstrip(".")
+        if problem[:1].isupper() and problem[1:2].islower():
+            problem = problem[0].lower() + problem[1:]
+        command = self.ctx.command_path if self.ctx is not None else "repro"
+        click.echo(f"error: {problem}; see `{command} --help`", err=True, file=file)
+
+
 class LazyGroup(click.Group):
-    """Loads subcommands on demand and turns ``ReproError`` into one line and an exit code."""
+    """Loads subcommands on demand and turns ``ReproError`` and click's own usage errors (bad option
+    values, unknown options, missing arguments, of every subcommand and nested group) into one line
+    and an exit code."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as error:  # the group's own options: `repro --bogus`
+            raise UsageErrorLine(error) from error
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
@@ -49,8 +81,12 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageErrorLine:
+            raise
+        except click.UsageError as error:  # a subcommand's (or a nested group's) arguments
+            raise UsageErrorLine(error) from error
         except ReproError as error:
-            click.echo(f"error: {error.message}", err=True)
+            click.echo(f"error: {one_line(error.message)}", err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -60,17 +96,15 @@ class LazyGroup(click.Group):
         except Exception as error:
             if isinstance(error, OSError) and error.filename is not None:
                 # The kernel refused a path the user chose (permissions, full disk): theirs to fix.
-                click.echo(f"error: {describe_os_error(error)}", err=True)
+                click.echo(f"error: {one_line(describe_os_error(error))}", err=True)
                 ctx.exit(EXIT_BAD_INPUT)
             # Anything else is a bug in repro: still one line, the traceback on request.
             if os.environ.get(DEBUG_ENV):
                 raise
             where = traceback.extract_tb(error.__traceback__)[-1]
-            click.echo(
+            click.echo(one_line(
                 f"internal error: {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno}); "
-                f"rerun with {DEBUG_ENV}=1 for the traceback and report it",
-                err=True,
-            )
+                f"rerun with {DEBUG_ENV}=1 for the traceback and report it"), err=True)
             ctx.exit(EXIT_INTERNAL)
 
 
@@ -85,7 +119,14 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    An argument that is not valid UTF-8 (a file name in another encoding) reaches Python as
+    surrogates; echoing it back must not crash the error line, so it is printed escaped.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(cli.main(prog_name="repro", auto_envvar_prefix="REPRO"))
 
 

@@ -46,6 +46,17 @@ class Target:
         )
 
 
+def parse_targets(raw: Any) -> tuple[Target, ...]:
+    """``target:`` as one mapping (one metric), a list of them, or a per-metric mapping
+    (``{top1: {...}, top5: {...}}``, the key being the metric); the first is the recipe's main target."""
+    if isinstance(raw, dict) and "metric" not in raw and raw and all(isinstance(v, dict) for v in raw.values()):
+        return tuple(Target.from_dict({**value, "metric": metric}) for metric, value in raw.items())
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise ValueError("target: is an empty list")
+    return tuple(Target.from_dict(item) for item in items)
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -60,9 +71,13 @@ class Recipe:
     lr_key: str
     checkpoint_mb: int
     class_num: int
-    target: Target
+    target: Target  # the main one (the first of ``targets``)
     # The raw mapping, for sections only some consumers read (e.g. ``smoke``).
     data: dict[str, Any] = field(default_factory=dict, repr=False)
+    targets: tuple[Target, ...] = ()  # every metric's target; a metric without one is not judged
+
+    def target_for(self, metric: str) -> Target | None:
+        return next((target for target in self.targets or (self.target,) if target.metric == metric), None)
 
 
 def recipes_dir() -> Path:
@@ -81,6 +96,7 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
         )
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     try:
+        targets = parse_targets(data["target"])
         return Recipe(
             name=data["name"],
             arch=data["arch"],
@@ -94,8 +110,9 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
             lr_key=data["lr_key"],
             checkpoint_mb=int(data["checkpoint_mb"]),
             class_num=int(data["class_num"]),
-            target=Target.from_dict(data["target"]),
+            target=targets[0],
             data=data,
+            targets=targets,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ReproError(f"recipe file {path} is incomplete or malformed ({error}); fix the file", EXIT_BAD_INPUT)

@@ -28,6 +28,9 @@ from repro.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
 DEFAULT_DATA_DIR = Path("smoke") / "data"
 DEFAULT_LOGS_DIR = Path("logs")
 SMOKE_PLATFORM = "cpu"
+# The smoke needs no epoch_N history; once it passed, the checkpoints the run wrote are pruned too
+# (`repro runs prune`), so a smoke leaves its logs and the true-best copy, not ~700 MB.
+SMOKE_KEEP_CHECKPOINTS = 1
 # Variables through which a user's own `make train` / `make check` settings would leak into the smoke.
 LEAKING_PREFIXES = ("REPRO_TRAIN_", "REPRO_CHECK_ACCURACY_")
 
@@ -132,7 +135,7 @@ def smoke(args: argparse.Namespace) -> int:
     train = [
         sys.executable, "-m", "repro", "train", "--smoke", "--recipe", recipe.name,
         "--platform", SMOKE_PLATFORM, "--cpu-ranks", str(int(section.get("cpu_ranks", 2))),
-        "--upstream", str(upstream_dir), "--run-dir", str(run_dir),
+        "--upstream", str(upstream_dir), "--run-dir", str(run_dir), "--keep-checkpoints", str(SMOKE_KEEP_CHECKPOINTS),
     ]
     if args.seed is not None:
         train += ["--seed", str(args.seed)]
@@ -151,6 +154,8 @@ def smoke(args: argparse.Namespace) -> int:
     code = run_step(check)
     total = time.monotonic() - started
     verdict = "SMOKE PASS" if code == 0 else "SMOKE FAIL"
+    if code == 0:  # a passed smoke needs no checkpoints (a failed one keeps them to look into)
+        run_step([sys.executable, "-m", "repro", "runs", "prune", str(run_dir)])
     say(f"{verdict} in {total:.0f} s (training {train_seconds:.0f} s); run {run_dir}")
     return code
 

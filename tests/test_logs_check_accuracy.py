@@ -8,6 +8,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
+from repro.cli import cli
 from repro.logs.cli import check_accuracy
 from repro.logs.parse import parse_run
 from repro.logs.verdict import judge, sampling_margin
@@ -194,3 +195,74 @@ def test_judge_api_for_other_modules(tmp_path):
     verdict = judge(run, target, tolerance=None, final=True, allow_incomplete=False)
     assert (verdict.status, verdict.exit_code, verdict.epoch) == ("FAIL", 1, 4)
     assert verdict.to_dict()["final_value"] == 0.74
+
+
+# --------------------------------------------------------------------------- issue 10: wrong checks that pass
+
+
+def top5_run(root, top1=0.70, top5=0.90, epochs=RECIPE_EPOCHS, manifest=None):
+    fake = FakeUpstreamLog(epochs=epochs, class_num=1000)
+    lines = fake.startup()
+    for epoch in range(1, epochs + 1):
+        lines += fake.train_epoch(epoch) + fake.eval_epoch(epoch, top1, top1, top5=top5) + fake.saves(epoch, True)
+    return write_run(root, lines, manifest=manifest)
+
+
+def test_another_metric_is_not_judged_against_the_top1_target(tmp_path):
+    run = top5_run(tmp_path / "run")
+    result = invoke(run, "--metric", "top5")
+    assert result.exit_code == 2, result.output
+    assert "PASS" not in result.output
+    assert "recipe resnest50 has no top5 target (it has: top1)" in result.output and "pass --target VALUE for top5" in result.output
+    judged = invoke(run, "--metric", "top5", "--target", "0.93")
+    assert judged.exit_code == 1 and "best top5 0.90000" in judged.output and "target top5 0.93" in judged.output
+
+
+def test_a_recipe_may_carry_a_target_per_metric(tmp_path):
+    from repro.recipes import parse_targets
+
+    single = parse_targets({"metric": "top1", "value": 0.7677, "eval_set_size": 50000})
+    assert [t.metric for t in single] == ["top1"]
+    listed = parse_targets([{"metric": "top1", "value": 0.7677, "eval_set_size": 50000},
+                            {"metric": "top5", "value": 0.93, "eval_set_size": 50000}])
+    mapped = parse_targets({"top1": {"value": 0.7677, "eval_set_size": 50000}, "top5": {"value": 0.93, "eval_set_size": 50000}})
+    assert [(t.metric, t.value) for t in listed] == [(t.metric, t.value) for t in mapped] == [("top1", 0.7677), ("top5", 0.93)]
+    recipe = load_recipe("resnest50")
+    assert recipe.target_for("top1") == recipe.target and recipe.target_for("top5") is None
+    # a manifest recording both targets judges each metric against its own
+    manifest = {"recipe": "resnest50", "target": [{"metric": "top1", "value": 0.69, "eval_set_size": 50000},
+                                                  {"metric": "top5", "value": 0.95, "eval_set_size": 50000}]}
+    run = top5_run(tmp_path / "run", manifest=manifest)
+    assert invoke(run).exit_code == 0
+    result = invoke(run, "--metric", "top5")
+    assert result.exit_code == 1 and "target top5 0.95" in result.output
+
+
+@pytest.mark.parametrize("value", [5.0, 0.0, -0.5, 76.77])
+def test_a_manifest_target_is_validated_like_the_option(tmp_path, value):
+    manifest = {"recipe": "resnest50", "target": {"metric": "top1", "value": value, "eval_set_size": 32}}
+    run = standard_run(tmp_path / "run", top1={1: 0.25, 2: 0.25, 3: 0.5}, manifest=manifest)
+    result = invoke(run)
+    assert result.exit_code == 2 and "PASS" not in result.output
+    assert f"manifest.json's top1 target {value} is not an accuracy; give a fraction in (0, 1]" in result.output
+    assert "fix manifest.json or pass --target" in result.output
+    assert invoke(run, "--target", "0.5").exit_code == 0  # an explicit target still judges it
+
+
+def test_eval_values_in_percent_are_detected_not_judged_as_fractions(tmp_path):
+    run = recipe_run(tmp_path / "run", {1: 70.0, 2: 76.77, 3: 76.5, 4: 76.6})
+    result = invoke(run)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "UNREADABLE run: the eval top1 values are percents (up to 76.77), not the fractions upstream PaddleClas "
+        "logs: judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
+
+
+def test_one_run_given_twice_is_refused(tmp_path):
+    run = recipe_run(tmp_path / "run", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
+    for second in (run, tmp_path / "." / "run", run / "launcher" / "workerlog.0", tmp_path):
+        result = CliRunner(mix_stderr=False).invoke(cli, ["check-accuracy", str(run), str(second)])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: ") and result.stderr.strip().endswith("would be judged twice; pass each run once")
+    other = recipe_run(tmp_path / "other", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
+    assert invoke(run, other).exit_code == 0

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from repro.errors import ReproError
-from repro.logs.parse import parse_runs
+from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.logs.parse import RunLogs, parse_runs
 from repro.logs.targets import choose_target, validate_options
-from repro.logs.verdict import Verdict, judge
+from repro.logs.verdict import Verdict, judge, reference_deviations
 
 _target_options = [
     click.option("--target", type=float, default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
@@ -24,6 +24,9 @@ _target_options = [
     click.option("--recipe", default=None, help="Recipe whose target and model apply (default: the manifest's, else resnest50)."),
     click.option("--final", is_flag=True, help="Judge the last epoch instead of the best one."),
     click.option("--allow-incomplete", is_flag=True, help="Judge a run that has not finished its configured epochs."),
+    click.option("--strict", is_flag=True,
+                 help="FAIL a run that deviates from the reference (overrides, GPU count, platform, upstream commit, "
+                      "skipped pre-flight, smoke), or has no manifest: for release gates."),
 ]
 
 
@@ -33,17 +36,34 @@ def target_options(function):
     return function
 
 
+def judge_run(run: RunLogs, options: dict) -> Verdict:
+    """One run judged as the options say, with its deviations from the reference."""
+    choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
+    return judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
+                 expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
+                 deviations=reference_deviations(run, choice.recipe, options["strict"]), strict=options["strict"])
+
+
+def distinct_paths(paths: tuple[Path, ...]) -> None:
+    """Refuse a path given twice, or one inside another: the same run would be judged twice."""
+    resolved = [(path, path.expanduser().resolve()) for path in paths]
+    for i, (path, real) in enumerate(resolved):
+        for other, other_real in resolved[i + 1:]:
+            if real == other_real or real in other_real.parents or other_real in real.parents:
+                raise ReproError(
+                    f"{path} and {other} name the same run (or one holds the other): it would be judged twice; "
+                    "pass each run once",
+                    EXIT_BAD_INPUT,
+                )
+
+
 def verdicts_for(path: Path, options: dict) -> list[Verdict]:
     """Every run under ``path`` judged; an unreadable path becomes an UNREADABLE verdict, not an abort."""
     try:
         runs = parse_runs(path)
         verdicts = []
         for run in runs:
-            choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
-            verdicts.append(
-                judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
-                      expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num)
-            )
+            verdicts.append(judge_run(run, options))
         return verdicts
     except ReproError as error:
         return [Verdict.unreadable(str(path), error.message, options["metric"] or "top1", "final" if options["final"] else "best")]
@@ -60,6 +80,7 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, *
     PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs.
     """
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    distinct_paths(paths)
     verdicts = [verdict for path in paths for verdict in verdicts_for(path, options)]
     for verdict in verdicts:
         if as_json:
@@ -85,8 +106,7 @@ def report(run_path: Path, out: Path | None, **options) -> None:
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     run = parse_run(run_path)
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
-    verdict = judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
-                    expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num)
+    verdict = judge_run(run, options)
     default_out = (run.files.root / "report") if run.files.single_file is None else run.files.single_file.parent / "report"
     written = write_report(run, verdict, choice.target, out or default_out)
     for path in written:

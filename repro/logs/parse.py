@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from repro.errors import EXIT_BAD_INPUT, ReproError
-from repro.logs.discover import RunFiles, discover, is_binary
+from repro.logs.discover import WORKERLOG, RunFiles, discover, is_binary
 from repro.logs.scan import LogFile, Segment, iterations, scan
 
 AGREE = 5e-6  # values are printed with 5 decimals
@@ -237,6 +237,17 @@ def _checked(path: Path) -> Path:
     return path
 
 
+def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether ``needle`` occurs in the file (read in chunks: only for the message of a log without results)."""
+    tail = b""
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            if needle in tail + block:
+                return True
+            tail = block[-len(needle):]
+    return False
+
+
 def load_run(files: RunFiles) -> RunLogs:
     """Read and reconcile the files of one discovered run."""
     logs: list[LogFile] = []
@@ -251,11 +262,22 @@ def load_run(files: RunFiles) -> RunLogs:
     with_results = [log for log in logs if log.has_results]
     if not with_results:
         names = ", ".join(str(p) for p in files.all_logs)
-        empty = all(log.size == 0 for log in logs)
+        if all(log.size == 0 for log in logs):
+            what = "the logs are empty"
+        elif any(_mentions(log.path, b"[Train][Epoch") for log in logs):
+            what = "[Train] lines but no finished epoch (no [Train][Avg] or [Eval][Avg] line)"
+        else:
+            what = "no [Train] or [Eval] line"
+        ranks = {int(m.group(1)) for path in files.all_logs if (m := WORKERLOG.match(path.name))}
+        rank = min(ranks) if ranks and 0 not in ranks else None
+        only_rank0 = (
+            f"; only rank 0 writes upstream's results (workerlog.0), and this is rank {rank}'s log: pass workerlog.0 "
+            "or the run directory" if rank else ""
+        )
         raise ReproError(
-            f"{files.root}: {'the logs are empty' if empty else 'no [Train] or [Eval] line'} in {names}; "
+            f"{files.root}: {what} in {names}; "
             "training had not logged an epoch yet (or this is not an upstream PaddleClas log): "
-            "wait for the first epoch or pass the right log",
+            f"wait for the first epoch or pass the right log{only_rank0}",
             EXIT_BAD_INPUT,
         )
     # Rank 0's workerlog carries stderr (tracebacks) too; train.log only the logger's lines.

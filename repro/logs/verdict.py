@@ -4,7 +4,9 @@ The reference number is one run on 50,000 validation images, so even a perfect r
 around it by the eval set's sampling error alone, sqrt(p(1-p)/n) (about 0.0019 at p = 0.7677). The
 default margin is two of those standard errors; ``--tolerance`` replaces it. Every doubt the parser
 raised decides the status before any number is compared, so a PASS is never built on logs that
-contradict each other or on a run that did not finish.
+contradict each other or on a run that did not finish. A run that left the reference (other
+overrides, GPU count, platform, upstream commit, skipped pre-flight, the smoke variant) says so in
+the verdict; ``--strict`` fails it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from repro.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from repro.logs.parse import RunLogs, best_epoch, final_epoch
-from repro.recipes import Target
+from repro.recipes import Recipe, Target
 
 PASS, FAIL, INCOMPLETE, UNREADABLE = "PASS", "FAIL", "INCOMPLETE", "UNREADABLE"
 EXIT_CODES = {PASS: EXIT_OK, FAIL: EXIT_FAILED, INCOMPLETE: EXIT_BAD_INPUT, UNREADABLE: EXIT_BAD_INPUT}
@@ -68,6 +72,9 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    complete: bool | None = None  # the run finished its configured epochs (False: judged under --allow-incomplete)
+    deviations: list[str] = field(default_factory=list)  # how the run left the reference (from its manifest)
+    strict: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -75,7 +82,9 @@ class Verdict:
 
     @property
     def headline(self) -> str:
-        return f"{self.status} {self.run}: {self.reason}"
+        if not self.deviations:
+            return f"{self.status} {self.run}: {self.reason}"
+        return f"{self.status}, with deviations from the reference: {'; '.join(self.deviations)} -- {self.run}: {self.reason}"
 
     @property
     def lines(self) -> list[str]:
@@ -112,8 +121,24 @@ def judge(
     *,
     expect_arch: str | None = None,
     expect_class_num: int | None = None,
+    deviations: list[str] | None = None,
+    strict: bool = False,
 ) -> Verdict:
-    """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's."""
+    """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's.
+
+    ``deviations`` (see :func:`reference_deviations`) are listed with the verdict; ``strict`` turns
+    a PASS with any of them into a FAIL (release gates).
+    """
+    verdict = _judge(run, target, tolerance, final, allow_incomplete, expect_arch, expect_class_num)
+    verdict.deviations, verdict.strict = list(deviations or []), strict
+    if strict and verdict.deviations and verdict.status == PASS:
+        verdict.status = FAIL
+        verdict.reason = f"--strict: the run deviates from the reference, so it does not count; else {verdict.reason}"
+    return verdict
+
+
+def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, allow_incomplete: bool,
+           expect_arch: str | None, expect_class_num: int | None) -> Verdict:
     metric = target.metric
     judged = "final" if final or target.judged == "final" else "best"
     if tolerance is None:
@@ -167,6 +192,20 @@ def judge(
             "dataset, so the recipe's target does not apply; pass --target and --eval-set-size"
         )
         return verdict
+    scale = _percent_scale(run, metric)
+    if scale:
+        verdict.reason = scale
+        return verdict
+    incomplete = configured is None or completed < configured
+    verdict.complete = not incomplete
+    diverged = _diverged(run)
+    if diverged:  # before completeness: resuming a diverged run cannot make it reproduce the recipe
+        if best is not None:
+            verdict.epoch, verdict.value = last if final and last else best
+        verdict.status = FAIL
+        partial = f" (it stopped at epoch {completed}" + (f" of {configured})" if configured else ")") if incomplete else ""
+        verdict.reason = f"training diverged ({diverged}); a diverged run does not reproduce the recipe{partial}"
+        return verdict
     if run.evaluated.empty:
         verdict.status = INCOMPLETE
         verdict.reason = f"no eval result in the logs (training reached epoch {completed}" + (
@@ -176,7 +215,6 @@ def judge(
         have = sorted(c for c in run.evaluated.columns if c.startswith("top"))
         verdict.reason = f"no {metric} in the eval lines (they have: {', '.join(have) or 'nothing'}); pass --metric"
         return verdict
-    incomplete = configured is None or completed < configured
     if incomplete and not allow_incomplete:
         verdict.status = INCOMPLETE
         reached = f"reached epoch {completed} of {configured}" if configured else f"reached epoch {completed}, epochs configured unknown"
@@ -186,20 +224,109 @@ def judge(
         )
         return verdict
 
+    partial = " (incomplete run judged as is)" if incomplete else ""
+    broken = _nonfinite_last_eval(run, metric)
+    if final and broken is not None:
+        verdict.epoch = broken
+        verdict.status = FAIL
+        verdict.reason = f"the last eval (epoch {broken}) has a non-finite {metric}: the final model is broken{partial}"
+        return verdict
     epoch, value = last if final else best
     verdict.epoch, verdict.value = epoch, value
-    diverged = _diverged(run)
-    partial = " (incomplete run judged as is)" if incomplete else ""
-    if diverged:
-        verdict.status = FAIL
-        verdict.reason = f"training diverged ({diverged}); a diverged run does not reproduce the recipe{partial}"
-    elif value >= threshold - ROUNDING:
+    if value >= threshold - ROUNDING:
         verdict.status = PASS
         verdict.reason = f"{judged} {metric} {value:.5f} (epoch {epoch}) >= {threshold:.4f} = {target.value:g} - {margin:.4f}{partial}"
     else:
         verdict.status = FAIL
         verdict.reason = f"{judged} {metric} {value:.5f} (epoch {epoch}) < {threshold:.4f} = {target.value:g} - {margin:.4f}{partial}"
     return verdict
+
+
+def _percent_scale(run: RunLogs, metric: str) -> str:
+    """Upstream logs accuracies as fractions; values above 1 are percents (or not accuracies at all)."""
+    if metric not in run.evaluated.columns:
+        return ""
+    values = pd.to_numeric(run.evaluated[metric], errors="coerce")
+    values = values[values.apply(math.isfinite)]
+    if values.empty or values.max() <= 1.0:
+        return ""
+    top = float(values.max())
+    if top <= 100.0:
+        return (f"the eval {metric} values are percents (up to {top:g}), not the fractions upstream PaddleClas logs: "
+                f"judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
+    return f"the eval {metric} values reach {top:g}: not accuracies; pass the right log or --metric"
+
+
+def _nonfinite_last_eval(run: RunLogs, metric: str) -> int | None:
+    """The epoch of the last eval when its ``metric`` is nan/inf (``final_epoch`` skips it), else None."""
+    evaluated = run.evaluated
+    if evaluated.empty or metric not in evaluated.columns:
+        return None
+    value = pd.to_numeric(evaluated[metric], errors="coerce").iloc[-1]
+    logged_nonfinite = f"eval {metric}" in str(evaluated.get("nonfinite_eval", pd.Series([""] * len(evaluated))).iloc[-1])
+    if logged_nonfinite or (isinstance(value, float) and math.isinf(value)):
+        return int(evaluated.index[-1])
+    return None
+
+
+def run_manifest(run: RunLogs) -> dict[str, Any] | None:
+    """The run's manifest.json as the log reader found it (RunFiles.manifest): the verdict's one
+    access to the run record, so it can move to the run directory's owner in one place."""
+    return run.manifest
+
+
+def reference_deviations(run: RunLogs, recipe: Recipe | None, strict: bool = False) -> list[str]:
+    """How the run left the recipe's reference, as its manifest records it (nothing recorded: none
+    known; under ``strict`` that itself counts, as a release gate needs the record)."""
+    manifest = run_manifest(run)
+    if not manifest or recipe is None:
+        return ["no manifest.json: how the run was started is unknown"] if strict else []
+    found: list[str] = []
+    if manifest.get("smoke") is True:
+        found.append("the smoke variant (repro train --smoke), not the recipe's training")
+    user = (manifest.get("overrides") or {}).get("user") if isinstance(manifest.get("overrides"), dict) else None
+    if user:
+        found.append("user overrides " + " ".join(f"-o {item}" for item in user))
+    scaling = manifest.get("scaling")
+    if isinstance(scaling, dict) and scaling.get("scale_lr"):
+        found.append(f"learning rate scaled to {scaling.get('lr')} (--scale-lr; the reference's is {scaling.get('reference_lr')})")
+    devices = manifest.get("devices")
+    world = devices.get("world_size") if isinstance(devices, dict) else None
+    if world is not None and world != recipe.reference_gpus:
+        found.append(f"{world} devices, not the recipe's {recipe.reference_gpus} (global batch {world} x per-device batch)")
+    platform = manifest.get("platform")
+    if isinstance(platform, dict):
+        allowed = recipe.data.get("platforms")
+        name, device = platform.get("name"), platform.get("device")
+        if (name not in allowed) if isinstance(allowed, list) else device != "gpu":
+            found.append(f"platform {name} ({device}), not an accelerator platform of the recipe")
+    found += _upstream_deviations(manifest.get("upstream"))
+    preflight = manifest.get("preflight")
+    if preflight is not None and preflight != "passed":
+        found.append(f"pre-flight {preflight}")
+    return found
+
+
+def _upstream_deviations(upstream: Any) -> list[str]:
+    """The recorded upstream commit against the pin (patches/UPSTREAM.yaml) and its verified commit."""
+    from repro.errors import ReproError
+    from repro.upstream.pin import load_pin
+
+    if not isinstance(upstream, dict):
+        return []
+    commit = upstream.get("commit")
+    found = [] if not upstream.get("local_changes") else ["the upstream checkout had local changes"]
+    if not commit:
+        return found + ["upstream commit not recorded"]
+    try:
+        pin = load_pin()
+    except ReproError:
+        return found
+    if pin.commit and commit != pin.commit:
+        found.append(f"upstream commit {commit[:12]}, not the pinned {pin.commit[:12]}")
+    elif pin.verified_against and commit != pin.verified_against:
+        found.append(f"upstream commit {commit[:12]}, patches verified against {pin.verified_against[:12]}")
+    return found
 
 
 def _ending(run: RunLogs) -> str:

@@ -22,11 +22,11 @@ from repro.train.upstream_config import refuse_harness_owned
 def parse_gpus(text: str | None) -> list[int] | None:
     if text is None or not text.strip():
         return None
-    try:
-        gpus = [int(part) for part in text.replace(" ", "").split(",") if part != ""]
-    except ValueError:
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):  # "0,,1", "١,٢", "+1", "1_0"
         raise ReproError(f"--gpus {text!r} is not a comma-separated list of GPU ids: use e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
-    if not gpus or len(set(gpus)) != len(gpus) or min(gpus) < 0:
+    gpus = [int(part) for part in parts]
+    if len(set(gpus)) != len(gpus):
         raise ReproError(f"--gpus {text!r} must list distinct non-negative GPU ids, e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
     return gpus
 
@@ -53,8 +53,9 @@ def check_master(master: str | None, nnodes: int | None) -> None:
         raise ReproError("--nnodes N > 1 needs --master HOST:PORT (the same on every node)", EXIT_BAD_INPUT)
     if master:
         host, _, port = master.rpartition(":")
-        if not host or not port.isdigit():
-            raise ReproError(f"--master {master!r} is not HOST:PORT, e.g. --master 10.0.0.1:8090", EXIT_BAD_INPUT)
+        valid_host = host and not host.startswith("-") and host.isprintable() and not any(c.isspace() for c in host)
+        if not valid_host or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ReproError(f"--master {master!r} is not HOST:PORT with a port in 1-65535, e.g. --master 10.0.0.1:8090", EXIT_BAD_INPUT)
 
 
 # What --resume takes from the manifest instead. Only command-line values are refused: ``make train``

@@ -1,0 +1,164 @@
+"""``repro runs`` and ``repro runs prune``: list runs; free only the checkpoints the harness wrote."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from repro.cli import cli
+from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT
+from tests.logfakes import standard_run
+
+
+def checkpoint(output: Path, name: str, size: int = 1000) -> dict:
+    path = output / name
+    path.write_bytes(b"\0" * size)
+    info = path.stat()
+    return {"segment": 0, "mtime_ns": info.st_mtime_ns, "size": info.st_size}
+
+
+def make_run(logs: Path, name: str, smoke: bool = True, status: str = "completed") -> Path:
+    """A finished run: logs, a manifest recording latest and epoch_3 as written, plus files it did not write."""
+    manifest = {"recipe": {"name": "resnest50"}, "status": status, "smoke": smoke,
+                "target": {"metric": "top1", "value": 0.5, "eval_set_size": 32, "tolerance": 0.0}}
+    run = standard_run(logs / name, manifest=manifest)
+    output = run / "output"
+    written = {name: checkpoint(output, name) for name in ("latest.pdparams", "latest.pdopt", "epoch_3.pdparams")}
+    checkpoint(output, "epoch_2.pdparams")  # copied in by someone: not in the record
+    changed = checkpoint(output, "best_model.pdparams")
+    written["best_model.pdparams"] = {**changed, "size": 1}  # rewritten since it was recorded: not ours any more
+    written["../manifest.json"] = {"size": 1, "mtime_ns": 1}  # a forged name must never reach outside output/
+    (output / "link.pdparams").symlink_to(output / "epoch_2.pdparams")
+    written["link.pdparams"] = {"size": (output / "link.pdparams").lstat().st_size,
+                                "mtime_ns": (output / "link.pdparams").lstat().st_mtime_ns}
+    manifest["checkpoints_written"] = written
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def invoke(*args: str):
+    result = CliRunner(mix_stderr=False).invoke(cli, ["runs", *args])
+    assert "Traceback" not in result.stdout + result.stderr
+    return result
+
+
+def files(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*")}
+
+
+def test_runs_lists_status_recipe_verdict_and_size(tmp_path: Path) -> None:
+    make_run(tmp_path / "logs", "smoke-1")
+    make_run(tmp_path / "logs", "big", smoke=False, status="interrupted")
+    (tmp_path / "logs" / "not-a-run").mkdir()
+    result = invoke("--logs-dir", str(tmp_path / "logs"))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["run", "status", "recipe", "verdict", "size"]
+    assert len(lines) == 3 and "not-a-run" not in result.stdout
+    smoke = next(line for line in lines if "smoke-1" in line)
+    assert "completed" in smoke and "resnest50 (smoke)" in smoke and "PASS" in smoke and "KB" in smoke
+    assert "interrupted" in next(line for line in lines if "big" in line)
+    missing = invoke("--logs-dir", str(tmp_path / "nothing"))
+    assert missing.exit_code == EXIT_BAD_INPUT and len(missing.stderr.splitlines()) == 1
+
+
+def test_prune_deletes_only_recorded_unchanged_checkpoints(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "logs", "smoke-1")
+    before = files(run)
+    dry = invoke("prune", str(run), "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert "would delete 3 checkpoint file(s), 3.0 KB" in dry.stdout and files(run) == before
+    done = invoke("prune", str(run))
+    assert done.exit_code == 0 and "deleted 3 checkpoint file(s)" in done.stdout
+    gone = before - files(run)
+    assert gone == {"output/latest.pdparams", "output/latest.pdopt", "output/epoch_3.pdparams"}
+    # logs, manifest, the copied-in, the changed and the linked files stay
+    for kept in ("manifest.json", "output/train.log", "launcher/workerlog.0", "output/epoch_2.pdparams",
+                 "output/best_model.pdparams", "output/link.pdparams"):
+        assert (run / kept).exists() or (run / kept).is_symlink(), kept
+
+
+def test_prune_smoke_takes_only_finished_smoke_runs(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    smoke = make_run(logs, "smoke-1")
+    real = make_run(logs, "real", smoke=False)
+    unfinished = make_run(logs, "smoke-2", status="running")
+    result = invoke("--logs-dir", str(logs), "prune", "--smoke")
+    assert result.exit_code == 0, result.stderr
+    assert not (smoke / "output" / "latest.pdparams").exists()
+    assert (real / "output" / "latest.pdparams").exists() and (unfinished / "output" / "latest.pdparams").exists()
+
+
+def test_prune_refuses_a_running_run_and_bad_operands(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "logs", "smoke-1")
+    fd = os.open(run / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what repro train holds for a whole segment
+    try:
+        result = invoke("prune", str(run))
+        assert result.exit_code == EXIT_CONFLICT and "is running (its .lock is held)" in result.stderr
+        assert (run / "output" / "latest.pdparams").exists()
+        assert "running" in invoke("--logs-dir", str(tmp_path / "logs")).stdout
+    finally:
+        os.close(fd)
+    (run / ".lock").unlink()
+    assert invoke("prune").exit_code == EXIT_BAD_INPUT
+    not_run = invoke("prune", str(tmp_path))
+    assert not_run.exit_code == EXIT_BAD_INPUT and "is not a repro run directory" in not_run.stderr
+
+
+def test_the_smoke_keeps_fewer_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro import smoke
+    from tests.doubles import make_fake_checkout
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(smoke, "ensure_patched", lambda path: [])
+    monkeypatch.setattr(smoke, "run_step", lambda argv: calls.append(argv) or 0)
+    smoke.main(["--upstream", str(make_fake_checkout(tmp_path / "up")), "--data-dir", str(tmp_path / "data"),
+                "--logs-dir", str(tmp_path / "logs")])
+    train, check, prune = calls
+    assert train[train.index("--keep-checkpoints") + 1] == "1"
+    assert prune[3:6] == ["runs", "prune", train[train.index("--run-dir") + 1]]  # only after a PASS
+
+
+def test_prune_refuses_a_run_whose_recorded_processes_live(tmp_path: Path) -> None:
+    """A SIGKILLed harness leaves its ranks running and holding no flock: the lock file's record tells."""
+    import psutil
+
+    run = make_run(tmp_path / "logs", "smoke-1")
+    me = psutil.Process()
+    (run / ".lock").write_text(json.dumps({"processes": [
+        {"pid": me.pid, "create_time": me.create_time(), "cmdline": [], "role": "rank"}]}))
+    result = invoke("prune", str(run))
+    assert result.exit_code == EXIT_CONFLICT and (run / "output" / "latest.pdparams").exists()
+    (run / ".lock").write_text(json.dumps({"processes": [{"pid": me.pid, "create_time": 1.0, "cmdline": [], "role": "rank"}]}))
+    assert invoke("prune", str(run)).exit_code == 0  # a reused PID is not that process
+    assert not (run / "output" / "latest.pdparams").exists() and (run / ".lock").exists()  # not ours to remove
+
+
+def test_prune_holds_the_lock_while_deleting_and_leaves_no_lock_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro import runs
+
+    run = make_run(tmp_path / "logs", "smoke-1")
+    seen = []
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.suffix == ".pdparams":
+            fd = os.open(run / ".lock", os.O_RDONLY)
+            try:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen.append(self.name)
+            finally:
+                os.close(fd)
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert invoke("prune", str(run)).exit_code == 0
+    assert seen and not (run / ".lock").exists()
+    assert runs.is_running(run) is False
