@@ -16,8 +16,14 @@ from typing import Any
 import click
 
 from repro import __version__
-from repro.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, ReproError
-from repro.filesystem_errors import describe_os_error
+from repro.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    ReproError,
+    one_line,
+)
+from repro.filesystem_errors import DISK_ERRNOS, describe_os_error
 
 DEBUG_ENV = "REPRO_DEBUG"
 
@@ -32,12 +38,6 @@ SUBCOMMANDS: dict[str, str] = {
     "watch": "repro.logs.cli:watch",
     "runs": "repro.runs:runs",
 }
-
-
-def one_line(message: str) -> str:
-    """``message`` on one line: control characters a user typed (a newline in a value) are escaped."""
-    text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(message))
-    return " ".join(text.split())
 
 
 class UsageErrorLine(click.UsageError):
@@ -94,10 +94,11 @@ class LazyGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as error:
-            if isinstance(error, OSError) and error.filename is not None:
+            if isinstance(error, OSError) and (error.filename is not None or error.errno in DISK_ERRNOS):
                 # The kernel refused a path the user chose (permissions, full disk): theirs to fix.
                 click.echo(f"error: {one_line(describe_os_error(error))}", err=True)
-                ctx.exit(EXIT_BAD_INPUT)
+                command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+                ctx.exit(getattr(command, "os_error_exit_code", EXIT_BAD_INPUT))
             # Anything else is a bug in repro: still one line, the traceback on request.
             if os.environ.get(DEBUG_ENV):
                 raise

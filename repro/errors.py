@@ -54,3 +54,9 @@ class ReproError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def one_line(message: object) -> str:
+    """``message`` on one line: control characters a user typed (a newline in a value) are escaped."""
+    text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(message))
+    return " ".join(text.split())

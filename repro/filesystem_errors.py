@@ -1,22 +1,19 @@
 """Filesystem refusals (permission denied, read-only or full disk, a file where a directory belongs)
-as one-line ``ReproError``s.
+described on one line with the fix.
 
 Every command touches paths the user chose; the kernel can refuse any of them at any call.
 Catching that at each call would miss some, and an unreported one ends as "internal error" although
-the fix is the user's (chmod, another path). So ``repro upstream`` and ``repro dataset`` convert any
-``OSError`` that names a path with their own exit code, and the top-level group (``repro.cli``) does
-the same for every other command; one without a path (a broken pipe, a bug) is not a user's input
-and still surfaces as an internal error.
+the fix is the user's (chmod, another path, free space). So one place, the top-level group
+(``repro.cli``), turns any ``OSError`` that names a path, and any full or failing disk, into one
+line; a command group may carry its own exit code for them (``filesystem_errors_group``). Any other
+``OSError`` (a broken pipe, a bug) is not the user's input and surfaces as an internal error.
 """
 
 from __future__ import annotations
 
 import errno
-from typing import Any
 
 import click
-
-from repro.errors import ReproError
 
 _ACCESS = "make it and the directories above it accessible to you (ls -ld; chmod/chown) or use another path"
 _FIXES: dict[int, str] = {
@@ -29,11 +26,19 @@ _FIXES: dict[int, str] = {
     errno.EEXIST: "something that is not a directory is in the way: move it away or use another path",
     errno.ELOOP: "a symlink on that path points to itself: fix the symlinks",
     errno.ENAMETOOLONG: "use a shorter path",
+    errno.EIO: "the disk reported an input/output error: check it (dmesg) or use another disk",
 }
+
+
+# A full or failing disk, whether or not the error names a path (a library writing through a handle).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
 def describe_os_error(error: OSError) -> str:
     """``cannot use PATH: <reason>; <fix>`` on one line (``PATH -> PATH2`` for rename/symlink)."""
+    if error.filename is None:
+        reason = error.strerror or str(error)
+        return f"a write failed: {reason}; {_FIXES.get(error.errno or 0, 'check the disk')}"
     where = str(error.filename)
     if error.filename2 is not None:
         where += f" -> {error.filename2}"
@@ -42,20 +47,6 @@ def describe_os_error(error: OSError) -> str:
     return " ".join(f"cannot use {where}: {reason}; {fix}".split())
 
 
-class FilesystemErrorsGroup(click.Group):
-    """A command group whose subcommands report path-naming ``OSError``s as ``ReproError(exit_code)``."""
-
-    exit_code: int = 2
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except OSError as error:
-            if error.filename is None:
-                raise
-            raise ReproError(describe_os_error(error), self.exit_code) from error
-
-
-def filesystem_errors_group(exit_code: int) -> type[FilesystemErrorsGroup]:
-    """The group class for ``@click.group(cls=...)`` with the exit code the group's failures use."""
-    return type(f"FilesystemErrorsGroup{exit_code}", (FilesystemErrorsGroup,), {"exit_code": exit_code})
+def filesystem_errors_group(exit_code: int) -> type[click.Group]:
+    """A command group whose path refusals exit with ``exit_code`` (``repro.cli`` prints the line)."""
+    return type(f"FilesystemErrorsGroup{exit_code}", (click.Group,), {"os_error_exit_code": exit_code})

@@ -146,10 +146,8 @@ def test_exit_code_table_is_documented_once_in_errors_and_readme() -> None:
         assert f"\n| {code} | " in readme, code
 
 
-@pytest.mark.xfail(reason="pending train refactor", strict=True)
 def test_unknown_override_key_is_bad_input_like_every_other_bad_override(tmp_path: Path) -> None:
-    """An unknown -o key is a typo in the command line (2), not a machine that cannot train (4).
-    Needs repro/train/upstream_config.py _unknown_key (and the list-index errors) to use EXIT_BAD_INPUT."""
+    """An unknown -o key is a typo in the command line (2), not a machine that cannot train (4)."""
     from tests.doubles import make_fake_checkout
 
     upstream = make_fake_checkout(tmp_path / "upstream")
@@ -163,9 +161,7 @@ def test_unknown_override_key_is_bad_input_like_every_other_bad_override(tmp_pat
     assert unknown.exit_code == EXIT_BAD_INPUT, unknown.stderr
 
 
-@pytest.mark.xfail(reason="pending train refactor", strict=True)
 def test_resume_of_a_directory_that_is_not_a_run_is_bad_input_like_a_missing_one(tmp_path: Path) -> None:
-    """Needs repro/train/rundir.py open_run_dir to raise EXIT_BAD_INPUT whether or not the path exists."""
     runner = CliRunner(mix_stderr=False)
     missing = runner.invoke(cli, ["train", "--resume", str(tmp_path / "missing")])
     assert missing.exit_code == EXIT_BAD_INPUT, missing.stderr
@@ -195,3 +191,20 @@ def test_master_must_be_host_and_a_port_in_range(master: str) -> None:
     check_master("10.0.0.1:8090", 2)
     result = CliRunner(mix_stderr=False).invoke(cli, ["train", "--master", master, "--nnodes", "2", "--dry-run"])
     assert result.exit_code == EXIT_BAD_INPUT and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_full_disk_without_a_path_is_one_line_not_an_internal_error(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    # report and make-tiny write through libraries (matplotlib, Pillow) whose ENOSPC names no path.
+    import errno
+
+    from repro.dataset import tiny
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tiny, "make_tiny", full)
+    result = CliRunner(mix_stderr=False).invoke(cli, ["dataset", "make-tiny", str(tmp_path / "t")])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr
+    assert "internal error" not in result.stderr and "free space" in result.stderr

@@ -98,8 +98,11 @@ def cases() -> list[tuple[tuple[str, ...], list[str]]]:
     return out
 
 
-@pytest.mark.xfail(reason="repro/dataset/cli.py and repro/upstream/cli.py echo typed paths raw", strict=True)
-@pytest.mark.parametrize("args", [["dataset", "check", "a\nb"], ["upstream", "status", "--upstream", "a\nb"]])
+@pytest.mark.parametrize("args", [
+    ["dataset", "check", "a\nb"],
+    pytest.param(["upstream", "status", "--upstream", "a\nb"],
+                 marks=pytest.mark.xfail(reason="repro/upstream/cli.py echoes typed paths raw", strict=True)),
+])
 def test_a_newline_in_a_path_stays_on_one_line_everywhere(sandbox, args: list[str]) -> None:
     result = CliRunner(mix_stderr=False).invoke(cli, args)
     assert result.exit_code != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.dataset.problems import ERROR, Problem
+from repro.errors import one_line
 
 EXIT_CLEAN = 0
 EXIT_PROBLEMS = 1
@@ -96,7 +97,7 @@ def _table(report: DatasetReport) -> list[str]:
 def summary_lines(report: DatasetReport) -> list[str]:
     """The human-readable report, one string per line."""
     if report.exit_code == 2:
-        return [f"error: {problem.examples[0]}" for problem in report.problems]
+        return [f"error: {one_line(problem.examples[0])}" for problem in report.problems]
     verdict = "OK" if report.ok else f"{len(report.errors)} kind(s) of problem"
     lines = [f"dataset {report.root}: {verdict} (class_num {report.class_num}, expect {report.expect})"]
     lines += ["  " + line for line in _table(report)]
