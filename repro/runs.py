@@ -22,19 +22,18 @@ from typing import Any
 
 import click
 
+from repro import rundir
 from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-
-MANIFEST = "manifest.json"
-LOCK = ".lock"
-OUTPUT = "output"
+from repro.rundir import LOCK, MANIFEST
+from repro.rundir import OUTPUT_DIR as OUTPUT
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    """The run's manifest through the log reader's one reader (RunFiles.manifest); None if unreadable."""
-    from repro.logs.discover import RunFiles
-
-    data = RunFiles(root=run_dir, name=run_dir.name, manifest_path=run_dir / MANIFEST).manifest()
-    return None if data is None or "_unreadable" in data else data
+    """The run's manifest through the one reader (:mod:`repro.rundir`); None if missing or unreadable."""
+    try:
+        return rundir.read_manifest(run_dir / MANIFEST)
+    except ReproError:
+        return None
 
 
 def _live_recorded(run_dir: Path) -> list[int]:

@@ -45,7 +45,13 @@ from repro.train.process import (
     find_run_processes,
     seconds_from_env,
 )
-from repro.train.truebest import Best, best_epoch, eval_top1, protect_true_best
+from repro.train.truebest import (
+    Best,
+    best_epoch,
+    eval_top1,
+    protect_true_best,
+    record_true_best,
+)
 
 HOUSEKEEPING_SECONDS = 5.0
 FULL_DISK_BYTES = 1 << 20  # less free than this after a failure: the disk filled  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
@@ -86,6 +92,8 @@ class Housekeeper:
         if current != previous:
             data["true_best"] = current
             changed = True
+            if current and current.get("checkpoint"):  # ours: `repro runs prune` may free it later
+                record_true_best(self.run.output, self.segment, written)
             if current and current.get("checkpoint") and (not previous or previous.get("epoch") != current.get("epoch")
                                                           or previous.get("metric") != current.get("metric")):
                 say(f"true best so far: epoch {current['epoch']} top1 {current['metric']:.5f} -> {current['checkpoint']}.*")

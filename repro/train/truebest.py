@@ -166,3 +166,13 @@ def detach_true_best(run: RunDir, recorded: dict | None) -> dict | None:
 
 def _copy_over(path: Path) -> None:
     _place(path, path, "copy")
+
+
+def record_true_best(output_dir: Path, segment: int, written: dict[str, dict]) -> None:
+    """Enter ``true_best.*`` in the manifest's record of files the harness wrote (retention never
+    deletes them; ``repro runs prune`` may, once the run is over)."""
+    for suffix in PARTS:
+        path = output_dir / f"{TRUE_BEST}{suffix}"
+        if path.is_file():
+            stat = path.stat()
+            written[path.name] = {"segment": segment, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
