@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -176,6 +177,9 @@ def test_run_writes_run_dir_and_manifest(upstream: Path, tmp_path: Path) -> None
                                         "--keep-checkpoints", "2"))
     assert code == 0, err
     data = manifest(run)
+    harness = data["harness"]  # what ran is this checkout's code: its commit, and whether it was edited
+    assert re.fullmatch(r"[0-9a-f]{40}", harness["commit"]) and harness["dirty"] in (True, False)
+    assert harness["host"]["hostname"] and harness["host"]["python"].startswith("3.")
     assert data["status"] == "completed" and data["exit_code"] == 0 and data["ended"]
     assert data["command"]["argv"][1:6] == ["-u", "-m", "paddle.distributed.launch", "--nproc_per_node", "2"]
     assert f"Global.output_dir={run / 'output'}" in data["command"]["argv"]

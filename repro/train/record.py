@@ -12,6 +12,7 @@ string could not be read is not useful.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -84,7 +85,30 @@ def _target_record(target) -> dict | None:
 
 
 def harness_record() -> dict[str, Any]:
-    return {"name": "repro", "version": __version__}
+    """The harness that ran: version, and the git commit of this checkout and whether it had local
+    changes (a run made with edited harness code says so), with the host it ran on."""
+    from repro.machine import host_summary
+    from repro.paths import project_root
+
+    record: dict[str, Any] = {"name": "repro", "version": __version__, "host": host_summary()}
+    root = project_root()
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--verify", "HEAD")
+    if commit is None:
+        record["commit"] = None
+        record["note"] = f"{root} is not a git checkout (an installed package): no commit to record"
+        return record
+    status = git("status", "--porcelain", "--untracked-files=no")
+    record["commit"] = commit.strip()
+    record["dirty"] = None if status is None else bool(status.strip())
+    return record
 
 
 def device_report(profile: Profile) -> dict[str, Any]:
