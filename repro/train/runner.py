@@ -53,8 +53,8 @@ from repro.train.truebest import (
     record_true_best,
 )
 
-HOUSEKEEPING_SECONDS = 5.0
-FULL_DISK_BYTES = 1 << 20  # less free than this after a failure: the disk filled  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
+HOUSEKEEPING_SECONDS = 5.0  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
+FULL_DISK_BYTES = 1 << 20  # less free than this after a failure: the disk filled
 FAILURE_LINES = 30
 
 
