@@ -62,6 +62,12 @@ def _check_name(archive: Path, name: str) -> PurePosixPath:
     return relative or PurePosixPath(".")
 
 
+def _stripped(name: str, strip: int) -> str:
+    """Where an entry lands once the top directory is stripped (links resolve from there)."""
+    parts = PurePosixPath(name).parts[strip:]
+    return PurePosixPath(*parts).as_posix() if parts else "."
+
+
 def _check_link(archive: Path, name: str, target: str) -> None:
     """A link must point inside the tree (relative to where it sits, as the OS resolves it)."""
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
@@ -99,11 +105,12 @@ def _extract_tar(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
             members = tar.getmembers()
             for member in members:  # refuse the whole archive: one bad entry means it is not upstream's
                 _check_name(archive, member.name)
+            strip = _strip_top([m.name for m in members])
+            for member in members:
                 if member.issym():
-                    _check_link(archive, member.name, member.linkname)
+                    _check_link(archive, _stripped(member.name, strip), member.linkname)
                 elif member.islnk() and _safe_relative(member.linkname) is None:  # hard links name a path from the root
                     raise _unsafe(archive, member.name, f"a hard link to {member.linkname}, outside the tree")
-            strip = _strip_top([m.name for m in members])
             chosen = []
             for member in members:
                 relative = _safe_relative(member.name)
@@ -126,13 +133,14 @@ def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
     try:
         with zipfile.ZipFile(archive) as bundle:
             infos = bundle.infolist()
-            links = {}
             for info in infos:
                 _check_name(archive, info.filename)
+            strip = _strip_top([i.filename for i in infos])
+            links = {}
+            for info in infos:
                 if stat.S_ISLNK(info.external_attr >> 16):
                     links[info.filename] = bundle.read(info).decode("utf-8", errors="replace")
-                    _check_link(archive, info.filename, links[info.filename])
-            strip = _strip_top([i.filename for i in infos])
+                    _check_link(archive, _stripped(info.filename, strip), links[info.filename])
             dest.mkdir(parents=True)
             for info in infos:
                 relative = _safe_relative(info.filename)

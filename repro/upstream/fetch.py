@@ -134,6 +134,8 @@ def _fetch(repo: Path, what: str, say: Say) -> tuple[bool, str]:
         say("note: the server does not support partial clone (--filter): fetched every file of the commit")
     if done.returncode != 0 and "filter" in done.stderr.lower():
         say(f"note: the server refused the blob filter ({last_error_line(done.stderr)}): fetching without it")
+        for key in ("remote.origin.promisor", "remote.origin.partialclonefilter"):  # the refused fetch set them
+            run_git(["config", "--unset", key], cwd=repo, check=False)
         done = run_git([*base, "--end-of-options", "origin", what], cwd=repo, check=False)
     return done.returncode == 0, last_error_line(done.stderr)
 
