@@ -116,6 +116,17 @@ def check_upstream(upstream_dir: Path) -> list[Finding]:
     ]
 
 
+def check_ppcls(upstream_dir: Path) -> list[Finding]:
+    """Training's ``import ppcls`` must reach the checkout, not a package installed in the venv."""
+    from repro.upstream.shadowing import ppcls_shadowing_problem
+
+    problem = ppcls_shadowing_problem(upstream_dir)
+    if problem is None:
+        return [Finding("ppcls", OK, f"training imports ppcls from {upstream_dir / 'ppcls'}")] if (upstream_dir / "ppcls").is_dir() else []
+    detail, _, fix = problem.rpartition("; ")
+    return [Finding("ppcls", FAIL, detail, fix)]
+
+
 def check_dataset(upstream_dir: Path) -> Finding:
     from repro.dataset.link import linked_root
 
@@ -165,6 +176,7 @@ def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: 
     findings += check_paddle(profile, info)
     findings += check_devices(profile, info, recipe.reference_gpus)
     findings += check_upstream(upstream_dir)
+    findings += check_ppcls(upstream_dir)
     findings.append(check_dataset(upstream_dir))
     findings.append(check_disk(logs_dir, recipe.checkpoint_mb))
     return findings

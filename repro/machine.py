@@ -55,14 +55,15 @@ if out["importable"] and "--with-sklearn" in sys.argv:
 """.replace("%MARKER%", PROBE_MARKER)
 
 
-def run_bounded(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_bounded(argv: list[str], timeout: float, env: dict[str, str] | None = None,
+                cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` (a list, never a shell) and kill it *and its children* after ``timeout`` seconds.
 
     ``subprocess.run(timeout=)`` kills only the child, then waits for its output pipes, which a
     grandchild (a driver daemon, a launcher) may hold open forever.
     """
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env, start_new_session=True)
+                               text=True, env=env, cwd=cwd, start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except BaseException:  # the timeout, or Ctrl-C: the child's session is ours to end
