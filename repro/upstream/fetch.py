@@ -153,8 +153,9 @@ def _fetch_commit(repo: Path, ref: str, wanted: str | None, url: str, say: Say) 
             ref_reason = f"{url} has no branch or tag {ref}"
         why = f"the pinned commit {wanted[:8]}: {sha_reason}; nor {ref}: {ref_reason}" if wanted else f"{ref}: {ref_reason}"
         raise ReproError(
-            f"cannot fetch {why}; check the URL and network, or use --url https://gitee.com/paddlepaddle/PaddleClas.git, "
-            f"a local mirror, --archive FILE, or {UPSTREAM_ENV}=/path/to/PaddleClas (a checkout you already have)",
+            f"cannot fetch {why}; check the URL and network, or use a mirror (--url URL; make smoke UPSTREAM_URL=URL, "
+            "e.g. https://gitee.com/paddlepaddle/PaddleClas.git), an archive (--archive FILE; make smoke UPSTREAM_ARCHIVE=FILE), "
+            f"or a checkout you already have ({UPSTREAM_ENV}=/path/to/PaddleClas)",
             EXIT_UPSTREAM,
         )
     tip = run_git(["rev-parse", "FETCH_HEAD^{commit}"], cwd=repo).stdout.strip()
