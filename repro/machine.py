@@ -177,7 +177,7 @@ def query_device_tool(query: DeviceQuery | None, timeout: float = 30.0) -> Devic
     if path is None:
         return DeviceToolReport(tool=query.tool, found=False)
     try:
-        done = run_bounded([path, *query.args], timeout)
+        done = subprocess.run([path, *query.args], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return DeviceToolReport(tool=query.tool, found=True, returncode=None, output=f"timed out after {timeout:.0f} s")
     except OSError as error:  # not executable for us, a broken binary: a finding, never a crash

@@ -42,7 +42,7 @@ def lock(url: str | None, ref: str | None) -> None:
     """Resolve the ref to a commit and write it into patches/UPSTREAM.yaml."""
     pin = load_pin()
     url = url or pin.url
-    ref = checked_ref(ref or pin.ref)
+    ref = checked_ref(ref) if ref else checked_ref(pin.ref, pin.path)
     result = run_git(
         ["ls-remote", "--end-of-options", as_git_url(url), f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"],
         check=False, what=f"git ls-remote {url}",

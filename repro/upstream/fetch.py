@@ -41,7 +41,7 @@ def fetch_upstream(request: FetchRequest, pin: Pin | None = None, patches: list[
     patches = read_series() if patches is None else patches
     commit = checked_commit(request.commit)
     url = request.url or pin.url
-    ref = checked_ref(request.ref or pin.ref, "--ref" if request.ref else f"ref: in {pin.path or 'the pin'}")
+    ref = checked_ref(request.ref or pin.ref, None if request.ref else (pin.path or Path("patches/UPSTREAM.yaml")))
     # The pinned commit belongs to the pinned ref: --ref elsewhere means "that ref's tip", unpinned.
     wanted = commit or (pin.commit if ref == pin.ref else None)
     dest = request.dest.expanduser().resolve()

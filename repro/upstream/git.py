@@ -195,12 +195,16 @@ def checked_commit(commit: str | None, what: str = "--commit") -> str | None:
     return commit.lower()
 
 
-def checked_ref(ref: str, what: str = "--ref") -> str:
-    """A branch or tag name git accepts (``git check-ref-format``), and never an option."""
+def checked_ref(ref: str, pin_file: Path | None = None) -> str:
+    """A branch or tag name git accepts (``git check-ref-format``), and never an option.
+
+    ``pin_file`` names where the ref came from when it is not the ``--ref`` option.
+    """
     text = str(ref)
     valid = bool(text) and not text.startswith("-") and text.isascii() and text.isprintable()
     if valid:  # "refs/heads/" in front: git reads the argument as a name, never as an option
         valid = run_git(["check-ref-format", f"refs/heads/{text}"], check=False).returncode == 0
     if not valid:
-        raise ReproError(f"{what} {text!r} is not a valid branch or tag name: pass e.g. {what} release/2.6", EXIT_BAD_INPUT)
+        where, fix = (f"{pin_file}: ref", "set e.g. ref: release/2.6 there") if pin_file else ("--ref", "pass e.g. --ref release/2.6")
+        raise ReproError(f"{where} {text!r} is not a valid branch or tag name: {fix}", EXIT_BAD_INPUT)
     return text

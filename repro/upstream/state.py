@@ -192,8 +192,8 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
             state.commit_verified_by = record.commit_verified_by
     state.matches_pin = state.commit is not None and state.commit == pin.commit and not state.commit_claimed
     state.commit_is = _commit_is(state, pin)
-    if state.commit == pin.commit and pin.commit_from == pin.ref:
-        state.ref = pin.ref  # the pin records that this commit is the ref's tip
+    if state.commit == pin.commit:  # the pin, not a mirror's branch names, says what the pinned commit is
+        state.ref = pin.ref if pin.commit_from == pin.ref else None
     if not state.is_paddleclas:
         return state
     checks = [check_patch(path, patch) for patch in patches]
