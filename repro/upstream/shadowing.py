@@ -22,7 +22,7 @@ MARKER = "REPRO-PPCLS-PROBE-9b41a2:"
 _PROBE = r"""
 import importlib.metadata, importlib.util, json, os, sys
 tools = os.path.abspath("tools")
-if not sys.flags.safe_path:
+if not getattr(sys.flags, "safe_path", False):  # Python 3.11+: -P / PYTHONSAFEPATH
     sys.path[0] = tools
 sys.path.append(os.path.abspath(os.path.join(tools, "../")))
 spec = importlib.util.find_spec("ppcls")
