@@ -127,3 +127,12 @@ def test_a_bad_timeout_setting_is_one_line(monkeypatch):
     with pytest.raises(ReproError) as caught:
         run_git(["--version"])
     assert "REPRO_GIT_TIMEOUT" in caught.value.message
+
+
+def test_a_stalled_fetch_ends_with_one_line_and_leaves_nothing(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_SSH_COMMAND", "sleep 30; true")  # git appends host and command
+    monkeypatch.setenv("REPRO_GIT_TIMEOUT", "1")
+    result = invoke("upstream", "fetch", "--url", "ssh://git@example.invalid/PaddleClas.git")
+    one_line_error(result, EXIT_UPSTREAM)
+    assert "did not finish in 1 s" in result.stderr and "--archive FILE" in result.stderr
+    assert not (tmp_path / ".upstream").exists()
