@@ -43,6 +43,9 @@ test: $(ENV_STAMP)
 
 # The main job. `repro upstream fetch` is idempotent: it verifies an existing checkout (or the one
 # REPRO_UPSTREAM_DIR names) and applies our patches, and clones only when there is none.
+# Without GitHub: UPSTREAM_URL=<mirror URL or path> or UPSTREAM_ARCHIVE=<PaddleClas .tar.gz/.zip>.
+smoke: export REPRO_UPSTREAM_FETCH_URL := $(UPSTREAM_URL)
+smoke: export REPRO_UPSTREAM_FETCH_ARCHIVE := $(UPSTREAM_ARCHIVE)
 smoke: $(ENV_STAMP)
 	$(REPRO) upstream fetch
 	$(PY) -m repro.smoke

@@ -132,6 +132,18 @@ def _finding(topic: str, line: str) -> Finding:
     return Finding(topic, FAIL, detail, fix) if sep else Finding(topic, FAIL, line, "see `repro train --dry-run`")
 
 
+def check_ppcls(upstream_dir: Path) -> list[Finding]:
+    """Training's ``import ppcls`` must reach the checkout, not a package installed in the venv."""
+    from repro.upstream.shadowing import ppcls_shadowing_problem
+
+    if not (upstream_dir / "ppcls").is_dir():
+        return []
+    problem = ppcls_shadowing_problem(upstream_dir)
+    if problem is None:
+        return [Finding("ppcls", OK, f"training imports ppcls from {upstream_dir / 'ppcls'}")]
+    return [_finding("ppcls", problem)]
+
+
 def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device: str = "gpu") -> Finding:
     """Pre-flight's own dataset check on the recipe's config, so doctor and training agree."""
     import tempfile
@@ -168,6 +180,7 @@ def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: 
     findings += check_paddle(profile, info)
     findings += check_devices(profile, info, recipe.reference_gpus)
     findings += check_upstream(upstream_dir)
+    findings += check_ppcls(upstream_dir)
     findings.append(check_dataset(upstream_dir, recipe_name, profile.device))
     findings.append(check_disk(logs_dir, recipe.checkpoint_mb))
     return findings

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -18,9 +19,13 @@ from typing import Any
 
 from repro.profiles import DeviceQuery
 
-# Runs in the child. Prints one JSON object; each step is guarded so a partial answer still arrives.
+# The child's answers are the lines that start with this marker: paddle, a vendor plugin or a
+# sitecustomize may print anything (even a line starting with "{") before or between them.
+PROBE_MARKER = "REPRO-PADDLE-PROBE-5d0c1e:"
+# Runs in the child. Prints one marked JSON object; each step is guarded so a partial answer still arrives.
 _PADDLE_PROBE = r"""
 import json, sys
+MARK = "%MARKER%"
 out = {"importable": False}
 try:
     import paddle
@@ -42,12 +47,33 @@ try:
         out["gpu_error"] = str(error).splitlines()[0][:200]
 except Exception as error:
     out["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-print(json.dumps(out), flush=True)
+print(MARK + json.dumps(out), flush=True)
 if out["importable"] and "--with-sklearn" in sys.argv:
     # Upstream imports sklearn after paddle; some scikit-learn builds segfault exactly there.
     import sklearn
-    print(json.dumps({"sklearn": sklearn.__version__}), flush=True)
-"""
+    print(MARK + json.dumps({"sklearn": sklearn.__version__}), flush=True)
+""".replace("%MARKER%", PROBE_MARKER)
+
+
+def run_bounded(argv: list[str], timeout: float, env: dict[str, str] | None = None,
+                cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (a list, never a shell) and kill it *and its children* after ``timeout`` seconds.
+
+    ``subprocess.run(timeout=)`` kills only the child, then waits for its output pipes, which a
+    grandchild (a driver daemon, a launcher) may hold open forever.
+    """
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env, cwd=cwd, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException:  # the timeout, or Ctrl-C: the child's session is ours to end
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 @dataclass
@@ -91,16 +117,24 @@ def probe_paddle(python: str | None = None, with_sklearn: bool = True, timeout: 
     python = python or sys.executable
     argv = [python, "-c", _PADDLE_PROBE] + (["--with-sklearn"] if with_sklearn else [])
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        done = run_bounded(argv, timeout, env)
     except subprocess.TimeoutExpired:
-        return PaddleInfo(importable=False, error=f"`import paddle` did not finish in {timeout:.0f} s")
+        return PaddleInfo(importable=False, error=f"`import paddle` did not finish in {timeout:.0f} s; "
+                                                  f"run `{python} -c \"import paddle\"` to see where it stops")
     except OSError as error:
         return PaddleInfo(importable=False, error=f"cannot start {python}: {error}")
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return PaddleInfo(importable=False, error=f"python exited {done.returncode}: {tail[:300]}")
-    data = json.loads(lines[0])
+    try:
+        answers = [json.loads(line[len(PROBE_MARKER):]) for line in done.stdout.splitlines() if line.startswith(PROBE_MARKER)]
+    except ValueError:
+        answers = []
+    if not answers or not all(isinstance(answer, dict) for answer in answers):
+        tail = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        return PaddleInfo(
+            importable=False,
+            error=f"the Paddle probe gave no answer (python exited {done.returncode}, last line: {tail[:200]}); "
+                  f"run `{python} -c \"import paddle; paddle.utils.run_check()\"` to see why",
+        )
+    data = answers[0]
     info = PaddleInfo(
         importable=data.get("importable", False),
         version=data.get("version"),
@@ -113,8 +147,8 @@ def probe_paddle(python: str | None = None, with_sklearn: bool = True, timeout: 
         custom_devices=data.get("custom_devices", []),
         error=data.get("error") or data.get("gpu_error"),
     )
-    if len(lines) > 1:
-        info.sklearn_version = json.loads(lines[1]).get("sklearn")
+    if len(answers) > 1:
+        info.sklearn_version = answers[1].get("sklearn")
     elif info.importable and with_sklearn:
         info.sklearn_crash = f"`import sklearn` after `import paddle` exited with code {done.returncode}"
     return info

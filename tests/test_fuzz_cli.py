@@ -100,8 +100,7 @@ def cases() -> list[tuple[tuple[str, ...], list[str]]]:
 
 @pytest.mark.parametrize("args", [
     ["dataset", "check", "a\nb"],
-    pytest.param(["upstream", "status", "--upstream", "a\nb"],
-                 marks=pytest.mark.xfail(reason="repro/upstream/cli.py echoes typed paths raw", strict=True)),
+    ["upstream", "status", "--upstream", "a\nb"],
 ])
 def test_a_newline_in_a_path_stays_on_one_line_everywhere(sandbox, args: list[str]) -> None:
     result = CliRunner(mix_stderr=False).invoke(cli, args)

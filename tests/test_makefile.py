@@ -57,3 +57,40 @@ def test_setup_refuses_to_switch_the_platform_of_an_existing_venv() -> None:
     done = make("setup", f"PLATFORM={other}")
     assert done.returncode != 0
     assert f"built for {built_for}, not {other}" in done.stderr and "make clean-venv" in done.stderr
+
+
+def _fake_harness(tmp_path: Path):
+    from tests.upstream_fixtures import make_fake_upstream, write_harness_root
+
+    upstream = make_fake_upstream(tmp_path)
+    # The pin's own URL is unreachable, as GitHub is on the machines these variables are for.
+    root = write_harness_root(tmp_path / "harness", "http://127.0.0.1:9/PaddleClas.git", upstream.first)
+    return upstream, root
+
+
+def test_smoke_variables_reach_fetch_through_the_environment_never_a_shell(tmp_path: Path) -> None:
+    if not venv_ready():
+        pytest.skip("needs the .venv that `make test` builds")
+    done = make("-n", "smoke", "UPSTREAM_URL=x;touch /tmp/repro-pwned", "UPSTREAM_ARCHIVE=$(id)")
+    assert done.returncode == 0, done.stderr
+    assert "pwned" not in done.stdout and "$(id)" not in done.stdout and "id" not in done.stdout.split()
+
+
+@pytest.mark.parametrize("variable", ["UPSTREAM_ARCHIVE", "UPSTREAM_URL"])
+def test_make_smoke_fetches_from_an_archive_or_a_mirror(tmp_path: Path, variable: str) -> None:
+    """The fetch step of `make smoke` for real (the training step is replaced by `true`)."""
+    if not venv_ready():
+        pytest.skip("needs the .venv that `make test` builds")
+    from tests.upstream_fixtures import make_bare_mirror, make_git_archive
+
+    upstream, root = _fake_harness(tmp_path)
+    if variable == "UPSTREAM_ARCHIVE":
+        value = str(make_git_archive(upstream.path, upstream.first, tmp_path / "pc.tar.gz"))
+    else:
+        value = str(make_bare_mirror(upstream.path, tmp_path / "mirror.git", branch=None))
+    dest = tmp_path / "PaddleClas"
+    env = {**os.environ, "REPRO_ROOT": str(root), "REPRO_UPSTREAM_DIR": str(dest)}
+    done = make("smoke", f"{variable}={value}", "PY=true", env=env)
+    assert done.returncode == 0, done.stderr
+    assert (dest / "tools" / "train.py").is_file()
+    assert "(pinned, 1/1 patches applied)" in done.stdout

@@ -353,3 +353,10 @@ def test_values_upstream_would_choke_on_are_refused_before_launch(upstream: Path
 def test_a_seed_numpy_cannot_take_is_refused(upstream: Path, tmp_path: Path) -> None:
     with pytest.raises(ReproError, match="Global.seed=-1: must be a whole number from 0"):
         resolve(upstream, tmp_path, [], seed=-1)
+
+
+def test_a_key_that_is_no_dotted_name_never_reaches_upstreams_argparse(upstream: Path, tmp_path: Path) -> None:
+    # "-o +--foo=1" would reach upstream as "-o --foo=1", an option of its own command line.
+    with pytest.raises(ReproError, match="is not a config key") as error:
+        resolve(upstream, tmp_path, ["+--foo=1"])
+    assert error.value.exit_code == EXIT_BAD_INPUT

@@ -148,3 +148,22 @@ def test_checkpoint_count_follows_save_interval() -> None:
     assert checkpoints_needed(resolved(epochs=300, save_interval=1), keep_checkpoints=3) == 7
     assert checkpoints_needed(resolved(epochs=6, save_interval=1000), keep_checkpoints=3) == 3
     assert checkpoints_needed(resolved(epochs=6, save_interval=0), keep_checkpoints=3) == 3
+
+
+def test_preflight_refuses_an_installed_ppcls_that_would_replace_upstreams(tmp_path: Path, monkeypatch) -> None:
+    # tools/train.py appends the checkout to sys.path: a `ppcls` earlier on the path wins silently.
+    from repro.train.preflight import check_upstream
+
+    checkout = tmp_path / "PaddleClas"
+    (checkout / "ppcls").mkdir(parents=True)
+    (checkout / "ppcls" / "__init__.py").write_text("")
+    (checkout / "tools").mkdir()
+    (checkout / "tools" / "train.py").write_text("")
+    elsewhere = tmp_path / "site"
+    (elsewhere / "ppcls").mkdir(parents=True)
+    (elsewhere / "ppcls" / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(elsewhere))
+    problems = check_upstream(checkout)
+    assert any("ppcls" in line and str(elsewhere) in line for line in problems), problems
+    monkeypatch.delenv("PYTHONPATH")
+    assert not any(str(elsewhere) in line for line in check_upstream(checkout))

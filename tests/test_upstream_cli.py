@@ -11,6 +11,9 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.errors import EXIT_OK, EXIT_UPSTREAM
+from pathlib import Path
+
+from repro.upstream.archive import file_sha256
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.pin import load_pin
 from tests.upstream_fixtures import CLASSIFICATION, PATCH_0001, PATCHED_LINE, REAL_PATCHES, git, make_fake_upstream, write_harness_root
@@ -89,6 +92,28 @@ def test_lock_resolves_the_ref_and_keeps_the_comments(fake, tmp_path):
     assert pin_file.read_text().startswith("# comment that must survive lock")
     assert "verified against" in result.stderr
     assert "unchanged" in repro("upstream", "lock").output
+    pin = load_pin()
+    assert pin.commit_from == "release/2.6" and pin.describe() == f"release/2.6 at {fake.second[:8]}"
+
+
+def test_a_stand_in_commit_is_recorded_as_what_it_is(fake, tmp_path):
+    """The pin's commit came from develop: status and the manifest must not call it release/2.6."""
+    pin_file = tmp_path / "harness" / "patches" / "UPSTREAM.yaml"
+    pin_file.write_text(pin_file.read_text() + "commit_from: develop\n")
+    dest = tmp_path / "PaddleClas"
+    assert repro("upstream", "fetch", "--dest", str(dest)).exit_code == EXIT_OK
+    standing_in = f"develop {fake.first[:8]}, standing in for release/2.6"
+    status = repro("upstream", "status", "--upstream", str(dest))
+    assert status.exit_code == EXIT_OK
+    assert f"upstream is:      {standing_in}" in status.output
+    assert "ref:              - (not known to be a ref's tip)" in status.output
+    record = json.loads(repro("upstream", "status", "--upstream", str(dest), "--json").output)
+    assert record["ref"] is None and record["commit_is"] == standing_in and record["pinned_ref"] == "release/2.6"
+    assert record["commit"] == fake.first and record["matches_pin"] is True
+    # After `lock` resolves release/2.6 itself, the same words become the plain truth.
+    pin_file.write_text(pin_file.read_text().replace("commit_from: develop", "commit_from: release/2.6"))
+    record = json.loads(repro("upstream", "status", "--upstream", str(dest), "--json").output)
+    assert record["ref"] == "release/2.6" and record["commit_is"] == f"release/2.6 at {fake.first[:8]}"
 
 
 def test_lock_of_a_missing_ref_is_bad_input(fake):
@@ -101,6 +126,11 @@ def test_shipped_pin_is_full_and_consistent():
     assert pin.url == "https://github.com/PaddlePaddle/PaddleClas.git" and pin.ref == "release/2.6"
     assert pin.commit == pin.verified_against and pin.commit.startswith("d178931f") and len(pin.commit) == 40
     assert pin.verified_date == "2024-10-18"
+    assert pin.describe() == "develop d178931f, standing in for release/2.6"
+    assert pin.archive_sha256 == "cdcd48315586046def3c3a53bd6fba080ef9676bf110a1dddfe58c914bad1e94"
+    shared = Path("/work/shared/upstream/PaddleClas-d178931f.tar.gz")
+    if shared.is_file():
+        assert file_sha256(shared) == pin.archive_sha256
 
 
 @pytest.mark.upstream

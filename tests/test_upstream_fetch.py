@@ -10,7 +10,7 @@ from repro.errors import EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.pin import load_pin
 from repro.upstream.state import inspect_checkout
-from tests.upstream_fixtures import CLASSIFICATION, PATCHED_LINE, git, make_fake_upstream, write_harness_root
+from tests.upstream_fixtures import CLASSIFICATION, PATCHED_LINE, git, make_bare_mirror, make_fake_upstream, write_harness_root
 
 
 @pytest.fixture
@@ -198,3 +198,84 @@ def test_dest_that_appears_during_the_fetch_is_kept_and_so_is_the_fetched_tree(f
     assert (dest / "precious.txt" if appeared == "directory" else dest).read_text() == "keep me"
     kept = [p for p in tmp_path.iterdir() if p.name.startswith(".PaddleClas.fetching-")]
     assert len(kept) == 1 and str(kept[0]) in message and (kept[0] / "tools" / "train.py").is_file()
+
+
+# --- newcomer path without GitHub: mirrors, messages, cleanup -------------------------------------------
+
+
+def _pin_url(tmp_path: Path, url: str) -> None:
+    pin_file = tmp_path / "harness" / "patches" / "UPSTREAM.yaml"
+    text = pin_file.read_text()
+    old = next(line for line in text.splitlines() if line.startswith("url:"))
+    pin_file.write_text(text.replace(old, f"url: {url}"))
+
+
+def test_a_mirror_without_the_branch_reports_the_commit_it_fetched(fake, tmp_path):
+    mirror = make_bare_mirror(fake.path, tmp_path / "develop-only.git", branch=None)
+    lines: list[str] = []
+    state = fetch(tmp_path / "PaddleClas", lines, url=str(mirror))
+    assert state.matches_pin and state.commit == fake.first
+    fetched = [line for line in lines if line.startswith("fetched")]
+    assert fetched and f"commit {fake.first[:8]} (the pin)" in fetched[0] and "release/2.6" not in fetched[0]
+    assert state.ref is None, "the commit was not fetched as release/2.6's tip"
+
+
+def test_a_mirror_without_partial_clone_support_still_works_and_says_so(fake, tmp_path):
+    mirror = make_bare_mirror(fake.path, tmp_path / "nofilter.git", allow_filter=False)
+    lines: list[str] = []
+    state = fetch(tmp_path / "PaddleClas", lines, url=str(mirror))
+    assert state.matches_pin
+    assert any("does not support partial clone" in line for line in lines)
+
+
+def test_a_mirror_refusing_the_blob_filter_falls_back_to_a_plain_shallow_fetch(fake, tmp_path):
+    mirror = make_bare_mirror(fake.path, tmp_path / "refuses.git", refuse_blob_filter=True)
+    lines: list[str] = []
+    state = fetch(tmp_path / "PaddleClas", lines, url=str(mirror))
+    assert state.matches_pin and state.problems() == []
+    assert any("refused the blob filter" in line and "without it" in line for line in lines)
+    assert not (tmp_path / "PaddleClas" / "docs").exists()
+
+
+def test_a_mirror_lacking_commit_and_branch_names_both_causes_and_leaves_no_upstream_dir(fake, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    git("init", "-q", "-b", "develop", str(other))
+    (other / "x").write_text("x\n")
+    git("add", "-A", cwd=other)
+    git("commit", "-q", "-m", "x", cwd=other)
+    mirror = make_bare_mirror(other, tmp_path / "other.git", branch=None)
+    dest = tmp_path / "project" / ".upstream" / "PaddleClas"
+    (tmp_path / "project").mkdir()
+    with pytest.raises(ReproError) as caught:
+        fetch(dest, url=str(mirror))
+    message = caught.value.message
+    assert caught.value.exit_code == EXIT_UPSTREAM
+    assert f"the pinned commit {fake.first[:8]}" in message and "has no branch or tag release/2.6" in message
+    assert "REPRO_UPSTREAM_DIR" in message
+    assert not (tmp_path / "project" / ".upstream").exists(), "a failed fetch leaves no empty .upstream/"
+    assert (tmp_path / "project").is_dir(), "what existed before is kept"
+
+
+def test_an_unreachable_server_is_one_line_naming_every_way_out(fake, tmp_path, monkeypatch):
+    _pin_url(tmp_path, "http://127.0.0.1:9/PaddleClas.git")
+    monkeypatch.chdir(tmp_path)
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+
+    result = CliRunner(mix_stderr=False).invoke(cli, ["upstream", "fetch"])
+    assert result.exit_code == EXIT_UPSTREAM and result.stderr.count("\n") == 1, result.stderr
+    for way in ("--url", "--archive FILE", "REPRO_UPSTREAM_DIR="):
+        assert way in result.stderr
+    assert not (tmp_path / ".upstream").exists()
+
+
+def test_a_failed_fetch_keeps_an_existing_upstream_parent(fake, tmp_path):
+    parent = tmp_path / ".upstream"
+    parent.mkdir()
+    (parent / "notes.txt").write_text("mine\n")
+    _pin_url(tmp_path, "http://127.0.0.1:9/PaddleClas.git")
+    with pytest.raises(ReproError):
+        fetch(parent / "PaddleClas")
+    assert (parent / "notes.txt").read_text() == "mine\n" and sorted(p.name for p in parent.iterdir()) == ["notes.txt"]

@@ -110,3 +110,28 @@ def make_archive(source: Path, out: Path, top: str = "PaddleClas-release-2.6") -
             for path in files:
                 tar.add(path, f"{top}/{path.relative_to(source).as_posix()}")
     return out
+
+
+def make_bare_mirror(source: Path, out: Path, *, branch: str | None = "release/2.6", allow_filter: bool = True,
+                     refuse_blob_filter: bool = False) -> Path:
+    """A bare mirror of ``source`` (a git repo) as a plain server would hold it.
+
+    ``branch`` None leaves only the default branch (a mirror of develop); ``allow_filter`` False is a
+    server without partial-clone support; ``refuse_blob_filter`` makes it refuse blob:none outright.
+    """
+    git("clone", "-q", "--bare", str(source), str(out))
+    if branch is None:
+        for name in git("for-each-ref", "--format=%(refname:short)", "refs/heads", cwd=out).splitlines():
+            if name == "release/2.6":
+                git("branch", "-q", "-m", name, "develop", cwd=out)
+                git("symbolic-ref", "HEAD", "refs/heads/develop", cwd=out)
+    git("config", "uploadpack.allowFilter", "true" if allow_filter else "false", cwd=out)
+    if refuse_blob_filter:
+        git("config", "uploadpackfilter.blob:none.allow", "false", cwd=out)
+    return out
+
+
+def make_git_archive(repo: Path, commit: str, out: Path) -> Path:
+    """``git archive`` of ``commit``: a tar whose pax header comment is the commit id."""
+    git("archive", "--format=tar.gz", "--prefix=PaddleClas-x/", "-o", str(out), commit, cwd=repo)
+    return out

@@ -31,9 +31,16 @@ class PreflightProblems(list):
 
 
 def check_upstream(upstream_dir: Path) -> list[str]:
+    """The checkout at the pin with our patches, and the code training imports really its own
+    (``tools/train.py`` appends the checkout to ``sys.path``: an installed ``ppcls`` would win)."""
+    from repro.upstream.shadowing import ppcls_shadowing_problem
     from repro.upstream.state import inspect_checkout
 
-    return list(inspect_checkout(Path(upstream_dir)).problems())
+    problems = list(inspect_checkout(Path(upstream_dir)).problems())
+    if (Path(upstream_dir) / "ppcls").is_dir():
+        shadowed = ppcls_shadowing_problem(Path(upstream_dir))
+        problems += [shadowed] if shadowed else []
+    return problems
 
 
 def dataset_paths(resolved: ResolvedConfig, upstream_dir: Path) -> tuple[Path | None, list[Path]]:

@@ -236,6 +236,7 @@ HARNESS_OWNED = {
     "Global.seed": "the harness records the effective seed: use --seed N",
 }
 YAML_SCALARS = (str, int, float, bool, type(None))
+KEY_SYNTAX = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
 
 
 def refuse_harness_owned(key: str) -> None:
@@ -376,6 +377,9 @@ def check_override(option: str, config: dict[str, Any], module_names: frozenset[
     if create:
         key = key[len(NEW_KEY_PREFIX):]
     refuse_harness_owned(key)
+    if not KEY_SYNTAX.fullmatch(key):  # e.g. "+--foo": upstream's argparse would read it as an option
+        raise ReproError(f"-o {option!r}: {key!r} is not a config key; write dotted names like "
+                         "Global.epochs or DataLoader.Train.dataset.transform_ops.1.RandCropImage.size", EXIT_BAD_INPUT)
     container, slot = locate(config, key, create=create)
     exists = slot in container if isinstance(container, dict) else True
     if create and exists:

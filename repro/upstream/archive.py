@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import stat
 import tarfile
 import zipfile
@@ -45,6 +46,35 @@ def _safe_relative(name: str) -> PurePosixPath | None:
     return path
 
 
+def _unsafe(archive: Path, name: str, why: str) -> ReproError:
+    return ReproError(
+        f"{archive.name} holds an unsafe entry {name!r} ({why}): refusing to extract it; "
+        "download the archive from the PaddleClas project again",
+        EXIT_BAD_INPUT,
+    )
+
+
+def _check_name(archive: Path, name: str) -> PurePosixPath:
+    """An entry's path, refused when it is absolute or climbs out with ``..``."""
+    relative = _safe_relative(name)
+    if relative is None and name.strip("/"):
+        raise _unsafe(archive, name, "a path outside the tree")
+    return relative or PurePosixPath(".")
+
+
+def _stripped(name: str, strip: int) -> str:
+    """Where an entry lands once the top directory is stripped (links resolve from there)."""
+    parts = PurePosixPath(name).parts[strip:]
+    return PurePosixPath(*parts).as_posix() if parts else "."
+
+
+def _check_link(archive: Path, name: str, target: str) -> None:
+    """A link must point inside the tree (relative to where it sits, as the OS resolves it)."""
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        raise _unsafe(archive, name, f"a link pointing outside the tree, to {target}")
+
+
 def _strip_top(names: list[str]) -> int:
     """1 when every entry sits under one top directory (GitHub's ``PaddleClas-<ref>/``), else 0."""
     tops = {PurePosixPath(n).parts[0] for n in names if PurePosixPath(n).parts}
@@ -73,7 +103,14 @@ def _extract_tar(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
+            for member in members:  # refuse the whole archive: one bad entry means it is not upstream's
+                _check_name(archive, member.name)
             strip = _strip_top([m.name for m in members])
+            for member in members:
+                if member.issym():
+                    _check_link(archive, _stripped(member.name, strip), member.linkname)
+                elif member.islnk() and _safe_relative(member.linkname) is None:  # hard links name a path from the root
+                    raise _unsafe(archive, member.name, f"a hard link to {member.linkname}, outside the tree")
             chosen = []
             for member in members:
                 relative = _safe_relative(member.name)
@@ -96,7 +133,14 @@ def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
     try:
         with zipfile.ZipFile(archive) as bundle:
             infos = bundle.infolist()
+            for info in infos:
+                _check_name(archive, info.filename)
             strip = _strip_top([i.filename for i in infos])
+            links = {}
+            for info in infos:
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    links[info.filename] = bundle.read(info).decode("utf-8", errors="replace")
+                    _check_link(archive, _stripped(info.filename, strip), links[info.filename])
             dest.mkdir(parents=True)
             for info in infos:
                 relative = _safe_relative(info.filename)
@@ -107,6 +151,9 @@ def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
                     continue
                 target = dest / inner
                 target.parent.mkdir(parents=True, exist_ok=True)
+                if info.filename in links:  # checked above to point inside the tree
+                    os.symlink(links[info.filename], target)
+                    continue
                 with bundle.open(info) as source, target.open("wb") as sink:
                     sink.write(source.read())
                 mode = (info.external_attr >> 16) & 0o777

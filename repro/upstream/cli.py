@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from repro.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
+from repro.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError, one_line
 from repro.paths import UPSTREAM_ENV, resolve_upstream_dir
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.filesystem_errors import filesystem_errors_group
-from repro.upstream.git import as_git_url, last_error_line, run_git
+from repro.upstream.git import as_git_url, checked_ref, last_error_line, run_git
 from repro.upstream.patches import apply_series, read_series
 from repro.upstream.pin import load_pin, write_pinned
 from repro.upstream.state import UpstreamState, inspect_checkout
@@ -42,18 +42,21 @@ def lock(url: str | None, ref: str | None) -> None:
     """Resolve the ref to a commit and write it into patches/UPSTREAM.yaml."""
     pin = load_pin()
     url = url or pin.url
-    ref = ref or pin.ref
-    result = run_git(["ls-remote", as_git_url(url), f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"], check=False)
+    ref = checked_ref(ref) if ref else checked_ref(pin.ref, pin.path)
+    result = run_git(
+        ["ls-remote", "--end-of-options", as_git_url(url), f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"],
+        check=False, what=f"git ls-remote {url}",
+    )
     if result.returncode != 0:
         raise ReproError(f"cannot reach {url}: {last_error_line(result.stderr)}; check the URL and network", EXIT_UPSTREAM)
     refs = dict(reversed(line.split("\t", 1)) for line in result.stdout.splitlines() if "\t" in line)
     commit = refs.get(f"refs/tags/{ref}^{{}}") or refs.get(f"refs/tags/{ref}") or refs.get(f"refs/heads/{ref}")
     if not commit:
         raise ReproError(f"{url} has no branch or tag {ref}: check --ref", EXIT_BAD_INPUT)
-    if commit == pin.commit and ref == pin.ref:
+    if commit == pin.commit and ref == pin.ref and pin.commit_from == ref:
         click.echo(f"{ref} at {url} is still {commit}: pin unchanged")
         return
-    path = write_pinned(commit, ref=ref if ref != pin.ref else None)
+    path = write_pinned(commit, ref=ref if ref != pin.ref else None, commit_from=ref)
     click.echo(f"pinned {ref} = {commit} (resolved at {url}) in {path}")
     if pin.verified_against and commit != pin.verified_against:
         click.echo(
@@ -98,12 +101,13 @@ def status(upstream_dir, as_json: bool) -> None:
         for label, value in (
             ("path", state.path),
             ("present", "yes" if state.present else "no"),
-            ("source", state.source or "-"),
+            ("source", _source_words(state)),
             ("url", state.url or "-"),
-            ("ref", state.ref or "-"),
+            ("ref", state.ref or "- (not known to be a ref's tip)"),
+            ("upstream is", state.commit_is or "-"),
             ("pinned commit", state.pinned_commit or "- (run repro upstream lock)"),
             ("checked out", state.commit or "-"),
-            ("matches pin", "yes" if state.matches_pin else "no"),
+            ("matches pin", state.matches_pin_word()),
             ("verified against", state.verified_against or "-"),
         ):
             click.echo(f"{label + ':':18}{value}")
@@ -111,10 +115,16 @@ def status(upstream_dir, as_json: bool) -> None:
             click.echo(f"{'patch:':18}{patch.name} {patch.status} (sha256 {patch.sha256[:12]})")
         click.echo(f"{'local changes:':18}{', '.join(state.local_changes) or 'none'}")
         for problem in state.problems():
-            click.echo(f"PROBLEM: {problem}", err=True)
+            click.echo(f"PROBLEM: {one_line(problem)}", err=True)
         _print_warnings(state)
     if state.problems():
         click.get_current_context().exit(EXIT_UPSTREAM)
+
+
+def _source_words(state: UpstreamState) -> str:
+    if state.source == "archive":
+        return f"archive {state.archive} (sha256 {state.archive_sha256})"
+    return state.source or "-"
 
 
 @upstream.command("apply-patches")

@@ -16,7 +16,8 @@ from typing import Callable
 
 from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 from repro.upstream.archive import extract_archive, file_sha256
-from repro.upstream.git import as_git_url, head_commit, is_checkout_root, is_full_sha, last_error_line, run_git
+from repro.paths import UPSTREAM_ENV
+from repro.upstream.git import as_git_url, checked_commit, checked_ref, head_commit, is_checkout_root, last_error_line, run_git
 from repro.upstream.patches import Patch, apply_series, read_series, reverse_series
 from repro.upstream.pin import Pin, load_pin
 from repro.upstream.record import UNKNOWN, FetchRecord, git_blob_id, read_record, write_record
@@ -38,15 +39,17 @@ class FetchRequest:
 def fetch_upstream(request: FetchRequest, pin: Pin | None = None, patches: list[Patch] | None = None, say: Say = print) -> UpstreamState:
     pin = pin or load_pin()
     patches = read_series() if patches is None else patches
-    commit = _checked_sha(request.commit)
+    commit = checked_commit(request.commit)
     url = request.url or pin.url
-    ref = request.ref or pin.ref
+    ref = checked_ref(request.ref or pin.ref, None if request.ref else (pin.path or Path("patches/UPSTREAM.yaml")))
     # The pinned commit belongs to the pinned ref: --ref elsewhere means "that ref's tip", unpinned.
     wanted = commit or (pin.commit if ref == pin.ref else None)
     dest = request.dest.expanduser().resolve()
     if dest.exists() and not dest.is_dir():
         raise ReproError(f"{dest} exists and is not a directory: pass another --dest", EXIT_CONFLICT)
 
+    if request.archive is None:
+        as_git_url(url)  # refuse a bad URL before anything is made or moved
     if request.archive is not None:
         _from_archive(request.archive, dest, commit, pin, url, ref, say)
     elif _has_content(dest):
@@ -73,24 +76,28 @@ def fetch_upstream(request: FetchRequest, pin: Pin | None = None, patches: list[
     return state
 
 
-def _checked_sha(commit: str | None) -> str | None:
-    if commit is None:
-        return None
-    if not is_full_sha(commit):
-        raise ReproError(f"--commit must be a full 40-hex commit id, got {commit!r}", EXIT_BAD_INPUT)
-    return commit.lower()
-
-
 def _has_content(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def _staging_dir(dest: Path) -> Path:
+def _staging_dir(dest: Path) -> tuple[Path, list[Path]]:
+    """A sibling of ``dest`` to build in, and the parent directories made for it (deepest first)."""
+    made = [parent for parent in dest.parents if not parent.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.parent / f".{dest.name}.fetching-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)  # our own leftover from an earlier process with this pid
-    return staging
+    return staging, made
+
+
+def _discard(staging: Path, made: list[Path]) -> None:
+    """Remove what a failed fetch made: its staging tree, and the parents it created if still empty."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for parent in made:  # deepest first; rmdir refuses a directory someone else has put files in
+        try:
+            parent.rmdir()
+        except OSError:
+            break
 
 
 def _move_into_place(staging: Path, dest: Path) -> None:
@@ -119,46 +126,66 @@ def _refuse_local_changes(dest: Path, pin: Pin, patches: list[Patch]) -> None:
         )
 
 
-def _fetch_commit(repo: Path, ref: str, wanted: str | None, url: str) -> str:
-    """Fetch ``wanted`` (or the tip of ``ref``) shallow and blob-less; return the commit to check out."""
-    base = ["fetch", "-q", "--depth", "1", "--filter=blob:none", "origin"]
+def _fetch(repo: Path, what: str, say: Say) -> tuple[bool, str]:
+    """Fetch ``what`` shallow and blob-less, or without the filter when the server refuses it."""
+    base = ["fetch", "-q", "--depth", "1"]
+    done = run_git([*base, "--filter=blob:none", "--end-of-options", "origin", what], cwd=repo, check=False)
+    if "filtering not recognized by server" in done.stderr:
+        say("note: the server does not support partial clone (--filter): fetched every file of the commit")
+    if done.returncode != 0 and "filter" in done.stderr.lower():
+        say(f"note: the server refused the blob filter ({last_error_line(done.stderr)}): fetching without it")
+        for key in ("remote.origin.promisor", "remote.origin.partialclonefilter"):  # the refused fetch set them
+            run_git(["config", "--unset", key], cwd=repo, check=False)
+        done = run_git([*base, "--end-of-options", "origin", what], cwd=repo, check=False)
+    return done.returncode == 0, last_error_line(done.stderr)
+
+
+def _fetch_commit(repo: Path, ref: str, wanted: str | None, url: str, say: Say) -> tuple[str, str | None]:
+    """Fetch ``wanted`` (or the tip of ``ref``); return the commit and the ref it is known to be the tip of."""
+    sha_reason = ""
     if wanted:
-        by_sha = run_git([*base, wanted], cwd=repo, check=False)
-        if by_sha.returncode == 0:
-            return wanted
-    by_ref = run_git([*base, ref], cwd=repo, check=False)
-    if by_ref.returncode != 0:
+        fetched, sha_reason = _fetch(repo, wanted, say)
+        if fetched:
+            return wanted, None
+    fetched, ref_reason = _fetch(repo, ref, say)
+    if not fetched:
+        if "couldn't find remote ref" in ref_reason:
+            ref_reason = f"{url} has no branch or tag {ref}"
+        why = f"the pinned commit {wanted[:8]}: {sha_reason}; nor {ref}: {ref_reason}" if wanted else f"{ref}: {ref_reason}"
         raise ReproError(
-            f"cannot fetch {ref} from {url}: {last_error_line(by_ref.stderr)}; check the URL and network, "
-            "or use --url https://gitee.com/paddlepaddle/PaddleClas.git, a local mirror, or --archive FILE",
+            f"cannot fetch {why}; check the URL and network, or use a mirror (--url URL; make smoke UPSTREAM_URL=URL, "
+            "e.g. https://gitee.com/paddlepaddle/PaddleClas.git), an archive (--archive FILE; make smoke UPSTREAM_ARCHIVE=FILE), "
+            f"or a checkout you already have ({UPSTREAM_ENV}=/path/to/PaddleClas)",
             EXIT_UPSTREAM,
         )
     tip = run_git(["rev-parse", "FETCH_HEAD^{commit}"], cwd=repo).stdout.strip()
     if wanted and tip != wanted:
         raise ReproError(
-            f"{url} does not serve the pinned commit {wanted[:8]} ({ref} is now at {tip[:8]}): "
+            f"{url} does not serve the pinned commit {wanted[:8]} ({ref} is now at {tip[:8]}; {sha_reason}): "
             "use a mirror that has it, or pin the new tip with `repro upstream lock` and re-verify the patches",
             EXIT_UPSTREAM,
         )
-    return tip
+    return tip, ref
 
 
 def _clone(dest: Path, url: str, ref: str, wanted: str | None, pin: Pin, say: Say) -> None:
-    staging = _staging_dir(dest)
+    git_url = as_git_url(url)
+    staging, made = _staging_dir(dest)
     try:
-        run_git(["init", "-q", str(staging)], what="git init")
-        run_git(["remote", "add", "origin", as_git_url(url)], cwd=staging)
-        commit = _fetch_commit(staging, ref, wanted, url)
-        run_git(["sparse-checkout", "set", "--no-cone", *pin.sparse], cwd=staging, what="git sparse-checkout")
-        run_git(["checkout", "-q", "--detach", commit], cwd=staging, what=f"checking out {commit[:8]}")
+        run_git(["init", "-q", "--end-of-options", str(staging)], what="git init")
+        run_git(["remote", "add", "--end-of-options", "origin", git_url], cwd=staging)
+        commit, tip_of = _fetch_commit(staging, ref, wanted, url, say)
+        run_git(["sparse-checkout", "set", "--no-cone", "--end-of-options", *pin.sparse], cwd=staging, what="git sparse-checkout")
+        run_git(["checkout", "-q", "--detach", commit, "--"], cwd=staging, what=f"checking out {commit[:8]}")
         if head_commit(staging) != commit:
             raise ReproError(f"checkout of {commit[:8]} did not take in {staging}: report this", EXIT_UPSTREAM)
-        write_record(staging, FetchRecord(source="git", url=url, ref=ref, commit=commit))
+        write_record(staging, FetchRecord(source="git", url=url, ref=tip_of, commit=commit))
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # made by this run, and incomplete
+        _discard(staging, made)  # made by this run, and incomplete
         raise
     _move_into_place(staging, dest)  # complete now: kept if it cannot be moved
-    say(f"fetched {url} {ref} at {commit[:8]} into {dest}")
+    fetched = f"{ref} at {commit[:8]}" if tip_of else f"commit {commit[:8]} (the pin)"
+    say(f"fetched {fetched} from {url} into {dest}")
     if not wanted:
         say(f"WARNING: no commit pinned for {ref}: checked out its tip {commit[:8]}; run `repro upstream lock` to pin it")
 
@@ -179,10 +206,10 @@ def _existing_checkout(dest: Path, url: str, ref: str, wanted: str | None, in_pl
         )
     say(f"moving {dest} from {(current or UNKNOWN)[:8]} to {wanted[:8]}")
     reverse_series(dest, patches)
-    run_git(["remote", "set-url", "origin", as_git_url(url)], cwd=dest)
-    commit = _fetch_commit(dest, ref, wanted, url)
-    run_git(["checkout", "-q", "--detach", commit], cwd=dest, what=f"checking out {commit[:8]}")
-    write_record(dest, FetchRecord(source="git", url=url, ref=ref, commit=commit))
+    run_git(["remote", "set-url", "--end-of-options", "origin", as_git_url(url)], cwd=dest)
+    commit, tip_of = _fetch_commit(dest, ref, wanted, url, say)
+    run_git(["checkout", "-q", "--detach", commit, "--"], cwd=dest, what=f"checking out {commit[:8]}")
+    write_record(dest, FetchRecord(source="git", url=url, ref=tip_of, commit=commit))
 
 
 def _from_archive(archive: Path, dest: Path, commit: str | None, pin: Pin, url: str, ref: str, say: Say) -> None:
@@ -200,17 +227,29 @@ def _from_archive(archive: Path, dest: Path, commit: str | None, pin: Pin, url: 
             f"{dest} already exists and does not hold {archive.name}: extract into another --dest (it is never deleted)",
             EXIT_CONFLICT,
         )
-    staging = _staging_dir(dest)
+    staging, made = _staging_dir(dest)
     try:
         embedded = extract_archive(archive, staging, pin.sparse)
         if commit and embedded and commit != embedded:
             raise ReproError(f"{archive.name} was made from {embedded[:8]}, not --commit {commit[:8]}: check the archive", EXIT_BAD_INPUT)
-        final = commit or embedded or UNKNOWN
+        known = pin.archive_sha256 is not None and digest == pin.archive_sha256 and pin.commit is not None
+        if known and (commit or embedded or pin.commit) != pin.commit:
+            raise ReproError(
+                f"{archive.name} is the pin's known archive of {pin.commit[:8]}, not {(commit or embedded)[:8]}: drop --commit",
+                EXIT_BAD_INPUT,
+            )
+        final = pin.commit if known else (commit or embedded or UNKNOWN)
         if final != UNKNOWN and pin.commit and final != pin.commit and ref == pin.ref:
             raise ReproError(
                 f"{archive.name} is commit {final[:8]}, the pin says {pin.commit[:8]}: use an archive of the pinned commit",
                 EXIT_UPSTREAM,
             )
+        if known:
+            verified_by = "sha256 of the pin's known archive"
+        elif embedded and embedded == final:
+            verified_by = "the archive's embedded commit id"
+        else:
+            verified_by = None
         files = {
             path.relative_to(staging).as_posix(): git_blob_id(path.read_bytes())
             for path in sorted(staging.rglob("*"))
@@ -218,17 +257,20 @@ def _from_archive(archive: Path, dest: Path, commit: str | None, pin: Pin, url: 
         }
         write_record(
             staging,
-            FetchRecord(source="archive", url=url, ref=ref, commit=final, archive=archive.name, archive_sha256=digest, files=files),
+            FetchRecord(source="archive", url=None, ref=None, commit=final, archive=archive.name, archive_sha256=digest,
+                        files=files, commit_verified_by=verified_by),
         )
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(staging, made)
         raise
     _move_into_place(staging, dest)
-    say(f"extracted {len(files)} files of {archive.name} into {dest}")
+    say(f"extracted {len(files)} files of {archive.name} (sha256 {digest[:12]}) into {dest}")
     if final == UNKNOWN:
         say(
             "WARNING: the upstream COMMIT IS UNKNOWN for this archive (none given with --commit, none embedded): "
             "the run manifest will say 'unknown'; pass --commit SHA if you know which commit it is"
         )
-    elif not commit:
-        say(f"archive names its commit: {final[:8]}")
+    elif verified_by is None:
+        say(f"WARNING: commit {final[:8]} claimed, not verified: {archive.name} embeds no commit id and is not the pin's known archive")
+    else:
+        say(f"commit {final[:8]}, verified by {verified_by}")

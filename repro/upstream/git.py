@@ -1,19 +1,38 @@
 """Running git with argument lists, and turning its failures into one-line ``ReproError``s.
 
 Every call goes through here so that git never prompts for a password (a fetch from GitHub on a
-machine without credentials must fail fast, not hang a launch script) and never discovers a parent
-repository by accident (an upstream tree inside the harness checkout is *not* the harness repo).
+machine without credentials must fail fast, not hang a launch script), never stalls forever on a
+dead network (a low-speed limit and an overall timeout), and never discovers a parent repository by
+accident (an upstream tree inside the harness checkout is *not* the harness repo).
+
+Values a user or the pin supplies (ref, commit, url) are validated here before they reach an argv:
+``--ref='--upload-pack=touch F'`` would otherwise be read by git as an option and run a command.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlsplit
 
-from repro.errors import EXIT_ENVIRONMENT, EXIT_UPSTREAM, ReproError
+from repro.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_UPSTREAM, ReproError
+
+TIMEOUT_ENV = "REPRO_GIT_TIMEOUT"
+DEFAULT_TIMEOUT = 900.0  # seconds for one git command; a sparse fetch takes seconds on a working link
+# Abort a transfer slower than 1000 bytes/s for 60 s (git's own stall detector, HTTP(S) only), and
+# never run the ext:: transport (it executes a command named in the URL).
+SAFETY_CONFIG = (
+    "-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60",
+    "-c", "protocol.ext.allow=never", "-c", "advice.detachedHead=false",
+)
+URL_SCHEMES = ("https", "http", "ssh", "git", "file")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9][A-Za-z0-9.-]*:[^\s]+$")
+_HOST = re.compile(r"^[A-Za-z0-9\[][A-Za-z0-9.:\]-]*$")
 
 
 def git_env(ceiling: Path | None = None) -> dict[str, str]:
@@ -37,6 +56,20 @@ def require_git() -> str:
     return found
 
 
+def git_timeout() -> float:
+    """Seconds one git command may take: ``REPRO_GIT_TIMEOUT`` or the default."""
+    value = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 1e7:
+        raise ReproError(f"{TIMEOUT_ENV}={value!r} is not a positive number of seconds: set e.g. {TIMEOUT_ENV}=1800", EXIT_BAD_INPUT)
+    return seconds
+
+
 def run_git(
     args: Sequence[str],
     cwd: Path | None = None,
@@ -45,20 +78,43 @@ def run_git(
     ceiling: Path | None = None,
     what: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``git ARGS``; with ``check`` a failure becomes ``ReproError`` naming ``what`` and git's reason."""
-    command = [require_git(), "-c", "advice.detachedHead=false", *args]
-    result = subprocess.run(
-        command,
-        cwd=cwd,
-        env=git_env(ceiling),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
+    """Run ``git ARGS``; with ``check`` a failure becomes ``ReproError`` naming ``what`` and git's reason.
+
+    git runs in its own session so that a timeout kills its helpers too (ssh, remote-https): they
+    hold the output pipes, and waiting for them would hang as long as the stalled transfer.
+    """
+    command = [require_git(), *SAFETY_CONFIG, *args]
+    timeout = git_timeout()
+    process = subprocess.Popen(
+        command, cwd=cwd, env=git_env(ceiling), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        process.communicate()
+        raise ReproError(
+            f"{what or 'git ' + (args[0] if args else '')} did not finish in {timeout:.0f} s (a stalled network or server?): "
+            f"check the network and rerun, set {TIMEOUT_ENV}=SECONDS for a slow link, or use --archive FILE",
+            EXIT_UPSTREAM,
+        ) from None
+    except BaseException:  # Ctrl-C: take git and its helpers down with us
+        _kill_group(process)
+        process.wait()
+        raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         reason = last_error_line(result.stderr) or f"git exited with {result.returncode}"
         raise ReproError(f"{what or 'git ' + ' '.join(args)} failed: {reason}", EXIT_UPSTREAM)
     return result
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def last_error_line(stderr: str) -> str:
@@ -101,14 +157,54 @@ def config_get(repo: Path, key: str) -> str | None:
 
 
 def as_git_url(url: str) -> str:
-    """A local path becomes a ``file://`` URL: only then does git honour --depth and --filter."""
-    if "://" in url or url.startswith("git@"):
-        return url
-    local = Path(url).expanduser()
-    if local.exists():
+    """The validated git URL for ``url``: a local path becomes a ``file://`` URL (only then does git
+    honour --depth and --filter); anything else must be a URL of an allowed scheme or scp-like."""
+    text = str(url)
+    bad = ReproError(
+        f"upstream URL {text!r} is not a URL ({', '.join(URL_SCHEMES)}), user@host:path or an existing directory: "
+        "pass e.g. --url https://gitee.com/paddlepaddle/PaddleClas.git or --url /path/to/mirror.git",
+        EXIT_BAD_INPUT,
+    )
+    if not text or text.startswith("-") or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
+        raise bad
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in URL_SCHEMES:
+            raise bad
+        if parts.scheme.lower() != "file" and not (parts.hostname and _HOST.match(parts.netloc.rsplit("@", 1)[-1])):
+            raise bad
+        return text
+    local = Path(text).expanduser()
+    if local.is_dir():
         return local.resolve().as_uri()
-    return url
+    if _SCP_LIKE.match(text) and "/" not in text.split(":", 1)[0]:
+        return text
+    raise bad
 
 
 def is_full_sha(text: str | None) -> bool:
     return bool(text) and len(text) == 40 and all(c in "0123456789abcdef" for c in text.lower())
+
+
+def checked_commit(commit: str | None, what: str = "--commit") -> str | None:
+    """A full 40-hex commit id (lower case), or None; short ids are refused (they can be ambiguous)."""
+    if commit is None:
+        return None
+    if not is_full_sha(commit):
+        raise ReproError(f"{what} must be a full 40-hex commit id, got {commit!r}: pass the whole id (git rev-parse SHORT)", EXIT_BAD_INPUT)
+    return commit.lower()
+
+
+def checked_ref(ref: str, pin_file: Path | None = None) -> str:
+    """A branch or tag name git accepts (``git check-ref-format``), and never an option.
+
+    ``pin_file`` names where the ref came from when it is not the ``--ref`` option.
+    """
+    text = str(ref)
+    valid = bool(text) and not text.startswith("-") and text.isascii() and text.isprintable()
+    if valid:  # "refs/heads/" in front: git reads the argument as a name, never as an option
+        valid = run_git(["check-ref-format", f"refs/heads/{text}"], check=False).returncode == 0
+    if not valid:
+        where, fix = (f"{pin_file}: ref", "set e.g. ref: release/2.6 there") if pin_file else ("--ref", "pass e.g. --ref release/2.6")
+        raise ReproError(f"{where} {text!r} is not a valid branch or tag name: {fix}", EXIT_BAD_INPUT)
+    return text

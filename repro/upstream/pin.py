@@ -17,6 +17,8 @@ from repro.errors import EXIT_BAD_INPUT, ReproError
 from repro.paths import patches_dir
 from repro.upstream.git import is_full_sha
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
 PIN_FILE = "UPSTREAM.yaml"
 DEFAULT_URL = "https://github.com/PaddlePaddle/PaddleClas.git"
 DEFAULT_REF = "release/2.6"
@@ -34,6 +36,21 @@ class Pin:
     verified_note: str | None = None
     sparse: tuple[str, ...] = DEFAULT_SPARSE
     path: Path | None = field(default=None, compare=False)
+    # The branch or tag whose tip ``commit`` was when pinned; another name than ``ref`` means the
+    # commit stands in for ``ref`` (``repro upstream lock`` resolves ``ref`` itself and sets both).
+    commit_from: str | None = None
+    # sha256 of a known archive of ``commit``: an archive with this digest is that commit.
+    archive_sha256: str | None = None
+
+    def describe(self) -> str:
+        """What the pinned commit truly is, e.g. 'develop d178931f, standing in for release/2.6'."""
+        if not self.commit:
+            return f"{self.ref} (no commit pinned)"
+        if self.commit_from == self.ref:
+            return f"{self.ref} at {self.commit[:8]}"
+        if self.commit_from:
+            return f"{self.commit_from} {self.commit[:8]}, standing in for {self.ref}"
+        return f"{self.commit[:8]}, pinned for {self.ref} (not known to be its tip)"
 
 
 def pin_path() -> Path:
@@ -58,8 +75,11 @@ def load_pin(path: Path | None = None) -> Pin:
     commit = _optional_sha(data.get("commit"), "commit", path)
     verified = _optional_sha(data.get("verified_against"), "verified_against", path)
     sparse = data.get("sparse") or list(DEFAULT_SPARSE)
-    if not isinstance(sparse, list) or not all(isinstance(p, str) for p in sparse):
-        raise ReproError(f"{path}: sparse must be a list of path patterns like /ppcls/", EXIT_BAD_INPUT)
+    if not isinstance(sparse, list) or not all(isinstance(p, str) and p.startswith("/") for p in sparse):
+        raise ReproError(f"{path}: sparse must be a list of path patterns starting with /, like /ppcls/", EXIT_BAD_INPUT)
+    digest = data.get("archive_sha256")
+    if digest not in (None, "") and not _SHA256.match(str(digest).strip().lower()):
+        raise ReproError(f"{path}: archive_sha256 must be 64 hex digits (sha256sum FILE), got {digest!r}", EXIT_BAD_INPUT)
     return Pin(
         url=str(data.get("url") or DEFAULT_URL),
         ref=str(data.get("ref") or DEFAULT_REF),
@@ -69,6 +89,8 @@ def load_pin(path: Path | None = None) -> Pin:
         verified_note=data.get("verified_note"),
         sparse=tuple(sparse),
         path=path,
+        commit_from=None if data.get("commit_from") in (None, "") else str(data["commit_from"]),
+        archive_sha256=str(digest).strip().lower() if digest else None,
     )
 
 
@@ -84,8 +106,8 @@ def _optional_sha(value: object, key: str, path: Path) -> str | None:
     return text
 
 
-def write_pinned(commit: str, ref: str | None = None, path: Path | None = None) -> Path:
-    """Rewrite the ``commit:`` (and ``ref:``) lines in place, keeping the file's comments.
+def write_pinned(commit: str, ref: str | None = None, path: Path | None = None, commit_from: str | None = None) -> Path:
+    """Rewrite the ``commit:`` (and ``ref:``, ``commit_from:``) lines in place, keeping the file's comments.
 
     A YAML round trip would drop the comments that explain the pin, so the two lines are edited as
     text; the result is parsed again to prove it still loads.
@@ -95,6 +117,8 @@ def write_pinned(commit: str, ref: str | None = None, path: Path | None = None) 
     text = _set_line(text, "commit", commit)
     if ref is not None:
         text = _set_line(text, "ref", ref)
+    if commit_from is not None:
+        text = _set_line(text, "commit_from", commit_from)
     path.write_text(text)
     loaded = load_pin(path)
     assert loaded.commit == commit.lower(), "pin rewrite did not take"  # a bug here must be loud

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,13 +25,16 @@ UNKNOWN = "unknown"
 @dataclass
 class FetchRecord:
     source: str  # "git" or "archive"
-    url: str | None
-    ref: str | None
+    url: str | None  # None for an archive: where it was downloaded from is not known
+    ref: str | None  # only when the commit was fetched as that ref's tip
     commit: str  # full sha, or "unknown" for an archive fetched without --commit
     fetched_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     archive: str | None = None
     archive_sha256: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # archive only: path -> git blob id
+    # archive only: what proves ``commit`` ("the archive's embedded commit id", "sha256 of the pin's
+    # known archive"); None means the commit is only claimed (--commit), not verified
+    commit_verified_by: str | None = None
 
 
 def git_blob_id(data: bytes) -> str:
@@ -56,6 +59,7 @@ def read_record(tree: Path) -> FetchRecord | None:
     try:
         path = record_path(tree)
         data = json.loads(path.read_text())
-        return FetchRecord(**data)
+        known = {f.name for f in fields(FetchRecord)}
+        return FetchRecord(**{key: value for key, value in data.items() if key in known})
     except (OSError, ValueError, TypeError):
         return None

@@ -48,6 +48,16 @@ class UpstreamState:
     source: str | None = None  # "git", "archive" or "tree" (a plain tree the harness did not make)
     is_paddleclas: bool = False
     changes_known: bool = True  # False for a plain tree with no fetch record to compare with
+    pinned_ref: str | None = None
+    commit_is: str | None = None  # what the commit truly is: "develop d178931f, standing in for release/2.6"
+    archive: str | None = None
+    archive_sha256: str | None = None
+    commit_verified_by: str | None = None  # archives: what proves the commit; None = only claimed
+
+    @property
+    def commit_claimed(self) -> bool:
+        """An archive said to be the pinned commit, with nothing (embedded id, known sha256) to prove it."""
+        return self.source == "archive" and self.commit == self.pinned_commit is not None and not self.commit_verified_by
 
     def problems(self) -> list[str]:
         """Why training must not start, one line each with its fix; empty when ready."""
@@ -59,7 +69,7 @@ class UpstreamState:
         found: list[str] = []
         if self.pinned_commit is None:
             found.append("patches/UPSTREAM.yaml pins no commit: run `repro upstream lock`")
-        elif self.commit not in (None, UNKNOWN) and not self.matches_pin:
+        elif self.commit not in (None, UNKNOWN) and not self.matches_pin and not self.commit_claimed:
             found.append(
                 f"{where} is at {self.commit[:8]}, the pin says {self.pinned_commit[:8]}: "
                 "run `repro upstream fetch` (or fetch into a fresh --dest)"
@@ -86,6 +96,11 @@ class UpstreamState:
                 f"the upstream commit of {self.path} is UNKNOWN (archive or plain tree fetched without "
                 "--commit): results cannot be tied to a commit; refetch with --commit SHA or from git"
             )
+        elif self.commit_claimed:
+            found.append(
+                f"commit {self.commit[:8]} of {self.path} is claimed, not verified: archive {self.archive} embeds no commit id "
+                "and its sha256 is not the pin's archive_sha256; fetch from git, or use the pin's known archive"
+            )
         elif self.verified_against and self.commit != self.verified_against:
             found.append(
                 f"upstream commit {self.commit[:8]} is not {self.verified_against[:8]}, the commit our patches "
@@ -105,6 +120,8 @@ class UpstreamState:
         commit = (self.commit or UNKNOWN)[:8]
         if self.matches_pin:
             pin_word = "pinned"
+        elif self.commit_claimed:
+            pin_word = "pinned commit claimed, not verified"
         elif self.commit in (None, UNKNOWN):
             pin_word = "commit unknown"
         else:
@@ -114,7 +131,13 @@ class UpstreamState:
             parts.append(f"{len(self.local_changes)} local changes")
         if not self.is_paddleclas:
             parts = ["not a PaddleClas tree"]
-        return f"upstream: {self.path} at {commit} ({', '.join(parts)})"
+        truth = f": {self.commit_is}" if self.commit_is and self.is_paddleclas and self.commit not in (None, UNKNOWN) else ""
+        return f"upstream: {self.path} at {commit} ({', '.join(parts)}){truth}"
+
+    def matches_pin_word(self) -> str:
+        if self.matches_pin:
+            return "yes"
+        return "commit claimed, not verified" if self.commit_claimed else "no"
 
     def to_manifest(self) -> dict[str, Any]:
         """JSON-serialisable: what the run manifest records about the code that ran."""
@@ -123,10 +146,15 @@ class UpstreamState:
             "present": self.present,
             "source": self.source,
             "url": self.url,
-            "ref": self.ref,
+            "ref": self.ref,  # only when the commit is known to be that ref's tip
+            "commit_is": self.commit_is,
+            "pinned_ref": self.pinned_ref,
             "pinned_commit": self.pinned_commit,
             "commit": self.commit,
             "matches_pin": self.matches_pin,
+            "archive": self.archive,
+            "archive_sha256": self.archive_sha256,
+            "commit_verified_by": self.commit_verified_by,
             "verified_against": self.verified_against,
             "patches": [{"name": p.name, "sha256": p.sha256, "applied": p.applied} for p in self.patches],
             "local_changes": list(self.local_changes),
@@ -140,9 +168,12 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
     pin = pin or load_pin()
     patches = read_series() if patches is None else patches
     path = Path(upstream_dir).expanduser().resolve()
-    state = UpstreamState(path=path, present=path.is_dir(), pinned_commit=pin.commit, verified_against=pin.verified_against)
+    state = UpstreamState(path=path, present=path.is_dir(), pinned_commit=pin.commit, verified_against=pin.verified_against,
+                          pinned_ref=pin.ref)
     if not state.present:
-        state.url, state.ref = pin.url, pin.ref
+        state.url = pin.url
+        state.ref = pin.ref if pin.commit_from == pin.ref else None
+        state.commit_is = pin.describe()
         return state
     state.is_paddleclas = (path / "tools" / "train.py").is_file() and (path / "ppcls").is_dir()
     record = read_record(path)
@@ -150,13 +181,19 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
         state.source = "git"
         state.commit = head_commit(path)
         state.url = (record.url if record else None) or config_get(path, "remote.origin.url")
-        state.ref = record.ref if record else (pin.ref if state.commit == pin.commit else None)
+        state.ref = record.ref if record else None
     else:
         state.source = record.source if record else "tree"
         state.commit = record.commit if record else UNKNOWN
         state.url = record.url if record else None
         state.ref = record.ref if record else None
-    state.matches_pin = state.commit is not None and state.commit == pin.commit
+        if record is not None and record.source == "archive":
+            state.archive, state.archive_sha256 = record.archive, record.archive_sha256
+            state.commit_verified_by = record.commit_verified_by
+    state.matches_pin = state.commit is not None and state.commit == pin.commit and not state.commit_claimed
+    state.commit_is = _commit_is(state, pin)
+    if state.commit == pin.commit:  # the pin, not a mirror's branch names, says what the pinned commit is
+        state.ref = pin.ref if pin.commit_from == pin.ref else None
     if not state.is_paddleclas:
         return state
     checks = [check_patch(path, patch) for patch in patches]
@@ -171,6 +208,18 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
     else:
         state.changes_known = False
     return state
+
+
+def _commit_is(state: UpstreamState, pin: Pin) -> str | None:
+    """What the checked-out commit truly is, in words for status and the manifest."""
+    if state.commit in (None, UNKNOWN):
+        return None
+    if state.commit == pin.commit:
+        text = pin.describe()
+        return f"{text} (claimed, not verified)" if state.commit_claimed else text
+    if state.ref:
+        return f"{state.ref} at {state.commit[:8]} when fetched"
+    return f"{state.commit[:8]} (not the pinned commit)"
 
 
 def _ignored(name: str) -> bool:
