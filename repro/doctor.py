@@ -62,10 +62,19 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
         return [Finding("paddle", FAIL, f"cannot import paddle ({info.error})", _install(profile))]
     findings = [Finding("paddle", OK, f"{info.version} build={info.build} commit={(info.commit or '?')[:10]}")]
     expected = profile.paddle["expected_build"]
-    if expected == "cuda" and not info.cuda_build:
+    iluvatar_device = [name for name in info.custom_devices if "iluvatar" in name.lower()]
+    if expected == "cuda" and iluvatar_device and not info.cuda_build:
+        # Newer Paddle-iluvatar builds expose a custom device instead of CUDA; PaddleClas 2.6 knows
+        # only Global.device=gpu for them, so this build cannot run the reference command.
+        findings.append(Finding(
+            "paddle", FAIL, f"this Paddle exposes the custom device {iluvatar_device[0]}, not CUDA: PaddleClas 2.6 "
+            "accepts only Global.device=gpu, which this build cannot serve", _install(profile)))
+    elif expected == "cuda" and not info.cuda_build:
         findings.append(
             Finding("paddle", FAIL, f"profile {profile.name} needs a GPU build; this Paddle is CPU-only", _install(profile))
         )
+    elif expected == "cuda":
+        findings.append(Finding("paddle", OK, f"a CUDA-compatible build ({info.build}): Global.device=gpu works"))
     if expected == "cpu" and info.cuda_build:
         findings.append(
             Finding("paddle", WARN, "a GPU build of Paddle under the cpu profile", "use --platform nvidia-cuda or an ixuca profile")
@@ -108,7 +117,10 @@ def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[
         elif report.returncode != 0:
             findings.append(Finding("driver", FAIL, f"{report.tool} failed: {' '.join(report.first_lines(1))}", "check the driver installation"))
         else:
-            findings.append(Finding("driver", OK, f"{report.tool}: {' | '.join(report.first_lines(2))}"))
+            cards = report.devices
+            summary = ", ".join(f"{d['index']}: {d['name']}" + (f" {d['memory_total_mib']} MiB, driver {d['driver']}"
+                                                               if "driver" in d else "") for d in cards)
+            findings.append(Finding("driver", OK, f"{report.tool}: {summary or ' | '.join(report.first_lines(2))}"))
     return findings
 
 

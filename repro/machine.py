@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -162,27 +163,61 @@ class DeviceToolReport:
     found: bool
     returncode: int | None = None
     output: str = ""
+    argv: list[str] = field(default_factory=list)
 
     def first_lines(self, n: int = 6) -> list[str]:
         return [line for line in self.output.splitlines() if line.strip()][:n]
 
+    @property
+    def devices(self) -> list[dict[str, str]]:
+        return parse_devices(self.output) if self.returncode == 0 else []
+
     def to_manifest(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "devices": self.devices}
+
+
+# "0, Iluvatar BI-V150, 32768 MiB, 64 MiB, 4.2.0" (--query-gpu ... --format=csv,noheader)
+_CSV_ROW = re.compile(r"^\s*(\d+)\s*,\s*([^,]+?)\s*,\s*(\d+)\s*MiB\s*,\s*(\d+)\s*MiB\s*,\s*([^,]+?)\s*$")
+# "GPU 0: Iluvatar BI-V150 (UUID: GPU-...)" (-L)
+_LIST_ROW = re.compile(r"^\s*GPU\s+(\d+):\s*(.+?)\s*(?:\(UUID:.*\))?\s*$")
+
+
+def parse_devices(output: str) -> list[dict[str, str]]:
+    """The cards in a device tool's answer, in either form the profiles ask for."""
+    devices = []
+    for line in output.splitlines():
+        if match := _CSV_ROW.match(line):
+            index, name, total, used, driver = match.groups()
+            devices.append({"index": index, "name": name, "memory_total_mib": total, "memory_used_mib": used,
+                            "driver": driver})
+        elif match := _LIST_ROW.match(line):
+            devices.append({"index": match.group(1), "name": match.group(2)})
+    return devices
 
 
 def query_device_tool(query: DeviceQuery | None, timeout: float = 30.0) -> DeviceToolReport | None:
+    """The tool's answer to the profile's query, or to its fallback (``-L``) where the query fails."""
     if query is None:
         return None
     path = shutil.which(query.tool)
     if path is None:
         return DeviceToolReport(tool=query.tool, found=False)
+    report = _run_tool(query.tool, [path, *query.args], timeout)
+    if query.fallback and (report.returncode != 0 or not report.devices):
+        fallback = _run_tool(query.tool, [path, *query.fallback], timeout)
+        if fallback.returncode == 0:
+            return fallback
+    return report
+
+
+def _run_tool(tool: str, argv: list[str], timeout: float) -> DeviceToolReport:
     try:
-        done = subprocess.run([path, *query.args], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return DeviceToolReport(tool=query.tool, found=True, returncode=None, output=f"timed out after {timeout:.0f} s")
+        return DeviceToolReport(tool, True, None, f"timed out after {timeout:.0f} s", argv)
     except OSError as error:  # not executable for us, a broken binary: a finding, never a crash
-        return DeviceToolReport(tool=query.tool, found=True, returncode=None, output=f"cannot run {path}: {error}")
-    return DeviceToolReport(tool=query.tool, found=True, returncode=done.returncode, output=(done.stdout + done.stderr)[:20000])
+        return DeviceToolReport(tool, True, None, f"cannot run {argv[0]}: {error}", argv)
+    return DeviceToolReport(tool, True, done.returncode, (done.stdout + done.stderr)[:20000], argv)
 
 
 def host_summary() -> dict[str, Any]:

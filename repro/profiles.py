@@ -28,6 +28,7 @@ class DeviceQuery:
 
     tool: str
     args: tuple[str, ...] = ()
+    fallback: tuple[str, ...] = ()  # arguments to try when ``args`` fail (an older tool: ``ixsmi -L``)
 
     def argv(self) -> list[str]:
         return [self.tool, *self.args]
@@ -109,7 +110,8 @@ def load_profile(name: str = DEFAULT_PROFILE) -> Profile:
         launcher_devices_flag=data.get("launcher_devices_flag"),
         visible_devices_var=data.get("visible_devices_var"),
         env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
-        device_query=DeviceQuery(query["tool"], tuple(query.get("args") or ())) if query else None,
+        device_query=DeviceQuery(query["tool"], tuple(query.get("args") or ()), tuple(query.get("fallback") or ()))
+        if query else None,
         paddle=dict(data["paddle"]),
         requirements=directory / data["requirements"],
         directory=directory,

@@ -114,3 +114,33 @@ def test_dataset_line_is_pre_flights_own_check(tmp_path: Path) -> None:
     (data / "val_list.txt").unlink()
     finding = check_dataset(upstream)
     assert finding.status == FAIL and "val_list.txt" in finding.detail
+
+
+def test_device_tool_is_queried_like_nvidia_smi_and_falls_back_to_a_list(tmp_path: Path, monkeypatch) -> None:
+    from repro.machine import query_device_tool
+
+    profile = load_profile("ixuca-bi-v150-sdk4.2.0")
+    tool = tmp_path / "ixsmi"
+    # An ixsmi that knows --query-gpu, as nvidia-smi does.
+    tool.write_text("#!/bin/sh\ncase \"$1\" in --query-gpu=*) echo '0, Iluvatar BI-V150, 32768 MiB, 64 MiB, 4.2.0'; "
+                    "echo '1, Iluvatar BI-V150, 32768 MiB, 64 MiB, 4.2.0';; *) exit 3;; esac\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    report = query_device_tool(profile.device_query)
+    assert [d["name"] for d in report.devices] == ["Iluvatar BI-V150"] * 2
+    assert report.devices[0]["memory_total_mib"] == "32768" and report.devices[0]["driver"] == "4.2.0"
+    # An older one that knows only -L.
+    tool.write_text("#!/bin/sh\n[ \"$1\" = -L ] || { echo 'unknown option' >&2; exit 2; }\n"
+                    "echo 'GPU 0: Iluvatar BI-V100 (UUID: GPU-1234)'\n")
+    report = query_device_tool(profile.device_query)
+    assert report.argv[1:] == ["-L"] and report.devices == [{"index": "0", "name": "Iluvatar BI-V100"}]
+
+
+def test_doctor_says_plainly_whether_the_iluvatar_build_can_run_global_device_gpu() -> None:
+    profile = load_profile("ixuca-bi-v150-sdk4.2.0")
+    custom = PaddleInfo(importable=True, version="2.6.0", cuda_build=False, custom_devices=["iluvatar_gpu"])
+    findings = check_paddle(profile, custom)
+    assert any(f.status == FAIL and "iluvatar_gpu" in f.detail and "Global.device=gpu" in f.detail for f in findings)
+    corex = PaddleInfo(importable=True, version="2.6.0", cuda_build=True, gpu_count=4, gpu_names=["Iluvatar BI-V150"])
+    findings = check_paddle(profile, corex)
+    assert any(f.status == OK and "Global.device=gpu works" in f.detail and "CoreX" in f.detail for f in findings)
