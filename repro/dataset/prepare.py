@@ -48,11 +48,13 @@ class Prepared:
 # --- OUT: ownership, records ----------------------------------------------------------------------
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Temporary file + ``os.replace``: readers see the old or the new file, never half of one.
+
+    No fsync: on ext4 it would force the journal to write out every image written so far, and a
+    rerun verifies each recorded file's size anyway (what a crash can leave short).
+    """
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
 
 
@@ -121,16 +123,23 @@ class _Slice(io.RawIOBase):
 
 
 def _member_name(member: tarfile.TarInfo, where: str, dest: str) -> str | None:
-    """The plain file name to write, or None for a directory; path tricks and links are refused."""
-    try:
-        member = tarfile.data_filter(member, dest)
-    except tarfile.FilterError as error:
-        raise bad(f"{where}: unsafe member {member.name!r} ({error}); pass the archive as downloaded") from None
-    if member.isdir():
-        return None
-    name = os.path.basename(member.name)
-    if not member.isfile() or name.startswith("."):
-        raise bad(f"{where}: member {member.name!r} is not an image file; pass the archive as downloaded")
+    """The plain file name to write, or None for a directory; path tricks and links are refused.
+
+    Only the base name is ever used as a path, so a plain name of a regular file is safe as it
+    stands; anything else goes through tarfile's ``data`` filter (absolute paths, ``..``, links,
+    devices), whose realpath calls would otherwise cost more than writing the image.
+    """
+    name = member.name
+    if "/" in name or name.startswith(".") or not member.isfile():
+        try:
+            member = tarfile.data_filter(member, dest)
+        except tarfile.FilterError as error:
+            raise bad(f"{where}: unsafe member {member.name!r} ({error}); pass the archive as downloaded") from None
+        if member.isdir():
+            return None
+        name = os.path.basename(member.name)
+        if not member.isfile() or name.startswith("."):
+            raise bad(f"{where}: member {member.name!r} is not an image file; pass the archive as downloaded")
     return name
 
 
@@ -145,9 +154,19 @@ def _stream_members(tar: tarfile.TarFile, where: str, dest: str):  # type: ignor
         raise bad(f"{where}: truncated or damaged ({error}); pass the archive as downloaded (check its md5sum)") from None
 
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 def _write_new(path: str, data: bytes) -> int:
-    with open(path, "xb") as handle:  # "x": never replace a file
-        return handle.write(data)
+    """Write a new file (O_EXCL: never replace one, never follow a link); raw calls, no buffering."""
+    descriptor = os.open(path, _NEW_FILE, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+    finally:
+        os.close(descriptor)
+    return len(data)
 
 
 def _extract_inner_tar(job: ClassJob, partial: Path) -> dict[str, int]:
@@ -165,7 +184,7 @@ def _extract_inner_tar(job: ClassJob, partial: Path) -> dict[str, int]:
             for name, data in _stream_members(tar, where, str(partial)):
                 if name in written:
                     raise bad(f"{where}: {name} appears twice; re-download the train tar")
-                written[f"{job.wnid}/{name}"] = _write_new(str(partial / name), data)
+                written[f"{job.wnid}/{name}"] = _write_new(f"{partial}/{name}", data)
     return written
 
 
@@ -179,7 +198,7 @@ def _extract_val_tar(job: ClassJob, partial: Path) -> dict[str, int]:
             wnid = job.val_wnids.get(name)
             if wnid is None:
                 raise bad(f"{job.val_tar}: {name} has no label; pass the val tar that matches the devkit")
-            written[f"{wnid}/{name}"] = _write_new(str(partial / wnid / name), data)
+            written[f"{wnid}/{name}"] = _write_new(f"{partial}/{wnid}/{name}", data)
     return written
 
 
