@@ -420,3 +420,68 @@ def test_upstream_label_list_is_in_sorted_wnid_order() -> None:
         names[index] = words
     for label, wnid, word in KNOWN:
         assert names[label].split(",")[0] == word, (label, wnid, names[label])
+
+
+# --- the fast class-tar reader against tarfile ----------------------------------------------------
+
+def random_archive(rng) -> bytes:
+    """A small tar in a random format with random members: mostly plain images, sometimes not."""
+    buffer = io.BytesIO()
+    fmt = rng.choice([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+        for index in range(rng.randint(0, 8)):
+            roll = rng.random()
+            name = f"n01440764_{index}.JPEG"
+            if roll < 0.05:
+                name = "x" * rng.randint(90, 160) + ".JPEG"  # long: GNU long name or pax header
+                if fmt == tarfile.USTAR_FORMAT:
+                    name = "d" * 60 + "/" + name[:90]  # ustar: the name prefix field
+            elif roll < 0.1:
+                name = f"sub/{name}"
+            elif roll < 0.13:
+                name = f"./{name}"
+            elif roll < 0.16:
+                name = f"é{name}"
+            info = tarfile.TarInfo(name)
+            if rng.random() < 0.05:
+                info.type = rng.choice([tarfile.DIRTYPE, tarfile.SYMTYPE])
+                info.linkname = "target"
+                tar.addfile(info)
+                continue
+            data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 1500)))
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    raw = buffer.getvalue()
+    roll = rng.random()
+    if roll < 0.1 and raw:
+        raw = raw[: rng.randrange(len(raw))]  # truncated
+    elif roll < 0.2 and raw:
+        at = rng.randrange(len(raw))
+        raw = raw[:at] + bytes([raw[at] ^ 0x41]) + raw[at + 1:]  # one damaged byte
+    return raw
+
+
+def test_fast_class_tar_reader_declines_or_agrees_with_tarfile(tmp_path: Path) -> None:
+    import random
+
+    from repro.dataset.prepare import _stream_members
+    from repro.dataset.tar_stream import NotPlain, plain_members
+    from repro.errors import ReproError
+
+    rng = random.Random(7)
+    agreed = declined = 0
+    for _ in range(600):
+        raw = random_archive(rng)
+        try:
+            with tarfile.open(fileobj=io.BytesIO(raw), mode="r|") as tar:
+                reference: list | str = list(_stream_members(tar, "t", str(tmp_path)))
+        except (ReproError, tarfile.ReadError) as error:
+            reference = f"refused: {error}"
+        try:
+            fast = list(plain_members(io.BytesIO(raw).read))
+        except NotPlain:
+            declined += 1
+            continue
+        agreed += 1
+        assert fast == reference
+    assert agreed > 100 and declined > 100, (agreed, declined)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.dataset import layout
-from repro.dataset.prepare_sources import ClassJob, Source, TarSlice, WNID_PATTERN, bad
+from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
+from repro.dataset.tar_stream import NotPlain, plain_members
 from repro.errors import EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 
 STATE_DIR = ".repro-prepare"
@@ -169,22 +170,37 @@ def _write_new(path: str, data: bytes) -> int:
     return len(data)
 
 
-def _extract_inner_tar(job: ClassJob, partial: Path) -> dict[str, int]:
+def _class_tar_members(job: ClassJob, where: str, dest: str, plain: bool):  # type: ignore[no-untyped-def]
+    """(name, bytes) of each image in a class tar: the fast reader, or ``tarfile`` when ``plain``."""
     assert job.inner_tar is not None
-    where = f"{job.inner_tar.tar} (class tar {job.wnid}.tar)"
-    written: dict[str, int] = {}
     with open(job.inner_tar.tar, "rb") as handle:
         handle.seek(job.inner_tar.offset)
         stream = io.BufferedReader(_Slice(handle, job.inner_tar.size), CHUNK)
+        if not plain:
+            yield from plain_members(stream.read)
+            return
         try:
             tar = tarfile.open(fileobj=stream, mode="r|")
         except tarfile.ReadError as error:
             raise bad(f"{where}: not a tar ({error}); pass ILSVRC2012_img_train.tar as downloaded") from None
         with tar:
-            for name, data in _stream_members(tar, where, str(partial)):
-                if name in written:
-                    raise bad(f"{where}: {name} appears twice; re-download the train tar")
-                written[f"{job.wnid}/{name}"] = _write_new(f"{partial}/{name}", data)
+            yield from _stream_members(tar, where, dest)
+
+
+def _extract_inner_tar(job: ClassJob, partial: Path, plain: bool = False) -> dict[str, int]:
+    """Write one class tar's images; anything the fast reader declines is redone with ``tarfile``."""
+    where = f"{job.inner_tar.tar} (class tar {job.wnid}.tar)"  # type: ignore[union-attr]
+    written: dict[str, int] = {}
+    try:
+        for name, data in _class_tar_members(job, where, str(partial), plain):
+            rel = f"{job.wnid}/{name}"
+            if rel in written:
+                raise bad(f"{where}: {name} appears twice; re-download the train tar")
+            written[rel] = _write_new(f"{partial}/{name}", data)
+    except NotPlain:
+        shutil.rmtree(partial)
+        partial.mkdir()
+        return _extract_inner_tar(job, partial, plain=True)
     return written
 
 
