@@ -170,51 +170,51 @@ def _write_new(path: str, data: bytes) -> int:
     return len(data)
 
 
-def _class_tar_members(job: ClassJob, where: str, dest: str, plain: bool):  # type: ignore[no-untyped-def]
-    """(name, bytes) of each image in a class tar: the fast reader, or ``tarfile`` when ``plain``."""
-    assert job.inner_tar is not None
-    with open(job.inner_tar.tar, "rb") as handle:
-        handle.seek(job.inner_tar.offset)
-        stream = io.BufferedReader(_Slice(handle, job.inner_tar.size), CHUNK)
+def _tar_members(tar_path: str, offset: int, size: int, where: str, dest: str, plain: bool):  # type: ignore[no-untyped-def]
+    """(name, bytes) of each image in the tar at bytes [offset, offset+size) of ``tar_path``: the
+    fast reader, or ``tarfile`` (with the data filter) when ``plain``."""
+    with open(tar_path, "rb") as handle:
+        handle.seek(offset)
+        stream = io.BufferedReader(_Slice(handle, size), CHUNK)
         if not plain:
             yield from plain_members(stream.read)
             return
         try:
             tar = tarfile.open(fileobj=stream, mode="r|")
         except tarfile.ReadError as error:
-            raise bad(f"{where}: not a tar ({error}); pass ILSVRC2012_img_train.tar as downloaded") from None
+            raise bad(f"{where}: not a tar ({error}); pass the archive as downloaded") from None
         with tar:
             yield from _stream_members(tar, where, dest)
 
 
-def _extract_inner_tar(job: ClassJob, partial: Path, plain: bool = False) -> dict[str, int]:
-    """Write one class tar's images; anything the fast reader declines is redone with ``tarfile``."""
-    where = f"{job.inner_tar.tar} (class tar {job.wnid}.tar)"  # type: ignore[union-attr]
+def _extract_tar(job: ClassJob, partial: Path, plain: bool = False) -> dict[str, int]:
+    """Write the images of a class tar (or the val tar, into WNID directories by the devkit's
+    labels); whatever the fast reader declines is redone from the start with ``tarfile``."""
+    if job.inner_tar is not None:
+        tar_path, offset, size = job.inner_tar.tar, job.inner_tar.offset, job.inner_tar.size
+        where = f"{tar_path} (class tar {job.wnid}.tar)"
+    else:
+        assert job.val_tar is not None
+        tar_path, offset, size, where = job.val_tar, 0, os.path.getsize(job.val_tar), job.val_tar
+        for wnid in set(job.val_wnids.values()):
+            (partial / wnid).mkdir()
     written: dict[str, int] = {}
     try:
-        for name, data in _class_tar_members(job, where, str(partial), plain):
-            rel = f"{job.wnid}/{name}"
+        for name, data in _tar_members(tar_path, offset, size, where, str(partial), plain):
+            if job.val_tar is None:
+                rel = f"{job.wnid}/{name}"
+            else:
+                wnid = job.val_wnids.get(name)
+                if wnid is None:
+                    raise bad(f"{where}: {name} has no label; pass the val tar that matches the devkit")
+                rel = f"{wnid}/{name}"
             if rel in written:
-                raise bad(f"{where}: {name} appears twice; re-download the train tar")
-            written[rel] = _write_new(f"{partial}/{name}", data)
+                raise bad(f"{where}: {name} appears twice; re-download the archive")
+            written[rel] = _write_new(f"{partial}/{name}" if job.val_tar is None else f"{partial}/{rel}", data)
     except NotPlain:
         shutil.rmtree(partial)
         partial.mkdir()
-        return _extract_inner_tar(job, partial, plain=True)
-    return written
-
-
-def _extract_val_tar(job: ClassJob, partial: Path) -> dict[str, int]:
-    assert job.val_tar is not None
-    for wnid in set(job.val_wnids.values()):
-        (partial / wnid).mkdir()
-    written: dict[str, int] = {}
-    with tarfile.open(job.val_tar, mode="r|", bufsize=CHUNK) as tar:
-        for name, data in _stream_members(tar, job.val_tar, str(partial)):
-            wnid = job.val_wnids.get(name)
-            if wnid is None:
-                raise bad(f"{job.val_tar}: {name} has no label; pass the val tar that matches the devkit")
-            written[f"{wnid}/{name}"] = _write_new(f"{partial}/{wnid}/{name}", data)
+        return _extract_tar(job, partial, plain=True)
     return written
 
 
@@ -245,10 +245,8 @@ def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, int]:
         if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover)
     partial.mkdir(parents=True)
-    if job.inner_tar is not None:
-        written = _extract_inner_tar(job, partial)
-    elif job.val_tar is not None:
-        written = _extract_val_tar(job, partial)
+    if job.inner_tar is not None or job.val_tar is not None:
+        written = _extract_tar(job, partial)
     else:
         written = _copy_files(job, partial, link)
     if not written:
