@@ -185,6 +185,27 @@ def test_half_written_class_is_redone(tmp_path: Path, official) -> None:
     assert not (out / "train" / "n02099601.partial").exists()
 
 
+def test_interrupted_run_continues_when_rerun(tmp_path: Path, official, monkeypatch) -> None:
+    original = prepare_module.run_job
+    calls = []
+
+    def interrupted(out: str, job, link: bool):  # type: ignore[no-untyped-def]
+        calls.append(job.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(out, job, link)
+
+    monkeypatch.setattr(prepare_module, "run_job", interrupted)
+    out = tmp_path / "out"
+    code, _, stderr = run_official(out, official)
+    error_line(code, stderr, 130, "rerun the same command to continue")
+    assert not (out / "train_list.txt").exists()
+    monkeypatch.undo()
+    code, stdout, _ = run_official(out, official)
+    assert code == 0 and "2 finished parts were verified and kept" in stdout
+    assert_val_labels_follow_devkit(out)
+
+
 def test_a_deleted_image_makes_its_class_redo(tmp_path: Path, official) -> None:
     out = tmp_path / "out"
     assert run_official(out, official)[0] == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from repro.dataset import layout
-from repro.errors import EXIT_BAD_INPUT
+from repro.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ReproError
 from repro.filesystem_errors import filesystem_errors_group
 
 
@@ -133,7 +133,11 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
 
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")
-    done = run_prepare(out, source, jobs=jobs or os.cpu_count() or 1, link=link, progress=progress)
+    try:
+        done = run_prepare(out, source, jobs=jobs or os.cpu_count() or 1, link=link, progress=progress)
+    except KeyboardInterrupt:
+        raise ReproError("interrupted; rerun the same command to continue (finished classes are kept)",
+                         EXIT_INTERRUPTED) from None
     click.echo(f"wrote {done.out}: {done.classes} classes, {done.train_images:,} train and {done.val_images:,}"
                f" val images (labels = sorted WNID order, 0 = {source.wnids[0]}); {done.skipped} finished"
                " parts were verified and kept")
