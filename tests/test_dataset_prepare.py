@@ -252,6 +252,21 @@ def test_extracted_tree_with_val_by_class_links(tmp_path: Path, official) -> Non
     assert os.path.samefile(source, out / "train" / "n01440764" / "n01440764_1.JPEG")
 
 
+def test_link_across_disks_falls_back_to_symlinks(tmp_path: Path, official, monkeypatch) -> None:
+    root = extract_official(tmp_path, official, val_by_class=True)
+
+    def cross_device(source, target):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), source, target)
+
+    monkeypatch.setattr(prepare_module.os, "link", cross_device)
+    out = tmp_path / "out"
+    code, stdout, stderr = run(out, "--from", root, "--link", "--jobs", "1")
+    assert code == 0, stdout + stderr
+    linked = out / "train" / "n01440764" / "n01440764_1.JPEG"
+    assert linked.is_symlink() and os.path.samefile(linked, root / "train" / "n01440764" / "n01440764_1.JPEG")
+    assert_val_labels_follow_devkit(out)
+
+
 def test_kaggle_layout(tmp_path: Path, official) -> None:
     extracted = extract_official(tmp_path, official, val_by_class=False)
     root = tmp_path / "kaggle"
