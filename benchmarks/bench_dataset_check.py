@@ -141,6 +141,8 @@ def main() -> int:
                 elapsed, peak = time_plain_check(root)
                 plain_times.append(elapsed)
                 rss.append(peak)
+            print(f"  run: find {find_times[-1]:.2f} s, check {check_times[-1]:.2f} s"
+                  + (f", reference {plain_times[-1]:.2f} s" if plain_times else ""), flush=True)
         find_median = statistics.median(find_times)
         check_median = statistics.median(check_times)
         ratio = check_median / find_median

@@ -116,6 +116,7 @@ def main() -> int:
             shutil.rmtree(work / f"tar-{repeat}")
             prepare_times.append(time_prepare(train, val, devkit, work / f"out-{repeat}", args.jobs))
             shutil.rmtree(work / f"out-{repeat}")
+            print(f"  run {repeat + 1}: tar {tar_times[-1]:.2f} s, prepare {prepare_times[-1]:.2f} s", flush=True)
         tar_median = statistics.median(tar_times)
         prepare_median = statistics.median(prepare_times)
         ratio = prepare_median / tar_median
