@@ -95,10 +95,10 @@ def finished(out: Path, job: ClassJob) -> dict[str, int] | None:
         record: dict[str, int] = json.loads(_done_path(out, job).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    base = out / job.split
+    base = f"{out}/{job.split}/"
     for rel, size in record.items():
         try:
-            if os.stat(base / rel).st_size != size:
+            if os.stat(base + rel).st_size != size:
                 return None
         except OSError:
             return None
@@ -236,7 +236,7 @@ def _copy_files(job: ClassJob, partial: Path, link: bool) -> dict[str, int]:
     return written
 
 
-def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, int]:
+def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, dict[str, int]]:
     """Write one class (or the whole val tar) into ``<dir>.partial``, rename it, record it done."""
     out_path = Path(out)
     final = _job_dir(out_path, job)
@@ -253,7 +253,7 @@ def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, int]:
         raise bad(f"class {job.wnid} of {job.split} has no images; pass a complete source")
     os.rename(partial, final)
     _atomic_write(_done_path(out_path, job), json.dumps({"files": written}) + "\n")
-    return job.key, len(written)
+    return job.key, written
 
 
 # --- the whole job --------------------------------------------------------------------------------
@@ -271,23 +271,27 @@ def _disk_full(out: Path, error: OSError) -> ReproError:
                       " the same command (finished classes are kept)", EXIT_PREFLIGHT)
 
 
-def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: bool) -> None:
+def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: bool) -> dict[str, dict[str, int]]:
+    """Run the jobs (in a process pool unless ``jobs`` is 1); job key -> the files it wrote."""
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), unit="class", disable=not progress, desc="prepare")
+    records: dict[str, dict[str, int]] = {}
     try:
         if jobs <= 1:
             for job in todo:
-                run_job(str(out), job, link)
+                key, written = run_job(str(out), job, link)
+                records[key] = written
                 bar.update()
-            return
+            return records
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             pending = {pool.submit(run_job, str(out), job, link) for job in todo}
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for future in done:
-                        future.result()
+                        key, written = future.result()
+                        records[key] = written
                         bar.update()
             except BaseException:
                 for future in pending:
@@ -299,6 +303,7 @@ def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: b
         raise
     finally:
         bar.close()
+    return records
 
 
 def write_lists(out: Path, source: Source, records: dict[str, dict[str, int]]) -> tuple[int, int]:
@@ -334,11 +339,6 @@ def prepare(out: Path, source: Source, jobs: int, link: bool = False, progress: 
         else:
             records[job.key] = record
     check_free_space(out, todo, link)
-    _run_all(out, todo, jobs, link, progress)
-    for job in todo:
-        record = finished(out, job)
-        if record is None:
-            raise ReproError(f"{_job_dir(out, job)}: changed while prepare ran; rerun the same command", EXIT_CONFLICT)
-        records[job.key] = record
+    records.update(_run_all(out, todo, jobs, link, progress))
     train, val = write_lists(out, source, records)
     return Prepared(out, source, len(source.wnids), train, val, len(source.jobs) - len(todo))
