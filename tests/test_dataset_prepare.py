@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,7 @@ def tree_state(root: Path) -> dict[str, tuple[int, int]]:
 
 def test_official_archives_give_the_upstream_layout_and_pass_the_check(tmp_path: Path, official) -> None:
     out = tmp_path / "ILSVRC2012"
+    threads = set(threading.enumerate())
     code, stdout, stderr = run_official(out, official, "--jobs", "2")
     assert code == 0, stdout + stderr
     assert "source: official ILSVRC2012 archives: 3 class tars" in stdout
@@ -156,6 +158,8 @@ def test_official_archives_give_the_upstream_layout_and_pass_the_check(tmp_path:
     assert_val_labels_follow_devkit(out)
     assert sorted(p.name for p in (out / "val").iterdir()) == WNIDS
     assert not list(out.rglob("*.partial")) and not list(out.rglob("*.tmp"))
+    # No thread left behind (a tqdm monitor would stop the check from forking its lister).
+    assert set(threading.enumerate()) <= threads
 
 
 def test_rerun_verifies_and_skips_finished_classes(tmp_path: Path, official) -> None:

@@ -275,7 +275,12 @@ def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: b
     """Run the jobs (in a process pool unless ``jobs`` is 1); job key -> the files it wrote."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), unit="class", disable=not progress, desc="prepare")
+    class Bar(tqdm):  # type: ignore[type-arg]
+        # No monitor thread: with a second thread alive the check that follows would not fork its
+        # lister (fork copies one thread only), and would take twice as long at ImageNet size.
+        monitor_interval = 0
+
+    bar = Bar(total=len(todo), unit="class", disable=not progress, desc="prepare")
     records: dict[str, dict[str, int]] = {}
     try:
         if jobs <= 1:
