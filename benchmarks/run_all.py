@@ -13,16 +13,24 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# `run_all.py --quick`: smaller inputs for the benchmarks whose full size takes many minutes.
+QUICK_ARGS: dict[str, list[str]] = {
+    "bench_dataset_check.py": ["--scale", "0.1"],
+    "bench_dataset_prepare.py": ["--classes", "20", "--repeats", "1"],
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = set(argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    quick = "--quick" in args
+    names = set(args) - {"--quick"}
     scripts = sorted(p for p in HERE.glob("bench_*.py") if not names or p.stem in names or p.name in names)
     failed: list[str] = []
     for script in scripts:
         print(f"== {script.name}", flush=True)
         started = time.monotonic()
-        code = subprocess.run([sys.executable, str(script)], cwd=HERE.parent).returncode
+        extra = QUICK_ARGS.get(script.name, []) if quick else []
+        code = subprocess.run([sys.executable, str(script), *extra], cwd=HERE.parent).returncode
         print(f"== {script.name}: exit {code} [{time.monotonic() - started:.1f} s]", flush=True)
         if code != 0:
             failed.append(script.name)

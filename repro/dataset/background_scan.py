@@ -34,11 +34,11 @@ class BackgroundScan:
     itself. ``cancel()`` reaps a child whose result is no longer wanted.
     """
 
-    def __init__(self, root: Path, tops: set[str], list_bytes: int) -> None:
+    def __init__(self, root: Path, tops: set[str], list_bytes: int, enabled: bool = True) -> None:
         self.tops = set(tops)
         self._pid = 0
         self._read_fd = -1
-        if list_bytes < MIN_LIST_BYTES or not hasattr(os, "fork") or threading.active_count() > 1:
+        if not enabled or list_bytes < MIN_LIST_BYTES or not hasattr(os, "fork") or threading.active_count() > 1:
             return
         read_fd, write_fd = os.pipe()
         try:

@@ -277,21 +277,26 @@ def _decode_sample(
 
 
 def check_dataset(
-    root: Path, class_num: int = layout.DEFAULT_CLASS_NUM, expect: str = "any", decode: int = 0
+    root: Path, class_num: int = layout.DEFAULT_CLASS_NUM, expect: str = "any", decode: int = 0,
+    plain: bool = False,
 ) -> DatasetReport:
-    """Check the dataset at ``root``; ``decode`` images are opened too (-1: all, 0: none)."""
+    """Check the dataset at ``root``; ``decode`` images are opened too (-1: all, 0: none).
+
+    ``plain`` turns every speed trick off (the forked lister, the list fast path, the joined scan
+    chunks): the reference implementation, which must give the same report.
+    """
     # Millions of short-lived tuples would trigger the cyclic collector hundreds of times, each
     # pass walking every live object; nothing here creates reference cycles.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _check_dataset(root, class_num, expect, decode)
+        return _check_dataset(root, class_num, expect, decode, plain)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> DatasetReport:
+def _check_dataset(root: Path, class_num: int, expect: str, decode: int, plain: bool) -> DatasetReport:
     if class_num < 1:
         raise ReproError(f"--class-num must be at least 1, got {class_num}", EXIT_BAD_INPUT)
     if expect not in layout.EXPECT_CHOICES:
@@ -321,9 +326,9 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
 
     # Listing the usual tops overlaps with parsing; a list pointing elsewhere too makes _scan
     # list the tree here instead.
-    background = BackgroundScan(root, {layout.TRAIN_DIR, layout.VAL_DIR}, _list_bytes(root))
+    background = BackgroundScan(root, {layout.TRAIN_DIR, layout.VAL_DIR}, _list_bytes(root), enabled=not plain)
     try:
-        return _check_contents(root, report, present, background, class_num, expect, decode)
+        return _check_contents(root, report, present, background, class_num, expect, decode, plain)
     finally:
         background.cancel()
 
@@ -338,7 +343,9 @@ def _list_bytes(root: Path) -> int:
     return total
 
 
-def _scan(root: Path, tops: set[str], background: BackgroundScan, problems: Problems) -> TreeScan:
+def _scan(
+    root: Path, tops: set[str], background: BackgroundScan, problems: Problems, plain: bool
+) -> TreeScan:
     """The child's listing when it listed exactly ``tops``, else one made here (same result)."""
     if background.tops == tops:
         delivered = background.result()
@@ -347,7 +354,7 @@ def _scan(root: Path, tops: set[str], background: BackgroundScan, problems: Prob
             problems.merge(found)
             return scan
     background.cancel()
-    return scan_tree(root, tops, problems)
+    return scan_tree(root, tops, problems, plain)
 
 
 def _check_contents(
@@ -358,6 +365,7 @@ def _check_contents(
     class_num: int,
     expect: str,
     decode: int,
+    plain: bool,
 ) -> DatasetReport:
     problems = Problems()
     counts: dict[str, int] = {}
@@ -369,7 +377,7 @@ def _check_contents(
         if not list_path.is_file():
             continue
         try:
-            listing = parse_list_file(list_path, class_num, problems)
+            listing = parse_list_file(list_path, class_num, problems, plain)
         except OSError as error:
             problems.add("missing_part", f"{list_name}: cannot be read ({error.strerror})")
             continue
@@ -386,7 +394,7 @@ def _check_contents(
         checked.append((split, listing, dirs, dir_label))
         tops |= {directory.split("/", 1)[0] for directory in distinct if directory}
     _check_between_splits(checked, problems)
-    scan = _scan(root, tops, background, problems)
+    scan = _scan(root, tops, background, problems, plain)
     _check_existence(scan, lists, problems, counts)
     if expect == "imagenet-1k":
         _check_canonical(counts, class_num, problems)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from repro.dataset import layout
-from repro.errors import EXIT_BAD_INPUT
+from repro.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ReproError
 from repro.filesystem_errors import filesystem_errors_group
 
 
@@ -100,3 +100,52 @@ def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_cla
         f"wrote {written}: {classes} classes, {classes * train_per_class} train and"
         f" {classes * val_per_class} val images ({origin}); use Arch.class_num={classes}"
     )
+
+
+@dataset.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--train-tar", type=click.Path(path_type=Path), default=None,
+              help="ILSVRC2012_img_train.tar (a tar of one tar per class).")
+@click.option("--val-tar", type=click.Path(path_type=Path), default=None,
+              help="ILSVRC2012_img_val.tar (flat val images).")
+@click.option("--devkit", type=click.Path(path_type=Path), default=None,
+              help="ILSVRC2012_devkit_t12.tar.gz or its extracted directory (meta.mat, val ground truth).")
+@click.option("--from", "source_dir", type=click.Path(path_type=Path), default=None,
+              help="An extracted tree (train/<wnid>/, val/ by class or flat) or the Kaggle layout.")
+@click.option("--jobs", type=int, default=None, help="Classes written in parallel [default: core count].")
+@click.option("--link", is_flag=True, help="Hard-link (symlink across disks) from an extracted source instead of copying.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Path | None,
+            source_dir: Path | None, jobs: int | None, link: bool, progress: bool) -> None:
+    """Write ImageNet from the official archives (or an extracted/Kaggle tree) into OUT in the layout
+    upstream reads, then check it. OUT must be new, empty, or an earlier prepare output; rerun the
+    same command to continue after an interruption.
+
+    Exit 0 prepared and clean, 1 the check found problems, 2 bad source, 4 not enough disk space,
+    5 OUT holds other files, 130 interrupted.
+    """
+    import os
+
+    from repro.dataset.check import check_dataset
+    from repro.dataset.prepare import prepare as run_prepare
+    from repro.dataset.prepare_sources import detect_source
+    from repro.dataset.report_format import render_text
+
+    source = detect_source(source_dir, train_tar, val_tar, devkit)
+    click.echo(f"source: {source.summary}")
+    try:
+        done = run_prepare(out, source, jobs=jobs or os.cpu_count() or 1, link=link, progress=progress)
+    except KeyboardInterrupt:
+        raise ReproError("interrupted; rerun the same command to continue (finished classes are kept)",
+                         EXIT_INTERRUPTED) from None
+    click.echo(f"wrote {done.out}: {done.classes} classes, {done.train_images:,} train and {done.val_images:,}"
+               f" val images (labels = sorted WNID order, 0 = {source.wnids[0]}); {done.skipped} finished"
+               " parts were verified and kept")
+    if done.classes == layout.IMAGENET_1K_CLASSES:
+        expect, note = "imagenet-1k", "--expect imagenet-1k"
+    else:
+        expect, note = "any", f"{done.classes} classes, so not --expect imagenet-1k"
+    click.echo(f"check: repro dataset check {done.out} --class-num {done.classes} ({note})")
+    report = check_dataset(done.out, class_num=done.classes, expect=expect)
+    click.echo(render_text(report))
+    raise SystemExit(report.exit_code)

@@ -132,13 +132,23 @@ def _parse_fast(raw: bytes, name: str, path: Path, class_num: int) -> ListFile |
                     lines_of=range(1, count + 1), path_set=path_set, lines=count)
 
 
-def parse_list_file(path: Path, class_num: int, problems: Problems) -> ListFile:
-    """Read one list file; every bad line is added to ``problems`` and left out of the entries."""
+def parse_list_file(path: Path, class_num: int, problems: Problems, plain: bool = False) -> ListFile:
+    """Read one list file; every bad line is added to ``problems`` and left out of the entries.
+
+    ``plain`` skips the C-level fast path (``_parse_fast``): the per-line parser alone is the
+    reference the fast path is tested against.
+    """
     name = path.name
     raw = path.read_bytes()
-    fast = _parse_fast(raw, name, path, class_num)
-    if fast is not None:
-        return fast
+    if not plain:
+        fast = _parse_fast(raw, name, path, class_num)
+        if fast is not None:
+            return fast
+    return parse_lines(raw, name, path, class_num, problems)
+
+
+def parse_lines(raw: bytes, name: str, path: Path, class_num: int, problems: Problems) -> ListFile:
+    """The reference parser: line by line, as upstream reads them, naming every bad line."""
     result = ListFile(name=name, path=path)
     entries: dict[str, int] = {}
     label_at: dict[int, int] = {}

@@ -60,9 +60,13 @@ def _loop_message(rel: str, target: str) -> str:
 
 
 def _walk(
-    abs_path: str, rel_prefix: str, real: str, depth: int, scan: TreeScan, problems: Problems
+    abs_path: str, rel_prefix: str, real: str, depth: int, scan: TreeScan, problems: Problems,
+    plain: bool = False,
 ) -> None:
     """Add the files below ``abs_path`` to ``scan.files``.
+
+    ``plain`` skips the joined-chunk shortcut for directories of plain files: every entry then goes
+    through the per-entry loop, the reference the shortcut is tested against.
 
     ``real`` is the resolved path of ``abs_path``, carried down by string joins so that only
     symlinked directories need ``realpath``; a link whose target contains ``real`` is a loop.
@@ -86,10 +90,10 @@ def _walk(
     # The common case, a directory of regular files: is_file() is answered by d_type without a
     # stat (only symlinks are followed), and the paths are built by one join.
     try:
-        plain = all(map(_is_file, entries))
+        all_files = not plain and all(map(_is_file, entries))
     except OSError:  # a looping symlink: the loop below names it
-        plain = False
-    if plain:
+        all_files = False
+    if all_files:
         if not entries:
             return
         chunk = rel_prefix + ("\n" + rel_prefix).join(map(_name, entries))
@@ -134,10 +138,10 @@ def _walk(
             continue
         subdirs.append((entry.path, rel, target_real))
     for sub_abs, sub_rel, sub_real in subdirs:
-        _walk(sub_abs, sub_rel + "/", sub_real, depth + 1, scan, problems)
+        _walk(sub_abs, sub_rel + "/", sub_real, depth + 1, scan, problems, plain)
 
 
-def scan_tree(root: Path, tops: set[str], problems: Problems) -> TreeScan:
+def scan_tree(root: Path, tops: set[str], problems: Problems, plain: bool = False) -> TreeScan:
     """Scan ``root`` itself (one level) and, recursively, the top-level directories in ``tops``.
 
     Only directories the list files point into are walked, so a dataset root that also holds, say,
@@ -172,5 +176,5 @@ def scan_tree(root: Path, tops: set[str], problems: Problems) -> TreeScan:
         ):
             problems.add("symlink_loop", _loop_message(top, real))
             continue
-        _walk(top_path, top + "/", real, 1, scan, problems)
+        _walk(top_path, top + "/", real, 1, scan, problems, plain)
     return scan

@@ -1,0 +1,349 @@
+"""``repro dataset prepare``: ImageNet as downloaded -> the layout upstream reads, then checked.
+
+A 140 GB job, so: tars are streamed (headers seeked, members read as streams), classes are written
+in parallel by a process pool, each class goes to ``<wnid>.partial/`` and is renamed into place
+before a done record is written atomically, so an interrupted run is continued by running the same
+command again (finished classes are verified and skipped, a half-written one is redone). OUT must be
+new, empty or this command's own earlier output (``.repro-prepare/owner.json``); nothing else is
+ever overwritten or deleted. The lists are written last, each through a temporary file and
+``os.replace``, and the result is checked with ``repro dataset check``.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import shutil
+import tarfile
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.dataset import layout
+from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
+from repro.dataset.tar_stream import NotPlain, plain_members
+from repro.errors import EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+
+STATE_DIR = ".repro-prepare"
+OWNER = "owner.json"
+TOOL = "repro dataset prepare"
+VERSION = 1
+PARTIAL = ".partial"
+# File system overhead per image (a block rounding, a directory entry) on top of the tar bytes.
+SPACE_MARGIN = 1.02
+CHUNK = 1 << 20
+
+
+@dataclass
+class Prepared:
+    out: Path
+    source: Source
+    classes: int
+    train_images: int
+    val_images: int
+    skipped: int
+
+
+# --- OUT: ownership, records ----------------------------------------------------------------------
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Temporary file + ``os.replace``: readers see the old or the new file, never half of one.
+
+    No fsync: on ext4 it would force the journal to write out every image written so far, and a
+    rerun verifies each recorded file's size anyway (what a crash can leave short).
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def claim_out(out: Path, source: Source) -> None:
+    """Make OUT ours: new or empty, or our own earlier output of the same source; else refuse."""
+    if out.exists() and not out.is_dir():
+        raise ReproError(f"{out} exists and is not a directory; choose a new directory for prepare", EXIT_CONFLICT)
+    owner = out / STATE_DIR / OWNER
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            data = json.loads(owner.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if not isinstance(data, dict) or data.get("tool") != TOOL:
+            example = sorted(os.listdir(out))[0]
+            raise ReproError(f"{out} holds files prepare did not write (e.g. {example}); nothing was touched:"
+                             " choose a new or empty directory", EXIT_CONFLICT)
+        if data.get("source") != source.identity:
+            raise ReproError(f"{out} holds a prepare of another source ({data.get('source')}); choose a new"
+                             " directory or rerun with the original source", EXIT_CONFLICT)
+        return
+    (out / STATE_DIR / "done").mkdir(parents=True, exist_ok=True)
+    _atomic_write(owner, json.dumps({"tool": TOOL, "version": VERSION, "source": source.identity}, indent=1) + "\n")
+
+
+def _done_path(out: Path, job: ClassJob) -> Path:
+    return out / STATE_DIR / "done" / f"{job.key}.json"
+
+
+def _job_dir(out: Path, job: ClassJob) -> Path:
+    return out / job.split if job.val_tar is not None else out / job.split / job.wnid
+
+
+def finished(out: Path, job: ClassJob) -> dict[str, int] | None:
+    """The job's done record (relative path -> size) if every file in it is still there, else None."""
+    try:
+        record: dict[str, int] = json.loads(_done_path(out, job).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    base = f"{out}/{job.split}/"
+    for rel, size in record.items():
+        try:
+            if os.stat(base + rel).st_size != size:
+                return None
+        except OSError:
+            return None
+    return record
+
+
+# --- the workers ----------------------------------------------------------------------------------
+
+class _Slice(io.RawIOBase):
+    """A read-only stream over bytes [offset, offset+size) of a file: one inner tar of the train tar."""
+
+    def __init__(self, handle: io.BufferedReader, size: int) -> None:
+        self._handle, self._left = handle, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        view = memoryview(buffer)[: self._left]
+        count = self._handle.readinto(view)
+        self._left -= count
+        return count
+
+
+def _member_name(member: tarfile.TarInfo, where: str, dest: str) -> str | None:
+    """The plain file name to write, or None for a directory; path tricks and links are refused.
+
+    Only the base name is ever used as a path, so a plain name of a regular file is safe as it
+    stands; anything else goes through tarfile's ``data`` filter (absolute paths, ``..``, links,
+    devices), whose realpath calls would otherwise cost more than writing the image.
+    """
+    name = member.name
+    if "/" in name or name.startswith(".") or not member.isfile():
+        try:
+            member = tarfile.data_filter(member, dest)
+        except tarfile.FilterError as error:
+            raise bad(f"{where}: unsafe member {member.name!r} ({error}); pass the archive as downloaded") from None
+        if member.isdir():
+            return None
+        name = os.path.basename(member.name)
+        if not member.isfile() or name.startswith("."):
+            raise bad(f"{where}: member {member.name!r} is not an image file; pass the archive as downloaded")
+    return name
+
+
+def _stream_members(tar: tarfile.TarFile, where: str, dest: str):  # type: ignore[no-untyped-def]
+    """(name, bytes) for each image of a tar opened in streaming mode (one image in memory at a time)."""
+    try:
+        for member in tar:
+            name = _member_name(member, where, dest)
+            if name is not None:
+                yield name, tar.extractfile(member).read()
+    except (tarfile.ReadError, EOFError) as error:
+        raise bad(f"{where}: truncated or damaged ({error}); pass the archive as downloaded (check its md5sum)") from None
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_new(path: str, data: bytes) -> int:
+    """Write a new file (O_EXCL: never replace one, never follow a link); raw calls, no buffering."""
+    descriptor = os.open(path, _NEW_FILE, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+    finally:
+        os.close(descriptor)
+    return len(data)
+
+
+def _tar_members(tar_path: str, offset: int, size: int, where: str, dest: str, plain: bool):  # type: ignore[no-untyped-def]
+    """(name, bytes) of each image in the tar at bytes [offset, offset+size) of ``tar_path``: the
+    fast reader, or ``tarfile`` (with the data filter) when ``plain``."""
+    with open(tar_path, "rb") as handle:
+        handle.seek(offset)
+        stream = io.BufferedReader(_Slice(handle, size), CHUNK)
+        if not plain:
+            yield from plain_members(stream.read)
+            return
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|")
+        except tarfile.ReadError as error:
+            raise bad(f"{where}: not a tar ({error}); pass the archive as downloaded") from None
+        with tar:
+            yield from _stream_members(tar, where, dest)
+
+
+def _extract_tar(job: ClassJob, partial: Path, plain: bool = False) -> dict[str, int]:
+    """Write the images of a class tar (or the val tar, into WNID directories by the devkit's
+    labels); whatever the fast reader declines is redone from the start with ``tarfile``."""
+    if job.inner_tar is not None:
+        tar_path, offset, size = job.inner_tar.tar, job.inner_tar.offset, job.inner_tar.size
+        where = f"{tar_path} (class tar {job.wnid}.tar)"
+    else:
+        assert job.val_tar is not None
+        tar_path, offset, size, where = job.val_tar, 0, os.path.getsize(job.val_tar), job.val_tar
+        for wnid in set(job.val_wnids.values()):
+            (partial / wnid).mkdir()
+    written: dict[str, int] = {}
+    try:
+        for name, data in _tar_members(tar_path, offset, size, where, str(partial), plain):
+            if job.val_tar is None:
+                rel = f"{job.wnid}/{name}"
+            else:
+                wnid = job.val_wnids.get(name)
+                if wnid is None:
+                    raise bad(f"{where}: {name} has no label; pass the val tar that matches the devkit")
+                rel = f"{wnid}/{name}"
+            if rel in written:
+                raise bad(f"{where}: {name} appears twice; re-download the archive")
+            written[rel] = _write_new(f"{partial}/{name}" if job.val_tar is None else f"{partial}/{rel}", data)
+    except NotPlain:
+        shutil.rmtree(partial)
+        partial.mkdir()
+        return _extract_tar(job, partial, plain=True)
+    return written
+
+
+def _copy_files(job: ClassJob, partial: Path, link: bool) -> dict[str, int]:
+    written: dict[str, int] = {}
+    for source, name in job.files:
+        target = partial / name
+        if link:
+            try:
+                os.link(source, target)
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                os.symlink(os.path.abspath(source), target)
+            written[f"{job.wnid}/{name}"] = os.stat(target).st_size
+        else:
+            shutil.copyfile(source, target)
+            written[f"{job.wnid}/{name}"] = os.stat(target).st_size
+    return written
+
+
+def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, dict[str, int]]:
+    """Write one class (or the whole val tar) into ``<dir>.partial``, rename it, record it done."""
+    out_path = Path(out)
+    final = _job_dir(out_path, job)
+    partial = final.with_name(final.name + PARTIAL)
+    for leftover in (partial, final):  # our own half-written work from an interrupted run
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+    partial.mkdir(parents=True)
+    if job.inner_tar is not None or job.val_tar is not None:
+        written = _extract_tar(job, partial)
+    else:
+        written = _copy_files(job, partial, link)
+    if not written:
+        raise bad(f"class {job.wnid} of {job.split} has no images; pass a complete source")
+    os.rename(partial, final)
+    _atomic_write(_done_path(out_path, job), json.dumps({"files": written}) + "\n")
+    return job.key, written
+
+
+# --- the whole job --------------------------------------------------------------------------------
+
+def check_free_space(out: Path, todo: list[ClassJob], link: bool) -> None:
+    needed = 0 if link else int(sum(job.bytes for job in todo) * SPACE_MARGIN)
+    free = shutil.disk_usage(out).free
+    if needed > free:
+        raise ReproError(f"{out}: needs {needed / 1e9:.1f} GB but its disk has {free / 1e9:.1f} GB free;"
+                         " free space there or choose OUT on a bigger disk", EXIT_PREFLIGHT)
+
+
+def _disk_full(out: Path, error: OSError) -> ReproError:
+    return ReproError(f"{out}: the disk filled up while writing ({error.strerror}); free space there and rerun"
+                      " the same command (finished classes are kept)", EXIT_PREFLIGHT)
+
+
+def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: bool) -> dict[str, dict[str, int]]:
+    """Run the jobs (in a process pool unless ``jobs`` is 1); job key -> the files it wrote."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):  # type: ignore[type-arg]
+        # No monitor thread: with a second thread alive the check that follows would not fork its
+        # lister (fork copies one thread only), and would take twice as long at ImageNet size.
+        monitor_interval = 0
+
+    bar = Bar(total=len(todo), unit="class", disable=not progress, desc="prepare")
+    records: dict[str, dict[str, int]] = {}
+    try:
+        if jobs <= 1:
+            for job in todo:
+                key, written = run_job(str(out), job, link)
+                records[key] = written
+                bar.update()
+            return records
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            pending = {pool.submit(run_job, str(out), job, link) for job in todo}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        key, written = future.result()
+                        records[key] = written
+                        bar.update()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(out, error) from None
+        raise
+    finally:
+        bar.close()
+    return records
+
+
+def write_lists(out: Path, source: Source, records: dict[str, dict[str, int]]) -> tuple[int, int]:
+    """train_list.txt and val_list.txt from the done records, each replaced atomically."""
+    label = {wnid: index for index, wnid in enumerate(source.wnids)}
+    counts = []
+    for split, list_name, split_dir in layout.SPLITS:
+        rels = sorted((rel for key, record in records.items() if key.startswith(split + "-") for rel in record),
+                      key=lambda rel: (rel.rsplit("/", 1)[1], rel) if split == "val" else rel)
+        for rel in rels:
+            if not WNID_PATTERN.fullmatch(rel.split("/", 1)[0]):
+                raise bad(f"{split}/{rel}: not in a WNID directory; rerun prepare into a new directory")
+        lines = [f"{split_dir}/{rel} {label[rel.split('/', 1)[0]]}\n" for rel in rels]
+        _atomic_write(out / list_name, "".join(lines))
+        counts.append(len(lines))
+    return counts[0], counts[1]
+
+
+def prepare(out: Path, source: Source, jobs: int, link: bool = False, progress: bool = True) -> Prepared:
+    """Write OUT from ``source``; returns what was written (the caller runs the check)."""
+    if link and not source.linkable:
+        raise bad(f"--link needs an extracted source, not {source.kind}; drop --link")
+    if jobs < 1:
+        raise bad(f"--jobs must be at least 1, got {jobs}")
+    out = Path(out).expanduser()
+    claim_out(out, source)
+    records: dict[str, dict[str, int]] = {}
+    todo: list[ClassJob] = []
+    for job in source.jobs:
+        record = finished(out, job)
+        if record is None:
+            todo.append(job)
+        else:
+            records[job.key] = record
+    check_free_space(out, todo, link)
+    records.update(_run_all(out, todo, jobs, link, progress))
+    train, val = write_lists(out, source, records)
+    return Prepared(out, source, len(source.wnids), train, val, len(source.jobs) - len(todo))
