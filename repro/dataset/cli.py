@@ -129,7 +129,7 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     from repro.dataset.check import check_dataset
     from repro.dataset.prepare import prepare as run_prepare
     from repro.dataset.prepare_sources import detect_source
-    from repro.dataset.report_format import render_text
+    from repro.dataset.report import render_text
 
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")
