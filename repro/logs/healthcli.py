@@ -152,8 +152,9 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
     settings = health_settings(recipe.data, smoke).band
     top1 = [_series(run, "top1", "evaluated") for run in parsed]
     loss = [_series(run, "train_loss", "epochs") for run in parsed]
-    for fact, series in zip(facts, top1):
+    for fact, series, losses in zip(facts, top1, loss):
         fact["top1"] = {int(e): round(v, 6) for e, v in sorted(series.items())}
+        fact["train_loss"] = {int(e): round(v, 6) for e, v in sorted(losses.items())}
     built = build_band(recipe, smoke, int(facts[0]["epochs"]), facts[0]["class_num"], settings, top1, loss,
                        [{k: v for k, v in f.items() if k not in ("status",)} for f in facts])
     built.write(out, force=force)
