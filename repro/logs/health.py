@@ -204,7 +204,7 @@ class HealthMonitor:
                                       f"after {epoch} epochs the train loss is still near ln({self.class_num}) = "
                                       f"{math.log(self.class_num):.4f} (a guess among {self.class_num} classes): "
                                       "the model is not learning")
-        if self.band is not None and (breach := self.band.check_loss(epoch, loss)) is not None:
+        if self._band_applies() and (breach := self.band.check_loss(epoch, loss)) is not None:  # type: ignore[union-attr]
             alarms += self._raise(BAND, epoch, loss, f"<= {breach.limit:.4f}", breach.describe(self.band.settings.k))
         return alarms
 
@@ -219,9 +219,13 @@ class HealthMonitor:
             if top1 <= limit or not math.isfinite(top1):
                 alarms += self._raise(CHANCE, epoch, top1, f"> {limit:.4f}",
                                       f"after {epoch} epochs eval top-1 is at chance (1/{self.class_num} = {chance:.4f})")
-        if self.band is not None and (breach := self.band.check_top1(epoch, top1)) is not None:
+        if self._band_applies() and (breach := self.band.check_top1(epoch, top1)) is not None:  # type: ignore[union-attr]
             alarms += self._raise(BAND, epoch, top1, f">= {breach.limit:.4f}", breach.describe(self.band.settings.k))
         return alarms
+
+    def _band_applies(self) -> bool:
+        """A band is per epoch of one schedule: a run of another epoch count is not compared with it."""
+        return self.band is not None and (not self.epochs or self.band.epochs == self.epochs)
 
     def _throughput(self) -> list[Alarm]:
         """O(1) a line: a running sum for the window, the median refreshed once an epoch (and before an alarm)."""
