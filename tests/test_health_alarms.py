@@ -199,3 +199,15 @@ def test_repro_train_prints_alarms_from_its_housekeeper(tmp_path: Path) -> None:
     assert code == 0, err
     assert "repro: ALARM loss-not-falling at epoch 3" in err
     assert [(r["alarm"], r["epoch"], r["source"]) for r in recorded(run)] == [(LOSS_FLAT, 3, "train")]
+
+
+def test_following_watch_json_prints_alarm_objects_and_notifies(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", FakeUpstreamLog(epochs=6), loss={5: math.nan})
+    got = tmp_path / "got.jsonl"
+    hook = [sys.executable, "-c", f"import sys; open({str(got)!r}, 'a').write(sys.stdin.read())"]
+    result = CliRunner(mix_stderr=False).invoke(cli, ["watch", str(run), "--poll", "0.01", "--json", "--target", "0.5",
+                                                      "--on-alarm", "--", *hook])
+    objects = [json.loads(line) for line in result.output.splitlines()]
+    assert objects[0]["alarm"] == NONFINITE and objects[0]["epoch"] == 5
+    assert objects[-1]["status"] == "PASS" and result.exit_code == 0
+    assert json.loads(got.read_text())["alarm"] == NONFINITE
