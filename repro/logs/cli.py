@@ -117,15 +117,12 @@ def watch(ctx: click.Context, run_path: Path, poll: float, timeout: float, pid: 
     Alarms (repro.logs.health) are printed and recorded in RUN/alarms.jsonl. With --on-alarm, the
     words after RUN are the command (put `--` before it if an ARG starts with `-`).
     """
-    from repro.logs.healthcli import watch_follow, watch_once
+    from repro.logs.healthcli import on_alarm_command, watch_follow, watch_once
 
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     if poll <= 0:
         raise ReproError(f"--poll {poll} must be a positive number of seconds, e.g. 5")
-    if bool(on_alarm_argv) != on_alarm:
-        raise ReproError(f"unexpected {' '.join(on_alarm_argv)!r} after RUN" if on_alarm_argv else
-                         "--on-alarm needs a command after RUN, e.g. repro watch RUN --on-alarm logger -t repro")
-    argv = list(on_alarm_argv) if on_alarm else None
+    argv = on_alarm_command(on_alarm, on_alarm_argv)
     if once:
         ctx.exit(watch_once(run_path, band=band_path, on_alarm=argv, as_json=as_json))
     ended = watch_follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock, band=band_path, on_alarm=argv,

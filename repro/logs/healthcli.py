@@ -23,6 +23,17 @@ from repro.logs.monitor import RunHealth
 
 
 # -- watch ---------------------------------------------------------------------------------------
+def on_alarm_command(flag: bool, words: tuple[str, ...]) -> list[str] | None:
+    """The words after RUN are ``--on-alarm``'s command, and only with that flag."""
+    if words and not flag:
+        raise ReproError(f"unexpected {' '.join(words)!r} after RUN; to run a command on alarms, "
+                         f"write repro watch RUN --on-alarm -- {' '.join(words)}", EXIT_BAD_INPUT)
+    if flag and not words:
+        raise ReproError("--on-alarm needs a command after RUN, e.g. repro watch RUN --on-alarm -- logger -t repro",
+                         EXIT_BAD_INPUT)
+    return list(words) if flag else None
+
+
 def _echo_alarms(alarms: list[Alarm], as_json: bool) -> None:
     for alarm in alarms:
         click.echo(json.dumps(alarm.to_dict(), sort_keys=True) if as_json else f"watch: {alarm.line}")
