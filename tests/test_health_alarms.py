@@ -211,3 +211,10 @@ def test_following_watch_json_prints_alarm_objects_and_notifies(tmp_path: Path) 
     assert objects[0]["alarm"] == NONFINITE and objects[0]["epoch"] == 5
     assert objects[-1]["status"] == "PASS" and result.exit_code == 0
     assert json.loads(got.read_text())["alarm"] == NONFINITE
+
+
+def test_nonfinite_eval_loss_raises_too() -> None:
+    fake = FakeUpstreamLog(epochs=6)
+    monitor = HealthMonitor(HealthSettings())
+    alarms = monitor.feed(fake.startup() + fake.train_epoch(1, loss=40.0) + fake.eval_epoch(1, 0.25, 0.25, loss=math.nan))
+    assert [(a.alarm, a.epoch) for a in alarms] == [(NONFINITE, 1)] and "eval" in alarms[0].detail

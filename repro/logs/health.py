@@ -4,7 +4,7 @@ One monitor consumes the lines (``repro.logs.patterns``) and raises named alarms
 evidence; ``repro watch`` and ``repro train``'s housekeeper share it. The alarms:
 
 ==================  ==========================================================================
-nonfinite-loss      an iteration or epoch logged a nan/inf loss (at once)
+nonfinite-loss      an iteration, a train epoch or an eval logged a nan/inf loss (at once)
 loss-not-falling    after ``loss_epochs`` epochs the epoch's train loss is still >= ``loss_near`` x ln(class_num)
 top1-at-chance      after ``chance_epochs`` epochs eval top-1 <= ``chance_factor`` / class_num
 throughput          the throughput of the last ``ips_window`` logged iterations (their harmonic mean ips: samples
@@ -209,10 +209,14 @@ class HealthMonitor:
         return alarms
 
     def _eval_avg(self, epoch: int, body: dict) -> list[Alarm]:
+        alarms: list[Alarm] = []
+        bad = [k for k in P.nonfinite_keys(body) if "loss" in k.lower()]
+        if bad:
+            alarms += self._raise(NONFINITE, epoch, body[bad[0]], "a finite loss",
+                                  f"epoch {epoch}'s eval {', '.join(bad)} is {body[bad[0]]}: the weights hold nan/inf")
         top1 = body.get("top1")
         if not isinstance(top1, float):
-            return []
-        alarms: list[Alarm] = []
+            return alarms
         if self.class_num and epoch >= self.settings.chance_epochs:
             chance = 1.0 / self.class_num
             limit = self.settings.chance_factor * chance
