@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pandas as pd
 
 from repro.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.logs.band import MIN_RUNS, Band, build_band, build_hint, shipped_band_path
@@ -90,19 +91,16 @@ def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None,
 
 
 # -- band ----------------------------------------------------------------------------------------
-def _series(run, column: str, frame_name: str) -> dict[int, float]:
-    frame = run.evaluated if frame_name == "evaluated" else run.epochs
+def _series(run, column: str) -> dict[int, float]:
+    """Per-epoch ``top1`` (evaluated epochs) or ``train_loss`` (epochs whose training finished; a logged
+    nan stays nan, so the band check flags it, while an epoch with no train line is left out)."""
+    frame = run.evaluated if column == "top1" else run.epochs
     if column not in frame.columns:
         return {}
-    out = {}
-    for epoch, value in frame[column].items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if not math.isnan(number) or column == "train_loss":
-            out[int(epoch)] = number
-    return {e: v for e, v in out.items() if not (column == "top1" and math.isnan(v))}
+    if column == "train_loss" and "train_time" in frame.columns:
+        frame = frame[frame["train_time"].notna()]
+    values = pd.to_numeric(frame[column], errors="coerce")
+    return {int(e): float(v) for e, v in values.items() if column != "top1" or not math.isnan(v)}
 
 
 def _run_facts(run) -> dict[str, Any]:
@@ -161,8 +159,8 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
     recipe = load_recipe(str(facts[0]["recipe"] or DEFAULT_RECIPE))
     smoke = facts[0]["smoke"]
     settings = health_settings(recipe.data, smoke).band
-    top1 = [_series(run, "top1", "evaluated") for run in parsed]
-    loss = [_series(run, "train_loss", "epochs") for run in parsed]
+    top1 = [_series(run, "top1") for run in parsed]
+    loss = [_series(run, "train_loss") for run in parsed]
     for fact, series, losses in zip(facts, top1, loss):
         fact["top1"] = {int(e): round(v, 6) for e, v in sorted(series.items())}
         fact["train_loss"] = {int(e): round(v, 6) for e, v in sorted(losses.items())}
@@ -201,8 +199,8 @@ def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: fl
         raise ReproError(f"{band_path} is a band for {loaded.epochs} epochs, {run_path} is configured for "
                          f"{run.epochs_configured}; build a band from runs of this config", EXIT_BAD_INPUT)
     used_k = loaded.settings.k if k is None else k
-    top1 = _series(run, "top1", "evaluated")
-    loss = _series(run, "train_loss", "epochs")
+    top1 = _series(run, "top1")
+    loss = _series(run, "train_loss")
     breach = loaded.first_breach(top1, loss, used_k)
     outside = loaded.first_outside_range(top1)
     checked = sorted(set(top1) & set(loaded.top1))
