@@ -201,9 +201,9 @@ class HealthMonitor:
             limit = self.settings.loss_near * math.log(self.class_num)
             if loss >= limit:
                 alarms += self._raise(LOSS_FLAT, epoch, loss, f"< {limit:.4f}",
-                                      f"after {epoch} epochs the train loss is still near ln({self.class_num}) = "
-                                      f"{math.log(self.class_num):.4f} (a guess among {self.class_num} classes): "
-                                      "the model is not learning")
+                                      f"after {epoch} epochs the train loss is not below {self.settings.loss_near:g} x "
+                                      f"ln({self.class_num}) = {limit:.4f} (ln({self.class_num}) is the loss of a "
+                                      f"uniform guess among {self.class_num} classes): the model is not learning")
         if self._band_applies() and (breach := self.band.check_loss(epoch, loss)) is not None:  # type: ignore[union-attr]
             alarms += self._raise(BAND, epoch, loss, f"<= {breach.limit:.4f}", breach.describe(self.band.settings.k))
         return alarms

@@ -84,7 +84,7 @@ def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None,
         click.echo(f"watch: {run_path} {status}: {where}{loss}{top1}{ips}")
         click.echo(f"watch: {state['band']}")
         click.echo(f"watch: {len(state['alarms'])} alarm(s)" + ("" if health.log else " (not recorded: not a repro run directory)"))
-        for record in state["alarms"]:
+        for record in sorted(state["alarms"], key=lambda r: (r.get("epoch") or 0, str(r.get("alarm")))):
             click.echo(f"watch: ALARM {record['alarm']} at epoch {record.get('epoch')}: value {record.get('value')}, "
                        f"expected {record.get('expected')}; {record.get('detail')}")
     return EXIT_FAILED if state["alarms"] else 0
