@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import yaml
 
+from repro.errors import ReproError
 from repro.logs.alarmlog import AlarmLog
 from repro.logs.health import Alarm, HealthMonitor, health_settings, load_band_for
 from repro.recipes import DEFAULT_RECIPE, load_recipe
@@ -53,7 +54,10 @@ class RunHealth:
                 manifest = {}
         recorded = manifest.get("recipe")
         name = recorded.get("name") if isinstance(recorded, dict) else recorded
-        recipe = load_recipe(str(name or DEFAULT_RECIPE))
+        try:
+            recipe = load_recipe(str(name or DEFAULT_RECIPE))
+        except ReproError:  # a recipe this checkout lacks: watch on with the default's thresholds
+            recipe, name = load_recipe(DEFAULT_RECIPE), None
         smoke = bool(manifest.get("smoke"))
         settings = health_settings(recipe.data, smoke)
         config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
