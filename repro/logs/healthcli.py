@@ -1,7 +1,7 @@
 """``repro watch``'s health side (alarms, ``--once``, ``--json``, ``--on-alarm``) and ``repro band``.
 
 Exit codes: ``watch --once`` 0 no alarm recorded, 1 alarms recorded (listed); ``watch`` (following)
-the verdict's code once the run ends, as before; ``band check`` 0 within the band, 1 below it, 2 no
+the verdict's code once the run ends, as before; ``band check`` 0 within the band, 1 outside it, 2 no
 band or bad input; ``band build`` 0, 2 bad input, 5 would overwrite ``--out``.
 """
 
@@ -118,6 +118,8 @@ def _run_facts(run) -> dict[str, Any]:
         "upstream_commit": upstream.get("commit") if isinstance(upstream, dict) else None,
         "platform": platform.get("name") if isinstance(platform, dict) else platform,
         "seed": seed.get("value") if isinstance(seed, dict) else seed,
+        "paddle": (manifest.get("paddle") or {}).get("version") if isinstance(manifest.get("paddle"), dict) else None,
+        "started": manifest.get("started"),
         "epochs": run.epochs_configured,
         "class_num": run.class_num,
     }
@@ -181,7 +183,7 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: float | None, as_json: bool) -> None:
-    """Report the first epoch where RUN falls below the band: exit 0 within, 1 below, 2 no band."""
+    """Report the first epoch where RUN leaves the band: exit 0 within, 1 outside, 2 no band."""
     from repro.logs.parse import parse_run
 
     run = parse_run(run_path)
@@ -224,7 +226,7 @@ def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: fl
         if breach is None:
             click.echo(f"band: WITHIN the band at every epoch checked ({len(checked)} of {loaded.epochs})")
         else:
-            click.echo(f"band: BELOW THE BAND first at {breach.describe(used_k)}")
+            click.echo(f"band: OUTSIDE THE BAND first at {breach.describe(used_k)}")
         if outside:
             click.echo(f"band: note: epoch {outside[0]} top1 {outside[1]:.4f} is outside the range "
                        f"[{outside[2]:.4f}, {outside[3]:.4f}] of the band's runs (a note, not a failure: "
