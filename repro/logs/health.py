@@ -25,7 +25,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -286,5 +286,3 @@ def load_band_for(recipe: str | None, smoke: bool, band_path: Path | None) -> tu
     band = Band.load(path)
     return band, band.describe()
 
-
-OnAlarm = Callable[[Alarm], None]
