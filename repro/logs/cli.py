@@ -114,24 +114,42 @@ def report(run_path: Path, out: Path | None, **options) -> None:
     click.echo(verdict.headline)
 
 
-@click.command("watch")
+@click.command("watch", context_settings={"ignore_unknown_options": True})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("on_alarm_argv", nargs=-1, type=click.UNPROCESSED, metavar="[CMD ARG...]")
+@click.option("--on-alarm", "on_alarm", is_flag=True,
+              help="Run CMD ARG... (given after RUN; no shell) once per alarm, the alarm's JSON on stdin.")
+@click.option("--once", is_flag=True, help="Print the state and the alarms, then exit: 0 no alarm, 1 alarms (for cron).")
+@click.option("--json", "as_json", is_flag=True, help="JSON: alarms one object a line; with --once one object.")
+@click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
+              help="Convergence band file (default: the one shipped for the run's recipe, if any).")
 @click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at the logs.")
 @click.option("--timeout", type=float, default=0.0, show_default=True, help="Give up after this many seconds (0: never).")
 @click.option("--pid", type=int, default=None, help="Stop watching when this process (the launcher) is gone.")
 @click.option("--lock", type=click.Path(path_type=Path), default=None, help="Stop watching when this lock file is gone.")
 @target_options
 @click.pass_context
-def watch(ctx: click.Context, run_path: Path, poll: float, timeout: float, pid: int | None, lock: Path | None, **options) -> None:
-    """Follow a training run's logs with a progress bar; print the verdict when it ends."""
-    from repro.logs.watch import follow
+def watch(ctx: click.Context, run_path: Path, poll: float, timeout: float, pid: int | None, lock: Path | None,
+          on_alarm_argv: tuple[str, ...], on_alarm: bool, once: bool, as_json: bool, band_path: Path | None,
+          **options) -> None:
+    """Follow a training run's logs with a progress bar and health alarms; print the verdict when it ends.
+
+    Alarms (repro.logs.health) are printed and recorded in RUN/alarms.jsonl. With --on-alarm, the
+    words after RUN are the command (put `--` before it if an ARG starts with `-`).
+    """
+    from repro.logs.healthcli import on_alarm_command, watch_follow, watch_once
 
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     if poll <= 0:
         raise ReproError(f"--poll {poll} must be a positive number of seconds, e.g. 5")
-    ended = follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock)
-    click.echo(f"watch: {ended}")
+    argv = on_alarm_command(on_alarm, on_alarm_argv)
+    if once:
+        ctx.exit(watch_once(run_path, band=band_path, on_alarm=argv, as_json=as_json))
+    ended = watch_follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock, band=band_path, on_alarm=argv,
+                         as_json=as_json)
+    if not as_json:
+        click.echo(f"watch: {ended}")
     verdicts = verdicts_for(run_path, options)
     for verdict in verdicts:
-        click.echo("\n".join(verdict.lines))
+        click.echo(json.dumps(verdict.to_dict(), sort_keys=True, default=str) if as_json else "\n".join(verdict.lines))
     ctx.exit(max(verdict.exit_code for verdict in verdicts))

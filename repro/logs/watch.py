@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from tqdm import tqdm
 
@@ -21,6 +22,9 @@ from repro.files import Tail, last_lines
 from repro.logs import patterns as P
 from repro.logs.discover import RunFiles, run_files_in
 from repro.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, read_manifest
+
+if TYPE_CHECKING:
+    from repro.logs.monitor import RunHealth
 
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
 # A harness seen dead this many looks in a row is dead (not a start between manifest and lock).
@@ -71,6 +75,8 @@ class Watcher:
     tails: dict[Path, Tail] = field(default_factory=dict)
     launcher_tails: dict[Path, Tail] = field(default_factory=dict)
     dead_looks: int = 0
+    health: "RunHealth | None" = None
+    alarms: list = field(default_factory=list)  # raised by the last poll (new to alarms.jsonl)
 
     def files(self) -> RunFiles | None:
         return run_files_in(self.root) if self.root.is_dir() else None
@@ -83,8 +89,11 @@ class Watcher:
         if log is None:
             return
         tail = self.tails.setdefault(log, Tail(log))
-        for line in tail.read():
+        lines = tail.read()
+        for line in lines:
             self.progress.feed(line)
+        if self.health is not None:
+            self.alarms = self.health.poll(lines)
 
     def ended(self) -> str | None:
         """Why the run is over, or None while it runs."""
@@ -158,9 +167,7 @@ def _postfix(progress: Progress) -> dict[str, str]:
     return post
 
 
-def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None = None, lock: Path | None = None,
-           sleep=time.sleep, clock=time.monotonic) -> str:
-    """Show progress until the run ends; returns why watching stopped."""
+def check_watchable(run: Path) -> None:
     run = Path(run)
     if not run.exists():
         raise ReproError(f"{run} does not exist; pass the run directory `repro train` printed", EXIT_BAD_INPUT)
@@ -172,11 +179,23 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
             "pass the directory `repro train` printed (`ls logs/`)",
             EXIT_BAD_INPUT,
         )
-    watcher = Watcher(run, pid=pid, lock=lock)
+
+
+def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None = None, lock: Path | None = None,
+           sleep=time.sleep, clock=time.monotonic, health: "RunHealth | None" = None,
+           on_alarms: Callable[[list], None] | None = None, bar_file=None) -> str:
+    """Show progress until the run ends; returns why watching stopped. ``health`` raises alarms from
+    the same lines, handed to ``on_alarms`` after each look."""
+    run = Path(run)
+    check_watchable(run)
+    watcher = Watcher(run, pid=pid, lock=lock, health=health)
     started = clock()
-    with tqdm(total=0, unit="it", dynamic_ncols=True, desc=run.name) as bar:
+    with tqdm(total=0, unit="it", dynamic_ncols=True, desc=run.name, file=bar_file) as bar:
         while True:
             watcher.poll()
+            if watcher.alarms and on_alarms is not None:
+                with bar.external_write_mode():
+                    on_alarms(watcher.alarms)
             progress = watcher.progress
             if progress.total and bar.total != progress.total:
                 bar.total = progress.total
@@ -186,7 +205,28 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
             why = watcher.ended()
             if why is not None:
                 watcher.poll()
+                if watcher.alarms and on_alarms is not None:
+                    with bar.external_write_mode():
+                        on_alarms(watcher.alarms)
                 return why
             if timeout and clock() - started >= timeout:
                 return f"timed out after {timeout:g} s (the run may still be going)"
             sleep(poll)
+
+
+def look_once(run: Path, health: "RunHealth") -> dict:
+    """One look at the whole log (for cron): progress, whether the run ended, every alarm recorded."""
+    run = Path(run)
+    check_watchable(run)
+    watcher = Watcher(run, health=health)
+    watcher.poll()
+    progress = watcher.progress
+    ended = watcher.ended()
+    recorded = health.log.alarms() if health.log is not None else [a.to_dict() for a in watcher.alarms]
+    return {
+        "run": str(run), "running": ended is None, "ended": ended,
+        "epoch": progress.epoch, "epochs": progress.epochs, "iter": progress.iter, "iters": progress.iters,
+        "loss": progress.loss, "top1": progress.top1, "top1_epoch": progress.top1_epoch, "ips": progress.ips,
+        "eta_s": progress.eta_s, "band": health.band_line, "alarms": recorded,
+        "new_alarms": [a.to_dict() for a in watcher.alarms],
+    }

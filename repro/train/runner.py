@@ -21,6 +21,7 @@ from repro.errors import (
     ReproError,
 )
 from repro.files import Tail, last_lines
+from repro.logs.monitor import TrainHealthHook
 from repro.rundir import (
     STATUS_COMPLETED,
     STATUS_FAILED,
@@ -77,6 +78,7 @@ class Housekeeper:
         self.train_log = Tail(run.train_log)
         self.evals: dict[int, float] = {}
         self.best: Best | None = None
+        self.health = TrainHealthHook(run, say)  # health alarms (repro.logs.monitor) from the same lines
 
     def __call__(self) -> None:
         data = self.manifest.data
@@ -84,7 +86,9 @@ class Housekeeper:
         changed = observe_written(self.run.output, self.segment, self.started, self.before, written,
                                   self.after_epoch)
         previous = data.get("true_best")
-        new = eval_top1(self.train_log.read())
+        lines = self.train_log.read()
+        self.health(lines)
+        new = eval_top1(lines)
         if new:
             self.evals.update(new)
             self.best = best_epoch(self.run, Best.of(self.evals))
