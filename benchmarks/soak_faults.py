@@ -523,8 +523,9 @@ class Soak:
                 self.fail("the run did not complete after every fault was injected and resumed")
                 return
             if not train_log.exists():
-                self.fail("the first segment wrote no train.log")
-                return
+                tail = "\n".join(terminal.text().strip().splitlines()[-15:])
+                raise SystemExit(f"error: the first segment of the run trained nothing (exit {terminal.status}); "
+                                 f"its last lines:\n{tail}")
             terminal = self.resume()
 
 
@@ -705,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.work or Path(tempfile.mkdtemp(prefix="soak-"))).expanduser().resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    size = "1500m" if args.real else "16m"
+    size = "2g" if args.real else "16m"  # real: pre-flight wants 3 saves + 1 GB free
     with SmallDisk(work / "disk", size) as disk:
         if not disk.mounted and "disk-full" in kinds:
             kinds.remove("disk-full")
@@ -749,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(figures, indent=1) + "\n")
         passed = not soak.failures
+        if not passed and disk.mounted:  # the tmpfs goes with the soak: keep the evidence
+            shutil.copytree(run, work / "run", symlinks=True, ignore=shutil.ignore_patterns("*.pdparams", "*.pdopt"))
     if passed and args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     elif not passed:
