@@ -293,15 +293,18 @@ class Fault:
 
 
 def schedule(rng: random.Random, count: int, kinds: list[str], epochs: int) -> list[Fault]:
-    """``count`` faults, every kind as evenly as the count allows, at distinct increasing epochs."""
-    if count > epochs - 3:
-        raise SystemExit(f"error: {count} faults need at least {count + 3} epochs; pass --epochs {count + 3} or more")
+    """``count`` faults, every kind as evenly as the count allows, at distinct increasing epochs in the
+    first two thirds of the run: a stop takes seconds, in which fast epochs of the double run on."""
+    last = 2 * epochs // 3
+    if count > last:
+        need = (3 * count + 2) // 2
+        raise SystemExit(f"error: {count} faults need at least {need} epochs; pass --epochs {need} or more")
     order: list[str] = []
     while len(order) < count:
         batch = list(kinds)
         rng.shuffle(batch)
         order += batch
-    moments = sorted(rng.sample(range(1, epochs - 1), count))
+    moments = sorted(rng.sample(range(1, last + 1), count))
     return [Fault(kind, epoch, rng.random()) for kind, epoch in zip(order[:count], moments)]
 
 
@@ -334,6 +337,8 @@ class Soak:
     orphans_found: int = 0
     orphans_killed: int = 0
     epoch_seconds: float = 1.0
+    epochs: int = 0
+    latest_damaged_at_end: bool = False  # the soak broke latest after the last epoch: none rewrites it
 
     def fail(self, text: str) -> None:
         self.failures.append(text)
@@ -448,6 +453,9 @@ class Soak:
         if not path.exists():
             fault.detail = "no latest.pdparams yet"
             return
+        if self.epochs in evals((self.run / "output" / "train.log").read_text(errors="replace")):
+            # the ranks trained to the end before the stop reached them: no later save will rewrite latest
+            self.latest_damaged_at_end = True
         size = path.stat().st_size
         time.sleep(0.01)
         if self.rng.random() < 0.5:
@@ -609,7 +617,12 @@ def final_checks(soak: Soak, epochs: int, keep: int, save_interval: int, planted
     # Checkpoints: latest and true_best whole, with the right state.
     broken = 0
     output = run / "output"
-    for name, epoch, metric in (("latest", epochs, truth.get(epochs)), ("true_best", best_epoch, best)):
+    final = ("latest", epochs, truth.get(epochs))
+    if soak.latest_damaged_at_end:  # then the resume must have used a whole save of the last epoch
+        resumed = Path(manifest["segments"][-1].get("resumed_from") or "latest")
+        say(f"latest was damaged by the soak after the last epoch; the last segment resumed from {resumed.name}")
+        final = (resumed.name, epochs, truth.get(epochs))
+    for name, epoch, metric in (final, ("true_best", best_epoch, best)):
         state, problem = checkpoint_state(output / name)
         if state is None:
             broken += 1
@@ -732,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"run {run} ({'real upstream ' + str(upstream) if args.real else 'test double'}), {epochs} epochs, "
             f"{len(faults)} faults: " + ", ".join(f"{f.kind}@{f.epoch}" for f in faults))
         soak = Soak(args, run, upstream, harness_env(env), train_argv, disk, truth, faults, rng,
-                    epoch_seconds=args.sleep if not args.real else 20.0)
+                    epoch_seconds=args.sleep if not args.real else 20.0, epochs=epochs)
         planted = run / "output" / "my-notes.txt"
         planted_bytes = b"a file the user put beside the checkpoints\n"
         try:

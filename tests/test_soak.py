@@ -1,6 +1,9 @@
 """A short fault-injection soak (``benchmarks/soak_faults.py``): one run on the test double of upstream
 survives a few faults of different kinds, with nothing lost and no process left. ``make soak`` runs
-the full one (24 faults, 60 epochs); this keeps the machinery itself honest in well under a minute."""
+the full one (24 faults, 60 epochs); this keeps the machinery itself honest in about a minute.
+
+Epochs of 1 s: stopping a run takes seconds (the launcher's SIGTERM, the grace, the kill by PID), in
+which faster epochs would train to the end before the next fault's moment came."""
 
 from __future__ import annotations
 
@@ -21,14 +24,14 @@ def soak(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], 
     figures = tmp_path / "figures.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REPRO_", "FAKE_"))}
     done = subprocess.run([sys.executable, str(SOAK), "--work", str(tmp_path / "work"), "--json", str(figures), *args],
-                          capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     return done, json.loads(figures.read_text()) if figures.exists() else {}
 
 
 @pytest.mark.slow  # ~1 minute: five launches of the real paddle launcher
 def test_a_short_soak_survives_every_fault_with_nothing_lost(tmp_path: Path) -> None:
     kinds = "harness-sigkill,rank-sigkill,hangup,half-checkpoint,rank-stop-cont"
-    done, figures = soak(tmp_path, "--seed", "1", "--faults", "5", "--epochs", "10", "--sleep", "0.6",
+    done, figures = soak(tmp_path, "--seed", "1", "--faults", "5", "--epochs", "12", "--sleep", "1.0",
                          "--keep", "2", "--kinds", kinds)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert figures["faults_injected"] == 5 and set(figures["faults_by_kind"]) == set(kinds.split(","))
@@ -37,9 +40,9 @@ def test_a_short_soak_survives_every_fault_with_nothing_lost(tmp_path: Path) -> 
     # one segment per fault that stops the harness (the hangup and the STOP/CONT do not), plus the last
     assert figures["segments"] == 4
     truth = figures["true_best"]
-    assert figures["check_accuracy"]["best_epoch"] == truth["epoch"] == 8  # the later of two tied maxima
+    assert figures["check_accuracy"]["best_epoch"] == truth["epoch"] == 7  # the later of two tied maxima (epochs 5, 7)
     assert figures["check_accuracy"]["best_top1"] == pytest.approx(truth["top1"])
-    assert figures["checkpoints_kept"] == ["best_model", "epoch_10", "epoch_9", "latest", "true_best"]
+    assert figures["checkpoints_kept"] == ["best_model", "epoch_11", "epoch_12", "latest", "true_best"]
     assert "data lost:            0" in done.stdout
 
 
