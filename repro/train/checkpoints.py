@@ -17,11 +17,14 @@ compared with a snapshot taken at that start, *and* it bears one of upstream's c
 for ``epoch_N``, N is an epoch the segment trains (greater than the one it resumed from). A recorded
 file may be deleted only while it is still that very file (same size and modification time). So
 files present when a segment started, files under other names, an ``epoch_N`` copied in for an epoch
-the segment did not train, and any file changed after it was recorded are never touched.
+the segment did not train, and any file changed after it was recorded are never touched. Saves a
+segment could not record (its harness was killed, its disk full) are adopted by the next segment
+by the same rules (``adopt_unrecorded``), so they do not stay forever.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
 import re
 from dataclasses import dataclass
@@ -274,8 +277,6 @@ def adopt_unrecorded(output_dir: Path, segments: list[dict], before: dict[str, i
 
 
 def _timestamp(text: object) -> float | None:
-    import datetime as dt
-
     try:
         return dt.datetime.fromisoformat(str(text)).timestamp()
     except ValueError:
