@@ -14,7 +14,7 @@ PLATFORM ?= $(or $(VENV_PLATFORM),cpu)
 # What a target needs: the venv that exists, or on a fresh clone one built for PLATFORM.
 ENV_STAMP := $(VENV)/.installed-$(or $(VENV_PLATFORM),$(PLATFORM))
 
-.PHONY: setup test smoke train check bench doctor clean-venv
+.PHONY: setup test smoke train check bench soak doctor clean-venv
 
 # A venv holds one Paddle build: switching platforms in place would leave two builds of the `paddle`
 # package on top of each other, so a switch asks for a fresh venv instead.
@@ -67,6 +67,15 @@ doctor: $(ENV_STAMP)
 
 bench: $(ENV_STAMP)
 	$(PY) benchmarks/run_all.py
+
+# The fault-injection soak (README "Reliability"): one run on the test double survives a seeded
+# schedule of kills, hangups, a full disk and half-written checkpoints; SEED=, FAULTS= vary it and
+# REAL=/path/to/PaddleClas soaks real upstream at smoke scale.
+soak: export REPRO_SOAK_SEED := $(SEED)
+soak: export REPRO_SOAK_FAULTS := $(FAULTS)
+soak: export REPRO_SOAK_REAL := $(REAL)
+soak: $(ENV_STAMP)
+	$(PY) benchmarks/soak_faults.py
 
 # Removes only the virtual environment this Makefile made (never logs, checkpoints or upstream).
 clean-venv:

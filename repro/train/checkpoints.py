@@ -17,11 +17,14 @@ compared with a snapshot taken at that start, *and* it bears one of upstream's c
 for ``epoch_N``, N is an epoch the segment trains (greater than the one it resumed from). A recorded
 file may be deleted only while it is still that very file (same size and modification time). So
 files present when a segment started, files under other names, an ``epoch_N`` copied in for an epoch
-the segment did not train, and any file changed after it was recorded are never touched.
+the segment did not train, and any file changed after it was recorded are never touched. Saves a
+segment could not record (its harness was killed, its disk full) are adopted by the next segment
+by the same rules (``adopt_unrecorded``), so they do not stay forever.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
 import re
 from dataclasses import dataclass
@@ -232,6 +235,52 @@ def observe_written(
             written[path.name] = {"segment": segment_index, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
             changed = True
     return changed
+
+
+def adopt_unrecorded(output_dir: Path, segments: list[dict], before: dict[str, int], written: dict[str, dict]) -> bool:
+    """Record the checkpoint files an earlier segment wrote but never recorded; True if any.
+
+    A harness killed (SIGKILL, power loss) or on a full disk cannot write the manifest, so the saves of
+    its last seconds stay unrecorded, and the next segment's start snapshot would make them "present
+    before" forever: retention would never delete them. A file present now (``before``) is adopted
+    for an earlier segment by the rules ``observe_written`` would have applied had that harness lived:
+    an upstream save name, for ``epoch_N`` an epoch that segment trained, and last modified while that
+    segment was the newest (from its start to the next segment's start). A segment whose resume
+    epoch is unknown adopts nothing.
+    """
+    windows: list[tuple[float, float, int, int]] = []
+    for segment, following in zip(segments, segments[1:]):
+        start, end = _timestamp(segment.get("started")), _timestamp(following.get("started"))
+        if start is None or end is None:
+            continue
+        if segment.get("resumed_from") and segment.get("resumed_from_epoch") is None:
+            continue
+        floor = int(segment.get("resumed_from_epoch") or 0) if segment.get("resumed_from") else 0
+        # ``started`` is to the second: widen by the slack observe_written allows for mtimes
+        windows.append((start - MTIME_SLACK_SECONDS, end + 1.0, floor, int(segment["index"])))
+    changed = False
+    for name, mtime_ns in before.items():
+        record = written.get(name)
+        if record is not None and record.get("mtime_ns") == mtime_ns:
+            continue
+        path = output_dir / name
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        for start, end, floor, index in windows:
+            if start <= stat.st_mtime < end and could_be_ours(name, floor):
+                written[name] = {"segment": index, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size, "adopted": True}
+                changed = True
+                break
+    return changed
+
+
+def _timestamp(text: object) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
 
 
 def _ours(path: Path, written: dict[str, dict]) -> bool:

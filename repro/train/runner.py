@@ -30,6 +30,7 @@ from repro.rundir import (
     RunDir,
 )
 from repro.train.checkpoints import (
+    adopt_unrecorded,
     first_epoch_floor,
     observe_written,
     prune,
@@ -74,6 +75,9 @@ class Housekeeper:
         self.started = time.time()
         self.before = snapshot(run.output)
         self.after_epoch = first_epoch_floor(manifest.current, self.before)
+        # saves an earlier segment could not record (its harness was killed, its disk full)
+        self.adopted = adopt_unrecorded(run.output, manifest.segments, self.before,
+                                        manifest.data.setdefault("checkpoints_written", {}))
         self.reported_foreign: set[str] = set()
         self.train_log = Tail(run.train_log)
         self.evals: dict[int, float] = {}
@@ -84,7 +88,8 @@ class Housekeeper:
         data = self.manifest.data
         written = data.setdefault("checkpoints_written", {})
         changed = observe_written(self.run.output, self.segment, self.started, self.before, written,
-                                  self.after_epoch)
+                                  self.after_epoch) or self.adopted
+        self.adopted = False
         previous = data.get("true_best")
         lines = self.train_log.read()
         self.health(lines)
