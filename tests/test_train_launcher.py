@@ -544,3 +544,15 @@ def test_a_full_disk_mid_run_is_one_line_and_resume_continues_from_the_newest_co
     assert data["status"] == "completed"
     assert data["segments"][0]["status"] in ("failed", "abandoned")
     assert "[Eval][Epoch 4]" in (run / "output" / "train.log").read_text()
+
+
+def test_gpus_on_the_cpu_venv_name_the_gpu_platforms_to_pass(upstream: Path, tmp_path: Path) -> None:
+    # README step 4 on the cpu venv that `make smoke` builds: the line says how to name a GPU platform.
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["train", "--dry-run", "--gpus", "0,1,2,3", "--platform", "cpu", "--upstream", str(upstream)])
+    assert result.exit_code == 2
+    assert "PLATFORM=" in result.stderr and "ixuca-bi-v150-sdk4.2.0" in result.stderr and "nvidia-cuda" in result.stderr
+    fixed = CliRunner(mix_stderr=False).invoke(
+        cli, ["train", "--dry-run", "--gpus", "0,1,2,3", "--platform", "ixuca-bi-v150-sdk4.2.0", "--upstream",
+              str(upstream), "--logs-dir", str(tmp_path / "logs")])
+    assert fixed.exit_code == 0, fixed.stderr

@@ -291,6 +291,23 @@ def test_resume_rechecks_the_dataset_and_the_upstream_checkout(run: RunDir, upst
     assert not run.lock.exists()
 
 
+def test_resume_of_a_run_that_passed_pre_flight_applies_pre_flights_upstream_checks(
+        run: RunDir, upstream: Path, monkeypatch) -> None:
+    # A new run refuses a checkout with local changes (exit 4); a resume of it must too, with the same line.
+    from repro.train import preflight
+    from repro.upstream.state import inspect_checkout
+
+    line = "1 local change(s) not from our patches in PaddleClas: ppcls/engine/engine.py; restore it"
+    monkeypatch.setattr(preflight, "check_upstream", lambda path: [line])
+    interrupted_run(run, upstream, {"root": None}, inspect_checkout(upstream).to_manifest())
+    data = json.loads(run.manifest.read_text())
+    run.manifest.write_text(json.dumps({**data, "preflight": "passed"}))
+    result = CliRunner(mix_stderr=False).invoke(cli, ["train", "--resume", str(run.path)])
+    assert result.exit_code == EXIT_PREFLIGHT, result.stderr
+    assert f"resume check: {line}" in result.stderr
+    assert json.loads(run.manifest.read_text())["segments"] == [], "a refused resume records nothing"
+
+
 def test_resume_refuses_a_dataset_relinked_or_changed_under_the_run(run: RunDir, upstream: Path, tmp_path: Path) -> None:
     from repro.dataset.fingerprint import fingerprint
     from repro.dataset.tiny import make_tiny

@@ -74,7 +74,15 @@ def resume_problems(plan: ResumePlan) -> list[str]:
     if not upstream.is_dir():
         problems.append(f"the upstream checkout the run used, {upstream}, is gone: fetch it there again "
                         f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume")
-    elif "commit" in recorded or "patches" in recorded:
+    else:
+        if data.get("preflight") == "passed":  # the run started with pre-flight: the same checks, same lines
+            from repro.train.preflight import check_upstream
+
+            same_as_new_run = check_upstream(upstream)
+            if same_as_new_run:
+                return problems + same_as_new_run
+        if not ("commit" in recorded or "patches" in recorded):
+            return problems
         now = inspect_checkout(upstream).to_manifest()
         if now.get("commit") != recorded.get("commit"):
             problems.append(f"upstream {upstream} is now at {str(now.get('commit'))[:12]}, the run started at "

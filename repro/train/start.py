@@ -19,7 +19,7 @@ import click
 from repro.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproError
 from repro.machine import probe_paddle
 from repro.paths import resolve_upstream_dir
-from repro.profiles import Profile, default_platform, load_profile
+from repro.profiles import Profile, available_profiles, default_platform, load_profile
 from repro.recipes import Recipe, load_recipe
 from repro.rundir import Manifest, create_run_dir, discard_run_dir, plan_run_dir
 from repro.train.command import (
@@ -123,7 +123,10 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
             raise ReproError(f"--cpu-ranks needs the cpu platform, not {profile.name}: add --platform cpu", EXIT_BAD_INPUT)
         return (gpus if gpus is not None else list(range(recipe.reference_gpus))), None
     if gpus is not None:
-        raise ReproError(f"platform {profile.name} has no GPUs: drop --gpus (use --cpu-ranks N) or pass --platform", EXIT_BAD_INPUT)
+        gpu_profiles = ", ".join(name for name in available_profiles() if name != profile.name and name != "cpu")
+        raise ReproError(
+            f"platform {profile.name} has no GPUs: drop --gpus (use --cpu-ranks N), or name a GPU platform with "
+            f"--platform (make train ... PLATFORM=): {gpu_profiles}", EXIT_BAD_INPUT)
     return None, cpu_ranks or DEFAULT_CPU_RANKS
 
 
