@@ -152,7 +152,7 @@ def test_a_lost_node_stops_node0_and_both_resume(upstream: Path, tmp_path: Path)
     node0, node1 = group0 / "node0", group1 / "node1"
     victims: list[dict] = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # the harness's start (paddle's import) is slow on a loaded machine
         while time.monotonic() < deadline:
             log = node0 / "output" / "train.log"
             if log.exists() and "[Train][Epoch 3/6]" in log.read_text():
