@@ -8,6 +8,7 @@ only through the double; see ``test_two_nodes_real_upstream``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -108,6 +109,43 @@ def test_mismatch_lines_name_what_differs() -> None:
     assert mismatches(mine, {**mine}, "node1") == []
 
 
+def test_node0_stops_when_no_log_line_comes_within_the_stall_timeout(tmp_path: Path) -> None:
+    from repro.rundir import Manifest, create_node_run_dir
+    from repro.train.nodes import NodePlan, NodeWatch
+
+    run = create_node_run_dir(tmp_path, tmp_path / "g", 0)
+    book = Manifest.create(run.manifest, {"nodes": {"nnodes": 2, "node_rank": 0}})
+    watch = NodeWatch(NodePlan(2, 0, f"127.0.0.1:{_free_port()}", stall_timeout=1.0), run, book, {}, print)
+    assert watch() is False
+    run.train_log.write_text("[Train] a line\n")
+    time.sleep(0.7)
+    assert watch() is False, "a growing log is activity"
+    time.sleep(1.2)
+    assert watch() is True and watch.reason.startswith("stalled: no log line for 1 s (--stall-timeout 1 s)")
+
+
+def test_a_run_directory_names_node0_and_a_group_is_judged_by_node0(tmp_path: Path) -> None:
+    from repro.rundir import Manifest, create_node_run_dir, group_node0, where_node0_is
+
+    group = tmp_path / "shared"
+    runs = [create_node_run_dir(tmp_path, group, rank) for rank in (0, 1)]
+    for rank, run in enumerate(runs):
+        nodes = {"nnodes": 2, "node_rank": rank, "master": "10.0.0.1:8090", "master_host": "10.0.0.1"}
+        if rank:
+            nodes["node0"] = {"host": "n0", "run_dir": "/data/logs/shared/node0"}
+        Manifest.create(run.manifest, {"nodes": nodes})
+    assert group_node0(group) == runs[0].path and where_node0_is(group) is None
+    assert where_node0_is(runs[0].path) is None
+    line = where_node0_is(runs[1].path)
+    assert "node 1 of 2" in line and "n0:/data/logs/shared/node0" in line
+    alone = tmp_path / "disk1"
+    (alone / "node1").parent.mkdir()
+    runs[1].path.rename(alone / "node1")  # separate disks: node 1's group holds only node1/
+    assert "n0:/data/logs/shared/node0" in where_node0_is(alone)
+    with pytest.raises(Exception, match="already exists"):
+        create_node_run_dir(tmp_path, group, 0)
+
+
 # --------------------------------------------------------------------------- two nodes on loopback
 
 
@@ -137,6 +175,10 @@ def test_node0_holds_the_logs_when_node1_starts_first(upstream: Path, tmp_path: 
     code, out, err = check(str(node1))
     assert code == 2 and "UNREADABLE" not in out + err
     assert len(err.strip().splitlines()) == 1 and str(node0) in err and "node 1 of 2" in err
+    for command in ("report", "watch"):
+        done = subprocess.run([sys.executable, "-m", "repro", command, str(node1)], capture_output=True, text=True,
+                              env=harness_env(), timeout=60)
+        assert done.returncode == 2 and done.stderr.strip().splitlines() == err.strip().splitlines(), done.stderr
     code, out, err = check(str(group))  # the whole run, judged from node 0's directory
     assert "UNREADABLE" not in out and "best" in out and "epoch 2" in out
     assert "nodes: MISMATCH upstream commit" in out
@@ -199,3 +241,58 @@ def test_a_lost_node_stops_node0_and_both_resume(upstream: Path, tmp_path: Path)
     assert resumed["resumed_from"].startswith(str(node0 / "output")) and resumed["resumed_from_epoch"] >= 2
     code, out, _ = check(str(node0), "--target", "0.9", "--tolerance", "0")
     assert code == 0 and "epoch 2" in out, out
+
+
+# --------------------------------------------------------------------------- real upstream (REPRO_TEST_UPSTREAM)
+
+
+def real_checkout(real_upstream: Path, tmp_path: Path) -> Path:
+    """A copy of the real checkout with the tiny dataset linked (the user's checkout keeps its link)."""
+    upstream = tmp_path / "PaddleClas"
+    shutil.copytree(real_upstream, upstream, symlinks=True,
+                    ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
+    for args in (["dataset", "make-tiny", str(tmp_path / "data")],
+                 ["dataset", "link", "--force", str(tmp_path / "data")]):
+        subprocess.run([sys.executable, "-m", "repro", *args], check=True, capture_output=True,
+                       env={**harness_env(), "REPRO_UPSTREAM_DIR": str(upstream)})
+    return upstream
+
+
+@pytest.mark.upstream
+@pytest.mark.slow
+def test_real_upstream_lost_node_and_resume(real_upstream: Path, tmp_path: Path) -> None:
+    """Real upstream, smoke variant, 3 epochs, --seed 0: uninterrupted, then node 1 killed in epoch 2
+    and both resumed; the resumed run's best epoch is the uninterrupted run's."""
+    upstream = real_checkout(real_upstream, tmp_path)
+    common = ("--smoke", "--seed", "0", "-o", "Global.epochs=3")
+    best = {}
+    for name in ("whole", "cut"):
+        master = f"127.0.0.1:{_free_port()}"
+        group = tmp_path / name
+        env = harness_env()
+        procs = [node(upstream, group, 1, master, *common, env=env), node(upstream, group, 0, master, *common, env=env)]
+        if name == "cut":
+            deadline = time.monotonic() + 600
+            log = group / "node0" / "output" / "train.log"
+            while not (log.exists() and "[Train][Epoch 2/3][Iter: 1/" in log.read_text()):
+                assert time.monotonic() < deadline and procs[1].poll() is None, "node 0 never reached epoch 2"
+                time.sleep(0.5)
+            victims = lock_pids(group / "node1")
+            for record in victims:
+                os.kill(record["pid"], signal.SIGKILL)
+            killed = time.monotonic()
+            code, _, err = finish(procs[1], timeout=120)
+            print(f"real upstream: node 0 stopped {time.monotonic() - killed:.1f} s after node 1 was killed")
+            procs[0].communicate(timeout=30)
+            assert code == 6, err
+            left = [p for p in psutil.process_iter(["cmdline"]) if any(str(tmp_path) in t for t in (p.info["cmdline"] or []))]
+            assert not left, f"left running: {left}"
+            procs = [resume(group / "node1", env)]
+            time.sleep(1)
+            procs.append(resume(group / "node0", env))
+        for code, _, err in [finish(p, timeout=900) for p in procs]:
+            assert code == 0, err[-3000:]
+        code, out, err = check(str(group), "--json")
+        verdict = json.loads(out.splitlines()[0])
+        best[name] = (verdict["best_epoch"], verdict["best_value"])
+    assert best["cut"][0] == best["whole"][0], best

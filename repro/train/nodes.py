@@ -276,12 +276,12 @@ class NodeWatch:
                 if node == self.me or node in self.compared or not isinstance(info, dict):
                     continue
                 self.compared.add(node)
-                found = mismatches(self.info, info, node)
-                for line in found:
+                known = record.setdefault("mismatches", [])
+                for line in mismatches(self.info, info, node):
                     self.say(f"MISMATCH: {line}")
-                if found:
-                    record.setdefault("mismatches", []).extend(found)
-                    changed = True
+                    if line not in known:  # a resumed segment compares again
+                        known.append(line)
+                        changed = True
         if changed:
             self.manifest.save()
 

@@ -162,6 +162,9 @@ def run_segment(
         else:
             status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
             extra["failed_rank"] = outcome.failed_rank
+            if node_watch is not None:
+                say("several nodes: a rank also fails like this when another node is lost (gloo sees its peer's "
+                    "sockets close); look at the other nodes' output too")
     finally:
         if launch is not None:
             launch.restore_signal_handlers()
