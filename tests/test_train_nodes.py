@@ -1,9 +1,9 @@
 """Several nodes on loopback (one CPU rank per node) under the REAL paddle launcher: node ranks are the
 user's, node 0 holds the logs and the verdict, a lost node stops the run and a resume completes it.
 
-The upstream test double runs by default; with ``REPRO_TEST_UPSTREAM`` set, the first test also runs
-real upstream (2 epochs of the smoke variant needs a tiny dataset, so it uses the double's config path
-only through the double; see ``test_two_nodes_real_upstream``).
+The upstream test double runs by default (it never blocks in a collective, as NCCL would on a lost
+peer, so node 0 must notice through the heartbeat); with ``REPRO_TEST_UPSTREAM`` set, real upstream
+runs the smoke variant on two nodes too (gloo: node 0's rank fails as its peer's sockets close).
 """
 
 from __future__ import annotations

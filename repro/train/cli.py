@@ -64,7 +64,8 @@ def check_master(master: str | None, nnodes: int | None) -> None:
 RESUME_REFUSES = (
     ("gpus", "--gpus"), ("cpu_ranks", "--cpu-ranks"), ("platform", "--platform"), ("recipe", "--recipe"),
     ("override", "-o"), ("run_dir", "--run-dir"), ("logs_dir", "--logs-dir"), ("nnodes", "--nnodes"),
-    ("master", "--master"), ("node_rank", "--node-rank"), ("stall_timeout", "--stall-timeout"), ("seed", "--seed"), ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
+    ("master", "--master"), ("node_rank", "--node-rank"), ("stall_timeout", "--stall-timeout"), ("seed", "--seed"),
+    ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
     ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"),
 )
 
