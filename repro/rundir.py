@@ -178,6 +178,9 @@ def where_node0_is(path: Path) -> str | None:
     """One line naming node 0's run directory when ``path`` is another node's run (or a group without
     node 0), whose own directory holds no training log; None when ``path`` can be judged here."""
     path = Path(path)
+    if path.is_file():  # node1/launcher/workerlog.0: judged as its run
+        run = find_run_dir(path.parent)
+        path = run.path if run is not None else path
     if group_node0(path) is not None:
         return None
     candidates = [path] if (path / MANIFEST).is_file() else sorted(
@@ -285,6 +288,11 @@ def open_run_dir(path: Path) -> RunDir:
     """An existing run directory, for --resume; it must hold our manifest."""
     run = RunDir(path.expanduser().resolve())
     if not run.is_run():
+        nodes = sorted(child.name for child in run.path.glob(f"{NODE_DIR_PREFIX}*") if (child / MANIFEST).is_file())
+        if nodes:
+            raise ReproError(f"{run.path} is a multi-node group ({', '.join(nodes)}): resume this node's own directory, "
+                             f"e.g. `repro train --resume {run.path / nodes[0]}` on node {node_rank_of(Path(nodes[0]))}",
+                             EXIT_BAD_INPUT)
         why = "it does not exist" if not run.path.exists() else f"no {MANIFEST}"
         raise ReproError(
             f"{run.path} is not a repro run directory ({why}); pass the directory `repro train` created under "

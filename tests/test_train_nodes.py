@@ -138,12 +138,16 @@ def test_a_run_directory_names_node0_and_a_group_is_judged_by_node0(tmp_path: Pa
     assert where_node0_is(runs[0].path) is None
     line = where_node0_is(runs[1].path)
     assert "node 1 of 2" in line and "n0:/data/logs/shared/node0" in line
+    runs[1].workerlog(0).write_text("fake-train rank 1 of 2\n")
+    assert where_node0_is(runs[1].workerlog(0)) == line
     alone = tmp_path / "disk1"
     (alone / "node1").parent.mkdir()
     runs[1].path.rename(alone / "node1")  # separate disks: node 1's group holds only node1/
     assert "n0:/data/logs/shared/node0" in where_node0_is(alone)
     with pytest.raises(Exception, match="already exists"):
         create_node_run_dir(tmp_path, group, 0)
+    resumed = CliRunner().invoke(cli, ["train", "--resume", str(group)])
+    assert resumed.exit_code == 2 and f"--resume {group / 'node0'}` on node 0" in resumed.output
 
 
 # --------------------------------------------------------------------------- two nodes on loopback
