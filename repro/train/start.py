@@ -127,9 +127,9 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     except BaseException:
         # Nothing ran: the directory holds only what we just wrote into it, so remove that.
         discard_run_dir(run, keep_directory=existed and nodes is None)
-        if nodes is not None and not existed:
+        if nodes is not None and run_dir is None:
             try:
-                run.path.parent.rmdir()  # the group directory this start made, if no other node uses it
+                run.path.parent.rmdir()  # the time-stamped group this start made (a named one may be shared)
             except OSError:
                 pass
         raise
