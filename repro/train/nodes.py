@@ -198,7 +198,6 @@ class NodeWatch:
     peer_timeout: float = PEER_TIMEOUT_SECONDS
     reason: str | None = None
     beats: int = 0
-    started: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
     log_sizes: dict[str, int] = field(default_factory=dict)
     peers: dict[str, tuple[Any, float]] = field(default_factory=dict)  # node -> (last beat seen, when)
@@ -213,9 +212,10 @@ class NodeWatch:
         """One look; True when the run must stop (``reason`` says why)."""
         now = time.monotonic()
         self.beats += 1
-        self.store.put(f"beat/{self.me}", self.beats)
-        self.store.put(f"info/{self.me}", self.info)
-        beats = self.store.get_prefix("beat/")
+        # One failed call skips the rest: an unreachable host costs one connect timeout a tick, not four.
+        beats = None
+        if self.store.put(f"beat/{self.me}", self.beats) and self.store.put(f"info/{self.me}", self.info):
+            beats = self.store.get_prefix("beat/")
         if beats is not None:
             self.store_seen = now
             self._records()
@@ -227,10 +227,10 @@ class NodeWatch:
             if previous is None or previous[0] != value:
                 self.peers[node] = (value, now)
         self._note_activity(now)
-        self.reason = self._verdict(now, beats)
+        self.reason = self._verdict(now)
         return self.reason is not None
 
-    def _verdict(self, now: float, beats: dict | None) -> str | None:
+    def _verdict(self, now: float) -> str | None:
         if self.plan.node_rank > 0 and self.store_seen is not None and now - self.store_seen > self.peer_timeout:
             return (f"node 0 lost: its master {self.plan.master} has not answered for {now - self.store_seen:.0f} s "
                     f"(peer timeout {self.peer_timeout:g} s)")
