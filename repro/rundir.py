@@ -230,9 +230,15 @@ def create_node_run_dir(logs_dir: Path, run_dir: Path | None, node_rank: int,
     """Node K's run directory in a group: the group (``--run-dir``, or ``<logs>/<UTC time>``) may exist,
     shared by the nodes (one filesystem); ``node<K>`` inside it is created exclusively."""
     path = plan_node_run_dir(logs_dir, run_dir, node_rank, now)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        path.mkdir()
+        for attempt in range(3):  # another node's refused start may remove the empty group between the two mkdirs
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir()
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
     except FileExistsError:
         raise ReproError(
             f"{path} already exists: node {node_rank} of that run has a directory there; choose a new --run-dir "

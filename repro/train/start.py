@@ -127,9 +127,9 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     except BaseException:
         # Nothing ran: the directory holds only what we just wrote into it, so remove that.
         discard_run_dir(run, keep_directory=existed and nodes is None)
-        if nodes is not None and run_dir is None:
+        if nodes is not None and not existed:
             try:
-                run.path.parent.rmdir()  # the time-stamped group this start made (a named one may be shared)
+                run.path.parent.rmdir()  # the group this start made, unless another node uses it already
             except OSError:
                 pass
         raise
