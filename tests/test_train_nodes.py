@@ -9,9 +9,7 @@ runs the smoke variant on two nodes too (gloo: node 0's rank fails as its peer's
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -208,8 +206,8 @@ def test_a_lost_node_stops_node0_and_both_resume(upstream: Path, tmp_path: Path)
             raise AssertionError("node 0 never reached epoch 3")
         victims = lock_pids(node1)  # the harness, its launcher and the rank
         assert len(victims) >= 3
-        for record in victims:
-            os.kill(record["pid"], signal.SIGKILL)
+        for process in live(victims):  # the lock may name short-lived helpers the launcher ran
+            process.kill()
         killed = time.monotonic()
         code, _, err = finish(procs[0], timeout=60)
         noticed = time.monotonic() - killed
@@ -247,6 +245,37 @@ def test_a_lost_node_stops_node0_and_both_resume(upstream: Path, tmp_path: Path)
     assert code == 0 and "epoch 2" in out, out
 
 
+def test_a_lost_node0_stops_node1(upstream: Path, tmp_path: Path) -> None:
+    """Node 0 (the master, rank 0) SIGKILLed: node 1 notices that the master is gone and stops its ranks."""
+    master = f"127.0.0.1:{_free_port()}"
+    env = harness_env(FAKE_SLEEP="2", REPRO_TRAIN_PEER_TIMEOUT="3")
+    procs = [node(upstream, tmp_path / "g", rank, master, "-o", "Global.epochs=6", env=env) for rank in (0, 1)]
+    node0, node1 = tmp_path / "g" / "node0", tmp_path / "g" / "node1"
+    victims: list[dict] = []
+    try:
+        deadline = time.monotonic() + 150
+        while not ((node0 / "output" / "train.log").exists()
+                   and "[Train][Epoch 2/6]" in (node0 / "output" / "train.log").read_text()):
+            assert time.monotonic() < deadline, "node 0 never reached epoch 2"
+            time.sleep(0.2)
+        time.sleep(1.5)  # node 1 has read node 0's place from the master by now
+        victims = lock_pids(node0)
+        for process in live(victims):  # the lock may name short-lived helpers the launcher ran
+            process.kill()
+        killed = time.monotonic()
+        code, _, err = finish(procs[1], timeout=60)
+        noticed = time.monotonic() - killed
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        for process in live(victims):
+            process.kill()
+    print(f"node 1 stopped {noticed:.1f} s after node 0 was killed")
+    assert code == 6 and "stopping: node 0 lost" in err and noticed < 20, err
+    assert manifest(node1)["nodes"]["node0"]["run_dir"] == str(node0)
+
+
 # --------------------------------------------------------------------------- real upstream (REPRO_TEST_UPSTREAM)
 
 
@@ -282,8 +311,8 @@ def test_real_upstream_lost_node_and_resume(real_upstream: Path, tmp_path: Path)
                 assert time.monotonic() < deadline and procs[1].poll() is None, "node 0 never reached epoch 2"
                 time.sleep(0.5)
             victims = lock_pids(group / "node1")
-            for record in victims:
-                os.kill(record["pid"], signal.SIGKILL)
+            for process in live(victims):
+                process.kill()
             killed = time.monotonic()
             code, _, err = finish(procs[1], timeout=120)
             print(f"real upstream: node 0 stopped {time.monotonic() - killed:.1f} s after node 1 was killed")
