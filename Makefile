@@ -54,6 +54,9 @@ train: export REPRO_TRAIN_GPUS := $(GPUS)
 train: export REPRO_TRAIN_PLATFORM := $(PLATFORM)
 train: export REPRO_TRAIN_OVERRIDE := $(OVERRIDES)
 train: export REPRO_TRAIN_DRY_RUN := $(DRY_RUN)
+train: export REPRO_TRAIN_NNODES := $(NNODES)
+train: export REPRO_TRAIN_NODE_RANK := $(NODE_RANK)
+train: export REPRO_TRAIN_MASTER := $(MASTER)
 train: $(ENV_STAMP)
 	$(REPRO) train
 

@@ -16,6 +16,11 @@ this module. The README documents the same layout in one table.
 ``.lock``                   held while a segment runs (:mod:`repro.train.lock`)
 ==========================  ======================================================================
 
+A run on several nodes is a *group*: ``<logs>/<run-id>/node<K>/`` is node K's run directory (the
+layout above), whether the nodes share one filesystem (then ``<logs>/<run-id>`` holds every node's
+directory and is judged as a whole, from node 0's) or each writes its own disk (then node K's
+manifest names the host and directory of node 0, where global rank 0 logs and saves).
+
 Directories are created exclusively (``mkdir`` without ``exist_ok``): reusing one would mix two
 runs' ``train.log`` (upstream appends) and checkpoints; only ``--resume`` reopens one. The manifest
 is written atomically, so a crash or a full disk mid-write leaves the previous complete manifest.
@@ -47,6 +52,7 @@ EVAL_DIR = "eval"
 ALARMS = "alarms.jsonl"
 REPORT_DIR = "report"
 LOCK = ".lock"
+NODE_DIR_PREFIX = "node"  # <run-id>/node<K>/: node K's run directory in a multi-node group
 
 # Manifest keys every reader relies on.
 K_SCHEMA = "schema"
@@ -60,6 +66,7 @@ K_TARGET = "target"
 K_RECIPE = "recipe"
 K_TRUE_BEST = "true_best"
 K_WRITTEN = "checkpoints_written"
+K_NODES = "nodes"  # multi-node record: nnodes, node_rank, master, hosts seen, node 0's place, mismatches
 
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"
@@ -136,6 +143,61 @@ def find_run_dir(path: Path, levels: int = 3) -> RunDir | None:
     return None
 
 
+# -- several nodes ------------------------------------------------------------------------------
+def node_dir_name(node_rank: int) -> str:
+    return f"{NODE_DIR_PREFIX}{node_rank}"
+
+
+def node_rank_of(path: Path) -> int | None:
+    """K for a directory named ``node<K>``, else None."""
+    name = Path(path).name
+    suffix = name[len(NODE_DIR_PREFIX):]
+    return int(suffix) if name.startswith(NODE_DIR_PREFIX) and suffix.isdigit() else None
+
+
+def node_record(run_path: Path) -> dict[str, Any] | None:
+    """The manifest's multi-node record of the run in ``run_path``, or None (single node, no manifest)."""
+    try:
+        record = read_manifest(Path(run_path) / MANIFEST).get(K_NODES)
+    except ReproError:
+        return None
+    return record if isinstance(record, dict) and int(record.get("nnodes") or 1) > 1 else None
+
+
+def group_node0(path: Path) -> Path | None:
+    """For a group directory (``<run-id>/`` holding ``node0/``, e.g. on a shared filesystem): node 0's
+    run directory, which holds the whole run's logs and checkpoints; else None."""
+    path = Path(path)
+    node0 = path / node_dir_name(0)
+    if not (path / MANIFEST).exists() and (node0 / MANIFEST).is_file():
+        return node0
+    return None
+
+
+def where_node0_is(path: Path) -> str | None:
+    """One line naming node 0's run directory when ``path`` is another node's run (or a group without
+    node 0), whose own directory holds no training log; None when ``path`` can be judged here."""
+    path = Path(path)
+    if path.is_file():  # node1/launcher/workerlog.0: judged as its run
+        run = find_run_dir(path.parent)
+        path = run.path if run is not None else path
+    if group_node0(path) is not None:
+        return None
+    candidates = [path] if (path / MANIFEST).is_file() else sorted(
+        child for child in path.glob(f"{NODE_DIR_PREFIX}*") if (child / MANIFEST).is_file())
+    for candidate in candidates:
+        record = node_record(candidate)
+        if record is None or int(record.get("node_rank") or 0) == 0:
+            continue
+        node0 = record.get("node0") or {}
+        place = (f"{node0['host']}:{node0['run_dir']}" if node0.get("run_dir")
+                 else f"node 0's run directory on {record.get('master_host') or 'the master host'}")
+        return (f"{candidate} is node {record['node_rank']} of {record['nnodes']} of a multi-node run: its logs, "
+                f"checkpoints and verdict are on node 0, in {place}; run this command there "
+                f"(or on a shared filesystem, on {candidate.parent})")
+    return None
+
+
 # -- creating and opening -----------------------------------------------------------------------
 def run_id(now: dt.datetime | None = None) -> str:
     """Sortable, filesystem-safe and unambiguous about the time zone: ``20260128T050700Z``."""
@@ -154,6 +216,39 @@ def _candidates(base: Path) -> Iterator[Path]:
     """``base``, then ``base-2``, ``base-3`` ...: two runs started in the same second get distinct ids."""
     yield base
     yield from (base.with_name(f"{base.name}-{n}") for n in itertools.count(2))
+
+
+def plan_node_run_dir(logs_dir: Path, run_dir: Path | None, node_rank: int,
+                      now: dt.datetime | None = None) -> Path:
+    """Where node ``node_rank``'s directory of a multi-node group would go: ``<group>/node<K>``."""
+    group = run_dir.expanduser().resolve() if run_dir is not None else logs_dir.expanduser().resolve() / run_id(now)
+    return group / node_dir_name(node_rank)
+
+
+def create_node_run_dir(logs_dir: Path, run_dir: Path | None, node_rank: int,
+                        now: dt.datetime | None = None) -> RunDir:
+    """Node K's run directory in a group: the group (``--run-dir``, or ``<logs>/<UTC time>``) may exist,
+    shared by the nodes (one filesystem); ``node<K>`` inside it is created exclusively."""
+    path = plan_node_run_dir(logs_dir, run_dir, node_rank, now)
+    try:
+        for attempt in range(3):  # another node's refused start may remove the empty group between the two mkdirs
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir()
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+    except FileExistsError:
+        raise ReproError(
+            f"{path} already exists: node {node_rank} of that run has a directory there; choose a new --run-dir "
+            f"(the same on every node), or continue that run with `repro train --resume {path}`",
+            EXIT_CONFLICT,
+        ) from None
+    run = RunDir(path)
+    run.launcher.mkdir()
+    run.output.mkdir()
+    return run
 
 
 def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None = None) -> RunDir:
@@ -199,6 +294,11 @@ def open_run_dir(path: Path) -> RunDir:
     """An existing run directory, for --resume; it must hold our manifest."""
     run = RunDir(path.expanduser().resolve())
     if not run.is_run():
+        nodes = sorted(child.name for child in run.path.glob(f"{NODE_DIR_PREFIX}*") if (child / MANIFEST).is_file())
+        if nodes:
+            raise ReproError(f"{run.path} is a multi-node group ({', '.join(nodes)}): resume this node's own directory, "
+                             f"e.g. `repro train --resume {run.path / nodes[0]}` on node {node_rank_of(Path(nodes[0]))}",
+                             EXIT_BAD_INPUT)
         why = "it does not exist" if not run.path.exists() else f"no {MANIFEST}"
         raise ReproError(
             f"{run.path} is not a repro run directory ({why}); pass the directory `repro train` created under "

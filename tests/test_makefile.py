@@ -94,3 +94,16 @@ def test_make_smoke_fetches_from_an_archive_or_a_mirror(tmp_path: Path, variable
     assert done.returncode == 0, done.stderr
     assert (dest / "tools" / "train.py").is_file()
     assert "(pinned, 1/1 patches applied)" in done.stdout
+
+
+def test_make_train_passes_the_node_options(tmp_path: Path) -> None:
+    if not venv_ready():
+        pytest.skip("needs the .venv that `make test` builds")
+    upstream = make_fake_checkout(tmp_path / "PaddleClas")
+    env = {**os.environ, "REPRO_UPSTREAM_DIR": str(upstream)}
+    done = make("train", "GPUS=0,1,2,3", "PLATFORM=ixuca-bi-v150-sdk4.2.0", "DRY_RUN=1", "NNODES=2", "NODE_RANK=1",
+                "MASTER=10.0.0.1:8090", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "--nnodes 2 --master 10.0.0.1:8090 --rank 1" in done.stdout
+    assert "/node1 (not created: dry run)" in done.stdout
+    assert "global batch 64 x 8 = 512" in done.stdout + done.stderr  # the world size, not the local devices

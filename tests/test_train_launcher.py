@@ -406,22 +406,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_nodes_on_loopback(upstream: Path, tmp_path: Path) -> None:
-    """Two launchers, one CPU rank each, meeting at --master: the collective mode's own rendezvous."""
-    master = f"127.0.0.1:{_free_port()}"
-    runs = [tmp_path / "node0", tmp_path / "node1"]
-    procs = [repro_train(upstream, run, "--cpu-ranks", "1", "--nnodes", "2", "--master", master) for run in runs]
-    results = [finish(p, timeout=90) for p in procs]
-    for code, _, err in results:
-        assert code == 0, err
-    ranks = sorted((run / "launcher" / "workerlog.0").read_text().split("fake-train rank ")[1][:6] for run in runs)
-    assert ranks == ["0 of 2", "1 of 2"]
-    for run in runs:
-        argv = manifest(run)["command"]["argv"]
-        assert argv[argv.index("--nnodes") + 1] == "2" and argv[argv.index("--master") + 1] == master
-
-
 def test_ranks_stop_when_the_harness_itself_is_killed(upstream: Path, tmp_path: Path) -> None:
     """SIGKILL cannot be caught: the launcher's parent-death signal must still stop the ranks."""
     run = tmp_path / "run"

@@ -15,6 +15,7 @@ from repro.errors import EXIT_BAD_INPUT, ReproError
 from repro.logs.parse import RunLogs, parse_runs
 from repro.logs.targets import choose_target, validate_options
 from repro.logs.verdict import Verdict, judge, reference_deviations
+from repro.rundir import K_NODES, MANIFEST, group_node0, read_manifest, where_node0_is
 
 _target_options = [
     click.option("--target", type=float, default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
@@ -57,6 +58,24 @@ def distinct_paths(paths: tuple[Path, ...]) -> None:
                 )
 
 
+def judged_path(path: Path) -> Path:
+    """Several nodes: a group directory is judged by node 0's run, which holds every log and checkpoint;
+    another node's run directory has neither, so the answer is where node 0's is (one line, exit 2)."""
+    message = where_node0_is(path)
+    if message:
+        raise ReproError(message, EXIT_BAD_INPUT)
+    return group_node0(path) or path
+
+
+def node_mismatches(path: Path) -> list[str]:
+    """What node 0 found different on another node (upstream, patches, data), from its manifest."""
+    try:
+        record = read_manifest(Path(path) / MANIFEST).get(K_NODES) or {}
+    except ReproError:
+        return []
+    return [f"nodes: MISMATCH {line}" for line in record.get("mismatches") or []]
+
+
 def verdicts_for(path: Path, options: dict) -> list[Verdict]:
     """Every run under ``path`` judged; an unreadable path becomes an UNREADABLE verdict, not an abort."""
     try:
@@ -81,12 +100,16 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, *
     """
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     distinct_paths(paths)
-    verdicts = [verdict for path in paths for verdict in verdicts_for(path, options)]
+    judged = [judged_path(path) for path in paths]
+    verdicts = [verdict for path in judged for verdict in verdicts_for(path, options)]
     for verdict in verdicts:
         if as_json:
             click.echo(json.dumps(verdict.to_dict(), sort_keys=True, default=str))
         else:
             click.echo("\n".join(verdict.lines))
+    for path in judged:
+        for line in node_mismatches(path):
+            click.echo(line, err=as_json)
     if len(verdicts) > 1 and not as_json:
         click.echo("verdicts:")
         for verdict in verdicts:
@@ -104,6 +127,7 @@ def report(run_path: Path, out: Path | None, **options) -> None:
     from repro.logs.report import write_report
 
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    run_path = judged_path(run_path)
     run = parse_run(run_path)
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     verdict = judge_run(run, options)
@@ -142,6 +166,7 @@ def watch(ctx: click.Context, run_path: Path, poll: float, timeout: float, pid: 
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     if poll <= 0:
         raise ReproError(f"--poll {poll} must be a positive number of seconds, e.g. 5")
+    run_path = judged_path(run_path)
     argv = on_alarm_command(on_alarm, on_alarm_argv)
     if once:
         ctx.exit(watch_once(run_path, band=band_path, on_alarm=argv, as_json=as_json))

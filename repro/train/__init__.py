@@ -8,5 +8,7 @@ How a launch flows, one module a step (``cli`` parses options; ``start`` and ``r
 3. command: ``command`` (reference argv with marked additions, environment, ``--dry-run``);
 4. run: ``runner`` (one segment: lock, launch, housekeeping, stop, record) with ``lock`` and
    ``process``; the run directory and manifest are :mod:`repro.rundir`'s;
-5. checkpoints: ``checkpoints`` (completeness, resume point, retention) and ``truebest``.
+5. checkpoints: ``checkpoints`` (completeness, resume point, retention) and ``truebest``;
+6. several nodes: ``nodes`` (node 0's pre-flight, the others' wait for the master, the heartbeat and
+   stall watch that stops a node whose peer is lost, and where a node's resume finds node 0's checkpoints).
 """

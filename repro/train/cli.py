@@ -16,6 +16,7 @@ import click
 from repro.errors import EXIT_BAD_INPUT, ReproError
 from repro.recipes import DEFAULT_RECIPE
 from repro.train.checkpoints import DEFAULT_KEEP
+from repro.train.nodes import DEFAULT_STALL_TIMEOUT, check_node_options
 from repro.train.upstream_config import refuse_harness_owned
 
 
@@ -64,7 +65,8 @@ def check_master(master: str | None, nnodes: int | None) -> None:
 RESUME_REFUSES = (
     ("gpus", "--gpus"), ("cpu_ranks", "--cpu-ranks"), ("platform", "--platform"), ("recipe", "--recipe"),
     ("override", "-o"), ("run_dir", "--run-dir"), ("logs_dir", "--logs-dir"), ("nnodes", "--nnodes"),
-    ("master", "--master"), ("seed", "--seed"), ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
+    ("master", "--master"), ("node_rank", "--node-rank"), ("stall_timeout", "--stall-timeout"), ("seed", "--seed"),
+    ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
     ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"),
 )
 
@@ -83,7 +85,11 @@ def given_on_command_line(name: str) -> bool:
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (default: LOGS_DIR/<UTC time>).")
 @click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
 @click.option("--nnodes", type=click.IntRange(min=1), help="Number of nodes (passed to paddle.distributed.launch).")
-@click.option("--master", metavar="HOST:PORT", help="Rendezvous of a multi-node run (same on every node).")
+@click.option("--master", metavar="HOST:PORT", help="Rendezvous of a multi-node run (same on every node; node 0's address).")
+@click.option("--node-rank", type=click.IntRange(min=0), help="This node's rank, 0..N-1 (required with --nnodes N > 1; "
+              "node 0 serves --master and holds global rank 0, its logs and checkpoints).")
+@click.option("--stall-timeout", type=click.FloatRange(min=1), default=DEFAULT_STALL_TIMEOUT, show_default=True,
+              help="Several nodes: stop when no log line came for this many seconds (a rank stuck on a lost node).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Set Global.seed (upstream's config sets none).")
 @click.option("--scale-lr", is_flag=True, help="Scale the learning rate linearly with the device count.")
 @click.option("--keep-checkpoints", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True,
@@ -104,6 +110,8 @@ def train(
     logs_dir: Path,
     nnodes: int | None,
     master: str | None,
+    node_rank: int | None,
+    stall_timeout: float,
     seed: int | None,
     scale_lr: bool,
     keep_checkpoints: int,
@@ -132,12 +140,14 @@ def train(
 
     gpu_list = parse_gpus(gpus)
     check_master(master, nnodes)
+    check_node_options(nnodes, node_rank, master)
     if smoke and scale_lr:
         raise ReproError("--scale-lr does not apply to --smoke (the smoke variant sets its own learning rate)", EXIT_BAD_INPUT)
     user_overrides = split_overrides(override)
     start_run(
         gpus=gpu_list, cpu_ranks=cpu_ranks, platform=platform, recipe_name=recipe, user_overrides=user_overrides,
-        run_dir=run_dir, logs_dir=logs_dir, nnodes=nnodes, master=master, seed=seed, scale_lr=scale_lr,
+        run_dir=run_dir, logs_dir=logs_dir, nnodes=nnodes, master=master, node_rank=node_rank,
+        stall_timeout=stall_timeout, seed=seed, scale_lr=scale_lr,
         keep=keep_checkpoints, upstream=upstream, dry_run=dry_run, smoke=smoke, skip_preflight=skip_preflight,
     )
 

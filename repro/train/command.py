@@ -142,13 +142,14 @@ def build_command(
     seed: int | None = None,
     nnodes: int | None = None,
     master: str | None = None,
+    node_rank: int | None = None,
     python: str | None = None,
 ) -> LaunchCommand:
     """Assemble the launch command; ``extra_overrides`` are the user's validated ones, ``harness_overrides``
     the ones the harness derives (``--scale-lr``'s learning rate), after them.
 
     Launcher flags must precede the script, so the harness's launcher flags (``--log_dir``,
-    ``--nnodes``, ``--master``) sit right after the reference device flag, and the harness's ``-o``
+    ``--nnodes``, ``--master``, ``--rank``) sit right after the reference device flag, and the harness's ``-o``
     come last, where upstream's left-to-right override parsing makes them win.
     """
     # ``-u`` as the reference has it: unbuffered output keeps the console live and a crash's last lines.
@@ -166,6 +167,9 @@ def build_command(
         tokens += [Token("--nnodes", HARNESS), Token(str(nnodes), HARNESS)]
     if master:
         tokens += [Token("--master", HARNESS), Token(master, HARNESS)]
+    if node_rank is not None and nnodes is not None and nnodes > 1:
+        # paddle's node rank (``--rank``): without it, whoever reaches the rendezvous first is node 0.
+        tokens += [Token("--rank", HARNESS), Token(str(node_rank), HARNESS)]
     tokens += [Token("--log_dir", HARNESS), Token(str(run_dir / "launcher"), HARNESS)]
     # A derived config (the smoke variant) replaces the reference one: mark it so nobody mistakes it.
     config_source = REFERENCE if reference_config is None or config_arg == reference_config else HARNESS
@@ -191,6 +195,8 @@ OVERRIDING_LAUNCH_VARS = (
     "PADDLE_NPROC_PER_NODE",
     "PADDLE_LOG_DIR",
     "PADDLE_RUN_MODE",
+    "PADDLE_RANK",  # both override --rank (``parse_args`` in args_envs.py)
+    "PADDLE_TRAINER_ID",
 )
 DEVICE_VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES")
 

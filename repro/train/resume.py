@@ -24,6 +24,7 @@ from repro.train.checkpoints import (
     resume_point,
 )
 from repro.train.command import EnvChanges, LaunchCommand, print_dry_run
+from repro.train.nodes import NodePlan, checkpoint_dir, node_watch_for, wait_for_master
 from repro.train.runner import run_segment, say
 from repro.train.truebest import detach_true_best
 
@@ -52,8 +53,9 @@ def plan_resume(path: Path) -> ResumePlan:
             f"the run used {command.python}, which no longer exists: recreate that environment (make setup) to resume",
             EXIT_BAD_INPUT,
         )
-    checkpoint = resume_point(run.output)
-    skipped = [c for c in find_checkpoints(run.output) if not c.complete and c.kind in ("latest", "epoch")]
+    saved = checkpoint_dir(run, data)  # node 0's output on the other nodes of a multi-node run
+    checkpoint = resume_point(saved)
+    skipped = [c for c in find_checkpoints(saved) if not c.complete and c.kind in ("latest", "epoch")]
     if checkpoint is not None:
         command = command.with_override("Global.checkpoints", str(checkpoint.prefix))
     return ResumePlan(run, manifest, command, EnvChanges.from_manifest(data["env"]), checkpoint, skipped)
@@ -158,6 +160,9 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
         return
     if keep is None:  # not given: the run's own setting
         keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)
+    nodes = NodePlan.from_manifest(plan.manifest.data)
+    if nodes is not None and nodes.node_rank > 0:
+        wait_for_master(nodes, say)
 
     def before_launch() -> None:  # under the lock: a resume refused as "in use" says that first
         # What ran since the plan was made (a segment ending in between) is read again, never overwritten.
@@ -182,4 +187,4 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
         "skipped_incomplete": [c.name for c in plan.skipped],
     }
     run_segment(run=plan.run, manifest=plan.manifest, command=plan.command, env=plan.env, keep=keep,
-                segment=segment, before_launch=before_launch)
+                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say))

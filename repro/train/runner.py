@@ -130,6 +130,7 @@ def run_segment(
     segment: dict,
     before_launch: Callable[[], None] | None = None,
     echo: Callable[[str], None] | None = None,
+    node_watch: Callable[[], bool] | None = None,
 ) -> None:
     """Lock the run, open a manifest segment with ``segment``'s fields, launch and watch.
 
@@ -165,13 +166,17 @@ def run_segment(
         launch.install_signal_handlers()
         launch.start()
         say(f"launcher pid {launch.proc.pid}; logs in {run.path}")
-        outcome = launch.wait(housekeeper, every=every)
+        outcome = launch.wait(_with_node_watch(housekeeper, node_watch, launch), every=every)
         try:
             housekeeper()
         except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
             say(f"final checkpoint housekeeping failed: {error}")
         extra = {"launcher_exit_code": outcome.returncode, "killed_by_pid": outcome.killed}
-        if outcome.interrupted_by is not None:
+        stopped_because = getattr(node_watch, "reason", None)
+        if stopped_because:  # this node stopped its own ranks: a peer was lost, or nothing was logged for too long
+            status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
+            extra["stopped_because"] = stopped_because
+        elif outcome.interrupted_by is not None:
             status, code = STATUS_INTERRUPTED, EXIT_INTERRUPTED
             extra["signal"] = signal.Signals(outcome.interrupted_by).name
         elif outcome.returncode == 0:
@@ -179,6 +184,9 @@ def run_segment(
         else:
             status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
             extra["failed_rank"] = outcome.failed_rank
+            if node_watch is not None:
+                say("several nodes: a rank also fails like this when another node is lost (gloo sees its peer's "
+                    "sockets close); look at the other nodes' output too")
     finally:
         if launch is not None:
             launch.restore_signal_handlers()
@@ -200,6 +208,22 @@ def run_segment(
         else:  # keep the file: it names the processes a resume must wait for
             lock.close()
     _report(run, status, outcome, extra, left, unrecorded)
+
+
+def _with_node_watch(housekeeper: Callable[[], None], node_watch: Callable[[], bool] | None,
+                     launch: Launch) -> Callable[[], None]:
+    """Housekeeping plus, on several nodes, the node watch: when it says stop, the launch stops as on SIGTERM."""
+    if node_watch is None:
+        return housekeeper
+
+    def both() -> None:
+        try:
+            if node_watch() and launch.stop_signal is None:
+                say(f"stopping: {getattr(node_watch, 'reason', '')}")
+                launch.stop_signal = signal.SIGTERM
+        finally:
+            housekeeper()
+    return both
 
 
 # How a full or failing disk shows in a rank's traceback (errno 28 ENOSPC, 122 EDQUOT, 5 EIO).
@@ -239,6 +263,10 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
     if status == STATUS_COMPLETED:
         say(f"training completed; run directory {run.path}")
         return
+    if extra.get("stopped_because"):
+        raise ReproError(f"stopped this node's ranks: {extra['stopped_because']}; every process here has ended; "
+                         f"once every node is back, run `repro train --resume DIR` on each node with its own run "
+                         f"directory (here {run.path})", EXIT_TRAINING_FAILED)
     if status == STATUS_INTERRUPTED:
         killed = f" ({len(outcome.killed)} killed by PID)" if outcome and outcome.killed else ""
         raise ReproError(

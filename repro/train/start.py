@@ -21,7 +21,15 @@ from repro.machine import probe_paddle
 from repro.paths import resolve_upstream_dir
 from repro.profiles import Profile, available_profiles, default_platform, load_profile
 from repro.recipes import Recipe, load_recipe
-from repro.rundir import Manifest, create_run_dir, discard_run_dir, plan_run_dir
+from repro.rundir import (
+    K_NODES,
+    Manifest,
+    create_node_run_dir,
+    create_run_dir,
+    discard_run_dir,
+    plan_node_run_dir,
+    plan_run_dir,
+)
 from repro.train.command import (
     LaunchCommand,
     build_command,
@@ -29,6 +37,7 @@ from repro.train.command import (
     print_dry_run,
 )
 from repro.train.config import ResolvedConfig, resolve_config
+from repro.train.nodes import DEFAULT_STALL_TIMEOUT, NodePlan, node0_problems, node_watch_for, wait_for_master
 from repro.train.record import start_fields
 from repro.train.runner import run_segment, say
 from repro.train.scaling import ScalingPlan, plan_scaling
@@ -38,7 +47,8 @@ DEFAULT_CPU_RANKS = 2
 
 def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | None, recipe_name: str,
               user_overrides: Sequence[str], run_dir: Path | None, logs_dir: Path, nnodes: int | None,
-              master: str | None, seed: int | None, scale_lr: bool, keep: int, upstream: Path | None,
+              master: str | None, seed: int | None, node_rank: int | None = None,
+              stall_timeout: float = DEFAULT_STALL_TIMEOUT, scale_lr: bool, keep: int, upstream: Path | None,
               dry_run: bool, smoke: bool, skip_preflight: bool) -> None:
     """Validate, record and launch a new run (or, for ``dry_run``, print what would run)."""
     profile = load_profile(platform or default_platform())
@@ -51,6 +61,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
             "or point --upstream / REPRO_UPSTREAM_DIR at a PaddleClas checkout",
             EXIT_UPSTREAM,
         )
+    nodes = NodePlan(nnodes, node_rank or 0, master, stall_timeout) if (nnodes or 1) > 1 and master else None
     per_node = len(gpu_list) if gpu_list is not None else ranks
     total = per_node * (nnodes or 1)
 
@@ -66,18 +77,18 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         return resolved, plan
 
     if dry_run:
-        planned = plan_run_dir(logs_dir, run_dir)
+        planned = plan_node_run_dir(logs_dir, run_dir, nodes.node_rank) if nodes else plan_run_dir(logs_dir, run_dir)
         with tempfile.TemporaryDirectory(prefix="repro-dry-run-") as staging:
             resolved, scaling = resolve(Path(staging), write=False)
             config_arg = resolved.config_arg.replace(staging, str(planned))
         command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
-                           scaling, seed, nnodes, master)
+                           scaling, seed, nnodes, master, node_rank)
         env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
         print_dry_run(command, env, planned, scaling)
         return
 
     existed = run_dir is not None and run_dir.expanduser().resolve().is_dir()
-    run = create_run_dir(logs_dir, run_dir)
+    run = create_node_run_dir(logs_dir, run_dir, nodes.node_rank) if nodes else create_run_dir(logs_dir, run_dir)
     try:
         resolved, scaling = resolve(run.path, write=True)
         for note in (scaling.notes if scaling else []):
@@ -91,6 +102,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
             problems = run_preflight(upstream_dir=upstream_dir, profile=profile, recipe=recipe, gpus=gpu_list,
                                      run_dir=run.path, resolved=resolved, keep_checkpoints=keep, smoke=smoke,
                                      cpu_ranks=ranks, paddle_info=paddle_info)
+            if nodes is not None and nodes.node_rank == 0:
+                problems += node0_problems(nodes)
             for line in getattr(problems, "warnings", []):
                 say(f"pre-flight warning: {line}")
             if problems:
@@ -98,21 +111,32 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                     click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
         command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
-                           scaling, seed, nnodes, master)
+                           scaling, seed, nnodes, master, node_rank)
         env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
-        manifest = Manifest.create(run.manifest, start_fields(
+        if nodes is not None and nodes.node_rank > 0:
+            wait_for_master(nodes, say)
+        fields = start_fields(
             profile=profile, recipe=recipe, upstream_dir=upstream_dir, gpu_list=gpu_list, ranks=ranks, nnodes=nnodes,
             master=master, seed=seed, resolved=resolved, scaling=scaling, user_overrides=list(user_overrides),
             command=command, env=env, keep=keep, smoke=smoke, skip_preflight=skip_preflight, run=run,
             paddle=paddle_info,
-        ))
+        )
+        if nodes is not None:
+            fields[K_NODES] = {**nodes.to_manifest(), "world_size": total, "devices_per_node": per_node}
+        manifest = Manifest.create(run.manifest, fields)
     except BaseException:
         # Nothing ran: the directory holds only what we just wrote into it, so remove that.
-        discard_run_dir(run, keep_directory=existed)
+        discard_run_dir(run, keep_directory=existed and nodes is None)
+        if nodes is not None and not existed:
+            try:
+                run.path.parent.rmdir()  # the group this start made, unless another node uses it already
+            except OSError:
+                pass
         raise
     say(f"run directory {run.path}")
     run_segment(run=run, manifest=manifest, command=command, env=env, keep=keep,
-                segment={"kind": "start", "argv": command.argv, "resumed_from": None})
+                segment={"kind": "start", "argv": command.argv, "resumed_from": None},
+                node_watch=node_watch_for(run, manifest, say))
 
 
 def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
@@ -131,13 +155,13 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
 
 
 def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_arg, resolved, scaling, seed, nnodes,
-             master) -> LaunchCommand:
+             master, node_rank) -> LaunchCommand:
     return build_command(
         upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
         reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
         cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
         harness_overrides=list(scaling.overrides if scaling else []), seed=seed,
-        nnodes=nnodes, master=master,
+        nnodes=nnodes, master=master, node_rank=node_rank,
     )
 
 
