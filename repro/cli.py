@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "check-accuracy": "repro.logs.cli:check_accuracy",
     "report": "repro.logs.cli:report",
     "watch": "repro.logs.cli:watch",
+    "recipes": "repro.recipes_cli:recipes",
 }
 
 

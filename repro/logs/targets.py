@@ -54,8 +54,12 @@ def choose_target(
             run.warnings.append("manifest.json has a malformed target; the recipe's target is used")
         else:
             origin, expect_class_num = "manifest.json", None
+    if chosen is None and target is None:  # the recipe's README states no accuracy
+        raise ReproError(f"recipe {recipe.name} has no target ({recipe.data['target'].get('status', 'no accuracy stated')}), "
+                         f"so there is nothing to pass or fail; judge against a number of your own with "
+                         f"`repro check-accuracy --target VALUE {run.files.root}`", EXIT_BAD_INPUT)
     if target is not None:
-        chosen = dataclasses.replace(chosen, value=target, provenance={"source": "--target"})
+        chosen = dataclasses.replace(chosen or Target("top1", target, 50000), value=target, provenance={"source": "--target"})
         origin, expect_arch, expect_class_num = "--target", None, None
     if eval_set_size is not None:
         chosen = dataclasses.replace(chosen, eval_set_size=eval_set_size)

@@ -20,7 +20,7 @@ from repro.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproErr
 from repro.machine import probe_paddle
 from repro.paths import resolve_upstream_dir
 from repro.profiles import Profile, default_platform, load_profile
-from repro.recipes import Recipe, load_recipe
+from repro.recipes import Recipe, launch_env, load_recipe, marked_overrides
 from repro.train.command import LaunchCommand, build_command
 from repro.train.config import ResolvedConfig, resolve_config
 from repro.train.dry_run import print_dry_run
@@ -53,6 +53,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     total = per_node * (nnodes or 1)
 
     kind = "GPU" if gpu_list is not None else "CPU rank"
+    fixed = marked_overrides(recipe, user_overrides)  # the recipe's own marked -o (e.g. AMP off)
 
     def scaling_plan() -> ScalingPlan | None:
         return None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
@@ -60,7 +61,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     def resolve(where: Path, write: bool) -> tuple[ResolvedConfig, ScalingPlan | None]:
         plan = scaling_plan()
         resolved = resolve_config(upstream_dir, recipe, user_overrides, device=profile.device, smoke=smoke,
-                                  run_dir=where, seed=seed, extra_overrides=plan.overrides if plan else (), write=write)
+                                  run_dir=where, seed=seed, extra_overrides=[*fixed, *(plan.overrides if plan else ())], write=write)
         return resolved, plan
 
     if dry_run:
@@ -69,8 +70,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
             resolved, scaling = resolve(Path(staging), write=False)
             config_arg = resolved.config_arg.replace(staging, str(planned))
         command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
-                           scaling, seed, nnodes, master)
-        env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
+                           scaling, seed, nnodes, master, fixed)
+        env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
         print_dry_run(command, env, planned, scaling)
         return
 
@@ -96,8 +97,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                     click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
         command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
-                           scaling, seed, nnodes, master)
-        env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
+                           scaling, seed, nnodes, master, fixed)
+        env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
         manifest = Manifest.create(run.manifest, start_fields(
             profile=profile, recipe=recipe, upstream_dir=upstream_dir, gpu_list=gpu_list, ranks=ranks, nnodes=nnodes,
             master=master, seed=seed, resolved=resolved, scaling=scaling, user_overrides=list(user_overrides),
@@ -126,13 +127,16 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
 
 
 def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_arg, resolved, scaling, seed, nnodes,
-             master) -> LaunchCommand:
+             master, fixed=()) -> LaunchCommand:
+    launch = recipe.launch
     return build_command(
         upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
         reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
         cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
         harness_overrides=list(scaling.overrides if scaling else []), seed=seed,
-        nnodes=nnodes, master=master,
+        nnodes=nnodes, master=master, fixed_overrides=list(fixed),
+        **({} if launch is None else {"launcher": launch.launcher, "devices_flag_in_reference": launch.devices_flag,
+                                      "device_in_reference": launch.device_override}),
     )
 
 
