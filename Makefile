@@ -14,7 +14,7 @@ PLATFORM ?= $(or $(VENV_PLATFORM),cpu)
 # What a target needs: the venv that exists, or on a fresh clone one built for PLATFORM.
 ENV_STAMP := $(VENV)/.installed-$(or $(VENV_PLATFORM),$(PLATFORM))
 
-.PHONY: setup test smoke train check bench doctor clean-venv
+.PHONY: setup test smoke smoke-all train check bench doctor clean-venv
 
 # A venv holds one Paddle build: switching platforms in place would leave two builds of the `paddle`
 # package on top of each other, so a switch asks for a fresh venv instead.
@@ -43,14 +43,21 @@ test: $(ENV_STAMP)
 
 # The main job. `repro upstream fetch` is idempotent: it verifies an existing checkout (or the one
 # REPRO_UPSTREAM_DIR names) and applies our patches, and clones only when there is none.
+# RECIPE=NAME runs that recipe's smoke variant (default ResNeSt50); smoke-all runs all of them.
+smoke: export REPRO_SMOKE_RECIPE := $(RECIPE)
 smoke: $(ENV_STAMP)
 	$(REPRO) upstream fetch
 	$(PY) -m repro.smoke
+
+smoke-all: $(ENV_STAMP)
+	$(REPRO) upstream fetch
+	$(PY) -m repro.smoke --all
 
 train: export REPRO_TRAIN_GPUS := $(GPUS)
 train: export REPRO_TRAIN_PLATFORM := $(PLATFORM)
 train: export REPRO_TRAIN_OVERRIDE := $(OVERRIDES)
 train: export REPRO_TRAIN_DRY_RUN := $(DRY_RUN)
+train: export REPRO_TRAIN_RECIPE := $(RECIPE)
 train: $(ENV_STAMP)
 	$(REPRO) train
 

@@ -40,7 +40,7 @@ def test_make_train_dry_run_prints_the_reference_command(tmp_path: Path) -> None
     env = {**os.environ, "REPRO_UPSTREAM_DIR": str(upstream)}
     done = make("train", "GPUS=0,1,2,3", "PLATFORM=ixuca-bi-v150-sdk4.2.0", "DRY_RUN=1", env=env)
     assert done.returncode == 0, done.stderr
-    assert ("python -m paddle.distributed.launch --gpus=0,1,2,3 tools/train.py -c "
+    assert ("python3 -u -m paddle.distributed.launch --gpus=0,1,2,3 tools/train.py -c "
             "ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml -o Arch.pretrained=False -o Global.device=gpu") in done.stdout
     for flag in ("FLAGS_cudnn_exhaustive_search=True", "FLAGS_cudnn_batchnorm_spatial_persistent=True",
                  "CUDA_VISIBLE_DEVICES=0,1,2,3"):

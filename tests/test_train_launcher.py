@@ -26,8 +26,8 @@ from repro.train.command import HARNESS, REFERENCE, build_command
 from repro.train.rundir import RunDir
 from tests.doubles import make_fake_checkout
 
-REFERENCE_TOKENS = [
-    "python", "-m", "paddle.distributed.launch", "--gpus=0,1,2,3", "tools/train.py",
+REFERENCE_TOKENS = [  # the DeepSparkHub README's line (repro/recipes/resnest50.yaml reference.command)
+    "python3", "-u", "-m", "paddle.distributed.launch", "--gpus=0,1,2,3", "tools/train.py",
     "-c", "ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml", "-o", "Arch.pretrained=False", "-o", "Global.device=gpu",
 ]
 
@@ -102,7 +102,7 @@ def test_dry_run_prints_the_reference_command_and_flags(upstream: Path, tmp_path
     assert lines[1].strip() == " ".join(REFERENCE_TOKENS)
     # The full command keeps every reference token, in order, and marks the rest.
     full = lines[3].strip()
-    assert full.startswith("python -m paddle.distributed.launch --gpus=0,1,2,3 [harness: --log_dir ")
+    assert full.startswith("python3 -u -m paddle.distributed.launch --gpus=0,1,2,3 [harness: --log_dir ")
     assert "tools/train.py -c ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml -o Arch.pretrained=False -o Global.device=gpu [harness: -o Global.output_dir=" in full
     assert f"working directory: {upstream}" in result.output
     for flag in ("FLAGS_cudnn_exhaustive_search=True", "FLAGS_cudnn_batchnorm_spatial_persistent=True",
@@ -176,7 +176,7 @@ def test_run_writes_run_dir_and_manifest(upstream: Path, tmp_path: Path) -> None
     assert code == 0, err
     data = manifest(run)
     assert data["status"] == "completed" and data["exit_code"] == 0 and data["ended"]
-    assert data["command"]["argv"][1:5] == ["-m", "paddle.distributed.launch", "--nproc_per_node", "2"]
+    assert data["command"]["argv"][1:6] == ["-u", "-m", "paddle.distributed.launch", "--nproc_per_node", "2"]
     assert f"Global.output_dir={run / 'output'}" in data["command"]["argv"]
     assert data["seed"]["value"] == 11 and data["platform"]["name"] == "cpu"
     assert data["paddle"]["version"] and data["devices"]["world_size"] == 2
