@@ -128,7 +128,7 @@ def test_a_user_override_of_a_marked_key_replaces_the_recipe_one(tmp_path: Path)
     assert "-o AMP.use_fp16_test=False" in marked
 
 
-@pytest.mark.parametrize("name", ["repvgg", "swin_transformer", "densenet"])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_scale_lr_uses_the_recipe_keys(name: str, tmp_path: Path) -> None:
     recipe = load_recipe(name)
     lines = dry_run(name, tmp_path, "--gpus", "0,1", "--scale-lr")
