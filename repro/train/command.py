@@ -145,10 +145,10 @@ def build_command(
     come last, where upstream's left-to-right override parsing makes them win.
     """
     tokens: list[Token] = [Token(text, REFERENCE) for text in launcher]
-    if gpus is not None and not devices_flag_in_reference:
-        pass  # the README relies on CUDA_VISIBLE_DEVICES, which the environment sets to the same list
-    elif gpus is not None:
-        tokens.append(Token(f"{devices_flag or '--gpus'}={','.join(str(g) for g in gpus)}", REFERENCE))
+    if gpus is not None:
+        # Without the flag the README relies on CUDA_VISIBLE_DEVICES, which the environment sets to the same list.
+        if devices_flag_in_reference:
+            tokens.append(Token(f"{devices_flag or '--gpus'}={','.join(str(g) for g in gpus)}", REFERENCE))
     elif cpu_ranks is not None:
         # The reference's CPU form (the issue's definition): ``--nproc_per_node N`` starts N CPU ranks
         # (gloo), in the place of the device flag.
