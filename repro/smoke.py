@@ -241,6 +241,8 @@ def smoke_all(args: argparse.Namespace) -> int:
     for name in available_recipes():
         try:
             results.append(smoke_one(args, name))
+            if results[-1].code == EXIT_INTERRUPTED:
+                break  # Ctrl-C stops the whole series, not just the recipe it hit
         except ReproError as error:
             print(f"error: {error.message}", file=sys.stderr)
             results.append(SmokeResult(name, error.exit_code, 0.0, None, f"FAIL: {error.message}"))
