@@ -134,6 +134,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], evaluated: int) -> str:
     """``PASS`` when every epoch trained and evaluated and the last mean train loss is below the first."""
+    if any(value is not None and not math.isfinite(value) for value in train_loss):
+        return "FAIL: train loss is not finite (diverged; lower the smoke's learning rate)"
     losses = [value for value in train_loss if value is not None and math.isfinite(value)]
     if len(losses) < epochs_configured or evaluated < epochs_configured:
         return (f"FAIL: {len(losses)} of {epochs_configured} epochs trained, {evaluated} evaluated "
