@@ -14,7 +14,7 @@ PLATFORM ?= $(or $(VENV_PLATFORM),cpu)
 # What a target needs: the venv that exists, or on a fresh clone one built for PLATFORM.
 ENV_STAMP := $(VENV)/.installed-$(or $(VENV_PLATFORM),$(PLATFORM))
 
-.PHONY: setup test smoke train check bench soak doctor clean-venv
+.PHONY: setup test smoke smoke-all train check bench soak doctor clean-venv
 
 # A venv holds one Paddle build: switching platforms in place would leave two builds of the `paddle`
 # package on top of each other, so a switch asks for a fresh venv instead.
@@ -46,9 +46,17 @@ test: $(ENV_STAMP)
 # Without GitHub: UPSTREAM_URL=<mirror URL or path> or UPSTREAM_ARCHIVE=<PaddleClas .tar.gz/.zip>.
 smoke: export REPRO_UPSTREAM_FETCH_URL := $(UPSTREAM_URL)
 smoke: export REPRO_UPSTREAM_FETCH_ARCHIVE := $(UPSTREAM_ARCHIVE)
+# RECIPE=NAME runs that recipe's smoke variant (default ResNeSt50); smoke-all runs all of them.
+smoke: export REPRO_SMOKE_RECIPE := $(RECIPE)
 smoke: $(ENV_STAMP)
 	$(REPRO) upstream fetch
 	$(PY) -m repro.smoke
+
+smoke-all: export REPRO_UPSTREAM_FETCH_URL := $(UPSTREAM_URL)
+smoke-all: export REPRO_UPSTREAM_FETCH_ARCHIVE := $(UPSTREAM_ARCHIVE)
+smoke-all: $(ENV_STAMP)
+	$(REPRO) upstream fetch
+	$(PY) -m repro.smoke --all
 
 train: export REPRO_TRAIN_GPUS := $(GPUS)
 train: export REPRO_TRAIN_PLATFORM := $(PLATFORM)
@@ -57,6 +65,7 @@ train: export REPRO_TRAIN_DRY_RUN := $(DRY_RUN)
 train: export REPRO_TRAIN_NNODES := $(NNODES)
 train: export REPRO_TRAIN_NODE_RANK := $(NODE_RANK)
 train: export REPRO_TRAIN_MASTER := $(MASTER)
+train: export REPRO_TRAIN_RECIPE := $(RECIPE)
 train: $(ENV_STAMP)
 	$(REPRO) train
 

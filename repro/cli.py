@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, str] = {
     "watch": "repro.logs.cli:watch",
     "runs": "repro.runs:runs",
     "band": "repro.logs.healthcli:band",
+    "recipes": "repro.recipes_cli:recipes",
 }
 
 

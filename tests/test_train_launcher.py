@@ -27,8 +27,7 @@ from repro.rundir import RunDir
 from repro.train.command import HARNESS, REFERENCE, build_command
 from tests.doubles import make_fake_checkout
 
-REFERENCE_TOKENS = [
-    # DeepSparkHub's ResNeSt50 README, token for token (note the -u).
+REFERENCE_TOKENS = [  # the DeepSparkHub README's line (repro/recipes/resnest50.yaml reference.command)
     "python3", "-u", "-m", "paddle.distributed.launch", "--gpus=0,1,2,3", "tools/train.py",
     "-c", "ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml", "-o", "Arch.pretrained=False", "-o", "Global.device=gpu",
 ]

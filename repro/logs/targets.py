@@ -77,15 +77,21 @@ def choose_target(
     if isinstance(recorded, dict):  # repro train records {"name": ..., "config": ..., "arch": ...}
         recorded = recorded.get("name")
     recipe = load_recipe(recipe_name or str(recorded or DEFAULT_RECIPE))
-    candidates, origin = recipe.targets or (recipe.target,), f"recipe {recipe.name}"
+    candidates = recipe.targets or ((recipe.target,) if recipe.target is not None else ())
+    origin = f"recipe {recipe.name}"
     expect_arch, expect_class_num = recipe.arch, recipe.class_num
     recorded_targets = _manifest_targets(run, validate=target is None)
     if recorded_targets is not None:
         candidates, origin, expect_class_num = recorded_targets, "manifest.json", None
-    metric = metric or candidates[0].metric
+    if not candidates and target is None:  # the recipe's README states no accuracy
+        raise ReproError(f"recipe {recipe.name} has no target ({recipe.data['target'].get('status', 'no accuracy stated')}), "
+                         f"so there is nothing to pass or fail; judge against a number of your own with "
+                         f"`repro check-accuracy --target VALUE {run.files.root}`", EXIT_BAD_INPUT)
+    metric = metric or (candidates[0].metric if candidates else "top1")
     chosen = next((candidate for candidate in candidates if candidate.metric == metric), None)
     if target is not None:
-        base = chosen or dataclasses.replace(candidates[0], metric=metric, tolerance=None)
+        base = chosen or (dataclasses.replace(candidates[0], metric=metric, tolerance=None) if candidates
+                          else Target(metric, target, 50000))
         chosen = dataclasses.replace(base, value=target, provenance={"source": "--target"})
         origin, expect_arch, expect_class_num = "--target", None, None
     elif chosen is None:

@@ -144,19 +144,28 @@ def build_command(
     master: str | None = None,
     node_rank: int | None = None,
     python: str | None = None,
+    launcher: tuple[str, ...] = ("python3", "-u", "-m", LAUNCH_MODULE),
+    devices_flag_in_reference: bool = True,
+    device_in_reference: bool = True,
+    fixed_overrides: list[str] | tuple[str, ...] = (),
 ) -> LaunchCommand:
     """Assemble the launch command; ``extra_overrides`` are the user's validated ones, ``harness_overrides``
     the ones the harness derives (``--scale-lr``'s learning rate), after them.
+
+    ``launcher``, ``devices_flag_in_reference`` and ``device_in_reference`` come from the recipe's
+    README line (``python3 -u -m ...``; some READMEs pick devices by CUDA_VISIBLE_DEVICES alone or
+    pass no ``Global.device``, which the harness then adds as its own token). ``fixed_overrides``
+    are the recipe's marked additions (e.g. AMP off for an FP32 target), before the user's.
 
     Launcher flags must precede the script, so the harness's launcher flags (``--log_dir``,
     ``--nnodes``, ``--master``, ``--rank``) sit right after the reference device flag, and the harness's ``-o``
     come last, where upstream's left-to-right override parsing makes them win.
     """
-    # ``-u`` as the reference has it: unbuffered output keeps the console live and a crash's last lines.
-    tokens: list[Token] = [Token("python3", REFERENCE), Token("-u", REFERENCE), Token("-m", REFERENCE),
-                           Token(LAUNCH_MODULE, REFERENCE)]
+    tokens: list[Token] = [Token(text, REFERENCE) for text in launcher]
     if gpus is not None:
-        tokens.append(Token(f"{devices_flag or '--gpus'}={','.join(str(g) for g in gpus)}", REFERENCE))
+        # Without the flag the README relies on CUDA_VISIBLE_DEVICES, which the environment sets to the same list.
+        if devices_flag_in_reference:
+            tokens.append(Token(f"{devices_flag or '--gpus'}={','.join(str(g) for g in gpus)}", REFERENCE))
     elif cpu_ranks is not None:
         # The reference's CPU form (the issue's definition): ``--nproc_per_node N`` starts N CPU ranks
         # (gloo), in the place of the device flag.
@@ -176,7 +185,9 @@ def build_command(
     tokens += [Token(entry, REFERENCE), Token("-c", REFERENCE), Token(config_arg, config_source)]
     for value in reference_overrides:
         tokens += _o(value, REFERENCE)
-    tokens += _o(f"Global.device={device}", REFERENCE)
+    tokens += _o(f"Global.device={device}", REFERENCE if device_in_reference else HARNESS)
+    for value in fixed_overrides:
+        tokens += _o(value, HARNESS)
     for value in extra_overrides:
         tokens += _o(value, USER)
     for value in harness_overrides:

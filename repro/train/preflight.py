@@ -190,4 +190,6 @@ def run_preflight(
                 f"{cpu_ranks} CPU ranks on {cores} core(s): ranks will share cores and run slower"
             )
     problems.extend(check_disk(run_dir, recipe, resolved, keep_checkpoints))
+    from repro.recipes import read_list_heads, recipe_problems  # the recipe's traps, as data (repro/recipes/*.yaml)
+    problems.extend(recipe_problems(recipe, resolved.config, read_list_heads(resolved.config, upstream_dir)))
     return problems

@@ -20,7 +20,7 @@ from repro.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproErr
 from repro.machine import probe_paddle
 from repro.paths import resolve_upstream_dir
 from repro.profiles import Profile, available_profiles, default_platform, load_profile
-from repro.recipes import Recipe, load_recipe
+from repro.recipes import Recipe, launch_env, load_recipe, marked_overrides
 from repro.rundir import (
     K_NODES,
     Manifest,
@@ -66,6 +66,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     total = per_node * (nnodes or 1)
 
     kind = "GPU" if gpu_list is not None else "CPU rank"
+    fixed = marked_overrides(recipe, user_overrides)  # the recipe's own marked -o (e.g. AMP off)
 
     def scaling_plan() -> ScalingPlan | None:
         return None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
@@ -73,7 +74,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     def resolve(where: Path, write: bool) -> tuple[ResolvedConfig, ScalingPlan | None]:
         plan = scaling_plan()
         resolved = resolve_config(upstream_dir, recipe, user_overrides, device=profile.device, smoke=smoke,
-                                  run_dir=where, seed=seed, extra_overrides=plan.overrides if plan else (), write=write)
+                                  run_dir=where, seed=seed, extra_overrides=[*fixed, *(plan.overrides if plan else ())], write=write)
         return resolved, plan
 
     if dry_run:
@@ -82,8 +83,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
             resolved, scaling = resolve(Path(staging), write=False)
             config_arg = resolved.config_arg.replace(staging, str(planned))
         command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
-                           scaling, seed, nnodes, master, node_rank)
-        env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
+                           scaling, seed, nnodes, master, node_rank, fixed)
+        env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
         print_dry_run(command, env, planned, scaling)
         return
 
@@ -111,8 +112,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                     click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
         command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
-                           scaling, seed, nnodes, master, node_rank)
-        env = environment_changes(profile.env, profile.visible_devices_var, gpu_list)
+                           scaling, seed, nnodes, master, node_rank, fixed)
+        env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
         if nodes is not None and nodes.node_rank > 0:
             wait_for_master(nodes, say)
         fields = start_fields(
@@ -155,13 +156,16 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
 
 
 def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_arg, resolved, scaling, seed, nnodes,
-             master, node_rank) -> LaunchCommand:
+             master, node_rank, fixed=()) -> LaunchCommand:
+    launch = recipe.launch
     return build_command(
         upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
         reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
         cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
         harness_overrides=list(scaling.overrides if scaling else []), seed=seed,
-        nnodes=nnodes, master=master, node_rank=node_rank,
+        nnodes=nnodes, master=master, node_rank=node_rank, fixed_overrides=list(fixed),
+        **({} if launch is None else {"launcher": launch.launcher, "devices_flag_in_reference": launch.devices_flag,
+                                      "device_in_reference": launch.device_override}),
     )
 
 
