@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, str] = {
     "report": "repro.logs.cli:report",
     "watch": "repro.logs.cli:watch",
     "runs": "repro.runs:runs",
+    "eval": "repro.evaluate:eval_command_cli",
 }
 
 

@@ -60,6 +60,7 @@ K_TARGET = "target"
 K_RECIPE = "recipe"
 K_TRUE_BEST = "true_best"
 K_WRITTEN = "checkpoints_written"
+K_EVALUATIONS = "evaluations"  # standalone evaluations by `repro eval`, one record each
 
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"

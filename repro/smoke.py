@@ -149,6 +149,13 @@ def smoke(args: argparse.Namespace) -> int:
             f"[total {time.monotonic() - started:.0f} s]")
         return code
 
+    # The number from the weights too: upstream's tools/eval.py on the true best, which check-accuracy
+    # then compares with the logged top-1 of that epoch (before the checkpoints are pruned).
+    code = run_step([sys.executable, "-m", "repro", "eval", str(run_dir)])
+    if code != 0:
+        say(f"SMOKE FAIL: repro eval exited {code}; logs in {run_dir}/eval [total {time.monotonic() - started:.0f} s]")
+        return code
+
     # The smoke target (and its tolerance) comes from the run's manifest, as for any run.
     check = [sys.executable, "-m", "repro", "check-accuracy", str(run_dir)]
     code = run_step(check)
