@@ -77,7 +77,7 @@ def verdicts_for(path: Path, options: dict) -> list[Verdict]:
               help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch: missing is "
                    "INCOMPLETE, disagreeing FAIL.")
 @click.option("--aggregate", is_flag=True,
-              help="Also judge the runs together: n, mean, std, min, max, olympic mean, 95%% t-interval; the exit "
+              help="Also judge the runs together: n, mean, std, min, max, olympic mean, 95% t-interval; the exit "
                    "code is the aggregate verdict's (mean >= threshold).")
 @click.option("--mixed", is_flag=True, help="With --aggregate: pool runs of different recipes, targets, platforms "
                                             "or upstream commits.")
