@@ -86,9 +86,11 @@ def aggregate(verdicts: list[Verdict], mixed: bool = False) -> Aggregate:
     """Pool the judged values of ``verdicts``; a ReproError when they are not comparable (without ``mixed``)."""
     differing = refuse_mixed(verdicts)
     if differing and not mixed:
-        first = {label: None for label in differing}
-        raise ReproError(f"--aggregate: the runs differ in {', '.join(first)}, so their mean judges no one recipe; "
-                         "pass runs of one recipe, target, platform and upstream commit, or add --mixed", EXIT_BAD_INPUT)
+        key = next(key for key, label in IDENTITY if label == differing[0])
+        seen = sorted({str(_identity(v).get(key)) for v in verdicts if v.status != UNREADABLE})
+        raise ReproError(f"--aggregate: the runs differ in {', '.join(differing)} ({differing[0]}: {' vs '.join(seen)}), "
+                         "so their mean judges no one recipe; pass runs of one recipe, target, platform and upstream "
+                         "commit, or add --mixed", EXIT_BAD_INPUT)
     metric = verdicts[0].metric
     judged = [v for v in verdicts if v.value is not None and math.isfinite(v.value)]
     values = [float(v.value) for v in judged]
