@@ -118,7 +118,7 @@ def aggregate(verdicts: list[Verdict], mixed: bool = False) -> Aggregate:
         return result
     passed = result.mean >= threshold - ROUNDING
     result.status = PASS if passed else FAIL
-    result.reason = (f"mean {metric} {result.mean:.5f} of {result.n} runs {'>=' if passed else '<'} {threshold:.4f} "
+    result.reason = (f"mean {metric} {result.mean:.5f} of {result.n} run{'s' if result.n != 1 else ''} {'>=' if passed else '<'} {threshold:.4f} "
                      f"(target {result.target:g} - margin)")
     failed = [v for v in verdicts if v.status == FAIL]
     if failed and passed:
