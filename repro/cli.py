@@ -39,6 +39,7 @@ SUBCOMMANDS: dict[str, str] = {
     "runs": "repro.runs:runs",
     "band": "repro.logs.healthcli:band",
     "recipes": "repro.recipes_cli:recipes",
+    "eval": "repro.evaluate:eval_command_cli",
 }
 
 

@@ -67,6 +67,7 @@ K_RECIPE = "recipe"
 K_TRUE_BEST = "true_best"
 K_WRITTEN = "checkpoints_written"
 K_NODES = "nodes"  # multi-node record: nnodes, node_rank, master, hosts seen, node 0's place, mismatches
+K_EVALUATIONS = "evaluations"  # standalone evaluations by `repro eval`, one record each
 
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"

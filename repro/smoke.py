@@ -222,6 +222,13 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         verdict, best = judge_loss_falls(run_dir, epochs)
         code = 0 if verdict == "PASS" else 1
     else:
+        # The number from the weights too: upstream's tools/eval.py on the true best, which check-accuracy
+        # then compares with the logged top-1 of that epoch (before the checkpoints are pruned).
+        code = run_step([sys.executable, "-m", "repro", "eval", str(run_dir)])
+        if code != 0:
+            total = time.monotonic() - started
+            say(f"SMOKE FAIL: repro eval exited {code}; logs in {run_dir}/eval [total {total:.0f} s]")
+            return SmokeResult(recipe.name, code, total, None, f"FAIL: repro eval exited {code}")
         # The smoke target (and its tolerance) comes from the run's manifest, as for any run.
         code = run_step([sys.executable, "-m", "repro", "check-accuracy", str(run_dir)])
         best = best_top1(run_dir)

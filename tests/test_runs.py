@@ -120,7 +120,8 @@ def test_the_smoke_keeps_fewer_checkpoints(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(smoke, "run_step", lambda argv: calls.append(argv) or 0)
     smoke.main(["--upstream", str(make_fake_checkout(tmp_path / "up")), "--data-dir", str(tmp_path / "data"),
                 "--logs-dir", str(tmp_path / "logs")])
-    train, check, prune = calls
+    train, evaluate, check, prune = calls
+    assert evaluate[3] == "eval" and check[3] == "check-accuracy"
     assert train[train.index("--keep-checkpoints") + 1] == "1"
     assert prune[3:6] == ["runs", "prune", train[train.index("--run-dir") + 1]]  # only after a PASS
 

@@ -107,10 +107,11 @@ def test_smoke_runs_train_then_check_accuracy_and_exits_with_its_code(
     monkeypatch.setattr(smoke, "run_step", lambda argv: calls.append(argv) or (1 if "check-accuracy" in argv else 0))
     code = smoke.main(["--upstream", str(upstream), "--data-dir", str(tmp_path / "data"), "--logs-dir", str(tmp_path / "logs")])
     assert code == 1
-    train, check = calls
+    train, evaluate, check = calls
     assert train[1:5] == ["-m", "repro", "train", "--smoke"]
     assert train[train.index("--cpu-ranks") + 1] == "2" and train[train.index("--platform") + 1] == "cpu"
     run_dir = train[train.index("--run-dir") + 1]
+    assert evaluate[3:] == ["eval", run_dir]  # the standalone eval of the true best, before the verdict
     assert check[3] == "check-accuracy" and check[4] == run_dir
     assert "--tolerance" not in check  # the smoke target and its tolerance come from the manifest
     assert (tmp_path / "data" / "train_list.txt").is_file()

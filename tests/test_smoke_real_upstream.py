@@ -43,6 +43,12 @@ def test_make_smoke_passes_against_real_upstream(real_upstream: Path, tmp_path: 
     assert manifest["smoke"] is True and manifest["target"]["eval_set_size"] == 32
     assert manifest["status"] == "completed"
     assert "PASS" in output  # check-accuracy's own verdict line
+    # repro eval ran upstream's tools/eval.py on the true best, and check-accuracy compared both numbers
+    (evaluation,) = manifest["evaluations"]
+    assert evaluation["status"] == "completed" and evaluation["checkpoint"] == "true_best"
+    assert evaluation["epoch"] == manifest["true_best"]["epoch"] and evaluation["eval_set_size"] == 32
+    assert "tools/eval.py" in evaluation["command"]["argv"] and len(evaluation["sha256"]) == 64
+    assert f"standalone eval (true_best, epoch {evaluation['epoch']}, tools/eval.py): top1 {evaluation['top1']:.5f}" in output
     assert os.readlink(upstream / "dataset" / "ILSVRC2012") == str(tmp_path / "data")
     if link_before is not None:
         assert os.readlink(real_upstream / "dataset" / "ILSVRC2012") == link_before

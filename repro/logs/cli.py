@@ -42,7 +42,8 @@ def judge_run(run: RunLogs, options: dict) -> Verdict:
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     return judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
                  expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
-                 deviations=reference_deviations(run, choice.recipe, options["strict"]), strict=options["strict"])
+                 deviations=reference_deviations(run, choice.recipe, options["strict"]), strict=options["strict"],
+                 require_eval=options.get("require_eval", False))
 
 
 def distinct_paths(paths: tuple[Path, ...]) -> None:
@@ -91,17 +92,33 @@ def verdicts_for(path: Path, options: dict) -> list[Verdict]:
 @click.command("check-accuracy")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @target_options
+@click.option("--require-eval", is_flag=True,
+              help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch: missing is "
+                   "INCOMPLETE, disagreeing FAIL.")
+@click.option("--aggregate", is_flag=True,
+              help="Also judge the runs together: n, mean, std, min, max, olympic mean, 95% t-interval; the exit "
+                   "code is the aggregate verdict's (mean >= threshold).")
+@click.option("--mixed", is_flag=True, help="With --aggregate: pool runs of different recipes, targets, platforms "
+                                            "or upstream commits.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run (stable keys), for CI.")
 @click.pass_context
-def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, **options) -> None:
+def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, aggregate: bool, mixed: bool,
+                   **options) -> None:
     """Judge runs' logs against the target: exit 0 PASS, 1 FAIL, 2 INCOMPLETE/UNREADABLE.
 
     PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs.
     """
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    if mixed and not aggregate:
+        raise ReproError("--mixed only applies with --aggregate; add --aggregate or drop --mixed", EXIT_BAD_INPUT)
     distinct_paths(paths)
     judged = [judged_path(path) for path in paths]
     verdicts = [verdict for path in judged for verdict in verdicts_for(path, options)]
+    pooled = None
+    if aggregate:
+        from repro.logs.aggregate import aggregate as pool
+
+        pooled = pool(verdicts, mixed)  # refused before anything is printed when the runs are not comparable
     for verdict in verdicts:
         if as_json:
             click.echo(json.dumps(verdict.to_dict(), sort_keys=True, default=str))
@@ -114,6 +131,9 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, *
         click.echo("verdicts:")
         for verdict in verdicts:
             click.echo(f"  {verdict.headline}")
+    if pooled is not None:
+        click.echo(json.dumps(pooled.to_dict(), sort_keys=True, default=str) if as_json else "\n".join(pooled.lines))
+        ctx.exit(pooled.exit_code)
     ctx.exit(max(verdict.exit_code for verdict in verdicts))
 
 

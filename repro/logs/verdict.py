@@ -1,12 +1,18 @@
 """The verdict: did this run reach the target, judged with a margin that is printed, not hidden.
 
-The reference number is one run on 50,000 validation images, so even a perfect reproduction scatters
-around it by the eval set's sampling error alone, sqrt(p(1-p)/n) (about 0.0019 at p = 0.7677). The
-default margin is two of those standard errors; ``--tolerance`` replaces it. Every doubt the parser
-raised decides the status before any number is compared, so a PASS is never built on logs that
-contradict each other or on a run that did not finish. A run that left the reference (other
-overrides, GPU count, platform, upstream commit, skipped pre-flight, the smoke variant) says so in
-the verdict; ``--strict`` fails it.
+The margin is a documented convention, not a measured spread: two binomial standard errors of the
+target on the eval set, 2*sqrt(p(1-p)/n) (0.0038 at p = 0.7677, n = 50,000), i.e. how far the
+reference number itself could lie from its model's true accuracy by which images it was scored on.
+On a fixed val set that is not what makes two runs differ: seed-to-seed variation is, about 0.1
+point (std) for ResNet-50-class models at the final epoch (Goyal et al. 2017: 23.60 +- 0.12 % error
+over 5 trials; MLPerf ResNet-50 submissions about 0.08). And judging the best of ~300 epoch evals
+biases the judged number upward by a little (the maximum of noisy evals). ``--tolerance`` replaces
+the margin; ``--aggregate`` over several runs judges the mean. Every doubt the parser raised decides
+the status before any number is compared, so a PASS is never built on logs that contradict each
+other or on a run that did not finish. A run that left the reference (other overrides, GPU count,
+platform, upstream commit, skipped pre-flight, the smoke variant) says so in the verdict;
+``--strict`` fails it. A standalone evaluation of the judged epoch's weights (``repro eval``) is
+compared with the logged number; ``--require-eval`` makes its absence or disagreement count.
 """
 
 from __future__ import annotations
@@ -29,7 +35,11 @@ ROUNDING = 1e-9  # top-1 is printed with 5 decimals; never fail on float noise
 
 
 def sampling_margin(target: Target, standard_errors: float = STANDARD_ERRORS) -> float:
-    """``k * sqrt(p(1-p)/n)``: how far one run's top-1 strays from p by which images it was scored on."""
+    """``k * sqrt(p(1-p)/n)``: k binomial standard errors of a top-1 of p measured on n images.
+
+    The harness's convention for the default margin (see the module docstring): it describes the
+    eval set's sampling error, not the seed-to-seed spread (about 0.001 for ResNet-50-class models)
+    that makes two runs on the same val set differ."""
     p, n = target.value, target.eval_set_size
     if n <= 0 or not 0.0 <= p <= 1.0:
         return 0.0
@@ -75,6 +85,8 @@ class Verdict:
     complete: bool | None = None  # the run finished its configured epochs (False: judged under --allow-incomplete)
     deviations: list[str] = field(default_factory=list)  # how the run left the reference (from its manifest)
     strict: bool = False
+    standalone: dict[str, Any] | None = None  # the `repro eval` result compared with the logged number
+    provenance: dict[str, Any] = field(default_factory=dict)  # recipe, platform, upstream: what --aggregate groups by
 
     @property
     def exit_code(self) -> int:
@@ -123,18 +135,83 @@ def judge(
     expect_class_num: int | None = None,
     deviations: list[str] | None = None,
     strict: bool = False,
+    require_eval: bool = False,
 ) -> Verdict:
     """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's.
 
     ``deviations`` (see :func:`reference_deviations`) are listed with the verdict; ``strict`` turns
-    a PASS with any of them into a FAIL (release gates).
+    a PASS with any of them into a FAIL (release gates); ``require_eval`` turns a PASS without an
+    agreeing standalone eval (:func:`compare_standalone`) into INCOMPLETE or FAIL.
     """
     verdict = _judge(run, target, tolerance, final, allow_incomplete, expect_arch, expect_class_num)
     verdict.deviations, verdict.strict = list(deviations or []), strict
+    verdict.provenance = provenance(run)
+    compare_standalone(verdict, run, require_eval)
     if strict and verdict.deviations and verdict.status == PASS:
         verdict.status = FAIL
         verdict.reason = f"--strict: the run deviates from the reference, so it does not count; else {verdict.reason}"
     return verdict
+
+
+def provenance(run: RunLogs) -> dict[str, Any]:
+    """What makes runs comparable, from the manifest: recipe, platform, upstream commit (None: unknown)."""
+    manifest = run_manifest(run) or {}
+    recipe, platform, upstream = (manifest.get(k) if isinstance(manifest.get(k), dict) else {}
+                                  for k in ("recipe", "platform", "upstream"))
+    return {"recipe": recipe.get("name"), "smoke": manifest.get("smoke"), "platform": platform.get("name"),
+            "upstream_commit": upstream.get("commit")}
+
+
+def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
+    """Set ``verdict.standalone`` from the newest completed ``repro eval`` of the judged epoch.
+
+    They disagree when they differ by more than 2 binomial standard errors, sqrt(p(1-p)/n) with n the
+    eval set's size and p the two numbers' mean (so two equal numbers at p = 1 agree), plus the
+    log's 5-decimal rounding. A PASS under ``require`` becomes INCOMPLETE without such an eval and
+    FAIL when it disagrees.
+    """
+    if verdict.epoch is None or verdict.value is None or verdict.metric not in ("top1", "top5"):
+        return
+    where = run.files.root
+    evaluations = [e for e in (run_manifest(run) or {}).get("evaluations") or [] if isinstance(e, dict)
+                   and e.get("status") == "completed" and isinstance(e.get(verdict.metric), (int, float))]
+    matching = [e for e in evaluations if e.get("epoch") == verdict.epoch]
+    if not matching:
+        others = sorted({e.get("epoch") for e in evaluations if e.get("epoch") is not None})
+        seen = f" (standalone evals exist of epoch {', '.join(map(str, others))})" if others else ""
+        message = (f"no standalone eval of the judged epoch {verdict.epoch}{seen}: `repro eval {where}` evaluates "
+                   "the true best's weights")
+        if require and verdict.status == PASS:
+            verdict.status = INCOMPLETE
+            verdict.reason = f"--require-eval: {message}; else {verdict.reason}"
+        else:
+            verdict.notes.append(message)
+        return
+    chosen = matching[-1]
+    value, logged = float(chosen[verdict.metric]), float(verdict.value)
+    n = chosen.get("eval_set_size") or verdict.eval_set_size
+    p = min(1.0, max(0.0, (value + logged) / 2))
+    error = math.sqrt(p * (1 - p) / n) if n else math.nan
+    limit = STANDARD_ERRORS * error + 1e-5 if n else 1e-5
+    difference = value - logged
+    agree = abs(difference) <= limit
+    verdict.standalone = {"checkpoint": chosen.get("checkpoint"), "epoch": verdict.epoch, "metric": verdict.metric,
+                          "value": value, "logged": logged, "difference": difference, "eval_set_size": n,
+                          "standard_error": error if n else None, "limit": limit, "agree": agree,
+                          "sha256": chosen.get("sha256"), "dir": chosen.get("dir")}
+    verdict.details.append(
+        f"standalone eval ({chosen.get('checkpoint')}, epoch {verdict.epoch}, tools/eval.py): {verdict.metric} "
+        f"{value:.5f} vs logged {logged:.5f}; difference {difference:+.5f}, "
+        f"{'within' if agree else 'beyond'} {STANDARD_ERRORS:g} standard errors ({limit:.5f}, n={n or '?'})")
+    if not agree:
+        message = (f"the standalone eval of epoch {verdict.epoch} ({value:.5f}) disagrees with the logged {logged:.5f} "
+                   f"by {difference:+.5f} (> {limit:.5f}): unsynced BatchNorm statistics or padded distributed eval "
+                   f"samples can do this; see {chosen.get('dir')}")
+        if require and verdict.status == PASS:
+            verdict.status = FAIL
+            verdict.reason = f"--require-eval: {message}"
+        else:
+            verdict.warnings.append(message)
 
 
 def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, allow_incomplete: bool,
@@ -373,10 +450,14 @@ def _details(run: RunLogs, verdict: Verdict, target: Target, tolerance: float | 
         how = f"--tolerance {tolerance:g}" if tolerance != target.tolerance else f"the target's own tolerance {tolerance:g}"
     else:
         how = (
-            f"{STANDARD_ERRORS:g} x sqrt(p(1-p)/n) with p={target.value:g}, n={target.eval_set_size}: "
-            "the eval set's sampling error alone"
+            f"{STANDARD_ERRORS:g} x sqrt(p(1-p)/n) with p={target.value:g}, n={target.eval_set_size}: a convention "
+            "(the eval set's binomial sampling error of the target), not the seed-to-seed spread of runs"
         )
     lines.append(f"target {verdict.metric} {target.value:g}{source}; margin {verdict.margin:.4f} = {how}")
+    if tolerance is None:
+        lines.append("on a fixed val set runs differ by seed (std about 0.001 for ResNet-50-class models at the "
+                     "final epoch), and the best of many epoch evals is biased up a little; --aggregate judges "
+                     "several runs' mean")
     if verdict.judged == "final":
         why = "the last epoch (--final, or the target is a final-epoch number)"
     elif "not stated" in str(target.provenance.get("epoch", "")):

@@ -1,0 +1,158 @@
+"""``repro eval`` and check-accuracy's standalone comparison, against the upstream test double
+(``tests/doubles/fake_eval.py`` as ``tools/eval.py``) under the real paddle launcher; and the command
+an eval runs, built from a training manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from repro.cli import cli
+from repro.evaluate import eval_command, eval_environment
+from repro.rundir import RunDir
+from repro.train.command import EnvChanges, build_command
+from tests.doubles import make_fake_checkout
+from tests.test_train_launcher import finish, harness_env, manifest, repro_train
+
+VAL_IMAGES = 40
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """One completed 3-epoch run of the double (top-1 0.25, 0.5, 0.375: the best is epoch 2, not the last)."""
+    root = tmp_path_factory.mktemp("eval")
+    upstream = make_fake_checkout(root / "upstream")
+    val = upstream / "dataset" / "ILSVRC2012" / "val_list.txt"
+    val.parent.mkdir(parents=True)
+    val.write_text("".join(f"val/{i}.jpg {i % 4}\n" for i in range(VAL_IMAGES)))
+    run = root / "run"
+    code, _, err = finish(repro_train(upstream, run, "-o", "Global.epochs=3", "--seed", "5",
+                                      env=harness_env(FAKE_TOP1="0.25,0.5,0.375")), timeout=300)
+    assert code == 0, err
+    return upstream, run
+
+
+def repro(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "repro", *args], env=harness_env(FAKE_TOP1="0.25,0.5,0.375", **env),
+                          capture_output=True, text=True, timeout=300)
+
+
+def check(run: Path, *extra: str) -> subprocess.CompletedProcess:
+    return repro("check-accuracy", str(run), "--target", "0.4", "--eval-set-size", str(VAL_IMAGES), *extra)
+
+
+def test_eval_scores_the_true_best_and_check_accuracy_compares_both_numbers(trained) -> None:
+    upstream, run = trained
+    missing = check(run, "--require-eval")
+    assert missing.returncode == 2, missing.stdout
+    assert "--require-eval: no standalone eval of the judged epoch 2" in missing.stdout
+
+    done = repro("eval", str(run))
+    assert done.returncode == 0, done.stderr
+    assert "eval true_best (epoch 2" in done.stdout and "top1 0.50000" in done.stdout
+    record = manifest(run)["evaluations"][-1]
+    weights = run / "output" / "true_best.pdparams"
+    assert record["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (record["checkpoint"], record["epoch"], record["top1"], record["eval_set_size"]) == ("true_best", 2, 0.5, VAL_IMAGES)
+    assert record["status"] == "completed" and record["exit_code"] == 0 and record["ended"]
+    out = Path(record["dir"])
+    assert out.parent == run / "eval" and out.name.startswith("true_best-")
+    assert "Pod completed" in (out / "console.log").read_text() or (out / "console.log").stat().st_size > 0
+    assert "[Eval][Epoch 0][Avg]" in (out / "output" / "eval.log").read_text()
+    assert (out / "launcher" / "workerlog.0").is_file()
+    argv = record["command"]["argv"]
+    assert argv[1:4] == ["-u", "-m", "paddle.distributed.launch"] and "tools/eval.py" in argv
+    assert f"Global.pretrained_model={run / 'output' / 'true_best'}" in argv
+    assert f"Global.output_dir={out / 'output'}" in argv and not any(a.startswith("Global.seed") for a in argv)
+    assert not (run / ".lock").exists()
+
+    agreed = check(run, "--require-eval", "--json")
+    verdict = json.loads(agreed.stdout)
+    assert agreed.returncode == 0, agreed.stdout
+    assert verdict["standalone"]["agree"] and verdict["standalone"]["value"] == verdict["standalone"]["logged"] == 0.5
+    text = check(run).stdout
+    assert "standalone eval (true_best, epoch 2, tools/eval.py): top1 0.50000 vs logged 0.50000" in text
+
+
+def test_a_disagreeing_standalone_eval_is_flagged_and_fails_under_require_eval(trained) -> None:
+    _, run = trained
+    # 0.5 vs 0.3 on 40 images: 2 standard errors at p = 0.4 are 0.155, so this disagrees
+    done = repro("eval", str(run), "--checkpoint", "epoch_2", FAKE_EVAL_DELTA="-0.2")
+    assert done.returncode == 0, done.stderr
+    flagged = check(run)
+    assert flagged.returncode == 0 and "warning: the standalone eval of epoch 2 (0.30000) disagrees" in flagged.stdout
+    failed = check(run, "--require-eval")
+    assert failed.returncode == 1 and "FAIL" in failed.stdout.splitlines()[-1]
+    # a later agreeing eval of the same epoch is the one compared
+    assert repro("eval", str(run), "--checkpoint", "epoch_2", FAKE_EVAL_DELTA="0.1").returncode == 0
+    assert check(run, "--require-eval").returncode == 0
+
+
+def test_a_failing_eval_is_recorded_and_exits_6(trained) -> None:
+    _, run = trained
+    before = len(manifest(run)["evaluations"])
+    done = repro("eval", str(run), "--checkpoint", "latest", FAKE_EVAL_FAIL="1")
+    assert done.returncode == 6, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: tools/eval.py exited")
+    records = manifest(run)["evaluations"]
+    assert len(records) == before + 1 and records[-1]["status"] == "failed" and records[-1]["top1"] is None
+
+
+def test_bad_checkpoints_and_non_runs_are_refused_in_one_line(trained, tmp_path: Path) -> None:
+    _, run = trained
+    runner = CliRunner()
+    for args, code, needle in (
+        ([str(run), "--checkpoint", "../x"], 2, "is not a checkpoint name"),
+        ([str(run), "--checkpoint", "epoch_9"], 2, "epoch_9.pdparams does not exist (checkpoints here: "),
+        ([str(tmp_path)], 2, "is not a repro run directory"),
+        ([str(run), "--gpus", "0", "--cpu-ranks", "2"], 2, "exclude each other"),
+    ):
+        result = runner.invoke(cli, ["eval", *args])
+        assert result.exit_code == code, result.output
+        assert result.output.count("\n") == 1 and needle in result.output, result.output
+
+
+def test_eval_is_refused_while_the_run_trains(trained) -> None:
+    import fcntl
+    import os
+
+    _, run = trained
+    fd = os.open(run / ".lock", os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = CliRunner().invoke(cli, ["eval", str(run)])
+    finally:
+        os.close(fd)
+        (run / ".lock").unlink()
+    assert result.exit_code == 5 and "is training" in result.output
+
+
+def test_eval_command_is_the_training_command_with_eval_py_and_the_weights(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train = build_command(upstream_dir=tmp_path / "up", entry="tools/train.py", config_arg=str(run / "smoke-config.yaml"),
+                          reference_config="ppcls/configs/x.yaml", reference_overrides=["Arch.pretrained=False"],
+                          device="gpu", run_dir=run, gpus=[0, 1, 2, 3], extra_overrides=["Global.epochs=5"],
+                          harness_overrides=["Optimizer.lr.learning_rate=0.05"], seed=3)
+    train = train.with_override("Global.checkpoints", str(run / "output" / "latest"))
+    data = {"command": train.to_manifest(), "devices": {"gpus": [0, 1, 2, 3], "cpu_ranks": None},
+            "platform": {"name": "nvidia-cuda"}}
+    out = run / "eval" / "true_best-x"
+    command = eval_command(RunDir(run), data, run / "output" / "true_best", out, [2, 3], None)
+    texts = [t.text for t in command.tokens]
+    assert texts[:5] == ["python3", "-u", "-m", "paddle.distributed.launch", "--gpus=2,3"]
+    assert texts[texts.index("-c") + 1] == str(run / "smoke-config.yaml") and "tools/eval.py" in texts
+    overrides = [texts[i + 1] for i, t in enumerate(texts) if t == "-o"]
+    assert overrides == ["Arch.pretrained=False", "Global.device=gpu", "Global.epochs=5",
+                         "Optimizer.lr.learning_rate=0.05", f"Global.pretrained_model={run / 'output' / 'true_best'}",
+                         f"Global.output_dir={out / 'output'}"]
+    assert texts[texts.index("--log_dir") + 1] == str(out / "launcher") and command.cwd == tmp_path / "up"
+    same_devices = eval_command(RunDir(run), data, run / "output" / "latest", out, None, None)
+    assert "--gpus=0,1,2,3" in [t.text for t in same_devices.tokens]
+    env = eval_environment(data, [2, 3])
+    assert isinstance(env, EnvChanges) and env.set["CUDA_VISIBLE_DEVICES"] == "2,3"
