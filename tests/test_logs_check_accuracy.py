@@ -266,3 +266,17 @@ def test_one_run_given_twice_is_refused(tmp_path):
         assert result.stderr.startswith("error: ") and result.stderr.strip().endswith("would be judged twice; pass each run once")
     other = recipe_run(tmp_path / "other", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
     assert invoke(run, other).exit_code == 0
+
+
+def test_the_recipe_target_comes_with_where_it_came_from(tmp_path):
+    # 0.7677 is one README number: the verdict says who set it, with what upstream, and what does not add up.
+    from click.testing import CliRunner
+
+    from repro.cli import cli
+    from tests.logfakes import standard_run
+
+    run = standard_run(tmp_path / "run", top1={1: 0.5, 2: 0.78, 3: 0.77})
+    result = CliRunner(mix_stderr=False).invoke(cli, ["check-accuracy", str(run)])
+    assert "target set by: e31e5bd3, 2023-03-03" in result.output
+    assert "target measured with: PaddleClas default branch of early 2023" in result.output
+    assert any(line.strip().startswith("target caveat: the row read '8 cards'") for line in result.output.splitlines())

@@ -153,6 +153,14 @@ def judge(
     return verdict
 
 
+def target_history(provenance: dict[str, Any]) -> list[str]:
+    """Where a recipe's number came from, as its data records it: who set it, with what upstream, and
+    what does not add up, so nobody reads more into one README number than it holds."""
+    lines = [f"target {label}: {provenance[key]}" for key, label in
+             (("set_by", "set by"), ("upstream_at_measurement", "measured with"), ("note", "note")) if provenance.get(key)]
+    return lines + [f"target caveat: {item}" for item in provenance.get("inconsistencies") or []]
+
+
 def provenance(run: RunLogs) -> dict[str, Any]:
     """What makes runs comparable, from the manifest: recipe, platform, upstream commit (None: unknown)."""
     manifest = run_manifest(run) or {}
@@ -454,6 +462,7 @@ def _details(run: RunLogs, verdict: Verdict, target: Target, tolerance: float | 
             "(the eval set's binomial sampling error of the target), not the seed-to-seed spread of runs"
         )
     lines.append(f"target {verdict.metric} {target.value:g}{source}; margin {verdict.margin:.4f} = {how}")
+    lines += target_history(target.provenance)
     if tolerance is None:
         lines.append("on a fixed val set runs differ by seed (std about 0.001 for ResNet-50-class models at the "
                      "final epoch), and the best of many epoch evals is biased up a little; --aggregate judges "
