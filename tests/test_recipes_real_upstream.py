@@ -20,7 +20,7 @@ import yaml
 
 from repro.recipes import available_recipes, load_recipe, marked_overrides, recipe_problems
 from repro.train.config import resolve_config
-from repro.train.smoke_variant import apply_smoke_edits
+from repro.train.config import apply_smoke_edits
 from repro.train.upstream_config import as_upstream_parses, load_upstream_yaml
 from tests.conftest import REAL_UPSTREAM_ENV
 
