@@ -6,7 +6,7 @@ import pytest
 
 from repro.errors import ReproError
 from repro.recipes import load_recipe
-from repro.train.scaling import plan_scaling
+from repro.train.config import plan_scaling
 from repro.train.upstream_config import harness_value
 
 

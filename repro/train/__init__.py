@@ -3,7 +3,7 @@
 How a launch flows, one module a step (``cli`` parses options; ``start`` and ``resume`` drive):
 
 1. config: ``upstream_config`` (upstream's YAML as upstream parses it, ``-o`` checked against it),
-   ``config`` (the resolved config, the smoke variant), ``scaling`` (GPU count and learning rate);
+   ``config`` (the resolved config, the smoke variant, GPU count and learning rate);
 2. checks: ``preflight`` (upstream, dataset, devices, disk), then ``record`` (what the manifest says);
 3. command: ``command`` (reference argv with marked additions, environment, ``--dry-run``);
 4. run: ``runner`` (one segment: lock, launch, housekeeping, stop, record) with ``lock`` and

@@ -33,7 +33,7 @@ from typing import Mapping
 
 import click
 
-from repro.train.scaling import ScalingPlan
+from repro.train.config import ScalingPlan
 
 REFERENCE = "reference"
 HARNESS = "harness"

@@ -34,7 +34,14 @@ from typing import Any, Callable
 import psutil
 
 from repro.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, ReproError
-from repro.rundir import K_NODES, Manifest, RunDir, group_node0, node_dir_name, node_rank_of
+from repro.rundir import (
+    K_NODES,
+    Manifest,
+    RunDir,
+    group_node0,
+    node_dir_name,
+    node_rank_of,
+)
 
 # A real epoch's longest silence on rank 0 is the first iteration (cudnn's exhaustive search, data
 # loader start) or a checkpoint save on a slow disk: minutes, not a quarter of an hour.

@@ -190,6 +190,9 @@ def run_preflight(
                 f"{cpu_ranks} CPU ranks on {cores} core(s): ranks will share cores and run slower"
             )
     problems.extend(check_disk(run_dir, recipe, resolved, keep_checkpoints))
-    from repro.recipes import read_list_heads, recipe_problems  # the recipe's traps, as data (repro/recipes/*.yaml)
+    from repro.recipes import (  # the recipe's traps, as data (repro/recipes/*.yaml)
+        read_list_heads,
+        recipe_problems,
+    )
     problems.extend(recipe_problems(recipe, resolved.config, read_list_heads(resolved.config, upstream_dir)))
     return problems

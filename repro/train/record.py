@@ -22,8 +22,7 @@ from repro.profiles import Profile
 from repro.recipes import Recipe
 from repro.rundir import RunDir
 from repro.train.command import EnvChanges, LaunchCommand
-from repro.train.config import ResolvedConfig
-from repro.train.scaling import ScalingPlan
+from repro.train.config import ResolvedConfig, ScalingPlan
 
 
 def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_list: list[int] | None,

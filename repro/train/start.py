@@ -36,11 +36,16 @@ from repro.train.command import (
     environment_changes,
     print_dry_run,
 )
-from repro.train.config import ResolvedConfig, resolve_config
-from repro.train.nodes import DEFAULT_STALL_TIMEOUT, NodePlan, node0_problems, node_watch_for, wait_for_master
+from repro.train.config import ResolvedConfig, ScalingPlan, plan_scaling, resolve_config
+from repro.train.nodes import (
+    DEFAULT_STALL_TIMEOUT,
+    NodePlan,
+    node0_problems,
+    node_watch_for,
+    wait_for_master,
+)
 from repro.train.record import start_fields
 from repro.train.runner import run_segment, say
-from repro.train.scaling import ScalingPlan, plan_scaling
 
 DEFAULT_CPU_RANKS = 2
 
