@@ -21,6 +21,7 @@ from repro.logs.alarmlog import AlarmLog
 from repro.logs.health import Alarm, HealthMonitor, health_settings, load_band_for
 from repro.recipes import DEFAULT_RECIPE, load_recipe
 from repro.rundir import RunDir, read_manifest
+from repro.train.checkpoints import DEFAULT_KEEP
 
 DISK_CHECK_SECONDS = 60.0
 SAVE_NAMES = ("latest", "best_model", "true_best")
@@ -70,7 +71,7 @@ class RunHealth:
             monitor.band = None
         return cls(root=run.path, monitor=monitor, band_line=band_line,
                    log=AlarmLog(run.alarms) if run.is_run() else None, checkpoint_mb=recipe.checkpoint_mb,
-                   keep=int(manifest.get("keep_checkpoints") or 3), save_interval=int(config.get("save_interval") or 0))
+                   keep=int(manifest.get("keep_checkpoints") or DEFAULT_KEEP), save_interval=int(config.get("save_interval") or 0))
 
     def poll(self, lines: list[str]) -> list[Alarm]:
         alarms = self.monitor.feed(lines)
@@ -89,7 +90,7 @@ class RunHealth:
         epochs, done = self.monitor.epochs, self.monitor.completed
         if not epochs or done >= epochs:
             return 0
-        output = self.root / "output"
+        output = RunDir(self.root).output
         present = {p.name for p in output.glob("*.pdparams")} if output.is_dir() else set()
         kept = sum(1 for name in present if EPOCH_SAVE.match(name))
         to_come = sum(1 for e in range(done + 1, epochs + 1) if self.save_interval > 0 and e % self.save_interval == 0)

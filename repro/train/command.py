@@ -33,6 +33,7 @@ from typing import Mapping
 
 import click
 
+from repro.rundir import RunDir
 from repro.train.config import ScalingPlan
 
 REFERENCE = "reference"
@@ -179,7 +180,7 @@ def build_command(
     if node_rank is not None and nnodes is not None and nnodes > 1:
         # paddle's node rank (``--rank``): without it, whoever reaches the rendezvous first is node 0.
         tokens += [Token("--rank", HARNESS), Token(str(node_rank), HARNESS)]
-    tokens += [Token("--log_dir", HARNESS), Token(str(run_dir / "launcher"), HARNESS)]
+    tokens += [Token("--log_dir", HARNESS), Token(str(RunDir(run_dir).launcher), HARNESS)]
     # A derived config (the smoke variant) replaces the reference one: mark it so nobody mistakes it.
     config_source = REFERENCE if reference_config is None or config_arg == reference_config else HARNESS
     tokens += [Token(entry, REFERENCE), Token("-c", REFERENCE), Token(config_arg, config_source)]
@@ -192,7 +193,7 @@ def build_command(
         tokens += _o(value, USER)
     for value in harness_overrides:
         tokens += _o(value, HARNESS)
-    tokens += _o(f"Global.output_dir={run_dir / 'output'}", HARNESS)
+    tokens += _o(f"Global.output_dir={RunDir(run_dir).output}", HARNESS)
     if seed is not None:
         tokens += _o(f"Global.seed={seed}", HARNESS)
     return LaunchCommand(tokens=tuple(tokens), cwd=upstream_dir, python=python or sys.executable)

@@ -37,7 +37,7 @@ import yaml
 from repro.errors import EXIT_BAD_INPUT, ReproError
 from repro.recipes import Recipe, Target
 from repro.rundir import CONFIG as RECORD_NAME
-from repro.rundir import SMOKE_CONFIG
+from repro.rundir import SMOKE_CONFIG, RunDir
 from repro.train.upstream_config import (
     NEW_KEY_PREFIX,
     CheckedOverride,
@@ -203,7 +203,7 @@ def resolve_config(
         checked.append(item)
     for option in extra_overrides:
         apply_option(config, option)
-    apply_option(config, f"Global.output_dir={run_dir / 'output'}")
+    apply_option(config, f"Global.output_dir={RunDir(run_dir).output}")
     if seed is not None:
         apply_option(config, f"Global.seed={seed}")
 
