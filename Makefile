@@ -38,6 +38,7 @@ $(VENV)/.installed-%: environments/%/requirements.txt environments/%/profile.yam
 
 # pytest exits 5 when it collected no test: say so instead of passing or failing silently.
 test: $(ENV_STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
@@ -50,13 +51,13 @@ smoke: export REPRO_UPSTREAM_FETCH_ARCHIVE := $(UPSTREAM_ARCHIVE)
 smoke: export REPRO_SMOKE_RECIPE := $(RECIPE)
 smoke: $(ENV_STAMP)
 	$(REPRO) upstream fetch
-	$(PY) -m repro.smoke
+	$(PY) -m repro.commands.smoke
 
 smoke-all: export REPRO_UPSTREAM_FETCH_URL := $(UPSTREAM_URL)
 smoke-all: export REPRO_UPSTREAM_FETCH_ARCHIVE := $(UPSTREAM_ARCHIVE)
 smoke-all: $(ENV_STAMP)
 	$(REPRO) upstream fetch
-	$(PY) -m repro.smoke --all
+	$(PY) -m repro.commands.smoke --all
 
 train: export REPRO_TRAIN_GPUS := $(GPUS)
 train: export REPRO_TRAIN_PLATFORM := $(PLATFORM)

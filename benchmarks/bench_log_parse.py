@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from repro.logs.parse import parse_run  # noqa: E402
-from repro.logs.verdict import judge  # noqa: E402
-from repro.recipes import load_recipe  # noqa: E402
+from repro.judge.verdict import judge  # noqa: E402
+from repro.recipes.catalog import load_recipe  # noqa: E402
 from tests.logfakes import FakeUpstreamLog, write_lines  # noqa: E402
 
 GOAL = 3.0

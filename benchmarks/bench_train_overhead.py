@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from repro.paths import UPSTREAM_ENV  # noqa: E402
+from repro.core.paths import UPSTREAM_ENV  # noqa: E402
 
 GOAL = 0.99
 TRAIN_LINE = re.compile(r"\[Train\]\[Epoch (\d+)/\d+\]\[Iter: (\d+)/\d+\].*?ips: ([0-9.]+)")
@@ -69,11 +69,11 @@ def main() -> int:
     upstream = Path(upstream_value).resolve()
 
     from repro.dataset.tiny import make_tiny
-    from repro.profiles import load_profile
-    from repro.recipes import load_recipe
-    from repro.smoke import DEFAULT_DATA_DIR, child_env, ensure_patched, place_dataset
-    from repro.train.command import build_command, environment_changes
-    from repro.train.config import resolve_config, smoke_section
+    from repro.platform.profiles import load_profile
+    from repro.recipes.catalog import load_recipe
+    from repro.commands.smoke import DEFAULT_DATA_DIR, child_env, ensure_patched, place_dataset
+    from repro.launch.command import build_command, environment_changes
+    from repro.launch.config import resolve_config, smoke_section
 
     recipe = load_recipe("resnest50")
     profile = load_profile("cpu")

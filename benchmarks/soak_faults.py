@@ -61,7 +61,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/soak_faults.py` from a check
 KINDS = ("harness-sigkill", "rank-sigkill", "harness-sigterm", "harness-sigint", "hangup", "disk-full",
          "half-checkpoint", "rank-stop-cont")
 ENDS_SEGMENT = {"harness-sigkill", "rank-sigkill", "harness-sigterm", "harness-sigint", "disk-full", "half-checkpoint"}
-# What `repro train` must exit with after each fault (repro/errors.py); None: it was SIGKILLed.
+# What `repro train` must exit with after each fault (repro/core/errors.py); None: it was SIGKILLed.
 EXPECTED_EXIT = {"harness-sigkill": -signal.SIGKILL, "rank-sigkill": 6, "harness-sigterm": 130,
                  "harness-sigint": 130, "disk-full": 6, "half-checkpoint": 130}
 EXIT_CONFLICT = 5
@@ -475,7 +475,7 @@ class Soak:
         lines = [line for line in text.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else ""
         self.segments.append({"exit": code, "last": last, "hung_up": terminal.hung_up})
-        if code == 70 or "internal error" in text:  # repro/errors.py: EXIT_INTERNAL, a bug in repro
+        if code == 70 or "internal error" in text:  # repro/core/errors.py: EXIT_INTERNAL, a bug in repro
             self.fail(f"segment {len(self.segments)}: repro train reported an internal error: {last}")
         if code not in (0, -signal.SIGKILL) and not last.startswith("error: "):
             self.fail(f"segment {len(self.segments)} exited {code} without a one-line error (last line: {last!r})")

@@ -16,30 +16,30 @@ from typing import Any
 import click
 
 from repro import __version__
-from repro.errors import (
+from repro.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     ReproError,
     one_line,
 )
-from repro.filesystem_errors import DISK_ERRNOS, describe_os_error
+from repro.core.filesystem_errors import DISK_ERRNOS, describe_os_error
 
 DEBUG_ENV = "REPRO_DEBUG"
 
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
-    "doctor": "repro.doctor:doctor",
-    "upstream": "repro.upstream.cli:upstream",
-    "dataset": "repro.dataset.cli:dataset",
-    "train": "repro.train.cli:train",
-    "check-accuracy": "repro.logs.cli:check_accuracy",
-    "report": "repro.logs.cli:report",
-    "watch": "repro.logs.cli:watch",
-    "runs": "repro.runs:runs",
-    "band": "repro.logs.healthcli:band",
-    "recipes": "repro.recipes_cli:recipes",
-    "eval": "repro.evaluate:eval_command_cli",
+    "doctor": "repro.commands.doctor:doctor",
+    "upstream": "repro.upstream.upstream_cli:upstream",
+    "dataset": "repro.dataset.dataset_cli:dataset",
+    "train": "repro.launch.train_cli:train",
+    "check-accuracy": "repro.judge.judge_cli:check_accuracy",
+    "report": "repro.judge.judge_cli:report",
+    "watch": "repro.commands.watch:watch",
+    "runs": "repro.commands.runs:runs",
+    "band": "repro.judge.band_cli:band",
+    "recipes": "repro.recipes.recipes_cli:recipes",
+    "eval": "repro.commands.evaluate:eval_command_cli",
 }
 
 

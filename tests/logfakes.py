@@ -274,9 +274,9 @@ def write_run(
 
 
 def write_manifest(root: Path, fields: dict) -> Path:
-    """A manifest written by the harness's own writer (``repro.rundir``), never by hand: ``status``
+    """A manifest written by the harness's own writer (``repro.run.rundir``), never by hand: ``status``
     (default completed) becomes a finished segment, the other fields are recorded as given."""
-    from repro.rundir import STATUS_COMPLETED, STATUS_RUNNING, Manifest
+    from repro.run.rundir import STATUS_COMPLETED, STATUS_RUNNING, Manifest
 
     status = fields.get("status", STATUS_COMPLETED)
     manifest = Manifest.create(root / "manifest.json", {k: v for k, v in fields.items() if k != "status"})

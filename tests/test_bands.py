@@ -13,8 +13,8 @@ import yaml
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.logs.band import Band, BandSettings, shipped_band_path
-from repro.logs.health import BAND
+from repro.judge.band import Band, BandSettings, shipped_band_path
+from repro.judge.health import BAND
 from tests.logfakes import FakeUpstreamLog, write_run
 
 

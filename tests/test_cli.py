@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from repro import __version__
 from repro.cli import SUBCOMMANDS, cli
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 
 
 def test_help_lists_every_command() -> None:
@@ -138,7 +138,7 @@ def test_help_and_version_still_exit_0() -> None:
 
 
 def test_exit_code_table_is_documented_once_in_errors_and_readme() -> None:
-    import repro.errors as errors
+    import repro.core.errors as errors
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     for code in sorted(errors.DOCUMENTED_EXIT_CODES):
@@ -173,7 +173,7 @@ def test_resume_of_a_directory_that_is_not_a_run_is_bad_input_like_a_missing_one
 
 @pytest.mark.parametrize("gpus", ["0,,1", "١,٢", "0,1,", "+1", "1_0", "0,0", "-1"])
 def test_gpus_that_are_not_plain_distinct_ids_are_refused(gpus: str) -> None:
-    from repro.train.cli import parse_gpus
+    from repro.launch.train_cli import parse_gpus
 
     with pytest.raises(ReproError) as error:
         parse_gpus(gpus)
@@ -183,7 +183,7 @@ def test_gpus_that_are_not_plain_distinct_ids_are_refused(gpus: str) -> None:
 
 @pytest.mark.parametrize("master", ["h:99999999", "h:0", "h:٨٠", ":80", "h:", "--upload-pack=x:80", "a b:80"])
 def test_master_must_be_host_and_a_port_in_range(master: str) -> None:
-    from repro.train.cli import check_master
+    from repro.launch.train_cli import check_master
 
     with pytest.raises(ReproError) as error:
         check_master(master, 2)

@@ -19,7 +19,7 @@ from repro.dataset import background_scan
 from repro.dataset.check import check_dataset
 from repro.dataset.listfile import _parse_fast, parse_lines
 from repro.dataset.problems import Problems
-from repro.dataset.scan import scan_tree
+from repro.dataset.tree_scan import scan_tree
 
 CLASS_NUM = 5
 # Each mutation is something a real list can hold; several are problems, some are harmless.

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from repro.cli import cli
 from repro.dataset.link import ALREADY, CREATED, REPLACED, link_dataset, linked_root
 from repro.dataset.tiny import make_tiny
-from repro.errors import EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
+from repro.core.errors import EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 
 
 @pytest.fixture

@@ -506,7 +506,7 @@ def test_fast_class_tar_reader_declines_or_agrees_with_tarfile(tmp_path: Path) -
 
     from repro.dataset.prepare import _stream_members
     from repro.dataset.tar_stream import NotPlain, plain_members
-    from repro.errors import ReproError
+    from repro.core.errors import ReproError
 
     rng = random.Random(7)
     agreed = declined = 0

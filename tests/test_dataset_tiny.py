@@ -15,7 +15,7 @@ from repro.cli import cli
 from repro.dataset.check import check_dataset
 from repro.dataset.fingerprint import fingerprint
 from repro.dataset.tiny import MARKER, is_tiny_dataset, make_tiny
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 
 
 def digest_tree(root: Path) -> dict[str, str]:

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.doctor import FAIL, OK, WARN, check_devices, check_paddle
-from repro.machine import PaddleInfo
-from repro.profiles import load_profile
+from repro.commands.doctor import FAIL, OK, WARN, check_devices, check_paddle
+from repro.platform.devices import PaddleInfo
+from repro.platform.profiles import load_profile
 
 
 def run_doctor(*args: str) -> tuple[int, list[str]]:
@@ -99,7 +99,7 @@ def test_disk_check_fails_when_checkpoints_do_not_fit(tmp_path: Path, monkeypatc
 def test_dataset_line_is_pre_flights_own_check(tmp_path: Path) -> None:
     # Doctor and pre-flight agree: doctor runs pre-flight's dataset check on the recipe's config.
     from repro.dataset.tiny import MARKER, make_tiny
-    from repro.doctor import check_dataset
+    from repro.commands.doctor import check_dataset
     from tests.doubles import make_fake_checkout
 
     upstream = make_fake_checkout(tmp_path / "PaddleClas")
@@ -117,7 +117,7 @@ def test_dataset_line_is_pre_flights_own_check(tmp_path: Path) -> None:
 
 
 def test_device_tool_is_queried_like_nvidia_smi_and_falls_back_to_a_list(tmp_path: Path, monkeypatch) -> None:
-    from repro.machine import query_device_tool
+    from repro.platform.devices import query_device_tool
 
     profile = load_profile("ixuca-bi-v150-sdk4.2.0")
     tool = tmp_path / "ixsmi"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from repro.machine import probe_paddle
+from repro.platform.devices import probe_paddle
 from tests.test_profiles_and_recipes import requirement_lines
-from repro.profiles import load_profile
+from repro.platform.profiles import load_profile
 
 IMPORT_IN_UPSTREAM_ORDER = """
 import json, paddle, sklearn, cv2, numpy, scipy, pandas, matplotlib, yaml, PIL

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.evaluate import eval_command, eval_environment
-from repro.rundir import RunDir
-from repro.train.command import EnvChanges, build_command
+from repro.commands.evaluate import eval_command, eval_environment
+from repro.run.rundir import RunDir
+from repro.launch.command import EnvChanges, build_command
 from tests.doubles import make_fake_checkout
 from tests.test_train_launcher import finish, harness_env, manifest, repro_train
 

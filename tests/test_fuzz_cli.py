@@ -1,5 +1,5 @@
 """Random strings into every option of every command (issue 10): no traceback, no hang, an exit code
-from the documented table (repro.errors), at most one line on stderr for an error.
+from the documented table (repro.core.errors), at most one line on stderr for an error.
 
 A seeded generator keeps it deterministic and bounded (values per option, a deadline per call). Each
 command gets a harmless base (a path that does not exist, --dry-run, an archive that is missing) so
@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.errors import DOCUMENTED_EXIT_CODES, EXIT_INTERNAL
+from repro.core.errors import DOCUMENTED_EXIT_CODES, EXIT_INTERNAL
 
 SEED = 20261130
 VALUES_PER_OPTION = 8
@@ -120,8 +120,8 @@ def test_an_argument_that_is_not_utf8_is_echoed_escaped() -> None:
 
 
 # Known, owned elsewhere (reported, not fixed here): these print a path a user typed as is, so a
-# newline in it splits the line. dataset check's "does not exist" line (repro/dataset/cli.py prints
-# render_text itself) and upstream status's PROBLEM report lines (repro/upstream/cli.py).
+# newline in it splits the line. dataset check's "does not exist" line (repro/dataset/dataset_cli.py prints
+# render_text itself) and upstream status's PROBLEM report lines (repro/upstream/upstream_cli.py).
 KNOWN_RAW_NEWLINE = {("dataset", "check"), ("upstream", "status")}
 
 

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.logs.alarmlog import AlarmLog
-from repro.logs.health import (CHANCE, DISK, LOSS_FLAT, NONFINITE, THROUGHPUT, Alarm, HealthMonitor,
+from repro.judge.alarmlog import AlarmLog
+from repro.judge.health import (CHANCE, DISK, LOSS_FLAT, NONFINITE, THROUGHPUT, Alarm, HealthMonitor,
                                HealthSettings)
-from repro.logs.monitor import RunHealth
+from repro.judge.monitor import RunHealth
 from tests.logfakes import FakeUpstreamLog, write_run
 
 MANIFEST = {"status": "completed", "recipe": {"name": "resnest50"}, "smoke": False, "config": {"epochs": 6, "save_interval": 1}}

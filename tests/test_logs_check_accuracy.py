@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.logs.cli import check_accuracy
+from repro.judge.judge_cli import check_accuracy
 from repro.logs.parse import parse_run
-from repro.logs.verdict import judge, sampling_margin
-from repro.recipes import Target, load_recipe
+from repro.judge.verdict import judge, sampling_margin
+from repro.recipes.catalog import Target, load_recipe
 from tests.logfakes import TRACEBACK, FakeUpstreamLog, standard_run, write_lines, write_run
 
 RECIPE_EPOCHS = 4  # a short stand-in for the recipe's 300: completeness is read from the log's own echo
@@ -219,7 +219,7 @@ def test_another_metric_is_not_judged_against_the_top1_target(tmp_path):
 
 
 def test_a_recipe_may_carry_a_target_per_metric(tmp_path):
-    from repro.recipes import parse_targets
+    from repro.recipes.catalog import parse_targets
 
     single = parse_targets({"metric": "top1", "value": 0.7677, "eval_set_size": 50000})
     assert [t.metric for t in single] == ["top1"]

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tests.logfakes import TRACEBACK, FakeUpstreamLog, standard_run, write_lines, write_run
-from repro.errors import ReproError
+from repro.core.errors import ReproError
 from repro.logs import patterns
 from repro.logs.discover import discover
 from repro.logs.parse import best_epoch, final_epoch, parse_run, parse_runs

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.logs.cli import report
-from repro.errors import ReproError
-from repro.files import Tail
-from repro.logs.watch import Progress, follow
-from repro.rundir import Manifest
+from repro.judge.judge_cli import report
+from repro.core.errors import ReproError
+from repro.core.files import Tail
+from repro.commands.watch import Progress, follow
+from repro.run.rundir import Manifest
 from tests.logfakes import FakeUpstreamLog, standard_run, write_lines
 
 SMOKE_MANIFEST = {"recipe": {"name": "resnest50"}, "status": "completed",

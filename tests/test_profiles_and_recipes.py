@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from repro.errors import ReproError
-from repro.paths import environments_dir
-from repro.profiles import available_profiles, load_profile
-from repro.recipes import load_recipe
+from repro.core.errors import ReproError
+from repro.core.paths import environments_dir
+from repro.platform.profiles import available_profiles, load_profile
+from repro.recipes.catalog import load_recipe
 
 GPU_FLAGS = {"FLAGS_cudnn_exhaustive_search": "True", "FLAGS_cudnn_batchnorm_spatial_persistent": "True"}
 EXPECTED = {"cpu", "nvidia-cuda", "ixuca-bi-v150-sdk4.2.0", "ixuca-bi-v100-sdk3.0.0"}
@@ -92,7 +92,7 @@ def test_unknown_profile_is_a_clear_error() -> None:
 def test_profile_missing_keys_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "profile.yaml").write_text("name: broken\ndevice: gpu\n")
-    monkeypatch.setattr("repro.profiles.environments_dir", lambda: tmp_path)
+    monkeypatch.setattr("repro.platform.profiles.environments_dir", lambda: tmp_path)
     with pytest.raises(ReproError, match="lacks description"):
         load_profile("broken")
 

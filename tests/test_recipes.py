@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.errors import ReproError
-from repro.recipes import (
+from repro.core.errors import ReproError
+from repro.recipes.catalog import (
     Launch,
     MarkedOverride,
     available_recipes,
@@ -153,7 +153,7 @@ def test_launch_parse_reads_the_readme_forms() -> None:
 def test_a_recipe_contradicting_its_readme_line_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = (Path(__file__).parents[1] / "repro" / "recipes" / "densenet.yaml").read_text()
     (tmp_path / "densenet.yaml").write_text(text.replace("reference_gpus: 4", "reference_gpus: 8"))
-    monkeypatch.setattr("repro.recipes.recipes_dir", lambda: tmp_path)
+    monkeypatch.setattr("repro.recipes.catalog.recipes_dir", lambda: tmp_path)
     with pytest.raises(ReproError, match="reference_gpus 8 is not the README's device list 0,1,2,3"):
         load_recipe("densenet")
 
@@ -201,13 +201,13 @@ def test_recipe_problems_check_the_list_prefixes() -> None:
 def test_bad_trap_kind_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = (Path(__file__).parents[1] / "repro" / "recipes" / "vgg.yaml").read_text()
     (tmp_path / "vgg.yaml").write_text(text.replace("- kind: note", "- kind: notte", 1))
-    monkeypatch.setattr("repro.recipes.recipes_dir", lambda: tmp_path)
+    monkeypatch.setattr("repro.recipes.catalog.recipes_dir", lambda: tmp_path)
     with pytest.raises(ReproError, match="trap .* needs kind"):
         load_recipe("vgg")
 
 
 def test_check_accuracy_says_there_is_no_target(tmp_path: Path) -> None:
-    from repro.logs.targets import choose_target
+    from repro.judge.targets import choose_target
 
     run = SimpleNamespace(manifest={"recipe": {"name": "vgg"}, "target": None}, files=SimpleNamespace(root=tmp_path),
                           warnings=[])
@@ -238,7 +238,7 @@ def test_repro_recipes_lists_and_shows() -> None:
 
 
 def test_loss_falls_verdict() -> None:
-    from repro.smoke import loss_falls_verdict
+    from repro.commands.smoke import loss_falls_verdict
 
     assert loss_falls_verdict(3, [1.4, 1.2, 1.1], 3) == "PASS"
     assert loss_falls_verdict(3, [1.4, 1.5, 1.6], 3).startswith("FAIL: train loss did not fall (1.4000 -> 1.6000)")
@@ -249,7 +249,7 @@ def test_loss_falls_verdict() -> None:
 
 
 def test_smoke_all_table() -> None:
-    from repro.smoke import SmokeResult, format_table
+    from repro.commands.smoke import SmokeResult, format_table
 
     lines = format_table([SmokeResult("vgg", 0, 95.4, None, "PASS"), SmokeResult("densenet", 1, 80.0, 0.25, "FAIL: x")])
     assert lines[0].split() == ["recipe", "seconds", "best", "top-1", "verdict"]
@@ -268,7 +268,7 @@ def test_every_recipe_has_a_smoke_that_says_what_it_checks(name: str) -> None:
 
 
 def test_smoke_recipe_comes_from_make(monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro.smoke import RECIPE_ENV, parse_args
+    from repro.commands.smoke import RECIPE_ENV, parse_args
 
     monkeypatch.delenv(RECIPE_ENV, raising=False)
     assert parse_args([]).recipe == "resnest50"
@@ -283,4 +283,4 @@ def test_make_passes_recipe_through_the_environment() -> None:
     if done.returncode != 0 and "No rule" in done.stderr:
         pytest.skip("make cannot resolve the venv target here")
     assert "pwned" not in done.stdout
-    assert "-m repro.smoke --all" in done.stdout and ".venv/bin/repro train" in done.stdout
+    assert "-m repro.commands.smoke --all" in done.stdout and ".venv/bin/repro train" in done.stdout

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.recipes import available_recipes, load_recipe, marked_overrides, recipe_problems
-from repro.train.config import resolve_config
-from repro.train.config import apply_smoke_edits
-from repro.train.upstream_config import as_upstream_parses, load_upstream_yaml
+from repro.recipes.catalog import available_recipes, load_recipe, marked_overrides, recipe_problems
+from repro.launch.config import resolve_config
+from repro.launch.config import apply_smoke_edits
+from repro.launch.upstream_config import as_upstream_parses, load_upstream_yaml
 from tests.conftest import REAL_UPSTREAM_ENV
 
 ROOT = Path(__file__).resolve().parents[1]

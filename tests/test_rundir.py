@@ -1,4 +1,4 @@
-"""The run-directory contract (``repro.rundir``) and the file primitives every step shares (``repro.files``)."""
+"""The run-directory contract (``repro.run.rundir``) and the file primitives every step shares (``repro.core.files``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.errors import EXIT_BAD_INPUT, ReproError
-from repro.files import Tail, atomic_path, last_lines, write_text_atomic
-from repro.rundir import Manifest, RunDir, find_run_dir, open_run_dir, read_manifest
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.files import Tail, atomic_path, last_lines, write_text_atomic
+from repro.run.rundir import Manifest, RunDir, find_run_dir, open_run_dir, read_manifest
 from tests.logfakes import standard_run
 
 
@@ -93,7 +93,7 @@ class _RunsCode:
 
 
 def test_a_pdstates_that_would_run_code_counts_as_no_state(tmp_path: Path, capsys, monkeypatch) -> None:
-    from repro.train.checkpoints import saved_state
+    from repro.run.checkpoints import saved_state
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "latest.pdstates").write_bytes(pickle.dumps({"metric": 0.5, "epoch": _RunsCode()}))
@@ -105,7 +105,7 @@ def test_a_pdstates_that_would_run_code_counts_as_no_state(tmp_path: Path, capsy
 
 
 def test_advice_to_switch_platforms_is_a_command_the_makefile_accepts(tmp_path: Path, monkeypatch) -> None:
-    from repro import profiles
+    from repro.platform import profiles
 
     (tmp_path / "repro-platform").write_text("cpu\n")
     monkeypatch.setattr(profiles.sys, "prefix", str(tmp_path))

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT
 from tests.logfakes import standard_run
 
 
@@ -112,7 +112,7 @@ def test_prune_refuses_a_running_run_and_bad_operands(tmp_path: Path) -> None:
 
 
 def test_the_smoke_keeps_fewer_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro import smoke
+    from repro.commands import smoke
     from tests.doubles import make_fake_checkout
 
     calls: list[list[str]] = []
@@ -142,7 +142,7 @@ def test_prune_refuses_a_run_whose_recorded_processes_live(tmp_path: Path) -> No
 
 
 def test_prune_holds_the_lock_while_deleting_and_leaves_no_lock_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro import runs
+    from repro.commands import runs
 
     run = make_run(tmp_path / "logs", "smoke-1")
     seen = []

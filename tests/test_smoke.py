@@ -1,4 +1,4 @@
-"""``python -m repro.smoke`` without real training: the missing-upstream line, the dataset placement
+"""``python -m repro.commands.smoke`` without real training: the missing-upstream line, the dataset placement
 rules (real data is never touched), and the commands it runs."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro import smoke
+from repro.commands import smoke
 from repro.dataset.tiny import make_tiny
-from repro.errors import EXIT_UPSTREAM
-from repro.paths import DATASET_LINK
-from repro.train.upstream_config import (
+from repro.core.errors import EXIT_UPSTREAM
+from repro.core.paths import DATASET_LINK
+from repro.launch.upstream_config import (
     as_upstream_parses,
     check_override,
     upstream_module_names,

@@ -28,7 +28,7 @@ def test_make_smoke_passes_against_real_upstream(real_upstream: Path, tmp_path: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_TRAIN_")}
     env["REPRO_UPSTREAM_DIR"] = str(upstream)
     done = subprocess.run(
-        [sys.executable, "-m", "repro.smoke", "--logs-dir", str(tmp_path / "logs"), "--data-dir", str(tmp_path / "data")],
+        [sys.executable, "-m", "repro.commands.smoke", "--logs-dir", str(tmp_path / "logs"), "--data-dir", str(tmp_path / "data")],
         cwd=tmp_path,
         env=env,
         capture_output=True,

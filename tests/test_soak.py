@@ -113,7 +113,7 @@ def test_saves_a_killed_harness_never_recorded_are_adopted_by_the_next_segment(t
 
 
 def test_adoption_takes_only_upstream_saves_from_an_earlier_segments_window(tmp_path: Path) -> None:
-    from repro.train.checkpoints import adopt_unrecorded, snapshot
+    from repro.run.checkpoints import adopt_unrecorded, snapshot
 
     output = tmp_path
     t0 = 1_700_000_000.0

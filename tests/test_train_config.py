@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
-from repro.recipes import Recipe, Target, load_recipe
-from repro.rundir import CONFIG as RECORD_NAME
-from repro.rundir import SMOKE_CONFIG as SMOKE_CONFIG_NAME
-from repro.train.config import apply_smoke_edits, resolve_config
-from repro.train.upstream_config import (
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
+from repro.recipes.catalog import Recipe, Target, load_recipe
+from repro.run.rundir import CONFIG as RECORD_NAME
+from repro.run.rundir import SMOKE_CONFIG as SMOKE_CONFIG_NAME
+from repro.launch.config import apply_smoke_edits, resolve_config
+from repro.launch.upstream_config import (
     as_upstream_parses,
     check_value,
     suggest_keys,

@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.rundir import RunDir
-from repro.train.command import HARNESS, REFERENCE, build_command
+from repro.run.rundir import RunDir
+from repro.launch.command import HARNESS, REFERENCE, build_command
 from tests.doubles import make_fake_checkout
 
 REFERENCE_TOKENS = [  # the DeepSparkHub README's line (repro/recipes/resnest50.yaml reference.command)
@@ -133,7 +133,7 @@ def test_command_tokens_keep_reference_order_and_mark_additions(tmp_path: Path) 
 
 
 def test_environment_sets_visible_devices_to_the_gpu_list_and_drops_overriding_vars() -> None:
-    from repro.train.command import environment_changes
+    from repro.launch.command import environment_changes
 
     current = {"CUDA_VISIBLE_DEVICES": "0,1", "PADDLE_LOG_DIR": "/elsewhere", "HOME": "/h"}
     gpu = environment_changes({"FLAGS_x": "True"}, "CUDA_VISIBLE_DEVICES", [4, 5], current)
@@ -156,7 +156,7 @@ def test_explicit_run_dir_that_is_not_empty_is_refused(upstream: Path, tmp_path:
 
 
 def test_preflight_problems_stop_before_anything_runs(upstream: Path, tmp_path: Path, monkeypatch) -> None:
-    import repro.train.preflight as preflight
+    import repro.launch.preflight as preflight
 
     monkeypatch.setattr(preflight, "run_preflight", lambda **kw: ["dataset missing: run `repro dataset link ROOT`"])
     run = tmp_path / "run"
@@ -296,7 +296,7 @@ def test_resume_skips_a_half_written_latest_and_true_best_survives(upstream: Pat
 
 
 def test_retention_deletes_only_files_this_run_wrote(tmp_path: Path) -> None:
-    from repro.train.checkpoints import observe_written, prune, snapshot
+    from repro.run.checkpoints import observe_written, prune, snapshot
 
     output = tmp_path / "output"
     output.mkdir()
@@ -321,7 +321,7 @@ def test_retention_deletes_only_files_this_run_wrote(tmp_path: Path) -> None:
 
 
 def test_checkpoint_completeness_and_resume_point(tmp_path: Path) -> None:
-    from repro.train.checkpoints import check_complete, resume_point
+    from repro.run.checkpoints import check_complete, resume_point
 
     def save(name: str, t: float, sizes=(1, 1, 1)) -> None:
         for offset, (suffix, size) in enumerate(zip((".pdparams", ".pdopt", ".pdstates"), sizes)):
@@ -346,7 +346,7 @@ def test_a_later_complete_best_model_beats_an_older_latest_after_a_full_disk(tmp
     # The disk filled while epoch_5 and latest were being written; best_model of epoch 5 was saved first.
     import pickle
 
-    from repro.train.checkpoints import resume_point
+    from repro.run.checkpoints import resume_point
 
     def save(name: str, epoch: int, t: float, states: bool = True) -> None:
         for offset, suffix in enumerate((".pdparams", ".pdopt", ".pdstates")):
@@ -370,7 +370,8 @@ def test_a_later_complete_best_model_beats_an_older_latest_after_a_full_disk(tmp
 def test_manifest_write_is_atomic(tmp_path: Path, monkeypatch) -> None:
     import errno
 
-    from repro import files, rundir
+    from repro.core import files
+    from repro.run import rundir
 
     path = tmp_path / "manifest.json"
     rundir.write_manifest(path, {"status": "running"})
@@ -386,7 +387,7 @@ def test_manifest_write_is_atomic(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_stale_lock_is_taken_over(upstream: Path, tmp_path: Path) -> None:
-    from repro.train.lock import RunLock
+    from repro.run.lock import RunLock
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()

@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.train.command import build_command, environment_changes
-from repro.train.nodes import mismatches
+from repro.launch.command import build_command, environment_changes
+from repro.launch.nodes import mismatches
 from tests.doubles import make_fake_checkout
 from tests.test_train_launcher import _free_port, finish, harness_env, live, lock_pids, manifest
 
@@ -108,8 +108,8 @@ def test_mismatch_lines_name_what_differs() -> None:
 
 
 def test_node0_stops_when_no_log_line_comes_within_the_stall_timeout(tmp_path: Path) -> None:
-    from repro.rundir import Manifest, create_node_run_dir
-    from repro.train.nodes import NodePlan, NodeWatch
+    from repro.run.rundir import Manifest, create_node_run_dir
+    from repro.launch.nodes import NodePlan, NodeWatch
 
     run = create_node_run_dir(tmp_path, tmp_path / "g", 0)
     book = Manifest.create(run.manifest, {"nodes": {"nnodes": 2, "node_rank": 0}})
@@ -123,7 +123,7 @@ def test_node0_stops_when_no_log_line_comes_within_the_stall_timeout(tmp_path: P
 
 
 def test_a_run_directory_names_node0_and_a_group_is_judged_by_node0(tmp_path: Path) -> None:
-    from repro.rundir import Manifest, create_node_run_dir, group_node0, where_node0_is
+    from repro.run.rundir import Manifest, create_node_run_dir, group_node0, where_node0_is
 
     group = tmp_path / "shared"
     runs = [create_node_run_dir(tmp_path, group, rank) for rank in (0, 1)]

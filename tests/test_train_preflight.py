@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import pytest
 
 from repro.dataset.tiny import MARKER, make_tiny
-from repro.machine import PaddleInfo, probe_paddle
-from repro.paths import DATASET_LINK
-from repro.recipes import load_recipe
+from repro.platform.devices import PaddleInfo, probe_paddle
+from repro.core.paths import DATASET_LINK
+from repro.recipes.catalog import load_recipe
 from repro.train import preflight
-from repro.train.config import ResolvedConfig
-from repro.train.preflight import checkpoints_needed, run_preflight
+from repro.launch.config import ResolvedConfig
+from repro.launch.preflight import checkpoints_needed, run_preflight
 
 GPU_PROFILE = SimpleNamespace(name="nvidia-cuda", visible_devices_var="CUDA_VISIBLE_DEVICES", uses_gpus=True)
 CPU_PROFILE = SimpleNamespace(name="cpu", visible_devices_var=None, uses_gpus=False)
@@ -152,7 +152,7 @@ def test_checkpoint_count_follows_save_interval() -> None:
 
 def test_preflight_refuses_an_installed_ppcls_that_would_replace_upstreams(tmp_path: Path, monkeypatch) -> None:
     # tools/train.py appends the checkout to sys.path: a `ppcls` earlier on the path wins silently.
-    from repro.train.preflight import check_upstream
+    from repro.launch.preflight import check_upstream
 
     checkout = tmp_path / "PaddleClas"
     (checkout / "ppcls").mkdir(parents=True)

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.rundir import RunDir
-from repro.train.command import HARNESS, USER, LaunchCommand, Token, build_command
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+from repro.run.rundir import RunDir
+from repro.launch.command import HARNESS, USER, LaunchCommand, Token, build_command
 from tests.doubles import make_fake_checkout
 
 
@@ -44,7 +44,7 @@ def sleeper(*extra: str, python: str = sys.executable) -> subprocess.Popen:
 
 
 def test_a_second_harness_is_refused_while_the_first_holds_the_flock(run: RunDir) -> None:
-    from repro.train.lock import RunLock
+    from repro.run.lock import RunLock
 
     first = RunLock(run).acquire(lambda text: None)
     try:
@@ -62,7 +62,7 @@ def test_a_second_harness_is_refused_while_the_first_holds_the_flock(run: RunDir
 
 def test_an_empty_lock_file_without_a_holder_is_taken_over(run: RunDir) -> None:
     """What a harness killed between creating and writing the file leaves (no flock, no PIDs)."""
-    from repro.train.lock import RunLock
+    from repro.run.lock import RunLock
 
     run.lock.write_text("")
     lock = RunLock(run).acquire(lambda text: None)
@@ -76,8 +76,8 @@ def test_orphaned_ranks_of_a_killed_harness_still_refuse_a_start(run: RunDir) ->
     """They hold no flock: the recorded PIDs (with start times) must still be checked."""
     import psutil
 
-    from repro.train.lock import RunLock
-    from repro.train.process import ProcessRecord
+    from repro.run.lock import RunLock
+    from repro.run.processes import ProcessRecord
 
     orphan = sleeper()
     try:
@@ -100,7 +100,7 @@ def test_orphaned_ranks_of_a_killed_harness_still_refuse_a_start(run: RunDir) ->
 
 
 def test_a_failing_housekeeping_is_reported_once_and_training_goes_on(run: RunDir, capsys) -> None:
-    from repro.train.process import Launch
+    from repro.run.processes import Launch
 
     calls = []
 
@@ -118,7 +118,7 @@ def test_a_failing_housekeeping_is_reported_once_and_training_goes_on(run: RunDi
 
 
 def test_a_bad_duration_in_the_environment_is_one_bad_input_error(monkeypatch) -> None:
-    from repro.train.process import seconds_from_env
+    from repro.run.processes import seconds_from_env
 
     monkeypatch.setenv("REPRO_TRAIN_STOP_GRACE", "x")
     with pytest.raises(ReproError) as bad:
@@ -146,7 +146,7 @@ class FullDisk:
 
 
 def test_a_full_disk_under_console_log_does_not_block_the_launcher(run: RunDir, monkeypatch, capsys) -> None:
-    import repro.train.process as process
+    import repro.run.processes as process
 
     console = FullDisk()
     monkeypatch.setattr(process, "open", lambda *args, **kwargs: console, raising=False)
@@ -168,7 +168,7 @@ def test_a_full_disk_under_console_log_does_not_block_the_launcher(run: RunDir, 
 
 
 def test_console_log_is_closed_when_the_launcher_cannot_start(run: RunDir, monkeypatch) -> None:
-    import repro.train.process as process
+    import repro.run.processes as process
 
     console = FullDisk()
     monkeypatch.setattr(process, "open", lambda *args, **kwargs: console, raising=False)
@@ -182,8 +182,8 @@ def test_console_log_is_closed_when_the_launcher_cannot_start(run: RunDir, monke
 
 
 def test_an_epoch_copied_in_during_a_resumed_segment_is_never_deleted(run: RunDir) -> None:
-    from repro.rundir import Manifest
-    from repro.train.runner import Housekeeper
+    from repro.run.rundir import Manifest
+    from repro.launch.runner import Housekeeper
 
     def save(name: str) -> None:
         for suffix in (".pdparams", ".pdopt", ".pdstates"):
@@ -207,7 +207,7 @@ def test_an_epoch_copied_in_during_a_resumed_segment_is_never_deleted(run: RunDi
 
 
 def test_a_failed_start_leaves_the_users_empty_run_dir_in_place(upstream: Path, tmp_path: Path, monkeypatch) -> None:
-    import repro.train.preflight as preflight
+    import repro.launch.preflight as preflight
 
     monkeypatch.setattr(preflight, "run_preflight", lambda **kw: ["dataset missing: run `repro dataset link ROOT`"])
     run = tmp_path / "mine"
@@ -220,7 +220,7 @@ def test_a_failed_start_leaves_the_users_empty_run_dir_in_place(upstream: Path, 
 
 def test_a_start_whose_manifest_cannot_be_written_leaves_no_run_dir(upstream: Path, tmp_path: Path,
                                                                       monkeypatch) -> None:
-    import repro.train.start as start
+    import repro.launch.start as start
 
     def broken(**fields):
         raise RuntimeError("provenance broke")
@@ -234,8 +234,8 @@ def test_a_start_whose_manifest_cannot_be_written_leaves_no_run_dir(upstream: Pa
 
 
 def test_a_device_tool_that_cannot_be_run_is_a_finding(monkeypatch) -> None:
-    import repro.machine as machine
-    from repro.profiles import DeviceQuery
+    import repro.platform.devices as machine
+    from repro.platform.profiles import DeviceQuery
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
@@ -336,7 +336,7 @@ def test_resume_refuses_a_dataset_relinked_or_changed_under_the_run(run: RunDir,
 
 
 def test_a_users_process_naming_the_run_dir_is_not_a_rank(run: RunDir) -> None:
-    from repro.train.process import find_run_processes
+    from repro.run.processes import find_run_processes
 
     # a Python script given the directory, and a non-Python program (argv[0] "du") given it too
     du = subprocess.Popen(["du", "-c", "import time; time.sleep(60)", str(run.launcher)], executable=sys.executable)
@@ -372,7 +372,7 @@ def test_scale_lr_override_is_tagged_as_the_harness(upstream: Path, tmp_path: Pa
 def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path: Path) -> None:
     import datetime as dt
 
-    from repro.rundir import create_run_dir, plan_run_dir
+    from repro.run.rundir import create_run_dir, plan_run_dir
 
     now = dt.datetime(2026, 1, 28, 5, 7, tzinfo=dt.timezone.utc)
     first = create_run_dir(tmp_path, None, now)

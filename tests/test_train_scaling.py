@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from repro.errors import ReproError
-from repro.recipes import load_recipe
-from repro.train.config import plan_scaling
-from repro.train.upstream_config import harness_value
+from repro.core.errors import ReproError
+from repro.recipes.catalog import load_recipe
+from repro.launch.config import plan_scaling
+from repro.launch.upstream_config import harness_value
 
 
 @pytest.fixture

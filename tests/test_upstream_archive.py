@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.upstream.archive import file_sha256
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.pin import load_pin
-from repro.upstream.record import UNKNOWN
+from repro.upstream.fetch_record import UNKNOWN
 from repro.upstream.state import inspect_checkout
 from tests.upstream_fixtures import CLASSIFICATION, PATCHED_LINE, git, make_archive, make_fake_upstream, write_harness_root
 
@@ -190,7 +190,7 @@ def test_a_file_that_is_not_an_archive_is_one_line_and_leaves_nothing(fake, tmp_
     from click.testing import CliRunner
 
     from repro.cli import cli
-    from repro.errors import EXIT_BAD_INPUT
+    from repro.core.errors import EXIT_BAD_INPUT
 
     not_archive = tmp_path / name
     not_archive.write_text("<html>404 Not Found</html>\n")

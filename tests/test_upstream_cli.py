@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.errors import EXIT_OK, EXIT_UPSTREAM
+from repro.core.errors import EXIT_OK, EXIT_UPSTREAM
 from pathlib import Path
 
 from repro.upstream.archive import file_sha256
@@ -174,7 +174,7 @@ def test_a_file_in_the_way_of_dest_is_one_line_not_an_internal_error(fake, tmp_p
 
 
 def test_permission_denied_on_the_upstream_dir_is_one_line_with_the_fix(fake, tmp_path, monkeypatch):
-    import repro.upstream.cli as upstream_cli
+    import repro.upstream.upstream_cli as upstream_cli
 
     locked = tmp_path / "locked" / "PaddleClas"
 

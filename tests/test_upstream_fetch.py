@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.errors import EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
+from repro.core.errors import EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.pin import load_pin
 from repro.upstream.state import inspect_checkout

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
 from repro.upstream.git import as_git_url, checked_commit, checked_ref, run_git
 from tests.upstream_fixtures import make_fake_upstream, write_harness_root
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
 from repro.upstream.patches import PatchStatus, apply_series, check_patch, parse_patch, read_series
 from tests.upstream_fixtures import CLASSIFICATION, CLASSIFICATION_DOUBLE, PATCH_0001, PATCHED_LINE, REAL_PATCHES, git
 

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from repro.machine import probe_paddle, run_bounded
+from repro.platform.devices import probe_paddle, run_bounded
 
 
 def fake_python(tmp_path: Path, body: str) -> str:

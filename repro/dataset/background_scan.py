@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from repro.dataset.problems import Problems
-from repro.dataset.scan import TreeScan, scan_tree
+from repro.dataset.tree_scan import TreeScan, scan_tree
 
 # Below this much list text (~30,000 lines) the fork costs more than the overlap saves.
 MIN_LIST_BYTES = 1_000_000

@@ -28,9 +28,9 @@ from repro.dataset.background_scan import BackgroundScan
 from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problems
-from repro.dataset.report import EXIT_CLEAN, EXIT_NOT_A_DATASET, EXIT_PROBLEMS, DatasetReport
-from repro.dataset.scan import TreeScan, scan_tree
-from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.dataset.check_report import EXIT_CLEAN, EXIT_NOT_A_DATASET, EXIT_PROBLEMS, DatasetReport
+from repro.dataset.tree_scan import TreeScan, scan_tree
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
 
 __all__ = ["DatasetReport", "check_dataset"]
 

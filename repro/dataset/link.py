@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.dataset.check import check_dataset
-from repro.dataset.report import DatasetReport
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
-from repro.paths import DATASET_LINK
+from repro.dataset.check_report import DatasetReport
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
+from repro.core.paths import DATASET_LINK
 
 CREATED = "created"
 ALREADY = "already"

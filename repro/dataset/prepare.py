@@ -24,7 +24,7 @@ from pathlib import Path
 from repro.dataset import layout
 from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
 from repro.dataset.tar_stream import NotPlain, plain_members
-from repro.errors import EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+from repro.core.errors import EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 
 STATE_DIR = ".repro-prepare"
 OWNER = "owner.json"

@@ -20,7 +20,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
 
 WNID_PATTERN = re.compile(r"n\d{8}")
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")

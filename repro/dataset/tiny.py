@@ -23,8 +23,8 @@ import numpy as np
 from repro.dataset import layout
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problems
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.files import write_text_atomic
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.core.files import write_text_atomic
 
 MARKER = ".repro-tiny.json"
 MARKER_TOOL = "repro dataset make-tiny"

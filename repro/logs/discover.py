@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.errors import EXIT_BAD_INPUT, ReproError
-from repro.rundir import (
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.run.rundir import (
     CONSOLE_LOG,
     LAUNCHER_DIR,
     MANIFEST,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.logs.discover import WORKERLOG, RunFiles, discover, is_binary
 from repro.logs.scan import LogFile, Segment, iterations, scan
 

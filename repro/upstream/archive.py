@@ -16,7 +16,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from repro.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.upstream.git import is_full_sha
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from repro.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 from repro.upstream.archive import extract_archive, file_sha256
-from repro.paths import UPSTREAM_ENV
+from repro.core.paths import UPSTREAM_ENV
 from repro.upstream.git import as_git_url, checked_commit, checked_ref, head_commit, is_checkout_root, last_error_line, run_git
 from repro.upstream.patches import Patch, apply_series, read_series, reverse_series
 from repro.upstream.pin import Pin, load_pin
-from repro.upstream.record import UNKNOWN, FetchRecord, git_blob_id, read_record, write_record
+from repro.upstream.fetch_record import UNKNOWN, FetchRecord, git_blob_id, read_record, write_record
 from repro.upstream.state import UpstreamState, inspect_checkout
 
 Say = Callable[[str], None]

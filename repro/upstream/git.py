@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import urlsplit
 
-from repro.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_UPSTREAM, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_UPSTREAM, ReproError
 
 TIMEOUT_ENV = "REPRO_GIT_TIMEOUT"
 DEFAULT_TIMEOUT = 900.0  # seconds for one git command; a sparse fetch takes seconds on a working link

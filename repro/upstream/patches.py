@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from repro.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
-from repro.paths import patches_dir
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
+from repro.core.paths import patches_dir
 from repro.upstream.git import is_checkout_root, last_error_line, run_git
 
 SERIES_FILE = "series"

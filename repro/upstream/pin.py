@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from repro.errors import EXIT_BAD_INPUT, ReproError
-from repro.paths import patches_dir
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.paths import patches_dir
 from repro.upstream.git import is_full_sha
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -42,7 +42,7 @@ def ppcls_shadowing_problem(checkout: Path, python: str | None = None, timeout: 
 
     ``python`` is the interpreter training runs (default: this one, the venv's).
     """
-    from repro.machine import run_bounded
+    from repro.platform.devices import run_bounded
 
     checkout = Path(checkout).resolve()
     python = python or sys.executable

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.paths import DATASET_LINK
+from repro.core.paths import DATASET_LINK
 from repro.upstream.git import config_get, head_commit, is_checkout_root, run_git
 from repro.upstream.patches import Patch, PatchStatus, check_patch, read_series, unpatched_contents
 from repro.upstream.pin import Pin, load_pin
-from repro.upstream.record import TREE_RECORD, UNKNOWN, git_blob_id, read_record
+from repro.upstream.fetch_record import TREE_RECORD, UNKNOWN, git_blob_id, read_record
 
 # Untracked files count as local changes only where Python would import them from; anything
 # else (our dataset link, output/, logs) is the user's business, not a change to upstream code.

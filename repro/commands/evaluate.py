@@ -1,0 +1,306 @@
+"""``repro eval RUN``: the number from the weights, not from the log.
+
+The verdict otherwise rests on the top-1 upstream printed while training. PaddleClas users report
+that training-time and standalone evaluation can differ (unsynced BatchNorm statistics, samples
+padded by the distributed sampler), so this runs upstream's own ``tools/eval.py`` on a saved
+checkpoint, the way the run was trained: the same checkout (the manifest's command ``cwd``), the
+same ``-c`` config (for a smoke run, ``RUN/smoke-config.yaml``) and ``-o`` overrides (reference and
+user; the training-only harness ones are dropped), the same platform profile environment, the same
+launcher ``python3 -u -m paddle.distributed.launch`` on the run's devices (or ``--gpus``/``--cpu-ranks``),
+plus ``-o Global.pretrained_model=<checkpoint prefix>``.
+
+Everything lands in ``RUN/eval/<checkpoint>-<UTC time>/`` (``console.log``, the launcher's
+``launcher/``, upstream's ``output/eval.log``) and each evaluation, failed ones too, is appended to
+the manifest's ``evaluations`` under the run's lock, so it never races a training segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
+from repro.logs import patterns as P
+from repro.run.rundir import K_EVALUATIONS, K_TRUE_BEST, Manifest, RunDir, open_run_dir, run_id, utc_now
+
+EVAL_ENTRY = "tools/eval.py"
+TRAIN_ENTRY = "tools/train.py"
+DEFAULT_CHECKPOINT = "true_best"
+CHECKPOINT_NAME = re.compile(r"^(true_best|best_model|latest|epoch_[1-9][0-9]*)$")
+# Harness overrides that belong to training only: the eval gets its own output dir and weights.
+TRAINING_ONLY = ("Global.output_dir", "Global.checkpoints", "Global.pretrained_model", "Global.seed", "Global.device")
+EVAL_LOG = "eval.log"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What upstream printed in its ``[Eval][Epoch 0][Avg]`` line."""
+
+    top1: float | None
+    top5: float | None
+    loss: float | None
+
+
+def checkpoint_prefix(run: RunDir, name: str) -> Path:
+    """``RUN/output/<name>``, refused unless its weights (``.pdparams``) are there."""
+    if not CHECKPOINT_NAME.match(name):
+        raise ReproError(f"--checkpoint {name!r} is not a checkpoint name: use true_best, best_model, latest "
+                         "or epoch_N (e.g. epoch_6)", EXIT_BAD_INPUT)
+    prefix = run.output / name
+    if not prefix.with_name(name + ".pdparams").is_file():
+        have = sorted(p.name[: -len(".pdparams")] for p in run.output.glob("*.pdparams"))
+        fix = (f"evaluate one that is there: `repro eval {run.path} --checkpoint {have[-1]}`" if have else
+               "this run's checkpoints were pruned (`repro runs prune`) or never written; nothing to evaluate")
+        raise ReproError(f"{prefix}.pdparams does not exist (checkpoints here: {', '.join(have) or 'none'}); {fix}",
+                         EXIT_BAD_INPUT)
+    return prefix
+
+
+def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | None:
+    """The epoch whose weights ``name`` holds: the manifest's true best, else upstream's ``.pdstates``."""
+    from repro.run.checkpoints import saved_state
+
+    if name == "true_best":
+        record = manifest.get(K_TRUE_BEST)
+        if isinstance(record, dict) and record.get("epoch") is not None and record.get("checkpoint"):
+            return int(record["epoch"])
+    state = saved_state(run.output / name)
+    if state and state.get("epoch") is not None:
+        try:
+            return int(state["epoch"])
+        except (TypeError, ValueError):
+            return None
+    match = re.match(r"^epoch_(\d+)$", name)
+    return int(match.group(1)) if match else None
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _pairs(tokens: list[dict[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+    """The run's ``-c`` argument and its ``-o`` values with their origin, from the manifest's tokens."""
+    texts = [t["text"] for t in tokens]
+    try:
+        entry = texts.index(TRAIN_ENTRY)
+    except ValueError:
+        raise ReproError(f"the manifest's command has no {TRAIN_ENTRY}: this run was not started by `repro train`; "
+                         "evaluate with upstream's tools/eval.py by hand", EXIT_BAD_INPUT) from None
+    config, overrides = None, []
+    index = entry + 1
+    while index < len(tokens) - 1:
+        flag, value = tokens[index], tokens[index + 1]
+        if flag["text"] == "-c":
+            config = value["text"]
+        elif flag["text"] == "-o":
+            overrides.append((value["text"], value["source"]))
+        else:
+            index += 1
+            continue
+        index += 2
+    if config is None:
+        raise ReproError("the manifest's command has no -c config; it was not written by `repro train`", EXIT_BAD_INPUT)
+    return config, overrides
+
+
+def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path, gpus: list[int] | None,
+                 cpu_ranks: int | None):
+    """The run's launch command turned into an eval of ``prefix`` writing into ``out`` (a LaunchCommand)."""
+    from repro.launch.command import HARNESS, REFERENCE, USER, LaunchCommand, Token, build_command
+
+    recorded = manifest.get("command")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("tokens"), list):
+        raise ReproError(f"{run.manifest} records no launch command; this run cannot be re-evaluated as it was "
+                         "trained", EXIT_BAD_INPUT)
+    run_command = LaunchCommand.from_manifest(recorded)
+    config, overrides = _pairs(recorded["tokens"])
+    device = next((v.split("=", 1)[1] for v, _ in overrides if v.startswith("Global.device=")), "gpu")
+    devices = manifest.get("devices") if isinstance(manifest.get("devices"), dict) else {}
+    if gpus is None and cpu_ranks is None:
+        gpus, cpu_ranks = devices.get("gpus"), devices.get("cpu_ranks")
+    if gpus is None and cpu_ranks is None:
+        raise ReproError("the manifest records no devices; pass --gpus 0,1,2,3 or --cpu-ranks N", EXIT_BAD_INPUT)
+    after_launcher = [t.text for t in run_command.tokens[4:5]]  # the reference device flag follows the module
+    flag = after_launcher[0].split("=", 1)[0] if after_launcher and "=" in after_launcher[0] else "--gpus"
+
+    def kept(source: str) -> list[str]:
+        return [v for v, s in overrides if s == source and v.split("=", 1)[0] not in TRAINING_ONLY]
+
+    command = build_command(
+        upstream_dir=run_command.cwd, entry=EVAL_ENTRY, config_arg=config, reference_config=None,
+        reference_overrides=kept(REFERENCE), device=device, run_dir=out, gpus=gpus,
+        cpu_ranks=None if gpus is not None else cpu_ranks, devices_flag=flag, extra_overrides=kept(USER),
+        harness_overrides=[*kept(HARNESS), f"Global.pretrained_model={prefix}"], python=sys.executable,
+    )
+    # The reference trains; the eval entry is the harness's choice, and marked so.
+    tokens = tuple(Token(t.text, HARNESS) if t.text == EVAL_ENTRY else t for t in command.tokens)
+    return LaunchCommand(tokens=tokens, cwd=command.cwd, python=command.python)
+
+
+def eval_environment(manifest: dict[str, Any], gpus: list[int] | None):
+    """The platform profile's environment changes for these devices, as ``repro train`` makes them."""
+    from repro.platform.profiles import load_profile
+    from repro.launch.command import environment_changes
+
+    platform = manifest.get("platform") if isinstance(manifest.get("platform"), dict) else {}
+    name = platform.get("name")
+    if not name:
+        raise ReproError("the manifest records no platform; this run cannot be re-evaluated as it was trained",
+                         EXIT_BAD_INPUT)
+    profile = load_profile(name)
+    return environment_changes(profile.env, profile.visible_devices_var, gpus)
+
+
+def eval_set_size(cwd: Path, config_file: Path) -> int | None:
+    """Images in the eval set: the lines of ``DataLoader.Eval.dataset.cls_label_path`` (upstream's
+    ``len(dataset)``), read from the run's resolved config; None if it cannot tell."""
+    try:
+        config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        label_path = Path(str(config["DataLoader"]["Eval"]["dataset"]["cls_label_path"]))
+        label_path = label_path if label_path.is_absolute() else cwd / label_path
+        with open(label_path, encoding="utf-8", errors="replace") as handle:
+            return sum(1 for line in handle if line.strip())
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def read_result(out: Path) -> EvalResult | None:
+    """The last ``[Eval][Epoch 0][Avg]`` line of upstream's ``eval.log`` (else rank 0's workerlog)."""
+    for log in (out / "output" / EVAL_LOG, RunDir(out).workerlog(0)):
+        try:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in reversed(lines):
+            match = P.EVAL_AVG.search(P.strip_ansi(line)) if "[Avg]" in line else None
+            if match is not None:
+                values = P.parse_body(match.group("body"))
+                number = lambda key: values.get(key) if isinstance(values.get(key), float) else None  # noqa: E731
+                return EvalResult(number("top1"), number("top5"), number("CELoss"))
+    return None
+
+
+def refuse_if_training(run: RunDir) -> None:
+    from repro.commands.runs import is_running
+
+    if is_running(run.path):
+        raise ReproError(f"{run.path} is training (a `repro train` or its ranks hold {run.lock}); evaluate it once "
+                         f"that segment has ended (`repro watch {run.path}` follows it)", EXIT_CONFLICT)
+
+
+def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks: int | None,
+             echo=None) -> dict[str, Any]:
+    """Run the eval, record it in the manifest, and return the record (raises if the eval failed)."""
+    from repro.run.lock import RunLock
+    from repro.run.processes import Launch
+
+    run = open_run_dir(run_path)
+    refuse_if_training(run)
+    prefix = checkpoint_prefix(run, checkpoint)
+    lock = RunLock(run).acquire(lambda text: click.echo(f"repro: {text}", err=True))
+    launch = None
+    try:
+        manifest = Manifest.load(run.manifest)
+        out = _plan_eval_dir(run, checkpoint)
+        command = eval_command(run, manifest.data, prefix, out, gpus, cpu_ranks)
+        if not (command.cwd / EVAL_ENTRY).is_file():
+            raise ReproError(f"no {EVAL_ENTRY} in {command.cwd}, the checkout this run trained with; restore it "
+                             f"(`repro upstream fetch --upstream {command.cwd}`)", EXIT_UPSTREAM)
+        env = eval_environment(manifest.data, command_gpus(manifest.data, gpus, cpu_ranks))
+        record: dict[str, Any] = {
+            "checkpoint": checkpoint,
+            "epoch": checkpoint_epoch(run, manifest.data, checkpoint),
+            "sha256": sha256(prefix.with_name(prefix.name + ".pdparams")),
+            "started": utc_now(),
+        }
+        out.mkdir(parents=True)  # exclusive: never mixes two evaluations' logs
+        record.update({"dir": str(out), "command": command.to_manifest(), "env": env.to_manifest()})
+        click.echo(f"+ {command.marked_line()}", err=True)
+        launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out),
+                        on_processes=lambda records: lock.write(records), echo=echo)
+        launch.install_signal_handlers()
+        launch.start()
+        outcome = launch.wait()
+        result = read_result(out)
+        size = eval_set_size(command.cwd, _resolved_config(run, manifest.data))
+        record.update({
+            "ended": utc_now(),
+            "exit_code": outcome.returncode,
+            "status": "interrupted" if outcome.interrupted_by is not None else
+                      "completed" if outcome.returncode == 0 and result and result.top1 is not None else "failed",
+            "top1": result.top1 if result else None,
+            "top5": result.top5 if result else None,
+            "loss": result.loss if result else None,
+            "eval_set_size": size,
+        })
+        manifest.data.setdefault(K_EVALUATIONS, []).append(record)
+        manifest.save()
+    finally:
+        if launch is not None:
+            launch.restore_signal_handlers()
+        lock.release()
+    if record["status"] == "interrupted":
+        raise ReproError(f"evaluation interrupted; its output is in {out}; run `repro eval {run.path}` again",
+                         EXIT_INTERRUPTED)
+    if record["status"] != "completed":
+        raise ReproError(f"tools/eval.py exited {outcome.returncode} without an eval result; its output is in "
+                         f"{out}/console.log and {out}/launcher/workerlog.0; fix the cause and rerun "
+                         f"`repro eval {run.path} --checkpoint {checkpoint}`", EXIT_TRAINING_FAILED)
+    return record
+
+
+def command_gpus(manifest: dict[str, Any], gpus: list[int] | None, cpu_ranks: int | None) -> list[int] | None:
+    if gpus is not None or cpu_ranks is not None:
+        return gpus
+    devices = manifest.get("devices") if isinstance(manifest.get("devices"), dict) else {}
+    return devices.get("gpus")
+
+
+def _resolved_config(run: RunDir, manifest: dict[str, Any]) -> Path:
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    return Path(config.get("file") or run.config)
+
+
+def _plan_eval_dir(run: RunDir, checkpoint: str) -> Path:
+    """``RUN/eval/<checkpoint>-<UTC time>`` (``-2``, ``-3`` ... for a second eval in the same second)."""
+    base = run.eval_dir / f"{checkpoint}-{run_id()}"
+    return next(path for path in (base if n == 1 else base.with_name(f"{base.name}-{n}") for n in range(1, 10**6))
+                if not path.exists())
+
+
+def describe(record: dict[str, Any]) -> str:
+    top1 = record.get("top1")
+    top5 = record.get("top5")
+    fmt = lambda v: f"{v:.5f}" if isinstance(v, float) and math.isfinite(v) else "?"  # noqa: E731
+    epoch = record.get("epoch")
+    return (f"eval {record['checkpoint']} (epoch {epoch if epoch is not None else '?'}, sha256 {record['sha256'][:12]}): "
+            f"top1 {fmt(top1)}, top5 {fmt(top5)} on {record.get('eval_set_size') or '?'} images; {record['dir']}")
+
+
+@click.command("eval")
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
+              help="Which weights: true_best, best_model, latest or epoch_N.")
+@click.option("--gpus", help="GPU ids for the eval (default: the run's devices).")
+@click.option("--cpu-ranks", type=click.IntRange(min=1), help="CPU ranks for the eval (default: the run's).")
+def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None) -> None:
+    """Evaluate a checkpoint of RUN with upstream's tools/eval.py, as the run was trained; the result
+    goes into RUN/eval/ and the manifest, where check-accuracy compares it with the logged top-1."""
+    from repro.launch.train_cli import parse_gpus
+
+    if gpus is not None and cpu_ranks is not None:
+        raise ReproError("--gpus and --cpu-ranks exclude each other; pass one", EXIT_BAD_INPUT)
+    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks)
+    click.echo(describe(record))

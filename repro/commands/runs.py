@@ -1,0 +1,244 @@
+"""``repro runs``: the run directories under logs/ (status, recipe, verdict, size), and ``repro runs
+prune``, which frees the disk their checkpoints take.
+
+A smoke run leaves several hundred MB of checkpoints nobody needs once it has passed. Pruning deletes
+only what the harness itself wrote: a file the manifest's ``checkpoints_written`` records, in the
+run's ``output/``, still that very file (same size and modification time as recorded, a regular file,
+not a link). Never a log, the manifest, a checkpoint someone copied in, nor anything of a run that
+is running (its ``.lock`` flock is held, as :mod:`repro.run.lock` holds it for a whole segment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from repro.run import rundir
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.run.rundir import LOCK, MANIFEST
+from repro.run.rundir import OUTPUT_DIR as OUTPUT
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run's manifest through the one reader (:mod:`repro.run.rundir`); None if missing or unreadable."""
+    try:
+        return rundir.read_manifest(run_dir / MANIFEST)
+    except ReproError:
+        return None
+
+
+def _live_recorded(run_dir: Path) -> list[int]:
+    """PIDs the lock file records that still live (orphaned ranks of a killed harness hold no flock)."""
+    from repro.run.lock import read_lock
+
+    return [record.pid for record in read_lock(run_dir / LOCK) if record.alive()]
+
+
+def is_running(run_dir: Path) -> bool:
+    """A harness holds the run's ``.lock`` flock (the kernel drops it when the harness dies), or a
+    process the lock records (a launcher or rank left by a killed harness) still lives."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return False
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    return bool(_live_recorded(run_dir))
+
+
+@contextlib.contextmanager
+def holding_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's flock while deleting, so no ``repro train --resume`` starts in between (it is
+    refused, as while another segment runs); a lock file made here is removed again."""
+    path = run_dir / LOCK
+    created = not os.path.lexists(path)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReproError(f"{run_dir} is running (its .lock is held); prune it after it ends", EXIT_CONFLICT) from None
+        try:
+            yield
+        finally:
+            if created:
+                os.unlink(path)
+    finally:
+        os.close(fd)
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files under ``path``, links not followed."""
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    manifest: dict[str, Any]
+    running: bool
+
+    @property
+    def status(self) -> str:
+        return "running" if self.running else str(self.manifest.get("status") or "unknown")
+
+    @property
+    def recipe(self) -> str:
+        recipe = self.manifest.get("recipe")
+        return str((recipe.get("name") if isinstance(recipe, dict) else recipe) or "?")
+
+    @property
+    def smoke(self) -> bool:
+        return self.manifest.get("smoke") is True
+
+
+def open_run(path: Path) -> RunInfo:
+    if not (path / MANIFEST).is_file():
+        raise ReproError(f"{path} is not a repro run directory (no {MANIFEST}); pass a directory `repro runs` lists",
+                         EXIT_BAD_INPUT)
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise ReproError(f"{path / MANIFEST} is not readable JSON; nothing there is pruned (fix or remove the run by hand)",
+                         EXIT_BAD_INPUT)
+    return RunInfo(path, manifest, is_running(path))
+
+
+def runs_under(logs_dir: Path) -> list[RunInfo]:
+    if not logs_dir.is_dir():
+        raise ReproError(f"{logs_dir} is not a directory; pass the directory holding your runs: --logs-dir DIR",
+                         EXIT_BAD_INPUT)
+    found = []
+    for child in sorted(logs_dir.iterdir()):
+        if child.is_dir() and not child.is_symlink() and (child / MANIFEST).is_file():
+            try:
+                found.append(open_run(child))
+            except ReproError:
+                continue
+    return found
+
+
+def verdict_word(run: RunInfo) -> str:
+    """check-accuracy's status for the run with default options ("-" while it runs)."""
+    if run.running:
+        return "-"
+    from repro.judge.judge_cli import judge_run
+    from repro.logs.parse import parse_run
+
+    options = {"target": None, "metric": None, "eval_set_size": None, "recipe": None, "tolerance": None,
+               "final": False, "allow_incomplete": False, "strict": False}
+    try:
+        return judge_run(parse_run(run.path), options).status
+    except ReproError:
+        return "UNREADABLE"
+
+
+def prunable(run: RunInfo) -> list[Path]:
+    """The checkpoint files of ``run`` that the harness recorded as written and that are unchanged since."""
+    written = run.manifest.get("checkpoints_written")
+    output = run.path / OUTPUT
+    if not isinstance(written, dict) or not output.is_dir() or output.is_symlink():
+        return []
+    files = []
+    for name, record in sorted(written.items()):
+        if not isinstance(name, str) or "/" in name or name in ("", ".", "..") or not isinstance(record, dict):
+            continue
+        path = output / name
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and record.get("size") == info.st_size and record.get("mtime_ns") == info.st_mtime_ns:
+            files.append(path)
+    return files
+
+
+@click.group("runs", invoke_without_command=True)
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True,
+              help="Directory holding the run directories.")
+@click.pass_context
+def runs(ctx: click.Context, logs_dir: Path) -> None:
+    """List run directories: status, recipe, verdict and size on disk (`repro runs prune` frees it)."""
+    ctx.obj = logs_dir
+    if ctx.invoked_subcommand is not None:
+        return
+    found = runs_under(logs_dir)
+    if not found:
+        click.echo(f"no runs in {logs_dir}")
+        return
+    rows = [(str(r.path), r.status, r.recipe + (" (smoke)" if r.smoke else ""), verdict_word(r), human(tree_bytes(r.path)))
+            for r in found]
+    header = ("run", "status", "recipe", "verdict", "size")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@runs.command("prune")
+@click.argument("run_dirs", metavar="[RUN]...", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--smoke", "smoke", is_flag=True, help="Prune every finished smoke run under --logs-dir.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.pass_obj
+def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, dry_run: bool) -> None:
+    """Delete the checkpoints the harness wrote (manifest's checkpoints_written) of the runs named,
+    or with --smoke of finished smoke runs; never a log, a copied-in checkpoint, or a running run."""
+    if not run_dirs and not smoke:
+        raise ReproError("name the runs to prune (repro runs prune logs/RUN) or pass --smoke for finished smoke runs",
+                         EXIT_BAD_INPUT)
+    chosen = [open_run(path) for path in run_dirs]
+    running = [str(r.path) for r in chosen if r.running]
+    if running:
+        raise ReproError(f"{', '.join(running)} is running (its .lock is held); prune it after it ends", EXIT_CONFLICT)
+    if smoke:
+        chosen += [r for r in runs_under(logs_dir) if r.smoke and not r.running and r.status != "running"
+                   and r.path not in {c.path for c in chosen}]
+    freed = 0
+    for run in chosen:
+        files = prunable(run)
+        size = sum(path.lstat().st_size for path in files)
+        freed += size
+        verb = "would delete" if dry_run else "deleted"
+        after = "" if run.status == "completed" or not files else " (it can no longer be resumed from them)"
+        click.echo(f"{run.path}: {verb} {len(files)} checkpoint file(s), {human(size)}{after}")
+        if not dry_run and files:
+            with holding_lock(run.path):
+                if _live_recorded(run.path):
+                    raise ReproError(f"{run.path} has live processes recorded in its .lock; prune it after they end",
+                                     EXIT_CONFLICT)
+                for path in prunable(run):  # again, under the lock
+                    path.unlink(missing_ok=True)
+    click.echo(f"{'would free' if dry_run else 'freed'} {human(freed)} in {len(chosen)} run(s)")

@@ -1,0 +1,340 @@
+"""Follow a training run's logs with a progress bar, and notice when the run is over.
+
+Reading only the bytes appended since the last look keeps a days-long run cheap to watch. When to
+stop: a run directory's manifest is the authority (its status, and whether the ``repro train``
+named in its lock still lives: a SIGKILLed harness leaves "running" behind); a plain upstream run is
+over when its launcher log ends with "Pod completed"/"Exit code" (lines of an earlier launch count
+only if nothing came after them), or when ``--pid`` or ``--lock`` go away, or at ``--timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import click
+from tqdm import tqdm
+
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.files import Tail, last_lines
+from repro.logs import patterns as P
+from repro.logs.discover import RunFiles, run_files_in
+from repro.judge.alarmlog import check_on_alarm
+from repro.judge.health import Alarm
+from repro.judge.judge_cli import judged_path, target_options, verdicts_for
+from repro.judge.monitor import RunHealth
+from repro.judge.targets import validate_options
+from repro.run.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, read_manifest
+
+
+LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
+# A harness seen dead this many looks in a row is dead (not a start between manifest and lock).
+DEAD_LOOKS = 2
+
+
+@dataclass
+class Progress:
+    """What the latest lines say: where training is and how it goes."""
+
+    epoch: int = 0
+    epochs: int = 0
+    iter: int = 0
+    iters: int = 0
+    loss: float | None = None
+    ips: float | None = None
+    eta_s: float | None = None
+    top1: float | None = None
+    top1_epoch: int | None = None
+
+    def feed(self, line: str) -> None:
+        msg = P.strip_ansi(line)
+        if (match := P.TRAIN_ITER.search(msg)) is not None:
+            body = P.parse_body(match.group("body"))
+            self.epoch, self.epochs = int(match.group("epoch")), int(match.group("epochs"))
+            self.iter, self.iters = int(match.group("iter")), int(match.group("iters"))
+            self.loss, self.ips, self.eta_s = body.get("loss"), body.get("ips"), body.get("eta_s")  # type: ignore[assignment]
+        elif (match := P.EVAL_AVG.search(msg)) is not None:
+            body = P.parse_body(match.group("body"))
+            if isinstance(body.get("top1"), float):
+                self.top1, self.top1_epoch = body["top1"], int(match.group("epoch"))  # type: ignore[assignment]
+
+    @property
+    def position(self) -> int:
+        return max(0, (self.epoch - 1) * self.iters + self.iter + 1) if self.iters else 0
+
+    @property
+    def total(self) -> int:
+        return self.epochs * self.iters
+
+
+@dataclass
+class Watcher:
+    root: Path
+    pid: int | None = None
+    lock: Path | None = None
+    progress: Progress = field(default_factory=Progress)
+    tails: dict[Path, Tail] = field(default_factory=dict)
+    launcher_tails: dict[Path, Tail] = field(default_factory=dict)
+    dead_looks: int = 0
+    health: "RunHealth | None" = None
+    alarms: list = field(default_factory=list)  # raised by the last poll (new to alarms.jsonl)
+
+    def files(self) -> RunFiles | None:
+        return run_files_in(self.root) if self.root.is_dir() else None
+
+    def poll(self) -> None:
+        files = self.files()
+        if files is None:
+            return
+        log = files.workerlogs.get(0) or files.train_log
+        if log is None:
+            return
+        tail = self.tails.setdefault(log, Tail(log))
+        lines = tail.read()
+        for line in lines:
+            self.progress.feed(line)
+        if self.health is not None:
+            self.alarms = self.health.poll(lines)
+
+    def ended(self) -> str | None:
+        """Why the run is over, or None while it runs."""
+        run = RunDir(self.root)
+        if run.is_run():
+            status = read_manifest(run.manifest).get(K_STATUS)
+            if status in ENDED_STATUSES:
+                return f"manifest.json says {status}"
+            if status == STATUS_RUNNING:
+                from repro.run.lock import harness_alive
+
+                self.dead_looks = 0 if harness_alive(run) else self.dead_looks + 1
+                if self.dead_looks >= DEAD_LOOKS:
+                    return (f"manifest.json says running, but no `repro train` holds {run.path} (killed?); "
+                            f"continue it with `repro train --resume {run.path}`")
+        else:
+            why = self._launcher_ended()
+            if why is not None:
+                return why
+        if self.pid is not None and not _alive(self.pid):
+            return f"process {self.pid} is gone"
+        if self.lock is not None and not self.lock.exists():
+            return f"lock {self.lock} is gone"
+        return None
+
+    def _launcher_ended(self) -> str | None:
+        files = self.files()
+        for launcher_log in files.launcher_logs if files else []:
+            tail = self.launcher_tails.get(launcher_log)
+            if tail is None:  # first look: an end marker counts only as the log's last words
+                self.launcher_tails[launcher_log] = Tail.from_end(launcher_log)
+                lines = _closing_markers(last_lines(launcher_log, 5).splitlines())
+            else:
+                lines = tail.read()
+            for marker in LAUNCHER_END_MARKERS:
+                if any(marker in line for line in lines):
+                    return f"{launcher_log.name} says {marker!r}"
+        return None
+
+
+def _closing_markers(lines: list[str]) -> list[str]:
+    """The end-marker lines a log ends with (none if anything came after them)."""
+    closing: list[str] = []
+    for line in reversed([line for line in lines if line.strip()]):
+        if not any(marker in line for marker in LAUNCHER_END_MARKERS):
+            break
+        closing.append(line)
+    return closing
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _postfix(progress: Progress) -> dict[str, str]:
+    post = {"epoch": f"{progress.epoch}/{progress.epochs}", "iter": f"{progress.iter}/{progress.iters}"}
+    if progress.loss is not None:
+        post["loss"] = f"{progress.loss:.4f}"
+    if progress.top1 is not None:
+        post["top1"] = f"{progress.top1:.4f}@{progress.top1_epoch}"
+    if progress.ips is not None:
+        post["ips"] = f"{progress.ips:.1f}"
+    if progress.eta_s is not None:
+        post["eta"] = time.strftime("%H:%M:%S", time.gmtime(progress.eta_s)) if progress.eta_s < 86400 else f"{progress.eta_s / 86400:.1f}d"
+    return post
+
+
+def check_watchable(run: Path) -> None:
+    run = Path(run)
+    if not run.exists():
+        raise ReproError(f"{run} does not exist; pass the run directory `repro train` printed", EXIT_BAD_INPUT)
+    if run.is_file():
+        raise ReproError(f"{run} is a file; watch takes a run directory (with manifest.json and launcher/)", EXIT_BAD_INPUT)
+    if not RunDir(run).is_run() and run_files_in(run) is None:
+        raise ReproError(
+            f"{run} is not a run directory (no manifest.json, launcher/workerlog.N or output/train.log); "
+            "pass the directory `repro train` printed (`ls logs/`)",
+            EXIT_BAD_INPUT,
+        )
+
+
+def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None = None, lock: Path | None = None,
+           sleep=time.sleep, clock=time.monotonic, health: "RunHealth | None" = None,
+           on_alarms: Callable[[list], None] | None = None, bar_file=None) -> str:
+    """Show progress until the run ends; returns why watching stopped. ``health`` raises alarms from
+    the same lines, handed to ``on_alarms`` after each look."""
+    run = Path(run)
+    check_watchable(run)
+    watcher = Watcher(run, pid=pid, lock=lock, health=health)
+    started = clock()
+    with tqdm(total=0, unit="it", dynamic_ncols=True, desc=run.name, file=bar_file) as bar:
+        while True:
+            watcher.poll()
+            if watcher.alarms and on_alarms is not None:
+                with bar.external_write_mode():
+                    on_alarms(watcher.alarms)
+            progress = watcher.progress
+            if progress.total and bar.total != progress.total:
+                bar.total = progress.total
+            bar.n = min(progress.position, bar.total or progress.position)
+            bar.set_postfix(_postfix(progress), refresh=False)
+            bar.refresh()
+            why = watcher.ended()
+            if why is not None:
+                watcher.poll()
+                if watcher.alarms and on_alarms is not None:
+                    with bar.external_write_mode():
+                        on_alarms(watcher.alarms)
+                return why
+            if timeout and clock() - started >= timeout:
+                return f"timed out after {timeout:g} s (the run may still be going)"
+            sleep(poll)
+
+
+def look_once(run: Path, health: RunHealth) -> dict:
+    """One look at the whole log (for cron): progress, whether the run ended, every alarm recorded."""
+    run = Path(run)
+    check_watchable(run)
+    watcher = Watcher(run, health=health)
+    watcher.poll()
+    progress = watcher.progress
+    ended = watcher.ended()
+    recorded = health.log.alarms() if health.log is not None else [a.to_dict() for a in watcher.alarms]
+    return {
+        "run": str(run), "running": ended is None, "ended": ended,
+        "epoch": progress.epoch, "epochs": progress.epochs, "iter": progress.iter, "iters": progress.iters,
+        "loss": progress.loss, "top1": progress.top1, "top1_epoch": progress.top1_epoch, "ips": progress.ips,
+        "eta_s": progress.eta_s, "band": health.band_line, "alarms": recorded,
+        "new_alarms": [a.to_dict() for a in watcher.alarms],
+    }
+
+
+# -- watch ---------------------------------------------------------------------------------------
+def on_alarm_command(flag: bool, words: tuple[str, ...]) -> list[str] | None:
+    """The words after RUN are ``--on-alarm``'s command, and only with that flag."""
+    if words and not flag:
+        raise ReproError(f"unexpected {' '.join(words)!r} after RUN; to run a command on alarms, "
+                         f"write repro watch RUN --on-alarm -- {' '.join(words)}", EXIT_BAD_INPUT)
+    if flag and not words:
+        raise ReproError("--on-alarm needs a command after RUN, e.g. repro watch RUN --on-alarm -- logger -t repro",
+                         EXIT_BAD_INPUT)
+    return list(words) if flag else None
+
+
+def _echo_alarms(alarms: list[Alarm], as_json: bool) -> None:
+    for alarm in alarms:
+        click.echo(json.dumps(alarm.to_dict(), sort_keys=True) if as_json else f"watch: {alarm.line}")
+
+
+def watch_follow(run_path: Path, *, poll: float, timeout: float, pid: int | None, lock: Path | None,
+                 band: Path | None, on_alarm: list[str] | None, as_json: bool) -> str:
+    """Follow the run with the progress bar (none with ``--json``), printing alarms as they come."""
+    check_watchable(run_path)
+    argv = check_on_alarm(on_alarm) if on_alarm is not None else None
+    health = RunHealth.open(run_path, band_path=band)
+    if not as_json:
+        click.echo(f"watch: {health.band_line}")
+
+    def on_alarms(alarms: list[Alarm]) -> None:
+        _echo_alarms(alarms, as_json)
+        if argv is not None and health.log is not None:
+            health.log.notify_pending(argv, lambda line: click.echo(f"watch: {line}", err=True))
+
+    with open(os.devnull, "w") if as_json else contextlib.nullcontext(None) as bar_file:  # None: tqdm's stderr
+        return follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock, health=health,
+                      on_alarms=on_alarms, bar_file=bar_file)
+
+
+def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None, as_json: bool) -> int:
+    """One look for cron: the state and every recorded alarm; exit 1 when there is any."""
+    check_watchable(run_path)
+    argv = check_on_alarm(on_alarm) if on_alarm is not None else None
+    health = RunHealth.open(run_path, band_path=band)
+    state = look_once(run_path, health)
+    if argv is not None and health.log is not None:
+        state["notified"] = health.log.notify_pending(argv, lambda line: click.echo(f"watch: {line}", err=True))
+    if as_json:
+        click.echo(json.dumps(state, sort_keys=True, default=str))
+    else:
+        status = "running" if state["running"] else f"ended ({state['ended']})"
+        where = f"epoch {state['epoch']}/{state['epochs']} iter {state['iter']}/{state['iters']}"
+        loss = f" loss {state['loss']:.4f}" if isinstance(state["loss"], float) else ""
+        top1 = f" top1 {state['top1']:.4f}@{state['top1_epoch']}" if state["top1"] is not None else ""
+        ips = f" ips {state['ips']:.1f}" if isinstance(state["ips"], float) else ""
+        click.echo(f"watch: {run_path} {status}: {where}{loss}{top1}{ips}")
+        click.echo(f"watch: {state['band']}")
+        click.echo(f"watch: {len(state['alarms'])} alarm(s)" + ("" if health.log else " (not recorded: not a repro run directory)"))
+        for record in sorted(state["alarms"], key=lambda r: (r.get("epoch") or 0, str(r.get("alarm")))):
+            click.echo(f"watch: ALARM {record['alarm']} at epoch {record.get('epoch')}: value {record.get('value')}, "
+                       f"expected {record.get('expected')}; {record.get('detail')}")
+    return EXIT_FAILED if state["alarms"] else 0
+
+
+
+@click.command("watch", context_settings={"ignore_unknown_options": True})
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("on_alarm_argv", nargs=-1, type=click.UNPROCESSED, metavar="[CMD ARG...]")
+@click.option("--on-alarm", "on_alarm", is_flag=True,
+              help="Run CMD ARG... (given after RUN; no shell) once per alarm, the alarm's JSON on stdin.")
+@click.option("--once", is_flag=True, help="Print the state and the alarms, then exit: 0 no alarm, 1 alarms (for cron).")
+@click.option("--json", "as_json", is_flag=True, help="JSON: alarms one object a line; with --once one object.")
+@click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
+              help="Convergence band file (default: the one shipped for the run's recipe, if any).")
+@click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at the logs.")
+@click.option("--timeout", type=float, default=0.0, show_default=True, help="Give up after this many seconds (0: never).")
+@click.option("--pid", type=int, default=None, help="Stop watching when this process (the launcher) is gone.")
+@click.option("--lock", type=click.Path(path_type=Path), default=None, help="Stop watching when this lock file is gone.")
+@target_options
+@click.pass_context
+def watch(ctx: click.Context, run_path: Path, poll: float, timeout: float, pid: int | None, lock: Path | None,
+          on_alarm_argv: tuple[str, ...], on_alarm: bool, once: bool, as_json: bool, band_path: Path | None,
+          **options) -> None:
+    """Follow a training run's logs with a progress bar and health alarms; print the verdict when it ends.
+
+    Alarms (repro.judge.health) are printed and recorded in RUN/alarms.jsonl. With --on-alarm, the
+    words after RUN are the command (put `--` before it if an ARG starts with `-`).
+    """
+    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    if poll <= 0:
+        raise ReproError(f"--poll {poll} must be a positive number of seconds, e.g. 5")
+    run_path = judged_path(run_path)
+    argv = on_alarm_command(on_alarm, on_alarm_argv)
+    if once:
+        ctx.exit(watch_once(run_path, band=band_path, on_alarm=argv, as_json=as_json))
+    ended = watch_follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock, band=band_path, on_alarm=argv,
+                         as_json=as_json)
+    if not as_json:
+        click.echo(f"watch: {ended}")
+    verdicts = verdicts_for(run_path, options)
+    for verdict in verdicts:
+        click.echo(json.dumps(verdict.to_dict(), sort_keys=True, default=str) if as_json else "\n".join(verdict.lines))
+    ctx.exit(max(verdict.exit_code for verdict in verdicts))

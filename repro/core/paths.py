@@ -1,0 +1,54 @@
+"""Where things live: the project root, the upstream checkout, the run logs.
+
+One place decides these so that ``--upstream DIR``, ``REPRO_UPSTREAM_DIR`` and the default
+``.upstream/PaddleClas`` mean the same thing to every command.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+UPSTREAM_ENV = "REPRO_UPSTREAM_DIR"
+DEFAULT_UPSTREAM = Path(".upstream") / "PaddleClas"
+# Where upstream's ImageNetDataset configs expect the data, relative to the upstream checkout.
+DATASET_LINK = Path("dataset") / "ILSVRC2012"
+
+
+def package_dir() -> Path:
+    """The installed ``repro`` package: recipes and targets ship inside it as data."""
+    return Path(__file__).resolve().parent.parent
+
+
+def project_root() -> Path:
+    """The harness checkout (holds ``patches/`` and ``environments/``).
+
+    Found from the package location so commands work from any working directory; ``REPRO_ROOT``
+    overrides it for an installed (non-editable) package.
+    """
+    override = os.environ.get("REPRO_ROOT")
+    if override:
+        return Path(override).resolve()
+    return package_dir().parent
+
+
+def patches_dir() -> Path:
+    return project_root() / "patches"
+
+
+def environments_dir() -> Path:
+    return project_root() / "environments"
+
+
+def resolve_upstream_dir(option: str | os.PathLike[str] | None = None) -> Path:
+    """The upstream checkout: ``--upstream`` beats ``REPRO_UPSTREAM_DIR`` beats the default.
+
+    The default is relative to the current directory, like ``logs/``, so a user who runs the
+    commands from the project root (as the README says) finds both in one place.
+    """
+    if option:
+        return Path(option).expanduser().resolve()
+    from_env = os.environ.get(UPSTREAM_ENV)
+    if from_env:
+        return Path(from_env).expanduser().resolve()
+    return (Path.cwd() / DEFAULT_UPSTREAM).resolve()

@@ -1,0 +1,151 @@
+"""``repro dataset``: check, link and make-tiny.
+
+Thin wrappers: the work is in ``check``, ``link`` and ``tiny`` so pre-flight and the smoke run call
+the same code the user runs by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from repro.dataset import layout
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ReproError
+from repro.core.filesystem_errors import filesystem_errors_group
+
+
+class DecodeCount(click.ParamType):
+    """``--decode N`` or ``--decode all``; ``all`` becomes -1."""
+
+    name = "N|all"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, int):
+            return value
+        if str(value).lower() == "all":
+            return -1
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number or 'all'", param, ctx)
+        if number < 0:
+            self.fail(f"{value} is negative; use a count or 'all'", param, ctx)
+        return number
+
+
+@click.group(cls=filesystem_errors_group(EXIT_BAD_INPUT))
+def dataset() -> None:
+    """Check, link and make ImageNet-layout datasets."""
+
+
+@dataset.command()
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--class-num", type=int, default=layout.DEFAULT_CLASS_NUM, show_default=True,
+              help="Labels must lie in 0..class-num-1.")
+@click.option("--expect", type=click.Choice(layout.EXPECT_CHOICES), default="any", show_default=True,
+              help="imagenet-1k also requires the canonical ILSVRC2012 counts.")
+@click.option("--decode", type=DecodeCount(), default=0,
+              help="Decode N images spread over the lists (or 'all') in a process pool.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -> None:
+    """Check ROOT before training on it. Exit 0 clean, 1 problems found, 2 not a dataset."""
+    from repro.dataset.check import check_dataset
+    from repro.dataset.check_report import render_json, render_text
+
+    report = check_dataset(root, class_num=class_num, expect=expect, decode=decode)
+    if as_json:
+        click.echo(render_json(report))
+    elif report.exit_code == 2:
+        click.echo(render_text(report), err=True)
+    else:
+        click.echo(render_text(report))
+    raise SystemExit(report.exit_code)
+
+
+@dataset.command()
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--upstream", "upstream", type=click.Path(path_type=Path), default=None,
+              help="Upstream checkout (default: REPRO_UPSTREAM_DIR or ./.upstream/PaddleClas).")
+@click.option("--force", is_flag=True, help="Replace a symlink that points elsewhere (never a real directory).")
+@click.option("--check/--no-check", "run_check", default=True, show_default=True,
+              help="Check ROOT before linking.")
+def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> None:
+    """Make dataset/ILSVRC2012 in the upstream checkout a symlink to ROOT."""
+    from repro.dataset.link import link_dataset
+    from repro.core.paths import resolve_upstream_dir
+
+    result = link_dataset(root, resolve_upstream_dir(upstream), force=force, check=run_check)
+    click.echo(result.describe())
+
+
+@dataset.command("make-tiny")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--classes", type=int, default=4, show_default=True)
+@click.option("--train-per-class", type=int, default=32, show_default=True)
+@click.option("--val-per-class", type=int, default=8, show_default=True)
+@click.option("--size", type=int, default=72, show_default=True, help="Image height in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--from", "source", type=click.Path(path_type=Path), default=None,
+              help="Sample a real ImageNet tree instead of synthesizing images.")
+def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_class: int,
+                      size: int, seed: int, source: Path | None) -> None:
+    """Write a tiny dataset in the ImageNet layout to OUT (empty, or a previous make-tiny output)."""
+    from repro.dataset.tiny import make_tiny
+
+    written = make_tiny(out, classes=classes, train_per_class=train_per_class,
+                        val_per_class=val_per_class, size=size, seed=seed, source=source)
+    origin = f"sampled from {source}" if source else f"synthetic, seed {seed}"
+    click.echo(
+        f"wrote {written}: {classes} classes, {classes * train_per_class} train and"
+        f" {classes * val_per_class} val images ({origin}); use Arch.class_num={classes}"
+    )
+
+
+@dataset.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--train-tar", type=click.Path(path_type=Path), default=None,
+              help="ILSVRC2012_img_train.tar (a tar of one tar per class).")
+@click.option("--val-tar", type=click.Path(path_type=Path), default=None,
+              help="ILSVRC2012_img_val.tar (flat val images).")
+@click.option("--devkit", type=click.Path(path_type=Path), default=None,
+              help="ILSVRC2012_devkit_t12.tar.gz or its extracted directory (meta.mat, val ground truth).")
+@click.option("--from", "source_dir", type=click.Path(path_type=Path), default=None,
+              help="An extracted tree (train/<wnid>/, val/ by class or flat) or the Kaggle layout.")
+@click.option("--jobs", type=int, default=None, help="Classes written in parallel [default: core count].")
+@click.option("--link", is_flag=True, help="Hard-link (symlink across disks) from an extracted source instead of copying.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Path | None,
+            source_dir: Path | None, jobs: int | None, link: bool, progress: bool) -> None:
+    """Write ImageNet from the official archives (or an extracted/Kaggle tree) into OUT in the layout
+    upstream reads, then check it. OUT must be new, empty, or an earlier prepare output; rerun the
+    same command to continue after an interruption.
+
+    Exit 0 prepared and clean, 1 the check found problems, 2 bad source, 4 not enough disk space,
+    5 OUT holds other files, 130 interrupted.
+    """
+    import os
+
+    from repro.dataset.check import check_dataset
+    from repro.dataset.prepare import prepare as run_prepare
+    from repro.dataset.prepare_sources import detect_source
+    from repro.dataset.check_report import render_text
+
+    source = detect_source(source_dir, train_tar, val_tar, devkit)
+    click.echo(f"source: {source.summary}")
+    try:
+        done = run_prepare(out, source, jobs=jobs or os.cpu_count() or 1, link=link, progress=progress)
+    except KeyboardInterrupt:
+        raise ReproError("interrupted; rerun the same command to continue (finished classes are kept)",
+                         EXIT_INTERRUPTED) from None
+    click.echo(f"wrote {done.out}: {done.classes} classes, {done.train_images:,} train and {done.val_images:,}"
+               f" val images (labels = sorted WNID order, 0 = {source.wnids[0]}); {done.skipped} finished"
+               " parts were verified and kept")
+    if done.classes == layout.IMAGENET_1K_CLASSES:
+        expect, note = "imagenet-1k", "--expect imagenet-1k"
+    else:
+        expect, note = "any", f"{done.classes} classes, so not --expect imagenet-1k"
+    click.echo(f"check: repro dataset check {done.out} --class-num {done.classes} ({note})")
+    report = check_dataset(done.out, class_num=done.classes, expect=expect)
+    click.echo(render_text(report))
+    raise SystemExit(report.exit_code)

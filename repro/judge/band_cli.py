@@ -1,0 +1,163 @@
+"""``repro band build`` and ``repro band check``: convergence bands from several runs (repro.judge.band).
+
+Exit codes: ``band check`` 0 within the band, 1 outside it, 2 no band or bad input; ``band build`` 0,
+2 bad input, 5 would overwrite ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
+from repro.judge.band import MIN_RUNS, Band, build_band, build_hint, shipped_band_path
+from repro.judge.health import Alarm, health_settings
+
+
+# -- band ----------------------------------------------------------------------------------------
+def _series(run, column: str) -> dict[int, float]:
+    """Per-epoch ``top1`` (evaluated epochs) or ``train_loss`` (epochs whose training finished; a logged
+    nan stays nan, so the band check flags it, while an epoch with no train line is left out)."""
+    frame = run.evaluated if column == "top1" else run.epochs
+    if column not in frame.columns:
+        return {}
+    if column == "train_loss" and "train_time" in frame.columns:
+        frame = frame[frame["train_time"].notna()]
+    values = pd.to_numeric(frame[column], errors="coerce")
+    return {int(e): float(v) for e, v in values.items() if column != "top1" or not math.isnan(v)}
+
+
+def _run_facts(run) -> dict[str, Any]:
+    manifest = run.manifest or {}
+    recipe = manifest.get("recipe")
+    seed = manifest.get("seed")
+    upstream = manifest.get("upstream") or {}
+    platform = manifest.get("platform") or {}
+    return {
+        "run_id": manifest.get("run_id") or run.name,
+        "path": str(run.files.root),
+        "recipe": recipe.get("name") if isinstance(recipe, dict) else recipe,
+        "smoke": bool(manifest.get("smoke")),
+        "status": manifest.get("status"),
+        "upstream_commit": upstream.get("commit") if isinstance(upstream, dict) else None,
+        "platform": platform.get("name") if isinstance(platform, dict) else platform,
+        "seed": seed.get("value") if isinstance(seed, dict) else seed,
+        "paddle": (manifest.get("paddle") or {}).get("version") if isinstance(manifest.get("paddle"), dict) else None,
+        "started": manifest.get("started"),
+        "epochs": run.epochs_configured,
+        "class_num": run.class_num,
+    }
+
+
+@click.group("band")
+def band() -> None:
+    """Convergence bands: per-epoch top-1 (and train loss) of good runs, as data."""
+
+
+@band.command("build")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Band file to write (YAML).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
+    """Build a band from N >= 3 completed runs of one recipe (run directories made by repro train)."""
+    from repro.logs.parse import parse_run
+    from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
+
+    if len(runs) < MIN_RUNS:
+        raise ReproError(f"a band needs >= {MIN_RUNS} completed runs, got {len(runs)}; pass more run directories",
+                         EXIT_BAD_INPUT)
+    parsed = [parse_run(path) for path in runs]
+    facts = [_run_facts(run) for run in parsed]
+    for run, fact in zip(parsed, facts):
+        configured = run.epochs_configured
+        if fact["status"] not in (None, "completed") or configured is None or run.epochs_completed < configured:
+            raise ReproError(f"{fact['path']} is not a completed run (status {fact['status']}, "
+                             f"{run.epochs_completed} of {configured} epochs); pass only completed runs", EXIT_BAD_INPUT)
+    for key in ("recipe", "smoke", "epochs", "class_num"):
+        values = {str(f[key]) for f in facts}
+        if len(values) > 1:
+            raise ReproError(f"the runs differ in {key} ({', '.join(sorted(values))}); a band is of one recipe and "
+                             "config: pass runs of one", EXIT_BAD_INPUT)
+    for key in ("platform", "upstream_commit"):
+        values = {str(f[key]) for f in facts}
+        if len(values) > 1:
+            click.echo(f"band: note: the runs differ in {key} ({', '.join(sorted(values))}); recorded per run", err=True)
+    recipe = load_recipe(str(facts[0]["recipe"] or DEFAULT_RECIPE))
+    smoke = facts[0]["smoke"]
+    settings = health_settings(recipe.data, smoke).band
+    top1 = [_series(run, "top1") for run in parsed]
+    loss = [_series(run, "train_loss") for run in parsed]
+    for fact, series, losses in zip(facts, top1, loss):
+        fact["top1"] = {int(e): round(v, 6) for e, v in sorted(series.items())}
+        fact["train_loss"] = {int(e): round(v, 6) for e, v in sorted(losses.items())}
+    built = build_band(recipe, smoke, int(facts[0]["epochs"]), facts[0]["class_num"], settings, top1, loss,
+                       [{k: v for k, v in f.items() if k not in ("status",)} for f in facts])
+    built.write(out, force=force)
+    click.echo(f"band: wrote {out}: {len(parsed)} runs, epochs {min(built.top1)}-{max(built.top1)}, k = {settings.k:g}")
+    for epoch, stats in sorted(built.top1.items()):
+        click.echo(f"  epoch {epoch:>3}: top1 mean {stats['mean']:.4f} std {stats['std']:.4f} "
+                   f"[{stats['min']:.4f}, {stats['max']:.4f}] olympic {stats['olympic_mean']:.4f}")
+
+
+@band.command("check")
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
+              help="Band file (default: the band shipped for the run's recipe, if any).")
+@click.option("--k", type=click.FloatRange(min=0, min_open=True), default=None, help="Standard deviations (default: the band's).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.pass_context
+def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: float | None, as_json: bool) -> None:
+    """Report the first epoch where RUN leaves the band: exit 0 within, 1 outside, 2 no band."""
+    from repro.logs.parse import parse_run
+
+    run = parse_run(run_path)
+    fact = _run_facts(run)
+    if band_path is None:
+        recipe = fact["recipe"] or "resnest50"
+        path = shipped_band_path(recipe, fact["smoke"])
+        if not path.is_file():
+            raise ReproError(f"no convergence band ships for recipe {recipe}{' (smoke)' if fact['smoke'] else ''} "
+                             f"(no set of >= {MIN_RUNS} runs exists yet); {build_hint(fact['smoke'])}, "
+                             f"then repro band check {run_path} --band band.yaml", EXIT_BAD_INPUT)
+        band_path = path
+    loaded = Band.load(band_path)
+    if run.epochs_configured and run.epochs_configured != loaded.epochs:
+        raise ReproError(f"{band_path} is a band for {loaded.epochs} epochs, {run_path} is configured for "
+                         f"{run.epochs_configured}; build a band from runs of this config", EXIT_BAD_INPUT)
+    used_k = loaded.settings.k if k is None else k
+    top1 = _series(run, "top1")
+    loss = _series(run, "train_loss")
+    breach = loaded.first_breach(top1, loss, used_k)
+    outside = loaded.first_outside_range(top1)
+    checked = sorted(set(top1) & set(loaded.top1))
+    result = {"run": str(run_path), "band": str(band_path), "k": used_k, "epochs_checked": checked,
+              "within": breach is None, "breach": breach.to_dict() if breach else None,
+              "outside_range": dict(zip(("epoch", "value", "min", "max"), outside)) if outside else None}
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+    else:
+        click.echo(f"band: {loaded.describe()}")
+        click.echo(f"band: {run_path}: {len(checked)} epoch(s) checked, k = {used_k:g} "
+                   "(wider early: the std used is at least the floor of its epoch)")
+        for epoch in checked:
+            limit = loaded.top1_limit(epoch, used_k)
+            lower = f"{limit[0]:.4f}" if limit else "-"
+            line = f"  epoch {epoch:>3}: top1 {top1[epoch]:.4f} (band >= {lower}, mean {loaded.top1[epoch]['mean']:.4f})"
+            upper = loaded.loss_limit(epoch, used_k)
+            if epoch in loss and upper:
+                line += f"  train loss {loss[epoch]:.4f} (band <= {upper[0]:.4f})"
+            click.echo(line)
+        if breach is None:
+            click.echo(f"band: WITHIN the band at every epoch checked ({len(checked)} of {loaded.epochs})")
+        else:
+            click.echo(f"band: OUTSIDE THE BAND first at {breach.describe(used_k)}")
+        if outside:
+            click.echo(f"band: note: epoch {outside[0]} top1 {outside[1]:.4f} is outside the range "
+                       f"[{outside[2]:.4f}, {outside[3]:.4f}] of the band's runs (a note, not a failure: "
+                       f"a good run leaves the range of n runs with probability 2/(n+1) per epoch)")
+    ctx.exit(0 if breach is None else EXIT_FAILED)

@@ -1,0 +1,158 @@
+"""``repro check-accuracy``, ``repro report`` and ``repro watch``.
+
+check-accuracy's exit code is the contract CI and ``make smoke`` rely on: 0 PASS, 1 FAIL, 2 for
+INCOMPLETE or UNREADABLE; with several paths the worst code wins.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.logs.parse import RunLogs, parse_runs
+from repro.judge.targets import choose_target, validate_options
+from repro.judge.verdict import Verdict, judge, reference_deviations
+from repro.run.rundir import K_NODES, MANIFEST, group_node0, read_manifest, where_node0_is
+
+_target_options = [
+    click.option("--target", type=float, default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
+    click.option("--tolerance", type=float, default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
+    click.option("--metric", default=None, help="Eval metric to judge (default: the target's, top1)."),
+    click.option("--eval-set-size", type=int, default=None, help="Images in the eval set, for the default margin (default: the target's)."),
+    click.option("--recipe", default=None, help="Recipe whose target and model apply (default: the manifest's, else resnest50)."),
+    click.option("--final", is_flag=True, help="Judge the last epoch instead of the best one."),
+    click.option("--allow-incomplete", is_flag=True, help="Judge a run that has not finished its configured epochs."),
+    click.option("--strict", is_flag=True,
+                 help="FAIL a run that deviates from the reference (overrides, GPU count, platform, upstream commit, "
+                      "skipped pre-flight, smoke), or has no manifest: for release gates."),
+]
+
+
+def target_options(function):
+    for option in reversed(_target_options):
+        function = option(function)
+    return function
+
+
+def judge_run(run: RunLogs, options: dict) -> Verdict:
+    """One run judged as the options say, with its deviations from the reference."""
+    choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
+    return judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
+                 expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
+                 deviations=reference_deviations(run, choice.recipe, options["strict"]), strict=options["strict"],
+                 require_eval=options.get("require_eval", False))
+
+
+def distinct_paths(paths: tuple[Path, ...]) -> None:
+    """Refuse a path given twice, or one inside another: the same run would be judged twice."""
+    resolved = [(path, path.expanduser().resolve()) for path in paths]
+    for i, (path, real) in enumerate(resolved):
+        for other, other_real in resolved[i + 1:]:
+            if real == other_real or real in other_real.parents or other_real in real.parents:
+                raise ReproError(
+                    f"{path} and {other} name the same run (or one holds the other): it would be judged twice; "
+                    "pass each run once",
+                    EXIT_BAD_INPUT,
+                )
+
+
+def judged_path(path: Path) -> Path:
+    """Several nodes: a group directory is judged by node 0's run, which holds every log and checkpoint;
+    another node's run directory has neither, so the answer is where node 0's is (one line, exit 2)."""
+    message = where_node0_is(path)
+    if message:
+        raise ReproError(message, EXIT_BAD_INPUT)
+    return group_node0(path) or path
+
+
+def node_mismatches(path: Path) -> list[str]:
+    """What node 0 found different on another node (upstream, patches, data), from its manifest."""
+    try:
+        record = read_manifest(Path(path) / MANIFEST).get(K_NODES) or {}
+    except ReproError:
+        return []
+    return [f"nodes: MISMATCH {line}" for line in record.get("mismatches") or []]
+
+
+def verdicts_for(path: Path, options: dict) -> list[Verdict]:
+    """Every run under ``path`` judged; an unreadable path becomes an UNREADABLE verdict, not an abort."""
+    try:
+        runs = parse_runs(path)
+        verdicts = []
+        for run in runs:
+            verdicts.append(judge_run(run, options))
+        return verdicts
+    except ReproError as error:
+        return [Verdict.unreadable(str(path), error.message, options["metric"] or "top1", "final" if options["final"] else "best")]
+
+
+@click.command("check-accuracy")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@target_options
+@click.option("--require-eval", is_flag=True,
+              help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch: missing is "
+                   "INCOMPLETE, disagreeing FAIL.")
+@click.option("--aggregate", is_flag=True,
+              help="Also judge the runs together: n, mean, std, min, max, olympic mean, 95% t-interval; the exit "
+                   "code is the aggregate verdict's (mean >= threshold).")
+@click.option("--mixed", is_flag=True, help="With --aggregate: pool runs of different recipes, targets, platforms "
+                                            "or upstream commits.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run (stable keys), for CI.")
+@click.pass_context
+def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, aggregate: bool, mixed: bool,
+                   **options) -> None:
+    """Judge runs' logs against the target: exit 0 PASS, 1 FAIL, 2 INCOMPLETE/UNREADABLE.
+
+    PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs.
+    """
+    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    if mixed and not aggregate:
+        raise ReproError("--mixed only applies with --aggregate; add --aggregate or drop --mixed", EXIT_BAD_INPUT)
+    distinct_paths(paths)
+    judged = [judged_path(path) for path in paths]
+    verdicts = [verdict for path in judged for verdict in verdicts_for(path, options)]
+    pooled = None
+    if aggregate:
+        from repro.judge.aggregate import aggregate as pool
+
+        pooled = pool(verdicts, mixed)  # refused before anything is printed when the runs are not comparable
+    for verdict in verdicts:
+        if as_json:
+            click.echo(json.dumps(verdict.to_dict(), sort_keys=True, default=str))
+        else:
+            click.echo("\n".join(verdict.lines))
+    for path in judged:
+        for line in node_mismatches(path):
+            click.echo(line, err=as_json)
+    if len(verdicts) > 1 and not as_json:
+        click.echo("verdicts:")
+        for verdict in verdicts:
+            click.echo(f"  {verdict.headline}")
+    if pooled is not None:
+        click.echo(json.dumps(pooled.to_dict(), sort_keys=True, default=str) if as_json else "\n".join(pooled.lines))
+        ctx.exit(pooled.exit_code)
+    ctx.exit(max(verdict.exit_code for verdict in verdicts))
+
+
+@click.command("report")
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory for epochs.csv, summary.md, curves.png (default: RUN/report).")
+@target_options
+def report(run_path: Path, out: Path | None, **options) -> None:
+    """Write epochs.csv, summary.md and curves.png for one run."""
+    from repro.logs.parse import parse_run
+    from repro.judge.curves_report import write_report
+
+    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    run_path = judged_path(run_path)
+    run = parse_run(run_path)
+    choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
+    verdict = judge_run(run, options)
+    default_out = (run.files.root / "report") if run.files.single_file is None else run.files.single_file.parent / "report"
+    written = write_report(run, verdict, choice.target, out or default_out)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(verdict.headline)

@@ -1,0 +1,477 @@
+"""The verdict: did this run reach the target, judged with a margin that is printed, not hidden.
+
+The margin is a documented convention, not a measured spread: two binomial standard errors of the
+target on the eval set, 2*sqrt(p(1-p)/n) (0.0038 at p = 0.7677, n = 50,000), i.e. how far the
+reference number itself could lie from its model's true accuracy by which images it was scored on.
+On a fixed val set that is not what makes two runs differ: seed-to-seed variation is, about 0.1
+point (std) for ResNet-50-class models at the final epoch (Goyal et al. 2017: 23.60 +- 0.12 % error
+over 5 trials; MLPerf ResNet-50 submissions about 0.08). And judging the best of ~300 epoch evals
+biases the judged number upward by a little (the maximum of noisy evals). ``--tolerance`` replaces
+the margin; ``--aggregate`` over several runs judges the mean. Every doubt the parser raised decides
+the status before any number is compared, so a PASS is never built on logs that contradict each
+other or on a run that did not finish. A run that left the reference (other overrides, GPU count,
+platform, upstream commit, skipped pre-flight, the smoke variant) says so in the verdict;
+``--strict`` fails it. A standalone evaluation of the judged epoch's weights (``repro eval``) is
+compared with the logged number; ``--require-eval`` makes its absence or disagreement count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from repro.logs.parse import RunLogs, best_epoch, final_epoch
+from repro.recipes.catalog import Recipe, Target
+
+PASS, FAIL, INCOMPLETE, UNREADABLE = "PASS", "FAIL", "INCOMPLETE", "UNREADABLE"
+EXIT_CODES = {PASS: EXIT_OK, FAIL: EXIT_FAILED, INCOMPLETE: EXIT_BAD_INPUT, UNREADABLE: EXIT_BAD_INPUT}
+STANDARD_ERRORS = 2.0
+ROUNDING = 1e-9  # top-1 is printed with 5 decimals; never fail on float noise
+
+
+def sampling_margin(target: Target, standard_errors: float = STANDARD_ERRORS) -> float:
+    """``k * sqrt(p(1-p)/n)``: k binomial standard errors of a top-1 of p measured on n images.
+
+    The harness's convention for the default margin (see the module docstring): it describes the
+    eval set's sampling error, not the seed-to-seed spread (about 0.001 for ResNet-50-class models)
+    that makes two runs on the same val set differ."""
+    p, n = target.value, target.eval_set_size
+    if n <= 0 or not 0.0 <= p <= 1.0:
+        return 0.0
+    return standard_errors * math.sqrt(p * (1.0 - p) / n)
+
+
+def duration(seconds: float) -> str:
+    return str(dt.timedelta(seconds=int(round(seconds)))) if math.isfinite(seconds) else "unknown"
+
+
+@dataclass
+class Verdict:
+    """The judgement of one run, with every number it rests on (``to_dict`` is the --json object)."""
+
+    run: str
+    path: str
+    status: str
+    metric: str
+    judged: str
+    value: float | None = None
+    epoch: int | None = None
+    best_value: float | None = None
+    best_epoch: int | None = None
+    final_value: float | None = None
+    final_epoch: int | None = None
+    target: float | None = None
+    eval_set_size: int | None = None
+    target_source: str | None = None
+    margin: float | None = None
+    margin_source: str | None = None
+    threshold: float | None = None
+    epochs_completed: int | None = None
+    epochs_configured: int | None = None
+    launches: int | None = None
+    train_seconds: float | None = None
+    mean_ips: float | None = None
+    arch: str | None = None
+    reason: str = ""
+    details: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    complete: bool | None = None  # the run finished its configured epochs (False: judged under --allow-incomplete)
+    deviations: list[str] = field(default_factory=list)  # how the run left the reference (from its manifest)
+    strict: bool = False
+    standalone: dict[str, Any] | None = None  # the `repro eval` result compared with the logged number
+    provenance: dict[str, Any] = field(default_factory=dict)  # recipe, platform, upstream: what --aggregate groups by
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    @property
+    def headline(self) -> str:
+        if not self.deviations:
+            return f"{self.status} {self.run}: {self.reason}"
+        return f"{self.status}, with deviations from the reference: {'; '.join(self.deviations)} -- {self.run}: {self.reason}"
+
+    @property
+    def lines(self) -> list[str]:
+        """The human report: details, notes, warnings, errors, then the one verdict line."""
+        out = [f"run {self.run} ({self.path})"]
+        out += [f"  {line}" for line in self.details]
+        out += [f"  note: {line}" for line in self.notes]
+        out += [f"  warning: {line}" for line in self.warnings]
+        out += [f"  error: {line}" for line in self.errors]
+        out.append(self.headline)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("details")
+        data["exit_code"] = self.exit_code
+        data["message"] = self.headline
+        for key, value in data.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                data[key] = None
+        return data
+
+    @classmethod
+    def unreadable(cls, path: str, message: str, metric: str = "top1", judged: str = "best") -> "Verdict":
+        return cls(run=path, path=path, status=UNREADABLE, metric=metric, judged=judged, reason=message)
+
+
+def judge(
+    run: RunLogs,
+    target: Target,
+    tolerance: float | None = None,
+    final: bool = False,
+    allow_incomplete: bool = False,
+    *,
+    expect_arch: str | None = None,
+    expect_class_num: int | None = None,
+    deviations: list[str] | None = None,
+    strict: bool = False,
+    require_eval: bool = False,
+) -> Verdict:
+    """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's.
+
+    ``deviations`` (see :func:`reference_deviations`) are listed with the verdict; ``strict`` turns
+    a PASS with any of them into a FAIL (release gates); ``require_eval`` turns a PASS without an
+    agreeing standalone eval (:func:`compare_standalone`) into INCOMPLETE or FAIL.
+    """
+    verdict = _judge(run, target, tolerance, final, allow_incomplete, expect_arch, expect_class_num)
+    verdict.deviations, verdict.strict = list(deviations or []), strict
+    verdict.provenance = provenance(run)
+    compare_standalone(verdict, run, require_eval)
+    if strict and verdict.deviations and verdict.status == PASS:
+        verdict.status = FAIL
+        verdict.reason = f"--strict: the run deviates from the reference, so it does not count; else {verdict.reason}"
+    return verdict
+
+
+def target_history(provenance: dict[str, Any]) -> list[str]:
+    """Where a recipe's number came from, as its data records it: who set it, with what upstream, and
+    what does not add up, so nobody reads more into one README number than it holds."""
+    lines = [f"target {label}: {provenance[key]}" for key, label in
+             (("set_by", "set by"), ("upstream_at_measurement", "measured with"), ("note", "note")) if provenance.get(key)]
+    return lines + [f"target caveat: {item}" for item in provenance.get("inconsistencies") or []]
+
+
+def provenance(run: RunLogs) -> dict[str, Any]:
+    """What makes runs comparable, from the manifest: recipe, platform, upstream commit (None: unknown)."""
+    manifest = run_manifest(run) or {}
+    recipe, platform, upstream = (manifest.get(k) if isinstance(manifest.get(k), dict) else {}
+                                  for k in ("recipe", "platform", "upstream"))
+    return {"recipe": recipe.get("name"), "smoke": manifest.get("smoke"), "platform": platform.get("name"),
+            "upstream_commit": upstream.get("commit")}
+
+
+def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
+    """Set ``verdict.standalone`` from the newest completed ``repro eval`` of the judged epoch.
+
+    They disagree when they differ by more than 2 binomial standard errors, sqrt(p(1-p)/n) with n the
+    eval set's size and p the two numbers' mean (so two equal numbers at p = 1 agree), plus the
+    log's 5-decimal rounding. A PASS under ``require`` becomes INCOMPLETE without such an eval and
+    FAIL when it disagrees.
+    """
+    if verdict.epoch is None or verdict.value is None or verdict.metric not in ("top1", "top5"):
+        return
+    where = run.files.root
+    evaluations = [e for e in (run_manifest(run) or {}).get("evaluations") or [] if isinstance(e, dict)
+                   and e.get("status") == "completed" and isinstance(e.get(verdict.metric), (int, float))]
+    matching = [e for e in evaluations if e.get("epoch") == verdict.epoch]
+    if not matching:
+        others = sorted({e.get("epoch") for e in evaluations if e.get("epoch") is not None})
+        seen = f" (standalone evals exist of epoch {', '.join(map(str, others))})" if others else ""
+        message = (f"no standalone eval of the judged epoch {verdict.epoch}{seen}: `repro eval {where}` evaluates "
+                   "the true best's weights")
+        if require and verdict.status == PASS:
+            verdict.status = INCOMPLETE
+            verdict.reason = f"--require-eval: {message}; else {verdict.reason}"
+        else:
+            verdict.notes.append(message)
+        return
+    chosen = matching[-1]
+    value, logged = float(chosen[verdict.metric]), float(verdict.value)
+    n = chosen.get("eval_set_size") or verdict.eval_set_size
+    p = min(1.0, max(0.0, (value + logged) / 2))
+    error = math.sqrt(p * (1 - p) / n) if n else math.nan
+    limit = STANDARD_ERRORS * error + 1e-5 if n else 1e-5
+    difference = value - logged
+    agree = abs(difference) <= limit
+    verdict.standalone = {"checkpoint": chosen.get("checkpoint"), "epoch": verdict.epoch, "metric": verdict.metric,
+                          "value": value, "logged": logged, "difference": difference, "eval_set_size": n,
+                          "standard_error": error if n else None, "limit": limit, "agree": agree,
+                          "sha256": chosen.get("sha256"), "dir": chosen.get("dir")}
+    verdict.details.append(
+        f"standalone eval ({chosen.get('checkpoint')}, epoch {verdict.epoch}, tools/eval.py): {verdict.metric} "
+        f"{value:.5f} vs logged {logged:.5f}; difference {difference:+.5f}, "
+        f"{'within' if agree else 'beyond'} {STANDARD_ERRORS:g} standard errors ({limit:.5f}, n={n or '?'})")
+    if not agree:
+        message = (f"the standalone eval of epoch {verdict.epoch} ({value:.5f}) disagrees with the logged {logged:.5f} "
+                   f"by {difference:+.5f} (> {limit:.5f}): unsynced BatchNorm statistics or padded distributed eval "
+                   f"samples can do this; see {chosen.get('dir')}")
+        if require and verdict.status == PASS:
+            verdict.status = FAIL
+            verdict.reason = f"--require-eval: {message}"
+        else:
+            verdict.warnings.append(message)
+
+
+def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, allow_incomplete: bool,
+           expect_arch: str | None, expect_class_num: int | None) -> Verdict:
+    metric = target.metric
+    judged = "final" if final or target.judged == "final" else "best"
+    if tolerance is None:
+        tolerance = target.tolerance  # a harness-chosen threshold (the smoke's) carries its own
+    margin = tolerance if tolerance is not None else sampling_margin(target)
+    threshold = target.value - margin
+    best = best_epoch(run, metric)
+    last = final_epoch(run, metric)
+    configured = run.epochs_configured
+    completed = run.epochs_completed
+    verdict = Verdict(
+        run=run.name,
+        path=str(run.files.root if run.files.single_file is None else run.files.single_file),
+        status=UNREADABLE,
+        metric=metric,
+        judged=judged,
+        best_value=best[1] if best else None,
+        best_epoch=best[0] if best else None,
+        final_value=last[1] if last else None,
+        final_epoch=last[0] if last else None,
+        target=target.value,
+        eval_set_size=target.eval_set_size,
+        target_source=str(target.provenance.get("source", "")) or None,
+        margin=margin,
+        margin_source="tolerance" if tolerance is not None else f"{STANDARD_ERRORS:g} x sampling standard error",
+        threshold=threshold,
+        epochs_completed=completed,
+        epochs_configured=configured,
+        launches=len(run.segments),
+        train_seconds=run.train_seconds,
+        mean_ips=run.mean_ips,
+        arch=run.arch,
+        notes=list(run.notes),
+        warnings=list(run.warnings),
+        errors=run.errors,
+    )
+    verdict.details = _details(run, verdict, target, tolerance)
+
+    if run.problems:
+        verdict.reason = "the logs contradict each other: " + "; ".join(run.problems)
+        return verdict
+    if expect_arch and run.arch and run.arch != expect_arch:
+        verdict.reason = (
+            f"this log trained {run.arch}, not {expect_arch}; the recipe's target does not apply: "
+            "pass --target (and --eval-set-size) for that model"
+        )
+        return verdict
+    if expect_class_num and run.class_num and run.class_num != expect_class_num:
+        verdict.reason = (
+            f"this run has class_num {run.class_num}, the recipe {expect_class_num}: it is not the recipe's "
+            "dataset, so the recipe's target does not apply; pass --target and --eval-set-size"
+        )
+        return verdict
+    scale = _percent_scale(run, metric)
+    if scale:
+        verdict.reason = scale
+        return verdict
+    incomplete = configured is None or completed < configured
+    verdict.complete = not incomplete
+    diverged = _diverged(run)
+    if diverged:  # before completeness: resuming a diverged run cannot make it reproduce the recipe
+        if best is not None:
+            verdict.epoch, verdict.value = last if final and last else best
+        verdict.status = FAIL
+        partial = f" (it stopped at epoch {completed}" + (f" of {configured})" if configured else ")") if incomplete else ""
+        verdict.reason = f"training diverged ({diverged}); a diverged run does not reproduce the recipe{partial}"
+        return verdict
+    if run.evaluated.empty:
+        verdict.status = INCOMPLETE
+        verdict.reason = f"no eval result in the logs (training reached epoch {completed}" + (
+            f" of {configured})" if configured else ")") + _ending(run)
+        return verdict
+    if best is None:
+        have = sorted(c for c in run.evaluated.columns if c.startswith("top"))
+        verdict.reason = f"no {metric} in the eval lines (they have: {', '.join(have) or 'nothing'}); pass --metric"
+        return verdict
+    if incomplete and not allow_incomplete:
+        verdict.status = INCOMPLETE
+        reached = f"reached epoch {completed} of {configured}" if configured else f"reached epoch {completed}, epochs configured unknown"
+        verdict.reason = (
+            f"{reached}{_ending(run)}; best {metric} so far {best[1]:.5f} (epoch {best[0]}); "
+            "resume it, or judge what is there with --allow-incomplete"
+        )
+        return verdict
+
+    partial = " (incomplete run judged as is)" if incomplete else ""
+    broken = _nonfinite_last_eval(run, metric)
+    if final and broken is not None:
+        verdict.epoch = broken
+        verdict.status = FAIL
+        verdict.reason = f"the last eval (epoch {broken}) has a non-finite {metric}: the final model is broken{partial}"
+        return verdict
+    epoch, value = last if final else best
+    verdict.epoch, verdict.value = epoch, value
+    if value >= threshold - ROUNDING:
+        verdict.status = PASS
+        verdict.reason = f"{judged} {metric} {value:.5f} (epoch {epoch}) >= {threshold:.4f} = {target.value:g} - {margin:.4f}{partial}"
+    else:
+        verdict.status = FAIL
+        verdict.reason = f"{judged} {metric} {value:.5f} (epoch {epoch}) < {threshold:.4f} = {target.value:g} - {margin:.4f}{partial}"
+    return verdict
+
+
+def _percent_scale(run: RunLogs, metric: str) -> str:
+    """Upstream logs accuracies as fractions; values above 1 are percents (or not accuracies at all)."""
+    if metric not in run.evaluated.columns:
+        return ""
+    values = pd.to_numeric(run.evaluated[metric], errors="coerce")
+    values = values[values.apply(math.isfinite)]
+    if values.empty or values.max() <= 1.0:
+        return ""
+    top = float(values.max())
+    if top <= 100.0:
+        return (f"the eval {metric} values are percents (up to {top:g}), not the fractions upstream PaddleClas logs: "
+                f"judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
+    return f"the eval {metric} values reach {top:g}: not accuracies; pass the right log or --metric"
+
+
+def _nonfinite_last_eval(run: RunLogs, metric: str) -> int | None:
+    """The epoch of the last eval when its ``metric`` is nan/inf (``final_epoch`` skips it), else None."""
+    evaluated = run.evaluated
+    if evaluated.empty or metric not in evaluated.columns:
+        return None
+    value = pd.to_numeric(evaluated[metric], errors="coerce").iloc[-1]
+    logged_nonfinite = f"eval {metric}" in str(evaluated.get("nonfinite_eval", pd.Series([""] * len(evaluated))).iloc[-1])
+    if logged_nonfinite or (isinstance(value, float) and math.isinf(value)):
+        return int(evaluated.index[-1])
+    return None
+
+
+def run_manifest(run: RunLogs) -> dict[str, Any] | None:
+    """The run's manifest.json as the log reader found it (RunFiles.manifest): the verdict's one
+    access to the run record, so it can move to the run directory's owner in one place."""
+    return run.manifest
+
+
+def reference_deviations(run: RunLogs, recipe: Recipe | None, strict: bool = False) -> list[str]:
+    """How the run left the recipe's reference, as its manifest records it (nothing recorded: none
+    known; under ``strict`` that itself counts, as a release gate needs the record)."""
+    manifest = run_manifest(run)
+    if not manifest or recipe is None:
+        return ["no manifest.json: how the run was started is unknown"] if strict else []
+    found: list[str] = []
+    if manifest.get("smoke") is True:
+        found.append("the smoke variant (repro train --smoke), not the recipe's training")
+    user = (manifest.get("overrides") or {}).get("user") if isinstance(manifest.get("overrides"), dict) else None
+    if user:
+        found.append("user overrides " + " ".join(f"-o {item}" for item in user))
+    scaling = manifest.get("scaling")
+    if isinstance(scaling, dict) and scaling.get("scale_lr"):
+        found.append(f"learning rate scaled to {scaling.get('lr')} (--scale-lr; the reference's is {scaling.get('reference_lr')})")
+    devices = manifest.get("devices")
+    world = devices.get("world_size") if isinstance(devices, dict) else None
+    if world is not None and world != recipe.reference_gpus:
+        found.append(f"{world} devices, not the recipe's {recipe.reference_gpus} (global batch {world} x per-device batch)")
+    platform = manifest.get("platform")
+    if isinstance(platform, dict):
+        allowed = recipe.data.get("platforms")
+        name, device = platform.get("name"), platform.get("device")
+        if (name not in allowed) if isinstance(allowed, list) else device != "gpu":
+            found.append(f"platform {name} ({device}), not an accelerator platform of the recipe")
+    found += _upstream_deviations(manifest.get("upstream"))
+    preflight = manifest.get("preflight")
+    if preflight is not None and preflight != "passed":
+        found.append(f"pre-flight {preflight}")
+    return found
+
+
+def _upstream_deviations(upstream: Any) -> list[str]:
+    """The recorded upstream commit against the pin (patches/UPSTREAM.yaml) and its verified commit."""
+    from repro.core.errors import ReproError
+    from repro.upstream.pin import load_pin
+
+    if not isinstance(upstream, dict):
+        return []
+    commit = upstream.get("commit")
+    found = [] if not upstream.get("local_changes") else ["the upstream checkout had local changes"]
+    if not commit:
+        return found + ["upstream commit not recorded"]
+    try:
+        pin = load_pin()
+    except ReproError:
+        return found
+    if pin.commit and commit != pin.commit:
+        found.append(f"upstream commit {commit[:12]}, not the pinned {pin.commit[:12]}")
+    elif pin.verified_against and commit != pin.verified_against:
+        found.append(f"upstream commit {commit[:12]}, patches verified against {pin.verified_against[:12]}")
+    return found
+
+
+def _ending(run: RunLogs) -> str:
+    """How the last launch ended, from the manifest and the error lines."""
+    parts = []
+    status = (run.manifest or {}).get("status")
+    if status and status != "completed":
+        parts.append(f"manifest status {status}")
+    last = run.last_segment
+    if last is not None and last.interrupted:
+        parts.append("the last launch was stopped by a signal")
+    if run.errors:
+        parts.append(f"last error: {run.errors[-1]}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _diverged(run: RunLogs) -> str:
+    """A non-finite loss in the last logged epoch: the run ended broken, whatever its best epoch was."""
+    if run.epochs.empty:
+        return ""
+    last = run.epochs.iloc[-1]
+    bad = [key for column in ("nonfinite_train", "nonfinite_eval") if isinstance(last.get(column), str)
+           for key in last.get(column).split(",") if key]
+    return f"{', '.join(bad)} nan/inf at epoch {int(run.epochs.index[-1])}" if bad else ""
+
+
+def _details(run: RunLogs, verdict: Verdict, target: Target, tolerance: float | None) -> list[str]:
+    others = ", ".join(log.label for log in run.others) or "none"
+    lines = [f"logs: {run.primary.label} ({run.primary.path}); cross-checked: {others}"]
+    configured = verdict.epochs_configured if verdict.epochs_configured is not None else "?"
+    lines.append(
+        f"model {run.arch or '?'}, class_num {run.class_num or '?'}; epochs completed {verdict.epochs_completed} of "
+        f"{configured}; {verdict.launches} launch{'es' if verdict.launches != 1 else ''}"
+    )
+    if verdict.best_epoch is not None:
+        lines.append(
+            f"best {verdict.metric} {verdict.best_value:.5f} at epoch {verdict.best_epoch}; "
+            f"final {verdict.metric} {verdict.final_value:.5f} at epoch {verdict.final_epoch}"
+        )
+    ips = f"{verdict.mean_ips:.2f} samples/s per rank (upstream ips at each epoch's last logged iteration)" if verdict.mean_ips and math.isfinite(verdict.mean_ips) else "unknown"
+    lines.append(f"training time {duration(verdict.train_seconds or 0.0)} (log timestamps); mean ips {ips}")
+    source = f" ({verdict.target_source})" if verdict.target_source else ""
+    if tolerance is not None:
+        how = f"--tolerance {tolerance:g}" if tolerance != target.tolerance else f"the target's own tolerance {tolerance:g}"
+    else:
+        how = (
+            f"{STANDARD_ERRORS:g} x sqrt(p(1-p)/n) with p={target.value:g}, n={target.eval_set_size}: a convention "
+            "(the eval set's binomial sampling error of the target), not the seed-to-seed spread of runs"
+        )
+    lines.append(f"target {verdict.metric} {target.value:g}{source}; margin {verdict.margin:.4f} = {how}")
+    lines += target_history(target.provenance)
+    if tolerance is None:
+        lines.append("on a fixed val set runs differ by seed (std about 0.001 for ResNet-50-class models at the "
+                     "final epoch), and the best of many epoch evals is biased up a little; --aggregate judges "
+                     "several runs' mean")
+    if verdict.judged == "final":
+        why = "the last epoch (--final, or the target is a final-epoch number)"
+    elif "not stated" in str(target.provenance.get("epoch", "")):
+        why = "the best epoch (default, as the target does not say best or final; --final judges the last epoch)"
+    else:
+        why = "the best epoch, as the target is a best-epoch number (--final judges the last epoch)"
+    lines.append(f"judged: {why}; passes at >= {verdict.threshold:.4f}")
+    return lines

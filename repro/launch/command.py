@@ -1,0 +1,270 @@
+"""The launch: the argv handed to ``paddle.distributed.launch``, its environment, and the dry run.
+
+The reference (DeepSparkHub's ResNeSt50 recipe) runs::
+
+    python3 -u -m paddle.distributed.launch --gpus=0,1,2,3 tools/train.py \
+        -c ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml -o Arch.pretrained=False -o Global.device=gpu
+
+A reviewer must be able to see that we run exactly that, so every token carries where it came from:
+``reference`` tokens appear verbatim and in order; ``harness`` tokens are the few the harness needs
+(per-run log and output directories, resume checkpoint, seed, ``--scale-lr``'s learning rate,
+multi-node passthrough); ``user`` tokens are the user's own validated overrides. ``--dry-run``
+prints the marks beside the reference line.
+
+Environment: the profile's FLAGS_*, the visible devices, and nothing stray. How ``--gpus`` meets
+``CUDA_VISIBLE_DEVICES`` (paddle 2.6 ``distributed/launch/context/device.py``): the launcher takes its
+device labels from ``CUDA_VISIBLE_DEVICES`` when set (else ``0..count-1``) and maps each ``--gpus``
+entry to its *index* in those labels, which becomes the rank's ``FLAGS_selected_gpus``; a user's
+leftover ``CUDA_VISIBLE_DEVICES=0,1`` with ``--gpus=4,5`` crashes the launcher (``'4' is not in
+list``). So the variable is set to exactly the ``--gpus`` list: physical ids in both places. On the
+CPU profile a stray ``CUDA_VISIBLE_DEVICES`` would make the launcher believe it drives GPUs and skip
+gloo, so it is removed; so are the ``PADDLE_*`` variables that the launcher lets override its
+command-line flags (``env_args_mapping`` in ``context/args_envs.py``), and the removal is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import click
+
+from repro.run.rundir import RunDir
+from repro.launch.config import ScalingPlan
+
+REFERENCE = "reference"
+HARNESS = "harness"
+USER = "user"
+
+LAUNCH_MODULE = "paddle.distributed.launch"
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    source: str  # REFERENCE, HARNESS or USER
+
+
+@dataclass(frozen=True)
+class LaunchCommand:
+    tokens: tuple[Token, ...]
+    cwd: Path
+    python: str = field(default_factory=lambda: sys.executable)
+
+    @property
+    def argv(self) -> list[str]:
+        """What is executed: ``python`` is this environment's interpreter, the rest verbatim."""
+        return [self.python, *(t.text for t in self.tokens[1:])]
+
+    @property
+    def reference_tokens(self) -> list[str]:
+        return [t.text for t in self.tokens if t.source == REFERENCE]
+
+    def reference_line(self) -> str:
+        return shlex.join(self.reference_tokens)
+
+    def marked_line(self) -> str:
+        """The full command, each run of non-reference tokens in ``[harness: ...]``/``[user: ...]``."""
+        parts: list[str] = []
+        group: list[str] = []
+        source = REFERENCE
+        for token in (*self.tokens, Token("", REFERENCE)):
+            if token.source != source and group:
+                parts.append(f"[{source}: {' '.join(group)}]")
+                group = []
+            source = token.source
+            if not token.text:
+                continue
+            if token.source == REFERENCE:
+                parts.append(shlex.quote(token.text))
+            else:
+                group.append(shlex.quote(token.text))
+        return " ".join(parts)
+
+    def to_manifest(self) -> dict:
+        return {
+            "argv": self.argv,
+            "cwd": str(self.cwd),
+            "python": self.python,
+            "reference": self.reference_tokens,
+            "tokens": [{"text": t.text, "source": t.source} for t in self.tokens],
+            "display": self.marked_line(),
+        }
+
+    @classmethod
+    def from_manifest(cls, data: dict) -> "LaunchCommand":
+        tokens = tuple(Token(t["text"], t["source"]) for t in data["tokens"])
+        return cls(tokens=tokens, cwd=Path(data["cwd"]), python=data["python"])
+
+    def with_override(self, key: str, value: str) -> "LaunchCommand":
+        """A copy with ``-o key=value`` set as a harness token, replacing an earlier one for ``key``.
+
+        Used by resume for ``Global.checkpoints``: each segment must point at its own checkpoint, and
+        two ``-o`` for one key would leave the winner to upstream's parsing order.
+        """
+        kept: list[Token] = []
+        skip_next = False
+        tokens = list(self.tokens)
+        for index, token in enumerate(tokens):
+            if skip_next:
+                skip_next = False
+                continue
+            nxt = tokens[index + 1] if index + 1 < len(tokens) else None
+            if token.text == "-o" and nxt is not None and nxt.text.split("=", 1)[0] == key:
+                skip_next = True
+                continue
+            kept.append(token)
+        kept += [Token("-o", HARNESS), Token(f"{key}={value}", HARNESS)]
+        return LaunchCommand(tokens=tuple(kept), cwd=self.cwd, python=self.python)
+
+
+def _o(value: str, source: str) -> list[Token]:
+    return [Token("-o", source), Token(value, source)]
+
+
+def build_command(
+    *,
+    upstream_dir: Path,
+    entry: str,
+    config_arg: str,
+    reference_config: str | None = None,
+    reference_overrides: list[str] | tuple[str, ...],
+    device: str,
+    run_dir: Path,
+    gpus: list[int] | None = None,
+    cpu_ranks: int | None = None,
+    devices_flag: str | None = "--gpus",
+    extra_overrides: list[str] | tuple[str, ...] = (),
+    harness_overrides: list[str] | tuple[str, ...] = (),
+    seed: int | None = None,
+    nnodes: int | None = None,
+    master: str | None = None,
+    node_rank: int | None = None,
+    python: str | None = None,
+    launcher: tuple[str, ...] = ("python3", "-u", "-m", LAUNCH_MODULE),
+    devices_flag_in_reference: bool = True,
+    device_in_reference: bool = True,
+    fixed_overrides: list[str] | tuple[str, ...] = (),
+) -> LaunchCommand:
+    """Assemble the launch command; ``extra_overrides`` are the user's validated ones, ``harness_overrides``
+    the ones the harness derives (``--scale-lr``'s learning rate), after them.
+
+    ``launcher``, ``devices_flag_in_reference`` and ``device_in_reference`` come from the recipe's
+    README line (``python3 -u -m ...``; some READMEs pick devices by CUDA_VISIBLE_DEVICES alone or
+    pass no ``Global.device``, which the harness then adds as its own token). ``fixed_overrides``
+    are the recipe's marked additions (e.g. AMP off for an FP32 target), before the user's.
+
+    Launcher flags must precede the script, so the harness's launcher flags (``--log_dir``,
+    ``--nnodes``, ``--master``, ``--rank``) sit right after the reference device flag, and the harness's ``-o``
+    come last, where upstream's left-to-right override parsing makes them win.
+    """
+    tokens: list[Token] = [Token(text, REFERENCE) for text in launcher]
+    if gpus is not None:
+        # Without the flag the README relies on CUDA_VISIBLE_DEVICES, which the environment sets to the same list.
+        if devices_flag_in_reference:
+            tokens.append(Token(f"{devices_flag or '--gpus'}={','.join(str(g) for g in gpus)}", REFERENCE))
+    elif cpu_ranks is not None:
+        # The reference's CPU form (the issue's definition): ``--nproc_per_node N`` starts N CPU ranks
+        # (gloo), in the place of the device flag.
+        tokens += [Token("--nproc_per_node", REFERENCE), Token(str(cpu_ranks), REFERENCE)]
+    else:
+        raise ValueError("build_command needs gpus or cpu_ranks")
+    if nnodes is not None and nnodes > 1:
+        tokens += [Token("--nnodes", HARNESS), Token(str(nnodes), HARNESS)]
+    if master:
+        tokens += [Token("--master", HARNESS), Token(master, HARNESS)]
+    if node_rank is not None and nnodes is not None and nnodes > 1:
+        # paddle's node rank (``--rank``): without it, whoever reaches the rendezvous first is node 0.
+        tokens += [Token("--rank", HARNESS), Token(str(node_rank), HARNESS)]
+    tokens += [Token("--log_dir", HARNESS), Token(str(RunDir(run_dir).launcher), HARNESS)]
+    # A derived config (the smoke variant) replaces the reference one: mark it so nobody mistakes it.
+    config_source = REFERENCE if reference_config is None or config_arg == reference_config else HARNESS
+    tokens += [Token(entry, REFERENCE), Token("-c", REFERENCE), Token(config_arg, config_source)]
+    for value in reference_overrides:
+        tokens += _o(value, REFERENCE)
+    tokens += _o(f"Global.device={device}", REFERENCE if device_in_reference else HARNESS)
+    for value in fixed_overrides:
+        tokens += _o(value, HARNESS)
+    for value in extra_overrides:
+        tokens += _o(value, USER)
+    for value in harness_overrides:
+        tokens += _o(value, HARNESS)
+    tokens += _o(f"Global.output_dir={RunDir(run_dir).output}", HARNESS)
+    if seed is not None:
+        tokens += _o(f"Global.seed={seed}", HARNESS)
+    return LaunchCommand(tokens=tuple(tokens), cwd=upstream_dir, python=python or sys.executable)
+
+
+# Launcher flags the harness sets whose environment twins would override them.
+OVERRIDING_LAUNCH_VARS = (
+    "PADDLE_MASTER",
+    "PADDLE_DEVICES",
+    "PADDLE_NNODES",
+    "PADDLE_NPROC_PER_NODE",
+    "PADDLE_LOG_DIR",
+    "PADDLE_RUN_MODE",
+    "PADDLE_RANK",  # both override --rank (``parse_args`` in args_envs.py)
+    "PADDLE_TRAINER_ID",
+)
+DEVICE_VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES")
+
+
+@dataclass(frozen=True)
+class EnvChanges:
+    set: dict[str, str] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+
+    def apply(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ if base is None else base)
+        for name in self.unset:
+            env.pop(name, None)
+        env.update(self.set)
+        return env
+
+    def to_manifest(self) -> dict:
+        return {"set": dict(self.set), "unset": list(self.unset)}
+
+    @classmethod
+    def from_manifest(cls, data: dict) -> "EnvChanges":
+        return cls(set=dict(data.get("set", {})), unset=tuple(data.get("unset", ())))
+
+    def lines(self) -> list[str]:
+        out = [f"{k}={v}" for k, v in self.set.items()]
+        out += [f"unset {k}" for k in self.unset]
+        return out
+
+
+def environment_changes(
+    profile_env: Mapping[str, str],
+    visible_devices_var: str | None,
+    gpus: list[int] | None,
+    current: Mapping[str, str] | None = None,
+) -> EnvChanges:
+    """What to add and remove, given the profile and the devices; ``unset`` lists only vars present now."""
+    current = os.environ if current is None else current
+    additions = {str(k): str(v) for k, v in profile_env.items()}
+    removals: list[str] = [name for name in OVERRIDING_LAUNCH_VARS if name in current]
+    if gpus is not None and visible_devices_var:
+        additions[visible_devices_var] = ",".join(str(g) for g in gpus)
+    elif gpus is None:
+        removals += [name for name in DEVICE_VISIBILITY_VARS if name in current and name not in additions]
+    return EnvChanges(set=additions, unset=tuple(removals))
+
+
+def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scaling: ScalingPlan | None) -> None:
+    click.echo("reference command:")
+    click.echo(f"  {command.reference_line()}")
+    click.echo("command to run ([harness: ...] and [user: ...] mark additions to the reference):")
+    click.echo(f"  {command.marked_line()}")
+    click.echo(f"python: {command.python}")
+    click.echo(f"working directory: {command.cwd}")
+    click.echo(f"run directory: {planned} (not created: dry run)")
+    click.echo("environment additions:")
+    for line in env.lines() or ["(none)"]:
+        click.echo(f"  {line}")
+    for note in (scaling.notes if scaling else []):
+        click.echo(f"note: {note}")

@@ -1,0 +1,379 @@
+"""The run's config, resolved once: what to launch with, and the config upstream will run with.
+
+``tools/train.py`` never shows the config it resolved, yet the verdict and a later resume must know
+exactly which values a run used. So the harness resolves it itself, in launch order, before any
+process starts: upstream's YAML read as upstream reads it (:mod:`repro.launch.upstream_config`), the
+recipe's smoke edits for ``--smoke``, the reference overrides and ``Global.device``, the user's
+checked ``-o``, then the harness's own.
+
+The smoke variant: a smoke run must exercise upstream's own code path on a tiny dataset in minutes,
+so it needs a few config changes that ``-o`` cannot express (removing a transform op, editing an op
+found by name in a list). They are written in the recipe as data and applied to a copy of the
+config: upstream's files are never edited. Edit paths may select a list item by op name
+(``transform_ops[RandCropImage]``) because upstream's list order is not a stable address; every path
+must exist (or be written ``+path``), so an upstream change that renames a key fails loudly.
+
+``resolve_config`` writes ``<run_dir>/config.yaml``: the resolved config, with a header saying it is a
+record and not an input. For the smoke variant it also writes ``<run_dir>/smoke-config.yaml``, the
+derived config that *is* the input (``-c``) of that run.
+
+Scaling: upstream's batch size is per device, so 2 GPUs instead of 4 silently halve the global batch
+(64 x 2 instead of 256) while the learning rate stays the one tuned for 256: a different experiment.
+The harness does not change that on its own (the reference command is the reference), but it says
+so, and ``--scale-lr`` applies the linear scaling rule (lr x N / reference) as a visible override
+that the manifest records. CPU ranks are devices for this purpose: each rank takes its own batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.recipes.catalog import Recipe, Target
+from repro.run.rundir import CONFIG as RECORD_NAME
+from repro.run.rundir import SMOKE_CONFIG, RunDir
+from repro.launch.upstream_config import (
+    NEW_KEY_PREFIX,
+    CheckedOverride,
+    apply_option,
+    apply_override,
+    as_upstream_parses,
+    check_override,
+    load_upstream_yaml,
+    locate,
+    upstream_module_names,
+)
+
+SMOKE_EDIT = "smoke edit (fix the recipe's smoke section)"
+
+
+@dataclass
+class ResolvedConfig:
+    """What to launch with, and the config upstream will run with, resolved once per run.
+
+    ``config_arg`` is the ``-c`` value (relative to the upstream checkout for the reference run, an
+    absolute path of ``smoke-config.yaml`` for the smoke run). ``overrides`` are the user's validated
+    ``-o`` values in upstream's syntax, to pass after the reference overrides and ``Global.device``.
+    ``config`` is the whole config after every override the harness knows of, with the values
+    upstream's parser produces. ``target`` is the smoke target, or None for the recipe's own.
+    """
+
+    config_arg: str
+    overrides: list[str]
+    config: dict[str, Any]
+    epochs: int
+    save_interval: int
+    arch: str
+    class_num: int
+    target: Target | None = None
+    record_path: Path | None = None
+    derived_config: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def write(self, run_dir: Path) -> Path:
+        """Write the record ``config.yaml``; ``resolve_config`` already does this unless told not to."""
+        path = Path(run_dir) / RECORD_NAME
+        header = (
+            "# RECORD, NOT AN INPUT: the config upstream's tools/train.py resolved for this run\n"
+            f"# (-c {self.config_arg} plus every -o, values as upstream's parser reads them).\n"
+            "# Editing this file changes nothing; the run's command is in manifest.json.\n"
+        )
+        path.write_text(header + _dump(self.config), encoding="utf-8")
+        self.record_path = path
+        return path
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "config_arg": self.config_arg,
+            "overrides": list(self.overrides),
+            "record": str(self.record_path) if self.record_path else None,
+            "derived_config": str(self.derived_config) if self.derived_config else None,
+            "epochs": self.epochs,
+            "save_interval": self.save_interval,
+            "arch": self.arch,
+            "class_num": self.class_num,
+        }
+
+
+def _dump(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+
+def _write_derived(path: Path, raw: dict[str, Any], source: str, recipe: Recipe) -> None:
+    header = (
+        f"# INPUT of this smoke run (passed as -c): upstream's {source}\n"
+        f"# with the `smoke.config` edits of recipe {recipe.name} applied (remove, then set).\n"
+        "# Written by repro; upstream's own files are never edited.\n"
+    )
+    path.write_text(header + _dump(raw), encoding="utf-8")
+
+
+def _int_setting(config: dict[str, Any], section: str, key: str) -> int:
+    try:
+        return int(config[section][key])
+    except (KeyError, TypeError, ValueError):
+        raise ReproError(f"the resolved config has no integer {section}.{key}; fix the override", EXIT_BAD_INPUT)
+
+
+SEED_MAX = 2**32 - 1  # numpy's seed range; upstream seeds numpy with Global.seed (+ rank)
+
+
+def _value(config: dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def sanity_problems(config: dict[str, Any]) -> list[str]:
+    """Values upstream needs to be sane, which it does not check itself: ``epochs=-5`` "completes"
+    with nothing trained, ``epochs=1.5`` and a negative seed crash it after start-up."""
+    problems = []
+    epochs = _value(config, "Global.epochs")
+    if type(epochs) is not int or epochs < 1:
+        problems.append(f"Global.epochs={epochs!r}: must be a whole number of epochs, at least 1")
+    seed = _value(config, "Global.seed")
+    if seed is not None and seed is not False and (type(seed) is not int or not 0 <= seed <= SEED_MAX):
+        problems.append(f"Global.seed={seed!r}: must be a whole number from 0 to {SEED_MAX}")
+    rate = _value(config, "Optimizer.lr.learning_rate")
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and not (math.isfinite(rate) and rate > 0):
+        problems.append(f"Optimizer.lr.learning_rate={rate!r}: must be a finite number above 0")
+    for mode in ("Train", "Eval"):
+        key = f"DataLoader.{mode}.sampler.batch_size"
+        size = _value(config, key)
+        if size is not None and (type(size) is not int or size < 1):
+            problems.append(f"{key}={size!r}: must be a whole number, at least 1")
+    return problems
+
+
+def resolve_config(
+    upstream_dir: Path,
+    recipe: Recipe,
+    user_overrides: Sequence[str],
+    *,
+    device: str,
+    smoke: bool = False,
+    run_dir: Path,
+    seed: int | None = None,
+    extra_overrides: Sequence[str] = (),
+    write: bool = True,
+) -> ResolvedConfig:
+    """Load, validate and resolve the run's config; writes ``run_dir/config.yaml`` (unless ``write``
+    is False) and, for ``smoke``, ``run_dir/smoke-config.yaml``.
+
+    ``extra_overrides`` are ``-o`` values the harness adds after the user's (e.g. ``--scale-lr``'s);
+    they and ``seed`` only shape the record, they are not returned in ``overrides``. The record
+    follows the launch order: reference overrides, ``Global.device``, user overrides, extra
+    overrides, ``Global.output_dir=<run_dir>/output``, ``Global.seed``.
+    """
+    upstream_dir = Path(upstream_dir)
+    run_dir = Path(run_dir)
+    source = upstream_dir / recipe.config
+    raw = load_upstream_yaml(source)
+    target: Target | None = None
+    derived: Path | None = None
+    config_arg = recipe.config
+    if smoke:
+        section = smoke_section(recipe)
+        raw = apply_smoke_edits(raw, section.get("config") or {})
+        target = smoke_target(recipe)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        derived = run_dir / SMOKE_CONFIG
+        _write_derived(derived, raw, recipe.config, recipe)
+        config_arg = str(derived.resolve())
+
+    config = as_upstream_parses(raw)
+    for option in recipe.reference_overrides:
+        apply_option(config, option)
+    apply_option(config, f"Global.device={device}")
+
+    names = upstream_module_names(upstream_dir)
+    checked: list[CheckedOverride] = []
+    for option in user_overrides:
+        item = check_override(option, config, names)
+        apply_override(config, item.key, item.value)
+        checked.append(item)
+    for option in extra_overrides:
+        apply_option(config, option)
+    apply_option(config, f"Global.output_dir={RunDir(run_dir).output}")
+    if seed is not None:
+        apply_option(config, f"Global.seed={seed}")
+
+    problems = sanity_problems(config)
+    if problems:
+        raise ReproError(f"{'; '.join(problems)}; fix the -o values (or the recipe)", EXIT_BAD_INPUT)
+    resolved = ResolvedConfig(
+        config_arg=config_arg,
+        overrides=[item.text for item in checked],
+        config=config,
+        epochs=_int_setting(config, "Global", "epochs"),
+        save_interval=_int_setting(config, "Global", "save_interval"),
+        arch=str(config.get("Arch", {}).get("name", recipe.arch)),
+        class_num=_int_setting(config, "Arch", "class_num"),
+        target=target,
+        derived_config=derived,
+    )
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved.write(run_dir)
+    return resolved
+
+
+
+
+def smoke_section(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's ``smoke`` mapping; refused when the recipe has none."""
+    section = recipe.data.get("smoke")
+    if not isinstance(section, dict):
+        raise ReproError(f"recipe {recipe.name} has no smoke section; --smoke is not available for it", EXIT_BAD_INPUT)
+    return section
+
+
+def smoke_target(recipe: Recipe) -> Target:
+    """What the smoke run must reach (the recipe's own target is for the full run)."""
+    section = smoke_section(recipe)
+    if "target" not in section:
+        raise ReproError(f"recipe {recipe.name} smoke section has no target; add one", EXIT_BAD_INPUT)
+    return Target.from_dict(section["target"])
+
+
+def apply_smoke_edits(raw: dict[str, Any], edits: dict[str, Any]) -> dict[str, Any]:
+    """Apply the recipe's ``smoke.config`` (``remove`` first, then ``set``) to a copy of ``raw``.
+
+    ``remove`` takes paths to mapping keys or to list items selected by op name
+    (``...transform_ops[AutoAugment]``); ``set`` maps paths to values and refuses unknown keys
+    unless written ``+path`` (as for ``-o``), so an upstream change that renames a key fails loudly.
+    """
+    result = copy.deepcopy(raw)
+    unknown = set(edits) - {"remove", "set"}
+    if unknown:
+        raise ReproError(f"recipe smoke.config has unknown entries {sorted(unknown)}; use remove/set", EXIT_BAD_INPUT)
+    for path in edits.get("remove") or []:
+        container, slot = locate(result, str(path), what=SMOKE_EDIT)
+        del container[slot]
+    for path, value in (edits.get("set") or {}).items():
+        path = str(path)
+        create = path.startswith(NEW_KEY_PREFIX)
+        container, slot = locate(result, path.lstrip(NEW_KEY_PREFIX), create=create, what=SMOKE_EDIT)
+        container[slot] = copy.deepcopy(value)
+    return result
+
+
+@dataclass
+class ScalingPlan:
+    """Notes to print before launch and the ``-o`` values (if any) that implement ``--scale-lr``."""
+
+    n_devices: int
+    reference_devices: int
+    batch_size_per_device: int
+    reference_lr: float
+    lr: float
+    scale_lr: bool
+    notes: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size_per_device * self.n_devices
+
+    @property
+    def reference_global_batch(self) -> int:
+        return self.batch_size_per_device * self.reference_devices
+
+    @property
+    def differs(self) -> bool:
+        return self.n_devices != self.reference_devices
+
+    def iterations_note(self) -> str:
+        ratio = self.reference_global_batch / self.global_batch
+        return f"each epoch takes {ratio:g} x the reference's iterations"
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "devices": self.n_devices,
+            "reference_devices": self.reference_devices,
+            "batch_size_per_device": self.batch_size_per_device,
+            "global_batch": self.global_batch,
+            "reference_global_batch": self.reference_global_batch,
+            "reference_lr": self.reference_lr,
+            "lr": self.lr,
+            "scale_lr": self.scale_lr,
+            "overrides": list(self.overrides),
+            "notes": list(self.notes),
+        }
+
+
+def _format_lr(value: float) -> str:
+    """Shortest text that ``eval``s back to the same float (upstream evals -o values)."""
+    return repr(float(value))
+
+
+def plan_scaling(
+    recipe: Recipe,
+    n_devices: int,
+    scale_lr: bool,
+    *,
+    user_overrides: Sequence[str] = (),
+    kind: str = "GPU",
+) -> ScalingPlan:
+    """Describe the change from ``recipe.reference_gpus`` devices to ``n_devices``.
+
+    ``user_overrides`` are only inspected: a user ``-o`` of the batch size or the learning rate
+    changes what the notes must say, and together with ``--scale-lr`` the lr would be set twice
+    (the later silently winning), so that combination is refused. ``kind`` names the devices in the
+    notes ("GPU" or "CPU rank").
+    """
+    if n_devices < 1:
+        raise ReproError(f"the number of devices must be at least 1, got {n_devices}", EXIT_BAD_INPUT)
+    keys = {option.split("=", 1)[0].lstrip("+").strip() for option in user_overrides}
+    user_sets_lr = recipe.lr_key in keys
+    user_sets_batch = recipe.batch_size_key in keys
+    if scale_lr and user_sets_lr:
+        raise ReproError(
+            f"--scale-lr and -o {recipe.lr_key}=... both set the learning rate: drop one of them",
+            EXIT_BAD_INPUT,
+        )
+    reference = recipe.reference_gpus
+    per_device = recipe.batch_size_per_gpu
+    plan = ScalingPlan(
+        n_devices=n_devices,
+        reference_devices=reference,
+        batch_size_per_device=per_device,
+        reference_lr=recipe.base_lr,
+        lr=recipe.base_lr,
+        scale_lr=scale_lr,
+    )
+    plural = "s" if n_devices != 1 else ""
+    if plan.differs:
+        plan.notes.append(
+            f"{n_devices} {kind}{plural} instead of the reference {reference}: global batch "
+            f"{per_device} x {n_devices} = {plan.global_batch} instead of {plan.reference_global_batch} "
+            f"({recipe.batch_size_key}={per_device} is per {kind}), and {plan.iterations_note()}"
+        )
+        if scale_lr:
+            plan.lr = recipe.base_lr * n_devices / reference
+            plan.overrides.append(f"{recipe.lr_key}={_format_lr(plan.lr)}")
+            plan.notes.append(
+                f"--scale-lr: learning rate {recipe.base_lr} x {n_devices}/{reference} = {_format_lr(plan.lr)} "
+                f"(-o {plan.overrides[-1]}); the result is no longer the reference recipe's"
+            )
+        elif not user_sets_lr:
+            plan.notes.append(
+                f"the learning rate stays {recipe.base_lr} (tuned for a global batch of "
+                f"{plan.reference_global_batch}); --scale-lr would use {_format_lr(recipe.base_lr * n_devices / reference)}"
+            )
+    elif scale_lr:
+        plan.notes.append(f"--scale-lr: {n_devices} {kind}{plural} is the reference count; the learning rate stays {recipe.base_lr}")
+    if user_sets_batch:
+        plan.notes.append(
+            f"-o {recipe.batch_size_key} changes the per-{kind} batch: the global batch above assumes {per_device}"
+        )
+    return plan

@@ -1,0 +1,176 @@
+"""Pre-flight: everything that would make a run fail later, checked before any process starts.
+
+A ResNeSt50 run is days long; a missing dataset link, a GPU id that does not exist or a disk that
+fills at epoch 40 should cost seconds, not days. Each problem is one line naming the fix, and all of
+them are reported at once so a user fixes them in one pass. Warnings (true but not blocking) travel
+on the returned list's ``warnings`` attribute.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from repro.platform.devices import PaddleInfo
+from repro.core.paths import DATASET_LINK
+from repro.platform.profiles import setup_command
+from repro.recipes.catalog import Recipe
+from repro.launch.config import ResolvedConfig
+from repro.run.checkpoints import disk_problem
+
+# Logs, the record and paddle's per-rank files are small; this covers them and filesystem slack.
+class PreflightProblems(list):
+    """The blocking problems (a plain list of lines), with non-blocking ``warnings`` beside them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warnings: list[str] = []
+
+
+def check_upstream(upstream_dir: Path) -> list[str]:
+    """The checkout at the pin with our patches, and the code training imports really its own
+    (``tools/train.py`` appends the checkout to ``sys.path``: an installed ``ppcls`` would win)."""
+    from repro.upstream.shadowing import ppcls_shadowing_problem
+    from repro.upstream.state import inspect_checkout
+
+    problems = list(inspect_checkout(Path(upstream_dir)).problems())
+    if (Path(upstream_dir) / "ppcls").is_dir():
+        shadowed = ppcls_shadowing_problem(Path(upstream_dir))
+        problems += [shadowed] if shadowed else []
+    return problems
+
+
+def dataset_paths(resolved: ResolvedConfig, upstream_dir: Path) -> tuple[Path | None, list[Path]]:
+    """The training image root and every list file the config names, resolved like upstream does
+    (relative to the checkout, the launch's working directory)."""
+    loaders = resolved.config.get("DataLoader", {}) or {}
+    root: Path | None = None
+    lists: list[Path] = []
+    for mode in ("Train", "Eval"):
+        dataset = ((loaders.get(mode) or {}).get("dataset")) or {}
+        image_root = dataset.get("image_root")
+        label_path = dataset.get("cls_label_path")
+        if isinstance(image_root, str) and root is None:
+            root = Path(upstream_dir) / image_root
+        if isinstance(label_path, str):
+            lists.append(Path(upstream_dir) / label_path)
+    return root, lists
+
+
+def _uses_link(root: Path, upstream_dir: Path) -> bool:
+    link = Path(upstream_dir) / DATASET_LINK
+    return os.path.normpath(root) == os.path.normpath(link)
+
+
+def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: bool) -> list[str]:
+    from repro.dataset.check import check_dataset
+    from repro.dataset.link import linked_root
+
+    root, lists = dataset_paths(resolved, upstream_dir)
+    if root is None:
+        return ["the config names no DataLoader.Train.dataset.image_root; fix the recipe or the -o overrides"]
+    how = "run `make smoke` (it makes and links the tiny set)" if smoke else "run `repro dataset link /path/to/ILSVRC2012`"
+    if _uses_link(root, upstream_dir):
+        target = linked_root(Path(upstream_dir))
+        if target is None:
+            return [f"dataset not linked: {Path(upstream_dir) / DATASET_LINK} is absent; {how}"]
+        if not Path(target).is_dir():
+            return [f"dataset link {Path(upstream_dir) / DATASET_LINK} points to {target}, which does not exist; {how} again"]
+        root = Path(target)
+    if not smoke:
+        from repro.dataset.tiny import is_tiny_dataset
+
+        # After `make smoke` the link points at the tiny set: a real run must not train on it.
+        if is_tiny_dataset(root):
+            return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet; "
+                    "run `repro dataset link --force /path/to/ILSVRC2012`"]
+    report = check_dataset(root, class_num=resolved.class_num, expect="any")
+    problems: list[str] = []
+    if not report.ok:
+        first = report.first_error() or "see the report"
+        problems.append(f"dataset at {root} fails the check: {first}; run `repro dataset check {root}` for all problems")
+    for path in lists:
+        if not path.is_file():
+            problems.append(f"list file {path} named by the config does not exist: {how}")
+    return problems
+
+
+def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[str]:
+    if not paddle_info.importable:
+        return []  # reported once, by the import check
+    count = paddle_info.gpu_count
+    if count == 0:
+        why = "paddle here is a CPU build" if not paddle_info.cuda_build else "paddle sees no GPU"
+        return [
+            f"GPUs {','.join(map(str, gpus))} asked for but {why}; install the {profile.name} paddle "
+            f"(`{setup_command(profile.name)}`) or use --cpu-ranks N"
+        ]
+    # Distinct, non-negative ids are guaranteed by the command line (``cli.parse_gpus``).
+    missing = [g for g in gpus if g >= count]
+    if missing:
+        return [
+            f"GPU {','.join(map(str, missing))} does not exist: paddle sees {count} GPU(s) (ids 0..{count - 1}); "
+            "pass --gpus within that range"
+        ]
+    return []
+
+
+def checkpoints_needed(resolved: ResolvedConfig, keep_checkpoints: int) -> int:
+    """How many checkpoints sit on disk at the worst moment.
+
+    ``latest``, ``best_model``, the harness's copy of the true best, and the kept ``epoch_N`` ones,
+    plus one more epoch checkpoint written before retention deletes the oldest.
+    """
+    epoch_saves = resolved.epochs // resolved.save_interval if resolved.save_interval > 0 else 0
+    return 3 + min(keep_checkpoints + 1, epoch_saves)
+
+
+def check_disk(run_dir: Path, recipe: Recipe, resolved: ResolvedConfig, keep_checkpoints: int) -> list[str]:
+    problem, _ = disk_problem(run_dir, recipe.checkpoint_mb, checkpoints_needed(resolved, keep_checkpoints))
+    return [problem] if problem else []
+
+
+def run_preflight(
+    *,
+    upstream_dir: Path,
+    profile: Any,
+    recipe: Recipe,
+    gpus: list[int] | None,
+    run_dir: Path,
+    resolved: ResolvedConfig,
+    keep_checkpoints: int,
+    smoke: bool,
+    paddle_info: PaddleInfo,
+    cpu_ranks: int | None = None,
+) -> PreflightProblems:
+    """Every blocking problem, one line with its fix each; empty means ready to launch.
+
+    ``paddle_info`` is :func:`repro.platform.devices.probe_paddle`'s answer, probed once by the start of a run
+    (which also records it) without the profile's device-visibility variable.
+    """
+    problems = PreflightProblems()
+    upstream_dir = Path(upstream_dir)
+    upstream_problems = check_upstream(upstream_dir)
+    problems.extend(upstream_problems)
+    if upstream_dir.is_dir():
+        problems.extend(check_dataset_ready(upstream_dir, resolved, smoke))
+
+    if not paddle_info.importable:
+        problems.append(f"paddle cannot be imported: {paddle_info.error}; run `make setup` (then `repro doctor`)")
+
+    if gpus is not None:
+        problems.extend(check_gpus(gpus, paddle_info, profile))
+    elif cpu_ranks is not None:
+        cores = os.cpu_count() or 1
+        if cpu_ranks > cores:
+            problems.warnings.append(
+                f"{cpu_ranks} CPU ranks on {cores} core(s): ranks will share cores and run slower"
+            )
+    problems.extend(check_disk(run_dir, recipe, resolved, keep_checkpoints))
+    from repro.recipes.catalog import (  # the recipe's traps, as data (repro/recipes/*.yaml)
+        read_list_heads,
+        recipe_problems,
+    )
+    problems.extend(recipe_problems(recipe, resolved.config, read_list_heads(resolved.config, upstream_dir)))
+    return problems

@@ -1,0 +1,190 @@
+"""``repro train --resume RUN_DIR``: the same command again, from the newest complete checkpoint.
+
+Nothing is re-derived from current files or options: the argv, working directory and environment
+changes come from the manifest, so a resumed segment runs what the first one ran, plus
+``-o Global.checkpoints=<output>/<checkpoint>`` (upstream's resume form: the prefix, no extension).
+Logs are appended (upstream and the launcher open them in append mode; our console log too).
+A resume runs no full pre-flight, but re-checks what the manifest pins outside the run directory:
+the dataset it trained on and the upstream checkout's commit and patches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+from repro.run.rundir import STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.run.checkpoints import (
+    DEFAULT_KEEP,
+    Checkpoint,
+    find_checkpoints,
+    resume_point,
+)
+from repro.launch.command import EnvChanges, LaunchCommand, print_dry_run
+from repro.launch.nodes import NodePlan, checkpoint_dir, node_watch_for, wait_for_master
+from repro.launch.runner import run_segment, say
+from repro.launch.truebest import detach_true_best
+
+
+@dataclass
+class ResumePlan:
+    run: RunDir
+    manifest: Manifest
+    command: LaunchCommand
+    env: EnvChanges
+    checkpoint: Checkpoint | None
+    skipped: list[Checkpoint]  # incomplete checkpoints passed over, for the user and the manifest
+
+
+def plan_resume(path: Path) -> ResumePlan:
+    run = open_run_dir(path)
+    manifest = Manifest.load(run.manifest)
+    data = manifest.data
+    if data.get("status") == STATUS_COMPLETED:
+        raise ReproError(f"{run.path} completed already: nothing to resume; start a new run instead", EXIT_CONFLICT)
+    if "command" not in data or "env" not in data:
+        raise ReproError(f"manifest {run.manifest} has no command to resume: it was not written by `repro train`", EXIT_BAD_INPUT)
+    command = LaunchCommand.from_manifest(data["command"])
+    if not Path(command.python).exists():
+        raise ReproError(
+            f"the run used {command.python}, which no longer exists: recreate that environment (make setup) to resume",
+            EXIT_BAD_INPUT,
+        )
+    saved = checkpoint_dir(run, data)  # node 0's output on the other nodes of a multi-node run
+    checkpoint = resume_point(saved)
+    skipped = [c for c in find_checkpoints(saved) if not c.complete and c.kind in ("latest", "epoch")]
+    if checkpoint is not None:
+        command = command.with_override("Global.checkpoints", str(checkpoint.prefix))
+    return ResumePlan(run, manifest, command, EnvChanges.from_manifest(data["env"]), checkpoint, skipped)
+
+
+def _patch_set(record: dict) -> list[tuple]:
+    return sorted((p.get("name"), p.get("sha256"), bool(p.get("applied"))) for p in record.get("patches") or [])
+
+
+def resume_problems(plan: ResumePlan) -> list[str]:
+    """What changed under the run since it started, one line with its fix each (empty: go on)."""
+    from repro.upstream.state import inspect_checkout
+
+    data = plan.manifest.data
+    problems = _dataset_problems(plan)
+    upstream = plan.command.cwd
+    recorded = data.get("upstream") or {}
+    if not upstream.is_dir():
+        problems.append(f"the upstream checkout the run used, {upstream}, is gone: fetch it there again "
+                        f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume")
+    else:
+        if data.get("preflight") == "passed":  # the run started with pre-flight: the same checks, same lines
+            from repro.launch.preflight import check_upstream
+
+            same_as_new_run = check_upstream(upstream)
+            if same_as_new_run:
+                return problems + same_as_new_run
+        if not ("commit" in recorded or "patches" in recorded):
+            return problems
+        now = inspect_checkout(upstream).to_manifest()
+        if now.get("commit") != recorded.get("commit"):
+            problems.append(f"upstream {upstream} is now at {str(now.get('commit'))[:12]}, the run started at "
+                            f"{str(recorded.get('commit'))[:12]}: check out that commit "
+                            f"(`git -C {upstream} checkout {recorded.get('commit')}`), then resume")
+        if _patch_set(now) != _patch_set(recorded):
+            names = ", ".join(name for name, _, applied in _patch_set(recorded) if applied) or "none"
+            problems.append(f"the patches in {upstream} differ from the run's (applied then: {names}): restore them "
+                            "(`repro upstream apply-patches`), then resume")
+    return problems
+
+
+def _dataset_problems(plan: ResumePlan) -> list[str]:
+    """The dataset the relaunch would read (the config's path, through the link as it is now) must be
+    the one the run trained on: same root, same fingerprint (lists, counts)."""
+    from repro.dataset.fingerprint import fingerprint
+
+    dataset = plan.manifest.data.get("dataset") or {}
+    recorded = dataset.get("root")
+    if not recorded or dataset.get("note") == "not a directory":  # as record.dataset_record says
+        return []
+    if not Path(recorded).is_dir():
+        return [f"the dataset the run trained on, {recorded}, is gone; restore or remount it at that path, then resume"]
+    now = _dataset_root_now(plan)
+    if now is not None and now != Path(recorded):
+        return [f"the config's dataset path now leads to {now}, but the run trained on {recorded}; "
+                f"relink it (`repro dataset link --force {recorded}`), or start a new run on the new data"]
+    before = dataset.get("fingerprint")
+    if isinstance(before, dict):
+        after = fingerprint(Path(recorded))
+        changed = [key for key in ("train_list", "val_list", "classes") if before.get(key) != after.get(key)]
+        if changed:
+            return [f"the dataset at {recorded} changed since the run started ({', '.join(changed)} differ); "
+                    "restore it, or start a new run on the new data"]
+    return []
+
+
+def _dataset_root_now(plan: ResumePlan) -> Path | None:
+    """Where the run's recorded config (``config.yaml``) now leads for the training images."""
+    import os
+
+    import yaml
+
+    try:
+        config = yaml.safe_load(plan.run.config.read_text(encoding="utf-8")) or {}
+        image_root = config["DataLoader"]["Train"]["dataset"]["image_root"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return Path(os.path.realpath(plan.command.cwd / str(image_root)))
+
+
+def prepare_segment(plan: ResumePlan) -> None:
+    """Before relaunching: make true_best independent of files the new segment may rewrite."""
+    data = plan.manifest.data
+    data["true_best"] = detach_true_best(plan.run, data.get("true_best"))
+    plan.manifest.save()
+
+
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
+    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``."""
+    plan = plan_resume(resume_dir)
+    for checkpoint in plan.skipped:
+        say(f"not using {checkpoint.name}: incomplete ({checkpoint.reason})")
+    if plan.checkpoint is None:
+        say("no complete checkpoint yet: the run starts again from epoch 1 (logs are appended)")
+    else:
+        epoch = f" (epoch {plan.checkpoint.epoch})" if plan.checkpoint.epoch is not None else ""
+        kind = "" if plan.checkpoint.kind in ("latest", "epoch") else (
+            ", the newest complete state: latest and epoch_N are older or incomplete")
+        say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}")
+    if dry_run:
+        print_dry_run(plan.command, plan.env, plan.run.path, None)
+        return
+    if keep is None:  # not given: the run's own setting
+        keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)
+    nodes = NodePlan.from_manifest(plan.manifest.data)
+    if nodes is not None and nodes.node_rank > 0:
+        wait_for_master(nodes, say)
+
+    def before_launch() -> None:  # under the lock: a resume refused as "in use" says that first
+        # What ran since the plan was made (a segment ending in between) is read again, never overwritten.
+        fresh = plan_resume(resume_dir)
+        if fresh.checkpoint != plan.checkpoint:
+            raise ReproError(f"{plan.run.path} changed while this resume started (another segment ended); "
+                             f"run `repro train --resume {plan.run.path}` again", EXIT_CONFLICT)
+        plan.manifest.data = fresh.manifest.data
+        problems = resume_problems(plan)
+        if problems:
+            for line in problems:
+                click.echo(f"resume check: {line}", err=True)
+            raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
+        plan.manifest.data["keep_checkpoints"] = keep
+        prepare_segment(plan)
+
+    segment = {
+        "kind": "resume",
+        "argv": plan.command.argv,
+        "resumed_from": str(plan.checkpoint.prefix) if plan.checkpoint else None,
+        "resumed_from_epoch": plan.checkpoint.epoch if plan.checkpoint else None,
+        "skipped_incomplete": [c.name for c in plan.skipped],
+    }
+    run_segment(run=plan.run, manifest=plan.manifest, command=plan.command, env=plan.env, keep=keep,
+                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say))

@@ -1,0 +1,293 @@
+"""One segment of a run: lock, launch, watch (ranks, checkpoints, true best), stop, record.
+
+Everything here ends in the manifest, whatever the exit: the ``finally`` blocks complete the
+segment even when the harness itself fails, and the lock is released only once no process of the
+run is left.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from typing import Callable
+
+import click
+
+from repro.core.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TRAINING_FAILED,
+    ReproError,
+)
+from repro.core.files import Tail, last_lines
+from repro.judge.monitor import TrainHealthHook
+from repro.run.rundir import (
+    STATUS_COMPLETED,
+    STATUS_FAILED,
+    STATUS_INTERRUPTED,
+    Manifest,
+    RunDir,
+)
+from repro.run.checkpoints import (
+    adopt_unrecorded,
+    first_epoch_floor,
+    observe_written,
+    prune,
+    resume_point,
+    snapshot,
+)
+from repro.launch.command import EnvChanges, LaunchCommand
+from repro.run.lock import RunLock
+from repro.run.processes import (
+    STOP_GRACE_SECONDS,
+    Launch,
+    Outcome,
+    ProcessRecord,
+    find_run_processes,
+    seconds_from_env,
+)
+from repro.launch.truebest import (
+    Best,
+    best_epoch,
+    eval_top1,
+    protect_true_best,
+    record_true_best,
+)
+
+HOUSEKEEPING_SECONDS = 5.0  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
+FULL_DISK_BYTES = 1 << 20  # less free than this after a failure: the disk filled
+FAILURE_LINES = 30
+
+
+def say(text: str) -> None:
+    click.echo(f"repro: {text}", err=True)
+
+
+class Housekeeper:
+    """Periodic work while training: record what this run wrote, keep the true best, prune epochs."""
+
+    def __init__(self, run: RunDir, manifest: Manifest, keep: int) -> None:
+        self.run = run
+        self.manifest = manifest
+        self.keep = keep
+        self.segment = manifest.current["index"]
+        self.started = time.time()
+        self.before = snapshot(run.output)
+        self.after_epoch = first_epoch_floor(manifest.current, self.before)
+        # saves an earlier segment could not record (its harness was killed, its disk full)
+        self.adopted = adopt_unrecorded(run.output, manifest.segments, self.before,
+                                        manifest.data.setdefault("checkpoints_written", {}))
+        self.reported_foreign: set[str] = set()
+        self.train_log = Tail(run.train_log)
+        self.evals: dict[int, float] = {}
+        self.best: Best | None = None
+        self.health = TrainHealthHook(run, say)  # health alarms (repro.judge.monitor) from the same lines
+
+    def __call__(self) -> None:
+        data = self.manifest.data
+        written = data.setdefault("checkpoints_written", {})
+        changed = observe_written(self.run.output, self.segment, self.started, self.before, written,
+                                  self.after_epoch) or self.adopted
+        self.adopted = False
+        previous = data.get("true_best")
+        lines = self.train_log.read()
+        self.health(lines)
+        new = eval_top1(lines)
+        if new:
+            self.evals.update(new)
+            self.best = best_epoch(self.run, Best.of(self.evals))
+        current = protect_true_best(self.run, previous, self.best)
+        if current != previous:
+            data["true_best"] = current
+            changed = True
+            if current and current.get("checkpoint"):  # ours: `repro runs prune` may free it later
+                record_true_best(self.run.output, self.segment, written)
+            if current and current.get("checkpoint") and (not previous or previous.get("epoch") != current.get("epoch")
+                                                          or previous.get("metric") != current.get("metric")):
+                say(f"true best so far: epoch {current['epoch']} top1 {current['metric']:.5f} -> {current['checkpoint']}.*")
+        protect = set()
+        if current and not current.get("checkpoint"):
+            protect.add(int(current["epoch"]))
+        deleted, foreign = prune(self.run.output, self.keep, written, protect)
+        if deleted:
+            data.setdefault("checkpoints_deleted", []).extend(deleted)
+            changed = True
+        for name in sorted(set(foreign) - self.reported_foreign):
+            say(f"kept {name}: not written by this run, so retention leaves it alone")
+            self.reported_foreign.add(name)
+        if changed:
+            self.manifest.save()
+
+
+def run_segment(
+    *,
+    run: RunDir,
+    manifest: Manifest,
+    command: LaunchCommand,
+    env: EnvChanges,
+    keep: int,
+    segment: dict,
+    before_launch: Callable[[], None] | None = None,
+    echo: Callable[[str], None] | None = None,
+    node_watch: Callable[[], bool] | None = None,
+) -> None:
+    """Lock the run, open a manifest segment with ``segment``'s fields, launch and watch.
+
+    Raises ReproError unless training completed. The lock comes first: a refused resume must not
+    touch the manifest or the checkpoints of the run that is still going.
+    """
+    every = seconds_from_env("REPRO_TRAIN_HOUSEKEEPING_SECONDS", HOUSEKEEPING_SECONDS)
+    grace = seconds_from_env("REPRO_TRAIN_STOP_GRACE", STOP_GRACE_SECONDS)
+    lock = RunLock(run).acquire(say)
+    try:
+        if before_launch is not None:
+            before_launch()
+        manifest.begin_segment(**segment)
+    except BaseException:
+        lock.release()
+        raise
+    click.echo(f"+ {command.marked_line()}", err=True)
+    launch: Launch | None = None
+    outcome: Outcome | None = None
+    status, code, extra = STATUS_FAILED, EXIT_INTERNAL, {}
+    try:
+        housekeeper = Housekeeper(run, manifest, keep)
+
+        def on_processes(records: list[ProcessRecord]) -> None:
+            try:
+                lock.write(records)
+                manifest.update_segment(processes=[r.to_dict() for r in records])
+            except OSError as error:  # a full disk must not stop the run: the PIDs stay known in memory
+                say(f"could not record the run's processes ({error.strerror or error}); training goes on")
+
+        launch = Launch(command.argv, command.cwd, env.apply(), run, on_processes=on_processes, echo=echo,
+                        stop_grace=grace)
+        launch.install_signal_handlers()
+        launch.start()
+        say(f"launcher pid {launch.proc.pid}; logs in {run.path}")
+        outcome = launch.wait(_with_node_watch(housekeeper, node_watch, launch), every=every)
+        try:
+            housekeeper()
+        except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
+            say(f"final checkpoint housekeeping failed: {error}")
+        extra = {"launcher_exit_code": outcome.returncode, "killed_by_pid": outcome.killed}
+        stopped_because = getattr(node_watch, "reason", None)
+        if stopped_because:  # this node stopped its own ranks: a peer was lost, or nothing was logged for too long
+            status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
+            extra["stopped_because"] = stopped_because
+        elif outcome.interrupted_by is not None:
+            status, code = STATUS_INTERRUPTED, EXIT_INTERRUPTED
+            extra["signal"] = signal.Signals(outcome.interrupted_by).name
+        elif outcome.returncode == 0:
+            status, code = STATUS_COMPLETED, 0
+        else:
+            status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
+            extra["failed_rank"] = outcome.failed_rank
+            if node_watch is not None:
+                say("several nodes: a rank also fails like this when another node is lost (gloo sees its peer's "
+                    "sockets close); look at the other nodes' output too")
+    finally:
+        if launch is not None:
+            launch.restore_signal_handlers()
+            if outcome is None and launch.proc is not None:  # the harness failed mid-run: stop everything
+                launch.stop_signal = signal.SIGTERM
+                outcome = launch.stop()
+        left = find_run_processes(run)
+        if left:
+            extra["left_running"] = [p.pid for p in left]
+        if status == STATUS_FAILED and (cause := disk_trouble(run, extra.get("failed_rank"))):
+            extra["cause"] = cause
+        unrecorded: OSError | None = None
+        try:
+            manifest.finish_segment(status, code, **extra)
+        except OSError as error:  # the disk is full: the manifest keeps its last complete state
+            unrecorded = error
+        if not left:
+            lock.release()
+        else:  # keep the file: it names the processes a resume must wait for
+            lock.close()
+    _report(run, status, outcome, extra, left, unrecorded)
+
+
+def _with_node_watch(housekeeper: Callable[[], None], node_watch: Callable[[], bool] | None,
+                     launch: Launch) -> Callable[[], None]:
+    """Housekeeping plus, on several nodes, the node watch: when it says stop, the launch stops as on SIGTERM."""
+    if node_watch is None:
+        return housekeeper
+
+    def both() -> None:
+        try:
+            if node_watch() and launch.stop_signal is None:
+                say(f"stopping: {getattr(node_watch, 'reason', '')}")
+                launch.stop_signal = signal.SIGTERM
+        finally:
+            housekeeper()
+    return both
+
+
+# How a full or failing disk shows in a rank's traceback (errno 28 ENOSPC, 122 EDQUOT, 5 EIO).
+DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "Input/output error", "[Errno 28]", "[Errno 122]")
+
+
+def disk_trouble(run: RunDir, rank: int | None) -> str | None:
+    """Why a failed segment failed, when it was the disk: the failing rank says so, or no space is left."""
+    logs = [run.workerlog(rank)] if rank is not None else sorted(run.launcher.glob("workerlog.*"))
+    for log in logs:
+        text = last_lines(log, FAILURE_LINES)
+        for marker in DISK_ERRORS:
+            if marker in text:
+                return f"the disk holding {run.path} failed a write ({marker.strip('[]')})"
+    try:
+        free = shutil.disk_usage(run.output).free
+    except OSError:
+        return None
+    return f"the disk holding {run.path} is full ({free} bytes free)" if free < FULL_DISK_BYTES else None
+
+
+def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left: list,
+            unrecorded: OSError | None = None) -> None:
+    resume = f"`repro train --resume {run.path}`"
+    if left:
+        raise ReproError(
+            f"processes of this run are still alive after the stop: {' '.join(str(p.pid) for p in left)}; "
+            f"kill them (kill -9 PID) before {resume}",
+            EXIT_INTERNAL,
+        )
+    if unrecorded is not None:
+        raise ReproError(
+            f"training {status}, but {run.manifest} could not be updated ({unrecorded.strerror or unrecorded}); "
+            f"free space on that disk, then {resume} (it records this segment as abandoned)",
+            EXIT_TRAINING_FAILED,
+        )
+    if status == STATUS_COMPLETED:
+        say(f"training completed; run directory {run.path}")
+        return
+    if extra.get("stopped_because"):
+        raise ReproError(f"stopped this node's ranks: {extra['stopped_because']}; every process here has ended; "
+                         f"once every node is back, run `repro train --resume DIR` on each node with its own run "
+                         f"directory (here {run.path})", EXIT_TRAINING_FAILED)
+    if status == STATUS_INTERRUPTED:
+        killed = f" ({len(outcome.killed)} killed by PID)" if outcome and outcome.killed else ""
+        raise ReproError(
+            f"interrupted by {extra.get('signal', 'a signal')}: launcher and ranks stopped{killed}, manifest says "
+            f"interrupted; continue with {resume}",
+            EXIT_INTERRUPTED,
+        )
+    rank = extra.get("failed_rank")
+    if rank is not None:
+        log = run.workerlog(rank)
+        click.echo(f"---- last lines of rank {rank} ({log}) ----", err=True)
+        click.echo(last_lines(log, FAILURE_LINES), err=True)
+        click.echo("---- end ----", err=True)
+        where = f"rank {rank} failed (its last lines are above, full log {log})"
+    else:
+        where = f"the launcher exited with code {extra.get('launcher_exit_code')} (see {run.launcher}/workerlog.*)"
+    if extra.get("cause"):
+        raise ReproError(f"training failed: {extra['cause']}; free space there, then continue with {resume} "
+                         "(it starts from the newest complete checkpoint)", EXIT_TRAINING_FAILED)
+    if resume_point(run.output) is None:  # nothing saved: a resume would rerun the same command from epoch 1
+        raise ReproError(f"training failed: {where}; nothing was saved to resume from, so fix the cause and start "
+                         f"a new run with the corrected options (this run directory, {run.path}, can be removed)",
+                         EXIT_TRAINING_FAILED)
+    raise ReproError(f"training failed: {where}; fix the cause, then continue with {resume}", EXIT_TRAINING_FAILED)

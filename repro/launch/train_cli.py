@@ -1,0 +1,156 @@
+"""``repro train``: the command line only; a new run starts in :mod:`repro.launch.start`, a resumed
+one in :mod:`repro.launch.resume`.
+
+Options also come from the environment (``REPRO_TRAIN_GPUS``, ``REPRO_TRAIN_OVERRIDE`` ...), which
+is how ``make train GPUS=... OVERRIDES=...`` reaches this command without building a shell string.
+The option text is checked here, before anything is loaded, so a typo costs no time.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.recipes.catalog import DEFAULT_RECIPE
+from repro.run.checkpoints import DEFAULT_KEEP
+from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, check_node_options
+from repro.launch.upstream_config import refuse_harness_owned
+
+
+def parse_gpus(text: str | None) -> list[int] | None:
+    if text is None or not text.strip():
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):  # "0,,1", "١,٢", "+1", "1_0"
+        raise ReproError(f"--gpus {text!r} is not a comma-separated list of GPU ids: use e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
+    gpus = [int(part) for part in parts]
+    if len(set(gpus)) != len(gpus):
+        raise ReproError(f"--gpus {text!r} must list distinct non-negative GPU ids, e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
+    return gpus
+
+
+def split_overrides(values: tuple[str, ...]) -> list[str]:
+    """``-o`` values; from the environment (make OVERRIDES="a=1 b=2") click already split on spaces.
+
+    A key the harness owns is refused here already, before the config (or anything) is loaded.
+    """
+    out: list[str] = []
+    for value in values:
+        value = value.strip()
+        if not value:
+            continue
+        if "=" not in value:
+            raise ReproError(f"override {value!r} is not KEY=VALUE: write e.g. -o Global.epochs=120", EXIT_BAD_INPUT)
+        refuse_harness_owned(value.split("=", 1)[0])
+        out.append(value)
+    return out
+
+
+def check_master(master: str | None, nnodes: int | None) -> None:
+    if (nnodes or 1) > 1 and not master:
+        raise ReproError("--nnodes N > 1 needs --master HOST:PORT (the same on every node)", EXIT_BAD_INPUT)
+    if master:
+        host, _, port = master.rpartition(":")
+        valid_host = host and not host.startswith("-") and host.isprintable() and not any(c.isspace() for c in host)
+        if not valid_host or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ReproError(f"--master {master!r} is not HOST:PORT with a port in 1-65535, e.g. --master 10.0.0.1:8090", EXIT_BAD_INPUT)
+
+
+# What --resume takes from the manifest instead. Only command-line values are refused: ``make train``
+# exports REPRO_TRAIN_PLATFORM (and GPUS, OVERRIDES) whatever the user meant, so values from the
+# environment (or defaults) are not "given".
+RESUME_REFUSES = (
+    ("gpus", "--gpus"), ("cpu_ranks", "--cpu-ranks"), ("platform", "--platform"), ("recipe", "--recipe"),
+    ("override", "-o"), ("run_dir", "--run-dir"), ("logs_dir", "--logs-dir"), ("nnodes", "--nnodes"),
+    ("master", "--master"), ("node_rank", "--node-rank"), ("stall_timeout", "--stall-timeout"), ("seed", "--seed"),
+    ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
+    ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"),
+)
+
+
+def given_on_command_line(name: str) -> bool:
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+@click.command("train")
+@click.option("--gpus", help="GPU ids, e.g. 0,1,2,3 (GPU platforms; default: the recipe's 4 GPUs).")
+@click.option("--cpu-ranks", type=click.IntRange(min=1), help="Number of CPU ranks (cpu platform; default 2).")
+@click.option("--platform", help="Platform profile (environments/<name>); default: the one the venv was built for.")
+@click.option("--recipe", default=DEFAULT_RECIPE, show_default=True, help="Recipe (repro/recipes/<name>.yaml).")
+@click.option("-o", "--override", "override", multiple=True, metavar="KEY=VALUE",
+              help="Upstream config override, checked against the config (repeatable).")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (default: LOGS_DIR/<UTC time>).")
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
+@click.option("--nnodes", type=click.IntRange(min=1), help="Number of nodes (passed to paddle.distributed.launch).")
+@click.option("--master", metavar="HOST:PORT", help="Rendezvous of a multi-node run (same on every node; node 0's address).")
+@click.option("--node-rank", type=click.IntRange(min=0), help="This node's rank, 0..N-1 (required with --nnodes N > 1; "
+              "node 0 serves --master and holds global rank 0, its logs and checkpoints).")
+@click.option("--stall-timeout", type=click.FloatRange(min=1), default=DEFAULT_STALL_TIMEOUT, show_default=True,
+              help="Several nodes: stop when no log line came for this many seconds (a rank stuck on a lost node).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Set Global.seed (upstream's config sets none).")
+@click.option("--scale-lr", is_flag=True, help="Scale the learning rate linearly with the device count.")
+@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True,
+              help="How many epoch_N checkpoints to keep (latest, best_model and true_best are always kept).")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="Continue RUN_DIR from its newest complete checkpoint.")
+@click.option("--upstream", type=click.Path(path_type=Path), help="Upstream PaddleClas checkout.")
+@click.option("--dry-run", is_flag=True, help="Print the command, directory and environment; start nothing.")
+@click.option("--smoke", is_flag=True, help="Use the recipe's smoke variant (small crops, few epochs).")
+@click.option("--skip-preflight", is_flag=True, help="Skip the pre-flight checks (tests, experts); recorded.")
+def train(
+    gpus: str | None,
+    cpu_ranks: int | None,
+    platform: str | None,
+    recipe: str,
+    override: tuple[str, ...],
+    run_dir: Path | None,
+    logs_dir: Path,
+    nnodes: int | None,
+    master: str | None,
+    node_rank: int | None,
+    stall_timeout: float,
+    seed: int | None,
+    scale_lr: bool,
+    keep_checkpoints: int,
+    resume_dir: Path | None,
+    upstream: Path | None,
+    dry_run: bool,
+    smoke: bool,
+    skip_preflight: bool,
+) -> None:
+    """Train the recipe with upstream's tools/train.py, exactly as the reference runs it."""
+    if resume_dir is not None:
+        from repro.launch.resume import resume_run
+
+        changed = [flag for name, flag in RESUME_REFUSES if given_on_command_line(name)]
+        if changed:
+            raise ReproError(
+                f"--resume reuses the run's own command; drop {', '.join(changed)} (start a new run to change them)",
+                EXIT_BAD_INPUT,
+            )
+        keep_given = click.get_current_context().get_parameter_source("keep_checkpoints")
+        keep = keep_checkpoints if keep_given not in (None, click.core.ParameterSource.DEFAULT) else None
+        resume_run(resume_dir, keep, dry_run)
+        return
+
+    from repro.launch.start import start_run
+
+    gpu_list = parse_gpus(gpus)
+    check_master(master, nnodes)
+    check_node_options(nnodes, node_rank, master)
+    if smoke and scale_lr:
+        raise ReproError("--scale-lr does not apply to --smoke (the smoke variant sets its own learning rate)", EXIT_BAD_INPUT)
+    user_overrides = split_overrides(override)
+    start_run(
+        gpus=gpu_list, cpu_ranks=cpu_ranks, platform=platform, recipe_name=recipe, user_overrides=user_overrides,
+        run_dir=run_dir, logs_dir=logs_dir, nnodes=nnodes, master=master, node_rank=node_rank,
+        stall_timeout=stall_timeout, seed=seed, scale_lr=scale_lr,
+        keep=keep_checkpoints, upstream=upstream, dry_run=dry_run, smoke=smoke, skip_preflight=skip_preflight,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(train())

@@ -1,0 +1,426 @@
+"""Upstream's config, read and addressed exactly the way upstream's own parser does, and the user's
+``-o KEY=VALUE`` checked against it before launch.
+
+Every check the harness makes on a config (is this ``-o`` key real? what value will upstream see?)
+is only as good as its picture of the config, so that picture is built by mirroring
+``ppcls/utils/config.py`` at the pinned commit rather than by a generic YAML load. Facts mirrored
+here (read in the source, not guessed): the file is read with ``yaml.SafeLoader``;
+``create_attr_dict`` then ``literal_eval``s every *string* value reached through nested mappings
+(not inside lists); ``override`` splits the option on ``=`` (exactly one allowed) and the key on
+``.``; a list is indexed by ``eval(part)``; a missing mapping key is created; the value is
+``eval(v)`` with a fallback to the raw text when ``eval`` raises. There is no ``_BASE_`` inheritance
+in this upstream's parser, so none is done here.
+
+Upstream is lenient in ways that waste a 300-epoch run: ``-o a.b=v`` silently *creates* a misspelt
+key, and the value goes through ``eval()``, so ``true`` arrives as the string ``"true"``, a bare word
+naming a builtin becomes that builtin, and ``__import__('os')`` runs. So every user override is
+checked here before any process starts:
+
+* an unknown key is refused with the nearest existing keys (``+KEY=VALUE`` adds a key on purpose);
+* a value must be a plain YAML scalar or a list of scalars, and it must mean the same thing to YAML
+  and to upstream's ``eval()``; otherwise the message says how to write it;
+* keys the harness owns (output dir, checkpoints, device, seed) point at the option that sets them
+  (:data:`HARNESS_OWNED`, the one table of them).
+
+The text passed to upstream is the user's own text (after stripping a leading ``+``), accepted only
+when we know what upstream's ``eval()`` makes of it, so the command line stays readable and the
+record (``config.yaml``) shows exactly the values upstream used. :func:`locate` is the one walker of
+dotted key paths (``-o`` keys, the harness's own values and the recipe's smoke edits).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
+
+# Upstream's ``override`` evaluates values inside ppcls/utils/config.py: a bare word naming one of
+# that module's globals evaluates to the object. Read from the checkout when present; this fallback
+# is the list at the pinned commit.
+UPSTREAM_CONFIG_MODULE = Path("ppcls") / "utils" / "config.py"
+FALLBACK_MODULE_NAMES = frozenset(
+    {
+        "os", "copy", "argparse", "yaml", "logger", "check", "OrderedDict", "convert_to_dict",
+        "AttrDict", "create_attr_dict", "parse_config", "print_dict", "print_config", "check_config",
+        "override", "override_config", "get_config", "parse_args", "represent_dictionary_order",
+        "setup_orderdict", "dump_infer_config",
+    }
+)
+# ``-o +KEY=VALUE`` (and ``+path`` in the recipe's smoke edits) adds a key on purpose.
+NEW_KEY_PREFIX = "+"
+# ``key[Op]``: the list item that is a mapping named ``Op``.
+SELECTOR = re.compile(r"^(?P<key>[^\[\]]+)\[(?P<op>[^\[\]]+)\]$")
+
+
+def load_upstream_yaml(path: Path) -> dict[str, Any]:
+    """The raw mapping, as ``yaml.SafeLoader`` gives it (before upstream's literal_eval pass)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReproError(
+            f"upstream config {path} not found: run `repro upstream fetch` (or point --upstream at a"
+            " PaddleClas checkout)",
+            EXIT_UPSTREAM,
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ReproError(f"upstream config {path} is not valid YAML ({error}); refetch upstream", EXIT_UPSTREAM)
+    if not isinstance(data, dict):
+        raise ReproError(f"upstream config {path} is not a mapping; refetch upstream", EXIT_UPSTREAM)
+    return data
+
+
+def as_upstream_parses(raw: dict[str, Any]) -> dict[str, Any]:
+    """Mirror ``create_attr_dict``: strings reached through mappings are ``literal_eval``ed.
+
+    Lists are not descended into (upstream does not), so a string inside ``transform_ops`` stays a
+    string, as it does upstream.
+    """
+    result: dict[str, Any] = {}
+    for key, value in raw.items():
+        if type(value) is dict:
+            result[key] = as_upstream_parses(value)
+        elif isinstance(value, str):
+            try:
+                result[key] = ast.literal_eval(value)
+            except Exception:  # upstream catches everything here too (but a Ctrl-C stops the harness)
+                result[key] = value
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def upstream_module_names(upstream_dir: Path | None) -> frozenset[str]:
+    """Names a bare word would resolve to in upstream's ``eval``: module globals and builtins."""
+    names = set(FALLBACK_MODULE_NAMES)
+    if upstream_dir is not None:
+        try:
+            tree = ast.parse((Path(upstream_dir) / UPSTREAM_CONFIG_MODULE).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            tree = None
+        if tree is not None:
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+                elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names.add(node.id)
+    return frozenset(names | set(dir(builtins)))
+
+
+def dotted_paths(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every key path upstream's ``-o`` could address, lists by index (``a.transform_ops.1.X``)."""
+    if isinstance(node, dict):
+        items: Iterator[tuple[str, Any]] = ((str(k), v) for k, v in node.items())
+    elif isinstance(node, list):
+        items = ((str(i), v) for i, v in enumerate(node))
+    else:
+        return
+    for key, value in items:
+        path = f"{prefix}.{key}" if prefix else key
+        yield path
+        yield from dotted_paths(value, path)
+
+
+def suggest_keys(key: str, config: dict[str, Any], limit: int = 3) -> list[str]:
+    """The nearest existing keys, by difflib over all dotted paths and over their last parts."""
+    paths = list(dotted_paths(config))
+    found = difflib.get_close_matches(key, paths, n=limit, cutoff=0.6)
+    if len(found) < limit:
+        leaf = key.rsplit(".", 1)[-1].lower()
+        for path in paths:
+            last = path.rsplit(".", 1)[-1].lower()
+            if path not in found and difflib.SequenceMatcher(None, leaf, last).ratio() >= 0.8:
+                found.append(path)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def list_index(part: str, items: list, where: str) -> int:
+    """``part`` as an index into ``items`` (``where`` names the list), refused unless in range."""
+    if not re.fullmatch(r"-?\d+", part):
+        raise ReproError(
+            f"{where} is a list: address its items by index (0..{len(items) - 1}), not {part!r}", EXIT_BAD_INPUT
+        )
+    index = int(part)
+    if not -len(items) <= index < len(items):
+        raise ReproError(
+            f"{where} has {len(items)} items: index {index} is out of range (use 0..{len(items) - 1})",
+            EXIT_BAD_INPUT,
+        )
+    return index
+
+
+def _unknown_key(key: str, config: dict[str, Any], what: str) -> ReproError:
+    near = suggest_keys(key.replace("[", ".").replace("]", ""), config)
+    hint = f"did you mean {' or '.join(near)}?" if near else "no similar key exists."
+    return ReproError(
+        f"{what} {key!r}: no key by that name (upstream would silently create it); {hint} "
+        f"To add a key upstream reads but this config lacks, write {NEW_KEY_PREFIX}{key}=VALUE",
+        EXIT_BAD_INPUT,
+    )
+
+
+def _op_index(items: Any, op: str, where: str) -> int:
+    """The one item of ``items`` that is a mapping holding ``op`` (``transform_ops[RandCropImage]``)."""
+    if not isinstance(items, list):
+        raise ReproError(f"{where}: [{op}] selects list items, and this is not a list", EXIT_BAD_INPUT)
+    found = [i for i, item in enumerate(items) if isinstance(item, dict) and op in item]
+    if len(found) != 1:
+        raise ReproError(f"{where} holds {len(found)} items named {op}; expected exactly one", EXIT_BAD_INPUT)
+    return found[0]
+
+
+def locate(config: dict[str, Any], key: str, *, create: bool = False, create_parents: bool = False,
+           what: str = "config key") -> tuple[Any, Any]:
+    """(container, index-or-key) that the dotted ``key`` names: the one walker of config paths.
+
+    Lists are indexed by number; ``part[Op]`` selects the list item named ``Op`` (the smoke edits'
+    address, stable across upstream's reordering). An unknown key is refused with the nearest
+    existing ones, unless ``create`` (the last part may be new: the ``+KEY`` form) or
+    ``create_parents`` (every missing mapping key is made, as upstream's own ``override`` does: for
+    the values the harness itself passes). ``what`` names the key's origin in messages.
+    """
+    parts = key.split(".")
+    if not key or any(not part for part in parts):
+        raise ReproError(f"{what} {key!r} has an empty part; write it like Global.epochs", EXIT_BAD_INPUT)
+    node: Any = config
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        where = ".".join(parts[:position]) or "the config"
+        match = SELECTOR.match(part)
+        name, op = (match["key"], match["op"]) if match else (part, None)
+        if isinstance(node, list):
+            container, slot = node, list_index(name, node, where)
+        elif isinstance(node, dict):
+            if name not in node:
+                if create_parents and not last:
+                    node[name] = {}
+                elif not (last and op is None and (create or create_parents)):
+                    raise _unknown_key(key, config, what)
+            container, slot = node, name
+        else:
+            raise ReproError(
+                f"{what} {key!r}: {where} is a value ({node!r}), not a section; it has no {name!r}", EXIT_BAD_INPUT
+            )
+        if op is not None:
+            container, slot = container[slot], _op_index(container[slot], op, f"{what} {key!r}")
+        if last:
+            return container, slot
+        node = container[slot]
+    raise AssertionError("unreachable")
+
+
+def apply_override(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` the way upstream's ``override`` does (missing mapping keys are created)."""
+    container, slot = locate(config, key, create_parents=True)
+    container[slot] = value
+
+
+HARNESS_OWNED = {
+    "Global.output_dir": "the harness puts upstream's output in the run directory: choose it with --run-dir DIR",
+    "Global.checkpoints": "the harness sets it when resuming: use `repro train --resume RUN_DIR`",
+    "Global.device": "it comes from the platform profile: choose it with --platform NAME",
+    "Global.seed": "the harness records the effective seed: use --seed N",
+}
+YAML_SCALARS = (str, int, float, bool, type(None))
+KEY_SYNTAX = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
+
+
+def refuse_harness_owned(key: str) -> None:
+    """Refuse ``-o KEY`` (or ``+KEY``) when the harness owns ``KEY``, naming the option to use."""
+    key = key.strip()
+    key = key[len(NEW_KEY_PREFIX):] if key.startswith(NEW_KEY_PREFIX) else key
+    if key in HARNESS_OWNED:
+        raise ReproError(f"-o {key} cannot be overridden: {HARNESS_OWNED[key]}", EXIT_BAD_INPUT)
+
+
+def _is_section(value: Any) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value))
+
+
+def _plain_python(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(type(item) in YAML_SCALARS for item in value)
+    return type(value) in YAML_SCALARS
+
+
+class CodeValue(Exception):
+    """Upstream's ``eval()`` would run ``text`` as code (a call, an operator, a known name...)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def upstream_value(text: str, module_names: frozenset[str]) -> Any:
+    """What upstream's ``eval(text)`` (with its raw-text fallback) yields, or CodeValue.
+
+    Only three things are accepted: a Python literal; text ``eval`` cannot parse (upstream falls
+    back to the raw text: paths like ``./output/``); and a bare word that names nothing in
+    upstream's namespace (``eval`` raises NameError, so again the raw text).
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    try:
+        tree = ast.parse(text.lstrip(" \t"), mode="eval")
+    except (SyntaxError, ValueError):
+        return text  # eval raises SyntaxError: upstream keeps the raw text
+    body = tree.body
+    if isinstance(body, ast.Name) and not body.id.startswith("_") and body.id not in module_names:
+        return text  # NameError: upstream keeps the raw text
+    raise CodeValue("a name of a Python object" if isinstance(body, ast.Name) else type(body).__name__)
+
+
+def _same(first: Any, second: Any) -> bool:
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(_same(a, b) for a, b in zip(first, second))
+    return type(first) is type(second) and first == second
+
+
+def _fix(key: str, meant: Any, module_names: frozenset[str]) -> str:
+    """How to write ``meant`` so that upstream gets exactly it, or why it cannot be written."""
+    spelling = repr(meant)
+    if isinstance(meant, list):
+        spelling = "[" + ", ".join(repr(item) for item in meant) + "]"
+    try:
+        if _same(upstream_value(spelling, module_names), meant) and "=" not in spelling:
+            return f"write -o {key}={spelling} to mean {meant!r}"
+    except CodeValue:
+        pass
+    return f"{meant!r} cannot be passed through upstream's -o; write a number, word, quoted string or list"
+
+
+def check_value(key: str, text: str, module_names: frozenset[str]) -> Any:
+    """The value upstream will use for ``text``, if YAML and upstream agree on it; else refuse."""
+    try:
+        as_yaml = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        raise ReproError(
+            f"-o {key}={text}: not a plain YAML value; write a number, word, quoted string or [a, b] list",
+            EXIT_BAD_INPUT,
+        ) from None
+    if isinstance(as_yaml, dict) or (
+        isinstance(as_yaml, list) and not all(isinstance(item, YAML_SCALARS) for item in as_yaml)
+    ):
+        raise ReproError(
+            f"-o {key}={text}: a mapping or nested list cannot be overridden as one value; "
+            "override the keys inside it one by one (-o SECTION.KEY=VALUE)",
+            EXIT_BAD_INPUT,
+        )
+    if not isinstance(as_yaml, (list, *YAML_SCALARS)):  # dates, timestamps, binary
+        raise ReproError(
+            f"-o {key}={text}: YAML reads a {type(as_yaml).__name__}, not a plain scalar; "
+            f"quote it to mean the text: -o {key}='{text}'",
+            EXIT_BAD_INPUT,
+        )
+    try:
+        value = upstream_value(text, module_names)
+    except CodeValue as code:
+        fix = _fix(key, as_yaml, module_names) if isinstance(as_yaml, list) or code.kind.startswith("a name") else (
+            "write a plain number, word, quoted string or [list]"
+        )
+        raise ReproError(
+            f"-o {key}={text}: upstream eval()s -o values and would run this as Python code "
+            f"({code.kind}), not read it as data; {fix}",
+            EXIT_BAD_INPUT,
+        ) from None
+    if not _plain_python(value):
+        raise ReproError(
+            f"-o {key}={text}: upstream would read a {type(value).__name__}; only a scalar or a list of "
+            "scalars may be overridden (override the keys inside a section one by one)",
+            EXIT_BAD_INPUT,
+        )
+    if _same(value, as_yaml):
+        return value
+    # A Python literal YAML reads as text (None, 1e-3, 0o17): the user wrote Python; upstream's reading stands.
+    if isinstance(as_yaml, str) and as_yaml == text.strip() and isinstance(value, (int, float, type(None))):
+        return value
+    raise ReproError(
+        f"-o {key}={text}: YAML reads {as_yaml!r} but upstream's eval() would give {value!r}; "
+        f"{_fix(key, as_yaml, module_names)}",
+        EXIT_BAD_INPUT,
+    )
+
+
+@dataclass(frozen=True)
+class CheckedOverride:
+    """One accepted user ``-o``: the value upstream will read, kept with the text it will receive."""
+
+    key: str
+    value: Any
+    text: str  # what upstream receives: KEY=VALUE, "+" stripped
+
+
+def check_override(option: str, config: dict[str, Any], module_names: frozenset[str]) -> CheckedOverride:
+    """Validate one user ``-o`` against ``config``; returns what to pass and what it sets."""
+    if option.count("=") != 1:
+        what = "has no '='" if "=" not in option else "has more than one '=' (upstream splits on every '=')"
+        raise ReproError(f"-o {option!r} {what}: write -o KEY=VALUE, e.g. -o Global.epochs=120", EXIT_BAD_INPUT)
+    key, text = option.split("=")
+    key = key.strip()
+    create = key.startswith(NEW_KEY_PREFIX)
+    if create:
+        key = key[len(NEW_KEY_PREFIX):]
+    refuse_harness_owned(key)
+    if not KEY_SYNTAX.fullmatch(key):  # e.g. "+--foo": upstream's argparse would read it as an option
+        raise ReproError(f"-o {option!r}: {key!r} is not a config key; write dotted names like "
+                         "Global.epochs or DataLoader.Train.dataset.transform_ops.1.RandCropImage.size", EXIT_BAD_INPUT)
+    container, slot = locate(config, key, create=create)
+    exists = slot in container if isinstance(container, dict) else True
+    if create and exists:
+        raise ReproError(f"-o {NEW_KEY_PREFIX}{key}: {key} already exists; drop the {NEW_KEY_PREFIX}", EXIT_BAD_INPUT)
+    if exists and _is_section(container[slot]):
+        inside = next((p for p in dotted_paths(container[slot], key) if not _is_section_path(config, p)), f"{key}.KEY")
+        raise ReproError(
+            f"-o {key} is a section, not a value: override the keys inside it (e.g. -o {inside}=...)",
+            EXIT_BAD_INPUT,
+        )
+    value = check_value(key, text, module_names)
+    if exists:
+        _check_kind(key, text, container[slot], value)
+    return CheckedOverride(key=key, value=value, text=f"{key}={text}")
+
+
+def _check_kind(key: str, text: str, current: Any, value: Any) -> None:
+    """A number or a switch must stay one: ``Global.epochs=12O`` would reach upstream as a string."""
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ReproError(f"-o {key}={text}: {key} is a switch ({current}); write True or False", EXIT_BAD_INPUT)
+    if isinstance(current, (int, float)) and not isinstance(current, bool) and not isinstance(value, (int, float)):
+        raise ReproError(
+            f"-o {key}={text}: {key} is a number ({current}) and {text!r} is not one; write a number",
+            EXIT_BAD_INPUT,
+        )
+
+
+def _is_section_path(config: dict[str, Any], path: str) -> bool:
+    container, slot = locate(config, path)
+    return _is_section(container[slot])
+
+
+def harness_value(text: str) -> Any:
+    """How upstream's ``str2num`` reads a value the harness itself passes (trusted, not validated)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError):
+        return text
+
+
+def apply_option(config: dict[str, Any], option: str) -> None:
+    """Apply one ``KEY=VALUE`` the harness passes (reference, device, output dir...) as upstream would."""
+    key, text = option.split("=", 1)
+    apply_override(config, key.strip(), harness_value(text))

@@ -1,0 +1,118 @@
+"""Platform profiles: how Paddle is installed and launched on each kind of machine.
+
+A profile is YAML data in ``environments/<name>/profile.yaml`` so that adding a platform (a new SDK,
+another vendor) means adding a folder, not editing the launcher. The launcher, doctor and manifest
+all read the same record.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repro.core.errors import EXIT_ENVIRONMENT, ReproError
+from repro.core.paths import environments_dir
+
+DEFAULT_PROFILE = "cpu"
+REQUIRED_KEYS = ("name", "description", "paddle", "device", "env", "requirements")
+REQUIRED_PADDLE_KEYS = ("package", "source", "expected_build", "install", "check")
+
+
+@dataclass(frozen=True)
+class DeviceQuery:
+    """The vendor's device tool (``nvidia-smi``, ``ixsmi``) and the arguments that make it brief."""
+
+    tool: str
+    args: tuple[str, ...] = ()
+    fallback: tuple[str, ...] = ()  # arguments to try when ``args`` fail (an older tool: ``ixsmi -L``)
+
+    def argv(self) -> list[str]:
+        return [self.tool, *self.args]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    device: str  # the Global.device value upstream expects: "gpu" or "cpu"
+    launcher_devices_flag: str | None  # "--gpus" for GPU platforms; None where ranks are processes
+    visible_devices_var: str | None  # "CUDA_VISIBLE_DEVICES" or the vendor's equivalent
+    env: dict[str, str]
+    device_query: DeviceQuery | None
+    paddle: dict[str, Any]
+    requirements: Path
+    directory: Path = field(repr=False)
+
+    @property
+    def uses_gpus(self) -> bool:
+        return self.device != "cpu"
+
+    @property
+    def vendor_paddle(self) -> bool:
+        """True where Paddle comes from the vendor's SDK rather than PyPI, so pip cannot install it."""
+        return self.paddle.get("source") == "vendor"
+
+
+def venv_platform() -> str | None:
+    """The profile ``make setup`` built this environment for (it leaves the name in the venv)."""
+    marker = Path(sys.prefix) / "repro-platform"
+    if marker.is_file():
+        return marker.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+def setup_command(name: str) -> str:
+    """The command that gives this checkout a venv for profile ``name``, from where the user stands.
+
+    A venv holds one Paddle build and the Makefile refuses to switch one in place, so a venv built
+    for another platform has to go first.
+    """
+    current = venv_platform()
+    if current and current != name:
+        return f"make clean-venv && make setup PLATFORM={name}"
+    return f"make setup PLATFORM={name}"
+
+
+def default_platform() -> str:
+    """The profile ``make setup`` built this environment from (it leaves the name in the venv), else cpu.
+
+    Remembering it means ``repro train`` on a GPU machine set up with PLATFORM=nvidia-cuda does not
+    silently fall back to the CPU profile.
+    """
+    return venv_platform() or DEFAULT_PROFILE
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.parent.name for p in environments_dir().glob("*/profile.yaml"))
+
+
+def load_profile(name: str = DEFAULT_PROFILE) -> Profile:
+    directory = environments_dir() / name
+    path = directory / "profile.yaml"
+    if not path.is_file():
+        raise ReproError(
+            f"unknown platform {name!r}; choose one of: {', '.join(available_profiles())}", EXIT_ENVIRONMENT
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    missing += [f"paddle.{k}" for k in REQUIRED_PADDLE_KEYS if k not in (data.get("paddle") or {})]
+    if missing:
+        raise ReproError(f"profile {path} lacks {', '.join(missing)}; add them to the file", EXIT_ENVIRONMENT)
+    query = data.get("device_query")
+    return Profile(
+        name=data["name"],
+        description=data["description"],
+        device=data["device"],
+        launcher_devices_flag=data.get("launcher_devices_flag"),
+        visible_devices_var=data.get("visible_devices_var"),
+        env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+        device_query=DeviceQuery(query["tool"], tuple(query.get("args") or ()), tuple(query.get("fallback") or ()))
+        if query else None,
+        paddle=dict(data["paddle"]),
+        requirements=directory / data["requirements"],
+        directory=directory,
+    )

@@ -1,0 +1,315 @@
+"""Recipes: what to train and what accuracy proves it, kept as YAML data in ``repro/recipes/``.
+
+Keeping the reference command's pieces and the target (with its provenance) as data means the
+launcher, the pre-flight and the verdict all read the same numbers, and a new PaddleClas recipe is
+a new file rather than new ``if`` branches.
+
+Each recipe holds its README's launch line verbatim (``reference.command``); the launcher tokens,
+the device flag and whether ``-o Global.device`` is the README's own are read from it, so the
+dry-run's reference line can only equal what the README says. ``traps`` are what a careful reader of
+the pinned config and the README would check before a multi-day run; :func:`recipe_problems` checks
+them against the resolved config (pre-flight calls it).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.paths import package_dir
+
+DEFAULT_RECIPE = "resnest50"
+LAUNCH_MODULE = "paddle.distributed.launch"
+DEVICE_KEY = "Global.device"
+# Traps a recipe may declare; anything else in ``traps`` is a typo and refused at load.
+TRAP_KINDS = ("expect", "list_prefix", "note")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A published accuracy and everything needed to judge a run against it honestly."""
+
+    metric: str
+    value: float
+    eval_set_size: int
+    judged: str = "best"
+    # A fixed margin below ``value``. None (published numbers) means: judge with the eval set's
+    # sampling error; a threshold the harness chose itself (the smoke's) sets 0.
+    tolerance: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Target":
+        known = {"metric", "value", "eval_set_size", "judged", "tolerance"}
+        tolerance = data.get("tolerance")
+        return cls(
+            metric=str(data["metric"]),
+            value=float(data["value"]),
+            eval_set_size=int(data["eval_set_size"]),
+            judged=str(data.get("judged", "best")),
+            tolerance=None if tolerance is None else float(tolerance),
+            provenance={k: v for k, v in data.items() if k not in known},
+        )
+
+
+def parse_targets(raw: Any) -> tuple[Target, ...]:
+    """``target:`` as one mapping (one metric), a list of them, or a per-metric mapping
+    (``{top1: {...}, top5: {...}}``, the key being the metric); the first is the recipe's main target."""
+    if isinstance(raw, dict) and "metric" not in raw and raw and all(isinstance(v, dict) for v in raw.values()):
+        return tuple(Target.from_dict({**value, "metric": metric}) for metric, value in raw.items())
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise ValueError("target: is an empty list")
+    return tuple(Target.from_dict(item) for item in items)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The README's launch line, parsed: what the reference tokens of ``repro train`` must be."""
+
+    command: str  # verbatim, line continuations joined
+    env: dict[str, str] = field(default_factory=dict)  # what the README exports before it
+    launcher: tuple[str, ...] = ("python", "-m", LAUNCH_MODULE)
+    devices_flag: bool = True  # the README passes --gpus=LIST (else only CUDA_VISIBLE_DEVICES picks devices)
+    device_override: bool = True  # the README passes -o Global.device=gpu itself
+    config_arg: str = ""
+    overrides: tuple[str, ...] = ()  # the README's -o values, in order, Global.device excluded
+
+    @property
+    def tokens(self) -> list[str]:
+        """The README command as a shell splits it (``--gpus="0,1"`` is the token ``--gpus=0,1``)."""
+        return shlex.split(self.command)
+
+    @property
+    def exports_flags(self) -> bool:
+        return any(name.startswith("FLAGS_") for name in self.env)
+
+    @classmethod
+    def parse(cls, command: str, env: Mapping[str, Any], entry: str) -> "Launch":
+        """Split ``python3 [-u] -m paddle.distributed.launch [--gpus=L] ENTRY -c CFG [-o K=V]...``."""
+        tokens = shlex.split(command)
+        if LAUNCH_MODULE not in tokens or entry not in tokens:
+            raise ValueError(f"reference.command must launch {entry} with python -m {LAUNCH_MODULE}: {command!r}")
+        start = tokens.index(LAUNCH_MODULE) + 1
+        at_entry = tokens.index(entry)
+        flags = tokens[start:at_entry]
+        if any(not flag.startswith("--gpus=") for flag in flags) or len(flags) > 1:
+            raise ValueError(f"reference.command has launcher flags the harness does not model: {flags}")
+        args = tokens[at_entry + 1:]
+        if len(args) < 2 or args[0] != "-c" or len(args) % 2:
+            raise ValueError(f"reference.command must pass -c CONFIG then -o KEY=VALUE pairs: {args}")
+        pairs = list(zip(args[::2], args[1::2]))
+        if any(flag != "-o" for flag, _ in pairs[1:]):
+            raise ValueError(f"reference.command has options other than -c and -o: {args}")
+        values = [value for _, value in pairs[1:]]
+        device = [value for value in values if value.split("=", 1)[0] == DEVICE_KEY]
+        return cls(
+            command=command,
+            env={str(k): str(v) for k, v in (env or {}).items()},
+            launcher=tuple(tokens[:start]),
+            devices_flag=bool(flags),
+            device_override=bool(device),
+            config_arg=args[1],
+            overrides=tuple(value for value in values if value not in device),
+        )
+
+
+@dataclass(frozen=True)
+class MarkedOverride:
+    """A ``-o`` the harness adds to the README's command on purpose (shown as ``[harness: ...]``)."""
+
+    option: str
+    why: str
+
+    @property
+    def key(self) -> str:
+        return self.option.split("=", 1)[0]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    arch: str
+    config: str
+    entry: str
+    reference_overrides: tuple[str, ...]
+    reference_gpus: int
+    batch_size_per_gpu: int
+    batch_size_key: str
+    base_lr: float
+    lr_key: str
+    checkpoint_mb: int
+    class_num: int
+    # None when the README states no accuracy: check-accuracy then says there is no target.
+    target: Target | None
+    launch: Launch | None = None
+    harness_overrides: tuple[MarkedOverride, ...] = ()
+    traps: tuple[dict[str, Any], ...] = ()
+    # The raw mapping, for sections only some consumers read (e.g. ``smoke``).
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+    targets: tuple[Target, ...] = ()  # every metric's target; a metric without one is not judged
+
+    def target_for(self, metric: str) -> Target | None:
+        known = self.targets or ((self.target,) if self.target is not None else ())
+        return next((target for target in known if target.metric == metric), None)
+
+
+def recipes_dir() -> Path:
+    return package_dir() / "recipes"
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
+    path = recipes_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise ReproError(
+            f"unknown recipe {name!r}; choose one of: {', '.join(available_recipes())}", EXIT_BAD_INPUT
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        target_data = data["target"]
+        stated = not (isinstance(target_data, dict) and "metric" in target_data and target_data.get("value") is None)
+        targets = parse_targets(target_data) if stated else ()
+        reference = data.get("reference")
+        launch = Launch.parse(reference["command"], reference.get("env") or {}, data["entry"]) if reference else None
+        recipe = Recipe(
+            name=data["name"],
+            arch=data["arch"],
+            config=data["config"],
+            entry=data["entry"],
+            reference_overrides=tuple(data.get("reference_overrides", [])),
+            reference_gpus=int(data["reference_gpus"]),
+            batch_size_per_gpu=int(data["batch_size_per_gpu"]),
+            batch_size_key=data["batch_size_key"],
+            base_lr=float(data["base_lr"]),
+            lr_key=data["lr_key"],
+            checkpoint_mb=int(data["checkpoint_mb"]),
+            class_num=int(data["class_num"]),
+            target=targets[0] if targets else None,
+            launch=launch,
+            harness_overrides=tuple(
+                MarkedOverride(str(item["option"]), str(item["why"])) for item in data.get("harness_overrides") or []
+            ),
+            traps=tuple(_checked_trap(trap) for trap in data.get("traps") or []),
+            data=data,
+            targets=targets,
+        )
+        _check_consistent(recipe)
+        return recipe
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ReproError(f"recipe file {path} is incomplete or malformed ({error}); fix the file", EXIT_BAD_INPUT)
+
+
+def _checked_trap(trap: dict[str, Any]) -> dict[str, Any]:
+    kind = trap.get("kind")
+    if kind not in TRAP_KINDS or not trap.get("why"):
+        raise ValueError(f"trap {trap!r} needs kind (one of {', '.join(TRAP_KINDS)}) and why")
+    return dict(trap)
+
+
+def _check_consistent(recipe: Recipe) -> None:
+    """The structured fields must say what the README line says (one truth, checked at load)."""
+    launch = recipe.launch
+    if launch is None:
+        return
+    if launch.config_arg != recipe.config:
+        raise ValueError(f"config {recipe.config} is not the README's -c {launch.config_arg}")
+    if launch.overrides != recipe.reference_overrides:
+        raise ValueError(f"reference_overrides {list(recipe.reference_overrides)} are not the README's {list(launch.overrides)}")
+    gpus = [t.split("=", 1)[1] for t in launch.tokens if t.startswith("--gpus=")]
+    listed = gpus[0] if gpus else launch.env.get("CUDA_VISIBLE_DEVICES", "")
+    if listed and len(listed.split(",")) != recipe.reference_gpus:
+        raise ValueError(f"reference_gpus {recipe.reference_gpus} is not the README's device list {listed}")
+
+
+def launch_env(recipe: Recipe, profile_env: Mapping[str, str]) -> dict[str, str]:
+    """The profile's variables, less the ``FLAGS_*`` the recipe's README does not export.
+
+    The GPU profiles carry the cuDNN flags because the ResNeSt50 README exports them; three READMEs
+    (EfficientNetB0, SE_ResNet50_vd, Xception41) do not, and their reference ran without them.
+    """
+    exported = recipe.launch.env if recipe.launch else None
+    if exported is None:
+        return dict(profile_env)
+    return {k: v for k, v in profile_env.items() if not k.startswith("FLAGS_") or k in exported}
+
+
+def marked_overrides(recipe: Recipe, user_overrides: Sequence[str]) -> list[str]:
+    """The recipe's own ``-o`` additions, less any key the user sets explicitly (theirs wins, and
+    pre-flight's trap check then says what that changes)."""
+    keys = {option.split("=", 1)[0].lstrip("+").strip() for option in user_overrides}
+    return [item.option for item in recipe.harness_overrides if item.key not in keys]
+
+
+def _lookup(config: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    node: Any = config
+    for part in dotted.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return False, None
+    return True, node
+
+
+def recipe_problems(
+    recipe: Recipe, config: Mapping[str, Any], list_heads: Mapping[str, str | None] | None = None
+) -> list[str]:
+    """The recipe's traps that the resolved ``config`` falls into, one line with its fix each.
+
+    ``expect`` traps name config keys and the values the reproduction needs (a missing key counts as
+    ``default``); ``list_prefix`` traps check the first line of each list file (``list_heads``:
+    loader mode -> first line, None when unreadable, from :func:`read_list_heads`). Pure: no I/O.
+    """
+    problems: list[str] = []
+    for trap in recipe.traps:
+        if trap["kind"] == "expect":
+            for key, wanted in (trap.get("values") or {}).items():
+                found, value = _lookup(config, key)
+                if not found:
+                    value = (trap.get("absent_means") or {}).get(key)
+                if value != wanted:
+                    problems.append(
+                        f"recipe {recipe.name}: {key} is {value!r}, the reproduction needs {wanted!r} ({trap['why']}); "
+                        f"drop the -o that changes it, or see `repro recipes show {recipe.name}`"
+                    )
+        elif trap["kind"] == "list_prefix" and list_heads is not None:
+            for mode, prefix in (trap.get("prefixes") or {}).items():
+                head = list_heads.get(mode)
+                if head is not None and not head.startswith(prefix):
+                    problems.append(
+                        f"recipe {recipe.name}: the {mode} list's first entry {head.split()[0] if head.split() else head!r} "
+                        f"lacks the {prefix!r} prefix ({trap['why']}); prefix every line, e.g. "
+                        f"`sed -i 's#^#{prefix}#' LIST` on a copy of the list"
+                    )
+    return problems
+
+
+def read_list_heads(config: Mapping[str, Any], upstream_dir: Path) -> dict[str, str | None]:
+    """First line of each loader's ``cls_label_path`` (relative to the checkout, as upstream reads it)."""
+    heads: dict[str, str | None] = {}
+    for mode in ("Train", "Eval"):
+        found, path = _lookup(config, f"DataLoader.{mode}.dataset.cls_label_path")
+        if not found or not isinstance(path, str):
+            continue
+        try:
+            with open(Path(upstream_dir) / path, encoding="utf-8", errors="replace") as handle:
+                heads[mode] = handle.readline().strip()
+        except OSError:
+            heads[mode] = None  # a missing list is pre-flight's dataset check's to report
+    return heads
+
+
+def target_status(recipe: Recipe) -> str:
+    """One phrase for listings: the stated number's hardware, or why there is none."""
+    info = recipe.data.get("target") or {}
+    if recipe.target is None:
+        return str(info.get("status", "no accuracy stated"))
+    return str(info.get("status", "stated"))

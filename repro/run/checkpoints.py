@@ -1,0 +1,344 @@
+"""Upstream's checkpoints: find them, tell a complete one from a half-written one, pick the resume
+point, and keep only what retention allows.
+
+Since PaddleClas 2.5.1 checkpoints sit flat in ``Global.output_dir``: ``latest.*``, ``epoch_N.*``,
+``best_model.*`` (``ppcls/engine/engine.py``). ``save_model`` (``ppcls/utils/save_load.py``) writes
+``.pdparams``, then ``.pdopt``, then ``.pdstates`` last, each with ``open(path, "wb")``, i.e. in place.
+So a save is complete only when all three exist, are non-empty, and their modification times are
+in that order and close together: a crash mid-save leaves a new ``.pdparams`` beside an older
+``.pdstates`` (or a missing/empty file), which fails the check. ``resume_point`` never returns such
+a checkpoint.
+
+Retention keeps ``latest``, ``best_model``, ``true_best`` and the last K ``epoch_N``: one ResNeSt50
+save is ~200 MB and upstream saves every epoch (300 epochs would need 60 GB). It deletes only
+``epoch_N`` files this segment could have written: a file is recorded in the manifest's
+``checkpoints_written`` when it appears (or changes) in the output directory after a segment started,
+compared with a snapshot taken at that start, *and* it bears one of upstream's checkpoint names *and*,
+for ``epoch_N``, N is an epoch the segment trains (greater than the one it resumed from). A recorded
+file may be deleted only while it is still that very file (same size and modification time). So
+files present when a segment started, files under other names, an ``epoch_N`` copied in for an epoch
+the segment did not train, and any file changed after it was recorded are never touched. Saves a
+segment could not record (its harness was killed, its disk full) are adopted by the next segment
+by the same rules (``adopt_unrecorded``), so they do not stay forever.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+PARTS = (".pdparams", ".pdopt", ".pdstates")  # save order
+# One save of ResNeSt50 (~200 MB) takes seconds; minutes apart means parts from different saves.
+MAX_SAVE_SECONDS = 600.0
+EPOCH_NAME = re.compile(r"^epoch_(\d+)$")
+MB = 1024 * 1024
+# Free space kept beyond the checkpoints a run will hold (logs, eval output, the filesystem's own needs).
+DISK_MARGIN_MB = 1024
+KINDS = ("latest", "best_model", "epoch", "true_best")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    prefix: Path  # what upstream's Global.checkpoints takes: the path without extension
+    name: str  # "latest", "best_model", "epoch_7", "true_best"
+    kind: str  # one of KINDS
+    epoch: int | None  # from the name for epoch_N; from .pdstates (when readable) otherwise
+    complete: bool
+    reason: str  # why it is incomplete ("" when complete)
+    saved_at: float  # mtime of .pdstates (the last part written), 0 if absent
+
+    def files(self) -> list[Path]:
+        """Every file of this save, including extras some configs add (``.pdema``, ``_student``)."""
+        directory, name = self.prefix.parent, self.prefix.name
+        return sorted(p for p in directory.glob(f"{name}.*") if p.is_file()) + sorted(
+            p for p in directory.glob(f"{name}_student.*") if p.is_file()
+        )
+
+
+def check_complete(prefix: Path) -> tuple[bool, str]:
+    """(complete, reason) for the save at ``prefix`` by the rules in the module docstring."""
+    stats = []
+    for suffix in PARTS:
+        path = prefix.with_name(prefix.name + suffix)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return False, f"{path.name} missing"
+        if stat.st_size == 0:
+            return False, f"{path.name} is empty"
+        stats.append(stat.st_mtime)
+    if not (stats[0] <= stats[1] <= stats[2]):
+        return False, "parts written out of save order (a save was interrupted)"
+    if stats[2] - stats[0] > MAX_SAVE_SECONDS:
+        return False, "parts are from different saves (a save was interrupted)"
+    return True, ""
+
+
+class _StateUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: a ``.pdstates`` in a run directory is not trusted to run code."""
+
+    ALLOWED = frozenset({("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                         ("numpy", "dtype")} | {("builtins", name) for name in (
+                             "dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
+                             "bool")})
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+_REFUSED: set[Path] = set()
+
+
+def saved_state(prefix: Path) -> dict | None:
+    """``.pdstates`` as saved by upstream (``{"metric": acc, "epoch": N}``), if it holds plain data.
+
+    paddle.save pickles a dict without tensors as plain pickle, so no paddle import is needed. The
+    metric in it is the eval top-1 of that epoch, which lets the true-best guard prove which
+    epoch's weights a file holds. Anything but builtins and numpy scalars is refused (said once per
+    file) and counts as "no state": the guard then does not trust that file.
+    """
+    path = prefix.with_name(prefix.name + ".pdstates")
+    try:
+        with open(path, "rb") as handle:
+            data = _StateUnpickler(handle).load()
+    except FileNotFoundError:
+        return None
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, MemoryError, RecursionError) as error:
+        if path not in _REFUSED:
+            _REFUSED.add(path)
+            click.echo(f"repro: ignoring {path}: not a plain upstream state ({type(error).__name__}: {error})",
+                       err=True)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def saved_epoch(prefix: Path) -> int | None:
+    state = saved_state(prefix)
+    try:
+        return int(state["epoch"]) if state and state.get("epoch") is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _kind(name: str) -> tuple[str, int | None] | None:
+    if name in ("latest", "best_model", "true_best"):
+        return name, None
+    match = EPOCH_NAME.match(name)
+    if match:
+        return "epoch", int(match.group(1))
+    return None
+
+
+def find_checkpoints(output_dir: Path) -> list[Checkpoint]:
+    """Every checkpoint prefix in ``output_dir`` (complete or not), epochs in order."""
+    prefixes: set[str] = set()
+    for suffix in PARTS:
+        for path in output_dir.glob(f"*{suffix}"):
+            prefixes.add(path.name[: -len(suffix)])
+    found: list[Checkpoint] = []
+    for name in prefixes:
+        kind = _kind(name)
+        if kind is None:
+            continue
+        prefix = output_dir / name
+        complete, reason = check_complete(prefix)
+        states = prefix.with_name(name + ".pdstates")
+        saved_at = states.stat().st_mtime if states.exists() else 0.0
+        epoch = kind[1] if kind[1] is not None else (saved_epoch(prefix) if complete else None)
+        found.append(Checkpoint(prefix, name, kind[0], epoch, complete, reason, saved_at))
+    return sorted(found, key=lambda c: (KINDS.index(c.kind), c.epoch or 0))
+
+
+def epoch_checkpoints(output_dir: Path) -> list[Checkpoint]:
+    return [c for c in find_checkpoints(output_dir) if c.kind == "epoch"]
+
+
+def resume_point(output_dir: Path) -> Checkpoint | None:
+    """The checkpoint to resume from: the most advanced complete state of any kind.
+
+    Upstream saves ``best_model`` (after the eval), then ``epoch_N``, then ``latest`` in each epoch, so
+    normally a complete ``latest`` is the newest of all; a crash while writing ``latest`` leaves
+    ``epoch_N`` as the most advanced complete state (the newest by the time its last part was
+    written wins). A disk that fills mid-save can leave both incomplete while ``best_model`` (or the
+    harness's ``true_best``) of a later epoch is complete: then that one is used, by its saved epoch,
+    rather than an older ``latest`` or a start from epoch 1.
+    """
+    complete = [c for c in find_checkpoints(output_dir) if c.complete]
+    usual = [c for c in complete if c.kind in ("latest", "epoch")]
+    base = max(usual, key=lambda c: (c.saved_at, c.kind == "latest")) if usual else None
+    floor = base.epoch if base is not None and base.epoch is not None else (-1 if base is None else None)
+    if floor is None:  # the usual point's epoch is unknown: it cannot be compared, keep it
+        return base
+    later = [c for c in complete if c.kind in ("best_model", "true_best") and c.epoch is not None and c.epoch > floor]
+    if later:
+        return max(later, key=lambda c: (c.epoch, c.kind == "best_model"))
+    return base
+
+
+DEFAULT_KEEP = 3
+MTIME_SLACK_SECONDS = 2.0  # filesystem timestamps may trail time.time() slightly
+# What upstream's save_model writes (ppcls/utils/save_load.py): nothing else is ever recorded as ours.
+UPSTREAM_SAVE = re.compile(r"^(?:latest|best_model|epoch_(\d+))(?:\.pdparams|\.pdopt|\.pdstates|\.pdema|_student\.pdparams)$")
+
+
+def is_checkpoint_file(path: Path) -> bool:
+    return path.is_file() and any(path.name.endswith(s) for s in (*PARTS, ".pdema"))
+
+
+def snapshot(output_dir: Path) -> dict[str, int]:
+    """Name -> mtime_ns of every checkpoint file now present (taken when a segment starts)."""
+    return {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir() if is_checkpoint_file(p)} if output_dir.is_dir() else {}
+
+
+def could_be_ours(name: str, after_epoch: int) -> bool:
+    """Upstream's name, and for ``epoch_N`` an epoch this segment trains (N > ``after_epoch``)."""
+    match = UPSTREAM_SAVE.match(name)
+    return match is not None and (match.group(1) is None or int(match.group(1)) > after_epoch)
+
+
+def first_epoch_floor(segment: dict, before: dict[str, int]) -> int:
+    """The epoch a segment resumed from (it trains the ones after it); 0 for a fresh start.
+
+    A resume whose checkpoint epoch is unknown trains after the newest ``epoch_N`` it found at best.
+    """
+    if not segment.get("resumed_from"):
+        return 0
+    if segment.get("resumed_from_epoch") is not None:
+        return int(segment["resumed_from_epoch"])
+    epochs = [int(m.group(1)) for m in map(UPSTREAM_SAVE.match, before) if m and m.group(1) is not None]
+    return max(epochs, default=0)
+
+
+def observe_written(
+    output_dir: Path, segment_index: int, segment_start: float, before: dict[str, int], written: dict[str, dict],
+    after_epoch: int = 0,
+) -> bool:
+    """Record checkpoint files created or rewritten since the segment started; True if anything changed.
+
+    ``after_epoch``: the epoch the segment resumed from; an ``epoch_N`` with N at or below it was
+    not written by this segment (someone copied it in) and is never recorded.
+    """
+    changed = False
+    for path in output_dir.iterdir():
+        if not is_checkpoint_file(path) or not could_be_ours(path.name, after_epoch):
+            continue
+        stat = path.stat()
+        if before.get(path.name) == stat.st_mtime_ns or stat.st_mtime < segment_start - MTIME_SLACK_SECONDS:
+            continue
+        record = written.get(path.name)
+        if record is None or record.get("mtime_ns") != stat.st_mtime_ns or record.get("size") != stat.st_size:
+            written[path.name] = {"segment": segment_index, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+            changed = True
+    return changed
+
+
+def adopt_unrecorded(output_dir: Path, segments: list[dict], before: dict[str, int], written: dict[str, dict]) -> bool:
+    """Record the checkpoint files an earlier segment wrote but never recorded; True if any.
+
+    A harness killed (SIGKILL, power loss) or on a full disk cannot write the manifest, so the saves of
+    its last seconds stay unrecorded, and the next segment's start snapshot would make them "present
+    before" forever: retention would never delete them. A file present now (``before``) is adopted
+    for an earlier segment by the rules ``observe_written`` would have applied had that harness lived:
+    an upstream save name, for ``epoch_N`` an epoch that segment trained, and last modified while that
+    segment was the newest (from its start to the next segment's start). A segment whose resume
+    epoch is unknown adopts nothing.
+    """
+    windows: list[tuple[float, float, int, int]] = []
+    for segment, following in zip(segments, segments[1:]):
+        start, end = _timestamp(segment.get("started")), _timestamp(following.get("started"))
+        if start is None or end is None:
+            continue
+        if segment.get("resumed_from") and segment.get("resumed_from_epoch") is None:
+            continue
+        floor = int(segment.get("resumed_from_epoch") or 0) if segment.get("resumed_from") else 0
+        # ``started`` is to the second: widen by the slack observe_written allows for mtimes
+        windows.append((start - MTIME_SLACK_SECONDS, end + 1.0, floor, int(segment["index"])))
+    changed = False
+    for name, mtime_ns in before.items():
+        record = written.get(name)
+        if record is not None and record.get("mtime_ns") == mtime_ns:
+            continue
+        path = output_dir / name
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        for start, end, floor, index in windows:
+            if start <= stat.st_mtime < end and could_be_ours(name, floor):
+                written[name] = {"segment": index, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size, "adopted": True}
+                changed = True
+                break
+    return changed
+
+
+def _timestamp(text: object) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
+
+
+def _ours(path: Path, written: dict[str, dict]) -> bool:
+    record = written.get(path.name)
+    if record is None:
+        return False
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    return record.get("mtime_ns") == stat.st_mtime_ns and record.get("size") == stat.st_size
+
+
+def prune(output_dir: Path, keep: int, written: dict[str, dict], protect: set[int] = frozenset()) -> tuple[list[str], list[str]]:
+    """Delete this run's ``epoch_N`` older than the newest ``keep``; returns (deleted, kept-not-ours).
+
+    ``protect`` holds epochs that must stay whatever their age (the true best while it has no
+    separate copy). A checkpoint is deleted whole or not at all.
+    """
+    epochs = epoch_checkpoints(output_dir)
+    newest = sorted({c.epoch for c in epochs if c.epoch is not None}, reverse=True)[:keep]
+    deleted: list[str] = []
+    foreign: list[str] = []
+    for checkpoint in epochs:
+        if checkpoint.epoch in newest or checkpoint.epoch in protect:
+            continue
+        files = checkpoint.files()
+        if not files:
+            continue
+        if not all(_ours(path, written) for path in files):
+            foreign.append(checkpoint.name)
+            continue
+        for path in files:
+            path.unlink(missing_ok=True)
+            written.pop(path.name, None)
+            deleted.append(path.name)
+    return deleted, foreign
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def disk_problem(where: Path, checkpoint_mb: int, checkpoints: int) -> tuple[str | None, str]:
+    """(problem or None, what was measured) for ``checkpoints`` saves of ``checkpoint_mb`` under ``where``:
+    the one disk rule, shared with ``repro doctor``."""
+    need_mb = checkpoints * checkpoint_mb + DISK_MARGIN_MB
+    where = _existing_ancestor(where)
+    free_mb = shutil.disk_usage(where).free // MB
+    detail = f"{free_mb} MB free on {where}'s filesystem, {need_mb} MB needed ({checkpoints} x {checkpoint_mb} MB + {DISK_MARGIN_MB} MB margin)"
+    if free_mb < need_mb:
+        return (f"not enough disk for the checkpoints: {detail}; "
+                "free space, choose another --run-dir (or --logs-dir), or lower --keep-checkpoints"), detail
+    return None, detail

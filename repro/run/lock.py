@@ -1,0 +1,137 @@
+"""``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives.
+
+Two guards, because each misses a case the other catches:
+
+- the harness holds ``flock(LOCK_EX)`` on ``RUN/.lock`` for the whole segment. The kernel decides
+  atomically which of two resumes started together gets it, and drops it when the harness dies, so
+  a crashed harness never leaves a lock that must be judged stale;
+- the file's JSON names the harness, the launcher and every rank by PID and start time. Ranks
+  orphaned by a SIGKILLed harness hold no flock, so a start is also refused while a recorded process
+  lives (same PID *and* start time: PIDs are reused), and a /proc scan for processes carrying this
+  run's output or log directory catches orphans the file never got to record.
+
+The JSON is rewritten in place (never replaced: the flock belongs to the file's inode).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from repro.core.errors import EXIT_CONFLICT, ReproError
+from repro.run.rundir import RunDir
+from repro.run.processes import ProcessRecord, find_run_processes
+
+
+def _me() -> ProcessRecord:
+    me = psutil.Process()
+    return ProcessRecord(me.pid, me.create_time(), tuple(me.cmdline()), "harness")
+
+
+def read_lock(path: Path) -> list[ProcessRecord]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        # raw_decode: a harness killed between writing and truncating leaves valid JSON plus a tail
+        data, _ = json.JSONDecoder().raw_decode(text.lstrip())
+        return [ProcessRecord.from_dict(item) for item in data.get("processes", [])]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []  # unreadable or empty: no record, the flock and the /proc scan still guard us
+
+
+def harness_alive(run: RunDir) -> bool:
+    """Whether a live ``repro train`` holds ``run`` now, by the harness its lock file names (read only,
+    so watching never competes with a resume for the flock)."""
+    return any(record.role == "harness" and record.alive() for record in read_lock(run.lock))
+
+
+def _describe(processes: list[tuple[int, str]]) -> str:
+    return ", ".join(f"{pid} ({what})" for pid, what in processes)
+
+
+class RunLock:
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.path = run.lock
+        self.harness = _me()
+        self.fd: int | None = None
+
+    def _take_flock(self) -> None:
+        """Open ``RUN/.lock`` and hold its flock, or refuse: another harness is running this segment."""
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holders = [(r.pid, r.role) for r in read_lock(self.path) if r.alive()]
+                who = _describe(holders) if holders else "(a `repro train` starting up)"
+                raise ReproError(
+                    f"{self.run.path} is in use by live process(es) {who}: another `repro train` holds {self.path}; "
+                    "let it run, or stop that `repro train` (Ctrl-C or kill PID) and retry",
+                    EXIT_CONFLICT,
+                )
+            try:  # a release unlinks the file: a flock on the unlinked inode guards nothing, so retry
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self.fd = fd
+                    return
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def acquire(self, say: Callable[[str], None] = print) -> "RunLock":
+        """Take the lock, refusing while another harness holds it or any process of this run lives."""
+        self._take_flock()
+        try:
+            recorded = [r for r in read_lock(self.path) if r.pid != os.getpid()]
+            live = [(r.pid, r.role) for r in recorded if r.alive()]
+            seen = {pid for pid, _ in live}
+            for process in find_run_processes(self.run):
+                if process.pid not in seen:
+                    live.append((process.pid, "process of this run"))
+            if live:
+                pids = " ".join(str(pid) for pid, _ in live)
+                raise ReproError(
+                    f"{self.run.path} is in use by live process(es) {_describe(live)}: wait for them to end, "
+                    f"or stop them with `kill {pids}` (then `kill -9 {pids}` if they stay), and retry",
+                    EXIT_CONFLICT,
+                )
+            if recorded:
+                say(
+                    f"repro: taking over a stale lock in {self.run.path} "
+                    f"(its processes {', '.join(str(r.pid) for r in recorded)} are gone)"
+                )
+            self.write([])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def write(self, processes: list[ProcessRecord]) -> None:
+        """Record the processes in the locked file itself (an ``os.replace`` would orphan the flock)."""
+        assert self.fd is not None, "write() needs the lock held"
+        data = {
+            "updated": time.time(),
+            "processes": [self.harness.to_dict()] + [p.to_dict() for p in processes],
+        }
+        encoded = json.dumps(data, indent=1).encode("utf-8")
+        os.pwrite(self.fd, encoded, 0)
+        os.ftruncate(self.fd, len(encoded))
+
+    def close(self) -> None:
+        """Drop the flock but keep the file: its records still name processes that may live."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def release(self) -> None:
+        """Remove the lock: call only once every process of the run is known to be gone."""
+        self.path.unlink(missing_ok=True)
+        self.close()

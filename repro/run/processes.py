@@ -1,0 +1,434 @@
+"""Run the launcher and make sure that, whatever happens, no rank outlives the run.
+
+paddle's launcher starts every rank with ``os.setsid`` (``launch/utils/process_context.py``), so the
+ranks are in neither the launcher's process group nor its session: signalling the launcher's group
+does not reach them, and a launcher killed with SIGKILL leaves them training on as orphans (seen
+here: they kept writing into the same ``train.log`` as the resumed run beside them). So:
+
+- the launcher runs in its own session (``start_new_session``), so a terminal's Ctrl-C reaches only
+  the harness, which decides what to do; with ``PR_SET_PDEATHSIG`` the launcher also gets SIGTERM
+  (and stops its ranks) if the harness itself is killed;
+- while it runs, its descendants are recorded by PID (with their start time, against PID reuse);
+- a stop sends SIGTERM to the launcher (which forwards it to its ranks), waits a few seconds, then
+  kills by PID every recorded rank (and the process group each rank leads, which holds its
+  DataLoader workers) plus any process whose command line names this run's output or log dir.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import psutil
+
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.files import last_lines
+from repro.run.rundir import RunDir
+
+STOP_GRACE_SECONDS = 5.0  # REPRO_TRAIN_STOP_GRACE overrides it (tests)
+POLL_SECONDS = 0.5
+FAILED_RANK = re.compile(r"Container rank (\d+) status failed")
+# What a process of a run executes: the launcher module, or the entry it starts on every rank.
+RUN_PROGRAMS = ("paddle.distributed.launch", "tools/train.py")
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A duration from the environment, read when needed so a typo is one error line, not a crash at import."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ReproError(f"{name}={text!r} is not a number of seconds; unset it or give e.g. {default:g}", EXIT_BAD_INPUT)
+    return value
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A process as we saw it: PID plus start time, so a reused PID is never mistaken for it."""
+
+    pid: int
+    create_time: float
+    cmdline: tuple[str, ...] = ()
+    role: str = "rank"
+
+    @classmethod
+    def of(cls, process: psutil.Process, role: str = "rank") -> "ProcessRecord | None":
+        try:
+            with process.oneshot():
+                return cls(process.pid, process.create_time(), tuple(process.cmdline()), role)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None
+
+    def process(self) -> psutil.Process | None:
+        """The live process this record names, or None if it has gone (or the PID was reused)."""
+        try:
+            process = psutil.Process(self.pid)
+            if abs(process.create_time() - self.create_time) > 1.0:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return process
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+    def to_dict(self) -> dict:
+        return {"pid": self.pid, "create_time": self.create_time, "cmdline": list(self.cmdline), "role": self.role}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ProcessRecord":
+        return cls(int(data["pid"]), float(data["create_time"]), tuple(data.get("cmdline", ())), data.get("role", "rank"))
+
+
+def run_markers(run: RunDir) -> tuple[str, ...]:
+    """Command-line tokens only this run's launcher and ranks carry (see ``command.build_command``)."""
+    return (f"Global.output_dir={run.output}", str(run.launcher))
+
+
+def runs_our_program(cmdline: list[str]) -> bool:
+    """A Python interpreter running the launcher or the training entry (workers inherit the argv)."""
+    if not cmdline or not os.path.basename(cmdline[0]).startswith("python"):
+        return False
+    return any(token == RUN_PROGRAMS[0] or token.endswith(RUN_PROGRAMS[1]) for token in cmdline[1:])
+
+
+def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.Process]:
+    """Live processes of this run found by scanning /proc, whoever started them.
+
+    Matches exact tokens (``Global.output_dir=RUN/output``, ``RUN/launcher``) or the rank's
+    ``PADDLE_LOG_DIR`` rather than any mention of the path, and only in a Python interpreter running
+    ``paddle.distributed.launch`` or ``tools/train.py``: a ``tail -f RUN/output/train.log`` or ``du
+    RUN/launcher`` is never taken for a rank (nor killed as one). Forked DataLoader workers inherit
+    the rank's command line and match too.
+    """
+    markers = set(run_markers(run))
+    skip = {os.getpid(), *exclude}
+    found: list[psutil.Process] = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.pid in skip:
+            continue
+        try:
+            cmdline = process.info.get("cmdline") or []
+            if not runs_our_program(cmdline):
+                continue
+            if any(token in markers for token in cmdline):
+                found.append(process)
+                continue
+            if any(str(run.path) in token for token in cmdline):
+                environ = process.environ()
+                if environ.get("PADDLE_LOG_DIR") == str(run.launcher):
+                    found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def kill_processes(processes: Iterable[psutil.Process], sig: int = signal.SIGKILL) -> list[int]:
+    """Signal each process, and the process group it leads (a setsid rank leads its workers' group)."""
+    hit: list[int] = []
+    for process in processes:
+        try:
+            if os.getpgid(process.pid) == process.pid and process.pid != os.getpgrp():
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
+            hit.append(process.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return hit
+
+
+def _set_parent_death_signal() -> None:
+    """In the launcher (before exec): get SIGTERM if the harness dies, so it stops its ranks."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux / no glibc: the lock and /proc scan still catch orphans
+        pass
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    interrupted_by: int | None = None  # the signal that stopped the run, if any
+    failed_rank: int | None = None
+    killed: list[int] = field(default_factory=list)  # PIDs the harness had to kill by PID
+
+
+class Launch:
+    """One launcher process and the ranks it starts."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        run: RunDir,
+        on_processes: Callable[[list[ProcessRecord]], None] | None = None,
+        echo: Callable[[str], None] | None = None,
+        stop_grace: float = STOP_GRACE_SECONDS,
+    ) -> None:
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env
+        self.run = run
+        self.on_processes = on_processes
+        self.stop_grace = stop_grace
+        self.housekeeping_errors: set[str] = set()
+        self.echo = echo or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+        self.proc: subprocess.Popen | None = None
+        self.launcher: ProcessRecord | None = None
+        self.records: dict[int, ProcessRecord] = {}
+        self.tail: collections.deque[str] = collections.deque(maxlen=400)
+        self.stop_signal: int | None = None
+        self.hung_up = False
+        self._pump: threading.Thread | None = None
+        self._previous_handlers: dict[int, object] = {}
+
+    # -- starting -----------------------------------------------------------------------------
+    def start(self) -> None:
+        console = open(self.run.console_log, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
+            )
+        except BaseException:
+            console.close()
+            raise
+        self.launcher = ProcessRecord.of(psutil.Process(self.proc.pid), role="launcher") or ProcessRecord(
+            self.proc.pid, time.time(), tuple(self.argv), "launcher"
+        )
+        self._pump = threading.Thread(target=self._copy_output, args=(console,), daemon=True)
+        self._pump.start()
+        self._notify()
+
+    def _copy_output(self, console) -> None:
+        """Launcher output to the terminal and to console.log (append), and a tail kept for diagnosis.
+
+        The pipe is drained whatever happens: a pump that stopped reading (disk full under
+        console.log) would fill the pipe and block the launcher, and with it the whole run.
+        """
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            if console is not None:
+                try:
+                    console.write(raw)
+                    console.flush()
+                except OSError as error:
+                    console = self._drop_console(console, error)
+            text = raw.decode("utf-8", errors="replace")
+            self.tail.append(text)
+            try:
+                self.echo(text)
+            except Exception:  # a closed terminal must not stop the log copy
+                pass
+        if console is not None:
+            try:
+                console.close()
+            except OSError as error:
+                self._drop_console(console, error)
+
+    def _drop_console(self, console, error: OSError) -> None:
+        print(f"repro: cannot write {self.run.console_log} ({error}): no longer copying the launcher's output there "
+              f"(upstream's own logs are unaffected)", file=sys.stderr, flush=True)
+        try:
+            console.close()
+        except OSError:
+            pass
+        return None
+
+    # -- watching -----------------------------------------------------------------------------
+    def track(self) -> None:
+        """Record the launcher's descendants (ranks, their workers) while they are visible."""
+        if self.proc is None:
+            return
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            children = []
+        changed = False
+        for child in children:
+            if child.pid not in self.records:
+                record = ProcessRecord.of(child)
+                if record is not None:
+                    self.records[child.pid] = record
+                    changed = True
+        if changed:
+            self._notify()
+
+    def _notify(self) -> None:
+        if self.on_processes is not None:
+            self.on_processes(self.known())
+
+    def known(self) -> list[ProcessRecord]:
+        return ([self.launcher] if self.launcher else []) + list(self.records.values())
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM set a flag the watch loop acts on; a second one forces the kill at once.
+
+        SIGHUP (the SSH session dropped) never stops training: the harness's stdout and stderr move to
+        ``console.log`` (a dead terminal would fail every write with EIO), the launcher's output keeps
+        going there as before, and the run finishes as usual; ``repro watch RUN`` reattaches.
+        """
+
+        def handler(signum, frame):  # noqa: ARG001 - signal API
+            if self.stop_signal is not None:
+                self._kill_everything()
+            self.stop_signal = signum
+
+        def hangup(signum, frame):  # noqa: ARG001 - signal API
+            self.hung_up = True
+            self.echo = lambda text: None
+            try:
+                fd = os.open(self.run.console_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            except OSError:
+                fd = os.open(os.devnull, os.O_WRONLY)
+            for target in (1, 2):
+                os.dup2(fd, target)
+            os.close(fd)
+            print("repro: hangup: the terminal is gone; training goes on, output continues here", flush=True)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[sig] = signal.signal(sig, handler)
+        self._previous_handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, hangup)
+
+    def restore_signal_handlers(self) -> None:
+        for sig, previous in self._previous_handlers.items():
+            signal.signal(sig, previous)  # type: ignore[arg-type]
+        self._previous_handlers.clear()
+
+    def wait(self, housekeeping: Callable[[], None] | None = None, every: float = 5.0) -> Outcome:
+        """Watch until the launcher exits, running ``housekeeping`` every ``every`` seconds."""
+        assert self.proc is not None
+        last = time.monotonic()
+        while self.proc.poll() is None:
+            if self.stop_signal is not None:
+                return self.stop()
+            self.track()
+            if housekeeping is not None and time.monotonic() - last >= every:
+                self._housekeep(housekeeping)
+                last = time.monotonic()
+            try:
+                self.proc.wait(timeout=POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+        self._join_pump()
+        if self.stop_signal is not None:  # the signal came while the launcher was already exiting
+            outcome = Outcome(self.proc.returncode, interrupted_by=self.stop_signal)
+        else:
+            outcome = Outcome(self.proc.returncode)
+            if outcome.returncode != 0:
+                outcome.failed_rank = self.failed_rank()
+        outcome.killed = self.sweep()
+        return outcome
+
+    def _housekeep(self, housekeeping: Callable[[], None]) -> None:
+        """Run it; a failure (disk full copying true_best, a stat race) is reported once, never fatal:
+        stopping a days-long run for bookkeeping would lose far more than the bookkeeping."""
+        try:
+            housekeeping()
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}"
+            if message not in self.housekeeping_errors:
+                self.housekeeping_errors.add(message)
+                print(f"repro: housekeeping failed: {message} (training continues)", file=sys.stderr, flush=True)
+
+    # -- stopping -----------------------------------------------------------------------------
+    def stop(self) -> Outcome:
+        """SIGTERM to the launcher, a few seconds' grace, then kill what is left by PID."""
+        assert self.proc is not None
+        signum = self.stop_signal or signal.SIGTERM
+        self.track()
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=self.stop_grace)
+        except subprocess.TimeoutExpired:
+            pass
+        killed = self._kill_everything()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._join_pump()
+        killed += self.sweep()
+        return Outcome(self.proc.returncode if self.proc.returncode is not None else -signal.SIGKILL,
+                       interrupted_by=signum, killed=sorted(set(killed)))
+
+    def _live(self) -> list[psutil.Process]:
+        live: dict[int, psutil.Process] = {}
+        for record in self.known():
+            process = record.process()
+            if process is not None:
+                live[process.pid] = process
+        for process in find_run_processes(self.run):
+            live.setdefault(process.pid, process)
+        return list(live.values())
+
+    def _kill_everything(self) -> list[int]:
+        killed: list[int] = []
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                killed.append(self.proc.pid)
+            except ProcessLookupError:
+                pass
+        others = [p for p in self._live() if self.proc is None or p.pid != self.proc.pid]
+        killed += kill_processes(others, signal.SIGKILL)
+        psutil.wait_procs(others, timeout=5)
+        return killed
+
+    def sweep(self) -> list[int]:
+        """After the launcher has gone: anything of this run still alive is an orphan; end it."""
+        leftover = [p for p in self._live() if self.proc is None or p.pid != self.proc.pid]
+        if not leftover:
+            return []
+        hit = kill_processes(leftover, signal.SIGTERM)
+        _, alive = psutil.wait_procs(leftover, timeout=3)
+        if alive:
+            kill_processes(alive, signal.SIGKILL)
+            psutil.wait_procs(alive, timeout=5)
+        return hit
+
+    def _join_pump(self) -> None:
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+
+    # -- diagnosis ----------------------------------------------------------------------------
+    def failed_rank(self) -> int | None:
+        """The rank the launcher reported failed, else the worker log that ends in a traceback."""
+        for line in reversed(self.tail):
+            match = FAILED_RANK.search(line)
+            if match:
+                return int(match.group(1))
+        candidates = sorted(self.run.launcher.glob("workerlog.*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in candidates:
+            if "Traceback" in last_lines(path, 40) and path.suffix[1:].isdigit():
+                return int(path.suffix[1:])
+        return None

@@ -1,0 +1,401 @@
+"""The run directory: its layout and its ``manifest.json``, owned here and nowhere else.
+
+A run directory is a contract (as Sacred's file observer keeps one): ``repro train`` writes it, and
+``check-accuracy``, ``report``, ``watch``, ``doctor`` and a reader months later read it, all through
+this module. The README documents the same layout in one table.
+
+==========================  ======================================================================
+``manifest.json``           provenance and status (:class:`Manifest`, ``schema`` versioned)
+``config.yaml``             the resolved config, a record (``smoke-config.yaml``: the smoke's input)
+``console.log``             the launcher's own output, appended per segment
+``launcher/workerlog.N``    each rank's log (paddle's ``--log_dir``)
+``output/``                 upstream's ``Global.output_dir``: ``train.log`` and checkpoints
+``eval/``                   standalone evaluations
+``alarms.jsonl``            health alarms, one JSON object a line
+``report/``                 ``repro report``'s files
+``.lock``                   held while a segment runs (:mod:`repro.run.lock`)
+==========================  ======================================================================
+
+A run on several nodes is a *group*: ``<logs>/<run-id>/node<K>/`` is node K's run directory (the
+layout above), whether the nodes share one filesystem (then ``<logs>/<run-id>`` holds every node's
+directory and is judged as a whole, from node 0's) or each writes its own disk (then node K's
+manifest names the host and directory of node 0, where global rank 0 logs and saves).
+
+Directories are created exclusively (``mkdir`` without ``exist_ok``): reusing one would mix two
+runs' ``train.log`` (upstream appends) and checkpoints; only ``--resume`` reopens one. The manifest
+is written atomically, so a crash or a full disk mid-write leaves the previous complete manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.core.files import write_text_atomic
+
+SCHEMA = 2  # 2: layout owned by repro.run.rundir; segments and statuses as below
+
+MANIFEST = "manifest.json"
+CONFIG = "config.yaml"
+SMOKE_CONFIG = "smoke-config.yaml"
+CONSOLE_LOG = "console.log"
+LAUNCHER_DIR = "launcher"
+OUTPUT_DIR = "output"
+TRAIN_LOG = "train.log"
+EVAL_DIR = "eval"
+ALARMS = "alarms.jsonl"
+REPORT_DIR = "report"
+LOCK = ".lock"
+NODE_DIR_PREFIX = "node"  # <run-id>/node<K>/: node K's run directory in a multi-node group
+
+# Manifest keys every reader relies on.
+K_SCHEMA = "schema"
+K_STATUS = "status"
+K_STARTED = "started"
+K_ENDED = "ended"
+K_EXIT_CODE = "exit_code"
+K_SEGMENTS = "segments"
+K_SMOKE = "smoke"
+K_TARGET = "target"
+K_RECIPE = "recipe"
+K_TRUE_BEST = "true_best"
+K_WRITTEN = "checkpoints_written"
+K_NODES = "nodes"  # multi-node record: nnodes, node_rank, master, hosts seen, node 0's place, mismatches
+K_EVALUATIONS = "evaluations"  # standalone evaluations by `repro eval`, one record each
+
+STATUS_RUNNING = "running"
+STATUS_COMPLETED = "completed"
+STATUS_FAILED = "failed"
+STATUS_INTERRUPTED = "interrupted"
+STATUS_ABANDONED = "abandoned"  # the harness itself died (SIGKILL, power loss) before completing it
+ENDED_STATUSES = (STATUS_COMPLETED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_ABANDONED)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def launcher(self) -> Path:
+        return self.path / LAUNCHER_DIR
+
+    @property
+    def output(self) -> Path:
+        return self.path / OUTPUT_DIR
+
+    @property
+    def train_log(self) -> Path:
+        return self.output / TRAIN_LOG
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def smoke_config(self) -> Path:
+        return self.path / SMOKE_CONFIG
+
+    @property
+    def console_log(self) -> Path:
+        return self.path / CONSOLE_LOG
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / EVAL_DIR
+
+    @property
+    def alarms(self) -> Path:
+        return self.path / ALARMS
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / REPORT_DIR
+
+    @property
+    def lock(self) -> Path:
+        return self.path / LOCK
+
+    def workerlog(self, rank: int) -> Path:
+        return self.launcher / f"workerlog.{rank}"
+
+    def is_run(self) -> bool:
+        return self.manifest.is_file()
+
+
+def find_run_dir(path: Path, levels: int = 3) -> RunDir | None:
+    """The run directory holding ``path`` (itself, or up to ``levels`` parents), or None.
+
+    So ``RUN/launcher/workerlog.0`` is judged with its run's recipe and target, not the defaults.
+    """
+    here = Path(path).resolve()
+    for candidate in itertools.islice(itertools.chain([here], here.parents), levels + 1):
+        if (candidate / MANIFEST).is_file():
+            return RunDir(candidate)
+    return None
+
+
+# -- several nodes ------------------------------------------------------------------------------
+def node_dir_name(node_rank: int) -> str:
+    return f"{NODE_DIR_PREFIX}{node_rank}"
+
+
+def node_rank_of(path: Path) -> int | None:
+    """K for a directory named ``node<K>``, else None."""
+    name = Path(path).name
+    suffix = name[len(NODE_DIR_PREFIX):]
+    return int(suffix) if name.startswith(NODE_DIR_PREFIX) and suffix.isdigit() else None
+
+
+def node_record(run_path: Path) -> dict[str, Any] | None:
+    """The manifest's multi-node record of the run in ``run_path``, or None (single node, no manifest)."""
+    try:
+        record = read_manifest(Path(run_path) / MANIFEST).get(K_NODES)
+    except ReproError:
+        return None
+    return record if isinstance(record, dict) and int(record.get("nnodes") or 1) > 1 else None
+
+
+def group_node0(path: Path) -> Path | None:
+    """For a group directory (``<run-id>/`` holding ``node0/``, e.g. on a shared filesystem): node 0's
+    run directory, which holds the whole run's logs and checkpoints; else None."""
+    path = Path(path)
+    node0 = path / node_dir_name(0)
+    if not (path / MANIFEST).exists() and (node0 / MANIFEST).is_file():
+        return node0
+    return None
+
+
+def where_node0_is(path: Path) -> str | None:
+    """One line naming node 0's run directory when ``path`` is another node's run (or a group without
+    node 0), whose own directory holds no training log; None when ``path`` can be judged here."""
+    path = Path(path)
+    if path.is_file():  # node1/launcher/workerlog.0: judged as its run
+        run = find_run_dir(path.parent)
+        path = run.path if run is not None else path
+    if group_node0(path) is not None:
+        return None
+    candidates = [path] if (path / MANIFEST).is_file() else sorted(
+        child for child in path.glob(f"{NODE_DIR_PREFIX}*") if (child / MANIFEST).is_file())
+    for candidate in candidates:
+        record = node_record(candidate)
+        if record is None or int(record.get("node_rank") or 0) == 0:
+            continue
+        node0 = record.get("node0") or {}
+        place = (f"{node0['host']}:{node0['run_dir']}" if node0.get("run_dir")
+                 else f"node 0's run directory on {record.get('master_host') or 'the master host'}")
+        return (f"{candidate} is node {record['node_rank']} of {record['nnodes']} of a multi-node run: its logs, "
+                f"checkpoints and verdict are on node 0, in {place}; run this command there "
+                f"(or on a shared filesystem, on {candidate.parent})")
+    return None
+
+
+# -- creating and opening -----------------------------------------------------------------------
+def run_id(now: dt.datetime | None = None) -> str:
+    """Sortable, filesystem-safe and unambiguous about the time zone: ``20260128T050700Z``."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def plan_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None = None) -> Path:
+    """Where a new run would go, without creating it (``--dry-run`` shows it)."""
+    if run_dir is not None:
+        return run_dir.expanduser().resolve()
+    return next(c for c in _candidates(logs_dir.expanduser().resolve() / run_id(now)) if not c.exists())
+
+
+def _candidates(base: Path) -> Iterator[Path]:
+    """``base``, then ``base-2``, ``base-3`` ...: two runs started in the same second get distinct ids."""
+    yield base
+    yield from (base.with_name(f"{base.name}-{n}") for n in itertools.count(2))
+
+
+def plan_node_run_dir(logs_dir: Path, run_dir: Path | None, node_rank: int,
+                      now: dt.datetime | None = None) -> Path:
+    """Where node ``node_rank``'s directory of a multi-node group would go: ``<group>/node<K>``."""
+    group = run_dir.expanduser().resolve() if run_dir is not None else logs_dir.expanduser().resolve() / run_id(now)
+    return group / node_dir_name(node_rank)
+
+
+def create_node_run_dir(logs_dir: Path, run_dir: Path | None, node_rank: int,
+                        now: dt.datetime | None = None) -> RunDir:
+    """Node K's run directory in a group: the group (``--run-dir``, or ``<logs>/<UTC time>``) may exist,
+    shared by the nodes (one filesystem); ``node<K>`` inside it is created exclusively."""
+    path = plan_node_run_dir(logs_dir, run_dir, node_rank, now)
+    try:
+        for attempt in range(3):  # another node's refused start may remove the empty group between the two mkdirs
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir()
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+    except FileExistsError:
+        raise ReproError(
+            f"{path} already exists: node {node_rank} of that run has a directory there; choose a new --run-dir "
+            f"(the same on every node), or continue that run with `repro train --resume {path}`",
+            EXIT_CONFLICT,
+        ) from None
+    run = RunDir(path)
+    run.launcher.mkdir()
+    run.output.mkdir()
+    return run
+
+
+def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None = None) -> RunDir:
+    """Create a fresh run directory; an explicit ``--run-dir`` may exist only if it is empty."""
+    if run_dir is not None:
+        path = run_dir.expanduser().resolve()
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ReproError(
+                f"run directory {path} already exists and is not empty: choose a new --run-dir, "
+                f"or continue that run with `repro train --resume {path}`",
+                EXIT_CONFLICT,
+            )
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        logs = logs_dir.expanduser().resolve()
+        logs.mkdir(parents=True, exist_ok=True)
+        for path in _candidates(logs / run_id(now)):
+            try:
+                path.mkdir()  # atomic: a run started beside this one takes the next candidate
+                break
+            except FileExistsError:
+                continue
+    run = RunDir(path)
+    run.launcher.mkdir()
+    run.output.mkdir()
+    return run
+
+
+def discard_run_dir(run: RunDir, keep_directory: bool) -> None:
+    """Undo a start that never launched: remove what it wrote; ``keep_directory`` leaves the (empty)
+    directory itself, for a ``--run-dir`` the user had made (``create_run_dir`` took it only empty)."""
+    if not keep_directory:
+        shutil.rmtree(run.path, ignore_errors=True)
+        return
+    for child in list(run.path.iterdir()) if run.path.is_dir() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def open_run_dir(path: Path) -> RunDir:
+    """An existing run directory, for --resume; it must hold our manifest."""
+    run = RunDir(path.expanduser().resolve())
+    if not run.is_run():
+        nodes = sorted(child.name for child in run.path.glob(f"{NODE_DIR_PREFIX}*") if (child / MANIFEST).is_file())
+        if nodes:
+            raise ReproError(f"{run.path} is a multi-node group ({', '.join(nodes)}): resume this node's own directory, "
+                             f"e.g. `repro train --resume {run.path / nodes[0]}` on node {node_rank_of(Path(nodes[0]))}",
+                             EXIT_BAD_INPUT)
+        why = "it does not exist" if not run.path.exists() else f"no {MANIFEST}"
+        raise ReproError(
+            f"{run.path} is not a repro run directory ({why}); pass the directory `repro train` created under "
+            "logs/ (`ls logs/`)",
+            EXIT_BAD_INPUT,
+        )
+    run.launcher.mkdir(exist_ok=True)
+    run.output.mkdir(exist_ok=True)
+    return run
+
+
+# -- the manifest -------------------------------------------------------------------------------
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The one reader: a dict, or a ``ReproError`` saying what is wrong (callers that can go on
+    without it, like the log parser, catch that and say so)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReproError(f"no manifest at {path}: pass a run directory made by `repro train`", EXIT_BAD_INPUT) from None
+    except (OSError, ValueError) as error:
+        raise ReproError(f"manifest {path} is unreadable ({error}); it was not written (whole) by repro",
+                         EXIT_BAD_INPUT) from None
+    if not isinstance(data, dict):
+        raise ReproError(f"manifest {path} is not a JSON object; it was not written by repro", EXIT_BAD_INPUT)
+    return data
+
+
+def write_manifest(path: Path, data: dict[str, Any]) -> None:
+    """The one writer: atomic and fsynced, so a crash leaves the previous complete manifest."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", fsync=True)
+
+
+class Manifest:
+    """The manifest of one run directory, kept in memory and flushed to disk on every change."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def create(cls, path: Path, fields: dict[str, Any]) -> "Manifest":
+        data = {K_SCHEMA: SCHEMA, K_STATUS: STATUS_RUNNING, K_STARTED: utc_now(), K_ENDED: None, K_EXIT_CODE: None}
+        data.update(fields)
+        data.setdefault(K_SEGMENTS, [])
+        data.setdefault(K_WRITTEN, {})
+        manifest = cls(path, data)
+        manifest.save()
+        return manifest
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        return cls(path, read_manifest(path))
+
+    def save(self) -> None:
+        write_manifest(self.path, self.data)
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.save()
+
+    @property
+    def status(self) -> str | None:
+        return self.data.get(K_STATUS)
+
+    @property
+    def segments(self) -> list[dict[str, Any]]:
+        return self.data[K_SEGMENTS]
+
+    @property
+    def current(self) -> dict[str, Any]:
+        return self.segments[-1]
+
+    def begin_segment(self, **fields: Any) -> dict[str, Any]:
+        """Open a segment; an earlier one still "running" means its harness died: say so."""
+        for segment in self.segments:
+            if segment.get(K_STATUS) == STATUS_RUNNING:
+                segment[K_STATUS] = STATUS_ABANDONED
+                segment.setdefault("note", "the harness could not complete this segment's record "
+                                           "(killed, or its disk was full)")
+        segment = {"index": len(self.segments), K_STATUS: STATUS_RUNNING, K_STARTED: utc_now(), K_ENDED: None}
+        segment.update(fields)
+        self.segments.append(segment)
+        self.data.update({K_STATUS: STATUS_RUNNING, K_ENDED: None, K_EXIT_CODE: None})
+        self.save()
+        return segment
+
+    def update_segment(self, **fields: Any) -> None:
+        self.current.update(fields)
+        self.save()
+
+    def finish_segment(self, status: str, exit_code: int, **fields: Any) -> None:
+        now = utc_now()
+        self.current.update({K_STATUS: status, K_EXIT_CODE: exit_code, K_ENDED: now, **fields})
+        self.data.update({K_STATUS: status, K_EXIT_CODE: exit_code, K_ENDED: now})
+        self.save()
