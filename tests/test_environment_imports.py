@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from repro.platform.devices import probe_paddle
-from tests.test_profiles_and_recipes import requirement_lines
+from tests.platform.test_profiles_and_recipes import requirement_lines
 from repro.platform.profiles import load_profile
 
 IMPORT_IN_UPSTREAM_ORDER = """

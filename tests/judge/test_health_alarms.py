@@ -189,7 +189,7 @@ def test_plain_upstream_logs_are_watched_but_not_written_to(tmp_path: Path) -> N
 
 def test_repro_train_prints_alarms_from_its_housekeeper(tmp_path: Path) -> None:
     from tests.doubles import make_fake_checkout
-    from tests.test_train_launcher import finish, repro_train
+    from tests.launch.test_train_launcher import finish, repro_train
 
     upstream = make_fake_checkout(tmp_path / "upstream")
     run = tmp_path / "run"

@@ -24,7 +24,7 @@ from repro.launch.config import apply_smoke_edits
 from repro.launch.upstream_config import as_upstream_parses, load_upstream_yaml
 from tests.conftest import REAL_UPSTREAM_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARCHIVE_ENV = "REPRO_TEST_UPSTREAM_ARCHIVE"
 # A -o the README passes for a key the config lacks: upstream creates it ("A new field ... detected!")
 # and hands it to the model constructor, whose default it equals.

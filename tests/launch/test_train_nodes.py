@@ -23,7 +23,7 @@ from repro.cli import cli
 from repro.launch.command import build_command, environment_changes
 from repro.launch.nodes import mismatches
 from tests.doubles import make_fake_checkout
-from tests.test_train_launcher import _free_port, finish, harness_env, live, lock_pids, manifest
+from tests.launch.test_train_launcher import _free_port, finish, harness_env, live, lock_pids, manifest
 
 TOP1 = "0.30000,0.90000,0.50000,0.40000,0.45000,0.35000"  # an uninterrupted run's best: epoch 2, 0.9
 

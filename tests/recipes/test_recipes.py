@@ -151,7 +151,7 @@ def test_launch_parse_reads_the_readme_forms() -> None:
 
 
 def test_a_recipe_contradicting_its_readme_line_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (Path(__file__).parents[1] / "repro" / "recipes" / "densenet.yaml").read_text()
+    text = (Path(__file__).parents[2] / "repro" / "recipes" / "densenet.yaml").read_text()
     (tmp_path / "densenet.yaml").write_text(text.replace("reference_gpus: 4", "reference_gpus: 8"))
     monkeypatch.setattr("repro.recipes.catalog.recipes_dir", lambda: tmp_path)
     with pytest.raises(ReproError, match="reference_gpus 8 is not the README's device list 0,1,2,3"):
@@ -199,7 +199,7 @@ def test_recipe_problems_check_the_list_prefixes() -> None:
 
 
 def test_bad_trap_kind_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (Path(__file__).parents[1] / "repro" / "recipes" / "vgg.yaml").read_text()
+    text = (Path(__file__).parents[2] / "repro" / "recipes" / "vgg.yaml").read_text()
     (tmp_path / "vgg.yaml").write_text(text.replace("- kind: note", "- kind: notte", 1))
     monkeypatch.setattr("repro.recipes.catalog.recipes_dir", lambda: tmp_path)
     with pytest.raises(ReproError, match="trap .* needs kind"):
@@ -278,7 +278,7 @@ def test_smoke_recipe_comes_from_make(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_make_passes_recipe_through_the_environment() -> None:
     done = __import__("subprocess").run(
-        ["make", "--no-print-directory", "-n", "-C", str(Path(__file__).parents[1]), "smoke", "smoke-all", "train",
+        ["make", "--no-print-directory", "-n", "-C", str(Path(__file__).parents[2]), "smoke", "smoke-all", "train",
          "RECIPE=vgg;touch /tmp/repro-pwned"], capture_output=True, text=True, timeout=60)
     if done.returncode != 0 and "No rule" in done.stderr:
         pytest.skip("make cannot resolve the venv target here")

@@ -18,7 +18,7 @@ from repro.commands.evaluate import eval_command, eval_environment
 from repro.run.rundir import RunDir
 from repro.launch.command import EnvChanges, build_command
 from tests.doubles import make_fake_checkout
-from tests.test_train_launcher import finish, harness_env, manifest, repro_train
+from tests.launch.test_train_launcher import finish, harness_env, manifest, repro_train
 
 VAL_IMAGES = 40
 
