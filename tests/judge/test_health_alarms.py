@@ -156,7 +156,7 @@ def test_on_alarm_runs_once_per_alarm_with_the_json_on_stdin(tmp_path: Path) -> 
 
 
 def test_on_alarm_failure_and_timeout_are_reported_not_fatal(tmp_path: Path, monkeypatch) -> None:
-    from repro.logs import alarmlog
+    from repro.judge import alarmlog
 
     assert alarmlog.run_on_alarm([sys.executable, "-c", "import sys; sys.exit(3)"], {"alarm": "x"})[0] == 3
     code, problem = alarmlog.run_on_alarm([sys.executable, "-c", "import time; time.sleep(5)"], {"alarm": "x"}, timeout=0.2)

@@ -14,7 +14,7 @@ from repro.dataset.tiny import MARKER, make_tiny
 from repro.platform.devices import PaddleInfo, probe_paddle
 from repro.core.paths import DATASET_LINK
 from repro.recipes.catalog import load_recipe
-from repro.train import preflight
+from repro.launch import preflight
 from repro.launch.config import ResolvedConfig
 from repro.launch.preflight import checkpoints_needed, run_preflight
 

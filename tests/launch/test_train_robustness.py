@@ -294,7 +294,7 @@ def test_resume_rechecks_the_dataset_and_the_upstream_checkout(run: RunDir, upst
 def test_resume_of_a_run_that_passed_pre_flight_applies_pre_flights_upstream_checks(
         run: RunDir, upstream: Path, monkeypatch) -> None:
     # A new run refuses a checkout with local changes (exit 4); a resume of it must too, with the same line.
-    from repro.train import preflight
+    from repro.launch import preflight
     from repro.upstream.state import inspect_checkout
 
     line = "1 local change(s) not from our patches in PaddleClas: ppcls/engine/engine.py; restore it"
