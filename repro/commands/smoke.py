@@ -6,7 +6,8 @@ table (recipe, seconds, best top-1, verdict).
 A recipe's ``smoke.check`` says what its smoke proves. ``accuracy``: ``repro check-accuracy`` against
 the smoke target in the run's manifest (the model learns the tiny set). ``loss_falls``, for
 architectures that cannot learn it in a few CPU minutes (224-pixel VGG16, Swin-T): every epoch trained
-and evaluated, and the last epoch's mean train loss is below the first's.
+and evaluated, and the last epoch's mean train loss is below the first's; ``repro check-accuracy``
+judges that too (``repro.judge.verdict.judge_loss_falls``), so every command reads the same verdict.
 
 Every step is the one a real run takes, so a pass means the harness works on this machine: the
 upstream checkout (patched), a dataset in the ImageNet layout linked where upstream reads it,
@@ -22,7 +23,6 @@ link to real data is never touched (the run's config then points at the tiny set
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -44,6 +44,8 @@ from repro.dataset.tiny import make_tiny
 from repro.recipes.catalog import load_recipe
 from repro.run.rundir import run_id
 from repro.launch.config import smoke_section
+from repro.judge.targets import smoke_check
+from repro.judge.verdict import LOSS_FALLS
 from repro.recipes.catalog import available_recipes
 
 DEFAULT_DATA_DIR = Path("smoke") / "data"
@@ -55,7 +57,6 @@ SMOKE_KEEP_CHECKPOINTS = 1
 # Variables through which a user's own `make train` / `make check` settings would leak into the smoke.
 LEAKING_PREFIXES = ("REPRO_TRAIN_", "REPRO_CHECK_ACCURACY_")
 RECIPE_ENV = "REPRO_SMOKE_RECIPE"  # `make smoke RECIPE=NAME` exports it
-CHECKS = ("accuracy", "loss_falls")
 
 
 @dataclass
@@ -144,31 +145,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], evaluated: int) -> str:
-    """``PASS`` when every epoch trained and evaluated and the last mean train loss is below the first."""
-    if any(value is not None and not math.isfinite(value) for value in train_loss):
-        return "FAIL: train loss is not finite (diverged; lower the smoke's learning rate)"
-    losses = [value for value in train_loss if value is not None and math.isfinite(value)]
-    if len(losses) < epochs_configured or evaluated < epochs_configured:
-        return (f"FAIL: {len(losses)} of {epochs_configured} epochs trained, {evaluated} evaluated "
-                "(see the run's launcher/workerlog.0)")
-    if not losses[-1] < losses[0]:
-        return f"FAIL: train loss did not fall ({losses[0]:.4f} -> {losses[-1]:.4f})"
-    return "PASS"
-
-
-def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float | None]:
-
-    run = parse_run(run_dir)
-    losses = list(run.epochs["train_loss"]) if "train_loss" in run.epochs else []
-    best = best_epoch(run)
-    verdict = loss_falls_verdict(epochs_configured, [float(v) for v in losses], len(run.evaluated))
-    first, last = (losses[0], losses[-1]) if losses else (float("nan"), float("nan"))
-    say(f"loss check: train loss {first:.4f} -> {last:.4f} over {len(losses)} epochs, "
-        f"{len(run.evaluated)} evals, best top-1 {best[1] if best else 'none'} (not judged: this smoke checks the loss)")
-    return verdict, (best[1] if best else None)
-
-
 def best_top1(run_dir: Path) -> float | None:
 
     try:
@@ -193,9 +169,7 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         say(line)
     recipe = load_recipe(recipe_name)
     section = smoke_section(recipe)
-    check = str(section.get("check", "accuracy"))
-    if check not in CHECKS:
-        raise ReproError(f"recipe {recipe.name}: smoke.check {check!r} is not one of {', '.join(CHECKS)}; fix the recipe")
+    check = smoke_check(recipe)
     say(f"recipe {recipe.name} ({recipe.arch}): {section.get('why', 'smoke variant')}; checks {check}")
     data = make_tiny(args.data_dir.expanduser().absolute(), **(section.get("dataset") or {}))
     say(f"tiny dataset {data}")
@@ -220,10 +194,10 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         say(f"SMOKE FAIL: repro train exited {code} after {train_seconds:.0f} s; logs in {run_dir} [total {total:.0f} s]")
         return SmokeResult(recipe.name, code, total, None, f"FAIL: repro train exited {code}")
 
-    if check == "loss_falls":
-        epochs = int(((section.get("config") or {}).get("set") or {}).get("Global.epochs", 0))
-        verdict, best = judge_loss_falls(run_dir, epochs)
-        code = 0 if verdict == "PASS" else 1
+    if check == LOSS_FALLS:  # check-accuracy knows a loss-check smoke from its recipe: the loss must fall
+        code = run_step([sys.executable, "-m", "repro", "check-accuracy", str(run_dir)])
+        best = best_top1(run_dir)
+        verdict = "PASS" if code == 0 else f"FAIL: check-accuracy exited {code}"
     else:
         # The number from the weights too: upstream's tools/eval.py on the true best, which check-accuracy
         # then compares with the logged top-1 of that epoch (before the checkpoints are pruned).

@@ -38,7 +38,7 @@ def write_epochs_csv(run: RunLogs, path: Path) -> Path:
 def write_summary(run: RunLogs, verdict: Verdict, path: Path) -> Path:
     table = run.epochs[[c for c in SUMMARY_COLUMNS if c in run.epochs.columns]]
     lines = [f"# {verdict.status}: {run.name}", "", f"**{verdict.headline}**", ""]
-    lines += [f"- {line.strip()}" for line in verdict.lines[1:-1]]
+    lines += [f"- {line.strip()}" for line in verdict.lines[1:]]
     lines += ["", "![curves](curves.png)", "", "## Epochs", "", _markdown_table(table)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -59,7 +59,7 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def plot_curves(run: RunLogs, verdict: Verdict, target: Target, path: Path) -> Path:
+def plot_curves(run: RunLogs, verdict: Verdict, target: Target | None, path: Path) -> Path:
     """Accuracy with the target and pass line above; train loss with lr (second axis) below."""
     epochs = run.epochs
     fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(10, 8), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
@@ -68,7 +68,8 @@ def plot_curves(run: RunLogs, verdict: Verdict, target: Target, path: Path) -> P
         if metric in evaluated.columns:
             series = pd.to_numeric(evaluated[metric], errors="coerce").dropna()
             acc_ax.plot(series.index, series.values, style, markersize=3, label=metric)
-    acc_ax.axhline(target.value, color="tab:red", linewidth=1.2, label=f"target {target.metric} {target.value:g}")
+    if target is not None:  # a loss-check smoke has none
+        acc_ax.axhline(target.value, color="tab:red", linewidth=1.2, label=f"target {target.metric} {target.value:g}")
     if verdict.threshold is not None:
         acc_ax.axhline(verdict.threshold, color="tab:red", linestyle=":", linewidth=1, label=f"passes at {verdict.threshold:.4f}")
     if verdict.best_epoch is not None:
@@ -111,7 +112,7 @@ def plot_curves(run: RunLogs, verdict: Verdict, target: Target, path: Path) -> P
     return path
 
 
-def write_report(run: RunLogs, verdict: Verdict, target: Target, out: Path) -> list[Path]:
+def write_report(run: RunLogs, verdict: Verdict, target: Target | None, out: Path) -> list[Path]:
     out = _out_dir(Path(out))
     return [
         write_epochs_csv(run, out / "epochs.csv"),

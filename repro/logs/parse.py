@@ -9,6 +9,7 @@ cross-checks the other files so that contradicting logs are reported instead of 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.filesystem_errors import describe_os_error
 from repro.logs.discover import WORKERLOG, RunFiles, discover, is_binary
 from repro.logs.scan import LogFile, Segment, iterations, scan
 
@@ -250,6 +252,8 @@ def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
 
 def load_run(files: RunFiles) -> RunLogs:
     """Read and reconcile the files of one discovered run."""
+    if files.problem:
+        raise ReproError(files.problem, EXIT_BAD_INPUT)
     logs: list[LogFile] = []
     if files.single_file is not None:
         logs.append(scan(_checked(files.single_file)))
@@ -330,9 +334,30 @@ def load_run(files: RunFiles) -> RunLogs:
     )
 
 
-def parse_runs(path: Path) -> list[RunLogs]:
-    """Every run under ``path`` (a run directory, a log file, or a directory of runs)."""
-    return [load_run(files) for files in discover(Path(path))]
+@dataclass
+class UnreadableRun:
+    """A run found under a path that could not be read, and why: judged UNREADABLE on its own."""
+
+    name: str
+    path: Path
+    reason: str
+
+
+def read_run(files: RunFiles) -> RunLogs | UnreadableRun:
+    """One discovered run read, or the reason it cannot be (never raising for it)."""
+    try:
+        return load_run(files)
+    except ReproError as error:
+        return UnreadableRun(files.name, files.single_file or files.root, error.message)
+    except OSError as error:
+        return UnreadableRun(files.name, files.single_file or files.root, describe_os_error(error))
+
+
+def parse_runs(path: Path) -> list[RunLogs | UnreadableRun]:
+    """Every run under ``path`` (a run directory, a log file, or a directory of runs), each read on its
+    own: one that cannot be read is an :class:`UnreadableRun` and does not stop the others. Only a
+    ``path`` that holds no run at all raises."""
+    return [read_run(files) for files in discover(Path(path))]
 
 
 def parse_run(path: Path) -> RunLogs:
@@ -343,6 +368,77 @@ def parse_run(path: Path) -> RunLogs:
             f"{path} holds {len(found)} runs ({', '.join(f.name for f in found[:5])}); pass one of them", EXIT_BAD_INPUT
         )
     return load_run(found[0])
+
+
+# -- which run is which ---------------------------------------------------------------------------
+IDENTITY_HEAD = 64 * 1024  # bytes of rank 0's log compared before a whole-prefix check
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What makes a run the run it is, wherever its directory sits: the run id and start time its
+    manifest records, and its rank-0 log's content. ``cp -a logs/base logs/copy`` keeps all three,
+    so a copy (or one run given twice, or a run and its own workerlog.0) is recognised as one run."""
+
+    name: str
+    path: str
+    run_id: str | None
+    started: str | None
+    log: Path
+    log_size: int
+    log_sha256: str
+    head: bytes = field(repr=False, compare=False)
+
+
+def _sha256(path: Path, limit: int | None = None) -> str:
+    digest, left = hashlib.sha256(), limit
+    with path.open("rb") as handle:
+        while left is None or left > 0:
+            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            left = None if left is None else left - len(block)
+    return digest.hexdigest()
+
+
+def run_identity(run: RunLogs) -> RunIdentity:
+    """The identity of ``run`` (see :class:`RunIdentity`); :func:`same_run` compares two."""
+    manifest = run.manifest or {}
+    log = run.primary.path
+    with log.open("rb") as handle:
+        head = handle.read(IDENTITY_HEAD)
+    run_id, started = manifest.get("run_id"), manifest.get("started")
+    return RunIdentity(run.name, str(run.files.single_file or run.files.root),
+                       run_id if isinstance(run_id, str) else None, started if isinstance(started, str) else None,
+                       log, log.stat().st_size, _sha256(log), head)
+
+
+def same_run(a: RunIdentity, b: RunIdentity) -> str:
+    """Why ``a`` and ``b`` are one run ("" when they are two): the same run id and start time, the
+    same rank-0 log, or one log that begins with the whole other (a copy taken while it ran)."""
+    if a.run_id and a.run_id == b.run_id and a.started and a.started == b.started:
+        return f"both are run {a.run_id}, started {a.started}"
+    if a.log_sha256 == b.log_sha256:
+        return f"their rank-0 logs are identical ({a.log.name}, sha256 {a.log_sha256[:12]})"
+    shorter, longer = sorted((a, b), key=lambda identity: identity.log_size)
+    n = min(len(shorter.head), len(longer.head))
+    if shorter.log_size and shorter.head[:n] == longer.head[:n] and _sha256(longer.log, shorter.log_size) == shorter.log_sha256:
+        return f"{longer.log} begins with the whole of {shorter.log} (a copy taken while the run was writing)"
+    return ""
+
+
+def refuse_duplicate_runs(runs: list[RunLogs], command: str) -> list[RunIdentity]:
+    """One line and exit 2 when two of ``runs`` are one run (:func:`same_run`): a copy must not count
+    twice in ``command`` (an aggregate, a band, a comparison). Returns the identities."""
+    identities = [run_identity(run) for run in runs]
+    for i, first in enumerate(identities):
+        for second in identities[i + 1:]:
+            why = same_run(first, second)
+            if why:
+                raise ReproError(f"{command}: {first.path} and {second.path} are the same run ({why}); a copy counts "
+                                 "once: pass each run once", EXIT_BAD_INPUT)
+    return identities
 
 
 def best_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
