@@ -5,10 +5,16 @@ mode (so a resumed run repeats epochs after a second start-up echo), and resets 
 metric`` line on resume. This module picks rank 0 as the witness, lets the later launch win for a
 repeated epoch (and says so), computes the best epoch from the eval lines of every launch, and
 cross-checks the other files so that contradicting logs are reported instead of silently judged.
+
+One training's history is judged, never two: a resume (its echo names ``Global.checkpoints``)
+continues the same training at the saved epoch + 1, but a launch that starts again from scratch
+begins a different training. Everything before the last such launch is left out of the tables (and
+a note says so), so epochs of an earlier training can never complete or lift the last one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -39,10 +45,12 @@ class RunLogs:
     warnings: list[str] = field(default_factory=list)  # odd but judgeable (NaN, truncated last line)
     problems: list[str] = field(default_factory=list)  # contradictions: the logs cannot be judged
     manifest: dict[str, Any] | None = None
+    history_start: int = 1  # the launch that began the judged training (a later start from scratch)
 
     @property
     def segments(self) -> list[Segment]:
-        return self.primary.segments
+        """The launches of the judged training (from its start; an earlier training's are left out)."""
+        return [segment for segment in self.primary.segments if segment.index >= self.history_start]
 
     @property
     def last_segment(self) -> Segment | None:
@@ -209,7 +217,7 @@ def _nonfinite(table: pd.DataFrame) -> list[str]:
 
 
 def _cross_check(primary: pd.DataFrame, other: pd.DataFrame, primary_label: str, other_label: str,
-                 warnings: list[str], problems: list[str]) -> None:
+                 warnings: list[str], problems: list[str], extra_is_news: bool = True) -> None:
     metrics = [c for c in ("top1", "top5") if c in primary.columns and c in other.columns]
     if not metrics:
         return
@@ -226,7 +234,7 @@ def _cross_check(primary: pd.DataFrame, other: pd.DataFrame, primary_label: str,
             return
     missing = sorted(set(primary.dropna(subset=metrics).index) - set(other.dropna(subset=metrics).index))
     extra = sorted(set(other.dropna(subset=metrics).index) - set(primary.dropna(subset=metrics).index))
-    if extra:
+    if extra and extra_is_news:
         warnings.append(f"{other_label} has eval results for epoch(s) {_ranges(extra)} that {primary_label} lacks")
     if missing and other_label.endswith("train.log"):
         warnings.append(f"{other_label} lacks eval results for epoch(s) {_ranges(missing)} that {primary_label} has")
@@ -248,6 +256,22 @@ def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
                 return True
             tail = block[-len(needle):]
     return False
+
+
+def training_start(log: LogFile) -> int:
+    """The launch that began the log's last training: the last one (after the first) that started
+    from scratch (its echo shows no ``Global.checkpoints``); 1 when every later launch resumed."""
+    fresh = [segment.index for segment in log.segments[1:] if segment.has_echo and segment.resumed_from is None]
+    return fresh[-1] if fresh else 1
+
+
+def _from_launch(log: LogFile, start: int) -> LogFile:
+    """``log`` with the results of launches before ``start`` left out (another training's)."""
+    if start <= 1:
+        return log
+    keep = {name: getattr(log, name) for name in ("train_epochs", "evals", "best_lines")}
+    return dataclasses.replace(log, **{name: frame[frame["segment"] >= start].reset_index(drop=True)
+                                       for name, frame in keep.items()})
 
 
 def load_run(files: RunFiles) -> RunLogs:
@@ -285,16 +309,20 @@ def load_run(files: RunFiles) -> RunLogs:
             EXIT_BAD_INPUT,
         )
     # Rank 0's workerlog carries stderr (tracebacks) too; train.log only the logger's lines.
-    primary = next((log for log in with_results if log.rank == 0), with_results[0])
-    others = [log for log in logs if log is not primary]
+    whole = next((log for log in with_results if log.rank == 0), with_results[0])
+    others = [log for log in logs if log is not whole]
     notes: list[str] = []
     warnings: list[str] = []
     problems: list[str] = []
+    start = training_start(whole)
+    primary = _from_launch(whole, start)
     table = epoch_table(primary, notes, problems)
     for other in others:
         # Identical eval lines (train.log of a healthy run) agree by construction: no tables needed.
-        if other.has_results and other.eval_lines != primary.eval_lines:
-            _cross_check(table, epoch_table(other, [], []), primary.label, other.label, warnings, problems)
+        if other.has_results and other.eval_lines != whole.eval_lines:
+            # Another file keeps the earlier training's epochs too: compare only the judged training's.
+            _cross_check(table, epoch_table(other, [], []), primary.label, other.label, warnings, problems,
+                         extra_is_news=start == 1)
     for log in logs:
         if log.truncated:
             warnings.append(f"{log.label}: the last line is cut off (the run is still writing, or the disk filled); it was ignored")
@@ -303,20 +331,25 @@ def load_run(files: RunFiles) -> RunLogs:
     segments = primary.segments
     if segments and not segments[0].has_echo and len(segments) >= 1 and not primary.train_epochs.empty:
         warnings.append(f"{primary.label}: results before upstream's start-up echo (the head of the log is missing)")
-    archs = {segment.arch for segment in segments if segment.arch}
+    judged = [segment for segment in segments if segment.index >= start]
+    archs = {segment.arch for segment in judged if segment.arch}
     if len(archs) > 1:
         problems.append(f"{primary.label}: launches trained different models ({', '.join(sorted(archs))}); keep one run per log directory")
-    configured = {segment.epochs_configured for segment in segments if segment.epochs_configured}
+    configured = {segment.epochs_configured for segment in judged if segment.epochs_configured}
     if len(configured) > 1:
         warnings.append(
             f"launches were configured for different epoch counts ({', '.join(map(str, sorted(configured)))}); "
             "the last launch's is used"
         )
     for segment in segments[1:]:
-        first = primary.train_epochs[primary.train_epochs["segment"] == segment.index]["epoch"]
+        first = whole.train_epochs[whole.train_epochs["segment"] == segment.index]["epoch"]
         how = f"resumed from {segment.resumed_from}" if segment.resumed_from else "started again from scratch"
-        start = f" at epoch {int(first.min())}" if not first.empty else " and logged no epoch"
-        notes.append(f"launch {segment.index} ({segment.start_time or 'time unknown'}) {how}{start}")
+        began = f" at epoch {int(first.min())}" if not first.empty else " and logged no epoch"
+        notes.append(f"launch {segment.index} ({segment.start_time or 'time unknown'}) {how}{began}")
+    if start > 1:
+        earlier = "launch 1 belongs" if start == 2 else f"launches 1-{start - 1} belong"
+        notes.append(f"launch {start} started a new training from scratch, so {earlier} to a different "
+                     f"training: only launch {start} onwards is judged, as one history")
     manifest = files.manifest()
     if manifest and "_unreadable" in manifest:
         warnings.append(f"{manifest['_unreadable']} is not valid JSON; its target and status were ignored")
@@ -331,6 +364,7 @@ def load_run(files: RunFiles) -> RunLogs:
         warnings=warnings,
         problems=problems,
         manifest=manifest,
+        history_start=start,
     )
 
 

@@ -291,3 +291,19 @@ def test_the_recipe_target_comes_with_where_it_came_from(tmp_path):
     assert "target set by: e31e5bd3, 2023-03-03" in result.output
     assert "target measured with: PaddleClas default branch of early 2023" in result.output
     assert any(line.strip().startswith("target caveat: the row read '8 cards'") for line in result.output.splitlines())
+
+
+def test_concatenated_trainings_are_not_judged_as_one(tmp_path):
+    """Launch 1 ran epochs 1-3 (0.1, 0.2, 0.3); launch 2 restarted from scratch and logged 0.78 at epoch 1:
+    the last training is judged alone, and it is INCOMPLETE (1 of 3), never "3 of 3 ... best 0.78"."""
+    fake = FakeUpstreamLog(epochs=3, class_num=1000)
+    lines = fake.launch(range(1, 4), {1: 0.1, 2: 0.2, 3: 0.3}) + fake.launch(range(1, 2), {1: 0.78})
+    run = write_run(tmp_path / "run", lines)
+    result = invoke(run, "--target", "0.5", "--eval-set-size", "50000")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("INCOMPLETE reached epoch 1 of 3")
+    assert "launch 2 started a new training from scratch, so launch 1 belongs to a different training" in result.output
+    assert "epochs completed 1 of 3; 1 launch" in result.output
+    resumed = fake.launch(range(1, 3), {1: 0.1, 2: 0.2}) + fake.launch(range(3, 4), {3: 0.78}, checkpoints="o/latest")
+    whole = invoke(write_run(tmp_path / "resumed", resumed), "--target", "0.5", "--eval-set-size", "50000")
+    assert whole.exit_code == 0 and whole.output.startswith("PASS top1 0.78000 >= ")  # a resume is one history
