@@ -274,12 +274,12 @@ def test_a_full_disk_without_a_path_is_one_line_not_an_internal_error(monkeypatc
     # report and make-tiny write through libraries (matplotlib, Pillow) whose ENOSPC names no path.
     import errno
 
-    from repro.dataset import tiny
+    from repro.dataset import dataset_cli
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tiny, "make_tiny", full)
+    monkeypatch.setattr(dataset_cli, "make_tiny", full)  # the command's own name for it
     result = CliRunner(mix_stderr=False).invoke(cli, ["dataset", "make-tiny", str(tmp_path / "t")])
     assert result.exit_code == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr

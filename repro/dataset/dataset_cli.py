@@ -14,6 +14,14 @@ from repro.dataset import layout
 from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PREFLIGHT,
                                EXIT_UPSTREAM, ReproError)
+from repro.dataset.check import check_dataset
+from repro.dataset.check_report import render_json
+from repro.dataset.check_report import render_text
+from repro.dataset.link import link_dataset
+from repro.core.paths import resolve_upstream_dir
+from repro.dataset.tiny import make_tiny
+from repro.dataset.prepare import prepare as run_prepare
+from repro.dataset.prepare_sources import detect_source
 
 
 class DecodeCount(click.ParamType):
@@ -51,8 +59,6 @@ def dataset() -> None:
 @json_option("the report")
 def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -> None:
     """Check ROOT before training on it."""
-    from repro.dataset.check import check_dataset
-    from repro.dataset.check_report import render_json, render_text
 
     report = check_dataset(root, class_num=class_num, expect=expect, decode=decode)
     if as_json:
@@ -75,8 +81,6 @@ def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -
               help="Check ROOT before linking.")
 def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> None:
     """Make dataset/ILSVRC2012 in the upstream checkout a symlink to ROOT."""
-    from repro.dataset.link import link_dataset
-    from repro.core.paths import resolve_upstream_dir
 
     result = link_dataset(root, resolve_upstream_dir(upstream), force=force, check=run_check)
     click.echo(result.describe())
@@ -94,7 +98,6 @@ def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> Non
 def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_class: int,
                       size: int, seed: int, source: Path | None) -> None:
     """Write a tiny dataset in the ImageNet layout to OUT (empty, or a previous make-tiny output)."""
-    from repro.dataset.tiny import make_tiny
 
     written = make_tiny(out, classes=classes, train_per_class=train_per_class,
                         val_per_class=val_per_class, size=size, seed=seed, source=source)
@@ -128,10 +131,6 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     """
     import os
 
-    from repro.dataset.check import check_dataset
-    from repro.dataset.prepare import prepare as run_prepare
-    from repro.dataset.prepare_sources import detect_source
-    from repro.dataset.check_report import render_text
 
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")

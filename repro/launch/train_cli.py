@@ -20,6 +20,8 @@ from repro.recipes.catalog import DEFAULT_RECIPE
 from repro.run.checkpoints import DEFAULT_KEEP
 from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, check_node_options
 from repro.launch.upstream_config import refuse_harness_owned
+from repro.launch.start import start_run
+from repro.launch.resume import resume_run
 
 
 def parse_gpus(text: str | None) -> list[int] | None:
@@ -134,7 +136,6 @@ def train(
         raise ReproError("--json applies to --dry-run (a run's verdict: repro check-accuracy RUN --json); add --dry-run",
                          EXIT_BAD_INPUT)
     if resume_dir is not None:
-        from repro.launch.resume import resume_run
 
         changed = [flag for name, flag in RESUME_REFUSES if given_on_command_line(name)]
         if changed:
@@ -147,7 +148,6 @@ def train(
         resume_run(resume_dir, keep, dry_run, as_json)
         return
 
-    from repro.launch.start import start_run
 
     gpu_list = parse_gpus(gpus)
     check_master(master, nnodes)
