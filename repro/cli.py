@@ -43,6 +43,7 @@ SUBCOMMANDS: dict[str, str] = {
     "band": "repro.judge.band_cli:band",
     "recipes": "repro.recipes.recipes_cli:recipes",
     "eval": "repro.commands.evaluate:eval_command_cli",
+    "smoke": "repro.commands.smoke:smoke_command",
 }
 
 

@@ -44,6 +44,7 @@ ACTIONS: dict[tuple[str, ...], str] = {
     ("dataset", "make-tiny"): "writes a dataset: repro dataset check OUT --json",
     ("dataset", "prepare"): "writes a dataset: repro dataset check OUT --json",
     ("band", "build"): "writes the band file (YAML), the data itself",
+    ("smoke",): "trains and judges a run: repro check-accuracy logs/RUN --json",
 }
 # Owned by another helper, landing in parallel: remove from here when it lands.
 PENDING = {("report",): "repro report --json (issue 19 item 9)"}
