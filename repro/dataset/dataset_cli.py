@@ -10,9 +10,14 @@ from pathlib import Path
 
 import click
 
+from repro.core.numeric_options import BoundedInt, process_limit, usable_cores
 from repro.dataset import layout
+from repro.dataset.tiny import MAX_CLASSES, MAX_PER_CLASS, MAX_SIZE, MIN_SIZE
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ReproError
 from repro.core.filesystem_errors import filesystem_errors_group
+
+
+MAX_DECODE = 10**9  # above any dataset's image count: a larger N is a typo
 
 
 class DecodeCount(click.ParamType):
@@ -29,8 +34,8 @@ class DecodeCount(click.ParamType):
             number = int(value)
         except ValueError:
             self.fail(f"{value!r} is not a number or 'all'", param, ctx)
-        if number < 0:
-            self.fail(f"{value} is negative; use a count or 'all'", param, ctx)
+        if not 0 <= number <= MAX_DECODE:
+            self.fail(f"{value} is not a count from 0 to {MAX_DECODE:,}; use a count or 'all'", param, ctx)
         return number
 
 
@@ -41,7 +46,7 @@ def dataset() -> None:
 
 @dataset.command()
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--class-num", type=int, default=layout.DEFAULT_CLASS_NUM, show_default=True,
+@click.option("--class-num", type=BoundedInt(1, 1_000_000), default=layout.DEFAULT_CLASS_NUM, show_default=True,
               help="Labels must lie in 0..class-num-1.")
 @click.option("--expect", type=click.Choice(layout.EXPECT_CHOICES), default="any", show_default=True,
               help="imagenet-1k also requires the canonical ILSVRC2012 counts.")
@@ -81,11 +86,11 @@ def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> Non
 
 @dataset.command("make-tiny")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--classes", type=int, default=4, show_default=True)
-@click.option("--train-per-class", type=int, default=32, show_default=True)
-@click.option("--val-per-class", type=int, default=8, show_default=True)
-@click.option("--size", type=int, default=72, show_default=True, help="Image height in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--classes", type=BoundedInt(1, MAX_CLASSES), default=4, show_default=True)
+@click.option("--train-per-class", type=BoundedInt(1, MAX_PER_CLASS), default=32, show_default=True)
+@click.option("--val-per-class", type=BoundedInt(1, MAX_PER_CLASS), default=8, show_default=True)
+@click.option("--size", type=BoundedInt(MIN_SIZE, MAX_SIZE), default=72, show_default=True, help="Image height in pixels.")
+@click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--from", "source", type=click.Path(path_type=Path), default=None,
               help="Sample a real ImageNet tree instead of synthesizing images.")
 def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_class: int,
@@ -112,7 +117,8 @@ def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_cla
               help="ILSVRC2012_devkit_t12.tar.gz or its extracted directory (meta.mat, val ground truth).")
 @click.option("--from", "source_dir", type=click.Path(path_type=Path), default=None,
               help="An extracted tree (train/<wnid>/, val/ by class or flat) or the Kaggle layout.")
-@click.option("--jobs", type=int, default=None, help="Classes written in parallel [default: core count].")
+@click.option("--jobs", type=BoundedInt(1, process_limit()), default=None,
+              help="Classes written in parallel [default: core count; never more than the classes].")
 @click.option("--link", is_flag=True, help="Hard-link (symlink across disks) from an extracted source instead of copying.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Path | None,
@@ -124,7 +130,6 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     Exit 0 prepared and clean, 1 the check found problems, 2 bad source, 4 not enough disk space,
     5 OUT holds other files, 130 interrupted.
     """
-    import os
 
     from repro.dataset.check import check_dataset
     from repro.dataset.prepare import prepare as run_prepare
@@ -134,7 +139,8 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")
     try:
-        done = run_prepare(out, source, jobs=jobs or os.cpu_count() or 1, link=link, progress=progress)
+        jobs = min(jobs or usable_cores(), max(1, len(source.jobs)))  # more writers than classes idle
+        done = run_prepare(out, source, jobs=jobs, link=link, progress=progress)
     except KeyboardInterrupt:
         raise ReproError("interrupted; rerun the same command to continue (finished classes are kept)",
                          EXIT_INTERRUPTED) from None

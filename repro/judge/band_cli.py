@@ -14,8 +14,9 @@ from typing import Any
 import click
 import pandas as pd
 
+from repro.core.numeric_options import BoundedFloat
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
-from repro.judge.band import MIN_RUNS, Band, build_band, build_hint, shipped_band_path
+from repro.judge.band import MAX_K, MIN_RUNS, Band, build_band, build_hint, shipped_band_path
 from repro.judge.health import Alarm, health_settings
 
 
@@ -108,7 +109,7 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
               help="Band file (default: the band shipped for the run's recipe, if any).")
-@click.option("--k", type=click.FloatRange(min=0, min_open=True), default=None, help="Standard deviations (default: the band's).")
+@click.option("--k", type=BoundedFloat(0, MAX_K, low_open=True), default=None, help="Standard deviations (default: the band's).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: float | None, as_json: bool) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.logs.parse import RunLogs, parse_runs
 from repro.judge.targets import choose_target, validate_options
@@ -18,10 +19,10 @@ from repro.judge.verdict import Verdict, judge, reference_deviations
 from repro.run.rundir import K_NODES, MANIFEST, group_node0, read_manifest, where_node0_is
 
 _target_options = [
-    click.option("--target", type=float, default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
-    click.option("--tolerance", type=float, default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
+    click.option("--target", type=BoundedFloat(0, 100), default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
+    click.option("--tolerance", type=BoundedFloat(0, 100), default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
     click.option("--metric", default=None, help="Eval metric to judge (default: the target's, top1)."),
-    click.option("--eval-set-size", type=int, default=None, help="Images in the eval set, for the default margin (default: the target's)."),
+    click.option("--eval-set-size", type=BoundedInt(1, 10**9), default=None, help="Images in the eval set, for the default margin (default: the target's)."),
     click.option("--recipe", default=None, help="Recipe whose target and model apply (default: the manifest's, else resnest50)."),
     click.option("--final", is_flag=True, help="Judge the last epoch instead of the best one."),
     click.option("--allow-incomplete", is_flag=True, help="Judge a run that has not finished its configured epochs."),

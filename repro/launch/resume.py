@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 from repro.run.rundir import STATUS_COMPLETED, Manifest, RunDir, open_run_dir
 from repro.run.checkpoints import (
@@ -129,9 +130,9 @@ def _dataset_root_now(plan: ResumePlan) -> Path | None:
     import yaml
 
     try:
-        config = yaml.safe_load(plan.run.config.read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}
         image_root = config["DataLoader"]["Train"]["dataset"]["image_root"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ReproError):
         return None
     return Path(os.path.realpath(plan.command.cwd / str(image_root)))
 
