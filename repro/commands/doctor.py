@@ -25,6 +25,13 @@ from repro.platform.profiles import (
     setup_command,
 )
 from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
+from repro.upstream.state import inspect_checkout
+from repro.upstream.shadowing import ppcls_shadowing_problem
+from repro.launch.config import resolve_config
+from repro.launch.preflight import check_dataset_ready
+from repro.launch.preflight import dataset_paths
+from repro.run.checkpoints import DEFAULT_KEEP
+from repro.run.checkpoints import disk_problem
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -125,7 +132,6 @@ def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[
 
 
 def check_upstream(upstream_dir: Path) -> list[Finding]:
-    from repro.upstream.state import inspect_checkout
 
     state = inspect_checkout(upstream_dir)
     problems = state.problems()
@@ -146,7 +152,6 @@ def _finding(topic: str, line: str) -> Finding:
 
 def check_ppcls(upstream_dir: Path) -> list[Finding]:
     """Training's ``import ppcls`` must reach the checkout, not a package installed in the venv."""
-    from repro.upstream.shadowing import ppcls_shadowing_problem
 
     if not (upstream_dir / "ppcls").is_dir():
         return []
@@ -160,8 +165,6 @@ def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device:
     """Pre-flight's own dataset check on the recipe's config, so doctor and training agree."""
     import tempfile
 
-    from repro.launch.config import resolve_config
-    from repro.launch.preflight import check_dataset_ready, dataset_paths
 
     recipe = load_recipe(recipe_name)
     if not (upstream_dir / recipe.config).is_file():
@@ -178,8 +181,6 @@ def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device:
 
 def check_disk(logs_dir: Path, checkpoint_mb: int) -> Finding:
     """Pre-flight's disk rule for a full-length run with the default retention."""
-    from repro.run.checkpoints import DEFAULT_KEEP
-    from repro.run.checkpoints import disk_problem
 
     problem, detail = disk_problem(logs_dir, checkpoint_mb, checkpoints=3 + DEFAULT_KEEP + 1)
     return _finding("disk", problem) if problem else Finding("disk", OK, detail)

@@ -32,6 +32,19 @@ from repro.core.files import LIST_FILE_LIMIT, last_lines, open_regular_file, rea
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
 from repro.logs import patterns as P
 from repro.run.rundir import K_EVALUATIONS, K_TRUE_BEST, Manifest, RunDir, open_run_dir, run_id, utc_now
+from repro.run.checkpoints import saved_state
+from repro.launch.command import HARNESS
+from repro.launch.command import REFERENCE
+from repro.launch.command import USER
+from repro.launch.command import LaunchCommand
+from repro.launch.command import Token
+from repro.launch.command import build_command
+from repro.platform.profiles import load_profile
+from repro.launch.command import environment_changes
+from repro.commands.runs import is_running
+from repro.run.lock import RunLock
+from repro.run.processes import Launch
+from repro.launch.train_cli import parse_gpus
 
 EVAL_ENTRY = "tools/eval.py"
 TRAIN_ENTRY = "tools/train.py"
@@ -68,7 +81,6 @@ def checkpoint_prefix(run: RunDir, name: str) -> Path:
 
 def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | None:
     """The epoch whose weights ``name`` holds: the manifest's true best, else upstream's ``.pdstates``."""
-    from repro.run.checkpoints import saved_state
 
     if name == "true_best":
         record = manifest.get(K_TRUE_BEST)
@@ -120,7 +132,6 @@ def _pairs(tokens: list[dict[str, str]]) -> tuple[str, list[tuple[str, str]]]:
 def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path, gpus: list[int] | None,
                  cpu_ranks: int | None):
     """The run's launch command turned into an eval of ``prefix`` writing into ``out`` (a LaunchCommand)."""
-    from repro.launch.command import HARNESS, REFERENCE, USER, LaunchCommand, Token, build_command
 
     recorded = manifest.get("command")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("tokens"), list):
@@ -153,8 +164,6 @@ def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path,
 
 def eval_environment(manifest: dict[str, Any], gpus: list[int] | None):
     """The platform profile's environment changes for these devices, as ``repro train`` makes them."""
-    from repro.platform.profiles import load_profile
-    from repro.launch.command import environment_changes
 
     platform = manifest.get("platform") if isinstance(manifest.get("platform"), dict) else {}
     name = platform.get("name")
@@ -195,7 +204,6 @@ def read_result(out: Path) -> EvalResult | None:
 
 
 def refuse_if_training(run: RunDir) -> None:
-    from repro.commands.runs import is_running
 
     if is_running(run.path):
         raise ReproError(f"{run.path} is training (a `repro train` or its ranks hold {run.lock}); evaluate it once "
@@ -205,8 +213,6 @@ def refuse_if_training(run: RunDir) -> None:
 def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks: int | None,
              echo=None) -> dict[str, Any]:
     """Run the eval, record it in the manifest, and return the record (raises if the eval failed)."""
-    from repro.run.lock import RunLock
-    from repro.run.processes import Launch
 
     run = open_run_dir(run_path)
     refuse_if_training(run)
@@ -300,7 +306,6 @@ def describe(record: dict[str, Any]) -> str:
 def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None) -> None:
     """Evaluate a checkpoint of RUN with upstream's tools/eval.py, as the run was trained; the result
     goes into RUN/eval/ and the manifest, where check-accuracy compares it with the logged top-1."""
-    from repro.launch.train_cli import parse_gpus
 
     if gpus is not None and cpu_ranks is not None:
         raise ReproError("--gpus and --cpu-ranks exclude each other; pass one", EXIT_BAD_INPUT)

@@ -26,6 +26,9 @@ from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.run.rundir import LOCK, MANIFEST
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
+from repro.run.lock import read_lock
+from repro.judge.judge_cli import judge_run
+from repro.logs.parse import parse_run
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
@@ -38,7 +41,6 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 def _live_recorded(run_dir: Path) -> list[int]:
     """PIDs the lock file records that still live (orphaned ranks of a killed harness hold no flock)."""
-    from repro.run.lock import read_lock
 
     return [record.pid for record in read_lock(run_dir / LOCK) if record.alive()]
 
@@ -156,8 +158,6 @@ def verdict_word(run: RunInfo) -> str:
     """check-accuracy's status for the run with default options ("-" while it runs)."""
     if run.running:
         return "-"
-    from repro.judge.judge_cli import judge_run
-    from repro.logs.parse import parse_run
 
     options = {"target": None, "metric": None, "eval_set_size": None, "recipe": None, "tolerance": None,
                "final": False, "allow_incomplete": False, "strict": False}

@@ -33,6 +33,18 @@ from typing import Sequence
 
 from repro.core.errors import EXIT_INTERRUPTED, EXIT_UPSTREAM, ReproError
 from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
+from repro.upstream.patches import apply_series
+from repro.upstream.patches import read_series
+from repro.dataset.link import link_dataset
+from repro.dataset.link import linked_root
+from repro.dataset.tiny import is_tiny_dataset
+from repro.logs.parse import best_epoch
+from repro.logs.parse import parse_run
+from repro.dataset.tiny import make_tiny
+from repro.recipes.catalog import load_recipe
+from repro.run.rundir import run_id
+from repro.launch.config import smoke_section
+from repro.recipes.catalog import available_recipes
 
 DEFAULT_DATA_DIR = Path("smoke") / "data"
 DEFAULT_LOGS_DIR = Path("logs")
@@ -70,7 +82,6 @@ def upstream_missing_line(upstream_dir: Path) -> str:
 
 def ensure_patched(upstream_dir: Path) -> list[str]:
     """Apply our patch series (idempotent); returns one line per patch newly applied."""
-    from repro.upstream.patches import apply_series, read_series
 
     return [f"applied patch {patch.name}" for patch, newly in apply_series(upstream_dir, read_series()) if newly]
 
@@ -88,8 +99,6 @@ def dataset_overrides(root: Path) -> list[str]:
 
 def place_dataset(data: Path, upstream_dir: Path) -> tuple[list[str], str]:
     """Link the tiny set where upstream reads data, unless real data is there; returns overrides and a line."""
-    from repro.dataset.link import link_dataset, linked_root
-    from repro.dataset.tiny import is_tiny_dataset
 
     current = linked_root(upstream_dir)
     link = upstream_dir / DATASET_LINK
@@ -149,7 +158,6 @@ def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], eval
 
 
 def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float | None]:
-    from repro.logs.parse import best_epoch, parse_run
 
     run = parse_run(run_dir)
     losses = list(run.epochs["train_loss"]) if "train_loss" in run.epochs else []
@@ -162,7 +170,6 @@ def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float 
 
 
 def best_top1(run_dir: Path) -> float | None:
-    from repro.logs.parse import best_epoch, parse_run
 
     try:
         best = best_epoch(parse_run(run_dir))
@@ -176,10 +183,6 @@ def smoke(args: argparse.Namespace) -> int:
 
 
 def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
-    from repro.dataset.tiny import make_tiny
-    from repro.recipes.catalog import load_recipe
-    from repro.run.rundir import run_id
-    from repro.launch.config import smoke_section
 
     started = time.monotonic()
     upstream_dir = resolve_upstream_dir(args.upstream)
@@ -249,7 +252,6 @@ def format_table(results: Sequence[SmokeResult]) -> list[str]:
 
 def smoke_all(args: argparse.Namespace) -> int:
     """Every recipe's smoke in turn (one failing does not stop the rest), then the table."""
-    from repro.recipes.catalog import available_recipes
 
     results: list[SmokeResult] = []
     for name in available_recipes():

@@ -21,7 +21,7 @@ import click
 from tqdm import tqdm
 
 from repro.core.numeric_options import BoundedFloat, BoundedInt
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.core.files import Tail, last_lines
 from repro.logs import patterns as P
 from repro.logs.discover import RunFiles, run_files_in
@@ -31,6 +31,7 @@ from repro.judge.judge_cli import judged_path, target_options, verdicts_for
 from repro.judge.monitor import RunHealth
 from repro.judge.targets import validate_options
 from repro.run.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, read_manifest
+from repro.run.lock import harness_alive
 
 
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
@@ -110,7 +111,6 @@ class Watcher:
             if status in ENDED_STATUSES:
                 return f"manifest.json says {status}"
             if status == STATUS_RUNNING:
-                from repro.run.lock import harness_alive
 
                 self.dead_looks = 0 if harness_alive(run) else self.dead_looks + 1
                 if self.dead_looks >= DEAD_LOOKS:

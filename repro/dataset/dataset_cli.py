@@ -15,6 +15,14 @@ from repro.dataset import layout
 from repro.dataset.tiny import MAX_CLASSES, MAX_PER_CLASS, MAX_SIZE, MIN_SIZE
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ReproError
 from repro.core.filesystem_errors import filesystem_errors_group
+from repro.dataset.check import check_dataset
+from repro.dataset.check_report import render_json
+from repro.dataset.check_report import render_text
+from repro.dataset.link import link_dataset
+from repro.core.paths import resolve_upstream_dir
+from repro.dataset.tiny import make_tiny
+from repro.dataset.prepare import prepare as run_prepare
+from repro.dataset.prepare_sources import detect_source
 
 
 MAX_DECODE = 10**9  # above any dataset's image count: a larger N is a typo
@@ -55,8 +63,6 @@ def dataset() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -> None:
     """Check ROOT before training on it. Exit 0 clean, 1 problems found, 2 not a dataset."""
-    from repro.dataset.check import check_dataset
-    from repro.dataset.check_report import render_json, render_text
 
     report = check_dataset(root, class_num=class_num, expect=expect, decode=decode)
     if as_json:
@@ -77,8 +83,6 @@ def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -
               help="Check ROOT before linking.")
 def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> None:
     """Make dataset/ILSVRC2012 in the upstream checkout a symlink to ROOT."""
-    from repro.dataset.link import link_dataset
-    from repro.core.paths import resolve_upstream_dir
 
     result = link_dataset(root, resolve_upstream_dir(upstream), force=force, check=run_check)
     click.echo(result.describe())
@@ -96,7 +100,6 @@ def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> Non
 def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_class: int,
                       size: int, seed: int, source: Path | None) -> None:
     """Write a tiny dataset in the ImageNet layout to OUT (empty, or a previous make-tiny output)."""
-    from repro.dataset.tiny import make_tiny
 
     written = make_tiny(out, classes=classes, train_per_class=train_per_class,
                         val_per_class=val_per_class, size=size, seed=seed, source=source)
@@ -131,10 +134,6 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     5 OUT holds other files, 130 interrupted.
     """
 
-    from repro.dataset.check import check_dataset
-    from repro.dataset.prepare import prepare as run_prepare
-    from repro.dataset.prepare_sources import detect_source
-    from repro.dataset.check_report import render_text
 
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")

@@ -17,7 +17,10 @@ import pandas as pd
 from repro.core.numeric_options import BoundedFloat
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.judge.band import MAX_K, MIN_RUNS, Band, build_band, build_hint, shipped_band_path
-from repro.judge.health import Alarm, health_settings
+from repro.judge.health import health_settings
+from repro.logs.parse import parse_run
+from repro.recipes.catalog import DEFAULT_RECIPE
+from repro.recipes.catalog import load_recipe
 
 
 # -- band ----------------------------------------------------------------------------------------
@@ -66,8 +69,6 @@ def band() -> None:
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
     """Build a band from N >= 3 completed runs of one recipe (run directories made by repro train)."""
-    from repro.logs.parse import parse_run
-    from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
 
     if len(runs) < MIN_RUNS:
         raise ReproError(f"a band needs >= {MIN_RUNS} completed runs, got {len(runs)}; pass more run directories",
@@ -114,7 +115,6 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
 @click.pass_context
 def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: float | None, as_json: bool) -> None:
     """Report the first epoch where RUN leaves the band: exit 0 within, 1 outside, 2 no band."""
-    from repro.logs.parse import parse_run
 
     run = parse_run(run_path)
     fact = _run_facts(run)

@@ -17,6 +17,9 @@ from repro.logs.parse import RunLogs, parse_runs
 from repro.judge.targets import choose_target, validate_options
 from repro.judge.verdict import Verdict, judge, reference_deviations
 from repro.run.rundir import K_NODES, MANIFEST, group_node0, read_manifest, where_node0_is
+from repro.judge.aggregate import aggregate as pool
+from repro.logs.parse import parse_run
+from repro.judge.curves_report import write_report
 
 _target_options = [
     click.option("--target", type=BoundedFloat(0, 100), default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
@@ -117,7 +120,6 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     verdicts = [verdict for path in judged for verdict in verdicts_for(path, options)]
     pooled = None
     if aggregate:
-        from repro.judge.aggregate import aggregate as pool
 
         pooled = pool(verdicts, mixed)  # refused before anything is printed when the runs are not comparable
     for verdict in verdicts:
@@ -144,8 +146,6 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
 @target_options
 def report(run_path: Path, out: Path | None, **options) -> None:
     """Write epochs.csv, summary.md and curves.png for one run."""
-    from repro.logs.parse import parse_run
-    from repro.judge.curves_report import write_report
 
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     run_path = judged_path(run_path)

@@ -28,6 +28,9 @@ from repro.launch.command import EnvChanges, LaunchCommand, print_dry_run
 from repro.launch.nodes import NodePlan, checkpoint_dir, node_watch_for, wait_for_master
 from repro.launch.runner import run_segment, say
 from repro.launch.truebest import detach_true_best
+from repro.upstream.state import inspect_checkout
+from repro.launch.preflight import check_upstream
+from repro.dataset.fingerprint import fingerprint
 
 
 @dataclass
@@ -68,7 +71,6 @@ def _patch_set(record: dict) -> list[tuple]:
 
 def resume_problems(plan: ResumePlan) -> list[str]:
     """What changed under the run since it started, one line with its fix each (empty: go on)."""
-    from repro.upstream.state import inspect_checkout
 
     data = plan.manifest.data
     problems = _dataset_problems(plan)
@@ -79,7 +81,6 @@ def resume_problems(plan: ResumePlan) -> list[str]:
                         f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume")
     else:
         if data.get("preflight") == "passed":  # the run started with pre-flight: the same checks, same lines
-            from repro.launch.preflight import check_upstream
 
             same_as_new_run = check_upstream(upstream)
             if same_as_new_run:
@@ -101,7 +102,6 @@ def resume_problems(plan: ResumePlan) -> list[str]:
 def _dataset_problems(plan: ResumePlan) -> list[str]:
     """The dataset the relaunch would read (the config's path, through the link as it is now) must be
     the one the run trained on: same root, same fingerprint (lists, counts)."""
-    from repro.dataset.fingerprint import fingerprint
 
     dataset = plan.manifest.data.get("dataset") or {}
     recorded = dataset.get("root")

@@ -46,6 +46,7 @@ from repro.launch.nodes import (
 )
 from repro.launch.provenance import start_fields
 from repro.launch.runner import run_segment, say
+from repro.launch.preflight import run_preflight
 
 DEFAULT_CPU_RANKS = 2
 
@@ -103,7 +104,6 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         # that the count is of the machine's GPUs, not of a leftover CUDA_VISIBLE_DEVICES.
         paddle_info = probe_paddle(with_sklearn=False, env=without(os.environ, profile.visible_devices_var))
         if not skip_preflight:
-            from repro.launch.preflight import run_preflight
 
             problems = run_preflight(upstream_dir=upstream_dir, profile=profile, recipe=recipe, gpus=gpu_list,
                                      run_dir=run.path, resolved=resolved, keep_checkpoints=keep, smoke=smoke,

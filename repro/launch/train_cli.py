@@ -19,6 +19,8 @@ from repro.recipes.catalog import DEFAULT_RECIPE
 from repro.run.checkpoints import DEFAULT_KEEP
 from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, MAX_NODES, check_node_options
 from repro.launch.upstream_config import refuse_harness_owned
+from repro.launch.start import start_run
+from repro.launch.resume import resume_run
 
 
 def parse_gpus(text: str | None) -> list[int] | None:
@@ -124,7 +126,6 @@ def train(
 ) -> None:
     """Train the recipe with upstream's tools/train.py, exactly as the reference runs it."""
     if resume_dir is not None:
-        from repro.launch.resume import resume_run
 
         changed = [flag for name, flag in RESUME_REFUSES if given_on_command_line(name)]
         if changed:
@@ -137,7 +138,6 @@ def train(
         resume_run(resume_dir, keep, dry_run)
         return
 
-    from repro.launch.start import start_run
 
     gpu_list = parse_gpus(gpus)
     check_master(master, nnodes)
