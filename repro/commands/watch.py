@@ -310,7 +310,7 @@ def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None,
 @click.option("--json", "as_json", is_flag=True, help="JSON: alarms one object a line; with --once one object.")
 @click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
               help="Convergence band file (default: the one shipped for the run's recipe, if any).")
-@click.option("--poll", type=BoundedFloat(0.05, 3600), default=5.0, show_default=True, help="Seconds between looks at the logs.")
+@click.option("--poll", type=BoundedFloat(0.01, 3600), default=5.0, show_default=True, help="Seconds between looks at the logs.")
 @click.option("--timeout", type=BoundedFloat(0, 366 * 86400), default=0.0, show_default=True, help="Give up after this many seconds (0: never).")
 @click.option("--pid", type=BoundedInt(1, 2**22), default=None, help="Stop watching when this process (the launcher) is gone.")
 @click.option("--lock", type=click.Path(path_type=Path), default=None, help="Stop watching when this lock file is gone.")

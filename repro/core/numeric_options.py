@@ -44,8 +44,8 @@ class BoundedInt(click.IntRange):
 class BoundedFloat(click.FloatRange):
     """A finite float between ``min`` and ``max``; ``nan`` and ``inf`` are refused by name."""
 
-    def __init__(self, low: float, high: float, low_open: bool = False) -> None:
-        super().__init__(low, high, min_open=low_open)
+    def __init__(self, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+        super().__init__(low, high, min_open=low_open, max_open=high_open)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         number = click.types.FloatParamType.convert(self, value, param, ctx)

@@ -12,7 +12,7 @@ import click
 
 from repro.core.numeric_options import BoundedInt, process_limit, usable_cores
 from repro.dataset import layout
-from repro.dataset.tiny import MAX_CLASSES, MAX_PER_CLASS, MAX_SIZE, MIN_SIZE
+from repro.dataset.tiny import MAX_CLASSES, MAX_PER_CLASS, MAX_SIZE, MIN_SIZE, make_tiny
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ReproError
 from repro.core.filesystem_errors import filesystem_errors_group
 from repro.dataset.check import check_dataset
@@ -20,7 +20,6 @@ from repro.dataset.check_report import render_json
 from repro.dataset.check_report import render_text
 from repro.dataset.link import link_dataset
 from repro.core.paths import resolve_upstream_dir
-from repro.dataset.tiny import make_tiny
 from repro.dataset.prepare import prepare as run_prepare
 from repro.dataset.prepare_sources import detect_source
 

@@ -61,14 +61,14 @@ def pin_path() -> Path:
 def load_pin(path: Path | None = None) -> Pin:
     """Read the pin; a missing or malformed file is a ``ReproError`` that says how to repair it."""
     path = path or pin_path()
-    if not path.is_file():
+    try:
+        data = yaml.safe_load(read_text_bounded(path, what="upstream pin", fix="restore it (git checkout -- patches/)")) or {}
+    except FileNotFoundError:
         raise ReproError(
             f"no upstream pin at {path}: restore patches/{PIN_FILE} from the harness repository "
             "(git checkout -- patches/) or set REPRO_ROOT to the harness checkout",
             EXIT_BAD_INPUT,
-        )
-    try:
-        data = yaml.safe_load(read_text_bounded(path, what="upstream pin", fix="restore it (git checkout -- patches/)")) or {}
+        ) from None
     except yaml.YAMLError as error:
         raise ReproError(f"{path} is not valid YAML ({error.__class__.__name__}): fix it or restore it", EXIT_BAD_INPUT)
     if not isinstance(data, dict):
