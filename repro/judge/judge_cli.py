@@ -23,7 +23,7 @@ from repro.logs.parse import parse_run
 from repro.judge.curves_report import write_report
 
 _target_options = [
-    click.option("--target", type=BoundedFloat(0, 1, low_open=True), default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
+    click.option("--target", type=BoundedFloat(0, 100), default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
     click.option("--tolerance", type=BoundedFloat(0, 1, high_open=True), default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
     click.option("--metric", default=None, help="Eval metric to judge (default: the target's, top1)."),
     click.option("--eval-set-size", type=BoundedInt(1, 10**9), default=None, help="Images in the eval set, for the default margin (default: the target's)."),
