@@ -143,20 +143,16 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     ctx.exit(max(verdict.exit_code for verdict in verdicts))
 
 
-@command("report", exits={EXIT_CONFLICT: "--out is a file"})
+@command("report", exits={EXIT_OK: "report written (whatever the verdict, which it prints)",
+                          EXIT_CONFLICT: "--out is a file, or holds another run's report or files no report wrote"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Directory for the report (default: RUN/report; for a loose log file LOG, LOG.report beside it).")
 @target_options
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object: kind, schema, run, path, out, files (name -> path), identity, band, verdict "
-                   "(check-accuracy --json's object); report.json holds the same.")
+@json_option("the object report.json holds (kind, schema, run, path, out, files: name -> path, identity, band, "
+             "verdict: check-accuracy's object)")
 def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
-    """Write RUN's report: index.html (one self-contained page), curves.png, epochs.csv, summary.md, report.json.
-
-    Exit 0 when written (whatever the verdict, which it prints), 2 bad input, 5 when --out holds
-    another run's report or files no report wrote.
-    """
+    """Write RUN's report: index.html (one self-contained page), curves.png, epochs.csv, summary.md, report.json."""
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     run_path = judged_path(run_path)
     run = parse_run(run_path)
