@@ -20,7 +20,7 @@ from repro.judge.verdict import Verdict, judge, reference_deviations
 from repro.run.rundir import K_NODES, MANIFEST, group_node0, read_manifest, where_node0_is
 from repro.judge.aggregate import aggregate as pool
 from repro.logs.parse import parse_run
-from repro.judge.curves_report import write_report
+from repro.judge.run_report import INDEX_HTML, default_report_dir, write_report
 
 _target_options = [
     click.option("--target", type=BoundedFloat(0, 100), default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
@@ -144,20 +144,27 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     ctx.exit(max(verdict.exit_code for verdict in verdicts))
 
 
-@command("report", exits={EXIT_CONFLICT: "--out is a file"})
+@command("report", exits={EXIT_OK: "report written (whatever the verdict, which it prints)",
+                          EXIT_CONFLICT: "--out is a file, or holds another run's report or files no report wrote"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory for epochs.csv, summary.md, curves.png (default: RUN/report).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Directory for the report (default: RUN/report; for a loose log file LOG, LOG.report beside it).")
 @target_options
-def report(run_path: Path, out: Path | None, **options) -> None:
-    """Write epochs.csv, summary.md and curves.png for one run."""
-
+@json_option("the object report.json holds (kind, schema, run, path, out, files: name -> path, identity, band, "
+             "verdict: check-accuracy's object)")
+def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
+    """Write RUN's report: index.html (one self-contained page), curves.png, epochs.csv, summary.md, report.json."""
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     run_path = judged_path(run_path)
     run = parse_run(run_path)
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     verdict = judge_run(run, options)
-    default_out = (run.files.root / "report") if run.files.single_file is None else run.files.single_file.parent / "report"
-    written = write_report(run, verdict, choice.target, out or default_out)
-    for path in written:
-        click.echo(f"wrote {path}")
+    default_out, own_place = default_report_dir(run)
+    out = out or default_out
+    own_place = own_place and out.expanduser().resolve() == default_out.resolve()
+    written = write_report(run, verdict, choice.target, out, own_place=own_place, run_path=run_path)
+    if as_json:
+        click.echo(json.dumps(written.to_dict(), sort_keys=True, default=str))
+        return
     click.echo(verdict.headline)
+    click.echo(f"report: {written.out / INDEX_HTML} (and {', '.join(n for n in written.files if n != INDEX_HTML)})")
