@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.files import write_text_atomic
 
@@ -320,7 +321,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     """The one reader: a dict, or a ``ReproError`` saying what is wrong (callers that can go on
     without it, like the log parser, catch that and say so)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text_bounded(path, what="manifest", fix="pass a run directory made by `repro train`"))
     except FileNotFoundError:
         raise ReproError(f"no manifest at {path}: pass a run directory made by `repro train`", EXIT_BAD_INPUT) from None
     except (OSError, ValueError) as error:
