@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from repro.run.lock import is_active
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT
 from tests.logfakes import standard_run
@@ -162,4 +163,4 @@ def test_prune_holds_the_lock_while_deleting_and_leaves_no_lock_behind(tmp_path:
     monkeypatch.setattr(Path, "unlink", unlink)
     assert invoke("prune", str(run)).exit_code == 0
     assert seen and not (run / ".lock").exists()
-    assert runs.is_running(run) is False
+    assert is_active(run) is False

@@ -112,3 +112,33 @@ def test_advice_to_switch_platforms_is_a_command_the_makefile_accepts(tmp_path: 
     # `make setup PLATFORM=nvidia-cuda` on a cpu venv is refused by the Makefile: clean it first.
     assert profiles.setup_command("nvidia-cuda") == "make clean-venv && make setup PLATFORM=nvidia-cuda"
     assert profiles.setup_command("cpu") == "make setup PLATFORM=cpu"
+
+
+def test_is_active_by_flock_and_by_recorded_processes(tmp_path: Path) -> None:
+    """The one rule: a held flock, or a live process recorded in .lock; a dead record is not activity."""
+    import fcntl
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from repro.run.lock import is_active
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert not is_active(run)  # no lock file at all
+    fd = os.open(run / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    assert is_active(run)  # a harness holds it
+    os.close(fd)
+    assert not is_active(run)  # the kernel dropped it with the descriptor
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        import psutil
+        record = {"pid": child.pid, "create_time": psutil.Process(child.pid).create_time(), "cmdline": [], "role": "rank"}
+        (run / ".lock").write_text(json.dumps({"processes": [record]}))
+        assert is_active(run)  # an orphaned rank with no flock
+    finally:
+        child.kill()
+        child.wait()
+    assert not is_active(run)
