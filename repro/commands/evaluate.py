@@ -250,8 +250,7 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
             "loss": result.loss if result else None,
             "eval_set_size": size,
         })
-        manifest.data.setdefault(K_EVALUATIONS, []).append(record)
-        manifest.save()
+        manifest.append(K_EVALUATIONS, record)
     finally:
         if launch is not None:
             launch.restore_signal_handlers()

@@ -1,21 +1,66 @@
-"""The two file primitives every step shares: an atomic writer and a tail of a growing log.
+"""The file primitives every step shares: an atomic writer, a bounded reader, a tail of a growing log.
 
 Atomic: a crash or a full disk in the middle of a write must leave the previous complete file (a
 manifest, a pin, a list file, a checkpoint copy), never a truncated one under the real name, so
 every file the harness writes goes to a temporary name in the same directory and is moved into
 place with ``os.replace`` (as timm saves checkpoints). Tail: a 300-epoch log grows to ~160k lines,
 so readers (the true-best guard, ``watch``, a failed rank's last lines) read only what was appended.
+Bounded: a file read whole (a manifest, a band, a recipe, a pin) is opened as a regular file with a
+size limit, so a link to ``/dev/zero`` or a FIFO is refused in one line instead of eating memory or hanging.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
+
+# What a file the harness reads whole may weigh: far above any real one, far below memory.
+SMALL_FILE_MAX_BYTES = 16 * 1024 * 1024
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
+
+
+def read_bounded_bytes(path: Path, limit: int = SMALL_FILE_MAX_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, refused (``ReproError``, exit 2) when it is anything else or
+    larger than ``limit``. ``FileNotFoundError`` reaches the caller, which knows what a missing file means."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: opening a FIFO never waits
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+            raise ReproError(f"{path} is {kind}, not a regular file; pass the file itself", EXIT_BAD_INPUT)
+        if info.st_size > limit:
+            raise ReproError(f"{path} is {info.st_size} bytes, more than the {limit} such a file can be; "
+                             "pass the right file", EXIT_BAD_INPUT)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # it grew while we read
+            raise ReproError(f"{path} grew past {limit} bytes while read; pass the right file", EXIT_BAD_INPUT)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_bounded_text(path: Path, limit: int = SMALL_FILE_MAX_BYTES) -> str:
+    """:func:`read_bounded_bytes` as UTF-8 text; other encodings are refused in one line."""
+    data = read_bounded_bytes(path, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ReproError(f"{path} is not UTF-8 text (byte {error.start}); pass a text file", EXIT_BAD_INPUT) from None
 
 
 @contextlib.contextmanager

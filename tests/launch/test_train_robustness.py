@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import RunDir
+from repro.run.rundir import SCHEMA, RunDir
 from repro.launch.command import HARNESS, USER, LaunchCommand, Token, build_command
 from tests.doubles import make_fake_checkout
 
@@ -270,7 +270,7 @@ def test_resume_ignores_values_make_exports(tmp_path: Path) -> None:
 def interrupted_run(run: RunDir, upstream: Path, dataset: dict, recorded_upstream: dict) -> None:
     command = LaunchCommand(tokens=(Token("python", "reference"), Token("-c", "reference"), Token("pass", "reference")),
                             cwd=upstream)
-    data = {"status": "interrupted", "command": command.to_manifest(), "env": {"set": {}, "unset": []},
+    data = {"schema": SCHEMA, "status": "interrupted", "command": command.to_manifest(), "env": {"set": {}, "unset": []},
             "dataset": dataset, "upstream": recorded_upstream, "segments": [], "keep_checkpoints": 3}
     run.manifest.write_text(json.dumps(data))
 

@@ -142,3 +142,33 @@ def test_is_active_by_flock_and_by_recorded_processes(tmp_path: Path) -> None:
         child.kill()
         child.wait()
     assert not is_active(run)
+
+
+@pytest.mark.parametrize("edit, says", [
+    ({"schema": 99}, "schema 99"),
+    ({"schema": "2"}, "schema '2'"),
+    ({"target": [1]}, "'target' is [1], expected an object or a number"),
+    ({"status": 3}, "'status' is 3, expected a string"),
+    ({"smoke": "yes"}, "'smoke' is \"yes\", expected true/false"),
+    ({"segments": {}}, "'segments' is {}, expected a list"),
+    ({"keep_checkpoints": True}, "'keep_checkpoints' is true, expected a number"),
+])
+def test_a_hand_edited_manifest_is_refused_in_one_line(tmp_path: Path, edit: dict, says: str) -> None:
+    import json
+
+    from repro.run.rundir import read_manifest
+
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"schema": 2, "status": "completed", "segments": [], **edit}))
+    with pytest.raises(ReproError) as error:
+        read_manifest(path)
+    assert says in error.value.message and error.value.exit_code == 2
+
+
+def test_a_manifest_linked_to_dev_zero_is_refused_not_read(tmp_path: Path) -> None:
+    from repro.run.rundir import read_manifest
+
+    path = tmp_path / "manifest.json"
+    path.symlink_to("/dev/zero")
+    with pytest.raises(ReproError, match="character device"):
+        read_manifest(path)
