@@ -47,6 +47,8 @@ from repro.run.processes import seconds_from_env
 # A real epoch's longest silence on rank 0 is the first iteration (cudnn's exhaustive search, data
 # loader start) or a checkpoint save on a slow disk: minutes, not a quarter of an hour.
 DEFAULT_STALL_TIMEOUT = 900.0
+# More nodes than any ImageNet recipe uses (the DeepSparkHub table stops at 8 cards on 1 node).
+MAX_NODES = 1024
 PEER_TIMEOUT_SECONDS = 60.0  # REPRO_TRAIN_PEER_TIMEOUT overrides it (tests)
 CONNECT_TIMEOUT = 3.0
 PREFIX = "/repro"

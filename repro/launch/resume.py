@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 from repro.run.rundir import K_TRUE_BEST, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
 from repro.run.checkpoints import (
@@ -129,9 +130,9 @@ def _dataset_root_now(plan: ResumePlan) -> Path | None:
     import yaml
 
     try:
-        config = yaml.safe_load(plan.run.config.read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}
         image_root = config["DataLoader"]["Train"]["dataset"]["image_root"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ReproError):
         return None
     return Path(os.path.realpath(plan.command.cwd / str(image_root)))
 
@@ -141,7 +142,7 @@ def prepare_segment(plan: ResumePlan) -> None:
     plan.manifest.update(true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False) -> None:
     """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``."""
     plan = plan_resume(resume_dir)
     for checkpoint in plan.skipped:
@@ -154,7 +155,7 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
             ", the newest complete state: latest and epoch_N are older or incomplete")
         say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}")
     if dry_run:
-        print_dry_run(plan.command, plan.env, plan.run.path, None)
+        print_dry_run(plan.command, plan.env, plan.run.path, None, as_json)
         return
     if keep is None:  # not given: the run's own setting
         keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from repro.core.files import open_regular, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.dotted import lookup
 from repro.core.paths import package_dir
@@ -174,7 +175,7 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
         raise ReproError(
             f"unknown recipe {name!r}; choose one of: {', '.join(available_recipes())}", EXIT_BAD_INPUT
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = yaml.safe_load(read_text_bounded(path, what="recipe", fix="restore it from the harness repository"))
     try:
         target_data = data["target"]
         stated = not (isinstance(target_data, dict) and "metric" in target_data and target_data.get("value") is None)
@@ -291,9 +292,10 @@ def read_list_heads(config: Mapping[str, Any], upstream_dir: Path) -> dict[str, 
         if not found or not isinstance(path, str):
             continue
         try:
-            with open(Path(upstream_dir) / path, encoding="utf-8", errors="replace") as handle:
-                heads[mode] = handle.readline().strip()
-        except OSError:
+            fd, _ = open_regular(Path(upstream_dir) / path)
+            with open(fd, encoding="utf-8", errors="replace") as handle:
+                heads[mode] = handle.readline(4096).strip()
+        except (OSError, ReproError):
             heads[mode] = None  # a missing list is pre-flight's dataset check's to report
     return heads
 

@@ -27,6 +27,7 @@ from typing import Callable
 
 import psutil
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_CONFLICT, ReproError
 from repro.run.rundir import LOCK, RunDir
 from repro.run.processes import ProcessRecord, find_run_processes
@@ -41,13 +42,13 @@ def _me() -> ProcessRecord:
 
 def read_lock(path: Path) -> list[ProcessRecord]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, what="lock file")
         # raw_decode: a harness killed between writing and truncating leaves valid JSON plus a tail
         data, _ = json.JSONDecoder().raw_decode(text.lstrip())
         return [ProcessRecord.from_dict(item) for item in data.get("processes", [])]
     except FileNotFoundError:
         return []
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ReproError):
         return []  # unreadable or empty: no record, the flock and the /proc scan still guard us
 
 

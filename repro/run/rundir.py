@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.core.files import read_bounded_text, write_text_atomic
+from repro.core.files import read_text_bounded, write_text_atomic
 
 SCHEMA = 2  # 2: layout owned by repro.run.rundir; segments and statuses as below
-MANIFEST_MAX_BYTES = 16 * 1024 * 1024  # a 300-epoch manifest is tens of KB
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
@@ -361,7 +360,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     """The one reader: the checked dict, or a ``ReproError`` saying what is wrong (callers that can go
     on without it, like the log parser, catch that and say so)."""
     try:
-        data = json.loads(read_bounded_text(Path(path), MANIFEST_MAX_BYTES))
+        data = json.loads(read_text_bounded(path, what="manifest", fix="pass a run directory made by `repro train`"))
     except FileNotFoundError:
         raise ReproError(f"no manifest at {path}: pass a run directory made by `repro train`", EXIT_BAD_INPUT) from None
     except (OSError, ValueError) as error:
