@@ -17,6 +17,7 @@ the manifest's ``evaluations`` under the run's lock, so it never races a trainin
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 import click
 import yaml
 
+from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
 from repro.logs import patterns as P
 from repro.run.rundir import K_EVALUATIONS, K_TRUE_BEST, Manifest, RunDir, open_run_dir, run_id, utc_now
@@ -295,17 +297,20 @@ def describe(record: dict[str, Any]) -> str:
             f"top1 {fmt(top1)}, top5 {fmt(top5)} on {record.get('eval_set_size') or '?'} images; {record['dir']}")
 
 
-@click.command("eval")
+@command("eval", exits={EXIT_UPSTREAM: "the run's upstream checkout is gone", EXIT_CONFLICT: "the run is training",
+                        EXIT_TRAINING_FAILED: "tools/eval.py failed"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
               help="Which weights: true_best, best_model, latest or epoch_N.")
 @click.option("--gpus", help="GPU ids for the eval (default: the run's devices).")
 @click.option("--cpu-ranks", type=click.IntRange(min=1), help="CPU ranks for the eval (default: the run's).")
-def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None) -> None:
+@json_option("the evaluation's record (as in the manifest's evaluations)")
+def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None, as_json: bool) -> None:
     """Evaluate a checkpoint of RUN with upstream's tools/eval.py, as the run was trained; the result
     goes into RUN/eval/ and the manifest, where check-accuracy compares it with the logged top-1."""
 
     if gpus is not None and cpu_ranks is not None:
         raise ReproError("--gpus and --cpu-ranks exclude each other; pass one", EXIT_BAD_INPUT)
-    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks)
-    click.echo(describe(record))
+    to_stderr = (lambda text: click.echo(text, nl=False, err=True)) if as_json else None  # stdout: the object alone
+    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks, echo=to_stderr)
+    click.echo(json.dumps(record, indent=2, default=str) if as_json else describe(record))

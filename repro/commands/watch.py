@@ -20,6 +20,7 @@ from typing import Callable
 import click
 from tqdm import tqdm
 
+from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.core.files import Tail, last_lines
 from repro.logs import patterns as P
@@ -300,13 +301,13 @@ def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None,
 
 
 
-@click.command("watch", context_settings={"ignore_unknown_options": True})
+@command("watch", exits={EXIT_FAILED: "--once: alarms"}, context_settings={"ignore_unknown_options": True})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("on_alarm_argv", nargs=-1, type=click.UNPROCESSED, metavar="[CMD ARG...]")
 @click.option("--on-alarm", "on_alarm", is_flag=True,
               help="Run CMD ARG... (given after RUN; no shell) once per alarm, the alarm's JSON on stdin.")
 @click.option("--once", is_flag=True, help="Print the state and the alarms, then exit: 0 no alarm, 1 alarms (for cron).")
-@click.option("--json", "as_json", is_flag=True, help="JSON: alarms one object a line; with --once one object.")
+@json_option("each alarm (one object a line); with --once the state and its alarms in one object")
 @click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
               help="Convergence band file (default: the one shipped for the run's recipe, if any).")
 @click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at the logs.")

@@ -1,7 +1,7 @@
 """``repro check-accuracy``, ``repro report`` and ``repro watch``.
 
-check-accuracy's exit code is the contract CI and ``make smoke`` rely on: 0 PASS, 1 FAIL, 2 for
-INCOMPLETE or UNREADABLE; with several paths the worst code wins.
+check-accuracy's exit code is the contract CI and ``make smoke`` rely on (``VERDICT_EXITS``); with
+several paths the worst code wins.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.cli_wiring import command, json_option
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.parse import RunLogs, parse_runs
 from repro.judge.targets import choose_target, validate_options
 from repro.judge.verdict import Verdict, judge, reference_deviations
@@ -32,6 +33,9 @@ _target_options = [
                  help="FAIL a run that deviates from the reference (overrides, GPU count, platform, upstream commit, "
                       "skipped pre-flight, smoke), or has no manifest: for release gates."),
 ]
+
+
+VERDICT_EXITS = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL", EXIT_BAD_INPUT: "INCOMPLETE or UNREADABLE, or bad input"}
 
 
 def target_options(function):
@@ -92,7 +96,7 @@ def verdicts_for(path: Path, options: dict) -> list[Verdict]:
         return [Verdict.unreadable(str(path), error.message, options["metric"] or "top1", "final" if options["final"] else "best")]
 
 
-@click.command("check-accuracy")
+@command("check-accuracy", exits=VERDICT_EXITS)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @target_options
 @click.option("--require-eval", is_flag=True,
@@ -103,11 +107,11 @@ def verdicts_for(path: Path, options: dict) -> list[Verdict]:
                    "code is the aggregate verdict's (mean >= threshold).")
 @click.option("--mixed", is_flag=True, help="With --aggregate: pool runs of different recipes, targets, platforms "
                                             "or upstream commits.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per run (stable keys), for CI.")
+@json_option("one object per run, one a line (stable keys), for CI")
 @click.pass_context
 def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, aggregate: bool, mixed: bool,
                    **options) -> None:
-    """Judge runs' logs against the target: exit 0 PASS, 1 FAIL, 2 INCOMPLETE/UNREADABLE.
+    """Judge runs' logs against the target.
 
     PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs.
     """
@@ -139,7 +143,7 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     ctx.exit(max(verdict.exit_code for verdict in verdicts))
 
 
-@click.command("report")
+@command("report", exits={EXIT_CONFLICT: "--out is a file"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory for epochs.csv, summary.md, curves.png (default: RUN/report).")
 @target_options

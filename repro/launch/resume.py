@@ -143,7 +143,7 @@ def prepare_segment(plan: ResumePlan) -> None:
     plan.manifest.save()
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False) -> None:
     """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``."""
     plan = plan_resume(resume_dir)
     for checkpoint in plan.skipped:
@@ -156,7 +156,7 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
             ", the newest complete state: latest and epoch_N are older or incomplete")
         say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}")
     if dry_run:
-        print_dry_run(plan.command, plan.env, plan.run.path, None)
+        print_dry_run(plan.command, plan.env, plan.run.path, None, as_json)
         return
     if keep is None:  # not given: the run's own setting
         keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)
