@@ -25,6 +25,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
+
 EQUIVALENT, NOT_EQUIVALENT, NOT_SHOWN = "EQUIVALENT", "NOT EQUIVALENT", "NOT SHOWN"
 DEFAULT_ALPHA = 0.05
 POWER = 0.8
@@ -50,8 +52,15 @@ class Equivalence:
     interval: tuple[float, float] | None = None  # the (1 - 2 alpha) interval of the difference
     p_value: float | None = None  # TOST: the larger of the two one-sided p-values
     method: str = ""
-    seeds_needed: int | None = None  # per side, at the observed spread and difference (NOT SHOWN)
+    pooled_std: float | None = None  # the spread the seeds needed are planned with
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def seeds_needed(self) -> int | None:
+        """Per side, at the observed spread and difference (NOT SHOWN only; computed when asked)."""
+        if self.outcome != NOT_SHOWN or self.pooled_std is None:
+            return None
+        return seeds_needed(self.pooled_std, self.difference, self.margin, self.alpha)
 
     @property
     def confidence(self) -> float:
@@ -81,6 +90,7 @@ class Equivalence:
         data = asdict(self)
         data["interval"] = list(self.interval) if self.interval else None
         data["confidence"] = self.confidence
+        data["seeds_needed"] = self.seeds_needed
         return data
 
 
@@ -123,11 +133,10 @@ def seeds_needed(spread: float, difference: float, margin: float, alpha: float =
     if spread <= 0:
         return 2
     beta = 1.0 - power
-    for n in range(2, MAX_SEEDS + 1):
-        df = 2 * n - 2
-        if math.sqrt(2.0 / n) * spread * (stats.t.ppf(1 - alpha, df) + stats.t.ppf(1 - beta / 2, df)) <= room:
-            return n
-    return MAX_SEEDS
+    n = np.arange(2, MAX_SEEDS + 1)
+    df = 2 * n - 2
+    enough = np.sqrt(2.0 / n) * spread * (stats.t.ppf(1 - alpha, df) + stats.t.ppf(1 - beta / 2, df)) <= room
+    return int(n[enough.argmax()]) if enough.any() else MAX_SEEDS
 
 
 def tost(candidate: Sequence[float], reference: Sequence[float], margin: float,
@@ -166,7 +175,6 @@ def tost(candidate: Sequence[float], reference: Sequence[float], margin: float,
     else:
         result.outcome = NOT_SHOWN
         # pooled: a side with one run adds no degree of freedom (and no spread)
-        spread = math.sqrt(((len(candidate) - 1) * (s1 or 0.0) ** 2 + (len(reference) - 1) * (s2 or 0.0) ** 2)
+        result.pooled_std = math.sqrt(((len(candidate) - 1) * (s1 or 0.0) ** 2 + (len(reference) - 1) * (s2 or 0.0) ** 2)
                            / (len(candidate) + len(reference) - 2))
-        result.seeds_needed = seeds_needed(spread, d, margin, alpha)
     return result
