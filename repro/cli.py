@@ -44,6 +44,7 @@ SUBCOMMANDS: dict[str, str] = {
     "compare": "repro.judge.compare_cli:compare_command",
     "recipes": "repro.recipes.recipes_cli:recipes",
     "eval": "repro.commands.evaluate:eval_command_cli",
+    "smoke": "repro.commands.smoke:smoke_command",
 }
 
 

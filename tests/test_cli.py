@@ -207,10 +207,6 @@ def test_an_exit_code_outside_the_table_is_refused_where_it_is_declared() -> Non
             pass
 
 
-# `make smoke` runs `python -m repro.commands.smoke` (argparse) until it becomes `repro smoke`.
-PENDING_WIRING = {"commands/smoke.py"}
-
-
 def test_no_package_declares_a_command_another_way() -> None:
     """click's own decorators appear only in the one wiring module and the top-level group."""
     import re
@@ -219,7 +215,7 @@ def test_no_package_declares_a_command_another_way() -> None:
     pattern = re.compile(r"@click\.(command|group)\b|@\w+\.(command|group)\(|click\.Group\)|argparse\.ArgumentParser")
     offenders = {str(path.relative_to(root)) for path in root.rglob("*.py")
                  if path.name not in ("cli_wiring.py", "cli.py") and pattern.search(path.read_text(encoding="utf-8"))}
-    assert offenders <= PENDING_WIRING
+    assert offenders == set()
 
 
 def test_unknown_override_key_is_bad_input_like_every_other_bad_override(tmp_path: Path) -> None:

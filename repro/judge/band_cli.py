@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from repro.core.numeric_options import BoundedFloat
+from repro.judge.band import MAX_K, MIN_RUNS, Band, build_band, build_hint, run_facts, run_series, shipped_band_path
 from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
-from repro.judge.band import MIN_RUNS, Band, build_band, build_hint, run_facts, run_series, shipped_band_path
 from repro.judge.health import health_settings
 from repro.logs.parse import parse_run
 from repro.recipes.catalog import DEFAULT_RECIPE
@@ -70,7 +71,7 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
               help="Band file (default: the band shipped for the run's recipe, if any).")
-@click.option("--k", type=click.FloatRange(min=0, min_open=True), default=None, help="Standard deviations (default: the band's).")
+@click.option("--k", type=BoundedFloat(0, MAX_K, low_open=True), default=None, help="Standard deviations (default: the band's).")
 @json_option("the result")
 @click.pass_context
 def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: float | None, as_json: bool) -> None:
