@@ -1,8 +1,8 @@
 """``repro check-accuracy``, ``repro report`` and ``repro watch``.
 
-check-accuracy's exit code is the contract CI and ``make smoke`` rely on: 0 PASS, 1 FAIL, 2 for
-INCOMPLETE or UNREADABLE; with several runs (several paths, or a directory of runs) each is judged
-on its own and the worst code wins, so one unreadable run never hides or changes the others.
+check-accuracy's exit code is the contract CI and ``make smoke`` rely on (``VERDICT_EXITS``); with
+several runs (several paths, or a directory of runs) each is judged on its own and the worst code
+wins, so one unreadable run never hides or changes the others.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.numeric_options import BoundedFloat, BoundedInt
+from repro.core.cli_wiring import command, json_option
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.discover import RunFiles, discover, latest_run
 from repro.logs.parse import RunLogs, UnreadableRun, read_run, run_identity, same_run
 from repro.judge.targets import choose_target, validate_options
@@ -22,20 +24,25 @@ from repro.recipes.catalog import load_recipe
 from repro.run.rundir import K_NODES, group_node0, where_node0_is
 from repro.judge.aggregate import aggregate as pool
 from repro.logs.parse import parse_run
-from repro.judge.curves_report import write_report
+from repro.judge.run_report import INDEX_HTML, default_report_dir, write_report
+from repro.judge.compliance import check_compliance
 
 _target_options = [
-    click.option("--target", type=float, default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
-    click.option("--tolerance", type=float, default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
+    click.option("--target", type=BoundedFloat(0, 100), default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
+    click.option("--tolerance", type=BoundedFloat(0, 1, high_open=True), default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
     click.option("--metric", default=None, help="Eval metric to judge (default: the target's, top1)."),
-    click.option("--eval-set-size", type=int, default=None, help="Images in the eval set, for the default margin (default: the target's)."),
+    click.option("--eval-set-size", type=BoundedInt(1, 10**9), default=None, help="Images in the eval set, for the default margin (default: the target's)."),
     click.option("--recipe", default=None, help="Recipe whose target and model apply (default: the manifest's, else resnest50)."),
     click.option("--final", is_flag=True, help="Judge the last epoch instead of the best one."),
     click.option("--allow-incomplete", is_flag=True, help="Judge a run that has not finished its configured epochs."),
     click.option("--strict", is_flag=True,
-                 help="FAIL a run that deviates from the reference (overrides, GPU count, platform, upstream commit, "
-                      "skipped pre-flight, smoke), or has no manifest: for release gates."),
+                 help="FAIL (exit 1) a run that deviates from the reference (overrides, GPU count, platform, upstream "
+                      "commit, skipped pre-flight, smoke), is NONCOMPLIANT with the recipe's rules, or has no "
+                      "manifest: for release gates."),
 ]
+
+
+VERDICT_EXITS = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL", EXIT_BAD_INPUT: "INCOMPLETE or UNREADABLE, or bad input"}
 
 
 def target_options(function):
@@ -45,18 +52,42 @@ def target_options(function):
 
 
 def judge_run(run: RunLogs, options: dict) -> Verdict:
-    """One run judged as the options say, with its deviations from the reference: against its
-    accuracy target, or by the loss check when it is a loss-check smoke."""
+    """One run judged as the options say, with its deviations from the reference and its compliance
+    with the recipe's rules (under ``--strict`` a NONCOMPLIANT run is a deviation, so it FAILs):
+    against its accuracy target, or by the loss check when it is a loss-check smoke."""
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     deviations = reference_deviations(run, choice.recipe, options["strict"])
+    compliance = check_compliance(run, choice.recipe)
+    if options["strict"] and compliance is not None and compliance.violations:
+        deviations.append(f"NONCOMPLIANT ({', '.join(check.rule for check in compliance.violations)})")
     if choice.check == LOSS_FALLS:
         verdict = judge_loss_falls(run, deviations=deviations, strict=options["strict"])
     else:
         verdict = judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
                         expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
                         deviations=deviations, strict=options["strict"], require_eval=options.get("require_eval", False))
+    verdict.compliance = compliance.to_dict() if compliance is not None else None
     verdict.warnings += node_mismatches(run)
     return verdict
+
+
+def compliance_lines(verdict: Verdict) -> list[str]:
+    """check-accuracy's compliance block for one run: after its details, before its verdict line."""
+    return [f"  {line}" for line in (verdict.compliance or {}).get("lines", [])]
+
+
+def distinct_paths(paths: tuple[Path, ...]) -> None:
+    """Refuse a path given twice, or one inside another: the same run would be judged twice (a cheap
+    check on the paths; a copy elsewhere is one run too: ``repro.logs.parse.refuse_duplicate_runs``)."""
+    resolved = [(path, path.expanduser().resolve()) for path in paths]
+    for i, (path, real) in enumerate(resolved):
+        for other, other_real in resolved[i + 1:]:
+            if real == other_real or real in other_real.parents or other_real in real.parents:
+                raise ReproError(
+                    f"{path} and {other} name the same run (or one holds the other): it would be judged twice; "
+                    "pass each run once",
+                    EXIT_BAD_INPUT,
+                )
 
 
 def judged_path(path: Path) -> Path:
@@ -155,7 +186,7 @@ def summary_line(verdicts: list[Verdict]) -> str:
     return f"summary: {len(verdicts)} runs: {counts}; exit {code} (the worst verdict among them)"
 
 
-@click.command("check-accuracy")
+@command("check-accuracy", exits=VERDICT_EXITS)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @target_options
 @click.option("--require-eval", is_flag=True,
@@ -168,11 +199,16 @@ def summary_line(verdicts: list[Verdict]) -> str:
 @click.option("--mixed", is_flag=True, help="With --aggregate: pool runs of different recipes, targets, platforms "
                                             "or upstream commits.")
 @click.option("-v", "--verbose", is_flag=True, help="With several runs: each run's details too, not only its verdict line.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per run (stable keys), for CI.")
+@json_option("one object per run, one a line (stable keys), for CI")
 @click.pass_context
 def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, aggregate: bool, mixed: bool,
                    latest: bool, verbose: bool, **options) -> None:
-    """Judge runs' logs against the target: exit 0 PASS, 1 FAIL, 2 INCOMPLETE/UNREADABLE.
+    """Judge runs' logs against the target.
+
+    Each run is also checked against its recipe's rules (global batch, epochs, learning rate and
+    schedule, warm-up, precision, classes, image sizes, dataset sizes, eval coverage) from upstream's
+    config echo: COMPLIANT, NONCOMPLIANT with each violated rule, or NOT SHOWN; with --strict a
+    NONCOMPLIANT run that would PASS is a FAIL (exit 1).
 
     PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs (each run one
     level down, a multi-node group as one). Each run is judged on its own: one verdict line per run,
@@ -195,7 +231,7 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
         elif several and not verbose:
             click.echo(f"{verdict.headline} -- {verdict.run}")
         else:
-            click.echo("\n".join(verdict.lines))
+            click.echo("\n".join(verdict.lines + compliance_lines(verdict)))
     if several and not as_json:
         click.echo(summary_line(verdicts))
     if pooled is not None:
@@ -204,13 +240,16 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     ctx.exit(max(verdict.exit_code for verdict in verdicts))
 
 
-@click.command("report")
+@command("report", exits={EXIT_OK: "report written (whatever the verdict, which it prints)",
+                          EXIT_CONFLICT: "--out is a file, or holds another run's report or files no report wrote"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory for epochs.csv, summary.md, curves.png (default: RUN/report).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Directory for the report (default: RUN/report; for a loose log file LOG, LOG.report beside it).")
 @target_options
-def report(run_path: Path, out: Path | None, **options) -> None:
-    """Write epochs.csv, summary.md and curves.png for one run."""
-
+@json_option("the object report.json holds (kind, schema, run, path, out, files: name -> path, identity, band, "
+             "verdict: check-accuracy's object)")
+def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
+    """Write RUN's report: index.html (one self-contained page), curves.png, epochs.csv, summary.md, report.json."""
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     if options["recipe"] is not None:
         load_recipe(options["recipe"])
@@ -218,8 +257,12 @@ def report(run_path: Path, out: Path | None, **options) -> None:
     run = parse_run(run_path)
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     verdict = judge_run(run, options)
-    default_out = (run.files.root / "report") if run.files.single_file is None else run.files.single_file.parent / "report"
-    written = write_report(run, verdict, choice.target, out or default_out)
-    for path in written:
-        click.echo(f"wrote {path}")
+    default_out, own_place = default_report_dir(run)
+    out = out or default_out
+    own_place = own_place and out.expanduser().resolve() == default_out.resolve()
+    written = write_report(run, verdict, choice.target, out, own_place=own_place, run_path=run_path)
+    if as_json:
+        click.echo(json.dumps(written.to_dict(), sort_keys=True, default=str))
+        return
     click.echo(verdict.headline)
+    click.echo(f"report: {written.out / INDEX_HTML} (and {', '.join(n for n in written.files if n != INDEX_HTML)})")

@@ -100,6 +100,7 @@ class Verdict:
     check: str = ACCURACY  # ACCURACY against a target, or LOSS_FALLS (a loss-check smoke: no target)
     loss_first: float | None = None  # LOSS_FALLS: the first and last epochs' mean train loss
     loss_last: float | None = None
+    compliance: dict[str, Any] | None = None  # repro.judge.compliance's result (its to_dict), set by check-accuracy
 
     @property
     def exit_code(self) -> int:

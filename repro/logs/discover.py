@@ -14,13 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.filesystem_errors import describe_os_error
+from repro.core.files import file_kind, open_regular_file
 from repro.run.rundir import (
     CONSOLE_LOG,
     K_STARTED,
@@ -87,7 +87,7 @@ class RunFiles:
 
 def is_binary(path: Path) -> bool:
     """NUL bytes in the first block: not a text log (a checkpoint, an image, a core dump)."""
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         return b"\x00" in handle.read(BINARY_SNIFF)
 
 
@@ -122,17 +122,6 @@ def run_files_in(directory: Path) -> RunFiles | None:
     launcher = directory / LAUNCHER_DIR
     files.launcher_logs += sorted(launcher.glob("default.*.log")) if launcher.is_dir() else []
     return files
-
-
-def entry_kind(path: Path) -> str:
-    """What ``path`` is, in words ("a FIFO (named pipe)"), for messages that refuse it."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return "missing"
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    return next((word for test, word in kinds if test(mode)), "a special file")
 
 
 def _unreadable(directory: Path, problem: str) -> RunFiles:
@@ -178,7 +167,7 @@ def discover(path: Path) -> list[RunFiles]:
             "a log file, or a directory of runs",
             EXIT_BAD_INPUT,
         )
-    kind = entry_kind(path)
+    kind = file_kind(os.stat(path).st_mode)
     if kind not in ("a directory", "a regular file"):
         raise ReproError(f"{path} is {kind}, not a log file or a directory; pass a run directory, its "
                          "launcher/workerlog.0, or a directory of runs", EXIT_BAD_INPUT)

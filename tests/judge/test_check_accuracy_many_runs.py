@@ -161,7 +161,7 @@ def test_runs_report_and_aggregate_read_the_loss_check_verdict(tmp_path: Path) -
     assert listed.exit_code == 0 and [row[4] for row in rows] == ["PASS", "PASS"], listed.stdout
     report = CliRunner(mix_stderr=False).invoke(cli, ["report", str(first), "--out", str(tmp_path / "r")])
     assert report.exit_code == 0, report.stderr
-    assert report.stdout.splitlines()[-1].startswith("PASS loss falls 2.3100 -> 0.8400")
+    assert report.stdout.splitlines()[0].startswith("PASS loss falls 2.3100 -> 0.8400")
     assert "PASS loss falls" in (tmp_path / "r" / "summary.md").read_text()
     pooled = check(first, second, "--aggregate")
     assert pooled.exit_code == 0, pooled.stdout + pooled.stderr
@@ -189,7 +189,7 @@ def test_several_paths_one_missing_is_unreadable_alone(tmp_path: Path) -> None:
     result = check(good, tmp_path / "missing", fifo)
     lines = result.stdout.splitlines()
     assert lines[0].startswith("PASS top1 0.75000") and lines[1].startswith("UNREADABLE ") and "does not exist" in lines[1]
-    assert lines[2].startswith(f"UNREADABLE {fifo} is a FIFO (named pipe), not a log file or a directory")
+    assert lines[2].startswith(f"UNREADABLE {fifo} is a FIFO, not a log file or a directory")
     assert result.exit_code == 2
 
 
