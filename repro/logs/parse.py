@@ -481,9 +481,9 @@ IDENTITY_HEAD = 64 * 1024  # bytes of rank 0's log compared before a whole-prefi
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """What makes a run the run it is, wherever its directory sits: the run id and start time its
-    manifest records, and its rank-0 log's content. ``cp -a logs/base logs/copy`` keeps all three,
-    so a copy (or one run given twice, or a run and its own workerlog.0) is recognised as one run."""
+    """What makes a run the run it is, wherever its directory sits: its rank-0 log's content (with
+    the run id and start time its manifest records, to name it). ``cp -a logs/base logs/copy`` keeps
+    them, so a copy (or one run given twice, or a run and its own workerlog.0) is recognised as one run."""
 
     name: str
     path: str
@@ -520,16 +520,17 @@ def run_identity(run: RunLogs) -> RunIdentity:
 
 
 def same_run(a: RunIdentity, b: RunIdentity) -> str:
-    """Why ``a`` and ``b`` are one run ("" when they are two): the same run id and start time, the
-    same rank-0 log, or one log that begins with the whole other (a copy taken while it ran)."""
-    if a.run_id and a.run_id == b.run_id and a.started and a.started == b.started:
-        return f"both are run {a.run_id}, started {a.started}"
+    """Why ``a`` and ``b`` are one run ("" when they are two): the same rank-0 log, or one log that
+    begins with the whole other (a copy taken while it ran). Upstream stamps every line with the
+    time, so two trainings never write the same log; a run id alone is a name (``--run-dir run``
+    on two hosts), so it only labels the message."""
+    named = f"run {a.run_id}: " if a.run_id and a.run_id == b.run_id else ""
     if a.log_sha256 == b.log_sha256:
-        return f"their rank-0 logs are identical ({a.log.name}, sha256 {a.log_sha256[:12]})"
+        return f"{named}their rank-0 logs are identical ({a.log.name}, sha256 {a.log_sha256[:12]})"
     shorter, longer = sorted((a, b), key=lambda identity: identity.log_size)
     n = min(len(shorter.head), len(longer.head))
     if shorter.log_size and shorter.head[:n] == longer.head[:n] and _sha256(longer.log, shorter.log_size) == shorter.log_sha256:
-        return f"{longer.log} begins with the whole of {shorter.log} (a copy taken while the run was writing)"
+        return f"{named}{longer.log} begins with the whole of {shorter.log} (a copy taken while the run was writing)"
     return ""
 
 

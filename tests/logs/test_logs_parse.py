@@ -201,3 +201,30 @@ def test_a_restart_from_scratch_begins_another_training(tmp_path, launches, judg
     assert not run.problems and not any("lacks" in warning for warning in run.warnings), run.warnings
     if start > 1:
         assert any(f"launch {start} started a new training from scratch" in note for note in run.notes)
+
+
+def test_run_identity_is_the_rank0_log_wherever_the_run_sits(tmp_path):
+    """Copies, a run and its own log file, a copy taken mid-run are one run; two runs that share only a
+    name (the same --run-dir on two hosts) are two."""
+    import shutil
+
+    from repro.logs.parse import refuse_duplicate_runs, run_identity, same_run
+
+    fake = FakeUpstreamLog(epochs=3)
+    finished = fake.launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75})
+    base = write_run(tmp_path / "base", finished, manifest={"run_id": "run", "recipe": {"name": "resnest50"}})
+    shutil.copytree(base, tmp_path / "elsewhere" / "copy")
+    cut = finished.index(next(line for line in finished if "[Train][Epoch 3/3][Avg]" in line))
+    early = write_run(tmp_path / "early", finished[:cut], manifest={"run_id": "run-copy-mid-run"})
+    other = write_run(tmp_path / "other", FakeUpstreamLog(epochs=3, start=fake.start.replace(hour=9))
+                      .launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75}), manifest={"run_id": "run"})
+    ident = {name: run_identity(parse_run(path)) for name, path in
+             (("base", base), ("copy", tmp_path / "elsewhere" / "copy"), ("log", base / "launcher" / "workerlog.0"),
+              ("early", early), ("other", other))}
+    assert same_run(ident["base"], ident["copy"]).startswith("run run: their rank-0 logs are identical")
+    assert "identical" in same_run(ident["base"], ident["log"])
+    assert "begins with the whole of" in same_run(ident["early"], ident["base"])
+    assert same_run(ident["base"], ident["other"]) == ""  # the same run id, another training
+    with pytest.raises(ReproError, match=r"^compare: .* are the same run \(.*\); a copy counts once"):
+        refuse_duplicate_runs([parse_run(other), parse_run(base), parse_run(tmp_path / "elsewhere" / "copy")], "compare")
+    assert len(refuse_duplicate_runs([parse_run(base), parse_run(other)], "compare")) == 2
