@@ -43,8 +43,7 @@ from repro.launch.command import Token
 from repro.launch.command import build_command
 from repro.platform.profiles import load_profile
 from repro.launch.command import environment_changes
-from repro.commands.runs import is_running
-from repro.run.lock import RunLock
+from repro.run.lock import RunLock, is_active
 from repro.run.processes import Launch
 from repro.launch.train_cli import parse_gpus
 
@@ -207,7 +206,7 @@ def read_result(out: Path) -> EvalResult | None:
 
 def refuse_if_training(run: RunDir) -> None:
 
-    if is_running(run.path):
+    if is_active(run.path):
         raise ReproError(f"{run.path} is training (a `repro train` or its ranks hold {run.lock}); evaluate it once "
                          f"that segment has ended (`repro watch {run.path}` follows it)", EXIT_CONFLICT)
 
@@ -255,8 +254,7 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
             "loss": result.loss if result else None,
             "eval_set_size": size,
         })
-        manifest.data.setdefault(K_EVALUATIONS, []).append(record)
-        manifest.save()
+        manifest.append(K_EVALUATIONS, record)
     finally:
         if launch is not None:
             launch.restore_signal_handlers()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import click
+import psutil
 from tqdm import tqdm
 
 from repro.core.numeric_options import BoundedFloat, BoundedInt
@@ -32,7 +33,7 @@ from repro.judge.judge_cli import judged_path, target_options, verdicts_for
 from repro.judge.monitor import RunHealth
 from repro.judge.targets import validate_options
 from repro.run.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, read_manifest
-from repro.run.lock import harness_alive
+from repro.run.lock import is_active
 
 
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
@@ -112,16 +113,15 @@ class Watcher:
             if status in ENDED_STATUSES:
                 return f"manifest.json says {status}"
             if status == STATUS_RUNNING:
-
-                self.dead_looks = 0 if harness_alive(run) else self.dead_looks + 1
+                self.dead_looks = 0 if is_active(run.path) else self.dead_looks + 1
                 if self.dead_looks >= DEAD_LOOKS:
-                    return (f"manifest.json says running, but no `repro train` holds {run.path} (killed?); "
+                    return (f"manifest.json says running, but no process of {run.path} is alive (killed?); "
                             f"continue it with `repro train --resume {run.path}`")
         else:
             why = self._launcher_ended()
             if why is not None:
                 return why
-        if self.pid is not None and not _alive(self.pid):
+        if self.pid is not None and not psutil.pid_exists(self.pid):
             return f"process {self.pid} is gone"
         if self.lock is not None and not self.lock.exists():
             return f"lock {self.lock} is gone"
@@ -150,16 +150,6 @@ def _closing_markers(lines: list[str]) -> list[str]:
             break
         closing.append(line)
     return closing
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _postfix(progress: Progress) -> dict[str, str]:

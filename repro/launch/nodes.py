@@ -268,7 +268,7 @@ class NodeWatch:
     def _records(self) -> None:
         """Hosts seen, node 0's place (on the others) and mismatches (on node 0), into the manifest."""
         infos = self.store.get_prefix("info/") or {}
-        record = self.manifest.data.setdefault(K_NODES, {})
+        record = self.manifest.section(K_NODES)
         hosts = {key.split("/", 1)[-1]: info.get("host") for key, info in infos.items() if isinstance(info, dict)}
         changed = False
         if hosts and record.get("hosts") != {**record.get("hosts", {}), **hosts}:

@@ -17,7 +17,7 @@ import click
 
 from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.run.rundir import K_TRUE_BEST, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
 from repro.run.checkpoints import (
     DEFAULT_KEEP,
     Checkpoint,
@@ -139,9 +139,7 @@ def _dataset_root_now(plan: ResumePlan) -> Path | None:
 
 def prepare_segment(plan: ResumePlan) -> None:
     """Before relaunching: make true_best independent of files the new segment may rewrite."""
-    data = plan.manifest.data
-    data["true_best"] = detach_true_best(plan.run, data.get("true_best"))
-    plan.manifest.save()
+    plan.manifest.update(true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
 
 
 def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False) -> None:
@@ -171,13 +169,13 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         if fresh.checkpoint != plan.checkpoint:
             raise ReproError(f"{plan.run.path} changed while this resume started (another segment ended); "
                              f"run `repro train --resume {plan.run.path}` again", EXIT_CONFLICT)
-        plan.manifest.data = fresh.manifest.data
+        plan.manifest.reload()
         problems = resume_problems(plan)
         if problems:
             for line in problems:
                 click.echo(f"resume check: {line}", err=True)
             raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
-        plan.manifest.data["keep_checkpoints"] = keep
+        plan.manifest.update(keep_checkpoints=keep)
         prepare_segment(plan)
 
     segment = {
