@@ -321,7 +321,7 @@ def utc_now() -> str:
 _MAPPING, _LIST, _TEXT, _NUMBER, _FLAG = (dict,), (list,), (str,), (int, float), (bool,)
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
     K_SCHEMA: (int,), K_STATUS: _TEXT, K_STARTED: _TEXT, K_ENDED: _TEXT, K_EXIT_CODE: (int,),
-    K_SEGMENTS: _LIST, K_SMOKE: _FLAG, K_TARGET: _MAPPING + _NUMBER, K_RECIPE: _MAPPING + _TEXT,
+    K_SEGMENTS: _LIST, K_SMOKE: _FLAG, K_TARGET: _MAPPING + _NUMBER + _LIST, K_RECIPE: _MAPPING + _TEXT,
     K_TRUE_BEST: _MAPPING, K_WRITTEN: _MAPPING, K_NODES: _MAPPING, K_EVALUATIONS: _LIST,
     "run_id": _TEXT, "harness": _MAPPING, "platform": _MAPPING + _TEXT, "paddle": _MAPPING, "devices": _MAPPING,
     "upstream": _MAPPING, "dataset": _MAPPING, "command": _MAPPING, "env": _MAPPING, "overrides": _MAPPING,
