@@ -194,13 +194,13 @@ class FakeUpstreamLog:
         step = (epoch - 1) * self.iters + it + 1
         return 0.5 * self.lr0 * (1 + math.cos(math.pi * step / (self.epochs * self.iters)))
 
-    def train_iter(self, epoch: int, it: int, loss: float = 1.5, ips: float = 12.0) -> str:
+    def train_iter(self, epoch: int, it: int, loss: float = 1.5, ips: float = 12.0, reader_cost: float = 0.00015) -> str:
         batch_cost = self.batch_size / ips
         eta_sec = int(((self.epochs - epoch + 1) * self.iters - it) * batch_cost)
         return self.line(
             f"[Train][Epoch {epoch}/{self.epochs}][Iter: {it}/{self.iters}]"
             f"lr(CosineAnnealingDecay): {self.lr_at(epoch, it):.8f}, CELoss: {_num(loss)}, "
-            f"loss: {_num(loss)}, batch_cost: {batch_cost:.5f}s, reader_cost: 0.00015, "
+            f"loss: {_num(loss)}, batch_cost: {batch_cost:.5f}s, reader_cost: {reader_cost:.5f}, "
             f"ips: {ips:.5f} samples/s, eta: {dt.timedelta(seconds=eta_sec)}"
         )
 

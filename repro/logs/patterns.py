@@ -29,6 +29,12 @@ EVAL_AVG = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Avg\](?P<body>.*)")
 # engine.py prints the Python float: "0.25", "0.7677000164985657", "-1.0".
 BEST = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[best metric: (?P<value>[^\]]*)\]")
 
+# Upstream's train loop (ppcls/engine/train/train.py) times each iteration from before the batch is
+# fetched (reader_cost, inside batch_cost), resets its timers after every logged line and once more at
+# iteration 5 of every epoch: a logged batch_cost/reader_cost is the mean over the iterations since
+# the previous reset, and the first 5 of each epoch are upstream's own warm-up.
+TIMERS_RESET_ITER = 5
+
 # print_config: "Global : " opens a mapping, "    epochs : 300" is a value (4 spaces per level).
 ECHO_ENTRY = re.compile(r"^(?P<indent> *)(?P<key>[^ :][^:]*?) : (?P<value>.*)$")
 ECHO_START = b"INFO: Global : "

@@ -394,3 +394,67 @@ def target_status(recipe: Recipe) -> str:
     if recipe.target is None:
         return str(info.get("status", "no accuracy stated"))
     return str(info.get("status", "stated"))
+
+
+# -- compare: equivalence margin and throughput baselines (``compare:`` in a recipe) -------------------
+DEFAULT_COMPARE_MARGIN = 0.005  # 0.5 point of top-1: ~5 x the final-epoch seed spread of ResNet-50-class runs
+DEFAULT_COMPARE_ALPHA = 0.05  # per one-sided test: a 90 % interval
+DEFAULT_DATA_BOUND_SHARE = 0.10  # reader_cost / batch_cost above this: the devices wait for data
+
+
+@dataclass(frozen=True)
+class ThroughputBaseline:
+    """A published training throughput for this software, with where it was stated."""
+
+    model: str
+    device: str
+    precision: str
+    devices: int
+    per_device: float | None  # images/s per device; None when the source's unit is unclear
+    source: str
+    stated: str = ""  # the figure as the source prints it
+    note: str = ""
+
+    def describe(self) -> str:
+        figure = f"{self.per_device:g} img/s per device" if self.per_device is not None else f"'{self.stated}' (unit unclear)"
+        return f"{self.model}, {self.devices} x {self.device}, {self.precision}: {figure} ({self.source})"
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """What ``repro compare`` reads from a recipe: the margin, alpha, the data-bound share, baselines."""
+
+    margin: float = DEFAULT_COMPARE_MARGIN
+    margin_source: str = f"default {DEFAULT_COMPARE_MARGIN:g}"
+    alpha: float = DEFAULT_COMPARE_ALPHA
+    data_bound_share: float = DEFAULT_DATA_BOUND_SHARE
+    baselines: tuple[ThroughputBaseline, ...] = ()
+    baseline_status: str = "the recipe records no published throughput baseline"
+
+
+def compare_settings(recipe: Recipe, smoke: bool = False) -> CompareSettings:
+    """The recipe's ``compare:`` block (``smoke.compare`` on top for smoke runs), defaults otherwise."""
+    block = dict(recipe.data.get("compare") or {})
+    if smoke:
+        block.update((recipe.data.get("smoke") or {}).get("compare") or {})
+    where = f"recipe {recipe.name}{' (smoke)' if smoke else ''}"
+    try:
+        margin = float(block.get("margin", DEFAULT_COMPARE_MARGIN))
+        alpha = float(block.get("alpha", DEFAULT_COMPARE_ALPHA))
+        share = float(block.get("data_bound_share", DEFAULT_DATA_BOUND_SHARE))
+        baselines = tuple(
+            ThroughputBaseline(model=str(item["model"]), device=str(item["device"]), precision=str(item["precision"]),
+                               devices=int(item["devices"]),
+                               per_device=None if item.get("per_device") is None else float(item["per_device"]),
+                               source=str(item["source"]), stated=str(item.get("stated", "")), note=str(item.get("note", "")))
+            for item in block.get("throughput_baselines") or [])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ReproError(f"{where}: compare block is malformed ({error}); fix repro/recipes/{recipe.name}.yaml",
+                         EXIT_BAD_INPUT) from None
+    if not 0 < margin < 1 or not 0 < alpha < 0.5 or not 0 < share < 1:
+        raise ReproError(f"{where}: compare margin {margin}, alpha {alpha}, data_bound_share {share} must be in (0, 1), "
+                         f"(0, 0.5), (0, 1); fix repro/recipes/{recipe.name}.yaml", EXIT_BAD_INPUT)
+    status = str(block.get("throughput_baseline_status") or CompareSettings.baseline_status)
+    source = f"{where} ({block['margin_why']})" if "margin" in block and block.get("margin_why") else (
+        where if "margin" in block else f"default {DEFAULT_COMPARE_MARGIN:g} (0.5 point)")
+    return CompareSettings(margin, source, alpha, share, baselines, status)
