@@ -8,8 +8,8 @@ nonfinite-loss      an iteration, a train epoch or an eval logged a nan/inf loss
 loss-not-falling    after ``loss_epochs`` epochs the epoch's train loss is still >= ``loss_near`` x ln(class_num)
 top1-at-chance      after ``chance_epochs`` epochs eval top-1 <= ``chance_factor`` / class_num
 throughput          the throughput of the last ``ips_window`` logged iterations (their harmonic mean ips: samples
-                    over time) is below ``ips_fraction`` of the run's own steady state (:class:`Pace`: warm-up
-                    excluded, time-weighted over every earlier epoch); the new training ETA is given
+                    over time) is below ``ips_fraction`` of the run's own steady state before this epoch
+                    (:class:`Pace`, ``repro.judge.throughput``'s rule); the new training ETA is given
 disk                free space in the run directory is below what the remaining checkpoint saves need
                     (``repro.run.checkpoints.disk_problem``, the pre-flight's rule)
 band                below the convergence band at this epoch (``repro.judge.band``)
@@ -116,43 +116,58 @@ class Alarm:
 
 
 # -- pace: steady throughput, ETA and cost ---------------------------------------------------------
-# Warm-up: upstream resets its timers at iteration 5 of every epoch; the first epoch of a launch also
-# pays cuDNN autotuning and loader start-up, so its first 10 % of iterations (at least 5) are left out,
-# and so is every epoch's iteration 0 (one iteration after the loader and eval switched over).
-WARMUP_MIN_ITERS = 5
-WARMUP_EPOCH_FRACTION = 0.1
-
-
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else str(dt.timedelta(seconds=int(round(seconds))))
 
 
 @dataclass
-class Pace:
-    """A run's steady training speed (warm-up excluded) and, from it, the rest of the run.
+class _Sums:
+    """Iterations, their seconds and one rank's samples, over some steady lines."""
 
-    Each ``[Iter: i/n]`` line reports the mean ``batch_cost`` (seconds an iteration) and ``ips`` (a
-    rank's samples a second) of the iterations since the previous logged one; the steady speed is the
-    time-weighted mean over those lines: iterations / seconds, samples / seconds. The ETA is the
-    remaining iterations at that speed plus one eval (and its saves) per remaining epoch, the eval's
-    time measured from the log's timestamps ([Train][Avg] to [Eval][Avg]); the whole run is every
-    epoch at that speed, and device-hours are its hours x the world size (unknown if that is).
+    iterations: float = 0.0
+    seconds: float = 0.0
+    samples: float = 0.0
+
+    def add(self, other: "_Sums") -> None:
+        self.iterations += other.iterations
+        self.seconds += other.seconds
+        self.samples += other.samples
+
+
+@dataclass
+class Pace:
+    """A run's steady training speed and, from it, the rest of the run, line by line (``repro watch``).
+
+    Steady state is ``repro.judge.throughput``'s rule (the one ``repro compare`` measures with), kept
+    incrementally here: a line counts for the iterations its means cover, not before upstream's timer
+    reset at iteration 5 of an epoch, and a launch's first epoch only while it has no later one; the
+    speed is iterations (and samples) over seconds. The ETA is the remaining iterations at that speed
+    plus one eval (and its saves) per remaining epoch, the eval's time measured from the log's
+    timestamps ([Train][Avg] to [Eval][Avg]); the whole run is every epoch at that speed, and
+    device-hours are its hours x the world size (unknown when that is).
     """
 
-    iterations: float = 0.0  # steady iterations counted
-    seconds: float = 0.0  # their time
-    samples: float = 0.0  # their samples, one rank
     epochs: int | None = None
     position: tuple[int, int, int] | None = None  # epoch, iter, iters of the last iteration line
     last_eval: int = 0  # the last epoch with an eval result
     eval_seconds: list[float] = field(default_factory=list)
     world: int | None = None  # upstream's "number of gpu is N" warning, when the log has one
+    _done: _Sums = field(default_factory=_Sums)  # earlier launches
+    _first: _Sums = field(default_factory=_Sums)  # this launch's first epoch
+    _later: _Sums = field(default_factory=_Sums)  # this launch's later epochs
     _launch_first: int | None = None  # first epoch of the current launch
     _prev: tuple[int, int] | None = None  # epoch, iter of the previous iteration line of this launch
     _train_end: dict[int, dt.datetime] = field(default_factory=dict)
 
+    def _steady(self) -> _Sums:
+        total = _Sums()
+        total.add(self._done)
+        total.add(self._later if self._later.iterations else self._first)
+        return total
+
     def new_launch(self) -> None:
-        self._launch_first, self._prev = None, None
+        self._done = self._steady()
+        self._first, self._later, self._launch_first, self._prev = _Sums(), _Sums(), None, None
 
     def iteration(self, epoch: int, epochs: int, it: int, iters: int, ips: Any, cost: Any) -> bool:
         """Count one logged iteration line; True when it is steady (counted)."""
@@ -160,16 +175,17 @@ class Pace:
         if self._launch_first is None:
             self._launch_first = epoch
         prev, self._prev = self._prev, (epoch, it)
-        warm = epoch == self._launch_first and it < max(WARMUP_MIN_ITERS, math.ceil(WARMUP_EPOCH_FRACTION * iters))
-        if warm or it == 0 or prev is None or prev[0] != epoch or prev[1] >= it:
+        start = prev[1] + 1 if prev is not None and prev[0] == epoch and prev[1] < it else 0
+        if start <= P.TIMERS_RESET_ITER <= it:
+            start = P.TIMERS_RESET_ITER  # upstream's timers restart there: the means cover from it on
+        if start < P.TIMERS_RESET_ITER:
             return False
         if not (isinstance(ips, float) and isinstance(cost, float) and ips > 0 and cost > 0
                 and math.isfinite(ips) and math.isfinite(cost)):
             return False
-        covered = it - prev[1]
-        self.iterations += covered
-        self.seconds += covered * cost
-        self.samples += covered * cost * ips
+        covered = it - start + 1
+        sums = self._first if epoch == self._launch_first else self._later
+        sums.add(_Sums(covered, covered * cost, covered * cost * ips))
         return True
 
     def train_avg(self, epoch: int, when: dt.datetime | None) -> None:
@@ -224,11 +240,13 @@ class Pace:
     @property
     def steady_ips(self) -> float:
         """A rank's samples a second at steady state (NaN before any steady line)."""
-        return self.samples / self.seconds if self.seconds > 0 else math.nan
+        sums = self._steady()
+        return sums.samples / sums.seconds if sums.seconds > 0 else math.nan
 
     @property
     def seconds_per_iteration(self) -> float:
-        return self.seconds / self.iterations if self.iterations > 0 else math.nan
+        sums = self._steady()
+        return sums.seconds / sums.iterations if sums.iterations > 0 else math.nan
 
     @property
     def eval_time(self) -> float:
@@ -251,7 +269,7 @@ class Pace:
         world = world or self.world
         whole = self.whole_run_seconds()
         return {
-            "steady_ips_per_rank": self.steady_ips, "steady_iterations": self.iterations,
+            "steady_ips_per_rank": self.steady_ips, "steady_iterations": self._steady().iterations,
             "seconds_per_iteration": self.seconds_per_iteration, "eval_seconds": self.eval_time if self.eval_seconds else None,
             "eta_s": self.remaining_seconds(), "whole_run_s": whole, "world": world,
             "world_source": world_source or ("upstream's world-size warning" if world else "unknown"),

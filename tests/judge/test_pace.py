@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from repro.cli import cli
 from repro.judge.band import Band, BandSettings, build_band
 from repro.judge.health import THROUGHPUT, HealthMonitor, HealthSettings, Pace
+from repro.judge.throughput import run_throughput
 from repro.logs.parse import parse_run
 from repro.recipes.catalog import load_recipe
 from tests.logfakes import FakeUpstreamLog, write_envlog, write_run
@@ -61,6 +62,27 @@ def test_pace_of_a_parsed_run_equals_the_streamed_one(tmp_path):
     eta, whole = expected()
     assert pace.steady_ips == pytest.approx(STEADY_IPS)
     assert pace.remaining_seconds() == pytest.approx(eta) and pace.whole_run_seconds() == pytest.approx(whole)
+
+
+def test_pace_follows_compares_steady_state_rule_across_launches(tmp_path):
+    """One definition of steady state: Pace (streamed) gives repro.judge.throughput's number."""
+    fake = FakeUpstreamLog(epochs=6, iters=40, print_batch_step=7, batch_size=16)
+    lines = fake.startup()
+    speeds = {1: 3.0, 2: 10.0, 3: 12.0, 4: 5.0, 5: 9.0, 6: 11.0}
+    for epoch in (1, 2, 3):
+        lines += fake.train_epoch(epoch, ips=speeds[epoch]) + fake.eval_epoch(epoch, 0.3, 0.3)
+    lines += fake.startup(checkpoints="./output/latest")  # a resume: its first epoch is warm-up again
+    for epoch in (4, 5, 6):
+        lines += fake.train_epoch(epoch, ips=speeds[epoch]) + fake.eval_epoch(epoch, 0.3, 0.3)
+    root = write_run(tmp_path / "run", lines, layout="upstream")
+    run = parse_run(root)
+    streamed = Pace()
+    for line in lines:
+        streamed.feed_line(line)
+    measured = run_throughput(run).per_device
+    assert streamed.steady_ips == pytest.approx(measured) == pytest.approx(Pace.of_run(run).steady_ips)
+    # epochs 2, 3, 5, 6 at 10, 12, 9, 11 ips (the launches' first epochs left out), weighted by time
+    assert measured == pytest.approx(4 / (1 / 10 + 1 / 12 + 1 / 9 + 1 / 11))
 
 
 def test_before_any_steady_line_there_is_no_eta():
