@@ -151,7 +151,7 @@ def test_html_page_has_the_curves_and_refuses_foreign_files(tmp_path: Path, refe
     result = run(str(candidate), *[f"--reference={p}" for p in references], "--html", str(page))
     assert result.exit_code in (0, 2), result.stderr
     text = page.read_text(encoding="utf-8")
-    assert text.startswith(MARKER) and "data:image/png;base64," in text and "reference band" in text
+    assert MARKER in text and "data:image/png;base64," in text and "reference band" in text
     again = run(str(candidate), *[f"--reference={p}" for p in references], "--html", str(page))
     assert again.exit_code in (0, 2)  # its own page is replaced
     foreign = tmp_path / "notes.html"
