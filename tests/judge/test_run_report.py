@@ -264,3 +264,15 @@ def test_a_file_size_limit_from_the_kernel_leaves_whole_files_or_none(tmp_path):
     assert present == ["epochs.csv", "summary.md"]
     assert (run / "report" / "epochs.csv").read_text().startswith("epoch,") and \
         (run / "report" / "summary.md").read_text().rstrip().endswith("|")
+
+
+def test_throughput_is_judge_throughput_s_steady_state_per_epoch_and_for_the_run(tmp_path):
+    fake = FakeUpstreamLog(epochs=3, iters=8)  # lines from iteration 5 on are past upstream's timer reset
+    run_dir = write_run(tmp_path / "run", fake.launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75}), manifest=full_manifest())
+    run = parse_run(run_dir)
+    table = run_report.throughput_table(run)
+    assert list(table.index) == [1, 2, 3] and table["steady_ips"].tolist() == pytest.approx([12.0, 12.0, 12.0])
+    assert table["data_wait"].tolist() == pytest.approx([0.00015 / 1.33333] * 3)
+    page = (report_of(run_dir)[1] / "index.html").read_text()
+    assert "steady state 12 images/s per device, data wait 0.0% of step time (6 logged lines, 18 warm-up" in page
+    assert '<td>0.01%</td>' in page
