@@ -1,15 +1,18 @@
-"""The two file primitives every step shares: an atomic writer and a tail of a growing log.
+"""The file primitives every step shares: an atomic writer, a tail of a growing log, a digest.
 
 Atomic: a crash or a full disk in the middle of a write must leave the previous complete file (a
 manifest, a pin, a list file, a checkpoint copy), never a truncated one under the real name, so
 every file the harness writes goes to a temporary name in the same directory and is moved into
 place with ``os.replace`` (as timm saves checkpoints). Tail: a 300-epoch log grows to ~160k lines,
 so readers (the true-best guard, ``watch``, a failed rank's last lines) read only what was appended.
+Digest: one sha256 of a file's bytes (an upstream archive, a checkpoint training wrote, the weights
+an eval scored), so a digest recorded by one command is comparable with one taken by another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections import deque
@@ -43,6 +46,16 @@ def write_text_atomic(target: Path, text: str, fsync: bool = False) -> Path:
         temp.write_text(text, encoding="utf-8")
         os.chmod(temp, 0o666 & ~_umask())
     return Path(target)
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    """Hex sha256 of the file at ``path``, read in blocks (a checkpoint is ~200 MB); hashlib releases
+    the GIL on large blocks, so a digest in a background thread does not stall the caller."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

@@ -16,10 +16,14 @@ from pathlib import Path
 import click
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.logs import patterns as P
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
 from repro.run.checkpoints import (
     DEFAULT_KEEP,
+    EPOCH_NAME,
     Checkpoint,
+    changed_file_message,
+    changed_files,
     find_checkpoints,
     resume_point,
 )
@@ -143,9 +147,51 @@ def prepare_segment(plan: ResumePlan) -> None:
     plan.manifest.save()
 
 
+def trained_epochs(run: RunDir, data: dict) -> int:
+    """How far the run got: the last epoch its ``train.log`` closed (``[Train][Epoch N/M][Avg]``) or
+    that a checkpoint the harness recorded (written or deleted) or its true best names; 0 for none."""
+    epochs = [0]
+    try:
+        with open(run.train_log, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                match = P.TRAIN_AVG.search(line) if "[Avg]" in line else None
+                if match:
+                    epochs.append(int(match.group("epoch")))
+    except OSError:
+        pass
+    written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
+    names = [*written, *(data.get("checkpoints_deleted") or [])]
+    epochs += [int(m.group(1)) for m in (EPOCH_NAME.match(str(n).split(".", 1)[0]) for n in names) if m]
+    best = data.get(K_TRUE_BEST)
+    if isinstance(best, dict) and isinstance(best.get("epoch"), int):
+        epochs.append(best["epoch"])
+    return max(epochs)
+
+
+def refuse_lost_progress(plan: ResumePlan) -> None:
+    """A resume never quietly trains again from epoch 1 (or from a changed file): the reason, one line."""
+    data, where = plan.manifest.data, plan.run.path
+    written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
+    if plan.checkpoint is not None:
+        changed = changed_files(plan.checkpoint.files(), written)
+        if changed:
+            raise ReproError(changed_file_message(changed[0], f"put back the file training wrote, or move "
+                                                  f"{plan.checkpoint.name}.* out of {changed[0].parent} to resume "
+                                                  f"from the newest other checkpoint (`repro train --resume {where}`)"),
+                             EXIT_BAD_INPUT)
+        return
+    done = trained_epochs(plan.run, data)
+    if done:
+        raise ReproError(f"{where} trained through epoch {done}, but no complete checkpoint is left in "
+                         f"{plan.run.output} (pruned, deleted or incomplete), so a resume would train again from "
+                         f"epoch 1 into the same logs; start a new run with the options in {plan.run.manifest}, or "
+                         "put a complete checkpoint back there", EXIT_BAD_INPUT)
+
+
 def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
     """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``."""
     plan = plan_resume(resume_dir)
+    refuse_lost_progress(plan)
     for checkpoint in plan.skipped:
         say(f"not using {checkpoint.name}: incomplete ({checkpoint.reason})")
     if plan.checkpoint is None:
@@ -154,7 +200,10 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
         epoch = f" (epoch {plan.checkpoint.epoch})" if plan.checkpoint.epoch is not None else ""
         kind = "" if plan.checkpoint.kind in ("latest", "epoch") else (
             ", the newest complete state: latest and epoch_N are older or incomplete")
-        say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}")
+        done = trained_epochs(plan.run, plan.manifest.data)
+        behind = (f"; the run had trained through epoch {done}, so epochs {plan.checkpoint.epoch + 1}-{done} are "
+                  "trained again" if plan.checkpoint.epoch is not None and done > plan.checkpoint.epoch else "")
+        say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}{behind}")
     if dry_run:
         print_dry_run(plan.command, plan.env, plan.run.path, None)
         return

@@ -8,7 +8,6 @@ commit id, which is used when ``--commit`` is not given.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import stat
@@ -29,14 +28,6 @@ def in_sparse(name: str, patterns: tuple[str, ...]) -> bool:
         if name == anchored:
             return True
     return False
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _safe_relative(name: str) -> PurePosixPath | None:
