@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_FAILED, EXIT_OK
 from repro.platform.devices import PaddleInfo, probe_paddle, query_device_tool
 from repro.core.paths import resolve_upstream_dir
@@ -199,16 +200,13 @@ def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: 
     return findings
 
 
-@click.command()
+@command("doctor", exits={EXIT_OK: "training can start", EXIT_FAILED: "something must be fixed first"})
 @click.option("--platform", "platform_name", default=None, help=f"Platform profile ({', '.join(available_profiles())}); default: the one make setup used.")
 @click.option("--upstream", "upstream_option", default=None, help="PaddleClas checkout (default: $REPRO_UPSTREAM_DIR or .upstream/PaddleClas).")
 @click.option("--logs-dir", default="logs", show_default=True, type=click.Path(path_type=Path), help="Where runs and checkpoints will be written.")
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@json_option("the findings")
 def doctor(platform_name: str | None, upstream_option: str | None, logs_dir: Path, as_json: bool) -> None:
-    """Say whether this machine can start training, one line per finding, with the fix for each problem.
-
-    Exits 0 when training can start, 1 when something must be fixed first.
-    """
+    """Say whether this machine can start training, one line per finding, with the fix for each problem."""
     profile = load_profile(platform_name or default_platform())
     findings = diagnose(profile, resolve_upstream_dir(upstream_option), logs_dir.resolve())
     failures = [f for f in findings if f.status == FAIL]

@@ -16,6 +16,7 @@ the manifest's ``evaluations`` under the run's lock, so it never races a trainin
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -26,8 +27,10 @@ from typing import Any
 import click
 import yaml
 
+from repro.core.numeric_options import BoundedInt, process_limit
+from repro.core.files import LIST_FILE_LIMIT, file_sha256, last_lines, open_regular_file, read_bytes_bounded, read_text_bounded
+from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
-from repro.core.files import file_sha256
 from repro.logs import patterns as P
 from repro.run.rundir import K_EVALUATIONS, K_TRUE_BEST, K_WRITTEN, Manifest, RunDir, open_run_dir, run_id, utc_now
 from repro.run.checkpoints import CHECKPOINT_NAME, changed_file_message, changed_files, recorded_digest, saved_state
@@ -39,8 +42,7 @@ from repro.launch.command import Token
 from repro.launch.command import build_command
 from repro.platform.profiles import load_profile
 from repro.launch.command import environment_changes
-from repro.commands.runs import is_running
-from repro.run.lock import RunLock
+from repro.run.lock import RunLock, is_active
 from repro.run.processes import Launch
 from repro.launch.train_cli import parse_gpus
 
@@ -189,12 +191,12 @@ def eval_set_size(cwd: Path, config_file: Path) -> int | None:
     """Images in the eval set: the lines of ``DataLoader.Eval.dataset.cls_label_path`` (upstream's
     ``len(dataset)``), read from the run's resolved config; None if it cannot tell."""
     try:
-        config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        config = yaml.safe_load(read_text_bounded(config_file, what="run config"))
         label_path = Path(str(config["DataLoader"]["Eval"]["dataset"]["cls_label_path"]))
         label_path = label_path if label_path.is_absolute() else cwd / label_path
-        with open(label_path, encoding="utf-8", errors="replace") as handle:
-            return sum(1 for line in handle if line.strip())
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        raw = read_bytes_bounded(label_path, LIST_FILE_LIMIT, what="eval list")
+        return sum(1 for line in raw.splitlines() if line.strip())
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ReproError):
         return None
 
 
@@ -202,8 +204,8 @@ def read_result(out: Path) -> EvalResult | None:
     """The last ``[Eval][Epoch 0][Avg]`` line of upstream's ``eval.log`` (else rank 0's workerlog)."""
     for log in (out / "output" / EVAL_LOG, RunDir(out).workerlog(0)):
         try:
-            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
+            lines = last_lines(log, 1000, 1 << 20).splitlines()
+        except (OSError, ReproError):
             continue
         for line in reversed(lines):
             match = P.EVAL_AVG.search(P.strip_ansi(line)) if "[Avg]" in line else None
@@ -216,7 +218,7 @@ def read_result(out: Path) -> EvalResult | None:
 
 def refuse_if_training(run: RunDir) -> None:
 
-    if is_running(run.path):
+    if is_active(run.path):
         raise ReproError(f"{run.path} is training (a `repro train` or its ranks hold {run.lock}); evaluate it once "
                          f"that segment has ended (`repro watch {run.path}` follows it)", EXIT_CONFLICT)
 
@@ -266,8 +268,7 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
             "loss": result.loss if result else None,
             "eval_set_size": size,
         })
-        manifest.data.setdefault(K_EVALUATIONS, []).append(record)
-        manifest.save()
+        manifest.append(K_EVALUATIONS, record)
     finally:
         if launch is not None:
             launch.restore_signal_handlers()
@@ -312,17 +313,20 @@ def describe(record: dict[str, Any]) -> str:
             f"top1 {fmt(top1)}, top5 {fmt(top5)} on {record.get('eval_set_size') or '?'} images; {record['dir']}")
 
 
-@click.command("eval")
+@command("eval", exits={EXIT_UPSTREAM: "the run's upstream checkout is gone", EXIT_CONFLICT: "the run is training",
+                        EXIT_TRAINING_FAILED: "tools/eval.py failed"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
               help="Which weights: true_best, best_model, latest or epoch_N.")
 @click.option("--gpus", help="GPU ids for the eval (default: the run's devices).")
-@click.option("--cpu-ranks", type=click.IntRange(min=1), help="CPU ranks for the eval (default: the run's).")
-def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None) -> None:
+@click.option("--cpu-ranks", type=BoundedInt(1, process_limit()), help="CPU ranks for the eval (default: the run's).")
+@json_option("the evaluation's record (as in the manifest's evaluations)")
+def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None, as_json: bool) -> None:
     """Evaluate a checkpoint of RUN with upstream's tools/eval.py, as the run was trained; the result
     goes into RUN/eval/ and the manifest, where check-accuracy compares it with the logged top-1."""
 
     if gpus is not None and cpu_ranks is not None:
         raise ReproError("--gpus and --cpu-ranks exclude each other; pass one", EXIT_BAD_INPUT)
-    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks)
-    click.echo(describe(record))
+    to_stderr = (lambda text: click.echo(text, nl=False, err=True)) if as_json else None  # stdout: the object alone
+    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks, echo=to_stderr)
+    click.echo(json.dumps(record, indent=2, default=str) if as_json else describe(record))

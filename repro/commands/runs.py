@@ -14,25 +14,23 @@ weights (``true_best``), of a completed run only what ``repro eval`` reads (no `
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
+import json
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from repro.core.cli_wiring import command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, LOCK, MANIFEST, STATUS_COMPLETED
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
 from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, resume_point
 from repro.launch.truebest import TRUE_BEST
-from repro.run.lock import read_lock
+from repro.run.lock import held, is_active
 from repro.judge.judge_cli import judge_run
 from repro.logs.parse import parse_run
 
@@ -43,55 +41,6 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
         return rundir.read_manifest(run_dir / MANIFEST)
     except ReproError:
         return None
-
-
-def _live_recorded(run_dir: Path) -> list[int]:
-    """PIDs the lock file records that still live (orphaned ranks of a killed harness hold no flock)."""
-
-    return [record.pid for record in read_lock(run_dir / LOCK) if record.alive()]
-
-
-def is_running(run_dir: Path) -> bool:
-    """A harness holds the run's ``.lock`` flock (the kernel drops it when the harness dies), or a
-    process the lock records (a launcher or rank left by a killed harness) still lives."""
-    try:
-        fd = os.open(run_dir / LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            return False
-        raise
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-    return bool(_live_recorded(run_dir))
-
-
-@contextlib.contextmanager
-def holding_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run's flock while deleting, so no ``repro train --resume`` starts in between (it is
-    refused, as while another segment runs); a lock file made here is removed again."""
-    path = run_dir / LOCK
-    created = not os.path.lexists(path)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ReproError(f"{run_dir} is running (its .lock is held); prune it after it ends", EXIT_CONFLICT) from None
-        try:
-            yield
-        finally:
-            if created:
-                os.unlink(path)
-    finally:
-        os.close(fd)
 
 
 def tree_bytes(path: Path) -> int:
@@ -143,7 +92,7 @@ def open_run(path: Path) -> RunInfo:
     if manifest is None:
         raise ReproError(f"{path / MANIFEST} is not readable JSON; nothing there is pruned (fix or remove the run by hand)",
                          EXIT_BAD_INPUT)
-    return RunInfo(path, manifest, is_running(path))
+    return RunInfo(path, manifest, is_active(path))
 
 
 def runs_under(logs_dir: Path) -> list[RunInfo]:
@@ -258,16 +207,22 @@ def plan_prune(run: RunInfo, including: frozenset[str] = frozenset()) -> PrunePl
     return PrunePlan([path for path in delete if path not in differ], kept, sorted(changed + differ))
 
 
-@click.group("runs", invoke_without_command=True)
+@group("runs", exits={}, invoke_without_command=True)
 @click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True,
               help="Directory holding the run directories.")
+@json_option("the runs (logs_dir, runs: path, status, recipe, smoke, verdict, bytes)")
 @click.pass_context
-def runs(ctx: click.Context, logs_dir: Path) -> None:
+def runs(ctx: click.Context, logs_dir: Path, as_json: bool) -> None:
     """List run directories: status, recipe, verdict and size on disk (`repro runs prune` frees it)."""
     ctx.obj = logs_dir
     if ctx.invoked_subcommand is not None:
         return
     found = runs_under(logs_dir)
+    if as_json:
+        click.echo(json.dumps({"logs_dir": str(logs_dir), "runs": [
+            {"path": str(r.path), "status": r.status, "recipe": r.recipe, "smoke": r.smoke, "verdict": verdict_word(r),
+             "bytes": tree_bytes(r.path)} for r in found]}, indent=2))
+        return
     if not found:
         click.echo(f"no runs in {logs_dir}")
         return
@@ -279,15 +234,17 @@ def runs(ctx: click.Context, logs_dir: Path) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-@runs.command("prune")
+@command("prune", parent=runs, exits={EXIT_CONFLICT: "a run named is running"})
 @click.argument("run_dirs", metavar="[RUN]...", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--smoke", "smoke", is_flag=True, help="Prune every completed smoke run under --logs-dir.")
 @click.option("--including", "including", multiple=True, metavar="CHECKPOINT",
               help="Delete this checkpoint too (latest, true_best, best_model, epoch_N) though a resume or the "
                    "verdict needs it; repeatable.")
 @click.option("--dry-run", is_flag=True, help="List every file that would be deleted; delete nothing.")
+@json_option("what was (or would be) deleted (dry_run, runs: path, files, bytes, kept, changed; freed_bytes)")
 @click.pass_obj
-def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, including: tuple[str, ...], dry_run: bool) -> None:
+def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, including: tuple[str, ...], dry_run: bool,
+          as_json: bool) -> None:
     """Delete the checkpoints the harness wrote (manifest's checkpoints_written) of the runs named,
     or with --smoke of completed smoke runs; never a log, a copied-in or changed checkpoint, a running
     run, nor what a resume or the verdict needs (the resume point, the judged weights) unless named
@@ -309,24 +266,28 @@ def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, including: tu
     named = frozenset(including)
     freed = 0
     verb = "would delete" if dry_run else "deleted"
+    report = []
     for run in chosen:
         plan = plan_prune(run, named)
         size = sum(path.lstat().st_size for path in plan.delete)
         freed += size
-        click.echo(f"{run.path}: {verb} {len(plan.delete)} checkpoint file(s), {human(size)}")
-        if dry_run:
-            for path in plan.delete:
-                click.echo(f"  {path}")
-        for name, why in plan.kept.items():
-            click.echo(f"  kept {name}.*: {why} (`--including {name}` deletes it too)")
-        for path in plan.changed:
-            click.echo(f"  kept {path.name}: changed since training wrote it (size, mtime or sha256), so it is not "
-                       "the harness's to delete")
+        report.append({"path": str(run.path), "files": [path.name for path in plan.delete], "bytes": size,
+                       "kept": plan.kept, "changed": [path.name for path in plan.changed]})
+        if not as_json:
+            click.echo(f"{run.path}: {verb} {len(plan.delete)} checkpoint file(s), {human(size)}")
+            if dry_run:
+                for path in plan.delete:
+                    click.echo(f"  {path}")
+            for name, why in plan.kept.items():
+                click.echo(f"  kept {name}.*: {why} (`--including {name}` deletes it too)")
+            for path in plan.changed:
+                click.echo(f"  kept {path.name}: changed since training wrote it (size, mtime or sha256), so it is "
+                           "not the harness's to delete")
         if not dry_run and plan.delete:
-            with holding_lock(run.path):
-                if _live_recorded(run.path):
-                    raise ReproError(f"{run.path} has live processes recorded in its .lock; prune it after they end",
-                                     EXIT_CONFLICT)
+            with held(run.path):
                 for path in plan_prune(run, named).delete:  # again, under the lock
                     path.unlink(missing_ok=True)
-    click.echo(f"{'would free' if dry_run else 'freed'} {human(freed)} in {len(chosen)} run(s)")
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "runs": report, "freed_bytes": freed}, indent=2))
+    else:
+        click.echo(f"{'would free' if dry_run else 'freed'} {human(freed)} in {len(chosen)} run(s)")

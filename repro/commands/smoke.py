@@ -1,4 +1,4 @@
-"""``make smoke`` (``python -m repro.commands.smoke``): the real upstream trains ResNeSt50 on 2 CPU ranks and
+"""``repro smoke`` (``make smoke``): the real upstream trains ResNeSt50 on 2 CPU ranks and
 the verdict is judged, end to end, in a few minutes. ``--recipe NAME`` (``make smoke RECIPE=NAME``)
 runs another recipe's smoke variant; ``--all`` (``make smoke-all``) runs every recipe's and prints a
 table (recipe, seconds, best top-1, verdict).
@@ -31,7 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from repro.core.errors import EXIT_INTERRUPTED, EXIT_UPSTREAM, ReproError
+import click
+
+from repro.core.cli_wiring import command
+from repro.core.numeric_options import BoundedInt
+from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED,
+                               EXIT_OK, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
 from repro.upstream.patches import apply_series
 from repro.upstream.patches import read_series
@@ -132,16 +137,38 @@ def run_step(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
 
 
+SMOKE_EXITS = {EXIT_OK: "SMOKE PASS", EXIT_FAILED: "SMOKE FAIL: the verdict (or the loss check) failed",
+               EXIT_BAD_INPUT: "bad input, or the run could not be judged (INCOMPLETE, UNREADABLE)",
+               EXIT_UPSTREAM: "no upstream checkout, or not as pinned", EXIT_PREFLIGHT: None,
+               EXIT_CONFLICT: None, EXIT_TRAINING_FAILED: None, EXIT_ENVIRONMENT: None}
+
+
+@command("smoke", exits=SMOKE_EXITS)
+@click.option("--upstream", help=f"PaddleClas checkout (default: ${UPSTREAM_ENV} or ./.upstream/PaddleClas).")
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=DEFAULT_LOGS_DIR, show_default=True,
+              help="Where the run directory goes.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR, show_default=True,
+              help="Where the tiny dataset is written.")
+@click.option("--recipe", envvar=RECIPE_ENV, default="resnest50", show_default=True,
+              help=f"Recipe whose smoke variant runs (also ${RECIPE_ENV}, which make smoke RECIPE=NAME sets).")
+@click.option("--all", "all_recipes", is_flag=True, help="Run every recipe's smoke and print a table.")
+@click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=None, help="Passed to repro train --seed.")
+@click.pass_context
+def smoke_command(ctx: click.Context, **options) -> None:
+    """Train a recipe's smoke variant with the real upstream on 2 CPU ranks on a tiny generated
+    ImageNet subset, and judge it, end to end, in a few minutes."""
+    ctx.exit(run(_namespace(options)))
+
+
+def _namespace(options: dict) -> argparse.Namespace:
+    return argparse.Namespace(upstream=options["upstream"], logs_dir=options["logs_dir"], data_dir=options["data_dir"],
+                              recipe=options["recipe"], all=options["all_recipes"], seed=options["seed"])
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m repro.commands.smoke", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", help=f"PaddleClas checkout (default: {UPSTREAM_ENV} or ./.upstream/PaddleClas)")
-    parser.add_argument("--logs-dir", type=Path, default=DEFAULT_LOGS_DIR, help="Where the run directory goes.")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="Where the tiny dataset is written.")
-    parser.add_argument("--recipe", default=os.environ.get(RECIPE_ENV) or "resnest50",
-                        help=f"Recipe whose smoke variant runs (default: ${RECIPE_ENV} or resnest50).")
-    parser.add_argument("--all", action="store_true", help="Run every recipe's smoke and print a table.")
-    parser.add_argument("--seed", type=int, default=None, help="Passed to repro train --seed.")
-    return parser.parse_args(argv)
+    """The options as ``repro smoke`` reads them (click's usage errors propagate)."""
+    with smoke_command.make_context("repro smoke", list(sys.argv[1:] if argv is None else argv)) as ctx:
+        return _namespace(ctx.params)
 
 
 def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], evaluated: int) -> str:
@@ -271,7 +298,19 @@ def smoke_all(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    """``python -m repro.commands.smoke`` (what ``make smoke`` runs): ``repro smoke`` by another name."""
+    try:
+        args = parse_args(argv)
+    except click.UsageError as error:
+        problem = error.format_message().rstrip(".")
+        print(f"error: {problem[:1].lower()}{problem[1:]}; see `repro smoke --help`", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Exit as done:  # --help
+        return done.exit_code
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         return smoke_all(args) if args.all else smoke(args)
     except ReproError as error:

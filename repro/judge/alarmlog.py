@@ -24,8 +24,10 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
+from repro.core.files import read_bytes_bounded
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.judge.health import Alarm, utc_now
+from repro.core.deadline import run_bounded
 
 ON_ALARM_SECONDS = 30.0
 
@@ -62,8 +64,8 @@ class AlarmLog:
 
     def read(self) -> list[dict[str, Any]]:
         try:
-            return self._parse(self.path.read_text(encoding="utf-8"))
-        except OSError:
+            return self._parse(read_bytes_bounded(self.path, what="alarm log").decode("utf-8", "replace"))
+        except (OSError, ReproError):
             return []
 
     def alarms(self) -> list[dict[str, Any]]:
@@ -117,8 +119,7 @@ def check_on_alarm(argv: list[str]) -> list[str]:
 def run_on_alarm(argv: list[str], alarm: dict[str, Any], timeout: float = ON_ALARM_SECONDS) -> tuple[int | None, str | None]:
     """(exit code, problem or None): the alarm's JSON on stdin, no shell, at most ``timeout`` seconds."""
     try:
-        done = subprocess.run(argv, input=json.dumps(alarm, sort_keys=True) + "\n", text=True, timeout=timeout,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        done = run_bounded(argv, timeout, input=json.dumps(alarm, sort_keys=True) + "\n", capture_stdout=False)
     except subprocess.TimeoutExpired:
         return None, f"still running after {timeout:g} s; stopped"
     except OSError as error:

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.files import write_text_atomic
 from repro.recipes.catalog import Recipe, recipes_dir
@@ -44,6 +45,10 @@ def build_hint(smoke: bool) -> str:
         "" if smoke else " (runs of this recipe, same platform and upstream commit)")
 
 
+# The widest band: past this many standard deviations a band admits any run (and nan admits all).
+MAX_K = 20.0
+
+
 @dataclass(frozen=True)
 class BandSettings:
     """How wide a band is: ``k`` standard deviations, never narrower than the floors."""
@@ -59,8 +64,11 @@ class BandSettings:
         if not table or sorted(table) != list(table) or table[-1][0] < 1.0 or any(b < 0 for _, b in table):
             raise ReproError(f"band top1_std_floor {list(table)} must be [fraction, std] rows, fractions rising "
                              "to 1.0, stds >= 0; fix the recipe's health.band or the band file", EXIT_BAD_INPUT)
-        return cls(k=float(data.get("k", 3.0)), top1_std_floor=table,
-                   loss_std_floor=float(data.get("loss_std_floor", 0.0)))
+        k, loss_floor = float(data.get("k", 3.0)), float(data.get("loss_std_floor", 0.0))
+        if not (0 < k <= MAX_K and 0 <= loss_floor < math.inf and all(math.isfinite(b) for _, b in table)):
+            raise ReproError(f"band k {k:g} must lie in (0, {MAX_K}] and its floors be finite numbers >= 0; fix the"
+                             " recipe's health.band or rebuild the band file", EXIT_BAD_INPUT)
+        return cls(k=k, top1_std_floor=table, loss_std_floor=loss_floor)
 
     def to_dict(self) -> dict[str, Any]:
         return {"k": self.k, "top1_std_floor": [list(row) for row in self.top1_std_floor],
@@ -198,7 +206,7 @@ class Band:
     def load(cls, path: Path) -> "Band":
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_text_bounded(path, what="band file", fix="rebuild it with repro band build"))
         except FileNotFoundError:
             raise ReproError(f"band file {path} does not exist; {build_hint(False)}", EXIT_BAD_INPUT) from None
         except (OSError, yaml.YAMLError) as error:

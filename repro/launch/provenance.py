@@ -28,6 +28,7 @@ from repro.core.paths import project_root
 from repro.upstream.state import inspect_checkout
 from repro.dataset.fingerprint import fingerprint
 from repro.launch.preflight import dataset_paths
+from repro.core.deadline import run_bounded
 
 
 def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_list: list[int] | None,
@@ -97,7 +98,7 @@ def harness_record() -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+            done = run_bounded(["git", "-C", str(root), *args], 20)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout if done.returncode == 0 else None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from repro.core.files import open_regular_file, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 from repro.logs import patterns as P
 from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
@@ -133,18 +134,16 @@ def _dataset_root_now(plan: ResumePlan) -> Path | None:
     import yaml
 
     try:
-        config = yaml.safe_load(plan.run.config.read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}
         image_root = config["DataLoader"]["Train"]["dataset"]["image_root"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ReproError):
         return None
     return Path(os.path.realpath(plan.command.cwd / str(image_root)))
 
 
 def prepare_segment(plan: ResumePlan) -> None:
     """Before relaunching: make true_best independent of files the new segment may rewrite."""
-    data = plan.manifest.data
-    data["true_best"] = detach_true_best(plan.run, data.get("true_best"))
-    plan.manifest.save()
+    plan.manifest.update(true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
 
 
 def trained_epochs(run: RunDir, data: dict) -> int:
@@ -152,12 +151,13 @@ def trained_epochs(run: RunDir, data: dict) -> int:
     that a checkpoint the harness recorded (written or deleted) or its true best names; 0 for none."""
     epochs = [0]
     try:
-        with open(run.train_log, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                match = P.TRAIN_AVG.search(line) if "[Avg]" in line else None
+        with open_regular_file(run.train_log) as handle:  # streamed: a 300-epoch log is ~160k lines
+            for raw in handle:
+                line = raw.decode("utf-8", "replace") if b"[Avg]" in raw else ""
+                match = P.TRAIN_AVG.search(line) if line else None
                 if match:
                     epochs.append(int(match.group("epoch")))
-    except OSError:
+    except (OSError, ReproError):  # no log (yet), or not a regular file: the manifest's records still count
         pass
     written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
     names = [*written, *(data.get("checkpoints_deleted") or [])]
@@ -188,7 +188,7 @@ def refuse_lost_progress(plan: ResumePlan) -> None:
                          "put a complete checkpoint back there", EXIT_BAD_INPUT)
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False) -> None:
     """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``."""
     plan = plan_resume(resume_dir)
     refuse_lost_progress(plan)
@@ -205,7 +205,7 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
                   "trained again" if plan.checkpoint.epoch is not None and done > plan.checkpoint.epoch else "")
         say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}{behind}")
     if dry_run:
-        print_dry_run(plan.command, plan.env, plan.run.path, None)
+        print_dry_run(plan.command, plan.env, plan.run.path, None, as_json)
         return
     if keep is None:  # not given: the run's own setting
         keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)
@@ -219,13 +219,13 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
         if fresh.checkpoint != plan.checkpoint:
             raise ReproError(f"{plan.run.path} changed while this resume started (another segment ended); "
                              f"run `repro train --resume {plan.run.path}` again", EXIT_CONFLICT)
-        plan.manifest.data = fresh.manifest.data
+        plan.manifest.reload()
         problems = resume_problems(plan)
         if problems:
             for line in problems:
                 click.echo(f"resume check: {line}", err=True)
             raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
-        plan.manifest.data["keep_checkpoints"] = keep
+        plan.manifest.update(keep_checkpoints=keep)
         prepare_segment(plan)
 
     segment = {

@@ -23,6 +23,8 @@ from repro.core.errors import (
 from repro.core.files import Tail, last_lines
 from repro.judge.monitor import TrainHealthHook
 from repro.run.rundir import (
+    K_TRUE_BEST,
+    K_WRITTEN,
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
@@ -81,7 +83,7 @@ class Housekeeper:
         self.after_epoch = first_epoch_floor(manifest.current, self.before)
         # saves an earlier segment could not record (its harness was killed, its disk full)
         self.adopted = adopt_unrecorded(run.output, manifest.segments, self.before,
-                                        manifest.data.setdefault(K_WRITTEN, {}))
+                                        manifest.section(K_WRITTEN))
         self.reported_foreign: set[str] = set()
         self.train_log = Tail(run.train_log)
         self.evals: dict[int, float] = {}
@@ -90,12 +92,11 @@ class Housekeeper:
         self.digests = Digests()
 
     def __call__(self) -> None:
-        data = self.manifest.data
-        written = data.setdefault(K_WRITTEN, {})
+        written = self.manifest.section(K_WRITTEN)
         changed = observe_written(self.run.output, self.segment, self.started, self.before, written,
                                   self.after_epoch) or self.adopted
         self.adopted = False
-        previous = data.get("true_best")
+        previous = self.manifest.data.get(K_TRUE_BEST)
         lines = self.train_log.read()
         self.health(lines)
         new = eval_top1(lines)
@@ -104,8 +105,7 @@ class Housekeeper:
             self.best = best_epoch(self.run, Best.of(self.evals))
         current = protect_true_best(self.run, previous, self.best)
         if current != previous:
-            data["true_best"] = current
-            changed = True
+            self.manifest.update(true_best=current)
             if current and current.get("checkpoint"):  # ours: `repro runs prune` may free it later
                 record_true_best(self.run.output, self.segment, written)
             if current and current.get("checkpoint") and (not previous or previous.get("epoch") != current.get("epoch")
@@ -116,8 +116,7 @@ class Housekeeper:
             protect.add(int(current["epoch"]))
         deleted, foreign = prune(self.run.output, self.keep, written, protect)
         if deleted:
-            data.setdefault("checkpoints_deleted", []).extend(deleted)
-            changed = True
+            self.manifest.append("checkpoints_deleted", *deleted)
         for name in sorted(set(foreign) - self.reported_foreign):
             say(f"kept {name}: not written by this run, so retention leaves it alone")
             self.reported_foreign.add(name)
@@ -127,7 +126,7 @@ class Housekeeper:
 
     def finish(self) -> None:
         """The last digests, once training has ended (off its critical path), into the manifest."""
-        written = self.manifest.data.setdefault(K_WRITTEN, {})
+        written = self.manifest.section(K_WRITTEN)
         if self.digests.finish(self.run.output, written, DIGEST_WAIT_SECONDS):
             self.manifest.save()
 

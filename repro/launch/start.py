@@ -55,7 +55,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
               user_overrides: Sequence[str], run_dir: Path | None, logs_dir: Path, nnodes: int | None,
               master: str | None, seed: int | None, node_rank: int | None = None,
               stall_timeout: float = DEFAULT_STALL_TIMEOUT, scale_lr: bool, keep: int, upstream: Path | None,
-              dry_run: bool, smoke: bool, skip_preflight: bool) -> None:
+              dry_run: bool, smoke: bool, skip_preflight: bool, as_json: bool = False) -> None:
     """Validate, record and launch a new run (or, for ``dry_run``, print what would run)."""
     profile = load_profile(platform or default_platform())
     recipe = load_recipe(recipe_name)
@@ -91,7 +91,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
                            scaling, seed, nnodes, master, node_rank, fixed)
         env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
-        print_dry_run(command, env, planned, scaling)
+        print_dry_run(command, env, planned, scaling, as_json)
         return
 
     existed = run_dir is not None and run_dir.expanduser().resolve().is_dir()

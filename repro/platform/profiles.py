@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from repro.core.files import KIB, read_text_bounded
 from repro.core.errors import EXIT_ENVIRONMENT, ReproError
 from repro.core.paths import environments_dir
 
@@ -61,7 +62,7 @@ def venv_platform() -> str | None:
     """The profile ``make setup`` built this environment for (it leaves the name in the venv)."""
     marker = Path(sys.prefix) / "repro-platform"
     if marker.is_file():
-        return marker.read_text(encoding="utf-8").strip() or None
+        return read_text_bounded(marker, KIB, what="venv marker").strip() or None
     return None
 
 
@@ -97,7 +98,7 @@ def load_profile(name: str = DEFAULT_PROFILE) -> Profile:
         raise ReproError(
             f"unknown platform {name!r}; choose one of: {', '.join(available_profiles())}", EXIT_ENVIRONMENT
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.safe_load(read_text_bounded(path, what="profile", fix="restore it from the harness repository")) or {}
     missing = [k for k in REQUIRED_KEYS if k not in data]
     missing += [f"paddle.{k}" for k in REQUIRED_PADDLE_KEYS if k not in (data.get("paddle") or {})]
     if missing:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import click
 
+from repro.core.errors import ReproError
 from repro.core.files import file_sha256
 
 PARTS = (".pdparams", ".pdopt", ".pdstates")  # save order
@@ -392,7 +393,7 @@ class Digests:
             del self._pending[name]
             try:
                 result = future.result()
-            except OSError:  # deleted (retention) or unreadable meanwhile: a new record queues it again
+            except (OSError, ReproError):  # deleted (retention), unreadable or not a regular file: not recorded
                 continue
             record = written.get(name)
             if result and record is not None and (record.get("mtime_ns"), record.get("size")) == result[1:]:

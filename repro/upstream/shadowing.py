@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from repro.platform.devices import run_bounded
+from repro.core.deadline import run_bounded
 
 MARKER = "REPRO-PPCLS-PROBE-9b41a2:"
 # In the child, cwd = the checkout. `python tools/train.py` puts the script's directory first on

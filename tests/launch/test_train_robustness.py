@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import RunDir
+from repro.run.rundir import SCHEMA, RunDir
 from repro.launch.command import HARNESS, USER, LaunchCommand, Token, build_command
 from tests.doubles import make_fake_checkout
 
@@ -233,16 +233,17 @@ def test_a_start_whose_manifest_cannot_be_written_leaves_no_run_dir(upstream: Pa
     assert not run.exists(), "no run directory without a manifest"
 
 
-def test_a_device_tool_that_cannot_be_run_is_a_finding(monkeypatch) -> None:
-    import repro.platform.devices as machine
+def test_a_device_tool_that_cannot_be_run_is_a_finding(tmp_path: Path, monkeypatch) -> None:
+    """An ``ixsmi`` on PATH that the kernel refuses to execute is reported, never a crash."""
+    from repro.platform.devices import query_device_tool
     from repro.platform.profiles import DeviceQuery
 
-    def denied(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(machine.shutil, "which", lambda tool: "/usr/bin/ixsmi")
-    monkeypatch.setattr(machine.subprocess, "run", denied)
-    report = machine.query_device_tool(DeviceQuery("ixsmi", []))
+    tool = tmp_path / "ixsmi"
+    tool.write_text("#!/bin/sh\necho never\n")
+    tool.chmod(0o600)  # no execute bit: execve refuses it, even for root
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: str(tool) if name == "ixsmi" else None)
+    report = query_device_tool(DeviceQuery("ixsmi", []))
     assert report.found and report.returncode is None and "Permission denied" in report.output
 
 
@@ -269,7 +270,7 @@ def test_resume_ignores_values_make_exports(tmp_path: Path) -> None:
 def interrupted_run(run: RunDir, upstream: Path, dataset: dict, recorded_upstream: dict) -> None:
     command = LaunchCommand(tokens=(Token("python", "reference"), Token("-c", "reference"), Token("pass", "reference")),
                             cwd=upstream)
-    data = {"status": "interrupted", "command": command.to_manifest(), "env": {"set": {}, "unset": []},
+    data = {"schema": SCHEMA, "status": "interrupted", "command": command.to_manifest(), "env": {"set": {}, "unset": []},
             "dataset": dataset, "upstream": recorded_upstream, "segments": [], "keep_checkpoints": 3}
     run.manifest.write_text(json.dumps(data))
 
@@ -294,11 +295,11 @@ def test_resume_rechecks_the_dataset_and_the_upstream_checkout(run: RunDir, upst
 def test_resume_of_a_run_that_passed_pre_flight_applies_pre_flights_upstream_checks(
         run: RunDir, upstream: Path, monkeypatch) -> None:
     # A new run refuses a checkout with local changes (exit 4); a resume of it must too, with the same line.
-    from repro.launch import preflight
+    from repro.launch import resume
     from repro.upstream.state import inspect_checkout
 
     line = "1 local change(s) not from our patches in PaddleClas: ppcls/engine/engine.py; restore it"
-    monkeypatch.setattr(preflight, "check_upstream", lambda path: [line])
+    monkeypatch.setattr(resume, "check_upstream", lambda path: [line])
     interrupted_run(run, upstream, {"root": None}, inspect_checkout(upstream).to_manifest())
     data = json.loads(run.manifest.read_text())
     run.manifest.write_text(json.dumps({**data, "preflight": "passed"}))
