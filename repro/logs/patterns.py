@@ -26,6 +26,8 @@ TRAIN_AVG = re.compile(r"\[Train\]\[Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\]\[Avg\
 EVAL_AVG = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Avg\](?P<body>.*)")
 # engine.py prints the Python float: "0.25", "0.7677000164985657", "-1.0".
 BEST = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[best metric: (?P<value>[^\]]*)\]")
+# save_model (ppcls/utils/save_load.py) after all parts of a save are written, as bytes for a streamed scan.
+SAVED_BYTES = re.compile(rb"Already save model in (\S+)")
 
 # print_config: "Global : " opens a mapping, "    epochs : 300" is a value (4 spaces per level).
 ECHO_ENTRY = re.compile(r"^(?P<indent> *)(?P<key>[^ :][^:]*?) : (?P<value>.*)$")

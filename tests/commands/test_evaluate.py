@@ -252,9 +252,24 @@ def test_resume_refuses_to_start_again_from_epoch_1_once_the_run_has_progressed(
                 path.unlink()
     resume = repro("train", "--resume", str(copy), "--dry-run")
     assert resume.returncode == 2, resume.stderr
-    assert resume.stderr.strip().splitlines()[-1].startswith(f"error: {copy} trained through epoch 3, but no complete "
-                                                           "checkpoint is left")
+    assert resume.stderr.strip().splitlines()[-1].startswith(f"error: {copy} trained through epoch 3 and saved checkpoints, "
+                                                           "but no complete one is left")
     assert "starts again from epoch 1" not in resume.stderr
+
+
+def test_a_run_that_never_completed_a_save_starts_again_and_says_so(trained, tmp_path: Path) -> None:
+    _, run = trained
+    copy = copy_run(run, tmp_path, status="interrupted")
+    for path in (copy / "output").glob("*.pd*"):
+        path.unlink()
+    log = copy / "output" / "train.log"
+    log.write_text("".join(line for line in log.read_text().splitlines(keepends=True) if "Already save" not in line))
+    data = manifest(copy)
+    data.update(checkpoints_written={}, true_best=None)
+    (copy / "manifest.json").write_text(json.dumps(data))
+    resume = repro("train", "--resume", str(copy), "--dry-run")
+    assert resume.returncode == 0, resume.stderr
+    assert "no complete checkpoint yet: the run starts again from epoch 1" in resume.stderr
 
 
 def test_resume_from_an_older_state_says_which_epochs_are_trained_again(trained, tmp_path: Path) -> None:
