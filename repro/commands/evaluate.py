@@ -207,10 +207,9 @@ def read_result(out: Path) -> EvalResult | None:
             lines = last_lines(log, 1000, 1 << 20).splitlines()
         except (OSError, ReproError):
             continue
-        for line in reversed(lines):
-            match = P.EVAL_AVG.search(P.strip_ansi(line)) if "[Avg]" in line else None
-            if match is not None:
-                values = P.parse_body(match.group("body"))
+        for read in map(P.read_line, reversed(lines)):
+            if read.kind == P.EVAL_AVG_LINE:
+                values = read.values
                 number = lambda key: values.get(key) if isinstance(values.get(key), float) else None  # noqa: E731
                 return EvalResult(number("top1"), number("top5"), number("CELoss"))
     return None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from repro.core.files import read_text_bounded
@@ -224,11 +225,51 @@ class Band:
             raise ReproError(f"band file {path} is malformed ({error}); rebuild it with repro band build", EXIT_BAD_INPUT) from None
 
 
+# -- reading runs into bands ---------------------------------------------------------------------------------------
+def run_series(run, column: str) -> dict[int, float]:
+    """Per-epoch ``top1`` (evaluated epochs) or ``train_loss`` (epochs whose training finished; a logged
+    nan stays nan, so the band check flags it, while an epoch with no train line is left out)."""
+    frame = run.evaluated if column == "top1" else run.epochs
+    if column not in frame.columns:
+        return {}
+    if column == "train_loss" and "train_time" in frame.columns:
+        frame = frame[frame["train_time"].notna()]
+    values = pd.to_numeric(frame[column], errors="coerce")
+    return {int(e): float(v) for e, v in values.items() if column != "top1" or not math.isnan(v)}
+
+
+def run_facts(run) -> dict[str, Any]:
+    """What a band (and a comparison) records of each run: identity, provenance, configured epochs."""
+    manifest = run.manifest or {}
+    recipe = manifest.get("recipe")
+    seed = manifest.get("seed")
+    upstream = manifest.get("upstream") or {}
+    platform = manifest.get("platform") or {}
+    return {
+        "run_id": manifest.get("run_id") or run.name,
+        "path": str(run.files.root),
+        "recipe": recipe.get("name") if isinstance(recipe, dict) else recipe,
+        "smoke": bool(manifest.get("smoke")),
+        "status": manifest.get("status"),
+        "upstream_commit": upstream.get("commit") if isinstance(upstream, dict) else None,
+        "platform": platform.get("name") if isinstance(platform, dict) else platform,
+        "seed": seed.get("value") if isinstance(seed, dict) else seed,
+        "paddle": (manifest.get("paddle") or {}).get("version") if isinstance(manifest.get("paddle"), dict) else None,
+        "started": manifest.get("started"),
+        "epochs": run.epochs_configured,
+        "class_num": run.class_num,
+    }
+
+
 def build_band(recipe: Recipe, smoke: bool, epochs: int, class_num: int | None, settings: BandSettings,
-               top1: list[dict[int, float]], loss: list[dict[int, float]], runs: list[dict[str, Any]]) -> Band:
-    """Per-epoch statistics over runs (epochs every run evaluated; non-finite values refuse)."""
-    if len(top1) < MIN_RUNS:
-        raise ReproError(f"a band needs >= {MIN_RUNS} completed runs, got {len(top1)}; train more seeds "
+               top1: list[dict[int, float]], loss: list[dict[int, float]], runs: list[dict[str, Any]],
+               min_runs: int = MIN_RUNS) -> Band:
+    """Per-epoch statistics over runs (epochs every run evaluated; non-finite values refuse).
+
+    ``min_runs`` below 3 is for ``repro compare``, whose reference may be two seeds: the band's std
+    floors then carry its width, and the comparison says so."""
+    if len(top1) < min_runs:
+        raise ReproError(f"a band needs >= {min_runs} completed runs, got {len(top1)}; train more seeds "
                          "(repro train --seed N) and pass them all", EXIT_BAD_INPUT)
 
     def table(series: list[dict[int, float]]) -> dict[int, dict[str, float]]:

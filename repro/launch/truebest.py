@@ -60,13 +60,10 @@ class Best:
 def eval_top1(lines: list[str]) -> dict[int, float]:
     """Finite eval top-1 per epoch in ``lines`` (a repeated epoch keeps its last result)."""
     results: dict[int, float] = {}
-    for line in lines:
-        match = P.EVAL_AVG.search(line) if "[Avg]" in line else None
-        if match is None:
-            continue
-        value = P.parse_body(match.group("body")).get("top1")
+    for read in map(P.read_line, lines):
+        value = read.values.get("top1") if read.kind == P.EVAL_AVG_LINE else None
         if isinstance(value, float) and math.isfinite(value):
-            results[int(match.group("epoch"))] = value
+            results[read.epoch] = value  # type: ignore[index]
     return results
 
 
