@@ -199,22 +199,22 @@ class Pace:
             self.eval_seconds.append((when - start).total_seconds())
 
     def feed_line(self, line: str) -> None:
-        """One raw log line (``repro watch``'s tail): launches, iterations, averages, the world warning."""
-        head = P.LINE.match(P.strip_ansi(line))
-        msg = head.group("msg") if head else line
-        when = _stamp(head.group("time")) if head else None
-        if (match := P.TRAIN_ITER.search(msg)) is not None:
-            body = P.parse_body(match.group("body"))
-            self.iteration(int(match.group("epoch")), int(match.group("epochs")), int(match.group("iter")),
-                           int(match.group("iters")), body.get("ips"), body.get("batch_cost"))
-        elif (match := P.TRAIN_AVG.search(msg)) is not None:
-            self.train_avg(int(match.group("epoch")), when)
-        elif (match := P.EVAL_AVG.search(msg)) is not None:
-            self.eval_avg(int(match.group("epoch")), when)
-        elif msg.startswith("Global : "):
-            self.new_launch()
-        elif (world := world_size_warned(msg)) is not None:
-            self.world = world
+        """One raw log line: launches, iterations, averages, the world warning (:class:`HealthMonitor`
+        calls the methods itself from the lines it reads)."""
+        read = P.read_line(line)
+        if read.kind == P.TRAIN_ITER_LINE:
+            self.iteration(read.epoch, read.epochs, read.iter, read.iters,  # type: ignore[arg-type]
+                           read.values.get("ips"), read.values.get("batch_cost"))
+        elif read.kind == P.TRAIN_AVG_LINE:
+            self.train_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
+        elif read.kind == P.EVAL_AVG_LINE:
+            self.eval_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
+        elif read.kind == P.OTHER_LINE:
+            head = P.LINE.match(read.msg)
+            if (head.group("msg") if head else read.msg).startswith("Global : "):
+                self.new_launch()
+            elif (world := world_size_warned(read.msg)) is not None:
+                self.world = world
 
     @classmethod
     def of_run(cls, run: RunLogs) -> "Pace":
@@ -344,21 +344,20 @@ class HealthMonitor:
         return alarms
 
     def feed_line(self, line: str) -> list[Alarm]:
-        msg = P.strip_ansi(line)
-        if "[Train]" in msg:
-            if (match := P.TRAIN_ITER.search(msg)) is not None:
-                return self._iteration(match)
-            if (match := P.TRAIN_AVG.search(msg)) is not None:
-                self.pace.train_avg(int(match.group("epoch")), _line_time(msg))
-                return self._train_avg(int(match.group("epoch")), int(match.group("epochs")), P.parse_body(match.group("body")))
-        elif "[Eval]" in msg:
-            if (match := P.EVAL_AVG.search(msg)) is not None:
-                self.pace.eval_avg(int(match.group("epoch")), _line_time(msg))
-                return self._eval_avg(int(match.group("epoch")), P.parse_body(match.group("body")))
-        elif " : " in msg:
-            self._read_echo(msg)
-        elif (world := world_size_warned(msg)) is not None:
-            self.pace.world = world
+        read = P.read_line(line)
+        if read.kind == P.TRAIN_ITER_LINE:
+            return self._iteration(read)
+        if read.kind == P.TRAIN_AVG_LINE:
+            self.pace.train_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
+            return self._train_avg(read.epoch, read.epochs, read.values)  # type: ignore[arg-type]
+        if read.kind == P.EVAL_AVG_LINE:
+            self.pace.eval_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
+            return self._eval_avg(read.epoch, read.values)  # type: ignore[arg-type]
+        if read.kind == P.OTHER_LINE:
+            if " : " in read.msg:
+                self._read_echo(read.msg)
+            elif (world := world_size_warned(read.msg)) is not None:
+                self.pace.world = world
         return []
 
     def _read_echo(self, line: str) -> None:
@@ -376,11 +375,10 @@ class HealthMonitor:
         elif entry[0] == "Global.epochs":
             self.epochs = int(entry[1])
 
-    def _iteration(self, match) -> list[Alarm]:
-        body = P.parse_body(match.group("body"))
-        epoch, epochs = int(match.group("epoch")), int(match.group("epochs"))
+    def _iteration(self, read: P.LogLine) -> list[Alarm]:
+        body, epoch, epochs = read.values, read.epoch, read.epochs
         self.epoch, self.epochs = epoch, self.epochs or epochs
-        self.iter_position = (epoch, epochs, int(match.group("iter")), int(match.group("iters")))
+        self.iter_position = (epoch, epochs, read.iter, read.iters)
         ips, cost = body.get("ips"), body.get("batch_cost")
         alarms: list[Alarm] = []
         if epoch != self._steady_epoch:  # the reference: the steady state of every earlier epoch
