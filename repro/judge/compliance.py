@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.dataset.layout import VAL_LIST
-from repro.logs.parse import RunLogs
+from repro.logs.parse import LaunchWorld, RunLogs
 from repro.logs.scan import Segment
 from repro.recipes.catalog import ComplianceRules, ConfigRule, Recipe, compliance_rules
 from repro.upstream.pin import load_pin
@@ -150,15 +150,19 @@ def _manifest_world(manifest: dict[str, Any] | None) -> tuple[int | None, int | 
     return (int(world), int(nodes)) if isinstance(world, int) and world > 0 else (None, None)
 
 
-def _world(run: RunLogs) -> tuple[int | None, int | None, str]:
-    """Ranks and nodes, with where they were read: the manifest, else the launcher's files, else upstream."""
-    world, nodes = _manifest_world(run.manifest)
+def world_of(manifest: dict[str, Any] | None, launched: LaunchWorld | None) -> tuple[int | None, int | None, str]:
+    """Ranks and nodes, with where they were read: the manifest, else the launcher's files or upstream's
+    warning (:func:`repro.logs.parse.launcher_world`), else unknown (never guessed)."""
+    world, nodes = _manifest_world(manifest)
     if world is not None:
         return world, nodes, "manifest.json"
-    found = run.launch_world
-    if found is not None and found.world:
-        return found.world, found.nodes, found.source
+    if launched is not None and launched.world:
+        return launched.world, launched.nodes, launched.source
     return None, None, "nowhere: the device count is unknown (no manifest, launcher env log or upstream warning)"
+
+
+def _world(run: RunLogs) -> tuple[int | None, int | None, str]:
+    return world_of(run.manifest, run.launch_world)
 
 
 def _list_lines(manifest: dict[str, Any] | None, split: str) -> int | None:

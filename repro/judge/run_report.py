@@ -362,8 +362,11 @@ def upstream_name(upstream: dict[str, Any]) -> str:
 def provenance_rows(run: RunLogs, verdict: Verdict) -> list[tuple[str, Any]]:
     manifest = _dict(run.manifest)
     logs = ", ".join(str(path) for path in run.files.all_logs)
-    if not manifest:
-        return [("manifest", "none: plain upstream logs, so only what the logs say is known"),
+    if not manifest or "_unreadable" in manifest:
+        damaged = run.files.manifest_path
+        why = (f"unreadable ({damaged}), so only what the logs say is known" if damaged is not None
+               else "none: plain upstream logs, so only what the logs say is known")
+        return [("manifest", why),
                 ("logs", logs), ("model", run.arch), ("classes", run.class_num),
                 ("epochs configured", run.epochs_configured), ("launches", len(run.segments))]
     recipe, upstream, dataset = _dict(manifest.get("recipe")), _dict(manifest.get("upstream")), _dict(manifest.get("dataset"))
@@ -407,9 +410,9 @@ def provenance_rows(run: RunLogs, verdict: Verdict) -> list[tuple[str, Any]]:
 
 
 def _alarms(run: RunLogs) -> tuple[list[dict[str, Any]], str | None]:
-    if not _dict(run.manifest):
+    if run.files.manifest_path is None:
         return [], "no alarms.jsonl: plain upstream logs (repro train and repro watch record alarms)"
-    path = RunDir(run.files.root).alarms
+    path = RunDir(run.files.manifest_path.parent).alarms
     if not path.is_file():
         return [], f"no alarm raised ({path.name} absent)"
     return AlarmLog(path).alarms(), None

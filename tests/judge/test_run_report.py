@@ -99,6 +99,9 @@ def test_page_takes_the_manifest_s_own_name_for_the_commit_and_says_so_without_a
     banner = re.search(r'<div class="verdict neutral" id="verdict">(.*?)</div>', page).group(1)  # UNREADABLE: 4 classes
     assert banner.startswith('<span class="word">UNREADABLE</span>this run has class_num 4')
     assert banner.count("class_num 4") == 1
+    (run / "manifest.json").write_text("{ cut by a crash")
+    page = (report_of(run)[1] / "index.html").read_text()
+    assert f"unreadable ({run / 'manifest.json'}), so only what the logs say is known" in page
 
 
 def test_page_escapes_what_logs_and_manifests_say_and_fetches_nothing(tmp_path):
