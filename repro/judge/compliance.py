@@ -114,7 +114,7 @@ class Compliance:
 
 
 # -- reading values --------------------------------------------------------------------------------
-def _same(expected: Any, found: str) -> bool:
+def same_value(expected: Any, found: str) -> bool:
     """Echo text against a YAML value: numbers numerically, booleans by Python's spelling, else text."""
     if isinstance(expected, bool):
         return found == str(expected)
@@ -294,7 +294,7 @@ def _config_checks(rules: ComplianceRules, segments: list[Segment]) -> list[Rule
     checks = []
     for rule in rules.config:
         seen = [(segment.index, _echoed(segment, rule)) for segment in segments]
-        bad = [(index, value) for index, value in seen if value is not None and not _same(rule.value, value)]
+        bad = [(index, value) for index, value in seen if value is not None and not same_value(rule.value, value)]
         known = [value for _, value in seen if value is not None]
         if bad:
             where = f"launch {bad[0][0]}, " if len(segments) > 1 else ""
@@ -388,6 +388,8 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
         return result  # the eval read another val set: its coverage of this one is moot
     result.eval_lines, coverage_ok = _coverage(run, rules, listed_val, eval_batches, eval_batch, world, drop_last,
                                                _flag(last.get(f"{EVAL_SAMPLER_KEY}.shuffle")))
+    if coverage_ok is False:  # a violated rule is named as one, whichever line explains it
+        result.eval_lines = [f"NONCOMPLIANT {line}" for line in result.eval_lines]
     if coverage_ok is not None or result.eval_lines:
         result.checks.append(RuleCheck(COVERAGE, "each val image once",
                                        {True: "each once", False: "not each once", None: None}[coverage_ok],
