@@ -15,6 +15,7 @@ from typing import Callable
 import click
 
 from repro.core.errors import (
+    EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_TRAINING_FAILED,
@@ -175,6 +176,9 @@ def run_segment(
         if stopped_because:  # this node stopped its own ranks: a peer was lost, or nothing was logged for too long
             status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
             extra["stopped_because"] = stopped_because
+            if getattr(node_watch, "differs", None):  # not a failure of training: the nodes' options
+                status, code = STATUS_FAILED, EXIT_BAD_INPUT
+                extra["nodes_differ"] = True
         elif outcome.interrupted_by is not None:
             status, code = STATUS_INTERRUPTED, EXIT_INTERRUPTED
             extra["signal"] = signal.Signals(outcome.interrupted_by).name
@@ -264,6 +268,10 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
     if status == STATUS_COMPLETED:
         say(f"training completed; run directory {run.path}")
         return
+    if extra.get("nodes_differ"):
+        raise ReproError(f"stopped this node's ranks: {extra['stopped_because']}; every process here has ended: start "
+                         f"the run again on every node with the same options (this run directory, {run.path}, can be "
+                         "removed)", EXIT_BAD_INPUT)
     if extra.get("stopped_because"):
         raise ReproError(f"stopped this node's ranks: {extra['stopped_because']}; every process here has ended; "
                          f"{every_node}", EXIT_TRAINING_FAILED)
