@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
+from repro.commands.watch import follow
+from repro.judge.monitor import RunHealth
 from repro.judge.band import Band, BandSettings, build_band
 from repro.judge.health import THROUGHPUT, HealthMonitor, HealthSettings, Pace
 from repro.judge.throughput import run_throughput
@@ -166,3 +168,13 @@ def test_report_carries_the_eta_and_the_compliance_lines(tmp_path):
     summary = (root / "report" / "summary.md").read_text()
     assert "- ETA 0:05:01; the whole run 0:07:10 = 0.5 device-hours on 4 devices" in summary
     assert "- NONCOMPLIANT epochs 10 != 300 (Global.epochs)" in summary
+
+
+def test_watch_follow_prints_the_eta_once_an_epoch(tmp_path):
+    root = write_run(tmp_path / "run", live_log(world=4), layout="repro",
+                     manifest={"recipe": {"name": "resnest50"}, "smoke": False, "devices": {"world_size": 4, "nnodes": 1}})
+    printed: list[list[str]] = []
+    why = follow(root, poll=0.01, sleep=lambda s: None, health=RunHealth.open(root), on_pace=printed.append)
+    assert why == "manifest.json says completed"
+    assert len(printed) == 1  # one look read the three epochs: one ETA line, for the latest
+    assert printed[0][0].startswith("ETA 0:05:01; the whole run 0:07:10 = 0.5 device-hours on 4 devices (manifest.json)")
