@@ -29,6 +29,7 @@ from repro.core.files import atomic_path
 from repro.logs import patterns as P
 from repro.run.rundir import RunDir
 from repro.run.checkpoints import (
+    DIGEST,
     PARTS,
     Checkpoint,
     check_complete,
@@ -167,9 +168,13 @@ def _copy_over(path: Path) -> None:
 
 def record_true_best(output_dir: Path, segment: int, written: dict[str, dict]) -> None:
     """Enter ``true_best.*`` in the manifest's record of files the harness wrote (retention never
-    deletes them; ``repro runs prune`` may, once the run is over)."""
+    deletes them; ``repro runs prune`` keeps them unless named); the housekeeper's digests follow."""
     for suffix in PARTS:
         path = output_dir / f"{TRUE_BEST}{suffix}"
         if path.is_file():
             stat = path.stat()
-            written[path.name] = {"segment": segment, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+            record = {"segment": segment, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+            before = written.get(path.name) or {}
+            if (before.get("mtime_ns"), before.get("size")) == (stat.st_mtime_ns, stat.st_size) and before.get(DIGEST):
+                record[DIGEST] = before[DIGEST]  # the same file as recorded: its digest stands
+            written[path.name] = record

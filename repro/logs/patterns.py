@@ -29,6 +29,8 @@ TRAIN_AVG = re.compile(r"\[Train\]\[Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\]\[Avg\
 EVAL_AVG = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Avg\](?P<body>.*)")
 # engine.py prints the Python float: "0.25", "0.7677000164985657", "-1.0".
 BEST = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[best metric: (?P<value>[^\]]*)\]")
+# save_model (ppcls/utils/save_load.py) after all parts of a save are written, as bytes for a streamed scan.
+SAVED_BYTES = re.compile(rb"Already save model in (\S+)")
 
 # Upstream's train loop (ppcls/engine/train/train.py) times each iteration from before the batch is
 # fetched (reader_cost, inside batch_cost), resets its timers after every logged line and once more at
