@@ -321,13 +321,15 @@ def utc_now() -> str:
 _MAPPING, _LIST, _TEXT, _NUMBER, _FLAG = (dict,), (list,), (str,), (int, float), (bool,)
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
     K_SCHEMA: (int,), K_STATUS: _TEXT, K_STARTED: _TEXT, K_ENDED: _TEXT, K_EXIT_CODE: (int,),
-    K_SEGMENTS: _LIST, K_SMOKE: _FLAG, K_TARGET: _MAPPING + _NUMBER, K_RECIPE: _MAPPING + _TEXT,
+    K_SEGMENTS: _LIST, K_SMOKE: _FLAG, K_TARGET: _MAPPING + _NUMBER + _LIST, K_RECIPE: _MAPPING + _TEXT,
     K_TRUE_BEST: _MAPPING, K_WRITTEN: _MAPPING, K_NODES: _MAPPING, K_EVALUATIONS: _LIST,
     "run_id": _TEXT, "harness": _MAPPING, "platform": _MAPPING + _TEXT, "paddle": _MAPPING, "devices": _MAPPING,
     "upstream": _MAPPING, "dataset": _MAPPING, "command": _MAPPING, "env": _MAPPING, "overrides": _MAPPING,
     "config": _MAPPING, "scaling": _MAPPING, "seed": _MAPPING + (int,), "keep_checkpoints": (int,),
     "preflight": _TEXT, "checkpoints_deleted": _LIST,
 }
+# List fields whose items must be objects (a target per metric, a segment, an evaluation).
+OBJECT_LISTS = (K_TARGET, K_SEGMENTS, K_EVALUATIONS)
 KNOWN_SCHEMAS = (1, SCHEMA)
 
 
@@ -352,6 +354,9 @@ def check_manifest(path: Path, data: Any) -> dict[str, Any]:
             continue
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected {_type_names(types)} "
+                             f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
+        if key in OBJECT_LISTS and isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+            raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected a list of objects "
                              f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
     return data
 
