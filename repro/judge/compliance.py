@@ -31,6 +31,7 @@ from repro.logs.scan import Segment
 from repro.recipes.catalog import ComplianceRules, ConfigRule, Recipe, compliance_rules
 from repro.upstream.pin import load_pin
 from repro.core.errors import ReproError
+from repro.core.files import read_text_bounded
 
 COMPLIANT, NONCOMPLIANT, NOT_SHOWN = "COMPLIANT", "NONCOMPLIANT", "NOT SHOWN"
 COVERAGE = "eval coverage"  # its check is explained by the eval lines, not a line of its own
@@ -39,6 +40,7 @@ EVAL_SAMPLER_KEY = "DataLoader.Eval.sampler"
 TRAIN_SAMPLER_KEY = "DataLoader.Train.sampler"
 # How many duplicated or missing list lines are named (the count is always given).
 NAMED_SAMPLES = 5
+VAL_LIST_LIMIT = 64 << 20  # ImageNet's val list is ~2 MB
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ class Compliance:
         return {"status": self.status, "variant": self.variant, "smoke": self.smoke,
                 "devices_source": self.devices_source, "note": self.note, "eval": list(self.eval_lines),
                 "checks": [asdict(check) for check in self.checks], "lines": self.lines,
-                "violations": [check.line for check in self.violations]}
+                "violations": [check.line for check in self.violations if check.rule != COVERAGE]
+                + [line for line in self.eval_lines if line.startswith(NONCOMPLIANT)]}
 
 
 # -- reading values --------------------------------------------------------------------------------
@@ -238,9 +241,9 @@ def _read_val_list(manifest: dict[str, Any] | None) -> list[str] | None:
     if not isinstance(root, str):
         return None
     try:
-        return (Path(root) / VAL_LIST).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
+        return read_text_bounded(Path(root) / VAL_LIST, VAL_LIST_LIMIT, what="val list").splitlines()
+    except (OSError, ReproError):
+        return None  # the lines are then named by number only
 
 
 def _upstream_trims(manifest: dict[str, Any] | None) -> bool | None:

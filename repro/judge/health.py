@@ -185,7 +185,9 @@ class Pace:
             return False
         covered = it - start + 1
         sums = self._first if epoch == self._launch_first else self._later
-        sums.add(_Sums(covered, covered * cost, covered * cost * ips))
+        sums.iterations += covered
+        sums.seconds += covered * cost
+        sums.samples += covered * cost * ips
         return True
 
     def train_avg(self, epoch: int, when: dt.datetime | None) -> None:
@@ -222,12 +224,13 @@ class Pace:
         pace = cls()
         iters = run.train_iters
         launch = None
-        for row in iters.itertuples(index=False):
-            if row.segment != launch:
-                launch = row.segment
+        columns = [iters[name].tolist() if name in iters.columns else [None] * len(iters)
+                   for name in ("segment", "epoch", "epochs", "iter", "iters", "ips", "batch_cost")]
+        for segment, epoch, epochs, it, n, ips, cost in zip(*columns):
+            if segment != launch:
+                launch = segment
                 pace.new_launch()
-            pace.iteration(int(row.epoch), int(row.epochs), int(row.iter), int(row.iters),
-                           getattr(row, "ips", None), getattr(row, "batch_cost", None))
+            pace.iteration(int(epoch), int(epochs), int(it), int(n), ips, cost)
         for epoch, row in run.epochs.iterrows():
             pace.train_avg(int(epoch), _timestamp(row.get("train_time")))
             if isinstance(row.get("top1"), float) and math.isfinite(row["top1"]):

@@ -269,3 +269,11 @@ def test_each_recipes_rules_are_its_pinned_configs_values(real_upstream, name):
         assert found is not None and same_value(rule.value, found), (name, rule, found)
     assert int(reader.config[rules.batch_key]) == rules.per_device_batch
     assert (rules.train_images, rules.val_images) == (IMAGENET_1K_TRAIN, IMAGENET_1K_VAL)
+
+
+def test_json_violations_name_the_eval_line(tmp_path):
+    root = reference_run(tmp_path / "run", changes={"DataLoader.Eval.sampler.drop_last": True})
+    data = compliance(root).to_dict()
+    assert data["status"] == NONCOMPLIANT
+    assert data["violations"] == [line for line in data["eval"]]
+    assert data["violations"][0].startswith("NONCOMPLIANT eval: list lines 49921")
