@@ -1,18 +1,4 @@
-"""``repro eval RUN``: the number from the weights, not from the log.
-
-The verdict otherwise rests on the top-1 upstream printed while training. PaddleClas users report
-that training-time and standalone evaluation can differ (unsynced BatchNorm statistics, samples
-padded by the distributed sampler), so this runs upstream's own ``tools/eval.py`` on a saved
-checkpoint, the way the run was trained: the same checkout (the manifest's command ``cwd``), the
-same ``-c`` config (for a smoke run, ``RUN/smoke-config.yaml``) and ``-o`` overrides (reference and
-user; the training-only harness ones are dropped), the same platform profile environment, the same
-launcher ``python3 -u -m paddle.distributed.launch`` on the run's devices (or ``--gpus``/``--cpu-ranks``),
-plus ``-o Global.pretrained_model=<checkpoint prefix>``.
-
-Everything lands in ``RUN/eval/<checkpoint>-<UTC time>/`` (``console.log``, the launcher's
-``launcher/``, upstream's ``output/eval.log``) and each evaluation, failed ones too, is appended to
-the manifest's ``evaluations`` under the run's lock, so it never races a training segment.
-"""
+"""``repro eval RUN``: the number from the weights, not from the log."""
 
 from __future__ import annotations
 
@@ -42,7 +28,7 @@ from repro.launch.command import Token
 from repro.launch.command import build_command
 from repro.platform.profiles import load_profile
 from repro.launch.command import environment_changes
-from repro.run.lock import RunLock, is_active
+from repro.run.lock import RunLock, holder, is_active
 from repro.run.processes import Launch
 from repro.launch.train_cli import parse_gpus
 
@@ -218,8 +204,12 @@ def read_result(out: Path) -> EvalResult | None:
 def refuse_if_training(run: RunDir) -> None:
 
     if is_active(run.path):
-        raise ReproError(f"{run.path} is training (a `repro train` or its ranks hold {run.lock}); evaluate it once "
-                         f"that segment has ended (`repro watch {run.path}` follows it)", EXIT_CONFLICT)
+        command = holder(run.lock)
+        if command == "`repro eval`":
+            raise ReproError(f"{run.path} is being evaluated ({command} holds {run.lock}); run this eval once that "
+                             "one has ended", EXIT_CONFLICT)
+        raise ReproError(f"{run.path} is in use ({command} or its ranks hold {run.lock}); evaluate it once "
+                         f"that has ended (`repro watch {run.path}` follows a training)", EXIT_CONFLICT)
 
 
 def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks: int | None,

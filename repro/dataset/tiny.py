@@ -4,9 +4,6 @@ The smoke run must exercise upstream's real ``ImageNetDataset`` path unchanged, 
 wnid-style class directories, ``.JPEG`` files and both list files. Synthetic images must be
 *learnable*: random noise gives chance accuracy and proves nothing, so each class gets its own hue
 and its own stripe orientation (separable even in a 32-pixel crop) plus per-pixel noise.
-
-OUT is written only if it is empty or a previous make-tiny output (marked by ``.repro-tiny.json``);
-a re-run removes exactly the files the marker lists and nothing else.
 """
 
 from __future__ import annotations

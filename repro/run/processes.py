@@ -3,15 +3,7 @@
 paddle's launcher starts every rank with ``os.setsid`` (``launch/utils/process_context.py``), so the
 ranks are in neither the launcher's process group nor its session: signalling the launcher's group
 does not reach them, and a launcher killed with SIGKILL leaves them training on as orphans (seen
-here: they kept writing into the same ``train.log`` as the resumed run beside them). So:
-
-- the launcher runs in its own session (``start_new_session``), so a terminal's Ctrl-C reaches only
-  the harness, which decides what to do; with ``PR_SET_PDEATHSIG`` the launcher also gets SIGTERM
-  (and stops its ranks) if the harness itself is killed;
-- while it runs, its descendants are recorded by PID (with their start time, against PID reuse);
-- a stop sends SIGTERM to the launcher (which forwards it to its ranks), waits a few seconds, then
-  kills by PID every recorded rank (and the process group each rank leads, which holds its
-  DataLoader workers) plus any process whose command line names this run's output or log dir.
+here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
 """
 
 from __future__ import annotations
