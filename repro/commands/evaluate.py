@@ -30,7 +30,7 @@ from repro.platform.profiles import load_profile
 from repro.launch.command import environment_changes
 from repro.run.lock import RunLock, holder, is_active
 from repro.run.processes import Launch
-from repro.launch.train_cli import parse_gpus
+from repro.launch.command import parse_gpus
 
 EVAL_ENTRY = "tools/eval.py"
 TRAIN_ENTRY = "tools/train.py"
