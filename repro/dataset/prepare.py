@@ -18,6 +18,7 @@ from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
 from repro.dataset.tar_stream import NotPlain, plain_members
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_DISK, EXIT_PREFLIGHT, ReproError
 from repro.core.files import read_text_bounded, write_text_atomic
+from tqdm import tqdm
 
 STATE_DIR = ".repro-prepare"
 OWNER = "owner.json"
@@ -354,7 +355,6 @@ def _disk_full(out: Path, error: OSError) -> ReproError:
 
 def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: bool) -> dict[str, dict[str, int]]:
     """Run the jobs (in a process pool unless ``jobs`` is 1); job key -> the files it wrote."""
-    from tqdm import tqdm
 
     class Bar(tqdm):  # type: ignore[type-arg]
         # No monitor thread: with a second thread alive the check that follows would not fork its
