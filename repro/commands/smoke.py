@@ -2,22 +2,6 @@
 the verdict is judged, end to end, in a few minutes. ``--recipe NAME`` (``make smoke RECIPE=NAME``)
 runs another recipe's smoke variant; ``--all`` (``make smoke-all``) runs every recipe's and prints a
 table (recipe, seconds, best top-1, verdict).
-
-A recipe's ``smoke.check`` says what its smoke proves. ``accuracy``: ``repro check-accuracy`` against
-the smoke target in the run's manifest (the model learns the tiny set). ``loss_falls``, for
-architectures that cannot learn it in a few CPU minutes (224-pixel VGG16, Swin-T): every epoch trained
-and evaluated, and the last epoch's mean train loss is below the first's; ``repro check-accuracy``
-judges that too (``repro.judge.verdict.judge_loss_falls``), so every command reads the same verdict.
-
-Every step is the one a real run takes, so a pass means the harness works on this machine: the
-upstream checkout (patched), a dataset in the ImageNet layout linked where upstream reads it,
-``repro train`` with the recipe's smoke variant (a derived config in the run directory, never an edit
-to upstream), then ``repro check-accuracy`` against the smoke target recorded in the run's manifest.
-Train and check run as subprocesses, as a user would type them: the smoke tests the commands, and
-Ctrl-C reaches the training processes exactly as it would from a shell.
-
-The tiny dataset is linked at ``dataset/ILSVRC2012`` only when nothing is there or a tiny set is; a
-link to real data is never touched (the run's config then points at the tiny set instead).
 """
 
 from __future__ import annotations

@@ -4,10 +4,6 @@ Everything here only reads: tar headers (seeking past the data, never loading an
 devkit's ``meta.mat`` and ground truth, directory listings. The result is a ``Source`` that names,
 for every class, where its images come from and which WNID (and so which label) each val image has,
 so a wrong label order is caught before 140 GB are written.
-
-Labels are the index of the WNID in sorted order (0 = n01440764), the order of upstream's
-``ppcls/utils/imagenet1k_label_list.txt``. The devkit's ILSVRC2012_ID order is *not* that order:
-val ground truth is mapped ID -> WNID through ``meta.mat``.
 """
 
 from __future__ import annotations
@@ -72,6 +68,7 @@ class Source:
     jobs: list[ClassJob]
     linkable: bool
     identity: dict[str, object]
+    reads: tuple[str, ...] = ()  # every path the source is read from (OUT may lie in none of them, nor they in OUT)
 
 
 # --- devkit -------------------------------------------------------------------------------------
@@ -111,7 +108,7 @@ def _devkit_files(devkit: Path) -> tuple[bytes | None, bytes | None]:
 
 def read_devkit(devkit: Path) -> Devkit:
     """The 1000 leaf classes of meta.mat (num_children == 0) and the val ground truth."""
-    import scipy.io
+    import scipy.io  # heavy: scipy, only to read the devkit's meta.mat
 
     meta, truth = _devkit_files(devkit)
     if meta is None:
@@ -241,7 +238,8 @@ def official_source(train_tar: Path, val_tar: Path, devkit_path: Path) -> Source
                f" {len(names):,} val images in {val_tar.name}, labels via {devkit_path.name} meta.mat")
     identity = {"kind": "official", **{k: [str(p), p.stat().st_size] for k, p in
                                         (("train", train_tar), ("val", val_tar), ("devkit", devkit_path))}}
-    return Source("official archives", summary, sorted(seen), jobs, linkable=False, identity=identity)
+    return Source("official archives", summary, sorted(seen), jobs, linkable=False, identity=identity,
+                  reads=tuple(str(p.resolve()) for p in (train_tar, val_tar, devkit_path)))
 
 
 # --- extracted trees ------------------------------------------------------------------------------
@@ -325,7 +323,9 @@ def extracted_source(root: Path, devkit_path: Path | None) -> Source:
     wnids = _check_classes(train, val, set(devkit.words) if devkit else None, str(root))
     summary = f"extracted tree {root}: {len(wnids)} train classes, {val_layout}"
     identity = {"kind": "extracted", "root": str(root.resolve())}
-    return Source("extracted tree", summary, wnids, val + train, linkable=True, identity=identity)
+    reads = (root, *([Path(devkit_path)] if devkit_path is not None else []))
+    return Source("extracted tree", summary, wnids, val + train, linkable=True, identity=identity,
+                  reads=tuple(str(p.resolve()) for p in reads))
 
 
 def kaggle_source(root: Path) -> Source:
@@ -371,7 +371,8 @@ def kaggle_source(root: Path) -> Source:
     wnids = _check_classes(train, val, set(known), str(root))
     summary = f"Kaggle layout {root}: {len(wnids)} train classes, {len(val_wnids):,} val images labelled via {KAGGLE_SOLUTION}"
     identity = {"kind": "kaggle", "root": str(root.resolve())}
-    return Source("Kaggle layout", summary, wnids, val + train, linkable=True, identity=identity)
+    return Source("Kaggle layout", summary, wnids, val + train, linkable=True, identity=identity,
+                  reads=(str(root.resolve()),))
 
 
 def detect_source(

@@ -149,7 +149,17 @@ class Comparison:
         return f"{self.equivalence.headline()}; {curves}{speed}"
 
     def lines(self, verbose: bool = False) -> list[str]:
-        out = [self.headline(), ""]
+        out = [self.headline(), ""] + self.table_lines() + [""]
+        out += self.equivalence_lines() + [self.curves_line(), f"band: {self.band.describe()}"]
+        out += self.throughput_lines()
+        out += [f"note: {note}" for note in self.notes]
+        if verbose:
+            out += ["", "per epoch (band limits: top-1 >= mean - k x std, train loss <= mean + k x std):"]
+            out += self.epoch_lines()
+        return out
+
+    def table_lines(self) -> list[str]:
+        """One row per run: side, seed, platform, judged top-1, first epoch outside the band, speed."""
         header = ("run", "side", "seed", "platform", "judged top-1", "first epoch outside band", "img/s/device", "data wait")
         rows = [header]
         for run in self.candidates + self.references:
@@ -163,14 +173,7 @@ class Comparison:
                 f"{speed.data_wait_share:.1%}" if speed and speed.data_wait_share is not None else "-",
             ))
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        out += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-        out.append("")
-        out += self.equivalence_lines() + [self.curves_line(), f"band: {self.band.describe()}"]
-        out += self.throughput_lines()
-        out += [f"note: {note}" for note in self.notes]
-        if verbose:
-            out += self.epoch_lines()
-        return out
+        return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
     def equivalence_lines(self) -> list[str]:
         e = self.equivalence
@@ -209,7 +212,7 @@ class Comparison:
 
     def epoch_lines(self) -> list[str]:
         k = self.band.settings.k
-        out = ["", "per epoch (band limits: top-1 >= mean - k x std, train loss <= mean + k x std):"]
+        out = []
         for run in self.candidates:
             out.append(f"  {run.name}:")
             for epoch in sorted(set(run.top1) | set(run.train_loss)):

@@ -14,6 +14,7 @@ import click
 
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
+from repro.core.numeric_options import BoundedFloat
 from repro.judge.band import BAND_KIND, Band
 from repro.judge.compare import CANDIDATE, REFERENCE, ComparedRun, compare, from_band, from_verdict, reference_band
 from repro.judge.compare_page import write_page
@@ -74,7 +75,7 @@ def same_setup(runs: list[tuple[RunLogs, ComparedRun]]) -> tuple[str, bool, int,
 @click.argument("candidates", metavar="CANDIDATE...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--reference", "references", multiple=True, required=True, type=click.Path(path_type=Path),
               help="A reference run directory or log (repeat per seed), a directory of runs, or one band file.")
-@click.option("--margin", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--margin", type=BoundedFloat(0, 1, low_open=True, high_open=True), default=None,
               help="Equivalence margin on judged top-1, a fraction (0.005 = 0.5 point; default: the recipe's).")
 @click.option("--final", is_flag=True, help="Judge every run by its last epoch (default: as the recipe's target says).")
 @click.option("--recipe", default=None, help="Recipe whose target, band rule and margin apply (default: the runs').")
@@ -82,7 +83,7 @@ def same_setup(runs: list[tuple[RunLogs, ComparedRun]]) -> tuple[str, bool, int,
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
               help="Also write this page (compare.html): the table and both curves with the band.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print every candidate epoch against the band.")
-@json_option("one object: outcome, exit_code, equivalence, curves, band, throughput, runs")
+@json_option("one object: outcome, exit_code, equivalence, curves, band, throughput, candidates, references")
 @click.pass_context
 def compare_command(ctx: click.Context, candidates: tuple[Path, ...], references: tuple[Path, ...], margin: float | None,
                     final: bool, recipe: str | None, allow_incomplete: bool, html_path: Path | None, verbose: bool,

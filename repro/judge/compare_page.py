@@ -1,14 +1,12 @@
 """``compare.html``: the comparison's verdict, its table and both curves with the reference band drawn.
 
-One self-contained file (the figure is an embedded PNG), so it can be attached to a CI job or mailed.
-Only a file this module wrote before is ever replaced: it starts with ``MARKER``.
+One self-contained page built with :mod:`repro.judge.html_page` (the report's page API), so it can
+be attached to a CI job or mailed. Only a page this module wrote before is ever replaced: its title
+starts with ``MARKER``.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from pathlib import Path
 
 import matplotlib
@@ -17,13 +15,13 @@ matplotlib.use("Agg")  # no display on training servers
 import matplotlib.pyplot as plt  # noqa: E402
 
 from repro.core.errors import EXIT_CONFLICT, ReproError  # noqa: E402
-from repro.core.files import write_text_atomic  # noqa: E402
+from repro.judge import html_page as H  # noqa: E402
 from repro.judge.compare import Comparison  # noqa: E402
 
-MARKER = "<!-- repro compare page -->"
+MARKER = "<title>repro compare"
 
 
-def figure_png(comparison: Comparison) -> bytes:
+def draw(comparison: Comparison):
     """Top-1 and train loss per epoch: the band (mean -/+ k x std used), reference runs grey, candidates coloured."""
     band, k = comparison.band, comparison.band.settings.k
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -33,7 +31,9 @@ def figure_png(comparison: Comparison) -> bytes:
         if epochs:
             widths = [limit(epoch, k)[1] * k for epoch in epochs]
             means = [table[epoch]["mean"] for epoch in epochs]
-            axis.fill_between(epochs, [m - w for m, w in zip(means, widths)], [m + w for m, w in zip(means, widths)],
+            ceiling = 1.0 if metric == "top1" else float("inf")  # an accuracy band ends at 1, a loss band at 0
+            axis.fill_between(epochs, [max(0.0, m - w) for m, w in zip(means, widths)],
+                              [min(ceiling, m + w) for m, w in zip(means, widths)],
                               color="tab:blue", alpha=0.15, label=f"reference band (mean +- {k:g} x std)")
             axis.plot(epochs, means, color="tab:blue", linewidth=1, label="reference mean")
         for run in comparison.references:
@@ -49,23 +49,31 @@ def figure_png(comparison: Comparison) -> bytes:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    return fig
 
 
 def write_page(comparison: Comparison, path: Path) -> Path:
     path = Path(path)
-    if path.exists() and (path.is_dir() or not path.read_text(encoding="utf-8", errors="replace").startswith(MARKER)):
+    if path.exists() and (path.is_dir() or MARKER not in path.read_text(encoding="utf-8", errors="replace")[:4096]):
         raise ReproError(f"{path} exists and is not a page repro compare wrote; choose another --html path",
                          EXIT_CONFLICT)
-    image = base64.b64encode(figure_png(comparison)).decode("ascii")
-    lines = comparison.lines(verbose=True)
-    body = [
-        MARKER, "<!doctype html>", "<meta charset='utf-8'>", "<title>repro compare</title>",
-        f"<h1>{html.escape(comparison.headline())}</h1>",
-        f"<img alt='top-1 and train loss per epoch with the reference band' src='data:image/png;base64,{image}'>",
-        "<pre>" + html.escape("\n".join(lines[2:])) + "</pre>",
-    ]
-    return write_text_atomic(path, "\n".join(body) + "\n")
+    fig = draw(comparison)
+    try:
+        curves = H.figure_data_uri(fig)
+    finally:
+        plt.close(fig)
+    equivalence = comparison.equivalence
+    page = H.HtmlPage(title=f"repro compare: {len(comparison.candidates)} candidate(s) vs "
+                            f"{len(comparison.references)} reference run(s)")
+    page.verdict(equivalence.outcome, " " + comparison.headline()[len(equivalence.outcome):].lstrip(":"),
+                 comparison.curves_line())
+    page.add("Curves", H.image(curves, "top-1 and train loss per epoch with the reference band",
+                               "Shaded: the reference band; grey: reference runs; x: a candidate's first epoch outside."))
+    page.add("Runs", "<pre class='mono'>" + H.escape("\n".join(comparison.table_lines())) + "</pre>")
+    page.add("Equivalence of the final number", H.bullets(comparison.equivalence_lines()))
+    page.add("Throughput", H.bullets(comparison.throughput_lines()))
+    page.add("Band", H.bullets([comparison.band.describe()] + comparison.notes))
+    page.add("Per epoch, candidates against the band", "<pre class='mono'>" + H.escape("\n".join(comparison.epoch_lines()))
+             + "</pre>")
+    page.footer = "written by repro compare (repro.judge.compare_page)"
+    return page.write(path)

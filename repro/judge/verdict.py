@@ -1,26 +1,4 @@
-"""The verdict: did this run reach the target, judged with a margin that is printed, not hidden.
-
-The margin is a documented convention, not a measured spread: two binomial standard errors of the
-target on the eval set, 2*sqrt(p(1-p)/n) (0.0038 at p = 0.7677, n = 50,000), i.e. how far the
-reference number itself could lie from its model's true accuracy by which images it was scored on.
-On a fixed val set that is not what makes two runs differ: seed-to-seed variation is, about 0.1
-point (std) for ResNet-50-class models at the final epoch (Goyal et al. 2017: 23.60 +- 0.12 % error
-over 5 trials; MLPerf ResNet-50 submissions about 0.08). And judging the best of ~300 epoch evals
-biases the judged number upward by a little (the maximum of noisy evals). ``--tolerance`` replaces
-the margin; ``--aggregate`` over several runs judges the mean. Every doubt the parser raised decides
-the status before any number is compared, so a PASS is never built on logs that contradict each
-other or on a run that did not finish. A run that left the reference (other overrides, GPU count,
-platform, upstream commit, skipped pre-flight, the smoke variant) says so in the verdict;
-``--strict`` fails it. A standalone evaluation of the judged epoch's weights (``repro eval``) is
-compared with the logged number; ``--require-eval`` makes its absence or disagreement count.
-
-A loss-check smoke (a recipe whose ``smoke.check`` is ``loss_falls``: no accuracy is reachable at
-smoke scale) is judged by :func:`judge_loss_falls`, a verdict of its own kind (``check``
-``loss_falls``, no target): every epoch trained and evaluated and the train loss fell.
-
-The verdict line starts with the status and the number (``PASS top1 0.93750 >= 0.50000 (best,
-epoch 4)``); deviations, details, notes and warnings follow on their own lines.
-"""
+"""The verdict: did this run reach the target, judged with a margin that is printed, not hidden."""
 
 from __future__ import annotations
 
@@ -255,7 +233,8 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
     They disagree when they differ by more than 2 binomial standard errors, sqrt(p(1-p)/n) with n the
     eval set's size and p the two numbers' mean (so two equal numbers at p = 1 agree), plus the
     log's 5-decimal rounding. A PASS under ``require`` becomes INCOMPLETE without such an eval and
-    FAIL when it disagrees.
+    FAIL when it disagrees; under ``require`` only an eval of weights whose sha256 training recorded
+    (``weights_verified``, :mod:`repro.commands.evaluate`) counts.
     """
     if verdict.epoch is None or verdict.value is None or verdict.metric not in ("top1", "top5"):
         return
@@ -263,11 +242,20 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
     evaluations = [e for e in (run_manifest(run) or {}).get("evaluations") or [] if isinstance(e, dict)
                    and e.get("status") == "completed" and isinstance(e.get(verdict.metric), (int, float))]
     matching = [e for e in evaluations if e.get("epoch") == verdict.epoch]
+    unverified = [e for e in matching if e.get("weights_verified") is not True]
+    if require:  # only weights whose digest training recorded prove the run's number
+        matching = [e for e in matching if e.get("weights_verified") is True]
     if not matching:
         others = sorted({e.get("epoch") for e in evaluations if e.get("epoch") is not None})
         seen = f" (standalone evals exist of epoch {', '.join(map(str, others))})" if others else ""
         message = (f"no standalone eval of the judged epoch {verdict.epoch}{seen}: `repro eval {where}` evaluates "
                    "the true best's weights")
+        if unverified:
+            bad = unverified[-1]
+            message = (f"the standalone eval of epoch {verdict.epoch} ({bad.get('dir')}) scored "
+                       f"{bad.get('checkpoint')}.pdparams (sha256 {str(bad.get('sha256'))[:12]}), weights whose digest "
+                       f"training did not record, so it proves nothing; `repro eval {where}` evaluates the true best's "
+                       "weights")
         if require and verdict.status == PASS:
             verdict.status = INCOMPLETE
             verdict.reason = f"{verdict.reason}, but --require-eval: {message}"

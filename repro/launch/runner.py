@@ -15,6 +15,7 @@ from typing import Callable
 import click
 
 from repro.core.errors import (
+    EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_TRAINING_FAILED,
@@ -32,6 +33,7 @@ from repro.run.rundir import (
     RunDir,
 )
 from repro.run.checkpoints import (
+    Digests,
     adopt_unrecorded,
     first_epoch_floor,
     observe_written,
@@ -58,6 +60,7 @@ from repro.launch.truebest import (
 )
 
 HOUSEKEEPING_SECONDS = 5.0  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
+DIGEST_WAIT_SECONDS = 600.0  # after training: the last saves' digests (a few GB at most) are awaited this long
 FULL_DISK_BYTES = 1 << 20  # less free than this after a failure: the disk filled
 FAILURE_LINES = 30
 
@@ -67,7 +70,8 @@ def say(text: str) -> None:
 
 
 class Housekeeper:
-    """Periodic work while training: record what this run wrote, keep the true best, prune epochs."""
+    """Periodic work while training: record what this run wrote (and its digest, in the background),
+    keep the true best, prune epochs."""
 
     def __init__(self, run: RunDir, manifest: Manifest, keep: int) -> None:
         self.run = run
@@ -85,6 +89,7 @@ class Housekeeper:
         self.evals: dict[int, float] = {}
         self.best: Best | None = None
         self.health = TrainHealthHook(run, say)  # health alarms (repro.judge.monitor) from the same lines
+        self.digests = Digests()
 
     def __call__(self) -> None:
         written = self.manifest.section(K_WRITTEN)
@@ -115,7 +120,14 @@ class Housekeeper:
         for name in sorted(set(foreign) - self.reported_foreign):
             say(f"kept {name}: not written by this run, so retention leaves it alone")
             self.reported_foreign.add(name)
+        changed = self.digests.update(self.run.output, written) or changed
         if changed:
+            self.manifest.save()
+
+    def finish(self) -> None:
+        """The last digests, once training has ended (off its critical path), into the manifest."""
+        written = self.manifest.section(K_WRITTEN)
+        if self.digests.finish(self.run.output, written, DIGEST_WAIT_SECONDS):
             self.manifest.save()
 
 
@@ -170,11 +182,18 @@ def run_segment(
             housekeeper()
         except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
             say(f"final checkpoint housekeeping failed: {error}")
+        try:
+            housekeeper.finish()
+        except Exception as error:
+            say(f"recording the checkpoints' digests failed: {error}")
         extra = {"launcher_exit_code": outcome.returncode, "killed_by_pid": outcome.killed}
         stopped_because = getattr(node_watch, "reason", None)
         if stopped_because:  # this node stopped its own ranks: a peer was lost, or nothing was logged for too long
             status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
             extra["stopped_because"] = stopped_because
+            if getattr(node_watch, "differs", None):  # not a failure of training: the nodes' options
+                status, code = STATUS_FAILED, EXIT_BAD_INPUT
+                extra["nodes_differ"] = True
         elif outcome.interrupted_by is not None:
             status, code = STATUS_INTERRUPTED, EXIT_INTERRUPTED
             extra["signal"] = signal.Signals(outcome.interrupted_by).name
@@ -206,7 +225,7 @@ def run_segment(
             lock.release()
         else:  # keep the file: it names the processes a resume must wait for
             lock.close()
-    _report(run, status, outcome, extra, left, unrecorded)
+    _report(run, status, outcome, extra, left, unrecorded, several_nodes=node_watch is not None)
 
 
 def _with_node_watch(housekeeper: Callable[[], None], node_watch: Callable[[], bool] | None,
@@ -245,8 +264,10 @@ def disk_trouble(run: RunDir, rank: int | None) -> str | None:
 
 
 def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left: list,
-            unrecorded: OSError | None = None) -> None:
+            unrecorded: OSError | None = None, several_nodes: bool = False) -> None:
     resume = f"`repro train --resume {run.path}`"
+    every_node = ("once every node is back, run `repro train --resume DIR` on each node with its own run directory "
+                  f"(here {run.path})")
     if left:
         raise ReproError(
             f"processes of this run are still alive after the stop: {' '.join(str(p.pid) for p in left)}; "
@@ -262,10 +283,13 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
     if status == STATUS_COMPLETED:
         say(f"training completed; run directory {run.path}")
         return
+    if extra.get("nodes_differ"):
+        raise ReproError(f"stopped this node's ranks: {extra['stopped_because']}; every process here has ended: start "
+                         f"the run again on every node with the same options (this run directory, {run.path}, can be "
+                         "removed)", EXIT_BAD_INPUT)
     if extra.get("stopped_because"):
         raise ReproError(f"stopped this node's ranks: {extra['stopped_because']}; every process here has ended; "
-                         f"once every node is back, run `repro train --resume DIR` on each node with its own run "
-                         f"directory (here {run.path})", EXIT_TRAINING_FAILED)
+                         f"{every_node}", EXIT_TRAINING_FAILED)
     if status == STATUS_INTERRUPTED:
         killed = f" ({len(outcome.killed)} killed by PID)" if outcome and outcome.killed else ""
         raise ReproError(
@@ -285,6 +309,9 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
     if extra.get("cause"):
         raise ReproError(f"training failed: {extra['cause']}; free space there, then continue with {resume} "
                          "(it starts from the newest complete checkpoint)", EXIT_TRAINING_FAILED)
+    if several_nodes:  # a lost node fails the ranks of the others too: the run resumes on every node together
+        raise ReproError(f"training failed: {where}; if another node was lost or failed, {every_node}; "
+                         f"otherwise fix the cause, then continue the same way", EXIT_TRAINING_FAILED)
     if resume_point(run.output) is None:  # nothing saved: a resume would rerun the same command from epoch 1
         raise ReproError(f"training failed: {where}; nothing was saved to resume from, so fix the cause and start "
                          f"a new run with the corrected options (this run directory, {run.path}, can be removed)",

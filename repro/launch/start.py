@@ -19,7 +19,7 @@ import click
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproError
 from repro.platform.devices import probe_paddle
 from repro.core.paths import resolve_upstream_dir
-from repro.platform.profiles import Profile, available_profiles, default_platform, load_profile
+from repro.platform.profiles import Profile, default_platform, gpu_profiles, load_profile
 from repro.recipes.catalog import Recipe, launch_env, load_recipe, marked_overrides
 from repro.run.rundir import (
     K_NODES,
@@ -47,6 +47,7 @@ from repro.launch.nodes import (
 from repro.launch.provenance import start_fields
 from repro.launch.runner import run_segment, say
 from repro.launch.preflight import run_preflight
+from repro.upstream.pin import load_pin
 
 DEFAULT_CPU_RANKS = 2
 
@@ -73,6 +74,11 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
 
     kind = "GPU" if gpu_list is not None else "CPU rank"
     fixed = marked_overrides(recipe, user_overrides)  # the recipe's own marked -o (e.g. AMP off)
+    for item in recipe.harness_overrides:  # a user's -o on the same key wins: never silently
+        if item.option not in fixed:
+            theirs = [o for o in user_overrides if o.split("=", 1)[0].lstrip("+").strip() == item.key]
+            say(f"warning: -o {theirs[-1] if theirs else item.key} replaces the recipe's safeguard {item.option} "
+                f"({item.why}); the run no longer reproduces the recipe's target as stated")
 
     def scaling_plan() -> ScalingPlan | None:
         return None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
@@ -84,6 +90,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         return resolved, plan
 
     if dry_run:
+        load_pin()  # the harness's own pin, read as the real start reads it: a corrupt one fails the dry run too
         planned = plan_node_run_dir(logs_dir, run_dir, nodes.node_rank) if nodes else plan_run_dir(logs_dir, run_dir)
         with tempfile.TemporaryDirectory(prefix="repro-dry-run-") as staging:
             resolved, scaling = resolve(Path(staging), write=False)
@@ -153,10 +160,10 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
             raise ReproError(f"--cpu-ranks needs the cpu platform, not {profile.name}: add --platform cpu", EXIT_BAD_INPUT)
         return (gpus if gpus is not None else list(range(recipe.reference_gpus))), None
     if gpus is not None:
-        gpu_profiles = ", ".join(name for name in available_profiles() if name != profile.name and name != "cpu")
+        others = ", ".join(name for name in gpu_profiles() if name != profile.name)
         raise ReproError(
             f"platform {profile.name} has no GPUs: drop --gpus (use --cpu-ranks N), or name a GPU platform with "
-            f"--platform (make train ... PLATFORM=): {gpu_profiles}", EXIT_BAD_INPUT)
+            f"--platform (make train ... PLATFORM=): {others}", EXIT_BAD_INPUT)
     return None, cpu_ranks or DEFAULT_CPU_RANKS
 
 

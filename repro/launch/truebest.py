@@ -1,20 +1,4 @@
-"""Keep the true best checkpoint safe from upstream's reset of its best metric on resume.
-
-Upstream's ``init_model`` sets ``metric_dict["metric"] = 0.0`` when it loads a checkpoint
-(``ppcls/utils/save_load.py``), so after a resume the first eval, however poor, overwrites
-``best_model``. The harness reads the eval results from ``train.log`` (all segments), finds the true
-best epoch, and keeps that epoch's weights as ``true_best.{pdparams,pdopt,pdstates}`` beside
-upstream's files: a hard link to ``epoch_N`` (free, and it survives retention deleting ``epoch_N``)
-or a copy of ``best_model`` (which upstream rewrites in place). The source is verified through the
-``{"metric", "epoch"}`` upstream stores in ``.pdstates``, so a file rewritten by a later segment is
-never mistaken for the one that scored.
-
-Why not an upstream patch that keeps the best metric across a resume instead: the ``.pdstates`` of
-``latest`` holds that epoch's accuracy, not the best, so merely dropping the reset would restore the
-wrong number; a real fix touches both ``engine.py`` and ``save_load.py``, in the code path every
-verdict rests on, and would still leave ``best_model`` rewritten in place. The guard works on an
-unpatched checkout too, and the verdict computes the best from the eval lines either way.
-"""
+"""Keep the true best checkpoint safe from upstream's reset of its best metric on resume."""
 
 from __future__ import annotations
 
@@ -29,6 +13,7 @@ from repro.core.files import atomic_path
 from repro.logs import patterns as P
 from repro.run.rundir import RunDir
 from repro.run.checkpoints import (
+    DIGEST,
     PARTS,
     Checkpoint,
     check_complete,
@@ -59,13 +44,10 @@ class Best:
 def eval_top1(lines: list[str]) -> dict[int, float]:
     """Finite eval top-1 per epoch in ``lines`` (a repeated epoch keeps its last result)."""
     results: dict[int, float] = {}
-    for line in lines:
-        match = P.EVAL_AVG.search(line) if "[Avg]" in line else None
-        if match is None:
-            continue
-        value = P.parse_body(match.group("body")).get("top1")
+    for read in map(P.read_line, lines):
+        value = read.values.get("top1") if read.kind == P.EVAL_AVG_LINE else None
         if isinstance(value, float) and math.isfinite(value):
-            results[int(match.group("epoch"))] = value
+            results[read.epoch] = value  # type: ignore[index]
     return results
 
 
@@ -170,9 +152,13 @@ def _copy_over(path: Path) -> None:
 
 def record_true_best(output_dir: Path, segment: int, written: dict[str, dict]) -> None:
     """Enter ``true_best.*`` in the manifest's record of files the harness wrote (retention never
-    deletes them; ``repro runs prune`` may, once the run is over)."""
+    deletes them; ``repro runs prune`` keeps them unless named); the housekeeper's digests follow."""
     for suffix in PARTS:
         path = output_dir / f"{TRUE_BEST}{suffix}"
         if path.is_file():
             stat = path.stat()
-            written[path.name] = {"segment": segment, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+            record = {"segment": segment, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+            before = written.get(path.name) or {}
+            if (before.get("mtime_ns"), before.get("size")) == (stat.st_mtime_ns, stat.st_size) and before.get(DIGEST):
+                record[DIGEST] = before[DIGEST]  # the same file as recorded: its digest stands
+            written[path.name] = record

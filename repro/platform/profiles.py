@@ -66,6 +66,22 @@ def venv_platform() -> str | None:
     return None
 
 
+def gpu_profiles() -> list[str]:
+    """The profiles whose device is a GPU (what a user on the wrong platform can switch to)."""
+    return [name for name in available_profiles() if load_profile(name).uses_gpus]
+
+
+def vendor_builds() -> list[dict[str, Any]]:
+    """Every profile's vendor build marks (``paddle.device_names`` and ``paddle.build_label``), lower-cased."""
+    builds = []
+    for name in available_profiles():
+        paddle = load_profile(name).paddle
+        if paddle.get("device_names") and paddle.get("build_label"):
+            builds.append({"device_names": [str(n).lower() for n in paddle["device_names"]],
+                           "build_label": str(paddle["build_label"])})
+    return builds
+
+
 def setup_command(name: str) -> str:
     """The command that gives this checkout a venv for profile ``name``, from where the user stands.
 

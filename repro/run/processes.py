@@ -3,20 +3,13 @@
 paddle's launcher starts every rank with ``os.setsid`` (``launch/utils/process_context.py``), so the
 ranks are in neither the launcher's process group nor its session: signalling the launcher's group
 does not reach them, and a launcher killed with SIGKILL leaves them training on as orphans (seen
-here: they kept writing into the same ``train.log`` as the resumed run beside them). So:
-
-- the launcher runs in its own session (``start_new_session``), so a terminal's Ctrl-C reaches only
-  the harness, which decides what to do; with ``PR_SET_PDEATHSIG`` the launcher also gets SIGTERM
-  (and stops its ranks) if the harness itself is killed;
-- while it runs, its descendants are recorded by PID (with their start time, against PID reuse);
-- a stop sends SIGTERM to the launcher (which forwards it to its ranks), waits a few seconds, then
-  kills by PID every recorded rank (and the process group each rank leads, which holds its
-  DataLoader workers) plus any process whose command line names this run's output or log dir.
+here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import math
 import os
 import re
@@ -34,6 +27,7 @@ import psutil
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.files import last_lines
 from repro.run.rundir import RunDir
+import ctypes
 
 STOP_GRACE_SECONDS = 5.0  # REPRO_TRAIN_STOP_GRACE overrides it (tests)
 POLL_SECONDS = 0.5
@@ -139,6 +133,35 @@ def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.
     return found
 
 
+class _ConsoleAfterHangup(io.RawIOBase):
+    """The harness's stdout and stderr once the terminal is gone: appended to console.log (fd 1, which
+    the hangup pointed there) under the pump's lock, never raising. A full disk under console.log must
+    not turn the run's outcome (training failed: exit 6) into a harness error about a write (exit 2);
+    the text the disk refused is lost, as the terminal's would be."""
+
+    def __init__(self, launch: "Launch") -> None:
+        super().__init__()
+        self.launch = launch
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 1
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        size = len(data)
+        with self.launch._console_lock:
+            chunk = (b"\n" if self.launch._console_cut else b"") + bytes(data)
+            try:
+                while chunk:
+                    chunk = chunk[os.write(1, chunk):]
+                self.launch._console_cut = False
+            except OSError:
+                self.launch._console_cut = True
+        return size
+
+
 def kill_processes(processes: Iterable[psutil.Process], sig: int = signal.SIGKILL) -> list[int]:
     """Signal each process, and the process group it leads (a setsid rank leads its workers' group)."""
     hit: list[int] = []
@@ -157,7 +180,6 @@ def kill_processes(processes: Iterable[psutil.Process], sig: int = signal.SIGKIL
 def _set_parent_death_signal() -> None:
     """In the launcher (before exec): get SIGTERM if the harness dies, so it stops its ranks."""
     try:
-        import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except Exception:  # not Linux / no glibc: the lock and /proc scan still catch orphans
@@ -201,6 +223,10 @@ class Launch:
         self.hung_up = False
         self._pump: threading.Thread | None = None
         self._previous_handlers: dict[int, object] = {}
+        # After a hangup console.log has two writers, the pump and the harness's own messages: one lock
+        # keeps their lines whole, and a line a full disk cut short is ended before the next one.
+        self._console_lock = threading.RLock()
+        self._console_cut = False
 
     # -- starting -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -235,11 +261,13 @@ class Launch:
         assert self.proc is not None and self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
             if console is not None:
-                try:
-                    console.write(raw)
-                    console.flush()
-                except OSError as error:
-                    console = self._drop_console(console, error)
+                with self._console_lock:
+                    try:
+                        console.write(raw)
+                        console.flush()
+                    except OSError as error:
+                        self._console_cut = True  # a full disk may have taken part of the line
+                        console = self._drop_console(console, error)
             text = raw.decode("utf-8", errors="replace")
             self.tail.append(text)
             try:
@@ -310,6 +338,8 @@ class Launch:
             for target in (1, 2):
                 os.dup2(fd, target)
             os.close(fd)
+            sys.stdout = sys.stderr = io.TextIOWrapper(io.BufferedWriter(_ConsoleAfterHangup(self)), encoding="utf-8",
+                                                       errors="backslashreplace", line_buffering=True)
             print("repro: hangup: the terminal is gone; training goes on, output continues here", flush=True)
 
         for sig in (signal.SIGINT, signal.SIGTERM):

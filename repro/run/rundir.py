@@ -3,27 +3,6 @@
 A run directory is a contract (as Sacred's file observer keeps one): ``repro train`` writes it, and
 ``check-accuracy``, ``report``, ``watch``, ``doctor`` and a reader months later read it, all through
 this module. The README documents the same layout in one table.
-
-==========================  ======================================================================
-``manifest.json``           provenance and status (:class:`Manifest`, ``schema`` versioned)
-``config.yaml``             the resolved config, a record (``smoke-config.yaml``: the smoke's input)
-``console.log``             the launcher's own output, appended per segment
-``launcher/workerlog.N``    each rank's log (paddle's ``--log_dir``)
-``output/``                 upstream's ``Global.output_dir``: ``train.log`` and checkpoints
-``eval/``                   standalone evaluations
-``alarms.jsonl``            health alarms, one JSON object a line
-``report/``                 ``repro report``'s files
-``.lock``                   held while a segment runs (:mod:`repro.run.lock`)
-==========================  ======================================================================
-
-A run on several nodes is a *group*: ``<logs>/<run-id>/node<K>/`` is node K's run directory (the
-layout above), whether the nodes share one filesystem (then ``<logs>/<run-id>`` holds every node's
-directory and is judged as a whole, from node 0's) or each writes its own disk (then node K's
-manifest names the host and directory of node 0, where global rank 0 logs and saves).
-
-Directories are created exclusively (``mkdir`` without ``exist_ok``): reusing one would mix two
-runs' ``train.log`` (upstream appends) and checkpoints; only ``--resume`` reopens one. The manifest
-is written atomically, so a crash or a full disk mid-write leaves the previous complete manifest.
 """
 
 from __future__ import annotations
@@ -321,13 +300,15 @@ def utc_now() -> str:
 _MAPPING, _LIST, _TEXT, _NUMBER, _FLAG = (dict,), (list,), (str,), (int, float), (bool,)
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
     K_SCHEMA: (int,), K_STATUS: _TEXT, K_STARTED: _TEXT, K_ENDED: _TEXT, K_EXIT_CODE: (int,),
-    K_SEGMENTS: _LIST, K_SMOKE: _FLAG, K_TARGET: _MAPPING + _NUMBER, K_RECIPE: _MAPPING + _TEXT,
+    K_SEGMENTS: _LIST, K_SMOKE: _FLAG, K_TARGET: _MAPPING + _NUMBER + _LIST, K_RECIPE: _MAPPING + _TEXT,
     K_TRUE_BEST: _MAPPING, K_WRITTEN: _MAPPING, K_NODES: _MAPPING, K_EVALUATIONS: _LIST,
     "run_id": _TEXT, "harness": _MAPPING, "platform": _MAPPING + _TEXT, "paddle": _MAPPING, "devices": _MAPPING,
     "upstream": _MAPPING, "dataset": _MAPPING, "command": _MAPPING, "env": _MAPPING, "overrides": _MAPPING,
     "config": _MAPPING, "scaling": _MAPPING, "seed": _MAPPING + (int,), "keep_checkpoints": (int,),
     "preflight": _TEXT, "checkpoints_deleted": _LIST,
 }
+# List fields whose items must be objects (a target per metric, a segment, an evaluation).
+OBJECT_LISTS = (K_TARGET, K_SEGMENTS, K_EVALUATIONS)
 KNOWN_SCHEMAS = (1, SCHEMA)
 
 
@@ -352,6 +333,9 @@ def check_manifest(path: Path, data: Any) -> dict[str, Any]:
             continue
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected {_type_names(types)} "
+                             f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
+        if key in OBJECT_LISTS and isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+            raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected a list of objects "
                              f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
     return data
 

@@ -99,6 +99,9 @@ def test_page_takes_the_manifest_s_own_name_for_the_commit_and_says_so_without_a
     banner = re.search(r'<div class="verdict neutral" id="verdict">(.*?)</div>', page).group(1)  # UNREADABLE: 4 classes
     assert banner.startswith('<span class="word">UNREADABLE</span>this run has class_num 4')
     assert banner.count("class_num 4") == 1
+    (run / "manifest.json").write_text("{ cut by a crash")
+    page = (report_of(run)[1] / "index.html").read_text()
+    assert f"unreadable ({run / 'manifest.json'}), so only what the logs say is known" in page
 
 
 def test_page_escapes_what_logs_and_manifests_say_and_fetches_nothing(tmp_path):
@@ -208,6 +211,11 @@ def test_report_never_overwrites_files_it_did_not_write(tmp_path):
     (site / "report.json").write_text('{"mine": true}')
     result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--out", str(site)])
     assert result.exit_code == EXIT_CONFLICT and "report.json was not written by repro report" in result.stderr
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "curves.png").symlink_to(tmp_path / "not-yet-there.png")
+    result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--out", str(linked)])
+    assert result.exit_code == EXIT_CONFLICT and (linked / "curves.png").is_symlink()
     fifo = tmp_path / "fifo"
     fifo.mkdir()
     os.mkfifo(fifo / "report.json")  # read whole, a FIFO would block: refused without a read
@@ -264,3 +272,15 @@ def test_a_file_size_limit_from_the_kernel_leaves_whole_files_or_none(tmp_path):
     assert present == ["epochs.csv", "summary.md"]
     assert (run / "report" / "epochs.csv").read_text().startswith("epoch,") and \
         (run / "report" / "summary.md").read_text().rstrip().endswith("|")
+
+
+def test_throughput_is_judge_throughput_s_steady_state_per_epoch_and_for_the_run(tmp_path):
+    fake = FakeUpstreamLog(epochs=3, iters=8)  # lines from iteration 5 on are past upstream's timer reset
+    run_dir = write_run(tmp_path / "run", fake.launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75}), manifest=full_manifest())
+    run = parse_run(run_dir)
+    table = run_report.throughput_table(run)
+    assert list(table.index) == [1, 2, 3] and table["steady_ips"].tolist() == pytest.approx([12.0, 12.0, 12.0])
+    assert table["data_wait"].tolist() == pytest.approx([0.00015 / 1.33333] * 3)
+    page = (report_of(run_dir)[1] / "index.html").read_text()
+    assert "steady state 12 images/s per device, data wait 0.0% of step time (6 logged lines, 18 warm-up" in page
+    assert '<td>0.01%</td>' in page
