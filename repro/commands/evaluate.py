@@ -28,6 +28,7 @@ import click
 import yaml
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
+from repro.launch.runner import show_last_lines
 from repro.logs import patterns as P
 from repro.run.rundir import K_EVALUATIONS, K_TRUE_BEST, Manifest, RunDir, open_run_dir, run_id, utc_now
 
@@ -201,8 +202,11 @@ def refuse_if_training(run: RunDir) -> None:
 
 
 def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks: int | None,
-             echo=None) -> dict[str, Any]:
-    """Run the eval, record it in the manifest, and return the record (raises if the eval failed)."""
+             verbose: bool = False) -> dict[str, Any]:
+    """Run the eval, record it in the manifest, and return the record (raises if the eval failed).
+
+    Upstream's output goes to the eval's ``console.log``; ``verbose`` streams it to the terminal too,
+    otherwise a failure shows the last lines of the log that failed."""
     from repro.run.lock import RunLock
     from repro.run.processes import Launch
 
@@ -229,7 +233,8 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
         record.update({"dir": str(out), "command": command.to_manifest(), "env": env.to_manifest()})
         click.echo(f"+ {command.marked_line()}", err=True)
         launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out),
-                        on_processes=lambda records: lock.write(records), echo=echo)
+                        on_processes=lambda records: lock.write(records),
+                        echo=None if verbose else (lambda text: None))
         launch.install_signal_handlers()
         launch.start()
         outcome = launch.wait()
@@ -255,6 +260,10 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
         raise ReproError(f"evaluation interrupted; its output is in {out}; run `repro eval {run.path}` again",
                          EXIT_INTERRUPTED)
     if record["status"] != "completed":
+        if not verbose:
+            rank0 = RunDir(out).workerlog(0)
+            show_last_lines(rank0 if rank0.is_file() and rank0.stat().st_size else RunDir(out).console_log,
+                            "tools/eval.py")
         raise ReproError(f"tools/eval.py exited {outcome.returncode} without an eval result; its output is in "
                          f"{out}/console.log and {out}/launcher/workerlog.0; fix the cause and rerun "
                          f"`repro eval {run.path} --checkpoint {checkpoint}`", EXIT_TRAINING_FAILED)
@@ -295,12 +304,14 @@ def describe(record: dict[str, Any]) -> str:
               help="Which weights: true_best, best_model, latest or epoch_N.")
 @click.option("--gpus", help="GPU ids for the eval (default: the run's devices).")
 @click.option("--cpu-ranks", type=click.IntRange(min=1), help="CPU ranks for the eval (default: the run's).")
-def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Stream upstream's output here too (it always goes to the "
+              "eval's console.log).")
+def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None, verbose: bool) -> None:
     """Evaluate a checkpoint of RUN with upstream's tools/eval.py, as the run was trained; the result
     goes into RUN/eval/ and the manifest, where check-accuracy compares it with the logged top-1."""
     from repro.launch.train_cli import parse_gpus
 
     if gpus is not None and cpu_ranks is not None:
         raise ReproError("--gpus and --cpu-ranks exclude each other; pass one", EXIT_BAD_INPUT)
-    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks)
+    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks, verbose=verbose)
     click.echo(describe(record))

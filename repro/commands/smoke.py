@@ -15,8 +15,13 @@ to upstream), then ``repro check-accuracy`` against the smoke target recorded in
 Train and check run as subprocesses, as a user would type them: the smoke tests the commands, and
 Ctrl-C reaches the training processes exactly as it would from a shell.
 
-The tiny dataset is linked at ``dataset/ILSVRC2012`` only when nothing is there or a tiny set is; a
-link to real data is never touched (the run's config then points at the tiny set instead).
+The tiny dataset never occupies ``dataset/ILSVRC2012``, where the real data is linked: the smoke run's
+config points both loaders at the tiny set's own directory (``-o`` overrides recorded with the run),
+so ``repro dataset link /path/to/ILSVRC2012`` and the real run work as written after a smoke.
+
+Quiet by default: each step prints its few lines (the training a progress line, see
+:class:`repro.launch.runner.LauncherOutput`) and upstream's output stays in the run directory;
+``--verbose`` (``make smoke V=1``) streams all of it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ from typing import Sequence
 
 from repro.core.errors import EXIT_INTERRUPTED, EXIT_UPSTREAM, ReproError
 from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
+from repro.dataset.tiny import make_tiny
+from repro.launch.config import smoke_section
+from repro.logs.parse import best_epoch, parse_run
+from repro.recipes.catalog import available_recipes, load_recipe
+from repro.run.rundir import run_id
+from repro.upstream.patches import apply_series, read_series
 
 DEFAULT_DATA_DIR = Path("smoke") / "data"
 DEFAULT_LOGS_DIR = Path("logs")
@@ -43,6 +54,7 @@ SMOKE_KEEP_CHECKPOINTS = 1
 # Variables through which a user's own `make train` / `make check` settings would leak into the smoke.
 LEAKING_PREFIXES = ("REPRO_TRAIN_", "REPRO_CHECK_ACCURACY_")
 RECIPE_ENV = "REPRO_SMOKE_RECIPE"  # `make smoke RECIPE=NAME` exports it
+VERBOSE_ENV = "REPRO_SMOKE_VERBOSE"  # `make smoke V=1` exports it
 CHECKS = ("accuracy", "loss_falls")
 
 
@@ -70,13 +82,11 @@ def upstream_missing_line(upstream_dir: Path) -> str:
 
 def ensure_patched(upstream_dir: Path) -> list[str]:
     """Apply our patch series (idempotent); returns one line per patch newly applied."""
-    from repro.upstream.patches import apply_series, read_series
-
     return [f"applied patch {patch.name}" for patch, newly in apply_series(upstream_dir, read_series()) if newly]
 
 
 def dataset_overrides(root: Path) -> list[str]:
-    """``-o`` values pointing both loaders at ``root`` (used when the link holds real data)."""
+    """``-o`` values pointing both loaders at ``root`` instead of upstream's ``./dataset/ILSVRC2012/``."""
     base = f"{root.resolve()}/"
     return [
         f"DataLoader.Train.dataset.image_root={base}",
@@ -87,22 +97,10 @@ def dataset_overrides(root: Path) -> list[str]:
 
 
 def place_dataset(data: Path, upstream_dir: Path) -> tuple[list[str], str]:
-    """Link the tiny set where upstream reads data, unless real data is there; returns overrides and a line."""
-    from repro.dataset.link import link_dataset, linked_root
-    from repro.dataset.tiny import is_tiny_dataset
-
-    current = linked_root(upstream_dir)
+    """The overrides that make the smoke read ``data``, and a line saying so; never touches the link."""
     link = upstream_dir / DATASET_LINK
-    # Relink only what is ours to replace: no link, a link to a tiny set, or a dangling link to this
-    # very smoke folder. A dangling link elsewhere may be real data on an unmounted disk: keep it.
-    ours = current is not None and link.is_symlink() and (is_tiny_dataset(current) or current == data)
-    if current is None or ours:
-        result = link_dataset(data, upstream_dir, force=current is not None, check=True)
-        return [], result.describe()
-    what = "real data" if current.exists() else "a link to a missing folder"
-    return dataset_overrides(data), (
-        f"{link} holds {what} ({current}); left untouched, the smoke's config points at {data} instead"
-    )
+    return dataset_overrides(data), (f"tiny dataset {data} (read there through -o overrides; {link} is left "
+                                      "for the real data)")
 
 
 def child_env() -> dict[str, str]:
@@ -132,6 +130,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"Recipe whose smoke variant runs (default: ${RECIPE_ENV} or resnest50).")
     parser.add_argument("--all", action="store_true", help="Run every recipe's smoke and print a table.")
     parser.add_argument("--seed", type=int, default=None, help="Passed to repro train --seed.")
+    parser.add_argument("-v", "--verbose", action="store_true", default=bool(os.environ.get(VERBOSE_ENV)),
+                        help=f"Stream upstream's output (default: a progress line; also ${VERBOSE_ENV}=1).")
     return parser.parse_args(argv)
 
 
@@ -149,8 +149,6 @@ def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], eval
 
 
 def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float | None]:
-    from repro.logs.parse import best_epoch, parse_run
-
     run = parse_run(run_dir)
     losses = list(run.epochs["train_loss"]) if "train_loss" in run.epochs else []
     best = best_epoch(run)
@@ -162,8 +160,6 @@ def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float 
 
 
 def best_top1(run_dir: Path) -> float | None:
-    from repro.logs.parse import best_epoch, parse_run
-
     try:
         best = best_epoch(parse_run(run_dir))
     except ReproError:
@@ -176,11 +172,6 @@ def smoke(args: argparse.Namespace) -> int:
 
 
 def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
-    from repro.dataset.tiny import make_tiny
-    from repro.recipes.catalog import load_recipe
-    from repro.run.rundir import run_id
-    from repro.launch.config import smoke_section
-
     started = time.monotonic()
     upstream_dir = resolve_upstream_dir(args.upstream)
     if not (upstream_dir / "tools" / "train.py").is_file():
@@ -195,15 +186,16 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         raise ReproError(f"recipe {recipe.name}: smoke.check {check!r} is not one of {', '.join(CHECKS)}; fix the recipe")
     say(f"recipe {recipe.name} ({recipe.arch}): {section.get('why', 'smoke variant')}; checks {check}")
     data = make_tiny(args.data_dir.expanduser().absolute(), **(section.get("dataset") or {}))
-    say(f"tiny dataset {data}")
     overrides, line = place_dataset(data, upstream_dir)
     say(line)
+    verbose = ["-v"] if args.verbose else []
 
     run_dir = args.logs_dir.expanduser().absolute() / f"smoke-{recipe.name}-{run_id()}"
     train = [
         sys.executable, "-m", "repro", "train", "--smoke", "--recipe", recipe.name,
         "--platform", SMOKE_PLATFORM, "--cpu-ranks", str(int(section.get("cpu_ranks", 2))),
         "--upstream", str(upstream_dir), "--run-dir", str(run_dir), "--keep-checkpoints", str(SMOKE_KEEP_CHECKPOINTS),
+        *verbose,
     ]
     if args.seed is not None:
         train += ["--seed", str(args.seed)]
@@ -224,7 +216,7 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
     else:
         # The number from the weights too: upstream's tools/eval.py on the true best, which check-accuracy
         # then compares with the logged top-1 of that epoch (before the checkpoints are pruned).
-        code = run_step([sys.executable, "-m", "repro", "eval", str(run_dir)])
+        code = run_step([sys.executable, "-m", "repro", "eval", *verbose, "--", str(run_dir)])
         if code != 0:
             total = time.monotonic() - started
             say(f"SMOKE FAIL: repro eval exited {code}; logs in {run_dir}/eval [total {total:.0f} s]")
@@ -249,8 +241,6 @@ def format_table(results: Sequence[SmokeResult]) -> list[str]:
 
 def smoke_all(args: argparse.Namespace) -> int:
     """Every recipe's smoke in turn (one failing does not stop the rest), then the table."""
-    from repro.recipes.catalog import available_recipes
-
     results: list[SmokeResult] = []
     for name in available_recipes():
         try:

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.files import Tail, last_lines
-from repro.logs import patterns as P
 from repro.logs.discover import RunFiles, run_files_in
+from repro.logs.progress import Progress
 from repro.judge.alarmlog import check_on_alarm
 from repro.judge.health import Alarm
 from repro.judge.judge_cli import judged_path, target_options, verdicts_for
@@ -35,41 +35,6 @@ from repro.run.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, r
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
 # A harness seen dead this many looks in a row is dead (not a start between manifest and lock).
 DEAD_LOOKS = 2
-
-
-@dataclass
-class Progress:
-    """What the latest lines say: where training is and how it goes."""
-
-    epoch: int = 0
-    epochs: int = 0
-    iter: int = 0
-    iters: int = 0
-    loss: float | None = None
-    ips: float | None = None
-    eta_s: float | None = None
-    top1: float | None = None
-    top1_epoch: int | None = None
-
-    def feed(self, line: str) -> None:
-        msg = P.strip_ansi(line)
-        if (match := P.TRAIN_ITER.search(msg)) is not None:
-            body = P.parse_body(match.group("body"))
-            self.epoch, self.epochs = int(match.group("epoch")), int(match.group("epochs"))
-            self.iter, self.iters = int(match.group("iter")), int(match.group("iters"))
-            self.loss, self.ips, self.eta_s = body.get("loss"), body.get("ips"), body.get("eta_s")  # type: ignore[assignment]
-        elif (match := P.EVAL_AVG.search(msg)) is not None:
-            body = P.parse_body(match.group("body"))
-            if isinstance(body.get("top1"), float):
-                self.top1, self.top1_epoch = body["top1"], int(match.group("epoch"))  # type: ignore[assignment]
-
-    @property
-    def position(self) -> int:
-        return max(0, (self.epoch - 1) * self.iters + self.iter + 1) if self.iters else 0
-
-    @property
-    def total(self) -> int:
-        return self.epochs * self.iters
 
 
 @dataclass
@@ -160,19 +125,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _postfix(progress: Progress) -> dict[str, str]:
-    post = {"epoch": f"{progress.epoch}/{progress.epochs}", "iter": f"{progress.iter}/{progress.iters}"}
-    if progress.loss is not None:
-        post["loss"] = f"{progress.loss:.4f}"
-    if progress.top1 is not None:
-        post["top1"] = f"{progress.top1:.4f}@{progress.top1_epoch}"
-    if progress.ips is not None:
-        post["ips"] = f"{progress.ips:.1f}"
-    if progress.eta_s is not None:
-        post["eta"] = time.strftime("%H:%M:%S", time.gmtime(progress.eta_s)) if progress.eta_s < 86400 else f"{progress.eta_s / 86400:.1f}d"
-    return post
-
-
 def check_watchable(run: Path) -> None:
     run = Path(run)
     if not run.exists():
@@ -206,7 +158,7 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
             if progress.total and bar.total != progress.total:
                 bar.total = progress.total
             bar.n = min(progress.position, bar.total or progress.position)
-            bar.set_postfix(_postfix(progress), refresh=False)
+            bar.set_postfix(progress.fields(), refresh=False)
             bar.refresh()
             why = watcher.ended()
             if why is not None:

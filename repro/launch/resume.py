@@ -143,8 +143,9 @@ def prepare_segment(plan: ResumePlan) -> None:
     plan.manifest.save()
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
-    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``."""
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, verbose: bool = False) -> None:
+    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
+    ``verbose`` streams upstream's output instead of the progress line."""
     plan = plan_resume(resume_dir)
     for checkpoint in plan.skipped:
         say(f"not using {checkpoint.name}: incomplete ({checkpoint.reason})")
@@ -187,4 +188,5 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool) -> None:
         "skipped_incomplete": [c.name for c in plan.skipped],
     }
     run_segment(run=plan.run, manifest=plan.manifest, command=plan.command, env=plan.env, keep=keep,
-                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say))
+                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say),
+                verbose=verbose)
