@@ -1,7 +1,8 @@
-"""The ``repro`` command group.
+"""The ``repro`` command group: the one place top-level commands are registered.
 
-Subcommands live beside the code they drive and are imported only when used, so ``repro --help``
-stays instant and a missing optional dependency of one command cannot break the others.
+Commands are declared beside the code they drive (``repro.core.cli_wiring``: ``@command``/``@group``
+with their exit codes) and imported only when used, so ``repro --help`` stays instant and a missing
+optional dependency of one command cannot break the others.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 import click
 
 from repro import __version__
+from repro.core.cli_wiring import HELP_OPTIONS, ReproGroup
 from repro.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_MEANINGS,
     ReproError,
     one_line,
 )
@@ -27,7 +30,7 @@ from repro.core.filesystem_errors import DISK_ERRNOS, describe_os_error
 
 DEBUG_ENV = "REPRO_DEBUG"
 
-# name -> "module:attribute" of a click command or group.
+# name -> "module:attribute" of a command or group declared with repro.core.cli_wiring.
 SUBCOMMANDS: dict[str, str] = {
     "doctor": "repro.commands.doctor:doctor",
     "upstream": "repro.upstream.upstream_cli:upstream",
@@ -40,6 +43,7 @@ SUBCOMMANDS: dict[str, str] = {
     "band": "repro.judge.band_cli:band",
     "recipes": "repro.recipes.recipes_cli:recipes",
     "eval": "repro.commands.evaluate:eval_command_cli",
+    "smoke": "repro.commands.smoke:smoke_command",
 }
 
 
@@ -59,7 +63,7 @@ class UsageErrorLine(click.UsageError):
         click.echo(f"error: {problem}; see `{command} --help`", err=True, file=file)
 
 
-class LazyGroup(click.Group):
+class LazyGroup(ReproGroup):
     """Loads subcommands on demand and turns ``ReproError`` and click's own usage errors (bad option
     values, unknown options, missing arguments, of every subcommand and nested group) into one line
     and an exit code."""
@@ -80,6 +84,9 @@ class LazyGroup(click.Group):
             return None
         module_name, attribute = target.split(":")
         return getattr(importlib.import_module(module_name), attribute)
+
+    def all_exits(self, ctx: click.Context) -> dict[int, str | None]:
+        return self.exits  # the whole table, without importing every command for `repro --help`
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -112,7 +119,7 @@ class LazyGroup(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, exits=dict.fromkeys(EXIT_MEANINGS), context_settings=HELP_OPTIONS)
 @click.version_option(__version__, prog_name="repro")
 def cli() -> None:
     """Reproduce PaddleClas ResNeSt50 on ImageNet and prove the accuracy.

@@ -137,13 +137,85 @@ def test_help_and_version_still_exit_0() -> None:
         assert result.stdout and not result.stderr
 
 
-def test_exit_code_table_is_documented_once_in_errors_and_readme() -> None:
-    import repro.core.errors as errors
+def test_exit_code_table_is_documented_once_in_errors_and_in_docs() -> None:
+    from repro.core.errors import DOCUMENTED_EXIT_CODES, EXIT_MEANINGS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    for code in sorted(errors.DOCUMENTED_EXIT_CODES):
-        assert f"\n{code:<4}  " in errors.__doc__, code
-        assert f"\n| {code} | " in readme, code
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "exit-codes.md").read_text(encoding="utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert rows == [f"| {code} | {meaning} |" for code, meaning in EXIT_MEANINGS.items()]
+    assert set(EXIT_MEANINGS) == DOCUMENTED_EXIT_CODES
+
+
+# --------------------------------------------------------------------------- one wiring pattern
+
+def every_command(group: click.Group = cli, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    ctx = click.Context(group)
+    found = []
+    for name in group.list_commands(ctx):
+        sub = group.get_command(ctx, name)
+        assert sub is not None, name
+        found.append(((*path, name), sub))
+        if isinstance(sub, click.Group):
+            found += every_command(sub, (*path, name))
+    return found
+
+
+def exit_code_section(help_text: str) -> list[tuple[int, str]]:
+    """The rows under "Exit codes:" at the end of a --help: (code, first line of its meaning)."""
+    assert "\nExit codes:\n" in help_text, help_text
+    rows = []
+    for line in help_text.split("\nExit codes:\n", 1)[1].splitlines():
+        words = line.split(maxsplit=1)
+        if words and words[0].isdigit():
+            rows.append((int(words[0]), words[1] if len(words) > 1 else ""))
+    return rows
+
+
+def test_every_command_and_subcommand_is_declared_one_way_and_its_help_lists_its_exit_codes() -> None:
+    from repro.core.cli_wiring import ReproCommand, ReproGroup
+    from repro.core.errors import DOCUMENTED_EXIT_CODES, EVERY_COMMAND_EXITS
+
+    commands = every_command()
+    assert len(commands) >= 23
+    for path, command in [((), cli), *commands]:
+        assert isinstance(command, (ReproCommand, ReproGroup)), f"repro {' '.join(path)} is not declared with cli_wiring"
+        result = CliRunner(mix_stderr=False).invoke(cli, [*path, "--help"], prog_name="repro")
+        assert result.exit_code == 0, (path, result.stderr)
+        rows = exit_code_section(result.stdout)
+        codes = [code for code, _ in rows]
+        assert codes == sorted(set(codes)) and set(codes) <= DOCUMENTED_EXIT_CODES, (path, codes)
+        assert set(EVERY_COMMAND_EXITS) <= set(codes), (path, codes)
+        assert all(meaning for _, meaning in rows), (path, rows)
+        if isinstance(command, ReproCommand):
+            assert set(codes) == set(EVERY_COMMAND_EXITS) | set(command.exits), path
+
+
+def test_a_commands_own_words_for_a_code_replace_the_tables() -> None:
+    rows = dict(exit_code_section(CliRunner().invoke(cli, ["check-accuracy", "--help"]).output))
+    assert rows[0] == "PASS" and rows[1] == "FAIL" and rows[2].startswith("INCOMPLETE or UNREADABLE")
+    assert rows[130] == "interrupted (Ctrl-C, SIGTERM)"
+    group_rows = dict(exit_code_section(CliRunner().invoke(cli, ["upstream", "--help"]).output))
+    assert {3, 5, 7} <= set(group_rows)  # a group lists its commands' codes
+
+
+def test_an_exit_code_outside_the_table_is_refused_where_it_is_declared() -> None:
+    from repro.core.cli_wiring import command
+
+    with pytest.raises(ValueError, match="42"):
+        @command("odd", exits={42: "no such code"})
+        def odd() -> None:
+            pass
+
+
+def test_no_package_declares_a_command_another_way() -> None:
+    """click's own decorators appear only in the one wiring module and the top-level group."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "repro"
+    pattern = re.compile(r"@click\.(command|group)\b|@\w+\.(command|group)\(|click\.Group\)|argparse\.ArgumentParser")
+    offenders = {str(path.relative_to(root)) for path in root.rglob("*.py")
+                 if path.name not in ("cli_wiring.py", "cli.py") and pattern.search(path.read_text(encoding="utf-8"))}
+    assert offenders == set()
 
 
 def test_unknown_override_key_is_bad_input_like_every_other_bad_override(tmp_path: Path) -> None:
@@ -198,12 +270,12 @@ def test_a_full_disk_without_a_path_is_one_line_not_an_internal_error(monkeypatc
     # report and make-tiny write through libraries (matplotlib, Pillow) whose ENOSPC names no path.
     import errno
 
-    from repro.dataset import tiny
+    from repro.dataset import dataset_cli
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tiny, "make_tiny", full)
+    monkeypatch.setattr(dataset_cli, "make_tiny", full)  # the command's own name for it
     result = CliRunner(mix_stderr=False).invoke(cli, ["dataset", "make-tiny", str(tmp_path / "t")])
     assert result.exit_code == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_FAILED, EXIT_OK
 from repro.platform.devices import PaddleInfo, probe_paddle, query_device_tool
 from repro.core.paths import resolve_upstream_dir
@@ -25,6 +26,13 @@ from repro.platform.profiles import (
     setup_command,
 )
 from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
+from repro.upstream.state import inspect_checkout
+from repro.upstream.shadowing import ppcls_shadowing_problem
+from repro.launch.config import resolve_config
+from repro.launch.preflight import check_dataset_ready
+from repro.launch.preflight import dataset_paths
+from repro.run.checkpoints import DEFAULT_KEEP
+from repro.run.checkpoints import disk_problem
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -125,7 +133,6 @@ def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[
 
 
 def check_upstream(upstream_dir: Path) -> list[Finding]:
-    from repro.upstream.state import inspect_checkout
 
     state = inspect_checkout(upstream_dir)
     problems = state.problems()
@@ -146,7 +153,6 @@ def _finding(topic: str, line: str) -> Finding:
 
 def check_ppcls(upstream_dir: Path) -> list[Finding]:
     """Training's ``import ppcls`` must reach the checkout, not a package installed in the venv."""
-    from repro.upstream.shadowing import ppcls_shadowing_problem
 
     if not (upstream_dir / "ppcls").is_dir():
         return []
@@ -160,8 +166,6 @@ def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device:
     """Pre-flight's own dataset check on the recipe's config, so doctor and training agree."""
     import tempfile
 
-    from repro.launch.config import resolve_config
-    from repro.launch.preflight import check_dataset_ready, dataset_paths
 
     recipe = load_recipe(recipe_name)
     if not (upstream_dir / recipe.config).is_file():
@@ -178,8 +182,6 @@ def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device:
 
 def check_disk(logs_dir: Path, checkpoint_mb: int) -> Finding:
     """Pre-flight's disk rule for a full-length run with the default retention."""
-    from repro.run.checkpoints import DEFAULT_KEEP
-    from repro.run.checkpoints import disk_problem
 
     problem, detail = disk_problem(logs_dir, checkpoint_mb, checkpoints=3 + DEFAULT_KEEP + 1)
     return _finding("disk", problem) if problem else Finding("disk", OK, detail)
@@ -198,16 +200,13 @@ def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: 
     return findings
 
 
-@click.command()
+@command("doctor", exits={EXIT_OK: "training can start", EXIT_FAILED: "something must be fixed first"})
 @click.option("--platform", "platform_name", default=None, help=f"Platform profile ({', '.join(available_profiles())}); default: the one make setup used.")
 @click.option("--upstream", "upstream_option", default=None, help="PaddleClas checkout (default: $REPRO_UPSTREAM_DIR or .upstream/PaddleClas).")
 @click.option("--logs-dir", default="logs", show_default=True, type=click.Path(path_type=Path), help="Where runs and checkpoints will be written.")
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@json_option("the findings")
 def doctor(platform_name: str | None, upstream_option: str | None, logs_dir: Path, as_json: bool) -> None:
-    """Say whether this machine can start training, one line per finding, with the fix for each problem.
-
-    Exits 0 when training can start, 1 when something must be fixed first.
-    """
+    """Say whether this machine can start training, one line per finding, with the fix for each problem."""
     profile = load_profile(platform_name or default_platform())
     findings = diagnose(profile, resolve_upstream_dir(upstream_option), logs_dir.resolve())
     failures = [f for f in findings if f.status == FAIL]

@@ -17,6 +17,7 @@ the manifest's ``evaluations`` under the run's lock, so it never races a trainin
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import sys
@@ -27,10 +28,24 @@ from typing import Any
 import click
 import yaml
 
+from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
 from repro.launch.runner import show_last_lines
 from repro.logs import patterns as P
 from repro.run.rundir import K_EVALUATIONS, K_TRUE_BEST, Manifest, RunDir, open_run_dir, run_id, utc_now
+from repro.run.checkpoints import saved_state
+from repro.launch.command import HARNESS
+from repro.launch.command import REFERENCE
+from repro.launch.command import USER
+from repro.launch.command import LaunchCommand
+from repro.launch.command import Token
+from repro.launch.command import build_command
+from repro.platform.profiles import load_profile
+from repro.launch.command import environment_changes
+from repro.commands.runs import is_running
+from repro.run.lock import RunLock
+from repro.run.processes import Launch
+from repro.launch.train_cli import parse_gpus
 
 EVAL_ENTRY = "tools/eval.py"
 TRAIN_ENTRY = "tools/train.py"
@@ -67,7 +82,6 @@ def checkpoint_prefix(run: RunDir, name: str) -> Path:
 
 def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | None:
     """The epoch whose weights ``name`` holds: the manifest's true best, else upstream's ``.pdstates``."""
-    from repro.run.checkpoints import saved_state
 
     if name == "true_best":
         record = manifest.get(K_TRUE_BEST)
@@ -119,7 +133,6 @@ def _pairs(tokens: list[dict[str, str]]) -> tuple[str, list[tuple[str, str]]]:
 def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path, gpus: list[int] | None,
                  cpu_ranks: int | None):
     """The run's launch command turned into an eval of ``prefix`` writing into ``out`` (a LaunchCommand)."""
-    from repro.launch.command import HARNESS, REFERENCE, USER, LaunchCommand, Token, build_command
 
     recorded = manifest.get("command")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("tokens"), list):
@@ -152,8 +165,6 @@ def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path,
 
 def eval_environment(manifest: dict[str, Any], gpus: list[int] | None):
     """The platform profile's environment changes for these devices, as ``repro train`` makes them."""
-    from repro.platform.profiles import load_profile
-    from repro.launch.command import environment_changes
 
     platform = manifest.get("platform") if isinstance(manifest.get("platform"), dict) else {}
     name = platform.get("name")
@@ -194,7 +205,6 @@ def read_result(out: Path) -> EvalResult | None:
 
 
 def refuse_if_training(run: RunDir) -> None:
-    from repro.commands.runs import is_running
 
     if is_running(run.path):
         raise ReproError(f"{run.path} is training (a `repro train` or its ranks hold {run.lock}); evaluate it once "
@@ -202,13 +212,11 @@ def refuse_if_training(run: RunDir) -> None:
 
 
 def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks: int | None,
-             verbose: bool = False) -> dict[str, Any]:
+             verbose: bool = False, echo=None) -> dict[str, Any]:
     """Run the eval, record it in the manifest, and return the record (raises if the eval failed).
 
-    Upstream's output goes to the eval's ``console.log``; ``verbose`` streams it to the terminal too,
-    otherwise a failure shows the last lines of the log that failed."""
-    from repro.run.lock import RunLock
-    from repro.run.processes import Launch
+    Upstream's output goes to the eval's ``console.log``; ``verbose`` streams it to the terminal too
+    (through ``echo``, default stdout), otherwise a failure shows the last lines of the log that failed."""
 
     run = open_run_dir(run_path)
     refuse_if_training(run)
@@ -234,7 +242,7 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
         click.echo(f"+ {command.marked_line()}", err=True)
         launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out),
                         on_processes=lambda records: lock.write(records),
-                        echo=None if verbose else (lambda text: None))
+                        echo=echo if verbose else (lambda text: None))
         launch.install_signal_handlers()
         launch.start()
         outcome = launch.wait()
@@ -298,20 +306,23 @@ def describe(record: dict[str, Any]) -> str:
             f"top1 {fmt(top1)}, top5 {fmt(top5)} on {record.get('eval_set_size') or '?'} images; {record['dir']}")
 
 
-@click.command("eval")
+@command("eval", exits={EXIT_UPSTREAM: "the run's upstream checkout is gone", EXIT_CONFLICT: "the run is training",
+                        EXIT_TRAINING_FAILED: "tools/eval.py failed"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
               help="Which weights: true_best, best_model, latest or epoch_N.")
 @click.option("--gpus", help="GPU ids for the eval (default: the run's devices).")
 @click.option("--cpu-ranks", type=click.IntRange(min=1), help="CPU ranks for the eval (default: the run's).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream upstream's output here too (it always goes to the "
-              "eval's console.log).")
-def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None, verbose: bool) -> None:
+              "eval's console.log; to stderr with --json).")
+@json_option("the evaluation's record (as in the manifest's evaluations)")
+def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None, verbose: bool,
+                     as_json: bool) -> None:
     """Evaluate a checkpoint of RUN with upstream's tools/eval.py, as the run was trained; the result
     goes into RUN/eval/ and the manifest, where check-accuracy compares it with the logged top-1."""
-    from repro.launch.train_cli import parse_gpus
 
     if gpus is not None and cpu_ranks is not None:
         raise ReproError("--gpus and --cpu-ranks exclude each other; pass one", EXIT_BAD_INPUT)
-    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks, verbose=verbose)
-    click.echo(describe(record))
+    to_stderr = (lambda text: click.echo(text, nl=False, err=True)) if as_json else None  # stdout: the object alone
+    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks, verbose=verbose, echo=to_stderr)
+    click.echo(json.dumps(record, indent=2, default=str) if as_json else describe(record))

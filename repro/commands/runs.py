@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -22,10 +23,14 @@ from typing import Any
 
 import click
 
+from repro.core.cli_wiring import command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.run.rundir import LOCK, MANIFEST
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
+from repro.run.lock import read_lock
+from repro.judge.judge_cli import judge_run
+from repro.logs.parse import parse_run
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
@@ -38,7 +43,6 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 def _live_recorded(run_dir: Path) -> list[int]:
     """PIDs the lock file records that still live (orphaned ranks of a killed harness hold no flock)."""
-    from repro.run.lock import read_lock
 
     return [record.pid for record in read_lock(run_dir / LOCK) if record.alive()]
 
@@ -156,8 +160,6 @@ def verdict_word(run: RunInfo) -> str:
     """check-accuracy's status for the run with default options ("-" while it runs)."""
     if run.running:
         return "-"
-    from repro.judge.judge_cli import judge_run
-    from repro.logs.parse import parse_run
 
     options = {"target": None, "metric": None, "eval_set_size": None, "recipe": None, "tolerance": None,
                "final": False, "allow_incomplete": False, "strict": False}
@@ -187,16 +189,22 @@ def prunable(run: RunInfo) -> list[Path]:
     return files
 
 
-@click.group("runs", invoke_without_command=True)
+@group("runs", exits={}, invoke_without_command=True)
 @click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True,
               help="Directory holding the run directories.")
+@json_option("the runs (logs_dir, runs: path, status, recipe, smoke, verdict, bytes)")
 @click.pass_context
-def runs(ctx: click.Context, logs_dir: Path) -> None:
+def runs(ctx: click.Context, logs_dir: Path, as_json: bool) -> None:
     """List run directories: status, recipe, verdict and size on disk (`repro runs prune` frees it)."""
     ctx.obj = logs_dir
     if ctx.invoked_subcommand is not None:
         return
     found = runs_under(logs_dir)
+    if as_json:
+        click.echo(json.dumps({"logs_dir": str(logs_dir), "runs": [
+            {"path": str(r.path), "status": r.status, "recipe": r.recipe, "smoke": r.smoke, "verdict": verdict_word(r),
+             "bytes": tree_bytes(r.path)} for r in found]}, indent=2))
+        return
     if not found:
         click.echo(f"no runs in {logs_dir}")
         return
@@ -208,12 +216,13 @@ def runs(ctx: click.Context, logs_dir: Path) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-@runs.command("prune")
+@command("prune", parent=runs, exits={EXIT_CONFLICT: "a run named is running"})
 @click.argument("run_dirs", metavar="[RUN]...", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--smoke", "smoke", is_flag=True, help="Prune every finished smoke run under --logs-dir.")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@json_option("what was (or would be) deleted (dry_run, runs: path, files, bytes; freed_bytes)")
 @click.pass_obj
-def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, dry_run: bool) -> None:
+def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, dry_run: bool, as_json: bool) -> None:
     """Delete the checkpoints the harness wrote (manifest's checkpoints_written) of the runs named,
     or with --smoke of finished smoke runs; never a log, a copied-in checkpoint, or a running run."""
     if not run_dirs and not smoke:
@@ -227,13 +236,16 @@ def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, dry_run: bool
         chosen += [r for r in runs_under(logs_dir) if r.smoke and not r.running and r.status != "running"
                    and r.path not in {c.path for c in chosen}]
     freed = 0
+    report = []
     for run in chosen:
         files = prunable(run)
         size = sum(path.lstat().st_size for path in files)
         freed += size
         verb = "would delete" if dry_run else "deleted"
         after = "" if run.status == "completed" or not files else " (it can no longer be resumed from them)"
-        click.echo(f"{run.path}: {verb} {len(files)} checkpoint file(s), {human(size)}{after}")
+        report.append({"path": str(run.path), "files": [path.name for path in files], "bytes": size})
+        if not as_json:
+            click.echo(f"{run.path}: {verb} {len(files)} checkpoint file(s), {human(size)}{after}")
         if not dry_run and files:
             with holding_lock(run.path):
                 if _live_recorded(run.path):
@@ -241,4 +253,7 @@ def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, dry_run: bool
                                      EXIT_CONFLICT)
                 for path in prunable(run):  # again, under the lock
                     path.unlink(missing_ok=True)
-    click.echo(f"{'would free' if dry_run else 'freed'} {human(freed)} in {len(chosen)} run(s)")
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "runs": report, "freed_bytes": freed}, indent=2))
+    else:
+        click.echo(f"{'would free' if dry_run else 'freed'} {human(freed)} in {len(chosen)} run(s)")

@@ -1,4 +1,4 @@
-"""``make smoke`` (``python -m repro.commands.smoke``): the real upstream trains ResNeSt50 on 2 CPU ranks and
+"""``repro smoke`` (``make smoke``): the real upstream trains ResNeSt50 on 2 CPU ranks and
 the verdict is judged, end to end, in a few minutes. ``--recipe NAME`` (``make smoke RECIPE=NAME``)
 runs another recipe's smoke variant; ``--all`` (``make smoke-all``) runs every recipe's and prints a
 table (recipe, seconds, best top-1, verdict).
@@ -9,7 +9,7 @@ architectures that cannot learn it in a few CPU minutes (224-pixel VGG16, Swin-T
 and evaluated, and the last epoch's mean train loss is below the first's.
 
 Every step is the one a real run takes, so a pass means the harness works on this machine: the
-upstream checkout (patched), a dataset in the ImageNet layout linked where upstream reads it,
+upstream checkout (patched), a dataset in the ImageNet layout,
 ``repro train`` with the recipe's smoke variant (a derived config in the run directory, never an edit
 to upstream), then ``repro check-accuracy`` against the smoke target recorded in the run's manifest.
 Train and check run as subprocesses, as a user would type them: the smoke tests the commands, and
@@ -36,14 +36,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from repro.core.errors import EXIT_INTERRUPTED, EXIT_UPSTREAM, ReproError
+import click
+
+from repro.core.cli_wiring import command
+from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED,
+                               EXIT_OK, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
+from repro.upstream.patches import apply_series
+from repro.upstream.patches import read_series
+from repro.logs.parse import best_epoch
+from repro.logs.parse import parse_run
 from repro.dataset.tiny import make_tiny
-from repro.launch.config import smoke_section
-from repro.logs.parse import best_epoch, parse_run
-from repro.recipes.catalog import available_recipes, load_recipe
+from repro.recipes.catalog import load_recipe
 from repro.run.rundir import run_id
-from repro.upstream.patches import apply_series, read_series
+from repro.launch.config import smoke_section
+from repro.recipes.catalog import available_recipes
 
 DEFAULT_DATA_DIR = Path("smoke") / "data"
 DEFAULT_LOGS_DIR = Path("logs")
@@ -82,6 +89,7 @@ def upstream_missing_line(upstream_dir: Path) -> str:
 
 def ensure_patched(upstream_dir: Path) -> list[str]:
     """Apply our patch series (idempotent); returns one line per patch newly applied."""
+
     return [f"applied patch {patch.name}" for patch, newly in apply_series(upstream_dir, read_series()) if newly]
 
 
@@ -121,18 +129,41 @@ def run_step(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
 
 
+SMOKE_EXITS = {EXIT_OK: "SMOKE PASS", EXIT_FAILED: "SMOKE FAIL: the verdict (or the loss check) failed",
+               EXIT_BAD_INPUT: "bad input, or the run could not be judged (INCOMPLETE, UNREADABLE)",
+               EXIT_UPSTREAM: "no upstream checkout, or not as pinned", EXIT_PREFLIGHT: None,
+               EXIT_CONFLICT: None, EXIT_TRAINING_FAILED: None, EXIT_ENVIRONMENT: None}
+
+
+@command("smoke", exits=SMOKE_EXITS)
+@click.option("--upstream", help=f"PaddleClas checkout (default: ${UPSTREAM_ENV} or ./.upstream/PaddleClas).")
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=DEFAULT_LOGS_DIR, show_default=True,
+              help="Where the run directory goes.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR, show_default=True,
+              help="Where the tiny dataset is written.")
+@click.option("--recipe", envvar=RECIPE_ENV, default="resnest50", show_default=True,
+              help=f"Recipe whose smoke variant runs (also ${RECIPE_ENV}, which make smoke RECIPE=NAME sets).")
+@click.option("--all", "all_recipes", is_flag=True, help="Run every recipe's smoke and print a table.")
+@click.option("--seed", type=int, default=None, help="Passed to repro train --seed.")
+@click.option("-v", "--verbose", envvar=VERBOSE_ENV, is_flag=True,
+              help=f"Stream upstream's output (default: a progress line; also ${VERBOSE_ENV}=1, make smoke V=1).")
+@click.pass_context
+def smoke_command(ctx: click.Context, **options) -> None:
+    """Train a recipe's smoke variant with the real upstream on 2 CPU ranks on a tiny generated
+    ImageNet subset, and judge it, end to end, in a few minutes."""
+    ctx.exit(run(_namespace(options)))
+
+
+def _namespace(options: dict) -> argparse.Namespace:
+    return argparse.Namespace(upstream=options["upstream"], logs_dir=options["logs_dir"], data_dir=options["data_dir"],
+                              recipe=options["recipe"], all=options["all_recipes"], seed=options["seed"],
+                              verbose=options["verbose"])
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m repro.commands.smoke", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", help=f"PaddleClas checkout (default: {UPSTREAM_ENV} or ./.upstream/PaddleClas)")
-    parser.add_argument("--logs-dir", type=Path, default=DEFAULT_LOGS_DIR, help="Where the run directory goes.")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="Where the tiny dataset is written.")
-    parser.add_argument("--recipe", default=os.environ.get(RECIPE_ENV) or "resnest50",
-                        help=f"Recipe whose smoke variant runs (default: ${RECIPE_ENV} or resnest50).")
-    parser.add_argument("--all", action="store_true", help="Run every recipe's smoke and print a table.")
-    parser.add_argument("--seed", type=int, default=None, help="Passed to repro train --seed.")
-    parser.add_argument("-v", "--verbose", action="store_true", default=bool(os.environ.get(VERBOSE_ENV)),
-                        help=f"Stream upstream's output (default: a progress line; also ${VERBOSE_ENV}=1).")
-    return parser.parse_args(argv)
+    """The options as ``repro smoke`` reads them (click's usage errors propagate)."""
+    with smoke_command.make_context("repro smoke", list(sys.argv[1:] if argv is None else argv)) as ctx:
+        return _namespace(ctx.params)
 
 
 def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], evaluated: int) -> str:
@@ -149,6 +180,7 @@ def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], eval
 
 
 def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float | None]:
+
     run = parse_run(run_dir)
     losses = list(run.epochs["train_loss"]) if "train_loss" in run.epochs else []
     best = best_epoch(run)
@@ -160,6 +192,7 @@ def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float 
 
 
 def best_top1(run_dir: Path) -> float | None:
+
     try:
         best = best_epoch(parse_run(run_dir))
     except ReproError:
@@ -172,6 +205,7 @@ def smoke(args: argparse.Namespace) -> int:
 
 
 def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
+
     started = time.monotonic()
     upstream_dir = resolve_upstream_dir(args.upstream)
     if not (upstream_dir / "tools" / "train.py").is_file():
@@ -241,6 +275,7 @@ def format_table(results: Sequence[SmokeResult]) -> list[str]:
 
 def smoke_all(args: argparse.Namespace) -> int:
     """Every recipe's smoke in turn (one failing does not stop the rest), then the table."""
+
     results: list[SmokeResult] = []
     for name in available_recipes():
         try:
@@ -259,7 +294,19 @@ def smoke_all(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    """``python -m repro.commands.smoke`` (what ``make smoke`` runs): ``repro smoke`` by another name."""
+    try:
+        args = parse_args(argv)
+    except click.UsageError as error:
+        problem = error.format_message().rstrip(".")
+        print(f"error: {problem[:1].lower()}{problem[1:]}; see `repro smoke --help`", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Exit as done:  # --help
+        return done.exit_code
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         return smoke_all(args) if args.all else smoke(args)
     except ReproError as error:

@@ -20,7 +20,8 @@ from typing import Callable
 import click
 from tqdm import tqdm
 
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.cli_wiring import command, json_option
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.core.files import Tail, last_lines
 from repro.logs.discover import RunFiles, run_files_in
 from repro.logs.progress import Progress
@@ -30,6 +31,7 @@ from repro.judge.judge_cli import judged_path, target_options, verdicts_for
 from repro.judge.monitor import RunHealth
 from repro.judge.targets import validate_options
 from repro.run.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, read_manifest
+from repro.run.lock import harness_alive
 
 
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
@@ -74,7 +76,6 @@ class Watcher:
             if status in ENDED_STATUSES:
                 return f"manifest.json says {status}"
             if status == STATUS_RUNNING:
-                from repro.run.lock import harness_alive
 
                 self.dead_looks = 0 if harness_alive(run) else self.dead_looks + 1
                 if self.dead_looks >= DEAD_LOOKS:
@@ -252,13 +253,13 @@ def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None,
 
 
 
-@click.command("watch", context_settings={"ignore_unknown_options": True})
+@command("watch", exits={EXIT_FAILED: "--once: alarms"}, context_settings={"ignore_unknown_options": True})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("on_alarm_argv", nargs=-1, type=click.UNPROCESSED, metavar="[CMD ARG...]")
 @click.option("--on-alarm", "on_alarm", is_flag=True,
               help="Run CMD ARG... (given after RUN; no shell) once per alarm, the alarm's JSON on stdin.")
 @click.option("--once", is_flag=True, help="Print the state and the alarms, then exit: 0 no alarm, 1 alarms (for cron).")
-@click.option("--json", "as_json", is_flag=True, help="JSON: alarms one object a line; with --once one object.")
+@json_option("each alarm (one object a line); with --once the state and its alarms in one object")
 @click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
               help="Convergence band file (default: the one shipped for the run's recipe, if any).")
 @click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at the logs.")

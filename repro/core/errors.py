@@ -5,31 +5,16 @@ problem *and* the fix, plus an exit code from the table below. ``repro.cli`` tur
 usage errors: a bad option value, an unknown option, a missing argument) into a single
 ``error: <problem>; <fix>`` line on stderr with no traceback.
 
-The exit codes, the same for every command (README "Commands" repeats this table):
-
-====  ===========================================================================================
-code  meaning
-====  ===========================================================================================
-0     done; PASS; clean
-1     a check ran and found problems: accuracy below target (FAIL), dataset problems, doctor
-2     bad input: a bad option value or path, an unknown option or config key (``-o``), a path that
-      is not what it claims (not a dataset, not a run directory, no log); check-accuracy's
-      INCOMPLETE and UNREADABLE
-3     upstream checkout missing, wrong commit, dirty, or a patch that does not apply
-4     pre-flight: training cannot start on this machine as it is (devices, disk, dataset link)
-5     conflict: doing it would overwrite or delete something the harness did not create, or a
-      run is in use by another process
-6     the training processes ran and failed
-7     this machine lacks something: a profile, a package, a tool
-70    a bug in repro (``REPRO_DEBUG=1`` shows the traceback), or processes that could not be stopped
-130   interrupted (Ctrl-C, SIGTERM)
-====  ===========================================================================================
+The exit codes, the same for every command, are ``EXIT_MEANINGS`` below: every ``--help`` lists the
+ones its command can return from it (``exit_code_rows``), and ``docs/exit-codes.md`` prints it whole.
 """
 
 from __future__ import annotations
 
-# The table above, as names. ``DOCUMENTED_EXIT_CODES`` is what any command may exit with (the fuzz
-# test holds every command to it).
+from collections.abc import Mapping
+
+# The table, as names. ``DOCUMENTED_EXIT_CODES`` is what any command may exit with (the fuzz test
+# holds every command to it).
 EXIT_OK = 0
 EXIT_FAILED = 1  # a check ran and found problems (dataset problems, accuracy below target)
 EXIT_BAD_INPUT = 2  # input missing or not what it claims to be (not a dataset, no log, incomplete run)
@@ -40,8 +25,37 @@ EXIT_TRAINING_FAILED = 6  # the training processes ran and failed
 EXIT_ENVIRONMENT = 7  # this machine cannot run it: missing package, tool or profile
 EXIT_INTERNAL = 70  # a bug in repro itself (EX_SOFTWARE); REPRO_DEBUG=1 shows the traceback
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C / SIGTERM, as shells report SIGINT
-DOCUMENTED_EXIT_CODES = frozenset({EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UPSTREAM, EXIT_PREFLIGHT, EXIT_CONFLICT,
-                                   EXIT_TRAINING_FAILED, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED})
+
+# code -> what it means, for every command.
+EXIT_MEANINGS: dict[int, str] = {
+    EXIT_OK: "done; PASS; clean",
+    EXIT_FAILED: "a check ran and found problems: accuracy below target (FAIL), dataset problems, doctor",
+    EXIT_BAD_INPUT: "bad input: a bad option value or path, an unknown option or config key (-o), a path that is "
+                    "not what it claims (not a dataset, not a run directory, no log); check-accuracy's "
+                    "INCOMPLETE and UNREADABLE",
+    EXIT_UPSTREAM: "upstream checkout missing, wrong commit, dirty, or a patch that does not apply",
+    EXIT_PREFLIGHT: "pre-flight: training cannot start on this machine as it is (devices, disk, dataset link)",
+    EXIT_CONFLICT: "conflict: doing it would overwrite or delete something the harness did not create, or a run "
+                   "is in use by another process",
+    EXIT_TRAINING_FAILED: "the training processes ran and failed",
+    EXIT_ENVIRONMENT: "this machine lacks something: a profile, a package, a tool",
+    EXIT_INTERNAL: "a bug in repro (REPRO_DEBUG=1 shows the traceback), or processes that could not be stopped",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM)",
+}
+DOCUMENTED_EXIT_CODES = frozenset(EXIT_MEANINGS)
+# Any command can meet these: a usage error, a bug, Ctrl-C.
+EVERY_COMMAND_EXITS = (EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED)
+
+
+def exit_code_rows(specific: Mapping[int, str | None]) -> list[tuple[str, str]]:
+    """The exit codes a command can return, as (code, meaning) rows for its ``--help``: what the
+    command says about a code, else the table's meaning; the codes every command can meet are
+    always there."""
+    for code in specific:
+        if code not in EXIT_MEANINGS:
+            raise ValueError(f"exit code {code} is not in repro.core.errors.EXIT_MEANINGS")
+    codes = sorted({*EVERY_COMMAND_EXITS, *specific})
+    return [(str(code), specific.get(code) or EXIT_MEANINGS[code]) for code in codes]
 
 
 class ReproError(Exception):

@@ -39,8 +39,13 @@ def atomic_path(target: Path, fsync: bool = False) -> Iterator[Path]:
 
 def write_text_atomic(target: Path, text: str, fsync: bool = False) -> Path:
     """Write ``text`` to ``target`` atomically, with the user's umask applied like any new file."""
+    return write_bytes_atomic(target, text.encode("utf-8"), fsync=fsync)
+
+
+def write_bytes_atomic(target: Path, data: bytes, fsync: bool = False) -> Path:
+    """Write ``data`` to ``target`` atomically (an image, a table), with the user's umask applied."""
     with atomic_path(target, fsync=fsync) as temp:
-        temp.write_text(text, encoding="utf-8")
+        temp.write_bytes(data)
         os.chmod(temp, 0o666 & ~_umask())
     return Path(target)
 

@@ -5,15 +5,13 @@ Every command touches paths the user chose; the kernel can refuse any of them at
 Catching that at each call would miss some, and an unreported one ends as "internal error" although
 the fix is the user's (chmod, another path, free space). So one place, the top-level group
 (``repro.cli``), turns any ``OSError`` that names a path, and any full or failing disk, into one
-line; a command group may carry its own exit code for them (``filesystem_errors_group``). Any other
+line; a command group may carry its own exit code for them (``ReproGroup.os_error_exit_code``). Any other
 ``OSError`` (a broken pipe, a bug) is not the user's input and surfaces as an internal error.
 """
 
 from __future__ import annotations
 
 import errno
-
-import click
 
 _ACCESS = "make it and the directories above it accessible to you (ls -ld; chmod/chown) or use another path"
 _FIXES: dict[int, str] = {
@@ -45,8 +43,3 @@ def describe_os_error(error: OSError) -> str:
     reason = error.strerror or str(error)
     fix = _FIXES.get(error.errno or 0, "check that path and that you may use it")
     return " ".join(f"cannot use {where}: {reason}; {fix}".split())
-
-
-def filesystem_errors_group(exit_code: int) -> type[click.Group]:
-    """A command group whose path refusals exit with ``exit_code`` (``repro.cli`` prints the line)."""
-    return type(f"FilesystemErrorsGroup{exit_code}", (click.Group,), {"os_error_exit_code": exit_code})

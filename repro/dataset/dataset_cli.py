@@ -11,8 +11,17 @@ from pathlib import Path
 import click
 
 from repro.dataset import layout
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ReproError
-from repro.core.filesystem_errors import filesystem_errors_group
+from repro.core.cli_wiring import command, group, json_option
+from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PREFLIGHT,
+                               EXIT_UPSTREAM, ReproError)
+from repro.dataset.check import check_dataset
+from repro.dataset.check_report import render_json
+from repro.dataset.check_report import render_text
+from repro.dataset.link import link_dataset
+from repro.core.paths import resolve_upstream_dir
+from repro.dataset.tiny import make_tiny
+from repro.dataset.prepare import prepare as run_prepare
+from repro.dataset.prepare_sources import detect_source
 
 
 class DecodeCount(click.ParamType):
@@ -34,12 +43,12 @@ class DecodeCount(click.ParamType):
         return number
 
 
-@click.group(cls=filesystem_errors_group(EXIT_BAD_INPUT))
+@group("dataset", exits={})
 def dataset() -> None:
     """Check, link and make ImageNet-layout datasets."""
 
 
-@dataset.command()
+@command("check", parent=dataset, exits={EXIT_FAILED: "problems found", EXIT_BAD_INPUT: "not a dataset, or bad input"})
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--class-num", type=int, default=layout.DEFAULT_CLASS_NUM, show_default=True,
               help="Labels must lie in 0..class-num-1.")
@@ -47,11 +56,9 @@ def dataset() -> None:
               help="imagenet-1k also requires the canonical ILSVRC2012 counts.")
 @click.option("--decode", type=DecodeCount(), default=0,
               help="Decode N images spread over the lists (or 'all') in a process pool.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("the report")
 def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -> None:
-    """Check ROOT before training on it. Exit 0 clean, 1 problems found, 2 not a dataset."""
-    from repro.dataset.check import check_dataset
-    from repro.dataset.check_report import render_json, render_text
+    """Check ROOT before training on it."""
 
     report = check_dataset(root, class_num=class_num, expect=expect, decode=decode)
     if as_json:
@@ -63,7 +70,9 @@ def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -
     raise SystemExit(report.exit_code)
 
 
-@dataset.command()
+@command("link", parent=dataset, exits={EXIT_FAILED: "the check found problems (nothing linked)",
+                                        EXIT_UPSTREAM: "no upstream checkout",
+                                        EXIT_CONFLICT: "something else is there (a real directory, or a link elsewhere without --force)"})
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--upstream", "upstream", type=click.Path(path_type=Path), default=None,
               help="Upstream checkout (default: REPRO_UPSTREAM_DIR or ./.upstream/PaddleClas).")
@@ -72,14 +81,12 @@ def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -
               help="Check ROOT before linking.")
 def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> None:
     """Make dataset/ILSVRC2012 in the upstream checkout a symlink to ROOT."""
-    from repro.dataset.link import link_dataset
-    from repro.core.paths import resolve_upstream_dir
 
     result = link_dataset(root, resolve_upstream_dir(upstream), force=force, check=run_check)
     click.echo(result.describe())
 
 
-@dataset.command("make-tiny")
+@command("make-tiny", parent=dataset, exits={EXIT_CONFLICT: "OUT holds something make-tiny did not write"})
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--classes", type=int, default=4, show_default=True)
 @click.option("--train-per-class", type=int, default=32, show_default=True)
@@ -91,7 +98,6 @@ def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> Non
 def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_class: int,
                       size: int, seed: int, source: Path | None) -> None:
     """Write a tiny dataset in the ImageNet layout to OUT (empty, or a previous make-tiny output)."""
-    from repro.dataset.tiny import make_tiny
 
     written = make_tiny(out, classes=classes, train_per_class=train_per_class,
                         val_per_class=val_per_class, size=size, seed=seed, source=source)
@@ -102,7 +108,9 @@ def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_cla
     )
 
 
-@dataset.command()
+@command("prepare", parent=dataset, exits={EXIT_FAILED: "prepared, but the check found problems", EXIT_BAD_INPUT: "bad input or a bad source",
+                                           EXIT_PREFLIGHT: "not enough disk space", EXIT_CONFLICT: "OUT holds other files",
+                                           EXIT_INTERRUPTED: "interrupted; rerun the same command to continue"})
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--train-tar", type=click.Path(path_type=Path), default=None,
               help="ILSVRC2012_img_train.tar (a tar of one tar per class).")
@@ -120,16 +128,9 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     """Write ImageNet from the official archives (or an extracted/Kaggle tree) into OUT in the layout
     upstream reads, then check it. OUT must be new, empty, or an earlier prepare output; rerun the
     same command to continue after an interruption.
-
-    Exit 0 prepared and clean, 1 the check found problems, 2 bad source, 4 not enough disk space,
-    5 OUT holds other files, 130 interrupted.
     """
     import os
 
-    from repro.dataset.check import check_dataset
-    from repro.dataset.prepare import prepare as run_prepare
-    from repro.dataset.prepare_sources import detect_source
-    from repro.dataset.check_report import render_text
 
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.judge.health import Alarm, utc_now
+from repro.core.deadline import run_bounded
 
 ON_ALARM_SECONDS = 30.0
 
@@ -117,8 +118,7 @@ def check_on_alarm(argv: list[str]) -> list[str]:
 def run_on_alarm(argv: list[str], alarm: dict[str, Any], timeout: float = ON_ALARM_SECONDS) -> tuple[int | None, str | None]:
     """(exit code, problem or None): the alarm's JSON on stdin, no shell, at most ``timeout`` seconds."""
     try:
-        done = subprocess.run(argv, input=json.dumps(alarm, sort_keys=True) + "\n", text=True, timeout=timeout,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        done = run_bounded(argv, timeout, input=json.dumps(alarm, sort_keys=True) + "\n", capture_stdout=False)
     except subprocess.TimeoutExpired:
         return None, f"still running after {timeout:g} s; stopped"
     except OSError as error:

@@ -1,8 +1,4 @@
-"""``repro band build`` and ``repro band check``: convergence bands from several runs (repro.judge.band).
-
-Exit codes: ``band check`` 0 within the band, 1 outside it, 2 no band or bad input; ``band build`` 0,
-2 bad input, 5 would overwrite ``--out``.
-"""
+"""``repro band build`` and ``repro band check``: convergence bands from several runs (repro.judge.band)."""
 
 from __future__ import annotations
 
@@ -14,9 +10,13 @@ from typing import Any
 import click
 import pandas as pd
 
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
+from repro.core.cli_wiring import command, group, json_option
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.judge.band import MIN_RUNS, Band, build_band, build_hint, shipped_band_path
-from repro.judge.health import Alarm, health_settings
+from repro.judge.health import health_settings
+from repro.logs.parse import parse_run
+from repro.recipes.catalog import DEFAULT_RECIPE
+from repro.recipes.catalog import load_recipe
 
 
 # -- band ----------------------------------------------------------------------------------------
@@ -54,19 +54,18 @@ def _run_facts(run) -> dict[str, Any]:
     }
 
 
-@click.group("band")
+@group("band", exits={})
 def band() -> None:
     """Convergence bands: per-epoch top-1 (and train loss) of good runs, as data."""
 
 
-@band.command("build")
+@command("build", parent=band, exits={EXIT_BAD_INPUT: "bad input: fewer than 3 runs, or runs that are not completed or differ",
+                                     EXIT_CONFLICT: "--out exists (pass --force)"})
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Band file to write (YAML).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
     """Build a band from N >= 3 completed runs of one recipe (run directories made by repro train)."""
-    from repro.logs.parse import parse_run
-    from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
 
     if len(runs) < MIN_RUNS:
         raise ReproError(f"a band needs >= {MIN_RUNS} completed runs, got {len(runs)}; pass more run directories",
@@ -104,16 +103,16 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
                    f"[{stats['min']:.4f}, {stats['max']:.4f}] olympic {stats['olympic_mean']:.4f}")
 
 
-@band.command("check")
+@command("check", parent=band, exits={EXIT_OK: "within the band", EXIT_FAILED: "outside the band",
+                                     EXIT_BAD_INPUT: "no band for the run, or bad input"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
               help="Band file (default: the band shipped for the run's recipe, if any).")
 @click.option("--k", type=click.FloatRange(min=0, min_open=True), default=None, help="Standard deviations (default: the band's).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@json_option("the result")
 @click.pass_context
 def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: float | None, as_json: bool) -> None:
     """Report the first epoch where RUN leaves the band: exit 0 within, 1 outside, 2 no band."""
-    from repro.logs.parse import parse_run
 
     run = parse_run(run_path)
     fact = _run_facts(run)

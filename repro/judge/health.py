@@ -31,6 +31,8 @@ import numpy as np
 
 from repro.logs import patterns as P
 from repro.judge.band import Band, BandSettings, shipped_band_path
+from repro.judge.band import build_hint
+from repro.run.checkpoints import disk_problem
 
 NONFINITE = "nonfinite-loss"
 LOSS_FLAT = "loss-not-falling"
@@ -255,7 +257,6 @@ class HealthMonitor:
     # -- disk ----------------------------------------------------------------------------------
     def check_disk(self, where: Path, checkpoint_mb: int, saves_left: int) -> list[Alarm]:
         """The pre-flight's disk rule, for the saves still to come."""
-        from repro.run.checkpoints import disk_problem
 
         if saves_left <= 0:
             return []
@@ -280,7 +281,6 @@ def load_band_for(recipe: str | None, smoke: bool, band_path: Path | None) -> tu
         return None, "no band: the recipe is unknown (pass --band FILE)"
     path = shipped_band_path(recipe, smoke)
     if not path.is_file():
-        from repro.judge.band import build_hint
 
         return None, f"no convergence band ships for recipe {recipe}{' (smoke)' if smoke else ''}; {build_hint(smoke)}"
     band = Band.load(path)

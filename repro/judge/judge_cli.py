@@ -1,7 +1,7 @@
 """``repro check-accuracy``, ``repro report`` and ``repro watch``.
 
-check-accuracy's exit code is the contract CI and ``make smoke`` rely on: 0 PASS, 1 FAIL, 2 for
-INCOMPLETE or UNREADABLE; with several paths the worst code wins.
+check-accuracy's exit code is the contract CI and ``make smoke`` rely on (``VERDICT_EXITS``); with
+several paths the worst code wins.
 """
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ from pathlib import Path
 
 import click
 
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.cli_wiring import command, json_option
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.parse import RunLogs, parse_runs
 from repro.judge.targets import choose_target, validate_options
 from repro.judge.verdict import Verdict, judge, reference_deviations
 from repro.run.rundir import K_NODES, MANIFEST, group_node0, read_manifest, where_node0_is
+from repro.judge.aggregate import aggregate as pool
+from repro.logs.parse import parse_run
+from repro.judge.run_report import INDEX_HTML, default_report_dir, write_report
 
 _target_options = [
     click.option("--target", type=float, default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
@@ -29,6 +33,9 @@ _target_options = [
                  help="FAIL a run that deviates from the reference (overrides, GPU count, platform, upstream commit, "
                       "skipped pre-flight, smoke), or has no manifest: for release gates."),
 ]
+
+
+VERDICT_EXITS = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL", EXIT_BAD_INPUT: "INCOMPLETE or UNREADABLE, or bad input"}
 
 
 def target_options(function):
@@ -89,7 +96,7 @@ def verdicts_for(path: Path, options: dict) -> list[Verdict]:
         return [Verdict.unreadable(str(path), error.message, options["metric"] or "top1", "final" if options["final"] else "best")]
 
 
-@click.command("check-accuracy")
+@command("check-accuracy", exits=VERDICT_EXITS)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @target_options
 @click.option("--require-eval", is_flag=True,
@@ -100,11 +107,11 @@ def verdicts_for(path: Path, options: dict) -> list[Verdict]:
                    "code is the aggregate verdict's (mean >= threshold).")
 @click.option("--mixed", is_flag=True, help="With --aggregate: pool runs of different recipes, targets, platforms "
                                             "or upstream commits.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per run (stable keys), for CI.")
+@json_option("one object per run, one a line (stable keys), for CI")
 @click.pass_context
 def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, aggregate: bool, mixed: bool,
                    **options) -> None:
-    """Judge runs' logs against the target: exit 0 PASS, 1 FAIL, 2 INCOMPLETE/UNREADABLE.
+    """Judge runs' logs against the target.
 
     PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs.
     """
@@ -116,7 +123,6 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     verdicts = [verdict for path in judged for verdict in verdicts_for(path, options)]
     pooled = None
     if aggregate:
-        from repro.judge.aggregate import aggregate as pool
 
         pooled = pool(verdicts, mixed)  # refused before anything is printed when the runs are not comparable
     for verdict in verdicts:
@@ -137,22 +143,27 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     ctx.exit(max(verdict.exit_code for verdict in verdicts))
 
 
-@click.command("report")
+@command("report", exits={EXIT_OK: "report written (whatever the verdict, which it prints)",
+                          EXIT_CONFLICT: "--out is a file, or holds another run's report or files no report wrote"})
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory for epochs.csv, summary.md, curves.png (default: RUN/report).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Directory for the report (default: RUN/report; for a loose log file LOG, LOG.report beside it).")
 @target_options
-def report(run_path: Path, out: Path | None, **options) -> None:
-    """Write epochs.csv, summary.md and curves.png for one run."""
-    from repro.logs.parse import parse_run
-    from repro.judge.curves_report import write_report
-
+@json_option("the object report.json holds (kind, schema, run, path, out, files: name -> path, identity, band, "
+             "verdict: check-accuracy's object)")
+def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
+    """Write RUN's report: index.html (one self-contained page), curves.png, epochs.csv, summary.md, report.json."""
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     run_path = judged_path(run_path)
     run = parse_run(run_path)
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     verdict = judge_run(run, options)
-    default_out = (run.files.root / "report") if run.files.single_file is None else run.files.single_file.parent / "report"
-    written = write_report(run, verdict, choice.target, out or default_out)
-    for path in written:
-        click.echo(f"wrote {path}")
+    default_out, own_place = default_report_dir(run)
+    out = out or default_out
+    own_place = own_place and out.expanduser().resolve() == default_out.resolve()
+    written = write_report(run, verdict, choice.target, out, own_place=own_place, run_path=run_path)
+    if as_json:
+        click.echo(json.dumps(written.to_dict(), sort_keys=True, default=str))
+        return
     click.echo(verdict.headline)
+    click.echo(f"report: {written.out / INDEX_HTML} (and {', '.join(n for n in written.files if n != INDEX_HTML)})")

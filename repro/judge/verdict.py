@@ -27,6 +27,8 @@ import pandas as pd
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from repro.logs.parse import RunLogs, best_epoch, final_epoch
 from repro.recipes.catalog import Recipe, Target
+from repro.core.errors import ReproError
+from repro.upstream.pin import load_pin
 
 PASS, FAIL, INCOMPLETE, UNREADABLE = "PASS", "FAIL", "INCOMPLETE", "UNREADABLE"
 EXIT_CODES = {PASS: EXIT_OK, FAIL: EXIT_FAILED, INCOMPLETE: EXIT_BAD_INPUT, UNREADABLE: EXIT_BAD_INPUT}
@@ -394,8 +396,6 @@ def reference_deviations(run: RunLogs, recipe: Recipe | None, strict: bool = Fal
 
 def _upstream_deviations(upstream: Any) -> list[str]:
     """The recorded upstream commit against the pin (patches/UPSTREAM.yaml) and its verified commit."""
-    from repro.core.errors import ReproError
-    from repro.upstream.pin import load_pin
 
     if not isinstance(upstream, dict):
         return []

@@ -24,6 +24,7 @@ command-line flags (``env_args_mapping`` in ``context/args_envs.py``), and the r
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -255,7 +256,12 @@ def environment_changes(
     return EnvChanges(set=additions, unset=tuple(removals))
 
 
-def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scaling: ScalingPlan | None) -> None:
+def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scaling: ScalingPlan | None,
+                  as_json: bool = False) -> None:
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(planned), "command": command.to_manifest(), "env": env.to_manifest(),
+                               "notes": list(scaling.notes if scaling else [])}, indent=2))
+        return
     click.echo("reference command:")
     click.echo(f"  {command.reference_line()}")
     click.echo("command to run ([harness: ...] and [user: ...] mark additions to the reference):")

@@ -38,15 +38,14 @@ from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.recipes.catalog import Recipe, Target
 from repro.run.rundir import CONFIG as RECORD_NAME
 from repro.run.rundir import SMOKE_CONFIG, RunDir
+from repro.core.dotted import NEW_KEY_PREFIX, locate, lookup
 from repro.launch.upstream_config import (
-    NEW_KEY_PREFIX,
     CheckedOverride,
     apply_option,
     apply_override,
     as_upstream_parses,
     check_override,
     load_upstream_yaml,
-    locate,
     upstream_module_names,
 )
 
@@ -124,31 +123,22 @@ def _int_setting(config: dict[str, Any], section: str, key: str) -> int:
 SEED_MAX = 2**32 - 1  # numpy's seed range; upstream seeds numpy with Global.seed (+ rank)
 
 
-def _value(config: dict[str, Any], key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def sanity_problems(config: dict[str, Any]) -> list[str]:
     """Values upstream needs to be sane, which it does not check itself: ``epochs=-5`` "completes"
     with nothing trained, ``epochs=1.5`` and a negative seed crash it after start-up."""
     problems = []
-    epochs = _value(config, "Global.epochs")
+    epochs = lookup(config, "Global.epochs")[1]
     if type(epochs) is not int or epochs < 1:
         problems.append(f"Global.epochs={epochs!r}: must be a whole number of epochs, at least 1")
-    seed = _value(config, "Global.seed")
+    seed = lookup(config, "Global.seed")[1]
     if seed is not None and seed is not False and (type(seed) is not int or not 0 <= seed <= SEED_MAX):
         problems.append(f"Global.seed={seed!r}: must be a whole number from 0 to {SEED_MAX}")
-    rate = _value(config, "Optimizer.lr.learning_rate")
+    rate = lookup(config, "Optimizer.lr.learning_rate")[1]
     if isinstance(rate, (int, float)) and not isinstance(rate, bool) and not (math.isfinite(rate) and rate > 0):
         problems.append(f"Optimizer.lr.learning_rate={rate!r}: must be a finite number above 0")
     for mode in ("Train", "Eval"):
         key = f"DataLoader.{mode}.sampler.batch_size"
-        size = _value(config, key)
+        size = lookup(config, key)[1]
         if size is not None and (type(size) is not int or size < 1):
             problems.append(f"{key}={size!r}: must be a whole number, at least 1")
     return problems

@@ -42,6 +42,7 @@ from repro.run.rundir import (
     node_dir_name,
     node_rank_of,
 )
+from repro.run.processes import seconds_from_env
 
 # A real epoch's longest silence on rank 0 is the first iteration (cudnn's exhaustive search, data
 # loader start) or a checkpoint save on a slow disk: minutes, not a quarter of an hour.
@@ -324,7 +325,6 @@ def mismatches(mine: dict[str, Any], theirs: dict[str, Any], node: str) -> list[
 
 
 def peer_timeout() -> float:
-    from repro.run.processes import seconds_from_env
 
     return seconds_from_env("REPRO_TRAIN_PEER_TIMEOUT", PEER_TIMEOUT_SECONDS)
 

@@ -18,6 +18,13 @@ from repro.platform.profiles import setup_command
 from repro.recipes.catalog import Recipe
 from repro.launch.config import ResolvedConfig
 from repro.run.checkpoints import disk_problem
+from repro.upstream.shadowing import ppcls_shadowing_problem
+from repro.upstream.state import inspect_checkout
+from repro.dataset.check import check_dataset
+from repro.dataset.link import linked_root
+from repro.dataset.tiny import is_tiny_dataset
+from repro.recipes.catalog import read_list_heads
+from repro.recipes.catalog import recipe_problems
 
 # Logs, the record and paddle's per-rank files are small; this covers them and filesystem slack.
 class PreflightProblems(list):
@@ -31,8 +38,6 @@ class PreflightProblems(list):
 def check_upstream(upstream_dir: Path) -> list[str]:
     """The checkout at the pin with our patches, and the code training imports really its own
     (``tools/train.py`` appends the checkout to ``sys.path``: an installed ``ppcls`` would win)."""
-    from repro.upstream.shadowing import ppcls_shadowing_problem
-    from repro.upstream.state import inspect_checkout
 
     problems = list(inspect_checkout(Path(upstream_dir)).problems())
     if (Path(upstream_dir) / "ppcls").is_dir():
@@ -64,8 +69,6 @@ def _uses_link(root: Path, upstream_dir: Path) -> bool:
 
 
 def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: bool) -> list[str]:
-    from repro.dataset.check import check_dataset
-    from repro.dataset.link import linked_root
 
     root, lists = dataset_paths(resolved, upstream_dir)
     if root is None:
@@ -79,7 +82,6 @@ def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: boo
             return [f"dataset link {Path(upstream_dir) / DATASET_LINK} points to {target}, which does not exist; {how} again"]
         root = Path(target)
     if not smoke:
-        from repro.dataset.tiny import is_tiny_dataset
 
         # After `make smoke` the link points at the tiny set: a real run must not train on it.
         if is_tiny_dataset(root):
@@ -168,9 +170,5 @@ def run_preflight(
                 f"{cpu_ranks} CPU ranks on {cores} core(s): ranks will share cores and run slower"
             )
     problems.extend(check_disk(run_dir, recipe, resolved, keep_checkpoints))
-    from repro.recipes.catalog import (  # the recipe's traps, as data (repro/recipes/*.yaml)
-        read_list_heads,
-        recipe_problems,
-    )
     problems.extend(recipe_problems(recipe, resolved.config, read_list_heads(resolved.config, upstream_dir)))
     return problems

@@ -23,6 +23,12 @@ from repro.recipes.catalog import Recipe
 from repro.run.rundir import RunDir
 from repro.launch.command import EnvChanges, LaunchCommand
 from repro.launch.config import ResolvedConfig, ScalingPlan
+from repro.platform.devices import host_summary
+from repro.core.paths import project_root
+from repro.upstream.state import inspect_checkout
+from repro.dataset.fingerprint import fingerprint
+from repro.launch.preflight import dataset_paths
+from repro.core.deadline import run_bounded
 
 
 def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_list: list[int] | None,
@@ -86,15 +92,13 @@ def _target_record(target) -> dict | None:
 def harness_record() -> dict[str, Any]:
     """The harness that ran: version, and the git commit of this checkout and whether it had local
     changes (a run made with edited harness code says so), with the host it ran on."""
-    from repro.platform.devices import host_summary
-    from repro.core.paths import project_root
 
     record: dict[str, Any] = {"name": "repro", "version": __version__, "host": host_summary()}
     root = project_root()
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+            done = run_bounded(["git", "-C", str(root), *args], 20)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout if done.returncode == 0 else None
@@ -119,7 +123,6 @@ def device_report(profile: Profile) -> dict[str, Any]:
 
 
 def upstream_record(upstream_dir: Path) -> dict[str, Any]:
-    from repro.upstream.state import inspect_checkout
 
     try:
         return inspect_checkout(upstream_dir).to_manifest()
@@ -130,8 +133,6 @@ def upstream_record(upstream_dir: Path) -> dict[str, Any]:
 def dataset_record(upstream_dir: Path, resolved: ResolvedConfig) -> dict[str, Any]:
     """The dataset the run's config reads (through the checkout's link, or wherever the config
     points, as the smoke does when real data holds the link), with its list-file fingerprint."""
-    from repro.dataset.fingerprint import fingerprint
-    from repro.launch.preflight import dataset_paths
 
     root, _ = dataset_paths(resolved, upstream_dir)
     if root is None:

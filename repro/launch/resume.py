@@ -27,6 +27,9 @@ from repro.launch.command import EnvChanges, LaunchCommand, print_dry_run
 from repro.launch.nodes import NodePlan, checkpoint_dir, node_watch_for, wait_for_master
 from repro.launch.runner import run_segment, say
 from repro.launch.truebest import detach_true_best
+from repro.upstream.state import inspect_checkout
+from repro.launch.preflight import check_upstream
+from repro.dataset.fingerprint import fingerprint
 
 
 @dataclass
@@ -67,7 +70,6 @@ def _patch_set(record: dict) -> list[tuple]:
 
 def resume_problems(plan: ResumePlan) -> list[str]:
     """What changed under the run since it started, one line with its fix each (empty: go on)."""
-    from repro.upstream.state import inspect_checkout
 
     data = plan.manifest.data
     problems = _dataset_problems(plan)
@@ -78,7 +80,6 @@ def resume_problems(plan: ResumePlan) -> list[str]:
                         f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume")
     else:
         if data.get("preflight") == "passed":  # the run started with pre-flight: the same checks, same lines
-            from repro.launch.preflight import check_upstream
 
             same_as_new_run = check_upstream(upstream)
             if same_as_new_run:
@@ -100,7 +101,6 @@ def resume_problems(plan: ResumePlan) -> list[str]:
 def _dataset_problems(plan: ResumePlan) -> list[str]:
     """The dataset the relaunch would read (the config's path, through the link as it is now) must be
     the one the run trained on: same root, same fingerprint (lists, counts)."""
-    from repro.dataset.fingerprint import fingerprint
 
     dataset = plan.manifest.data.get("dataset") or {}
     recorded = dataset.get("root")
@@ -143,7 +143,8 @@ def prepare_segment(plan: ResumePlan) -> None:
     plan.manifest.save()
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, verbose: bool = False) -> None:
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
+               verbose: bool = False) -> None:
     """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
     ``verbose`` streams upstream's output instead of the progress line."""
     plan = plan_resume(resume_dir)
@@ -157,7 +158,7 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, verbose: bool 
             ", the newest complete state: latest and epoch_N are older or incomplete")
         say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}")
     if dry_run:
-        print_dry_run(plan.command, plan.env, plan.run.path, None)
+        print_dry_run(plan.command, plan.env, plan.run.path, None, as_json)
         return
     if keep is None:  # not given: the run's own setting
         keep = int(plan.manifest.data.get("keep_checkpoints") or DEFAULT_KEEP)

@@ -47,6 +47,7 @@ from repro.launch.nodes import (
 )
 from repro.launch.provenance import start_fields
 from repro.launch.runner import run_segment, say
+from repro.launch.preflight import run_preflight
 
 DEFAULT_CPU_RANKS = 2
 # Upstream's engine writes VisualDL records into Global.output_dir on rank 0 (ppcls/engine/engine.py).
@@ -57,7 +58,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
               user_overrides: Sequence[str], run_dir: Path | None, logs_dir: Path, nnodes: int | None,
               master: str | None, seed: int | None, node_rank: int | None = None,
               stall_timeout: float = DEFAULT_STALL_TIMEOUT, scale_lr: bool, keep: int, upstream: Path | None,
-              dry_run: bool, smoke: bool, skip_preflight: bool, visualdl: bool = False,
+              dry_run: bool, smoke: bool, skip_preflight: bool, as_json: bool = False, visualdl: bool = False,
               verbose: bool = False) -> None:
     """Validate, record and launch a new run (or, for ``dry_run``, print what would run).
 
@@ -101,7 +102,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
                            scaling, seed, nnodes, master, node_rank, fixed, logging_overrides)
         env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
-        print_dry_run(command, env, planned, scaling)
+        print_dry_run(command, env, planned, scaling, as_json)
         return
 
     existed = run_dir is not None and run_dir.expanduser().resolve().is_dir()
@@ -114,7 +115,6 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         # that the count is of the machine's GPUs, not of a leftover CUDA_VISIBLE_DEVICES.
         paddle_info = probe_paddle(with_sklearn=False, env=without(os.environ, profile.visible_devices_var))
         if not skip_preflight:
-            from repro.launch.preflight import run_preflight
 
             problems = run_preflight(upstream_dir=upstream_dir, profile=profile, recipe=recipe, gpus=gpu_list,
                                      run_dir=run.path, resolved=resolved, keep_checkpoints=keep, smoke=smoke,

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import click
 
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.cli_wiring import command, json_option
+from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK,
+                               EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.recipes.catalog import DEFAULT_RECIPE
 from repro.run.checkpoints import DEFAULT_KEEP
 from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, check_node_options
 from repro.launch.upstream_config import refuse_harness_owned
+from repro.launch.start import start_run
+from repro.launch.resume import resume_run
 
 
 def parse_gpus(text: str | None) -> list[int] | None:
@@ -75,7 +79,11 @@ def given_on_command_line(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
-@click.command("train")
+@command("train", exits={
+    EXIT_OK: "training completed (judge it: repro check-accuracy RUN); with --dry-run, the plan printed",
+    EXIT_UPSTREAM: None, EXIT_PREFLIGHT: None, EXIT_CONFLICT: "the run directory exists or is in use",
+    EXIT_TRAINING_FAILED: None, EXIT_ENVIRONMENT: "unknown platform, or a package or tool is missing",
+    EXIT_INTERNAL: None})
 @click.option("--gpus", help="GPU ids, e.g. 0,1,2,3 (GPU platforms; default: the recipe's 4 GPUs).")
 @click.option("--cpu-ranks", type=click.IntRange(min=1), help="Number of CPU ranks (cpu platform; default 2).")
 @click.option("--platform", help="Platform profile (environments/<name>); default: the one the venv was built for.")
@@ -98,6 +106,7 @@ def given_on_command_line(name: str) -> bool:
               help="Continue RUN_DIR from its newest complete checkpoint.")
 @click.option("--upstream", type=click.Path(path_type=Path), help="Upstream PaddleClas checkout.")
 @click.option("--dry-run", is_flag=True, help="Print the command, directory and environment; start nothing.")
+@json_option("with --dry-run, the plan (run_dir, command, env, notes)")
 @click.option("--smoke", is_flag=True, help="Use the recipe's smoke variant (small crops, few epochs).")
 @click.option("--skip-preflight", is_flag=True, help="Skip the pre-flight checks (tests, experts); recorded.")
 @click.option("--visualdl", is_flag=True, help="Also write upstream's VisualDL logs (Global.use_visualdl=True) into "
@@ -124,6 +133,7 @@ def train(
     dry_run: bool,
     smoke: bool,
     skip_preflight: bool,
+    as_json: bool,
     visualdl: bool,
     verbose: bool,
 ) -> None:
@@ -133,8 +143,10 @@ def train(
     failure, the last lines of the log that failed; upstream's own output goes to RUN/console.log
     and the rank logs in RUN/launcher/ (-v streams it here too).
     """
+    if as_json and not dry_run:
+        raise ReproError("--json applies to --dry-run (a run's verdict: repro check-accuracy RUN --json); add --dry-run",
+                         EXIT_BAD_INPUT)
     if resume_dir is not None:
-        from repro.launch.resume import resume_run
 
         changed = [flag for name, flag in RESUME_REFUSES if given_on_command_line(name)]
         if changed:
@@ -144,10 +156,9 @@ def train(
             )
         keep_given = click.get_current_context().get_parameter_source("keep_checkpoints")
         keep = keep_checkpoints if keep_given not in (None, click.core.ParameterSource.DEFAULT) else None
-        resume_run(resume_dir, keep, dry_run, verbose=verbose)
+        resume_run(resume_dir, keep, dry_run, as_json, verbose=verbose)
         return
 
-    from repro.launch.start import start_run
 
     gpu_list = parse_gpus(gpus)
     check_master(master, nnodes)
@@ -160,7 +171,7 @@ def train(
         run_dir=run_dir, logs_dir=logs_dir, nnodes=nnodes, master=master, node_rank=node_rank,
         stall_timeout=stall_timeout, seed=seed, scale_lr=scale_lr,
         keep=keep_checkpoints, upstream=upstream, dry_run=dry_run, smoke=smoke, skip_preflight=skip_preflight,
-        visualdl=visualdl, verbose=verbose,
+        as_json=as_json, visualdl=visualdl, verbose=verbose,
     )
 
 

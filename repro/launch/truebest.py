@@ -35,6 +35,8 @@ from repro.run.checkpoints import (
     find_checkpoints,
     saved_state,
 )
+from repro.logs.parse import best_epoch as parsed_best
+from repro.logs.parse import parse_run
 
 TRUE_BEST = "true_best"
 METRIC_TOLERANCE = 6e-6  # the log prints 5 decimals
@@ -71,8 +73,6 @@ def best_epoch(run: RunDir, fallback: Best | None) -> Best | None:
     """The verdict's own answer (``repro.logs.parse``: all ranks and segments), so the checkpoint kept as the
     true best is the epoch ``check-accuracy`` judges; ``fallback`` (the housekeeper's tail of
     train.log) only while that parser refuses a log still being written."""
-    from repro.logs.parse import best_epoch as parsed_best
-    from repro.logs.parse import parse_run
 
     try:
         result = parsed_best(parse_run(run.path))

@@ -12,13 +12,13 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from repro.platform.profiles import DeviceQuery
+from repro.core.deadline import run_bounded
 
 # The child's answers are the lines that start with this marker: paddle, a vendor plugin or a
 # sitecustomize may print anything (even a line starting with "{") before or between them.
@@ -54,27 +54,6 @@ if out["importable"] and "--with-sklearn" in sys.argv:
     import sklearn
     print(MARK + json.dumps({"sklearn": sklearn.__version__}), flush=True)
 """.replace("%MARKER%", PROBE_MARKER)
-
-
-def run_bounded(argv: list[str], timeout: float, env: dict[str, str] | None = None,
-                cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` (a list, never a shell) and kill it *and its children* after ``timeout`` seconds.
-
-    ``subprocess.run(timeout=)`` kills only the child, then waits for its output pipes, which a
-    grandchild (a driver daemon, a launcher) may hold open forever.
-    """
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env, cwd=cwd, start_new_session=True)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except BaseException:  # the timeout, or Ctrl-C: the child's session is ours to end
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.communicate()
-        raise
-    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 @dataclass
@@ -118,7 +97,7 @@ def probe_paddle(python: str | None = None, with_sklearn: bool = True, timeout: 
     python = python or sys.executable
     argv = [python, "-c", _PADDLE_PROBE] + (["--with-sklearn"] if with_sklearn else [])
     try:
-        done = run_bounded(argv, timeout, env)
+        done = run_bounded(argv, timeout, env=env)
     except subprocess.TimeoutExpired:
         return PaddleInfo(importable=False, error=f"`import paddle` did not finish in {timeout:.0f} s; "
                                                   f"run `{python} -c \"import paddle\"` to see where it stops")
@@ -212,7 +191,7 @@ def query_device_tool(query: DeviceQuery | None, timeout: float = 30.0) -> Devic
 
 def _run_tool(tool: str, argv: list[str], timeout: float) -> DeviceToolReport:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        done = run_bounded(argv, timeout)
     except subprocess.TimeoutExpired:
         return DeviceToolReport(tool, True, None, f"timed out after {timeout:.0f} s", argv)
     except OSError as error:  # not executable for us, a broken binary: a finding, never a crash

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.dotted import lookup
 from repro.core.paths import package_dir
 
 DEFAULT_RECIPE = "resnest50"
@@ -249,16 +250,6 @@ def marked_overrides(recipe: Recipe, user_overrides: Sequence[str]) -> list[str]
     return [item.option for item in recipe.harness_overrides if item.key not in keys]
 
 
-def _lookup(config: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
-    node: Any = config
-    for part in dotted.split("."):
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        else:
-            return False, None
-    return True, node
-
-
 def recipe_problems(
     recipe: Recipe, config: Mapping[str, Any], list_heads: Mapping[str, str | None] | None = None
 ) -> list[str]:
@@ -272,7 +263,7 @@ def recipe_problems(
     for trap in recipe.traps:
         if trap["kind"] == "expect":
             for key, wanted in (trap.get("values") or {}).items():
-                found, value = _lookup(config, key)
+                found, value = lookup(config, key)
                 if not found:
                     value = (trap.get("absent_means") or {}).get(key)
                 if value != wanted:
@@ -296,7 +287,7 @@ def read_list_heads(config: Mapping[str, Any], upstream_dir: Path) -> dict[str, 
     """First line of each loader's ``cls_label_path`` (relative to the checkout, as upstream reads it)."""
     heads: dict[str, str | None] = {}
     for mode in ("Train", "Eval"):
-        found, path = _lookup(config, f"DataLoader.{mode}.dataset.cls_label_path")
+        found, path = lookup(config, f"DataLoader.{mode}.dataset.cls_label_path")
         if not found or not isinstance(path, str):
             continue
         try:

@@ -13,6 +13,8 @@ from typing import Any
 import click
 import yaml
 
+from repro.core.errors import EXIT_BAD_INPUT
+from repro.core.cli_wiring import command, group, json_option
 from repro.recipes.catalog import Recipe, available_recipes, load_recipe, target_status
 
 
@@ -35,8 +37,8 @@ def _format_target(row: dict[str, Any]) -> str:
     return "-" if row["target"] is None else f"{row['target']:.4f}"
 
 
-@click.group("recipes", invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON (for scripts).")
+@group("recipes", exits={}, invoke_without_command=True)
+@json_option("the list (one object per recipe, in an array)")
 @click.pass_context
 def recipes(ctx: click.Context, as_json: bool) -> None:
     """List the recipes: name, model, GPUs, target and the target's status."""
@@ -54,9 +56,9 @@ def recipes(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"{len(rows)} recipes; `repro recipes show NAME` for one with its provenance")
 
 
-@recipes.command("show")
+@command("show", parent=recipes, exits={EXIT_BAD_INPUT: "no such recipe"})
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the recipe's data as JSON.")
+@json_option("the recipe's data")
 def show(name: str, as_json: bool) -> None:
     """Print one recipe whole: the README's command, the target with where it came from, the traps."""
     recipe = load_recipe(name)  # an unknown name is one line listing the known ones

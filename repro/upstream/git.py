@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import urlsplit
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_UPSTREAM, ReproError
+from repro.core.deadline import run_bounded
 
 TIMEOUT_ENV = "REPRO_GIT_TIMEOUT"
 DEFAULT_TIMEOUT = 900.0  # seconds for one git command; a sparse fetch takes seconds on a working link
@@ -85,36 +85,18 @@ def run_git(
     """
     command = [require_git(), *SAFETY_CONFIG, *args]
     timeout = git_timeout()
-    process = subprocess.Popen(
-        command, cwd=cwd, env=git_env(ceiling), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
+        result = run_bounded(command, timeout, env=git_env(ceiling), cwd=cwd)
     except subprocess.TimeoutExpired:
-        _kill_group(process)
-        process.communicate()
         raise ReproError(
             f"{what or 'git ' + (args[0] if args else '')} did not finish in {timeout:.0f} s (a stalled network or server?): "
             f"check the network and rerun, set {TIMEOUT_ENV}=SECONDS for a slow link, or use --archive FILE",
             EXIT_UPSTREAM,
         ) from None
-    except BaseException:  # Ctrl-C: take git and its helpers down with us
-        _kill_group(process)
-        process.wait()
-        raise
-    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         reason = last_error_line(result.stderr) or f"git exited with {result.returncode}"
         raise ReproError(f"{what or 'git ' + ' '.join(args)} failed: {reason}", EXIT_UPSTREAM)
     return result
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def last_error_line(stderr: str) -> str:

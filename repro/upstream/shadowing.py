@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from repro.core.deadline import run_bounded
 
 MARKER = "REPRO-PPCLS-PROBE-9b41a2:"
 # In the child, cwd = the checkout. `python tools/train.py` puts the script's directory first on
@@ -42,7 +43,6 @@ def ppcls_shadowing_problem(checkout: Path, python: str | None = None, timeout: 
 
     ``python`` is the interpreter training runs (default: this one, the venv's).
     """
-    from repro.platform.devices import run_bounded
 
     checkout = Path(checkout).resolve()
     python = python or sys.executable

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError, one_line
+from repro.core.cli_wiring import command, group, json_option
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_UPSTREAM, ReproError, one_line
 from repro.core.paths import UPSTREAM_ENV, resolve_upstream_dir
 from repro.upstream.fetch import FetchRequest, fetch_upstream
-from repro.core.filesystem_errors import filesystem_errors_group
 from repro.upstream.git import as_git_url, checked_ref, last_error_line, run_git
 from repro.upstream.patches import apply_series, read_series
 from repro.upstream.pin import load_pin, write_pinned
@@ -30,12 +30,12 @@ def _print_warnings(state: UpstreamState) -> None:
         click.echo(f"WARNING: {warning}", err=True)
 
 
-@click.group(cls=filesystem_errors_group(EXIT_UPSTREAM))
+@group("upstream", exits={}, os_error_exit_code=EXIT_UPSTREAM)
 def upstream() -> None:
     """Pin, fetch and check the upstream PaddleClas code the harness runs."""
 
 
-@upstream.command()
+@command("lock", parent=upstream, exits={EXIT_UPSTREAM: "the repository cannot be reached", EXIT_ENVIRONMENT: "git is missing"})
 @click.option("--url", help="Repository to resolve the ref at (default: the pin's url).")
 @click.option("--ref", help="Branch or tag to pin (default: the pin's ref).")
 def lock(url: str | None, ref: str | None) -> None:
@@ -66,7 +66,9 @@ def lock(url: str | None, ref: str | None) -> None:
         )
 
 
-@upstream.command()
+@command("fetch", parent=upstream, exits={EXIT_UPSTREAM: "cannot fetch, not the pinned commit, or a patch does not apply",
+                                           EXIT_CONFLICT: "--dest holds something that is not a PaddleClas checkout",
+                                           EXIT_ENVIRONMENT: "git is missing"})
 @click.option("--url", help="GitHub, Gitee or a local path/mirror (default: the pin's url).")
 @click.option("--ref", help="Branch or tag (default: the pin's ref).")
 @click.option("--commit", help="Exact commit (default: the pin's); for --archive, the commit it was made from.")
@@ -89,9 +91,9 @@ def fetch(url, ref, commit, archive, dest, upstream_dir) -> None:
     _print_warnings(state)
 
 
-@upstream.command()
+@command("status", parent=upstream, exits={EXIT_UPSTREAM: "the checkout is missing or not as pinned"})
 @click.option("--upstream", "upstream_dir", type=click.Path(path_type=Path), help=UPSTREAM_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest record as JSON.")
+@json_option("the checkout's record (as in a run's manifest)")
 def status(upstream_dir, as_json: bool) -> None:
     """Show url, ref, pinned and checked-out commit, patches and local changes; exit 3 when not as pinned."""
     state = inspect_checkout(resolve_upstream_dir(upstream_dir))
@@ -127,7 +129,7 @@ def _source_words(state: UpstreamState) -> str:
     return state.source or "-"
 
 
-@upstream.command("apply-patches")
+@command("apply-patches", parent=upstream, exits={EXIT_UPSTREAM: "no checkout, or a patch does not apply"})
 @click.option("--upstream", "upstream_dir", type=click.Path(path_type=Path), help=UPSTREAM_HELP)
 def apply_patches(upstream_dir) -> None:
     """Apply patches/series to the checkout; already-applied patches are left alone."""

@@ -24,16 +24,35 @@ SMOKE_MANIFEST = {"recipe": {"name": "resnest50"}, "status": "completed",
                   "target": {"metric": "top1", "value": 0.5, "eval_set_size": 32, "judged": "best", "tolerance": None}}
 
 
-def test_report_writes_csv_summary_and_png(tmp_path):
+def test_report_writes_csv_summary_png_page_and_json(tmp_path):
     run = standard_run(tmp_path / "run", top1={1: 0.25, 2: 0.5, 3: 0.75}, manifest=SMOKE_MANIFEST)
     result = CliRunner().invoke(report, [str(run), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("PASS run")
     table = pd.read_csv(tmp_path / "out" / "epochs.csv", index_col="epoch")
     assert list(table["top1"]) == [0.25, 0.5, 0.75]
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert summary.startswith("# PASS: run") and "| 3 |" in summary
+    assert "top5" not in summary  # 4 classes: every top-5 is 1
     png = (tmp_path / "out" / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["verdict"]["status"] == "PASS" and set(written["files"]) == {
+        "epochs.csv", "summary.md", "curves.png", "index.html", "report.json"}
+
+
+def test_report_json_prints_the_documented_object(tmp_path):
+    run = standard_run(tmp_path / "run", top1={1: 0.25, 2: 0.5, 3: 0.75}, manifest=SMOKE_MANIFEST)
+    result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--json"])
+    assert result.exit_code == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["kind"] == "repro-report" and printed["schema"] == 1
+    assert printed["out"] == str(run / "report") and printed["verdict"]["status"] == "PASS"
+    assert printed["verdict"]["value"] == 0.75
+    assert {name: Path(path).is_file() for name, path in printed["files"].items()} == dict.fromkeys(printed["files"], True)
+    assert printed == json.loads((run / "report" / "report.json").read_text())
 
 
 def test_report_refuses_a_file_as_out_dir(tmp_path):

@@ -12,10 +12,10 @@ from repro.recipes.catalog import Recipe, Target, load_recipe
 from repro.run.rundir import CONFIG as RECORD_NAME
 from repro.run.rundir import SMOKE_CONFIG as SMOKE_CONFIG_NAME
 from repro.launch.config import apply_smoke_edits, resolve_config
+from repro.core.dotted import suggest_keys
 from repro.launch.upstream_config import (
     as_upstream_parses,
     check_value,
-    suggest_keys,
     upstream_module_names,
 )
 

@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from repro.platform.devices import probe_paddle, run_bounded
+from repro.core.deadline import run_bounded
+from repro.platform.devices import probe_paddle
 
 
 def fake_python(tmp_path: Path, body: str) -> str:
