@@ -32,7 +32,9 @@ from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
 from repro.launch.runner import show_last_lines
 from repro.logs import patterns as P
-from repro.run.rundir import K_EVALUATIONS, K_TRUE_BEST, Manifest, RunDir, open_run_dir, run_id, utc_now
+from repro.run.rundir import (K_EVALUATIONS, K_TRUE_BEST, Manifest, RunDir, open_run_dir, read_manifest, run_id,
+                              utc_now)
+from repro.logs.parse import parse_run
 from repro.run.checkpoints import saved_state
 from repro.launch.command import HARNESS
 from repro.launch.command import REFERENCE
@@ -65,23 +67,66 @@ class EvalResult:
     loss: float | None
 
 
+# Upstream writes the best weights twice: best_model.pdparams (beside .pdopt and .pdstates) and
+# best_model/model.pdparams (ppcls/utils/save_load.py). `repro runs prune` frees the first, so the
+# second is what a pruned run still holds.
+BEST_MODEL_COPY = Path("best_model") / "model"
+
+
 def checkpoint_prefix(run: RunDir, name: str) -> Path:
-    """``RUN/output/<name>``, refused unless its weights (``.pdparams``) are there."""
+    """``RUN/output/<name>`` (for best_model, upstream's ``best_model/model`` when only that copy is
+    left), refused unless its weights (``.pdparams``) are there."""
     if not CHECKPOINT_NAME.match(name):
         raise ReproError(f"--checkpoint {name!r} is not a checkpoint name: use true_best, best_model, latest "
                          "or epoch_N (e.g. epoch_6)", EXIT_BAD_INPUT)
     prefix = run.output / name
-    if not prefix.with_name(name + ".pdparams").is_file():
-        have = sorted(p.name[: -len(".pdparams")] for p in run.output.glob("*.pdparams"))
-        fix = (f"evaluate one that is there: `repro eval {run.path} --checkpoint {have[-1]}`" if have else
-               "this run's checkpoints were pruned (`repro runs prune`) or never written; nothing to evaluate")
-        raise ReproError(f"{prefix}.pdparams does not exist (checkpoints here: {', '.join(have) or 'none'}); {fix}",
-                         EXIT_BAD_INPUT)
-    return prefix
+    if prefix.with_name(name + ".pdparams").is_file():
+        return prefix
+    copy = run.output / BEST_MODEL_COPY
+    if name == "best_model" and copy.with_name(copy.name + ".pdparams").is_file():
+        return copy
+    have = sorted(p.name[: -len(".pdparams")] for p in run.output.glob("*.pdparams"))
+    if copy.with_name(copy.name + ".pdparams").is_file() and "best_model" not in have:
+        have.append("best_model")
+    fix = (f"evaluate one that is there: `repro eval {run.path} --checkpoint {have[-1]}`" if have else
+           "this run's checkpoints were pruned (`repro runs prune`) or never written; nothing to evaluate")
+    raise ReproError(f"{prefix}.pdparams does not exist (checkpoints here: {', '.join(have) or 'none'}); {fix}",
+                     EXIT_BAD_INPUT)
+
+
+def pruned_true_best(run: RunDir, manifest: dict[str, Any]) -> int | None:
+    """The true best's epoch when ``true_best`` was pruned but upstream's ``best_model/model`` copy
+    holds that very epoch (so evaluating it is evaluating the true best); None otherwise."""
+    record = manifest.get(K_TRUE_BEST)
+    copy = run.output / BEST_MODEL_COPY
+    if (run.output / "true_best.pdparams").is_file() or not copy.with_name(copy.name + ".pdparams").is_file():
+        return None
+    if not isinstance(record, dict) or record.get("epoch") is None:
+        return None
+    epoch = upstream_best_epoch(run)
+    return epoch if epoch is not None and epoch == int(record["epoch"]) else None
+
+
+def upstream_best_epoch(run: RunDir) -> int | None:
+    """The epoch upstream's ``best_model`` holds, from its own rule: in the last launch, the last eval
+    at or above that launch's running best (``>=``, from 0.0: a resume resets it)."""
+    try:
+        evals = parse_run(run.path).primary.evals
+    except ReproError:
+        return None
+    if evals.empty or "top1" not in evals.columns:
+        return None
+    last = evals[evals["segment"] == evals["segment"].max()]
+    best, epoch = 0.0, None
+    for at, value in zip(last["epoch"], last["top1"]):
+        if isinstance(value, float) and math.isfinite(value) and value >= best:
+            best, epoch = value, int(at)
+    return epoch
 
 
 def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | None:
-    """The epoch whose weights ``name`` holds: the manifest's true best, else upstream's ``.pdstates``."""
+    """The epoch whose weights ``name`` holds: the manifest's true best, else upstream's ``.pdstates``
+    (for a best_model whose ``.pdstates`` was pruned, upstream's rule applied to the log)."""
 
     if name == "true_best":
         record = manifest.get(K_TRUE_BEST)
@@ -93,6 +138,8 @@ def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | 
             return int(state["epoch"])
         except (TypeError, ValueError):
             return None
+    if name == "best_model":
+        return upstream_best_epoch(run)
     match = re.match(r"^epoch_(\d+)$", name)
     return int(match.group(1)) if match else None
 
@@ -220,6 +267,10 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
 
     run = open_run_dir(run_path)
     refuse_if_training(run)
+    if checkpoint == DEFAULT_CHECKPOINT and (epoch := pruned_true_best(run, read_manifest(run.manifest))) is not None:
+        checkpoint = "best_model"
+        click.echo(f"repro: true_best was pruned; evaluating {run.output / BEST_MODEL_COPY}.pdparams, upstream's "
+                   f"copy of the same epoch {epoch}", err=True)
     prefix = checkpoint_prefix(run, checkpoint)
     lock = RunLock(run).acquire(lambda text: click.echo(f"repro: {text}", err=True))
     launch = None
