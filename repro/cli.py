@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, str] = {
     "watch": "repro.commands.watch:watch",
     "runs": "repro.commands.runs:runs",
     "band": "repro.judge.band_cli:band",
+    "compare": "repro.judge.compare_cli:compare_command",
     "recipes": "repro.recipes.recipes_cli:recipes",
     "eval": "repro.commands.evaluate:eval_command_cli",
     "smoke": "repro.commands.smoke:smoke_command",

@@ -77,12 +77,14 @@ class FakeUpstreamLog:
     print_batch_step: int = 1
     lr0: float = 0.02
     batch_size: int = 16
+    eval_batch_size: int = 8  # 2 ranks x 2 eval batches of 8 = the smoke's 32 val images
     output_dir: str = "./output/"
     logger_name: str = "ppcls"
     start: dt.datetime = field(default_factory=lambda: dt.datetime(2026, 11, 28, 5, 7, 0))
     seconds_per_line: float = 1.0
     clock: dt.datetime | None = None
     realtime: bool = False
+    echo: dict | None = None  # the config ``startup`` echoes (default: ``default_config``)
 
     def _now(self) -> str:
         if self.realtime:
@@ -117,12 +119,41 @@ class FakeUpstreamLog:
             "DataLoader": {
                 "Train": {
                     "dataset": {"name": "ImageNetDataset", "transform_ops": [{"RandCropImage": {"size": 32}}]},
-                    "sampler": {"batch_size": self.batch_size},
-                }
+                    "sampler": {"name": "DistributedBatchSampler", "batch_size": self.batch_size,
+                                "drop_last": False, "shuffle": True},
+                },
+                "Eval": {
+                    "dataset": {"name": "ImageNetDataset",
+                                "transform_ops": [{"ResizeImage": {"resize_short": 36}}, {"CropImage": {"size": 32}}]},
+                    "sampler": {"name": "DistributedBatchSampler", "batch_size": self.eval_batch_size,
+                                "drop_last": False, "shuffle": False},
+                },
             },
             "Metric": {"Train": "None", "Eval": {"TopkAcc": {"topk": [1, 5]}}},
             "profiler_options": "None",
         }
+
+    def reference_config(self, **changes) -> dict:
+        """``default_config`` with the ResNeSt50 reference's values (ResNeSt50.yaml at the pin: 300 epochs,
+        64 a device, Cosine lr 0.1 without warm-up, 1000 classes, 224 crops, FP32), for compliance tests;
+        ``changes`` set dotted keys (``{"Global.epochs": 120}``)."""
+        config = self.default_config()
+        config["Global"]["epochs"] = 300
+        config["Arch"]["class_num"] = 1000
+        config["Optimizer"]["lr"]["learning_rate"] = 0.1
+        config["AMP"] = {"use_amp": False, "level": "O1"}
+        train, evaluate = config["DataLoader"]["Train"], config["DataLoader"]["Eval"]
+        train["dataset"]["transform_ops"] = [{"RandCropImage": {"size": 224}}, {"AutoAugment": None}]
+        train["sampler"]["batch_size"] = 64
+        evaluate["dataset"]["transform_ops"] = [{"ResizeImage": {"resize_short": 256}}, {"CropImage": {"size": 224}}]
+        evaluate["sampler"]["batch_size"] = 64
+        for dotted, value in changes.items():
+            node = config
+            *path, last = dotted.split(".")
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = value
+        return config
 
     def startup(
         self,
@@ -133,7 +164,9 @@ class FakeUpstreamLog:
     ) -> list[str]:
         """Banner, the indented config echo, the device line and (``world_size != 4``) upstream's
         warning, as ``Engine.__init__`` logs them; then the resume line when ``checkpoints`` is set."""
-        config = config if config is not None else self.default_config(checkpoints)
+        if config is None:
+            config = self.default_config(checkpoints) if self.echo is None else {
+                **self.echo, "Global": {**self.echo["Global"], "checkpoints": checkpoints}}
         out = [self.line(BANNER)]
         out += [self.line(message) for message in config_echo(config)]
         out.append(self.device_line(device))
@@ -161,13 +194,13 @@ class FakeUpstreamLog:
         step = (epoch - 1) * self.iters + it + 1
         return 0.5 * self.lr0 * (1 + math.cos(math.pi * step / (self.epochs * self.iters)))
 
-    def train_iter(self, epoch: int, it: int, loss: float = 1.5, ips: float = 12.0) -> str:
+    def train_iter(self, epoch: int, it: int, loss: float = 1.5, ips: float = 12.0, reader_cost: float = 0.00015) -> str:
         batch_cost = self.batch_size / ips
         eta_sec = int(((self.epochs - epoch + 1) * self.iters - it) * batch_cost)
         return self.line(
             f"[Train][Epoch {epoch}/{self.epochs}][Iter: {it}/{self.iters}]"
             f"lr(CosineAnnealingDecay): {self.lr_at(epoch, it):.8f}, CELoss: {_num(loss)}, "
-            f"loss: {_num(loss)}, batch_cost: {batch_cost:.5f}s, reader_cost: 0.00015, "
+            f"loss: {_num(loss)}, batch_cost: {batch_cost:.5f}s, reader_cost: {reader_cost:.5f}, "
             f"ips: {ips:.5f} samples/s, eta: {dt.timedelta(seconds=eta_sec)}"
         )
 
@@ -271,6 +304,15 @@ def write_run(
     if manifest is not None:
         write_manifest(root, manifest)
     return root
+
+
+def write_envlog(log_dir: Path, world: int, nodes: int = 1, rank: int = 0) -> Path:
+    """The launcher's ``envlog.N``: the rank's whole environment, one ``VAR=value`` a line (sorted), with
+    the PADDLE_* variables paddle.distributed.launch sets."""
+    env = {"HOME": "/root", "LANG": "C.UTF-8", "PADDLE_GLOBAL_RANK": rank, "PADDLE_LOCAL_RANK": rank,
+           "PADDLE_LOCAL_SIZE": world // nodes, "PADDLE_NNODES": nodes, "PADDLE_TRAINERS_NUM": world,
+           "PADDLE_TRAINER_ID": rank, "PATH": "/usr/bin:/bin"}
+    return write_lines(log_dir / f"envlog.{rank}", [f"{key}={value}" for key, value in sorted(env.items())])
 
 
 def write_manifest(root: Path, fields: dict) -> Path:

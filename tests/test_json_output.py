@@ -1,5 +1,5 @@
 """``--json`` on every command that reports something: each prints one parseable JSON document on
-stdout (``check-accuracy`` and ``watch`` one object a line), with the keys docs/json.md documents.
+stdout (``check-accuracy`` and ``watch`` one object a line), with the keys docs/commands.md documents.
 Commands that act rather than report are listed with the command that reports their result."""
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from repro.platform.profiles import (
     Profile,
     available_profiles,
     default_platform,
+    gpu_profiles,
     load_profile,
     setup_command,
 )
@@ -70,12 +71,12 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
         return [Finding("paddle", FAIL, f"cannot import paddle ({info.error})", _install(profile))]
     findings = [Finding("paddle", OK, f"{info.version} build={info.build} commit={(info.commit or '?')[:10]}")]
     expected = profile.paddle["expected_build"]
-    iluvatar_device = [name for name in info.custom_devices if "iluvatar" in name.lower()]
-    if expected == "cuda" and iluvatar_device and not info.cuda_build:
-        # Newer Paddle-iluvatar builds expose a custom device instead of CUDA; PaddleClas 2.6 knows
-        # only Global.device=gpu for them, so this build cannot run the reference command.
+    rejected = [name for name in info.custom_devices if name in profile.paddle.get("rejected_custom_devices", ())]
+    if expected == "cuda" and rejected and not info.cuda_build:
+        # A build that exposes a custom device instead of CUDA (the profile lists which) cannot run
+        # the reference command: PaddleClas 2.6 knows only Global.device=gpu.
         findings.append(Finding(
-            "paddle", FAIL, f"this Paddle exposes the custom device {iluvatar_device[0]}, not CUDA: PaddleClas 2.6 "
+            "paddle", FAIL, f"this Paddle exposes the custom device {rejected[0]}, not CUDA: PaddleClas 2.6 "
             "accepts only Global.device=gpu, which this build cannot serve", _install(profile)))
     elif expected == "cuda" and not info.cuda_build:
         findings.append(
@@ -85,7 +86,8 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
         findings.append(Finding("paddle", OK, f"a CUDA-compatible build ({info.build}): Global.device=gpu works"))
     if expected == "cpu" and info.cuda_build:
         findings.append(
-            Finding("paddle", WARN, "a GPU build of Paddle under the cpu profile", "use --platform nvidia-cuda or an ixuca profile")
+            Finding("paddle", WARN, "a GPU build of Paddle under the cpu profile",
+                    f"use --platform with one of {', '.join(gpu_profiles())}")
         )
     pinned = profile.paddle.get("version")
     if pinned and info.version != str(pinned):

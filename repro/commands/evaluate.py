@@ -28,6 +28,8 @@ from typing import Any
 import click
 import yaml
 
+from repro.core.numeric_options import BoundedInt, process_limit
+from repro.core.files import LIST_FILE_LIMIT, last_lines, open_regular_file, read_bytes_bounded, read_text_bounded
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
 from repro.launch.runner import show_last_lines
@@ -44,8 +46,7 @@ from repro.launch.command import Token
 from repro.launch.command import build_command
 from repro.platform.profiles import load_profile
 from repro.launch.command import environment_changes
-from repro.commands.runs import is_running
-from repro.run.lock import RunLock
+from repro.run.lock import RunLock, is_active
 from repro.run.processes import Launch
 from repro.launch.train_cli import parse_gpus
 
@@ -146,7 +147,7 @@ def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | 
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular_file(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -226,12 +227,12 @@ def eval_set_size(cwd: Path, config_file: Path) -> int | None:
     """Images in the eval set: the lines of ``DataLoader.Eval.dataset.cls_label_path`` (upstream's
     ``len(dataset)``), read from the run's resolved config; None if it cannot tell."""
     try:
-        config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        config = yaml.safe_load(read_text_bounded(config_file, what="run config"))
         label_path = Path(str(config["DataLoader"]["Eval"]["dataset"]["cls_label_path"]))
         label_path = label_path if label_path.is_absolute() else cwd / label_path
-        with open(label_path, encoding="utf-8", errors="replace") as handle:
-            return sum(1 for line in handle if line.strip())
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        raw = read_bytes_bounded(label_path, LIST_FILE_LIMIT, what="eval list")
+        return sum(1 for line in raw.splitlines() if line.strip())
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ReproError):
         return None
 
 
@@ -239,8 +240,8 @@ def read_result(out: Path) -> EvalResult | None:
     """The last ``[Eval][Epoch 0][Avg]`` line of upstream's ``eval.log`` (else rank 0's workerlog)."""
     for log in (out / "output" / EVAL_LOG, RunDir(out).workerlog(0)):
         try:
-            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
+            lines = last_lines(log, 1000, 1 << 20).splitlines()
+        except (OSError, ReproError):
             continue
         for line in reversed(lines):
             match = P.EVAL_AVG.search(P.strip_ansi(line)) if "[Avg]" in line else None
@@ -253,7 +254,7 @@ def read_result(out: Path) -> EvalResult | None:
 
 def refuse_if_training(run: RunDir) -> None:
 
-    if is_running(run.path):
+    if is_active(run.path):
         raise ReproError(f"{run.path} is training (a `repro train` or its ranks hold {run.lock}); evaluate it once "
                          f"that segment has ended (`repro watch {run.path}` follows it)", EXIT_CONFLICT)
 
@@ -309,8 +310,7 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
             "loss": result.loss if result else None,
             "eval_set_size": size,
         })
-        manifest.data.setdefault(K_EVALUATIONS, []).append(record)
-        manifest.save()
+        manifest.append(K_EVALUATIONS, record)
     finally:
         if launch is not None:
             launch.restore_signal_handlers()
@@ -363,7 +363,7 @@ def describe(record: dict[str, Any]) -> str:
 @click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
               help="Which weights: true_best, best_model, latest or epoch_N.")
 @click.option("--gpus", help="GPU ids for the eval (default: the run's devices).")
-@click.option("--cpu-ranks", type=click.IntRange(min=1), help="CPU ranks for the eval (default: the run's).")
+@click.option("--cpu-ranks", type=BoundedInt(1, process_limit()), help="CPU ranks for the eval (default: the run's).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream upstream's output here too (it always goes to the "
               "eval's console.log; to stderr with --json).")
 @json_option("the evaluation's record (as in the manifest's evaluations)")

@@ -10,13 +10,9 @@ is running (its ``.lock`` flock is held, as :mod:`repro.run.lock` holds it for a
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import json
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +22,9 @@ import click
 from repro.core.cli_wiring import command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.run.rundir import LOCK, MANIFEST
+from repro.run.rundir import MANIFEST
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
-from repro.run.lock import read_lock
+from repro.run.lock import held, is_active
 from repro.judge.judge_cli import judge_run
 from repro.logs.parse import parse_run
 
@@ -39,55 +35,6 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
         return rundir.read_manifest(run_dir / MANIFEST)
     except ReproError:
         return None
-
-
-def _live_recorded(run_dir: Path) -> list[int]:
-    """PIDs the lock file records that still live (orphaned ranks of a killed harness hold no flock)."""
-
-    return [record.pid for record in read_lock(run_dir / LOCK) if record.alive()]
-
-
-def is_running(run_dir: Path) -> bool:
-    """A harness holds the run's ``.lock`` flock (the kernel drops it when the harness dies), or a
-    process the lock records (a launcher or rank left by a killed harness) still lives."""
-    try:
-        fd = os.open(run_dir / LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            return False
-        raise
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-    return bool(_live_recorded(run_dir))
-
-
-@contextlib.contextmanager
-def holding_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run's flock while deleting, so no ``repro train --resume`` starts in between (it is
-    refused, as while another segment runs); a lock file made here is removed again."""
-    path = run_dir / LOCK
-    created = not os.path.lexists(path)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ReproError(f"{run_dir} is running (its .lock is held); prune it after it ends", EXIT_CONFLICT) from None
-        try:
-            yield
-        finally:
-            if created:
-                os.unlink(path)
-    finally:
-        os.close(fd)
 
 
 def tree_bytes(path: Path) -> int:
@@ -139,7 +86,7 @@ def open_run(path: Path) -> RunInfo:
     if manifest is None:
         raise ReproError(f"{path / MANIFEST} is not readable JSON; nothing there is pruned (fix or remove the run by hand)",
                          EXIT_BAD_INPUT)
-    return RunInfo(path, manifest, is_running(path))
+    return RunInfo(path, manifest, is_active(path))
 
 
 def runs_under(logs_dir: Path) -> list[RunInfo]:
@@ -247,10 +194,7 @@ def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, dry_run: bool
         if not as_json:
             click.echo(f"{run.path}: {verb} {len(files)} checkpoint file(s), {human(size)}{after}")
         if not dry_run and files:
-            with holding_lock(run.path):
-                if _live_recorded(run.path):
-                    raise ReproError(f"{run.path} has live processes recorded in its .lock; prune it after they end",
-                                     EXIT_CONFLICT)
+            with held(run.path):
                 for path in prunable(run):  # again, under the lock
                     path.unlink(missing_ok=True)
     if as_json:

@@ -39,6 +39,7 @@ from typing import Sequence
 import click
 
 from repro.core.cli_wiring import command
+from repro.core.numeric_options import BoundedInt
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED,
                                EXIT_OK, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
@@ -144,7 +145,7 @@ SMOKE_EXITS = {EXIT_OK: "SMOKE PASS", EXIT_FAILED: "SMOKE FAIL: the verdict (or 
 @click.option("--recipe", envvar=RECIPE_ENV, default="resnest50", show_default=True,
               help=f"Recipe whose smoke variant runs (also ${RECIPE_ENV}, which make smoke RECIPE=NAME sets).")
 @click.option("--all", "all_recipes", is_flag=True, help="Run every recipe's smoke and print a table.")
-@click.option("--seed", type=int, default=None, help="Passed to repro train --seed.")
+@click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=None, help="Passed to repro train --seed.")
 @click.option("-v", "--verbose", envvar=VERBOSE_ENV, is_flag=True,
               help=f"Stream upstream's output (default: a progress line; also ${VERBOSE_ENV}=1, make smoke V=1).")
 @click.pass_context

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 import click
+import psutil
 from tqdm import tqdm
 
+from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.core.files import Tail, last_lines
@@ -31,7 +33,7 @@ from repro.judge.judge_cli import judged_path, target_options, verdicts_for
 from repro.judge.monitor import RunHealth
 from repro.judge.targets import validate_options
 from repro.run.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, read_manifest
-from repro.run.lock import harness_alive
+from repro.run.lock import is_active
 
 
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
@@ -76,16 +78,15 @@ class Watcher:
             if status in ENDED_STATUSES:
                 return f"manifest.json says {status}"
             if status == STATUS_RUNNING:
-
-                self.dead_looks = 0 if harness_alive(run) else self.dead_looks + 1
+                self.dead_looks = 0 if is_active(run.path) else self.dead_looks + 1
                 if self.dead_looks >= DEAD_LOOKS:
-                    return (f"manifest.json says running, but no `repro train` holds {run.path} (killed?); "
+                    return (f"manifest.json says running, but no process of {run.path} is alive (killed?); "
                             f"continue it with `repro train --resume {run.path}`")
         else:
             why = self._launcher_ended()
             if why is not None:
                 return why
-        if self.pid is not None and not _alive(self.pid):
+        if self.pid is not None and not psutil.pid_exists(self.pid):
             return f"process {self.pid} is gone"
         if self.lock is not None and not self.lock.exists():
             return f"lock {self.lock} is gone"
@@ -114,16 +115,6 @@ def _closing_markers(lines: list[str]) -> list[str]:
             break
         closing.append(line)
     return closing
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_watchable(run: Path) -> None:
@@ -262,9 +253,9 @@ def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None,
 @json_option("each alarm (one object a line); with --once the state and its alarms in one object")
 @click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
               help="Convergence band file (default: the one shipped for the run's recipe, if any).")
-@click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at the logs.")
-@click.option("--timeout", type=float, default=0.0, show_default=True, help="Give up after this many seconds (0: never).")
-@click.option("--pid", type=int, default=None, help="Stop watching when this process (the launcher) is gone.")
+@click.option("--poll", type=BoundedFloat(0.01, 3600), default=5.0, show_default=True, help="Seconds between looks at the logs.")
+@click.option("--timeout", type=BoundedFloat(0, 366 * 86400), default=0.0, show_default=True, help="Give up after this many seconds (0: never).")
+@click.option("--pid", type=BoundedInt(1, 2**22), default=None, help="Stop watching when this process (the launcher) is gone.")
 @click.option("--lock", type=click.Path(path_type=Path), default=None, help="Stop watching when this lock file is gone.")
 @target_options
 @click.pass_context

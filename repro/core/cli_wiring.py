@@ -5,7 +5,7 @@ A package declares its commands beside the code they drive with ``@command(NAME,
 the top-level ones by name (imported on first use). ``exits`` is what the command can return, each
 code with the command's own words or ``None`` for the table's (``repro.core.errors.EXIT_MEANINGS``);
 ``--help`` renders them the same way everywhere. ``--json`` is declared by ``json_option`` with the
-object it prints, which ``docs/json.md`` documents.
+object it prints, which ``docs/commands.md`` documents.
 """
 
 from __future__ import annotations
@@ -95,5 +95,5 @@ def group(name: str, *, exits: Mapping[int, str | None], parent: click.Group | N
 
 
 def json_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--json``, passed as ``as_json``: ``what`` names the one object printed (docs/json.md)."""
-    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON (docs/json.md).")
+    """``--json``, passed as ``as_json``: ``what`` names the one object printed (docs/commands.md)."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON (docs/commands.md).")

@@ -28,11 +28,12 @@ EXIT_INTERRUPTED = 130  # stopped by Ctrl-C / SIGTERM, as shells report SIGINT
 
 # code -> what it means, for every command.
 EXIT_MEANINGS: dict[int, str] = {
-    EXIT_OK: "done; PASS; clean",
-    EXIT_FAILED: "a check ran and found problems: accuracy below target (FAIL), dataset problems, doctor",
+    EXIT_OK: "done; PASS; EQUIVALENT; clean",
+    EXIT_FAILED: "a check ran and found problems: accuracy below target (FAIL), NOT EQUIVALENT or outside a band, "
+                 "dataset problems, doctor",
     EXIT_BAD_INPUT: "bad input: a bad option value or path, an unknown option or config key (-o), a path that is "
                     "not what it claims (not a dataset, not a run directory, no log); check-accuracy's "
-                    "INCOMPLETE and UNREADABLE",
+                    "INCOMPLETE and UNREADABLE; compare's NOT SHOWN",
     EXIT_UPSTREAM: "upstream checkout missing, wrong commit, dirty, or a patch that does not apply",
     EXIT_PREFLIGHT: "pre-flight: training cannot start on this machine as it is (devices, disk, dataset link)",
     EXIT_CONFLICT: "conflict: doing it would overwrite or delete something the harness did not create, or a run "

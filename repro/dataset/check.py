@@ -23,6 +23,7 @@ from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 
+from repro.core.files import file_kind
 from repro.dataset import layout
 from repro.dataset.background_scan import BackgroundScan
 from repro.dataset.decode import decode_errors, sample_evenly
@@ -59,7 +60,11 @@ def _check_parts(root: Path, present: dict[str, bool], problems: Problems) -> No
         elif is_dir_part and not (root / name).is_dir():
             problems.add("missing_part", f"{name}: exists but is not a directory")
         elif not is_dir_part and not (root / name).is_file():
-            problems.add("missing_part", f"{name}: exists but is not a readable file")
+            try:
+                what = file_kind(os.stat(root / name).st_mode)
+            except OSError as error:
+                what = f"unreadable ({error.strerror})"
+            problems.add("missing_part", f"{name}: exists but is {what}, not a regular file; regenerate it")
 
 
 def _directories(listing: ListFile) -> list[str]:

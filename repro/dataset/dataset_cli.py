@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
+from repro.core.numeric_options import BoundedInt, process_limit, usable_cores
 from repro.dataset import layout
+from repro.dataset.tiny import MAX_CLASSES, MAX_PER_CLASS, MAX_SIZE, MIN_SIZE, make_tiny
 from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PREFLIGHT,
                                EXIT_UPSTREAM, ReproError)
@@ -19,9 +21,11 @@ from repro.dataset.check_report import render_json
 from repro.dataset.check_report import render_text
 from repro.dataset.link import link_dataset
 from repro.core.paths import resolve_upstream_dir
-from repro.dataset.tiny import make_tiny
 from repro.dataset.prepare import prepare as run_prepare
 from repro.dataset.prepare_sources import detect_source
+
+
+MAX_DECODE = 10**9  # above any dataset's image count: a larger N is a typo
 
 
 class DecodeCount(click.ParamType):
@@ -38,8 +42,8 @@ class DecodeCount(click.ParamType):
             number = int(value)
         except ValueError:
             self.fail(f"{value!r} is not a number or 'all'", param, ctx)
-        if number < 0:
-            self.fail(f"{value} is negative; use a count or 'all'", param, ctx)
+        if not 0 <= number <= MAX_DECODE:
+            self.fail(f"{value} is not a count from 0 to {MAX_DECODE:,}; use a count or 'all'", param, ctx)
         return number
 
 
@@ -50,7 +54,7 @@ def dataset() -> None:
 
 @command("check", parent=dataset, exits={EXIT_FAILED: "problems found", EXIT_BAD_INPUT: "not a dataset, or bad input"})
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--class-num", type=int, default=layout.DEFAULT_CLASS_NUM, show_default=True,
+@click.option("--class-num", type=BoundedInt(1, 1_000_000), default=layout.DEFAULT_CLASS_NUM, show_default=True,
               help="Labels must lie in 0..class-num-1.")
 @click.option("--expect", type=click.Choice(layout.EXPECT_CHOICES), default="any", show_default=True,
               help="imagenet-1k also requires the canonical ILSVRC2012 counts.")
@@ -88,11 +92,11 @@ def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> Non
 
 @command("make-tiny", parent=dataset, exits={EXIT_CONFLICT: "OUT holds something make-tiny did not write"})
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--classes", type=int, default=4, show_default=True)
-@click.option("--train-per-class", type=int, default=32, show_default=True)
-@click.option("--val-per-class", type=int, default=8, show_default=True)
-@click.option("--size", type=int, default=72, show_default=True, help="Image height in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--classes", type=BoundedInt(1, MAX_CLASSES), default=4, show_default=True)
+@click.option("--train-per-class", type=BoundedInt(1, MAX_PER_CLASS), default=32, show_default=True)
+@click.option("--val-per-class", type=BoundedInt(1, MAX_PER_CLASS), default=8, show_default=True)
+@click.option("--size", type=BoundedInt(MIN_SIZE, MAX_SIZE), default=72, show_default=True, help="Image height in pixels.")
+@click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--from", "source", type=click.Path(path_type=Path), default=None,
               help="Sample a real ImageNet tree instead of synthesizing images.")
 def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_class: int,
@@ -120,7 +124,8 @@ def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_cla
               help="ILSVRC2012_devkit_t12.tar.gz or its extracted directory (meta.mat, val ground truth).")
 @click.option("--from", "source_dir", type=click.Path(path_type=Path), default=None,
               help="An extracted tree (train/<wnid>/, val/ by class or flat) or the Kaggle layout.")
-@click.option("--jobs", type=int, default=None, help="Classes written in parallel [default: core count].")
+@click.option("--jobs", type=BoundedInt(1, process_limit()), default=None,
+              help="Classes written in parallel [default: core count; never more than the classes].")
 @click.option("--link", is_flag=True, help="Hard-link (symlink across disks) from an extracted source instead of copying.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Path | None,
@@ -129,13 +134,13 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     upstream reads, then check it. OUT must be new, empty, or an earlier prepare output; rerun the
     same command to continue after an interruption.
     """
-    import os
 
 
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")
     try:
-        done = run_prepare(out, source, jobs=jobs or os.cpu_count() or 1, link=link, progress=progress)
+        jobs = min(jobs or usable_cores(), max(1, len(source.jobs)))  # more writers than classes idle
+        done = run_prepare(out, source, jobs=jobs, link=link, progress=progress)
     except KeyboardInterrupt:
         raise ReproError("interrupted; rerun the same command to continue (finished classes are kept)",
                          EXIT_INTERRUPTED) from None

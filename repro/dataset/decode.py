@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import stat
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 from concurrent.futures import ProcessPoolExecutor
+
+from repro.core.files import NotRegularFile, open_regular
 
 T = TypeVar("T")
 
@@ -22,8 +23,6 @@ T = TypeVar("T")
 POOL_THRESHOLD = 64
 # One image decodes in milliseconds; a decoder stuck on a strange file must not stall the check.
 DECODE_TIMEOUT_S = 30.0
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
 
 
 class DecodeTimeout(Exception):
@@ -61,20 +60,12 @@ def decode_error(path: str, timeout: float = DECODE_TIMEOUT_S) -> str | None:
     from PIL import Image
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        fd, _ = open_regular(path)
+    except NotRegularFile as error:
+        return f"{error.kind}, not an image file"
     except OSError as error:
         return f"cannot open: {error.strerror or error}"
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-            os.close(fd)
-            return f"{kind}, not an image file"
-        os.set_blocking(fd, True)
-        handle = os.fdopen(fd, "rb")
-    except OSError as error:
-        os.close(fd)
-        return f"cannot read: {error.strerror or error}"
+    handle = os.fdopen(fd, "rb")
     try:
         with handle, deadline(timeout), Image.open(handle) as image:
             image.load()

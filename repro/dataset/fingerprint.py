@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from repro.core.files import open_regular_file
 from repro.dataset import layout
 from repro.dataset.tiny import is_tiny_dataset
 
@@ -21,7 +22,7 @@ def _list_fingerprint(path: Path) -> tuple[dict[str, object], set[str]]:
     lines = 0
     labels: set[str] = set()
     tail = b""
-    with open(path, "rb") as handle:
+    with open_regular_file(path) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
             lines += chunk.count(b"\n")

@@ -13,6 +13,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.core.files import LIST_FILE_LIMIT, read_bytes_bounded
 from repro.dataset.layout import DELIMITER
 from repro.dataset.problems import Problems
 
@@ -139,7 +140,7 @@ def parse_list_file(path: Path, class_num: int, problems: Problems, plain: bool 
     reference the fast path is tested against.
     """
     name = path.name
-    raw = path.read_bytes()
+    raw = read_bytes_bounded(path, LIST_FILE_LIMIT, what="list file")
     if not plain:
         fast = _parse_fast(raw, name, path, class_num)
         if fast is not None:

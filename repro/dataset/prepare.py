@@ -25,6 +25,7 @@ from repro.dataset import layout
 from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
 from repro.dataset.tar_stream import NotPlain, plain_members
 from repro.core.errors import EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+from repro.core.files import read_text_bounded
 
 STATE_DIR = ".repro-prepare"
 OWNER = "owner.json"
@@ -66,8 +67,8 @@ def claim_out(out: Path, source: Source) -> None:
     owner = out / STATE_DIR / OWNER
     if out.is_dir() and any(out.iterdir()):
         try:
-            data = json.loads(owner.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_text_bounded(owner))
+        except (OSError, ValueError, ReproError):
             data = None
         if not isinstance(data, dict) or data.get("tool") != TOOL:
             example = sorted(os.listdir(out))[0]
@@ -92,8 +93,8 @@ def _job_dir(out: Path, job: ClassJob) -> Path:
 def finished(out: Path, job: ClassJob) -> dict[str, int] | None:
     """The job's done record (relative path -> size) if every file in it is still there, else None."""
     try:
-        record: dict[str, int] = json.loads(_done_path(out, job).read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        record: dict[str, int] = json.loads(read_text_bounded(_done_path(out, job)))["files"]
+    except (OSError, ValueError, KeyError, TypeError, ReproError):
         return None
     base = f"{out}/{job.split}/"
     for rel, size in record.items():

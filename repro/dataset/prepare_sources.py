@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.files import LIST_FILE_LIMIT, SMALL_FILE_LIMIT, read_bytes_bounded, read_text_bounded
 
 WNID_PATTERN = re.compile(r"n\d{8}")
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
@@ -91,7 +92,7 @@ def _devkit_files(devkit: Path) -> tuple[bytes | None, bytes | None]:
         for wanted in found:
             for candidate in (devkit / wanted, devkit / "ILSVRC2012_devkit_t12" / wanted):
                 if candidate.is_file():
-                    found[wanted] = candidate.read_bytes()
+                    found[wanted] = read_bytes_bounded(candidate, SMALL_FILE_LIMIT, what="devkit file")
                     break
         return found[META_MAT], found[GROUND_TRUTH]
     try:
@@ -334,7 +335,8 @@ def kaggle_source(root: Path) -> Source:
         if not needed.is_file():
             raise bad(f"{root}: Kaggle layout without {needed.name}; pass the complete Kaggle download")
     known: list[str] = []
-    for line in (root / KAGGLE_SYNSETS).read_text(encoding="utf-8").splitlines():
+    fix = "pass the Kaggle download unchanged (re-download it)"
+    for line in read_text_bounded(root / KAGGLE_SYNSETS, LIST_FILE_LIMIT, fix=fix).splitlines():
         if line.strip():
             known.append(line.split(" ", 1)[0])
     if len(set(known)) != len(known) or not all(WNID_PATTERN.fullmatch(wnid) for wnid in known):
@@ -345,14 +347,18 @@ def kaggle_source(root: Path) -> Source:
         raise bad(f"{data / 'val'}: expected Kaggle's flat val images, found {val_subdirs[0].name}/; pass the"
                   " Kaggle download unchanged")
     labels: dict[str, str] = {}
-    with open(root / KAGGLE_SOLUTION, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            image, prediction = row.get("ImageId"), (row.get("PredictionString") or "").split()
-            if not image or not prediction:
-                raise bad(f"{root / KAGGLE_SOLUTION}: a row without ImageId or PredictionString; re-download it")
-            if image in labels:
-                raise bad(f"{root / KAGGLE_SOLUTION}: {image} is listed twice; re-download it")
-            labels[image] = prediction[0]
+    solution = read_text_bounded(root / KAGGLE_SOLUTION, LIST_FILE_LIMIT, fix=fix)
+    try:
+        rows = list(csv.DictReader(io.StringIO(solution, newline="")))
+    except csv.Error as error:
+        raise bad(f"{root / KAGGLE_SOLUTION}: not a CSV file ({error}); {fix}") from None
+    for row in rows:
+        image, prediction = row.get("ImageId"), (row.get("PredictionString") or "").split()
+        if not image or not prediction:
+            raise bad(f"{root / KAGGLE_SOLUTION}: a row without ImageId or PredictionString; re-download it")
+        if image in labels:
+            raise bad(f"{root / KAGGLE_SOLUTION}: {image} is listed twice; re-download it")
+        labels[image] = prediction[0]
     val_wnids: dict[str, str] = {}
     for entry in val_files:
         wnid = labels.get(entry.name.rsplit(".", 1)[0])

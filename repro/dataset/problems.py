@@ -34,6 +34,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "label_differs_between_splits": (ERROR, "class directory has another label in the other split"),
     "symlink_loop": (ERROR, "symlink loop"),
     "broken_symlink": (ERROR, "broken symlink"),
+    "not_a_file": (ERROR, "not a regular file (a FIFO, device or socket would block or never end)"),
     "unreadable_dir": (ERROR, "directory cannot be listed"),
     "canonical_counts": (ERROR, "counts differ from ILSVRC2012"),
     "unreadable_image": (ERROR, "image cannot be decoded"),

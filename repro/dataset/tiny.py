@@ -24,12 +24,18 @@ from repro.dataset import layout
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problems
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.core.files import write_text_atomic
+from repro.core.files import read_text_bounded, write_text_atomic
 
 MARKER = ".repro-tiny.json"
 MARKER_TOOL = "repro dataset make-tiny"
 MARKER_VERSION = 1
 JPEG_QUALITY = 90
+# make-tiny is for smoke runs and tests: bounds that keep it to seconds (a typo of 100000 classes
+# ran for minutes); a real dataset comes from `repro dataset prepare`.
+MAX_CLASSES = 1000
+MAX_PER_CLASS = 1000
+MIN_SIZE, MAX_SIZE = 8, 1024
+MAX_IMAGES = 50_000
 # Stripe period in pixels: several periods fit in a 32-pixel crop.
 STRIPE_PERIOD = 8.0
 NOISE_STD = 14.0
@@ -54,8 +60,8 @@ def is_tiny_dataset(path: Path) -> bool:
     """True if ``path`` holds a make-tiny marker: it may be rewritten by make-tiny."""
     marker = Path(path) / MARKER
     try:
-        data = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_text_bounded(marker))
+    except (OSError, ValueError, ReproError):
         return False
     return isinstance(data, dict) and data.get("tool") == MARKER_TOOL
 
@@ -73,7 +79,7 @@ def _write_marker(out: Path, params: TinyParams, files: list[str], complete: boo
 
 def _remove_previous(out: Path) -> None:
     """Delete the files a previous make-tiny recorded, then the directories they leave empty."""
-    data = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    data = json.loads(read_text_bounded(out / MARKER))
     out_real = os.path.realpath(out)
     directories: set[Path] = set()
     for rel in data.get("files", []):
@@ -251,16 +257,19 @@ def make_tiny(
     Raises ReproError(EXIT_CONFLICT) if ``out`` is a file or a non-empty directory that is not a
     previous make-tiny output; EXIT_BAD_INPUT for impossible parameters or an unusable ``source``.
     """
-    for name, value, low in (
-        ("--classes", classes, 1),
-        ("--train-per-class", train_per_class, 1),
-        ("--val-per-class", val_per_class, 1),
-        ("--size", size, 8),
+    for name, value, low, high in (
+        ("--classes", classes, 1, MAX_CLASSES),
+        ("--train-per-class", train_per_class, 1, MAX_PER_CLASS),
+        ("--val-per-class", val_per_class, 1, MAX_PER_CLASS),
+        ("--size", size, MIN_SIZE, MAX_SIZE),
     ):
-        if value < low:
-            raise ReproError(f"{name} must be at least {low}, got {value}", EXIT_BAD_INPUT)
-    if classes > 9_999_999:
-        raise ReproError(f"--classes {classes} is more than wnid-style names allow", EXIT_BAD_INPUT)
+        if not low <= value <= high:
+            raise ReproError(f"{name} must lie in {low}..{high}, got {value}", EXIT_BAD_INPUT)
+    images = classes * (train_per_class + val_per_class)
+    if images > MAX_IMAGES:
+        raise ReproError(f"{classes} classes x {train_per_class + val_per_class} images is {images:,} images, more than"
+                         f" make-tiny writes ({MAX_IMAGES:,}); use fewer classes or images per class, or"
+                         " `repro dataset prepare` for a real dataset", EXIT_BAD_INPUT)
     out = Path(out).expanduser().absolute()
     source_path = Path(source).expanduser().absolute() if source is not None else None
     if source_path is not None and (source_path == out or source_path in out.parents):

@@ -4,7 +4,9 @@ On network storage a ``stat`` costs a round trip, and ImageNet has 1.33 million 
 listed path with ``os.path.exists`` takes an hour where listing the 2,000 directories takes seconds.
 ``os.scandir`` returns names and (on almost every file system) the entry type in the same call, so
 the existence check becomes a set difference. Only symlinks cost an extra ``stat`` each, because a
-dangling or looping link looks like a file in the directory listing but cannot be opened.
+dangling or looping link looks like a file in the directory listing but cannot be opened. The entry
+type also names what is not a regular file (a FIFO blocks the data loader, a link to /dev/zero never
+ends): such an entry is present, and a problem, without opening it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.core.files import file_kind
 from repro.dataset.problems import Problems
 
 # A backstop against pathological trees; ImageNet is two levels deep below the root.
@@ -111,8 +114,10 @@ def _walk(
             if entry.is_dir(follow_symlinks=False):
                 subdirs.append((entry.path, rel, real + "/" + name))
                 continue
-            if not entry.is_symlink():
-                scan.extra.add(rel)  # a fifo or device: listed as present, decode will tell
+            if not entry.is_symlink():  # a FIFO, a device, a socket: present, but never an image
+                scan.extra.add(rel)
+                kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
+                problems.add("not_a_file", f"{rel}: is {kind}, not a regular file; replace it with the image")
                 continue
         except OSError as error:  # only on file systems without d_type
             problems.add("unreadable_dir", f"{rel}: {error.strerror}")
@@ -131,6 +136,9 @@ def _walk(
             continue
         if not stat.S_ISDIR(mode):
             scan.extra.add(rel)
+            if not stat.S_ISREG(mode):
+                problems.add("not_a_file", f"{rel}: links to {file_kind(mode)} ({os.path.realpath(entry.path)}), "
+                             "not a regular file; point it at the image")
             continue
         target_real = os.path.realpath(entry.path)
         if real == target_real or real.startswith(target_real.rstrip("/") + "/"):

@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
+from repro.core.files import read_bytes_bounded
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.judge.health import Alarm, utc_now
 from repro.core.deadline import run_bounded
@@ -63,8 +64,8 @@ class AlarmLog:
 
     def read(self) -> list[dict[str, Any]]:
         try:
-            return self._parse(self.path.read_text(encoding="utf-8"))
-        except OSError:
+            return self._parse(read_bytes_bounded(self.path, what="alarm log").decode("utf-8", "replace"))
+        except (OSError, ReproError):
             return []
 
     def alarms(self) -> list[dict[str, Any]]:

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import yaml
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.files import write_text_atomic
 from repro.recipes.catalog import Recipe, recipes_dir
@@ -44,6 +46,10 @@ def build_hint(smoke: bool) -> str:
         "" if smoke else " (runs of this recipe, same platform and upstream commit)")
 
 
+# The widest band: past this many standard deviations a band admits any run (and nan admits all).
+MAX_K = 20.0
+
+
 @dataclass(frozen=True)
 class BandSettings:
     """How wide a band is: ``k`` standard deviations, never narrower than the floors."""
@@ -59,8 +65,11 @@ class BandSettings:
         if not table or sorted(table) != list(table) or table[-1][0] < 1.0 or any(b < 0 for _, b in table):
             raise ReproError(f"band top1_std_floor {list(table)} must be [fraction, std] rows, fractions rising "
                              "to 1.0, stds >= 0; fix the recipe's health.band or the band file", EXIT_BAD_INPUT)
-        return cls(k=float(data.get("k", 3.0)), top1_std_floor=table,
-                   loss_std_floor=float(data.get("loss_std_floor", 0.0)))
+        k, loss_floor = float(data.get("k", 3.0)), float(data.get("loss_std_floor", 0.0))
+        if not (0 < k <= MAX_K and 0 <= loss_floor < math.inf and all(math.isfinite(b) for _, b in table)):
+            raise ReproError(f"band k {k:g} must lie in (0, {MAX_K}] and its floors be finite numbers >= 0; fix the"
+                             " recipe's health.band or rebuild the band file", EXIT_BAD_INPUT)
+        return cls(k=k, top1_std_floor=table, loss_std_floor=loss_floor)
 
     def to_dict(self) -> dict[str, Any]:
         return {"k": self.k, "top1_std_floor": [list(row) for row in self.top1_std_floor],
@@ -198,7 +207,7 @@ class Band:
     def load(cls, path: Path) -> "Band":
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_text_bounded(path, what="band file", fix="rebuild it with repro band build"))
         except FileNotFoundError:
             raise ReproError(f"band file {path} does not exist; {build_hint(False)}", EXIT_BAD_INPUT) from None
         except (OSError, yaml.YAMLError) as error:
@@ -216,11 +225,51 @@ class Band:
             raise ReproError(f"band file {path} is malformed ({error}); rebuild it with repro band build", EXIT_BAD_INPUT) from None
 
 
+# -- reading runs into bands ---------------------------------------------------------------------------------------
+def run_series(run, column: str) -> dict[int, float]:
+    """Per-epoch ``top1`` (evaluated epochs) or ``train_loss`` (epochs whose training finished; a logged
+    nan stays nan, so the band check flags it, while an epoch with no train line is left out)."""
+    frame = run.evaluated if column == "top1" else run.epochs
+    if column not in frame.columns:
+        return {}
+    if column == "train_loss" and "train_time" in frame.columns:
+        frame = frame[frame["train_time"].notna()]
+    values = pd.to_numeric(frame[column], errors="coerce")
+    return {int(e): float(v) for e, v in values.items() if column != "top1" or not math.isnan(v)}
+
+
+def run_facts(run) -> dict[str, Any]:
+    """What a band (and a comparison) records of each run: identity, provenance, configured epochs."""
+    manifest = run.manifest or {}
+    recipe = manifest.get("recipe")
+    seed = manifest.get("seed")
+    upstream = manifest.get("upstream") or {}
+    platform = manifest.get("platform") or {}
+    return {
+        "run_id": manifest.get("run_id") or run.name,
+        "path": str(run.files.root),
+        "recipe": recipe.get("name") if isinstance(recipe, dict) else recipe,
+        "smoke": bool(manifest.get("smoke")),
+        "status": manifest.get("status"),
+        "upstream_commit": upstream.get("commit") if isinstance(upstream, dict) else None,
+        "platform": platform.get("name") if isinstance(platform, dict) else platform,
+        "seed": seed.get("value") if isinstance(seed, dict) else seed,
+        "paddle": (manifest.get("paddle") or {}).get("version") if isinstance(manifest.get("paddle"), dict) else None,
+        "started": manifest.get("started"),
+        "epochs": run.epochs_configured,
+        "class_num": run.class_num,
+    }
+
+
 def build_band(recipe: Recipe, smoke: bool, epochs: int, class_num: int | None, settings: BandSettings,
-               top1: list[dict[int, float]], loss: list[dict[int, float]], runs: list[dict[str, Any]]) -> Band:
-    """Per-epoch statistics over runs (epochs every run evaluated; non-finite values refuse)."""
-    if len(top1) < MIN_RUNS:
-        raise ReproError(f"a band needs >= {MIN_RUNS} completed runs, got {len(top1)}; train more seeds "
+               top1: list[dict[int, float]], loss: list[dict[int, float]], runs: list[dict[str, Any]],
+               min_runs: int = MIN_RUNS) -> Band:
+    """Per-epoch statistics over runs (epochs every run evaluated; non-finite values refuse).
+
+    ``min_runs`` below 3 is for ``repro compare``, whose reference may be two seeds: the band's std
+    floors then carry its width, and the comparison says so."""
+    if len(top1) < min_runs:
+        raise ReproError(f"a band needs >= {min_runs} completed runs, got {len(top1)}; train more seeds "
                          "(repro train --seed N) and pass them all", EXIT_BAD_INPUT)
 
     def table(series: list[dict[int, float]]) -> dict[int, dict[str, float]]:

@@ -3,55 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 import click
-import pandas as pd
 
+from repro.core.numeric_options import BoundedFloat
+from repro.judge.band import MAX_K, MIN_RUNS, Band, build_band, build_hint, run_facts, run_series, shipped_band_path
 from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
-from repro.judge.band import MIN_RUNS, Band, build_band, build_hint, shipped_band_path
 from repro.judge.health import health_settings
 from repro.logs.parse import parse_run
 from repro.recipes.catalog import DEFAULT_RECIPE
 from repro.recipes.catalog import load_recipe
-
-
-# -- band ----------------------------------------------------------------------------------------
-def _series(run, column: str) -> dict[int, float]:
-    """Per-epoch ``top1`` (evaluated epochs) or ``train_loss`` (epochs whose training finished; a logged
-    nan stays nan, so the band check flags it, while an epoch with no train line is left out)."""
-    frame = run.evaluated if column == "top1" else run.epochs
-    if column not in frame.columns:
-        return {}
-    if column == "train_loss" and "train_time" in frame.columns:
-        frame = frame[frame["train_time"].notna()]
-    values = pd.to_numeric(frame[column], errors="coerce")
-    return {int(e): float(v) for e, v in values.items() if column != "top1" or not math.isnan(v)}
-
-
-def _run_facts(run) -> dict[str, Any]:
-    manifest = run.manifest or {}
-    recipe = manifest.get("recipe")
-    seed = manifest.get("seed")
-    upstream = manifest.get("upstream") or {}
-    platform = manifest.get("platform") or {}
-    return {
-        "run_id": manifest.get("run_id") or run.name,
-        "path": str(run.files.root),
-        "recipe": recipe.get("name") if isinstance(recipe, dict) else recipe,
-        "smoke": bool(manifest.get("smoke")),
-        "status": manifest.get("status"),
-        "upstream_commit": upstream.get("commit") if isinstance(upstream, dict) else None,
-        "platform": platform.get("name") if isinstance(platform, dict) else platform,
-        "seed": seed.get("value") if isinstance(seed, dict) else seed,
-        "paddle": (manifest.get("paddle") or {}).get("version") if isinstance(manifest.get("paddle"), dict) else None,
-        "started": manifest.get("started"),
-        "epochs": run.epochs_configured,
-        "class_num": run.class_num,
-    }
 
 
 @group("band", exits={})
@@ -71,7 +34,7 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
         raise ReproError(f"a band needs >= {MIN_RUNS} completed runs, got {len(runs)}; pass more run directories",
                          EXIT_BAD_INPUT)
     parsed = [parse_run(path) for path in runs]
-    facts = [_run_facts(run) for run in parsed]
+    facts = [run_facts(run) for run in parsed]
     for run, fact in zip(parsed, facts):
         configured = run.epochs_configured
         if fact["status"] not in (None, "completed") or configured is None or run.epochs_completed < configured:
@@ -89,8 +52,8 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
     recipe = load_recipe(str(facts[0]["recipe"] or DEFAULT_RECIPE))
     smoke = facts[0]["smoke"]
     settings = health_settings(recipe.data, smoke).band
-    top1 = [_series(run, "top1") for run in parsed]
-    loss = [_series(run, "train_loss") for run in parsed]
+    top1 = [run_series(run, "top1") for run in parsed]
+    loss = [run_series(run, "train_loss") for run in parsed]
     for fact, series, losses in zip(facts, top1, loss):
         fact["top1"] = {int(e): round(v, 6) for e, v in sorted(series.items())}
         fact["train_loss"] = {int(e): round(v, 6) for e, v in sorted(losses.items())}
@@ -108,14 +71,14 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--band", "band_path", type=click.Path(path_type=Path), default=None,
               help="Band file (default: the band shipped for the run's recipe, if any).")
-@click.option("--k", type=click.FloatRange(min=0, min_open=True), default=None, help="Standard deviations (default: the band's).")
+@click.option("--k", type=BoundedFloat(0, MAX_K, low_open=True), default=None, help="Standard deviations (default: the band's).")
 @json_option("the result")
 @click.pass_context
 def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: float | None, as_json: bool) -> None:
     """Report the first epoch where RUN leaves the band: exit 0 within, 1 outside, 2 no band."""
 
     run = parse_run(run_path)
-    fact = _run_facts(run)
+    fact = run_facts(run)
     if band_path is None:
         recipe = fact["recipe"] or "resnest50"
         path = shipped_band_path(recipe, fact["smoke"])
@@ -129,8 +92,8 @@ def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: fl
         raise ReproError(f"{band_path} is a band for {loaded.epochs} epochs, {run_path} is configured for "
                          f"{run.epochs_configured}; build a band from runs of this config", EXIT_BAD_INPUT)
     used_k = loaded.settings.k if k is None else k
-    top1 = _series(run, "top1")
-    loss = _series(run, "train_loss")
+    top1 = run_series(run, "top1")
+    loss = run_series(run, "train_loss")
     breach = loaded.first_breach(top1, loss, used_k)
     outside = loaded.first_outside_range(top1)
     checked = sorted(set(top1) & set(loaded.top1))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.parse import RunLogs, parse_runs
@@ -20,18 +21,20 @@ from repro.run.rundir import K_NODES, MANIFEST, group_node0, read_manifest, wher
 from repro.judge.aggregate import aggregate as pool
 from repro.logs.parse import parse_run
 from repro.judge.run_report import INDEX_HTML, default_report_dir, write_report
+from repro.judge.compliance import check_compliance
 
 _target_options = [
-    click.option("--target", type=float, default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
-    click.option("--tolerance", type=float, default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
+    click.option("--target", type=BoundedFloat(0, 100), default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
+    click.option("--tolerance", type=BoundedFloat(0, 1, high_open=True), default=None, help="Margin below the target that still passes (default: 2 sampling standard errors)."),
     click.option("--metric", default=None, help="Eval metric to judge (default: the target's, top1)."),
-    click.option("--eval-set-size", type=int, default=None, help="Images in the eval set, for the default margin (default: the target's)."),
+    click.option("--eval-set-size", type=BoundedInt(1, 10**9), default=None, help="Images in the eval set, for the default margin (default: the target's)."),
     click.option("--recipe", default=None, help="Recipe whose target and model apply (default: the manifest's, else resnest50)."),
     click.option("--final", is_flag=True, help="Judge the last epoch instead of the best one."),
     click.option("--allow-incomplete", is_flag=True, help="Judge a run that has not finished its configured epochs."),
     click.option("--strict", is_flag=True,
-                 help="FAIL a run that deviates from the reference (overrides, GPU count, platform, upstream commit, "
-                      "skipped pre-flight, smoke), or has no manifest: for release gates."),
+                 help="FAIL (exit 1) a run that deviates from the reference (overrides, GPU count, platform, upstream "
+                      "commit, skipped pre-flight, smoke), is NONCOMPLIANT with the recipe's rules, or has no "
+                      "manifest: for release gates."),
 ]
 
 
@@ -45,12 +48,23 @@ def target_options(function):
 
 
 def judge_run(run: RunLogs, options: dict) -> Verdict:
-    """One run judged as the options say, with its deviations from the reference."""
+    """One run judged as the options say, with its deviations from the reference and its compliance
+    with the recipe's rules (under ``--strict`` a NONCOMPLIANT run is a deviation, so it FAILs)."""
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
-    return judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
-                 expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
-                 deviations=reference_deviations(run, choice.recipe, options["strict"]), strict=options["strict"],
-                 require_eval=options.get("require_eval", False))
+    deviations = reference_deviations(run, choice.recipe, options["strict"])
+    compliance = check_compliance(run, choice.recipe)
+    if options["strict"] and compliance is not None and compliance.violations:
+        deviations.append(f"NONCOMPLIANT ({', '.join(check.rule for check in compliance.violations)})")
+    verdict = judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
+                    expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
+                    deviations=deviations, strict=options["strict"], require_eval=options.get("require_eval", False))
+    verdict.compliance = compliance.to_dict() if compliance is not None else None
+    return verdict
+
+
+def compliance_lines(verdict: Verdict) -> list[str]:
+    """check-accuracy's compliance block for one run: after its details, before its verdict line."""
+    return [f"  {line}" for line in (verdict.compliance or {}).get("lines", [])]
 
 
 def distinct_paths(paths: tuple[Path, ...]) -> None:
@@ -113,6 +127,11 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
                    **options) -> None:
     """Judge runs' logs against the target.
 
+    Each run is also checked against its recipe's rules (global batch, epochs, learning rate and
+    schedule, warm-up, precision, classes, image sizes, dataset sizes, eval coverage) from upstream's
+    config echo: COMPLIANT, NONCOMPLIANT with each violated rule, or NOT SHOWN; with --strict a
+    NONCOMPLIANT run that would PASS is a FAIL (exit 1).
+
     PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs.
     """
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
@@ -129,7 +148,7 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
         if as_json:
             click.echo(json.dumps(verdict.to_dict(), sort_keys=True, default=str))
         else:
-            click.echo("\n".join(verdict.lines))
+            click.echo("\n".join(verdict.lines[:-1] + compliance_lines(verdict) + verdict.lines[-1:]))
     for path in judged:
         for line in node_mismatches(path):
             click.echo(line, err=as_json)

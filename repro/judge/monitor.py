@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import yaml
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import ReproError
 from repro.judge.alarmlog import AlarmLog
 from repro.judge.health import Alarm, HealthMonitor, health_settings, load_band_for
@@ -101,7 +102,7 @@ class RunHealth:
 def _class_num(run: RunDir) -> int | None:
     """Arch.class_num of the run's resolved config record (the echo in the log says it too)."""
     try:
-        config = yaml.safe_load(run.config.read_text(encoding="utf-8"))
+        config = yaml.safe_load(read_text_bounded(run.config, what="run config"))
         return int(config["Arch"]["class_num"])
     except Exception:
         return None

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from repro.core.errors import EXIT_CONFLICT, ReproError
-from repro.core.files import write_bytes_atomic, write_text_atomic
+from repro.core.files import open_regular_file, read_text_bounded, write_bytes_atomic, write_text_atomic
 from repro.judge import html_page as H
 from repro.judge.alarmlog import AlarmLog
 from repro.judge.band import Band
@@ -67,12 +67,10 @@ def default_report_dir(run: RunLogs) -> tuple[Path, bool]:
 
 def run_identity(run: RunLogs) -> dict[str, Any]:
     """What names a run wherever it sits: its run id and a digest of its rank-0 log's head."""
-    digest = hashlib.sha256()
     try:
-        with open(run.primary.path, "rb") as handle:
-            digest.update(handle.read(HEAD_BYTES))
-        head = digest.hexdigest()
-    except OSError:
+        with open_regular_file(run.primary.path) as handle:
+            head: str | None = hashlib.sha256(handle.read(HEAD_BYTES)).hexdigest()
+    except (OSError, ReproError):
         head = None
     manifest = run.manifest if isinstance(run.manifest, dict) else {}
     return {"run_id": manifest.get("run_id"), "log": str(run.primary.path), "log_head_sha256": head}
@@ -94,8 +92,8 @@ def claim_report_dir(out: Path, identity: dict[str, Any], own_place: bool, run_p
     marker = out / REPORT_JSON
     if marker.exists():
         try:
-            theirs = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            theirs = json.loads(read_text_bounded(marker, what="report mark"))
+        except (OSError, ValueError, ReproError):  # a FIFO, a huge or binary file: not our mark
             theirs = None
         if not isinstance(theirs, dict) or theirs.get("kind") != REPORT_KIND:
             raise ReproError(f"{marker} was not written by repro report; {fix}", EXIT_CONFLICT)
@@ -427,7 +425,8 @@ def _alarms(run: RunLogs) -> tuple[list[dict[str, Any]], str | None]:
 def build_page(run: RunLogs, verdict: Verdict, target: Target | None, band: Band | None, band_line: str,
                curves_uri: str, throughput_uri: str | None, throughput: pd.DataFrame) -> H.HtmlPage:
     page = H.HtmlPage(title=f"repro report: {run.name}")
-    page.verdict(verdict.status, verdict_number(verdict), verdict.headline)
+    rest = verdict.headline[len(verdict.status):].lstrip(" ,")  # the run, the reason, the deviations
+    page.verdict(verdict.status, verdict_number(verdict), rest if verdict.value is not None or verdict.deviations else "")
     details = [*verdict.details, *(f"note: {n}" for n in verdict.notes), *(f"warning: {w}" for w in verdict.warnings),
                *(f"error: {e}" for e in verdict.errors)]
     if details:

@@ -89,6 +89,7 @@ class Verdict:
     strict: bool = False
     standalone: dict[str, Any] | None = None  # the `repro eval` result compared with the logged number
     provenance: dict[str, Any] = field(default_factory=dict)  # recipe, platform, upstream: what --aggregate groups by
+    compliance: dict[str, Any] | None = None  # repro.judge.compliance's result (its to_dict), set by check-accuracy
 
     @property
     def exit_code(self) -> int:

@@ -47,6 +47,8 @@ from repro.run.processes import seconds_from_env
 # A real epoch's longest silence on rank 0 is the first iteration (cudnn's exhaustive search, data
 # loader start) or a checkpoint save on a slow disk: minutes, not a quarter of an hour.
 DEFAULT_STALL_TIMEOUT = 900.0
+# More nodes than any ImageNet recipe uses (the DeepSparkHub table stops at 8 cards on 1 node).
+MAX_NODES = 1024
 PEER_TIMEOUT_SECONDS = 60.0  # REPRO_TRAIN_PEER_TIMEOUT overrides it (tests)
 CONNECT_TIMEOUT = 3.0
 PREFIX = "/repro"
@@ -266,7 +268,7 @@ class NodeWatch:
     def _records(self) -> None:
         """Hosts seen, node 0's place (on the others) and mismatches (on node 0), into the manifest."""
         infos = self.store.get_prefix("info/") or {}
-        record = self.manifest.data.setdefault(K_NODES, {})
+        record = self.manifest.section(K_NODES)
         hosts = {key.split("/", 1)[-1]: info.get("host") for key, info in infos.items() if isinstance(info, dict)}
         changed = False
         if hosts and record.get("hosts") != {**record.get("hosts", {}), **hosts}:

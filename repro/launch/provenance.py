@@ -115,7 +115,7 @@ def harness_record() -> dict[str, Any]:
 
 
 def device_report(profile: Profile) -> dict[str, Any]:
-    """The vendor tool's report (``ixsmi``, ``nvidia-smi``), verbatim, for the manifest."""
+    """The platform's device tool report (its profile's ``device_query``), verbatim, for the manifest."""
     report = query_device_tool(profile.device_query)
     if report is None:
         return {"tool": None, "note": "no device tool for this profile (CPU ranks)"}

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import click
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.run.rundir import K_TRUE_BEST, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
 from repro.run.checkpoints import (
     DEFAULT_KEEP,
     Checkpoint,
@@ -129,18 +130,16 @@ def _dataset_root_now(plan: ResumePlan) -> Path | None:
     import yaml
 
     try:
-        config = yaml.safe_load(plan.run.config.read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}
         image_root = config["DataLoader"]["Train"]["dataset"]["image_root"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ReproError):
         return None
     return Path(os.path.realpath(plan.command.cwd / str(image_root)))
 
 
 def prepare_segment(plan: ResumePlan) -> None:
     """Before relaunching: make true_best independent of files the new segment may rewrite."""
-    data = plan.manifest.data
-    data["true_best"] = detach_true_best(plan.run, data.get("true_best"))
-    plan.manifest.save()
+    plan.manifest.update(true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
 
 
 def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
@@ -172,13 +171,13 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         if fresh.checkpoint != plan.checkpoint:
             raise ReproError(f"{plan.run.path} changed while this resume started (another segment ended); "
                              f"run `repro train --resume {plan.run.path}` again", EXIT_CONFLICT)
-        plan.manifest.data = fresh.manifest.data
+        plan.manifest.reload()
         problems = resume_problems(plan)
         if problems:
             for line in problems:
                 click.echo(f"resume check: {line}", err=True)
             raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
-        plan.manifest.data["keep_checkpoints"] = keep
+        plan.manifest.update(keep_checkpoints=keep)
         prepare_segment(plan)
 
     segment = {

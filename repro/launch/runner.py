@@ -26,6 +26,8 @@ from repro.core.files import Tail, last_lines
 from repro.judge.monitor import TrainHealthHook
 from repro.logs.progress import Progress
 from repro.run.rundir import (
+    K_TRUE_BEST,
+    K_WRITTEN,
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
@@ -164,7 +166,7 @@ class Housekeeper:
         self.after_epoch = first_epoch_floor(manifest.current, self.before)
         # saves an earlier segment could not record (its harness was killed, its disk full)
         self.adopted = adopt_unrecorded(run.output, manifest.segments, self.before,
-                                        manifest.data.setdefault("checkpoints_written", {}))
+                                        manifest.section(K_WRITTEN))
         self.reported_foreign: set[str] = set()
         self.train_log = Tail(run.train_log)
         self.evals: dict[int, float] = {}
@@ -172,12 +174,11 @@ class Housekeeper:
         self.health = TrainHealthHook(run, say)  # health alarms (repro.judge.monitor) from the same lines
 
     def __call__(self) -> None:
-        data = self.manifest.data
-        written = data.setdefault("checkpoints_written", {})
+        written = self.manifest.section(K_WRITTEN)
         changed = observe_written(self.run.output, self.segment, self.started, self.before, written,
                                   self.after_epoch) or self.adopted
         self.adopted = False
-        previous = data.get("true_best")
+        previous = self.manifest.data.get(K_TRUE_BEST)
         lines = self.train_log.read()
         self.health(lines)
         new = eval_top1(lines)
@@ -186,8 +187,7 @@ class Housekeeper:
             self.best = best_epoch(self.run, Best.of(self.evals))
         current = protect_true_best(self.run, previous, self.best)
         if current != previous:
-            data["true_best"] = current
-            changed = True
+            self.manifest.update(true_best=current)
             if current and current.get("checkpoint"):  # ours: `repro runs prune` may free it later
                 record_true_best(self.run.output, self.segment, written)
             if self.verbose and current and current.get("checkpoint") and (
@@ -199,8 +199,7 @@ class Housekeeper:
             protect.add(int(current["epoch"]))
         deleted, foreign = prune(self.run.output, self.keep, written, protect)
         if deleted:
-            data.setdefault("checkpoints_deleted", []).extend(deleted)
-            changed = True
+            self.manifest.append("checkpoints_deleted", *deleted)
         for name in sorted(set(foreign) - self.reported_foreign):
             say(f"kept {name}: not written by this run, so retention leaves it alone")
             self.reported_foreign.add(name)

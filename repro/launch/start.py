@@ -19,7 +19,7 @@ import click
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproError
 from repro.platform.devices import probe_paddle
 from repro.core.paths import resolve_upstream_dir
-from repro.platform.profiles import Profile, available_profiles, default_platform, load_profile
+from repro.platform.profiles import Profile, default_platform, gpu_profiles, load_profile
 from repro.recipes.catalog import Recipe, launch_env, load_recipe, marked_overrides
 from repro.run.rundir import (
     K_LOGGING,
@@ -165,10 +165,10 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
             raise ReproError(f"--cpu-ranks needs the cpu platform, not {profile.name}: add --platform cpu", EXIT_BAD_INPUT)
         return (gpus if gpus is not None else list(range(recipe.reference_gpus))), None
     if gpus is not None:
-        gpu_profiles = ", ".join(name for name in available_profiles() if name != profile.name and name != "cpu")
+        others = ", ".join(name for name in gpu_profiles() if name != profile.name)
         raise ReproError(
             f"platform {profile.name} has no GPUs: drop --gpus (use --cpu-ranks N), or name a GPU platform with "
-            f"--platform (make train ... PLATFORM=): {gpu_profiles}", EXIT_BAD_INPUT)
+            f"--platform (make train ... PLATFORM=): {others}", EXIT_BAD_INPUT)
     return None, cpu_ranks or DEFAULT_CPU_RANKS
 
 

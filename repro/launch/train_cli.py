@@ -13,12 +13,13 @@ from pathlib import Path
 
 import click
 
+from repro.core.numeric_options import BoundedFloat, BoundedInt, process_limit
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK,
                                EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.recipes.catalog import DEFAULT_RECIPE
 from repro.run.checkpoints import DEFAULT_KEEP
-from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, check_node_options
+from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, MAX_NODES, check_node_options
 from repro.launch.upstream_config import refuse_harness_owned
 from repro.launch.start import start_run
 from repro.launch.resume import resume_run
@@ -85,22 +86,22 @@ def given_on_command_line(name: str) -> bool:
     EXIT_TRAINING_FAILED: None, EXIT_ENVIRONMENT: "unknown platform, or a package or tool is missing",
     EXIT_INTERNAL: None})
 @click.option("--gpus", help="GPU ids, e.g. 0,1,2,3 (GPU platforms; default: the recipe's 4 GPUs).")
-@click.option("--cpu-ranks", type=click.IntRange(min=1), help="Number of CPU ranks (cpu platform; default 2).")
+@click.option("--cpu-ranks", type=BoundedInt(1, process_limit()), help="Number of CPU ranks (cpu platform; default 2).")
 @click.option("--platform", help="Platform profile (environments/<name>); default: the one the venv was built for.")
 @click.option("--recipe", default=DEFAULT_RECIPE, show_default=True, help="Recipe (repro/recipes/<name>.yaml).")
 @click.option("-o", "--override", "override", multiple=True, metavar="KEY=VALUE",
               help="Upstream config override, checked against the config (repeatable).")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (default: LOGS_DIR/<UTC time>).")
 @click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
-@click.option("--nnodes", type=click.IntRange(min=1), help="Number of nodes (passed to paddle.distributed.launch).")
+@click.option("--nnodes", type=BoundedInt(1, MAX_NODES), help="Number of nodes (passed to paddle.distributed.launch).")
 @click.option("--master", metavar="HOST:PORT", help="Rendezvous of a multi-node run (same on every node; node 0's address).")
-@click.option("--node-rank", type=click.IntRange(min=0), help="This node's rank, 0..N-1 (required with --nnodes N > 1; "
+@click.option("--node-rank", type=BoundedInt(0, MAX_NODES - 1), help="This node's rank, 0..N-1 (required with --nnodes N > 1; "
               "node 0 serves --master and holds global rank 0, its logs and checkpoints).")
-@click.option("--stall-timeout", type=click.FloatRange(min=1), default=DEFAULT_STALL_TIMEOUT, show_default=True,
+@click.option("--stall-timeout", type=BoundedFloat(1, 7 * 86400), default=DEFAULT_STALL_TIMEOUT, show_default=True,
               help="Several nodes: stop when no log line came for this many seconds (a rank stuck on a lost node).")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Set Global.seed (upstream's config sets none).")
+@click.option("--seed", type=BoundedInt(0, 2**32 - 1), help="Set Global.seed (upstream's config sets none).")
 @click.option("--scale-lr", is_flag=True, help="Scale the learning rate linearly with the device count.")
-@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True,
+@click.option("--keep-checkpoints", type=BoundedInt(1, 10_000), default=DEFAULT_KEEP, show_default=True,
               help="How many epoch_N checkpoints to keep (latest, best_model and true_best are always kept).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="RUN_DIR",
               help="Continue RUN_DIR from its newest complete checkpoint.")

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from repro.core.dotted import NEW_KEY_PREFIX, dotted_paths, locate
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
 
 # Upstream's ``override`` evaluates values inside ppcls/utils/config.py: a bare word naming one of
@@ -58,7 +59,7 @@ FALLBACK_MODULE_NAMES = frozenset(
 def load_upstream_yaml(path: Path) -> dict[str, Any]:
     """The raw mapping, as ``yaml.SafeLoader`` gives it (before upstream's literal_eval pass)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text_bounded(path, what="upstream config", fix="refetch upstream (repro upstream fetch)")
     except FileNotFoundError:
         raise ReproError(
             f"upstream config {path} not found: run `repro upstream fetch` (or point --upstream at a"
@@ -99,8 +100,8 @@ def upstream_module_names(upstream_dir: Path | None) -> frozenset[str]:
     names = set(FALLBACK_MODULE_NAMES)
     if upstream_dir is not None:
         try:
-            tree = ast.parse((Path(upstream_dir) / UPSTREAM_CONFIG_MODULE).read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, ValueError):
+            tree = ast.parse(read_text_bounded(Path(upstream_dir) / UPSTREAM_CONFIG_MODULE))
+        except (OSError, SyntaxError, ValueError, ReproError):
             tree = None
         if tree is not None:
             for node in ast.walk(tree):

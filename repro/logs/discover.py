@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.files import open_regular_file
 from repro.run.rundir import (
     CONSOLE_LOG,
     LAUNCHER_DIR,
@@ -65,7 +66,7 @@ class RunFiles:
 
 def is_binary(path: Path) -> bool:
     """NUL bytes in the first block: not a text log (a checkpoint, an image, a core dump)."""
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         return b"\x00" in handle.read(BINARY_SNIFF)
 
 

@@ -10,6 +10,7 @@ cross-checks the other files so that contradicting logs are reported instead of 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,25 @@ from repro.logs.discover import WORKERLOG, RunFiles, discover, is_binary
 from repro.logs.scan import LogFile, Segment, iterations, scan
 
 AGREE = 5e-6  # values are printed with 5 decimals
+# The launcher's env dump (one VAR=value a line) and its stdout banner ("LAUNCH INFO <time> nnodes: 1").
+ENVLOG = "envlog.0"
+LAUNCHER_HEAD_BYTES = 64 * 1024
+ENV_WORLD, ENV_NODES = "PADDLE_TRAINERS_NUM", "PADDLE_NNODES"
+LAUNCH_SETTING = re.compile(r"LAUNCH INFO [\d-]+ [\d:,]+ (?P<key>nnodes|nproc_per_node|devices): (?P<value>\S*)")
+LAUNCH_POD = re.compile(r"Run Pod: \S+, replicas (?P<replicas>\d+)")
+
+
+@dataclass(frozen=True)
+class LaunchWorld:
+    """How many ranks trained and on how many nodes, and which file said so (never a guess)."""
+
+    world: int | None
+    nodes: int | None
+    source: str
+
+    @property
+    def per_node(self) -> int | None:
+        return self.world // self.nodes if self.world and self.nodes and self.world % self.nodes == 0 else None
 
 
 @dataclass
@@ -118,6 +138,11 @@ class RunLogs:
         return found
 
     @cached_property
+    def launch_world(self) -> LaunchWorld | None:
+        """The rank count the launcher or upstream recorded (the manifest's is the harness's to read)."""
+        return launcher_world(self.files, self.segments)
+
+    @cached_property
     def train_iters(self) -> pd.DataFrame:
         """Every logged training iteration of rank 0, later launch winning for repeated epochs."""
         table = iterations(self.primary)
@@ -126,6 +151,52 @@ class RunLogs:
         owner = self.epochs["segment"].dropna()
         keep = table["epoch"].map(owner) == table["segment"]
         return table[keep].reset_index(drop=True)
+
+
+def _int_or_none(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _head(path: Path, limit: int = LAUNCHER_HEAD_BYTES) -> str:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def launcher_world(files: RunFiles, segments: list[Segment]) -> LaunchWorld | None:
+    """The world size from what ``paddle.distributed.launch`` left (``envlog.0``'s PADDLE_TRAINERS_NUM
+    and PADDLE_NNODES; its banner's nnodes and nproc_per_node/devices, or "Run Pod: ..., replicas N"),
+    else from upstream's own "the number of gpu is N" warning; None when nothing says it.
+
+    Only ``PADDLE_*`` lines of the env dump are read: it holds the whole environment of the rank.
+    """
+    logdirs = {path.parent for path in files.workerlogs.values()}
+    for directory in sorted(logdirs):
+        env = {}
+        for line in _head(directory / ENVLOG, 1 << 20).splitlines():
+            if line.startswith((ENV_WORLD + "=", ENV_NODES + "=")):
+                key, _, value = line.partition("=")
+                env[key] = _int_or_none(value.strip())
+        if env.get(ENV_WORLD):
+            return LaunchWorld(env[ENV_WORLD], env.get(ENV_NODES), f"{directory.name}/{ENVLOG} {ENV_WORLD}")
+    for launcher_log in files.launcher_logs:
+        text = _head(launcher_log)
+        settings = {m.group("key"): m.group("value") for m in LAUNCH_SETTING.finditer(text)}
+        nodes = _int_or_none(settings.get("nnodes", ""))
+        per_node = _int_or_none(settings.get("nproc_per_node", ""))
+        devices = settings.get("devices", "")
+        if per_node is None and devices not in ("", "None"):
+            per_node = len(devices.split(","))
+        if per_node is None and (pod := LAUNCH_POD.search(text)) is not None:
+            per_node = int(pod.group("replicas"))
+        if per_node is not None and nodes is not None:
+            return LaunchWorld(per_node * nodes, nodes, f"{launcher_log.name} (launcher: nnodes {nodes}, {per_node} a node)")
+    warned = [segment.world_warned for segment in segments if segment.world_warned is not None]
+    if warned:
+        return LaunchWorld(warned[-1], None, "upstream's warning \"the number of gpu is N\"")
+    return None
 
 
 def _resolve(frame: pd.DataFrame, kind: str, label: str, notes: list[str], problems: list[str],

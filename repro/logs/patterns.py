@@ -22,15 +22,26 @@ TRAIN_ITER = re.compile(
 )
 # The same iteration line as bytes, for the whole-file scan of ``report`` (no decode of 100 MB).
 TRAIN_ITER_BYTES = re.compile(rb"\[Train\]\[Epoch (\d+)/(\d+)\]\[Iter: (\d+)/(\d+)\]([^\n]*)")
+# "[Eval][Epoch 3][Iter: 0/196]CELoss: ..." -- n is len(eval_dataloader): the batches each rank evaluates.
+EVAL_ITER = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Iter: (?P<iter>\d+)/(?P<iters>\d+)\]")
 TRAIN_AVG = re.compile(r"\[Train\]\[Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\]\[Avg\](?P<body>.*)")
 EVAL_AVG = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Avg\](?P<body>.*)")
 # engine.py prints the Python float: "0.25", "0.7677000164985657", "-1.0".
 BEST = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[best metric: (?P<value>[^\]]*)\]")
 
+# Upstream's train loop (ppcls/engine/train/train.py) times each iteration from before the batch is
+# fetched (reader_cost, inside batch_cost), resets its timers after every logged line and once more at
+# iteration 5 of every epoch: a logged batch_cost/reader_cost is the mean over the iterations since
+# the previous reset, and the first 5 of each epoch are upstream's own warm-up.
+TIMERS_RESET_ITER = 5
+
 # print_config: "Global : " opens a mapping, "    epochs : 300" is a value (4 spaces per level).
 ECHO_ENTRY = re.compile(r"^(?P<indent> *)(?P<key>[^ :][^:]*?) : (?P<value>.*)$")
 ECHO_START = b"INFO: Global : "
 DEVICE_LINE = "train with paddle "
+# ppcls/engine/engine.py warns right after the device line when the world size is not the config's 4
+# (8 for AdamW): "... But the number of gpu is 2 in current training. ..."
+WORLD_SIZE_WARNING = re.compile(r"But the number of gpu is (?P<world>\d+) in current training")
 
 # A metric body is "key: value" pairs joined by ", "; ", eta: " is split off first because
 # str(timedelta) can contain a comma ("3 days, 4:05:06").

@@ -26,6 +26,8 @@ from repro.logs import patterns as P
 # Errors that end a launch are printed last; looking at each launch's tail keeps the scan cheap.
 ERROR_TAIL_BYTES = 256 * 1024
 ECHO_MAX_BYTES = 256 * 1024
+# Lines after the device line in which upstream's world-size warning may appear.
+ECHO_TAIL_LINES = 4
 INTERRUPT_MARKERS = ("Termination signal", "SIGTERM", "KeyboardInterrupt", "SIGINT")
 # Candidates rejected by find_all before it gives up on memchr (a few per epoch are normal).
 FALSE_HITS_BEFORE_REGEX = 20_000
@@ -43,6 +45,7 @@ class Segment:
     end_time: dt.datetime | None = None
     errors: list[str] = field(default_factory=list)
     has_echo: bool = True
+    world_warned: int | None = None  # the world size upstream's "number of gpu is N" warning names
 
     def _int(self, key: str) -> int | None:
         try:
@@ -173,31 +176,67 @@ def _echo_starts(data: bytes | mmap.mmap, end: int) -> list[int]:
     return starts
 
 
-def _read_echo(data: bytes | mmap.mmap, start: int, end: int) -> tuple[dict[str, str], dt.datetime | None]:
-    """``print_config``'s indented echo -> {"Global.epochs": "300", "Arch.name": "ResNeSt50", ...}.
+class EchoReader:
+    """Upstream's start-up config echo, read one line message at a time (the one reader of it).
 
-    List items print without an index, so the first occurrence of a dotted key wins.
+    ``print_config`` prints ``key : `` to open a mapping (or a list of mappings, whose items are
+    echoed 4 deeper) and ``key : value`` for a leaf, 4 spaces per level. Keys are dotted paths; list
+    items print without an index, so an op's name is the path component
+    (``DataLoader.Train.dataset.transform_ops.RandCropImage.size``) and the first occurrence wins.
+    ``scan`` reads whole echoes with it, ``repro watch``'s health monitor one line at a time.
     """
+
+    def __init__(self) -> None:
+        self.config: dict[str, str] = {}
+        self._stack: list[str] = []
+
+    def feed(self, msg: str) -> tuple[str, str] | None:
+        """One message (the text after ``ppcls INFO: ``) -> its (dotted key, value), or None."""
+        entry = P.ECHO_ENTRY.match(msg)
+        if entry is None:
+            return None
+        level = len(entry.group("indent")) // 4
+        key, value = entry.group("key").strip(), entry.group("value").strip()
+        self._stack = self._stack[:level] + [key]
+        dotted = ".".join(self._stack)
+        if value:
+            self.config.setdefault(dotted, value)
+        return dotted, value
+
+
+def world_size_warned(msg: str) -> int | None:
+    """The world size in upstream's "... But the number of gpu is N in current training" warning
+    (``Engine.__init__`` prints it when N is not the config's intended 4, or 8 for AdamW)."""
+    match = P.WORLD_SIZE_WARNING.search(msg)
+    return int(match.group("world")) if match else None
+
+
+def _read_echo(data: bytes | mmap.mmap, start: int, end: int) -> tuple[dict[str, str], dt.datetime | None, int | None]:
+    """``print_config``'s indented echo -> ({"Global.epochs": "300", ...}, its time, the world size
+    upstream's warning right after it names, if any)."""
     chunk = data[start : min(end, start + ECHO_MAX_BYTES)].decode("utf-8", "replace")
-    config: dict[str, str] = {}
-    stack: list[str] = []
+    reader = EchoReader()
     first_time = None
+    world = None
+    after_device = None  # lines read since the device line: the warning follows it at once
     for raw in chunk.split("\n"):
         when, msg = _split_prefix(P.strip_ansi(raw).rstrip("\r"))
         if when is None:
             continue
         first_time = first_time or when
-        if msg.startswith(P.DEVICE_LINE) or msg.startswith("[Train]") or msg.startswith("[Eval]"):
-            break
-        entry = P.ECHO_ENTRY.match(msg)
-        if entry is None:
+        if after_device is not None:
+            world = world_size_warned(msg)
+            after_device += 1
+            if world is not None or after_device >= ECHO_TAIL_LINES or msg.startswith(("[Train]", "[Eval]")):
+                break
             continue
-        level = len(entry.group("indent")) // 4
-        key, value = entry.group("key").strip(), entry.group("value").strip()
-        stack = stack[:level] + [key]
-        if value:
-            config.setdefault(".".join(stack), value)
-    return config, first_time
+        if msg.startswith(P.DEVICE_LINE):
+            after_device = 0
+            continue
+        if msg.startswith("[Train]") or msg.startswith("[Eval]"):
+            break
+        reader.feed(msg)
+    return reader.config, first_time, world
 
 
 def _last_time(data: bytes | mmap.mmap, start: int, end: int) -> dt.datetime | None:
@@ -266,6 +305,18 @@ def _previous_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) ->
     return {}
 
 
+def _previous_eval_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) -> dict[str, Any]:
+    """The ``[Eval][Epoch N][Iter: i/n]`` line right before an eval's ``[Avg]``: n is the batches each
+    rank evaluated (``len(eval_dataloader)``), which the eval coverage check counts with."""
+    if line_start <= lower:
+        return {}
+    _, _, line = _line_at(data, line_start - 1, line_start)
+    match = P.EVAL_ITER.search(line)
+    if match is None:
+        return {}
+    return {"eval_iters": int(match.group("iters")), "eval_last_iter": int(match.group("iter"))}
+
+
 def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
     """Read one file's launches and ``[Avg]``/best lines without touching its iteration lines.
 
@@ -288,8 +339,9 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
         for i, seg_start in enumerate(boundaries):
             seg_end = boundaries[i + 1] if i + 1 < len(boundaries) else end
             echo_at = next((s for s in starts if seg_start <= s < seg_end), None)
-            config, first = _read_echo(data, echo_at, seg_end) if echo_at is not None else ({}, None)
-            segment = Segment(index=i + 1, start=seg_start, end=seg_end, config=config, has_echo=echo_at is not None)
+            config, first, world = _read_echo(data, echo_at, seg_end) if echo_at is not None else ({}, None, None)
+            segment = Segment(index=i + 1, start=seg_start, end=seg_end, config=config, has_echo=echo_at is not None,
+                              world_warned=world)
             segment.start_time = first or _first_time(data, seg_start, seg_end)
             segment.end_time = _last_time(data, seg_start, seg_end)
             segment.errors = _errors(data, seg_start, size if i + 1 == len(boundaries) else seg_end)
@@ -317,6 +369,7 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
                 row = {"segment": seg, "epoch": int(match.group("epoch")), "time": when, "offset": line_start}
                 body = P.parse_body(match.group("body"))
                 row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in body.items()})
+                row.update(_previous_eval_iteration(data, line_start, boundaries[seg - 1]))
                 row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(body))
                 eval_rows.append(row)
                 eval_lines.append(msg)

@@ -17,7 +17,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from repro.platform.profiles import DeviceQuery
+from repro.platform.profiles import DeviceQuery, vendor_builds
 from repro.core.deadline import run_bounded
 
 # The child's answers are the lines that start with this marker: paddle, a vendor plugin or a
@@ -75,11 +75,14 @@ class PaddleInfo:
 
     @property
     def build(self) -> str:
-        """'cpu', 'cuda' or 'vendor:<name>': Iluvatar's build reports CUDA plus its own device names."""
+        """'cpu', 'cuda X', or a vendor's label: a vendor build reports CUDA plus its own device names,
+        which the platform profiles list (``paddle.device_names``, ``paddle.build_label``)."""
         if not self.importable:
             return "missing"
-        if any("iluvatar" in name.lower() or "bi-v" in name.lower() for name in self.gpu_names):
-            return "cuda (Iluvatar CoreX)"
+        names = [name.lower() for name in self.gpu_names]
+        for vendor in vendor_builds():
+            if any(mark in name for mark in vendor["device_names"] for name in names):
+                return vendor["build_label"]
         if self.cuda_build:
             return f"cuda {self.cuda_version or ''}".strip()
         return "cpu"
@@ -136,7 +139,7 @@ def probe_paddle(python: str | None = None, with_sklearn: bool = True, timeout: 
 
 @dataclass
 class DeviceToolReport:
-    """What the vendor's tool (``ixsmi``, ``nvidia-smi``) says: the driver/SDK and the cards."""
+    """What the vendor's device tool (the profile's ``device_query``) says: the driver/SDK and the cards."""
 
     tool: str
     found: bool

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from repro.core.files import KIB, read_text_bounded
 from repro.core.errors import EXIT_ENVIRONMENT, ReproError
 from repro.core.paths import environments_dir
 
@@ -61,8 +62,24 @@ def venv_platform() -> str | None:
     """The profile ``make setup`` built this environment for (it leaves the name in the venv)."""
     marker = Path(sys.prefix) / "repro-platform"
     if marker.is_file():
-        return marker.read_text(encoding="utf-8").strip() or None
+        return read_text_bounded(marker, KIB, what="venv marker").strip() or None
     return None
+
+
+def gpu_profiles() -> list[str]:
+    """The profiles whose device is a GPU (what a user on the wrong platform can switch to)."""
+    return [name for name in available_profiles() if load_profile(name).uses_gpus]
+
+
+def vendor_builds() -> list[dict[str, Any]]:
+    """Every profile's vendor build marks (``paddle.device_names`` and ``paddle.build_label``), lower-cased."""
+    builds = []
+    for name in available_profiles():
+        paddle = load_profile(name).paddle
+        if paddle.get("device_names") and paddle.get("build_label"):
+            builds.append({"device_names": [str(n).lower() for n in paddle["device_names"]],
+                           "build_label": str(paddle["build_label"])})
+    return builds
 
 
 def setup_command(name: str) -> str:
@@ -97,7 +114,7 @@ def load_profile(name: str = DEFAULT_PROFILE) -> Profile:
         raise ReproError(
             f"unknown platform {name!r}; choose one of: {', '.join(available_profiles())}", EXIT_ENVIRONMENT
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.safe_load(read_text_bounded(path, what="profile", fix="restore it from the harness repository")) or {}
     missing = [k for k in REQUIRED_KEYS if k not in data]
     missing += [f"paddle.{k}" for k in REQUIRED_PADDLE_KEYS if k not in (data.get("paddle") or {})]
     if missing:

@@ -13,6 +13,7 @@ them against the resolved config (pre-flight calls it).
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from repro.core.files import open_regular, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.dotted import lookup
 from repro.core.paths import package_dir
@@ -132,6 +134,89 @@ class MarkedOverride:
         return self.option.split("=", 1)[0]
 
 
+# -- compliance: the rules of the reference run (repro.judge.compliance checks them) -------------
+@dataclass(frozen=True)
+class ConfigRule:
+    """One value the reference ran with, read from upstream's config echo by its dotted ``key``."""
+
+    name: str
+    key: str
+    value: Any
+    absent: Any = None  # what a key missing from the echo means (None: missing is unknown)
+
+
+@dataclass(frozen=True)
+class ComplianceRules:
+    """What a run must match to be the reference setup: global batch = per-device batch x devices x
+    nodes, learning rate, class count, precision, the dataset sizes, and ``config`` rules (epochs,
+    schedule, warm-up, image sizes). ``variant`` names whose rules these are (the recipe, or its smoke)."""
+
+    variant: str
+    per_device_batch: int
+    batch_key: str
+    devices: int  # per node
+    nodes: int
+    config: tuple[ConfigRule, ...]
+    precision: str  # "FP32", or "AMP O1"/"AMP O2" (AMP.use_amp and AMP.level in the echo)
+    train_images: int
+    val_images: int
+    source: str = ""
+
+    @property
+    def global_batch(self) -> int:
+        return self.per_device_batch * self.devices * self.nodes
+
+
+def echo_key(config_key: str) -> str:
+    """A config edit's key (``LIST[OpName].OpName.size``, ``+KEY``) as upstream's echo spells it: list
+    items print without an index, so the op name is the path component (``LIST.OpName.size``)."""
+    key = config_key.lstrip("+")
+    while "[" in key:
+        head, _, rest = key.partition("[")
+        name, _, tail = rest.partition("]")
+        key = f"{head}.{name}{tail}" if not tail.startswith(f".{name}") else f"{head}{tail}"
+    return key
+
+
+def _compliance(data: dict[str, Any], batch_key: str, batch: int, gpus: int, lr_key: str, lr: float,
+                class_num: int) -> ComplianceRules | None:
+    """The recipe's ``compliance:`` block joined with the fields the launcher already reads (batch,
+    devices, learning rate, classes): one truth for each number."""
+    block = data.get("compliance")
+    if block is None:
+        return None
+    rules = [ConfigRule("learning rate", lr_key, lr), ConfigRule("class count", "Arch.class_num", class_num)]
+    for name, rule in (block.get("config") or {}).items():
+        rules.append(ConfigRule(str(name), str(rule["key"]), rule["value"], rule.get("absent")))
+    return ComplianceRules(
+        variant=str(data["name"]), per_device_batch=batch, batch_key=batch_key, devices=gpus,
+        nodes=int(block.get("nodes", 1)), config=tuple(rules), precision=str(block["precision"]),
+        train_images=int(block["train_images"]), val_images=int(block["val_images"]), source=str(block.get("source", "")),
+    )
+
+
+def compliance_rules(recipe: "Recipe", smoke: bool = False) -> ComplianceRules | None:
+    """The rules a run of ``recipe`` is held to: the reference's, or for a smoke run its own variant's
+    (the reference's with the smoke's config edits, CPU ranks and tiny dataset): a smoke is compliant
+    with what ``make smoke`` is meant to run, never with the reference."""
+    rules = recipe.compliance
+    if rules is None or not smoke:
+        return rules
+    smoke_data = recipe.data.get("smoke") or {}
+    edits = {echo_key(k): v for k, v in ((smoke_data.get("config") or {}).get("set") or {}).items()}
+    dataset = smoke_data.get("dataset") or {}
+    classes = int(dataset.get("classes", recipe.class_num))
+    config = tuple(ConfigRule(rule.name, rule.key, edits.get(rule.key, rule.value), rule.absent) for rule in rules.config)
+    return dataclasses.replace(
+        rules, variant=f"{recipe.name} smoke", config=config,
+        per_device_batch=int(edits.get(rules.batch_key, rules.per_device_batch)),
+        devices=int(smoke_data.get("cpu_ranks", rules.devices)), nodes=1,
+        train_images=classes * int(dataset.get("train_per_class", 0)) or rules.train_images,
+        val_images=classes * int(dataset.get("val_per_class", 0)) or rules.val_images,
+        source=f"the smoke section of recipe {recipe.name} (config edits, cpu_ranks, dataset)",
+    )
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -154,6 +239,7 @@ class Recipe:
     # The raw mapping, for sections only some consumers read (e.g. ``smoke``).
     data: dict[str, Any] = field(default_factory=dict, repr=False)
     targets: tuple[Target, ...] = ()  # every metric's target; a metric without one is not judged
+    compliance: ComplianceRules | None = None  # the reference run's rules (None: the recipe states none)
 
     def target_for(self, metric: str) -> Target | None:
         known = self.targets or ((self.target,) if self.target is not None else ())
@@ -174,7 +260,7 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
         raise ReproError(
             f"unknown recipe {name!r}; choose one of: {', '.join(available_recipes())}", EXIT_BAD_INPUT
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = yaml.safe_load(read_text_bounded(path, what="recipe", fix="restore it from the harness repository"))
     try:
         target_data = data["target"]
         stated = not (isinstance(target_data, dict) and "metric" in target_data and target_data.get("value") is None)
@@ -202,6 +288,9 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
             traps=tuple(_checked_trap(trap) for trap in data.get("traps") or []),
             data=data,
             targets=targets,
+            compliance=_compliance(data, data["batch_size_key"], int(data["batch_size_per_gpu"]),
+                                   int(data["reference_gpus"]), data["lr_key"], float(data["base_lr"]),
+                                   int(data["class_num"])),
         )
         _check_consistent(recipe)
         return recipe
@@ -291,9 +380,10 @@ def read_list_heads(config: Mapping[str, Any], upstream_dir: Path) -> dict[str, 
         if not found or not isinstance(path, str):
             continue
         try:
-            with open(Path(upstream_dir) / path, encoding="utf-8", errors="replace") as handle:
-                heads[mode] = handle.readline().strip()
-        except OSError:
+            fd, _ = open_regular(Path(upstream_dir) / path)
+            with open(fd, encoding="utf-8", errors="replace") as handle:
+                heads[mode] = handle.readline(4096).strip()
+        except (OSError, ReproError):
             heads[mode] = None  # a missing list is pre-flight's dataset check's to report
     return heads
 
@@ -304,3 +394,67 @@ def target_status(recipe: Recipe) -> str:
     if recipe.target is None:
         return str(info.get("status", "no accuracy stated"))
     return str(info.get("status", "stated"))
+
+
+# -- compare: equivalence margin and throughput baselines (``compare:`` in a recipe) -------------------
+DEFAULT_COMPARE_MARGIN = 0.005  # 0.5 point of top-1: ~5 x the final-epoch seed spread of ResNet-50-class runs
+DEFAULT_COMPARE_ALPHA = 0.05  # per one-sided test: a 90 % interval
+DEFAULT_DATA_BOUND_SHARE = 0.10  # reader_cost / batch_cost above this: the devices wait for data
+
+
+@dataclass(frozen=True)
+class ThroughputBaseline:
+    """A published training throughput for this software, with where it was stated."""
+
+    model: str
+    device: str
+    precision: str
+    devices: int
+    per_device: float | None  # images/s per device; None when the source's unit is unclear
+    source: str
+    stated: str = ""  # the figure as the source prints it
+    note: str = ""
+
+    def describe(self) -> str:
+        figure = f"{self.per_device:g} img/s per device" if self.per_device is not None else f"'{self.stated}' (unit unclear)"
+        return f"{self.model}, {self.devices} x {self.device}, {self.precision}: {figure} ({self.source})"
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """What ``repro compare`` reads from a recipe: the margin, alpha, the data-bound share, baselines."""
+
+    margin: float = DEFAULT_COMPARE_MARGIN
+    margin_source: str = f"default {DEFAULT_COMPARE_MARGIN:g}"
+    alpha: float = DEFAULT_COMPARE_ALPHA
+    data_bound_share: float = DEFAULT_DATA_BOUND_SHARE
+    baselines: tuple[ThroughputBaseline, ...] = ()
+    baseline_status: str = "the recipe records no published throughput baseline"
+
+
+def compare_settings(recipe: Recipe, smoke: bool = False) -> CompareSettings:
+    """The recipe's ``compare:`` block (``smoke.compare`` on top for smoke runs), defaults otherwise."""
+    block = dict(recipe.data.get("compare") or {})
+    if smoke:
+        block.update((recipe.data.get("smoke") or {}).get("compare") or {})
+    where = f"recipe {recipe.name}{' (smoke)' if smoke else ''}"
+    try:
+        margin = float(block.get("margin", DEFAULT_COMPARE_MARGIN))
+        alpha = float(block.get("alpha", DEFAULT_COMPARE_ALPHA))
+        share = float(block.get("data_bound_share", DEFAULT_DATA_BOUND_SHARE))
+        baselines = tuple(
+            ThroughputBaseline(model=str(item["model"]), device=str(item["device"]), precision=str(item["precision"]),
+                               devices=int(item["devices"]),
+                               per_device=None if item.get("per_device") is None else float(item["per_device"]),
+                               source=str(item["source"]), stated=str(item.get("stated", "")), note=str(item.get("note", "")))
+            for item in block.get("throughput_baselines") or [])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ReproError(f"{where}: compare block is malformed ({error}); fix repro/recipes/{recipe.name}.yaml",
+                         EXIT_BAD_INPUT) from None
+    if not 0 < margin < 1 or not 0 < alpha < 0.5 or not 0 < share < 1:
+        raise ReproError(f"{where}: compare margin {margin}, alpha {alpha}, data_bound_share {share} must be in (0, 1), "
+                         f"(0, 0.5), (0, 1); fix repro/recipes/{recipe.name}.yaml", EXIT_BAD_INPUT)
+    status = str(block.get("throughput_baseline_status") or CompareSettings.baseline_status)
+    source = f"{where} ({block['margin_why']})" if "margin" in block and block.get("margin_why") else (
+        where if "margin" in block else f"default {DEFAULT_COMPARE_MARGIN:g} (0.5 point)")
+    return CompareSettings(margin, source, alpha, share, baselines, status)

@@ -15,18 +15,24 @@ The JSON is rewritten in place (never replaced: the flock belongs to the file's 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import psutil
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_CONFLICT, ReproError
-from repro.run.rundir import RunDir
+from repro.run.rundir import LOCK, RunDir
 from repro.run.processes import ProcessRecord, find_run_processes
+
+FLOCK_ATTEMPTS = 5
 
 
 def _me() -> ProcessRecord:
@@ -36,20 +42,69 @@ def _me() -> ProcessRecord:
 
 def read_lock(path: Path) -> list[ProcessRecord]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, what="lock file")
         # raw_decode: a harness killed between writing and truncating leaves valid JSON plus a tail
         data, _ = json.JSONDecoder().raw_decode(text.lstrip())
         return [ProcessRecord.from_dict(item) for item in data.get("processes", [])]
     except FileNotFoundError:
         return []
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ReproError):
         return []  # unreadable or empty: no record, the flock and the /proc scan still guard us
 
 
-def harness_alive(run: RunDir) -> bool:
-    """Whether a live ``repro train`` holds ``run`` now, by the harness its lock file names (read only,
-    so watching never competes with a resume for the flock)."""
-    return any(record.role == "harness" and record.alive() for record in read_lock(run.lock))
+def live_recorded(run_dir: Path) -> list[ProcessRecord]:
+    """Processes the lock file records that still live (orphaned ranks of a killed harness hold no flock)."""
+    return [record for record in read_lock(run_dir / LOCK) if record.alive()]
+
+
+def _flock_held(run_dir: Path) -> bool:
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return False
+        raise
+    try:  # a shared probe: a harness taking the lock meanwhile retries (RunLock._take_flock)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def is_active(run_dir: Path) -> bool:
+    """The one answer to "is this run active?": a harness holds the run's flock (the kernel drops it
+    when the harness dies), or a process the lock file records (harness, launcher, a rank orphaned by a
+    killed harness) still lives. Starting a segment asks more (:meth:`RunLock.acquire` also scans /proc)."""
+    return _flock_held(run_dir) or bool(live_recorded(run_dir))
+
+
+@contextlib.contextmanager
+def held(run_dir: Path) -> Iterator[None]:
+    """Hold the run's flock around a change to its files (``runs prune``), so no ``repro train --resume``
+    starts in between; refused while the run is active. A lock file made here is removed again."""
+    path = run_dir / LOCK
+    created = not os.path.lexists(path)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReproError(f"{run_dir} is running (its .lock is held); retry after it ends", EXIT_CONFLICT) from None
+        live = [record.pid for record in read_lock(path) if record.alive()]
+        if live:
+            raise ReproError(f"{run_dir} has live processes {' '.join(map(str, live))} recorded in its .lock; "
+                             "retry after they end", EXIT_CONFLICT)
+        try:
+            yield
+        finally:
+            if created:
+                os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 def _describe(processes: list[tuple[int, str]]) -> str:
@@ -65,12 +120,17 @@ class RunLock:
 
     def _take_flock(self) -> None:
         """Open ``RUN/.lock`` and hold its flock, or refuse: another harness is running this segment."""
+        attempts = 0
         while True:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                attempts += 1
+                if attempts < FLOCK_ATTEMPTS:  # an is_active() probe holds it for microseconds
+                    time.sleep(0.05)
+                    continue
                 holders = [(r.pid, r.role) for r in read_lock(self.path) if r.alive()]
                 who = _describe(holders) if holders else "(a `repro train` starting up)"
                 raise ReproError(

@@ -17,6 +17,7 @@ here: they kept writing into the same ``train.log`` as the resumed run beside th
 from __future__ import annotations
 
 import collections
+import io
 import math
 import os
 import re
@@ -139,6 +140,35 @@ def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.
     return found
 
 
+class _ConsoleAfterHangup(io.RawIOBase):
+    """The harness's stdout and stderr once the terminal is gone: appended to console.log (fd 1, which
+    the hangup pointed there) under the pump's lock, never raising. A full disk under console.log must
+    not turn the run's outcome (training failed: exit 6) into a harness error about a write (exit 2);
+    the text the disk refused is lost, as the terminal's would be."""
+
+    def __init__(self, launch: "Launch") -> None:
+        super().__init__()
+        self.launch = launch
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 1
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        size = len(data)
+        with self.launch._console_lock:
+            chunk = (b"\n" if self.launch._console_cut else b"") + bytes(data)
+            try:
+                while chunk:
+                    chunk = chunk[os.write(1, chunk):]
+                self.launch._console_cut = False
+            except OSError:
+                self.launch._console_cut = True
+        return size
+
+
 def kill_processes(processes: Iterable[psutil.Process], sig: int = signal.SIGKILL) -> list[int]:
     """Signal each process, and the process group it leads (a setsid rank leads its workers' group)."""
     hit: list[int] = []
@@ -201,6 +231,10 @@ class Launch:
         self.hung_up = False
         self._pump: threading.Thread | None = None
         self._previous_handlers: dict[int, object] = {}
+        # After a hangup console.log has two writers, the pump and the harness's own messages: one lock
+        # keeps their lines whole, and a line a full disk cut short is ended before the next one.
+        self._console_lock = threading.RLock()
+        self._console_cut = False
 
     # -- starting -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -235,11 +269,13 @@ class Launch:
         assert self.proc is not None and self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
             if console is not None:
-                try:
-                    console.write(raw)
-                    console.flush()
-                except OSError as error:
-                    console = self._drop_console(console, error)
+                with self._console_lock:
+                    try:
+                        console.write(raw)
+                        console.flush()
+                    except OSError as error:
+                        self._console_cut = True  # a full disk may have taken part of the line
+                        console = self._drop_console(console, error)
             text = raw.decode("utf-8", errors="replace")
             self.tail.append(text)
             try:
@@ -310,6 +346,8 @@ class Launch:
             for target in (1, 2):
                 os.dup2(fd, target)
             os.close(fd)
+            sys.stdout = sys.stderr = io.TextIOWrapper(io.BufferedWriter(_ConsoleAfterHangup(self)), encoding="utf-8",
+                                                       errors="backslashreplace", line_buffering=True)
             print("repro: hangup: the terminal is gone; training goes on, output continues here", flush=True)
 
         for sig in (signal.SIGINT, signal.SIGTERM):

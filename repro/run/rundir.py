@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.core.files import write_text_atomic
+from repro.core.files import read_text_bounded, write_text_atomic
 
 SCHEMA = 2  # 2: layout owned by repro.run.rundir; segments and statuses as below
 
@@ -317,19 +317,57 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+# The manifest's schema: the type each top-level key must have when present (None always allowed
+# where a start records "not known"). read_manifest checks it, so every reader can trust the types.
+_MAPPING, _LIST, _TEXT, _NUMBER, _FLAG = (dict,), (list,), (str,), (int, float), (bool,)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    K_SCHEMA: (int,), K_STATUS: _TEXT, K_STARTED: _TEXT, K_ENDED: _TEXT, K_EXIT_CODE: (int,),
+    K_SEGMENTS: _LIST, K_SMOKE: _FLAG, K_TARGET: _MAPPING + _NUMBER + _LIST, K_RECIPE: _MAPPING + _TEXT,
+    K_TRUE_BEST: _MAPPING, K_WRITTEN: _MAPPING, K_NODES: _MAPPING, K_EVALUATIONS: _LIST,
+    "run_id": _TEXT, "harness": _MAPPING, "platform": _MAPPING + _TEXT, "paddle": _MAPPING, "devices": _MAPPING,
+    "upstream": _MAPPING, "dataset": _MAPPING, "command": _MAPPING, "env": _MAPPING, "overrides": _MAPPING,
+    "config": _MAPPING, "scaling": _MAPPING, "seed": _MAPPING + (int,), "keep_checkpoints": (int,),
+    "preflight": _TEXT, "checkpoints_deleted": _LIST,
+}
+KNOWN_SCHEMAS = (1, SCHEMA)
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    words = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+    return " or ".join(dict.fromkeys(words[t] for t in types))
+
+
+def check_manifest(path: Path, data: Any) -> dict[str, Any]:
+    """``data`` if it has the manifest's schema, else a ``ReproError`` (exit 2) naming the first
+    problem: a hand-edited or foreign file must be refused in one line, not crash a reader later."""
+    if not isinstance(data, dict):
+        raise ReproError(f"manifest {path} is not a JSON object; it was not written by repro", EXIT_BAD_INPUT)
+    schema = data.get(K_SCHEMA)
+    if type(schema) is not int or schema not in KNOWN_SCHEMAS:
+        raise ReproError(f"manifest {path} has schema {schema!r}, which this repro does not know (it reads "
+                         f"{', '.join(map(str, KNOWN_SCHEMAS))}); read it with the repro that wrote it "
+                         f"(its harness.commit), or restore the file", EXIT_BAD_INPUT)
+    for key, types in FIELD_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected {_type_names(types)} "
+                             f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
+    return data
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
-    """The one reader: a dict, or a ``ReproError`` saying what is wrong (callers that can go on
-    without it, like the log parser, catch that and say so)."""
+    """The one reader: the checked dict, or a ``ReproError`` saying what is wrong (callers that can go
+    on without it, like the log parser, catch that and say so)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text_bounded(path, what="manifest", fix="pass a run directory made by `repro train`"))
     except FileNotFoundError:
         raise ReproError(f"no manifest at {path}: pass a run directory made by `repro train`", EXIT_BAD_INPUT) from None
     except (OSError, ValueError) as error:
         raise ReproError(f"manifest {path} is unreadable ({error}); it was not written (whole) by repro",
                          EXIT_BAD_INPUT) from None
-    if not isinstance(data, dict):
-        raise ReproError(f"manifest {path} is not a JSON object; it was not written by repro", EXIT_BAD_INPUT)
-    return data
+    return check_manifest(path, data)
 
 
 def write_manifest(path: Path, data: dict[str, Any]) -> None:
@@ -359,11 +397,24 @@ class Manifest:
         return cls(path, read_manifest(path))
 
     def save(self) -> None:
-        write_manifest(self.path, self.data)
+        write_manifest(self.path, check_manifest(self.path, self.data))
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
         self.save()
+
+    def reload(self) -> None:
+        """Read the file again: what another process (an ended segment, an eval) wrote since ``load``."""
+        self.data = read_manifest(self.path)
+
+    def append(self, key: str, *records: Any) -> None:
+        """Add to a list field (``evaluations``, ``checkpoints_deleted``) and save."""
+        self.data.setdefault(key, []).extend(records)
+        self.save()
+
+    def section(self, key: str) -> dict[str, Any]:
+        """A mapping field that its owner fills in place (``checkpoints_written``, ``nodes``); save() after."""
+        return self.data.setdefault(key, {})
 
     @property
     def status(self) -> str | None:

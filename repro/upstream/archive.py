@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.files import open_regular_file
 from repro.upstream.git import is_full_sha
 
 
@@ -33,7 +34,7 @@ def in_sparse(name: str, patterns: tuple[str, ...]) -> bool:
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

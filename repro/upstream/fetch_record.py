@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from repro.core.errors import ReproError
+from repro.core.files import read_text_bounded
 from repro.upstream.git import git_dir, is_checkout_root
 
 TREE_RECORD = ".repro-upstream.json"
@@ -58,8 +60,8 @@ def read_record(tree: Path) -> FetchRecord | None:
     """The record, or None when the harness did not make this tree (or the record is unreadable)."""
     try:
         path = record_path(tree)
-        data = json.loads(path.read_text())
+        data = json.loads(read_text_bounded(path))
         known = {f.name for f in fields(FetchRecord)}
         return FetchRecord(**{key: value for key, value in data.items() if key in known})
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, ReproError):
         return None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from repro.core.files import read_bytes_bounded, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
 from repro.core.paths import patches_dir
 from repro.upstream.git import is_checkout_root, last_error_line, run_git
@@ -69,7 +70,7 @@ def read_series(directory: Path | None = None) -> list[Patch]:
     if not series.is_file():
         return []
     patches = []
-    for raw in series.read_text().splitlines():
+    for raw in read_text_bounded(series, what="patch series").splitlines():
         name = raw.split("#", 1)[0].strip()
         if not name:
             continue
@@ -85,7 +86,7 @@ def read_series(directory: Path | None = None) -> list[Patch]:
 
 def parse_patch(path: Path) -> Patch:
     """Files and hunks of a unified diff, so failures can name the hunk and state can hash it."""
-    data = path.read_bytes()
+    data = read_bytes_bounded(path, what="patch")
     files: list[str] = []
     hunks: list[Hunk] = []
     current: str | None = None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.paths import patches_dir
 from repro.upstream.git import is_full_sha
@@ -60,14 +61,14 @@ def pin_path() -> Path:
 def load_pin(path: Path | None = None) -> Pin:
     """Read the pin; a missing or malformed file is a ``ReproError`` that says how to repair it."""
     path = path or pin_path()
-    if not path.is_file():
+    try:
+        data = yaml.safe_load(read_text_bounded(path, what="upstream pin", fix="restore it (git checkout -- patches/)")) or {}
+    except FileNotFoundError:
         raise ReproError(
             f"no upstream pin at {path}: restore patches/{PIN_FILE} from the harness repository "
             "(git checkout -- patches/) or set REPRO_ROOT to the harness checkout",
             EXIT_BAD_INPUT,
-        )
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
+        ) from None
     except yaml.YAMLError as error:
         raise ReproError(f"{path} is not valid YAML ({error.__class__.__name__}): fix it or restore it", EXIT_BAD_INPUT)
     if not isinstance(data, dict):
@@ -113,7 +114,7 @@ def write_pinned(commit: str, ref: str | None = None, path: Path | None = None, 
     text; the result is parsed again to prove it still loads.
     """
     path = path or pin_path()
-    text = path.read_text() if path.is_file() else f"url: {DEFAULT_URL}\nref: {DEFAULT_REF}\ncommit:\n"
+    text = read_text_bounded(path, what="upstream pin") if path.is_file() else f"url: {DEFAULT_URL}\nref: {DEFAULT_REF}\ncommit:\n"
     text = _set_line(text, "commit", commit)
     if ref is not None:
         text = _set_line(text, "ref", ref)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro.core.files import LIST_FILE_LIMIT, read_bytes_bounded
 from repro.core.paths import DATASET_LINK
 from repro.upstream.git import config_get, head_commit, is_checkout_root, run_git
 from repro.upstream.patches import Patch, PatchStatus, check_patch, read_series, unpatched_contents
@@ -269,7 +270,7 @@ def _tree_local_changes(tree: Path, recorded: dict[str, str], applied: list[Patc
     changed: list[str] = []
     for name, blob in recorded.items():
         file = tree / name
-        if not file.is_file() or git_blob_id(file.read_bytes()) != blob:
+        if not file.is_file() or git_blob_id(read_bytes_bounded(file, LIST_FILE_LIMIT)) != blob:
             changed.append(name)
     for code_dir in CODE_DIRS:
         base = tree / code_dir

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from repro.run.lock import is_active
+from repro.run.rundir import Manifest
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT
 from tests.logfakes import standard_run
@@ -36,8 +38,7 @@ def make_run(logs: Path, name: str, smoke: bool = True, status: str = "completed
     (output / "link.pdparams").symlink_to(output / "epoch_2.pdparams")
     written["link.pdparams"] = {"size": (output / "link.pdparams").lstat().st_size,
                                 "mtime_ns": (output / "link.pdparams").lstat().st_mtime_ns}
-    manifest["checkpoints_written"] = written
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    Manifest.load(run / "manifest.json").update(checkpoints_written=written)
     return run
 
 
@@ -162,4 +163,4 @@ def test_prune_holds_the_lock_while_deleting_and_leaves_no_lock_behind(tmp_path:
     monkeypatch.setattr(Path, "unlink", unlink)
     assert invoke("prune", str(run)).exit_code == 0
     assert seen and not (run / ".lock").exists()
-    assert runs.is_running(run) is False
+    assert is_active(run) is False

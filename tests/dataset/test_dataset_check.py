@@ -415,3 +415,37 @@ def test_child_listing_is_discarded_when_a_list_points_into_another_top(
     in_child = check_dataset(tiny, class_num=CLASSES).to_dict()
     assert in_child == in_process
     assert in_child["counts"]["files_on_disk"] == 3 * 4 + 3 * 2 + 1
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_entries_that_are_not_regular_files_are_named_without_decoding(tiny: Path, plain: bool) -> None:
+    """Issue 20 §3: the listing's entry type names a FIFO, a socket and links to devices (training
+    would block on the FIFO, read /dev/zero forever) without opening any of them."""
+    import socket
+
+    listed = [line.split()[0] for line in (tiny / "train_list.txt").read_text().splitlines()]
+    fifo, zero, null, sock = listed[0], listed[1], listed[5], listed[9]
+    for rel in (fifo, zero, null, sock):
+        (tiny / rel).unlink()
+    os.mkfifo(tiny / fifo)
+    (tiny / zero).symlink_to("/dev/zero")
+    (tiny / null).symlink_to("/dev/null")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tiny / sock))
+    os.mkfifo(tiny / "train" / "unlisted.fifo")  # not in a list: still not what a dataset holds
+    before = snapshot(tiny)
+    try:
+        report = check_dataset(tiny, class_num=CLASSES, plain=plain)
+    finally:
+        server.close()
+    assert report.exit_code == 1
+    found = {p.kind: p for p in report.problems}
+    assert set(found) == {"not_a_file"}, found  # present, so never "missing"
+    examples = "\n".join(found["not_a_file"].examples)
+    assert found["not_a_file"].count == 5, examples
+    assert f"{fifo}: is a FIFO, not a regular file" in examples
+    assert f"{sock}: is a socket, not a regular file" in examples
+    assert f"{zero}: links to a character device (/dev/zero), not a regular file" in examples
+    assert f"{null}: links to a character device (/dev/null)" in examples
+    assert "train/unlisted.fifo: is a FIFO" in examples
+    assert snapshot(tiny) == before

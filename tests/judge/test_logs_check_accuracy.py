@@ -183,8 +183,8 @@ def test_several_paths_worst_exit_wins_and_json_is_stable(tmp_path):
 
 def test_bad_option_values_are_one_line_errors(tmp_path):
     run = recipe_run(tmp_path / "run", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
-    result = CliRunner().invoke(check_accuracy, [str(run), "--tolerance", "-1"])
-    assert result.exit_code != 0 and "--tolerance -1.0 must be in [0, 1)" in str(result.exception)
+    result = CliRunner(mix_stderr=False).invoke(cli, ["check-accuracy", str(run), "--tolerance", "-1"])
+    assert result.exit_code == 2 and "'--tolerance': -1.0 is not in the range 0<=x<1" in result.stderr
 
 
 def test_judge_api_for_other_modules(tmp_path):

@@ -111,7 +111,7 @@ def test_watch_says_so_when_the_harness_of_a_running_run_is_gone(tmp_path):
     record = {"pid": dead.pid, "create_time": me.create_time(), "cmdline": [], "role": "harness"}
     (run / ".lock").write_text(json.dumps({"processes": [record]}))
     why = follow(run, poll=0.01, timeout=5, sleep=lambda s: None)
-    assert why.startswith("manifest.json says running, but no `repro train` holds")
+    assert why.startswith("manifest.json says running, but no process of")
     assert f"repro train --resume {run}" in why
 
 

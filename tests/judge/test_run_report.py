@@ -96,6 +96,9 @@ def test_page_takes_the_manifest_s_own_name_for_the_commit_and_says_so_without_a
     loose = standard_run(tmp_path / "loose")  # plain upstream logs: no manifest
     page = (report_of(loose)[1] / "index.html").read_text()
     assert "none: plain upstream logs" in page and "no alarms.jsonl" in page
+    banner = re.search(r'<div class="verdict neutral" id="verdict">(.*?)</div>', page).group(1)  # UNREADABLE: 4 classes
+    assert banner.startswith('<span class="word">UNREADABLE</span>this run has class_num 4')
+    assert banner.count("class_num 4") == 1
 
 
 def test_page_escapes_what_logs_and_manifests_say_and_fetches_nothing(tmp_path):
@@ -204,6 +207,11 @@ def test_report_never_overwrites_files_it_did_not_write(tmp_path):
     assert (site / "index.html").read_text() == "my home page" and sorted(os.listdir(site)) == ["index.html"]
     (site / "report.json").write_text('{"mine": true}')
     result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--out", str(site)])
+    assert result.exit_code == EXIT_CONFLICT and "report.json was not written by repro report" in result.stderr
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "report.json")  # read whole, a FIFO would block: refused without a read
+    result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--out", str(fifo)])
     assert result.exit_code == EXIT_CONFLICT and "report.json was not written by repro report" in result.stderr
     # A run directory's own report/ from an older harness (no report.json) is the run's: refreshed.
     write_lines(run / "report" / "epochs.csv", ["old"])

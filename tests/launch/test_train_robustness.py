@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import RunDir
+from repro.run.rundir import SCHEMA, RunDir
 from repro.launch.command import HARNESS, USER, LaunchCommand, Token, build_command
 from tests.doubles import make_fake_checkout
 
@@ -233,16 +233,17 @@ def test_a_start_whose_manifest_cannot_be_written_leaves_no_run_dir(upstream: Pa
     assert not run.exists(), "no run directory without a manifest"
 
 
-def test_a_device_tool_that_cannot_be_run_is_a_finding(monkeypatch) -> None:
-    import repro.platform.devices as machine
+def test_a_device_tool_that_cannot_be_run_is_a_finding(tmp_path: Path, monkeypatch) -> None:
+    """An ``ixsmi`` on PATH that the kernel refuses to execute is reported, never a crash."""
+    from repro.platform.devices import query_device_tool
     from repro.platform.profiles import DeviceQuery
 
-    def denied(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(machine.shutil, "which", lambda tool: "/usr/bin/ixsmi")
-    monkeypatch.setattr(machine.subprocess, "run", denied)
-    report = machine.query_device_tool(DeviceQuery("ixsmi", []))
+    tool = tmp_path / "ixsmi"
+    tool.write_text("#!/bin/sh\necho never\n")
+    tool.chmod(0o600)  # no execute bit: execve refuses it, even for root
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: str(tool) if name == "ixsmi" else None)
+    report = query_device_tool(DeviceQuery("ixsmi", []))
     assert report.found and report.returncode is None and "Permission denied" in report.output
 
 
@@ -269,7 +270,7 @@ def test_resume_ignores_values_make_exports(tmp_path: Path) -> None:
 def interrupted_run(run: RunDir, upstream: Path, dataset: dict, recorded_upstream: dict) -> None:
     command = LaunchCommand(tokens=(Token("python", "reference"), Token("-c", "reference"), Token("pass", "reference")),
                             cwd=upstream)
-    data = {"status": "interrupted", "command": command.to_manifest(), "env": {"set": {}, "unset": []},
+    data = {"schema": SCHEMA, "status": "interrupted", "command": command.to_manifest(), "env": {"set": {}, "unset": []},
             "dataset": dataset, "upstream": recorded_upstream, "segments": [], "keep_checkpoints": 3}
     run.manifest.write_text(json.dumps(data))
 
@@ -294,11 +295,11 @@ def test_resume_rechecks_the_dataset_and_the_upstream_checkout(run: RunDir, upst
 def test_resume_of_a_run_that_passed_pre_flight_applies_pre_flights_upstream_checks(
         run: RunDir, upstream: Path, monkeypatch) -> None:
     # A new run refuses a checkout with local changes (exit 4); a resume of it must too, with the same line.
-    from repro.launch import preflight
+    from repro.launch import resume
     from repro.upstream.state import inspect_checkout
 
     line = "1 local change(s) not from our patches in PaddleClas: ppcls/engine/engine.py; restore it"
-    monkeypatch.setattr(preflight, "check_upstream", lambda path: [line])
+    monkeypatch.setattr(resume, "check_upstream", lambda path: [line])
     interrupted_run(run, upstream, {"root": None}, inspect_checkout(upstream).to_manifest())
     data = json.loads(run.manifest.read_text())
     run.manifest.write_text(json.dumps({**data, "preflight": "passed"}))
@@ -380,3 +381,63 @@ def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path: Path
     assert plan_run_dir(tmp_path, None, now).name == "20260128T050700Z-2"
     second = create_run_dir(tmp_path, None, now)
     assert second.path.name == "20260128T050700Z-2" and first.path.is_dir()
+
+
+HANGUP_THEN_FULL_DISK = r'''
+import os, signal, sys
+from pathlib import Path
+import click
+from repro.run.rundir import RunDir
+from repro.run.processes import Launch
+
+run, filler = RunDir(Path(sys.argv[1])), Path(sys.argv[2])
+lines = "import time\nfor i in range(300):\n    print('[2026/12/02 21:00:00] ppcls INFO: line', i, flush=True)\n    time.sleep(0.002)"
+launch = Launch([sys.executable, "-c", lines], run.path, dict(os.environ), run, echo=lambda text: None)
+launch.install_signal_handlers()
+launch.start()
+os.kill(os.getpid(), signal.SIGHUP)  # the terminal is gone: stdout and stderr now go to console.log
+with open(filler, "wb", buffering=0) as handle:  # the disk under console.log fills
+    try:
+        while handle.write(b"\0" * 512):
+            pass
+    except OSError:
+        pass
+for i in range(400):  # the harness's own messages meet the full disk too
+    click.echo(f"repro: message {i} (more than the last page of console.log holds)", err=True)
+    print(f"repro: printed {i}", flush=True)
+launch.wait()
+filler.unlink()
+click.echo("error: training failed: the disk is full; continue with repro train --resume RUN", err=True)
+sys.exit(6)
+'''
+
+
+def test_after_a_hangup_a_full_disk_neither_changes_the_exit_nor_garbles_console_log(tmp_path: Path) -> None:
+    """The soak's disk-full race (issue 20): after a hangup the harness's own messages go to console.log
+    beside the launcher's lines; a write the full disk refused raised out of a message (exit 2 instead
+    of 6) and left a cut line the error line was glued to ("[2error: ...")."""
+    if os.geteuid() != 0:
+        pytest.skip("a full-disk test needs root to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        for attempt in range(3):  # the cut depends on where the disk fills: several tries, every one must hold
+            run = disk / f"run{attempt}"
+            (run / "launcher").mkdir(parents=True)
+            done = subprocess.run([sys.executable, "-c", HANGUP_THEN_FULL_DISK, str(run), str(disk / "filler")],
+                                  capture_output=True, text=True, timeout=120, start_new_session=True)
+            console = (run / "console.log").read_text(errors="replace")
+            assert done.returncode == 6, (done.returncode, done.stderr, console[-2000:])
+            assert console.endswith("error: training failed: the disk is full; continue with repro train --resume RUN\n")
+            launcher_line = "[2026/12/02 21:00:00] ppcls INFO: line "
+            for line in console.splitlines():  # a line the disk cut short stays alone on its line
+                whole = line.startswith((launcher_line, "repro: ", "error: "))
+                assert whole or line == launcher_line[:len(line)], line
+                assert "error:" not in line or line.startswith("error:"), line
+            for path in run.rglob("*"):
+                path.unlink() if path.is_file() else None
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

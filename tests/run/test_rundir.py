@@ -112,3 +112,63 @@ def test_advice_to_switch_platforms_is_a_command_the_makefile_accepts(tmp_path: 
     # `make setup PLATFORM=nvidia-cuda` on a cpu venv is refused by the Makefile: clean it first.
     assert profiles.setup_command("nvidia-cuda") == "make clean-venv && make setup PLATFORM=nvidia-cuda"
     assert profiles.setup_command("cpu") == "make setup PLATFORM=cpu"
+
+
+def test_is_active_by_flock_and_by_recorded_processes(tmp_path: Path) -> None:
+    """The one rule: a held flock, or a live process recorded in .lock; a dead record is not activity."""
+    import fcntl
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from repro.run.lock import is_active
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert not is_active(run)  # no lock file at all
+    fd = os.open(run / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    assert is_active(run)  # a harness holds it
+    os.close(fd)
+    assert not is_active(run)  # the kernel dropped it with the descriptor
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        import psutil
+        record = {"pid": child.pid, "create_time": psutil.Process(child.pid).create_time(), "cmdline": [], "role": "rank"}
+        (run / ".lock").write_text(json.dumps({"processes": [record]}))
+        assert is_active(run)  # an orphaned rank with no flock
+    finally:
+        child.kill()
+        child.wait()
+    assert not is_active(run)
+
+
+@pytest.mark.parametrize("edit, says", [
+    ({"schema": 99}, "schema 99"),
+    ({"schema": "2"}, "schema '2'"),
+    ({"target": [1]}, "'target' is [1], expected an object or a number"),
+    ({"status": 3}, "'status' is 3, expected a string"),
+    ({"smoke": "yes"}, "'smoke' is \"yes\", expected true/false"),
+    ({"segments": {}}, "'segments' is {}, expected a list"),
+    ({"keep_checkpoints": True}, "'keep_checkpoints' is true, expected a number"),
+])
+def test_a_hand_edited_manifest_is_refused_in_one_line(tmp_path: Path, edit: dict, says: str) -> None:
+    import json
+
+    from repro.run.rundir import read_manifest
+
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"schema": 2, "status": "completed", "segments": [], **edit}))
+    with pytest.raises(ReproError) as error:
+        read_manifest(path)
+    assert says in error.value.message and error.value.exit_code == 2
+
+
+def test_a_manifest_linked_to_dev_zero_is_refused_not_read(tmp_path: Path) -> None:
+    from repro.run.rundir import read_manifest
+
+    path = tmp_path / "manifest.json"
+    path.symlink_to("/dev/zero")
+    with pytest.raises(ReproError, match="character device"):
+        read_manifest(path)

@@ -1,0 +1,55 @@
+"""Every numeric option of every command as a finite value within stated bounds.
+
+click's ``float`` accepts ``nan`` and ``inf`` and its ranges let ``nan`` through (every comparison
+with nan is false): ``band check --k nan`` made a check that could never fail, ``watch --poll nan``
+crashed, ``--stall-timeout nan`` was accepted. An int without an upper bound let ``prepare --jobs
+100000`` start a pool of 100000 processes. So a command declares each number with ``BoundedInt`` or
+``BoundedFloat`` (both ends required, shown in ``--help``) and nothing else; a test walks every
+command and holds each numeric option to it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import click
+
+# Processes per core a command may start at most (prepare's writers, CPU ranks): past a few per
+# core they only contend for the cores, and a typo (100000) must not fork-bomb the machine.
+PROCESSES_PER_CORE = 4
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def process_limit() -> int:
+    """The most worker processes a command starts on this machine."""
+    return PROCESSES_PER_CORE * usable_cores()
+
+
+class BoundedInt(click.IntRange):
+    """An integer between ``min`` and ``max`` (both inclusive, both required)."""
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(low, high)
+
+
+class BoundedFloat(click.FloatRange):
+    """A finite float between ``min`` and ``max``; ``nan`` and ``inf`` are refused by name."""
+
+    def __init__(self, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+        super().__init__(low, high, min_open=low_open, max_open=high_open)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.types.FloatParamType.convert(self, value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number (allowed: {self._describe_range()})", param, ctx)
+        return super().convert(number, param, ctx)
+

@@ -1,0 +1,79 @@
+"""``compare.html``: the comparison's verdict, its table and both curves with the reference band drawn.
+
+One self-contained page built with :mod:`repro.judge.html_page` (the report's page API), so it can
+be attached to a CI job or mailed. Only a page this module wrote before is ever replaced: its title
+starts with ``MARKER``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on training servers
+import matplotlib.pyplot as plt  # noqa: E402
+
+from repro.core.errors import EXIT_CONFLICT, ReproError  # noqa: E402
+from repro.judge import html_page as H  # noqa: E402
+from repro.judge.compare import Comparison  # noqa: E402
+
+MARKER = "<title>repro compare"
+
+
+def draw(comparison: Comparison):
+    """Top-1 and train loss per epoch: the band (mean -/+ k x std used), reference runs grey, candidates coloured."""
+    band, k = comparison.band, comparison.band.settings.k
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, metric, table, limit in ((axes[0], "top1", band.top1, band.top1_limit),
+                                       (axes[1], "train_loss", band.train_loss, band.loss_limit)):
+        epochs = sorted(table)
+        if epochs:
+            widths = [limit(epoch, k)[1] * k for epoch in epochs]
+            means = [table[epoch]["mean"] for epoch in epochs]
+            ceiling = 1.0 if metric == "top1" else float("inf")  # an accuracy band ends at 1, a loss band at 0
+            axis.fill_between(epochs, [max(0.0, m - w) for m, w in zip(means, widths)],
+                              [min(ceiling, m + w) for m, w in zip(means, widths)],
+                              color="tab:blue", alpha=0.15, label=f"reference band (mean +- {k:g} x std)")
+            axis.plot(epochs, means, color="tab:blue", linewidth=1, label="reference mean")
+        for run in comparison.references:
+            series = getattr(run, metric)
+            axis.plot(sorted(series), [series[e] for e in sorted(series)], color="grey", linewidth=0.8, alpha=0.7)
+        for run in comparison.candidates:
+            series = getattr(run, metric)
+            line, = axis.plot(sorted(series), [series[e] for e in sorted(series)], marker=".", label=run.name)
+            if run.breach is not None and run.breach.what == metric:
+                axis.plot([run.breach.epoch], [run.breach.value], "x", color=line.get_color(), markersize=10)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("eval top-1" if metric == "top1" else "train loss")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def write_page(comparison: Comparison, path: Path) -> Path:
+    path = Path(path)
+    if path.exists() and (path.is_dir() or MARKER not in path.read_text(encoding="utf-8", errors="replace")[:4096]):
+        raise ReproError(f"{path} exists and is not a page repro compare wrote; choose another --html path",
+                         EXIT_CONFLICT)
+    fig = draw(comparison)
+    try:
+        curves = H.figure_data_uri(fig)
+    finally:
+        plt.close(fig)
+    equivalence = comparison.equivalence
+    page = H.HtmlPage(title=f"repro compare: {len(comparison.candidates)} candidate(s) vs "
+                            f"{len(comparison.references)} reference run(s)")
+    page.verdict(equivalence.outcome, " " + comparison.headline()[len(equivalence.outcome):].lstrip(":"),
+                 comparison.curves_line())
+    page.add("Curves", H.image(curves, "top-1 and train loss per epoch with the reference band",
+                               "Shaded: the reference band; grey: reference runs; x: a candidate's first epoch outside."))
+    page.add("Runs", "<pre class='mono'>" + H.escape("\n".join(comparison.table_lines())) + "</pre>")
+    page.add("Equivalence of the final number", H.bullets(comparison.equivalence_lines()))
+    page.add("Throughput", H.bullets(comparison.throughput_lines()))
+    page.add("Band", H.bullets([comparison.band.describe()] + comparison.notes))
+    page.add("Per epoch, candidates against the band", "<pre class='mono'>" + H.escape("\n".join(comparison.epoch_lines()))
+             + "</pre>")
+    page.footer = "written by repro compare (repro.judge.compare_page)"
+    return page.write(path)
