@@ -102,6 +102,8 @@ RULES = [
     Rule(r"--nnodes 2", skip="needs two nodes; tests/launch/test_train_nodes.py runs two on this machine"),
     Rule(r"logs/r50-2x4", skip="needs a two-node run; tests/launch/test_train_nodes.py judges one"),
     Rule(r"dataset prepare .*(--train-tar|--from)", skip="needs the ImageNet downloads (about 150 GB)"),
+    Rule(r"repro compare\b", skip="needs seeds trained on two platforms; tests/judge/test_compare_runs.py runs compare "
+                                 "on log fixtures and tests/judge/test_compare_real_upstream.py on real smoke runs"),
     Rule(r"repro upstream (fetch|status)\b", real_upstream=True),
     Rule(r"repro dataset check \S+ --expect imagenet-1k", codes=frozenset({1})),  # the tiny stand-in is not 1k
     Rule(r"repro doctor\b", codes=frozenset({0, 1})),  # 1 here: no GPU, or the stand-in dataset

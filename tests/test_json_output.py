@@ -5,6 +5,7 @@ Commands that act rather than report are listed with the command that reports th
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ REPORTS: dict[tuple[str, ...], set[str]] = {
     ("recipes",): set(),
     ("recipes", "show"): {"name", "target"},
     ("eval",): {"checkpoint", "epoch", "top1", "dir", "status"},
+    ("compare",): {"outcome", "exit_code", "equivalence", "curves", "band", "throughput", "candidates", "references"},
 }
 # Commands that do something rather than report: where their result is read as JSON instead.
 ACTIONS: dict[tuple[str, ...], str] = {
@@ -115,6 +117,9 @@ def cases(upstream: Path, run: Path, tmp: Path) -> dict[tuple[str, ...], tuple[l
     epochs = range(1, band.epochs + 1)
     smoke_run = fake_run(tmp / "smoke-run", [record["top1"][e] for e in epochs],
                          [record["train_loss"][e] for e in epochs])
+    reference = shutil.copytree(run, tmp / "reference", ignore=shutil.ignore_patterns(".lock"))
+    manifest = json.loads((reference / "manifest.json").read_text())
+    (reference / "manifest.json").write_text(json.dumps({**manifest, "run_id": "reference"}))  # another seed's run
     return {
         ("doctor",): (["--platform", "cpu", "--upstream", str(upstream), "--logs-dir", str(tmp)], {0, 1}),
         ("upstream", "status"): (["--upstream", str(upstream)], {0, 3}),
@@ -129,6 +134,7 @@ def cases(upstream: Path, run: Path, tmp: Path) -> dict[tuple[str, ...], tuple[l
         ("band", "check"): ([str(smoke_run)], {0, 1}),
         ("recipes",): ([], {0}),
         ("recipes", "show"): (["resnest50"], {0}),
+        ("compare",): ([str(run), "--reference", str(tmp / "reference")], {0, 1, 2}),  # 2: NOT SHOWN, one seed a side
     }
 
 

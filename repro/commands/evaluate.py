@@ -16,7 +16,6 @@ the manifest's ``evaluations`` under the run's lock, so it never races a trainin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -29,15 +28,15 @@ import click
 import yaml
 
 from repro.core.numeric_options import BoundedInt, process_limit
-from repro.core.files import LIST_FILE_LIMIT, last_lines, open_regular_file, read_bytes_bounded, read_text_bounded
+from repro.core.files import LIST_FILE_LIMIT, file_sha256, last_lines, open_regular_file, read_bytes_bounded, read_text_bounded
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
 from repro.launch.runner import show_last_lines
 from repro.logs import patterns as P
-from repro.run.rundir import (K_EVALUATIONS, K_TRUE_BEST, Manifest, RunDir, open_run_dir, read_manifest, run_id,
-                              utc_now)
+from repro.run.rundir import (K_EVALUATIONS, K_TRUE_BEST, K_WRITTEN, Manifest, RunDir, open_run_dir, read_manifest,
+                              run_id, utc_now)
 from repro.logs.parse import parse_run
-from repro.run.checkpoints import saved_state
+from repro.run.checkpoints import CHECKPOINT_NAME, changed_file_message, changed_files, recorded_digest, saved_state
 from repro.launch.command import HARNESS
 from repro.launch.command import REFERENCE
 from repro.launch.command import USER
@@ -53,7 +52,6 @@ from repro.launch.train_cli import parse_gpus
 EVAL_ENTRY = "tools/eval.py"
 TRAIN_ENTRY = "tools/train.py"
 DEFAULT_CHECKPOINT = "true_best"
-CHECKPOINT_NAME = re.compile(r"^(true_best|best_model|latest|epoch_[1-9][0-9]*)$")
 # Harness overrides that belong to training only: the eval gets its own output dir and weights.
 TRAINING_ONLY = ("Global.output_dir", "Global.checkpoints", "Global.pretrained_model", "Global.seed", "Global.device")
 EVAL_LOG = "eval.log"
@@ -145,12 +143,28 @@ def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | 
     return int(match.group(1)) if match else None
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open_regular_file(path) as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def verified_weights(run: RunDir, manifest: dict[str, Any], prefix: Path) -> tuple[str, bool]:
+    """(sha256 of ``prefix``'s weights, whether training recorded that very digest); refuses weights
+    (or the ``.pdstates`` that labels their epoch) whose bytes differ from what training wrote, so
+    foreign weights are never scored under the run's name."""
+    written = manifest.get(K_WRITTEN) if isinstance(manifest.get(K_WRITTEN), dict) else {}
+    weights = prefix.with_name(prefix.name + ".pdparams")
+    digest = file_sha256(weights)
+    # upstream's best_model/model.pdparams holds the very bytes of best_model.pdparams, whose digest training recorded
+    recorded = recorded_digest(run.output / "best_model.pdparams" if prefix == run.output / BEST_MODEL_COPY
+                               else weights, written)
+    changed = ([weights] if recorded is not None and recorded != digest else []) + changed_files(
+        [prefix.with_name(prefix.name + ".pdstates")], written)
+    if changed:
+        other = "latest" if prefix.name != "latest" else "true_best"
+        raise ReproError(changed_file_message(changed[0], f"put back the file training wrote, or evaluate another "
+                                              f"checkpoint (`repro eval {run.path} --checkpoint {other}`)"),
+                         EXIT_BAD_INPUT)
+    if recorded is None:
+        click.echo(f"repro: {weights} has no digest recorded by training (copied in, or saved before digests "
+                   "were kept): this eval is recorded as unverified and `check-accuracy --require-eval` does not "
+                   "count it", err=True)
+    return digest, recorded is not None
 
 
 def _pairs(tokens: list[dict[str, str]]) -> tuple[str, list[tuple[str, str]]]:
@@ -243,10 +257,9 @@ def read_result(out: Path) -> EvalResult | None:
             lines = last_lines(log, 1000, 1 << 20).splitlines()
         except (OSError, ReproError):
             continue
-        for line in reversed(lines):
-            match = P.EVAL_AVG.search(P.strip_ansi(line)) if "[Avg]" in line else None
-            if match is not None:
-                values = P.parse_body(match.group("body"))
+        for read in map(P.read_line, reversed(lines)):
+            if read.kind == P.EVAL_AVG_LINE:
+                values = read.values
                 number = lambda key: values.get(key) if isinstance(values.get(key), float) else None  # noqa: E731
                 return EvalResult(number("top1"), number("top5"), number("CELoss"))
     return None
@@ -277,6 +290,7 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
     launch = None
     try:
         manifest = Manifest.load(run.manifest)
+        digest, verified = verified_weights(run, manifest.data, prefix)
         out = _plan_eval_dir(run, checkpoint)
         command = eval_command(run, manifest.data, prefix, out, gpus, cpu_ranks)
         if not (command.cwd / EVAL_ENTRY).is_file():
@@ -286,7 +300,8 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
         record: dict[str, Any] = {
             "checkpoint": checkpoint,
             "epoch": checkpoint_epoch(run, manifest.data, checkpoint),
-            "sha256": sha256(prefix.with_name(prefix.name + ".pdparams")),
+            "sha256": digest,
+            "weights_verified": verified,  # the digest training recorded for this file: --require-eval counts it
             "started": utc_now(),
         }
         out.mkdir(parents=True)  # exclusive: never mixes two evaluations' logs
@@ -353,7 +368,9 @@ def describe(record: dict[str, Any]) -> str:
     top5 = record.get("top5")
     fmt = lambda v: f"{v:.5f}" if isinstance(v, float) and math.isfinite(v) else "?"  # noqa: E731
     epoch = record.get("epoch")
-    return (f"eval {record['checkpoint']} (epoch {epoch if epoch is not None else '?'}, sha256 {record['sha256'][:12]}): "
+    verified = "" if record.get("weights_verified") else ", unverified: no digest from training"
+    return (f"eval {record['checkpoint']} (epoch {epoch if epoch is not None else '?'}, sha256 {record['sha256'][:12]}"
+            f"{verified}): "
             f"top1 {fmt(top1)}, top5 {fmt(top5)} on {record.get('eval_set_size') or '?'} images; {record['dir']}")
 
 

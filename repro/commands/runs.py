@@ -3,9 +3,13 @@ prune``, which frees the disk their checkpoints take.
 
 A smoke run leaves several hundred MB of checkpoints nobody needs once it has passed. Pruning deletes
 only what the harness itself wrote: a file the manifest's ``checkpoints_written`` records, in the
-run's ``output/``, still that very file (same size and modification time as recorded, a regular file,
-not a link). Never a log, the manifest, a checkpoint someone copied in, nor anything of a run that
-is running (its ``.lock`` flock is held, as :mod:`repro.run.lock` holds it for a whole segment).
+run's ``output/``, still that very file (same size and modification time as recorded, the same sha256
+where one was recorded, a regular file, not a link). Never a log, the manifest, a checkpoint someone
+copied in or changed, nor anything of a run that is running (its ``.lock`` flock is held, as
+:mod:`repro.run.lock` holds it for a whole segment). Nor what a resume or the verdict needs, unless
+named with ``--including``: a run not completed (interrupted, failed, or still "running" after its
+harness was killed) keeps its resume point, the newest complete state; every run keeps the judged
+weights (``true_best``), of a completed run only what ``repro eval`` reads (no ``.pdopt``).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import click
 from repro.core.cli_wiring import command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.run.rundir import MANIFEST
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
+from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, resume_point
+from repro.launch.truebest import TRUE_BEST
 from repro.run.lock import held, is_active
 from repro.judge.judge_cli import judge_run
 from repro.logs.parse import parse_run
@@ -116,9 +122,11 @@ def verdict_word(run: RunInfo) -> str:
         return "UNREADABLE"
 
 
-def prunable(run: RunInfo) -> list[Path]:
-    """The checkpoint files of ``run`` that the harness recorded as written and that are unchanged since."""
-    written = run.manifest.get("checkpoints_written")
+def prunable(run: RunInfo, changed: list[Path] | None = None) -> list[Path]:
+    """The checkpoint files of ``run`` that the harness recorded as written and that are unchanged since
+    by size and mtime (``plan_prune`` also compares their digests); recorded regular files that changed
+    go to ``changed``."""
+    written = run.manifest.get(K_WRITTEN)
     output = run.path / OUTPUT
     if not isinstance(written, dict) or not output.is_dir() or output.is_symlink():
         return []
@@ -133,7 +141,70 @@ def prunable(run: RunInfo) -> list[Path]:
             continue
         if stat.S_ISREG(info.st_mode) and record.get("size") == info.st_size and record.get("mtime_ns") == info.st_mtime_ns:
             files.append(path)
+        elif stat.S_ISREG(info.st_mode) and changed is not None:
+            changed.append(path)
     return files
+
+
+# What the verdict's weights need once a run is over: the weights and the state naming their epoch
+# (``repro eval`` reads these); the optimizer state (``.pdopt``, as big as the weights) only serves a resume.
+JUDGED_PARTS = (".pdparams", ".pdstates", ".pdema")
+
+
+def needed_files(run: RunInfo) -> dict[Path, str]:
+    """The files a resume or the verdict still needs, each with why: the newest complete state (while
+    the run can be resumed) and the judged weights (``true_best``, else the checkpoint of its epoch)."""
+    output = run.path / OUTPUT
+    if not output.is_dir() or output.is_symlink():
+        return {}
+    needed: dict[Path, str] = {}
+    finished = run.status == STATUS_COMPLETED
+    point = None if finished else resume_point(output)
+    if point is not None:
+        epoch = f", epoch {point.epoch}" if point.epoch is not None else ""
+        needed.update({path: f"the resume point{epoch}" for path in point.files()})
+    best = run.manifest.get(K_TRUE_BEST)
+    epoch = best.get("epoch") if isinstance(best, dict) else None
+    checkpoints = {c.name: c for c in find_checkpoints(output)}
+    judged = checkpoints.get(TRUE_BEST)
+    if judged is None and isinstance(epoch, int):
+        judged = next((c for name in (f"epoch_{epoch}", "best_model") if (c := checkpoints.get(name)) is not None
+                       and c.epoch == epoch), None)
+    if judged is not None:
+        label = f", epoch {epoch}" if isinstance(epoch, int) else ""
+        for path in judged.files():
+            if not finished or path.name.endswith(JUDGED_PARTS):
+                needed.setdefault(path, f"the judged weights{label}")
+    return needed
+
+
+@dataclass
+class PrunePlan:
+    delete: list[Path]
+    kept: dict[str, str]  # checkpoint name -> why it stays (a resume or the verdict needs it)
+    changed: list[Path]  # recorded, but its bytes differ from what training wrote: not ours to delete
+
+
+def checkpoint_name(path: Path) -> str:
+    return path.name.split(".", 1)[0].removesuffix("_student")
+
+
+def plan_prune(run: RunInfo, including: frozenset[str] = frozenset()) -> PrunePlan:
+    """What pruning ``run`` deletes: recorded, unchanged (size, mtime, digest) files, except those a resume or
+    the verdict needs unless their checkpoint is named in ``including``."""
+    needed = needed_files(run)
+    kept: dict[str, str] = {}
+    delete: list[Path] = []
+    changed: list[Path] = []
+    for path in prunable(run, changed):
+        name = checkpoint_name(path)
+        if path in needed and name not in including:
+            kept.setdefault(name, needed[path])
+            continue
+        delete.append(path)
+    written = run.manifest.get(K_WRITTEN) if isinstance(run.manifest.get(K_WRITTEN), dict) else {}
+    differ = changed_files(delete, written)
+    return PrunePlan([path for path in delete if path not in differ], kept, sorted(changed + differ))
 
 
 @group("runs", exits={}, invoke_without_command=True)
@@ -165,37 +236,56 @@ def runs(ctx: click.Context, logs_dir: Path, as_json: bool) -> None:
 
 @command("prune", parent=runs, exits={EXIT_CONFLICT: "a run named is running"})
 @click.argument("run_dirs", metavar="[RUN]...", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--smoke", "smoke", is_flag=True, help="Prune every finished smoke run under --logs-dir.")
-@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
-@json_option("what was (or would be) deleted (dry_run, runs: path, files, bytes; freed_bytes)")
+@click.option("--smoke", "smoke", is_flag=True, help="Prune every completed smoke run under --logs-dir.")
+@click.option("--including", "including", multiple=True, metavar="CHECKPOINT",
+              help="Delete this checkpoint too (latest, true_best, best_model, epoch_N) though a resume or the "
+                   "verdict needs it; repeatable.")
+@click.option("--dry-run", is_flag=True, help="List every file that would be deleted; delete nothing.")
+@json_option("what was (or would be) deleted (dry_run, runs: path, files, bytes, kept, changed; freed_bytes)")
 @click.pass_obj
-def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, dry_run: bool, as_json: bool) -> None:
+def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, including: tuple[str, ...], dry_run: bool,
+          as_json: bool) -> None:
     """Delete the checkpoints the harness wrote (manifest's checkpoints_written) of the runs named,
-    or with --smoke of finished smoke runs; never a log, a copied-in checkpoint, or a running run."""
+    or with --smoke of completed smoke runs; never a log, a copied-in or changed checkpoint, a running
+    run, nor what a resume or the verdict needs (the resume point, the judged weights) unless named
+    with --including."""
     if not run_dirs and not smoke:
-        raise ReproError("name the runs to prune (repro runs prune logs/RUN) or pass --smoke for finished smoke runs",
+        raise ReproError("name the runs to prune (repro runs prune logs/RUN) or pass --smoke for completed smoke runs",
                          EXIT_BAD_INPUT)
+    for name in including:
+        if not CHECKPOINT_NAME.match(name):
+            raise ReproError(f"--including {name!r} is not a checkpoint name: use latest, true_best, best_model or "
+                             "epoch_N (e.g. epoch_6)", EXIT_BAD_INPUT)
     chosen = [open_run(path) for path in run_dirs]
     running = [str(r.path) for r in chosen if r.running]
     if running:
         raise ReproError(f"{', '.join(running)} is running (its .lock is held); prune it after it ends", EXIT_CONFLICT)
     if smoke:
-        chosen += [r for r in runs_under(logs_dir) if r.smoke and not r.running and r.status != "running"
+        chosen += [r for r in runs_under(logs_dir) if r.smoke and r.status == STATUS_COMPLETED
                    and r.path not in {c.path for c in chosen}]
+    named = frozenset(including)
     freed = 0
+    verb = "would delete" if dry_run else "deleted"
     report = []
     for run in chosen:
-        files = prunable(run)
-        size = sum(path.lstat().st_size for path in files)
+        plan = plan_prune(run, named)
+        size = sum(path.lstat().st_size for path in plan.delete)
         freed += size
-        verb = "would delete" if dry_run else "deleted"
-        after = "" if run.status == "completed" or not files else " (it can no longer be resumed from them)"
-        report.append({"path": str(run.path), "files": [path.name for path in files], "bytes": size})
+        report.append({"path": str(run.path), "files": [path.name for path in plan.delete], "bytes": size,
+                       "kept": plan.kept, "changed": [path.name for path in plan.changed]})
         if not as_json:
-            click.echo(f"{run.path}: {verb} {len(files)} checkpoint file(s), {human(size)}{after}")
-        if not dry_run and files:
+            click.echo(f"{run.path}: {verb} {len(plan.delete)} checkpoint file(s), {human(size)}")
+            if dry_run:
+                for path in plan.delete:
+                    click.echo(f"  {path}")
+            for name, why in plan.kept.items():
+                click.echo(f"  kept {name}.*: {why} (`--including {name}` deletes it too)")
+            for path in plan.changed:
+                click.echo(f"  kept {path.name}: changed since training wrote it (size, mtime or sha256), so it is "
+                           "not the harness's to delete")
+        if not dry_run and plan.delete:
             with held(run.path):
-                for path in prunable(run):  # again, under the lock
+                for path in plan_prune(run, named).delete:  # again, under the lock
                     path.unlink(missing_ok=True)
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "runs": report, "freed_bytes": freed}, indent=2))

@@ -1,4 +1,4 @@
-"""The file primitives every step shares: a bounded reader, an atomic writer and a tail of a log.
+"""The file primitives every step shares: a bounded reader, an atomic writer, a tail of a log, a digest.
 
 Bounded: every whole file the harness reads (a manifest, a band, a recipe, the pin, a list file)
 is a path a user can point anywhere: a link to /dev/zero grew ``check-accuracy`` to 24 GB, a FIFO
@@ -11,11 +11,14 @@ manifest, a pin, a list file, a checkpoint copy), never a truncated one under th
 every file the harness writes goes to a temporary name in the same directory and is moved into
 place with ``os.replace`` (as timm saves checkpoints). Tail: a 300-epoch log grows to ~160k lines,
 so readers (the true-best guard, ``watch``, a failed rank's last lines) read only what was appended.
+Digest: one sha256 of a file's bytes (an upstream archive, a checkpoint training wrote, the weights
+an eval scored), so a digest recorded by one command is comparable with one taken by another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -147,6 +150,16 @@ def write_bytes_atomic(target: Path, data: bytes, fsync: bool = False) -> Path:
         temp.write_bytes(data)
         os.chmod(temp, 0o666 & ~_umask())
     return Path(target)
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    """Hex sha256 of the file at ``path``, read in blocks (a checkpoint is ~200 MB); hashlib releases
+    the GIL on large blocks, so a digest in a background thread does not stall the caller."""
+    digest = hashlib.sha256()
+    with open_regular_file(path) as handle:  # a link to /dev/zero is refused, not hashed forever
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

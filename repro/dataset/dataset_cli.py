@@ -112,8 +112,9 @@ def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_cla
     )
 
 
-@command("prepare", parent=dataset, exits={EXIT_FAILED: "prepared, but the check found problems", EXIT_BAD_INPUT: "bad input or a bad source",
-                                           EXIT_PREFLIGHT: "not enough disk space", EXIT_CONFLICT: "OUT holds other files",
+@command("prepare", parent=dataset, exits={EXIT_FAILED: "prepared, but the check found problems", EXIT_BAD_INPUT: "bad input, a bad source, or OUT and the source inside each other",
+                                           EXIT_PREFLIGHT: "not enough disk space",
+                                           EXIT_CONFLICT: "OUT holds other files, or one prepare did not write where it redoes a class",
                                            EXIT_INTERRUPTED: "interrupted; rerun the same command to continue"})
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--train-tar", type=click.Path(path_type=Path), default=None,

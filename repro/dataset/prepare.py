@@ -4,13 +4,18 @@ A 140 GB job, so: tars are streamed (headers seeked, members read as streams), c
 in parallel by a process pool, each class goes to ``<wnid>.partial/`` and is renamed into place
 before a done record is written atomically, so an interrupted run is continued by running the same
 command again (finished classes are verified and skipped, a half-written one is redone). OUT must be
-new, empty or this command's own earlier output (``.repro-prepare/owner.json``); nothing else is
-ever overwritten or deleted. The lists are written last, each through a temporary file and
-``os.replace``, and the result is checked with ``repro dataset check``.
+new, empty or this command's own earlier output (``.repro-prepare/owner.json``), and apart from the
+source (neither inside the other: OUT inside a class directory would be written into what is read).
+Nothing else is ever overwritten or deleted: each file a job writes is named in its journal
+(``.repro-prepare/writing/<job>.txt``) before it is created, so redoing a job deletes exactly the
+files the journal or the done record names, and refuses (one line) when another file sits among
+them. The lists are written last, through :func:`repro.core.files.write_text_atomic`, and the result
+is checked with ``repro dataset check``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -24,11 +29,12 @@ from pathlib import Path
 from repro.dataset import layout
 from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
 from repro.dataset.tar_stream import NotPlain, plain_members
-from repro.core.errors import EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.core.files import read_text_bounded
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+from repro.core.files import read_text_bounded, write_text_atomic
 
 STATE_DIR = ".repro-prepare"
 OWNER = "owner.json"
+JOURNALS = "writing"  # .repro-prepare/writing/<job key>.txt: the files a job is writing, one relative path a line
 TOOL = "repro dataset prepare"
 VERSION = 1
 PARTIAL = ".partial"
@@ -50,14 +56,24 @@ class Prepared:
 # --- OUT: ownership, records ----------------------------------------------------------------------
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Temporary file + ``os.replace``: readers see the old or the new file, never half of one.
+    """The one atomic writer; no fsync: on ext4 it would force the journal to write out every image
+    written so far, and a rerun verifies each recorded file's size anyway (what a crash can leave short)."""
+    write_text_atomic(path, text)
 
-    No fsync: on ext4 it would force the journal to write out every image written so far, and a
-    rerun verifies each recorded file's size anyway (what a crash can leave short).
-    """
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+
+def check_apart(out: Path, source: Source) -> None:
+    """Refuse an OUT inside what the source reads (its root, archives, any class directory, followed
+    through links) or a source inside OUT: prepare would write into its own input."""
+    target = Path(os.path.realpath(out))
+    reads = {Path(path) for path in source.reads}
+    reads |= {Path(os.path.realpath(os.path.dirname(job.files[0][0]))) for job in source.jobs if job.files}
+    for path in sorted(reads):
+        if target == path or path in target.parents:
+            raise ReproError(f"{out} lies inside the source ({path}), so prepare would write into what it reads; "
+                             "choose an OUT outside the source", EXIT_BAD_INPUT)
+        if target in path.parents:
+            raise ReproError(f"the source {path} lies inside {out}, so prepare would write around what it reads; "
+                             "choose an OUT that does not hold the source", EXIT_BAD_INPUT)
 
 
 def claim_out(out: Path, source: Source) -> None:
@@ -84,6 +100,68 @@ def claim_out(out: Path, source: Source) -> None:
 
 def _done_path(out: Path, job: ClassJob) -> Path:
     return out / STATE_DIR / "done" / f"{job.key}.json"
+
+
+def _journal_path(out: Path, job: ClassJob) -> Path:
+    return out / STATE_DIR / JOURNALS / f"{job.key}.txt"
+
+
+def _written_by_us(out: Path, job: ClassJob) -> set[str]:
+    """Paths (relative to ``OUT/<split>``, as in the done record) this job's earlier attempts wrote."""
+    ours: set[str] = set()
+    try:
+        ours.update(json.loads(_done_path(out, job).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        ours.update(line for line in _journal_path(out, job).read_text(encoding="utf-8").splitlines() if line)
+    except (OSError, ValueError):
+        pass
+    return ours
+
+
+def _leftovers(out: Path, job: ClassJob) -> tuple[list[Path], list[Path], list[Path]]:
+    """(files this job wrote, directories to remove once empty, files it did not write) in its
+    ``.partial`` and final directories, left by an earlier attempt."""
+    final = _job_dir(out, job)
+    partial = final.with_name(final.name + PARTIAL)
+    ours = _written_by_us(out, job)
+    mine: list[Path] = []
+    dirs: list[Path] = []
+    foreign: list[Path] = []
+    for base in (partial, final):
+        if not base.is_dir() or base.is_symlink():
+            continue
+        prefix = f"{job.wnid}/" if job.val_tar is None else ""  # a class job's files sit in <wnid>/ itself
+        for directory, subdirs, files in os.walk(base, topdown=False):
+            rel_dir = os.path.relpath(directory, base)
+            for name in files + [d for d in subdirs if os.path.islink(os.path.join(directory, d))]:
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                (mine if prefix + rel in ours else foreign).append(Path(directory, name))
+            dirs.append(Path(directory))
+    return mine, dirs, foreign
+
+
+def refuse_foreign_leftovers(out: Path, todo: list[ClassJob]) -> None:
+    """Before any job is redone: a file in its directories that prepare did not write stops the run."""
+    for job in todo:
+        foreign = _leftovers(out, job)[2]
+        if foreign:
+            raise ReproError(f"{foreign[0]} was not written by prepare, and redoing class {job.wnid} would delete it; "
+                             f"move it out of {foreign[0].parent}, then rerun the same command", EXIT_CONFLICT)
+
+
+def _clear_leftovers(out: Path, job: ClassJob) -> None:
+    """Delete what an earlier attempt of ``job`` wrote (never another file), and its emptied directories."""
+    mine, dirs, foreign = _leftovers(out, job)
+    if foreign:  # appeared since the check: leave everything
+        raise ReproError(f"{foreign[0]} was not written by prepare; move it out, then rerun the same command",
+                         EXIT_CONFLICT)
+    for path in mine:
+        path.unlink(missing_ok=True)
+    for directory in dirs:  # deepest first (os.walk bottom-up)
+        with contextlib.suppress(FileNotFoundError):
+            directory.rmdir()
 
 
 def _job_dir(out: Path, job: ClassJob) -> Path:
@@ -188,9 +266,10 @@ def _tar_members(tar_path: str, offset: int, size: int, where: str, dest: str, p
             yield from _stream_members(tar, where, dest)
 
 
-def _extract_tar(job: ClassJob, partial: Path, plain: bool = False) -> dict[str, int]:
+def _extract_tar(job: ClassJob, partial: Path, note, plain: bool = False) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Write the images of a class tar (or the val tar, into WNID directories by the devkit's
-    labels); whatever the fast reader declines is redone from the start with ``tarfile``."""
+    labels), each named to ``note`` before it is created; whatever the fast reader declines is redone
+    from the start with ``tarfile``."""
     if job.inner_tar is not None:
         tar_path, offset, size = job.inner_tar.tar, job.inner_tar.offset, job.inner_tar.size
         where = f"{tar_path} (class tar {job.wnid}.tar)"
@@ -211,18 +290,22 @@ def _extract_tar(job: ClassJob, partial: Path, plain: bool = False) -> dict[str,
                 rel = f"{wnid}/{name}"
             if rel in written:
                 raise bad(f"{where}: {name} appears twice; re-download the archive")
+            note(rel)
             written[rel] = _write_new(f"{partial}/{name}" if job.val_tar is None else f"{partial}/{rel}", data)
-    except NotPlain:
-        shutil.rmtree(partial)
-        partial.mkdir()
-        return _extract_tar(job, partial, plain=True)
+    except NotPlain:  # undo exactly what this attempt wrote, then again with tarfile
+        for rel in written:
+            os.unlink(f"{partial}/{rel.split('/', 1)[1]}" if job.val_tar is None else f"{partial}/{rel}")
+        for wnid in set(job.val_wnids.values()) if job.val_tar is not None else ():
+            (partial / wnid).rmdir()
+        return _extract_tar(job, partial, note, plain=True)
     return written
 
 
-def _copy_files(job: ClassJob, partial: Path, link: bool) -> dict[str, int]:
+def _copy_files(job: ClassJob, partial: Path, link: bool, note) -> dict[str, int]:  # type: ignore[no-untyped-def]
     written: dict[str, int] = {}
     for source, name in job.files:
         target = partial / name
+        note(f"{job.wnid}/{name}")
         if link:
             try:
                 os.link(source, target)
@@ -238,22 +321,32 @@ def _copy_files(job: ClassJob, partial: Path, link: bool) -> dict[str, int]:
 
 
 def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, dict[str, int]]:
-    """Write one class (or the whole val tar) into ``<dir>.partial``, rename it, record it done."""
+    """Write one class (or the whole val tar) into ``<dir>.partial``, rename it, record it done.
+
+    Each file is named in the job's journal before it is created, so a rerun after a crash deletes
+    exactly what this attempt wrote (``_clear_leftovers``) and never a file someone put beside it.
+    """
     out_path = Path(out)
     final = _job_dir(out_path, job)
     partial = final.with_name(final.name + PARTIAL)
-    for leftover in (partial, final):  # our own half-written work from an interrupted run
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover)
+    _clear_leftovers(out_path, job)  # our own half-written work from an interrupted run
     partial.mkdir(parents=True)
-    if job.inner_tar is not None or job.val_tar is not None:
-        written = _extract_tar(job, partial)
-    else:
-        written = _copy_files(job, partial, link)
+    journal = _journal_path(out_path, job)
+    journal.parent.mkdir(exist_ok=True)
+    descriptor = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        note = lambda rel: os.write(descriptor, f"{rel}\n".encode())  # noqa: E731
+        if job.inner_tar is not None or job.val_tar is not None:
+            written = _extract_tar(job, partial, note)
+        else:
+            written = _copy_files(job, partial, link, note)
+    finally:
+        os.close(descriptor)
     if not written:
         raise bad(f"class {job.wnid} of {job.split} has no images; pass a complete source")
     os.rename(partial, final)
     _atomic_write(_done_path(out_path, job), json.dumps({"files": written}) + "\n")
+    journal.unlink()  # the done record names the same files from now on
     return job.key, written
 
 
@@ -335,6 +428,7 @@ def prepare(out: Path, source: Source, jobs: int, link: bool = False, progress: 
     if jobs < 1:
         raise bad(f"--jobs must be at least 1, got {jobs}")
     out = Path(out).expanduser()
+    check_apart(out, source)
     claim_out(out, source)
     records: dict[str, dict[str, int]] = {}
     todo: list[ClassJob] = []
@@ -344,6 +438,7 @@ def prepare(out: Path, source: Source, jobs: int, link: bool = False, progress: 
             todo.append(job)
         else:
             records[job.key] = record
+    refuse_foreign_leftovers(out, todo)
     check_free_space(out, todo, link)
     records.update(_run_all(out, todo, jobs, link, progress))
     train, val = write_lists(out, source, records)

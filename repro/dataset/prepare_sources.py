@@ -72,6 +72,7 @@ class Source:
     jobs: list[ClassJob]
     linkable: bool
     identity: dict[str, object]
+    reads: tuple[str, ...] = ()  # every path the source is read from (OUT may lie in none of them, nor they in OUT)
 
 
 # --- devkit -------------------------------------------------------------------------------------
@@ -241,7 +242,8 @@ def official_source(train_tar: Path, val_tar: Path, devkit_path: Path) -> Source
                f" {len(names):,} val images in {val_tar.name}, labels via {devkit_path.name} meta.mat")
     identity = {"kind": "official", **{k: [str(p), p.stat().st_size] for k, p in
                                         (("train", train_tar), ("val", val_tar), ("devkit", devkit_path))}}
-    return Source("official archives", summary, sorted(seen), jobs, linkable=False, identity=identity)
+    return Source("official archives", summary, sorted(seen), jobs, linkable=False, identity=identity,
+                  reads=tuple(str(p.resolve()) for p in (train_tar, val_tar, devkit_path)))
 
 
 # --- extracted trees ------------------------------------------------------------------------------
@@ -325,7 +327,9 @@ def extracted_source(root: Path, devkit_path: Path | None) -> Source:
     wnids = _check_classes(train, val, set(devkit.words) if devkit else None, str(root))
     summary = f"extracted tree {root}: {len(wnids)} train classes, {val_layout}"
     identity = {"kind": "extracted", "root": str(root.resolve())}
-    return Source("extracted tree", summary, wnids, val + train, linkable=True, identity=identity)
+    reads = (root, *([Path(devkit_path)] if devkit_path is not None else []))
+    return Source("extracted tree", summary, wnids, val + train, linkable=True, identity=identity,
+                  reads=tuple(str(p.resolve()) for p in reads))
 
 
 def kaggle_source(root: Path) -> Source:
@@ -371,7 +375,8 @@ def kaggle_source(root: Path) -> Source:
     wnids = _check_classes(train, val, set(known), str(root))
     summary = f"Kaggle layout {root}: {len(wnids)} train classes, {len(val_wnids):,} val images labelled via {KAGGLE_SOLUTION}"
     identity = {"kind": "kaggle", "root": str(root.resolve())}
-    return Source("Kaggle layout", summary, wnids, val + train, linkable=True, identity=identity)
+    return Source("Kaggle layout", summary, wnids, val + train, linkable=True, identity=identity,
+                  reads=(str(root.resolve()),))
 
 
 def detect_source(

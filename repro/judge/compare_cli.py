@@ -83,7 +83,7 @@ def same_setup(runs: list[tuple[RunLogs, ComparedRun]]) -> tuple[str, bool, int,
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
               help="Also write this page (compare.html): the table and both curves with the band.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print every candidate epoch against the band.")
-@json_option("one object: outcome, exit_code, equivalence, curves, band, throughput, runs")
+@json_option("one object: outcome, exit_code, equivalence, curves, band, throughput, candidates, references")
 @click.pass_context
 def compare_command(ctx: click.Context, candidates: tuple[Path, ...], references: tuple[Path, ...], margin: float | None,
                     final: bool, recipe: str | None, allow_incomplete: bool, html_path: Path | None, verbose: bool,

@@ -138,17 +138,15 @@ class HealthMonitor:
         return alarms
 
     def feed_line(self, line: str) -> list[Alarm]:
-        msg = P.strip_ansi(line)
-        if "[Train]" in msg:
-            if (match := P.TRAIN_ITER.search(msg)) is not None:
-                return self._iteration(match)
-            if (match := P.TRAIN_AVG.search(msg)) is not None:
-                return self._train_avg(int(match.group("epoch")), int(match.group("epochs")), P.parse_body(match.group("body")))
-        elif "[Eval]" in msg:
-            if (match := P.EVAL_AVG.search(msg)) is not None:
-                return self._eval_avg(int(match.group("epoch")), P.parse_body(match.group("body")))
-        elif " : " in msg:
-            self._echo(msg)
+        read = P.read_line(line)
+        if read.kind == P.TRAIN_ITER_LINE:
+            return self._iteration(read)
+        if read.kind == P.TRAIN_AVG_LINE:
+            return self._train_avg(read.epoch, read.epochs, read.values)  # type: ignore[arg-type]
+        if read.kind == P.EVAL_AVG_LINE:
+            return self._eval_avg(read.epoch, read.values)  # type: ignore[arg-type]
+        if read.kind == P.OTHER_LINE and " : " in read.msg:
+            self._echo(read.msg)
         return []
 
     def _echo(self, msg: str) -> None:
@@ -166,11 +164,10 @@ class HealthMonitor:
             elif self._echo_section == "Global" and key == "epochs":
                 self.epochs = int(value)
 
-    def _iteration(self, match) -> list[Alarm]:
-        body = P.parse_body(match.group("body"))
-        epoch, epochs = int(match.group("epoch")), int(match.group("epochs"))
+    def _iteration(self, read: P.LogLine) -> list[Alarm]:
+        body, epoch, epochs = read.values, read.epoch, read.epochs
         self.epoch, self.epochs = epoch, self.epochs or epochs
-        self.iter_position = (epoch, epochs, int(match.group("iter")), int(match.group("iters")))
+        self.iter_position = (epoch, epochs, read.iter, read.iters)
         ips, cost = body.get("ips"), body.get("batch_cost")
         alarms: list[Alarm] = []
         if isinstance(ips, float) and math.isfinite(ips) and ips > 0:

@@ -36,6 +36,7 @@ from repro.judge import html_page as H
 from repro.judge.alarmlog import AlarmLog
 from repro.judge.band import Band
 from repro.judge.health import load_band_for
+from repro.judge.throughput import Throughput, measure, run_throughput
 from repro.judge.verdict import Verdict
 from repro.logs.parse import RunLogs
 from repro.recipes.catalog import Target
@@ -159,27 +160,17 @@ def _positive(values: pd.Series) -> pd.Series:
 
 
 def throughput_table(run: RunLogs) -> pd.DataFrame:
-    """Per epoch, from rank 0's iteration lines: median ips, mean batch and reader cost, data-wait
-    share (reader_cost / batch_cost). The first logged iteration of an epoch (loader start-up) is left
-    out when the epoch logged more than one."""
+    """Per epoch: upstream's ips at the epoch's last logged line, and the steady-state images/s per
+    device and data-wait share of :mod:`repro.judge.throughput` (its warm-up rule) over that epoch."""
+    table = pd.DataFrame({"logged_ips": _series(run.epochs, "ips")})
     iters = run.train_iters
-    if iters.empty or "ips" not in iters.columns:
-        ips = _series(run.epochs, "ips")
-        return pd.DataFrame({"ips": ips}).rename_axis("epoch")
-    rows = {}
-    for epoch, group in iters.groupby("epoch"):
-        steady = group[group["iter"] > group["iter"].min()] if len(group) > 1 else group
-        batch = pd.to_numeric(steady.get("batch_cost"), errors="coerce")
-        reader = pd.to_numeric(steady.get("reader_cost"), errors="coerce")
-        rows[int(epoch)] = {
-            "ips": float(pd.to_numeric(steady["ips"], errors="coerce").median()),
-            "batch_cost": float(batch.mean()) if batch is not None else math.nan,
-            "reader_cost": float(reader.mean()) if reader is not None else math.nan,
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("epoch")
-    if {"batch_cost", "reader_cost"} <= set(table.columns):
-        table["data_wait"] = table["reader_cost"] / table["batch_cost"]
-    return table
+    if not iters.empty and "epoch" in iters.columns:
+        steady = {int(epoch): measure(run.name, group) for epoch, group in iters.groupby("epoch")}
+        table = table.reindex(sorted(set(table.index) | set(steady)))
+        table["steady_ips"] = [steady[e].per_device if e in steady else None for e in table.index]
+        table["data_wait"] = [steady[e].data_wait_share if e in steady else None for e in table.index]
+    table = table.astype(float)
+    return table.rename_axis("epoch")
 
 
 # -- figures (matplotlib imported when drawing) ---------------------------------------------------
@@ -313,23 +304,25 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
     loss_ax.legend(handles[0] + lr_handles[0], handles[1] + lr_handles[1], loc="upper right", fontsize=8)
 
 
-def plot_throughput(run: RunLogs, table: pd.DataFrame) -> Any | None:
-    """Rank 0's logged ips per iteration, the per-epoch median, and the run's median."""
-    if table.empty or "ips" not in table.columns:
+def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> Any | None:
+    """Rank 0's logged ips per iteration, each epoch's steady images/s, and the run's."""
+    iters = run.train_iters
+    if table.empty and (iters.empty or "ips" not in iters.columns):
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.2))
-    iters = run.train_iters
     if not iters.empty and "ips" in iters.columns:
         x = iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
         ax.plot(x, pd.to_numeric(iters["ips"], errors="coerce"), color="tab:blue", alpha=0.3, linewidth=0.8,
-                label="ips (rank 0, logged iterations)")
-    ax.plot(table.index - 0.5, table["ips"], "o", color="tab:blue", markersize=4, label="epoch median")
-    median = float(table["ips"].median())
-    if math.isfinite(median):
-        ax.axhline(median, color="grey", linestyle="--", linewidth=1, label=f"run median {median:.4g}")
+                label="ips (rank 0, logged lines)")
+    if "steady_ips" in table.columns and table["steady_ips"].notna().any():
+        ax.plot(table.index - 0.5, table["steady_ips"], "o", color="tab:blue", markersize=4,
+                label="epoch steady state")
+    if steady.per_device is not None:
+        ax.axhline(steady.per_device, color="grey", linestyle="--", linewidth=1,
+                   label=f"run steady state {steady.per_device:.4g}")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("samples/s per rank")
+    ax.set_ylabel("images/s per device")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -369,8 +362,11 @@ def upstream_name(upstream: dict[str, Any]) -> str:
 def provenance_rows(run: RunLogs, verdict: Verdict) -> list[tuple[str, Any]]:
     manifest = _dict(run.manifest)
     logs = ", ".join(str(path) for path in run.files.all_logs)
-    if not manifest:
-        return [("manifest", "none: plain upstream logs, so only what the logs say is known"),
+    if not manifest or "_unreadable" in manifest:
+        damaged = run.files.manifest_path
+        why = (f"unreadable ({damaged}), so only what the logs say is known" if damaged is not None
+               else "none: plain upstream logs, so only what the logs say is known")
+        return [("manifest", why),
                 ("logs", logs), ("model", run.arch), ("classes", run.class_num),
                 ("epochs configured", run.epochs_configured), ("launches", len(run.segments))]
     recipe, upstream, dataset = _dict(manifest.get("recipe")), _dict(manifest.get("upstream")), _dict(manifest.get("dataset"))
@@ -414,16 +410,16 @@ def provenance_rows(run: RunLogs, verdict: Verdict) -> list[tuple[str, Any]]:
 
 
 def _alarms(run: RunLogs) -> tuple[list[dict[str, Any]], str | None]:
-    if not _dict(run.manifest):
+    if run.files.manifest_path is None:
         return [], "no alarms.jsonl: plain upstream logs (repro train and repro watch record alarms)"
-    path = RunDir(run.files.root).alarms
+    path = RunDir(run.files.manifest_path.parent).alarms
     if not path.is_file():
         return [], f"no alarm raised ({path.name} absent)"
     return AlarmLog(path).alarms(), None
 
 
 def build_page(run: RunLogs, verdict: Verdict, target: Target | None, band: Band | None, band_line: str,
-               curves_uri: str, throughput_uri: str | None, throughput: pd.DataFrame) -> H.HtmlPage:
+               curves_uri: str, throughput_uri: str | None, throughput: pd.DataFrame, steady: Throughput) -> H.HtmlPage:
     page = H.HtmlPage(title=f"repro report: {run.name}")
     rest = verdict.headline[len(verdict.status):].lstrip(" ,")  # the run, the reason, the deviations
     page.verdict(verdict.status, verdict_number(verdict), rest if verdict.value is not None or verdict.deviations else "")
@@ -446,19 +442,28 @@ def build_page(run: RunLogs, verdict: Verdict, target: Target | None, band: Band
                                  a.get("detail")] for a in alarms]) if alarms else H.paragraph(why_none or "none", True))
 
     page.add("Eval history", _eval_history(run, band) + _standalone_table(evals, top5_meaningful(run)))
-    body = H.image(throughput_uri, "throughput", "Rank 0's logged samples/s; the first iteration of each epoch "
-                   "is left out of its median.") if throughput_uri else H.paragraph("no throughput logged", True)
+    body = H.image(throughput_uri, "throughput", "Rank 0's logged images/s per device; steady state leaves out "
+                   "upstream's warm-up lines (repro.judge.throughput).") if throughput_uri else ""
+    if steady.per_device is not None:
+        body += H.paragraph(f"steady state {steady.per_device:.4g} images/s per device, data wait "
+                            f"{steady.data_wait_share:.1%} of step time ({steady.lines} logged lines, "
+                            f"{steady.excluded_lines} warm-up lines left out); training time "
+                            f"{run.train_seconds / 3600:.2f} h")
+    else:
+        body += H.paragraph(f"no steady-state throughput: {steady.reason}", True)
     if not throughput.empty:
-        mean_ips = run.mean_ips
-        body += H.paragraph(f"median {throughput['ips'].median():.4g} samples/s per rank over {len(throughput)} "
-                            f"epoch(s); training time {run.train_seconds / 3600:.2f} h"
-                            + (f"; mean logged ips {mean_ips:.4g}" if math.isfinite(mean_ips) else ""))
-        columns = [c for c in ("ips", "batch_cost", "reader_cost", "data_wait") if c in throughput.columns]
-        body += H.table(["epoch", "median ips", "batch cost s", "reader cost s", "data wait share"][:len(columns) + 1],
-                        [[int(e), *(float(row[c]) for c in columns)] for e, row in throughput.iterrows()])
+        names = {"logged_ips": "logged ips (last line)", "steady_ips": "steady images/s", "data_wait": "data wait share"}
+        columns = list(throughput.columns)
+        body += H.table(["epoch", *(names[c] for c in columns)],
+                        [[int(e), *(_percent(row[c]) if c == "data_wait" else row[c] for c in columns)]
+                         for e, row in throughput.iterrows()])
     page.add("Throughput", body)
     page.footer = "Written by repro report; self-contained (no network needed). Files beside it: " + ", ".join(REPORT_FILES)
     return page
+
+
+def _percent(value: float) -> str:
+    return f"{value:.2%}" if isinstance(value, float) and math.isfinite(value) else ""
 
 
 def _eval_history(run: RunLogs, band: Band | None) -> str:
@@ -535,11 +540,11 @@ def write_report(run: RunLogs, verdict: Verdict, target: Target | None, out: Pat
     out = claim_report_dir(Path(out), identity, own_place, run_path)
     band, band_line = run_band(run)
     curves = _png(plot_curves(run, verdict, target, band, standalone_evals(run)))
-    throughput = throughput_table(run)
-    figure = plot_throughput(run, throughput)
+    throughput, steady = throughput_table(run), run_throughput(run)
+    figure = plot_throughput(run, throughput, steady)
     throughput_png = _png(figure) if figure is not None else None
     page = build_page(run, verdict, target, band, band_line, H.png_data_uri(curves),
-                      H.png_data_uri(throughput_png) if throughput_png else None, throughput)
+                      H.png_data_uri(throughput_png) if throughput_png else None, throughput, steady)
     report = Report(run=run.name, path=str(run.files.root), out=out, identity=identity, verdict=verdict,
                     band=band_line if band is not None else f"none: {band_line}")
     for name, data in ((EPOCHS_CSV, epochs_csv(run).encode("utf-8")),

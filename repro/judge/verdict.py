@@ -179,7 +179,8 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
     They disagree when they differ by more than 2 binomial standard errors, sqrt(p(1-p)/n) with n the
     eval set's size and p the two numbers' mean (so two equal numbers at p = 1 agree), plus the
     log's 5-decimal rounding. A PASS under ``require`` becomes INCOMPLETE without such an eval and
-    FAIL when it disagrees.
+    FAIL when it disagrees; under ``require`` only an eval of weights whose sha256 training recorded
+    (``weights_verified``, :mod:`repro.commands.evaluate`) counts.
     """
     if verdict.epoch is None or verdict.value is None or verdict.metric not in ("top1", "top5"):
         return
@@ -187,11 +188,20 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
     evaluations = [e for e in (run_manifest(run) or {}).get("evaluations") or [] if isinstance(e, dict)
                    and e.get("status") == "completed" and isinstance(e.get(verdict.metric), (int, float))]
     matching = [e for e in evaluations if e.get("epoch") == verdict.epoch]
+    unverified = [e for e in matching if e.get("weights_verified") is not True]
+    if require:  # only weights whose digest training recorded prove the run's number
+        matching = [e for e in matching if e.get("weights_verified") is True]
     if not matching:
         others = sorted({e.get("epoch") for e in evaluations if e.get("epoch") is not None})
         seen = f" (standalone evals exist of epoch {', '.join(map(str, others))})" if others else ""
         message = (f"no standalone eval of the judged epoch {verdict.epoch}{seen}: `repro eval {where}` evaluates "
                    "the true best's weights")
+        if unverified:
+            bad = unverified[-1]
+            message = (f"the standalone eval of epoch {verdict.epoch} ({bad.get('dir')}) scored "
+                       f"{bad.get('checkpoint')}.pdparams (sha256 {str(bad.get('sha256'))[:12]}), weights whose digest "
+                       f"training did not record, so it proves nothing; `repro eval {where}` evaluates the true best's "
+                       "weights")
         if require and verdict.status == PASS:
             verdict.status = INCOMPLETE
             verdict.reason = f"--require-eval: {message}; else {verdict.reason}"

@@ -15,12 +15,16 @@ from pathlib import Path
 
 import click
 
-from repro.core.files import read_text_bounded
+from repro.core.files import open_regular_file, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import K_TRUE_BEST, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.logs import patterns as P
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
 from repro.run.checkpoints import (
     DEFAULT_KEEP,
+    EPOCH_NAME,
     Checkpoint,
+    changed_file_message,
+    changed_files,
     find_checkpoints,
     resume_point,
 )
@@ -142,11 +146,58 @@ def prepare_segment(plan: ResumePlan) -> None:
     plan.manifest.update(true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
 
 
+def progress(run: RunDir, data: dict) -> tuple[int, bool]:
+    """(the last epoch the run closed, whether it ever completed a save): from its ``train.log``
+    (``[Train][Epoch N/M][Avg]``, upstream's ``Already save model in``) and the checkpoints the harness
+    recorded (written, deleted, the true best's)."""
+    epochs, saved = [0], False
+    try:
+        with open_regular_file(run.train_log) as handle:  # streamed: a 300-epoch log is ~160k lines
+            for raw in handle:
+                if b"[Avg]" in raw:
+                    match = P.TRAIN_AVG.search(raw.decode("utf-8", "replace"))
+                    epochs += [int(match.group("epoch"))] if match else []
+                elif b"Already save" in raw:
+                    saved = saved or P.SAVED_BYTES.search(raw) is not None
+    except (OSError, ReproError):  # no log (yet), or not a regular file: the manifest's records still count
+        pass
+    written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
+    names = [*written, *(data.get("checkpoints_deleted") or [])]
+    epochs += [int(m.group(1)) for m in (EPOCH_NAME.match(str(n).split(".", 1)[0]) for n in names) if m]
+    best = data.get(K_TRUE_BEST)
+    if isinstance(best, dict) and isinstance(best.get("epoch"), int):
+        epochs.append(best["epoch"])
+    return max(epochs), saved or bool(names)
+
+
+def refuse_lost_progress(plan: ResumePlan) -> int:
+    """A resume never quietly trains again from epoch 1 once the run saved a checkpoint (pruned or
+    deleted since), nor from a file whose bytes differ from what training wrote: the reason, one line.
+    Returns the last epoch the run closed. A run that never completed a save starts again, as it must."""
+    data, where = plan.manifest.data, plan.run.path
+    written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
+    done, saved = progress(plan.run, data)
+    if plan.checkpoint is not None:
+        changed = changed_files(plan.checkpoint.files(), written)
+        if changed:
+            raise ReproError(changed_file_message(changed[0], f"put back the file training wrote, or move "
+                                                  f"{plan.checkpoint.name}.* out of {changed[0].parent} to resume "
+                                                  f"from the newest other checkpoint (`repro train --resume {where}`)"),
+                             EXIT_BAD_INPUT)
+    elif saved:
+        raise ReproError(f"{where} trained through epoch {done} and saved checkpoints, but no complete one is left in "
+                         f"{plan.run.output} (pruned, deleted or incomplete), so a resume would train again from "
+                         f"epoch 1 into the same logs; start a new run with the options in {plan.run.manifest}, or "
+                         "put a complete checkpoint back there", EXIT_BAD_INPUT)
+    return done
+
+
 def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
                verbose: bool = False) -> None:
     """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
     ``verbose`` streams upstream's output instead of the progress line."""
     plan = plan_resume(resume_dir)
+    done = refuse_lost_progress(plan)
     for checkpoint in plan.skipped:
         say(f"not using {checkpoint.name}: incomplete ({checkpoint.reason})")
     if plan.checkpoint is None:
@@ -155,7 +206,9 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         epoch = f" (epoch {plan.checkpoint.epoch})" if plan.checkpoint.epoch is not None else ""
         kind = "" if plan.checkpoint.kind in ("latest", "epoch") else (
             ", the newest complete state: latest and epoch_N are older or incomplete")
-        say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}")
+        behind = (f"; the run had trained through epoch {done}, so epochs {plan.checkpoint.epoch + 1}-{done} are "
+                  "trained again" if plan.checkpoint.epoch is not None and done > plan.checkpoint.epoch else "")
+        say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}{behind}")
     if dry_run:
         print_dry_run(plan.command, plan.env, plan.run.path, None, as_json)
         return

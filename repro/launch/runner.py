@@ -31,10 +31,12 @@ from repro.run.rundir import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
+    K_WRITTEN,
     Manifest,
     RunDir,
 )
 from repro.run.checkpoints import (
+    Digests,
     adopt_unrecorded,
     first_epoch_floor,
     observe_written,
@@ -61,6 +63,7 @@ from repro.launch.truebest import (
 )
 
 HOUSEKEEPING_SECONDS = 5.0  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
+DIGEST_WAIT_SECONDS = 600.0  # after training: the last saves' digests (a few GB at most) are awaited this long
 FULL_DISK_BYTES = 1 << 20  # less free than this after a failure: the disk filled
 FAILURE_LINES = 30
 
@@ -153,7 +156,8 @@ class LauncherOutput:
 
 
 class Housekeeper:
-    """Periodic work while training: record what this run wrote, keep the true best, prune epochs."""
+    """Periodic work while training: record what this run wrote (and its digest, in the background),
+    keep the true best, prune epochs."""
 
     def __init__(self, run: RunDir, manifest: Manifest, keep: int, verbose: bool = False) -> None:
         self.run = run
@@ -172,6 +176,7 @@ class Housekeeper:
         self.evals: dict[int, float] = {}
         self.best: Best | None = None
         self.health = TrainHealthHook(run, say)  # health alarms (repro.judge.monitor) from the same lines
+        self.digests = Digests()
 
     def __call__(self) -> None:
         written = self.manifest.section(K_WRITTEN)
@@ -203,7 +208,14 @@ class Housekeeper:
         for name in sorted(set(foreign) - self.reported_foreign):
             say(f"kept {name}: not written by this run, so retention leaves it alone")
             self.reported_foreign.add(name)
+        changed = self.digests.update(self.run.output, written) or changed
         if changed:
+            self.manifest.save()
+
+    def finish(self) -> None:
+        """The last digests, once training has ended (off its critical path), into the manifest."""
+        written = self.manifest.section(K_WRITTEN)
+        if self.digests.finish(self.run.output, written, DIGEST_WAIT_SECONDS):
             self.manifest.save()
 
 
@@ -262,6 +274,10 @@ def run_segment(
             housekeeper()
         except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
             say(f"final checkpoint housekeeping failed: {error}")
+        try:
+            housekeeper.finish()
+        except Exception as error:
+            say(f"recording the checkpoints' digests failed: {error}")
         extra = {"launcher_exit_code": outcome.returncode, "killed_by_pid": outcome.killed}
         stopped_because = getattr(node_watch, "reason", None)
         if stopped_because:  # this node stopped its own ranks: a peer was lost, or nothing was logged for too long

@@ -29,6 +29,7 @@ from repro.core.files import atomic_path
 from repro.logs import patterns as P
 from repro.run.rundir import RunDir
 from repro.run.checkpoints import (
+    DIGEST,
     PARTS,
     Checkpoint,
     check_complete,
@@ -59,13 +60,10 @@ class Best:
 def eval_top1(lines: list[str]) -> dict[int, float]:
     """Finite eval top-1 per epoch in ``lines`` (a repeated epoch keeps its last result)."""
     results: dict[int, float] = {}
-    for line in lines:
-        match = P.EVAL_AVG.search(line) if "[Avg]" in line else None
-        if match is None:
-            continue
-        value = P.parse_body(match.group("body")).get("top1")
+    for read in map(P.read_line, lines):
+        value = read.values.get("top1") if read.kind == P.EVAL_AVG_LINE else None
         if isinstance(value, float) and math.isfinite(value):
-            results[int(match.group("epoch"))] = value
+            results[read.epoch] = value  # type: ignore[index]
     return results
 
 
@@ -170,9 +168,13 @@ def _copy_over(path: Path) -> None:
 
 def record_true_best(output_dir: Path, segment: int, written: dict[str, dict]) -> None:
     """Enter ``true_best.*`` in the manifest's record of files the harness wrote (retention never
-    deletes them; ``repro runs prune`` may, once the run is over)."""
+    deletes them; ``repro runs prune`` keeps them unless named); the housekeeper's digests follow."""
     for suffix in PARTS:
         path = output_dir / f"{TRUE_BEST}{suffix}"
         if path.is_file():
             stat = path.stat()
-            written[path.name] = {"segment": segment, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+            record = {"segment": segment, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+            before = written.get(path.name) or {}
+            if (before.get("mtime_ns"), before.get("size")) == (stat.st_mtime_ns, stat.st_size) and before.get(DIGEST):
+                record[DIGEST] = before[DIGEST]  # the same file as recorded: its digest stands
+            written[path.name] = record

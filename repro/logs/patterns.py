@@ -1,7 +1,7 @@
-"""The line formats upstream PaddleClas release/2.6 prints, as compiled regexes.
+"""The line formats upstream PaddleClas release/2.6 prints, and :func:`read_line`, the one reader of a line.
 
-Kept in one place because every consumer (the fast scanner, the per-line parser used by ``watch``,
-the tests' log double) must agree on them. Sources: ``ppcls/utils/logger.py`` (line prefix),
+Kept in one place because every consumer (the verdict's scan, ``watch``, the health alarms, the true
+best guard, the tests' log double) must agree on them. Sources: ``ppcls/utils/logger.py`` (line prefix),
 ``ppcls/engine/train/utils.py`` (``[Train]...[Iter: i/n]``), ``ppcls/engine/engine.py`` (``[Avg]`` and
 ``[best metric: x]``), ``ppcls/engine/evaluation/classification.py`` (``[Eval]``) and
 ``ppcls/utils/config.py`` (``print_config``: the indented ``key : value`` echo).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 
 # "[2026/11/28 05:07:00] ppcls INFO: message" -- the logger name was "root" in older releases.
 LINE = re.compile(
@@ -28,6 +29,8 @@ TRAIN_AVG = re.compile(r"\[Train\]\[Epoch (?P<epoch>\d+)/(?P<epochs>\d+)\]\[Avg\
 EVAL_AVG = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[Avg\](?P<body>.*)")
 # engine.py prints the Python float: "0.25", "0.7677000164985657", "-1.0".
 BEST = re.compile(r"\[Eval\]\[Epoch (?P<epoch>\d+)\]\[best metric: (?P<value>[^\]]*)\]")
+# save_model (ppcls/utils/save_load.py) after all parts of a save are written, as bytes for a streamed scan.
+SAVED_BYTES = re.compile(rb"Already save model in (\S+)")
 
 # Upstream's train loop (ppcls/engine/train/train.py) times each iteration from before the batch is
 # fetched (reader_cost, inside batch_cost), resets its timers after every logged line and once more at
@@ -118,3 +121,41 @@ def parse_body(body: str) -> dict[str, float | str | None]:
 
 def strip_ansi(text: str) -> str:
     return ANSI.sub("", text) if "\x1b" in text else text
+
+
+# What read_line says a line is.
+TRAIN_ITER_LINE, TRAIN_AVG_LINE, EVAL_ITER_LINE, EVAL_AVG_LINE, BEST_LINE, OTHER_LINE = (
+    "train_iter", "train_avg", "eval_iter", "eval_avg", "best", "other")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One upstream log line, read once: its kind, its epoch/iteration position and its numbers."""
+
+    kind: str
+    msg: str  # the line without colour codes
+    epoch: int | None = None
+    epochs: int | None = None
+    iter: int | None = None
+    iters: int | None = None
+    values: dict[str, float | str | None] = field(default_factory=dict)
+
+
+def read_line(line: str) -> LogLine:
+    """The one reader of an upstream log line: ``[Train]`` iteration and epoch lines, ``[Eval]`` iteration,
+    epoch and ``[best metric]`` lines; anything else is ``other`` (the config echo, warnings, tracebacks)."""
+    msg = strip_ansi(line)
+    if "[Train]" in msg:
+        if (match := TRAIN_ITER.search(msg)) is not None:
+            return LogLine(TRAIN_ITER_LINE, msg, int(match["epoch"]), int(match["epochs"]), int(match["iter"]),
+                           int(match["iters"]), parse_body(match["body"]))
+        if (match := TRAIN_AVG.search(msg)) is not None:
+            return LogLine(TRAIN_AVG_LINE, msg, int(match["epoch"]), int(match["epochs"]), values=parse_body(match["body"]))
+    elif "[Eval]" in msg:
+        if (match := EVAL_AVG.search(msg)) is not None:
+            return LogLine(EVAL_AVG_LINE, msg, int(match["epoch"]), values=parse_body(match["body"]))
+        if (match := BEST.search(msg)) is not None:
+            return LogLine(BEST_LINE, msg, int(match["epoch"]), values={"best_metric": to_number(match["value"])})
+        if (match := EVAL_ITER.search(msg)) is not None:
+            return LogLine(EVAL_ITER_LINE, msg, int(match["epoch"]), iter=int(match["iter"]), iters=int(match["iters"]))
+    return LogLine(OTHER_LINE, msg)

@@ -29,21 +29,19 @@ class Progress:
     top1_epoch: int | None = None
 
     def feed(self, line: str) -> bool:
-        """Take one log line; True when it moved the progress (an iteration or an eval result)."""
+        """Take one log line (read by :func:`repro.logs.patterns.read_line`); True when it moved the
+        progress (an iteration or an eval result)."""
         if "[Train]" not in line and "[Eval]" not in line:  # most lines: config echo, saves, launcher
             return False
-        msg = P.strip_ansi(line)
-        if (match := P.TRAIN_ITER.search(msg)) is not None:
-            body = P.parse_body(match.group("body"))
-            self.epoch, self.epochs = int(match.group("epoch")), int(match.group("epochs"))
-            self.iter, self.iters = int(match.group("iter")), int(match.group("iters"))
-            self.loss, self.ips, self.eta_s = body.get("loss"), body.get("ips"), body.get("eta_s")  # type: ignore[assignment]
+        read = P.read_line(line)
+        if read.kind == P.TRAIN_ITER_LINE:
+            self.epoch, self.epochs, self.iter, self.iters = read.epoch, read.epochs, read.iter, read.iters  # type: ignore[assignment]
+            values = read.values
+            self.loss, self.ips, self.eta_s = values.get("loss"), values.get("ips"), values.get("eta_s")  # type: ignore[assignment]
             return True
-        if (match := P.EVAL_AVG.search(msg)) is not None:
-            body = P.parse_body(match.group("body"))
-            if isinstance(body.get("top1"), float):
-                self.top1, self.top1_epoch = body["top1"], int(match.group("epoch"))  # type: ignore[assignment]
-                return True
+        if read.kind == P.EVAL_AVG_LINE and isinstance(read.values.get("top1"), float):
+            self.top1, self.top1_epoch = read.values["top1"], read.epoch  # type: ignore[assignment]
+            return True
         return False
 
     @property

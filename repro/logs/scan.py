@@ -292,15 +292,10 @@ def _previous_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) ->
         if pos <= lower:
             return {}
         start, stop, line = _line_at(data, pos - 1, pos)
-        match = P.TRAIN_ITER.search(line)
-        if match:
-            body = P.parse_body(match.group("body"))
-            return {
-                "iters": int(match.group("iters")),
-                "lr": body.get("lr"),
-                "ips": body.get("ips"),
-                "scheduler": body.get("scheduler"),
-            }
+        read = P.read_line(line)
+        if read.kind == P.TRAIN_ITER_LINE:
+            body = read.values
+            return {"iters": read.iters, "lr": body.get("lr"), "ips": body.get("ips"), "scheduler": body.get("scheduler")}
         pos = start
     return {}
 
@@ -311,10 +306,10 @@ def _previous_eval_iteration(data: bytes | mmap.mmap, line_start: int, lower: in
     if line_start <= lower:
         return {}
     _, _, line = _line_at(data, line_start - 1, line_start)
-    match = P.EVAL_ITER.search(line)
-    if match is None:
+    read = P.read_line(line)
+    if read.kind != P.EVAL_ITER_LINE:
         return {}
-    return {"eval_iters": int(match.group("iters")), "eval_last_iter": int(match.group("iter"))}
+    return {"eval_iters": read.iters, "eval_last_iter": read.iter}
 
 
 def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
@@ -357,27 +352,26 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
             seg = bisect.bisect_right(boundaries, line_start)
             if not train and "[Eval]" not in msg:
                 continue
-            if (match := P.TRAIN_AVG.search(msg)) is not None:
-                row = {"segment": seg, "epoch": int(match.group("epoch")), "epochs": int(match.group("epochs")),
-                       "time": when, "offset": line_start}
-                body = P.parse_body(match.group("body"))
+            read = P.read_line(msg)
+            if read.kind == P.TRAIN_AVG_LINE:
+                row = {"segment": seg, "epoch": read.epoch, "epochs": read.epochs, "time": when, "offset": line_start}
+                body = read.values
                 row.update({f"train_{k}": v for k, v in body.items()})
                 row["nonfinite_train"] = ",".join(f"train {k}" for k in P.nonfinite_keys(body))
                 row.update(_previous_iteration(data, line_start, boundaries[seg - 1]))
                 train_rows.append(row)
-            elif (match := P.EVAL_AVG.search(msg)) is not None:
-                row = {"segment": seg, "epoch": int(match.group("epoch")), "time": when, "offset": line_start}
-                body = P.parse_body(match.group("body"))
+            elif read.kind == P.EVAL_AVG_LINE:
+                row = {"segment": seg, "epoch": read.epoch, "time": when, "offset": line_start}
+                body = read.values
                 row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in body.items()})
                 row.update(_previous_eval_iteration(data, line_start, boundaries[seg - 1]))
                 row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(body))
                 eval_rows.append(row)
                 eval_lines.append(msg)
                 _, _, following = _line_at(data, min(line_stop + 1, end), end) if line_stop + 1 < end else (0, 0, "")
-                best = P.BEST.search(following)
-                if best is not None:
-                    best_rows.append({"segment": seg, "epoch": int(best.group("epoch")),
-                                      "best_metric": P.to_number(best.group("value"))})
+                best = P.read_line(following)
+                if best.kind == P.BEST_LINE:
+                    best_rows.append({"segment": seg, "epoch": best.epoch, "best_metric": best.values["best_metric"]})
     return LogFile(
         path=path,
         rank=rank,

@@ -20,23 +20,37 @@ files present when a segment started, files under other names, an ``epoch_N`` co
 the segment did not train, and any file changed after it was recorded are never touched. Saves a
 segment could not record (its harness was killed, its disk full) are adopted by the next segment
 by the same rules (``adopt_unrecorded``), so they do not stay forever.
+
+Each recorded file also gets the sha256 of its bytes (``Digests``), taken in a background thread
+within seconds of the save (a ResNeSt50 save is ~200 MB: never on the housekeeping loop, never in
+the training's way) and kept only if the file did not change while it was read. Size and mtime say
+a file was *probably* left alone; the digest proves it: ``repro eval`` and ``--resume`` refuse a
+checkpoint whose bytes differ from what training wrote (a ``cp latest.pdparams true_best.pdparams``
+keeps the size, and ``touch -r`` the mtime), and ``repro runs prune`` leaves such a file alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pickle
 import re
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
+from repro.core.errors import ReproError
+from repro.core.files import file_sha256
+
 PARTS = (".pdparams", ".pdopt", ".pdstates")  # save order
 # One save of ResNeSt50 (~200 MB) takes seconds; minutes apart means parts from different saves.
 MAX_SAVE_SECONDS = 600.0
 EPOCH_NAME = re.compile(r"^epoch_(\d+)$")
+# A checkpoint name a user may type (``repro eval --checkpoint``, ``repro runs prune --including``).
+CHECKPOINT_NAME = re.compile(r"^(true_best|best_model|latest|epoch_[1-9][0-9]*)$")
 MB = 1024 * 1024
 # Free space kept beyond the checkpoints a run will hold (logs, eval output, the filesystem's own needs).
 DISK_MARGIN_MB = 1024
@@ -342,3 +356,87 @@ def disk_problem(where: Path, checkpoint_mb: int, checkpoints: int) -> tuple[str
         return (f"not enough disk for the checkpoints: {detail}; "
                 "free space, choose another --run-dir (or --logs-dir), or lower --keep-checkpoints"), detail
     return None, detail
+
+
+# -- digests ------------------------------------------------------------------------------------
+DIGEST = "sha256"  # the key of a checkpoints_written record holding the digest of the recorded file
+MATCHES, UNRECORDED, DIFFERS = "matches", "unrecorded", "differs"
+
+
+def _stable_digest(path: Path) -> tuple[str, int, int] | None:
+    """(sha256, mtime_ns, size) of ``path``; None if it changed while it was read (upstream rewrote it)."""
+    before = os.stat(path)
+    digest = file_sha256(path)
+    after = os.stat(path)
+    if (before.st_mtime_ns, before.st_size, before.st_ino) != (after.st_mtime_ns, after.st_size, after.st_ino):
+        return None
+    return digest, after.st_mtime_ns, after.st_size
+
+
+class Digests:
+    """The sha256 of every recorded checkpoint file, taken in one background thread.
+
+    ``update`` (each housekeeping tick) enters finished digests into their records, only when the
+    record still describes the very file that was read (same mtime and size), and queues the records
+    that have none; ``finish`` (once training has ended) waits for the queue.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repro-digest")
+        self._pending: dict[str, Future] = {}
+
+    def update(self, output_dir: Path, written: dict[str, dict]) -> bool:
+        changed = False
+        for name, future in list(self._pending.items()):
+            if not future.done():
+                continue
+            del self._pending[name]
+            try:
+                result = future.result()
+            except (OSError, ReproError):  # deleted (retention), unreadable or not a regular file: not recorded
+                continue
+            record = written.get(name)
+            if result and record is not None and (record.get("mtime_ns"), record.get("size")) == result[1:]:
+                record[DIGEST] = result[0]
+                changed = True
+        for name, record in written.items():
+            if isinstance(record, dict) and not record.get(DIGEST) and name not in self._pending:
+                self._pending[name] = self._pool.submit(_stable_digest, output_dir / name)
+        return changed
+
+    def finish(self, output_dir: Path, written: dict[str, dict], timeout: float | None = None) -> bool:
+        """Wait for the queued digests (training has ended), enter them; True if a record changed."""
+        wait(list(self._pending.values()), timeout=timeout)
+        changed = self.update(output_dir, written)
+        wait(list(self._pending.values()), timeout=timeout)  # records the last tick had not queued yet
+        changed = self.update(output_dir, written) or changed
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return changed
+
+
+def digest_status(path: Path, written: dict[str, dict]) -> str:
+    """MATCHES when ``path`` holds the bytes training wrote under its name, DIFFERS when it does not,
+    UNRECORDED when no digest was recorded (a file copied in, a run from before digests, a harness
+    killed before its digest was taken)."""
+    recorded = recorded_digest(path, written)
+    if recorded is None:
+        return UNRECORDED
+    return MATCHES if file_sha256(path) == recorded else DIFFERS
+
+
+def recorded_digest(path: Path, written: dict[str, dict]) -> str | None:
+    """The sha256 recorded for the file training wrote under ``path``'s name, if any."""
+    record = written.get(Path(path).name) if isinstance(written, dict) else None
+    recorded = record.get(DIGEST) if isinstance(record, dict) else None
+    return recorded if isinstance(recorded, str) and recorded else None
+
+
+def changed_files(paths: list[Path], written: dict[str, dict]) -> list[Path]:
+    """Those of ``paths`` whose bytes differ from the digest recorded when training wrote them."""
+    return [path for path in paths if path.is_file() and digest_status(path, written) == DIFFERS]
+
+
+def changed_file_message(path: Path, fix: str) -> str:
+    """The one line every command says for a checkpoint file whose digest differs, with its ``fix``."""
+    return (f"{path} is not the file training wrote (its sha256 differs from the one recorded when it was "
+            f"saved), so it is not trusted; {fix}")

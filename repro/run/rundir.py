@@ -329,6 +329,8 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "config": _MAPPING, "scaling": _MAPPING, "seed": _MAPPING + (int,), "keep_checkpoints": (int,),
     "preflight": _TEXT, "checkpoints_deleted": _LIST,
 }
+# List fields whose items must be objects (a target per metric, a segment, an evaluation).
+OBJECT_LISTS = (K_TARGET, K_SEGMENTS, K_EVALUATIONS)
 KNOWN_SCHEMAS = (1, SCHEMA)
 
 
@@ -353,6 +355,9 @@ def check_manifest(path: Path, data: Any) -> dict[str, Any]:
             continue
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected {_type_names(types)} "
+                             f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
+        if key in OBJECT_LISTS and isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+            raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected a list of objects "
                              f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
     return data
 

@@ -8,7 +8,6 @@ commit id, which is used when ``--commit`` is not given.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import stat
@@ -17,7 +16,6 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
-from repro.core.files import open_regular_file
 from repro.upstream.git import is_full_sha
 
 
@@ -30,14 +28,6 @@ def in_sparse(name: str, patterns: tuple[str, ...]) -> bool:
         if name == anchored:
             return True
     return False
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open_regular_file(path) as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _safe_relative(name: str) -> PurePosixPath | None:

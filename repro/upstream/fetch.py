@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
-from repro.upstream.archive import extract_archive, file_sha256
+from repro.core.files import file_sha256
+from repro.upstream.archive import extract_archive
 from repro.core.paths import UPSTREAM_ENV
 from repro.upstream.git import as_git_url, checked_commit, checked_ref, head_commit, is_checkout_root, last_error_line, run_git
 from repro.upstream.patches import Patch, apply_series, read_series, reverse_series

@@ -133,6 +133,85 @@ def test_eval_is_refused_while_the_run_trains(trained) -> None:
     assert result.exit_code == 5 and "is training" in result.output
 
 
+def copy_run(run: Path, where: Path, status: str | None = None) -> Path:
+    """A copy of the run (mtimes kept, as ``cp -a``) before any eval, optionally with another manifest status."""
+    import shutil
+
+    copy = where / "run"
+    shutil.copytree(run, copy, symlinks=True, ignore=shutil.ignore_patterns("eval"))
+    data = manifest(copy)
+    data.pop("evaluations", None)
+    data["status"] = status or data["status"]
+    (copy / "manifest.json").write_text(json.dumps(data))
+    return copy
+
+
+def replace(target: Path, source: Path, keep_mtime: bool) -> None:
+    """Someone's ``cp source target`` (with ``touch -r target`` when ``keep_mtime``: size and mtime as recorded)."""
+    import os
+
+    before = target.stat()
+    target.write_bytes(source.read_bytes()[: before.st_size].ljust(before.st_size, b"x"))
+    if keep_mtime:
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_training_records_the_digest_of_every_checkpoint_file_it_keeps(trained) -> None:
+    _, run = trained
+    written = manifest(run)["checkpoints_written"]
+    kept = sorted(p.name for p in (run / "output").iterdir() if p.suffix in (".pdparams", ".pdopt", ".pdstates"))
+    assert kept and sorted(written) == kept
+    for name in kept:
+        assert written[name]["sha256"] == hashlib.sha256((run / "output" / name).read_bytes()).hexdigest(), name
+
+
+@pytest.mark.parametrize("target,source,keep_mtime", [
+    ("true_best.pdparams", "latest.pdparams", False),  # the issue's cp latest -> true_best
+    ("true_best.pdparams", "epoch_1.pdparams", True),  # same size, mtime put back (touch -r)
+    ("true_best.pdstates", "latest.pdstates", True),  # the state that labels the epoch
+    ("epoch_2.pdparams", "epoch_3.pdparams", True),
+])
+def test_a_replaced_checkpoint_is_refused_by_eval_require_eval_resume_and_prune(
+        trained, tmp_path: Path, target: str, source: str, keep_mtime: bool) -> None:
+    _, run = trained
+    copy = copy_run(run, tmp_path, status="interrupted")
+    output = copy / "output"
+    replace(output / target, output / source, keep_mtime)
+    name = target.split(".")[0]
+    refused = repro("eval", str(copy), "--checkpoint", name)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("\n") == 1 and f"error: {output / target} is not the file training wrote" in refused.stderr
+    assert "repro eval" in refused.stderr
+    assert not (copy / "eval").exists() and "evaluations" not in manifest(copy)
+    required = check(copy, "--require-eval")
+    assert required.returncode == 2 and "--require-eval: no standalone eval of the judged epoch 2" in required.stdout
+    # the resume point: latest here; a replaced one stops the resume, naming it
+    replace(output / "latest.pdopt", output / "epoch_1.pdopt", True)
+    resume = repro("train", "--resume", str(copy), "--dry-run")
+    assert resume.returncode == 2 and f"error: {output / 'latest.pdopt'} is not the file training wrote" in resume.stderr
+    assert "resuming from" not in resume.stderr
+    # prune leaves a changed file alone and says so
+    pruned = repro("runs", "prune", str(copy), "--including", "latest", "--including", "true_best")
+    assert pruned.returncode == 0, pruned.stderr
+    assert (output / target).exists() and f"kept {target}: changed since training wrote it" in pruned.stdout
+    assert (output / "latest.pdopt").exists() and not (output / "latest.pdparams").exists()
+
+
+def test_require_eval_counts_only_weights_whose_digest_training_recorded(trained, tmp_path: Path) -> None:
+    _, run = trained
+    copy = copy_run(run, tmp_path)
+    data = manifest(copy)
+    del data["checkpoints_written"]["true_best.pdparams"]["sha256"]  # as a run from before digests
+    (copy / "manifest.json").write_text(json.dumps(data))
+    done = repro("eval", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert "has no digest recorded by training" in done.stderr and "unverified" in done.stdout
+    assert manifest(copy)["evaluations"][-1]["weights_verified"] is False
+    judged = check(copy, "--require-eval")
+    assert judged.returncode == 2 and "weights whose digest training did not record" in judged.stdout
+    assert check(copy).returncode == 0  # without --require-eval the verdict stands on the log
+
+
 def test_eval_command_is_the_training_command_with_eval_py_and_the_weights(tmp_path: Path) -> None:
     run = tmp_path / "run"
     train = build_command(upstream_dir=tmp_path / "up", entry="tools/train.py", config_arg=str(run / "smoke-config.yaml"),
@@ -156,3 +235,48 @@ def test_eval_command_is_the_training_command_with_eval_py_and_the_weights(tmp_p
     assert "--gpus=0,1,2,3" in [t.text for t in same_devices.tokens]
     env = eval_environment(data, [2, 3])
     assert isinstance(env, EnvChanges) and env.set["CUDA_VISIBLE_DEVICES"] == "2,3"
+
+
+@pytest.mark.parametrize("lose", ["prune", "rm", "half-written"])
+def test_resume_refuses_to_start_again_from_epoch_1_once_the_run_has_progressed(trained, tmp_path: Path, lose: str) -> None:
+    _, run = trained
+    copy = copy_run(run, tmp_path, status="interrupted")
+    output = copy / "output"
+    kept = repro("runs", "prune", str(copy))  # the resume point and the judged weights stay
+    assert kept.returncode == 0 and "kept latest.*: the resume point, epoch 3" in kept.stdout
+    if lose == "prune":
+        assert repro("runs", "prune", str(copy), "--including", "latest", "--including", "true_best").returncode == 0
+    else:
+        for path in output.glob("*.pd*"):
+            if lose == "rm" or path.suffix == ".pdstates":
+                path.unlink()
+    resume = repro("train", "--resume", str(copy), "--dry-run")
+    assert resume.returncode == 2, resume.stderr
+    assert resume.stderr.strip().splitlines()[-1].startswith(f"error: {copy} trained through epoch 3 and saved checkpoints, "
+                                                           "but no complete one is left")
+    assert "starts again from epoch 1" not in resume.stderr
+
+
+def test_a_run_that_never_completed_a_save_starts_again_and_says_so(trained, tmp_path: Path) -> None:
+    _, run = trained
+    copy = copy_run(run, tmp_path, status="interrupted")
+    for path in (copy / "output").glob("*.pd*"):
+        path.unlink()
+    log = copy / "output" / "train.log"
+    log.write_text("".join(line for line in log.read_text().splitlines(keepends=True) if "Already save" not in line))
+    data = manifest(copy)
+    data.update(checkpoints_written={}, true_best=None)
+    (copy / "manifest.json").write_text(json.dumps(data))
+    resume = repro("train", "--resume", str(copy), "--dry-run")
+    assert resume.returncode == 0, resume.stderr
+    assert "no complete checkpoint yet: the run starts again from epoch 1" in resume.stderr
+
+
+def test_resume_from_an_older_state_says_which_epochs_are_trained_again(trained, tmp_path: Path) -> None:
+    _, run = trained
+    copy = copy_run(run, tmp_path, status="interrupted")
+    assert repro("runs", "prune", str(copy), "--including", "latest").returncode == 0  # true_best (epoch 2) stays
+    resume = repro("train", "--resume", str(copy), "--dry-run")
+    assert resume.returncode == 0, resume.stderr
+    assert "resuming from" in resume.stderr and "true_best (epoch 2)" in resume.stderr
+    assert "the run had trained through epoch 3, so epochs 3-3 are trained again" in resume.stderr

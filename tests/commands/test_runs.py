@@ -164,3 +164,78 @@ def test_prune_holds_the_lock_while_deleting_and_leaves_no_lock_behind(tmp_path:
     assert invoke("prune", str(run)).exit_code == 0
     assert seen and not (run / ".lock").exists()
     assert is_active(run) is False
+
+
+def complete_save(output: Path, name: str, epoch: int, metric: float = 0.5) -> dict[str, dict]:
+    """One save as upstream writes it (.pdparams, .pdopt, .pdstates last), recorded with its digests."""
+    import hashlib
+    import pickle
+
+    records = {}
+    for suffix, data in ((".pdparams", b"w" * 3000), (".pdopt", b"o" * 3000),
+                         (".pdstates", pickle.dumps({"metric": metric, "epoch": epoch}))):
+        path = output / f"{name}{suffix}"
+        path.write_bytes(data)
+        info = path.stat()
+        records[path.name] = {"segment": 0, "mtime_ns": info.st_mtime_ns, "size": info.st_size,
+                              "sha256": hashlib.sha256(data).hexdigest()}
+    return records
+
+
+def progressed_run(logs: Path, name: str, status: str, smoke: bool = False) -> Path:
+    """A run that trained 3 epochs: latest (epoch 3), true_best (epoch 2), epoch_2 and epoch_3, all recorded."""
+    manifest = {"recipe": {"name": "resnest50"}, "status": status, "smoke": smoke,
+                "target": {"metric": "top1", "value": 0.5, "eval_set_size": 32, "tolerance": 0.0},
+                "true_best": {"epoch": 2, "metric": 0.5, "checkpoint": "x", "source": "epoch_2", "method": "copy"}}
+    run = standard_run(logs / name, manifest=manifest)
+    output = run / "output"
+    written = {}
+    for prefix, epoch in (("epoch_2", 2), ("epoch_3", 3), ("true_best", 2), ("latest", 3)):
+        written.update(complete_save(output, prefix, epoch))
+    Manifest.load(run / "manifest.json").update(checkpoints_written=written)
+    return run
+
+
+@pytest.mark.parametrize("status", ["interrupted", "failed", "abandoned", "running"])  # running: a SIGKILLed harness
+def test_prune_keeps_the_resume_point_and_the_judged_weights_of_an_unfinished_run(tmp_path: Path, status: str) -> None:
+    run = progressed_run(tmp_path / "logs", "r", status)
+    before = files(run)
+    dry = invoke("prune", str(run), "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    listed = [line.strip() for line in dry.stdout.splitlines() if line.startswith("  /")]
+    assert sorted(listed) == sorted(str(run / "output" / f"{p}{s}") for p in ("epoch_2", "epoch_3")
+                                    for s in (".pdparams", ".pdopt", ".pdstates"))
+    assert "kept latest.*: the resume point, epoch 3 (`--including latest` deletes it too)" in dry.stdout
+    assert "kept true_best.*: the judged weights, epoch 2" in dry.stdout and files(run) == before
+    done = invoke("prune", str(run))
+    assert done.exit_code == 0, done.stderr
+    assert before - files(run) == {f"output/{line.rsplit('/', 1)[1]}" for line in listed}
+    assert all((run / "output" / f"{p}{s}").exists() for p in ("latest", "true_best") for s in (".pdparams", ".pdopt", ".pdstates"))
+    # named, they go too
+    named = invoke("prune", str(run), "--including", "latest")
+    assert named.exit_code == 0 and not (run / "output" / "latest.pdparams").exists()
+    assert (run / "output" / "true_best.pdopt").exists()
+
+
+def test_prune_of_a_completed_run_keeps_only_what_eval_reads_of_the_judged_weights(tmp_path: Path) -> None:
+    run = progressed_run(tmp_path / "logs", "r", "completed")
+    done = invoke("prune", str(run))
+    assert done.exit_code == 0, done.stderr
+    left = sorted(p.name for p in (run / "output").iterdir() if p.name != "train.log")
+    assert left == ["true_best.pdparams", "true_best.pdstates"]
+    assert "kept true_best.*: the judged weights, epoch 2" in done.stdout
+    for bad in ("latest,true_best", "../x", "epoch_0"):
+        refused = invoke("prune", str(run), "--including", bad)
+        assert refused.exit_code == EXIT_BAD_INPUT and "is not a checkpoint name" in refused.stderr
+
+
+def test_prune_smoke_takes_completed_smoke_runs_only(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    runs = {status: progressed_run(logs, status, status, smoke=True)
+            for status in ("completed", "interrupted", "failed", "abandoned", "running")}
+    result = invoke("--logs-dir", str(logs), "prune", "--smoke")
+    assert result.exit_code == 0, result.stderr
+    assert "in 1 run(s)" in result.stdout and not (runs["completed"] / "output" / "latest.pdparams").exists()
+    for status, run in runs.items():
+        if status != "completed":
+            assert all((run / "output" / f"{p}.pdparams").exists() for p in ("latest", "epoch_2", "true_best")), status

@@ -171,13 +171,23 @@ def test_rerun_verifies_and_skips_finished_classes(tmp_path: Path, official) -> 
     assert tree_state(out / "train") == before
 
 
+def unrecord(out: Path, key: str, extra: list[str] = ()) -> None:
+    """Turn a job's done record back into the journal a kill before it was written leaves."""
+    done = out / ".repro-prepare" / "done" / f"{key}.json"
+    journal = out / ".repro-prepare" / "writing" / f"{key}.txt"
+    journal.parent.mkdir(exist_ok=True)
+    journal.write_text("".join(f"{rel}\n" for rel in [*json.loads(done.read_text())["files"], *extra]))
+    done.unlink()
+
+
 def test_half_written_class_is_redone(tmp_path: Path, official) -> None:
     out = tmp_path / "out"
     assert run_official(out, official)[0] == 0
-    # As after a kill: one class renamed but not recorded, another still .partial with a stray file.
-    (out / ".repro-prepare" / "done" / "train-n01443537.json").unlink()
+    # As after a kill: one class renamed but not recorded, another still .partial with a half-written
+    # file; their journals name what was written (the half-written file too: named before it is created).
+    unrecord(out, "train-n01443537")
     (out / "train" / "n01443537" / "n01443537_1.JPEG").unlink()
-    (out / ".repro-prepare" / "done" / "train-n02099601.json").unlink()
+    unrecord(out, "train-n02099601", extra=["n02099601/half.JPEG"])
     (out / "train" / "n02099601").rename(out / "train" / "n02099601.partial")
     (out / "train" / "n02099601.partial" / "half.JPEG").write_bytes(b"\xff")
     kept = tree_state(out / "train" / "n01440764")
@@ -402,6 +412,61 @@ def test_out_holding_other_files_is_untouched(tmp_path: Path, official) -> None:
     code, _, stderr = run_official(out, official)
     error_line(code, stderr, 5, "holds files prepare did not write")
     assert tree_state(out) == before
+
+
+@pytest.mark.parametrize("place", ["class.partial", "class unrecorded", "val.partial", "class redone", "a link"])
+def test_a_rerun_never_deletes_a_file_prepare_did_not_write(tmp_path: Path, official, place: str) -> None:
+    out = tmp_path / "out"
+    assert run_official(out, official)[0] == 0
+    train = out / "train"
+    if place == "class.partial":  # the issue's case: killed mid-class, a user's file dropped in its .partial
+        unrecord(out, "train-n02099601")
+        (train / "n02099601").rename(train / "n02099601.partial")
+        mine = train / "n02099601.partial" / "notes.txt"
+    elif place == "class unrecorded":  # renamed into place, killed before its done record
+        unrecord(out, "train-n02099601")
+        mine = train / "n02099601" / "notes.txt"
+    elif place == "val.partial":
+        unrecord(out, "val-tar")
+        (out / "val").rename(out / "val.partial")
+        mine = out / "val.partial" / VAL_WNIDS[0] / "notes.txt"
+    elif place == "class redone":  # finished, then an image lost: the class is redone around the user's file
+        (train / "n02099601" / "n02099601_1.JPEG").unlink()
+        mine = train / "n02099601" / "notes.txt"
+    else:
+        unrecord(out, "train-n02099601")
+        mine = train / "n02099601" / "elsewhere.JPEG"
+        mine.symlink_to(tmp_path / "download")
+    if not mine.is_symlink():
+        mine.write_text("mine")
+    before = tree_state(out / "train") | tree_state(out / "val" if (out / "val").exists() else out / "val.partial")
+    code, _, stderr = run_official(out, official)
+    error_line(code, stderr, 5, f"{mine} was not written by prepare")
+    assert "rerun the same command" in stderr
+    assert (mine.is_symlink() or mine.read_text() == "mine")
+    assert before == tree_state(out / "train") | tree_state(out / "val" if (out / "val").exists() else out / "val.partial")
+    mine.unlink()  # moved out, as the line says: the rerun completes
+    code, stdout, stderr = run_official(out, official)
+    assert code == 0, stderr
+    assert_val_labels_follow_devkit(out)
+    assert not list((out / ".repro-prepare" / "writing").glob("*"))
+
+
+@pytest.mark.parametrize("where", ["in a class", "the root", "in val", "through a link", "holds the source"])
+def test_out_and_the_source_may_not_hold_each_other(tmp_path: Path, official, where: str) -> None:
+    root = extract_official(tmp_path, official, val_by_class=True)
+    out = {"in a class": root / "train" / "n01440764" / "out", "the root": root, "in val": root / "val" / "new",
+           "through a link": tmp_path / "link" / "out", "holds the source": tmp_path}[where]
+    (tmp_path / "link").symlink_to(root / "train" / "n02099601")
+    before = tree_state(root)
+    code, _, stderr = run(out, "--from", root, "--jobs", "1")
+    words = "lies inside" if where == "holds the source" else "lies inside the source"
+    error_line(code, stderr, 2, words)
+    assert tree_state(root) == before and (where in ("holds the source", "the root") or not out.exists())
+    # the archives too: OUT may not hold them
+    train, val, devkit = official
+    code, _, stderr = run(tmp_path, "--train-tar", train, "--val-tar", val, "--devkit", devkit)
+    error_line(code, stderr, 2, f"the source {train.parent}")
 
 
 def test_not_enough_free_space_is_refused_before_writing(tmp_path: Path, official, monkeypatch) -> None:

@@ -56,7 +56,7 @@ def test_the_page_renders_with_its_key_texts(page, tmp_path):
     commit = load_pin().commit
     for text in ("PASS", "top1 0.7500 (best, epoch 3)", "Provenance", f"{commit} (develop {commit[:8]}, standing in "
                  "for release/2.6)", "0001-cpu-distributed-eval-device-id.patch: applied", "d8520770a4a8",
-                 "Curves", "Alarms", "nonfinite_loss", "Eval history", "true_best", "Throughput", "median ips"):
+                 "Curves", "Alarms", "nonfinite_loss", "Eval history", "true_best", "Throughput", "steady images/s"):
         assert text in dom, text
     assert dom.count('<img src="data:image/png;base64,') == 2  # curves and throughput, inline
 

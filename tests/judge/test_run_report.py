@@ -99,6 +99,9 @@ def test_page_takes_the_manifest_s_own_name_for_the_commit_and_says_so_without_a
     banner = re.search(r'<div class="verdict neutral" id="verdict">(.*?)</div>', page).group(1)  # UNREADABLE: 4 classes
     assert banner.startswith('<span class="word">UNREADABLE</span>this run has class_num 4')
     assert banner.count("class_num 4") == 1
+    (run / "manifest.json").write_text("{ cut by a crash")
+    page = (report_of(run)[1] / "index.html").read_text()
+    assert f"unreadable ({run / 'manifest.json'}), so only what the logs say is known" in page
 
 
 def test_page_escapes_what_logs_and_manifests_say_and_fetches_nothing(tmp_path):
@@ -264,3 +267,15 @@ def test_a_file_size_limit_from_the_kernel_leaves_whole_files_or_none(tmp_path):
     assert present == ["epochs.csv", "summary.md"]
     assert (run / "report" / "epochs.csv").read_text().startswith("epoch,") and \
         (run / "report" / "summary.md").read_text().rstrip().endswith("|")
+
+
+def test_throughput_is_judge_throughput_s_steady_state_per_epoch_and_for_the_run(tmp_path):
+    fake = FakeUpstreamLog(epochs=3, iters=8)  # lines from iteration 5 on are past upstream's timer reset
+    run_dir = write_run(tmp_path / "run", fake.launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75}), manifest=full_manifest())
+    run = parse_run(run_dir)
+    table = run_report.throughput_table(run)
+    assert list(table.index) == [1, 2, 3] and table["steady_ips"].tolist() == pytest.approx([12.0, 12.0, 12.0])
+    assert table["data_wait"].tolist() == pytest.approx([0.00015 / 1.33333] * 3)
+    page = (report_of(run_dir)[1] / "index.html").read_text()
+    assert "steady state 12 images/s per device, data wait 0.0% of step time (6 logged lines, 18 warm-up" in page
+    assert '<td>0.01%</td>' in page

@@ -176,3 +176,22 @@ def test_find_all_matches_a_regex_scan_even_when_the_rare_byte_is_common(
     assert scan_module.find_all(data, AVG_NEEDLE, len(data)) == expected
     end = expected[5] + 3  # a match crossing the end is not a match
     assert scan_module.find_all(data, AVG_NEEDLE, end) == expected[:5]
+
+
+def test_read_line_is_the_one_reader_of_every_line_kind() -> None:
+    """The verdict, watch, health and true best all see a line through patterns.read_line."""
+    prefix = "[2026/11/28 05:07:00] ppcls INFO: "
+    train = patterns.read_line(prefix + "[Train][Epoch 3/300][Iter: 40/5004]lr(PiecewiseDecay): 0.10000000, "
+                               "CELoss: 6.53212, loss: 6.53212, batch_cost: 0.41s, reader_cost: 0.01s, ips: 156.1 "
+                               "samples/s, eta: 3 days, 4:05:06")
+    assert (train.kind, train.epoch, train.epochs, train.iter, train.iters) == ("train_iter", 3, 300, 40, 5004)
+    assert train.values["loss"] == 6.53212 and train.values["ips"] == 156.1 and train.values["eta_s"] == 3 * 86400 + 14706
+    colored = patterns.read_line("\x1b[32m" + prefix + "[Eval][Epoch 3][Avg]CELoss: 5.1, loss: 5.1, top1: 0.12500, top5: 0.30000\x1b[0m")
+    assert (colored.kind, colored.epoch, colored.values["top1"]) == ("eval_avg", 3, 0.125)
+    best = patterns.read_line(prefix + "[Eval][Epoch 3][best metric: 0.7677000164985657]")
+    assert (best.kind, best.values["best_metric"]) == ("best", 0.7677000164985657)
+    it = patterns.read_line(prefix + "[Eval][Epoch 3][Iter: 195/196]CELoss: 5.1, top1: 0.1")
+    assert (it.kind, it.iter, it.iters) == ("eval_iter", 195, 196)
+    avg = patterns.read_line(prefix + "[Train][Epoch 3/300][Avg]CELoss: nan, loss: nan")
+    assert avg.kind == "train_avg" and math.isnan(avg.values["loss"])
+    assert patterns.read_line(prefix + "    epochs : 300").kind == "other"

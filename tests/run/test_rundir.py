@@ -147,7 +147,9 @@ def test_is_active_by_flock_and_by_recorded_processes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("edit, says", [
     ({"schema": 99}, "schema 99"),
     ({"schema": "2"}, "schema '2'"),
-    ({"target": [1]}, "'target' is [1], expected an object or a number"),
+    ({"target": [1]}, "'target' is [1], expected a list of objects"),
+    ({"target": "0.7677"}, "'target' is \"0.7677\", expected an object or a number or a list"),
+    ({"evaluations": [None]}, "'evaluations' is [null], expected a list of objects"),
     ({"status": 3}, "'status' is 3, expected a string"),
     ({"smoke": "yes"}, "'smoke' is \"yes\", expected true/false"),
     ({"segments": {}}, "'segments' is {}, expected a list"),

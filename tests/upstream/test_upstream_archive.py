@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.upstream.archive import file_sha256
+from repro.core.files import file_sha256
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.pin import load_pin
 from repro.upstream.fetch_record import UNKNOWN

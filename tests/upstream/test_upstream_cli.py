@@ -13,7 +13,7 @@ from repro.cli import cli
 from repro.core.errors import EXIT_OK, EXIT_UPSTREAM
 from pathlib import Path
 
-from repro.upstream.archive import file_sha256
+from repro.core.files import file_sha256
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.pin import load_pin
 from tests.upstream_fixtures import CLASSIFICATION, PATCH_0001, PATCHED_LINE, REAL_PATCHES, git, make_fake_upstream, write_harness_root
