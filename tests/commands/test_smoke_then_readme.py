@@ -4,7 +4,8 @@ The smoke runs on the upstream test double (``tests/doubles``: upstream's log fo
 and checkpoint layout under the real paddle launcher) with a patchable ``classification.py``
 double; then, as the README orders them: the user's own dataset is checked and linked (no
 ``--force``: the smoke never occupied ``dataset/ILSVRC2012``), the GPU training is planned with
-``--dry-run``, and the smoke run is evaluated and judged again after its checkpoints were pruned.
+``--dry-run``, and the smoke run is evaluated and judged again after its checkpoints were pruned
+(by the smoke, then down to upstream's own copy of the best weights).
 """
 
 from __future__ import annotations
@@ -71,14 +72,22 @@ def test_the_smoke_is_short_and_the_readme_real_run_works_after_it(after_smoke) 
     assert planned.returncode == 0, planned.stderr
     assert "--gpus=0,1,2,3" in planned.stdout and "tools/train.py" in planned.stdout
 
-    # README step 4 on the smoke run: its checkpoints were pruned, yet `repro eval RUN` works as written
-    # on the weights still there (upstream's best_model/model copy of the true best's epoch).
+    # README step 4 on the smoke run, after its prune: `repro eval RUN` and `repro check-accuracy RUN` as written.
     data = json.loads((run / "manifest.json").read_text())
-    assert not (run / "output" / "true_best.pdparams").exists()
+    epoch = data["true_best"]["epoch"]
     evaluated = repro("eval", str(run), cwd=home, env=env)
     assert evaluated.returncode == 0, evaluated.stderr
-    assert f"copy of the same epoch {data['true_best']['epoch']}" in evaluated.stderr
-    assert f"eval best_model (epoch {data['true_best']['epoch']}" in evaluated.stdout
+    assert f"eval true_best (epoch {epoch}" in evaluated.stdout
     judged = repro("check-accuracy", str(run), cwd=home, env=env)
     assert judged.returncode == 0, judged.stdout + judged.stderr
     assert "PASS" in judged.stdout
+
+    # Pruned down to the weights upstream keeps twice (best_model/model.pdparams): eval uses that copy
+    # when it holds the true best's epoch, instead of saying "pruned" beside 98 MB of weights.
+    pruned = repro("runs", "prune", str(run), "--including", "true_best", cwd=home, env=env)
+    assert pruned.returncode == 0, pruned.stderr
+    assert not (run / "output" / "true_best.pdparams").exists() and (run / "output" / "best_model" / "model.pdparams").is_file()
+    evaluated = repro("eval", str(run), cwd=home, env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"copy of the same epoch {epoch}" in evaluated.stderr
+    assert f"eval best_model (epoch {epoch}" in evaluated.stdout
