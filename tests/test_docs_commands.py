@@ -15,6 +15,7 @@ sandbox's paths, never rebuilding the venv.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -90,6 +91,7 @@ class Rule:
     skip: str = ""  # not run here, and why
     real_upstream: bool = False  # needs a real checkout: skipped without REPRO_TEST_UPSTREAM
     dry_run: bool = False  # a GPU or training command: run as a dry run on a GPU platform
+    prints: str = ""  # a regex its output must match (where the exit code alone says little)
 
 
 RULES = [
@@ -109,7 +111,7 @@ RULES = [
     Rule(r"repro doctor\b", codes=frozenset({0, 1})),  # 1 here: no GPU, or the stand-in dataset
     Rule(r"^make train\b|repro train\b", dry_run=True),
     Rule(r"check-accuracy .*--require-eval", codes=frozenset({0, 1, 2})),
-    Rule(r"check-accuracy|^make check\b", codes=frozenset({0, 1})),  # a verdict (the double's run is FAIL at 0.7677)
+    Rule(r"check-accuracy|^make check\b", codes=frozenset({0, 1}), prints=r"\b(PASS|FAIL)\b"),  # a verdict (the double's run: FAIL at 0.7677)
     Rule(r"repro watch\b", codes=frozenset({0, 1})),  # the verdict's code, or alarms with --once
     Rule(r"repro (eval|report|runs|recipes|dataset link|--help)\b"),
 ]
@@ -165,8 +167,10 @@ def sandbox(tmp_path_factory) -> Path:
     code, _, err = finish(repro_train(double, crashed, "-o", "Global.epochs=2",
                                       env=harness_env(FAKE_TOP1="0.25,0.5", FAKE_CRASH_EPOCH="2")), timeout=300)
     assert code == 6, err
-    for copy in ("run1", "run2", "run3"):
-        shutil.copytree(run, root / "logs" / copy, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+    for copy in ("run1", "run2", "run3"):  # as three seeds' runs
+        seed = shutil.copytree(run, root / "logs" / copy, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+        manifest = json.loads((seed / "manifest.json").read_text())
+        (seed / "manifest.json").write_text(json.dumps({**manifest, "run_id": copy}))
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "repro"), "dataset", "make-tiny", str(root / "data" / "ILSVRC2012")],
                           env=environment(root), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -229,3 +233,4 @@ def test_documented_command_works_here(documented: Documented, sandbox: Path, mo
     output = output[-3000:]
     assert code in rule.codes, f"{documented.where}: `{command}` exited {code}:\n{output}"
     assert "Traceback" not in output and "internal error" not in output, output
+    assert re.search(rule.prints, output), f"{documented.where}: `{command}` did not print {rule.prints!r}:\n{output}"

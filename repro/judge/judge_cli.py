@@ -19,9 +19,10 @@ from repro.judge.targets import choose_target, validate_options
 from repro.judge.verdict import Verdict, judge, reference_deviations
 from repro.run.rundir import K_NODES, MANIFEST, group_node0, read_manifest, where_node0_is
 from repro.judge.aggregate import aggregate as pool
-from repro.logs.parse import parse_run
-from repro.judge.run_report import INDEX_HTML, default_report_dir, write_report
-from repro.judge.compliance import check_compliance
+from repro.logs.parse import final_epoch, parse_run
+from repro.judge.run_report import INDEX_HTML, default_report_dir, run_band, write_report
+from repro.judge.compliance import check_compliance, world_of
+from repro.judge.health import Pace
 
 _target_options = [
     click.option("--target", type=BoundedFloat(0, 100), default=None, help="Target value (default: run manifest's, else the recipe's 0.7677)."),
@@ -60,6 +61,18 @@ def judge_run(run: RunLogs, options: dict) -> Verdict:
                     deviations=deviations, strict=options["strict"], require_eval=options.get("require_eval", False))
     verdict.compliance = compliance.to_dict() if compliance is not None else None
     return verdict
+
+
+def pace_lines(run: RunLogs) -> list[str]:
+    """The run's steady speed, ETA (0 when done) and whole-run device-hours, and the shipped band's
+    final range from its last eval: the report's time-and-cost lines."""
+    world, _, source = world_of(run.manifest, run.launch_world)
+    lines = [Pace.of_run(run).line(world, source if world else "")]
+    band, _ = run_band(run)
+    last = final_epoch(run)
+    if band is not None and last is not None and last[0] < band.epochs:
+        lines.append(band.final_range(last[0], last[1], run.epochs_configured))
+    return lines
 
 
 def compliance_lines(verdict: Verdict) -> list[str]:
@@ -177,6 +190,7 @@ def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
     run = parse_run(run_path)
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     verdict = judge_run(run, options)
+    verdict.details += [line.strip() for line in compliance_lines(verdict)] + pace_lines(run)
     default_out, own_place = default_report_dir(run)
     out = out or default_out
     own_place = own_place and out.expanduser().resolve() == default_out.resolve()

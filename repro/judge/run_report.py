@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def claim_report_dir(out: Path, identity: dict[str, Any], own_place: bool, run_p
         raise ReproError(f"--out {out} is a file; give a directory for the report's files", EXIT_CONFLICT)
     fix = f"give this report its own place: repro report {run_path} --out {out.parent / (out.name + '-2')}"
     marker = out / REPORT_JSON
-    if marker.exists():
+    if os.path.lexists(marker):
         try:
             theirs = json.loads(read_text_bounded(marker, what="report mark"))
         except (OSError, ValueError, ReproError):  # a FIFO, a huge or binary file: not our mark
@@ -102,7 +103,7 @@ def claim_report_dir(out: Path, identity: dict[str, Any], own_place: bool, run_p
             other = (theirs.get("identity") or {}).get("log") or theirs.get("path")
             raise ReproError(f"{out} holds the report of another run ({other}); {fix}", EXIT_CONFLICT)
     elif not own_place:
-        taken = [name for name in REPORT_FILES if (out / name).exists()]
+        taken = [name for name in REPORT_FILES if os.path.lexists(out / name)]  # a dangling link is someone's too
         if taken:
             raise ReproError(f"{out} already holds {', '.join(taken)}, not written by a report of this run; {fix}",
                              EXIT_CONFLICT)

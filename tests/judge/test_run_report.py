@@ -211,6 +211,11 @@ def test_report_never_overwrites_files_it_did_not_write(tmp_path):
     (site / "report.json").write_text('{"mine": true}')
     result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--out", str(site)])
     assert result.exit_code == EXIT_CONFLICT and "report.json was not written by repro report" in result.stderr
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "curves.png").symlink_to(tmp_path / "not-yet-there.png")
+    result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--out", str(linked)])
+    assert result.exit_code == EXIT_CONFLICT and (linked / "curves.png").is_symlink()
     fifo = tmp_path / "fifo"
     fifo.mkdir()
     os.mkfifo(fifo / "report.json")  # read whole, a FIFO would block: refused without a read
