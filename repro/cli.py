@@ -20,6 +20,7 @@ from repro import __version__
 from repro.core.cli_wiring import HELP_OPTIONS, ReproGroup
 from repro.core.errors import (
     EXIT_BAD_INPUT,
+    EXIT_DISK,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_MEANINGS,
@@ -109,7 +110,8 @@ class LazyGroup(ReproGroup):
                 # The kernel refused a path the user chose (permissions, full disk): theirs to fix.
                 click.echo(f"error: {one_line(describe_os_error(error))}", err=True)
                 command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
-                ctx.exit(getattr(command, "os_error_exit_code", EXIT_BAD_INPUT))
+                # A full or failing disk is one code wherever it happens (repro.core.errors: EXIT_DISK).
+                ctx.exit(EXIT_DISK if error.errno in DISK_ERRNOS else getattr(command, "os_error_exit_code", EXIT_BAD_INPUT))
             # Anything else is a bug in repro: still one line, the traceback on request.
             if os.environ.get(DEBUG_ENV):
                 raise

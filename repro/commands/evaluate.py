@@ -45,7 +45,7 @@ from repro.launch.command import Token
 from repro.launch.command import build_command
 from repro.platform.profiles import load_profile
 from repro.launch.command import environment_changes
-from repro.run.lock import RunLock, is_active
+from repro.run.lock import RunLock, holder, is_active
 from repro.run.processes import Launch
 from repro.launch.train_cli import parse_gpus
 
@@ -268,8 +268,12 @@ def read_result(out: Path) -> EvalResult | None:
 def refuse_if_training(run: RunDir) -> None:
 
     if is_active(run.path):
-        raise ReproError(f"{run.path} is training (a `repro train` or its ranks hold {run.lock}); evaluate it once "
-                         f"that segment has ended (`repro watch {run.path}` follows it)", EXIT_CONFLICT)
+        command = holder(run.lock)
+        if command == "`repro eval`":
+            raise ReproError(f"{run.path} is being evaluated ({command} holds {run.lock}); run this eval once that "
+                             "one has ended", EXIT_CONFLICT)
+        raise ReproError(f"{run.path} is in use ({command} or its ranks hold {run.lock}); evaluate it once "
+                         f"that has ended (`repro watch {run.path}` follows a training)", EXIT_CONFLICT)
 
 
 def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks: int | None,

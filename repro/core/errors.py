@@ -23,6 +23,7 @@ EXIT_PREFLIGHT = 4  # training cannot start on this machine: devices, disk, data
 EXIT_CONFLICT = 5  # doing it would overwrite or delete something the harness did not create
 EXIT_TRAINING_FAILED = 6  # the training processes ran and failed
 EXIT_ENVIRONMENT = 7  # this machine cannot run it: missing package, tool or profile
+EXIT_DISK = 8  # a write failed on a full or failing disk (no space, quota, I/O error): free space, rerun
 EXIT_INTERNAL = 70  # a bug in repro itself (EX_SOFTWARE); REPRO_DEBUG=1 shows the traceback
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C / SIGTERM, as shells report SIGINT
 
@@ -40,12 +41,14 @@ EXIT_MEANINGS: dict[int, str] = {
                    "is in use by another process",
     EXIT_TRAINING_FAILED: "the training processes ran and failed",
     EXIT_ENVIRONMENT: "this machine lacks something: a profile, a package, a tool",
+    EXIT_DISK: "a disk is full or failing: a write failed (no space, quota, I/O error); free space there or use "
+               "another disk, then rerun (a training whose ranks failed on a full disk is 6, its cause named)",
     EXIT_INTERNAL: "a bug in repro (REPRO_DEBUG=1 shows the traceback), or processes that could not be stopped",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM)",
 }
 DOCUMENTED_EXIT_CODES = frozenset(EXIT_MEANINGS)
-# Any command can meet these: a usage error, a bug, Ctrl-C.
-EVERY_COMMAND_EXITS = (EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED)
+# Any command can meet these: a usage error, a full disk, a bug, Ctrl-C.
+EVERY_COMMAND_EXITS = (EXIT_OK, EXIT_BAD_INPUT, EXIT_DISK, EXIT_INTERNAL, EXIT_INTERRUPTED)
 
 
 def exit_code_rows(specific: Mapping[int, str | None]) -> list[tuple[str, str]]:

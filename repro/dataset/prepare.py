@@ -29,7 +29,7 @@ from pathlib import Path
 from repro.dataset import layout
 from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
 from repro.dataset.tar_stream import NotPlain, plain_members
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_DISK, EXIT_PREFLIGHT, ReproError
 from repro.core.files import read_text_bounded, write_text_atomic
 
 STATE_DIR = ".repro-prepare"
@@ -362,7 +362,7 @@ def check_free_space(out: Path, todo: list[ClassJob], link: bool) -> None:
 
 def _disk_full(out: Path, error: OSError) -> ReproError:
     return ReproError(f"{out}: the disk filled up while writing ({error.strerror}); free space there and rerun"
-                      " the same command (finished classes are kept)", EXIT_PREFLIGHT)
+                      " the same command (finished classes are kept)", EXIT_DISK)
 
 
 def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: bool) -> dict[str, dict[str, int]]:

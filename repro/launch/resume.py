@@ -19,6 +19,7 @@ from repro.core.files import open_regular_file, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 from repro.logs import patterns as P
 from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.run.lock import holder, is_active
 from repro.run.checkpoints import (
     DEFAULT_KEEP,
     EPOCH_NAME,
@@ -192,12 +193,17 @@ def refuse_lost_progress(plan: ResumePlan) -> int:
     return done
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
-               verbose: bool = False) -> None:
-    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
-    ``verbose`` streams upstream's output instead of the progress line."""
-    plan = plan_resume(resume_dir)
-    done = refuse_lost_progress(plan)
+def refuse_problems(plan: ResumePlan) -> None:
+    """The resume's checks (``resume_problems``): each problem on a line, then the refusal (exit 4)."""
+    problems = resume_problems(plan)
+    if problems:
+        for line in problems:
+            click.echo(f"resume check: {line}", err=True)
+        raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
+
+
+def announce(plan: ResumePlan, done: int) -> None:
+    """Where the resume starts: said only once every check passed (never before a refusal)."""
     for checkpoint in plan.skipped:
         say(f"not using {checkpoint.name}: incomplete ({checkpoint.reason})")
     if plan.checkpoint is None:
@@ -209,7 +215,23 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         behind = (f"; the run had trained through epoch {done}, so epochs {plan.checkpoint.epoch + 1}-{done} are "
                   "trained again" if plan.checkpoint.epoch is not None and done > plan.checkpoint.epoch else "")
         say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}{behind}")
+
+
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
+               verbose: bool = False) -> None:
+    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
+    ``verbose`` streams upstream's output instead of the progress line.
+
+    ``dry_run`` makes the checks the resume makes (a dry run that passes where the resume refuses
+    would mislead) and prints the command; it takes no lock and writes nothing."""
+    plan = plan_resume(resume_dir)
+    done = refuse_lost_progress(plan)
     if dry_run:
+        if is_active(plan.run.path):
+            raise ReproError(f"{plan.run.path} is in use ({holder(plan.run.lock)} holds {plan.run.lock}); "
+                             "a resume now would be refused", EXIT_CONFLICT)
+        refuse_problems(plan)
+        announce(plan, done)
         print_dry_run(plan.command, plan.env, plan.run.path, None, as_json)
         return
     if keep is None:  # not given: the run's own setting
@@ -225,11 +247,8 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
             raise ReproError(f"{plan.run.path} changed while this resume started (another segment ended); "
                              f"run `repro train --resume {plan.run.path}` again", EXIT_CONFLICT)
         plan.manifest.reload()
-        problems = resume_problems(plan)
-        if problems:
-            for line in problems:
-                click.echo(f"resume check: {line}", err=True)
-            raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
+        refuse_problems(plan)
+        announce(plan, done)
         plan.manifest.update(keep_checkpoints=keep)
         prepare_segment(plan)
 

@@ -17,6 +17,7 @@ from typing import Callable, TextIO
 import click
 
 from repro.core.errors import (
+    EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_TRAINING_FAILED,
@@ -283,6 +284,9 @@ def run_segment(
         if stopped_because:  # this node stopped its own ranks: a peer was lost, or nothing was logged for too long
             status, code = STATUS_FAILED, EXIT_TRAINING_FAILED
             extra["stopped_because"] = stopped_because
+            if getattr(node_watch, "differs", None):  # not a failure of training: the nodes' options
+                status, code = STATUS_FAILED, EXIT_BAD_INPUT
+                extra["nodes_differ"] = True
         elif outcome.interrupted_by is not None:
             status, code = STATUS_INTERRUPTED, EXIT_INTERRUPTED
             extra["signal"] = signal.Signals(outcome.interrupted_by).name
@@ -315,7 +319,7 @@ def run_segment(
             lock.release()
         else:  # keep the file: it names the processes a resume must wait for
             lock.close()
-    _report(run, status, outcome, extra, left, unrecorded)
+    _report(run, status, outcome, extra, left, unrecorded, several_nodes=node_watch is not None)
 
 
 def _with_node_watch(housekeeper: Callable[[], None], node_watch: Callable[[], bool] | None,
@@ -361,8 +365,10 @@ def show_last_lines(log, whose: str) -> None:
 
 
 def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left: list,
-            unrecorded: OSError | None = None) -> None:
+            unrecorded: OSError | None = None, several_nodes: bool = False) -> None:
     resume = f"`repro train --resume {run.path}`"
+    every_node = ("once every node is back, run `repro train --resume DIR` on each node with its own run directory "
+                  f"(here {run.path})")
     if left:
         raise ReproError(
             f"processes of this run are still alive after the stop: {' '.join(str(p.pid) for p in left)}; "
@@ -378,10 +384,13 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
     if status == STATUS_COMPLETED:
         say(f"training completed; run directory {run.path}")
         return
+    if extra.get("nodes_differ"):
+        raise ReproError(f"stopped this node's ranks: {extra['stopped_because']}; every process here has ended: start "
+                         f"the run again on every node with the same options (this run directory, {run.path}, can be "
+                         "removed)", EXIT_BAD_INPUT)
     if extra.get("stopped_because"):
         raise ReproError(f"stopped this node's ranks: {extra['stopped_because']}; every process here has ended; "
-                         f"once every node is back, run `repro train --resume DIR` on each node with its own run "
-                         f"directory (here {run.path})", EXIT_TRAINING_FAILED)
+                         f"{every_node}", EXIT_TRAINING_FAILED)
     if status == STATUS_INTERRUPTED:
         killed = f" ({len(outcome.killed)} killed by PID)" if outcome and outcome.killed else ""
         raise ReproError(
@@ -401,6 +410,9 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
     if extra.get("cause"):
         raise ReproError(f"training failed: {extra['cause']}; free space there, then continue with {resume} "
                          "(it starts from the newest complete checkpoint)", EXIT_TRAINING_FAILED)
+    if several_nodes:  # a lost node fails the ranks of the others too: the run resumes on every node together
+        raise ReproError(f"training failed: {where}; if another node was lost or failed, {every_node}; "
+                         f"otherwise fix the cause, then continue the same way", EXIT_TRAINING_FAILED)
     if resume_point(run.output) is None:  # nothing saved: a resume would rerun the same command from epoch 1
         raise ReproError(f"training failed: {where}; nothing was saved to resume from, so fix the cause and start "
                          f"a new run with the corrected options (this run directory, {run.path}, can be removed)",

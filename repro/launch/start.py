@@ -48,6 +48,7 @@ from repro.launch.nodes import (
 from repro.launch.provenance import start_fields
 from repro.launch.runner import run_segment, say
 from repro.launch.preflight import run_preflight
+from repro.upstream.pin import load_pin
 
 DEFAULT_CPU_RANKS = 2
 # Upstream's engine writes VisualDL records into Global.output_dir on rank 0 (ppcls/engine/engine.py).
@@ -82,6 +83,11 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
 
     kind = "GPU" if gpu_list is not None else "CPU rank"
     fixed = marked_overrides(recipe, user_overrides)  # the recipe's own marked -o (e.g. AMP off)
+    for item in recipe.harness_overrides:  # a user's -o on the same key wins: never silently
+        if item.option not in fixed:
+            theirs = [o for o in user_overrides if o.split("=", 1)[0].lstrip("+").strip() == item.key]
+            say(f"warning: -o {theirs[-1] if theirs else item.key} replaces the recipe's safeguard {item.option} "
+                f"({item.why}); the run no longer reproduces the recipe's target as stated")
     logging_overrides = [VISUALDL_ON] if visualdl else []
 
     def scaling_plan() -> ScalingPlan | None:
@@ -95,6 +101,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         return resolved, plan
 
     if dry_run:
+        load_pin()  # the harness's own pin, read as the real start reads it: a corrupt one fails the dry run too
         planned = plan_node_run_dir(logs_dir, run_dir, nodes.node_rank) if nodes else plan_run_dir(logs_dir, run_dir)
         with tempfile.TemporaryDirectory(prefix="repro-dry-run-") as staging:
             resolved, scaling = resolve(Path(staging), write=False)

@@ -33,6 +33,8 @@ from repro.run.rundir import LOCK, RunDir
 from repro.run.processes import ProcessRecord, find_run_processes
 
 FLOCK_ATTEMPTS = 5
+# The harness commands that take a run's lock, as they appear in their command line.
+HARNESS_COMMANDS = ("train", "eval")
 
 
 def _me() -> ProcessRecord:
@@ -107,6 +109,17 @@ def held(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def holder(path: Path) -> str:
+    """Which command holds a run's lock, from the harness's recorded command line: "`repro train`",
+    "`repro eval`" (a refusal that blamed a training while an eval held the run misled)."""
+    for record in read_lock(path):
+        if record.role == "harness" and record.alive():
+            command = next((token for token in record.cmdline[1:] if token in HARNESS_COMMANDS), None)
+            if command:
+                return f"`repro {command}`"
+    return "another repro command"
+
+
 def _describe(processes: list[tuple[int, str]]) -> str:
     return ", ".join(f"{pid} ({what})" for pid, what in processes)
 
@@ -132,10 +145,11 @@ class RunLock:
                     time.sleep(0.05)
                     continue
                 holders = [(r.pid, r.role) for r in read_lock(self.path) if r.alive()]
-                who = _describe(holders) if holders else "(a `repro train` starting up)"
+                who = _describe(holders) if holders else "(a repro command starting up)"
+                command = holder(self.path)
                 raise ReproError(
-                    f"{self.run.path} is in use by live process(es) {who}: another `repro train` holds {self.path}; "
-                    "let it run, or stop that `repro train` (Ctrl-C or kill PID) and retry",
+                    f"{self.run.path} is in use by live process(es) {who}: {command} holds {self.path}; "
+                    f"let it run, or stop that {command} (Ctrl-C or kill PID) and retry",
                     EXIT_CONFLICT,
                 )
             try:  # a release unlinks the file: a flock on the unlinked inode guards nothing, so retry
