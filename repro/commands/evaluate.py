@@ -1,18 +1,4 @@
-"""``repro eval RUN``: the number from the weights, not from the log.
-
-The verdict otherwise rests on the top-1 upstream printed while training. PaddleClas users report
-that training-time and standalone evaluation can differ (unsynced BatchNorm statistics, samples
-padded by the distributed sampler), so this runs upstream's own ``tools/eval.py`` on a saved
-checkpoint, the way the run was trained: the same checkout (the manifest's command ``cwd``), the
-same ``-c`` config (for a smoke run, ``RUN/smoke-config.yaml``) and ``-o`` overrides (reference and
-user; the training-only harness ones are dropped), the same platform profile environment, the same
-launcher ``python3 -u -m paddle.distributed.launch`` on the run's devices (or ``--gpus``/``--cpu-ranks``),
-plus ``-o Global.pretrained_model=<checkpoint prefix>``.
-
-Everything lands in ``RUN/eval/<checkpoint>-<UTC time>/`` (``console.log``, the launcher's
-``launcher/``, upstream's ``output/eval.log``) and each evaluation, failed ones too, is appended to
-the manifest's ``evaluations`` under the run's lock, so it never races a training segment.
-"""
+"""``repro eval RUN``: the number from the weights, not from the log."""
 
 from __future__ import annotations
 
@@ -47,7 +33,7 @@ from repro.platform.profiles import load_profile
 from repro.launch.command import environment_changes
 from repro.run.lock import RunLock, holder, is_active
 from repro.run.processes import Launch
-from repro.launch.train_cli import parse_gpus
+from repro.launch.command import parse_gpus
 
 EVAL_ENTRY = "tools/eval.py"
 TRAIN_ENTRY = "tools/train.py"

@@ -3,25 +3,8 @@ the verdict is judged, end to end, in a few minutes. ``--recipe NAME`` (``make s
 runs another recipe's smoke variant; ``--all`` (``make smoke-all``) runs every recipe's and prints a
 table (recipe, seconds, best top-1, verdict).
 
-A recipe's ``smoke.check`` says what its smoke proves. ``accuracy``: ``repro check-accuracy`` against
-the smoke target in the run's manifest (the model learns the tiny set). ``loss_falls``, for
-architectures that cannot learn it in a few CPU minutes (224-pixel VGG16, Swin-T): every epoch trained
-and evaluated, and the last epoch's mean train loss is below the first's.
-
-Every step is the one a real run takes, so a pass means the harness works on this machine: the
-upstream checkout (patched), a dataset in the ImageNet layout,
-``repro train`` with the recipe's smoke variant (a derived config in the run directory, never an edit
-to upstream), then ``repro check-accuracy`` against the smoke target recorded in the run's manifest.
-Train and check run as subprocesses, as a user would type them: the smoke tests the commands, and
-Ctrl-C reaches the training processes exactly as it would from a shell.
-
-The tiny dataset never occupies ``dataset/ILSVRC2012``, where the real data is linked: the smoke run's
-config points both loaders at the tiny set's own directory (``-o`` overrides recorded with the run),
-so ``repro dataset link /path/to/ILSVRC2012`` and the real run work as written after a smoke.
-
-Quiet by default: each step prints its few lines (the training a progress line, see
-:class:`repro.launch.runner.LauncherOutput`) and upstream's output stays in the run directory;
-``--verbose`` (``make smoke V=1``) streams all of it.
+The tiny set is read through ``-o`` overrides from its own directory, never linked at
+``dataset/ILSVRC2012`` (the real data's place); each step is quiet (``--verbose`` streams upstream).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from repro.dataset.check_report import DatasetReport
 from repro.dataset.tiny import is_tiny_dataset
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 from repro.core.paths import DATASET_LINK
+import psutil
 
 CREATED = "created"
 ALREADY = "already"
@@ -168,7 +169,6 @@ def link_dataset(
 
 def training_in(upstream_dir: Path) -> list[int]:
     """PIDs of upstream training processes working in ``upstream_dir`` (they read its dataset link)."""
-    import psutil
 
     here = os.path.realpath(upstream_dir)
     found = []

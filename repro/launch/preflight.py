@@ -108,7 +108,7 @@ def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[s
             f"GPUs {','.join(map(str, gpus))} asked for but {why}; install the {profile.name} paddle "
             f"(`{setup_command(profile.name)}`) or use --cpu-ranks N"
         ]
-    # Distinct, non-negative ids are guaranteed by the command line (``cli.parse_gpus``).
+    # Distinct, non-negative ids are guaranteed by the command line (``command.parse_gpus``).
     missing = [g for g in gpus if g >= count]
     if missing:
         return [

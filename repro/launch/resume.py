@@ -36,6 +36,8 @@ from repro.launch.truebest import detach_true_best
 from repro.upstream.state import inspect_checkout
 from repro.launch.preflight import check_upstream
 from repro.dataset.fingerprint import fingerprint
+import os
+import yaml
 
 
 @dataclass
@@ -130,9 +132,7 @@ def _dataset_problems(plan: ResumePlan) -> list[str]:
 
 def _dataset_root_now(plan: ResumePlan) -> Path | None:
     """Where the run's recorded config (``config.yaml``) now leads for the training images."""
-    import os
 
-    import yaml
 
     try:
         config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}

@@ -32,7 +32,6 @@ from repro.run.rundir import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
-    K_WRITTEN,
     Manifest,
     RunDir,
 )

@@ -19,22 +19,11 @@ from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, 
                                EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.recipes.catalog import DEFAULT_RECIPE
 from repro.run.checkpoints import DEFAULT_KEEP
+from repro.launch.command import parse_gpus
 from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, MAX_NODES, check_node_options
 from repro.launch.upstream_config import refuse_harness_owned
 from repro.launch.start import start_run
 from repro.launch.resume import resume_run
-
-
-def parse_gpus(text: str | None) -> list[int] | None:
-    if text is None or not text.strip():
-        return None
-    parts = [part.strip() for part in text.split(",")]
-    if not all(part.isascii() and part.isdigit() for part in parts):  # "0,,1", "١,٢", "+1", "1_0"
-        raise ReproError(f"--gpus {text!r} is not a comma-separated list of GPU ids: use e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
-    gpus = [int(part) for part in parts]
-    if len(set(gpus)) != len(gpus):
-        raise ReproError(f"--gpus {text!r} must list distinct non-negative GPU ids, e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
-    return gpus
 
 
 def split_overrides(values: tuple[str, ...]) -> list[str]:
