@@ -86,7 +86,7 @@ def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: boo
         # After `make smoke` the link points at the tiny set: a real run must not train on it.
         if is_tiny_dataset(root):
             return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet; "
-                    "run `repro dataset link --force /path/to/ILSVRC2012`"]
+                    "run `repro dataset link /path/to/ILSVRC2012`"]
     report = check_dataset(root, class_num=resolved.class_num, expect="any")
     problems: list[str] = []
     if not report.ok:
