@@ -246,7 +246,7 @@ def test_resume_of_a_directory_that_is_not_a_run_is_bad_input_like_a_missing_one
 
 @pytest.mark.parametrize("gpus", ["0,,1", "١,٢", "0,1,", "+1", "1_0", "0,0", "-1"])
 def test_gpus_that_are_not_plain_distinct_ids_are_refused(gpus: str) -> None:
-    from repro.launch.train_cli import parse_gpus
+    from repro.launch.command import parse_gpus
 
     with pytest.raises(ReproError) as error:
         parse_gpus(gpus)

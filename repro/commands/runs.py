@@ -1,15 +1,5 @@
 """``repro runs``: the run directories under logs/ (status, recipe, verdict, size), and ``repro runs
 prune``, which frees the disk their checkpoints take.
-
-A smoke run leaves several hundred MB of checkpoints nobody needs once it has passed. Pruning deletes
-only what the harness itself wrote: a file the manifest's ``checkpoints_written`` records, in the
-run's ``output/``, still that very file (same size and modification time as recorded, the same sha256
-where one was recorded, a regular file, not a link). Never a log, the manifest, a checkpoint someone
-copied in or changed, nor anything of a run that is running (its ``.lock`` flock is held, as
-:mod:`repro.run.lock` holds it for a whole segment). Nor what a resume or the verdict needs, unless
-named with ``--including``: a run not completed (interrupted, failed, or still "running" after its
-harness was killed) keeps its resume point, the newest complete state; every run keeps the judged
-weights (``true_best``), of a completed run only what ``repro eval`` reads (no ``.pdopt``).
 """
 
 from __future__ import annotations

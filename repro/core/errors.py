@@ -4,9 +4,6 @@ Every failure the harness can foresee is raised as a ``ReproError`` carrying a m
 problem *and* the fix, plus an exit code from the table below. ``repro.cli`` turns it (and click's own
 usage errors: a bad option value, an unknown option, a missing argument) into a single
 ``error: <problem>; <fix>`` line on stderr with no traceback.
-
-The exit codes, the same for every command, are ``EXIT_MEANINGS`` below: every ``--help`` lists the
-ones its command can return from it (``exit_code_rows``), and ``docs/exit-codes.md`` prints it whole.
 """
 
 from __future__ import annotations

@@ -3,14 +3,6 @@
 Everything upstream would trip over (a missing file, an off-by-one label, a CRLF list, a class
 directory split across two labels) is found here in one pass, reported with ``file:line`` and
 counted, so a run never dies on day two over data. Nothing under the root is written.
-
-Bad data never raises: it is reported in the returned ``DatasetReport`` (exit code 1); a path that
-is not a dataset at all (missing, a file, unreadable, none of the four parts) is reported with exit
-code 2. Only nonsensical arguments raise ``ReproError(EXIT_BAD_INPUT)``.
-
-Speed: the tree is listed once per directory without a stat per file (``tree_scan``), each list is
-parsed once (``listfile``), and every comparison is a set operation
-(``benchmarks/bench_dataset_check.py`` measures it against ``find``).
 """
 
 from __future__ import annotations

@@ -3,15 +3,6 @@
 MLPerf judges a run against reference convergence points from several runs; a band here is the
 same idea kept as a YAML file: per epoch, the mean, standard deviation, min, max and olympic mean
 (the best and the worst run dropped) of N >= 3 completed runs, with the runs' provenance.
-
-A run is *below the band* at the first epoch where its top-1 is under ``mean - k * std`` or its
-train loss over ``mean + k * std`` (or not finite). Early epochs are noisy (MLPerf ResNet-50, 5 runs
-per submission: top-1 std 2-4 points at single early epochs, ~0.8 mid-run, ~0.08 at the end), and
-three runs estimate a standard deviation poorly, so the std used is never below a floor that depends
-on how far the run is (``top1_std_floor``: a table of [epoch fraction, floor], from the recipe's
-``health.band``), and the band says so when printed. Leaving ``[min, max]`` of the N runs is
-reported too, as a note only: a new good run lands outside the range of n runs at a given epoch
-with probability 2/(n+1), so it cannot be an alarm.
 """
 
 from __future__ import annotations

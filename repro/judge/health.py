@@ -1,25 +1,7 @@
 """Health alarms: what upstream's log lines say about a run while it runs, so a bad run costs hours.
 
 One monitor consumes the lines (``repro.logs.patterns``) and raises named alarms, each with its
-evidence; ``repro watch`` and ``repro train``'s housekeeper share it. The alarms:
-
-==================  ==========================================================================
-nonfinite-loss      an iteration, a train epoch or an eval logged a nan/inf loss (at once)
-loss-not-falling    after ``loss_epochs`` epochs the epoch's train loss is still >= ``loss_near`` x ln(class_num)
-top1-at-chance      after ``chance_epochs`` epochs eval top-1 <= ``chance_factor`` / class_num
-throughput          the throughput of the last ``ips_window`` logged iterations (their harmonic mean ips: samples
-                    over time) is below ``ips_fraction`` of the run's own steady state before this epoch
-                    (:class:`Pace`, ``repro.judge.throughput``'s rule); the new training ETA is given
-disk                free space in the run directory is below what the remaining checkpoint saves need
-                    (``repro.run.checkpoints.disk_problem``, the pre-flight's rule)
-band                below the convergence band at this epoch (``repro.judge.band``)
-==================  ==========================================================================
-
-:class:`Pace` is the run's steady speed and what it makes of the rest: the ETA, the whole run's
-hours and device-hours (``repro watch``, ``repro report``).
-
-Defaults are data: the recipe's ``health:`` section (its smoke variant's ``smoke.health`` overrides
-keys). Each (alarm, epoch) is raised once; :class:`AlarmLog` keeps them in ``RUN/alarms.jsonl``.
+evidence; ``repro watch`` and ``repro train``'s housekeeper share it. The alarm kinds are listed in docs/alarms.md.
 """
 
 from __future__ import annotations
@@ -40,6 +22,7 @@ from repro.logs.scan import EchoReader, world_size_warned
 from repro.judge.band import Band, BandSettings, shipped_band_path
 from repro.judge.band import build_hint
 from repro.run.checkpoints import disk_problem
+from repro.run.rundir import utc_now
 
 NONFINITE = "nonfinite-loss"
 LOSS_FLAT = "loss-not-falling"
@@ -80,10 +63,6 @@ def health_settings(recipe_data: dict[str, Any], smoke: bool) -> HealthSettings:
         merged.update(override)
         merged["band"] = band
     return HealthSettings.from_dict(merged)
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,4 @@
-"""The verdict: did this run reach the target, judged with a margin that is printed, not hidden.
-
-The margin is a documented convention, not a measured spread: two binomial standard errors of the
-target on the eval set, 2*sqrt(p(1-p)/n) (0.0038 at p = 0.7677, n = 50,000), i.e. how far the
-reference number itself could lie from its model's true accuracy by which images it was scored on.
-On a fixed val set that is not what makes two runs differ: seed-to-seed variation is, about 0.1
-point (std) for ResNet-50-class models at the final epoch (Goyal et al. 2017: 23.60 +- 0.12 % error
-over 5 trials; MLPerf ResNet-50 submissions about 0.08). And judging the best of ~300 epoch evals
-biases the judged number upward by a little (the maximum of noisy evals). ``--tolerance`` replaces
-the margin; ``--aggregate`` over several runs judges the mean. Every doubt the parser raised decides
-the status before any number is compared, so a PASS is never built on logs that contradict each
-other or on a run that did not finish. A run that left the reference (other overrides, GPU count,
-platform, upstream commit, skipped pre-flight, the smoke variant) says so in the verdict;
-``--strict`` fails it. A standalone evaluation of the judged epoch's weights (``repro eval``) is
-compared with the logged number; ``--require-eval`` makes its absence or disagreement count.
-"""
+"""The verdict: did this run reach the target, judged with a margin that is printed, not hidden."""
 
 from __future__ import annotations
 

@@ -1,26 +1,4 @@
-"""Several nodes: who is node 0, what each node checks first, and how a lost node stops the run.
-
-paddle 2.6's launcher (``launch/controllers/master.py``) ranks nodes by who reaches the rendezvous
-first unless it is given ``--rank K`` (its node rank; ``PADDLE_RANK`` or ``PADDLE_TRAINER_ID`` in the
-environment override it, so the harness removes those). With ``--rank``, node K's ranks are
-``K x devices .. (K+1) x devices - 1``, so global rank 0, its ``train.log`` and every checkpoint are
-on node 0. Node 0's launcher serves ``--master`` (an HTTP key-value store, ``utils/kv_server.py``)
-when the master's host is one of its addresses; the others connect to it.
-
-The harness uses that same store for what the launcher does not do:
-
-- node K > 0 waits (bounded) until node 0 serves the master before launching, so on one host
-  (loopback) node 0 is the one that serves it whoever starts first;
-- every node publishes its host, run directory and the options every node must share (node count,
-  devices per node, recipe, upstream commit and patches, dataset fingerprint); node 0 compares each
-  node's with its own and every other node compares node 0's with its own: a difference stops both
-  within a housekeeping tick or two, naming it (paddle's launcher would wait for a node that never
-  comes, or train with ranks that disagree), and the others learn where node 0's run directory is;
-- every node writes a heartbeat counter. The HTTP master has no heartbeat of its own, and a rank
-  blocked in a collective on a dead peer waits for the backend's timeout (gloo and NCCL: often 30
-  minutes), so the harness stops its own ranks when a peer's counter stops moving (or the store is
-  gone) for the peer timeout, or when no log line came for ``--stall-timeout``.
-"""
+"""Several nodes: who is node 0, what each node checks first, and how a lost node stops the run."""
 
 from __future__ import annotations
 

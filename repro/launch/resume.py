@@ -37,6 +37,8 @@ from repro.launch.truebest import detach_true_best
 from repro.upstream.state import inspect_checkout
 from repro.launch.preflight import check_upstream
 from repro.dataset.fingerprint import fingerprint
+import os
+import yaml
 
 
 @dataclass
@@ -131,9 +133,7 @@ def _dataset_problems(plan: ResumePlan) -> list[str]:
 
 def _dataset_root_now(plan: ResumePlan) -> Path | None:
     """Where the run's recorded config (``config.yaml``) now leads for the training images."""
-    import os
 
-    import yaml
 
     try:
         config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}
@@ -235,8 +235,10 @@ def announce(plan: ResumePlan, done: int) -> None:
         say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}{behind}")
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False) -> None:
-    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``.
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
+               verbose: bool = False) -> None:
+    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
+    ``verbose`` streams upstream's output instead of the progress line.
 
     ``dry_run`` makes the checks the resume makes (a dry run that passes where the resume refuses
     would mislead) and prints the command; it takes no lock and writes nothing."""
@@ -276,4 +278,5 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         "skipped_incomplete": [c.name for c in plan.skipped],
     }
     run_segment(run=plan.run, manifest=plan.manifest, command=plan.command, env=plan.env, keep=keep,
-                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say))
+                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say),
+                verbose=verbose)

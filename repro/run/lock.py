@@ -1,16 +1,7 @@
 """``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives.
 
-Two guards, because each misses a case the other catches:
-
-- the harness holds ``flock(LOCK_EX)`` on ``RUN/.lock`` for the whole segment. The kernel decides
-  atomically which of two resumes started together gets it, and drops it when the harness dies, so
-  a crashed harness never leaves a lock that must be judged stale;
-- the file's JSON names the harness, the launcher and every rank by PID and start time. Ranks
-  orphaned by a SIGKILLed harness hold no flock, so a start is also refused while a recorded process
-  lives (same PID *and* start time: PIDs are reused), and a /proc scan for processes carrying this
-  run's output or log directory catches orphans the file never got to record.
-
-The JSON is rewritten in place (never replaced: the flock belongs to the file's inode).
+Two guards, a flock and the recorded PIDs, because each misses a case the other catches
+(docs/ARCHITECTURE.md, notes on ``repro.run.lock``).
 """
 
 from __future__ import annotations
