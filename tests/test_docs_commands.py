@@ -7,15 +7,14 @@ at all with the reason (long, needs hardware or data this machine lacks; a test 
 it). A new documented command without a rule fails the test, so it is never silently unchecked.
 
 They run in order, in one sandbox directory: ``.venv`` links to this checkout's, ``logs/<run-id>``
-is a finished run of the upstream test double (``tests/doubles``), ``/data/ILSVRC2012`` a tiny
-dataset, and ``.upstream/PaddleClas`` a copy of ``REPRO_TEST_UPSTREAM`` (the double without it, and
-the commands that need the real upstream skip, saying so). ``make`` runs in this checkout with the
+is a finished run of the upstream test double (``tests/doubles``; three seeds' in all), ``/data/ILSVRC2012`` a tiny
+dataset, and ``.upstream/PaddleClas`` a copy of the real checkout the tests use (``REPRO_TEST_UPSTREAM``, else
+the one ``make smoke`` fetched; the double without one, and the commands that need it skip, saying so). ``make`` runs in this checkout with the
 sandbox's paths, never rebuilding the venv.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -28,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from tests.conftest import REAL_UPSTREAM_ENV
+from tests.conftest import real_upstream_choice
 from tests.doubles import make_fake_checkout
 from tests.launch.test_train_launcher import finish, harness_env, repro_train
 
@@ -126,6 +125,7 @@ RULES = [
     Rule(r"\bmake smoke(-all)?\b", skip=f"a real training of minutes; {SMOKE_TEST}"),
     Rule(r"^make soak\b", skip="a soak of several minutes; tests/test_soak.py runs a short one"),
     Rule(r"^rsync ", skip="needs a second node"),
+    Rule(r"bin/visualdl ", skip="serves the curves until stopped; tests/launch/test_train_visualdl.py tests --visualdl"),
     Rule(r"--nnodes 2", skip="needs two nodes; tests/launch/test_train_nodes.py runs two on this machine"),
     Rule(r"logs/r50-2x4", skip="needs a two-node run; tests/launch/test_train_nodes.py judges one"),
     Rule(r"dataset prepare .*(--train-tar|--from)", skip="needs the ImageNet downloads (about 150 GB)"),
@@ -189,9 +189,9 @@ def test_every_command_is_in_the_commands_page() -> None:
 def sandbox(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("docs")
     (root / ".venv").symlink_to((ROOT / ".venv").resolve())
-    real = os.environ.get(REAL_UPSTREAM_ENV)
+    real, _ = real_upstream_choice()
     upstream = root / ".upstream" / "PaddleClas"
-    if real and (Path(real) / "tools" / "train.py").is_file():
+    if real is not None:
         shutil.copytree(real, upstream, symlinks=True,
                         ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
     else:
@@ -201,19 +201,12 @@ def sandbox(tmp_path_factory) -> Path:
     val = double / "dataset" / "ILSVRC2012" / "val_list.txt"
     val.parent.mkdir(parents=True)
     val.write_text("".join(f"val/{i}.jpg {i % 4}\n" for i in range(40)))
-    run = root / "logs" / "run"
-    code, _, err = finish(repro_train(double, run, "-o", "Global.epochs=2", env=harness_env(FAKE_TOP1="0.25,0.5")),
-                          timeout=300)
-    assert code == 0, err
-    # One that crashed in its last epoch, for --resume.
-    crashed = root / "logs" / "crashed"
-    code, _, err = finish(repro_train(double, crashed, "-o", "Global.epochs=2",
-                                      env=harness_env(FAKE_TOP1="0.25,0.5", FAKE_CRASH_EPOCH="2")), timeout=300)
-    assert code == 6, err
-    for copy in ("run1", "run2", "run3"):  # as three seeds' runs
-        seed = shutil.copytree(run, root / "logs" / copy, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
-        manifest = json.loads((seed / "manifest.json").read_text())
-        (seed / "manifest.json").write_text(json.dumps({**manifest, "run_id": copy}))
+    # Three seeds' runs (logs/run1 stands for logs/<run-id>), and one that crashed in its last epoch.
+    for name, top1, crash in (("run1", "0.25,0.5", ""), ("run2", "0.5,0.25", ""), ("run3", "0.25,0.75", ""),
+                              ("crashed", "0.25,0.5", "2")):
+        env = harness_env(FAKE_TOP1=top1, **({"FAKE_CRASH_EPOCH": crash} if crash else {}))
+        code, _, err = finish(repro_train(double, root / "logs" / name, "-o", "Global.epochs=2", env=env), timeout=300)
+        assert code == (6 if crash else 0), err
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "repro"), "dataset", "make-tiny", str(root / "data" / "ILSVRC2012")],
                           env=environment(root), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -228,7 +221,7 @@ def environment(root: Path) -> dict[str, str]:
 
 def as_run_here(command: str, rule: Rule, root: Path) -> str:
     """The command with the sandbox's paths, and as a dry run on a GPU platform where the rule says."""
-    run = "logs/crashed" if "--resume" in command else "logs/run"
+    run = "logs/crashed" if "--resume" in command else "logs/run1"
     command = command.replace("logs/<run-id>", run).replace("/data/", f"{root}/data/")
     command = re.sub(r"(?<![\w/.-])logs/", f"{root}/logs/", command)
     if rule.dry_run:
@@ -269,11 +262,12 @@ def test_documented_command_works_here(documented: Documented, sandbox: Path, mo
     assert rule is not None, documented
     if rule.skip:
         pytest.skip(f"not run here: {rule.skip}")
-    if rule.real_upstream and not os.environ.get(REAL_UPSTREAM_ENV):
-        pytest.skip(f"needs the real upstream: set {REAL_UPSTREAM_ENV}=/path/to/PaddleClas")
+    real, why = real_upstream_choice()
+    if rule.real_upstream and real is None:
+        pytest.skip(f"needs the real upstream: {why}")
     command = as_run_here(documented.text, rule, sandbox)
     code, output = run_here(command, sandbox, monkeypatch)
-    output = output[-3000:]
-    assert code in rule.codes, f"{documented.where}: `{command}` exited {code}:\n{output}"
-    assert "Traceback" not in output and "internal error" not in output, output
-    assert re.search(rule.prints, output), f"{documented.where}: `{command}` did not print {rule.prints!r}:\n{output}"
+    shown = output[:1500] + ("\n...\n" + output[-1500:] if len(output) > 3000 else output[1500:])
+    assert code in rule.codes, f"{documented.where}: `{command}` exited {code}:\n{shown}"
+    assert "Traceback" not in output and "internal error" not in output, shown
+    assert re.search(rule.prints, output), f"{documented.where}: `{command}` did not print {rule.prints!r}:\n{shown}"

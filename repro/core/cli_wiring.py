@@ -96,4 +96,4 @@ def group(name: str, *, exits: Mapping[int, str | None], parent: click.Group | N
 
 def json_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--json``, passed as ``as_json``: ``what`` names the one object printed (docs/commands.md)."""
-    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON (docs/commands.md).")
+    return click.option("--json", "as_json", is_flag=True, help=f"JSON: {what} (docs/commands.md).")
