@@ -130,7 +130,7 @@ def test_eval_is_refused_while_the_run_trains(trained) -> None:
     finally:
         os.close(fd)
         (run / ".lock").unlink()
-    assert result.exit_code == 5 and "is training" in result.output
+    assert result.exit_code == 5 and "is in use" in result.output  # no record: the holder is not guessed
 
 
 def copy_run(run: Path, where: Path, status: str | None = None) -> Path:
