@@ -114,8 +114,8 @@ def verdicts_for(path: Path, options: dict) -> list[Verdict]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @target_options
 @click.option("--require-eval", is_flag=True,
-              help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch: missing is "
-                   "INCOMPLETE, disagreeing FAIL.")
+              help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch, of weights whose "
+                   "sha256 training recorded: missing is INCOMPLETE, disagreeing FAIL.")
 @click.option("--aggregate", is_flag=True,
               help="Also judge the runs together: n, mean, std, min, max, olympic mean, 95% t-interval; the exit "
                    "code is the aggregate verdict's (mean >= threshold).")
