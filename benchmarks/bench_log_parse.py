@@ -8,8 +8,8 @@ only, so their workerlogs stay tiny. That is ~158,000 lines per copy and ~316,00
 the rank's raw stdout/stderr (framework warnings), so it is not a byte copy of train.log. Then it
 times, in this one process and on these same files:
   - grep -c '\\[Eval\\]' over every file (the baseline; an argument list, no shell),
-  - parse_run + judge (what `repro check-accuracy` does; goal: within 3x of grep),
-  - the full per-iteration table (what `repro report` adds; informational).
+  - parse_run + judge + compliance (what `repro check-accuracy` does; goal: within 3x of grep),
+  - the full per-iteration table and the pace (ETA, device-hours) from it (what `repro report` adds; informational).
 Prints medians and ratios. Usage: python benchmarks/bench_log_parse.py [--epochs 300] [--repeat 5]
 """
 
@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from repro.logs.parse import parse_run  # noqa: E402
 from repro.judge.verdict import judge  # noqa: E402
+from repro.judge.compliance import check_compliance  # noqa: E402
+from repro.judge.health import Pace  # noqa: E402
 from repro.recipes.catalog import load_recipe  # noqa: E402
 from tests.logfakes import FakeUpstreamLog, write_lines  # noqa: E402
 
@@ -109,17 +111,21 @@ def main() -> int:
         def baseline() -> None:
             subprocess.run(command, capture_output=True, check=False)
 
+        recipe = load_recipe("resnest50")
+
         def verdict() -> None:
-            judge(parse_run(run), target, None, False, False)
+            parsed = parse_run(run)
+            judge(parsed, target, None, False, False)
+            check_compliance(parsed, recipe)  # check-accuracy prints both
 
         t_grep, t_verdict, cpu_grep, cpu_verdict = paired_medians(baseline, verdict, args.repeat)
-        t_full = statistics.median(timed(lambda: parse_run(run).train_iters) for _ in range(max(1, args.repeat // 3)))
+        t_full = statistics.median(timed(lambda: Pace.of_run(parse_run(run))) for _ in range(max(1, args.repeat // 3)))
     ratio = t_verdict / t_grep
     print(f"grep -c '\\[Eval\\]'            median {t_grep * 1000:8.1f} ms")
-    print(f"parse_run + judge (verdict)  median {t_verdict * 1000:8.1f} ms   ratio {ratio:5.2f}x grep (goal <= {GOAL:g}x)")
+    print(f"parse_run + judge + compliance median {t_verdict * 1000:8.1f} ms   ratio {ratio:5.2f}x grep (goal <= {GOAL:g}x)")
     print(f"CPU time: grep {cpu_grep * 1000:.1f} ms, verdict {cpu_verdict * 1000:.1f} ms,"
           f" ratio {cpu_verdict / cpu_grep:.2f}x (load average {os.getloadavg()[0]:.2f})")
-    print(f"+ iteration table (report)   median {t_full * 1000:8.1f} ms   ratio {t_full / t_grep:5.2f}x grep (informational)")
+    print(f"+ iteration table, pace (report) median {t_full * 1000:8.1f} ms   ratio {t_full / t_grep:5.2f}x grep (informational)")
     print("goal met" if ratio <= GOAL else "goal NOT met")
     return 0
 

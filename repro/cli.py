@@ -20,6 +20,8 @@ from repro import __version__
 from repro.core.cli_wiring import HELP_OPTIONS, ReproGroup
 from repro.core.errors import (
     EXIT_BAD_INPUT,
+    EXIT_CLOSED_PIPE,
+    EXIT_DISK,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_MEANINGS,
@@ -64,6 +66,14 @@ class UsageErrorLine(click.UsageError):
         click.echo(f"error: {problem}; see `{command} --help`", err=True, file=file)
 
 
+def reader_gone() -> None:
+    """Exit 141 without a word: stdout is a closed pipe, and Python's flush at exit must not fail on it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(EXIT_CLOSED_PIPE)
+
+
 class LazyGroup(ReproGroup):
     """Loads subcommands on demand and turns ``ReproError`` and click's own usage errors (bad option
     values, unknown options, missing arguments, of every subcommand and nested group) into one line
@@ -75,6 +85,8 @@ class LazyGroup(ReproGroup):
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as error:  # the group's own options: `repro --bogus`
             raise UsageErrorLine(error) from error
+        except BrokenPipeError:  # `repro --help | head -1`
+            reader_gone()
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
@@ -102,6 +114,8 @@ class LazyGroup(ReproGroup):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # the output's reader went away (`| head`): nothing to report to anyone
+            reader_gone()
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as error:
@@ -109,7 +123,8 @@ class LazyGroup(ReproGroup):
                 # The kernel refused a path the user chose (permissions, full disk): theirs to fix.
                 click.echo(f"error: {one_line(describe_os_error(error))}", err=True)
                 command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
-                ctx.exit(getattr(command, "os_error_exit_code", EXIT_BAD_INPUT))
+                # A full or failing disk is one code wherever it happens (repro.core.errors: EXIT_DISK).
+                ctx.exit(EXIT_DISK if error.errno in DISK_ERRNOS else getattr(command, "os_error_exit_code", EXIT_BAD_INPUT))
             # Anything else is a bug in repro: still one line, the traceback on request.
             if os.environ.get(DEBUG_ENV):
                 raise

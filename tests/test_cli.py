@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,16 @@ def test_a_newline_in_a_value_stays_one_line() -> None:
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_a_closed_pipe_is_exit_141_without_a_word() -> None:
+    """`repro recipes --json | head -1`: the reader is gone before repro writes; no "internal error"."""
+    for args in (["recipes", "--json"], ["train", "--help"], ["--help"]):
+        process = subprocess.Popen([sys.executable, "-m", "repro", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()  # before the interpreter has even imported repro
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 141, (args, process.returncode, stderr)
+        assert stderr == b"", (args, stderr)
+
+
 def test_help_and_version_still_exit_0() -> None:
     for args in (["--help"], ["--version"], ["dataset", "--help"], ["dataset", "check", "--help"], ["upstream"]):
         result = CliRunner(mix_stderr=False).invoke(cli, args)
@@ -245,7 +256,7 @@ def test_resume_of_a_directory_that_is_not_a_run_is_bad_input_like_a_missing_one
 
 @pytest.mark.parametrize("gpus", ["0,,1", "١,٢", "0,1,", "+1", "1_0", "0,0", "-1"])
 def test_gpus_that_are_not_plain_distinct_ids_are_refused(gpus: str) -> None:
-    from repro.launch.train_cli import parse_gpus
+    from repro.launch.command import parse_gpus
 
     with pytest.raises(ReproError) as error:
         parse_gpus(gpus)
@@ -265,18 +276,31 @@ def test_master_must_be_host_and_a_port_in_range(master: str) -> None:
     assert result.exit_code == EXIT_BAD_INPUT and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_full_disk_without_a_path_is_one_line_not_an_internal_error(monkeypatch: pytest.MonkeyPatch,
-                                                                      tmp_path: Path) -> None:
-    # report and make-tiny write through libraries (matplotlib, Pillow) whose ENOSPC names no path.
+def test_a_full_disk_is_one_code_everywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 20: a full or failing disk exited 2 ("bad input") in most commands, 3 under upstream and 4
+    in prepare; it is one documented code (EXIT_DISK), whether or not the error names a path."""
     import errno
 
+    from repro.core.errors import EXIT_DISK, EXIT_MEANINGS
     from repro.dataset import dataset_cli
+    from repro.upstream import upstream_cli
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    assert EXIT_DISK == 8 and "disk is full" in EXIT_MEANINGS[EXIT_DISK]
+    cases = [  # (module, name the command calls, argv, errno, a path or not)
+        (dataset_cli, "make_tiny", ["dataset", "make-tiny", str(tmp_path / "t")], errno.ENOSPC, None),
+        (dataset_cli, "make_tiny", ["dataset", "make-tiny", str(tmp_path / "t")], errno.EDQUOT, str(tmp_path / "t")),
+        (dataset_cli, "link_dataset", ["dataset", "link", str(tmp_path), "--upstream", str(tmp_path)], errno.EIO,
+         str(tmp_path / "x")),
+        (upstream_cli, "fetch_upstream", ["upstream", "fetch", "--dest", str(tmp_path / "up")], errno.ENOSPC,
+         str(tmp_path / "up")),  # the upstream group's path refusals are 3: a full disk is still 8
+    ]
+    for module, name, argv, number, filename in cases:
+        def full(*args, _number=number, _filename=filename, **kwargs):
+            raise OSError(_number, os.strerror(_number), _filename)
 
-    monkeypatch.setattr(dataset_cli, "make_tiny", full)  # the command's own name for it
-    result = CliRunner(mix_stderr=False).invoke(cli, ["dataset", "make-tiny", str(tmp_path / "t")])
-    assert result.exit_code == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr
-    assert "internal error" not in result.stderr and "free space" in result.stderr
+        monkeypatch.setattr(module, name, full)
+        result = CliRunner(mix_stderr=False).invoke(cli, argv)
+        assert result.exit_code == EXIT_DISK, (argv, number, result.output, result.stderr)
+        assert result.stderr.count("\n") == 1 and os.strerror(number) in result.stderr, result.stderr
+        assert "internal error" not in result.stderr and ("free space" in result.stderr or "check it" in result.stderr)
+        monkeypatch.undo()

@@ -15,6 +15,7 @@ sandbox's paths, never rebuilding the venv.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -45,42 +46,67 @@ class Documented:
     text: str
 
 
-def documented_commands() -> list[Documented]:
+def commands_in(name: str, text: str) -> list[Documented]:
+    """The shell commands of one Markdown text, each with its ``name:line``."""
     found: list[Documented] = []
-    for path in DOCS:
-        name = path.relative_to(ROOT)
-        lines = path.read_text(encoding="utf-8").splitlines()
-        language: str | None = None
-        pending = ""
-        for number, line in enumerate(lines, start=1):
-            fence = FENCE.match(line)
-            if fence:
-                language = None if language is not None else fence.group(1)
+    language: str | None = None
+    pending = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        fence = FENCE.match(line)
+        if fence:
+            language = None if language is not None else fence.group(1)
+            continue
+        if language is None:
+            found += [Documented(f"{name}:{number}", match.strip()) for match in INLINE.findall(line)]
+            continue
+        if language not in ("sh", "bash", "console"):
+            continue
+        command = line.strip()
+        if language == "console":
+            if not command.startswith("$ "):
                 continue
-            if language is None:
-                found += [Documented(f"{name}:{number}", match.strip()) for match in INLINE.findall(line)]
-                continue
-            if language not in ("sh", "bash", "console"):
-                continue
-            text = line.strip()
-            if language == "console":
-                if not text.startswith("$ "):
-                    continue
-                text = text[2:]
-            text = re.sub(r"\s+#\s.*$", "", text) if not text.startswith("#") else ""
-            if text.endswith("\\"):
-                pending += text[:-1] + " "
-                continue
-            text, pending = (pending + text).strip(), ""
-            if text:
-                found.append(Documented(f"{name}:{number}", text))
+            command = command[2:]
+        command = re.sub(r"\s+#\s.*$", "", command) if not command.startswith("#") else ""
+        if command.endswith("\\"):
+            pending += command[:-1].rstrip() + " "
+            continue
+        command, pending = (pending + command).strip(), ""
+        if command:
+            found.append(Documented(f"{name}:{number}", command))
+    return found
+
+
+def documented_commands() -> list[Documented]:
     once: dict[str, Documented] = {}  # a command documented twice runs once
-    for item in found:
-        if item.text in once:
-            once[item.text].where += f", {item.where}"
-        else:
-            once[item.text] = item
+    for path in DOCS:
+        for item in commands_in(str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")):
+            if item.text in once:
+                once[item.text].where += f", {item.where}"
+            else:
+                once[item.text] = item
     return list(once.values())
+
+
+def test_commands_are_read_from_fences_prompts_continuations_and_marked_inline_code() -> None:
+    text = """Run `$ repro runs --json` first; `repro runs` alone is prose.
+
+```sh
+# a comment
+make train GPUS=0,1 \\
+    DRY_RUN=1   # dry
+```
+
+```console
+$ repro doctor
+ok python 3.11
+```
+
+```
+repro report RUN
+```
+"""
+    assert [(c.where, c.text) for c in commands_in("x.md", text)] == [
+        ("x.md:1", "repro runs --json"), ("x.md:6", "make train GPUS=0,1 DRY_RUN=1"), ("x.md:10", "repro doctor")]
 
 
 @dataclass(frozen=True)
@@ -90,6 +116,7 @@ class Rule:
     skip: str = ""  # not run here, and why
     real_upstream: bool = False  # needs a real checkout: skipped without REPRO_TEST_UPSTREAM
     dry_run: bool = False  # a GPU or training command: run as a dry run on a GPU platform
+    prints: str = ""  # a regex its output must match (where the exit code alone says little)
 
 
 RULES = [
@@ -109,7 +136,7 @@ RULES = [
     Rule(r"repro doctor\b", codes=frozenset({0, 1})),  # 1 here: no GPU, or the stand-in dataset
     Rule(r"^make train\b|repro train\b", dry_run=True),
     Rule(r"check-accuracy .*--require-eval", codes=frozenset({0, 1, 2})),
-    Rule(r"check-accuracy|^make check\b", codes=frozenset({0, 1})),  # a verdict (the double's run is FAIL at 0.7677)
+    Rule(r"check-accuracy|^make check\b", codes=frozenset({0, 1}), prints=r"\b(PASS|FAIL)\b"),  # a verdict (the double's run: FAIL at 0.7677)
     Rule(r"repro watch\b", codes=frozenset({0, 1})),  # the verdict's code, or alarms with --once
     Rule(r"repro (eval|report|runs|recipes|dataset link|--help)\b"),
 ]
@@ -140,6 +167,24 @@ def test_readme_is_short_and_links_only_pages_that_exist() -> None:
             assert (document.parent / target).exists(), f"{document.name} links {target}, which does not exist"
 
 
+def test_every_command_is_in_the_commands_page() -> None:
+    """docs/commands.md lists every command and subcommand (``repro NAME`` in its table)."""
+    import click
+
+    page = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+    table = "\n".join(line for line in page.splitlines() if line.startswith("| `repro "))
+    missing = []
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        if f"`repro {name}" not in table:
+            missing.append(name)
+        for sub in command.list_commands(click.Context(command)) if isinstance(command, click.Group) else []:
+            if not re.search(rf"`repro {name}\b[^|]*\b{sub}\b", table):
+                missing.append(f"{name} {sub}")
+    assert not missing, f"docs/commands.md does not list: {missing}"
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("docs")
@@ -165,8 +210,10 @@ def sandbox(tmp_path_factory) -> Path:
     code, _, err = finish(repro_train(double, crashed, "-o", "Global.epochs=2",
                                       env=harness_env(FAKE_TOP1="0.25,0.5", FAKE_CRASH_EPOCH="2")), timeout=300)
     assert code == 6, err
-    for copy in ("run1", "run2", "run3"):
-        shutil.copytree(run, root / "logs" / copy, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+    for copy in ("run1", "run2", "run3"):  # as three seeds' runs
+        seed = shutil.copytree(run, root / "logs" / copy, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+        manifest = json.loads((seed / "manifest.json").read_text())
+        (seed / "manifest.json").write_text(json.dumps({**manifest, "run_id": copy}))
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "repro"), "dataset", "make-tiny", str(root / "data" / "ILSVRC2012")],
                           env=environment(root), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -229,3 +276,4 @@ def test_documented_command_works_here(documented: Documented, sandbox: Path, mo
     output = output[-3000:]
     assert code in rule.codes, f"{documented.where}: `{command}` exited {code}:\n{output}"
     assert "Traceback" not in output and "internal error" not in output, output
+    assert re.search(rule.prints, output), f"{documented.where}: `{command}` did not print {rule.prints!r}:\n{output}"

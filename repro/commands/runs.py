@@ -1,15 +1,5 @@
 """``repro runs``: the run directories under logs/ (status, recipe, verdict, size), and ``repro runs
 prune``, which frees the disk their checkpoints take.
-
-A smoke run leaves several hundred MB of checkpoints nobody needs once it has passed. Pruning deletes
-only what the harness itself wrote: a file the manifest's ``checkpoints_written`` records, in the
-run's ``output/``, still that very file (same size and modification time as recorded, the same sha256
-where one was recorded, a regular file, not a link). Never a log, the manifest, a checkpoint someone
-copied in or changed, nor anything of a run that is running (its ``.lock`` flock is held, as
-:mod:`repro.run.lock` holds it for a whole segment). Nor what a resume or the verdict needs, unless
-named with ``--including``: a run not completed (interrupted, failed, or still "running" after its
-harness was killed) keeps its resume point, the newest complete state; every run keeps the judged
-weights (``true_best``), of a completed run only what ``repro eval`` reads (no ``.pdopt``).
 """
 
 from __future__ import annotations
@@ -26,7 +16,8 @@ import click
 from repro.core.cli_wiring import command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED
+from repro.core.filesystem_errors import describe_os_error
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED, group_node0
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
 from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, resume_point
 from repro.launch.truebest import TRUE_BEST
@@ -69,9 +60,12 @@ class RunInfo:
     path: Path
     manifest: dict[str, Any]
     running: bool
+    problem: str = ""  # why the run could not be opened (listed as unreadable, never pruned)
 
     @property
     def status(self) -> str:
+        if self.problem:
+            return "unreadable"
         return "running" if self.running else str(self.manifest.get("status") or "unknown")
 
     @property
@@ -96,29 +90,40 @@ def open_run(path: Path) -> RunInfo:
 
 
 def runs_under(logs_dir: Path) -> list[RunInfo]:
+    """Every run directory one level under ``logs_dir`` (a multi-node group as its node 0's), each
+    opened on its own: one that cannot be opened is listed as unreadable, never dropped, and never
+    stops the others."""
     if not logs_dir.is_dir():
         raise ReproError(f"{logs_dir} is not a directory; pass the directory holding your runs: --logs-dir DIR",
                          EXIT_BAD_INPUT)
     found = []
     for child in sorted(logs_dir.iterdir()):
-        if child.is_dir() and not child.is_symlink() and (child / MANIFEST).is_file():
-            try:
-                found.append(open_run(child))
-            except ReproError:
+        try:
+            if not child.is_dir() or child.is_symlink():
                 continue
+            path = child if (child / MANIFEST).is_file() else group_node0(child)
+            if path is None:
+                continue
+            found.append(open_run(path))
+        except ReproError as error:
+            found.append(RunInfo(child, {}, False, error.message))
+        except OSError as error:
+            found.append(RunInfo(child, {}, False, describe_os_error(error)))
     return found
 
 
 def verdict_word(run: RunInfo) -> str:
-    """check-accuracy's status for the run with default options ("-" while it runs)."""
+    """check-accuracy's status for the run with default options ("-" while it runs); a run that cannot
+    be read or judged is UNREADABLE on its own."""
     if run.running:
         return "-"
-
+    if run.problem:
+        return "UNREADABLE"
     options = {"target": None, "metric": None, "eval_set_size": None, "recipe": None, "tolerance": None,
                "final": False, "allow_incomplete": False, "strict": False}
     try:
         return judge_run(parse_run(run.path), options).status
-    except ReproError:
+    except (ReproError, OSError):
         return "UNREADABLE"
 
 

@@ -25,12 +25,14 @@ from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.core.files import Tail, last_lines
-from repro.logs import patterns as P
 from repro.logs.discover import RunFiles, run_files_in
+from repro.logs.progress import Progress
 from repro.judge.alarmlog import check_on_alarm
 from repro.judge.health import Alarm
 from repro.judge.judge_cli import judged_path, target_options, verdicts_for
 from repro.judge.monitor import RunHealth
+from repro.judge.compliance import world_of
+from repro.logs.parse import launcher_world
 from repro.judge.targets import validate_options
 from repro.run.rundir import ENDED_STATUSES, K_STATUS, STATUS_RUNNING, RunDir, read_manifest
 from repro.run.lock import is_active
@@ -39,38 +41,6 @@ from repro.run.lock import is_active
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
 # A harness seen dead this many looks in a row is dead (not a start between manifest and lock).
 DEAD_LOOKS = 2
-
-
-@dataclass
-class Progress:
-    """What the latest lines say: where training is and how it goes."""
-
-    epoch: int = 0
-    epochs: int = 0
-    iter: int = 0
-    iters: int = 0
-    loss: float | None = None
-    ips: float | None = None
-    eta_s: float | None = None
-    top1: float | None = None
-    top1_epoch: int | None = None
-
-    def feed(self, line: str) -> None:
-        read = P.read_line(line)
-        if read.kind == P.TRAIN_ITER_LINE:
-            self.epoch, self.epochs, self.iter, self.iters = read.epoch, read.epochs, read.iter, read.iters  # type: ignore[assignment]
-            values = read.values
-            self.loss, self.ips, self.eta_s = values.get("loss"), values.get("ips"), values.get("eta_s")  # type: ignore[assignment]
-        elif read.kind == P.EVAL_AVG_LINE and isinstance(read.values.get("top1"), float):
-            self.top1, self.top1_epoch = read.values["top1"], read.epoch  # type: ignore[assignment]
-
-    @property
-    def position(self) -> int:
-        return max(0, (self.epoch - 1) * self.iters + self.iter + 1) if self.iters else 0
-
-    @property
-    def total(self) -> int:
-        return self.epochs * self.iters
 
 
 @dataclass
@@ -84,6 +54,7 @@ class Watcher:
     dead_looks: int = 0
     health: "RunHealth | None" = None
     alarms: list = field(default_factory=list)  # raised by the last poll (new to alarms.jsonl)
+    reported_epoch: int = 0  # the last epoch whose ETA line was printed
 
     def files(self) -> RunFiles | None:
         return run_files_in(self.root) if self.root.is_dir() else None
@@ -149,17 +120,28 @@ def _closing_markers(lines: list[str]) -> list[str]:
     return closing
 
 
-def _postfix(progress: Progress) -> dict[str, str]:
-    post = {"epoch": f"{progress.epoch}/{progress.epochs}", "iter": f"{progress.iter}/{progress.iters}"}
-    if progress.loss is not None:
-        post["loss"] = f"{progress.loss:.4f}"
-    if progress.top1 is not None:
-        post["top1"] = f"{progress.top1:.4f}@{progress.top1_epoch}"
-    if progress.ips is not None:
-        post["ips"] = f"{progress.ips:.1f}"
-    if progress.eta_s is not None:
-        post["eta"] = time.strftime("%H:%M:%S", time.gmtime(progress.eta_s)) if progress.eta_s < 86400 else f"{progress.eta_s / 86400:.1f}d"
-    return post
+def run_world(root: Path) -> tuple[int | None, str]:
+    """The device count for device-hours: the manifest's, else what the launcher left (envlog, banner)."""
+    manifest = None
+    run = RunDir(root)
+    if run.is_run():
+        try:
+            manifest = read_manifest(run.manifest)
+        except ReproError:
+            manifest = None
+    files = run_files_in(root) if root.is_dir() else None
+    world, _, source = world_of(manifest, launcher_world(files, []) if files is not None else None)
+    return world, source
+
+
+def pace_lines(health: RunHealth, progress: Progress, world: int | None, source: str) -> list[str]:
+    """The ETA and cost line, and the band's final range from this run's last eval (when a band applies)."""
+    pace = health.monitor.pace
+    lines = [pace.line(world, source if world else "")]
+    band = health.monitor.band
+    if band is not None and progress.top1 is not None and progress.top1_epoch is not None:
+        lines.append(band.final_range(progress.top1_epoch, progress.top1, progress.epochs or None))
+    return lines
 
 
 def check_watchable(run: Path) -> None:
@@ -178,12 +160,15 @@ def check_watchable(run: Path) -> None:
 
 def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None = None, lock: Path | None = None,
            sleep=time.sleep, clock=time.monotonic, health: "RunHealth | None" = None,
-           on_alarms: Callable[[list], None] | None = None, bar_file=None) -> str:
+           on_alarms: Callable[[list], None] | None = None, bar_file=None,
+           on_pace: Callable[[list[str]], None] | None = None) -> str:
     """Show progress until the run ends; returns why watching stopped. ``health`` raises alarms from
-    the same lines, handed to ``on_alarms`` after each look."""
+    the same lines, handed to ``on_alarms`` after each look; after each finished epoch ``on_pace`` gets
+    the ETA/cost line (and the band's final range)."""
     run = Path(run)
     check_watchable(run)
     watcher = Watcher(run, pid=pid, lock=lock, health=health)
+    world, source = run_world(run)
     started = clock()
     with tqdm(total=0, unit="it", dynamic_ncols=True, desc=run.name, file=bar_file) as bar:
         while True:
@@ -191,11 +176,15 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
             if watcher.alarms and on_alarms is not None:
                 with bar.external_write_mode():
                     on_alarms(watcher.alarms)
+            if health is not None and on_pace is not None and health.monitor.completed > watcher.reported_epoch:
+                watcher.reported_epoch = health.monitor.completed
+                with bar.external_write_mode():
+                    on_pace(pace_lines(health, watcher.progress, world, source))
             progress = watcher.progress
             if progress.total and bar.total != progress.total:
                 bar.total = progress.total
             bar.n = min(progress.position, bar.total or progress.position)
-            bar.set_postfix(_postfix(progress), refresh=False)
+            bar.set_postfix(progress.fields(), refresh=False)
             bar.refresh()
             why = watcher.ended()
             if why is not None:
@@ -218,7 +207,10 @@ def look_once(run: Path, health: RunHealth) -> dict:
     progress = watcher.progress
     ended = watcher.ended()
     recorded = health.log.alarms() if health.log is not None else [a.to_dict() for a in watcher.alarms]
+    world, source = run_world(run)
     return {
+        "pace": health.monitor.pace.summary(world, source if world else ""),
+        "pace_lines": pace_lines(health, progress, world, source),
         "run": str(run), "running": ended is None, "ended": ended,
         "epoch": progress.epoch, "epochs": progress.epochs, "iter": progress.iter, "iters": progress.iters,
         "loss": progress.loss, "top1": progress.top1, "top1_epoch": progress.top1_epoch, "ips": progress.ips,
@@ -258,9 +250,14 @@ def watch_follow(run_path: Path, *, poll: float, timeout: float, pid: int | None
         if argv is not None and health.log is not None:
             health.log.notify_pending(argv, lambda line: click.echo(f"watch: {line}", err=True))
 
+    def on_pace(lines: list[str]) -> None:
+        if not as_json:
+            for line in lines:
+                click.echo(f"watch: {line}")
+
     with open(os.devnull, "w") if as_json else contextlib.nullcontext(None) as bar_file:  # None: tqdm's stderr
         return follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock, health=health,
-                      on_alarms=on_alarms, bar_file=bar_file)
+                      on_alarms=on_alarms, bar_file=bar_file, on_pace=on_pace)
 
 
 def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None, as_json: bool) -> int:
@@ -280,6 +277,8 @@ def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None,
         top1 = f" top1 {state['top1']:.4f}@{state['top1_epoch']}" if state["top1"] is not None else ""
         ips = f" ips {state['ips']:.1f}" if isinstance(state["ips"], float) else ""
         click.echo(f"watch: {run_path} {status}: {where}{loss}{top1}{ips}")
+        for line in state["pace_lines"]:
+            click.echo(f"watch: {line}")
         click.echo(f"watch: {state['band']}")
         click.echo(f"watch: {len(state['alarms'])} alarm(s)" + ("" if health.log else " (not recorded: not a repro run directory)"))
         for record in sorted(state["alarms"], key=lambda r: (r.get("epoch") or 0, str(r.get("alarm")))):

@@ -4,9 +4,6 @@ Every failure the harness can foresee is raised as a ``ReproError`` carrying a m
 problem *and* the fix, plus an exit code from the table below. ``repro.cli`` turns it (and click's own
 usage errors: a bad option value, an unknown option, a missing argument) into a single
 ``error: <problem>; <fix>`` line on stderr with no traceback.
-
-The exit codes, the same for every command, are ``EXIT_MEANINGS`` below: every ``--help`` lists the
-ones its command can return from it (``exit_code_rows``), and ``docs/exit-codes.md`` prints it whole.
 """
 
 from __future__ import annotations
@@ -23,8 +20,10 @@ EXIT_PREFLIGHT = 4  # training cannot start on this machine: devices, disk, data
 EXIT_CONFLICT = 5  # doing it would overwrite or delete something the harness did not create
 EXIT_TRAINING_FAILED = 6  # the training processes ran and failed
 EXIT_ENVIRONMENT = 7  # this machine cannot run it: missing package, tool or profile
+EXIT_DISK = 8  # a write failed on a full or failing disk (no space, quota, I/O error): free space, rerun
 EXIT_INTERNAL = 70  # a bug in repro itself (EX_SOFTWARE); REPRO_DEBUG=1 shows the traceback
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C / SIGTERM, as shells report SIGINT
+EXIT_CLOSED_PIPE = 141  # whoever read the output went away (`| head`), as shells report SIGPIPE
 
 # code -> what it means, for every command.
 EXIT_MEANINGS: dict[int, str] = {
@@ -40,12 +39,15 @@ EXIT_MEANINGS: dict[int, str] = {
                    "is in use by another process",
     EXIT_TRAINING_FAILED: "the training processes ran and failed",
     EXIT_ENVIRONMENT: "this machine lacks something: a profile, a package, a tool",
+    EXIT_DISK: "a disk is full or failing: a write failed (no space, quota, I/O error); free space there or use "
+               "another disk, then rerun (a training whose ranks failed on a full disk is 6, its cause named)",
     EXIT_INTERNAL: "a bug in repro (REPRO_DEBUG=1 shows the traceback), or processes that could not be stopped",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM)",
+    EXIT_CLOSED_PIPE: "the output's reader went away (a closed pipe, e.g. `| head`): the rest was not printed",
 }
 DOCUMENTED_EXIT_CODES = frozenset(EXIT_MEANINGS)
-# Any command can meet these: a usage error, a bug, Ctrl-C.
-EVERY_COMMAND_EXITS = (EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED)
+# Any command can meet these: a usage error, a full disk, a bug, Ctrl-C.
+EVERY_COMMAND_EXITS = (EXIT_OK, EXIT_BAD_INPUT, EXIT_DISK, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_CLOSED_PIPE)
 
 
 def exit_code_rows(specific: Mapping[int, str | None]) -> list[tuple[str, str]]:

@@ -1,19 +1,4 @@
-"""The file primitives every step shares: a bounded reader, an atomic writer, a tail of a log, a digest.
-
-Bounded: every whole file the harness reads (a manifest, a band, a recipe, the pin, a list file)
-is a path a user can point anywhere: a link to /dev/zero grew ``check-accuracy`` to 24 GB, a FIFO
-blocks forever. So ``read_bytes_bounded``/``read_text_bounded`` open without blocking, check on the
-open descriptor that it is a regular file (no race with a rename), read at most a size bound and
-decode UTF-8 strictly; anything else is one line naming the file, what it is, and the fix.
-
-Atomic: a crash or a full disk in the middle of a write must leave the previous complete file (a
-manifest, a pin, a list file, a checkpoint copy), never a truncated one under the real name, so
-every file the harness writes goes to a temporary name in the same directory and is moved into
-place with ``os.replace`` (as timm saves checkpoints). Tail: a 300-epoch log grows to ~160k lines,
-so readers (the true-best guard, ``watch``, a failed rank's last lines) read only what was appended.
-Digest: one sha256 of a file's bytes (an upstream archive, a checkpoint training wrote, the weights
-an eval scored), so a digest recorded by one command is comparable with one taken by another.
-"""
+"""The file primitives every step shares: a bounded reader, an atomic writer, a tail of a log, a digest."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
 """Filesystem refusals (permission denied, read-only or full disk, a file where a directory belongs)
 described on one line with the fix.
-
-Every command touches paths the user chose; the kernel can refuse any of them at any call.
-Catching that at each call would miss some, and an unreported one ends as "internal error" although
-the fix is the user's (chmod, another path, free space). So one place, the top-level group
-(``repro.cli``), turns any ``OSError`` that names a path, and any full or failing disk, into one
-line; a command group may carry its own exit code for them (``ReproGroup.os_error_exit_code``). Any other
-``OSError`` (a broken pipe, a bug) is not the user's input and surfaces as an internal error.
 """
 
 from __future__ import annotations

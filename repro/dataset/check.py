@@ -3,15 +3,6 @@
 Everything upstream would trip over (a missing file, an off-by-one label, a CRLF list, a class
 directory split across two labels) is found here in one pass, reported with ``file:line`` and
 counted, so a run never dies on day two over data. Nothing under the root is written.
-
-Bad data never raises: it is reported in the returned ``DatasetReport`` (exit code 1); a path that
-is not a dataset at all (missing, a file, unreadable, none of the four parts) is reported with exit
-code 2. Only nonsensical arguments raise ``ReproError(EXIT_BAD_INPUT)``.
-
-Speed: the tree is listed once per directory (``scan``), for big lists in a forked child while
-this process parses them (``background_scan``; a thread was measured slower: GIL contention
-outweighs the overlap), the lists are parsed with C-level string operations (``listfile``), and
-every comparison is a set operation.
 """
 
 from __future__ import annotations
@@ -25,7 +16,6 @@ from pathlib import Path
 
 from repro.core.files import file_kind
 from repro.dataset import layout
-from repro.dataset.background_scan import BackgroundScan
 from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problems
@@ -283,25 +273,20 @@ def _decode_sample(
 
 def check_dataset(
     root: Path, class_num: int = layout.DEFAULT_CLASS_NUM, expect: str = "any", decode: int = 0,
-    plain: bool = False,
 ) -> DatasetReport:
-    """Check the dataset at ``root``; ``decode`` images are opened too (-1: all, 0: none).
-
-    ``plain`` turns every speed trick off (the forked lister, the list fast path, the joined scan
-    chunks): the reference implementation, which must give the same report.
-    """
+    """Check the dataset at ``root``; ``decode`` images are opened too (-1: all, 0: none)."""
     # Millions of short-lived tuples would trigger the cyclic collector hundreds of times, each
     # pass walking every live object; nothing here creates reference cycles.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _check_dataset(root, class_num, expect, decode, plain)
+        return _check_dataset(root, class_num, expect, decode)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _check_dataset(root: Path, class_num: int, expect: str, decode: int, plain: bool) -> DatasetReport:
+def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> DatasetReport:
     if class_num < 1:
         raise ReproError(f"--class-num must be at least 1, got {class_num}", EXIT_BAD_INPUT)
     if expect not in layout.EXPECT_CHOICES:
@@ -329,48 +314,16 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int, plain: 
             " pass the ImageNet root (or make one with `repro dataset make-tiny`)",
         )
 
-    # Listing the usual tops overlaps with parsing; a list pointing elsewhere too makes _scan
-    # list the tree here instead.
-    background = BackgroundScan(root, {layout.TRAIN_DIR, layout.VAL_DIR}, _list_bytes(root), enabled=not plain)
-    try:
-        return _check_contents(root, report, present, background, class_num, expect, decode, plain)
-    finally:
-        background.cancel()
-
-
-def _list_bytes(root: Path) -> int:
-    total = 0
-    for _, list_name, _ in layout.SPLITS:
-        try:
-            total += os.stat(root / list_name).st_size
-        except OSError:
-            pass
-    return total
-
-
-def _scan(
-    root: Path, tops: set[str], background: BackgroundScan, problems: Problems, plain: bool
-) -> TreeScan:
-    """The child's listing when it listed exactly ``tops``, else one made here (same result)."""
-    if background.tops == tops:
-        delivered = background.result()
-        if delivered is not None:
-            scan, found = delivered
-            problems.merge(found)
-            return scan
-    background.cancel()
-    return scan_tree(root, tops, problems, plain)
+    return _check_contents(root, report, present, class_num, expect, decode)
 
 
 def _check_contents(
     root: Path,
     report: DatasetReport,
     present: dict[str, bool],
-    background: BackgroundScan,
     class_num: int,
     expect: str,
     decode: int,
-    plain: bool,
 ) -> DatasetReport:
     problems = Problems()
     counts: dict[str, int] = {}
@@ -382,7 +335,7 @@ def _check_contents(
         if not list_path.is_file():
             continue
         try:
-            listing = parse_list_file(list_path, class_num, problems, plain)
+            listing = parse_list_file(list_path, class_num, problems)
         except OSError as error:
             problems.add("missing_part", f"{list_name}: cannot be read ({error.strerror})")
             continue
@@ -399,7 +352,7 @@ def _check_contents(
         checked.append((split, listing, dirs, dir_label))
         tops |= {directory.split("/", 1)[0] for directory in distinct if directory}
     _check_between_splits(checked, problems)
-    scan = _scan(root, tops, background, problems, plain)
+    scan = scan_tree(root, tops, problems)
     _check_existence(scan, lists, problems, counts)
     if expect == "imagenet-1k":
         _check_canonical(counts, class_num, problems)

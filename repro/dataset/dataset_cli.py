@@ -14,7 +14,7 @@ from repro.core.numeric_options import BoundedInt, process_limit, usable_cores
 from repro.dataset import layout
 from repro.dataset.tiny import MAX_CLASSES, MAX_PER_CLASS, MAX_SIZE, MIN_SIZE, make_tiny
 from repro.core.cli_wiring import command, group, json_option
-from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PREFLIGHT,
+from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_DISK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PREFLIGHT,
                                EXIT_UPSTREAM, ReproError)
 from repro.dataset.check import check_dataset
 from repro.dataset.check_report import render_json
@@ -115,6 +115,7 @@ def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_cla
 @command("prepare", parent=dataset, exits={EXIT_FAILED: "prepared, but the check found problems", EXIT_BAD_INPUT: "bad input, a bad source, or OUT and the source inside each other",
                                            EXIT_PREFLIGHT: "not enough disk space",
                                            EXIT_CONFLICT: "OUT holds other files, or one prepare did not write where it redoes a class",
+                                           EXIT_DISK: "the disk filled up while writing; free space, rerun to continue",
                                            EXIT_INTERRUPTED: "interrupted; rerun the same command to continue"})
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--train-tar", type=click.Path(path_type=Path), default=None,

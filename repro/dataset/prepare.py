@@ -1,17 +1,4 @@
-"""``repro dataset prepare``: ImageNet as downloaded -> the layout upstream reads, then checked.
-
-A 140 GB job, so: tars are streamed (headers seeked, members read as streams), classes are written
-in parallel by a process pool, each class goes to ``<wnid>.partial/`` and is renamed into place
-before a done record is written atomically, so an interrupted run is continued by running the same
-command again (finished classes are verified and skipped, a half-written one is redone). OUT must be
-new, empty or this command's own earlier output (``.repro-prepare/owner.json``), and apart from the
-source (neither inside the other: OUT inside a class directory would be written into what is read).
-Nothing else is ever overwritten or deleted: each file a job writes is named in its journal
-(``.repro-prepare/writing/<job>.txt``) before it is created, so redoing a job deletes exactly the
-files the journal or the done record names, and refuses (one line) when another file sits among
-them. The lists are written last, through :func:`repro.core.files.write_text_atomic`, and the result
-is checked with ``repro dataset check``.
-"""
+"""``repro dataset prepare``: ImageNet as downloaded -> the layout upstream reads, then checked."""
 
 from __future__ import annotations
 
@@ -29,8 +16,9 @@ from pathlib import Path
 from repro.dataset import layout
 from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
 from repro.dataset.tar_stream import NotPlain, plain_members
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_DISK, EXIT_PREFLIGHT, ReproError
 from repro.core.files import read_text_bounded, write_text_atomic
+from tqdm import tqdm
 
 STATE_DIR = ".repro-prepare"
 OWNER = "owner.json"
@@ -362,12 +350,11 @@ def check_free_space(out: Path, todo: list[ClassJob], link: bool) -> None:
 
 def _disk_full(out: Path, error: OSError) -> ReproError:
     return ReproError(f"{out}: the disk filled up while writing ({error.strerror}); free space there and rerun"
-                      " the same command (finished classes are kept)", EXIT_PREFLIGHT)
+                      " the same command (finished classes are kept)", EXIT_DISK)
 
 
 def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: bool) -> dict[str, dict[str, int]]:
     """Run the jobs (in a process pool unless ``jobs`` is 1); job key -> the files it wrote."""
-    from tqdm import tqdm
 
     class Bar(tqdm):  # type: ignore[type-arg]
         # No monitor thread: with a second thread alive the check that follows would not fork its

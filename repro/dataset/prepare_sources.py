@@ -4,10 +4,6 @@ Everything here only reads: tar headers (seeking past the data, never loading an
 devkit's ``meta.mat`` and ground truth, directory listings. The result is a ``Source`` that names,
 for every class, where its images come from and which WNID (and so which label) each val image has,
 so a wrong label order is caught before 140 GB are written.
-
-Labels are the index of the WNID in sorted order (0 = n01440764), the order of upstream's
-``ppcls/utils/imagenet1k_label_list.txt``. The devkit's ILSVRC2012_ID order is *not* that order:
-val ground truth is mapped ID -> WNID through ``meta.mat``.
 """
 
 from __future__ import annotations
@@ -112,7 +108,7 @@ def _devkit_files(devkit: Path) -> tuple[bytes | None, bytes | None]:
 
 def read_devkit(devkit: Path) -> Devkit:
     """The 1000 leaf classes of meta.mat (num_children == 0) and the val ground truth."""
-    import scipy.io
+    import scipy.io  # heavy: scipy, only to read the devkit's meta.mat
 
     meta, truth = _devkit_files(devkit)
     if meta is None:

@@ -4,9 +4,6 @@ The smoke run must exercise upstream's real ``ImageNetDataset`` path unchanged, 
 wnid-style class directories, ``.JPEG`` files and both list files. Synthetic images must be
 *learnable*: random noise gives chance accuracy and proves nothing, so each class gets its own hue
 and its own stripe orientation (separable even in a 32-pixel crop) plus per-pixel noise.
-
-OUT is written only if it is empty or a previous make-tiny output (marked by ``.repro-tiny.json``);
-a re-run removes exactly the files the marker lists and nothing else.
 """
 
 from __future__ import annotations
@@ -136,7 +133,7 @@ def synth_image(index: int, classes: int, height: int, width: int, rng: np.rando
 
 
 def _save_jpeg(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
+    from PIL import Image  # heavy: Pillow, only to write the JPEGs
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, "RGB").save(path, format="JPEG", quality=JPEG_QUALITY)
@@ -222,7 +219,7 @@ def _sampled_plan(
 
 def _copy_resized(source: Path, out: Path, entries: list[tuple[str, int]], size: int) -> None:
     """Copy each image with its shorter side reduced to ``size``: the smoke run decodes less."""
-    from PIL import Image
+    from PIL import Image  # heavy: Pillow, only to write the JPEGs
 
     for path, _ in entries:
         src = source / path

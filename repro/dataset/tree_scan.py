@@ -1,20 +1,10 @@
-"""List the image tree once, directory by directory, without a ``stat`` per file.
-
-On network storage a ``stat`` costs a round trip, and ImageNet has 1.33 million files: checking each
-listed path with ``os.path.exists`` takes an hour where listing the 2,000 directories takes seconds.
-``os.scandir`` returns names and (on almost every file system) the entry type in the same call, so
-the existence check becomes a set difference. Only symlinks cost an extra ``stat`` each, because a
-dangling or looping link looks like a file in the directory listing but cannot be opened. The entry
-type also names what is not a regular file (a FIFO blocks the data loader, a link to /dev/zero never
-ends): such an entry is present, and a problem, without opening it.
-"""
+"""List the image tree once, directory by directory, without a ``stat`` per file."""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
-from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,32 +17,12 @@ MAX_DEPTH = 16
 
 @dataclass
 class TreeScan:
-    """Every file found below the scanned top-level names, as root-relative POSIX paths.
+    """Every file found below the scanned top-level names (and in the root), as root-relative POSIX paths."""
 
-    Paths from directories of plain files are first collected as newline-joined chunks (string
-    building in C, not one Python concatenation per file); ``files`` turns them into a set once.
-    """
-
-    chunks: list[str] = field(default_factory=list)
-    extra: set[str] = field(default_factory=set)
-    root_files: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)
+    root_files: set[str] = field(default_factory=set)  # the files in the root itself (lists, tarballs)
     directories: int = 0
     top_dirs: set[str] = field(default_factory=set)
-    _files: set[str] | None = None
-
-    @property
-    def files(self) -> set[str]:
-        if self._files is None:
-            joined = "\n".join(chunk for chunk in self.chunks if chunk)
-            self._files = set(joined.split("\n")) if joined else set()
-            self._files |= self.extra
-            self._files |= self.root_files
-            self.chunks = []
-        return self._files
-
-
-_name = attrgetter("name")
-_is_file = os.DirEntry.is_file
 
 
 def _loop_message(rel: str, target: str) -> str:
@@ -62,14 +32,8 @@ def _loop_message(rel: str, target: str) -> str:
     )
 
 
-def _walk(
-    abs_path: str, rel_prefix: str, real: str, depth: int, scan: TreeScan, problems: Problems,
-    plain: bool = False,
-) -> None:
+def _walk(abs_path: str, rel_prefix: str, real: str, depth: int, scan: TreeScan, problems: Problems) -> None:
     """Add the files below ``abs_path`` to ``scan.files``.
-
-    ``plain`` skips the joined-chunk shortcut for directories of plain files: every entry then goes
-    through the per-entry loop, the reference the shortcut is tested against.
 
     ``real`` is the resolved path of ``abs_path``, carried down by string joins so that only
     symlinked directories need ``realpath``; a link whose target contains ``real`` is a loop.
@@ -90,32 +54,20 @@ def _walk(
     scan.directories += 1
     with iterator:
         entries = list(iterator)
-    # The common case, a directory of regular files: is_file() is answered by d_type without a
-    # stat (only symlinks are followed), and the paths are built by one join.
-    try:
-        all_files = not plain and all(map(_is_file, entries))
-    except OSError:  # a looping symlink: the loop below names it
-        all_files = False
-    if all_files:
-        if not entries:
-            return
-        chunk = rel_prefix + ("\n" + rel_prefix).join(map(_name, entries))
-        if chunk.count("\n") == len(entries) - 1:  # no file name holds a newline
-            scan.chunks.append(chunk)
-            return
+    files = scan.files
     subdirs: list[tuple[str, str, str]] = []
     for entry in entries:
         name = entry.name
         rel = rel_prefix + name
         try:
-            if entry.is_file(follow_symlinks=False):
-                scan.extra.add(rel)
+            if entry.is_file(follow_symlinks=False):  # answered by d_type, no stat
+                files.add(rel)
                 continue
             if entry.is_dir(follow_symlinks=False):
                 subdirs.append((entry.path, rel, real + "/" + name))
                 continue
             if not entry.is_symlink():  # a FIFO, a device, a socket: present, but never an image
-                scan.extra.add(rel)
+                files.add(rel)
                 kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
                 problems.add("not_a_file", f"{rel}: is {kind}, not a regular file; replace it with the image")
                 continue
@@ -135,7 +87,7 @@ def _walk(
                 problems.add("broken_symlink", f"{rel}: broken symlink to {target}")
             continue
         if not stat.S_ISDIR(mode):
-            scan.extra.add(rel)
+            files.add(rel)
             if not stat.S_ISREG(mode):
                 problems.add("not_a_file", f"{rel}: links to {file_kind(mode)} ({os.path.realpath(entry.path)}), "
                              "not a regular file; point it at the image")
@@ -146,10 +98,10 @@ def _walk(
             continue
         subdirs.append((entry.path, rel, target_real))
     for sub_abs, sub_rel, sub_real in subdirs:
-        _walk(sub_abs, sub_rel + "/", sub_real, depth + 1, scan, problems, plain)
+        _walk(sub_abs, sub_rel + "/", sub_real, depth + 1, scan, problems)
 
 
-def scan_tree(root: Path, tops: set[str], problems: Problems, plain: bool = False) -> TreeScan:
+def scan_tree(root: Path, tops: set[str], problems: Problems) -> TreeScan:
     """Scan ``root`` itself (one level) and, recursively, the top-level directories in ``tops``.
 
     Only directories the list files point into are walked, so a dataset root that also holds, say,
@@ -176,6 +128,7 @@ def scan_tree(root: Path, tops: set[str], problems: Problems, plain: bool = Fals
             scan.root_files.add(entry.name)
         else:
             scan.root_files.add(entry.name)
+    scan.files |= scan.root_files
     for top in sorted(tops & scan.top_dirs):
         top_path = os.path.join(root, top)
         real = os.path.realpath(top_path) if os.path.islink(top_path) else root_real + "/" + top
@@ -184,5 +137,5 @@ def scan_tree(root: Path, tops: set[str], problems: Problems, plain: bool = Fals
         ):
             problems.add("symlink_loop", _loop_message(top, real))
             continue
-        _walk(top_path, top + "/", real, 1, scan, problems, plain)
+        _walk(top_path, top + "/", real, 1, scan, problems)
     return scan

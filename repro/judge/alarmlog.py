@@ -3,14 +3,7 @@
 ``repro train``'s housekeeper and any number of ``repro watch`` (a terminal, a cron job) raise the
 same alarms from the same logs, so the file is the one place that says what was already raised: a
 writer holds ``flock`` on it while it reads the keys and appends, and an (alarm, epoch) already in
-it is not written again. Two kinds of line, one JSON object each:
-
-- an alarm: ``{"alarm": NAME, "epoch": E, "value": V, "expected": ..., "detail": ..., "time": ..., "source": ...}``
-- a notification: ``{"notified": NAME, "epoch": E, "command": [...], "exit_code": N, "time": ...}``, so each
-  alarm is handed to an ``--on-alarm`` command once, whichever watch (or cron run) saw it first.
-
-``--on-alarm CMD ARG...`` is an argument list (no shell), gets the alarm's JSON on stdin and has
-``ON_ALARM_SECONDS`` to finish; its failure is reported and never stops the watch.
+it is not written again. Two kinds of line (an alarm, a hook run), one JSON object each.
 """
 
 from __future__ import annotations

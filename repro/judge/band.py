@@ -3,15 +3,6 @@
 MLPerf judges a run against reference convergence points from several runs; a band here is the
 same idea kept as a YAML file: per epoch, the mean, standard deviation, min, max and olympic mean
 (the best and the worst run dropped) of N >= 3 completed runs, with the runs' provenance.
-
-A run is *below the band* at the first epoch where its top-1 is under ``mean - k * std`` or its
-train loss over ``mean + k * std`` (or not finite). Early epochs are noisy (MLPerf ResNet-50, 5 runs
-per submission: top-1 std 2-4 points at single early epochs, ~0.8 mid-run, ~0.08 at the end), and
-three runs estimate a standard deviation poorly, so the std used is never below a floor that depends
-on how far the run is (``top1_std_floor``: a table of [epoch fraction, floor], from the recipe's
-``health.band``), and the band says so when printed. Leaving ``[min, max]`` of the N runs is
-reported too, as a note only: a new good run lands outside the range of n runs at a given epoch
-with probability 2/(n+1), so it cannot be an alarm.
 """
 
 from __future__ import annotations
@@ -176,6 +167,28 @@ class Band:
                 return epoch, top1[epoch], stats["min"], stats["max"]
         return None
 
+    def final_range(self, epoch: int, top1: float, epochs: int | None = None) -> str:
+        """The final top-1 the band's runs reached from where this run is (``top1`` at ``epoch``), or why
+        the band cannot say. With each run's series (``runs[].top1``), this run's value plus each band
+        run's gain from ``epoch`` to its last epoch gives the range; from the per-epoch statistics alone,
+        only the runs' final range and where they stood at ``epoch``."""
+        if epochs and epochs != self.epochs:
+            return f"final range: none, the band is for {self.epochs} epochs and this run has {epochs}"
+        final, here = self.top1.get(self.epochs), self.top1.get(epoch)
+        if final is None:
+            return (f"final range: none, the band has no top-1 statistics for its last epoch {self.epochs} "
+                    "(its runs did not all evaluate it)")
+        ended = f"the band's {int(final['n'])} runs ended at top-1 {final['min']:.4f}-{final['max']:.4f} (mean {final['mean']:.4f})"
+        if here is None:
+            return f"final range: {ended}; the band has no statistics at epoch {epoch}, so none from this point"
+        gains = [run_top1[self.epochs] - run_top1[epoch] for run in self.runs
+                 if isinstance(run_top1 := _series(run.get("top1")), dict) and epoch in run_top1 and self.epochs in run_top1]
+        at = f"at epoch {epoch} they were at {here['min']:.4f}-{here['max']:.4f}, this run at {top1:.4f}"
+        if not gains:
+            return f"final range: {ended}; {at} (the band file holds no per-run series to project from)"
+        return (f"final range: {top1 + min(gains):.4f}-{top1 + max(gains):.4f} if this run gains what the band's "
+                f"{len(gains)} runs gained from epoch {epoch} ({ended}; {at})")
+
     def describe(self) -> str:
         name = f"{self.recipe}{' (smoke)' if self.smoke else ''}"
         floors = ", ".join(f"{f:g} up to {u:.0%} of the epochs" for u, f in self.settings.top1_std_floor)
@@ -223,6 +236,16 @@ class Band:
                        runs=list(data.get("runs") or []), source=str(path))
         except (KeyError, TypeError, ValueError) as error:
             raise ReproError(f"band file {path} is malformed ({error}); rebuild it with repro band build", EXIT_BAD_INPUT) from None
+
+
+def _series(data: Any) -> dict[int, float] | None:
+    """A run's ``{epoch: value}`` from a band file (YAML keys may load as int or str)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return {int(epoch): float(value) for epoch, value in data.items()}
+    except (TypeError, ValueError):
+        return None
 
 
 # -- reading runs into bands ---------------------------------------------------------------------------------------

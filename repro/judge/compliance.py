@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from repro.dataset.layout import VAL_LIST
-from repro.logs.parse import RunLogs
+from repro.logs.parse import LaunchWorld, RunLogs
 from repro.logs.scan import Segment
 from repro.recipes.catalog import ComplianceRules, ConfigRule, Recipe, compliance_rules
 from repro.upstream.pin import load_pin
 from repro.core.errors import ReproError
+from repro.core.files import read_text_bounded
 
 COMPLIANT, NONCOMPLIANT, NOT_SHOWN = "COMPLIANT", "NONCOMPLIANT", "NOT SHOWN"
 COVERAGE = "eval coverage"  # its check is explained by the eval lines, not a line of its own
@@ -39,6 +40,7 @@ EVAL_SAMPLER_KEY = "DataLoader.Eval.sampler"
 TRAIN_SAMPLER_KEY = "DataLoader.Train.sampler"
 # How many duplicated or missing list lines are named (the count is always given).
 NAMED_SAMPLES = 5
+VAL_LIST_LIMIT = 64 << 20  # ImageNet's val list is ~2 MB
 
 
 @dataclass(frozen=True)
@@ -110,11 +112,12 @@ class Compliance:
         return {"status": self.status, "variant": self.variant, "smoke": self.smoke,
                 "devices_source": self.devices_source, "note": self.note, "eval": list(self.eval_lines),
                 "checks": [asdict(check) for check in self.checks], "lines": self.lines,
-                "violations": [check.line for check in self.violations]}
+                "violations": [check.line for check in self.violations if check.rule != COVERAGE]
+                + [line for line in self.eval_lines if line.startswith(NONCOMPLIANT)]}
 
 
 # -- reading values --------------------------------------------------------------------------------
-def _same(expected: Any, found: str) -> bool:
+def same_value(expected: Any, found: str) -> bool:
     """Echo text against a YAML value: numbers numerically, booleans by Python's spelling, else text."""
     if isinstance(expected, bool):
         return found == str(expected)
@@ -150,15 +153,19 @@ def _manifest_world(manifest: dict[str, Any] | None) -> tuple[int | None, int | 
     return (int(world), int(nodes)) if isinstance(world, int) and world > 0 else (None, None)
 
 
-def _world(run: RunLogs) -> tuple[int | None, int | None, str]:
-    """Ranks and nodes, with where they were read: the manifest, else the launcher's files, else upstream."""
-    world, nodes = _manifest_world(run.manifest)
+def world_of(manifest: dict[str, Any] | None, launched: LaunchWorld | None) -> tuple[int | None, int | None, str]:
+    """Ranks and nodes, with where they were read: the manifest, else the launcher's files or upstream's
+    warning (:func:`repro.logs.parse.launcher_world`), else unknown (never guessed)."""
+    world, nodes = _manifest_world(manifest)
     if world is not None:
         return world, nodes, "manifest.json"
-    found = run.launch_world
-    if found is not None and found.world:
-        return found.world, found.nodes, found.source
+    if launched is not None and launched.world:
+        return launched.world, launched.nodes, launched.source
     return None, None, "nowhere: the device count is unknown (no manifest, launcher env log or upstream warning)"
+
+
+def _world(run: RunLogs) -> tuple[int | None, int | None, str]:
+    return world_of(run.manifest, run.launch_world)
 
 
 def _list_lines(manifest: dict[str, Any] | None, split: str) -> int | None:
@@ -234,9 +241,9 @@ def _read_val_list(manifest: dict[str, Any] | None) -> list[str] | None:
     if not isinstance(root, str):
         return None
     try:
-        return (Path(root) / VAL_LIST).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
+        return read_text_bounded(Path(root) / VAL_LIST, VAL_LIST_LIMIT, what="val list").splitlines()
+    except (OSError, ReproError):
+        return None  # the lines are then named by number only
 
 
 def _upstream_trims(manifest: dict[str, Any] | None) -> bool | None:
@@ -290,7 +297,7 @@ def _config_checks(rules: ComplianceRules, segments: list[Segment]) -> list[Rule
     checks = []
     for rule in rules.config:
         seen = [(segment.index, _echoed(segment, rule)) for segment in segments]
-        bad = [(index, value) for index, value in seen if value is not None and not _same(rule.value, value)]
+        bad = [(index, value) for index, value in seen if value is not None and not same_value(rule.value, value)]
         known = [value for _, value in seen if value is not None]
         if bad:
             where = f"launch {bad[0][0]}, " if len(segments) > 1 else ""
@@ -384,6 +391,8 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
         return result  # the eval read another val set: its coverage of this one is moot
     result.eval_lines, coverage_ok = _coverage(run, rules, listed_val, eval_batches, eval_batch, world, drop_last,
                                                _flag(last.get(f"{EVAL_SAMPLER_KEY}.shuffle")))
+    if coverage_ok is False:  # a violated rule is named as one, whichever line explains it
+        result.eval_lines = [f"NONCOMPLIANT {line}" for line in result.eval_lines]
     if coverage_ok is not None or result.eval_lines:
         result.checks.append(RuleCheck(COVERAGE, "each val image once",
                                        {True: "each once", False: "not each once", None: None}[coverage_ok],

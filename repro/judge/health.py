@@ -1,21 +1,7 @@
 """Health alarms: what upstream's log lines say about a run while it runs, so a bad run costs hours.
 
 One monitor consumes the lines (``repro.logs.patterns``) and raises named alarms, each with its
-evidence; ``repro watch`` and ``repro train``'s housekeeper share it. The alarms:
-
-==================  ==========================================================================
-nonfinite-loss      an iteration, a train epoch or an eval logged a nan/inf loss (at once)
-loss-not-falling    after ``loss_epochs`` epochs the epoch's train loss is still >= ``loss_near`` x ln(class_num)
-top1-at-chance      after ``chance_epochs`` epochs eval top-1 <= ``chance_factor`` / class_num
-throughput          the throughput of the last ``ips_window`` logged iterations (their harmonic mean ips: samples
-                    over time) is below ``ips_fraction`` of the run's median ips; the new training ETA is given
-disk                free space in the run directory is below what the remaining checkpoint saves need
-                    (``repro.run.checkpoints.disk_problem``, the pre-flight's rule)
-band                below the convergence band at this epoch (``repro.judge.band``)
-==================  ==========================================================================
-
-Defaults are data: the recipe's ``health:`` section (its smoke variant's ``smoke.health`` overrides
-keys). Each (alarm, epoch) is raised once; :class:`AlarmLog` keeps them in ``RUN/alarms.jsonl``.
+evidence; ``repro watch`` and ``repro train``'s housekeeper share it. The alarm kinds are listed in docs/alarms.md.
 """
 
 from __future__ import annotations
@@ -28,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from repro.logs import patterns as P
+from repro.logs.parse import RunLogs
+from repro.logs.scan import EchoReader, world_size_warned
 from repro.judge.band import Band, BandSettings, shipped_band_path
 from repro.judge.band import build_hint
 from repro.run.checkpoints import disk_problem
+from repro.run.rundir import utc_now
 
 NONFINITE = "nonfinite-loss"
 LOSS_FLAT = "loss-not-falling"
@@ -75,10 +65,6 @@ def health_settings(recipe_data: dict[str, Any], smoke: bool) -> HealthSettings:
     return HealthSettings.from_dict(merged)
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 @dataclass(frozen=True)
 class Alarm:
     """One named alarm with its evidence: the epoch, the value seen and what was expected."""
@@ -107,6 +93,207 @@ class Alarm:
                 "detail": self.detail, "time": self.time, "source": self.source}
 
 
+
+# -- pace: steady throughput, ETA and cost ---------------------------------------------------------
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else str(dt.timedelta(seconds=int(round(seconds))))
+
+
+@dataclass
+class _Sums:
+    """Iterations, their seconds and one rank's samples, over some steady lines."""
+
+    iterations: float = 0.0
+    seconds: float = 0.0
+    samples: float = 0.0
+
+    def add(self, other: "_Sums") -> None:
+        self.iterations += other.iterations
+        self.seconds += other.seconds
+        self.samples += other.samples
+
+
+@dataclass
+class Pace:
+    """A run's steady training speed and, from it, the rest of the run, line by line (``repro watch``).
+
+    Steady state is ``repro.judge.throughput``'s rule (the one ``repro compare`` measures with), kept
+    incrementally here: a line counts for the iterations its means cover, not before upstream's timer
+    reset at iteration 5 of an epoch, and a launch's first epoch only while it has no later one; the
+    speed is iterations (and samples) over seconds. The ETA is the remaining iterations at that speed
+    plus one eval (and its saves) per remaining epoch, the eval's time measured from the log's
+    timestamps ([Train][Avg] to [Eval][Avg]); the whole run is every epoch at that speed, and
+    device-hours are its hours x the world size (unknown when that is).
+    """
+
+    epochs: int | None = None
+    position: tuple[int, int, int] | None = None  # epoch, iter, iters of the last iteration line
+    last_eval: int = 0  # the last epoch with an eval result
+    eval_seconds: list[float] = field(default_factory=list)
+    world: int | None = None  # upstream's "number of gpu is N" warning, when the log has one
+    _done: _Sums = field(default_factory=_Sums)  # earlier launches
+    _first: _Sums = field(default_factory=_Sums)  # this launch's first epoch
+    _later: _Sums = field(default_factory=_Sums)  # this launch's later epochs
+    _launch_first: int | None = None  # first epoch of the current launch
+    _prev: tuple[int, int] | None = None  # epoch, iter of the previous iteration line of this launch
+    _train_end: dict[int, dt.datetime] = field(default_factory=dict)
+
+    def _steady(self) -> _Sums:
+        total = _Sums()
+        total.add(self._done)
+        total.add(self._later if self._later.iterations else self._first)
+        return total
+
+    def new_launch(self) -> None:
+        self._done = self._steady()
+        self._first, self._later, self._launch_first, self._prev = _Sums(), _Sums(), None, None
+
+    def iteration(self, epoch: int, epochs: int, it: int, iters: int, ips: Any, cost: Any) -> bool:
+        """Count one logged iteration line; True when it is steady (counted)."""
+        self.epochs, self.position = epochs, (epoch, it, iters)
+        if self._launch_first is None:
+            self._launch_first = epoch
+        prev, self._prev = self._prev, (epoch, it)
+        start = prev[1] + 1 if prev is not None and prev[0] == epoch and prev[1] < it else 0
+        if start <= P.TIMERS_RESET_ITER <= it:
+            start = P.TIMERS_RESET_ITER  # upstream's timers restart there: the means cover from it on
+        if start < P.TIMERS_RESET_ITER:
+            return False
+        if not (isinstance(ips, float) and isinstance(cost, float) and ips > 0 and cost > 0
+                and math.isfinite(ips) and math.isfinite(cost)):
+            return False
+        covered = it - start + 1
+        sums = self._first if epoch == self._launch_first else self._later
+        sums.iterations += covered
+        sums.seconds += covered * cost
+        sums.samples += covered * cost * ips
+        return True
+
+    def train_avg(self, epoch: int, when: dt.datetime | None) -> None:
+        if when is not None:
+            self._train_end[epoch] = when
+
+    def eval_avg(self, epoch: int, when: dt.datetime | None) -> None:
+        self.last_eval = max(self.last_eval, epoch)
+        start = self._train_end.get(epoch)
+        if when is not None and start is not None and when >= start:
+            self.eval_seconds.append((when - start).total_seconds())
+
+    def feed_line(self, line: str) -> None:
+        """One raw log line: launches, iterations, averages, the world warning (:class:`HealthMonitor`
+        calls the methods itself from the lines it reads)."""
+        read = P.read_line(line)
+        if read.kind == P.TRAIN_ITER_LINE:
+            self.iteration(read.epoch, read.epochs, read.iter, read.iters,  # type: ignore[arg-type]
+                           read.values.get("ips"), read.values.get("batch_cost"))
+        elif read.kind == P.TRAIN_AVG_LINE:
+            self.train_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
+        elif read.kind == P.EVAL_AVG_LINE:
+            self.eval_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
+        elif read.kind == P.OTHER_LINE:
+            head = P.LINE.match(read.msg)
+            if (head.group("msg") if head else read.msg).startswith("Global : "):
+                self.new_launch()
+            elif (world := world_size_warned(read.msg)) is not None:
+                self.world = world
+
+    @classmethod
+    def of_run(cls, run: RunLogs) -> "Pace":
+        """The pace of a parsed run (``repro report``): its iteration table and epoch times."""
+        pace = cls()
+        iters = run.train_iters
+        launch = None
+        columns = [iters[name].tolist() if name in iters.columns else [None] * len(iters)
+                   for name in ("segment", "epoch", "epochs", "iter", "iters", "ips", "batch_cost")]
+        for segment, epoch, epochs, it, n, ips, cost in zip(*columns):
+            if segment != launch:
+                launch = segment
+                pace.new_launch()
+            pace.iteration(int(epoch), int(epochs), int(it), int(n), ips, cost)
+        for epoch, row in run.epochs.iterrows():
+            pace.train_avg(int(epoch), _timestamp(row.get("train_time")))
+            if isinstance(row.get("top1"), float) and math.isfinite(row["top1"]):
+                pace.eval_avg(int(epoch), _timestamp(row.get("eval_time")))
+        pace.epochs = run.epochs_configured or pace.epochs
+        pace.world = next((s.world_warned for s in reversed(run.segments) if s.world_warned), None)
+        return pace
+
+    # -- what it makes of the run --------------------------------------------------------------
+    @property
+    def steady_ips(self) -> float:
+        """A rank's samples a second at steady state (NaN before any steady line)."""
+        sums = self._steady()
+        return sums.samples / sums.seconds if sums.seconds > 0 else math.nan
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        sums = self._steady()
+        return sums.seconds / sums.iterations if sums.iterations > 0 else math.nan
+
+    @property
+    def eval_time(self) -> float:
+        return float(np.median(self.eval_seconds)) if self.eval_seconds else 0.0
+
+    def remaining_seconds(self) -> float:
+        if self.position is None or not self.epochs or not math.isfinite(self.seconds_per_iteration):
+            return math.nan
+        epoch, it, iters = self.position
+        left = max(0, (self.epochs - epoch) * iters + (iters - 1 - it))
+        return left * self.seconds_per_iteration + max(0, self.epochs - self.last_eval) * self.eval_time
+
+    def whole_run_seconds(self) -> float:
+        if self.position is None or not self.epochs or not math.isfinite(self.seconds_per_iteration):
+            return math.nan
+        return self.epochs * (self.position[2] * self.seconds_per_iteration + self.eval_time)
+
+    def summary(self, world: int | None = None, world_source: str = "") -> dict[str, Any]:
+        """ETA, the whole run's hours and device-hours, with the numbers they rest on (``--json``)."""
+        world = world or self.world
+        whole = self.whole_run_seconds()
+        return {
+            "steady_ips_per_rank": self.steady_ips, "steady_iterations": self._steady().iterations,
+            "seconds_per_iteration": self.seconds_per_iteration, "eval_seconds": self.eval_time if self.eval_seconds else None,
+            "eta_s": self.remaining_seconds(), "whole_run_s": whole, "world": world,
+            "world_source": world_source or ("upstream's world-size warning" if world else "unknown"),
+            "device_hours": whole / 3600 * world if world and math.isfinite(whole) else None,
+        }
+
+    def line(self, world: int | None = None, world_source: str = "") -> str:
+        """``ETA 3 days, ...; the whole run 412.3 h = 1649.2 device-hours on 4 devices (...)``, or why not yet."""
+        data = self.summary(world, world_source)
+        if not math.isfinite(data["eta_s"]):
+            return "ETA: not yet (no steady iteration logged: the warm-up is left out)"
+        evals = (f" + {self.eval_time:.0f} s eval an epoch" if self.eval_seconds
+                 else "; no eval timed yet (training only)")
+        cost = (f" = {data['device_hours']:.1f} device-hours on {data['world']} devices ({data['world_source']})"
+                if data["device_hours"] is not None else "; device-hours unknown: the device count is unknown")
+        return (f"ETA {_hours(data['eta_s'])}; the whole run {_hours(data['whole_run_s'])}{cost} at the steady "
+                f"{data['steady_ips_per_rank']:.4g} samples/s a rank ({data['seconds_per_iteration']:.4g} s an "
+                f"iteration{evals}, warm-up excluded)")
+
+
+def _line_time(line: str) -> dt.datetime | None:
+    head = P.LINE.match(line)
+    return _stamp(head.group("time")) if head else None
+
+
+def _stamp(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(text, "%Y/%m/%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def _timestamp(value: Any) -> dt.datetime | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    return None if pd.isna(stamp) else stamp.to_pydatetime()
+
+
 @dataclass
 class HealthMonitor:
     """Feed it log lines in order; it returns the alarms they raise (each (alarm, epoch) once)."""
@@ -117,14 +304,15 @@ class HealthMonitor:
     band: Band | None = None
     source: str = "watch"
     raised: set[tuple[str, int | None]] = field(default_factory=set)
-    ips: list[float] = field(default_factory=list)
     recent: deque = field(default_factory=deque)
     epoch: int = 0
     completed: int = 0  # the last epoch whose [Train][Avg] line was seen
     iter_position: tuple[int, int, int, int] | None = None  # epoch, epochs, iter, iters of the last line
-    _echo_section: str | None = None
-    _median: float = math.nan
-    _median_epoch: int | None = None
+    pace: Pace = field(default_factory=Pace)
+    logged: int = 0  # iteration lines with a usable ips
+    _echo: EchoReader = field(default_factory=EchoReader)
+    _steady: float = math.nan  # the pace's steady ips as of the end of the previous epoch
+    _steady_epoch: int | None = None
     _inverse_sum: float = 0.0
 
     def __post_init__(self) -> None:
@@ -142,27 +330,32 @@ class HealthMonitor:
         if read.kind == P.TRAIN_ITER_LINE:
             return self._iteration(read)
         if read.kind == P.TRAIN_AVG_LINE:
+            self.pace.train_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
             return self._train_avg(read.epoch, read.epochs, read.values)  # type: ignore[arg-type]
         if read.kind == P.EVAL_AVG_LINE:
+            self.pace.eval_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
             return self._eval_avg(read.epoch, read.values)  # type: ignore[arg-type]
-        if read.kind == P.OTHER_LINE and " : " in read.msg:
-            self._echo(read.msg)
+        if read.kind == P.OTHER_LINE:
+            if " : " in read.msg:
+                self._read_echo(read.msg)
+            elif (world := world_size_warned(read.msg)) is not None:
+                self.pace.world = world
         return []
 
-    def _echo(self, msg: str) -> None:
+    def _read_echo(self, line: str) -> None:
         """Learn class_num and epochs from upstream's start-up echo (a plain upstream log has no manifest)."""
-        head = P.LINE.match(msg)
-        entry = P.ECHO_ENTRY.match(head.group("msg") if head else msg)
-        if entry is None:
+        head = P.LINE.match(line)
+        msg = head.group("msg") if head else line
+        if msg.startswith("Global : "):  # a launch starts (a resume appends its own echo)
+            self._echo = EchoReader()
+            self.pace.new_launch()
+        entry = self._echo.feed(msg)
+        if entry is None or not entry[1].isdigit():
             return
-        indent, key, value = len(entry.group("indent")), entry.group("key"), entry.group("value").strip()
-        if indent == 0:
-            self._echo_section = key
-        elif indent == 4 and value.isdigit():
-            if self._echo_section == "Arch" and key == "class_num":
-                self.class_num = int(value)
-            elif self._echo_section == "Global" and key == "epochs":
-                self.epochs = int(value)
+        if entry[0] == "Arch.class_num":
+            self.class_num = int(entry[1])
+        elif entry[0] == "Global.epochs":
+            self.epochs = int(entry[1])
 
     def _iteration(self, read: P.LogLine) -> list[Alarm]:
         body, epoch, epochs = read.values, read.epoch, read.epochs
@@ -170,11 +363,11 @@ class HealthMonitor:
         self.iter_position = (epoch, epochs, read.iter, read.iters)
         ips, cost = body.get("ips"), body.get("batch_cost")
         alarms: list[Alarm] = []
+        if epoch != self._steady_epoch:  # the reference: the steady state of every earlier epoch
+            self._steady, self._steady_epoch = self.pace.steady_ips, epoch
+        self.pace.iteration(epoch, epochs, self.iter_position[2], self.iter_position[3], ips, cost)
         if isinstance(ips, float) and math.isfinite(ips) and ips > 0:
-            if epoch != self._median_epoch:  # the run's median moves slowly: refresh it once an epoch
-                self._median = float(np.median(self.ips)) if self.ips else math.nan
-                self._median_epoch = epoch
-            self.ips.append(ips)
+            self.logged += 1
             if len(self.recent) == self.recent.maxlen:
                 self._inverse_sum -= 1.0 / self.recent[0][0]
             self.recent.append((ips, cost if isinstance(cost, float) else math.nan))
@@ -231,24 +424,22 @@ class HealthMonitor:
         return self.band is not None and (not self.epochs or self.band.epochs == self.epochs)
 
     def _throughput(self) -> list[Alarm]:
-        """O(1) a line: a running sum for the window, the median refreshed once an epoch (and before an alarm)."""
+        """O(1) a line: a running sum for the window against the steady state of the earlier epochs."""
         window = self.settings.ips_window
-        if len(self.ips) < 2 * window or self.iter_position is None or (THROUGHPUT, self.epoch) in self.raised:
+        steady = self._steady
+        if (self.logged < 2 * window or self.iter_position is None or not math.isfinite(steady)
+                or (THROUGHPUT, self.epoch) in self.raised):
             return []
         current = len(self.recent) / self._inverse_sum  # samples over time: the window's harmonic mean
-        if not current < self.settings.ips_fraction * self._median:
+        if current >= self.settings.ips_fraction * steady:
             return []
-        median = float(np.median(self.ips))
-        if current >= self.settings.ips_fraction * median:
-            return []
-        recent = [ips for ips, _ in self.recent]
         epoch, epochs, it, iters = self.iter_position
         remaining = (epochs - epoch) * iters + (iters - it - 1)
         costs = [c for _, c in self.recent if math.isfinite(c)]
         eta = f"; training ETA at this speed {dt.timedelta(seconds=int(remaining * float(np.mean(costs))))}" if costs else ""
-        return self._raise(THROUGHPUT, epoch, current, f">= {self.settings.ips_fraction * median:.4g} "
-                           f"({self.settings.ips_fraction:.0%} of the run's median {median:.4g} ips)",
-                           f"the last {len(recent)} logged iterations ran at {current:.4g} ips "
+        return self._raise(THROUGHPUT, epoch, current, f">= {self.settings.ips_fraction * steady:.4g} "
+                           f"({self.settings.ips_fraction:.0%} of the run's steady {steady:.4g} ips, warm-up excluded)",
+                           f"the last {len(self.recent)} logged iterations ran at {current:.4g} ips "
                            f"(a slow or throttled device, a data pipeline stall?){eta}")
 
     # -- disk ----------------------------------------------------------------------------------

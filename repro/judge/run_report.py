@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def claim_report_dir(out: Path, identity: dict[str, Any], own_place: bool, run_p
         raise ReproError(f"--out {out} is a file; give a directory for the report's files", EXIT_CONFLICT)
     fix = f"give this report its own place: repro report {run_path} --out {out.parent / (out.name + '-2')}"
     marker = out / REPORT_JSON
-    if marker.exists():
+    if os.path.lexists(marker):
         try:
             theirs = json.loads(read_text_bounded(marker, what="report mark"))
         except (OSError, ValueError, ReproError):  # a FIFO, a huge or binary file: not our mark
@@ -102,7 +103,7 @@ def claim_report_dir(out: Path, identity: dict[str, Any], own_place: bool, run_p
             other = (theirs.get("identity") or {}).get("log") or theirs.get("path")
             raise ReproError(f"{out} holds the report of another run ({other}); {fix}", EXIT_CONFLICT)
     elif not own_place:
-        taken = [name for name in REPORT_FILES if (out / name).exists()]
+        taken = [name for name in REPORT_FILES if os.path.lexists(out / name)]  # a dangling link is someone's too
         if taken:
             raise ReproError(f"{out} already holds {', '.join(taken)}, not written by a report of this run; {fix}",
                              EXIT_CONFLICT)
@@ -362,8 +363,11 @@ def upstream_name(upstream: dict[str, Any]) -> str:
 def provenance_rows(run: RunLogs, verdict: Verdict) -> list[tuple[str, Any]]:
     manifest = _dict(run.manifest)
     logs = ", ".join(str(path) for path in run.files.all_logs)
-    if not manifest:
-        return [("manifest", "none: plain upstream logs, so only what the logs say is known"),
+    if not manifest or "_unreadable" in manifest:
+        damaged = run.files.manifest_path
+        why = (f"unreadable ({damaged}), so only what the logs say is known" if damaged is not None
+               else "none: plain upstream logs, so only what the logs say is known")
+        return [("manifest", why),
                 ("logs", logs), ("model", run.arch), ("classes", run.class_num),
                 ("epochs configured", run.epochs_configured), ("launches", len(run.segments))]
     recipe, upstream, dataset = _dict(manifest.get("recipe")), _dict(manifest.get("upstream")), _dict(manifest.get("dataset"))
@@ -407,9 +411,9 @@ def provenance_rows(run: RunLogs, verdict: Verdict) -> list[tuple[str, Any]]:
 
 
 def _alarms(run: RunLogs) -> tuple[list[dict[str, Any]], str | None]:
-    if not _dict(run.manifest):
+    if run.files.manifest_path is None:
         return [], "no alarms.jsonl: plain upstream logs (repro train and repro watch record alarms)"
-    path = RunDir(run.files.root).alarms
+    path = RunDir(run.files.manifest_path.parent).alarms
     if not path.is_file():
         return [], f"no alarm raised ({path.name} absent)"
     return AlarmLog(path).alarms(), None
@@ -497,7 +501,7 @@ def epochs_csv(run: RunLogs) -> str:
 def summary_markdown(run: RunLogs, verdict: Verdict) -> str:
     table = run.epochs[[c for c in SUMMARY_COLUMNS if c in run.epochs.columns and (c != "top5" or top5_meaningful(run))]]
     lines = [f"# {verdict.status}: {run.name}", "", f"**{verdict.headline}**", ""]
-    lines += [f"- {line.strip()}" for line in verdict.lines[1:-1]]
+    lines += [f"- {line.strip()}" for line in verdict.lines[1:]]
     lines += ["", f"![curves]({CURVES_PNG})", "", f"The full page: [{INDEX_HTML}]({INDEX_HTML})", "",
               "## Epochs", "", _markdown_table(table)]
     return "\n".join(lines) + "\n"

@@ -1,25 +1,6 @@
 """The launch: the argv handed to ``paddle.distributed.launch``, its environment, and the dry run.
 
-The reference (DeepSparkHub's ResNeSt50 recipe) runs::
-
-    python3 -u -m paddle.distributed.launch --gpus=0,1,2,3 tools/train.py \
-        -c ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml -o Arch.pretrained=False -o Global.device=gpu
-
-A reviewer must be able to see that we run exactly that, so every token carries where it came from:
-``reference`` tokens appear verbatim and in order; ``harness`` tokens are the few the harness needs
-(per-run log and output directories, resume checkpoint, seed, ``--scale-lr``'s learning rate,
-multi-node passthrough); ``user`` tokens are the user's own validated overrides. ``--dry-run``
-prints the marks beside the reference line.
-
-Environment: the profile's FLAGS_*, the visible devices, and nothing stray. How ``--gpus`` meets
-``CUDA_VISIBLE_DEVICES`` (paddle 2.6 ``distributed/launch/context/device.py``): the launcher takes its
-device labels from ``CUDA_VISIBLE_DEVICES`` when set (else ``0..count-1``) and maps each ``--gpus``
-entry to its *index* in those labels, which becomes the rank's ``FLAGS_selected_gpus``; a user's
-leftover ``CUDA_VISIBLE_DEVICES=0,1`` with ``--gpus=4,5`` crashes the launcher (``'4' is not in
-list``). So the variable is set to exactly the ``--gpus`` list: physical ids in both places. On the
-CPU profile a stray ``CUDA_VISIBLE_DEVICES`` would make the launcher believe it drives GPUs and skip
-gloo, so it is removed; so are the ``PADDLE_*`` variables that the launcher lets override its
-command-line flags (``env_args_mapping`` in ``context/args_envs.py``), and the removal is reported.
+The reference is DeepSparkHub's ResNeSt50 command; the harness's additions are marked token by token.
 """
 
 from __future__ import annotations
@@ -34,6 +15,7 @@ from typing import Mapping
 
 import click
 
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.run.rundir import RunDir
 from repro.launch.config import ScalingPlan
 
@@ -274,3 +256,16 @@ def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scalin
         click.echo(f"  {line}")
     for note in (scaling.notes if scaling else []):
         click.echo(f"note: {note}")
+
+
+def parse_gpus(text: str | None) -> list[int] | None:
+    """``--gpus 0,1,2,3`` as distinct ids (None when not given); anything else is refused in one line."""
+    if text is None or not text.strip():
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):  # "0,,1", "١,٢", "+1", "1_0"
+        raise ReproError(f"--gpus {text!r} is not a comma-separated list of GPU ids: use e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
+    gpus = [int(part) for part in parts]
+    if len(set(gpus)) != len(gpus):
+        raise ReproError(f"--gpus {text!r} must list distinct non-negative GPU ids, e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
+    return gpus

@@ -1,28 +1,4 @@
-"""The run's config, resolved once: what to launch with, and the config upstream will run with.
-
-``tools/train.py`` never shows the config it resolved, yet the verdict and a later resume must know
-exactly which values a run used. So the harness resolves it itself, in launch order, before any
-process starts: upstream's YAML read as upstream reads it (:mod:`repro.launch.upstream_config`), the
-recipe's smoke edits for ``--smoke``, the reference overrides and ``Global.device``, the user's
-checked ``-o``, then the harness's own.
-
-The smoke variant: a smoke run must exercise upstream's own code path on a tiny dataset in minutes,
-so it needs a few config changes that ``-o`` cannot express (removing a transform op, editing an op
-found by name in a list). They are written in the recipe as data and applied to a copy of the
-config: upstream's files are never edited. Edit paths may select a list item by op name
-(``transform_ops[RandCropImage]``) because upstream's list order is not a stable address; every path
-must exist (or be written ``+path``), so an upstream change that renames a key fails loudly.
-
-``resolve_config`` writes ``<run_dir>/config.yaml``: the resolved config, with a header saying it is a
-record and not an input. For the smoke variant it also writes ``<run_dir>/smoke-config.yaml``, the
-derived config that *is* the input (``-c``) of that run.
-
-Scaling: upstream's batch size is per device, so 2 GPUs instead of 4 silently halve the global batch
-(64 x 2 instead of 256) while the learning rate stays the one tuned for 256: a different experiment.
-The harness does not change that on its own (the reference command is the reference), but it says
-so, and ``--scale-lr`` applies the linear scaling rule (lr x N / reference) as a visible override
-that the manifest records. CPU ranks are devices for this purpose: each rank takes its own batch.
-"""
+"""The run's config, resolved once: what to launch with, and the config upstream will run with."""
 
 from __future__ import annotations
 

@@ -1,24 +1,4 @@
-"""Several nodes: who is node 0, what each node checks first, and how a lost node stops the run.
-
-paddle 2.6's launcher (``launch/controllers/master.py``) ranks nodes by who reaches the rendezvous
-first unless it is given ``--rank K`` (its node rank; ``PADDLE_RANK`` or ``PADDLE_TRAINER_ID`` in the
-environment override it, so the harness removes those). With ``--rank``, node K's ranks are
-``K x devices .. (K+1) x devices - 1``, so global rank 0, its ``train.log`` and every checkpoint are
-on node 0. Node 0's launcher serves ``--master`` (an HTTP key-value store, ``utils/kv_server.py``)
-when the master's host is one of its addresses; the others connect to it.
-
-The harness uses that same store for what the launcher does not do:
-
-- node K > 0 waits (bounded) until node 0 serves the master before launching, so on one host
-  (loopback) node 0 is the one that serves it whoever starts first;
-- every node publishes its host, run directory, upstream commit, patches and dataset fingerprint;
-  node 0 compares them with its own (the verdict lists a mismatch), the others learn where node 0's
-  run directory is (their run directory says so);
-- every node writes a heartbeat counter. The HTTP master has no heartbeat of its own, and a rank
-  blocked in a collective on a dead peer waits for the backend's timeout (gloo and NCCL: often 30
-  minutes), so the harness stops its own ranks when a peer's counter stops moving (or the store is
-  gone) for the peer timeout, or when no log line came for ``--stall-timeout``.
-"""
+"""Several nodes: who is node 0, what each node checks first, and how a lost node stops the run."""
 
 from __future__ import annotations
 
@@ -213,6 +193,7 @@ class NodeWatch:
     peers: dict[str, tuple[Any, float]] = field(default_factory=dict)  # node -> (last beat seen, when)
     store_seen: float | None = None
     compared: set[str] = field(default_factory=set)
+    differs: str | None = None  # the first option a peer was started with differently
 
     def __post_init__(self) -> None:
         self.store = Store(self.plan.master)
@@ -241,6 +222,8 @@ class NodeWatch:
         return self.reason is not None
 
     def _verdict(self, now: float) -> str | None:
+        if self.differs:
+            return f"the nodes were started differently: {self.differs}"
         if self.plan.node_rank > 0 and self.store_seen is not None and now - self.store_seen > self.peer_timeout:
             return (f"node 0 lost: its master {self.plan.master} has not answered for {now - self.store_seen:.0f} s "
                     f"(peer timeout {self.peer_timeout:g} s)")
@@ -280,18 +263,22 @@ class NodeWatch:
             if record.get("node0") != place:
                 record["node0"] = place
                 changed = True
-        if self.plan.node_rank == 0:
-            for key, info in sorted(infos.items()):
-                node = key.split("/", 1)[-1]
-                if node == self.me or node in self.compared or not isinstance(info, dict):
-                    continue
-                self.compared.add(node)
-                known = record.setdefault("mismatches", [])
-                for line in mismatches(self.info, info, node):
-                    self.say(f"MISMATCH: {line}")
-                    if line not in known:  # a resumed segment compares again
-                        known.append(line)
-                        changed = True
+        for key, info in sorted(infos.items()):  # node 0 compares every node with its own; the others, node 0
+            node = key.split("/", 1)[-1]
+            if node == self.me or node in self.compared or not isinstance(info, dict):
+                continue
+            if self.plan.node_rank > 0 and node != node_dir_name(0):
+                continue
+            self.compared.add(node)
+            known = record.setdefault("mismatches", [])
+            lines = (mismatches(self.info, info, node) if self.plan.node_rank == 0
+                     else mismatches(info, self.info, self.me, theirs_host=False))
+            for line in lines:
+                self.say(f"MISMATCH: {line}")
+                self.differs = self.differs or line
+                if line not in known:  # a resumed segment compares again
+                    known.append(line)
+                    changed = True
         if changed:
             self.manifest.save()
 
@@ -300,29 +287,36 @@ def node_info(run: RunDir, manifest: dict[str, Any]) -> dict[str, Any]:
     """What this node publishes: where its run is, and what must be the same on every node."""
     upstream = manifest.get("upstream") or {}
     dataset = manifest.get("dataset") or {}
+    nodes = manifest.get(K_NODES) or {}
     return {
         "host": socket.gethostname(),
         "run_dir": str(run.path),
+        "nnodes": nodes.get("nnodes"),
+        "devices_per_node": nodes.get("devices_per_node"),
+        "recipe": (manifest.get("recipe") or {}).get("name"),
         "upstream_commit": upstream.get("commit"),
         "patches": sorted((p.get("name"), p.get("sha256"), bool(p.get("applied"))) for p in upstream.get("patches") or []),
         "dataset_fingerprint": dataset.get("fingerprint"),
     }
 
 
-COMPARED = (("upstream_commit", "upstream commit"), ("patches", "upstream patches"),
-            ("dataset_fingerprint", "dataset fingerprint"))
+# What every node must share: (info key, what the user calls it, shown by value). Patches and the
+# dataset fingerprint are long: they are said to differ, not printed.
+COMPARED = (("nnodes", "--nnodes", True), ("devices_per_node", "devices per node (--gpus/--cpu-ranks)", True),
+            ("recipe", "--recipe", True), ("upstream_commit", "upstream commit", True),
+            ("patches", "upstream patches", False), ("dataset_fingerprint", "dataset fingerprint", False))
 
 
-def mismatches(mine: dict[str, Any], theirs: dict[str, Any], node: str) -> list[str]:
-    """One line per field that differs between node 0 and ``node``."""
+def mismatches(node0: dict[str, Any], theirs: dict[str, Any], node: str, theirs_host: bool = True) -> list[str]:
+    """One line per option that differs between node 0 (``node0``) and ``node`` (``theirs``)."""
     out = []
-    for key, label in COMPARED:
-        a, b = json.loads(json.dumps(mine.get(key))), json.loads(json.dumps(theirs.get(key)))
+    where = f" (host {theirs.get('host')}, {theirs.get('run_dir')})" if theirs_host else ""
+    for key, label, shown in COMPARED:
+        a, b = json.loads(json.dumps(node0.get(key))), json.loads(json.dumps(theirs.get(key)))
         if a != b:
-            show = (lambda v: str(v)[:12]) if key == "upstream_commit" else (lambda v: "differs")
-            detail = f"{show(a)} on node 0, {show(b)} on {node}" if key == "upstream_commit" else "differ"
-            out.append(f"{label} {detail} (host {theirs.get('host')}, {theirs.get('run_dir')}): every node must run "
-                       f"the same upstream, patches and data")
+            show = (lambda v: str(v)[:12]) if shown else (lambda v: "")
+            detail = f" {show(a)} on node 0, {show(b)} on {node}" if shown else " differ"
+            out.append(f"{label}{detail}{where}: start every node with the same options, upstream and data")
     return out
 
 

@@ -1,13 +1,4 @@
-"""What a new run records about itself in ``manifest.json``: enough to trust and repeat it.
-
-The verdict, ``--resume`` and a reader months later all work from this record alone, so it holds
-not only the command but what the command does not show: the effective seed (upstream seeds
-silently when none is set), the target the run is judged against, the platform, Paddle, devices,
-upstream and dataset provenance, the harness's own commit, the host. :mod:`repro.run.rundir` writes the
-file; this module decides its first contents. Each collector returns a record and never raises: a
-manifest that says "unknown, because ..." is honest; a run that refuses to start because a version
-string could not be read is not useful.
-"""
+"""What a new run records about itself in ``manifest.json``: enough to trust and repeat it."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ the dataset it trained on and the upstream checkout's commit and patches.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import click
 from repro.core.files import open_regular_file, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 from repro.logs import patterns as P
-from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, STATUS_RUNNING, Manifest, RunDir, open_run_dir
+from repro.run.lock import holder, is_active
 from repro.run.checkpoints import (
     DEFAULT_KEEP,
     EPOCH_NAME,
@@ -35,6 +37,8 @@ from repro.launch.truebest import detach_true_best
 from repro.upstream.state import inspect_checkout
 from repro.launch.preflight import check_upstream
 from repro.dataset.fingerprint import fingerprint
+import os
+import yaml
 
 
 @dataclass
@@ -129,9 +133,7 @@ def _dataset_problems(plan: ResumePlan) -> list[str]:
 
 def _dataset_root_now(plan: ResumePlan) -> Path | None:
     """Where the run's recorded config (``config.yaml``) now leads for the training images."""
-    import os
 
-    import yaml
 
     try:
         config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}
@@ -170,6 +172,22 @@ def progress(run: RunDir, data: dict) -> tuple[int, bool]:
     return max(epochs), saved or bool(names)
 
 
+def saved_unrecorded(path: Path, data: dict) -> bool:
+    """Whether ``path`` was rewritten while the manifest's last segment ran and never closed (its
+    harness killed, or its disk full so the manifest could not be written): training's own save,
+    which the resumed segment adopts (``adopt_unrecorded``), not a file put there by hand. Without
+    this a resume after a full disk was refused forever (the soak's disk-full case)."""
+    segments = data.get("segments") or []
+    last = segments[-1] if segments and isinstance(segments[-1], dict) else {}
+    if last.get("status") != STATUS_RUNNING or last.get("ended"):
+        return False
+    try:
+        started = dt.datetime.fromisoformat(str(last.get("started"))).timestamp()
+        return path.stat().st_mtime >= started - 2.0  # ``started`` is to the second
+    except (OSError, ValueError):
+        return False
+
+
 def refuse_lost_progress(plan: ResumePlan) -> int:
     """A resume never quietly trains again from epoch 1 once the run saved a checkpoint (pruned or
     deleted since), nor from a file whose bytes differ from what training wrote: the reason, one line.
@@ -178,7 +196,8 @@ def refuse_lost_progress(plan: ResumePlan) -> int:
     written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
     done, saved = progress(plan.run, data)
     if plan.checkpoint is not None:
-        changed = changed_files(plan.checkpoint.files(), written)
+        changed = [path for path in changed_files(plan.checkpoint.files(), written)
+                   if not saved_unrecorded(path, data)]
         if changed:
             raise ReproError(changed_file_message(changed[0], f"put back the file training wrote, or move "
                                                   f"{plan.checkpoint.name}.* out of {changed[0].parent} to resume "
@@ -192,10 +211,17 @@ def refuse_lost_progress(plan: ResumePlan) -> int:
     return done
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False) -> None:
-    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``."""
-    plan = plan_resume(resume_dir)
-    done = refuse_lost_progress(plan)
+def refuse_problems(plan: ResumePlan) -> None:
+    """The resume's checks (``resume_problems``): each problem on a line, then the refusal (exit 4)."""
+    problems = resume_problems(plan)
+    if problems:
+        for line in problems:
+            click.echo(f"resume check: {line}", err=True)
+        raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
+
+
+def announce(plan: ResumePlan, done: int) -> None:
+    """Where the resume starts: said only once every check passed (never before a refusal)."""
     for checkpoint in plan.skipped:
         say(f"not using {checkpoint.name}: incomplete ({checkpoint.reason})")
     if plan.checkpoint is None:
@@ -207,7 +233,23 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         behind = (f"; the run had trained through epoch {done}, so epochs {plan.checkpoint.epoch + 1}-{done} are "
                   "trained again" if plan.checkpoint.epoch is not None and done > plan.checkpoint.epoch else "")
         say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}{behind}")
+
+
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
+               verbose: bool = False) -> None:
+    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
+    ``verbose`` streams upstream's output instead of the progress line.
+
+    ``dry_run`` makes the checks the resume makes (a dry run that passes where the resume refuses
+    would mislead) and prints the command; it takes no lock and writes nothing."""
+    plan = plan_resume(resume_dir)
+    done = refuse_lost_progress(plan)
     if dry_run:
+        if is_active(plan.run.path):
+            raise ReproError(f"{plan.run.path} is in use ({holder(plan.run.lock)} holds {plan.run.lock}); "
+                             "a resume now would be refused", EXIT_CONFLICT)
+        refuse_problems(plan)
+        announce(plan, done)
         print_dry_run(plan.command, plan.env, plan.run.path, None, as_json)
         return
     if keep is None:  # not given: the run's own setting
@@ -223,11 +265,8 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
             raise ReproError(f"{plan.run.path} changed while this resume started (another segment ended); "
                              f"run `repro train --resume {plan.run.path}` again", EXIT_CONFLICT)
         plan.manifest.reload()
-        problems = resume_problems(plan)
-        if problems:
-            for line in problems:
-                click.echo(f"resume check: {line}", err=True)
-            raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
+        refuse_problems(plan)
+        announce(plan, done)
         plan.manifest.update(keep_checkpoints=keep)
         prepare_segment(plan)
 
@@ -239,4 +278,5 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         "skipped_incomplete": [c.name for c in plan.skipped],
     }
     run_segment(run=plan.run, manifest=plan.manifest, command=plan.command, env=plan.env, keep=keep,
-                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say))
+                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say),
+                verbose=verbose)

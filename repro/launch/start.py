@@ -22,6 +22,7 @@ from repro.core.paths import resolve_upstream_dir
 from repro.platform.profiles import Profile, default_platform, gpu_profiles, load_profile
 from repro.recipes.catalog import Recipe, launch_env, load_recipe, marked_overrides
 from repro.run.rundir import (
+    K_LOGGING,
     K_NODES,
     Manifest,
     create_node_run_dir,
@@ -47,16 +48,25 @@ from repro.launch.nodes import (
 from repro.launch.provenance import start_fields
 from repro.launch.runner import run_segment, say
 from repro.launch.preflight import run_preflight
+from repro.upstream.pin import load_pin
 
 DEFAULT_CPU_RANKS = 2
+# Upstream's engine writes VisualDL records into Global.output_dir on rank 0 (ppcls/engine/engine.py).
+VISUALDL_ON = "Global.use_visualdl=True"
 
 
 def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | None, recipe_name: str,
               user_overrides: Sequence[str], run_dir: Path | None, logs_dir: Path, nnodes: int | None,
               master: str | None, seed: int | None, node_rank: int | None = None,
               stall_timeout: float = DEFAULT_STALL_TIMEOUT, scale_lr: bool, keep: int, upstream: Path | None,
-              dry_run: bool, smoke: bool, skip_preflight: bool, as_json: bool = False) -> None:
-    """Validate, record and launch a new run (or, for ``dry_run``, print what would run)."""
+              dry_run: bool, smoke: bool, skip_preflight: bool, as_json: bool = False, visualdl: bool = False,
+              verbose: bool = False) -> None:
+    """Validate, record and launch a new run (or, for ``dry_run``, print what would run).
+
+    ``visualdl`` turns on upstream's own VisualDL logging (``Global.use_visualdl=True``): a way to
+    look at the run, not a change to its training, so it is a harness override recorded under the
+    manifest's ``logging`` and never listed as a deviation from the reference.
+    """
     profile = load_profile(platform or default_platform())
     recipe = load_recipe(recipe_name)
     gpu_list, ranks = _devices(profile, recipe, gpus, cpu_ranks)
@@ -73,6 +83,12 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
 
     kind = "GPU" if gpu_list is not None else "CPU rank"
     fixed = marked_overrides(recipe, user_overrides)  # the recipe's own marked -o (e.g. AMP off)
+    for item in recipe.harness_overrides:  # a user's -o on the same key wins: never silently
+        if item.option not in fixed:
+            theirs = [o for o in user_overrides if o.split("=", 1)[0].lstrip("+").strip() == item.key]
+            say(f"warning: -o {theirs[-1] if theirs else item.key} replaces the recipe's safeguard {item.option} "
+                f"({item.why}); the run no longer reproduces the recipe's target as stated")
+    logging_overrides = [VISUALDL_ON] if visualdl else []
 
     def scaling_plan() -> ScalingPlan | None:
         return None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
@@ -80,16 +96,18 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     def resolve(where: Path, write: bool) -> tuple[ResolvedConfig, ScalingPlan | None]:
         plan = scaling_plan()
         resolved = resolve_config(upstream_dir, recipe, user_overrides, device=profile.device, smoke=smoke,
-                                  run_dir=where, seed=seed, extra_overrides=[*fixed, *(plan.overrides if plan else ())], write=write)
+                                  run_dir=where, seed=seed, extra_overrides=[*fixed, *(plan.overrides if plan else ()), *logging_overrides],
+                                  write=write)
         return resolved, plan
 
     if dry_run:
+        load_pin()  # the harness's own pin, read as the real start reads it: a corrupt one fails the dry run too
         planned = plan_node_run_dir(logs_dir, run_dir, nodes.node_rank) if nodes else plan_run_dir(logs_dir, run_dir)
         with tempfile.TemporaryDirectory(prefix="repro-dry-run-") as staging:
             resolved, scaling = resolve(Path(staging), write=False)
             config_arg = resolved.config_arg.replace(staging, str(planned))
         command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
-                           scaling, seed, nnodes, master, node_rank, fixed)
+                           scaling, seed, nnodes, master, node_rank, fixed, logging_overrides)
         env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
         print_dry_run(command, env, planned, scaling, as_json)
         return
@@ -117,7 +135,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                     click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
         command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
-                           scaling, seed, nnodes, master, node_rank, fixed)
+                           scaling, seed, nnodes, master, node_rank, fixed, logging_overrides)
         env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
         if nodes is not None and nodes.node_rank > 0:
             wait_for_master(nodes, say)
@@ -127,6 +145,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
             command=command, env=env, keep=keep, smoke=smoke, skip_preflight=skip_preflight, run=run,
             paddle=paddle_info,
         )
+        fields[K_LOGGING] = logging_record(run.output, visualdl)
         if nodes is not None:
             fields[K_NODES] = {**nodes.to_manifest(), "world_size": total, "devices_per_node": per_node}
         manifest = Manifest.create(run.manifest, fields)
@@ -142,7 +161,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     say(f"run directory {run.path}")
     run_segment(run=run, manifest=manifest, command=command, env=env, keep=keep,
                 segment={"kind": "start", "argv": command.argv, "resumed_from": None},
-                node_watch=node_watch_for(run, manifest, say))
+                node_watch=node_watch_for(run, manifest, say), verbose=verbose)
 
 
 def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
@@ -160,14 +179,22 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
     return None, cpu_ranks or DEFAULT_CPU_RANKS
 
 
+def logging_record(output: Path, visualdl: bool) -> dict:
+    """The manifest's ``logging``: how to look at the run besides its logs (options, not deviations)."""
+    if not visualdl:
+        return {"visualdl": False}
+    return {"visualdl": True, "visualdl_logdir": str(output),
+            "open_with": f"visualdl --logdir {output} --host 127.0.0.1 --port 8040"}
+
+
 def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_arg, resolved, scaling, seed, nnodes,
-             master, node_rank, fixed=()) -> LaunchCommand:
+             master, node_rank, fixed=(), logging_overrides=()) -> LaunchCommand:
     launch = recipe.launch
     return build_command(
         upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
         reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
         cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
-        harness_overrides=list(scaling.overrides if scaling else []), seed=seed,
+        harness_overrides=[*(scaling.overrides if scaling else []), *logging_overrides], seed=seed,
         nnodes=nnodes, master=master, node_rank=node_rank, fixed_overrides=list(fixed),
         **({} if launch is None else {"launcher": launch.launcher, "devices_flag_in_reference": launch.devices_flag,
                                       "device_in_reference": launch.device_override}),

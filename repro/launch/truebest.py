@@ -1,20 +1,4 @@
-"""Keep the true best checkpoint safe from upstream's reset of its best metric on resume.
-
-Upstream's ``init_model`` sets ``metric_dict["metric"] = 0.0`` when it loads a checkpoint
-(``ppcls/utils/save_load.py``), so after a resume the first eval, however poor, overwrites
-``best_model``. The harness reads the eval results from ``train.log`` (all segments), finds the true
-best epoch, and keeps that epoch's weights as ``true_best.{pdparams,pdopt,pdstates}`` beside
-upstream's files: a hard link to ``epoch_N`` (free, and it survives retention deleting ``epoch_N``)
-or a copy of ``best_model`` (which upstream rewrites in place). The source is verified through the
-``{"metric", "epoch"}`` upstream stores in ``.pdstates``, so a file rewritten by a later segment is
-never mistaken for the one that scored.
-
-Why not an upstream patch that keeps the best metric across a resume instead: the ``.pdstates`` of
-``latest`` holds that epoch's accuracy, not the best, so merely dropping the reset would restore the
-wrong number; a real fix touches both ``engine.py`` and ``save_load.py``, in the code path every
-verdict rests on, and would still leave ``best_model`` rewritten in place. The guard works on an
-unpatched checkout too, and the verdict computes the best from the eval lines either way.
-"""
+"""Keep the true best checkpoint safe from upstream's reset of its best metric on resume."""
 
 from __future__ import annotations
 

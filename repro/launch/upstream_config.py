@@ -1,30 +1,5 @@
 """Upstream's config, read and addressed exactly the way upstream's own parser does, and the user's
 ``-o KEY=VALUE`` checked against it before launch.
-
-Every check the harness makes on a config (is this ``-o`` key real? what value will upstream see?)
-is only as good as its picture of the config, so that picture is built by mirroring
-``ppcls/utils/config.py`` at the pinned commit rather than by a generic YAML load. Facts mirrored
-here (read in the source, not guessed): the file is read with ``yaml.SafeLoader``;
-``create_attr_dict`` then ``literal_eval``s every *string* value reached through nested mappings
-(not inside lists); ``override`` splits the option on ``=`` (exactly one allowed) and the key on
-``.``; a list is indexed by ``eval(part)``; a missing mapping key is created; the value is
-``eval(v)`` with a fallback to the raw text when ``eval`` raises. There is no ``_BASE_`` inheritance
-in this upstream's parser, so none is done here.
-
-Upstream is lenient in ways that waste a 300-epoch run: ``-o a.b=v`` silently *creates* a misspelt
-key, and the value goes through ``eval()``, so ``true`` arrives as the string ``"true"``, a bare word
-naming a builtin becomes that builtin, and ``__import__('os')`` runs. So every user override is
-checked here before any process starts:
-
-* an unknown key is refused with the nearest existing keys (``+KEY=VALUE`` adds a key on purpose);
-* a value must be a plain YAML scalar or a list of scalars, and it must mean the same thing to YAML
-  and to upstream's ``eval()``; otherwise the message says how to write it;
-* keys the harness owns (output dir, checkpoints, device, seed) point at the option that sets them
-  (:data:`HARNESS_OWNED`, the one table of them).
-
-The text passed to upstream is the user's own text (after stripping a leading ``+``), accepted only
-when we know what upstream's ``eval()`` makes of it, so the command line stays readable and the
-record (``config.yaml``) shows exactly the values upstream used. Dotted key paths are walked by :mod:`repro.core.dotted`.
 """
 
 from __future__ import annotations
@@ -125,6 +100,7 @@ HARNESS_OWNED = {
     "Global.checkpoints": "the harness sets it when resuming: use `repro train --resume RUN_DIR`",
     "Global.device": "it comes from the platform profile: choose it with --platform NAME",
     "Global.seed": "the harness records the effective seed: use --seed N",
+    "Global.use_visualdl": "VisualDL logging is a harness option, recorded as such and not as a deviation: use --visualdl",
 }
 YAML_SCALARS = (str, int, float, bool, type(None))
 KEY_SYNTAX = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")

@@ -3,12 +3,6 @@
 Keeping the reference command's pieces and the target (with its provenance) as data means the
 launcher, the pre-flight and the verdict all read the same numbers, and a new PaddleClas recipe is
 a new file rather than new ``if`` branches.
-
-Each recipe holds its README's launch line verbatim (``reference.command``); the launcher tokens,
-the device flag and whether ``-o Global.device`` is the README's own are read from it, so the
-dry-run's reference line can only equal what the README says. ``traps`` are what a careful reader of
-the pinned config and the README would check before a multi-day run; :func:`recipe_problems` checks
-them against the resolved config (pre-flight calls it).
 """
 
 from __future__ import annotations

@@ -1,32 +1,5 @@
 """Upstream's checkpoints: find them, tell a complete one from a half-written one, pick the resume
 point, and keep only what retention allows.
-
-Since PaddleClas 2.5.1 checkpoints sit flat in ``Global.output_dir``: ``latest.*``, ``epoch_N.*``,
-``best_model.*`` (``ppcls/engine/engine.py``). ``save_model`` (``ppcls/utils/save_load.py``) writes
-``.pdparams``, then ``.pdopt``, then ``.pdstates`` last, each with ``open(path, "wb")``, i.e. in place.
-So a save is complete only when all three exist, are non-empty, and their modification times are
-in that order and close together: a crash mid-save leaves a new ``.pdparams`` beside an older
-``.pdstates`` (or a missing/empty file), which fails the check. ``resume_point`` never returns such
-a checkpoint.
-
-Retention keeps ``latest``, ``best_model``, ``true_best`` and the last K ``epoch_N``: one ResNeSt50
-save is ~200 MB and upstream saves every epoch (300 epochs would need 60 GB). It deletes only
-``epoch_N`` files this segment could have written: a file is recorded in the manifest's
-``checkpoints_written`` when it appears (or changes) in the output directory after a segment started,
-compared with a snapshot taken at that start, *and* it bears one of upstream's checkpoint names *and*,
-for ``epoch_N``, N is an epoch the segment trains (greater than the one it resumed from). A recorded
-file may be deleted only while it is still that very file (same size and modification time). So
-files present when a segment started, files under other names, an ``epoch_N`` copied in for an epoch
-the segment did not train, and any file changed after it was recorded are never touched. Saves a
-segment could not record (its harness was killed, its disk full) are adopted by the next segment
-by the same rules (``adopt_unrecorded``), so they do not stay forever.
-
-Each recorded file also gets the sha256 of its bytes (``Digests``), taken in a background thread
-within seconds of the save (a ResNeSt50 save is ~200 MB: never on the housekeeping loop, never in
-the training's way) and kept only if the file did not change while it was read. Size and mtime say
-a file was *probably* left alone; the digest proves it: ``repro eval`` and ``--resume`` refuse a
-checkpoint whose bytes differ from what training wrote (a ``cp latest.pdparams true_best.pdparams``
-keeps the size, and ``touch -r`` the mtime), and ``repro runs prune`` leaves such a file alone.
 """
 
 from __future__ import annotations

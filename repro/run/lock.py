@@ -1,16 +1,7 @@
 """``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives.
 
-Two guards, because each misses a case the other catches:
-
-- the harness holds ``flock(LOCK_EX)`` on ``RUN/.lock`` for the whole segment. The kernel decides
-  atomically which of two resumes started together gets it, and drops it when the harness dies, so
-  a crashed harness never leaves a lock that must be judged stale;
-- the file's JSON names the harness, the launcher and every rank by PID and start time. Ranks
-  orphaned by a SIGKILLed harness hold no flock, so a start is also refused while a recorded process
-  lives (same PID *and* start time: PIDs are reused), and a /proc scan for processes carrying this
-  run's output or log directory catches orphans the file never got to record.
-
-The JSON is rewritten in place (never replaced: the flock belongs to the file's inode).
+Two guards, a flock and the recorded PIDs, because each misses a case the other catches
+(docs/ARCHITECTURE.md, notes on ``repro.run.lock``).
 """
 
 from __future__ import annotations
@@ -33,6 +24,8 @@ from repro.run.rundir import LOCK, RunDir
 from repro.run.processes import ProcessRecord, find_run_processes
 
 FLOCK_ATTEMPTS = 5
+# The harness commands that take a run's lock, as they appear in their command line.
+HARNESS_COMMANDS = ("train", "eval")
 
 
 def _me() -> ProcessRecord:
@@ -107,6 +100,17 @@ def held(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def holder(path: Path) -> str:
+    """Which command holds a run's lock, from the harness's recorded command line: "`repro train`",
+    "`repro eval`" (a refusal that blamed a training while an eval held the run misled)."""
+    for record in read_lock(path):
+        if record.role == "harness" and record.alive():
+            command = next((token for token in record.cmdline[1:] if token in HARNESS_COMMANDS), None)
+            if command:
+                return f"`repro {command}`"
+    return "another repro command"
+
+
 def _describe(processes: list[tuple[int, str]]) -> str:
     return ", ".join(f"{pid} ({what})" for pid, what in processes)
 
@@ -132,10 +136,11 @@ class RunLock:
                     time.sleep(0.05)
                     continue
                 holders = [(r.pid, r.role) for r in read_lock(self.path) if r.alive()]
-                who = _describe(holders) if holders else "(a `repro train` starting up)"
+                who = _describe(holders) if holders else "(a repro command starting up)"
+                command = holder(self.path)
                 raise ReproError(
-                    f"{self.run.path} is in use by live process(es) {who}: another `repro train` holds {self.path}; "
-                    "let it run, or stop that `repro train` (Ctrl-C or kill PID) and retry",
+                    f"{self.run.path} is in use by live process(es) {who}: {command} holds {self.path}; "
+                    f"let it run, or stop that {command} (Ctrl-C or kill PID) and retry",
                     EXIT_CONFLICT,
                 )
             try:  # a release unlinks the file: a flock on the unlinked inode guards nothing, so retry

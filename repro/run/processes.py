@@ -3,15 +3,7 @@
 paddle's launcher starts every rank with ``os.setsid`` (``launch/utils/process_context.py``), so the
 ranks are in neither the launcher's process group nor its session: signalling the launcher's group
 does not reach them, and a launcher killed with SIGKILL leaves them training on as orphans (seen
-here: they kept writing into the same ``train.log`` as the resumed run beside them). So:
-
-- the launcher runs in its own session (``start_new_session``), so a terminal's Ctrl-C reaches only
-  the harness, which decides what to do; with ``PR_SET_PDEATHSIG`` the launcher also gets SIGTERM
-  (and stops its ranks) if the harness itself is killed;
-- while it runs, its descendants are recorded by PID (with their start time, against PID reuse);
-- a stop sends SIGTERM to the launcher (which forwards it to its ranks), waits a few seconds, then
-  kills by PID every recorded rank (and the process group each rank leads, which holds its
-  DataLoader workers) plus any process whose command line names this run's output or log dir.
+here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
 """
 
 from __future__ import annotations
@@ -35,6 +27,7 @@ import psutil
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.files import last_lines
 from repro.run.rundir import RunDir
+import ctypes
 
 STOP_GRACE_SECONDS = 5.0  # REPRO_TRAIN_STOP_GRACE overrides it (tests)
 POLL_SECONDS = 0.5
@@ -187,7 +180,6 @@ def kill_processes(processes: Iterable[psutil.Process], sig: int = signal.SIGKIL
 def _set_parent_death_signal() -> None:
     """In the launcher (before exec): get SIGTERM if the harness dies, so it stops its ranks."""
     try:
-        import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except Exception:  # not Linux / no glibc: the lock and /proc scan still catch orphans

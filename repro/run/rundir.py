@@ -3,27 +3,6 @@
 A run directory is a contract (as Sacred's file observer keeps one): ``repro train`` writes it, and
 ``check-accuracy``, ``report``, ``watch``, ``doctor`` and a reader months later read it, all through
 this module. The README documents the same layout in one table.
-
-==========================  ======================================================================
-``manifest.json``           provenance and status (:class:`Manifest`, ``schema`` versioned)
-``config.yaml``             the resolved config, a record (``smoke-config.yaml``: the smoke's input)
-``console.log``             the launcher's own output, appended per segment
-``launcher/workerlog.N``    each rank's log (paddle's ``--log_dir``)
-``output/``                 upstream's ``Global.output_dir``: ``train.log`` and checkpoints
-``eval/``                   standalone evaluations
-``alarms.jsonl``            health alarms, one JSON object a line
-``report/``                 ``repro report``'s files
-``.lock``                   held while a segment runs (:mod:`repro.run.lock`)
-==========================  ======================================================================
-
-A run on several nodes is a *group*: ``<logs>/<run-id>/node<K>/`` is node K's run directory (the
-layout above), whether the nodes share one filesystem (then ``<logs>/<run-id>`` holds every node's
-directory and is judged as a whole, from node 0's) or each writes its own disk (then node K's
-manifest names the host and directory of node 0, where global rank 0 logs and saves).
-
-Directories are created exclusively (``mkdir`` without ``exist_ok``): reusing one would mix two
-runs' ``train.log`` (upstream appends) and checkpoints; only ``--resume`` reopens one. The manifest
-is written atomically, so a crash or a full disk mid-write leaves the previous complete manifest.
 """
 
 from __future__ import annotations
@@ -68,6 +47,7 @@ K_TRUE_BEST = "true_best"
 K_WRITTEN = "checkpoints_written"
 K_NODES = "nodes"  # multi-node record: nnodes, node_rank, master, hosts seen, node 0's place, mismatches
 K_EVALUATIONS = "evaluations"  # standalone evaluations by `repro eval`, one record each
+K_LOGGING = "logging"  # how to look at the run besides its logs (--visualdl): options, never deviations
 
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"

@@ -4,9 +4,6 @@ Every call goes through here so that git never prompts for a password (a fetch f
 machine without credentials must fail fast, not hang a launch script), never stalls forever on a
 dead network (a low-speed limit and an overall timeout), and never discovers a parent repository by
 accident (an upstream tree inside the harness checkout is *not* the harness repo).
-
-Values a user or the pin supplies (ref, commit, url) are validated here before they reach an argv:
-``--ref='--upload-pack=touch F'`` would otherwise be read by git as an option and run a command.
 """
 
 from __future__ import annotations

@@ -8,9 +8,22 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
+from repro.commands import doctor
 from repro.commands.doctor import FAIL, OK, WARN, check_devices, check_paddle
-from repro.platform.devices import PaddleInfo
+from repro.platform.devices import PaddleInfo, probe_paddle
 from repro.platform.profiles import load_profile
+
+
+@pytest.fixture(scope="module")
+def paddle_here() -> PaddleInfo:
+    """The real probe of this machine's Paddle, run once: importing Paddle in a child takes seconds,
+    and every doctor test would otherwise pay it again."""
+    return probe_paddle()
+
+
+@pytest.fixture(autouse=True)
+def probe_once(paddle_here: PaddleInfo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "probe_paddle", lambda *args, **kwargs: paddle_here)
 
 
 def run_doctor(*args: str) -> tuple[int, list[str]]:

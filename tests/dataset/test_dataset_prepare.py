@@ -491,7 +491,7 @@ def test_disk_filling_up_while_writing(tmp_path: Path, official, monkeypatch) ->
     monkeypatch.setattr(prepare_module, "_write_new", full)
     out = tmp_path / "out"
     code, _, stderr = run_official(out, official)
-    error_line(code, stderr, 4, "the disk filled up while writing")
+    error_line(code, stderr, 8, "the disk filled up while writing")
     assert not (out / "train_list.txt").exists()
     monkeypatch.undo()
     code, stdout, _ = run_official(out, official)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,3 +222,11 @@ def test_compare_reports_the_speed_ratio_and_names_data_bound(tmp_path: Path) ->
         "throughput: reference")[1].splitlines()[0]
     assert "throughput: candidate / reference = 0.80" in human.output
     assert "published baseline: none published for ResNeSt50" in human.output
+
+
+def test_loading_the_statistics_does_not_import_scipy() -> None:
+    """scipy is heavy: the equivalence module imports it only when it computes (inside its functions)."""
+    code = "import sys, repro.judge.equivalence, repro.judge.compare; sys.exit('scipy' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr

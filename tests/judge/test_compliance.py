@@ -11,6 +11,7 @@ import json
 import math
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from repro.dataset.layout import IMAGENET_1K_TRAIN, IMAGENET_1K_VAL
@@ -19,15 +20,17 @@ from repro.judge.compliance import (
     NONCOMPLIANT,
     NOT_SHOWN,
     EvalCoverage,
+    same_value,
     batches_per_rank,
     check_compliance,
     images_for,
 )
 from repro.judge.judge_cli import check_accuracy
 from repro.logs.parse import parse_run
-from repro.recipes.catalog import compliance_rules, echo_key, load_recipe
+from repro.logs.scan import EchoReader
+from repro.recipes.catalog import available_recipes, compliance_rules, echo_key, load_recipe
 from repro.upstream.pin import load_pin
-from tests.logfakes import FakeUpstreamLog, write_envlog, write_lines, write_manifest, write_run
+from tests.logfakes import FakeUpstreamLog, config_echo, write_envlog, write_lines, write_run
 
 TRAIN, VAL = 1_281_167, 50_000
 
@@ -188,7 +191,7 @@ def test_drop_last_in_eval_names_the_missing_samples(tmp_path):
     root = reference_run(tmp_path / "run", changes={"DataLoader.Eval.sampler.drop_last": True})
     result = compliance(root)
     # 12,500 a rank in batches of 64 with drop_last: 195 batches, 49,920 scored, lines 49,921-50,000 never
-    assert "eval: list lines 49921, 49922, 49923, 49924, 49925 and 75 more never scored" in "\n".join(result.eval_lines)
+    assert "NONCOMPLIANT eval: list lines 49921, 49922, 49923, 49924, 49925 and 75 more never scored" in "\n".join(result.eval_lines)
     assert [c.rule for c in result.violations] == ["eval coverage"]
 
 
@@ -249,3 +252,28 @@ def test_a_log_without_its_echo_is_not_shown(tmp_path):
 def test_recipe_image_counts_are_imagenet(name):
     rules = load_recipe(name).compliance
     assert (rules.train_images, rules.val_images) == (IMAGENET_1K_TRAIN, IMAGENET_1K_VAL)
+
+
+@pytest.mark.parametrize("name", available_recipes())
+def test_each_recipes_rules_are_its_pinned_configs_values(real_upstream, name):
+    """Every rule against the pinned upstream config, read the way the log's echo prints it."""
+    recipe = load_recipe(name)
+    config = yaml.safe_load((real_upstream / recipe.config).read_text(encoding="utf-8"))
+    reader = EchoReader()
+    for line in config_echo(config):
+        reader.feed(line)
+    rules = recipe.compliance
+    assert rules is not None, f"recipe {name} states no compliance rules"
+    for rule in rules.config:
+        found = reader.config.get(rule.key, None if rule.absent is None else str(rule.absent))
+        assert found is not None and same_value(rule.value, found), (name, rule, found)
+    assert int(reader.config[rules.batch_key]) == rules.per_device_batch
+    assert (rules.train_images, rules.val_images) == (IMAGENET_1K_TRAIN, IMAGENET_1K_VAL)
+
+
+def test_json_violations_name_the_eval_line(tmp_path):
+    root = reference_run(tmp_path / "run", changes={"DataLoader.Eval.sampler.drop_last": True})
+    data = compliance(root).to_dict()
+    assert data["status"] == NONCOMPLIANT
+    assert data["violations"] == [line for line in data["eval"]]
+    assert data["violations"][0].startswith("NONCOMPLIANT eval: list lines 49921")

@@ -99,6 +99,9 @@ def test_page_takes_the_manifest_s_own_name_for_the_commit_and_says_so_without_a
     banner = re.search(r'<div class="verdict neutral" id="verdict">(.*?)</div>', page).group(1)  # UNREADABLE: 4 classes
     assert banner.startswith('<span class="word">UNREADABLE</span>this run has class_num 4')
     assert banner.count("class_num 4") == 1
+    (run / "manifest.json").write_text("{ cut by a crash")
+    page = (report_of(run)[1] / "index.html").read_text()
+    assert f"unreadable ({run / 'manifest.json'}), so only what the logs say is known" in page
 
 
 def test_page_escapes_what_logs_and_manifests_say_and_fetches_nothing(tmp_path):
@@ -208,6 +211,11 @@ def test_report_never_overwrites_files_it_did_not_write(tmp_path):
     (site / "report.json").write_text('{"mine": true}')
     result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--out", str(site)])
     assert result.exit_code == EXIT_CONFLICT and "report.json was not written by repro report" in result.stderr
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "curves.png").symlink_to(tmp_path / "not-yet-there.png")
+    result = CliRunner(mix_stderr=False).invoke(cli, ["report", str(run), "--out", str(linked)])
+    assert result.exit_code == EXIT_CONFLICT and (linked / "curves.png").is_symlink()
     fifo = tmp_path / "fifo"
     fifo.mkdir()
     os.mkfifo(fifo / "report.json")  # read whole, a FIFO would block: refused without a read

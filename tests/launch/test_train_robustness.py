@@ -129,27 +129,14 @@ def test_a_bad_duration_in_the_environment_is_one_bad_input_error(monkeypatch) -
     assert seconds_from_env("REPRO_TRAIN_STOP_GRACE", 5) == 1.5
 
 
-class FullDisk:
-    """console.log on a full disk: every write fails."""
-
-    def __init__(self) -> None:
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        raise OSError(28, "No space left on device")
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
+def open_fds_to(target: str) -> int:
+    return sum(1 for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == target)
 
 
-def test_a_full_disk_under_console_log_does_not_block_the_launcher(run: RunDir, monkeypatch, capsys) -> None:
+def test_a_full_disk_under_console_log_does_not_block_the_launcher(run: RunDir, capsys) -> None:
     import repro.run.processes as process
 
-    console = FullDisk()
-    monkeypatch.setattr(process, "open", lambda *args, **kwargs: console, raising=False)
+    run.console_log.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
     lines: list[str] = []
     # far more than a pipe holds (64 KiB): a pump that stopped reading would block the child forever
     launch = process.Launch([sys.executable, "-c", "for i in range(20000): print('line', i)"], run.path,
@@ -163,19 +150,19 @@ def test_a_full_disk_under_console_log_does_not_block_the_launcher(run: RunDir, 
     finally:
         if launch.proc.poll() is None:
             launch.proc.kill()
-    assert launch.outcome.returncode == 0 and len(lines) == 20000 and console.closed
+    assert launch.outcome.returncode == 0 and len(lines) == 20000
+    assert open_fds_to("/dev/full") == 0, "console.log was closed after the write failed"
     assert capsys.readouterr().err.count(f"cannot write {run.console_log}") == 1
 
 
-def test_console_log_is_closed_when_the_launcher_cannot_start(run: RunDir, monkeypatch) -> None:
+def test_console_log_is_closed_when_the_launcher_cannot_start(run: RunDir) -> None:
     import repro.run.processes as process
 
-    console = FullDisk()
-    monkeypatch.setattr(process, "open", lambda *args, **kwargs: console, raising=False)
+    run.console_log.symlink_to("/dev/full")
     launch = process.Launch([str(run.path / "no-such-python")], run.path, dict(os.environ), run)
     with pytest.raises(FileNotFoundError):
         launch.start()
-    assert console.closed
+    assert open_fds_to("/dev/full") == 0
 
 
 # --------------------------------------------------------------------------- 3. retention
@@ -441,3 +428,32 @@ def test_after_a_hangup_a_full_disk_neither_changes_the_exit_nor_garbles_console
                 path.unlink() if path.is_file() else None
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_save_the_full_disk_kept_from_the_manifest_does_not_block_the_resume(run: RunDir, upstream: Path,
+                                                                              closed: bool) -> None:
+    """The soak's disk-full case: the segment saved latest.* but could not write the manifest, so the
+    recorded digests are the previous save's. Those files are training's own (written while the
+    unclosed segment ran): the resume adopts them. A segment that closed has no such excuse: a file
+    that differs from its digest there is refused (a checkpoint replaced by hand)."""
+    import datetime as dt
+
+    from repro.upstream.state import inspect_checkout
+
+    interrupted_run(run, upstream, {"root": None}, inspect_checkout(upstream).to_manifest())
+    data = json.loads(run.manifest.read_text())
+    started = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)).isoformat(timespec="seconds")
+    segment = {"index": 0, "status": "interrupted" if closed else "running", "started": started,
+               "ended": started if closed else None, "kind": "start"}
+    written = {}
+    for suffix in (".pdparams", ".pdopt", ".pdstates"):
+        path = run.output / f"latest{suffix}"
+        path.write_bytes(b"the save the manifest recorded")
+        written[path.name] = {"segment": 0, "mtime_ns": 1, "size": 30, "sha256": "0" * 64}
+    run.manifest.write_text(json.dumps({**data, "segments": [segment], "checkpoints_written": written}))
+    result = CliRunner(mix_stderr=False).invoke(cli, ["train", "--resume", str(run.path), "--dry-run"])
+    refused = "is not the file training wrote" in result.stderr
+    assert refused == closed, result.stderr
+    if closed:
+        assert result.exit_code == EXIT_BAD_INPUT and result.stderr.splitlines()[-1].startswith("error: ")
