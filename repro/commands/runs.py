@@ -16,7 +16,8 @@ import click
 from repro.core.cli_wiring import command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED
+from repro.core.filesystem_errors import describe_os_error
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED, group_node0
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
 from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, resume_point
 from repro.launch.truebest import TRUE_BEST
@@ -59,9 +60,12 @@ class RunInfo:
     path: Path
     manifest: dict[str, Any]
     running: bool
+    problem: str = ""  # why the run could not be opened (listed as unreadable, never pruned)
 
     @property
     def status(self) -> str:
+        if self.problem:
+            return "unreadable"
         return "running" if self.running else str(self.manifest.get("status") or "unknown")
 
     @property
@@ -86,29 +90,40 @@ def open_run(path: Path) -> RunInfo:
 
 
 def runs_under(logs_dir: Path) -> list[RunInfo]:
+    """Every run directory one level under ``logs_dir`` (a multi-node group as its node 0's), each
+    opened on its own: one that cannot be opened is listed as unreadable, never dropped, and never
+    stops the others."""
     if not logs_dir.is_dir():
         raise ReproError(f"{logs_dir} is not a directory; pass the directory holding your runs: --logs-dir DIR",
                          EXIT_BAD_INPUT)
     found = []
     for child in sorted(logs_dir.iterdir()):
-        if child.is_dir() and not child.is_symlink() and (child / MANIFEST).is_file():
-            try:
-                found.append(open_run(child))
-            except ReproError:
+        try:
+            if not child.is_dir() or child.is_symlink():
                 continue
+            path = child if (child / MANIFEST).is_file() else group_node0(child)
+            if path is None:
+                continue
+            found.append(open_run(path))
+        except ReproError as error:
+            found.append(RunInfo(child, {}, False, error.message))
+        except OSError as error:
+            found.append(RunInfo(child, {}, False, describe_os_error(error)))
     return found
 
 
 def verdict_word(run: RunInfo) -> str:
-    """check-accuracy's status for the run with default options ("-" while it runs)."""
+    """check-accuracy's status for the run with default options ("-" while it runs); a run that cannot
+    be read or judged is UNREADABLE on its own."""
     if run.running:
         return "-"
-
+    if run.problem:
+        return "UNREADABLE"
     options = {"target": None, "metric": None, "eval_set_size": None, "recipe": None, "tolerance": None,
                "final": False, "allow_incomplete": False, "strict": False}
     try:
         return judge_run(parse_run(run.path), options).status
-    except ReproError:
+    except (ReproError, OSError):
         return "UNREADABLE"
 
 

@@ -10,7 +10,6 @@ The tiny set is read through ``-o`` overrides from its own directory, never link
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from repro.dataset.tiny import make_tiny
 from repro.recipes.catalog import load_recipe
 from repro.run.rundir import run_id
 from repro.launch.config import smoke_section
+from repro.judge.targets import smoke_check
+from repro.judge.verdict import LOSS_FALLS
 from repro.recipes.catalog import available_recipes
 
 DEFAULT_DATA_DIR = Path("smoke") / "data"
@@ -46,7 +47,6 @@ SMOKE_KEEP_CHECKPOINTS = 1
 LEAKING_PREFIXES = ("REPRO_TRAIN_", "REPRO_CHECK_ACCURACY_")
 RECIPE_ENV = "REPRO_SMOKE_RECIPE"  # `make smoke RECIPE=NAME` exports it
 VERBOSE_ENV = "REPRO_SMOKE_VERBOSE"  # `make smoke V=1` exports it
-CHECKS = ("accuracy", "loss_falls")
 
 
 @dataclass
@@ -150,31 +150,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         return _namespace(ctx.params)
 
 
-def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], evaluated: int) -> str:
-    """``PASS`` when every epoch trained and evaluated and the last mean train loss is below the first."""
-    if any(value is not None and not math.isfinite(value) for value in train_loss):
-        return "FAIL: train loss is not finite (diverged; lower the smoke's learning rate)"
-    losses = [value for value in train_loss if value is not None and math.isfinite(value)]
-    if len(losses) < epochs_configured or evaluated < epochs_configured:
-        return (f"FAIL: {len(losses)} of {epochs_configured} epochs trained, {evaluated} evaluated "
-                "(see the run's launcher/workerlog.0)")
-    if not losses[-1] < losses[0]:
-        return f"FAIL: train loss did not fall ({losses[0]:.4f} -> {losses[-1]:.4f})"
-    return "PASS"
-
-
-def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float | None]:
-
-    run = parse_run(run_dir)
-    losses = list(run.epochs["train_loss"]) if "train_loss" in run.epochs else []
-    best = best_epoch(run)
-    verdict = loss_falls_verdict(epochs_configured, [float(v) for v in losses], len(run.evaluated))
-    first, last = (losses[0], losses[-1]) if losses else (float("nan"), float("nan"))
-    say(f"loss check: train loss {first:.4f} -> {last:.4f} over {len(losses)} epochs, "
-        f"{len(run.evaluated)} evals, best top-1 {best[1] if best else 'none'} (not judged: this smoke checks the loss)")
-    return verdict, (best[1] if best else None)
-
-
 def best_top1(run_dir: Path) -> float | None:
 
     try:
@@ -199,9 +174,7 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         say(line)
     recipe = load_recipe(recipe_name)
     section = smoke_section(recipe)
-    check = str(section.get("check", "accuracy"))
-    if check not in CHECKS:
-        raise ReproError(f"recipe {recipe.name}: smoke.check {check!r} is not one of {', '.join(CHECKS)}; fix the recipe")
+    check = smoke_check(recipe)
     say(f"recipe {recipe.name} ({recipe.arch}): {section.get('why', 'smoke variant')}; checks {check}")
     data = make_tiny(args.data_dir.expanduser().absolute(), **(section.get("dataset") or {}))
     overrides, line = place_dataset(data, upstream_dir)
@@ -227,11 +200,7 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         say(f"SMOKE FAIL: repro train exited {code} after {train_seconds:.0f} s; logs in {run_dir} [total {total:.0f} s]")
         return SmokeResult(recipe.name, code, total, None, f"FAIL: repro train exited {code}")
 
-    if check == "loss_falls":
-        epochs = int(((section.get("config") or {}).get("set") or {}).get("Global.epochs", 0))
-        verdict, best = judge_loss_falls(run_dir, epochs)
-        code = 0 if verdict == "PASS" else 1
-    else:
+    if check != LOSS_FALLS:  # a loss-check smoke has no accuracy to confirm from the weights
         # The number from the weights too: upstream's tools/eval.py on the true best, which check-accuracy
         # then compares with the logged top-1 of that epoch (before the checkpoints are pruned).
         code = run_step([sys.executable, "-m", "repro", "eval", *verbose, "--", str(run_dir)])
@@ -239,10 +208,11 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
             total = time.monotonic() - started
             say(f"SMOKE FAIL: repro eval exited {code}; logs in {run_dir}/eval [total {total:.0f} s]")
             return SmokeResult(recipe.name, code, total, None, f"FAIL: repro eval exited {code}")
-        # The smoke target (and its tolerance) comes from the run's manifest, as for any run.
-        code = run_step([sys.executable, "-m", "repro", "check-accuracy", str(run_dir)])
-        best = best_top1(run_dir)
-        verdict = "PASS" if code == 0 else f"FAIL: check-accuracy exited {code}"
+    # The smoke target (and its tolerance) comes from the run's manifest, as for any run; a loss-check
+    # smoke's verdict (the loss falls) is check-accuracy's too, so every command reads the same one.
+    code = run_step([sys.executable, "-m", "repro", "check-accuracy", "--", str(run_dir)])
+    best = best_top1(run_dir)
+    verdict = "PASS" if code == 0 else f"FAIL: check-accuracy exited {code}"
     total = time.monotonic() - started
     if code == 0:  # a passed smoke needs no checkpoints (a failed one keeps them to look into)
         run_step([sys.executable, "-m", "repro", "runs", "prune", str(run_dir)])

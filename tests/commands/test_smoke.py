@@ -105,10 +105,22 @@ def test_smoke_runs_train_then_check_accuracy_and_exits_with_its_code(
     assert train[train.index("--cpu-ranks") + 1] == "2" and train[train.index("--platform") + 1] == "cpu"
     run_dir = train[train.index("--run-dir") + 1]
     assert evaluate[3:] == ["eval", "--", run_dir]  # the standalone eval of the true best, before the verdict
-    assert check[3] == "check-accuracy" and check[4] == run_dir
+    assert check[3:] == ["check-accuracy", "--", run_dir]
     assert "--tolerance" not in check  # the smoke target and its tolerance come from the manifest
     assert (tmp_path / "data" / "train_list.txt").is_file()
     assert "SMOKE FAIL" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_a_loss_check_smoke_is_judged_by_check_accuracy_too(upstream: Path, tmp_path: Path, monkeypatch) -> None:
+    """xception's smoke checks the loss: no standalone eval, and check-accuracy gives its verdict."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(smoke, "ensure_patched", lambda path: [])
+    monkeypatch.setattr(smoke, "run_step", lambda argv: calls.append(argv) or 0)
+    code = smoke.main(["--upstream", str(upstream), "--recipe", "xception", "--data-dir", str(tmp_path / "data"),
+                       "--logs-dir", str(tmp_path / "logs")])
+    train, check = calls[:2]
+    run_dir = train[train.index("--run-dir") + 1]
+    assert code == 0 and check[3:] == ["check-accuracy", "--", run_dir] and not any("eval" in c[3:4] for c in calls)
 
 
 def test_failed_training_is_a_smoke_fail_without_a_check(upstream: Path, tmp_path: Path, monkeypatch, capsys) -> None:
