@@ -55,7 +55,6 @@ class ComparedRun:
     throughput: Throughput | None = None
     breach: Breach | None = None
     status: str = ""  # the check-accuracy verdict against the target, for the record
-    identity: str = ""  # what makes two paths the same run (see compare_cli.refuse_duplicates)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "side": self.side, "run_id": self.facts.get("run_id"),
@@ -72,8 +71,7 @@ def from_verdict(run: RunLogs, verdict: Verdict, side: str) -> ComparedRun:
         raise ReproError(f"{verdict.path}: no judged {verdict.metric} ({verdict.status}: {verdict.reason}); pass completed "
                          "runs, or add --allow-incomplete to compare what is there", EXIT_BAD_INPUT)
     return ComparedRun(run.name, verdict.path, side, run_facts(run), verdict.judged, verdict.value, verdict.epoch,
-                       run_series(run, "top1"), run_series(run, "train_loss"), run_throughput(run), status=verdict.status,
-                       identity=str((run.manifest or {}).get("run_id") or ""))
+                       run_series(run, "top1"), run_series(run, "train_loss"), run_throughput(run), status=verdict.status)
 
 
 def from_band(band: Band, judged: str) -> list[ComparedRun]:
@@ -89,8 +87,7 @@ def from_band(band: Band, judged: str) -> list[ComparedRun]:
             epoch = max(top1, key=lambda e: (top1[e], e))
         runs.append(ComparedRun(str(record.get("run_id") or f"band run {index}"), str(record.get("path") or band.source),
                                 REFERENCE, dict(record), judged, top1[epoch], epoch, top1,
-                                {int(e): float(v) for e, v in (record.get("train_loss") or {}).items()},
-                                identity=str(record.get("run_id") or "")))
+                                {int(e): float(v) for e, v in (record.get("train_loss") or {}).items()}))
     return runs
 
 

@@ -85,4 +85,4 @@ def test_a_real_run_compared_with_itself_is_refused(smoke_runs: dict[int, Path])
     copy = smoke_runs[0].parent / "seed0-copy"
     shutil.copytree(smoke_runs[0], copy, ignore=shutil.ignore_patterns("*.pdparams", "*.pdopt", "*.pdstates"))
     done = repro("compare", str(copy), "--reference", str(smoke_runs[0]), cwd=copy.parent)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "hold the same run" in done.stderr
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "are the same run" in done.stderr
