@@ -237,3 +237,17 @@ def test_loading_the_statistics_does_not_import_scipy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert done.returncode == 0, done.stderr
+
+
+def test_compliance_of_every_run_is_reported_not_judged(tmp_path: Path, references: list[Path]) -> None:
+    """The fixtures are 10-epoch, 32-pixel, batch-16 logs: NONCOMPLIANT with resnest50's reference rules,
+    named per run with the violated rules; the comparison's outcome does not change for it."""
+    candidate = make_run(tmp_path / "cand", offset=0.0002)
+    result = run(str(candidate), "--reference", str(references[0]))
+    line = next(line for line in result.output.splitlines() if line.startswith("compliance cand: "))
+    assert "NONCOMPLIANT with recipe resnest50's reference rules" in line and "epochs" in line and "-v lists them" in line
+    assert result.exit_code == 2  # NOT SHOWN (one run a side), as without compliance
+    verbose = run(str(candidate), "--reference", str(references[0]), "-v")
+    assert "NONCOMPLIANT epochs 10 != 300 (Global.epochs)" in verbose.output
+    data = json.loads(run(str(candidate), "--reference", str(references[0]), "--json").output)
+    assert data["candidates"][0]["compliance"]["status"] == "NONCOMPLIANT"
