@@ -49,12 +49,15 @@ smoke: export REPRO_UPSTREAM_FETCH_URL := $(UPSTREAM_URL)
 smoke: export REPRO_UPSTREAM_FETCH_ARCHIVE := $(UPSTREAM_ARCHIVE)
 # RECIPE=NAME runs that recipe's smoke variant (default ResNeSt50); smoke-all runs all of them.
 smoke: export REPRO_SMOKE_RECIPE := $(RECIPE)
+# V=1 streams upstream's output (default: a progress line; all of it is in the run's console.log).
+smoke: export REPRO_SMOKE_VERBOSE := $(V)
 smoke: $(ENV_STAMP)
 	$(REPRO) upstream fetch
 	$(PY) -m repro.commands.smoke
 
 smoke-all: export REPRO_UPSTREAM_FETCH_URL := $(UPSTREAM_URL)
 smoke-all: export REPRO_UPSTREAM_FETCH_ARCHIVE := $(UPSTREAM_ARCHIVE)
+smoke-all: export REPRO_SMOKE_VERBOSE := $(V)
 smoke-all: $(ENV_STAMP)
 	$(REPRO) upstream fetch
 	$(PY) -m repro.commands.smoke --all
@@ -67,6 +70,8 @@ train: export REPRO_TRAIN_NNODES := $(NNODES)
 train: export REPRO_TRAIN_NODE_RANK := $(NODE_RANK)
 train: export REPRO_TRAIN_MASTER := $(MASTER)
 train: export REPRO_TRAIN_RECIPE := $(RECIPE)
+train: export REPRO_TRAIN_VERBOSE := $(V)
+train: export REPRO_TRAIN_VISUALDL := $(VISUALDL)
 train: $(ENV_STAMP)
 	$(REPRO) train
 

@@ -20,6 +20,7 @@ from repro import __version__
 from repro.core.cli_wiring import HELP_OPTIONS, ReproGroup
 from repro.core.errors import (
     EXIT_BAD_INPUT,
+    EXIT_CLOSED_PIPE,
     EXIT_DISK,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -65,6 +66,14 @@ class UsageErrorLine(click.UsageError):
         click.echo(f"error: {problem}; see `{command} --help`", err=True, file=file)
 
 
+def reader_gone() -> None:
+    """Exit 141 without a word: stdout is a closed pipe, and Python's flush at exit must not fail on it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(EXIT_CLOSED_PIPE)
+
+
 class LazyGroup(ReproGroup):
     """Loads subcommands on demand and turns ``ReproError`` and click's own usage errors (bad option
     values, unknown options, missing arguments, of every subcommand and nested group) into one line
@@ -76,6 +85,8 @@ class LazyGroup(ReproGroup):
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as error:  # the group's own options: `repro --bogus`
             raise UsageErrorLine(error) from error
+        except BrokenPipeError:  # `repro --help | head -1`
+            reader_gone()
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
@@ -103,6 +114,8 @@ class LazyGroup(ReproGroup):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # the output's reader went away (`| head`): nothing to report to anyone
+            reader_gone()
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as error:

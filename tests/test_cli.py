@@ -131,6 +131,16 @@ def test_a_newline_in_a_value_stays_one_line() -> None:
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_a_closed_pipe_is_exit_141_without_a_word() -> None:
+    """`repro recipes --json | head -1`: the reader is gone before repro writes; no "internal error"."""
+    for args in (["recipes", "--json"], ["train", "--help"], ["--help"]):
+        process = subprocess.Popen([sys.executable, "-m", "repro", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()  # before the interpreter has even imported repro
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 141, (args, process.returncode, stderr)
+        assert stderr == b"", (args, stderr)
+
+
 def test_help_and_version_still_exit_0() -> None:
     for args in (["--help"], ["--version"], ["dataset", "--help"], ["dataset", "check", "--help"], ["upstream"]):
         result = CliRunner(mix_stderr=False).invoke(cli, args)
@@ -246,7 +256,7 @@ def test_resume_of_a_directory_that_is_not_a_run_is_bad_input_like_a_missing_one
 
 @pytest.mark.parametrize("gpus", ["0,,1", "١,٢", "0,1,", "+1", "1_0", "0,0", "-1"])
 def test_gpus_that_are_not_plain_distinct_ids_are_refused(gpus: str) -> None:
-    from repro.launch.train_cli import parse_gpus
+    from repro.launch.command import parse_gpus
 
     with pytest.raises(ReproError) as error:
         parse_gpus(gpus)

@@ -167,6 +167,24 @@ def test_readme_is_short_and_links_only_pages_that_exist() -> None:
             assert (document.parent / target).exists(), f"{document.name} links {target}, which does not exist"
 
 
+def test_every_command_is_in_the_commands_page() -> None:
+    """docs/commands.md lists every command and subcommand (``repro NAME`` in its table)."""
+    import click
+
+    page = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+    table = "\n".join(line for line in page.splitlines() if line.startswith("| `repro "))
+    missing = []
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        if f"`repro {name}" not in table:
+            missing.append(name)
+        for sub in command.list_commands(click.Context(command)) if isinstance(command, click.Group) else []:
+            if not re.search(rf"`repro {name}\b[^|]*\b{sub}\b", table):
+                missing.append(f"{name} {sub}")
+    assert not missing, f"docs/commands.md does not list: {missing}"
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("docs")

@@ -34,6 +34,8 @@ from repro.launch.preflight import check_dataset_ready
 from repro.launch.preflight import dataset_paths
 from repro.run.checkpoints import DEFAULT_KEEP
 from repro.run.checkpoints import disk_problem
+import os
+import tempfile
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -105,7 +107,6 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
 
 def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[Finding]:
     if not profile.uses_gpus:
-        import os
 
         return [Finding("devices", OK, f"CPU ranks on {os.cpu_count()} cores (Global.device=cpu)")]
     findings: list[Finding] = []
@@ -166,7 +167,6 @@ def check_ppcls(upstream_dir: Path) -> list[Finding]:
 
 def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device: str = "gpu") -> Finding:
     """Pre-flight's own dataset check on the recipe's config, so doctor and training agree."""
-    import tempfile
 
 
     recipe = load_recipe(recipe_name)

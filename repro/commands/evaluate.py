@@ -17,8 +17,11 @@ from repro.core.numeric_options import BoundedInt, process_limit
 from repro.core.files import LIST_FILE_LIMIT, file_sha256, last_lines, open_regular_file, read_bytes_bounded, read_text_bounded
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
+from repro.launch.runner import show_last_lines
 from repro.logs import patterns as P
-from repro.run.rundir import K_EVALUATIONS, K_TRUE_BEST, K_WRITTEN, Manifest, RunDir, open_run_dir, run_id, utc_now
+from repro.run.rundir import (K_EVALUATIONS, K_TRUE_BEST, K_WRITTEN, Manifest, RunDir, open_run_dir, read_manifest,
+                              run_id, utc_now)
+from repro.logs.parse import parse_run
 from repro.run.checkpoints import CHECKPOINT_NAME, changed_file_message, changed_files, recorded_digest, saved_state
 from repro.launch.command import HARNESS
 from repro.launch.command import REFERENCE
@@ -30,7 +33,7 @@ from repro.platform.profiles import load_profile
 from repro.launch.command import environment_changes
 from repro.run.lock import RunLock, holder, is_active
 from repro.run.processes import Launch
-from repro.launch.train_cli import parse_gpus
+from repro.launch.command import parse_gpus
 
 EVAL_ENTRY = "tools/eval.py"
 TRAIN_ENTRY = "tools/train.py"
@@ -49,23 +52,66 @@ class EvalResult:
     loss: float | None
 
 
+# Upstream writes the best weights twice: best_model.pdparams (beside .pdopt and .pdstates) and
+# best_model/model.pdparams (ppcls/utils/save_load.py). `repro runs prune` frees the first, so the
+# second is what a pruned run still holds.
+BEST_MODEL_COPY = Path("best_model") / "model"
+
+
 def checkpoint_prefix(run: RunDir, name: str) -> Path:
-    """``RUN/output/<name>``, refused unless its weights (``.pdparams``) are there."""
+    """``RUN/output/<name>`` (for best_model, upstream's ``best_model/model`` when only that copy is
+    left), refused unless its weights (``.pdparams``) are there."""
     if not CHECKPOINT_NAME.match(name):
         raise ReproError(f"--checkpoint {name!r} is not a checkpoint name: use true_best, best_model, latest "
                          "or epoch_N (e.g. epoch_6)", EXIT_BAD_INPUT)
     prefix = run.output / name
-    if not prefix.with_name(name + ".pdparams").is_file():
-        have = sorted(p.name[: -len(".pdparams")] for p in run.output.glob("*.pdparams"))
-        fix = (f"evaluate one that is there: `repro eval {run.path} --checkpoint {have[-1]}`" if have else
-               "this run's checkpoints were pruned (`repro runs prune`) or never written; nothing to evaluate")
-        raise ReproError(f"{prefix}.pdparams does not exist (checkpoints here: {', '.join(have) or 'none'}); {fix}",
-                         EXIT_BAD_INPUT)
-    return prefix
+    if prefix.with_name(name + ".pdparams").is_file():
+        return prefix
+    copy = run.output / BEST_MODEL_COPY
+    if name == "best_model" and copy.with_name(copy.name + ".pdparams").is_file():
+        return copy
+    have = sorted(p.name[: -len(".pdparams")] for p in run.output.glob("*.pdparams"))
+    if copy.with_name(copy.name + ".pdparams").is_file() and "best_model" not in have:
+        have.append("best_model")
+    fix = (f"evaluate one that is there: `repro eval {run.path} --checkpoint {have[-1]}`" if have else
+           "this run's checkpoints were pruned (`repro runs prune`) or never written; nothing to evaluate")
+    raise ReproError(f"{prefix}.pdparams does not exist (checkpoints here: {', '.join(have) or 'none'}); {fix}",
+                     EXIT_BAD_INPUT)
+
+
+def pruned_true_best(run: RunDir, manifest: dict[str, Any]) -> int | None:
+    """The true best's epoch when ``true_best`` was pruned but upstream's ``best_model/model`` copy
+    holds that very epoch (so evaluating it is evaluating the true best); None otherwise."""
+    record = manifest.get(K_TRUE_BEST)
+    copy = run.output / BEST_MODEL_COPY
+    if (run.output / "true_best.pdparams").is_file() or not copy.with_name(copy.name + ".pdparams").is_file():
+        return None
+    if not isinstance(record, dict) or record.get("epoch") is None:
+        return None
+    epoch = upstream_best_epoch(run)
+    return epoch if epoch is not None and epoch == int(record["epoch"]) else None
+
+
+def upstream_best_epoch(run: RunDir) -> int | None:
+    """The epoch upstream's ``best_model`` holds, from its own rule: in the last launch, the last eval
+    at or above that launch's running best (``>=``, from 0.0: a resume resets it)."""
+    try:
+        evals = parse_run(run.path).primary.evals
+    except ReproError:
+        return None
+    if evals.empty or "top1" not in evals.columns:
+        return None
+    last = evals[evals["segment"] == evals["segment"].max()]
+    best, epoch = 0.0, None
+    for at, value in zip(last["epoch"], last["top1"]):
+        if isinstance(value, float) and math.isfinite(value) and value >= best:
+            best, epoch = value, int(at)
+    return epoch
 
 
 def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | None:
-    """The epoch whose weights ``name`` holds: the manifest's true best, else upstream's ``.pdstates``."""
+    """The epoch whose weights ``name`` holds: the manifest's true best, else upstream's ``.pdstates``
+    (for a best_model whose ``.pdstates`` was pruned, upstream's rule applied to the log)."""
 
     if name == "true_best":
         record = manifest.get(K_TRUE_BEST)
@@ -77,6 +123,8 @@ def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | 
             return int(state["epoch"])
         except (TypeError, ValueError):
             return None
+    if name == "best_model":
+        return upstream_best_epoch(run)
     match = re.match(r"^epoch_(\d+)$", name)
     return int(match.group(1)) if match else None
 
@@ -88,7 +136,9 @@ def verified_weights(run: RunDir, manifest: dict[str, Any], prefix: Path) -> tup
     written = manifest.get(K_WRITTEN) if isinstance(manifest.get(K_WRITTEN), dict) else {}
     weights = prefix.with_name(prefix.name + ".pdparams")
     digest = file_sha256(weights)
-    recorded = recorded_digest(weights, written)
+    # upstream's best_model/model.pdparams holds the very bytes of best_model.pdparams, whose digest training recorded
+    recorded = recorded_digest(run.output / "best_model.pdparams" if prefix == run.output / BEST_MODEL_COPY
+                               else weights, written)
     changed = ([weights] if recorded is not None and recorded != digest else []) + changed_files(
         [prefix.with_name(prefix.name + ".pdstates")], written)
     if changed:
@@ -213,11 +263,18 @@ def refuse_if_training(run: RunDir) -> None:
 
 
 def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks: int | None,
-             echo=None) -> dict[str, Any]:
-    """Run the eval, record it in the manifest, and return the record (raises if the eval failed)."""
+             verbose: bool = False, echo=None) -> dict[str, Any]:
+    """Run the eval, record it in the manifest, and return the record (raises if the eval failed).
+
+    Upstream's output goes to the eval's ``console.log``; ``verbose`` streams it to the terminal too
+    (through ``echo``, default stdout), otherwise a failure shows the last lines of the log that failed."""
 
     run = open_run_dir(run_path)
     refuse_if_training(run)
+    if checkpoint == DEFAULT_CHECKPOINT and (epoch := pruned_true_best(run, read_manifest(run.manifest))) is not None:
+        checkpoint = "best_model"
+        click.echo(f"repro: true_best was pruned; evaluating {run.output / BEST_MODEL_COPY}.pdparams, upstream's "
+                   f"copy of the same epoch {epoch}", err=True)
     prefix = checkpoint_prefix(run, checkpoint)
     lock = RunLock(run).acquire(lambda text: click.echo(f"repro: {text}", err=True))
     launch = None
@@ -241,7 +298,8 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
         record.update({"dir": str(out), "command": command.to_manifest(), "env": env.to_manifest()})
         click.echo(f"+ {command.marked_line()}", err=True)
         launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out),
-                        on_processes=lambda records: lock.write(records), echo=echo)
+                        on_processes=lambda records: lock.write(records),
+                        echo=echo if verbose else (lambda text: None))
         launch.install_signal_handlers()
         launch.start()
         outcome = launch.wait()
@@ -266,6 +324,10 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
         raise ReproError(f"evaluation interrupted; its output is in {out}; run `repro eval {run.path}` again",
                          EXIT_INTERRUPTED)
     if record["status"] != "completed":
+        if not verbose:
+            rank0 = RunDir(out).workerlog(0)
+            show_last_lines(rank0 if rank0.is_file() and rank0.stat().st_size else RunDir(out).console_log,
+                            "tools/eval.py")
         raise ReproError(f"tools/eval.py exited {outcome.returncode} without an eval result; its output is in "
                          f"{out}/console.log and {out}/launcher/workerlog.0; fix the cause and rerun "
                          f"`repro eval {run.path} --checkpoint {checkpoint}`", EXIT_TRAINING_FAILED)
@@ -309,13 +371,16 @@ def describe(record: dict[str, Any]) -> str:
               help="Which weights: true_best, best_model, latest or epoch_N.")
 @click.option("--gpus", help="GPU ids for the eval (default: the run's devices).")
 @click.option("--cpu-ranks", type=BoundedInt(1, process_limit()), help="CPU ranks for the eval (default: the run's).")
+@click.option("-v", "--verbose", is_flag=True, help="Stream upstream's output here too (it always goes to the "
+              "eval's console.log; to stderr with --json).")
 @json_option("the evaluation's record (as in the manifest's evaluations)")
-def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None, as_json: bool) -> None:
+def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_ranks: int | None, verbose: bool,
+                     as_json: bool) -> None:
     """Evaluate a checkpoint of RUN with upstream's tools/eval.py, as the run was trained; the result
     goes into RUN/eval/ and the manifest, where check-accuracy compares it with the logged top-1."""
 
     if gpus is not None and cpu_ranks is not None:
         raise ReproError("--gpus and --cpu-ranks exclude each other; pass one", EXIT_BAD_INPUT)
     to_stderr = (lambda text: click.echo(text, nl=False, err=True)) if as_json else None  # stdout: the object alone
-    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks, echo=to_stderr)
+    record = evaluate(run_path, checkpoint, parse_gpus(gpus), cpu_ranks, verbose=verbose, echo=to_stderr)
     click.echo(json.dumps(record, indent=2, default=str) if as_json else describe(record))

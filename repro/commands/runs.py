@@ -16,7 +16,8 @@ import click
 from repro.core.cli_wiring import command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED
+from repro.core.filesystem_errors import describe_os_error
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED, group_node0
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
 from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, resume_point
 from repro.launch.truebest import TRUE_BEST
@@ -59,9 +60,12 @@ class RunInfo:
     path: Path
     manifest: dict[str, Any]
     running: bool
+    problem: str = ""  # why the run could not be opened (listed as unreadable, never pruned)
 
     @property
     def status(self) -> str:
+        if self.problem:
+            return "unreadable"
         return "running" if self.running else str(self.manifest.get("status") or "unknown")
 
     @property
@@ -86,29 +90,40 @@ def open_run(path: Path) -> RunInfo:
 
 
 def runs_under(logs_dir: Path) -> list[RunInfo]:
+    """Every run directory one level under ``logs_dir`` (a multi-node group as its node 0's), each
+    opened on its own: one that cannot be opened is listed as unreadable, never dropped, and never
+    stops the others."""
     if not logs_dir.is_dir():
         raise ReproError(f"{logs_dir} is not a directory; pass the directory holding your runs: --logs-dir DIR",
                          EXIT_BAD_INPUT)
     found = []
     for child in sorted(logs_dir.iterdir()):
-        if child.is_dir() and not child.is_symlink() and (child / MANIFEST).is_file():
-            try:
-                found.append(open_run(child))
-            except ReproError:
+        try:
+            if not child.is_dir() or child.is_symlink():
                 continue
+            path = child if (child / MANIFEST).is_file() else group_node0(child)
+            if path is None:
+                continue
+            found.append(open_run(path))
+        except ReproError as error:
+            found.append(RunInfo(child, {}, False, error.message))
+        except OSError as error:
+            found.append(RunInfo(child, {}, False, describe_os_error(error)))
     return found
 
 
 def verdict_word(run: RunInfo) -> str:
-    """check-accuracy's status for the run with default options ("-" while it runs)."""
+    """check-accuracy's status for the run with default options ("-" while it runs); a run that cannot
+    be read or judged is UNREADABLE on its own."""
     if run.running:
         return "-"
-
+    if run.problem:
+        return "UNREADABLE"
     options = {"target": None, "metric": None, "eval_set_size": None, "recipe": None, "tolerance": None,
                "final": False, "allow_incomplete": False, "strict": False}
     try:
         return judge_run(parse_run(run.path), options).status
-    except ReproError:
+    except (ReproError, OSError):
         return "UNREADABLE"
 
 
@@ -257,27 +272,38 @@ def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, including: tu
     freed = 0
     verb = "would delete" if dry_run else "deleted"
     report = []
-    for run in chosen:
-        plan = plan_prune(run, named)
-        size = sum(path.lstat().st_size for path in plan.delete)
-        freed += size
-        report.append({"path": str(run.path), "files": [path.name for path in plan.delete], "bytes": size,
-                       "kept": plan.kept, "changed": [path.name for path in plan.changed]})
-        if not as_json:
-            click.echo(f"{run.path}: {verb} {len(plan.delete)} checkpoint file(s), {human(size)}")
-            if dry_run:
-                for path in plan.delete:
-                    click.echo(f"  {path}")
-            for name, why in plan.kept.items():
-                click.echo(f"  kept {name}.*: {why} (`--including {name}` deletes it too)")
-            for path in plan.changed:
-                click.echo(f"  kept {path.name}: changed since training wrote it (size, mtime or sha256), so it is "
-                           "not the harness's to delete")
-        if not dry_run and plan.delete:
-            with held(run.path):
-                for path in plan_prune(run, named).delete:  # again, under the lock
-                    path.unlink(missing_ok=True)
+    failed: list[ReproError] = []
+    for run in chosen:  # each run on its own: one that cannot be pruned never stops the others
+        try:
+            plan = plan_prune(run, named)
+            size = sum(path.lstat().st_size for path in plan.delete)
+            report.append({"path": str(run.path), "files": [path.name for path in plan.delete], "bytes": size,
+                           "kept": plan.kept, "changed": [path.name for path in plan.changed]})
+            if not as_json:
+                click.echo(f"{run.path}: {verb} {len(plan.delete)} checkpoint file(s), {human(size)}")
+                if dry_run:
+                    for path in plan.delete:
+                        click.echo(f"  {path}")
+                for name, why in plan.kept.items():
+                    click.echo(f"  kept {name}.*: {why} (`--including {name}` deletes it too)")
+                for path in plan.changed:
+                    click.echo(f"  kept {path.name}: changed since training wrote it (size, mtime or sha256), so it is "
+                               "not the harness's to delete")
+            if not dry_run and plan.delete:
+                with held(run.path):
+                    for path in plan_prune(run, named).delete:  # again, under the lock
+                        path.unlink(missing_ok=True)
+            freed += size
+        except ReproError as error:
+            failed.append(error)
+            click.echo(f"{run.path}: error: {error.message}", err=True)
+        except OSError as error:
+            failed.append(ReproError(describe_os_error(error), EXIT_BAD_INPUT))
+            click.echo(f"{run.path}: error: {failed[-1].message}", err=True)
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "runs": report, "freed_bytes": freed}, indent=2))
     else:
         click.echo(f"{'would free' if dry_run else 'freed'} {human(freed)} in {len(chosen)} run(s)")
+    if failed:
+        raise ReproError(f"{len(failed)} of {len(chosen)} run(s) could not be pruned (said above); the others were",
+                         max(error.exit_code for error in failed))

@@ -2,12 +2,14 @@
 the verdict is judged, end to end, in a few minutes. ``--recipe NAME`` (``make smoke RECIPE=NAME``)
 runs another recipe's smoke variant; ``--all`` (``make smoke-all``) runs every recipe's and prints a
 table (recipe, seconds, best top-1, verdict).
+
+The tiny set is read from its own directory (``repro train --data-dir``), never linked at
+``dataset/ILSVRC2012`` (the real data's place); each step is quiet (``--verbose`` streams upstream).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -25,15 +27,15 @@ from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, 
 from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
 from repro.upstream.patches import apply_series
 from repro.upstream.patches import read_series
-from repro.dataset.link import link_dataset
-from repro.dataset.link import linked_root
-from repro.dataset.tiny import is_tiny_dataset
 from repro.logs.parse import best_epoch
 from repro.logs.parse import parse_run
 from repro.dataset.tiny import make_tiny
 from repro.recipes.catalog import load_recipe
 from repro.run.rundir import run_id
 from repro.launch.config import smoke_section
+from repro.launch.start import dataset_overrides
+from repro.judge.targets import smoke_check
+from repro.judge.verdict import LOSS_FALLS
 from repro.recipes.catalog import available_recipes
 
 DEFAULT_DATA_DIR = Path("smoke") / "data"
@@ -45,7 +47,7 @@ SMOKE_KEEP_CHECKPOINTS = 1
 # Variables through which a user's own `make train` / `make check` settings would leak into the smoke.
 LEAKING_PREFIXES = ("REPRO_TRAIN_", "REPRO_CHECK_ACCURACY_")
 RECIPE_ENV = "REPRO_SMOKE_RECIPE"  # `make smoke RECIPE=NAME` exports it
-CHECKS = ("accuracy", "loss_falls")
+VERBOSE_ENV = "REPRO_SMOKE_VERBOSE"  # `make smoke V=1` exports it
 
 
 @dataclass
@@ -76,32 +78,11 @@ def ensure_patched(upstream_dir: Path) -> list[str]:
     return [f"applied patch {patch.name}" for patch, newly in apply_series(upstream_dir, read_series()) if newly]
 
 
-def dataset_overrides(root: Path) -> list[str]:
-    """``-o`` values pointing both loaders at ``root`` (used when the link holds real data)."""
-    base = f"{root.resolve()}/"
-    return [
-        f"DataLoader.Train.dataset.image_root={base}",
-        f"DataLoader.Train.dataset.cls_label_path={base}train_list.txt",
-        f"DataLoader.Eval.dataset.image_root={base}",
-        f"DataLoader.Eval.dataset.cls_label_path={base}val_list.txt",
-    ]
-
-
 def place_dataset(data: Path, upstream_dir: Path) -> tuple[list[str], str]:
-    """Link the tiny set where upstream reads data, unless real data is there; returns overrides and a line."""
-
-    current = linked_root(upstream_dir)
+    """The overrides that make a run read ``data`` (what ``repro train --data-dir`` adds), and a line
+    saying so; the checkout's dataset link is never touched."""
     link = upstream_dir / DATASET_LINK
-    # Relink only what is ours to replace: no link, a link to a tiny set, or a dangling link to this
-    # very smoke folder. A dangling link elsewhere may be real data on an unmounted disk: keep it.
-    ours = current is not None and link.is_symlink() and (is_tiny_dataset(current) or current == data)
-    if current is None or ours:
-        result = link_dataset(data, upstream_dir, force=current is not None, check=True)
-        return [], result.describe()
-    what = "real data" if current.exists() else "a link to a missing folder"
-    return dataset_overrides(data), (
-        f"{link} holds {what} ({current}); left untouched, the smoke's config points at {data} instead"
-    )
+    return dataset_overrides(data), f"tiny dataset {data} (read there with --data-dir; {link} is left for the real data)"
 
 
 def child_env() -> dict[str, str]:
@@ -138,6 +119,8 @@ SMOKE_EXITS = {EXIT_OK: "SMOKE PASS", EXIT_FAILED: "SMOKE FAIL: the verdict (or 
               help=f"Recipe whose smoke variant runs (also ${RECIPE_ENV}, which make smoke RECIPE=NAME sets).")
 @click.option("--all", "all_recipes", is_flag=True, help="Run every recipe's smoke and print a table.")
 @click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=None, help="Passed to repro train --seed.")
+@click.option("-v", "--verbose", envvar=VERBOSE_ENV, is_flag=True,
+              help=f"Stream upstream's output (default: a progress line; also ${VERBOSE_ENV}=1, make smoke V=1).")
 @click.pass_context
 def smoke_command(ctx: click.Context, **options) -> None:
     """Train a recipe's smoke variant with the real upstream on 2 CPU ranks on a tiny generated
@@ -147,38 +130,14 @@ def smoke_command(ctx: click.Context, **options) -> None:
 
 def _namespace(options: dict) -> argparse.Namespace:
     return argparse.Namespace(upstream=options["upstream"], logs_dir=options["logs_dir"], data_dir=options["data_dir"],
-                              recipe=options["recipe"], all=options["all_recipes"], seed=options["seed"])
+                              recipe=options["recipe"], all=options["all_recipes"], seed=options["seed"],
+                              verbose=options["verbose"])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The options as ``repro smoke`` reads them (click's usage errors propagate)."""
     with smoke_command.make_context("repro smoke", list(sys.argv[1:] if argv is None else argv)) as ctx:
         return _namespace(ctx.params)
-
-
-def loss_falls_verdict(epochs_configured: int, train_loss: Sequence[float], evaluated: int) -> str:
-    """``PASS`` when every epoch trained and evaluated and the last mean train loss is below the first."""
-    if any(value is not None and not math.isfinite(value) for value in train_loss):
-        return "FAIL: train loss is not finite (diverged; lower the smoke's learning rate)"
-    losses = [value for value in train_loss if value is not None and math.isfinite(value)]
-    if len(losses) < epochs_configured or evaluated < epochs_configured:
-        return (f"FAIL: {len(losses)} of {epochs_configured} epochs trained, {evaluated} evaluated "
-                "(see the run's launcher/workerlog.0)")
-    if not losses[-1] < losses[0]:
-        return f"FAIL: train loss did not fall ({losses[0]:.4f} -> {losses[-1]:.4f})"
-    return "PASS"
-
-
-def judge_loss_falls(run_dir: Path, epochs_configured: int) -> tuple[str, float | None]:
-
-    run = parse_run(run_dir)
-    losses = list(run.epochs["train_loss"]) if "train_loss" in run.epochs else []
-    best = best_epoch(run)
-    verdict = loss_falls_verdict(epochs_configured, [float(v) for v in losses], len(run.evaluated))
-    first, last = (losses[0], losses[-1]) if losses else (float("nan"), float("nan"))
-    say(f"loss check: train loss {first:.4f} -> {last:.4f} over {len(losses)} epochs, "
-        f"{len(run.evaluated)} evals, best top-1 {best[1] if best else 'none'} (not judged: this smoke checks the loss)")
-    return verdict, (best[1] if best else None)
 
 
 def best_top1(run_dir: Path) -> float | None:
@@ -205,25 +164,22 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         say(line)
     recipe = load_recipe(recipe_name)
     section = smoke_section(recipe)
-    check = str(section.get("check", "accuracy"))
-    if check not in CHECKS:
-        raise ReproError(f"recipe {recipe.name}: smoke.check {check!r} is not one of {', '.join(CHECKS)}; fix the recipe")
+    check = smoke_check(recipe)
     say(f"recipe {recipe.name} ({recipe.arch}): {section.get('why', 'smoke variant')}; checks {check}")
     data = make_tiny(args.data_dir.expanduser().absolute(), **(section.get("dataset") or {}))
-    say(f"tiny dataset {data}")
-    overrides, line = place_dataset(data, upstream_dir)
+    _, line = place_dataset(data, upstream_dir)
     say(line)
+    verbose = ["-v"] if args.verbose else []
 
     run_dir = args.logs_dir.expanduser().absolute() / f"smoke-{recipe.name}-{run_id()}"
     train = [
         sys.executable, "-m", "repro", "train", "--smoke", "--recipe", recipe.name,
         "--platform", SMOKE_PLATFORM, "--cpu-ranks", str(int(section.get("cpu_ranks", 2))),
         "--upstream", str(upstream_dir), "--run-dir", str(run_dir), "--keep-checkpoints", str(SMOKE_KEEP_CHECKPOINTS),
+        "--data-dir", str(data), *verbose,
     ]
     if args.seed is not None:
         train += ["--seed", str(args.seed)]
-    for option in overrides:
-        train += ["-o", option]
     train_started = time.monotonic()
     code = run_step(train)
     train_seconds = time.monotonic() - train_started
@@ -232,22 +188,19 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         say(f"SMOKE FAIL: repro train exited {code} after {train_seconds:.0f} s; logs in {run_dir} [total {total:.0f} s]")
         return SmokeResult(recipe.name, code, total, None, f"FAIL: repro train exited {code}")
 
-    if check == "loss_falls":
-        epochs = int(((section.get("config") or {}).get("set") or {}).get("Global.epochs", 0))
-        verdict, best = judge_loss_falls(run_dir, epochs)
-        code = 0 if verdict == "PASS" else 1
-    else:
+    if check != LOSS_FALLS:  # a loss-check smoke has no accuracy to confirm from the weights
         # The number from the weights too: upstream's tools/eval.py on the true best, which check-accuracy
         # then compares with the logged top-1 of that epoch (before the checkpoints are pruned).
-        code = run_step([sys.executable, "-m", "repro", "eval", str(run_dir)])
+        code = run_step([sys.executable, "-m", "repro", "eval", *verbose, "--", str(run_dir)])
         if code != 0:
             total = time.monotonic() - started
             say(f"SMOKE FAIL: repro eval exited {code}; logs in {run_dir}/eval [total {total:.0f} s]")
             return SmokeResult(recipe.name, code, total, None, f"FAIL: repro eval exited {code}")
-        # The smoke target (and its tolerance) comes from the run's manifest, as for any run.
-        code = run_step([sys.executable, "-m", "repro", "check-accuracy", str(run_dir)])
-        best = best_top1(run_dir)
-        verdict = "PASS" if code == 0 else f"FAIL: check-accuracy exited {code}"
+    # The smoke target (and its tolerance) comes from the run's manifest, as for any run; a loss-check
+    # smoke's verdict (the loss falls) is check-accuracy's too, so every command reads the same one.
+    code = run_step([sys.executable, "-m", "repro", "check-accuracy", "--", str(run_dir)])
+    best = best_top1(run_dir)
+    verdict = "PASS" if code == 0 else f"FAIL: check-accuracy exited {code}"
     total = time.monotonic() - started
     if code == 0:  # a passed smoke needs no checkpoints (a failed one keeps them to look into)
         run_step([sys.executable, "-m", "repro", "runs", "prune", str(run_dir)])

@@ -25,8 +25,8 @@ from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.core.files import Tail, last_lines
-from repro.logs import patterns as P
 from repro.logs.discover import RunFiles, run_files_in
+from repro.logs.progress import Progress
 from repro.judge.alarmlog import check_on_alarm
 from repro.judge.health import Alarm
 from repro.judge.judge_cli import judged_path, target_options, verdicts_for
@@ -41,38 +41,6 @@ from repro.run.lock import is_active
 LAUNCHER_END_MARKERS = ("Pod completed", "Exit code")
 # A harness seen dead this many looks in a row is dead (not a start between manifest and lock).
 DEAD_LOOKS = 2
-
-
-@dataclass
-class Progress:
-    """What the latest lines say: where training is and how it goes."""
-
-    epoch: int = 0
-    epochs: int = 0
-    iter: int = 0
-    iters: int = 0
-    loss: float | None = None
-    ips: float | None = None
-    eta_s: float | None = None
-    top1: float | None = None
-    top1_epoch: int | None = None
-
-    def feed(self, line: str) -> None:
-        read = P.read_line(line)
-        if read.kind == P.TRAIN_ITER_LINE:
-            self.epoch, self.epochs, self.iter, self.iters = read.epoch, read.epochs, read.iter, read.iters  # type: ignore[assignment]
-            values = read.values
-            self.loss, self.ips, self.eta_s = values.get("loss"), values.get("ips"), values.get("eta_s")  # type: ignore[assignment]
-        elif read.kind == P.EVAL_AVG_LINE and isinstance(read.values.get("top1"), float):
-            self.top1, self.top1_epoch = read.values["top1"], read.epoch  # type: ignore[assignment]
-
-    @property
-    def position(self) -> int:
-        return max(0, (self.epoch - 1) * self.iters + self.iter + 1) if self.iters else 0
-
-    @property
-    def total(self) -> int:
-        return self.epochs * self.iters
 
 
 @dataclass
@@ -176,19 +144,6 @@ def pace_lines(health: RunHealth, progress: Progress, world: int | None, source:
     return lines
 
 
-def _postfix(progress: Progress) -> dict[str, str]:
-    post = {"epoch": f"{progress.epoch}/{progress.epochs}", "iter": f"{progress.iter}/{progress.iters}"}
-    if progress.loss is not None:
-        post["loss"] = f"{progress.loss:.4f}"
-    if progress.top1 is not None:
-        post["top1"] = f"{progress.top1:.4f}@{progress.top1_epoch}"
-    if progress.ips is not None:
-        post["ips"] = f"{progress.ips:.1f}"
-    if progress.eta_s is not None:
-        post["eta"] = time.strftime("%H:%M:%S", time.gmtime(progress.eta_s)) if progress.eta_s < 86400 else f"{progress.eta_s / 86400:.1f}d"
-    return post
-
-
 def check_watchable(run: Path) -> None:
     run = Path(run)
     if not run.exists():
@@ -229,7 +184,7 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
             if progress.total and bar.total != progress.total:
                 bar.total = progress.total
             bar.n = min(progress.position, bar.total or progress.position)
-            bar.set_postfix(_postfix(progress), refresh=False)
+            bar.set_postfix(progress.fields(), refresh=False)
             bar.refresh()
             why = watcher.ended()
             if why is not None:

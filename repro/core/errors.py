@@ -23,6 +23,7 @@ EXIT_ENVIRONMENT = 7  # this machine cannot run it: missing package, tool or pro
 EXIT_DISK = 8  # a write failed on a full or failing disk (no space, quota, I/O error): free space, rerun
 EXIT_INTERNAL = 70  # a bug in repro itself (EX_SOFTWARE); REPRO_DEBUG=1 shows the traceback
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C / SIGTERM, as shells report SIGINT
+EXIT_CLOSED_PIPE = 141  # whoever read the output went away (`| head`), as shells report SIGPIPE
 
 # code -> what it means, for every command.
 EXIT_MEANINGS: dict[int, str] = {
@@ -42,10 +43,11 @@ EXIT_MEANINGS: dict[int, str] = {
                "another disk, then rerun (a training whose ranks failed on a full disk is 6, its cause named)",
     EXIT_INTERNAL: "a bug in repro (REPRO_DEBUG=1 shows the traceback), or processes that could not be stopped",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM)",
+    EXIT_CLOSED_PIPE: "the output's reader went away (a closed pipe, e.g. `| head`): the rest was not printed",
 }
 DOCUMENTED_EXIT_CODES = frozenset(EXIT_MEANINGS)
 # Any command can meet these: a usage error, a full disk, a bug, Ctrl-C.
-EVERY_COMMAND_EXITS = (EXIT_OK, EXIT_BAD_INPUT, EXIT_DISK, EXIT_INTERNAL, EXIT_INTERRUPTED)
+EVERY_COMMAND_EXITS = (EXIT_OK, EXIT_BAD_INPUT, EXIT_DISK, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_CLOSED_PIPE)
 
 
 def exit_code_rows(specific: Mapping[int, str | None]) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from typing import TypeVar
 from concurrent.futures import ProcessPoolExecutor
 
 from repro.core.files import NotRegularFile, open_regular
+from tqdm import tqdm
 
 T = TypeVar("T")
 
@@ -57,7 +58,7 @@ def decode_error(path: str, timeout: float = DECODE_TIMEOUT_S) -> str | None:
     Only a regular file is read: a FIFO or a device would block (or never end), so the path is
     opened without blocking and its type checked on the open descriptor (no race with a rename).
     """
-    from PIL import Image
+    from PIL import Image  # heavy: Pillow loads its image plugins; only decoding needs it
 
     try:
         fd, _ = open_regular(path)
@@ -94,7 +95,6 @@ def sample_evenly(paths: Sequence[T], count: int) -> list[T]:
 
 def decode_errors(paths: Sequence[str], workers: int | None = None) -> list[tuple[str, str]]:
     """(path, reason) for every path that does not decode, in input order."""
-    from tqdm import tqdm
 
     if len(paths) < POOL_THRESHOLD:
         results = [decode_error(path) for path in paths]

@@ -1,7 +1,8 @@
 """Point upstream's ``dataset/ILSVRC2012`` at the real data with a symlink, never risking the data.
 
 Upstream's configs read ``./dataset/ILSVRC2012/``. A symlink keeps the 150 GB tree where it is;
-the only thing this module ever replaces is a symlink (and only with ``force``). A real directory or
+the only thing this module ever replaces is a symlink (with ``force``, or when it points at a tiny
+set the harness generated). A real directory or
 file at that path may be somebody's only copy of ImageNet: it is reported, never touched.
 """
 
@@ -15,8 +16,10 @@ from pathlib import Path
 
 from repro.dataset.check import check_dataset
 from repro.dataset.check_report import DatasetReport
+from repro.dataset.tiny import is_tiny_dataset
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 from repro.core.paths import DATASET_LINK
+import psutil
 
 CREATED = "created"
 ALREADY = "already"
@@ -131,7 +134,9 @@ def link_dataset(
         old = _link_target(link)
         if _same_place(old, target):
             return LinkResult(ALREADY, link, target, report=report)
-        if not force:
+        # A link to a tiny set (`repro dataset make-tiny`, an older `make smoke`) holds no one's data:
+        # the real data replaces it without --force, as the README's real run expects.
+        if not force and not is_tiny_dataset(old):
             now = f"already links to {old}" if os.path.exists(link) else f"is a symlink to missing {old}"
             raise ReproError(f"{link} {now}; pass --force to point it to {target} instead", EXIT_CONFLICT)
         readers = training_in(upstream_dir)
@@ -164,7 +169,6 @@ def link_dataset(
 
 def training_in(upstream_dir: Path) -> list[int]:
     """PIDs of upstream training processes working in ``upstream_dir`` (they read its dataset link)."""
-    import psutil
 
     here = os.path.realpath(upstream_dir)
     found = []

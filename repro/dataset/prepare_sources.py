@@ -108,7 +108,7 @@ def _devkit_files(devkit: Path) -> tuple[bytes | None, bytes | None]:
 
 def read_devkit(devkit: Path) -> Devkit:
     """The 1000 leaf classes of meta.mat (num_children == 0) and the val ground truth."""
-    import scipy.io
+    import scipy.io  # heavy: scipy, only to read the devkit's meta.mat
 
     meta, truth = _devkit_files(devkit)
     if meta is None:

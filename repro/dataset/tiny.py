@@ -133,7 +133,7 @@ def synth_image(index: int, classes: int, height: int, width: int, rng: np.rando
 
 
 def _save_jpeg(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
+    from PIL import Image  # heavy: Pillow, only to write the JPEGs
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, "RGB").save(path, format="JPEG", quality=JPEG_QUALITY)
@@ -219,7 +219,7 @@ def _sampled_plan(
 
 def _copy_resized(source: Path, out: Path, entries: list[tuple[str, int]], size: int) -> None:
     """Copy each image with its shorter side reduced to ``size``: the smoke run decodes less."""
-    from PIL import Image
+    from PIL import Image  # heavy: Pillow, only to write the JPEGs
 
     for path, _ in entries:
         src = source / path

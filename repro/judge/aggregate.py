@@ -5,7 +5,8 @@ models), so the mean of several runs is a better estimate than any one of them. 
 sample standard deviation, min, max, the olympic mean (n >= 5: drop the best and the worst run, as
 MLPerf's reference convergence points do) and a 95% t-interval of the mean; the aggregate verdict is
 PASS when the mean reaches the threshold (target - margin). Only runs of one recipe, target, platform
-and upstream commit are pooled, unless ``--mixed`` says otherwise.
+and upstream commit are pooled, unless ``--mixed`` says otherwise. Loss-check smokes have no
+accuracy to average: they are counted by verdict, never pooled as numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
-from repro.judge.verdict import EXIT_CODES, FAIL, INCOMPLETE, PASS, ROUNDING, UNREADABLE, Verdict
+from repro.judge.verdict import EXIT_CODES, FAIL, INCOMPLETE, LOSS_FALLS, PASS, ROUNDING, UNREADABLE, Verdict
 
 CONFIDENCE = 0.95
 OLYMPIC_MIN_RUNS = 5
@@ -91,6 +92,10 @@ def aggregate(verdicts: list[Verdict], mixed: bool = False) -> Aggregate:
         raise ReproError(f"--aggregate: the runs differ in {', '.join(differing)} ({differing[0]}: {' vs '.join(seen)}), "
                          "so their mean judges no one recipe; pass runs of one recipe, target, platform and upstream "
                          "commit, or add --mixed", EXIT_BAD_INPUT)
+    loss_checks = [v for v in verdicts if v.check == LOSS_FALLS]
+    if loss_checks and len(loss_checks) == len([v for v in verdicts if v.status != UNREADABLE]):
+        return _loss_checks(verdicts, differing)
+    verdicts = [v for v in verdicts if v.check != LOSS_FALLS]  # --mixed: their loss is no accuracy to pool
     metric = verdicts[0].metric
     judged = [v for v in verdicts if v.value is not None and math.isfinite(v.value)]
     values = [float(v.value) for v in judged]
@@ -123,4 +128,19 @@ def aggregate(verdicts: list[Verdict], mixed: bool = False) -> Aggregate:
     failed = [v for v in verdicts if v.status == FAIL]
     if failed and passed:
         result.reason += f"; {len(failed)} run{'s' if len(failed) != 1 else ''} failed on its own"
+    if loss_checks:
+        result.reason += f"; {len(loss_checks)} loss-check smoke(s) left out (no accuracy to pool)"
     return result
+
+
+def _loss_checks(verdicts: list[Verdict], differing: list[str]) -> Aggregate:
+    """Loss-check smokes together: no number to average, so the worst of their verdicts, counted."""
+    worst = max(verdicts, key=lambda v: (v.exit_code, v.status == UNREADABLE))
+    status = worst.status if worst.status != UNREADABLE else INCOMPLETE
+    passed = sum(v.status == PASS for v in verdicts)
+    reason = (f"{passed} of {len(verdicts)} loss-check smokes PASS (their loss falls); they have no accuracy to "
+              "average at smoke scale")
+    if status != PASS:
+        reason += f"; {', '.join(f'{v.run}: {v.status}' for v in verdicts if v.status != PASS)}"
+    return Aggregate(status=status, reason=reason, metric="train_loss", n=len(verdicts), runs=[v.run for v in verdicts],
+                     values=[], mixed=differing)

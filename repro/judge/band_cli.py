@@ -12,7 +12,7 @@ from repro.judge.band import MAX_K, MIN_RUNS, Band, build_band, build_hint, run_
 from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.judge.health import health_settings
-from repro.logs.parse import parse_run
+from repro.logs.parse import parse_run, refuse_duplicate_runs
 from repro.recipes.catalog import DEFAULT_RECIPE
 from repro.recipes.catalog import load_recipe
 
@@ -34,6 +34,7 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
         raise ReproError(f"a band needs >= {MIN_RUNS} completed runs, got {len(runs)}; pass more run directories",
                          EXIT_BAD_INPUT)
     parsed = [parse_run(path) for path in runs]
+    refuse_duplicate_runs(parsed, "band build")  # a copy (or one run twice) would make a 3-run band of 2
     facts = [run_facts(run) for run in parsed]
     for run, fact in zip(parsed, facts):
         configured = run.epochs_configured

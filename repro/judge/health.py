@@ -22,6 +22,7 @@ from repro.logs.scan import EchoReader, world_size_warned
 from repro.judge.band import Band, BandSettings, shipped_band_path
 from repro.judge.band import build_hint
 from repro.run.checkpoints import disk_problem
+from repro.run.rundir import utc_now
 
 NONFINITE = "nonfinite-loss"
 LOSS_FLAT = "loss-not-falling"
@@ -62,10 +63,6 @@ def health_settings(recipe_data: dict[str, Any], smoke: bool) -> HealthSettings:
         merged.update(override)
         merged["band"] = band
     return HealthSettings.from_dict(merged)
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """``repro check-accuracy``, ``repro report`` and ``repro watch``.
 
 check-accuracy's exit code is the contract CI and ``make smoke`` rely on (``VERDICT_EXITS``); with
-several paths the worst code wins.
+several runs (several paths, or a directory of runs) each is judged on its own and the worst code
+wins, so one unreadable run never hides or changes the others.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import click
 from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
-from repro.logs.parse import RunLogs, parse_runs
+from repro.logs.discover import RunFiles, discover, latest_run
+from repro.logs.parse import RunLogs, UnreadableRun, read_run, run_identity, same_run
 from repro.judge.targets import choose_target, validate_options
-from repro.judge.verdict import Verdict, judge, reference_deviations
-from repro.run.rundir import K_NODES, MANIFEST, group_node0, read_manifest, where_node0_is
+from repro.judge.verdict import (FAIL, INCOMPLETE, LOSS_FALLS, PASS, UNREADABLE, Verdict, judge, judge_loss_falls,
+                                 reference_deviations)
+from repro.recipes.catalog import load_recipe
+from repro.run.rundir import K_NODES, group_node0, where_node0_is
 from repro.judge.aggregate import aggregate as pool
 from repro.logs.parse import final_epoch, parse_run
 from repro.judge.run_report import INDEX_HTML, default_report_dir, run_band, write_report
@@ -50,16 +54,21 @@ def target_options(function):
 
 def judge_run(run: RunLogs, options: dict) -> Verdict:
     """One run judged as the options say, with its deviations from the reference and its compliance
-    with the recipe's rules (under ``--strict`` a NONCOMPLIANT run is a deviation, so it FAILs)."""
+    with the recipe's rules (under ``--strict`` a NONCOMPLIANT run is a deviation, so it FAILs):
+    against its accuracy target, or by the loss check when it is a loss-check smoke."""
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     deviations = reference_deviations(run, choice.recipe, options["strict"])
     compliance = check_compliance(run, choice.recipe)
     if options["strict"] and compliance is not None and compliance.violations:
         deviations.append(f"NONCOMPLIANT ({', '.join(check.rule for check in compliance.violations)})")
-    verdict = judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
-                    expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
-                    deviations=deviations, strict=options["strict"], require_eval=options.get("require_eval", False))
+    if choice.check == LOSS_FALLS:
+        verdict = judge_loss_falls(run, deviations=deviations, strict=options["strict"])
+    else:
+        verdict = judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
+                        expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
+                        deviations=deviations, strict=options["strict"], require_eval=options.get("require_eval", False))
     verdict.compliance = compliance.to_dict() if compliance is not None else None
+    verdict.warnings += node_mismatches(run)
     return verdict
 
 
@@ -81,7 +90,8 @@ def compliance_lines(verdict: Verdict) -> list[str]:
 
 
 def distinct_paths(paths: tuple[Path, ...]) -> None:
-    """Refuse a path given twice, or one inside another: the same run would be judged twice."""
+    """Refuse a path given twice, or one inside another: the same run would be judged twice (a cheap
+    check on the paths; a copy elsewhere is one run too: ``repro.logs.parse.refuse_duplicate_runs``)."""
     resolved = [(path, path.expanduser().resolve()) for path in paths]
     for i, (path, real) in enumerate(resolved):
         for other, other_real in resolved[i + 1:]:
@@ -102,42 +112,110 @@ def judged_path(path: Path) -> Path:
     return group_node0(path) or path
 
 
-def node_mismatches(path: Path) -> list[str]:
+def node_mismatches(run: RunLogs) -> list[str]:
     """What node 0 found different on another node (upstream, patches, data), from its manifest."""
-    try:
-        record = read_manifest(Path(path) / MANIFEST).get(K_NODES) or {}
-    except ReproError:
-        return []
-    return [f"nodes: MISMATCH {line}" for line in record.get("mismatches") or []]
+    record = (run.manifest or {}).get(K_NODES)
+    found = record.get("mismatches") if isinstance(record, dict) else None
+    return [f"nodes: MISMATCH {line}" for line in found or []]
+
+
+def find_runs(paths: tuple[Path, ...], latest: bool) -> list[tuple[int, RunFiles | UnreadableRun]]:
+    """Every run under the paths, tagged with the index of the path it came from; a path that holds
+    no run is UNREADABLE on its own. Another node's directory given alone is one line (where node 0's is)."""
+    found: list[tuple[int, RunFiles | UnreadableRun]] = []
+    for index, path in enumerate(paths):
+        try:
+            where = judged_path(path)
+        except ReproError as error:
+            if len(paths) == 1:
+                raise  # another node's directory: the one line says where node 0's is
+            found.append((index, UnreadableRun(str(path), path, error.message)))
+            continue
+        try:
+            found += [(index, files) for files in discover(where)]
+        except ReproError as error:
+            found.append((index, UnreadableRun(str(path), path, error.message)))
+    if latest:
+        candidates = [(index, files) for index, files in found if isinstance(files, RunFiles)]
+        newest = latest_run([files for _, files in candidates]) if candidates else None
+        found = [(index, files) for index, files in candidates if files is newest] or found[-1:]
+    return found
+
+
+def copies(runs: list[tuple[int, RunLogs]], aggregate: bool) -> dict[int, str]:
+    """Runs that are one run (:func:`same_run`): refused when pooled (``--aggregate``) or named by two
+    PATHS; found inside one directory, the later is judged with a note. Returns notes by position."""
+    if len(runs) < 2:
+        return {}
+    identities = [run_identity(run) for _, run in runs]
+    notes: dict[int, str] = {}
+    for i, first in enumerate(identities):
+        for j in range(i + 1, len(identities)):
+            why = same_run(first, identities[j])
+            if not why:
+                continue
+            if aggregate or runs[i][0] != runs[j][0]:
+                what = "--aggregate" if aggregate else "check-accuracy"
+                raise ReproError(f"{what}: {first.path} and {identities[j].path} are the same run ({why}); a copy "
+                                 "counts once: pass each run once", EXIT_BAD_INPUT)
+            notes.setdefault(j, f"the same run as {first.path} ({why}): a copy, not another run")
+    return notes
+
+
+def judge_each(found: list[tuple[int, RunFiles | UnreadableRun]], options: dict, aggregate: bool) -> list[Verdict]:
+    """Each run judged on its own: one that cannot be read or judged is UNREADABLE with its reason,
+    and never changes another run's verdict."""
+    metric, judged = options["metric"] or "top1", "final" if options["final"] else "best"
+    items = [(index, read_run(files) if isinstance(files, RunFiles) else files) for index, files in found]
+    readable = [(position, index, item) for position, (index, item) in enumerate(items) if isinstance(item, RunLogs)]
+    notes = copies([(index, run) for _, index, run in readable], aggregate)
+    copy_note = {readable[k][0]: note for k, note in notes.items()}
+    verdicts = []
+    for position, (_, item) in enumerate(items):
+        if isinstance(item, UnreadableRun):
+            verdicts.append(Verdict.unreadable(str(item.path), item.reason, metric, judged, name=item.name))
+            continue
+        try:
+            verdict = judge_run(item, options)
+        except ReproError as error:
+            verdict = Verdict.unreadable(str(item.files.single_file or item.files.root), error.message, metric,
+                                         judged, name=item.name)
+        if position in copy_note:
+            verdict.notes.append(copy_note[position])
+        verdicts.append(verdict)
+    return verdicts
 
 
 def verdicts_for(path: Path, options: dict) -> list[Verdict]:
-    """Every run under ``path`` judged; an unreadable path becomes an UNREADABLE verdict, not an abort."""
-    try:
-        runs = parse_runs(path)
-        verdicts = []
-        for run in runs:
-            verdicts.append(judge_run(run, options))
-        return verdicts
-    except ReproError as error:
-        return [Verdict.unreadable(str(path), error.message, options["metric"] or "top1", "final" if options["final"] else "best")]
+    """Every run under ``path`` judged on its own (watch's closing verdict)."""
+    found = find_runs((path,), latest=False)
+    return judge_each(found, options, aggregate=False)
+
+
+def summary_line(verdicts: list[Verdict]) -> str:
+    counts = ", ".join(f"{sum(v.status == status for v in verdicts)} {status}"
+                       for status in (PASS, FAIL, INCOMPLETE, UNREADABLE) if any(v.status == status for v in verdicts))
+    code = max(v.exit_code for v in verdicts)
+    return f"summary: {len(verdicts)} runs: {counts}; exit {code} (the worst verdict among them)"
 
 
 @command("check-accuracy", exits=VERDICT_EXITS)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @target_options
 @click.option("--require-eval", is_flag=True,
-              help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch: missing is "
-                   "INCOMPLETE, disagreeing FAIL.")
+              help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch, of weights whose "
+                   "sha256 training recorded: missing is INCOMPLETE, disagreeing FAIL.")
+@click.option("--latest", is_flag=True, help="Judge only the newest run under the paths (by its manifest's start time).")
 @click.option("--aggregate", is_flag=True,
               help="Also judge the runs together: n, mean, std, min, max, olympic mean, 95% t-interval; the exit "
-                   "code is the aggregate verdict's (mean >= threshold).")
+                   "code is the aggregate verdict's (mean >= threshold). A copy of a run is refused.")
 @click.option("--mixed", is_flag=True, help="With --aggregate: pool runs of different recipes, targets, platforms "
                                             "or upstream commits.")
+@click.option("-v", "--verbose", is_flag=True, help="With several runs: each run's details too, not only its verdict line.")
 @json_option("one object per run, one a line (stable keys), for CI")
 @click.pass_context
 def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, aggregate: bool, mixed: bool,
-                   **options) -> None:
+                   latest: bool, verbose: bool, **options) -> None:
     """Judge runs' logs against the target.
 
     Each run is also checked against its recipe's rules (global batch, epochs, learning rate and
@@ -145,30 +223,30 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     config echo: COMPLIANT, NONCOMPLIANT with each violated rule, or NOT SHOWN; with --strict a
     NONCOMPLIANT run that would PASS is a FAIL (exit 1).
 
-    PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs.
+    PATH is a run directory, a log file (workerlog.0, train.log) or a directory of runs (each run one
+    level down, a multi-node group as one). Each run is judged on its own: one verdict line per run,
+    starting with the verdict and its number, then a summary; a run that cannot be read is
+    UNREADABLE alone. With several runs the exit code is the worst among them (2 if any is
+    INCOMPLETE or UNREADABLE, else 1 if any FAILs, else 0); --latest judges only the newest run.
+    A loss-check smoke (no accuracy target at smoke scale) is judged by its falling loss.
     """
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    if options["recipe"] is not None:
+        load_recipe(options["recipe"])  # an unknown --recipe is bad input (one line naming the recipes), not a verdict
     if mixed and not aggregate:
         raise ReproError("--mixed only applies with --aggregate; add --aggregate or drop --mixed", EXIT_BAD_INPUT)
-    distinct_paths(paths)
-    judged = [judged_path(path) for path in paths]
-    verdicts = [verdict for path in judged for verdict in verdicts_for(path, options)]
-    pooled = None
-    if aggregate:
-
-        pooled = pool(verdicts, mixed)  # refused before anything is printed when the runs are not comparable
+    verdicts = judge_each(find_runs(paths, latest), options, aggregate)
+    pooled = pool(verdicts, mixed) if aggregate else None  # refused before anything is printed when not comparable
+    several = len(verdicts) > 1
     for verdict in verdicts:
         if as_json:
             click.echo(json.dumps(verdict.to_dict(), sort_keys=True, default=str))
+        elif several and not verbose:
+            click.echo(f"{verdict.headline} -- {verdict.run}")
         else:
-            click.echo("\n".join(verdict.lines[:-1] + compliance_lines(verdict) + verdict.lines[-1:]))
-    for path in judged:
-        for line in node_mismatches(path):
-            click.echo(line, err=as_json)
-    if len(verdicts) > 1 and not as_json:
-        click.echo("verdicts:")
-        for verdict in verdicts:
-            click.echo(f"  {verdict.headline}")
+            click.echo("\n".join(verdict.lines + compliance_lines(verdict)))
+    if several and not as_json:
+        click.echo(summary_line(verdicts))
     if pooled is not None:
         click.echo(json.dumps(pooled.to_dict(), sort_keys=True, default=str) if as_json else "\n".join(pooled.lines))
         ctx.exit(pooled.exit_code)
@@ -186,6 +264,8 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
 def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
     """Write RUN's report: index.html (one self-contained page), curves.png, epochs.csv, summary.md, report.json."""
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    if options["recipe"] is not None:
+        load_recipe(options["recipe"])
     run_path = judged_path(run_path)
     run = parse_run(run_path)
     choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])

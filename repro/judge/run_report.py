@@ -501,7 +501,7 @@ def epochs_csv(run: RunLogs) -> str:
 def summary_markdown(run: RunLogs, verdict: Verdict) -> str:
     table = run.epochs[[c for c in SUMMARY_COLUMNS if c in run.epochs.columns and (c != "top5" or top5_meaningful(run))]]
     lines = [f"# {verdict.status}: {run.name}", "", f"**{verdict.headline}**", ""]
-    lines += [f"- {line.strip()}" for line in verdict.lines[1:-1]]
+    lines += [f"- {line.strip()}" for line in verdict.lines[1:]]
     lines += ["", f"![curves]({CURVES_PNG})", "", f"The full page: [{INDEX_HTML}]({INDEX_HTML})", "",
               "## Epochs", "", _markdown_table(table)]
     return "\n".join(lines) + "\n"

@@ -3,7 +3,9 @@
 A smoke run records its own small target in manifest.json (4 classes, 32 images); judging it against
 ResNeSt50's 0.7677 on 50,000 images would be meaningless, and so would be checking a log of another
 model against this recipe. The recipe's model (Arch name, class_num) is only enforced when the
-recipe's own target is used.
+recipe's own target is used. A smoke of a recipe whose ``smoke.check`` is ``loss_falls`` has no
+accuracy target at all (its manifest's recorded 0.0 is a placeholder, never used): it is judged by
+the loss check, unless ``--target`` asks for an accuracy.
 """
 
 from __future__ import annotations
@@ -12,17 +14,31 @@ import dataclasses
 from dataclasses import dataclass
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.judge.verdict import ACCURACY, LOSS_FALLS
 from repro.logs.parse import RunLogs
 from repro.recipes.catalog import DEFAULT_RECIPE, Recipe, Target, load_recipe, parse_targets
+
+SMOKE_CHECKS = (ACCURACY, LOSS_FALLS)  # what a recipe's smoke.check may say
 
 
 @dataclass(frozen=True)
 class TargetChoice:
-    target: Target
-    origin: str  # "recipe resnest50", "manifest.json", "--target"
+    target: Target | None  # None for a loss-check smoke (check LOSS_FALLS)
+    origin: str  # "recipe resnest50", "manifest.json", "--target", "recipe xception smoke (loss check)"
     expect_arch: str | None
     expect_class_num: int | None
     recipe: Recipe | None = None  # the recipe the run is measured against (its reference: GPUs, platform)
+    check: str = ACCURACY
+
+
+def smoke_check(recipe: Recipe) -> str:
+    """What the recipe's smoke proves: ACCURACY (its smoke target) or LOSS_FALLS (the loss falls)."""
+    section = recipe.data.get("smoke")
+    check = str(section.get("check", ACCURACY)) if isinstance(section, dict) else ACCURACY
+    if check not in SMOKE_CHECKS:
+        raise ReproError(f"recipe {recipe.name}: smoke.check {check!r} is not one of {', '.join(SMOKE_CHECKS)}; "
+                         "fix the recipe", EXIT_BAD_INPUT)
+    return check
 
 
 def check_target_numbers(where: str, value: float | None, tolerance: float | None = None,
@@ -77,6 +93,8 @@ def choose_target(
     if isinstance(recorded, dict):  # repro train records {"name": ..., "config": ..., "arch": ...}
         recorded = recorded.get("name")
     recipe = load_recipe(recipe_name or str(recorded or DEFAULT_RECIPE))
+    if target is None and manifest.get("smoke") is True and smoke_check(recipe) == LOSS_FALLS:
+        return TargetChoice(None, f"recipe {recipe.name} smoke (loss check)", recipe.arch, None, recipe, LOSS_FALLS)
     candidates = recipe.targets or ((recipe.target,) if recipe.target is not None else ())
     origin = f"recipe {recipe.name}"
     expect_arch, expect_class_num = recipe.arch, recipe.class_num

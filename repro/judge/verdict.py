@@ -16,6 +16,7 @@ from repro.core.errors import ReproError
 from repro.upstream.pin import load_pin
 
 PASS, FAIL, INCOMPLETE, UNREADABLE = "PASS", "FAIL", "INCOMPLETE", "UNREADABLE"
+ACCURACY, LOSS_FALLS = "accuracy", "loss_falls"  # what a verdict checks (Verdict.check)
 EXIT_CODES = {PASS: EXIT_OK, FAIL: EXIT_FAILED, INCOMPLETE: EXIT_BAD_INPUT, UNREADABLE: EXIT_BAD_INPUT}
 STANDARD_ERRORS = 2.0
 ROUNDING = 1e-9  # top-1 is printed with 5 decimals; never fail on float noise
@@ -74,6 +75,9 @@ class Verdict:
     strict: bool = False
     standalone: dict[str, Any] | None = None  # the `repro eval` result compared with the logged number
     provenance: dict[str, Any] = field(default_factory=dict)  # recipe, platform, upstream: what --aggregate groups by
+    check: str = ACCURACY  # ACCURACY against a target, or LOSS_FALLS (a loss-check smoke: no target)
+    loss_first: float | None = None  # LOSS_FALLS: the first and last epochs' mean train loss
+    loss_last: float | None = None
     compliance: dict[str, Any] | None = None  # repro.judge.compliance's result (its to_dict), set by check-accuracy
 
     @property
@@ -82,19 +86,23 @@ class Verdict:
 
     @property
     def headline(self) -> str:
-        if not self.deviations:
-            return f"{self.status} {self.run}: {self.reason}"
-        return f"{self.status}, with deviations from the reference: {'; '.join(self.deviations)} -- {self.run}: {self.reason}"
+        """The verdict line: the status, then the number it rests on (or why there is none), and how
+        many deviations from the reference follow on their own lines."""
+        count = len(self.deviations)
+        marker = f" [{count} deviation{'s' if count != 1 else ''} from the reference]" if count else ""
+        return f"{self.status} {self.reason}{marker}"
 
     @property
     def lines(self) -> list[str]:
-        """The human report: details, notes, warnings, errors, then the one verdict line."""
-        out = [f"run {self.run} ({self.path})"]
+        """The human report: the verdict line first, then the run, deviations, details, notes,
+        warnings and errors, each on its own line."""
+        out = [self.headline]
+        out += [f"  deviation: {line}" for line in self.deviations]
+        out.append(f"  run {self.run} ({self.path})")
         out += [f"  {line}" for line in self.details]
         out += [f"  note: {line}" for line in self.notes]
         out += [f"  warning: {line}" for line in self.warnings]
         out += [f"  error: {line}" for line in self.errors]
-        out.append(self.headline)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,8 +116,9 @@ class Verdict:
         return data
 
     @classmethod
-    def unreadable(cls, path: str, message: str, metric: str = "top1", judged: str = "best") -> "Verdict":
-        return cls(run=path, path=path, status=UNREADABLE, metric=metric, judged=judged, reason=message)
+    def unreadable(cls, path: str, message: str, metric: str = "top1", judged: str = "best",
+                   name: str | None = None) -> "Verdict":
+        return cls(run=name or path, path=path, status=UNREADABLE, metric=metric, judged=judged, reason=message)
 
 
 def judge(
@@ -135,9 +144,69 @@ def judge(
     verdict.deviations, verdict.strict = list(deviations or []), strict
     verdict.provenance = provenance(run)
     compare_standalone(verdict, run, require_eval)
+    _apply_strict(verdict, strict)
+    return verdict
+
+
+def _apply_strict(verdict: Verdict, strict: bool) -> None:
     if strict and verdict.deviations and verdict.status == PASS:
         verdict.status = FAIL
-        verdict.reason = f"--strict: the run deviates from the reference, so it does not count; else {verdict.reason}"
+        verdict.reason = f"{verdict.reason}, but --strict: the run deviates from the reference, so it does not count"
+
+
+def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, strict: bool = False) -> Verdict:
+    """A loss-check smoke: PASS when every configured epoch trained and evaluated and the last epoch's
+    mean train loss is below the first's; a non-finite loss FAILs (diverged); an unfinished run is
+    INCOMPLETE. No accuracy target exists at smoke scale, so none is shown (never a target of 0)."""
+    configured, completed = run.epochs_configured, run.epochs_completed
+    trained = run.epochs[run.epochs["train_time"].notna()] if "train_time" in run.epochs.columns else run.epochs.iloc[0:0]
+    losses = pd.to_numeric(trained["train_loss"], errors="coerce") if "train_loss" in trained.columns else pd.Series(dtype=float)
+    best = best_epoch(run)
+    verdict = Verdict(
+        run=run.name, path=str(run.files.root if run.files.single_file is None else run.files.single_file),
+        status=UNREADABLE, metric="train_loss", judged="first and last epoch", check=LOSS_FALLS,
+        best_value=best[1] if best else None, best_epoch=best[0] if best else None,
+        epochs_completed=completed, epochs_configured=configured, launches=len(run.segments),
+        train_seconds=run.train_seconds, mean_ips=run.mean_ips, arch=run.arch,
+        notes=list(run.notes), warnings=list(run.warnings), errors=run.errors,
+        deviations=list(deviations or []), strict=strict, provenance=provenance(run))
+    finite = losses[losses.apply(math.isfinite)] if not losses.empty else losses
+    if not finite.empty:
+        verdict.loss_first, verdict.loss_last = float(finite.iloc[0]), float(finite.iloc[-1])
+        verdict.epoch = int(finite.index[-1])
+    over = f"over {len(finite)} epoch{'s' if len(finite) != 1 else ''}"
+    falls = (f"{verdict.loss_first:.4f} -> {verdict.loss_last:.4f} {over}" if not finite.empty else "")
+    why = "(no accuracy target at smoke scale)"
+    verdict.details = [
+        f"logs: {run.primary.label} ({run.primary.path})",
+        f"model {run.arch or '?'}, class_num {run.class_num or '?'}; epochs completed {completed} of "
+        f"{configured if configured is not None else '?'}; {len(run.evaluated)} evaluated",
+        "loss check: a smoke of this recipe cannot learn the tiny set in a few CPU minutes, so it checks that "
+        "every epoch trains and evaluates and that the mean train loss of the last epoch is below the first's"
+        + (f"; best top1 {best[1]:.5f} (epoch {best[0]}), not judged" if best else ""),
+    ]
+    nonfinite = [int(epoch) for epoch, value in losses.items() if value is not None and not math.isfinite(value)]
+    if run.problems:
+        verdict.reason = "the logs contradict each other: " + "; ".join(run.problems)
+    elif nonfinite:
+        verdict.status = FAIL
+        verdict.reason = (f"loss is not finite at epoch {nonfinite[0]} {why}: training diverged; lower the smoke's "
+                          "learning rate")
+    elif configured is None or completed < configured:
+        verdict.status = INCOMPLETE
+        reached = f"{completed} of {configured}" if configured else f"{completed} (epochs configured unknown)"
+        verdict.reason = f"loss check at epoch {reached}{_ending(run)} {why}: it needs every epoch trained"
+    elif len(finite) < configured or len(run.evaluated) < configured:
+        verdict.status = FAIL
+        verdict.reason = (f"loss check: {len(finite)} of {configured} epochs trained, {len(run.evaluated)} evaluated "
+                          f"{why}; see {run.primary.path}")
+    elif verdict.loss_last < verdict.loss_first:
+        verdict.status = PASS
+        verdict.reason = f"loss falls {falls} {why}"
+    else:
+        verdict.status = FAIL
+        verdict.reason = f"loss does not fall {falls} {why}"
+    _apply_strict(verdict, strict)
     return verdict
 
 
@@ -189,7 +258,7 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
                        "weights")
         if require and verdict.status == PASS:
             verdict.status = INCOMPLETE
-            verdict.reason = f"--require-eval: {message}; else {verdict.reason}"
+            verdict.reason = f"{verdict.reason}, but --require-eval: {message}"
         else:
             verdict.notes.append(message)
         return
@@ -215,7 +284,7 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
                    f"samples can do this; see {chosen.get('dir')}")
         if require and verdict.status == PASS:
             verdict.status = FAIL
-            verdict.reason = f"--require-eval: {message}"
+            verdict.reason = f"{verdict.reason}, but --require-eval: {message}"
         else:
             verdict.warnings.append(message)
 
@@ -307,37 +376,46 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
         )
         return verdict
 
-    partial = " (incomplete run judged as is)" if incomplete else ""
+    partial = "; incomplete run judged as is" if incomplete else ""
     broken = _nonfinite_last_eval(run, metric)
     if final and broken is not None:
         verdict.epoch = broken
         verdict.status = FAIL
-        verdict.reason = f"the last eval (epoch {broken}) has a non-finite {metric}: the final model is broken{partial}"
+        verdict.reason = f"{metric} not finite (final, epoch {broken}{partial}): the final model is broken"
         return verdict
     epoch, value = last if final else best
     verdict.epoch, verdict.value = epoch, value
-    if value >= threshold - ROUNDING:
-        verdict.status = PASS
-        verdict.reason = f"{judged} {metric} {value:.5f} (epoch {epoch}) >= {threshold:.4f} = {target.value:g} - {margin:.4f}{partial}"
-    else:
-        verdict.status = FAIL
-        verdict.reason = f"{judged} {metric} {value:.5f} (epoch {epoch}) < {threshold:.4f} = {target.value:g} - {margin:.4f}{partial}"
+    passed = value >= threshold - ROUNDING
+    verdict.status = PASS if passed else FAIL
+    verdict.reason = f"{metric} {value:.5f} {'>=' if passed else '<'} {threshold:.5f} ({judged}, epoch {epoch}{partial})"
     return verdict
 
 
 def _percent_scale(run: RunLogs, metric: str) -> str:
-    """Upstream logs accuracies as fractions; values above 1 are percents (or not accuracies at all)."""
-    if metric not in run.evaluated.columns:
+    """Upstream logs accuracies as fractions; a value above 1 is never judged. It is called percents
+    only when it could be one: at most 100, and on the same scale as the other top-k accuracy of the
+    same evals (top-5 >= top-1 in percents too); otherwise it is not an accuracy, and says so."""
+    evaluated = run.evaluated
+    if metric not in evaluated.columns:
         return ""
-    values = pd.to_numeric(run.evaluated[metric], errors="coerce")
+    values = pd.to_numeric(evaluated[metric], errors="coerce")
     values = values[values.apply(math.isfinite)]
     if values.empty or values.max() <= 1.0:
         return ""
     top = float(values.max())
-    if top <= 100.0:
-        return (f"the eval {metric} values are percents (up to {top:g}), not the fractions upstream PaddleClas logs: "
-                f"judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
-    return f"the eval {metric} values reach {top:g}: not accuracies; pass the right log or --metric"
+    fix = "pass upstream's own log (it logs fractions in [0, 1]) or the right --metric"
+    if top > 100.0:
+        return f"the eval {metric} values reach {top:g}: not an accuracy in any unit (above 100 %); {fix}"
+    partner = next((c for c in ("top1", "top5") if c != metric and c in evaluated.columns), None)
+    if partner is not None:
+        others = pd.to_numeric(evaluated[partner], errors="coerce")
+        both = pd.concat([values, others], axis=1, join="inner").dropna()
+        low, high = (both.iloc[:, 0], both.iloc[:, 1]) if metric < partner else (both.iloc[:, 1], both.iloc[:, 0])
+        if not both.empty and (float(others.max()) <= 1.0 or bool((low > high + ROUNDING).any())):
+            return (f"the eval {metric} values reach {top:g}, above 1 while {partner} stays on another scale (up to "
+                    f"{float(others.max()):g}): not an accuracy, neither a fraction nor a percent; {fix}")
+    return (f"the eval {metric} values are percents (up to {top:g}), not the fractions upstream PaddleClas logs: "
+            f"judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
 
 
 def _nonfinite_last_eval(run: RunLogs, metric: str) -> int | None:
@@ -469,5 +547,5 @@ def _details(run: RunLogs, verdict: Verdict, target: Target, tolerance: float | 
         why = "the best epoch (default, as the target does not say best or final; --final judges the last epoch)"
     else:
         why = "the best epoch, as the target is a best-epoch number (--final judges the last epoch)"
-    lines.append(f"judged: {why}; passes at >= {verdict.threshold:.4f}")
+    lines.append(f"judged: {why}; passes at >= {verdict.threshold:.5f} = {target.value:g} - {verdict.margin:.4f}")
     return lines

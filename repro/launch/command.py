@@ -15,6 +15,7 @@ from typing import Mapping
 
 import click
 
+from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.run.rundir import RunDir
 from repro.launch.config import ScalingPlan
 
@@ -255,3 +256,16 @@ def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scalin
         click.echo(f"  {line}")
     for note in (scaling.notes if scaling else []):
         click.echo(f"note: {note}")
+
+
+def parse_gpus(text: str | None) -> list[int] | None:
+    """``--gpus 0,1,2,3`` as distinct ids (None when not given); anything else is refused in one line."""
+    if text is None or not text.strip():
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):  # "0,,1", "١,٢", "+1", "1_0"
+        raise ReproError(f"--gpus {text!r} is not a comma-separated list of GPU ids: use e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
+    gpus = [int(part) for part in parts]
+    if len(set(gpus)) != len(gpus):
+        raise ReproError(f"--gpus {text!r} must list distinct non-negative GPU ids, e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
+    return gpus

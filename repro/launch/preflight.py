@@ -86,7 +86,7 @@ def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: boo
         # After `make smoke` the link points at the tiny set: a real run must not train on it.
         if is_tiny_dataset(root):
             return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet; "
-                    "run `repro dataset link --force /path/to/ILSVRC2012`"]
+                    "run `repro dataset link /path/to/ILSVRC2012`"]
     report = check_dataset(root, class_num=resolved.class_num, expect="any")
     problems: list[str] = []
     if not report.ok:
@@ -108,7 +108,7 @@ def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[s
             f"GPUs {','.join(map(str, gpus))} asked for but {why}; install the {profile.name} paddle "
             f"(`{setup_command(profile.name)}`) or use --cpu-ranks N"
         ]
-    # Distinct, non-negative ids are guaranteed by the command line (``cli.parse_gpus``).
+    # Distinct, non-negative ids are guaranteed by the command line (``command.parse_gpus``).
     missing = [g for g in gpus if g >= count]
     if missing:
         return [

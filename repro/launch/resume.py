@@ -10,6 +10,7 @@ the dataset it trained on and the upstream checkout's commit and patches.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import click
 from repro.core.files import open_regular_file, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 from repro.logs import patterns as P
-from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, Manifest, RunDir, open_run_dir
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, STATUS_RUNNING, Manifest, RunDir, open_run_dir
 from repro.run.lock import holder, is_active
 from repro.run.checkpoints import (
     DEFAULT_KEEP,
@@ -36,6 +37,8 @@ from repro.launch.truebest import detach_true_best
 from repro.upstream.state import inspect_checkout
 from repro.launch.preflight import check_upstream
 from repro.dataset.fingerprint import fingerprint
+import os
+import yaml
 
 
 @dataclass
@@ -130,9 +133,7 @@ def _dataset_problems(plan: ResumePlan) -> list[str]:
 
 def _dataset_root_now(plan: ResumePlan) -> Path | None:
     """Where the run's recorded config (``config.yaml``) now leads for the training images."""
-    import os
 
-    import yaml
 
     try:
         config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}
@@ -171,6 +172,22 @@ def progress(run: RunDir, data: dict) -> tuple[int, bool]:
     return max(epochs), saved or bool(names)
 
 
+def saved_unrecorded(path: Path, data: dict) -> bool:
+    """Whether ``path`` was rewritten while the manifest's last segment ran and never closed (its
+    harness killed, or its disk full so the manifest could not be written): training's own save,
+    which the resumed segment adopts (``adopt_unrecorded``), not a file put there by hand. Without
+    this a resume after a full disk was refused forever (the soak's disk-full case)."""
+    segments = data.get("segments") or []
+    last = segments[-1] if segments and isinstance(segments[-1], dict) else {}
+    if last.get("status") != STATUS_RUNNING or last.get("ended"):
+        return False
+    try:
+        started = dt.datetime.fromisoformat(str(last.get("started"))).timestamp()
+        return path.stat().st_mtime >= started - 2.0  # ``started`` is to the second
+    except (OSError, ValueError):
+        return False
+
+
 def refuse_lost_progress(plan: ResumePlan) -> int:
     """A resume never quietly trains again from epoch 1 once the run saved a checkpoint (pruned or
     deleted since), nor from a file whose bytes differ from what training wrote: the reason, one line.
@@ -179,7 +196,8 @@ def refuse_lost_progress(plan: ResumePlan) -> int:
     written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
     done, saved = progress(plan.run, data)
     if plan.checkpoint is not None:
-        changed = changed_files(plan.checkpoint.files(), written)
+        changed = [path for path in changed_files(plan.checkpoint.files(), written)
+                   if not saved_unrecorded(path, data)]
         if changed:
             raise ReproError(changed_file_message(changed[0], f"put back the file training wrote, or move "
                                                   f"{plan.checkpoint.name}.* out of {changed[0].parent} to resume "
@@ -217,8 +235,10 @@ def announce(plan: ResumePlan, done: int) -> None:
         say(f"resuming from {plan.checkpoint.prefix}{epoch}{kind}{behind}")
 
 
-def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False) -> None:
-    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``.
+def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
+               verbose: bool = False) -> None:
+    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
+    ``verbose`` streams upstream's output instead of the progress line.
 
     ``dry_run`` makes the checks the resume makes (a dry run that passes where the resume refuses
     would mislead) and prints the command; it takes no lock and writes nothing."""
@@ -258,4 +278,5 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         "skipped_incomplete": [c.name for c in plan.skipped],
     }
     run_segment(run=plan.run, manifest=plan.manifest, command=plan.command, env=plan.env, keep=keep,
-                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say))
+                segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say),
+                verbose=verbose)

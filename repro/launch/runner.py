@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
+import threading
 import time
-from typing import Callable
+from typing import Callable, TextIO
 
 import click
 
@@ -23,13 +25,13 @@ from repro.core.errors import (
 )
 from repro.core.files import Tail, last_lines
 from repro.judge.monitor import TrainHealthHook
+from repro.logs.progress import Progress
 from repro.run.rundir import (
     K_TRUE_BEST,
     K_WRITTEN,
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
-    K_WRITTEN,
     Manifest,
     RunDir,
 )
@@ -67,15 +69,99 @@ FAILURE_LINES = 30
 
 
 def say(text: str) -> None:
-    click.echo(f"repro: {text}", err=True)
+    """A line for the user (stderr), around the progress line if one is on the terminal."""
+    live = LauncherOutput.live
+    if live is not None:
+        live.note(f"repro: {text}")
+    else:
+        click.echo(f"repro: {text}", err=True)
+
+
+class LauncherOutput:
+    """What the terminal shows of the launcher's output while upstream runs.
+
+    Upstream echoes its whole config at start-up and logs every iteration: hundreds of lines a user
+    scrolls past to find the three that matter. Everything goes to the run's ``console.log`` (and the
+    rank logs) anyway, so by default the terminal gets one progress line from the lines as they stream
+    (:class:`repro.logs.progress.Progress`, the reader ``repro watch`` uses): rewritten in place on a
+    terminal, one line per epoch otherwise (CI logs, ``make smoke`` piped). ``verbose`` streams every
+    line to stdout as upstream printed it. Notes (:func:`say`: alarms, the true best) clear the
+    progress line first and redraw it after, so the two never share a line.
+    """
+
+    live: "LauncherOutput | None" = None  # the one drawing now; say() writes around it
+
+    def __init__(self, verbose: bool = False, stream: TextIO | None = None, tty: bool | None = None) -> None:
+        self.verbose = verbose
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.progress = Progress()
+        self.drawn = False  # a progress line is on the terminal (TTY) and a note must clear it
+        self.epoch_printed = 0  # the last epoch whose line was printed (not a TTY)
+        self.lock = threading.Lock()  # the launcher's output comes from its pump thread
+
+    def __enter__(self) -> "LauncherOutput":
+        if not self.verbose:
+            LauncherOutput.live = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, text: str) -> None:
+        """One line of the launcher's output (``Launch``'s echo)."""
+        if self.verbose:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        with self.lock:
+            epoch, before = self.progress.epoch, self.progress.line()
+            if not self.progress.feed(text):
+                return
+            if self.tty:
+                self._draw()
+            elif self.progress.epoch > epoch and epoch > self.epoch_printed:  # epoch ended: its last state
+                self._print(before, epoch)
+
+    def note(self, line: str) -> None:
+        with self.lock:
+            if self.drawn:
+                self.stream.write("\r\x1b[K")
+            self.stream.write(line + "\n")
+            if self.drawn:
+                self._draw()
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Leave the final progress on its own line; stop drawing."""
+        with self.lock:
+            if LauncherOutput.live is self:
+                LauncherOutput.live = None
+            if self.tty and self.drawn:
+                self.stream.write("\n")
+                self.drawn = False
+            elif not self.tty and self.progress.epoch > self.epoch_printed:
+                self._print(self.progress.line(), self.progress.epoch)
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        self.stream.write(f"\r\x1b[Ktraining: {self.progress.line()}")
+        self.stream.flush()
+        self.drawn = True
+
+    def _print(self, line: str, epoch: int) -> None:
+        self.stream.write(f"training: {line}\n")
+        self.stream.flush()
+        self.epoch_printed = epoch
 
 
 class Housekeeper:
     """Periodic work while training: record what this run wrote (and its digest, in the background),
     keep the true best, prune epochs."""
 
-    def __init__(self, run: RunDir, manifest: Manifest, keep: int) -> None:
+    def __init__(self, run: RunDir, manifest: Manifest, keep: int, verbose: bool = False) -> None:
         self.run = run
+        self.verbose = verbose  # the true best's every step is a detail (the manifest records it)
         self.manifest = manifest
         self.keep = keep
         self.segment = manifest.current["index"]
@@ -109,8 +195,9 @@ class Housekeeper:
             self.manifest.update(true_best=current)
             if current and current.get("checkpoint"):  # ours: `repro runs prune` may free it later
                 record_true_best(self.run.output, self.segment, written)
-            if current and current.get("checkpoint") and (not previous or previous.get("epoch") != current.get("epoch")
-                                                          or previous.get("metric") != current.get("metric")):
+            if self.verbose and current and current.get("checkpoint") and (
+                    not previous or previous.get("epoch") != current.get("epoch")
+                    or previous.get("metric") != current.get("metric")):
                 say(f"true best so far: epoch {current['epoch']} top1 {current['metric']:.5f} -> {current['checkpoint']}.*")
         protect = set()
         if current and not current.get("checkpoint"):
@@ -141,13 +228,14 @@ def run_segment(
     keep: int,
     segment: dict,
     before_launch: Callable[[], None] | None = None,
-    echo: Callable[[str], None] | None = None,
     node_watch: Callable[[], bool] | None = None,
+    verbose: bool = False,
 ) -> None:
     """Lock the run, open a manifest segment with ``segment``'s fields, launch and watch.
 
     Raises ReproError unless training completed. The lock comes first: a refused resume must not
-    touch the manifest or the checkpoints of the run that is still going.
+    touch the manifest or the checkpoints of the run that is still going. ``verbose`` streams
+    upstream's output to the terminal; otherwise it shows the progress line (:class:`LauncherOutput`).
     """
     every = seconds_from_env("REPRO_TRAIN_HOUSEKEEPING_SECONDS", HOUSEKEEPING_SECONDS)
     grace = seconds_from_env("REPRO_TRAIN_STOP_GRACE", STOP_GRACE_SECONDS)
@@ -163,8 +251,9 @@ def run_segment(
     launch: Launch | None = None
     outcome: Outcome | None = None
     status, code, extra = STATUS_FAILED, EXIT_INTERNAL, {}
+    output = LauncherOutput(verbose)
     try:
-        housekeeper = Housekeeper(run, manifest, keep)
+        housekeeper = Housekeeper(run, manifest, keep, verbose)
 
         def on_processes(records: list[ProcessRecord]) -> None:
             try:
@@ -173,12 +262,14 @@ def run_segment(
             except OSError as error:  # a full disk must not stop the run: the PIDs stay known in memory
                 say(f"could not record the run's processes ({error.strerror or error}); training goes on")
 
-        launch = Launch(command.argv, command.cwd, env.apply(), run, on_processes=on_processes, echo=echo,
+        launch = Launch(command.argv, command.cwd, env.apply(), run, on_processes=on_processes, echo=output,
                         stop_grace=grace)
         launch.install_signal_handlers()
         launch.start()
-        say(f"launcher pid {launch.proc.pid}; logs in {run.path}")
-        outcome = launch.wait(_with_node_watch(housekeeper, node_watch, launch), every=every)
+        say(f"launcher pid {launch.proc.pid}; upstream's output goes to {run.console_log}"
+            + ("" if verbose else " (-v shows it here)"))
+        with output:
+            outcome = launch.wait(_with_node_watch(housekeeper, node_watch, launch), every=every)
         try:
             housekeeper()
         except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
@@ -207,6 +298,7 @@ def run_segment(
                 say("several nodes: a rank also fails like this when another node is lost (gloo sees its peer's "
                     "sockets close); look at the other nodes' output too")
     finally:
+        output.close()
         if launch is not None:
             launch.restore_signal_handlers()
             if outcome is None and launch.proc is not None:  # the harness failed mid-run: stop everything
@@ -264,6 +356,13 @@ def disk_trouble(run: RunDir, rank: int | None) -> str | None:
     return f"the disk holding {run.path} is full ({free} bytes free)" if free < FULL_DISK_BYTES else None
 
 
+def show_last_lines(log, whose: str) -> None:
+    """The end of the log that failed, framed and named, so the cause is on screen without -v."""
+    click.echo(f"---- last lines of {whose} ({log}) ----", err=True)
+    click.echo(last_lines(log, FAILURE_LINES).rstrip("\n"), err=True)
+    click.echo("---- end ----", err=True)
+
+
 def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left: list,
             unrecorded: OSError | None = None, several_nodes: bool = False) -> None:
     resume = f"`repro train --resume {run.path}`"
@@ -301,12 +400,12 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
     rank = extra.get("failed_rank")
     if rank is not None:
         log = run.workerlog(rank)
-        click.echo(f"---- last lines of rank {rank} ({log}) ----", err=True)
-        click.echo(last_lines(log, FAILURE_LINES), err=True)
-        click.echo("---- end ----", err=True)
+        show_last_lines(log, f"rank {rank}")
         where = f"rank {rank} failed (its last lines are above, full log {log})"
-    else:
-        where = f"the launcher exited with code {extra.get('launcher_exit_code')} (see {run.launcher}/workerlog.*)"
+    else:  # no rank to blame: the launcher's own output says why
+        show_last_lines(run.console_log, "the launcher")
+        where = (f"the launcher exited with code {extra.get('launcher_exit_code')} (its last lines are above, "
+                 f"full output {run.console_log}; rank logs {run.launcher}/workerlog.*)")
     if extra.get("cause"):
         raise ReproError(f"training failed: {extra['cause']}; free space there, then continue with {resume} "
                          "(it starts from the newest complete checkpoint)", EXIT_TRAINING_FAILED)

@@ -19,22 +19,11 @@ from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, 
                                EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.recipes.catalog import DEFAULT_RECIPE
 from repro.run.checkpoints import DEFAULT_KEEP
+from repro.launch.command import parse_gpus
 from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, MAX_NODES, check_node_options
 from repro.launch.upstream_config import refuse_harness_owned
 from repro.launch.start import start_run
 from repro.launch.resume import resume_run
-
-
-def parse_gpus(text: str | None) -> list[int] | None:
-    if text is None or not text.strip():
-        return None
-    parts = [part.strip() for part in text.split(",")]
-    if not all(part.isascii() and part.isdigit() for part in parts):  # "0,,1", "١,٢", "+1", "1_0"
-        raise ReproError(f"--gpus {text!r} is not a comma-separated list of GPU ids: use e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
-    gpus = [int(part) for part in parts]
-    if len(set(gpus)) != len(gpus):
-        raise ReproError(f"--gpus {text!r} must list distinct non-negative GPU ids, e.g. --gpus 0,1,2,3", EXIT_BAD_INPUT)
-    return gpus
 
 
 def split_overrides(values: tuple[str, ...]) -> list[str]:
@@ -72,7 +61,7 @@ RESUME_REFUSES = (
     ("override", "-o"), ("run_dir", "--run-dir"), ("logs_dir", "--logs-dir"), ("nnodes", "--nnodes"),
     ("master", "--master"), ("node_rank", "--node-rank"), ("stall_timeout", "--stall-timeout"), ("seed", "--seed"),
     ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
-    ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"),
+    ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"), ("visualdl", "--visualdl"), ("data_dir", "--data-dir"),
 )
 
 
@@ -110,6 +99,13 @@ def given_on_command_line(name: str) -> bool:
 @json_option("with --dry-run, the plan (run_dir, command, env, notes)")
 @click.option("--smoke", is_flag=True, help="Use the recipe's smoke variant (small crops, few epochs).")
 @click.option("--skip-preflight", is_flag=True, help="Skip the pre-flight checks (tests, experts); recorded.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Read the dataset from this ImageNet-layout root instead of the checkout's dataset/ILSVRC2012 "
+              "(what the smoke does); a harness override, not a deviation.")
+@click.option("--visualdl", is_flag=True, help="Also write upstream's VisualDL logs (Global.use_visualdl=True) into "
+              "RUN/output; a logging option, not a deviation. View: visualdl --logdir RUN/output.")
+@click.option("-v", "--verbose", is_flag=True, help="Stream upstream's output to the terminal (default: one progress "
+              "line; it always goes to RUN/console.log).")
 def train(
     gpus: str | None,
     cpu_ranks: int | None,
@@ -131,8 +127,16 @@ def train(
     smoke: bool,
     skip_preflight: bool,
     as_json: bool,
+    data_dir: Path | None,
+    visualdl: bool,
+    verbose: bool,
 ) -> None:
-    """Train the recipe with upstream's tools/train.py, exactly as the reference runs it."""
+    """Train the recipe with upstream's tools/train.py, exactly as the reference runs it.
+
+    The terminal shows one progress line (epoch, iteration, loss, top-1, ips, ETA), alarms and, on
+    failure, the last lines of the log that failed; upstream's own output goes to RUN/console.log
+    and the rank logs in RUN/launcher/ (-v streams it here too).
+    """
     if as_json and not dry_run:
         raise ReproError("--json applies to --dry-run (a run's verdict: repro check-accuracy RUN --json); add --dry-run",
                          EXIT_BAD_INPUT)
@@ -146,7 +150,7 @@ def train(
             )
         keep_given = click.get_current_context().get_parameter_source("keep_checkpoints")
         keep = keep_checkpoints if keep_given not in (None, click.core.ParameterSource.DEFAULT) else None
-        resume_run(resume_dir, keep, dry_run, as_json)
+        resume_run(resume_dir, keep, dry_run, as_json, verbose=verbose)
         return
 
 
@@ -161,7 +165,7 @@ def train(
         run_dir=run_dir, logs_dir=logs_dir, nnodes=nnodes, master=master, node_rank=node_rank,
         stall_timeout=stall_timeout, seed=seed, scale_lr=scale_lr,
         keep=keep_checkpoints, upstream=upstream, dry_run=dry_run, smoke=smoke, skip_preflight=skip_preflight,
-        as_json=as_json,
+        as_json=as_json, visualdl=visualdl, verbose=verbose, data_dir=data_dir,
     )
 
 

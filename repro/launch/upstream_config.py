@@ -100,6 +100,7 @@ HARNESS_OWNED = {
     "Global.checkpoints": "the harness sets it when resuming: use `repro train --resume RUN_DIR`",
     "Global.device": "it comes from the platform profile: choose it with --platform NAME",
     "Global.seed": "the harness records the effective seed: use --seed N",
+    "Global.use_visualdl": "VisualDL logging is a harness option, recorded as such and not as a deviation: use --visualdl",
 }
 YAML_SCALARS = (str, int, float, bool, type(None))
 KEY_SYNTAX = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")

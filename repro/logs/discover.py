@@ -3,25 +3,35 @@
 A user points at a ``repro train`` run directory, a plain upstream checkout (``./output/train.log``,
 ``./log/workerlog.0``), a single log file, or ``logs/`` holding many runs. Finding the files is kept
 apart from reading them so each rule is stated once and tested alone.
+
+In a directory of runs each run is found on its own: one that cannot be read (no log yet, a
+directory it may not list, another node's half of a multi-node run) is returned with its
+``problem``, so the caller judges it UNREADABLE alone and the other runs keep their answers.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
-from repro.core.files import open_regular_file
+from repro.core.filesystem_errors import describe_os_error
+from repro.core.files import file_kind, open_regular_file
 from repro.run.rundir import (
     CONSOLE_LOG,
+    K_STARTED,
     LAUNCHER_DIR,
     MANIFEST,
     OUTPUT_DIR,
     TRAIN_LOG,
     find_run_dir,
+    group_node0,
     read_manifest,
+    where_node0_is,
 )
 
 # Where the launcher's --log_dir may be, relative to a run directory, in order of preference.
@@ -45,6 +55,7 @@ class RunFiles:
     single_file: Path | None = None
     manifest_path: Path | None = None
     launcher_logs: list[Path] = field(default_factory=list)
+    problem: str | None = None  # why this run cannot be read (found in a directory of runs), else None
 
     @property
     def all_logs(self) -> list[Path]:
@@ -63,6 +74,16 @@ class RunFiles:
         except ReproError:
             return {"_unreadable": str(self.manifest_path)}
 
+    @property
+    def started(self) -> str:
+        """When the run started, for ``--latest``: the manifest's UTC time, else its newest log's
+        modification time in the same ISO form (so runs with and without a manifest sort together)."""
+        manifest = self.manifest() or {}
+        if isinstance(manifest.get(K_STARTED), str):
+            return manifest[K_STARTED]
+        times = [path.stat().st_mtime for path in self.all_logs if path.exists()]
+        return dt.datetime.fromtimestamp(max(times), dt.timezone.utc).isoformat(timespec="seconds") if times else ""
+
 
 def is_binary(path: Path) -> bool:
     """NUL bytes in the first block: not a text log (a checkpoint, an image, a core dump)."""
@@ -70,7 +91,8 @@ def is_binary(path: Path) -> bool:
         return b"\x00" in handle.read(BINARY_SNIFF)
 
 
-def _workerlogs_in(directory: Path) -> dict[int, Path]:
+def _workerlogs_in(directory: Path, strange: list[Path]) -> dict[int, Path]:
+    """The rank logs in ``directory``; a name of one that is no regular file goes to ``strange``."""
     found: dict[int, Path] = {}
     if not directory.is_dir():
         return found
@@ -78,14 +100,24 @@ def _workerlogs_in(directory: Path) -> dict[int, Path]:
         match = WORKERLOG.match(child.name)
         if match and child.is_file():
             found[int(match.group(1))] = child
+        elif match and child.exists():
+            strange.append(child)
     return found
+
+
+def _not_a_log(strange: list[Path]) -> str:
+    """One line naming what a log's place really holds (a FIFO would block a reader forever)."""
+    path = strange[0]
+    return (f"{path} is {file_kind(os.stat(path).st_mode)}, not a log file: nothing there can be read; put the "
+            "run's real log there, or pass the log file itself")
 
 
 def run_files_in(directory: Path) -> RunFiles | None:
     """The run whose logs sit in ``directory`` (not its subdirectories), or None."""
     files = RunFiles(root=directory, name=directory.name or str(directory))
+    strange: list[Path] = []
     for sub in WORKERLOG_DIRS:
-        found = _workerlogs_in(directory / sub)
+        found = _workerlogs_in(directory / sub, strange)
         if found:
             files.workerlogs = found
             break
@@ -93,7 +125,12 @@ def run_files_in(directory: Path) -> RunFiles | None:
         if (directory / rel).is_file():
             files.train_log = directory / rel
             break
+        if (directory / rel).exists() and not (directory / rel).is_dir():
+            strange.append(directory / rel)
     if not files.workerlogs and files.train_log is None:
+        if strange:
+            files.problem = _not_a_log(strange)
+            return files
         return None
     if (directory / MANIFEST).is_file():
         files.manifest_path = directory / MANIFEST
@@ -103,8 +140,42 @@ def run_files_in(directory: Path) -> RunFiles | None:
     return files
 
 
+def _unreadable(directory: Path, problem: str) -> RunFiles:
+    return RunFiles(root=directory, name=directory.name or str(directory), problem=problem)
+
+
+def _no_log_yet(run_dir: Path) -> str:
+    return (f"{run_dir} is a run directory without an upstream log yet (no {LAUNCHER_DIR}/workerlog.N or "
+            f"{OUTPUT_DIR}/{TRAIN_LOG}): training has not started, or it never got there; see its {CONSOLE_LOG}")
+
+
+def _run_in_child(child: Path) -> RunFiles | None:
+    """The run in one entry of a directory of runs (None: not a run), never raising: a run that
+    cannot be read comes back with its ``problem``."""
+    try:
+        if not child.is_dir():
+            return None
+        node0 = group_node0(child)  # a multi-node group on one filesystem: judged from node 0's directory
+        if node0 is not None:
+            found = run_files_in(node0)
+            if found is None:
+                return _unreadable(child, f"{child} is a multi-node run whose node 0 ({node0}) has logged nothing yet")
+            found.name = child.name
+            return found
+        elsewhere = where_node0_is(child)
+        if elsewhere:
+            return _unreadable(child, elsewhere)
+        found = run_files_in(child)
+        if found is None and (child / MANIFEST).is_file():
+            return _unreadable(child, _no_log_yet(child))
+        return found
+    except OSError as error:
+        return _unreadable(child, describe_os_error(error))
+
+
 def discover(path: Path) -> list[RunFiles]:
-    """All runs under ``path``: itself if it is a run or a log file, else each run one level down."""
+    """All runs under ``path``: itself if it is a run or a log file, else each run one level down
+    (a multi-node group counts as one run). Only a ``path`` that holds no run at all is an error."""
     path = Path(path)
     if not path.exists():
         raise ReproError(
@@ -112,6 +183,10 @@ def discover(path: Path) -> list[RunFiles]:
             "a log file, or a directory of runs",
             EXIT_BAD_INPUT,
         )
+    kind = file_kind(os.stat(path).st_mode)
+    if kind not in ("a directory", "a regular file"):
+        raise ReproError(f"{path} is {kind}, not a log file or a directory; pass a run directory, its "
+                         "launcher/workerlog.0, or a directory of runs", EXIT_BAD_INPUT)
     if path.is_file():
         if is_binary(path):
             raise ReproError(
@@ -123,10 +198,14 @@ def discover(path: Path) -> list[RunFiles]:
         if run is not None:
             files.manifest_path = run.manifest
         return [files]
-    own = run_files_in(path)
+    node0 = group_node0(path)
+    own = run_files_in(node0 or path)
     if own is not None:
+        own.name = path.name or str(path)
         return [own]
-    runs = [found for child in sorted(path.iterdir()) if child.is_dir() and (found := run_files_in(child))]
+    if (path / MANIFEST).is_file():
+        return [_unreadable(path, _no_log_yet(path))]
+    runs = [found for child in sorted(path.iterdir()) if (found := _run_in_child(child)) is not None]
     if not runs:
         raise ReproError(
             f"no upstream log in {path}: looked for launcher/workerlog.N, workerlog.N, log/workerlog.N, "
@@ -135,3 +214,8 @@ def discover(path: Path) -> list[RunFiles]:
             EXIT_BAD_INPUT,
         )
     return runs
+
+
+def latest_run(found: list[RunFiles]) -> RunFiles:
+    """The run that started last (``check-accuracy --latest``)."""
+    return max(found, key=lambda files: (files.started, files.name))

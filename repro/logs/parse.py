@@ -5,10 +5,17 @@ mode (so a resumed run repeats epochs after a second start-up echo), and resets 
 metric`` line on resume. This module picks rank 0 as the witness, lets the later launch win for a
 repeated epoch (and says so), computes the best epoch from the eval lines of every launch, and
 cross-checks the other files so that contradicting logs are reported instead of silently judged.
+
+One training's history is judged, never two: a resume (its echo names ``Global.checkpoints``)
+continues the same training at the saved epoch + 1, but a launch that starts again from scratch
+begins a different training. Everything before the last such launch is left out of the tables (and
+a note says so), so epochs of an earlier training can never complete or lift the last one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,7 +25,9 @@ from typing import Any
 
 import pandas as pd
 
+from repro.core.files import open_regular_file
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.filesystem_errors import describe_os_error
 from repro.logs.discover import WORKERLOG, RunFiles, discover, is_binary
 from repro.logs.scan import LogFile, Segment, iterations, scan
 
@@ -57,10 +66,12 @@ class RunLogs:
     warnings: list[str] = field(default_factory=list)  # odd but judgeable (NaN, truncated last line)
     problems: list[str] = field(default_factory=list)  # contradictions: the logs cannot be judged
     manifest: dict[str, Any] | None = None
+    history_start: int = 1  # the launch that began the judged training (a later start from scratch)
 
     @property
     def segments(self) -> list[Segment]:
-        return self.primary.segments
+        """The launches of the judged training (from its start; an earlier training's are left out)."""
+        return [segment for segment in self.primary.segments if segment.index >= self.history_start]
 
     @property
     def last_segment(self) -> Segment | None:
@@ -159,9 +170,9 @@ def _int_or_none(text: str) -> int | None:
 
 def _head(path: Path, limit: int = LAUNCHER_HEAD_BYTES) -> str:
     try:
-        with path.open("rb") as handle:
+        with open_regular_file(path) as handle:
             return handle.read(limit).decode("utf-8", "replace")
-    except OSError:
+    except (OSError, ReproError):
         return ""
 
 
@@ -278,7 +289,7 @@ def _nonfinite(table: pd.DataFrame) -> list[str]:
 
 
 def _cross_check(primary: pd.DataFrame, other: pd.DataFrame, primary_label: str, other_label: str,
-                 warnings: list[str], problems: list[str]) -> None:
+                 warnings: list[str], problems: list[str], extra_is_news: bool = True) -> None:
     metrics = [c for c in ("top1", "top5") if c in primary.columns and c in other.columns]
     if not metrics:
         return
@@ -295,7 +306,7 @@ def _cross_check(primary: pd.DataFrame, other: pd.DataFrame, primary_label: str,
             return
     missing = sorted(set(primary.dropna(subset=metrics).index) - set(other.dropna(subset=metrics).index))
     extra = sorted(set(other.dropna(subset=metrics).index) - set(primary.dropna(subset=metrics).index))
-    if extra:
+    if extra and extra_is_news:
         warnings.append(f"{other_label} has eval results for epoch(s) {_ranges(extra)} that {primary_label} lacks")
     if missing and other_label.endswith("train.log"):
         warnings.append(f"{other_label} lacks eval results for epoch(s) {_ranges(missing)} that {primary_label} has")
@@ -311,7 +322,7 @@ def _checked(path: Path) -> Path:
 def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
     """Whether ``needle`` occurs in the file (read in chunks: only for the message of a log without results)."""
     tail = b""
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         while block := handle.read(chunk):
             if needle in tail + block:
                 return True
@@ -319,8 +330,26 @@ def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
     return False
 
 
+def training_start(log: LogFile) -> int:
+    """The launch that began the log's last training: the last one (after the first) that started
+    from scratch (its echo shows no ``Global.checkpoints``); 1 when every later launch resumed."""
+    fresh = [segment.index for segment in log.segments[1:] if segment.has_echo and segment.resumed_from is None]
+    return fresh[-1] if fresh else 1
+
+
+def _from_launch(log: LogFile, start: int) -> LogFile:
+    """``log`` with the results of launches before ``start`` left out (another training's)."""
+    if start <= 1:
+        return log
+    keep = {name: getattr(log, name) for name in ("train_epochs", "evals", "best_lines")}
+    return dataclasses.replace(log, **{name: frame[frame["segment"] >= start].reset_index(drop=True)
+                                       for name, frame in keep.items()})
+
+
 def load_run(files: RunFiles) -> RunLogs:
     """Read and reconcile the files of one discovered run."""
+    if files.problem:
+        raise ReproError(files.problem, EXIT_BAD_INPUT)
     logs: list[LogFile] = []
     if files.single_file is not None:
         logs.append(scan(_checked(files.single_file)))
@@ -352,16 +381,20 @@ def load_run(files: RunFiles) -> RunLogs:
             EXIT_BAD_INPUT,
         )
     # Rank 0's workerlog carries stderr (tracebacks) too; train.log only the logger's lines.
-    primary = next((log for log in with_results if log.rank == 0), with_results[0])
-    others = [log for log in logs if log is not primary]
+    whole = next((log for log in with_results if log.rank == 0), with_results[0])
+    others = [log for log in logs if log is not whole]
     notes: list[str] = []
     warnings: list[str] = []
     problems: list[str] = []
+    start = training_start(whole)
+    primary = _from_launch(whole, start)
     table = epoch_table(primary, notes, problems)
     for other in others:
         # Identical eval lines (train.log of a healthy run) agree by construction: no tables needed.
-        if other.has_results and other.eval_lines != primary.eval_lines:
-            _cross_check(table, epoch_table(other, [], []), primary.label, other.label, warnings, problems)
+        if other.has_results and other.eval_lines != whole.eval_lines:
+            # Another file keeps the earlier training's epochs too: compare only the judged training's.
+            _cross_check(table, epoch_table(other, [], []), primary.label, other.label, warnings, problems,
+                         extra_is_news=start == 1)
     for log in logs:
         if log.truncated:
             warnings.append(f"{log.label}: the last line is cut off (the run is still writing, or the disk filled); it was ignored")
@@ -370,20 +403,25 @@ def load_run(files: RunFiles) -> RunLogs:
     segments = primary.segments
     if segments and not segments[0].has_echo and len(segments) >= 1 and not primary.train_epochs.empty:
         warnings.append(f"{primary.label}: results before upstream's start-up echo (the head of the log is missing)")
-    archs = {segment.arch for segment in segments if segment.arch}
+    judged = [segment for segment in segments if segment.index >= start]
+    archs = {segment.arch for segment in judged if segment.arch}
     if len(archs) > 1:
         problems.append(f"{primary.label}: launches trained different models ({', '.join(sorted(archs))}); keep one run per log directory")
-    configured = {segment.epochs_configured for segment in segments if segment.epochs_configured}
+    configured = {segment.epochs_configured for segment in judged if segment.epochs_configured}
     if len(configured) > 1:
         warnings.append(
             f"launches were configured for different epoch counts ({', '.join(map(str, sorted(configured)))}); "
             "the last launch's is used"
         )
     for segment in segments[1:]:
-        first = primary.train_epochs[primary.train_epochs["segment"] == segment.index]["epoch"]
+        first = whole.train_epochs[whole.train_epochs["segment"] == segment.index]["epoch"]
         how = f"resumed from {segment.resumed_from}" if segment.resumed_from else "started again from scratch"
-        start = f" at epoch {int(first.min())}" if not first.empty else " and logged no epoch"
-        notes.append(f"launch {segment.index} ({segment.start_time or 'time unknown'}) {how}{start}")
+        began = f" at epoch {int(first.min())}" if not first.empty else " and logged no epoch"
+        notes.append(f"launch {segment.index} ({segment.start_time or 'time unknown'}) {how}{began}")
+    if start > 1:
+        earlier = "launch 1 belongs" if start == 2 else f"launches 1-{start - 1} belong"
+        notes.append(f"launch {start} started a new training from scratch, so {earlier} to a different "
+                     f"training: only launch {start} onwards is judged, as one history")
     manifest = files.manifest()
     if manifest and "_unreadable" in manifest:
         warnings.append(f"{manifest['_unreadable']} is not valid JSON; its target and status were ignored")
@@ -398,11 +436,33 @@ def load_run(files: RunFiles) -> RunLogs:
         warnings=warnings,
         problems=problems,
         manifest=manifest,
+        history_start=start,
     )
 
 
+@dataclass
+class UnreadableRun:
+    """A run found under a path that could not be read, and why: judged UNREADABLE on its own."""
+
+    name: str
+    path: Path
+    reason: str
+
+
+def read_run(files: RunFiles) -> RunLogs | UnreadableRun:
+    """One discovered run read, or the reason it cannot be (never raising for it)."""
+    try:
+        return load_run(files)
+    except ReproError as error:
+        return UnreadableRun(files.name, files.single_file or files.root, error.message)
+    except OSError as error:
+        return UnreadableRun(files.name, files.single_file or files.root, describe_os_error(error))
+
+
 def parse_runs(path: Path) -> list[RunLogs]:
-    """Every run under ``path`` (a run directory, a log file, or a directory of runs)."""
+    """Every run under ``path`` (a run directory, a log file, or a directory of runs); the first that
+    cannot be read raises. Commands that walk several runs use :func:`read_run` on each discovered
+    run instead, so one bad run is UNREADABLE alone."""
     return [load_run(files) for files in discover(Path(path))]
 
 
@@ -414,6 +474,78 @@ def parse_run(path: Path) -> RunLogs:
             f"{path} holds {len(found)} runs ({', '.join(f.name for f in found[:5])}); pass one of them", EXIT_BAD_INPUT
         )
     return load_run(found[0])
+
+
+# -- which run is which ---------------------------------------------------------------------------
+IDENTITY_HEAD = 64 * 1024  # bytes of rank 0's log compared before a whole-prefix check
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What makes a run the run it is, wherever its directory sits: its rank-0 log's content (with
+    the run id and start time its manifest records, to name it). ``cp -a logs/base logs/copy`` keeps
+    them, so a copy (or one run given twice, or a run and its own workerlog.0) is recognised as one run."""
+
+    name: str
+    path: str
+    run_id: str | None
+    started: str | None
+    log: Path
+    log_size: int
+    log_sha256: str
+    head: bytes = field(repr=False, compare=False)
+
+
+def _sha256(path: Path, limit: int | None = None) -> str:
+    digest, left = hashlib.sha256(), limit
+    with open_regular_file(path) as handle:
+        while left is None or left > 0:
+            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            left = None if left is None else left - len(block)
+    return digest.hexdigest()
+
+
+def run_identity(run: RunLogs) -> RunIdentity:
+    """The identity of ``run`` (see :class:`RunIdentity`); :func:`same_run` compares two."""
+    manifest = run.manifest or {}
+    log = run.primary.path
+    with open_regular_file(log) as handle:
+        head = handle.read(IDENTITY_HEAD)
+    run_id, started = manifest.get("run_id"), manifest.get("started")
+    return RunIdentity(run.name, str(run.files.single_file or run.files.root),
+                       run_id if isinstance(run_id, str) else None, started if isinstance(started, str) else None,
+                       log, log.stat().st_size, _sha256(log), head)
+
+
+def same_run(a: RunIdentity, b: RunIdentity) -> str:
+    """Why ``a`` and ``b`` are one run ("" when they are two): the same rank-0 log, or one log that
+    begins with the whole other (a copy taken while it ran). Upstream stamps every line with the
+    time, so two trainings never write the same log; a run id alone is a name (``--run-dir run``
+    on two hosts), so it only labels the message."""
+    named = f"run {a.run_id}: " if a.run_id and a.run_id == b.run_id else ""
+    if a.log_sha256 == b.log_sha256:
+        return f"{named}their rank-0 logs are identical ({a.log.name}, sha256 {a.log_sha256[:12]})"
+    shorter, longer = sorted((a, b), key=lambda identity: identity.log_size)
+    n = min(len(shorter.head), len(longer.head))
+    if shorter.log_size and shorter.head[:n] == longer.head[:n] and _sha256(longer.log, shorter.log_size) == shorter.log_sha256:
+        return f"{named}{longer.log} begins with the whole of {shorter.log} (a copy taken while the run was writing)"
+    return ""
+
+
+def refuse_duplicate_runs(runs: list[RunLogs], command: str) -> list[RunIdentity]:
+    """One line and exit 2 when two of ``runs`` are one run (:func:`same_run`): a copy must not count
+    twice in ``command`` (an aggregate, a band, a comparison). Returns the identities."""
+    identities = [run_identity(run) for run in runs]
+    for i, first in enumerate(identities):
+        for second in identities[i + 1:]:
+            why = same_run(first, second)
+            if why:
+                raise ReproError(f"{command}: {first.path} and {second.path} are the same run ({why}); a copy counts "
+                                 "once: pass each run once", EXIT_BAD_INPUT)
+    return identities
 
 
 def best_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:

@@ -27,6 +27,7 @@ import psutil
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.files import last_lines
 from repro.run.rundir import RunDir
+import ctypes
 
 STOP_GRACE_SECONDS = 5.0  # REPRO_TRAIN_STOP_GRACE overrides it (tests)
 POLL_SECONDS = 0.5
@@ -179,7 +180,6 @@ def kill_processes(processes: Iterable[psutil.Process], sig: int = signal.SIGKIL
 def _set_parent_death_signal() -> None:
     """In the launcher (before exec): get SIGTERM if the harness dies, so it stops its ranks."""
     try:
-        import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except Exception:  # not Linux / no glibc: the lock and /proc scan still catch orphans

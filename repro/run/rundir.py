@@ -47,6 +47,7 @@ K_TRUE_BEST = "true_best"
 K_WRITTEN = "checkpoints_written"
 K_NODES = "nodes"  # multi-node record: nnodes, node_rank, master, hosts seen, node 0's place, mismatches
 K_EVALUATIONS = "evaluations"  # standalone evaluations by `repro eval`, one record each
+K_LOGGING = "logging"  # how to look at the run besides its logs (--visualdl): options, never deviations
 
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"

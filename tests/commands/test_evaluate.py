@@ -88,7 +88,7 @@ def test_a_disagreeing_standalone_eval_is_flagged_and_fails_under_require_eval(t
     flagged = check(run)
     assert flagged.returncode == 0 and "warning: the standalone eval of epoch 2 (0.30000) disagrees" in flagged.stdout
     failed = check(run, "--require-eval")
-    assert failed.returncode == 1 and "FAIL" in failed.stdout.splitlines()[-1]
+    assert failed.returncode == 1 and failed.stdout.startswith("FAIL top1 0.50000 >= ")  # the verdict line first
     # a later agreeing eval of the same epoch is the one compared
     assert repro("eval", str(run), "--checkpoint", "epoch_2", FAKE_EVAL_DELTA="0.1").returncode == 0
     assert check(run, "--require-eval").returncode == 0
@@ -130,7 +130,7 @@ def test_eval_is_refused_while_the_run_trains(trained) -> None:
     finally:
         os.close(fd)
         (run / ".lock").unlink()
-    assert result.exit_code == 5 and "is training" in result.output
+    assert result.exit_code == 5 and "is in use" in result.output  # no record: the holder is not guessed
 
 
 def copy_run(run: Path, where: Path, status: str | None = None) -> Path:

@@ -44,40 +44,33 @@ def tiny(tmp_path: Path) -> Path:
     return make_tiny(tmp_path / "tiny", classes=2, train_per_class=2, val_per_class=1, size=16)
 
 
-def test_absent_link_is_created(upstream: Path, tiny: Path) -> None:
+def test_an_absent_link_stays_absent_for_the_real_data(upstream: Path, tiny: Path) -> None:
     overrides, line = smoke.place_dataset(tiny, upstream)
-    assert overrides == [] and "linked" in line
-    assert os.path.realpath(upstream / DATASET_LINK) == os.path.realpath(tiny)
-
-
-def test_link_to_an_older_tiny_set_is_replaced(upstream: Path, tiny: Path, tmp_path: Path) -> None:
-    older = make_tiny(tmp_path / "older", classes=2, train_per_class=1, val_per_class=1, size=16)
-    os.symlink(older, upstream / DATASET_LINK)
-    overrides, line = smoke.place_dataset(tiny, upstream)
-    assert overrides == [] and "relinked" in line
-    assert os.path.realpath(upstream / DATASET_LINK) == os.path.realpath(tiny)
-    assert (older / "train_list.txt").is_file()  # the old tiny set itself is not deleted
-
-
-def test_link_to_real_data_is_left_alone_and_the_config_points_at_the_tiny_set(
-    upstream: Path, tiny: Path, tmp_path: Path
-) -> None:
-    real = tmp_path / "imagenet"
-    (real / "train").mkdir(parents=True)
-    os.symlink(real, upstream / DATASET_LINK)
-    overrides, line = smoke.place_dataset(tiny, upstream)
-    assert os.readlink(upstream / DATASET_LINK) == str(real)
-    assert "left untouched" in line
+    assert not os.path.lexists(upstream / DATASET_LINK)  # `repro dataset link` then needs no --force
     assert f"DataLoader.Train.dataset.image_root={tiny.resolve()}/" in overrides
     assert f"DataLoader.Eval.dataset.cls_label_path={tiny.resolve()}/val_list.txt" in overrides
+    assert "left for the real data" in line
 
 
-def test_a_real_directory_at_the_link_path_is_left_alone(upstream: Path, tiny: Path) -> None:
-    (upstream / DATASET_LINK).mkdir()
-    (upstream / DATASET_LINK / "keep.txt").write_text("someone's data", encoding="utf-8")
+@pytest.mark.parametrize("kind", ["a link to real data", "a link to an older tiny set", "a real directory"])
+def test_whatever_is_at_the_link_is_left_alone(upstream: Path, tiny: Path, tmp_path: Path, kind: str) -> None:
+    link = upstream / DATASET_LINK
+    if kind == "a real directory":
+        link.mkdir()
+        (link / "keep.txt").write_text("someone's data", encoding="utf-8")
+    else:
+        other = tmp_path / "imagenet"
+        if kind == "a link to real data":
+            (other / "train").mkdir(parents=True)
+        else:
+            other = make_tiny(tmp_path / "older", classes=2, train_per_class=1, val_per_class=1, size=16)
+        os.symlink(other, link)
     overrides, _ = smoke.place_dataset(tiny, upstream)
-    assert len(overrides) == 4
-    assert (upstream / DATASET_LINK / "keep.txt").read_text(encoding="utf-8") == "someone's data"
+    assert len(overrides) == 4 and all(f"={tiny.resolve()}/" in option for option in overrides)
+    if kind == "a real directory":
+        assert (link / "keep.txt").read_text(encoding="utf-8") == "someone's data"
+    else:
+        assert os.readlink(link) == str(other)
 
 
 def test_dataset_overrides_pass_the_override_validation(tiny: Path) -> None:
@@ -110,12 +103,28 @@ def test_smoke_runs_train_then_check_accuracy_and_exits_with_its_code(
     train, evaluate, check = calls
     assert train[1:5] == ["-m", "repro", "train", "--smoke"]
     assert train[train.index("--cpu-ranks") + 1] == "2" and train[train.index("--platform") + 1] == "cpu"
+    assert train[train.index("--data-dir") + 1] == str((tmp_path / "data").absolute())  # its own place, not the link
+    assert "-o" not in train  # nothing the verdict would list as the user's deviation
     run_dir = train[train.index("--run-dir") + 1]
-    assert evaluate[3:] == ["eval", run_dir]  # the standalone eval of the true best, before the verdict
-    assert check[3] == "check-accuracy" and check[4] == run_dir
+    assert evaluate[3:] == ["eval", "--", run_dir]  # the standalone eval of the true best, before the verdict
+    assert check[3:] == ["check-accuracy", "--", run_dir]
     assert "--tolerance" not in check  # the smoke target and its tolerance come from the manifest
     assert (tmp_path / "data" / "train_list.txt").is_file()
     assert "SMOKE FAIL" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_a_loss_check_smoke_is_judged_by_check_accuracy_too(upstream: Path, tmp_path: Path, monkeypatch) -> None:
+    """xception's smoke checks the loss: no standalone eval, and check-accuracy gives its verdict."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(smoke, "ensure_patched", lambda path: [])
+    monkeypatch.setattr(smoke, "run_step", lambda argv: calls.append(argv) or 0)
+    code = smoke.main(["--upstream", str(upstream), "--recipe", "xception", "--data-dir", str(tmp_path / "data"),
+                       "--logs-dir", str(tmp_path / "logs")])
+    train, check = calls[:2]
+    assert train[train.index("--data-dir") + 1] == str((tmp_path / "data").absolute())  # its own place, not the link
+    assert "-o" not in train  # nothing the verdict would list as the user's deviation
+    run_dir = train[train.index("--run-dir") + 1]
+    assert code == 0 and check[3:] == ["check-accuracy", "--", run_dir] and not any("eval" in c[3:4] for c in calls)
 
 
 def test_failed_training_is_a_smoke_fail_without_a_check(upstream: Path, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -65,6 +65,17 @@ def test_symlink_elsewhere_needs_force_and_reports_old_target(tiny: Path, upstre
     assert os.readlink(link) == str(tiny) and old.is_dir()
 
 
+def test_a_link_to_a_generated_tiny_set_is_replaced_without_force(tiny: Path, upstream: Path, tmp_path: Path) -> None:
+    # What an older `make smoke` left at dataset/ILSVRC2012: the README's `repro dataset link` just works.
+    older = make_tiny(tmp_path / "smoke-data", classes=2, train_per_class=1, val_per_class=1, size=16)
+    link = upstream / "dataset" / "ILSVRC2012"
+    link.symlink_to(older)
+    exit_code, stdout, stderr = link_cli(str(tiny), "--upstream", str(upstream))
+    assert exit_code == 0, stderr
+    assert f"was -> {older}" in stdout and os.readlink(link) == str(tiny)
+    assert (older / "train_list.txt").is_file()  # the tiny set itself stays
+
+
 def test_force_result_object(tiny: Path, upstream: Path, tmp_path: Path) -> None:
     (upstream / "dataset" / "ILSVRC2012").symlink_to(tmp_path / "dangling")
     result = link_dataset(tiny, upstream, force=True)

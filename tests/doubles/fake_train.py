@@ -200,6 +200,10 @@ def main():
             for suffix, payload in ((".pdparams", b"params"), (".pdopt", b"opt")):
                 with open(base + suffix, "wb") as handle:
                     handle.write(payload + f" epoch {epoch}".encode())
+                if prefix == "best_model" and suffix == ".pdparams":  # upstream's second copy of the weights
+                    os.makedirs(base, exist_ok=True)
+                    with open(os.path.join(base, "model.pdparams"), "wb") as handle:
+                        handle.write(payload + f" epoch {epoch}".encode())
             with open(base + ".pdstates", "wb") as handle:
                 pickle.dump({"metric": top1, "epoch": epoch}, handle)
             emit(fmt.save_line(prefix))

@@ -80,4 +80,4 @@ def test_nan_and_slow_knobs(tmp_path: Path) -> None:
         assert pickle.load(handle)["epoch"] == 1
     checked = subprocess.run([sys.executable, "-m", "repro", "check-accuracy", str(tmp_path / "out" / "train.log")],
                              capture_output=True, text=True, timeout=60)
-    assert checked.returncode == 1 and "diverged" in checked.stdout.splitlines()[-1]
+    assert checked.returncode == 1 and "diverged" in checked.stdout.splitlines()[0]

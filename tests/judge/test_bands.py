@@ -5,6 +5,7 @@ none of the seeds it was built from; no band ships for ResNeSt50, and check says
 from __future__ import annotations
 
 import json
+import shutil
 import math
 from pathlib import Path
 
@@ -99,10 +100,10 @@ def test_std_floor_widens_the_band_early() -> None:
 
 
 def test_build_refuses_too_few_incomplete_or_mixed_runs(built: Path, tmp_path: Path) -> None:
-    a, b = (fake_run(tmp_path / n, *GOOD[0]) for n in ("a", "b"))
+    a, b = fake_run(tmp_path / "a", *GOOD[0]), fake_run(tmp_path / "b", *GOOD[1])
     result = invoke("band", "build", str(a), str(b), "--out", str(tmp_path / "x.yaml"))
     assert result.exit_code == 2 and "needs >= 3 completed runs, got 2" in result.stderr
-    running = fake_run(tmp_path / "running", *GOOD[1], status="running")
+    running = fake_run(tmp_path / "running", *GOOD[2], status="running")
     result = invoke("band", "build", str(a), str(b), str(running), "--out", str(tmp_path / "x.yaml"))
     assert result.exit_code == 2 and "is not a completed run" in result.stderr
     other = fake_run(tmp_path / "other", *GOOD[2], smoke=False)
@@ -111,6 +112,11 @@ def test_build_refuses_too_few_incomplete_or_mixed_runs(built: Path, tmp_path: P
     c = fake_run(tmp_path / "c", *GOOD[2])
     result = invoke("band", "build", str(a), str(b), str(c), "--out", str(built))
     assert result.exit_code == 5 and "already exists" in result.stderr
+    shutil.copytree(a, tmp_path / "copy-of-a")
+    for twice in (a, tmp_path / "copy-of-a", a / "launcher" / "workerlog.0"):  # a copy is not a 3rd run
+        result = invoke("band", "build", str(a), str(twice), str(c), "--out", str(tmp_path / "y.yaml"))
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1 and not (tmp_path / "y.yaml").exists()
+        assert result.stderr.startswith(f"error: band build: {a} and ") and "are the same run (" in result.stderr
 
 
 def test_no_band_ships_for_resnest50_and_check_says_how_to_build_one(tmp_path: Path) -> None:

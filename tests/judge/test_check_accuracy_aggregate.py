@@ -71,7 +71,7 @@ def test_an_unjudged_run_makes_the_aggregate_incomplete(tmp_path: Path) -> None:
     ({"smoke": False}, "smoke variant"),
 ])
 def test_runs_that_differ_are_refused_unless_mixed(tmp_path: Path, changes: dict, differs: str) -> None:
-    paths = list(map(str, runs(tmp_path, [0.5, 0.625, 0.5], **changes)))
+    paths = list(map(str, runs(tmp_path, [0.5, 0.625, 0.5625], **changes)))
     refused = check(*paths, "--aggregate")
     assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
     assert refused.output.startswith(f"error: --aggregate: the runs differ in {differs}") and "--mixed" in refused.output

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -40,21 +42,21 @@ def test_pass_at_target_minus_margin_and_fail_below(tmp_path):
     passing = recipe_run(tmp_path / "pass", {1: 0.70, 2: 0.7640, 3: 0.7600, 4: 0.7620})
     result = invoke(passing)
     assert result.exit_code == 0
-    assert "PASS pass: best top1 0.76400 (epoch 2) >= 0.7639" in result.output
+    assert result.output.splitlines()[0] == "PASS top1 0.76400 >= 0.76392 (best, epoch 2)"  # the verdict and its number first
     assert "margin 0.0038 = 2 x sqrt(p(1-p)/n) with p=0.7677, n=50000" in result.output
     assert "best top1 0.76400 at epoch 2; final top1 0.76200 at epoch 4" in result.output
 
     failing = recipe_run(tmp_path / "fail", {1: 0.70, 2: 0.7630, 3: 0.7600, 4: 0.7620})
     result = invoke(failing)
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1].startswith("FAIL fail: best top1 0.76300")
+    assert result.output.splitlines()[0] == "FAIL top1 0.76300 < 0.76392 (best, epoch 2)"
 
 
 def test_final_and_tolerance_change_what_is_judged(tmp_path):
     run = recipe_run(tmp_path / "run", {1: 0.70, 2: 0.7700, 3: 0.7600, 4: 0.7620})
     assert invoke(run).exit_code == 0
     result = invoke(run, "--final")
-    assert result.exit_code == 1 and "final top1 0.76200 (epoch 4)" in result.output
+    assert result.exit_code == 1 and result.output.startswith("FAIL top1 0.76200 < 0.76392 (final, epoch 4)\n")
     assert invoke(run, "--final", "--tolerance", "0.006").exit_code == 0
     assert invoke(run, "--tolerance", "0").exit_code == 0  # 0.7700 >= 0.7677
 
@@ -64,7 +66,7 @@ def test_incomplete_run_says_how_far_it_got(tmp_path):
     run = write_run(tmp_path / "run", fake.launch(range(1, 4), {1: 0.1, 2: 0.2, 3: 0.3}))
     result = invoke(run)
     assert result.exit_code == 2
-    assert "INCOMPLETE run: reached epoch 3 of 300" in result.output
+    assert result.output.startswith("INCOMPLETE reached epoch 3 of 300")
     allowed = invoke(run, "--allow-incomplete", "--target", "0.3", "--eval-set-size", "50000")
     assert allowed.exit_code == 0 and "incomplete run judged as is" in allowed.output
 
@@ -81,7 +83,7 @@ def test_train_lines_but_no_eval(tmp_path):
     fake = FakeUpstreamLog(epochs=3, class_num=1000)
     run = write_run(tmp_path / "run", fake.launch(range(1, 4), {}))
     result = invoke(run)
-    assert result.exit_code == 2 and "INCOMPLETE run: no eval result in the logs (training reached epoch 3 of 3)" in result.output
+    assert result.exit_code == 2 and result.output.startswith("INCOMPLETE no eval result in the logs (training reached epoch 3 of 3)")
 
 
 def test_empty_directory_missing_path_and_binary_file(tmp_path):
@@ -123,7 +125,7 @@ def test_ranks_that_disagree_are_unreadable(tmp_path):
     run = recipe_run(tmp_path / "run", {1: 0.7, 2: 0.77, 3: 0.77, 4: 0.77}, other_rank_lines=other)
     result = invoke(run)
     assert result.exit_code == 2
-    assert "UNREADABLE run: the logs contradict each other: rank 1 (workerlog.1) and rank 0 (workerlog.0) disagree on epoch 2 top1" in result.output
+    assert result.output.startswith("UNREADABLE the logs contradict each other: rank 1 (workerlog.1) and rank 0 (workerlog.0) disagree on epoch 2 top1")
 
 
 def test_nan_loss_flagged_and_divergence_fails(tmp_path):
@@ -134,7 +136,7 @@ def test_nan_loss_flagged_and_divergence_fails(tmp_path):
     fake = FakeUpstreamLog(epochs=3, class_num=1000)
     diverged = write_run(tmp_path / "diverged", fake.launch(range(1, 4), {1: 0.77, 2: 0.78, 3: 0.001}, loss={3: math.inf}))
     result = invoke(diverged)
-    assert result.exit_code == 1 and "FAIL diverged: training diverged (train CELoss, train loss nan/inf at epoch 3)" in result.output
+    assert result.exit_code == 1 and result.output.startswith("FAIL training diverged (train CELoss, train loss nan/inf at epoch 3)")
 
 
 def test_log_of_another_model_says_so(tmp_path):
@@ -162,7 +164,7 @@ def test_manifest_written_by_repro_train_sets_recipe_and_tolerance(tmp_path):
     run = standard_run(tmp_path / "smoke", top1={1: 0.25, 2: 0.25, 3: 0.375}, manifest=manifest)
     result = invoke(run)
     assert result.exit_code == 1, result.output
-    assert "the target's own tolerance 0" in result.output and "passes at >= 0.5000" in result.output
+    assert "the target's own tolerance 0" in result.output and "passes at >= 0.50000" in result.output
     assert invoke(run, "--tolerance", "0.2").exit_code == 0
 
 
@@ -171,7 +173,11 @@ def test_several_paths_worst_exit_wins_and_json_is_stable(tmp_path):
     bad = recipe_run(tmp_path / "bad", {1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5})
     result = invoke(good, bad)
     assert result.exit_code == 1
-    assert "verdicts:\n  PASS good" in result.output and "  FAIL bad" in result.output
+    assert result.output.splitlines() == ["PASS top1 0.77000 >= 0.76392 (best, epoch 4) -- good",
+                                          "FAIL top1 0.50000 < 0.76392 (best, epoch 4) -- bad",
+                                          "summary: 2 runs: 1 PASS, 1 FAIL; exit 1 (the worst verdict among them)"]
+    detailed = invoke(good, bad, "-v")
+    assert detailed.output.count("  run ") == 2 and "margin 0.0038" in detailed.output
     result = invoke(good, tmp_path / "missing", "--json")
     assert result.exit_code == 2
     objects = [json.loads(line) for line in result.output.strip().splitlines()]
@@ -249,22 +255,50 @@ def test_a_manifest_target_is_validated_like_the_option(tmp_path, value):
     assert invoke(run, "--target", "0.5").exit_code == 0  # an explicit target still judges it
 
 
-def test_eval_values_in_percent_are_detected_not_judged_as_fractions(tmp_path):
-    run = recipe_run(tmp_path / "run", {1: 70.0, 2: 76.77, 3: 76.5, 4: 76.6})
-    result = invoke(run)
+PERCENTS = ("UNREADABLE the eval top1 values are percents (up to 76.77), not the fractions upstream PaddleClas logs: "
+            "judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
+
+
+@pytest.mark.parametrize(("top1", "top5", "first_line"), [
+    ({1: 70.0, 2: 76.77, 3: 76.5, 4: 76.6}, "95.00000", PERCENTS),  # both in percents: a percent log
+    ({1: 0.7, 2: 1.5, 3: 0.7, 4: 0.7}, "1.00000",  # 1.5 beside a top-5 of 1.0: no percent, no fraction
+     "UNREADABLE the eval top1 values reach 1.5, above 1 while top5 stays on another scale (up to 1): not an "
+     "accuracy, neither a fraction nor a percent; pass upstream's own log (it logs fractions in [0, 1]) or the right "
+     "--metric"),
+    ({1: 70.0, 2: 76.77, 3: 76.5, 4: 76.6}, "1.00000", "UNREADABLE the eval top1 values reach 76.77, above 1 while top5"),
+    ({1: 2.0, 2: 3.0, 3: 4.0, 4: 5.0}, "3.50000", "UNREADABLE the eval top1 values reach 5, above 1 while top5"),  # top-5 < top-1
+    ({1: 70.0, 2: 250.0, 3: 76.5, 4: 76.6}, "95.00000",
+     "UNREADABLE the eval top1 values reach 250: not an accuracy in any unit (above 100 %)"),
+])
+def test_eval_values_above_one_are_never_judged_and_called_percents_only_when_they_can_be(tmp_path, top1, top5, first_line):
+    fake = FakeUpstreamLog(epochs=RECIPE_EPOCHS, class_num=1000)
+    lines = [line.replace("top5: 1.00000", f"top5: {top5}") for line in fake.launch(range(1, 5), top1)]
+    result = invoke(write_run(tmp_path / "run", lines))
     assert result.exit_code == 2, result.output
-    assert result.output.strip().splitlines()[-1] == (
-        "UNREADABLE run: the eval top1 values are percents (up to 76.77), not the fractions upstream PaddleClas "
-        "logs: judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
+    assert result.output.splitlines()[0].startswith(first_line) and "PASS" not in result.output
+
+
+def test_an_unknown_recipe_is_bad_input_naming_the_recipes(tmp_path):
+    run = recipe_run(tmp_path / "run", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
+    for command in (["check-accuracy", str(run)], ["check-accuracy", str(run), str(tmp_path)], ["report", str(run)]):
+        result = CliRunner(mix_stderr=False).invoke(cli, [*command, "--recipe", "nope"])
+        assert result.exit_code == 2 and result.stdout == "" and "UNREADABLE" not in result.stderr
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: unknown recipe 'nope'; choose one of: ")
+        assert "resnest50" in result.stderr
 
 
 def test_one_run_given_twice_is_refused(tmp_path):
+    """By its identity (run id and rank-0 log), not its path: a copy elsewhere is the same run too."""
     run = recipe_run(tmp_path / "run", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
-    for second in (run, tmp_path / "." / "run", run / "launcher" / "workerlog.0", tmp_path):
+    shutil.copytree(run, tmp_path / "elsewhere" / "copy")
+    for second in (run, tmp_path / "." / "run", run / "launcher" / "workerlog.0", tmp_path, tmp_path / "elsewhere" / "copy"):
         result = CliRunner(mix_stderr=False).invoke(cli, ["check-accuracy", str(run), str(second)])
-        assert result.exit_code == 2
-        assert result.stderr.startswith("error: ") and result.stderr.strip().endswith("would be judged twice; pass each run once")
-    other = recipe_run(tmp_path / "other", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
+        assert result.exit_code == 2 and result.stdout == "", result.stdout
+        assert result.stderr.startswith("error: check-accuracy: ") and len(result.stderr.splitlines()) == 1
+        assert result.stderr.strip().endswith("are the same run (their rank-0 logs are identical (workerlog.0, sha256 "
+                                              f"{hashlib.sha256((run / 'launcher' / 'workerlog.0').read_bytes()).hexdigest()[:12]})); "
+                                              "a copy counts once: pass each run once")
+    other = recipe_run(tmp_path / "other", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.78})
     assert invoke(run, other).exit_code == 0
 
 
@@ -280,3 +314,19 @@ def test_the_recipe_target_comes_with_where_it_came_from(tmp_path):
     assert "target set by: e31e5bd3, 2023-03-03" in result.output
     assert "target measured with: PaddleClas default branch of early 2023" in result.output
     assert any(line.strip().startswith("target caveat: the row read '8 cards'") for line in result.output.splitlines())
+
+
+def test_concatenated_trainings_are_not_judged_as_one(tmp_path):
+    """Launch 1 ran epochs 1-3 (0.1, 0.2, 0.3); launch 2 restarted from scratch and logged 0.78 at epoch 1:
+    the last training is judged alone, and it is INCOMPLETE (1 of 3), never "3 of 3 ... best 0.78"."""
+    fake = FakeUpstreamLog(epochs=3, class_num=1000)
+    lines = fake.launch(range(1, 4), {1: 0.1, 2: 0.2, 3: 0.3}) + fake.launch(range(1, 2), {1: 0.78})
+    run = write_run(tmp_path / "run", lines)
+    result = invoke(run, "--target", "0.5", "--eval-set-size", "50000")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("INCOMPLETE reached epoch 1 of 3")
+    assert "launch 2 started a new training from scratch, so launch 1 belongs to a different training" in result.output
+    assert "epochs completed 1 of 3; 1 launch" in result.output
+    resumed = fake.launch(range(1, 3), {1: 0.1, 2: 0.2}) + fake.launch(range(3, 4), {3: 0.78}, checkpoints="o/latest")
+    whole = invoke(write_run(tmp_path / "resumed", resumed), "--target", "0.5", "--eval-set-size", "50000")
+    assert whole.exit_code == 0 and whole.output.startswith("PASS top1 0.78000 >= ")  # a resume is one history

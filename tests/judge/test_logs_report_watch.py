@@ -28,7 +28,7 @@ def test_report_writes_csv_summary_png_page_and_json(tmp_path):
     run = standard_run(tmp_path / "run", top1={1: 0.25, 2: 0.5, 3: 0.75}, manifest=SMOKE_MANIFEST)
     result = CliRunner().invoke(report, [str(run), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].startswith("PASS run")
+    assert result.output.splitlines()[0].startswith("PASS top1 0.75000 >= ")
     table = pd.read_csv(tmp_path / "out" / "epochs.csv", index_col="epoch")
     assert list(table["top1"]) == [0.25, 0.5, 0.75]
     summary = (tmp_path / "out" / "summary.md").read_text()
@@ -140,7 +140,7 @@ def test_watch_command_prints_the_verdict(tmp_path):
     run = standard_run(tmp_path / "run", top1={1: 0.25, 2: 0.5, 3: 0.75}, manifest=SMOKE_MANIFEST)
     result = CliRunner().invoke(cli, ["watch", str(run), "--poll", "0.01"])
     assert result.exit_code == 0, result.output
-    assert "watch: manifest.json says completed" in result.output and "PASS run" in result.output
+    assert "watch: manifest.json says completed" in result.output and "\nPASS top1 0.75000 >= 0.32322 (best, epoch 3)\n" in result.output
 
 
 def test_group_turns_bad_options_into_one_line(tmp_path):

@@ -51,8 +51,8 @@ def test_a_run_that_hit_nan_and_then_crashed_fails_as_diverged_not_incomplete(tm
                      loss={3: math.nan}, tail=TRACEBACK)
     result = invoke(run)
     assert result.exit_code == 1, result.stdout
-    headline = result.stdout.strip().splitlines()[-1]
-    assert headline.startswith("FAIL run: training diverged (train CELoss, train loss nan/inf at epoch 3)")
+    headline = result.stdout.splitlines()[0]
+    assert headline.startswith("FAIL training diverged (train CELoss, train loss nan/inf at epoch 3)")
     assert "it stopped at epoch 3 of 300" in headline and "resume" not in headline
 
 
@@ -62,8 +62,7 @@ def test_final_with_a_nan_last_eval_fails_instead_of_judging_an_earlier_epoch(tm
     run = write_run(tmp_path / "run", lines)
     result = invoke(run, "--final")
     assert result.exit_code == 1, result.stdout
-    assert result.stdout.strip().splitlines()[-1] == (
-        "FAIL run: the last eval (epoch 3) has a non-finite top1: the final model is broken")
+    assert result.stdout.splitlines()[0] == "FAIL top1 not finite (final, epoch 3): the final model is broken"
 
 
 def test_json_of_a_pass_under_allow_incomplete_says_not_complete(tmp_path):
@@ -83,7 +82,7 @@ def test_a_reference_run_has_no_deviations(tmp_path):
     run = write_run(tmp_path / "run", fake.launch(range(1, 301), top1), ranks=4, manifest=reference_manifest())
     result = invoke(run, "--strict")
     assert result.exit_code == 0, result.stdout
-    assert result.stdout.strip().splitlines()[-1].startswith("PASS run: best top1 0.77000")
+    assert result.stdout.splitlines()[0] == "PASS top1 0.77000 >= 0.76392 (best, epoch 300)"
     assert json.loads(invoke(run, "--json").stdout)["deviations"] == []
 
 
@@ -104,13 +103,16 @@ def test_each_deviation_from_the_reference_is_in_the_verdict_and_strict_fails_it
     run = recipe_run(tmp_path / "run", GOOD, manifest=reference_manifest(**change))
     result = invoke(run)
     assert result.exit_code == 0, result.stdout
-    headline = result.stdout.strip().splitlines()[-1]
-    assert headline.startswith("PASS, with deviations from the reference: ") and said in headline
+    lines = result.stdout.splitlines()
+    assert lines[0] == "PASS top1 0.77000 >= 0.76392 (best, epoch 4) [1 deviation from the reference]"
+    assert lines[1].startswith(f"  deviation: {said}")
     data = json.loads(invoke(run, "--json").stdout)
     assert data["status"] == "PASS" and any(said in item for item in data["deviations"])
     strict = invoke(run, "--strict")
     assert strict.exit_code == 1
-    assert "FAIL, with deviations from the reference" in strict.stdout and "--strict: the run deviates" in strict.stdout
+    assert strict.stdout.startswith("FAIL top1 0.77000 >= 0.76392 (best, epoch 4), but --strict: the run deviates "
+                                    "from the reference, so it does not count [")  # this and NONCOMPLIANT
+    assert f"\n  deviation: {said}" in strict.stdout
 
 
 def test_strict_needs_the_record(tmp_path):

@@ -156,9 +156,9 @@ def test_explicit_run_dir_that_is_not_empty_is_refused(upstream: Path, tmp_path:
 
 
 def test_preflight_problems_stop_before_anything_runs(upstream: Path, tmp_path: Path, monkeypatch) -> None:
-    import repro.launch.preflight as preflight
+    import repro.launch.start as start  # start imports run_preflight by name: patch the name it calls
 
-    monkeypatch.setattr(preflight, "run_preflight", lambda **kw: ["dataset missing: run `repro dataset link ROOT`"])
+    monkeypatch.setattr(start, "run_preflight", lambda **kw: ["dataset missing: run `repro dataset link ROOT`"])
     run = tmp_path / "run"
     result = CliRunner(mix_stderr=False).invoke(cli, ["train", "--platform", "cpu", "--upstream", str(upstream),
                                                                   "--run-dir", str(run)])

@@ -428,3 +428,32 @@ def test_after_a_hangup_a_full_disk_neither_changes_the_exit_nor_garbles_console
                 path.unlink() if path.is_file() else None
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_save_the_full_disk_kept_from_the_manifest_does_not_block_the_resume(run: RunDir, upstream: Path,
+                                                                              closed: bool) -> None:
+    """The soak's disk-full case: the segment saved latest.* but could not write the manifest, so the
+    recorded digests are the previous save's. Those files are training's own (written while the
+    unclosed segment ran): the resume adopts them. A segment that closed has no such excuse: a file
+    that differs from its digest there is refused (a checkpoint replaced by hand)."""
+    import datetime as dt
+
+    from repro.upstream.state import inspect_checkout
+
+    interrupted_run(run, upstream, {"root": None}, inspect_checkout(upstream).to_manifest())
+    data = json.loads(run.manifest.read_text())
+    started = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)).isoformat(timespec="seconds")
+    segment = {"index": 0, "status": "interrupted" if closed else "running", "started": started,
+               "ended": started if closed else None, "kind": "start"}
+    written = {}
+    for suffix in (".pdparams", ".pdopt", ".pdstates"):
+        path = run.output / f"latest{suffix}"
+        path.write_bytes(b"the save the manifest recorded")
+        written[path.name] = {"segment": 0, "mtime_ns": 1, "size": 30, "sha256": "0" * 64}
+    run.manifest.write_text(json.dumps({**data, "segments": [segment], "checkpoints_written": written}))
+    result = CliRunner(mix_stderr=False).invoke(cli, ["train", "--resume", str(run.path), "--dry-run"])
+    refused = "is not the file training wrote" in result.stderr
+    assert refused == closed, result.stderr
+    if closed:
+        assert result.exit_code == EXIT_BAD_INPUT and result.stderr.splitlines()[-1].startswith("error: ")

@@ -75,7 +75,8 @@ def test_several_launches_in_one_train_log_split_at_each_echo(tmp_path):
     lines = fake.launch(range(1, 3), {1: 0.2, 2: 0.3}) + fake.launch(range(1, 3), {1: 0.4, 2: 0.1})
     path = write_lines(tmp_path / "train.log", lines)
     run = parse_run(path)
-    assert len(run.segments) == 2 and run.segments[1].resumed_from is None
+    assert len(run.primary.segments) == 2 and run.primary.segments[1].resumed_from is None
+    assert [segment.index for segment in run.segments] == [2]  # the judged training: launch 2 started from scratch
     assert list(run.evaluated["top1"]) == [0.4, 0.1]
     assert any("started again from scratch" in note for note in run.notes)
 
@@ -176,6 +177,57 @@ def test_find_all_matches_a_regex_scan_even_when_the_rare_byte_is_common(
     assert scan_module.find_all(data, AVG_NEEDLE, len(data)) == expected
     end = expected[5] + 3  # a match crossing the end is not a match
     assert scan_module.find_all(data, AVG_NEEDLE, end) == expected[:5]
+
+
+@pytest.mark.parametrize(("launches", "judged_epochs", "start"), [
+    # launch 1 ran epochs 1-3, launch 2 restarted from scratch and logged 0.78 at epoch 1 (issue 20)
+    ([(range(1, 4), {1: 0.1, 2: 0.2, 3: 0.3}, None), (range(1, 2), {1: 0.78}, None)], {1: 0.78}, 2),
+    # a restart, then a resume of the restart: one history from launch 2 on
+    ([(range(1, 3), {1: 0.1, 2: 0.2}, None), (range(1, 2), {1: 0.3}, None), (range(2, 4), {2: 0.4, 3: 0.5}, "o/latest")],
+     {1: 0.3, 2: 0.4, 3: 0.5}, 2),
+    # two restarts: only the last training counts
+    ([(range(1, 3), {1: 0.1, 2: 0.2}, None), (range(1, 3), {1: 0.3, 2: 0.35}, None), (range(1, 2), {1: 0.9}, None)],
+     {1: 0.9}, 3),
+    # resumes only (saved epoch + 1): every launch is one history
+    ([(range(1, 3), {1: 0.1, 2: 0.2}, None), (range(3, 4), {3: 0.3}, "o/latest")], {1: 0.1, 2: 0.2, 3: 0.3}, 1),
+])
+def test_a_restart_from_scratch_begins_another_training(tmp_path, launches, judged_epochs, start):
+    fake = FakeUpstreamLog(epochs=3)
+    lines = [line for epochs, top1, checkpoints in launches for line in fake.launch(epochs, top1, checkpoints=checkpoints)]
+    run = parse_run(write_run(tmp_path / "run", lines))
+    assert dict(run.evaluated["top1"]) == judged_epochs and run.history_start == start
+    assert [segment.index for segment in run.segments] == list(range(start, len(launches) + 1))
+    assert run.epochs_completed == max(judged_epochs)
+    assert not run.problems and not any("lacks" in warning for warning in run.warnings), run.warnings
+    if start > 1:
+        assert any(f"launch {start} started a new training from scratch" in note for note in run.notes)
+
+
+def test_run_identity_is_the_rank0_log_wherever_the_run_sits(tmp_path):
+    """Copies, a run and its own log file, a copy taken mid-run are one run; two runs that share only a
+    name (the same --run-dir on two hosts) are two."""
+    import shutil
+
+    from repro.logs.parse import refuse_duplicate_runs, run_identity, same_run
+
+    fake = FakeUpstreamLog(epochs=3)
+    finished = fake.launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75})
+    base = write_run(tmp_path / "base", finished, manifest={"run_id": "run", "recipe": {"name": "resnest50"}})
+    shutil.copytree(base, tmp_path / "elsewhere" / "copy")
+    cut = finished.index(next(line for line in finished if "[Train][Epoch 3/3][Avg]" in line))
+    early = write_run(tmp_path / "early", finished[:cut], manifest={"run_id": "run-copy-mid-run"})
+    other = write_run(tmp_path / "other", FakeUpstreamLog(epochs=3, start=fake.start.replace(hour=9))
+                      .launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75}), manifest={"run_id": "run"})
+    ident = {name: run_identity(parse_run(path)) for name, path in
+             (("base", base), ("copy", tmp_path / "elsewhere" / "copy"), ("log", base / "launcher" / "workerlog.0"),
+              ("early", early), ("other", other))}
+    assert same_run(ident["base"], ident["copy"]).startswith("run run: their rank-0 logs are identical")
+    assert "identical" in same_run(ident["base"], ident["log"])
+    assert "begins with the whole of" in same_run(ident["early"], ident["base"])
+    assert same_run(ident["base"], ident["other"]) == ""  # the same run id, another training
+    with pytest.raises(ReproError, match=r"^compare: .* are the same run \(.*\); a copy counts once"):
+        refuse_duplicate_runs([parse_run(other), parse_run(base), parse_run(tmp_path / "elsewhere" / "copy")], "compare")
+    assert len(refuse_duplicate_runs([parse_run(base), parse_run(other)], "compare")) == 2
 
 
 def test_read_line_is_the_one_reader_of_every_line_kind() -> None:

@@ -237,17 +237,6 @@ def test_repro_recipes_lists_and_shows() -> None:
     assert unknown.exit_code == 2 and "unknown recipe 'nope'; choose one of: densenet" in unknown.output
 
 
-def test_loss_falls_verdict() -> None:
-    from repro.commands.smoke import loss_falls_verdict
-
-    assert loss_falls_verdict(3, [1.4, 1.2, 1.1], 3) == "PASS"
-    assert loss_falls_verdict(3, [1.4, 1.5, 1.6], 3).startswith("FAIL: train loss did not fall (1.4000 -> 1.6000)")
-    assert loss_falls_verdict(3, [1.4, 1.2], 2).startswith("FAIL: 2 of 3 epochs trained, 2 evaluated")
-    assert loss_falls_verdict(2, [1.4, 1.2], 1).startswith("FAIL: 2 of 2 epochs trained, 1 evaluated")
-    assert loss_falls_verdict(2, [1.4, float("nan")], 2).startswith("FAIL: train loss is not finite")
-    assert loss_falls_verdict(2, [1.4], 2).startswith("FAIL: 1 of 2")
-
-
 def test_smoke_all_table() -> None:
     from repro.commands.smoke import SmokeResult, format_table
 

@@ -1,7 +1,8 @@
 """Each recipe against the pinned upstream: its config exists, upstream's own parser loads it with the
 README's overrides, the reference run falls into none of the recipe's traps, and the smoke edits apply.
 
-Uses a real checkout: ``REPRO_TEST_UPSTREAM=/path/to/PaddleClas``, else the pinned archive in
+Uses the real checkout ``tests/conftest.py`` picks (``REPRO_TEST_UPSTREAM``, else the one ``make smoke``
+fetched), else the pinned archive in
 ``../shared/upstream/PaddleClas-<commit>.tar.gz`` (or ``REPRO_TEST_UPSTREAM_ARCHIVE``), extracted once
 per session with ``repro upstream fetch --archive``. Without either, the tests report themselves
 skipped with that reason.
@@ -22,7 +23,7 @@ from repro.recipes.catalog import available_recipes, load_recipe, marked_overrid
 from repro.launch.config import resolve_config
 from repro.launch.config import apply_smoke_edits
 from repro.launch.upstream_config import as_upstream_parses, load_upstream_yaml
-from tests.conftest import REAL_UPSTREAM_ENV
+from tests.conftest import REAL_UPSTREAM_ENV, real_upstream_choice
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHIVE_ENV = "REPRO_TEST_UPSTREAM_ARCHIVE"
@@ -40,10 +41,10 @@ def find_archive() -> Path | None:
 
 @pytest.fixture(scope="session")
 def pinned_upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkout of the pinned upstream: REPRO_TEST_UPSTREAM, or the archive extracted once."""
-    given = os.environ.get(REAL_UPSTREAM_ENV)
-    if given and (Path(given) / "tools" / "train.py").is_file():
-        return Path(given)
+    """A checkout of the pinned upstream: the user's (tests/conftest.py), or the archive extracted once."""
+    given, _ = real_upstream_choice()
+    if given is not None:
+        return given
     archive = find_archive()
     if archive is None or not archive.is_file():
         pytest.skip(f"no pinned upstream: set {REAL_UPSTREAM_ENV}=/path/to/PaddleClas, or {ARCHIVE_ENV}=FILE, "
