@@ -17,7 +17,7 @@ from repro.dataset import layout
 from repro.dataset.prepare_sources import ClassJob, Source, WNID_PATTERN, bad
 from repro.dataset.tar_stream import NotPlain, plain_members
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_DISK, EXIT_PREFLIGHT, ReproError
-from repro.core.files import read_text_bounded, write_text_atomic
+from repro.core.files import LIST_FILE_LIMIT, read_text_bounded, write_text_atomic
 from tqdm import tqdm
 
 STATE_DIR = ".repro-prepare"
@@ -98,12 +98,12 @@ def _written_by_us(out: Path, job: ClassJob) -> set[str]:
     """Paths (relative to ``OUT/<split>``, as in the done record) this job's earlier attempts wrote."""
     ours: set[str] = set()
     try:
-        ours.update(json.loads(_done_path(out, job).read_text(encoding="utf-8"))["files"])
-    except (OSError, ValueError, KeyError, TypeError):
+        ours.update(json.loads(read_text_bounded(_done_path(out, job)))["files"])
+    except (OSError, ValueError, KeyError, TypeError, ReproError):
         pass
     try:
-        ours.update(line for line in _journal_path(out, job).read_text(encoding="utf-8").splitlines() if line)
-    except (OSError, ValueError):
+        ours.update(line for line in read_text_bounded(_journal_path(out, job), LIST_FILE_LIMIT).splitlines() if line)
+    except (OSError, ValueError, ReproError):
         pass
     return ours
 

@@ -55,12 +55,12 @@ class ComparedRun:
     throughput: Throughput | None = None
     breach: Breach | None = None
     status: str = ""  # the check-accuracy verdict against the target, for the record
-    identity: str = ""  # what makes two paths the same run (see compare_cli.refuse_duplicates)
+    compliance: dict[str, Any] | None = None  # the recipe's rules against the run's config echo (judge.compliance)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "side": self.side, "run_id": self.facts.get("run_id"),
                 "seed": self.facts.get("seed"), "platform": self.facts.get("platform"), "judged": self.judged,
-                "value": self.value, "epoch": self.epoch, "status": self.status,
+                "value": self.value, "epoch": self.epoch, "status": self.status, "compliance": self.compliance,
                 "top1": self.top1, "train_loss": self.train_loss,
                 "throughput": self.throughput.to_dict() if self.throughput else None,
                 "breach": self.breach.to_dict() if self.breach else None}
@@ -73,7 +73,7 @@ def from_verdict(run: RunLogs, verdict: Verdict, side: str) -> ComparedRun:
                          "runs, or add --allow-incomplete to compare what is there", EXIT_BAD_INPUT)
     return ComparedRun(run.name, verdict.path, side, run_facts(run), verdict.judged, verdict.value, verdict.epoch,
                        run_series(run, "top1"), run_series(run, "train_loss"), run_throughput(run), status=verdict.status,
-                       identity=str((run.manifest or {}).get("run_id") or ""))
+                       compliance=verdict.compliance)
 
 
 def from_band(band: Band, judged: str) -> list[ComparedRun]:
@@ -89,8 +89,7 @@ def from_band(band: Band, judged: str) -> list[ComparedRun]:
             epoch = max(top1, key=lambda e: (top1[e], e))
         runs.append(ComparedRun(str(record.get("run_id") or f"band run {index}"), str(record.get("path") or band.source),
                                 REFERENCE, dict(record), judged, top1[epoch], epoch, top1,
-                                {int(e): float(v) for e, v in (record.get("train_loss") or {}).items()},
-                                identity=str(record.get("run_id") or "")))
+                                {int(e): float(v) for e, v in (record.get("train_loss") or {}).items()}))
     return runs
 
 
@@ -151,7 +150,7 @@ class Comparison:
     def lines(self, verbose: bool = False) -> list[str]:
         out = [self.headline(), ""] + self.table_lines() + [""]
         out += self.equivalence_lines() + [self.curves_line(), f"band: {self.band.describe()}"]
-        out += self.throughput_lines()
+        out += self.throughput_lines() + self.compliance_lines(verbose)
         out += [f"note: {note}" for note in self.notes]
         if verbose:
             out += ["", "per epoch (band limits: top-1 >= mean - k x std, train loss <= mean + k x std):"]
@@ -209,6 +208,23 @@ class Comparison:
         if not self.settings.baselines:
             lines.append(f"published baseline: {self.settings.baseline_status}")
         return lines
+
+    def compliance_lines(self, verbose: bool = False) -> list[str]:
+        """Each run's compliance with the recipe's rules (check-accuracy's block), reported, not judged
+        here: one line when every run is COMPLIANT, else the others' blocks (every block with -v)."""
+        runs = [run for run in self.candidates + self.references if (run.compliance or {}).get("lines")]
+        compliant = [run for run in runs if run.compliance.get("status") == "COMPLIANT"]
+        out = []
+        if compliant and not verbose:
+            out.append(f"compliance: {len(compliant)} of {len(runs)} run(s) {compliant[0].compliance['lines'][0]}")
+        for run in runs if verbose else [run for run in runs if run not in compliant]:
+            lines = run.compliance["lines"]
+            if verbose:
+                out += [f"compliance {run.name}: {lines[0]}"] + [f"  {line.strip()}" for line in lines[1:]]
+                continue
+            broken = [check["rule"] for check in run.compliance.get("checks") or [] if check.get("ok") is False]
+            out.append(f"compliance {run.name}: {lines[0]}" + (f" ({', '.join(broken)}; -v lists them)" if broken else ""))
+        return out
 
     def epoch_lines(self) -> list[str]:
         k = self.band.settings.k

@@ -20,7 +20,7 @@ from repro.judge.compare import CANDIDATE, REFERENCE, ComparedRun, compare, from
 from repro.judge.compare_page import write_page
 from repro.judge.judge_cli import distinct_paths, judge_run, judged_path
 from repro.judge.targets import choose_target
-from repro.logs.parse import RunLogs, parse_runs
+from repro.logs.parse import RunLogs, parse_runs, refuse_duplicate_runs
 from repro.recipes.catalog import compare_settings
 
 COMPARE_EXITS = {
@@ -48,15 +48,15 @@ def load_side(paths: tuple[Path, ...], options: dict, side: str) -> list[tuple[R
     return loaded
 
 
-def refuse_duplicates(runs: list[ComparedRun]) -> None:
-    """Two paths holding one run (the same recorded run id) would count one seed twice."""
-    seen: dict[str, ComparedRun] = {}
-    for run in runs:
-        key = run.identity
-        if key and key in seen:
-            raise ReproError(f"{seen[key].path} and {run.path} hold the same run ({key}): one seed would count twice; "
-                             "pass each run once", EXIT_BAD_INPUT)
-        seen[key] = run
+def refuse_duplicates(runs: list[RunLogs], band_runs: list[ComparedRun]) -> None:
+    """A run given twice (one path twice, a copy, a run and its own workerlog.0) would count one seed
+    twice: ``repro.logs.parse.refuse_duplicate_runs`` decides; a band's runs are known by run id."""
+    identities = refuse_duplicate_runs(runs, "compare")
+    recorded = {str(run.facts.get("run_id")): run for run in band_runs if run.facts.get("run_id")}
+    for identity in identities:
+        if identity.run_id and identity.run_id in recorded:
+            raise ReproError(f"compare: {identity.path} is run {identity.run_id}, one of the band's own runs; a run "
+                             "cannot be its own reference: pass another candidate or another band", EXIT_BAD_INPUT)
 
 
 def same_setup(runs: list[tuple[RunLogs, ComparedRun]]) -> tuple[str, bool, int, int | None]:
@@ -119,7 +119,7 @@ def compare_command(ctx: click.Context, candidates: tuple[Path, ...], references
         refs = load_side(references, options, REFERENCE)
         recipe_name, smoke, epochs, class_num = same_setup(cands + refs)
         reference_runs = [c for _, c in refs]
-    refuse_duplicates([c for _, c in cands] + reference_runs)
+    refuse_duplicates([r for r, _ in cands + refs], reference_runs if band_files else [])
     chosen = choose_target(cands[0][0], None, None, None, recipe).recipe
     if not band_files:
         band = reference_band(chosen, smoke, int(epochs or max(max(c.top1, default=0) for c in reference_runs)),

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on training servers
 import matplotlib.pyplot as plt  # noqa: E402
 
+from repro.core.files import open_regular_file
 from repro.core.errors import EXIT_CONFLICT, ReproError  # noqa: E402
 from repro.judge import html_page as H  # noqa: E402
 from repro.judge.compare import Comparison  # noqa: E402
@@ -52,9 +53,15 @@ def draw(comparison: Comparison):
     return fig
 
 
+def _page_head(path: Path) -> str:
+    """The first 4 KiB of an existing file at ``--html`` (a FIFO or a device there is refused, never read)."""
+    with open_regular_file(path) as handle:
+        return handle.read(4096).decode("utf-8", "replace")
+
+
 def write_page(comparison: Comparison, path: Path) -> Path:
     path = Path(path)
-    if path.exists() and (path.is_dir() or MARKER not in path.read_text(encoding="utf-8", errors="replace")[:4096]):
+    if path.exists() and (path.is_dir() or MARKER not in _page_head(path)):
         raise ReproError(f"{path} exists and is not a page repro compare wrote; choose another --html path",
                          EXIT_CONFLICT)
     fig = draw(comparison)

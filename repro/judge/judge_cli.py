@@ -203,8 +203,8 @@ def summary_line(verdicts: list[Verdict]) -> str:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @target_options
 @click.option("--require-eval", is_flag=True,
-              help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch: missing is "
-                   "INCOMPLETE, disagreeing FAIL.")
+              help="A PASS needs an agreeing standalone eval (`repro eval`) of the judged epoch, of weights whose "
+                   "sha256 training recorded: missing is INCOMPLETE, disagreeing FAIL.")
 @click.option("--latest", is_flag=True, help="Judge only the newest run under the paths (by its manifest's start time).")
 @click.option("--aggregate", is_flag=True,
               help="Also judge the runs together: n, mean, std, min, max, olympic mean, 95% t-interval; the exit "

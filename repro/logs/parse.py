@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from repro.core.files import open_regular_file
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.filesystem_errors import describe_os_error
 from repro.logs.discover import WORKERLOG, RunFiles, discover, is_binary
@@ -169,9 +170,9 @@ def _int_or_none(text: str) -> int | None:
 
 def _head(path: Path, limit: int = LAUNCHER_HEAD_BYTES) -> str:
     try:
-        with path.open("rb") as handle:
+        with open_regular_file(path) as handle:
             return handle.read(limit).decode("utf-8", "replace")
-    except OSError:
+    except (OSError, ReproError):
         return ""
 
 
@@ -321,7 +322,7 @@ def _checked(path: Path) -> Path:
 def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
     """Whether ``needle`` occurs in the file (read in chunks: only for the message of a log without results)."""
     tail = b""
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         while block := handle.read(chunk):
             if needle in tail + block:
                 return True
@@ -497,7 +498,7 @@ class RunIdentity:
 
 def _sha256(path: Path, limit: int | None = None) -> str:
     digest, left = hashlib.sha256(), limit
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         while left is None or left > 0:
             block = handle.read(1 << 20 if left is None else min(1 << 20, left))
             if not block:
@@ -511,7 +512,7 @@ def run_identity(run: RunLogs) -> RunIdentity:
     """The identity of ``run`` (see :class:`RunIdentity`); :func:`same_run` compares two."""
     manifest = run.manifest or {}
     log = run.primary.path
-    with log.open("rb") as handle:
+    with open_regular_file(log) as handle:
         head = handle.read(IDENTITY_HEAD)
     run_id, started = manifest.get("run_id"), manifest.get("started")
     return RunIdentity(run.name, str(run.files.single_file or run.files.root),

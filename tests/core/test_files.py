@@ -20,6 +20,7 @@ from repro.core.files import last_lines, open_regular_file, read_bytes_bounded, 
 from repro.dataset.listfile import parse_list_file
 from repro.dataset.problems import Problems
 from repro.judge.band import Band
+from repro.judge.compare_page import _page_head
 from repro.run.rundir import read_manifest
 from repro.upstream.pin import load_pin
 from tests.logfakes import standard_run
@@ -32,6 +33,7 @@ READERS: dict[str, Callable[[Path], object]] = {
     "pin": load_pin,
     "list file": lambda path: parse_list_file(path, 4, Problems()),
     "text": read_text_bounded,
+    "compare --html's existing page": _page_head,
 }
 
 

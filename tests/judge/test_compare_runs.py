@@ -133,12 +133,19 @@ def test_the_same_run_twice_is_refused(tmp_path: Path, references: list[Path]) -
     result = run(str(references[0]), "--reference", str(references[0]))
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "name the same run" in result.stderr
-    recorded = make_run(tmp_path / "a", manifest={"run_id": "20261202T000000Z", "recipe": {"name": "resnest50"}})
-    copy = tmp_path / "copy-of-a"
-    shutil.copytree(recorded, copy)
-    again = run(str(recorded), "--reference", str(copy))
+    # a copy of a plain upstream log directory (no manifest): the same rank-0 log
+    copy = tmp_path / "copy-of-ref0"
+    shutil.copytree(references[0], copy)
+    again = run(str(copy), str(references[1]), "--reference", str(references[0]), "--reference", str(references[2]))
     assert again.exit_code == 2 and again.stderr.count("\n") == 1
-    assert "hold the same run (20261202T000000Z)" in again.stderr
+    assert again.stderr.startswith("error: compare: ") and "are the same run (their rank-0 logs are identical" in again.stderr
+    # a candidate that is one of a band file's own runs
+    recorded = [make_run(tmp_path / f"rec{i}", offset=0.001 * i,
+                         manifest={"run_id": f"2026120{i}T000000Z", "recipe": {"name": "resnest50"}}) for i in range(3)]
+    band = tmp_path / "band.yaml"
+    assert CliRunner(mix_stderr=False).invoke(cli, ["band", "build", *map(str, recorded), "--out", str(band)]).exit_code == 0
+    own = run(str(recorded[1]), "--reference", str(band))
+    assert own.exit_code == 2 and "is run 20261201T000000Z, one of the band's own runs" in own.stderr
 
 
 def test_runs_of_different_configs_are_refused(tmp_path: Path, references: list[Path]) -> None:
@@ -230,3 +237,17 @@ def test_loading_the_statistics_does_not_import_scipy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert done.returncode == 0, done.stderr
+
+
+def test_compliance_of_every_run_is_reported_not_judged(tmp_path: Path, references: list[Path]) -> None:
+    """The fixtures are 10-epoch, 32-pixel, batch-16 logs: NONCOMPLIANT with resnest50's reference rules,
+    named per run with the violated rules; the comparison's outcome does not change for it."""
+    candidate = make_run(tmp_path / "cand", offset=0.0002)
+    result = run(str(candidate), "--reference", str(references[0]))
+    line = next(line for line in result.output.splitlines() if line.startswith("compliance cand: "))
+    assert "NONCOMPLIANT with recipe resnest50's reference rules" in line and "epochs" in line and "-v lists them" in line
+    assert result.exit_code == 2  # NOT SHOWN (one run a side), as without compliance
+    verbose = run(str(candidate), "--reference", str(references[0]), "-v")
+    assert "NONCOMPLIANT epochs 10 != 300 (Global.epochs)" in verbose.output
+    data = json.loads(run(str(candidate), "--reference", str(references[0]), "--json").output)
+    assert data["candidates"][0]["compliance"]["status"] == "NONCOMPLIANT"
