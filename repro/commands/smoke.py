@@ -3,7 +3,7 @@ the verdict is judged, end to end, in a few minutes. ``--recipe NAME`` (``make s
 runs another recipe's smoke variant; ``--all`` (``make smoke-all``) runs every recipe's and prints a
 table (recipe, seconds, best top-1, verdict).
 
-The tiny set is read through ``-o`` overrides from its own directory, never linked at
+The tiny set is read from its own directory (``repro train --data-dir``), never linked at
 ``dataset/ILSVRC2012`` (the real data's place); each step is quiet (``--verbose`` streams upstream).
 """
 
@@ -33,6 +33,7 @@ from repro.dataset.tiny import make_tiny
 from repro.recipes.catalog import load_recipe
 from repro.run.rundir import run_id
 from repro.launch.config import smoke_section
+from repro.launch.start import dataset_overrides
 from repro.judge.targets import smoke_check
 from repro.judge.verdict import LOSS_FALLS
 from repro.recipes.catalog import available_recipes
@@ -77,22 +78,11 @@ def ensure_patched(upstream_dir: Path) -> list[str]:
     return [f"applied patch {patch.name}" for patch, newly in apply_series(upstream_dir, read_series()) if newly]
 
 
-def dataset_overrides(root: Path) -> list[str]:
-    """``-o`` values pointing both loaders at ``root`` instead of upstream's ``./dataset/ILSVRC2012/``."""
-    base = f"{root.resolve()}/"
-    return [
-        f"DataLoader.Train.dataset.image_root={base}",
-        f"DataLoader.Train.dataset.cls_label_path={base}train_list.txt",
-        f"DataLoader.Eval.dataset.image_root={base}",
-        f"DataLoader.Eval.dataset.cls_label_path={base}val_list.txt",
-    ]
-
-
 def place_dataset(data: Path, upstream_dir: Path) -> tuple[list[str], str]:
-    """The overrides that make the smoke read ``data``, and a line saying so; never touches the link."""
+    """The overrides that make a run read ``data`` (what ``repro train --data-dir`` adds), and a line
+    saying so; the checkout's dataset link is never touched."""
     link = upstream_dir / DATASET_LINK
-    return dataset_overrides(data), (f"tiny dataset {data} (read there through -o overrides; {link} is left "
-                                      "for the real data)")
+    return dataset_overrides(data), f"tiny dataset {data} (read there with --data-dir; {link} is left for the real data)"
 
 
 def child_env() -> dict[str, str]:
@@ -177,7 +167,7 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
     check = smoke_check(recipe)
     say(f"recipe {recipe.name} ({recipe.arch}): {section.get('why', 'smoke variant')}; checks {check}")
     data = make_tiny(args.data_dir.expanduser().absolute(), **(section.get("dataset") or {}))
-    overrides, line = place_dataset(data, upstream_dir)
+    _, line = place_dataset(data, upstream_dir)
     say(line)
     verbose = ["-v"] if args.verbose else []
 
@@ -186,12 +176,10 @@ def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
         sys.executable, "-m", "repro", "train", "--smoke", "--recipe", recipe.name,
         "--platform", SMOKE_PLATFORM, "--cpu-ranks", str(int(section.get("cpu_ranks", 2))),
         "--upstream", str(upstream_dir), "--run-dir", str(run_dir), "--keep-checkpoints", str(SMOKE_KEEP_CHECKPOINTS),
-        *verbose,
+        "--data-dir", str(data), *verbose,
     ]
     if args.seed is not None:
         train += ["--seed", str(args.seed)]
-    for option in overrides:
-        train += ["-o", option]
     train_started = time.monotonic()
     code = run_step(train)
     train_seconds = time.monotonic() - train_started

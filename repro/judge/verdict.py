@@ -392,18 +392,30 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
 
 
 def _percent_scale(run: RunLogs, metric: str) -> str:
-    """Upstream logs accuracies as fractions; values above 1 are percents (or not accuracies at all)."""
-    if metric not in run.evaluated.columns:
+    """Upstream logs accuracies as fractions; a value above 1 is never judged. It is called percents
+    only when it could be one: at most 100, and on the same scale as the other top-k accuracy of the
+    same evals (top-5 >= top-1 in percents too); otherwise it is not an accuracy, and says so."""
+    evaluated = run.evaluated
+    if metric not in evaluated.columns:
         return ""
-    values = pd.to_numeric(run.evaluated[metric], errors="coerce")
+    values = pd.to_numeric(evaluated[metric], errors="coerce")
     values = values[values.apply(math.isfinite)]
     if values.empty or values.max() <= 1.0:
         return ""
     top = float(values.max())
-    if top <= 100.0:
-        return (f"the eval {metric} values are percents (up to {top:g}), not the fractions upstream PaddleClas logs: "
-                f"judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
-    return f"the eval {metric} values reach {top:g}: not accuracies; pass the right log or --metric"
+    fix = "pass upstream's own log (it logs fractions in [0, 1]) or the right --metric"
+    if top > 100.0:
+        return f"the eval {metric} values reach {top:g}: not an accuracy in any unit (above 100 %); {fix}"
+    partner = next((c for c in ("top1", "top5") if c != metric and c in evaluated.columns), None)
+    if partner is not None:
+        others = pd.to_numeric(evaluated[partner], errors="coerce")
+        both = pd.concat([values, others], axis=1, join="inner").dropna()
+        low, high = (both.iloc[:, 0], both.iloc[:, 1]) if metric < partner else (both.iloc[:, 1], both.iloc[:, 0])
+        if not both.empty and (float(others.max()) <= 1.0 or bool((low > high + ROUNDING).any())):
+            return (f"the eval {metric} values reach {top:g}, above 1 while {partner} stays on another scale (up to "
+                    f"{float(others.max()):g}): not an accuracy, neither a fraction nor a percent; {fix}")
+    return (f"the eval {metric} values are percents (up to {top:g}), not the fractions upstream PaddleClas logs: "
+            f"judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
 
 
 def _nonfinite_last_eval(run: RunLogs, metric: str) -> int | None:

@@ -60,8 +60,12 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
               master: str | None, seed: int | None, node_rank: int | None = None,
               stall_timeout: float = DEFAULT_STALL_TIMEOUT, scale_lr: bool, keep: int, upstream: Path | None,
               dry_run: bool, smoke: bool, skip_preflight: bool, as_json: bool = False, visualdl: bool = False,
-              verbose: bool = False) -> None:
+              verbose: bool = False, data_dir: Path | None = None) -> None:
     """Validate, record and launch a new run (or, for ``dry_run``, print what would run).
+
+    ``data_dir`` points both loaders at another ImageNet-layout root than the checkout's
+    ``dataset/ILSVRC2012`` (the smoke's tiny set): where the data lies, not how the model trains, so
+    a harness override like ``Global.output_dir`` (the dataset's fingerprint records what it read).
 
     ``visualdl`` turns on upstream's own VisualDL logging (``Global.use_visualdl=True``): a way to
     look at the run, not a change to its training, so it is a harness override recorded under the
@@ -88,7 +92,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
             theirs = [o for o in user_overrides if o.split("=", 1)[0].lstrip("+").strip() == item.key]
             say(f"warning: -o {theirs[-1] if theirs else item.key} replaces the recipe's safeguard {item.option} "
                 f"({item.why}); the run no longer reproduces the recipe's target as stated")
-    logging_overrides = [VISUALDL_ON] if visualdl else []
+    harness_options = [*([VISUALDL_ON] if visualdl else []), *(dataset_overrides(data_dir) if data_dir else [])]
 
     def scaling_plan() -> ScalingPlan | None:
         return None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
@@ -96,7 +100,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     def resolve(where: Path, write: bool) -> tuple[ResolvedConfig, ScalingPlan | None]:
         plan = scaling_plan()
         resolved = resolve_config(upstream_dir, recipe, user_overrides, device=profile.device, smoke=smoke,
-                                  run_dir=where, seed=seed, extra_overrides=[*fixed, *(plan.overrides if plan else ()), *logging_overrides],
+                                  run_dir=where, seed=seed, extra_overrides=[*fixed, *(plan.overrides if plan else ()), *harness_options],
                                   write=write)
         return resolved, plan
 
@@ -107,7 +111,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
             resolved, scaling = resolve(Path(staging), write=False)
             config_arg = resolved.config_arg.replace(staging, str(planned))
         command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
-                           scaling, seed, nnodes, master, node_rank, fixed, logging_overrides)
+                           scaling, seed, nnodes, master, node_rank, fixed, harness_options)
         env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
         print_dry_run(command, env, planned, scaling, as_json)
         return
@@ -135,7 +139,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                     click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
         command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
-                           scaling, seed, nnodes, master, node_rank, fixed, logging_overrides)
+                           scaling, seed, nnodes, master, node_rank, fixed, harness_options)
         env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
         if nodes is not None and nodes.node_rank > 0:
             wait_for_master(nodes, say)
@@ -179,6 +183,17 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
     return None, cpu_ranks or DEFAULT_CPU_RANKS
 
 
+def dataset_overrides(root: Path) -> list[str]:
+    """``-o`` values pointing both loaders at ``root`` instead of upstream's ``./dataset/ILSVRC2012/``."""
+    base = f"{Path(root).expanduser().resolve()}/"
+    return [
+        f"DataLoader.Train.dataset.image_root={base}",
+        f"DataLoader.Train.dataset.cls_label_path={base}train_list.txt",
+        f"DataLoader.Eval.dataset.image_root={base}",
+        f"DataLoader.Eval.dataset.cls_label_path={base}val_list.txt",
+    ]
+
+
 def logging_record(output: Path, visualdl: bool) -> dict:
     """The manifest's ``logging``: how to look at the run besides its logs (options, not deviations)."""
     if not visualdl:
@@ -188,13 +203,13 @@ def logging_record(output: Path, visualdl: bool) -> dict:
 
 
 def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_arg, resolved, scaling, seed, nnodes,
-             master, node_rank, fixed=(), logging_overrides=()) -> LaunchCommand:
+             master, node_rank, fixed=(), harness_options=()) -> LaunchCommand:
     launch = recipe.launch
     return build_command(
         upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
         reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
         cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
-        harness_overrides=[*(scaling.overrides if scaling else []), *logging_overrides], seed=seed,
+        harness_overrides=[*(scaling.overrides if scaling else []), *harness_options], seed=seed,
         nnodes=nnodes, master=master, node_rank=node_rank, fixed_overrides=list(fixed),
         **({} if launch is None else {"launcher": launch.launcher, "devices_flag_in_reference": launch.devices_flag,
                                       "device_in_reference": launch.device_override}),

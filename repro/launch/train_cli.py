@@ -61,7 +61,7 @@ RESUME_REFUSES = (
     ("override", "-o"), ("run_dir", "--run-dir"), ("logs_dir", "--logs-dir"), ("nnodes", "--nnodes"),
     ("master", "--master"), ("node_rank", "--node-rank"), ("stall_timeout", "--stall-timeout"), ("seed", "--seed"),
     ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
-    ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"), ("visualdl", "--visualdl"),
+    ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"), ("visualdl", "--visualdl"), ("data_dir", "--data-dir"),
 )
 
 
@@ -99,6 +99,9 @@ def given_on_command_line(name: str) -> bool:
 @json_option("with --dry-run, the plan (run_dir, command, env, notes)")
 @click.option("--smoke", is_flag=True, help="Use the recipe's smoke variant (small crops, few epochs).")
 @click.option("--skip-preflight", is_flag=True, help="Skip the pre-flight checks (tests, experts); recorded.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Read the dataset from this ImageNet-layout root instead of the checkout's dataset/ILSVRC2012 "
+              "(what the smoke does); a harness override, not a deviation.")
 @click.option("--visualdl", is_flag=True, help="Also write upstream's VisualDL logs (Global.use_visualdl=True) into "
               "RUN/output; a logging option, not a deviation. View: visualdl --logdir RUN/output.")
 @click.option("-v", "--verbose", is_flag=True, help="Stream upstream's output to the terminal (default: one progress "
@@ -124,6 +127,7 @@ def train(
     smoke: bool,
     skip_preflight: bool,
     as_json: bool,
+    data_dir: Path | None,
     visualdl: bool,
     verbose: bool,
 ) -> None:
@@ -161,7 +165,7 @@ def train(
         run_dir=run_dir, logs_dir=logs_dir, nnodes=nnodes, master=master, node_rank=node_rank,
         stall_timeout=stall_timeout, seed=seed, scale_lr=scale_lr,
         keep=keep_checkpoints, upstream=upstream, dry_run=dry_run, smoke=smoke, skip_preflight=skip_preflight,
-        as_json=as_json, visualdl=visualdl, verbose=verbose,
+        as_json=as_json, visualdl=visualdl, verbose=verbose, data_dir=data_dir,
     )
 
 

@@ -91,7 +91,8 @@ def is_binary(path: Path) -> bool:
         return b"\x00" in handle.read(BINARY_SNIFF)
 
 
-def _workerlogs_in(directory: Path) -> dict[int, Path]:
+def _workerlogs_in(directory: Path, strange: list[Path]) -> dict[int, Path]:
+    """The rank logs in ``directory``; a name of one that is no regular file goes to ``strange``."""
     found: dict[int, Path] = {}
     if not directory.is_dir():
         return found
@@ -99,14 +100,24 @@ def _workerlogs_in(directory: Path) -> dict[int, Path]:
         match = WORKERLOG.match(child.name)
         if match and child.is_file():
             found[int(match.group(1))] = child
+        elif match and child.exists():
+            strange.append(child)
     return found
+
+
+def _not_a_log(strange: list[Path]) -> str:
+    """One line naming what a log's place really holds (a FIFO would block a reader forever)."""
+    path = strange[0]
+    return (f"{path} is {file_kind(os.stat(path).st_mode)}, not a log file: nothing there can be read; put the "
+            "run's real log there, or pass the log file itself")
 
 
 def run_files_in(directory: Path) -> RunFiles | None:
     """The run whose logs sit in ``directory`` (not its subdirectories), or None."""
     files = RunFiles(root=directory, name=directory.name or str(directory))
+    strange: list[Path] = []
     for sub in WORKERLOG_DIRS:
-        found = _workerlogs_in(directory / sub)
+        found = _workerlogs_in(directory / sub, strange)
         if found:
             files.workerlogs = found
             break
@@ -114,7 +125,12 @@ def run_files_in(directory: Path) -> RunFiles | None:
         if (directory / rel).is_file():
             files.train_log = directory / rel
             break
+        if (directory / rel).exists() and not (directory / rel).is_dir():
+            strange.append(directory / rel)
     if not files.workerlogs and files.train_log is None:
+        if strange:
+            files.problem = _not_a_log(strange)
+            return files
         return None
     if (directory / MANIFEST).is_file():
         files.manifest_path = directory / MANIFEST

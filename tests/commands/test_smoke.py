@@ -103,6 +103,8 @@ def test_smoke_runs_train_then_check_accuracy_and_exits_with_its_code(
     train, evaluate, check = calls
     assert train[1:5] == ["-m", "repro", "train", "--smoke"]
     assert train[train.index("--cpu-ranks") + 1] == "2" and train[train.index("--platform") + 1] == "cpu"
+    assert train[train.index("--data-dir") + 1] == str((tmp_path / "data").absolute())  # its own place, not the link
+    assert "-o" not in train  # nothing the verdict would list as the user's deviation
     run_dir = train[train.index("--run-dir") + 1]
     assert evaluate[3:] == ["eval", "--", run_dir]  # the standalone eval of the true best, before the verdict
     assert check[3:] == ["check-accuracy", "--", run_dir]
@@ -119,6 +121,8 @@ def test_a_loss_check_smoke_is_judged_by_check_accuracy_too(upstream: Path, tmp_
     code = smoke.main(["--upstream", str(upstream), "--recipe", "xception", "--data-dir", str(tmp_path / "data"),
                        "--logs-dir", str(tmp_path / "logs")])
     train, check = calls[:2]
+    assert train[train.index("--data-dir") + 1] == str((tmp_path / "data").absolute())  # its own place, not the link
+    assert "-o" not in train  # nothing the verdict would list as the user's deviation
     run_dir = train[train.index("--run-dir") + 1]
     assert code == 0 and check[3:] == ["check-accuracy", "--", run_dir] and not any("eval" in c[3:4] for c in calls)
 

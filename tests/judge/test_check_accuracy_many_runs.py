@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -182,15 +183,24 @@ def test_runs_lists_an_unreadable_run_and_a_group_without_dropping_the_others(tm
     assert "PASS" in rows["good"] and "PASS" in rows["node0"]
 
 
-def test_several_paths_one_missing_is_unreadable_alone(tmp_path: Path) -> None:
+def test_what_is_not_a_log_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """A FIFO, a character device, a FIFO where a run's log belongs: each named, none read (a FIFO would
+    block), none a "part of the path is a file"; each UNREADABLE alone beside a readable run."""
     good = standard_run(tmp_path / "good", top1={1: 0.25, 2: 0.5, 3: 0.75}, manifest=SMOKE)
     fifo = tmp_path / "pipe"
-    __import__("os").mkfifo(fifo)
-    result = check(good, tmp_path / "missing", fifo)
+    os.mkfifo(fifo)
+    piped = tmp_path / "piped-run"
+    (piped / "launcher").mkdir(parents=True)
+    os.mkfifo(piped / "launcher" / "workerlog.0")
+    result = check(good, tmp_path / "missing", fifo, "/dev/null", piped)
     lines = result.stdout.splitlines()
     assert lines[0].startswith("PASS top1 0.75000") and lines[1].startswith("UNREADABLE ") and "does not exist" in lines[1]
     assert lines[2].startswith(f"UNREADABLE {fifo} is a FIFO, not a log file or a directory")
-    assert result.exit_code == 2
+    assert lines[3].startswith("UNREADABLE /dev/null is a character device, not a log file or a directory")
+    assert lines[4].startswith(f"UNREADABLE {piped / 'launcher' / 'workerlog.0'} is a FIFO, not a log file")
+    assert result.exit_code == 2 and "part of that path is a file" not in result.stdout
+    alone = check(fifo)
+    assert alone.exit_code == 2 and alone.stdout.startswith(f"UNREADABLE {fifo} is a FIFO, not a log file")
 
 
 def test_a_copy_in_a_directory_is_judged_with_a_note_and_refused_when_pooled(tmp_path: Path) -> None:

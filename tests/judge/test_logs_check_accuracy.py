@@ -255,13 +255,36 @@ def test_a_manifest_target_is_validated_like_the_option(tmp_path, value):
     assert invoke(run, "--target", "0.5").exit_code == 0  # an explicit target still judges it
 
 
-def test_eval_values_in_percent_are_detected_not_judged_as_fractions(tmp_path):
-    run = recipe_run(tmp_path / "run", {1: 70.0, 2: 76.77, 3: 76.5, 4: 76.6})
-    result = invoke(run)
+PERCENTS = ("UNREADABLE the eval top1 values are percents (up to 76.77), not the fractions upstream PaddleClas logs: "
+            "judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
+
+
+@pytest.mark.parametrize(("top1", "top5", "first_line"), [
+    ({1: 70.0, 2: 76.77, 3: 76.5, 4: 76.6}, "95.00000", PERCENTS),  # both in percents: a percent log
+    ({1: 0.7, 2: 1.5, 3: 0.7, 4: 0.7}, "1.00000",  # 1.5 beside a top-5 of 1.0: no percent, no fraction
+     "UNREADABLE the eval top1 values reach 1.5, above 1 while top5 stays on another scale (up to 1): not an "
+     "accuracy, neither a fraction nor a percent; pass upstream's own log (it logs fractions in [0, 1]) or the right "
+     "--metric"),
+    ({1: 70.0, 2: 76.77, 3: 76.5, 4: 76.6}, "1.00000", "UNREADABLE the eval top1 values reach 76.77, above 1 while top5"),
+    ({1: 2.0, 2: 3.0, 3: 4.0, 4: 5.0}, "3.50000", "UNREADABLE the eval top1 values reach 5, above 1 while top5"),  # top-5 < top-1
+    ({1: 70.0, 2: 250.0, 3: 76.5, 4: 76.6}, "95.00000",
+     "UNREADABLE the eval top1 values reach 250: not an accuracy in any unit (above 100 %)"),
+])
+def test_eval_values_above_one_are_never_judged_and_called_percents_only_when_they_can_be(tmp_path, top1, top5, first_line):
+    fake = FakeUpstreamLog(epochs=RECIPE_EPOCHS, class_num=1000)
+    lines = [line.replace("top5: 1.00000", f"top5: {top5}") for line in fake.launch(range(1, 5), top1)]
+    result = invoke(write_run(tmp_path / "run", lines))
     assert result.exit_code == 2, result.output
-    assert result.output.splitlines()[0] == (
-        "UNREADABLE the eval top1 values are percents (up to 76.77), not the fractions upstream PaddleClas "
-        "logs: judging them against a fraction target would be wrong; judge upstream's own log, or a log in fractions")
+    assert result.output.splitlines()[0].startswith(first_line) and "PASS" not in result.output
+
+
+def test_an_unknown_recipe_is_bad_input_naming_the_recipes(tmp_path):
+    run = recipe_run(tmp_path / "run", {1: 0.77, 2: 0.77, 3: 0.77, 4: 0.77})
+    for command in (["check-accuracy", str(run)], ["check-accuracy", str(run), str(tmp_path)], ["report", str(run)]):
+        result = CliRunner(mix_stderr=False).invoke(cli, [*command, "--recipe", "nope"])
+        assert result.exit_code == 2 and result.stdout == "" and "UNREADABLE" not in result.stderr
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: unknown recipe 'nope'; choose one of: ")
+        assert "resnest50" in result.stderr
 
 
 def test_one_run_given_twice_is_refused(tmp_path):

@@ -1,5 +1,6 @@
 """``repro train --visualdl``: upstream's own VisualDL logging, recorded as a logging option (never a
-deviation from the reference); the value is the harness's, so ``-o Global.use_visualdl`` is refused."""
+deviation from the reference); the value is the harness's, so ``-o Global.use_visualdl`` is refused.
+And ``--data-dir``, the other harness option that is not a training setting: where the data lies."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ def test_visualdl_is_a_harness_override_in_the_plan(tmp_path: Path) -> None:
     done = subprocess.run(argv, env=harness_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "[harness: -o Global.use_visualdl=True" in done.stdout
+
+
+def test_data_dir_points_both_loaders_elsewhere_as_a_harness_override(tmp_path: Path) -> None:
+    upstream = make_fake_checkout(tmp_path / "upstream")
+    data = tmp_path / "tiny"
+    data.mkdir()
+    argv = [sys.executable, "-m", "repro", "train", "--upstream", str(upstream), "--platform", "cpu", "--dry-run",
+            "--data-dir", str(data), "--run-dir", str(tmp_path / "run")]
+    done = subprocess.run(argv, env=harness_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    harness = done.stdout.split("[harness: -o DataLoader.Train.dataset.image_root=", 1)[1]
+    assert harness.startswith(f"{data}/ ") and f"-o DataLoader.Eval.dataset.cls_label_path={data}/val_list.txt" in harness
 
 
 def test_a_users_override_of_it_is_refused_with_the_option_to_use(tmp_path: Path) -> None:
