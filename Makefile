@@ -71,6 +71,7 @@ train: export REPRO_TRAIN_NODE_RANK := $(NODE_RANK)
 train: export REPRO_TRAIN_MASTER := $(MASTER)
 train: export REPRO_TRAIN_RECIPE := $(RECIPE)
 train: export REPRO_TRAIN_VERBOSE := $(V)
+train: export REPRO_TRAIN_VISUALDL := $(VISUALDL)
 train: $(ENV_STAMP)
 	$(REPRO) train
 

@@ -85,6 +85,7 @@ class FakeUpstreamLog:
     clock: dt.datetime | None = None
     realtime: bool = False
     echo: dict | None = None  # the config ``startup`` echoes (default: ``default_config``)
+    world_size: int = 2  # the ranks ``startup`` tells upstream's world-size warning about
 
     def _now(self) -> str:
         if self.realtime:
@@ -160,7 +161,7 @@ class FakeUpstreamLog:
         checkpoints: str | None = None,
         config: dict | None = None,
         device: str = "cpu",
-        world_size: int = 2,
+        world_size: int | None = None,
     ) -> list[str]:
         """Banner, the indented config echo, the device line and (``world_size != 4``) upstream's
         warning, as ``Engine.__init__`` logs them; then the resume line when ``checkpoints`` is set."""
@@ -170,6 +171,7 @@ class FakeUpstreamLog:
         out = [self.line(BANNER)]
         out += [self.line(message) for message in config_echo(config)]
         out.append(self.device_line(device))
+        world_size = self.world_size if world_size is None else world_size
         if world_size != 4:
             out.append(self.world_size_warning(world_size))
         if checkpoints:

@@ -107,3 +107,15 @@ def test_make_train_passes_the_node_options(tmp_path: Path) -> None:
     assert "--nnodes 2 --master 10.0.0.1:8090 --rank 1" in done.stdout
     assert "/node1 (not created: dry run)" in done.stdout
     assert "global batch 64 x 8 = 512" in done.stdout + done.stderr  # the world size, not the local devices
+
+
+def test_make_train_visualdl_reaches_repro_train(tmp_path: Path) -> None:
+    if not venv_ready():
+        pytest.skip("needs the .venv that `make test` builds")
+    upstream = make_fake_checkout(tmp_path / "PaddleClas")
+    env = {**os.environ, "REPRO_UPSTREAM_DIR": str(upstream)}
+    done = make("train", "PLATFORM=cpu", "DRY_RUN=1", "VISUALDL=1", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "[harness: -o Global.use_visualdl=True" in done.stdout
+    plain = make("train", "PLATFORM=cpu", "DRY_RUN=1", env=env)  # VISUALDL unset: an empty variable is off
+    assert plain.returncode == 0 and "use_visualdl" not in plain.stdout

@@ -271,27 +271,38 @@ def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, including: tu
     freed = 0
     verb = "would delete" if dry_run else "deleted"
     report = []
-    for run in chosen:
-        plan = plan_prune(run, named)
-        size = sum(path.lstat().st_size for path in plan.delete)
-        freed += size
-        report.append({"path": str(run.path), "files": [path.name for path in plan.delete], "bytes": size,
-                       "kept": plan.kept, "changed": [path.name for path in plan.changed]})
-        if not as_json:
-            click.echo(f"{run.path}: {verb} {len(plan.delete)} checkpoint file(s), {human(size)}")
-            if dry_run:
-                for path in plan.delete:
-                    click.echo(f"  {path}")
-            for name, why in plan.kept.items():
-                click.echo(f"  kept {name}.*: {why} (`--including {name}` deletes it too)")
-            for path in plan.changed:
-                click.echo(f"  kept {path.name}: changed since training wrote it (size, mtime or sha256), so it is "
-                           "not the harness's to delete")
-        if not dry_run and plan.delete:
-            with held(run.path):
-                for path in plan_prune(run, named).delete:  # again, under the lock
-                    path.unlink(missing_ok=True)
+    failed: list[ReproError] = []
+    for run in chosen:  # each run on its own: one that cannot be pruned never stops the others
+        try:
+            plan = plan_prune(run, named)
+            size = sum(path.lstat().st_size for path in plan.delete)
+            report.append({"path": str(run.path), "files": [path.name for path in plan.delete], "bytes": size,
+                           "kept": plan.kept, "changed": [path.name for path in plan.changed]})
+            if not as_json:
+                click.echo(f"{run.path}: {verb} {len(plan.delete)} checkpoint file(s), {human(size)}")
+                if dry_run:
+                    for path in plan.delete:
+                        click.echo(f"  {path}")
+                for name, why in plan.kept.items():
+                    click.echo(f"  kept {name}.*: {why} (`--including {name}` deletes it too)")
+                for path in plan.changed:
+                    click.echo(f"  kept {path.name}: changed since training wrote it (size, mtime or sha256), so it is "
+                               "not the harness's to delete")
+            if not dry_run and plan.delete:
+                with held(run.path):
+                    for path in plan_prune(run, named).delete:  # again, under the lock
+                        path.unlink(missing_ok=True)
+            freed += size
+        except ReproError as error:
+            failed.append(error)
+            click.echo(f"{run.path}: error: {error.message}", err=True)
+        except OSError as error:
+            failed.append(ReproError(describe_os_error(error), EXIT_BAD_INPUT))
+            click.echo(f"{run.path}: error: {failed[-1].message}", err=True)
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "runs": report, "freed_bytes": freed}, indent=2))
     else:
         click.echo(f"{'would free' if dry_run else 'freed'} {human(freed)} in {len(chosen)} run(s)")
+    if failed:
+        raise ReproError(f"{len(failed)} of {len(chosen)} run(s) could not be pruned (said above); the others were",
+                         max(error.exit_code for error in failed))

@@ -318,22 +318,34 @@ def _nodes(count: int) -> str:
 
 
 def _batch_check(rules: ComplianceRules, segments: list[Segment], world: int | None, nodes: int | None) -> RuleCheck:
+    """Per launch: its echoed per-device batch x its world size (upstream's own warning names the
+    launch's world when it is not the config's intended one, and wins over the recorded one)."""
     expected = f"{rules.global_batch}"
     reference = f"the reference: {rules.per_device_batch} x {rules.devices} devices x {_nodes(rules.nodes)}"
-    batches = [_int(segment.config.get(rules.batch_key)) for segment in segments]
-    batch = next((b for b in reversed(batches) if b is not None), None)
-    if batch is None:
-        return RuleCheck("global batch", expected, None, None, f"{rules.batch_key} not in the echo; {reference}")
-    if world is None:
-        return RuleCheck("global batch", expected, None, None, f"{batch} x ? devices: the device count is unknown; {reference}")
-    found = batch * world
-    if nodes is None:
-        detail = f"{batch} x {world} devices in all (the node count is not recorded)"
-    else:
-        per_node = f"{world // nodes}" if world % nodes == 0 else f"{world}/{nodes}"
-        detail = f"{batch} x {per_node} devices x {_nodes(nodes)}"
-    return RuleCheck("global batch", expected, str(found), found == rules.global_batch,
-                     detail if found == rules.global_batch else f"{detail}; {reference}")
+    checks = []
+    for segment in segments:
+        batch = _int(segment.config.get(rules.batch_key))
+        ranks = segment.world_warned or world
+        where = f"launch {segment.index}: " if len(segments) > 1 else ""
+        if batch is None:
+            checks.append(RuleCheck("global batch", expected, None, None, f"{where}{rules.batch_key} not in the echo; {reference}"))
+            continue
+        if ranks is None:
+            checks.append(RuleCheck("global batch", expected, None, None,
+                                    f"{where}{batch} x ? devices: the device count is unknown; {reference}"))
+            continue
+        count = nodes if ranks == world else None
+        if count is None:
+            detail = f"{batch} x {ranks} devices in all (the node count is not recorded)"
+        else:
+            per_node = f"{ranks // count}" if ranks % count == 0 else f"{ranks}/{count}"
+            detail = f"{batch} x {per_node} devices x {_nodes(count)}"
+        if world is not None and ranks != world:
+            detail += f"; upstream's warning names {ranks} ranks, the recorded count is {world}"
+        found = batch * ranks
+        ok = found == rules.global_batch
+        checks.append(RuleCheck("global batch", expected, str(found), ok, f"{where}{detail}" + ("" if ok else f"; {reference}")))
+    return next((c for c in checks if c.ok is False), None) or next((c for c in checks if c.ok is None), None) or checks[-1]
 
 
 def _images_check(name: str, expected: int, listed: int | None, batches: int | None, batch: int | None,

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from repro.run.lock import is_active
 from repro.run.rundir import Manifest
 from repro.cli import cli
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from tests.logfakes import standard_run
 
 
@@ -239,3 +239,38 @@ def test_prune_smoke_takes_completed_smoke_runs_only(tmp_path: Path) -> None:
     for status, run in runs.items():
         if status != "completed":
             assert all((run / "output" / f"{p}.pdparams").exists() for p in ("latest", "epoch_2", "true_best")), status
+
+
+@pytest.mark.parametrize("failure", [OSError(13, "Permission denied", "output/latest.pdparams"),
+                                     ReproError("it started meanwhile", EXIT_CONFLICT)])
+def test_one_run_that_cannot_be_pruned_does_not_stop_the_others(tmp_path: Path, monkeypatch, failure) -> None:
+    from repro.commands import runs as runs_module
+
+    logs = tmp_path / "logs"
+    first, second = make_run(logs, "smoke-1"), make_run(logs, "smoke-2")
+    before = files(second)
+    real_plan = runs_module.plan_prune
+
+    def plan(run, named):
+        if run.path.name == "smoke-1":
+            raise failure
+        return real_plan(run, named)
+
+    monkeypatch.setattr(runs_module, "plan_prune", plan)
+    result = invoke("--logs-dir", str(logs), "prune", "--smoke")
+    assert f"{second}: deleted " in result.stdout and files(second) != before  # the other run was pruned
+    assert result.stderr.startswith(f"{first}: error: ") and "1 of 2 run(s) could not be pruned" in result.stderr
+    assert result.exit_code == (EXIT_CONFLICT if isinstance(failure, ReproError) else EXIT_BAD_INPUT)
+
+
+def test_runs_lists_every_run_though_one_manifest_is_broken(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    make_run(logs, "smoke-1")
+    broken = make_run(logs, "smoke-2")
+    (broken / "manifest.json").write_bytes(b"\xff\xfe not json")
+    result = invoke("--logs-dir", str(logs))
+    assert result.exit_code == 0, result.stderr
+    rows = {Path(line.split()[0]).name: line.split() for line in result.stdout.splitlines()[1:]}
+    assert rows["smoke-2"][1] == "unreadable" and "UNREADABLE" in rows["smoke-2"] and "PASS" in rows["smoke-1"]
+    listed = json.loads(invoke("--logs-dir", str(logs), "--json").stdout)
+    assert [r["verdict"] for r in listed["runs"]] == ["PASS", "UNREADABLE"]

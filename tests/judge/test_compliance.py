@@ -277,3 +277,24 @@ def test_json_violations_name_the_eval_line(tmp_path):
     assert data["status"] == NONCOMPLIANT
     assert data["violations"] == [line for line in data["eval"]]
     assert data["violations"][0].startswith("NONCOMPLIANT eval: list lines 49921")
+
+
+def test_a_launch_on_other_devices_is_caught_by_upstreams_own_warning(tmp_path):
+    # the manifest records 4 devices, but upstream itself warned that 2 ranks trained
+    manifest = {"devices": {"world_size": 4, "nnodes": 1}}
+    result = compliance(reference_run(tmp_path / "run", world=2, envlog=False, manifest=manifest))
+    check = next(c for c in result.violations if c.rule == "global batch")
+    assert (check.found, check.expected) == ("128", "256")
+    assert "upstream's warning names 2 ranks, the recorded count is 4" in check.detail
+
+
+def test_each_launch_is_checked(tmp_path):
+    fake = FakeUpstreamLog(epochs=300, class_num=1000, batch_size=64, print_batch_step=1000,
+                           iters=batches_per_rank(TRAIN, 4, 64, False), eval_iters=196)
+    good, small = fake.reference_config(), fake.reference_config(**{"DataLoader.Train.sampler.batch_size": 32})
+    lines = fake.startup(config=good, world_size=4) + fake.train_epoch(1) + fake.eval_epoch(1, 0.1, 0.1)
+    lines += fake.startup(config=small, world_size=4) + fake.train_epoch(2) + fake.eval_epoch(2, 0.1, 0.1)
+    root = write_run(tmp_path / "run", lines, ranks=4, layout="upstream")
+    write_envlog(root / "log", 4)
+    check = next(c for c in compliance(root).violations if c.rule == "global batch")
+    assert check.found == "128" and "32 x 4 devices x 1 node" in check.detail  # the launch that ran 32 a device

@@ -75,7 +75,8 @@ def test_json_of_a_pass_under_allow_incomplete_says_not_complete(tmp_path):
 
 def test_a_reference_run_has_no_deviations(tmp_path):
     # the reference's config echoed (300 epochs of 5005 batches of 64 a device, 196 eval batches on 4 devices)
-    fake = FakeUpstreamLog(epochs=300, class_num=1000, batch_size=64, iters=5005, eval_iters=196, print_batch_step=1000)
+    fake = FakeUpstreamLog(epochs=300, class_num=1000, batch_size=64, iters=5005, eval_iters=196, print_batch_step=1000,
+                           world_size=4)
     fake.echo = fake.reference_config()
     top1 = {epoch: min(0.77, epoch / 100) for epoch in range(1, 301)}
     run = write_run(tmp_path / "run", fake.launch(range(1, 301), top1), ranks=4, manifest=reference_manifest())
