@@ -17,7 +17,7 @@ from repro.core.cli_wiring import command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.filesystem_errors import describe_os_error
-from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED, group_node0
+from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED, group_node0, is_smoke, recipe_name
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
 from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, resume_point
 from repro.launch.truebest import TRUE_BEST
@@ -70,12 +70,11 @@ class RunInfo:
 
     @property
     def recipe(self) -> str:
-        recipe = self.manifest.get("recipe")
-        return str((recipe.get("name") if isinstance(recipe, dict) else recipe) or "?")
+        return recipe_name(self.manifest) or "?"
 
     @property
     def smoke(self) -> bool:
-        return self.manifest.get("smoke") is True
+        return is_smoke(self.manifest)
 
 
 def open_run(path: Path) -> RunInfo:

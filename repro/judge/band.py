@@ -20,6 +20,7 @@ from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.files import write_text_atomic
 from repro.recipes.catalog import Recipe, recipes_dir
+from repro.run.rundir import is_smoke, recipe_name
 
 BAND_KIND = "repro-convergence-band"
 BAND_SCHEMA = 1
@@ -264,15 +265,14 @@ def run_series(run, column: str) -> dict[int, float]:
 def run_facts(run) -> dict[str, Any]:
     """What a band (and a comparison) records of each run: identity, provenance, configured epochs."""
     manifest = run.manifest or {}
-    recipe = manifest.get("recipe")
     seed = manifest.get("seed")
     upstream = manifest.get("upstream") or {}
     platform = manifest.get("platform") or {}
     return {
         "run_id": manifest.get("run_id") or run.name,
         "path": str(run.files.root),
-        "recipe": recipe.get("name") if isinstance(recipe, dict) else recipe,
-        "smoke": bool(manifest.get("smoke")),
+        "recipe": recipe_name(manifest),
+        "smoke": is_smoke(manifest),
         "status": manifest.get("status"),
         "upstream_commit": upstream.get("commit") if isinstance(upstream, dict) else None,
         "platform": platform.get("name") if isinstance(platform, dict) else platform,

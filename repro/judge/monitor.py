@@ -21,7 +21,7 @@ from repro.core.errors import ReproError
 from repro.judge.alarmlog import AlarmLog
 from repro.judge.health import Alarm, HealthMonitor, health_settings, load_band_for
 from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
-from repro.run.rundir import RunDir, read_manifest
+from repro.run.rundir import RunDir, is_smoke, read_manifest, recipe_name
 from repro.run.checkpoints import DEFAULT_KEEP
 
 DISK_CHECK_SECONDS = 60.0
@@ -54,13 +54,12 @@ class RunHealth:
                 manifest = read_manifest(run.manifest)
             except Exception:  # watch still works on the logs
                 manifest = {}
-        recorded = manifest.get("recipe")
-        name = recorded.get("name") if isinstance(recorded, dict) else recorded
+        name = recipe_name(manifest)
         try:
             recipe = load_recipe(str(name or DEFAULT_RECIPE))
         except ReproError:  # a recipe this checkout lacks: watch on with the default's thresholds
             recipe, name = load_recipe(DEFAULT_RECIPE), None
-        smoke = bool(manifest.get("smoke"))
+        smoke = is_smoke(manifest)
         settings = health_settings(recipe.data, smoke)
         config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
         band, band_line = load_band_for(recipe.name if (name or not run.is_run()) else None, smoke, band_path) \

@@ -41,7 +41,7 @@ from repro.judge.throughput import Throughput, measure, run_throughput
 from repro.judge.verdict import Verdict
 from repro.logs.parse import RunLogs
 from repro.recipes.catalog import Target
-from repro.run.rundir import K_EVALUATIONS, RunDir
+from repro.run.rundir import K_EVALUATIONS, RunDir, is_smoke, recipe_name
 from repro.upstream.pin import load_pin
 
 REPORT_KIND = "repro-report"
@@ -137,10 +137,8 @@ def _evals_to_mark(evals: list[dict[str, Any]], metric: str) -> list[tuple[int, 
 def run_band(run: RunLogs) -> tuple[Band | None, str]:
     """The recipe's shipped band when it is for this run's schedule, else None and why."""
     manifest = run.manifest if isinstance(run.manifest, dict) else {}
-    recipe = manifest.get("recipe")
-    name = recipe.get("name") if isinstance(recipe, dict) else recipe if isinstance(recipe, str) else None
     try:
-        band, line = load_band_for(name, bool(manifest.get("smoke")), None)
+        band, line = load_band_for(recipe_name(manifest), is_smoke(manifest), None)
     except ReproError as error:
         return None, f"no band: {error.message}"
     if band is not None and run.epochs_configured and band.epochs != run.epochs_configured:

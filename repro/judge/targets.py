@@ -17,6 +17,8 @@ from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.judge.verdict import ACCURACY, LOSS_FALLS
 from repro.logs.parse import RunLogs
 from repro.recipes.catalog import DEFAULT_RECIPE, Recipe, Target, load_recipe, parse_targets
+from repro.run.rundir import is_smoke
+from repro.run.rundir import recipe_name as recorded_recipe
 
 SMOKE_CHECKS = (ACCURACY, LOSS_FALLS)  # what a recipe's smoke.check may say
 
@@ -89,11 +91,8 @@ def choose_target(
 ) -> TargetChoice:
     """A target belongs to one metric: judging another metric needs its own target (recorded or --target)."""
     manifest = run.manifest or {}
-    recorded = manifest.get("recipe")
-    if isinstance(recorded, dict):  # repro train records {"name": ..., "config": ..., "arch": ...}
-        recorded = recorded.get("name")
-    recipe = load_recipe(recipe_name or str(recorded or DEFAULT_RECIPE))
-    if target is None and manifest.get("smoke") is True and smoke_check(recipe) == LOSS_FALLS:
+    recipe = load_recipe(recipe_name or recorded_recipe(manifest) or DEFAULT_RECIPE)
+    if target is None and is_smoke(manifest) and smoke_check(recipe) == LOSS_FALLS:
         return TargetChoice(None, f"recipe {recipe.name} smoke (loss check)", recipe.arch, None, recipe, LOSS_FALLS)
     candidates = recipe.targets or ((recipe.target,) if recipe.target is not None else ())
     origin = f"recipe {recipe.name}"

@@ -15,6 +15,7 @@ import psutil
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, ReproError
 from repro.run.rundir import (
+    recipe_name,
     K_NODES,
     Manifest,
     RunDir,
@@ -293,7 +294,7 @@ def node_info(run: RunDir, manifest: dict[str, Any]) -> dict[str, Any]:
         "run_dir": str(run.path),
         "nnodes": nodes.get("nnodes"),
         "devices_per_node": nodes.get("devices_per_node"),
-        "recipe": (manifest.get("recipe") or {}).get("name"),
+        "recipe": recipe_name(manifest),
         "upstream_commit": upstream.get("commit"),
         "patches": sorted((p.get("name"), p.get("sha256"), bool(p.get("applied"))) for p in upstream.get("patches") or []),
         "dataset_fingerprint": dataset.get("fingerprint"),

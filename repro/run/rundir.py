@@ -341,6 +341,17 @@ def check_manifest(path: Path, data: Any) -> dict[str, Any]:
     return data
 
 
+def recipe_name(manifest: dict[str, Any]) -> str | None:
+    """The recipe a run trained (recorded as ``{"name": ...}``; early manifests hold the bare name)."""
+    recorded = manifest.get(K_RECIPE)
+    name = recorded.get("name") if isinstance(recorded, dict) else recorded
+    return str(name) if name else None
+
+
+def is_smoke(manifest: dict[str, Any]) -> bool:
+    return manifest.get(K_SMOKE) is True
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """The one reader: the checked dict, or a ``ReproError`` saying what is wrong (callers that can go
     on without it, like the log parser, catch that and say so)."""
