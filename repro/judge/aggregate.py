@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.judge.verdict import EXIT_CODES, FAIL, INCOMPLETE, LOSS_FALLS, PASS, ROUNDING, UNREADABLE, Verdict
@@ -109,6 +108,8 @@ def aggregate(verdicts: list[Verdict], mixed: bool = False) -> Aggregate:
         result.mean, result.min, result.max = float(array.mean()), float(array.min()), float(array.max())
         if len(values) >= 2:
             result.std = float(array.std(ddof=1))
+            from scipy import stats  # heavy: scipy takes ~0.3 s to import; only --aggregate needs it
+
             half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * result.std / math.sqrt(len(values))
             result.ci95 = (result.mean - half, result.mean + half)
         if len(values) >= OLYMPIC_MIN_RUNS:

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on training servers
-import matplotlib.pyplot as plt  # noqa: E402
-
 from repro.core.files import open_regular_file
-from repro.core.errors import EXIT_CONFLICT, ReproError  # noqa: E402
-from repro.judge import html_page as H  # noqa: E402
-from repro.judge.compare import Comparison  # noqa: E402
+from repro.core.errors import EXIT_CONFLICT, ReproError
+from repro.judge import html_page as H
+from repro.judge.compare import Comparison
+from repro.judge.run_report import pyplot
 
 MARKER = "<title>repro compare"
 
@@ -25,6 +21,7 @@ MARKER = "<title>repro compare"
 def draw(comparison: Comparison):
     """Top-1 and train loss per epoch: the band (mean -/+ k x std used), reference runs grey, candidates coloured."""
     band, k = comparison.band, comparison.band.settings.k
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for axis, metric, table, limit in ((axes[0], "top1", band.top1, band.top1_limit),
                                        (axes[1], "train_loss", band.train_loss, band.loss_limit)):
@@ -68,7 +65,7 @@ def write_page(comparison: Comparison, path: Path) -> Path:
     try:
         curves = H.figure_data_uri(fig)
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     equivalence = comparison.equivalence
     page = H.HtmlPage(title=f"repro compare: {len(comparison.candidates)} candidate(s) vs "
                             f"{len(comparison.references)} reference run(s)")

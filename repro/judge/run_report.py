@@ -173,7 +173,7 @@ def throughput_table(run: RunLogs) -> pd.DataFrame:
 
 
 # -- figures (matplotlib imported when drawing) ---------------------------------------------------
-def _pyplot():
+def pyplot():
     import matplotlib  # heavy: only a report draws
 
     matplotlib.use("Agg")  # no display on training servers
@@ -219,7 +219,7 @@ def plot_curves(run: RunLogs, verdict: Verdict, target: Target | None, band: Ban
                 evals: list[dict[str, Any]]) -> Any:
     """Accuracy (top-1, top-5 where meaningful) with target, pass line, band and standalone evals;
     below, loss on a log scale with the learning rate on a second axis. Returns the figure."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(10, 8), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     evaluated = run.evaluated
     metric = verdict.metric or "top1"
@@ -308,7 +308,7 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
     iters = run.train_iters
     if table.empty and (iters.empty or "ips" not in iters.columns):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.2))
     if not iters.empty and "ips" in iters.columns:
         x = iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
@@ -330,7 +330,7 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
 
 
 def _png(fig: Any) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     try:
         return H.figure_png(fig, DPI)
     finally:
