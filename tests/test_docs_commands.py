@@ -131,6 +131,10 @@ RULES = [
     Rule(r"dataset prepare .*(--train-tar|--from)", skip="needs the ImageNet downloads (about 150 GB)"),
     Rule(r"repro compare\b", skip="needs seeds trained on two platforms; tests/judge/test_compare_runs.py runs compare "
                                  "on log fixtures and tests/judge/test_compare_real_upstream.py on real smoke runs"),
+    Rule(r"upstream fetch --(archive|upstream) /path/to/", skip="names your archive or checkout; tests/upstream "
+                                                              "fetch from an archive and use a checkout in place"),
+    Rule(r"upstream fetch --url https://", skip="needs the network; tests/upstream fetch from a local mirror"),
+    Rule(r"repro upstream status\b.*--json", real_upstream=True, prints=r'"matches_pin": true'),
     Rule(r"repro upstream (fetch|status)\b", real_upstream=True),
     Rule(r"repro dataset check \S+ --expect imagenet-1k", codes=frozenset({1})),  # the tiny stand-in is not 1k
     Rule(r"repro doctor\b", codes=frozenset({0, 1})),  # 1 here: no GPU, or the stand-in dataset
