@@ -121,7 +121,7 @@ def test_dataset_line_is_pre_flights_own_check(tmp_path: Path) -> None:
     data = make_tiny(tmp_path / "data", classes=2, train_per_class=1, val_per_class=1, size=16)
     (upstream / "dataset" / "ILSVRC2012").symlink_to(data)
     finding = check_dataset(upstream)
-    assert finding.status == FAIL and "tiny" in finding.detail and "--force" in finding.fix
+    assert finding.status == FAIL and "tiny" in finding.detail and "repro dataset link" in finding.fix
     (data / MARKER).unlink()
     assert check_dataset(upstream).status == OK
     (data / "val_list.txt").unlink()
