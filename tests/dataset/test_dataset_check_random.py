@@ -1,4 +1,5 @@
-"""The dataset check on random trees and lists, against the plainest possible oracle.
+"""The dataset check on random trees and lists: against the plainest possible oracle, and its one
+speed trick (the C-level list parser) against the per-line reference parser.
 
 The check lists each directory once and compares sets; the oracle asks the filesystem about every
 listed path (``os.path.exists`` follows links, so broken links and loops are absent and files behind
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from repro.dataset.check import check_dataset
+from repro.dataset.listfile import _parse_fast, parse_lines
 from repro.dataset.problems import Problems
 from repro.dataset.tree_scan import scan_tree
 
@@ -62,6 +64,25 @@ def random_list(rng: random.Random) -> bytes:
         cut = rng.randrange(len(raw))
         raw = raw[:cut] + b"\xff" + raw[cut:]
     return raw
+
+
+def test_list_fast_path_declines_or_agrees_with_the_reference(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    compared = declined = 0
+    for _ in range(3000):
+        raw = random_list(rng)
+        problems = Problems()
+        reference = parse_lines(raw, "train_list.txt", tmp_path, CLASS_NUM, problems)
+        fast = _parse_fast(raw, "train_list.txt", tmp_path, CLASS_NUM)
+        if fast is None:
+            declined += 1
+            continue
+        compared += 1
+        assert problems.as_list() == [], raw
+        assert fast.paths == reference.paths and fast.labels == reference.labels, raw
+        assert list(fast.lines_of) == list(reference.lines_of) and fast.lines == reference.lines
+        assert fast.path_set == reference.path_set
+    assert compared > 300 and declined > 300, (compared, declined)  # both sides were exercised
 
 
 def random_tree(root: Path, rng: random.Random) -> None:
