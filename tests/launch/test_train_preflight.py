@@ -56,7 +56,7 @@ def test_a_tiny_set_is_refused_for_a_real_run_but_fine_for_the_smoke(upstream: P
     smoke_set = make_tiny(tmp_path / "smoke-set", classes=2, train_per_class=2, val_per_class=1, size=16)
     os.symlink(smoke_set, upstream / DATASET_LINK)
     (line,) = run(upstream, tmp_path)
-    assert "tiny set made by `repro dataset make-tiny`" in line and "repro dataset link --force" in line
+    assert "tiny set made by `repro dataset make-tiny`" in line and "repro dataset link /path/to/ILSVRC2012" in line
     assert run(upstream, tmp_path, smoke=True) == []
 
 
