@@ -25,18 +25,23 @@ def script(tmp_path: Path, name: str, body: str) -> str:
     return str(path)
 
 
-def grandchild(pidfile: Path, timeout: float = 10) -> psutil.Process:
-    """The grandchild the child started in the background (it wrote its PID)."""
+def grandchild(pidfile: Path, timeout: float = 10) -> psutil.Process | None:
+    """The grandchild the child started in the background (it wrote its PID); None when it is gone already."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = pidfile.read_text().strip() if pidfile.exists() else ""
         if text:
-            return psutil.Process(int(text))
+            try:
+                return psutil.Process(int(text))
+            except psutil.NoSuchProcess:
+                return None
         time.sleep(0.05)
     raise AssertionError(f"the child never started its grandchild ({pidfile})")
 
 
-def gone(process: psutil.Process, within: float = 5) -> bool:
+def gone(process: psutil.Process | None, within: float = 5) -> bool:
+    if process is None:
+        return True
     try:
         process.wait(timeout=within)
     except psutil.TimeoutExpired:

@@ -49,6 +49,7 @@ def test_make_smoke_passes_against_real_upstream(real_upstream: Path, tmp_path: 
     assert evaluation["epoch"] == manifest["true_best"]["epoch"] and evaluation["eval_set_size"] == 32
     assert "tools/eval.py" in evaluation["command"]["argv"] and len(evaluation["sha256"]) == 64
     assert f"standalone eval (true_best, epoch {evaluation['epoch']}, tools/eval.py): top1 {evaluation['top1']:.5f}" in output
-    assert os.readlink(upstream / "dataset" / "ILSVRC2012") == str(tmp_path / "data")
+    # the smoke reads its tiny set through --data-dir: the place the real ImageNet is linked stays free
+    assert not os.path.lexists(upstream / "dataset" / "ILSVRC2012")
     if link_before is not None:
         assert os.readlink(real_upstream / "dataset" / "ILSVRC2012") == link_before
