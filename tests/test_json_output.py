@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
+from tests.test_cli import every_command
 from repro.judge.band import Band, shipped_band_path
 from tests.doubles import make_fake_checkout
 from tests.judge.test_bands import fake_run
@@ -51,24 +52,12 @@ ACTIONS: dict[tuple[str, ...], str] = {
 PENDING: dict[tuple[str, ...], str] = {}
 
 
-def walk(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
-    ctx = click.Context(group)
-    found = []
-    for name in group.list_commands(ctx):
-        sub = group.get_command(ctx, name)
-        assert sub is not None, name
-        found.append(((*path, name), sub))
-        if isinstance(sub, click.Group):
-            found += walk(sub, (*path, name))
-    return found
-
-
 def has_json(command: click.Command) -> bool:
     return any("--json" in param.opts for param in command.params if isinstance(param, click.Option))
 
 
 def test_every_command_reports_as_json_or_is_an_action_that_names_its_report() -> None:
-    commands = {path: command for path, command in walk(cli)}
+    commands = {path: command for path, command in every_command(cli)}
     leaves_and_reporting_groups = {path for path, command in commands.items()
                                    if not isinstance(command, click.Group) or command.invoke_without_command}
     assert leaves_and_reporting_groups == set(REPORTS) | set(ACTIONS)

@@ -4,8 +4,6 @@ pool of 100000, ``make-tiny --classes 100000`` ran for minutes)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import click
 import pytest
 from click.testing import CliRunner
@@ -14,20 +12,12 @@ from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT
 from repro.core.numeric_options import BoundedFloat, BoundedInt, process_limit
 from repro.dataset.dataset_cli import DecodeCount
-
-
-def commands(group: click.Group = cli, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if isinstance(command, click.Group):
-            yield from commands(command, (*path, name))
-        yield (*path, name), command
+from tests.test_cli import every_command
 
 
 def numeric_options() -> list[tuple[tuple[str, ...], click.Option]]:
     found = []
-    for path, command in commands():
+    for path, command in every_command():
         for param in command.params:
             if isinstance(param, click.Option) and isinstance(
                     param.type, (click.types.IntParamType, click.types.FloatParamType, DecodeCount)):
