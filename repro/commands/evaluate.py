@@ -14,7 +14,7 @@ import click
 import yaml
 
 from repro.core.numeric_options import BoundedInt, process_limit
-from repro.core.files import LIST_FILE_LIMIT, file_sha256, last_lines, open_regular_file, read_bytes_bounded, read_text_bounded
+from repro.core.files import LIST_FILE_LIMIT, file_sha256, last_lines, read_bytes_bounded, read_text_bounded
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError
 from repro.launch.runner import show_last_lines

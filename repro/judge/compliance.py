@@ -219,7 +219,6 @@ class EvalCoverage:
     @classmethod
     def of(cls, images: int, world: int, batch: int, drop_last: bool, shuffle: bool) -> "EvalCoverage":
         per_rank = math.ceil(images / world)
-        padded = per_rank * world - images if world > 1 else 0
         batches = batches_per_rank(images, world, batch, drop_last)
         drawn = min(per_rank * world, batches * batch * world)  # gathered in list order, padding last
         return cls(images, world, batch, batches, drop_last, shuffle, max(0, drawn - images), max(0, images - drawn))

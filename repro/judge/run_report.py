@@ -285,7 +285,7 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
     if band is not None and band.train_loss:
         points = sorted(band.train_loss)
         upper = [band.loss_limit(e)[0] for e in points]  # type: ignore[index]
-        loss_ax.plot(points, upper, "--", color="tab:green", linewidth=1, label=f"band: train loss limit")
+        loss_ax.plot(points, upper, "--", color="tab:green", linewidth=1, label="band: train loss limit")
     if drawn:
         loss_ax.set_yscale("log")  # one eval loss of 48 must not flatten a train loss of 1.4
     loss_ax.set_xlabel("epoch")
