@@ -8,7 +8,9 @@ reports only; it never changes the machine.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,24 +20,14 @@ from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_FAILED, EXIT_OK
 from repro.platform.devices import PaddleInfo, probe_paddle, query_device_tool
 from repro.core.paths import resolve_upstream_dir
-from repro.platform.profiles import (
-    Profile,
-    available_profiles,
-    default_platform,
-    gpu_profiles,
-    load_profile,
-    setup_command,
-)
+from repro.platform.profiles import (Profile, available_profiles, default_platform, gpu_profiles, load_profile,
+                                     setup_command)
 from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
 from repro.upstream.state import inspect_checkout
 from repro.upstream.shadowing import ppcls_shadowing_problem
 from repro.launch.config import resolve_config
-from repro.launch.preflight import check_dataset_ready
-from repro.launch.preflight import dataset_paths
-from repro.run.checkpoints import DEFAULT_KEEP
-from repro.run.checkpoints import disk_problem
-import os
-import tempfile
+from repro.launch.preflight import check_dataset_ready, dataset_paths
+from repro.run.checkpoints import DEFAULT_KEEP, disk_problem
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -52,13 +44,6 @@ class Finding:
     def line(self) -> str:
         text = f"{self.status:<4}  {self.topic:<10} {self.detail}"
         return f"{text} -> {self.fix}" if self.fix else text
-
-
-def check_python() -> Finding:
-    version = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info < (3, 8):
-        return Finding("python", FAIL, version, "paddlepaddle 2.6 needs Python 3.8-3.12")
-    return Finding("python", OK, f"{version} ({sys.executable})")
 
 
 def _install(profile: Profile) -> str:
@@ -107,7 +92,6 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
 
 def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[Finding]:
     if not profile.uses_gpus:
-
         return [Finding("devices", OK, f"CPU ranks on {os.cpu_count()} cores (Global.device=cpu)")]
     findings: list[Finding] = []
     if info.gpu_count == 0:
@@ -136,7 +120,6 @@ def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[
 
 
 def check_upstream(upstream_dir: Path) -> list[Finding]:
-
     state = inspect_checkout(upstream_dir)
     problems = state.problems()
     if problems:
@@ -156,7 +139,6 @@ def _finding(topic: str, line: str) -> Finding:
 
 def check_ppcls(upstream_dir: Path) -> list[Finding]:
     """Training's ``import ppcls`` must reach the checkout, not a package installed in the venv."""
-
     if not (upstream_dir / "ppcls").is_dir():
         return []
     problem = ppcls_shadowing_problem(upstream_dir)
@@ -167,8 +149,6 @@ def check_ppcls(upstream_dir: Path) -> list[Finding]:
 
 def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device: str = "gpu") -> Finding:
     """Pre-flight's own dataset check on the recipe's config, so doctor and training agree."""
-
-
     recipe = load_recipe(recipe_name)
     if not (upstream_dir / recipe.config).is_file():
         return Finding("dataset", FAIL, f"no upstream checkout with {recipe.config} at {upstream_dir}",
@@ -184,7 +164,6 @@ def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device:
 
 def check_disk(logs_dir: Path, checkpoint_mb: int) -> Finding:
     """Pre-flight's disk rule for a full-length run with the default retention."""
-
     problem, detail = disk_problem(logs_dir, checkpoint_mb, checkpoints=3 + DEFAULT_KEEP + 1)
     return _finding("disk", problem) if problem else Finding("disk", OK, detail)
 
@@ -192,7 +171,7 @@ def check_disk(logs_dir: Path, checkpoint_mb: int) -> Finding:
 def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: str = DEFAULT_RECIPE) -> list[Finding]:
     recipe = load_recipe(recipe_name)
     info = probe_paddle()
-    findings = [Finding("platform", OK, f"{profile.name}: {profile.description}"), check_python()]
+    findings = [Finding("platform", OK, f"{profile.name}: {profile.description}"), Finding("python", OK, f"{'.'.join(map(str, sys.version_info[:3]))} ({sys.executable})")]
     findings += check_paddle(profile, info)
     findings += check_devices(profile, info, recipe.reference_gpus)
     findings += check_upstream(upstream_dir)

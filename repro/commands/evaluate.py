@@ -6,7 +6,6 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,12 @@ from repro.logs import patterns as P
 from repro.run.rundir import (K_EVALUATIONS, K_TRUE_BEST, K_WRITTEN, Manifest, RunDir, open_run_dir, read_manifest,
                               run_id, utc_now)
 from repro.logs.parse import parse_run
-from repro.run.checkpoints import CHECKPOINT_NAME, changed_file_message, changed_files, recorded_digest, saved_state
-from repro.launch.command import HARNESS
-from repro.launch.command import REFERENCE
-from repro.launch.command import USER
-from repro.launch.command import LaunchCommand
-from repro.launch.command import Token
-from repro.launch.command import build_command
+from repro.run.checkpoints import CHECKPOINT_NAME, changed_file_message, changed_files, recorded_digest, saved_epoch
+from repro.launch.command import (HARNESS, REFERENCE, USER, LaunchCommand, Token, build_command,
+                                  environment_changes, parse_gpus)
 from repro.platform.profiles import load_profile
-from repro.launch.command import environment_changes
 from repro.run.lock import RunLock, holder, is_active
 from repro.run.processes import Launch
-from repro.launch.command import parse_gpus
 
 EVAL_ENTRY = "tools/eval.py"
 TRAIN_ENTRY = "tools/train.py"
@@ -41,15 +34,6 @@ DEFAULT_CHECKPOINT = "true_best"
 # Harness overrides that belong to training only: the eval gets its own output dir and weights.
 TRAINING_ONLY = ("Global.output_dir", "Global.checkpoints", "Global.pretrained_model", "Global.seed", "Global.device")
 EVAL_LOG = "eval.log"
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """What upstream printed in its ``[Eval][Epoch 0][Avg]`` line."""
-
-    top1: float | None
-    top5: float | None
-    loss: float | None
 
 
 # Upstream writes the best weights twice: best_model.pdparams (beside .pdopt and .pdstates) and
@@ -117,12 +101,8 @@ def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | 
         record = manifest.get(K_TRUE_BEST)
         if isinstance(record, dict) and record.get("epoch") is not None and record.get("checkpoint"):
             return int(record["epoch"])
-    state = saved_state(run.output / name)
-    if state and state.get("epoch") is not None:
-        try:
-            return int(state["epoch"])
-        except (TypeError, ValueError):
-            return None
+    if (epoch := saved_epoch(run.output / name)) is not None:
+        return epoch
     if name == "best_model":
         return upstream_best_epoch(run)
     match = re.match(r"^epoch_(\d+)$", name)
@@ -161,18 +141,9 @@ def _pairs(tokens: list[dict[str, str]]) -> tuple[str, list[tuple[str, str]]]:
     except ValueError:
         raise ReproError(f"the manifest's command has no {TRAIN_ENTRY}: this run was not started by `repro train`; "
                          "evaluate with upstream's tools/eval.py by hand", EXIT_BAD_INPUT) from None
-    config, overrides = None, []
-    index = entry + 1
-    while index < len(tokens) - 1:
-        flag, value = tokens[index], tokens[index + 1]
-        if flag["text"] == "-c":
-            config = value["text"]
-        elif flag["text"] == "-o":
-            overrides.append((value["text"], value["source"]))
-        else:
-            index += 1
-            continue
-        index += 2
+    pairs = list(zip(tokens[entry + 1:], tokens[entry + 2:]))
+    config = next((value["text"] for flag, value in reversed(pairs) if flag["text"] == "-c"), None)
+    overrides = [(value["text"], value["source"]) for flag, value in pairs if flag["text"] == "-o"]
     if config is None:
         raise ReproError("the manifest's command has no -c config; it was not written by `repro train`", EXIT_BAD_INPUT)
     return config, overrides
@@ -189,11 +160,7 @@ def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path,
     run_command = LaunchCommand.from_manifest(recorded)
     config, overrides = _pairs(recorded["tokens"])
     device = next((v.split("=", 1)[1] for v, _ in overrides if v.startswith("Global.device=")), "gpu")
-    devices = manifest.get("devices") if isinstance(manifest.get("devices"), dict) else {}
-    if gpus is None and cpu_ranks is None:
-        gpus, cpu_ranks = devices.get("gpus"), devices.get("cpu_ranks")
-    if gpus is None and cpu_ranks is None:
-        raise ReproError("the manifest records no devices; pass --gpus 0,1,2,3 or --cpu-ranks N", EXIT_BAD_INPUT)
+    gpus, cpu_ranks = eval_devices(manifest, gpus, cpu_ranks)
     after_launcher = [t.text for t in run_command.tokens[4:5]]  # the reference device flag follows the module
     flag = after_launcher[0].split("=", 1)[0] if after_launcher and "=" in after_launcher[0] else "--gpus"
 
@@ -209,6 +176,17 @@ def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path,
     # The reference trains; the eval entry is the harness's choice, and marked so.
     tokens = tuple(Token(t.text, HARNESS) if t.text == EVAL_ENTRY else t for t in command.tokens)
     return LaunchCommand(tokens=tokens, cwd=command.cwd, python=command.python)
+
+
+def eval_devices(manifest: dict[str, Any], gpus: list[int] | None,
+                 cpu_ranks: int | None) -> tuple[list[int] | None, int | None]:
+    """--gpus or --cpu-ranks, else the devices the run trained on."""
+    if gpus is None and cpu_ranks is None:
+        devices = manifest.get("devices") if isinstance(manifest.get("devices"), dict) else {}
+        gpus, cpu_ranks = devices.get("gpus"), devices.get("cpu_ranks")
+    if gpus is None and cpu_ranks is None:
+        raise ReproError("the manifest records no devices; pass --gpus 0,1,2,3 or --cpu-ranks N", EXIT_BAD_INPUT)
+    return gpus, cpu_ranks
 
 
 def eval_environment(manifest: dict[str, Any], gpus: list[int] | None):
@@ -236,8 +214,9 @@ def eval_set_size(cwd: Path, config_file: Path) -> int | None:
         return None
 
 
-def read_result(out: Path) -> EvalResult | None:
-    """The last ``[Eval][Epoch 0][Avg]`` line of upstream's ``eval.log`` (else rank 0's workerlog)."""
+def read_result(out: Path) -> dict[str, float | None] | None:
+    """top1, top5 and loss from the last ``[Eval][Epoch 0][Avg]`` line of upstream's ``eval.log`` (else rank 0's
+    workerlog)."""
     for log in (out / "output" / EVAL_LOG, RunDir(out).workerlog(0)):
         try:
             lines = last_lines(log, 1000, 1 << 20).splitlines()
@@ -245,9 +224,8 @@ def read_result(out: Path) -> EvalResult | None:
             continue
         for read in map(P.read_line, reversed(lines)):
             if read.kind == P.EVAL_AVG_LINE:
-                values = read.values
-                number = lambda key: values.get(key) if isinstance(values.get(key), float) else None  # noqa: E731
-                return EvalResult(number("top1"), number("top5"), number("CELoss"))
+                return {key: value if isinstance(value := read.values.get(name), float) else None
+                        for key, name in (("top1", "top1"), ("top5", "top5"), ("loss", "CELoss"))}
     return None
 
 
@@ -286,7 +264,7 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
         if not (command.cwd / EVAL_ENTRY).is_file():
             raise ReproError(f"no {EVAL_ENTRY} in {command.cwd}, the checkout this run trained with; restore it "
                              f"(`repro upstream fetch --upstream {command.cwd}`)", EXIT_UPSTREAM)
-        env = eval_environment(manifest.data, command_gpus(manifest.data, gpus, cpu_ranks))
+        env = eval_environment(manifest.data, eval_devices(manifest.data, gpus, cpu_ranks)[0])
         record: dict[str, Any] = {
             "checkpoint": checkpoint,
             "epoch": checkpoint_epoch(run, manifest.data, checkpoint),
@@ -303,17 +281,15 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
         launch.install_signal_handlers()
         launch.start()
         outcome = launch.wait()
-        result = read_result(out)
-        size = eval_set_size(command.cwd, _resolved_config(run, manifest.data))
+        result = read_result(out) or dict.fromkeys(("top1", "top5", "loss"))
+        config = manifest.data.get("config") if isinstance(manifest.data.get("config"), dict) else {}
         record.update({
             "ended": utc_now(),
             "exit_code": outcome.returncode,
             "status": "interrupted" if outcome.interrupted_by is not None else
-                      "completed" if outcome.returncode == 0 and result and result.top1 is not None else "failed",
-            "top1": result.top1 if result else None,
-            "top5": result.top5 if result else None,
-            "loss": result.loss if result else None,
-            "eval_set_size": size,
+                      "completed" if outcome.returncode == 0 and result["top1"] is not None else "failed",
+            **result,
+            "eval_set_size": eval_set_size(command.cwd, Path(config.get("file") or run.config)),
         })
         manifest.append(K_EVALUATIONS, record)
     finally:
@@ -332,18 +308,6 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
                          f"{out}/console.log and {out}/launcher/workerlog.0; fix the cause and rerun "
                          f"`repro eval {run.path} --checkpoint {checkpoint}`", EXIT_TRAINING_FAILED)
     return record
-
-
-def command_gpus(manifest: dict[str, Any], gpus: list[int] | None, cpu_ranks: int | None) -> list[int] | None:
-    if gpus is not None or cpu_ranks is not None:
-        return gpus
-    devices = manifest.get("devices") if isinstance(manifest.get("devices"), dict) else {}
-    return devices.get("gpus")
-
-
-def _resolved_config(run: RunDir, manifest: dict[str, Any]) -> Path:
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-    return Path(config.get("file") or run.config)
 
 
 def _plan_eval_dir(run: RunDir, checkpoint: str) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,11 @@ from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.filesystem_errors import describe_os_error
 from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED, group_node0, is_smoke, recipe_name
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
-from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, resume_point
+from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, is_ours, resume_point
 from repro.launch.truebest import TRUE_BEST
 from repro.run.lock import held, is_active
 from repro.judge.judge_cli import judge_run
 from repro.logs.parse import parse_run
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    """The run's manifest through the one reader (:mod:`repro.run.rundir`); None if missing or unreadable."""
-    try:
-        return rundir.read_manifest(run_dir / MANIFEST)
-    except ReproError:
-        return None
 
 
 def tree_bytes(path: Path) -> int:
@@ -81,10 +72,11 @@ def open_run(path: Path) -> RunInfo:
     if not (path / MANIFEST).is_file():
         raise ReproError(f"{path} is not a repro run directory (no {MANIFEST}); pass a directory `repro runs` lists",
                          EXIT_BAD_INPUT)
-    manifest = read_manifest(path)
-    if manifest is None:
-        raise ReproError(f"{path / MANIFEST} is not readable JSON; nothing there is pruned (fix or remove the run by hand)",
-                         EXIT_BAD_INPUT)
+    try:
+        manifest = rundir.read_manifest(path / MANIFEST)
+    except ReproError:
+        raise ReproError(f"{path / MANIFEST} is not readable JSON; nothing there is pruned (fix or remove the run by "
+                         "hand)", EXIT_BAD_INPUT) from None
     return RunInfo(path, manifest, is_active(path))
 
 
@@ -126,30 +118,6 @@ def verdict_word(run: RunInfo) -> str:
         return "UNREADABLE"
 
 
-def prunable(run: RunInfo, changed: list[Path] | None = None) -> list[Path]:
-    """The checkpoint files of ``run`` that the harness recorded as written and that are unchanged since
-    by size and mtime (``plan_prune`` also compares their digests); recorded regular files that changed
-    go to ``changed``."""
-    written = run.manifest.get(K_WRITTEN)
-    output = run.path / OUTPUT
-    if not isinstance(written, dict) or not output.is_dir() or output.is_symlink():
-        return []
-    files = []
-    for name, record in sorted(written.items()):
-        if not isinstance(name, str) or "/" in name or name in ("", ".", "..") or not isinstance(record, dict):
-            continue
-        path = output / name
-        try:
-            info = path.lstat()
-        except OSError:
-            continue
-        if stat.S_ISREG(info.st_mode) and record.get("size") == info.st_size and record.get("mtime_ns") == info.st_mtime_ns:
-            files.append(path)
-        elif stat.S_ISREG(info.st_mode) and changed is not None:
-            changed.append(path)
-    return files
-
-
 # What the verdict's weights need once a run is over: the weights and the state naming their epoch
 # (``repro eval`` reads these); the optimizer state (``.pdopt``, as big as the weights) only serves a resume.
 JUDGED_PARTS = (".pdparams", ".pdstates", ".pdema")
@@ -159,8 +127,6 @@ def needed_files(run: RunInfo) -> dict[Path, str]:
     """The files a resume or the verdict still needs, each with why: the newest complete state (while
     the run can be resumed) and the judged weights (``true_best``, else the checkpoint of its epoch)."""
     output = run.path / OUTPUT
-    if not output.is_dir() or output.is_symlink():
-        return {}
     needed: dict[Path, str] = {}
     finished = run.status == STATUS_COMPLETED
     point = None if finished else resume_point(output)
@@ -189,26 +155,31 @@ class PrunePlan:
     changed: list[Path]  # recorded, but its bytes differ from what training wrote: not ours to delete
 
 
-def checkpoint_name(path: Path) -> str:
-    return path.name.split(".", 1)[0].removesuffix("_student")
-
-
 def plan_prune(run: RunInfo, including: frozenset[str] = frozenset()) -> PrunePlan:
-    """What pruning ``run`` deletes: recorded, unchanged (size, mtime, digest) files, except those a resume or
-    the verdict needs unless their checkpoint is named in ``including``."""
+    """What pruning ``run`` deletes: the files training recorded that are still its own
+    (:func:`repro.run.checkpoints.is_ours`, then their digests), except those a resume or the verdict
+    needs unless their checkpoint is named in ``including``."""
+    plan = PrunePlan([], {}, [])
+    written = run.manifest.get(K_WRITTEN)
+    output = run.path / OUTPUT
+    if not isinstance(written, dict) or not output.is_dir() or output.is_symlink():
+        return plan
     needed = needed_files(run)
-    kept: dict[str, str] = {}
-    delete: list[Path] = []
-    changed: list[Path] = []
-    for path in prunable(run, changed):
-        name = checkpoint_name(path)
-        if path in needed and name not in including:
-            kept.setdefault(name, needed[path])
+    for name, record in sorted(written.items()):
+        if not isinstance(name, str) or "/" in name or name in ("", ".", "..") or not isinstance(record, dict):
             continue
-        delete.append(path)
-    written = run.manifest.get(K_WRITTEN) if isinstance(run.manifest.get(K_WRITTEN), dict) else {}
-    differ = changed_files(delete, written)
-    return PrunePlan([path for path in delete if path not in differ], kept, sorted(changed + differ))
+        path, checkpoint = output / name, name.split(".", 1)[0].removesuffix("_student")
+        if not is_ours(path, written):
+            if path.is_file() and not path.is_symlink():  # recorded, but changed since: not ours to delete
+                plan.changed.append(path)
+        elif path in needed and checkpoint not in including:
+            plan.kept.setdefault(checkpoint, needed[path])
+        elif changed_files([path], written):
+            plan.changed.append(path)
+        else:
+            plan.delete.append(path)
+    plan.changed.sort()
+    return plan
 
 
 @group("runs", exits={}, invoke_without_command=True)

@@ -128,7 +128,7 @@ def run_world(root: Path) -> tuple[int | None, str]:
         try:
             manifest = read_manifest(run.manifest)
         except ReproError:
-            manifest = None
+            pass
     files = run_files_in(root) if root.is_dir() else None
     world, _, source = world_of(manifest, launcher_world(files, []) if files is not None else None)
     return world, source
@@ -171,11 +171,15 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
     world, source = run_world(run)
     started = clock()
     with tqdm(total=0, unit="it", dynamic_ncols=True, desc=run.name, file=bar_file) as bar:
-        while True:
+
+        def look() -> None:
             watcher.poll()
             if watcher.alarms and on_alarms is not None:
                 with bar.external_write_mode():
                     on_alarms(watcher.alarms)
+
+        while True:
+            look()
             if health is not None and on_pace is not None and health.monitor.completed > watcher.reported_epoch:
                 watcher.reported_epoch = health.monitor.completed
                 with bar.external_write_mode():
@@ -188,10 +192,7 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
             bar.refresh()
             why = watcher.ended()
             if why is not None:
-                watcher.poll()
-                if watcher.alarms and on_alarms is not None:
-                    with bar.external_write_mode():
-                        on_alarms(watcher.alarms)
+                look()
                 return why
             if timeout and clock() - started >= timeout:
                 return f"timed out after {timeout:g} s (the run may still be going)"
@@ -231,11 +232,6 @@ def on_alarm_command(flag: bool, words: tuple[str, ...]) -> list[str] | None:
     return list(words) if flag else None
 
 
-def _echo_alarms(alarms: list[Alarm], as_json: bool) -> None:
-    for alarm in alarms:
-        click.echo(json.dumps(alarm.to_dict(), sort_keys=True) if as_json else f"watch: {alarm.line}")
-
-
 def watch_follow(run_path: Path, *, poll: float, timeout: float, pid: int | None, lock: Path | None,
                  band: Path | None, on_alarm: list[str] | None, as_json: bool) -> str:
     """Follow the run with the progress bar (none with ``--json``), printing alarms as they come."""
@@ -246,18 +242,18 @@ def watch_follow(run_path: Path, *, poll: float, timeout: float, pid: int | None
         click.echo(f"watch: {health.band_line}")
 
     def on_alarms(alarms: list[Alarm]) -> None:
-        _echo_alarms(alarms, as_json)
+        for alarm in alarms:
+            click.echo(json.dumps(alarm.to_dict(), sort_keys=True) if as_json else f"watch: {alarm.line}")
         if argv is not None and health.log is not None:
             health.log.notify_pending(argv, lambda line: click.echo(f"watch: {line}", err=True))
 
     def on_pace(lines: list[str]) -> None:
-        if not as_json:
-            for line in lines:
-                click.echo(f"watch: {line}")
+        for line in lines:
+            click.echo(f"watch: {line}")
 
     with open(os.devnull, "w") if as_json else contextlib.nullcontext(None) as bar_file:  # None: tqdm's stderr
         return follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock, health=health,
-                      on_alarms=on_alarms, bar_file=bar_file, on_pace=on_pace)
+                      on_alarms=on_alarms, bar_file=bar_file, on_pace=None if as_json else on_pace)
 
 
 def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None, as_json: bool) -> int:
@@ -312,8 +308,6 @@ def watch(ctx: click.Context, run_path: Path, poll: float, timeout: float, pid: 
     words after RUN are the command (put `--` before it if an ARG starts with `-`).
     """
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
-    if poll <= 0:
-        raise ReproError(f"--poll {poll} must be a positive number of seconds, e.g. 5")
     run_path = judged_path(run_path)
     argv = on_alarm_command(on_alarm, on_alarm_argv)
     if once:

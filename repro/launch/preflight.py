@@ -15,7 +15,6 @@ from typing import Any
 from repro.platform.devices import PaddleInfo
 from repro.core.paths import DATASET_LINK
 from repro.platform.profiles import setup_command
-from repro.recipes.catalog import Recipe
 from repro.launch.config import ResolvedConfig
 from repro.run.checkpoints import disk_problem
 from repro.upstream.shadowing import ppcls_shadowing_problem
@@ -23,10 +22,8 @@ from repro.upstream.state import inspect_checkout
 from repro.dataset.check import check_dataset
 from repro.dataset.link import linked_root
 from repro.dataset.tiny import is_tiny_dataset
-from repro.recipes.catalog import read_list_heads
-from repro.recipes.catalog import recipe_problems
+from repro.recipes.catalog import Recipe, read_list_heads, recipe_problems
 
-# Logs, the record and paddle's per-rank files are small; this covers them and filesystem slack.
 class PreflightProblems(list):
     """The blocking problems (a plain list of lines), with non-blocking ``warnings`` beside them."""
 
@@ -38,7 +35,6 @@ class PreflightProblems(list):
 def check_upstream(upstream_dir: Path) -> list[str]:
     """The checkout at the pin with our patches, and the code training imports really its own
     (``tools/train.py`` appends the checkout to ``sys.path``: an installed ``ppcls`` would win)."""
-
     problems = list(inspect_checkout(Path(upstream_dir)).problems())
     if (Path(upstream_dir) / "ppcls").is_dir():
         shadowed = ppcls_shadowing_problem(Path(upstream_dir))
@@ -63,30 +59,21 @@ def dataset_paths(resolved: ResolvedConfig, upstream_dir: Path) -> tuple[Path | 
     return root, lists
 
 
-def _uses_link(root: Path, upstream_dir: Path) -> bool:
-    link = Path(upstream_dir) / DATASET_LINK
-    return os.path.normpath(root) == os.path.normpath(link)
-
-
 def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: bool) -> list[str]:
-
     root, lists = dataset_paths(resolved, upstream_dir)
     if root is None:
         return ["the config names no DataLoader.Train.dataset.image_root; fix the recipe or the -o overrides"]
     how = "run `make smoke` (it makes and links the tiny set)" if smoke else "run `repro dataset link /path/to/ILSVRC2012`"
-    if _uses_link(root, upstream_dir):
+    if os.path.normpath(root) == os.path.normpath(Path(upstream_dir) / DATASET_LINK):
         target = linked_root(Path(upstream_dir))
         if target is None:
             return [f"dataset not linked: {Path(upstream_dir) / DATASET_LINK} is absent; {how}"]
         if not Path(target).is_dir():
             return [f"dataset link {Path(upstream_dir) / DATASET_LINK} points to {target}, which does not exist; {how} again"]
         root = Path(target)
-    if not smoke:
-
-        # After `make smoke` the link points at the tiny set: a real run must not train on it.
-        if is_tiny_dataset(root):
-            return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet; "
-                    "run `repro dataset link /path/to/ILSVRC2012`"]
+    if not smoke and is_tiny_dataset(root):  # after `make smoke` the link may lead to the tiny set
+        return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet; "
+                "run `repro dataset link /path/to/ILSVRC2012`"]
     report = check_dataset(root, class_num=resolved.class_num, expect="any")
     problems: list[str] = []
     if not report.ok:
@@ -128,11 +115,6 @@ def checkpoints_needed(resolved: ResolvedConfig, keep_checkpoints: int) -> int:
     return 3 + min(keep_checkpoints + 1, epoch_saves)
 
 
-def check_disk(run_dir: Path, recipe: Recipe, resolved: ResolvedConfig, keep_checkpoints: int) -> list[str]:
-    problem, _ = disk_problem(run_dir, recipe.checkpoint_mb, checkpoints_needed(resolved, keep_checkpoints))
-    return [problem] if problem else []
-
-
 def run_preflight(
     *,
     upstream_dir: Path,
@@ -153,22 +135,19 @@ def run_preflight(
     """
     problems = PreflightProblems()
     upstream_dir = Path(upstream_dir)
-    upstream_problems = check_upstream(upstream_dir)
-    problems.extend(upstream_problems)
+    problems.extend(check_upstream(upstream_dir))
     if upstream_dir.is_dir():
         problems.extend(check_dataset_ready(upstream_dir, resolved, smoke))
 
     if not paddle_info.importable:
         problems.append(f"paddle cannot be imported: {paddle_info.error}; run `make setup` (then `repro doctor`)")
-
     if gpus is not None:
         problems.extend(check_gpus(gpus, paddle_info, profile))
     elif cpu_ranks is not None:
         cores = os.cpu_count() or 1
         if cpu_ranks > cores:
-            problems.warnings.append(
-                f"{cpu_ranks} CPU ranks on {cores} core(s): ranks will share cores and run slower"
-            )
-    problems.extend(check_disk(run_dir, recipe, resolved, keep_checkpoints))
+            problems.warnings.append(f"{cpu_ranks} CPU ranks on {cores} core(s): ranks will share cores and run slower")
+    disk, _ = disk_problem(run_dir, recipe.checkpoint_mb, checkpoints_needed(resolved, keep_checkpoints))
+    problems.extend([disk] if disk else [])
     problems.extend(recipe_problems(recipe, resolved.config, read_list_heads(resolved.config, upstream_dir)))
     return problems

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import click
 
@@ -21,30 +21,11 @@ from repro.platform.devices import probe_paddle
 from repro.core.paths import resolve_upstream_dir
 from repro.platform.profiles import Profile, default_platform, gpu_profiles, load_profile
 from repro.recipes.catalog import Recipe, launch_env, load_recipe, marked_overrides
-from repro.run.rundir import (
-    K_LOGGING,
-    K_NODES,
-    Manifest,
-    create_node_run_dir,
-    create_run_dir,
-    discard_run_dir,
-    plan_node_run_dir,
-    plan_run_dir,
-)
-from repro.launch.command import (
-    LaunchCommand,
-    build_command,
-    environment_changes,
-    print_dry_run,
-)
+from repro.run.rundir import (K_LOGGING, K_NODES, Manifest, create_node_run_dir, create_run_dir, discard_run_dir,
+                              plan_node_run_dir, plan_run_dir)
+from repro.launch.command import LaunchCommand, build_command, environment_changes, print_dry_run
 from repro.launch.config import ResolvedConfig, ScalingPlan, plan_scaling, resolve_config
-from repro.launch.nodes import (
-    DEFAULT_STALL_TIMEOUT,
-    NodePlan,
-    node0_problems,
-    node_watch_for,
-    wait_for_master,
-)
+from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, NodePlan, node0_problems, node_watch_for, wait_for_master
 from repro.launch.provenance import start_fields
 from repro.launch.runner import run_segment, say
 from repro.launch.preflight import run_preflight
@@ -94,11 +75,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                 f"({item.why}); the run no longer reproduces the recipe's target as stated")
     harness_options = [*([VISUALDL_ON] if visualdl else []), *(dataset_overrides(data_dir) if data_dir else [])]
 
-    def scaling_plan() -> ScalingPlan | None:
-        return None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
-
     def resolve(where: Path, write: bool) -> tuple[ResolvedConfig, ScalingPlan | None]:
-        plan = scaling_plan()
+        plan = None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
         resolved = resolve_config(upstream_dir, recipe, user_overrides, device=profile.device, smoke=smoke,
                                   run_dir=where, seed=seed, extra_overrides=[*fixed, *(plan.overrides if plan else ()), *harness_options],
                                   write=write)
@@ -124,9 +102,9 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
             say(note)
         # One probe serves the pre-flight and the manifest. The visible-devices variable is left out so
         # that the count is of the machine's GPUs, not of a leftover CUDA_VISIBLE_DEVICES.
-        paddle_info = probe_paddle(with_sklearn=False, env=without(os.environ, profile.visible_devices_var))
+        paddle_info = probe_paddle(with_sklearn=False, env={key: value for key, value in os.environ.items()
+                                                           if key != profile.visible_devices_var})
         if not skip_preflight:
-
             problems = run_preflight(upstream_dir=upstream_dir, profile=profile, recipe=recipe, gpus=gpu_list,
                                      run_dir=run.path, resolved=resolved, keep_checkpoints=keep, smoke=smoke,
                                      cpu_ranks=ranks, paddle_info=paddle_info)
@@ -214,7 +192,3 @@ def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_ar
         **({} if launch is None else {"launcher": launch.launcher, "devices_flag_in_reference": launch.devices_flag,
                                       "device_in_reference": launch.device_override}),
     )
-
-
-def without(environ: Mapping[str, str], name: str | None) -> dict[str, str]:
-    return {key: value for key, value in environ.items() if key != name}

@@ -8,7 +8,6 @@ The option text is checked here, before anything is loaded, so a typo costs no t
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -53,20 +52,10 @@ def check_master(master: str | None, nnodes: int | None) -> None:
             raise ReproError(f"--master {master!r} is not HOST:PORT with a port in 1-65535, e.g. --master 10.0.0.1:8090", EXIT_BAD_INPUT)
 
 
-# What --resume takes from the manifest instead. Only command-line values are refused: ``make train``
-# exports REPRO_TRAIN_PLATFORM (and GPUS, OVERRIDES) whatever the user meant, so values from the
-# environment (or defaults) are not "given".
-RESUME_REFUSES = (
-    ("gpus", "--gpus"), ("cpu_ranks", "--cpu-ranks"), ("platform", "--platform"), ("recipe", "--recipe"),
-    ("override", "-o"), ("run_dir", "--run-dir"), ("logs_dir", "--logs-dir"), ("nnodes", "--nnodes"),
-    ("master", "--master"), ("node_rank", "--node-rank"), ("stall_timeout", "--stall-timeout"), ("seed", "--seed"),
-    ("scale_lr", "--scale-lr"), ("upstream", "--upstream"),
-    ("smoke", "--smoke"), ("skip_preflight", "--skip-preflight"), ("visualdl", "--visualdl"), ("data_dir", "--data-dir"),
-)
-
-
-def given_on_command_line(name: str) -> bool:
-    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+# What --resume does not take from the manifest; every other option is refused. Only command-line values
+# are: ``make train`` exports REPRO_TRAIN_PLATFORM (and GPUS, OVERRIDES) whatever the user meant, so
+# values from the environment (or defaults) are not "given".
+RESUME_TAKES = ("keep_checkpoints", "resume_dir", "dry_run", "as_json", "verbose")
 
 
 @command("train", exits={
@@ -106,68 +95,35 @@ def given_on_command_line(name: str) -> bool:
               "RUN/output; a logging option, not a deviation. View: visualdl --logdir RUN/output.")
 @click.option("-v", "--verbose", is_flag=True, help="Stream upstream's output to the terminal (default: one progress "
               "line; it always goes to RUN/console.log).")
-def train(
-    gpus: str | None,
-    cpu_ranks: int | None,
-    platform: str | None,
-    recipe: str,
-    override: tuple[str, ...],
-    run_dir: Path | None,
-    logs_dir: Path,
-    nnodes: int | None,
-    master: str | None,
-    node_rank: int | None,
-    stall_timeout: float,
-    seed: int | None,
-    scale_lr: bool,
-    keep_checkpoints: int,
-    resume_dir: Path | None,
-    upstream: Path | None,
-    dry_run: bool,
-    smoke: bool,
-    skip_preflight: bool,
-    as_json: bool,
-    data_dir: Path | None,
-    visualdl: bool,
-    verbose: bool,
-) -> None:
+def train(**options) -> None:
     """Train the recipe with upstream's tools/train.py, exactly as the reference runs it.
 
     The terminal shows one progress line (epoch, iteration, loss, top-1, ips, ETA), alarms and, on
     failure, the last lines of the log that failed; upstream's own output goes to RUN/console.log
     and the rank logs in RUN/launcher/ (-v streams it here too).
     """
-    if as_json and not dry_run:
+    ctx = click.get_current_context()
+    if options["as_json"] and not options["dry_run"]:
         raise ReproError("--json applies to --dry-run (a run's verdict: repro check-accuracy RUN --json); add --dry-run",
                          EXIT_BAD_INPUT)
+    resume_dir = options.pop("resume_dir")
     if resume_dir is not None:
-
-        changed = [flag for name, flag in RESUME_REFUSES if given_on_command_line(name)]
+        changed = [param.opts[0] for param in ctx.command.params if param.name not in RESUME_TAKES
+                   and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE]
         if changed:
             raise ReproError(
                 f"--resume reuses the run's own command; drop {', '.join(changed)} (start a new run to change them)",
                 EXIT_BAD_INPUT,
             )
-        keep_given = click.get_current_context().get_parameter_source("keep_checkpoints")
-        keep = keep_checkpoints if keep_given not in (None, click.core.ParameterSource.DEFAULT) else None
-        resume_run(resume_dir, keep, dry_run, as_json, verbose=verbose)
+        keep_given = ctx.get_parameter_source("keep_checkpoints") not in (None, click.core.ParameterSource.DEFAULT)
+        resume_run(resume_dir, options["keep_checkpoints"] if keep_given else None, options["dry_run"],
+                   options["as_json"], verbose=options["verbose"])
         return
 
-
-    gpu_list = parse_gpus(gpus)
-    check_master(master, nnodes)
-    check_node_options(nnodes, node_rank, master)
-    if smoke and scale_lr:
+    gpus = parse_gpus(options.pop("gpus"))
+    check_master(options["master"], options["nnodes"])
+    check_node_options(options["nnodes"], options["node_rank"], options["master"])
+    if options["smoke"] and options["scale_lr"]:
         raise ReproError("--scale-lr does not apply to --smoke (the smoke variant sets its own learning rate)", EXIT_BAD_INPUT)
-    user_overrides = split_overrides(override)
-    start_run(
-        gpus=gpu_list, cpu_ranks=cpu_ranks, platform=platform, recipe_name=recipe, user_overrides=user_overrides,
-        run_dir=run_dir, logs_dir=logs_dir, nnodes=nnodes, master=master, node_rank=node_rank,
-        stall_timeout=stall_timeout, seed=seed, scale_lr=scale_lr,
-        keep=keep_checkpoints, upstream=upstream, dry_run=dry_run, smoke=smoke, skip_preflight=skip_preflight,
-        as_json=as_json, visualdl=visualdl, verbose=verbose, data_dir=data_dir,
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(train())
+    start_run(gpus=gpus, user_overrides=split_overrides(options.pop("override")), recipe_name=options.pop("recipe"),
+              keep=options.pop("keep_checkpoints"), **options)

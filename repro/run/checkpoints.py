@@ -12,6 +12,7 @@ import shutil
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import click
 
@@ -274,15 +275,15 @@ def _timestamp(text: object) -> float | None:
         return None
 
 
-def _ours(path: Path, written: dict[str, dict]) -> bool:
+def is_ours(path: Path, written: dict[str, dict]) -> bool:
+    """Still the file training recorded under its name: a regular file (not a link), same size and mtime."""
     record = written.get(path.name)
-    if record is None:
-        return False
     try:
-        stat = path.stat()
-    except FileNotFoundError:
+        info = path.lstat()
+    except OSError:
         return False
-    return record.get("mtime_ns") == stat.st_mtime_ns and record.get("size") == stat.st_size
+    return (isinstance(record, dict) and S_ISREG(info.st_mode)
+            and (record.get("mtime_ns"), record.get("size")) == (info.st_mtime_ns, info.st_size))
 
 
 def prune(output_dir: Path, keep: int, written: dict[str, dict], protect: set[int] = frozenset()) -> tuple[list[str], list[str]]:
@@ -301,7 +302,7 @@ def prune(output_dir: Path, keep: int, written: dict[str, dict], protect: set[in
         files = checkpoint.files()
         if not files:
             continue
-        if not all(_ours(path, written) for path in files):
+        if not all(is_ours(path, written) for path in files):
             foreign.append(checkpoint.name)
             continue
         for path in files:
