@@ -9,13 +9,13 @@ The tiny set is read from its own directory (``repro train --data-dir``), never 
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
 import click
@@ -25,18 +25,15 @@ from repro.core.numeric_options import BoundedInt
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED,
                                EXIT_OK, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
-from repro.upstream.patches import apply_series
-from repro.upstream.patches import read_series
-from repro.logs.parse import best_epoch
-from repro.logs.parse import parse_run
+from repro.upstream.patches import apply_series, read_series
+from repro.logs.parse import best_epoch, parse_run
 from repro.dataset.tiny import make_tiny
-from repro.recipes.catalog import load_recipe
 from repro.run.rundir import run_id
 from repro.launch.config import smoke_section
 from repro.launch.start import dataset_overrides
 from repro.judge.targets import smoke_check
 from repro.judge.verdict import LOSS_FALLS
-from repro.recipes.catalog import available_recipes
+from repro.recipes.catalog import available_recipes, load_recipe
 
 DEFAULT_DATA_DIR = Path("smoke") / "data"
 DEFAULT_LOGS_DIR = Path("logs")
@@ -65,16 +62,8 @@ def say(line: str) -> None:
     print(f"smoke: {line}", flush=True)
 
 
-def upstream_missing_line(upstream_dir: Path) -> str:
-    return (
-        f"no upstream PaddleClas checkout at {upstream_dir}: run `repro upstream fetch` "
-        f"(or set {UPSTREAM_ENV}=/path/to/PaddleClas)"
-    )
-
-
 def ensure_patched(upstream_dir: Path) -> list[str]:
     """Apply our patch series (idempotent); returns one line per patch newly applied."""
-
     return [f"applied patch {patch.name}" for patch, newly in apply_series(upstream_dir, read_series()) if newly]
 
 
@@ -125,23 +114,16 @@ SMOKE_EXITS = {EXIT_OK: "SMOKE PASS", EXIT_FAILED: "SMOKE FAIL: the verdict (or 
 def smoke_command(ctx: click.Context, **options) -> None:
     """Train a recipe's smoke variant with the real upstream on 2 CPU ranks on a tiny generated
     ImageNet subset, and judge it, end to end, in a few minutes."""
-    ctx.exit(run(_namespace(options)))
+    ctx.exit(run(SimpleNamespace(**options)))
 
 
-def _namespace(options: dict) -> argparse.Namespace:
-    return argparse.Namespace(upstream=options["upstream"], logs_dir=options["logs_dir"], data_dir=options["data_dir"],
-                              recipe=options["recipe"], all=options["all_recipes"], seed=options["seed"],
-                              verbose=options["verbose"])
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     """The options as ``repro smoke`` reads them (click's usage errors propagate)."""
     with smoke_command.make_context("repro smoke", list(sys.argv[1:] if argv is None else argv)) as ctx:
-        return _namespace(ctx.params)
+        return SimpleNamespace(**ctx.params)
 
 
 def best_top1(run_dir: Path) -> float | None:
-
     try:
         best = best_epoch(parse_run(run_dir))
     except ReproError:
@@ -149,16 +131,12 @@ def best_top1(run_dir: Path) -> float | None:
     return best[1] if best else None
 
 
-def smoke(args: argparse.Namespace) -> int:
-    return smoke_one(args, args.recipe).code
-
-
-def smoke_one(args: argparse.Namespace, recipe_name: str) -> SmokeResult:
-
+def smoke_one(args: SimpleNamespace, recipe_name: str) -> SmokeResult:
     started = time.monotonic()
     upstream_dir = resolve_upstream_dir(args.upstream)
     if not (upstream_dir / "tools" / "train.py").is_file():
-        print(f"error: {upstream_missing_line(upstream_dir)}", file=sys.stderr)
+        print(f"error: no upstream PaddleClas checkout at {upstream_dir}: run `repro upstream fetch` (or set "
+              f"{UPSTREAM_ENV}=/path/to/PaddleClas)", file=sys.stderr)
         return SmokeResult(recipe_name, EXIT_UPSTREAM, 0.0, None, "FAIL: no upstream checkout")
     for line in ensure_patched(upstream_dir):
         say(line)
@@ -215,9 +193,8 @@ def format_table(results: Sequence[SmokeResult]) -> list[str]:
     return ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
 
 
-def smoke_all(args: argparse.Namespace) -> int:
+def smoke_all(args: SimpleNamespace) -> int:
     """Every recipe's smoke in turn (one failing does not stop the rest), then the table."""
-
     results: list[SmokeResult] = []
     for name in available_recipes():
         try:
@@ -248,9 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(args)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: SimpleNamespace) -> int:
     try:
-        return smoke_all(args) if args.all else smoke(args)
+        return smoke_all(args) if args.all_recipes else smoke_one(args, args.recipe).code
     except ReproError as error:
         print(f"error: {error.message}", file=sys.stderr)
         say("SMOKE FAIL")

@@ -5,6 +5,7 @@ The reference is DeepSparkHub's ResNeSt50 command; the harness's additions are m
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
@@ -47,25 +48,12 @@ class LaunchCommand:
     def reference_tokens(self) -> list[str]:
         return [t.text for t in self.tokens if t.source == REFERENCE]
 
-    def reference_line(self) -> str:
-        return shlex.join(self.reference_tokens)
-
     def marked_line(self) -> str:
         """The full command, each run of non-reference tokens in ``[harness: ...]``/``[user: ...]``."""
         parts: list[str] = []
-        group: list[str] = []
-        source = REFERENCE
-        for token in (*self.tokens, Token("", REFERENCE)):
-            if token.source != source and group:
-                parts.append(f"[{source}: {' '.join(group)}]")
-                group = []
-            source = token.source
-            if not token.text:
-                continue
-            if token.source == REFERENCE:
-                parts.append(shlex.quote(token.text))
-            else:
-                group.append(shlex.quote(token.text))
+        for source, group in itertools.groupby(self.tokens, key=lambda token: token.source):
+            texts = [shlex.quote(token.text) for token in group]
+            parts += texts if source == REFERENCE else [f"[{source}: {' '.join(texts)}]"]
         return " ".join(parts)
 
     def to_manifest(self) -> dict:
@@ -89,24 +77,12 @@ class LaunchCommand:
         Used by resume for ``Global.checkpoints``: each segment must point at its own checkpoint, and
         two ``-o`` for one key would leave the winner to upstream's parsing order.
         """
-        kept: list[Token] = []
-        skip_next = False
-        tokens = list(self.tokens)
-        for index, token in enumerate(tokens):
-            if skip_next:
-                skip_next = False
-                continue
-            nxt = tokens[index + 1] if index + 1 < len(tokens) else None
-            if token.text == "-o" and nxt is not None and nxt.text.split("=", 1)[0] == key:
-                skip_next = True
-                continue
-            kept.append(token)
+        tokens = self.tokens
+        drop = {index for index, (flag, option) in enumerate(zip(tokens, tokens[1:]))
+                if flag.text == "-o" and option.text.split("=", 1)[0] == key}
+        kept = [token for index, token in enumerate(tokens) if index not in drop and index - 1 not in drop]
         kept += [Token("-o", HARNESS), Token(f"{key}={value}", HARNESS)]
         return LaunchCommand(tokens=tuple(kept), cwd=self.cwd, python=self.python)
-
-
-def _o(value: str, source: str) -> list[Token]:
-    return [Token("-o", source), Token(value, source)]
 
 
 def build_command(
@@ -167,32 +143,21 @@ def build_command(
     # A derived config (the smoke variant) replaces the reference one: mark it so nobody mistakes it.
     config_source = REFERENCE if reference_config is None or config_arg == reference_config else HARNESS
     tokens += [Token(entry, REFERENCE), Token("-c", REFERENCE), Token(config_arg, config_source)]
-    for value in reference_overrides:
-        tokens += _o(value, REFERENCE)
-    tokens += _o(f"Global.device={device}", REFERENCE if device_in_reference else HARNESS)
-    for value in fixed_overrides:
-        tokens += _o(value, HARNESS)
-    for value in extra_overrides:
-        tokens += _o(value, USER)
-    for value in harness_overrides:
-        tokens += _o(value, HARNESS)
-    tokens += _o(f"Global.output_dir={RunDir(run_dir).output}", HARNESS)
-    if seed is not None:
-        tokens += _o(f"Global.seed={seed}", HARNESS)
+    overrides = [(value, REFERENCE) for value in reference_overrides]
+    overrides.append((f"Global.device={device}", REFERENCE if device_in_reference else HARNESS))
+    overrides += [(value, HARNESS) for value in fixed_overrides] + [(value, USER) for value in extra_overrides]
+    overrides += [(value, HARNESS) for value in harness_overrides]
+    overrides.append((f"Global.output_dir={RunDir(run_dir).output}", HARNESS))
+    overrides += [(f"Global.seed={seed}", HARNESS)] if seed is not None else []
+    for value, source in overrides:
+        tokens += [Token("-o", source), Token(value, source)]
     return LaunchCommand(tokens=tuple(tokens), cwd=upstream_dir, python=python or sys.executable)
 
 
 # Launcher flags the harness sets whose environment twins would override them.
-OVERRIDING_LAUNCH_VARS = (
-    "PADDLE_MASTER",
-    "PADDLE_DEVICES",
-    "PADDLE_NNODES",
-    "PADDLE_NPROC_PER_NODE",
-    "PADDLE_LOG_DIR",
-    "PADDLE_RUN_MODE",
-    "PADDLE_RANK",  # both override --rank (``parse_args`` in args_envs.py)
-    "PADDLE_TRAINER_ID",
-)
+# PADDLE_RANK and PADDLE_TRAINER_ID both override --rank (``parse_args`` in args_envs.py).
+OVERRIDING_LAUNCH_VARS = ("PADDLE_MASTER", "PADDLE_DEVICES", "PADDLE_NNODES", "PADDLE_NPROC_PER_NODE", "PADDLE_LOG_DIR",
+                          "PADDLE_RUN_MODE", "PADDLE_RANK", "PADDLE_TRAINER_ID")
 DEVICE_VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES")
 
 
@@ -214,11 +179,6 @@ class EnvChanges:
     @classmethod
     def from_manifest(cls, data: dict) -> "EnvChanges":
         return cls(set=dict(data.get("set", {})), unset=tuple(data.get("unset", ())))
-
-    def lines(self) -> list[str]:
-        out = [f"{k}={v}" for k, v in self.set.items()]
-        out += [f"unset {k}" for k in self.unset]
-        return out
 
 
 def environment_changes(
@@ -245,14 +205,14 @@ def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scalin
                                "notes": list(scaling.notes if scaling else [])}, indent=2))
         return
     click.echo("reference command:")
-    click.echo(f"  {command.reference_line()}")
+    click.echo(f"  {shlex.join(command.reference_tokens)}")
     click.echo("command to run ([harness: ...] and [user: ...] mark additions to the reference):")
     click.echo(f"  {command.marked_line()}")
     click.echo(f"python: {command.python}")
     click.echo(f"working directory: {command.cwd}")
     click.echo(f"run directory: {planned} (not created: dry run)")
     click.echo("environment additions:")
-    for line in env.lines() or ["(none)"]:
+    for line in [*(f"{k}={v}" for k, v in env.set.items()), *(f"unset {k}" for k in env.unset)] or ["(none)"]:
         click.echo(f"  {line}")
     for note in (scaling.notes if scaling else []):
         click.echo(f"note: {note}")

@@ -47,46 +47,11 @@ class ResolvedConfig:
     arch: str
     class_num: int
     target: Target | None = None
-    record_path: Path | None = None
-    derived_config: Path | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def write(self, run_dir: Path) -> Path:
-        """Write the record ``config.yaml``; ``resolve_config`` already does this unless told not to."""
-        path = Path(run_dir) / RECORD_NAME
-        header = (
-            "# RECORD, NOT AN INPUT: the config upstream's tools/train.py resolved for this run\n"
-            f"# (-c {self.config_arg} plus every -o, values as upstream's parser reads them).\n"
-            "# Editing this file changes nothing; the run's command is in manifest.json.\n"
-        )
-        path.write_text(header + _dump(self.config), encoding="utf-8")
-        self.record_path = path
-        return path
-
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "config_arg": self.config_arg,
-            "overrides": list(self.overrides),
-            "record": str(self.record_path) if self.record_path else None,
-            "derived_config": str(self.derived_config) if self.derived_config else None,
-            "epochs": self.epochs,
-            "save_interval": self.save_interval,
-            "arch": self.arch,
-            "class_num": self.class_num,
-        }
 
 
-def _dump(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, allow_unicode=True)
-
-
-def _write_derived(path: Path, raw: dict[str, Any], source: str, recipe: Recipe) -> None:
-    header = (
-        f"# INPUT of this smoke run (passed as -c): upstream's {source}\n"
-        f"# with the `smoke.config` edits of recipe {recipe.name} applied (remove, then set).\n"
-        "# Written by repro; upstream's own files are never edited.\n"
-    )
-    path.write_text(header + _dump(raw), encoding="utf-8")
+def _write_yaml(path: Path, header: str, config: dict[str, Any]) -> None:
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False, default_flow_style=None, allow_unicode=True),
+                    encoding="utf-8")
 
 
 def _int_setting(config: dict[str, Any], section: str, key: str) -> int:
@@ -145,15 +110,18 @@ def resolve_config(
     source = upstream_dir / recipe.config
     raw = load_upstream_yaml(source)
     target: Target | None = None
-    derived: Path | None = None
     config_arg = recipe.config
     if smoke:
         section = smoke_section(recipe)
         raw = apply_smoke_edits(raw, section.get("config") or {})
-        target = smoke_target(recipe)
+        if "target" not in section:
+            raise ReproError(f"recipe {recipe.name} smoke section has no target; add one", EXIT_BAD_INPUT)
+        target = Target.from_dict(section["target"])
         run_dir.mkdir(parents=True, exist_ok=True)
         derived = run_dir / SMOKE_CONFIG
-        _write_derived(derived, raw, recipe.config, recipe)
+        _write_yaml(derived, f"# INPUT of this smoke run (passed as -c): upstream's {recipe.config}\n"
+                    f"# with the `smoke.config` edits of recipe {recipe.name} applied (remove, then set).\n"
+                    "# Written by repro; upstream's own files are never edited.\n", raw)
         config_arg = str(derived.resolve())
 
     config = as_upstream_parses(raw)
@@ -185,14 +153,13 @@ def resolve_config(
         arch=str(config.get("Arch", {}).get("name", recipe.arch)),
         class_num=_int_setting(config, "Arch", "class_num"),
         target=target,
-        derived_config=derived,
     )
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
-        resolved.write(run_dir)
+        _write_yaml(run_dir / RECORD_NAME, "# RECORD, NOT AN INPUT: the config upstream's tools/train.py resolved for "
+                    f"this run\n# (-c {config_arg} plus every -o, values as upstream's parser reads them).\n"
+                    "# Editing this file changes nothing; the run's command is in manifest.json.\n", config)
     return resolved
-
-
 
 
 def smoke_section(recipe: Recipe) -> dict[str, Any]:
@@ -201,14 +168,6 @@ def smoke_section(recipe: Recipe) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ReproError(f"recipe {recipe.name} has no smoke section; --smoke is not available for it", EXIT_BAD_INPUT)
     return section
-
-
-def smoke_target(recipe: Recipe) -> Target:
-    """What the smoke run must reach (the recipe's own target is for the full run)."""
-    section = smoke_section(recipe)
-    if "target" not in section:
-        raise ReproError(f"recipe {recipe.name} smoke section has no target; add one", EXIT_BAD_INPUT)
-    return Target.from_dict(section["target"])
 
 
 def apply_smoke_edits(raw: dict[str, Any], edits: dict[str, Any]) -> dict[str, Any]:
@@ -253,14 +212,6 @@ class ScalingPlan:
     @property
     def reference_global_batch(self) -> int:
         return self.batch_size_per_device * self.reference_devices
-
-    @property
-    def differs(self) -> bool:
-        return self.n_devices != self.reference_devices
-
-    def iterations_note(self) -> str:
-        ratio = self.reference_global_batch / self.global_batch
-        return f"each epoch takes {ratio:g} x the reference's iterations"
 
     def to_manifest(self) -> dict[str, Any]:
         return {
@@ -318,11 +269,12 @@ def plan_scaling(
         scale_lr=scale_lr,
     )
     plural = "s" if n_devices != 1 else ""
-    if plan.differs:
+    if n_devices != reference:
         plan.notes.append(
             f"{n_devices} {kind}{plural} instead of the reference {reference}: global batch "
             f"{per_device} x {n_devices} = {plan.global_batch} instead of {plan.reference_global_batch} "
-            f"({recipe.batch_size_key}={per_device} is per {kind}), and {plan.iterations_note()}"
+            f"({recipe.batch_size_key}={per_device} is per {kind}), and each epoch takes "
+            f"{plan.reference_global_batch / plan.global_batch:g} x the reference's iterations"
         )
         if scale_lr:
             plan.lr = recipe.base_lr * n_devices / reference

@@ -14,15 +14,7 @@ from typing import Any, Callable
 import psutil
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import (
-    recipe_name,
-    K_NODES,
-    Manifest,
-    RunDir,
-    group_node0,
-    node_dir_name,
-    node_rank_of,
-)
+from repro.run.rundir import K_NODES, Manifest, RunDir, group_node0, node_dir_name, node_rank_of, recipe_name
 from repro.run.processes import seconds_from_env
 
 # A real epoch's longest silence on rank 0 is the first iteration (cudnn's exhaustive search, data
@@ -78,7 +70,6 @@ def check_node_options(nnodes: int | None, node_rank: int | None, master: str | 
                          EXIT_BAD_INPUT)
     if node_rank >= nnodes:
         raise ReproError(f"--node-rank {node_rank} must be below --nnodes {nnodes} (0..{nnodes - 1})", EXIT_BAD_INPUT)
-    assert master  # check_master ran first
 
 
 # -- pre-flight -----------------------------------------------------------------------------------
@@ -143,9 +134,8 @@ def wait_for_master(plan: NodePlan, say: Callable[[str], None], timeout: float |
 class Store:
     """paddle's launcher key-value server at ``--master`` (POST sets a key, GET a prefix as JSON)."""
 
-    def __init__(self, master: str) -> None:
-        self.host, _, port = master.rpartition(":")
-        self.port = int(port)
+    def __init__(self, plan: NodePlan) -> None:
+        self.host, self.port = plan.host, plan.port
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)
@@ -197,7 +187,7 @@ class NodeWatch:
     differs: str | None = None  # the first option a peer was started with differently
 
     def __post_init__(self) -> None:
-        self.store = Store(self.plan.master)
+        self.store = Store(self.plan)
         self.me = node_dir_name(self.plan.node_rank)
 
     def __call__(self) -> bool:
@@ -284,6 +274,11 @@ class NodeWatch:
             self.manifest.save()
 
 
+def patch_set(upstream: dict[str, Any]) -> list[tuple]:
+    """An upstream record's patches, comparable across nodes and segments."""
+    return sorted((p.get("name"), p.get("sha256"), bool(p.get("applied"))) for p in upstream.get("patches") or [])
+
+
 def node_info(run: RunDir, manifest: dict[str, Any]) -> dict[str, Any]:
     """What this node publishes: where its run is, and what must be the same on every node."""
     upstream = manifest.get("upstream") or {}
@@ -296,7 +291,7 @@ def node_info(run: RunDir, manifest: dict[str, Any]) -> dict[str, Any]:
         "devices_per_node": nodes.get("devices_per_node"),
         "recipe": recipe_name(manifest),
         "upstream_commit": upstream.get("commit"),
-        "patches": sorted((p.get("name"), p.get("sha256"), bool(p.get("applied"))) for p in upstream.get("patches") or []),
+        "patches": patch_set(upstream),
         "dataset_fingerprint": dataset.get("fingerprint"),
     }
 
@@ -319,11 +314,6 @@ def mismatches(node0: dict[str, Any], theirs: dict[str, Any], node: str, theirs_
             detail = f" {show(a)} on node 0, {show(b)} on {node}" if shown else " differ"
             out.append(f"{label}{detail}{where}: start every node with the same options, upstream and data")
     return out
-
-
-def peer_timeout() -> float:
-
-    return seconds_from_env("REPRO_TRAIN_PEER_TIMEOUT", PEER_TIMEOUT_SECONDS)
 
 
 # -- resume ---------------------------------------------------------------------------------------
@@ -356,4 +346,4 @@ def node_watch_for(run: RunDir, manifest: Manifest, say: Callable[[str], None]) 
     plan = NodePlan.from_manifest(manifest.data)
     if plan is None:
         return None
-    return NodeWatch(plan, run, manifest, node_info(run, manifest.data), say, peer_timeout=peer_timeout())
+    return NodeWatch(plan, run, manifest, node_info(run, manifest.data), say, peer_timeout=seconds_from_env("REPRO_TRAIN_PEER_TIMEOUT", PEER_TIMEOUT_SECONDS))

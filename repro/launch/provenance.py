@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from repro import __version__
-from repro.platform.devices import PaddleInfo, query_device_tool
+from repro.platform.devices import PaddleInfo, host_summary, query_device_tool
 from repro.platform.profiles import Profile
 from repro.recipes.catalog import Recipe
 from repro.run.rundir import RunDir
 from repro.launch.command import EnvChanges, LaunchCommand
 from repro.launch.config import ResolvedConfig, ScalingPlan
-from repro.platform.devices import host_summary
 from repro.core.paths import project_root
 from repro.upstream.state import inspect_checkout
 from repro.dataset.fingerprint import fingerprint
@@ -74,8 +73,6 @@ def _target_record(target) -> dict | None:
     """The target as the manifest stores it (``check-accuracy`` judges the run against it)."""
     if target is None:
         return None
-    if isinstance(target, dict):
-        return target
     return {"metric": target.metric, "value": target.value, "eval_set_size": target.eval_set_size,
             "judged": target.judged, "tolerance": target.tolerance, **dict(target.provenance)}
 
@@ -83,7 +80,6 @@ def _target_record(target) -> dict | None:
 def harness_record() -> dict[str, Any]:
     """The harness that ran: version, and the git commit of this checkout and whether it had local
     changes (a run made with edited harness code says so), with the host it ran on."""
-
     record: dict[str, Any] = {"name": "repro", "version": __version__, "host": host_summary()}
     root = project_root()
 
@@ -114,7 +110,6 @@ def device_report(profile: Profile) -> dict[str, Any]:
 
 
 def upstream_record(upstream_dir: Path) -> dict[str, Any]:
-
     try:
         return inspect_checkout(upstream_dir).to_manifest()
     except Exception as error:  # the record must not stop a run the pre-flight let through
@@ -124,7 +119,6 @@ def upstream_record(upstream_dir: Path) -> dict[str, Any]:
 def dataset_record(upstream_dir: Path, resolved: ResolvedConfig) -> dict[str, Any]:
     """The dataset the run's config reads (through the checkout's link, or wherever the config
     points, as the smoke does when real data holds the link), with its list-file fingerprint."""
-
     root, _ = dataset_paths(resolved, upstream_dir)
     if root is None:
         return {"root": None, "note": "the config names no DataLoader.Train.dataset.image_root"}

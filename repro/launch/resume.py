@@ -11,34 +11,27 @@ the dataset it trained on and the upstream checkout's commit and patches.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import yaml
 
 from repro.core.files import open_regular_file, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
 from repro.logs import patterns as P
 from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, STATUS_RUNNING, Manifest, RunDir, open_run_dir
 from repro.run.lock import holder, is_active
-from repro.run.checkpoints import (
-    DEFAULT_KEEP,
-    EPOCH_NAME,
-    Checkpoint,
-    changed_file_message,
-    changed_files,
-    find_checkpoints,
-    resume_point,
-)
+from repro.run.checkpoints import (DEFAULT_KEEP, EPOCH_NAME, Checkpoint, changed_file_message, changed_files,
+                                   find_checkpoints, resume_point)
 from repro.launch.command import EnvChanges, LaunchCommand, print_dry_run
-from repro.launch.nodes import NodePlan, checkpoint_dir, node_watch_for, wait_for_master
+from repro.launch.nodes import NodePlan, checkpoint_dir, node_watch_for, patch_set, wait_for_master
 from repro.launch.runner import run_segment, say
 from repro.launch.truebest import detach_true_best
 from repro.upstream.state import inspect_checkout
 from repro.launch.preflight import check_upstream
 from repro.dataset.fingerprint import fingerprint
-import os
-import yaml
 
 
 @dataclass
@@ -73,13 +66,8 @@ def plan_resume(path: Path) -> ResumePlan:
     return ResumePlan(run, manifest, command, EnvChanges.from_manifest(data["env"]), checkpoint, skipped)
 
 
-def _patch_set(record: dict) -> list[tuple]:
-    return sorted((p.get("name"), p.get("sha256"), bool(p.get("applied"))) for p in record.get("patches") or [])
-
-
 def resume_problems(plan: ResumePlan) -> list[str]:
     """What changed under the run since it started, one line with its fix each (empty: go on)."""
-
     data = plan.manifest.data
     problems = _dataset_problems(plan)
     upstream = plan.command.cwd
@@ -89,7 +77,6 @@ def resume_problems(plan: ResumePlan) -> list[str]:
                         f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume")
     else:
         if data.get("preflight") == "passed":  # the run started with pre-flight: the same checks, same lines
-
             same_as_new_run = check_upstream(upstream)
             if same_as_new_run:
                 return problems + same_as_new_run
@@ -100,8 +87,8 @@ def resume_problems(plan: ResumePlan) -> list[str]:
             problems.append(f"upstream {upstream} is now at {str(now.get('commit'))[:12]}, the run started at "
                             f"{str(recorded.get('commit'))[:12]}: check out that commit "
                             f"(`git -C {upstream} checkout {recorded.get('commit')}`), then resume")
-        if _patch_set(now) != _patch_set(recorded):
-            names = ", ".join(name for name, _, applied in _patch_set(recorded) if applied) or "none"
+        if patch_set(now) != patch_set(recorded):
+            names = ", ".join(name for name, _, applied in patch_set(recorded) if applied) or "none"
             problems.append(f"the patches in {upstream} differ from the run's (applied then: {names}): restore them "
                             "(`repro upstream apply-patches`), then resume")
     return problems
@@ -110,7 +97,6 @@ def resume_problems(plan: ResumePlan) -> list[str]:
 def _dataset_problems(plan: ResumePlan) -> list[str]:
     """The dataset the relaunch would read (the config's path, through the link as it is now) must be
     the one the run trained on: same root, same fingerprint (lists, counts)."""
-
     dataset = plan.manifest.data.get("dataset") or {}
     recorded = dataset.get("root")
     if not recorded or dataset.get("note") == "not a directory":  # as record.dataset_record says
@@ -133,19 +119,12 @@ def _dataset_problems(plan: ResumePlan) -> list[str]:
 
 def _dataset_root_now(plan: ResumePlan) -> Path | None:
     """Where the run's recorded config (``config.yaml``) now leads for the training images."""
-
-
     try:
         config = yaml.safe_load(read_text_bounded(plan.run.config, what="run config")) or {}
         image_root = config["DataLoader"]["Train"]["dataset"]["image_root"]
     except (OSError, yaml.YAMLError, KeyError, TypeError, ReproError):
         return None
     return Path(os.path.realpath(plan.command.cwd / str(image_root)))
-
-
-def prepare_segment(plan: ResumePlan) -> None:
-    """Before relaunching: make true_best independent of files the new segment may rewrite."""
-    plan.manifest.update(true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
 
 
 def progress(run: RunDir, data: dict) -> tuple[int, bool]:
@@ -268,7 +247,8 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         refuse_problems(plan)
         announce(plan, done)
         plan.manifest.update(keep_checkpoints=keep)
-        prepare_segment(plan)
+        # true_best independent of files the new segment may rewrite
+        plan.manifest.update(true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
 
     segment = {
         "kind": "resume",

@@ -16,51 +16,18 @@ from typing import Callable, TextIO
 
 import click
 
-from repro.core.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_TRAINING_FAILED,
-    ReproError,
-)
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, ReproError
 from repro.core.files import Tail, last_lines
 from repro.judge.monitor import TrainHealthHook
 from repro.logs.progress import Progress
-from repro.run.rundir import (
-    K_TRUE_BEST,
-    K_WRITTEN,
-    STATUS_COMPLETED,
-    STATUS_FAILED,
-    STATUS_INTERRUPTED,
-    Manifest,
-    RunDir,
-)
-from repro.run.checkpoints import (
-    Digests,
-    adopt_unrecorded,
-    first_epoch_floor,
-    observe_written,
-    prune,
-    resume_point,
-    snapshot,
-)
+from repro.run.rundir import (K_TRUE_BEST, K_WRITTEN, STATUS_COMPLETED, STATUS_FAILED, STATUS_INTERRUPTED, Manifest,
+                              RunDir)
+from repro.run.checkpoints import (Digests, adopt_unrecorded, first_epoch_floor, observe_written, prune, resume_point,
+                                   snapshot)
 from repro.launch.command import EnvChanges, LaunchCommand
 from repro.run.lock import RunLock
-from repro.run.processes import (
-    STOP_GRACE_SECONDS,
-    Launch,
-    Outcome,
-    ProcessRecord,
-    find_run_processes,
-    seconds_from_env,
-)
-from repro.launch.truebest import (
-    Best,
-    best_epoch,
-    eval_top1,
-    protect_true_best,
-    record_true_best,
-)
+from repro.run.processes import STOP_GRACE_SECONDS, Launch, Outcome, ProcessRecord, find_run_processes, seconds_from_env
+from repro.launch.truebest import Best, best_epoch, eval_top1, protect_true_best, record_true_best
 
 HOUSEKEEPING_SECONDS = 5.0  # REPRO_TRAIN_HOUSEKEEPING_SECONDS overrides it (tests)
 DIGEST_WAIT_SECONDS = 600.0  # after training: the last saves' digests (a few GB at most) are awaited this long
@@ -78,16 +45,9 @@ def say(text: str) -> None:
 
 
 class LauncherOutput:
-    """What the terminal shows of the launcher's output while upstream runs.
-
-    Upstream echoes its whole config at start-up and logs every iteration: hundreds of lines a user
-    scrolls past to find the three that matter. Everything goes to the run's ``console.log`` (and the
-    rank logs) anyway, so by default the terminal gets one progress line from the lines as they stream
-    (:class:`repro.logs.progress.Progress`, the reader ``repro watch`` uses): rewritten in place on a
-    terminal, one line per epoch otherwise (CI logs, ``make smoke`` piped). ``verbose`` streams every
-    line to stdout as upstream printed it. Notes (:func:`say`: alarms, the true best) clear the
-    progress line first and redraw it after, so the two never share a line.
-    """
+    """What the terminal shows while upstream runs: one progress line (upstream's hundreds of lines go to
+    ``console.log`` anyway), rewritten in place on a terminal, one line per epoch otherwise; ``verbose``
+    streams every line. Notes (:func:`say`) clear the progress line and redraw it after."""
 
     live: "LauncherOutput | None" = None  # the one drawing now; say() writes around it
 
@@ -195,13 +155,11 @@ class Housekeeper:
             self.manifest.update(true_best=current)
             if current and current.get("checkpoint"):  # ours: `repro runs prune` may free it later
                 record_true_best(self.run.output, self.segment, written)
-            if self.verbose and current and current.get("checkpoint") and (
-                    not previous or previous.get("epoch") != current.get("epoch")
-                    or previous.get("metric") != current.get("metric")):
-                say(f"true best so far: epoch {current['epoch']} top1 {current['metric']:.5f} -> {current['checkpoint']}.*")
-        protect = set()
-        if current and not current.get("checkpoint"):
-            protect.add(int(current["epoch"]))
+                before = previous or {}
+                if self.verbose and (before.get("epoch"), before.get("metric")) != (current["epoch"], current["metric"]):
+                    say(f"true best so far: epoch {current['epoch']} top1 {current['metric']:.5f} -> "
+                        f"{current['checkpoint']}.*")
+        protect = {int(current["epoch"])} if current and not current.get("checkpoint") else set()
         deleted, foreign = prune(self.run.output, self.keep, written, protect)
         if deleted:
             self.manifest.append("checkpoints_deleted", *deleted)
@@ -231,12 +189,9 @@ def run_segment(
     node_watch: Callable[[], bool] | None = None,
     verbose: bool = False,
 ) -> None:
-    """Lock the run, open a manifest segment with ``segment``'s fields, launch and watch.
-
-    Raises ReproError unless training completed. The lock comes first: a refused resume must not
-    touch the manifest or the checkpoints of the run that is still going. ``verbose`` streams
-    upstream's output to the terminal; otherwise it shows the progress line (:class:`LauncherOutput`).
-    """
+    """Lock the run, open a manifest segment with ``segment``'s fields, launch and watch; raises ReproError
+    unless training completed. The lock comes first: a refused resume must not touch the manifest or the
+    checkpoints of the run that is still going."""
     every = seconds_from_env("REPRO_TRAIN_HOUSEKEEPING_SECONDS", HOUSEKEEPING_SECONDS)
     grace = seconds_from_env("REPRO_TRAIN_STOP_GRACE", STOP_GRACE_SECONDS)
     lock = RunLock(run).acquire(say)

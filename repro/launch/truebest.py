@@ -12,16 +12,8 @@ from repro.core.errors import ReproError
 from repro.core.files import atomic_path
 from repro.logs import patterns as P
 from repro.run.rundir import RunDir
-from repro.run.checkpoints import (
-    DIGEST,
-    PARTS,
-    Checkpoint,
-    check_complete,
-    find_checkpoints,
-    saved_state,
-)
-from repro.logs.parse import best_epoch as parsed_best
-from repro.logs.parse import parse_run
+from repro.run.checkpoints import DIGEST, PARTS, Checkpoint, check_complete, find_checkpoints, saved_state
+from repro.logs.parse import best_epoch as parsed_best, parse_run
 
 TRUE_BEST = "true_best"
 METRIC_TOLERANCE = 6e-6  # the log prints 5 decimals
@@ -55,7 +47,6 @@ def best_epoch(run: RunDir, fallback: Best | None) -> Best | None:
     """The verdict's own answer (``repro.logs.parse``: all ranks and segments), so the checkpoint kept as the
     true best is the epoch ``check-accuracy`` judges; ``fallback`` (the housekeeper's tail of
     train.log) only while that parser refuses a log still being written."""
-
     try:
         result = parsed_best(parse_run(run.path))
     except ReproError:  # a half-written log the parser refuses: the tail's answer stands meanwhile
@@ -142,12 +133,8 @@ def detach_true_best(run: RunDir, recorded: dict | None) -> dict | None:
     for suffix in PARTS:
         path = target.with_name(TRUE_BEST + suffix)
         if path.exists() and path.stat().st_nlink > 1:
-            _copy_over(path)
+            _place(path, path, "copy")
     return {**recorded, "method": "copy"}
-
-
-def _copy_over(path: Path) -> None:
-    _place(path, path, "copy")
 
 
 def record_true_best(output_dir: Path, segment: int, written: dict[str, dict]) -> None:
