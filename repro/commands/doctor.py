@@ -72,15 +72,11 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
     elif expected == "cuda":
         findings.append(Finding("paddle", OK, f"a CUDA-compatible build ({info.build}): Global.device=gpu works"))
     if expected == "cpu" and info.cuda_build:
-        findings.append(
-            Finding("paddle", WARN, "a GPU build of Paddle under the cpu profile",
-                    f"use --platform with one of {', '.join(gpu_profiles())}")
-        )
+        findings.append(Finding("paddle", WARN, "a GPU build of Paddle under the cpu profile",
+                                f"use --platform with one of {', '.join(gpu_profiles())}"))
     pinned = profile.paddle.get("version")
     if pinned and info.version != str(pinned):
-        findings.append(
-            Finding("paddle", WARN, f"version {info.version}, profile pins {pinned}", _install(profile))
-        )
+        findings.append(Finding("paddle", WARN, f"version {info.version}, profile pins {pinned}", _install(profile)))
     if info.sklearn_crash:
         findings.append(
             Finding("sklearn", FAIL, info.sklearn_crash + " (upstream imports it after paddle)", "pip install scikit-learn==1.3.2")

@@ -151,11 +151,8 @@ def check_watchable(run: Path) -> None:
     if run.is_file():
         raise ReproError(f"{run} is a file; watch takes a run directory (with manifest.json and launcher/)", EXIT_BAD_INPUT)
     if not RunDir(run).is_run() and run_files_in(run) is None:
-        raise ReproError(
-            f"{run} is not a run directory (no manifest.json, launcher/workerlog.N or output/train.log); "
-            "pass the directory `repro train` printed (`ls logs/`)",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"{run} is not a run directory (no manifest.json, launcher/workerlog.N or output/train.log); "
+                         "pass the directory `repro train` printed (`ls logs/`)", EXIT_BAD_INPUT)
 
 
 def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None = None, lock: Path | None = None,

@@ -254,10 +254,8 @@ def plan_scaling(
     user_sets_lr = recipe.lr_key in keys
     user_sets_batch = recipe.batch_size_key in keys
     if scale_lr and user_sets_lr:
-        raise ReproError(
-            f"--scale-lr and -o {recipe.lr_key}=... both set the learning rate: drop one of them",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"--scale-lr and -o {recipe.lr_key}=... both set the learning rate: drop one of them",
+                         EXIT_BAD_INPUT)
     reference = recipe.reference_gpus
     per_device = recipe.batch_size_per_gpu
     plan = ScalingPlan(
@@ -270,12 +268,10 @@ def plan_scaling(
     )
     plural = "s" if n_devices != 1 else ""
     if n_devices != reference:
-        plan.notes.append(
-            f"{n_devices} {kind}{plural} instead of the reference {reference}: global batch "
-            f"{per_device} x {n_devices} = {plan.global_batch} instead of {plan.reference_global_batch} "
-            f"({recipe.batch_size_key}={per_device} is per {kind}), and each epoch takes "
-            f"{plan.reference_global_batch / plan.global_batch:g} x the reference's iterations"
-        )
+        plan.notes.append(f"{n_devices} {kind}{plural} instead of the reference {reference}: global batch "
+                          f"{per_device} x {n_devices} = {plan.global_batch} instead of {plan.reference_global_batch} "
+                          f"({recipe.batch_size_key}={per_device} is per {kind}), and each epoch takes "
+                          f"{plan.reference_global_batch / plan.global_batch:g} x the reference's iterations")
         if scale_lr:
             plan.lr = recipe.base_lr * n_devices / reference
             plan.overrides.append(f"{recipe.lr_key}={_format_lr(plan.lr)}")

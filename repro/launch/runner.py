@@ -324,11 +324,8 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
     every_node = ("once every node is back, run `repro train --resume DIR` on each node with its own run directory "
                   f"(here {run.path})")
     if left:
-        raise ReproError(
-            f"processes of this run are still alive after the stop: {' '.join(str(p.pid) for p in left)}; "
-            f"kill them (kill -9 PID) before {resume}",
-            EXIT_INTERNAL,
-        )
+        raise ReproError(f"processes of this run are still alive after the stop: {' '.join(str(p.pid) for p in left)}; "
+                         f"kill them (kill -9 PID) before {resume}", EXIT_INTERNAL)
     if unrecorded is not None:
         raise ReproError(
             f"training {status}, but {run.manifest} could not be updated ({unrecorded.strerror or unrecorded}); "

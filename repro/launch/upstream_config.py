@@ -36,11 +36,8 @@ def load_upstream_yaml(path: Path) -> dict[str, Any]:
     try:
         text = read_text_bounded(path, what="upstream config", fix="refetch upstream (repro upstream fetch)")
     except FileNotFoundError:
-        raise ReproError(
-            f"upstream config {path} not found: run `repro upstream fetch` (or point --upstream at a"
-            " PaddleClas checkout)",
-            EXIT_UPSTREAM,
-        ) from None
+        raise ReproError(f"upstream config {path} not found: run `repro upstream fetch` (or point --upstream at a"
+                         " PaddleClas checkout)", EXIT_UPSTREAM) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -177,51 +174,34 @@ def check_value(key: str, text: str, module_names: frozenset[str]) -> Any:
     try:
         as_yaml = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
-        raise ReproError(
-            f"-o {key}={text}: not a plain YAML value; write a number, word, quoted string or [a, b] list",
-            EXIT_BAD_INPUT,
-        ) from None
+        raise ReproError(f"-o {key}={text}: not a plain YAML value; write a number, word, quoted string or [a, b] list",
+                         EXIT_BAD_INPUT) from None
     if isinstance(as_yaml, dict) or (
         isinstance(as_yaml, list) and not all(isinstance(item, YAML_SCALARS) for item in as_yaml)
     ):
-        raise ReproError(
-            f"-o {key}={text}: a mapping or nested list cannot be overridden as one value; "
-            "override the keys inside it one by one (-o SECTION.KEY=VALUE)",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"-o {key}={text}: a mapping or nested list cannot be overridden as one value; "
+                         "override the keys inside it one by one (-o SECTION.KEY=VALUE)", EXIT_BAD_INPUT)
     if not isinstance(as_yaml, (list, *YAML_SCALARS)):  # dates, timestamps, binary
-        raise ReproError(
-            f"-o {key}={text}: YAML reads a {type(as_yaml).__name__}, not a plain scalar; "
-            f"quote it to mean the text: -o {key}='{text}'",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"-o {key}={text}: YAML reads a {type(as_yaml).__name__}, not a plain scalar; "
+                         f"quote it to mean the text: -o {key}='{text}'", EXIT_BAD_INPUT)
     try:
         value = upstream_value(text, module_names)
     except CodeValue as code:
         fix = _fix(key, as_yaml, module_names) if isinstance(as_yaml, list) or code.kind.startswith("a name") else (
             "write a plain number, word, quoted string or [list]"
         )
-        raise ReproError(
-            f"-o {key}={text}: upstream eval()s -o values and would run this as Python code "
-            f"({code.kind}), not read it as data; {fix}",
-            EXIT_BAD_INPUT,
-        ) from None
+        raise ReproError(f"-o {key}={text}: upstream eval()s -o values and would run this as Python code "
+                         f"({code.kind}), not read it as data; {fix}", EXIT_BAD_INPUT) from None
     if not _plain_python(value):
-        raise ReproError(
-            f"-o {key}={text}: upstream would read a {type(value).__name__}; only a scalar or a list of "
-            "scalars may be overridden (override the keys inside a section one by one)",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"-o {key}={text}: upstream would read a {type(value).__name__}; only a scalar or a list of "
+                         "scalars may be overridden (override the keys inside a section one by one)", EXIT_BAD_INPUT)
     if _same(value, as_yaml):
         return value
     # A Python literal YAML reads as text (None, 1e-3, 0o17): the user wrote Python; upstream's reading stands.
     if isinstance(as_yaml, str) and as_yaml == text.strip() and isinstance(value, (int, float, type(None))):
         return value
-    raise ReproError(
-        f"-o {key}={text}: YAML reads {as_yaml!r} but upstream's eval() would give {value!r}; "
-        f"{_fix(key, as_yaml, module_names)}",
-        EXIT_BAD_INPUT,
-    )
+    raise ReproError(f"-o {key}={text}: YAML reads {as_yaml!r} but upstream's eval() would give {value!r}; "
+                     f"{_fix(key, as_yaml, module_names)}", EXIT_BAD_INPUT)
 
 
 @dataclass(frozen=True)
@@ -253,10 +233,8 @@ def check_override(option: str, config: dict[str, Any], module_names: frozenset[
         raise ReproError(f"-o {NEW_KEY_PREFIX}{key}: {key} already exists; drop the {NEW_KEY_PREFIX}", EXIT_BAD_INPUT)
     if exists and _is_section(container[slot]):
         inside = next((p for p in dotted_paths(container[slot], key) if not _is_section_path(config, p)), f"{key}.KEY")
-        raise ReproError(
-            f"-o {key} is a section, not a value: override the keys inside it (e.g. -o {inside}=...)",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"-o {key} is a section, not a value: override the keys inside it (e.g. -o {inside}=...)",
+                         EXIT_BAD_INPUT)
     value = check_value(key, text, module_names)
     if exists:
         _check_kind(key, text, container[slot], value)
@@ -268,10 +246,8 @@ def _check_kind(key: str, text: str, current: Any, value: Any) -> None:
     if isinstance(current, bool) and not isinstance(value, bool):
         raise ReproError(f"-o {key}={text}: {key} is a switch ({current}); write True or False", EXIT_BAD_INPUT)
     if isinstance(current, (int, float)) and not isinstance(current, bool) and not isinstance(value, (int, float)):
-        raise ReproError(
-            f"-o {key}={text}: {key} is a number ({current}) and {text!r} is not one; write a number",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"-o {key}={text}: {key} is a number ({current}) and {text!r} is not one; write a number",
+                         EXIT_BAD_INPUT)
 
 
 def _is_section_path(config: dict[str, Any], path: str) -> bool:
