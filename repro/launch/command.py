@@ -85,30 +85,15 @@ class LaunchCommand:
         return LaunchCommand(tokens=tuple(kept), cwd=self.cwd, python=self.python)
 
 
-def build_command(
-    *,
-    upstream_dir: Path,
-    entry: str,
-    config_arg: str,
-    reference_config: str | None = None,
-    reference_overrides: list[str] | tuple[str, ...],
-    device: str,
-    run_dir: Path,
-    gpus: list[int] | None = None,
-    cpu_ranks: int | None = None,
-    devices_flag: str | None = "--gpus",
-    extra_overrides: list[str] | tuple[str, ...] = (),
-    harness_overrides: list[str] | tuple[str, ...] = (),
-    seed: int | None = None,
-    nnodes: int | None = None,
-    master: str | None = None,
-    node_rank: int | None = None,
-    python: str | None = None,
-    launcher: tuple[str, ...] = ("python3", "-u", "-m", LAUNCH_MODULE),
-    devices_flag_in_reference: bool = True,
-    device_in_reference: bool = True,
-    fixed_overrides: list[str] | tuple[str, ...] = (),
-) -> LaunchCommand:
+def build_command(*, upstream_dir: Path, entry: str, config_arg: str, reference_config: str | None = None,
+                  reference_overrides: list[str] | tuple[str, ...], device: str, run_dir: Path,
+                  gpus: list[int] | None = None, cpu_ranks: int | None = None, devices_flag: str | None = "--gpus",
+                  extra_overrides: list[str] | tuple[str, ...] = (),
+                  harness_overrides: list[str] | tuple[str, ...] = (), seed: int | None = None,
+                  nnodes: int | None = None, master: str | None = None, node_rank: int | None = None,
+                  python: str | None = None, launcher: tuple[str, ...] = ("python3", "-u", "-m", LAUNCH_MODULE),
+                  devices_flag_in_reference: bool = True, device_in_reference: bool = True,
+                  fixed_overrides: list[str] | tuple[str, ...] = ()) -> LaunchCommand:
     """Assemble the launch command; ``extra_overrides`` are the user's validated ones, ``harness_overrides``
     the ones the harness derives (``--scale-lr``'s learning rate), after them.
 
@@ -181,12 +166,8 @@ class EnvChanges:
         return cls(set=dict(data.get("set", {})), unset=tuple(data.get("unset", ())))
 
 
-def environment_changes(
-    profile_env: Mapping[str, str],
-    visible_devices_var: str | None,
-    gpus: list[int] | None,
-    current: Mapping[str, str] | None = None,
-) -> EnvChanges:
+def environment_changes(profile_env: Mapping[str, str], visible_devices_var: str | None, gpus: list[int] | None,
+                        current: Mapping[str, str] | None = None) -> EnvChanges:
     """What to add and remove, given the profile and the devices; ``unset`` lists only vars present now."""
     current = os.environ if current is None else current
     additions = {str(k): str(v) for k, v in profile_env.items()}

@@ -85,18 +85,9 @@ def sanity_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def resolve_config(
-    upstream_dir: Path,
-    recipe: Recipe,
-    user_overrides: Sequence[str],
-    *,
-    device: str,
-    smoke: bool = False,
-    run_dir: Path,
-    seed: int | None = None,
-    extra_overrides: Sequence[str] = (),
-    write: bool = True,
-) -> ResolvedConfig:
+def resolve_config(upstream_dir: Path, recipe: Recipe, user_overrides: Sequence[str], *, device: str,
+                   smoke: bool = False, run_dir: Path, seed: int | None = None, extra_overrides: Sequence[str] = (),
+                   write: bool = True) -> ResolvedConfig:
     """Load, validate and resolve the run's config; writes ``run_dir/config.yaml`` (unless ``write``
     is False) and, for ``smoke``, ``run_dir/smoke-config.yaml``.
 
@@ -233,14 +224,8 @@ def _format_lr(value: float) -> str:
     return repr(float(value))
 
 
-def plan_scaling(
-    recipe: Recipe,
-    n_devices: int,
-    scale_lr: bool,
-    *,
-    user_overrides: Sequence[str] = (),
-    kind: str = "GPU",
-) -> ScalingPlan:
+def plan_scaling(recipe: Recipe, n_devices: int, scale_lr: bool, *, user_overrides: Sequence[str] = (),
+                 kind: str = "GPU") -> ScalingPlan:
     """Describe the change from ``recipe.reference_gpus`` devices to ``n_devices``.
 
     ``user_overrides`` are only inspected: a user ``-o`` of the batch size or the learning rate

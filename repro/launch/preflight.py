@@ -115,19 +115,9 @@ def checkpoints_needed(resolved: ResolvedConfig, keep_checkpoints: int) -> int:
     return 3 + min(keep_checkpoints + 1, epoch_saves)
 
 
-def run_preflight(
-    *,
-    upstream_dir: Path,
-    profile: Any,
-    recipe: Recipe,
-    gpus: list[int] | None,
-    run_dir: Path,
-    resolved: ResolvedConfig,
-    keep_checkpoints: int,
-    smoke: bool,
-    paddle_info: PaddleInfo,
-    cpu_ranks: int | None = None,
-) -> PreflightProblems:
+def run_preflight(*, upstream_dir: Path, profile: Any, recipe: Recipe, gpus: list[int] | None, run_dir: Path,
+                  resolved: ResolvedConfig, keep_checkpoints: int, smoke: bool, paddle_info: PaddleInfo,
+                  cpu_ranks: int | None = None) -> PreflightProblems:
     """Every blocking problem, one line with its fix each; empty means ready to launch.
 
     ``paddle_info`` is :func:`repro.platform.devices.probe_paddle`'s answer, probed once by the start of a run

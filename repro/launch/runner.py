@@ -177,18 +177,9 @@ class Housekeeper:
             self.manifest.save()
 
 
-def run_segment(
-    *,
-    run: RunDir,
-    manifest: Manifest,
-    command: LaunchCommand,
-    env: EnvChanges,
-    keep: int,
-    segment: dict,
-    before_launch: Callable[[], None] | None = None,
-    node_watch: Callable[[], bool] | None = None,
-    verbose: bool = False,
-) -> None:
+def run_segment(*, run: RunDir, manifest: Manifest, command: LaunchCommand, env: EnvChanges, keep: int, segment: dict,
+                before_launch: Callable[[], None] | None = None, node_watch: Callable[[], bool] | None = None,
+                verbose: bool = False) -> None:
     """Lock the run, open a manifest segment with ``segment``'s fields, launch and watch; raises ReproError
     unless training completed. The lock comes first: a refused resume must not touch the manifest or the
     checkpoints of the run that is still going."""
