@@ -1,9 +1,5 @@
-"""The ``repro`` command group: the one place top-level commands are registered.
-
-Commands are declared beside the code they drive (``repro.core.cli_wiring``: ``@command``/``@group``
-with their exit codes) and imported only when used, so ``repro --help`` stays instant and a missing
-optional dependency of one command cannot break the others.
-"""
+"""The ``repro`` command group: the one place top-level commands are registered, each imported only
+when used, so ``repro --help`` stays instant and one command's missing dependency cannot break the others."""
 
 from __future__ import annotations
 
@@ -146,11 +142,8 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point.
-
-    An argument that is not valid UTF-8 (a file name in another encoding) reaches Python as
-    surrogates; echoing it back must not crash the error line, so it is printed escaped.
-    """
+    """Console-script entry point. An argument that is not valid UTF-8 reaches Python as surrogates; echoing
+    it back must not crash the error line, so it is printed escaped."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

@@ -1,9 +1,5 @@
-"""``repro doctor``: one screen that says whether this machine can start the reference training.
-
-A 300-epoch run that fails an hour in costs a day; every check here is something that has to be
-true before launch, printed as one line, with the fix beside each problem. Doctor reads and
-reports only; it never changes the machine.
-"""
+"""``repro doctor``: one screen that says whether this machine can start the reference training, each
+check a line with the fix beside each problem. It reads and reports only; it never changes the machine."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""``repro smoke`` (``make smoke``): the real upstream trains ResNeSt50 on 2 CPU ranks and
-the verdict is judged, end to end, in a few minutes. ``--recipe NAME`` (``make smoke RECIPE=NAME``)
-runs another recipe's smoke variant; ``--all`` (``make smoke-all``) runs every recipe's and prints a
-table (recipe, seconds, best top-1, verdict).
-
-The tiny set is read from its own directory (``repro train --data-dir``), never linked at
-``dataset/ILSVRC2012`` (the real data's place); each step is quiet (``--verbose`` streams upstream).
-"""
+"""``repro smoke`` (``make smoke``): the real upstream trains a recipe's smoke variant on CPU ranks and
+the verdict is judged, end to end, in a few minutes. The tiny set is read from its own directory
+(``repro train --data-dir``), never linked at ``dataset/ILSVRC2012`` (the real data's place)."""
 
 from __future__ import annotations
 

@@ -72,11 +72,8 @@ class LaunchCommand:
         return cls(tokens=tokens, cwd=Path(data["cwd"]), python=data["python"])
 
     def with_override(self, key: str, value: str) -> "LaunchCommand":
-        """A copy with ``-o key=value`` set as a harness token, replacing an earlier one for ``key``.
-
-        Used by resume for ``Global.checkpoints``: each segment must point at its own checkpoint, and
-        two ``-o`` for one key would leave the winner to upstream's parsing order.
-        """
+        """A copy with ``-o key=value`` as a harness token, replacing an earlier one for ``key`` (two would leave
+        the winner to upstream's parsing order)."""
         tokens = self.tokens
         drop = {index for index, (flag, option) in enumerate(zip(tokens, tokens[1:]))
                 if flag.text == "-o" and option.text.split("=", 1)[0] == key}
@@ -94,18 +91,10 @@ def build_command(*, upstream_dir: Path, entry: str, config_arg: str, reference_
                   python: str | None = None, launcher: tuple[str, ...] = ("python3", "-u", "-m", LAUNCH_MODULE),
                   devices_flag_in_reference: bool = True, device_in_reference: bool = True,
                   fixed_overrides: list[str] | tuple[str, ...] = ()) -> LaunchCommand:
-    """Assemble the launch command; ``extra_overrides`` are the user's validated ones, ``harness_overrides``
-    the ones the harness derives (``--scale-lr``'s learning rate), after them.
-
-    ``launcher``, ``devices_flag_in_reference`` and ``device_in_reference`` come from the recipe's
-    README line (``python3 -u -m ...``; some READMEs pick devices by CUDA_VISIBLE_DEVICES alone or
-    pass no ``Global.device``, which the harness then adds as its own token). ``fixed_overrides``
-    are the recipe's marked additions (e.g. AMP off for an FP32 target), before the user's.
-
-    Launcher flags must precede the script, so the harness's launcher flags (``--log_dir``,
-    ``--nnodes``, ``--master``, ``--rank``) sit right after the reference device flag, and the harness's ``-o``
-    come last, where upstream's left-to-right override parsing makes them win.
-    """
+    """Assemble the launch command. ``launcher`` and the ``*_in_reference`` flags come from the recipe's README
+    line (some pick devices by CUDA_VISIBLE_DEVICES alone, or pass no ``Global.device``). Launcher flags must
+    precede the script, so the harness's follow the reference device flag; its ``-o`` come last, where
+    upstream's left-to-right override parsing makes them win."""
     tokens: list[Token] = [Token(text, REFERENCE) for text in launcher]
     if gpus is not None:
         # Without the flag the README relies on CUDA_VISIBLE_DEVICES, which the environment sets to the same list.

@@ -30,14 +30,8 @@ SMOKE_EDIT = "smoke edit (fix the recipe's smoke section)"
 
 @dataclass
 class ResolvedConfig:
-    """What to launch with, and the config upstream will run with, resolved once per run.
-
-    ``config_arg`` is the ``-c`` value (relative to the upstream checkout for the reference run, an
-    absolute path of ``smoke-config.yaml`` for the smoke run). ``overrides`` are the user's validated
-    ``-o`` values in upstream's syntax, to pass after the reference overrides and ``Global.device``.
-    ``config`` is the whole config after every override the harness knows of, with the values
-    upstream's parser produces. ``target`` is the smoke target, or None for the recipe's own.
-    """
+    """What to launch with (``-c`` value, the user's validated ``-o``), and the whole config upstream will
+    run with, as its parser reads it; ``target`` is the smoke target, or None for the recipe's own."""
 
     config_arg: str
     overrides: list[str]
@@ -88,14 +82,9 @@ def sanity_problems(config: dict[str, Any]) -> list[str]:
 def resolve_config(upstream_dir: Path, recipe: Recipe, user_overrides: Sequence[str], *, device: str,
                    smoke: bool = False, run_dir: Path, seed: int | None = None, extra_overrides: Sequence[str] = (),
                    write: bool = True) -> ResolvedConfig:
-    """Load, validate and resolve the run's config; writes ``run_dir/config.yaml`` (unless ``write``
-    is False) and, for ``smoke``, ``run_dir/smoke-config.yaml``.
-
-    ``extra_overrides`` are ``-o`` values the harness adds after the user's (e.g. ``--scale-lr``'s);
-    they and ``seed`` only shape the record, they are not returned in ``overrides``. The record
-    follows the launch order: reference overrides, ``Global.device``, user overrides, extra
-    overrides, ``Global.output_dir=<run_dir>/output``, ``Global.seed``.
-    """
+    """Load, validate and resolve the run's config in the launch's order; writes ``run_dir/config.yaml``
+    (unless ``write`` is False) and, for ``smoke``, ``run_dir/smoke-config.yaml``. ``extra_overrides``
+    (the harness's) and ``seed`` only shape the record, they are not returned in ``overrides``."""
     upstream_dir = Path(upstream_dir)
     run_dir = Path(run_dir)
     source = upstream_dir / recipe.config
@@ -162,12 +151,8 @@ def smoke_section(recipe: Recipe) -> dict[str, Any]:
 
 
 def apply_smoke_edits(raw: dict[str, Any], edits: dict[str, Any]) -> dict[str, Any]:
-    """Apply the recipe's ``smoke.config`` (``remove`` first, then ``set``) to a copy of ``raw``.
-
-    ``remove`` takes paths to mapping keys or to list items selected by op name
-    (``...transform_ops[AutoAugment]``); ``set`` maps paths to values and refuses unknown keys
-    unless written ``+path`` (as for ``-o``), so an upstream change that renames a key fails loudly.
-    """
+    """Apply the recipe's ``smoke.config`` (``remove`` first, then ``set``) to a copy of ``raw``; ``set``
+    refuses unknown keys unless written ``+path`` (as for ``-o``), so an upstream rename fails loudly."""
     result = copy.deepcopy(raw)
     unknown = set(edits) - {"remove", "set"}
     if unknown:
@@ -226,13 +211,8 @@ def _format_lr(value: float) -> str:
 
 def plan_scaling(recipe: Recipe, n_devices: int, scale_lr: bool, *, user_overrides: Sequence[str] = (),
                  kind: str = "GPU") -> ScalingPlan:
-    """Describe the change from ``recipe.reference_gpus`` devices to ``n_devices``.
-
-    ``user_overrides`` are only inspected: a user ``-o`` of the batch size or the learning rate
-    changes what the notes must say, and together with ``--scale-lr`` the lr would be set twice
-    (the later silently winning), so that combination is refused. ``kind`` names the devices in the
-    notes ("GPU" or "CPU rank").
-    """
+    """Describe the change from ``recipe.reference_gpus`` devices to ``n_devices``. A user ``-o`` of the
+    learning rate with ``--scale-lr`` would set it twice (the later silently winning), so it is refused."""
     if n_devices < 1:
         raise ReproError(f"the number of devices must be at least 1, got {n_devices}", EXIT_BAD_INPUT)
     keys = {option.split("=", 1)[0].lstrip("+").strip() for option in user_overrides}

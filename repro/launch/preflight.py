@@ -1,10 +1,5 @@
-"""Pre-flight: everything that would make a run fail later, checked before any process starts.
-
-A ResNeSt50 run is days long; a missing dataset link, a GPU id that does not exist or a disk that
-fills at epoch 40 should cost seconds, not days. Each problem is one line naming the fix, and all of
-them are reported at once so a user fixes them in one pass. Warnings (true but not blocking) travel
-on the returned list's ``warnings`` attribute.
-"""
+"""Pre-flight: everything that would make a days-long run fail later, checked before any process starts,
+each problem one line naming the fix, all reported at once so a user fixes them in one pass."""
 
 from __future__ import annotations
 
@@ -106,11 +101,8 @@ def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[s
 
 
 def checkpoints_needed(resolved: ResolvedConfig, keep_checkpoints: int) -> int:
-    """How many checkpoints sit on disk at the worst moment.
-
-    ``latest``, ``best_model``, the harness's copy of the true best, and the kept ``epoch_N`` ones,
-    plus one more epoch checkpoint written before retention deletes the oldest.
-    """
+    """How many checkpoints sit on disk at the worst moment: ``latest``, ``best_model``, ``true_best``, the
+    kept ``epoch_N`` and one more written before retention deletes the oldest."""
     epoch_saves = resolved.epochs // resolved.save_interval if resolved.save_interval > 0 else 0
     return 3 + min(keep_checkpoints + 1, epoch_saves)
 
@@ -118,11 +110,7 @@ def checkpoints_needed(resolved: ResolvedConfig, keep_checkpoints: int) -> int:
 def run_preflight(*, upstream_dir: Path, profile: Any, recipe: Recipe, gpus: list[int] | None, run_dir: Path,
                   resolved: ResolvedConfig, keep_checkpoints: int, smoke: bool, paddle_info: PaddleInfo,
                   cpu_ranks: int | None = None) -> PreflightProblems:
-    """Every blocking problem, one line with its fix each; empty means ready to launch.
-
-    ``paddle_info`` is :func:`repro.platform.devices.probe_paddle`'s answer, probed once by the start of a run
-    (which also records it) without the profile's device-visibility variable.
-    """
+    """Every blocking problem, one line with its fix each; empty means ready to launch."""
     problems = PreflightProblems()
     upstream_dir = Path(upstream_dir)
     problems.extend(check_upstream(upstream_dir))

@@ -216,11 +216,8 @@ def announce(plan: ResumePlan, done: int) -> None:
 
 def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool = False,
                verbose: bool = False) -> None:
-    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``;
-    ``verbose`` streams upstream's output instead of the progress line.
-
-    ``dry_run`` makes the checks the resume makes (a dry run that passes where the resume refuses
-    would mislead) and prints the command; it takes no lock and writes nothing."""
+    """Relaunch the run in ``resume_dir``; ``keep`` None keeps the run's own ``--keep-checkpoints``.
+    ``dry_run`` makes the resume's checks (passing where the resume refuses would mislead) and writes nothing."""
     plan = plan_resume(resume_dir)
     done = refuse_lost_progress(plan)
     if dry_run:

@@ -1,9 +1,5 @@
-"""One segment of a run: lock, launch, watch (ranks, checkpoints, true best), stop, record.
-
-Everything here ends in the manifest, whatever the exit: the ``finally`` blocks complete the
-segment even when the harness itself fails, and the lock is released only once no process of the
-run is left.
-"""
+"""One segment of a run: lock, launch, watch (ranks, checkpoints, true best), stop, record. Whatever the
+exit, the segment ends in the manifest, and the lock is released only once no process of the run is left."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Starting a new run: every check and record that must happen before upstream is launched.
-
-A 300-epoch run that dies on a bad option after an hour, or that leaves no record of what it ran,
-wastes days; so a start resolves the config, plans the device count and learning rate, runs
-pre-flight and writes the manifest inside a fresh run directory, and removes what it wrote there
-again if any of it fails (nothing ran, so nothing of value is lost; an empty ``--run-dir`` the user
-made stays). Only then is upstream started.
-"""
+"""Starting a new run: config, device plan, pre-flight and manifest in a fresh run directory, all before
+upstream is launched; what a failed start wrote is removed again (an empty ``--run-dir`` the user made stays)."""
 
 from __future__ import annotations
 
@@ -42,16 +36,9 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
               stall_timeout: float = DEFAULT_STALL_TIMEOUT, scale_lr: bool, keep: int, upstream: Path | None,
               dry_run: bool, smoke: bool, skip_preflight: bool, as_json: bool = False, visualdl: bool = False,
               verbose: bool = False, data_dir: Path | None = None) -> None:
-    """Validate, record and launch a new run (or, for ``dry_run``, print what would run).
-
-    ``data_dir`` points both loaders at another ImageNet-layout root than the checkout's
-    ``dataset/ILSVRC2012`` (the smoke's tiny set): where the data lies, not how the model trains, so
-    a harness override like ``Global.output_dir`` (the dataset's fingerprint records what it read).
-
-    ``visualdl`` turns on upstream's own VisualDL logging (``Global.use_visualdl=True``): a way to
-    look at the run, not a change to its training, so it is a harness override recorded under the
-    manifest's ``logging`` and never listed as a deviation from the reference.
-    """
+    """Validate, record and launch a new run (or, for ``dry_run``, print what would run). ``data_dir`` and
+    ``visualdl`` say where the data lies and how to look at the run, not how the model trains: harness
+    overrides, never listed as deviations from the reference."""
     profile = load_profile(platform or default_platform())
     recipe = load_recipe(recipe_name)
     gpu_list, ranks = _devices(profile, recipe, gpus, cpu_ranks)

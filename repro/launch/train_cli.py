@@ -1,10 +1,5 @@
-"""``repro train``: the command line only; a new run starts in :mod:`repro.launch.start`, a resumed
-one in :mod:`repro.launch.resume`.
-
-Options also come from the environment (``REPRO_TRAIN_GPUS``, ``REPRO_TRAIN_OVERRIDE`` ...), which
-is how ``make train GPUS=... OVERRIDES=...`` reaches this command without building a shell string.
-The option text is checked here, before anything is loaded, so a typo costs no time.
-"""
+"""``repro train``: the command line only, checked before anything is loaded. Options also come from the
+environment (``REPRO_TRAIN_GPUS`` ...): how ``make train GPUS=...`` reaches it without a shell string."""
 
 from __future__ import annotations
 
@@ -26,10 +21,8 @@ from repro.launch.resume import resume_run
 
 
 def split_overrides(values: tuple[str, ...]) -> list[str]:
-    """``-o`` values; from the environment (make OVERRIDES="a=1 b=2") click already split on spaces.
-
-    A key the harness owns is refused here already, before the config (or anything) is loaded.
-    """
+    """``-o`` values (click splits make's OVERRIDES="a=1 b=2" on spaces); a key the harness owns is refused
+    before anything is loaded."""
     out: list[str] = []
     for value in values:
         value = value.strip()

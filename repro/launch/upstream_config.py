@@ -48,11 +48,8 @@ def load_upstream_yaml(path: Path) -> dict[str, Any]:
 
 
 def as_upstream_parses(raw: dict[str, Any]) -> dict[str, Any]:
-    """Mirror ``create_attr_dict``: strings reached through mappings are ``literal_eval``ed.
-
-    Lists are not descended into (upstream does not), so a string inside ``transform_ops`` stays a
-    string, as it does upstream.
-    """
+    """Mirror ``create_attr_dict``: strings reached through mappings are ``literal_eval``ed; lists are not
+    descended into (upstream does not), so a string inside ``transform_ops`` stays a string."""
     result: dict[str, Any] = {}
     for key, value in raw.items():
         if type(value) is dict:
@@ -130,12 +127,8 @@ class CodeValue(Exception):
 
 
 def upstream_value(text: str, module_names: frozenset[str]) -> Any:
-    """What upstream's ``eval(text)`` (with its raw-text fallback) yields, or CodeValue.
-
-    Only three things are accepted: a Python literal; text ``eval`` cannot parse (upstream falls
-    back to the raw text: paths like ``./output/``); and a bare word that names nothing in
-    upstream's namespace (``eval`` raises NameError, so again the raw text).
-    """
+    """What upstream's ``eval(text)`` yields, or CodeValue: a Python literal, else the raw text when ``eval``
+    cannot parse it (``./output/``) or it is a bare word naming nothing in upstream's namespace (NameError)."""
     try:
         return ast.literal_eval(text)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
