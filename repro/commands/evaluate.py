@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from repro.logs import patterns as P
 from repro.run.rundir import (K_EVALUATIONS, K_TRUE_BEST, K_WRITTEN, Manifest, RunDir, open_run_dir, read_manifest,
                               run_id, utc_now)
 from repro.logs.parse import parse_run
-from repro.run.checkpoints import CHECKPOINT_NAME, changed_file_message, changed_files, recorded_digest, saved_epoch
+from repro.run.checkpoints import (CHECKPOINT_NAME, EPOCH_NAME, changed_file_message, changed_files, recorded_digest,
+                                   saved_epoch)
 from repro.launch.command import (HARNESS, REFERENCE, USER, LaunchCommand, Token, build_command,
                                   environment_changes, parse_gpus)
 from repro.platform.profiles import load_profile
@@ -96,7 +96,6 @@ def upstream_best_epoch(run: RunDir) -> int | None:
 def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | None:
     """The epoch whose weights ``name`` holds: the manifest's true best, else upstream's ``.pdstates``
     (for a best_model whose ``.pdstates`` was pruned, upstream's rule applied to the log)."""
-
     if name == "true_best":
         record = manifest.get(K_TRUE_BEST)
         if isinstance(record, dict) and record.get("epoch") is not None and record.get("checkpoint"):
@@ -105,7 +104,7 @@ def checkpoint_epoch(run: RunDir, manifest: dict[str, Any], name: str) -> int | 
         return epoch
     if name == "best_model":
         return upstream_best_epoch(run)
-    match = re.match(r"^epoch_(\d+)$", name)
+    match = EPOCH_NAME.match(name)
     return int(match.group(1)) if match else None
 
 
@@ -152,7 +151,6 @@ def _pairs(tokens: list[dict[str, str]]) -> tuple[str, list[tuple[str, str]]]:
 def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path, gpus: list[int] | None,
                  cpu_ranks: int | None):
     """The run's launch command turned into an eval of ``prefix`` writing into ``out`` (a LaunchCommand)."""
-
     recorded = manifest.get("command")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("tokens"), list):
         raise ReproError(f"{run.manifest} records no launch command; this run cannot be re-evaluated as it was "
@@ -191,7 +189,6 @@ def eval_devices(manifest: dict[str, Any], gpus: list[int] | None,
 
 def eval_environment(manifest: dict[str, Any], gpus: list[int] | None):
     """The platform profile's environment changes for these devices, as ``repro train`` makes them."""
-
     platform = manifest.get("platform") if isinstance(manifest.get("platform"), dict) else {}
     name = platform.get("name")
     if not name:
@@ -230,7 +227,6 @@ def read_result(out: Path) -> dict[str, float | None] | None:
 
 
 def refuse_if_training(run: RunDir) -> None:
-
     if is_active(run.path):
         command = holder(run.lock)
         if command == "`repro eval`":
@@ -246,7 +242,6 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
 
     Upstream's output goes to the eval's ``console.log``; ``verbose`` streams it to the terminal too
     (through ``echo``, default stdout), otherwise a failure shows the last lines of the log that failed."""
-
     run = open_run_dir(run_path)
     refuse_if_training(run)
     if checkpoint == DEFAULT_CHECKPOINT and (epoch := pruned_true_best(run, read_manifest(run.manifest))) is not None:

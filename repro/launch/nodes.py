@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import http.client
 import json
 import os
@@ -139,12 +141,10 @@ class Store:
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)
-        try:
+        with contextlib.closing(connection):
             connection.request(method, path, body=body)
             response = connection.getresponse()
             return response.status, response.read()
-        finally:
-            connection.close()
 
     def put(self, key: str, value: dict[str, Any] | int) -> bool:
         try:
@@ -243,17 +243,13 @@ class NodeWatch:
         """Hosts seen, node 0's place (on the others) and mismatches (on node 0), into the manifest."""
         infos = self.store.get_prefix("info/") or {}
         record = self.manifest.section(K_NODES)
+        before = copy.deepcopy(record)
         hosts = {key.split("/", 1)[-1]: info.get("host") for key, info in infos.items() if isinstance(info, dict)}
-        changed = False
-        if hosts and record.get("hosts") != {**record.get("hosts", {}), **hosts}:
+        if hosts:
             record["hosts"] = {**record.get("hosts", {}), **hosts}
-            changed = True
         node0 = infos.get(f"info/{node_dir_name(0)}")
         if self.plan.node_rank > 0 and isinstance(node0, dict):
-            place = {"host": node0.get("host"), "run_dir": node0.get("run_dir")}
-            if record.get("node0") != place:
-                record["node0"] = place
-                changed = True
+            record["node0"] = {"host": node0.get("host"), "run_dir": node0.get("run_dir")}
         for key, info in sorted(infos.items()):  # node 0 compares every node with its own; the others, node 0
             node = key.split("/", 1)[-1]
             if node == self.me or node in self.compared or not isinstance(info, dict):
@@ -267,10 +263,8 @@ class NodeWatch:
             for line in lines:
                 self.say(f"MISMATCH: {line}")
                 self.differs = self.differs or line
-                if line not in known:  # a resumed segment compares again
-                    known.append(line)
-                    changed = True
-        if changed:
+                known += [] if line in known else [line]  # a resumed segment compares again
+        if record != before:
             self.manifest.save()
 
 
