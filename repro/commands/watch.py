@@ -10,6 +10,7 @@ only if nothing came after them), or when ``--pid`` or ``--lock`` go away, or at
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import time
@@ -99,25 +100,16 @@ class Watcher:
         files = self.files()
         for launcher_log in files.launcher_logs if files else []:
             tail = self.launcher_tails.get(launcher_log)
-            if tail is None:  # first look: an end marker counts only as the log's last words
+            if tail is None:  # first look: an end marker counts only among the log's last words
                 self.launcher_tails[launcher_log] = Tail.from_end(launcher_log)
-                lines = _closing_markers(last_lines(launcher_log, 5).splitlines())
+                last = reversed([line for line in last_lines(launcher_log, 5).splitlines() if line.strip()])
+                lines = list(itertools.takewhile(lambda line: any(m in line for m in LAUNCHER_END_MARKERS), last))
             else:
                 lines = tail.read()
-            for marker in LAUNCHER_END_MARKERS:
-                if any(marker in line for line in lines):
-                    return f"{launcher_log.name} says {marker!r}"
+            marker = next((m for m in LAUNCHER_END_MARKERS if any(m in line for line in lines)), None)
+            if marker is not None:
+                return f"{launcher_log.name} says {marker!r}"
         return None
-
-
-def _closing_markers(lines: list[str]) -> list[str]:
-    """The end-marker lines a log ends with (none if anything came after them)."""
-    closing: list[str] = []
-    for line in reversed([line for line in lines if line.strip()]):
-        if not any(marker in line for marker in LAUNCHER_END_MARKERS):
-            break
-        closing.append(line)
-    return closing
 
 
 def run_world(root: Path) -> tuple[int | None, str]:

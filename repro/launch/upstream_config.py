@@ -22,14 +22,11 @@ from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
 # that module's globals evaluates to the object. Read from the checkout when present; this fallback
 # is the list at the pinned commit.
 UPSTREAM_CONFIG_MODULE = Path("ppcls") / "utils" / "config.py"
-FALLBACK_MODULE_NAMES = frozenset(
-    {
-        "os", "copy", "argparse", "yaml", "logger", "check", "OrderedDict", "convert_to_dict",
-        "AttrDict", "create_attr_dict", "parse_config", "print_dict", "print_config", "check_config",
-        "override", "override_config", "get_config", "parse_args", "represent_dictionary_order",
-        "setup_orderdict", "dump_infer_config",
-    }
-)
+FALLBACK_MODULE_NAMES = frozenset({
+    "os", "copy", "argparse", "yaml", "logger", "check", "OrderedDict", "convert_to_dict", "AttrDict", "create_attr_dict",
+    "parse_config", "print_dict", "print_config", "check_config", "override", "override_config", "get_config",
+    "parse_args", "represent_dictionary_order", "setup_orderdict", "dump_infer_config"})
+
 
 def load_upstream_yaml(path: Path) -> dict[str, Any]:
     """The raw mapping, as ``yaml.SafeLoader`` gives it (before upstream's literal_eval pass)."""
