@@ -14,16 +14,8 @@ import click
 
 from repro import __version__
 from repro.core.cli_wiring import HELP_OPTIONS, ReproGroup
-from repro.core.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_CLOSED_PIPE,
-    EXIT_DISK,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_MEANINGS,
-    ReproError,
-    one_line,
-)
+from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CLOSED_PIPE, EXIT_DISK, EXIT_INTERNAL, EXIT_INTERRUPTED,
+                               EXIT_MEANINGS, ReproError, one_line)
 from repro.core.filesystem_errors import DISK_ERRNOS, describe_os_error
 
 DEBUG_ENV = "REPRO_DEBUG"

@@ -15,15 +15,8 @@ from repro.recipes.catalog import Recipe, Target
 from repro.run.rundir import CONFIG as RECORD_NAME
 from repro.run.rundir import SMOKE_CONFIG, RunDir
 from repro.core.dotted import NEW_KEY_PREFIX, locate, lookup
-from repro.launch.upstream_config import (
-    CheckedOverride,
-    apply_option,
-    apply_override,
-    as_upstream_parses,
-    check_override,
-    load_upstream_yaml,
-    upstream_module_names,
-)
+from repro.launch.upstream_config import (CheckedOverride, apply_option, apply_override, as_upstream_parses,
+                                          check_override, load_upstream_yaml, upstream_module_names)
 
 SMOKE_EDIT = "smoke edit (fix the recipe's smoke section)"
 
