@@ -44,11 +44,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     gpu_list, ranks = _devices(profile, recipe, gpus, cpu_ranks)
     upstream_dir = resolve_upstream_dir(upstream)
     if not (upstream_dir / recipe.entry).is_file():
-        raise ReproError(
-            f"no upstream checkout at {upstream_dir} ({recipe.entry} missing): run `repro upstream fetch`, "
-            "or point --upstream / REPRO_UPSTREAM_DIR at a PaddleClas checkout",
-            EXIT_UPSTREAM,
-        )
+        raise ReproError(f"no upstream checkout at {upstream_dir} ({recipe.entry} missing): run `repro upstream "
+                         "fetch`, or point --upstream / REPRO_UPSTREAM_DIR at a PaddleClas checkout", EXIT_UPSTREAM)
     nodes = NodePlan(nnodes, node_rank or 0, master, stall_timeout) if (nnodes or 1) > 1 and master else None
     per_node = len(gpu_list) if gpu_list is not None else ranks
     total = per_node * (nnodes or 1)
@@ -69,16 +66,27 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                                   write=write)
         return resolved, plan
 
+    def command_for(run_path: Path, config_arg: str, resolved: ResolvedConfig,
+                    scaling: ScalingPlan | None) -> LaunchCommand:
+        launch = recipe.launch
+        return build_command(
+            upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
+            reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
+            cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
+            harness_overrides=[*(scaling.overrides if scaling else []), *harness_options], seed=seed,
+            nnodes=nnodes, master=master, node_rank=node_rank, fixed_overrides=list(fixed),
+            **({} if launch is None else {"launcher": launch.launcher, "devices_flag_in_reference": launch.devices_flag,
+                                          "device_in_reference": launch.device_override}),
+        )
+
+    env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
     if dry_run:
         load_pin()  # the harness's own pin, read as the real start reads it: a corrupt one fails the dry run too
         planned = plan_node_run_dir(logs_dir, run_dir, nodes.node_rank) if nodes else plan_run_dir(logs_dir, run_dir)
         with tempfile.TemporaryDirectory(prefix="repro-dry-run-") as staging:
             resolved, scaling = resolve(Path(staging), write=False)
             config_arg = resolved.config_arg.replace(staging, str(planned))
-        command = _command(upstream_dir, recipe, profile, planned, gpu_list, ranks, config_arg, resolved,
-                           scaling, seed, nnodes, master, node_rank, fixed, harness_options)
-        env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
-        print_dry_run(command, env, planned, scaling, as_json)
+        print_dry_run(command_for(planned, config_arg, resolved, scaling), env, planned, scaling, as_json)
         return
 
     existed = run_dir is not None and run_dir.expanduser().resolve().is_dir()
@@ -103,9 +111,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                 for line in problems:
                     click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
-        command = _command(upstream_dir, recipe, profile, run.path, gpu_list, ranks, resolved.config_arg, resolved,
-                           scaling, seed, nnodes, master, node_rank, fixed, harness_options)
-        env = environment_changes(launch_env(recipe, profile.env), profile.visible_devices_var, gpu_list)
+        command = command_for(run.path, resolved.config_arg, resolved, scaling)
         if nodes is not None and nodes.node_rank > 0:
             wait_for_master(nodes, say)
         fields = start_fields(
@@ -151,12 +157,9 @@ def _devices(profile: Profile, recipe: Recipe, gpus: list[int] | None,
 def dataset_overrides(root: Path) -> list[str]:
     """``-o`` values pointing both loaders at ``root`` instead of upstream's ``./dataset/ILSVRC2012/``."""
     base = f"{Path(root).expanduser().resolve()}/"
-    return [
-        f"DataLoader.Train.dataset.image_root={base}",
-        f"DataLoader.Train.dataset.cls_label_path={base}train_list.txt",
-        f"DataLoader.Eval.dataset.image_root={base}",
-        f"DataLoader.Eval.dataset.cls_label_path={base}val_list.txt",
-    ]
+    return [f"DataLoader.Train.dataset.image_root={base}",
+            f"DataLoader.Train.dataset.cls_label_path={base}train_list.txt",
+            f"DataLoader.Eval.dataset.image_root={base}", f"DataLoader.Eval.dataset.cls_label_path={base}val_list.txt"]
 
 
 def logging_record(output: Path, visualdl: bool) -> dict:
@@ -165,17 +168,3 @@ def logging_record(output: Path, visualdl: bool) -> dict:
         return {"visualdl": False}
     return {"visualdl": True, "visualdl_logdir": str(output),
             "open_with": f"visualdl --logdir {output} --host 127.0.0.1 --port 8040"}
-
-
-def _command(upstream_dir, recipe, profile, run_path, gpu_list, ranks, config_arg, resolved, scaling, seed, nnodes,
-             master, node_rank, fixed=(), harness_options=()) -> LaunchCommand:
-    launch = recipe.launch
-    return build_command(
-        upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
-        reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
-        cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
-        harness_overrides=[*(scaling.overrides if scaling else []), *harness_options], seed=seed,
-        nnodes=nnodes, master=master, node_rank=node_rank, fixed_overrides=list(fixed),
-        **({} if launch is None else {"launcher": launch.launcher, "devices_flag_in_reference": launch.devices_flag,
-                                      "device_in_reference": launch.device_override}),
-    )
