@@ -203,8 +203,7 @@ def eval_set_size(cwd: Path, config_file: Path) -> int | None:
     ``len(dataset)``), read from the run's resolved config; None if it cannot tell."""
     try:
         config = yaml.safe_load(read_text_bounded(config_file, what="run config"))
-        label_path = Path(str(config["DataLoader"]["Eval"]["dataset"]["cls_label_path"]))
-        label_path = label_path if label_path.is_absolute() else cwd / label_path
+        label_path = cwd / str(config["DataLoader"]["Eval"]["dataset"]["cls_label_path"])  # unless absolute
         raw = read_bytes_bounded(label_path, LIST_FILE_LIMIT, what="eval list")
         return sum(1 for line in raw.splitlines() if line.strip())
     except (OSError, yaml.YAMLError, KeyError, TypeError, ReproError):
@@ -337,7 +336,6 @@ def eval_command_cli(run_path: Path, checkpoint: str, gpus: str | None, cpu_rank
                      as_json: bool) -> None:
     """Evaluate a checkpoint of RUN with upstream's tools/eval.py, as the run was trained; the result
     goes into RUN/eval/ and the manifest, where check-accuracy compares it with the logged top-1."""
-
     if gpus is not None and cpu_ranks is not None:
         raise ReproError("--gpus and --cpu-ranks exclude each other; pass one", EXIT_BAD_INPUT)
     to_stderr = (lambda text: click.echo(text, nl=False, err=True)) if as_json else None  # stdout: the object alone

@@ -264,11 +264,10 @@ def prune(logs_dir: Path, run_dirs: tuple[Path, ...], smoke: bool, including: tu
                     for path in plan_prune(run, named).delete:  # again, under the lock
                         path.unlink(missing_ok=True)
             freed += size
-        except ReproError as error:
+        except (ReproError, OSError) as error:
+            if isinstance(error, OSError):
+                error = ReproError(describe_os_error(error), EXIT_BAD_INPUT)
             failed.append(error)
-            click.echo(f"{run.path}: error: {error.message}", err=True)
-        except OSError as error:
-            failed.append(ReproError(describe_os_error(error), EXIT_BAD_INPUT))
             click.echo(f"{run.path}: error: {failed[-1].message}", err=True)
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "runs": report, "freed_bytes": freed}, indent=2))

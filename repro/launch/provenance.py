@@ -58,11 +58,12 @@ def start_fields(*, profile: Profile, recipe: Recipe, upstream_dir: Path, gpu_li
 def _effective_seed(seed: int | None, config: dict, world_size: int) -> dict:
     """What seeds the ranks. Upstream's engine reads ``Global.get("seed", False)``: absent means
     unseeded on one rank, and ``paddle.seed(0 + rank)`` in distributed runs (``int(False)``)."""
+    per_rank = "seed + rank" if world_size > 1 else "seed"
     if seed is not None:
-        return {"value": seed, "source": "--seed (Global.seed)", "per_rank": "seed + rank" if world_size > 1 else "seed"}
+        return {"value": seed, "source": "--seed (Global.seed)", "per_rank": per_rank}
     configured = (config.get("Global") or {}).get("seed") if isinstance(config, dict) else None
     if configured is not None:
-        return {"value": configured, "source": "config Global.seed", "per_rank": "seed + rank" if world_size > 1 else "seed"}
+        return {"value": configured, "source": "config Global.seed", "per_rank": per_rank}
     if world_size > 1:
         return {"value": 0, "source": "upstream default: no Global.seed, distributed engine seeds 0 + rank",
                 "per_rank": "0 + rank"}

@@ -54,10 +54,8 @@ def plan_resume(path: Path) -> ResumePlan:
         raise ReproError(f"manifest {run.manifest} has no command to resume: it was not written by `repro train`", EXIT_BAD_INPUT)
     command = LaunchCommand.from_manifest(data["command"])
     if not Path(command.python).exists():
-        raise ReproError(
-            f"the run used {command.python}, which no longer exists: recreate that environment (make setup) to resume",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"the run used {command.python}, which no longer exists: recreate that environment (make "
+                         "setup) to resume", EXIT_BAD_INPUT)
     saved = checkpoint_dir(run, data)  # node 0's output on the other nodes of a multi-node run
     checkpoint = resume_point(saved)
     skipped = [c for c in find_checkpoints(saved) if not c.complete and c.kind in ("latest", "epoch")]

@@ -151,8 +151,8 @@ class Housekeeper:
             self.manifest.update(true_best=current)
             if current and current.get("checkpoint"):  # ours: `repro runs prune` may free it later
                 record_true_best(self.run.output, self.segment, written)
-                before = previous or {}
-                if self.verbose and (before.get("epoch"), before.get("metric")) != (current["epoch"], current["metric"]):
+                was = previous or {}
+                if self.verbose and (was.get("epoch"), was.get("metric")) != (current["epoch"], current["metric"]):
                     say(f"true best so far: epoch {current['epoch']} top1 {current['metric']:.5f} -> "
                         f"{current['checkpoint']}.*")
         protect = {int(current["epoch"])} if current and not current.get("checkpoint") else set()
@@ -314,11 +314,9 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
         raise ReproError(f"processes of this run are still alive after the stop: {' '.join(str(p.pid) for p in left)}; "
                          f"kill them (kill -9 PID) before {resume}", EXIT_INTERNAL)
     if unrecorded is not None:
-        raise ReproError(
-            f"training {status}, but {run.manifest} could not be updated ({unrecorded.strerror or unrecorded}); "
-            f"free space on that disk, then {resume} (it records this segment as abandoned)",
-            EXIT_TRAINING_FAILED,
-        )
+        why = unrecorded.strerror or unrecorded
+        raise ReproError(f"training {status}, but {run.manifest} could not be updated ({why}); free space on that "
+                         f"disk, then {resume} (it records this segment as abandoned)", EXIT_TRAINING_FAILED)
     if status == STATUS_COMPLETED:
         say(f"training completed; run directory {run.path}")
         return
@@ -331,11 +329,8 @@ def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left
                          f"{every_node}", EXIT_TRAINING_FAILED)
     if status == STATUS_INTERRUPTED:
         killed = f" ({len(outcome.killed)} killed by PID)" if outcome and outcome.killed else ""
-        raise ReproError(
-            f"interrupted by {extra.get('signal', 'a signal')}: launcher and ranks stopped{killed}, manifest says "
-            f"interrupted; continue with {resume}",
-            EXIT_INTERRUPTED,
-        )
+        raise ReproError(f"interrupted by {extra.get('signal', 'a signal')}: launcher and ranks stopped{killed}, "
+                         f"manifest says interrupted; continue with {resume}", EXIT_INTERRUPTED)
     rank = extra.get("failed_rank")
     if rank is not None:
         log = run.workerlog(rank)

@@ -104,10 +104,8 @@ def train(**options) -> None:
         changed = [param.opts[0] for param in ctx.command.params if param.name not in RESUME_TAKES
                    and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE]
         if changed:
-            raise ReproError(
-                f"--resume reuses the run's own command; drop {', '.join(changed)} (start a new run to change them)",
-                EXIT_BAD_INPUT,
-            )
+            raise ReproError(f"--resume reuses the run's own command; drop {', '.join(changed)} (start a new run to "
+                             "change them)", EXIT_BAD_INPUT)
         keep_given = ctx.get_parameter_source("keep_checkpoints") not in (None, click.core.ParameterSource.DEFAULT)
         resume_run(resume_dir, options["keep_checkpoints"] if keep_given else None, options["dry_run"],
                    options["as_json"], verbose=options["verbose"])
