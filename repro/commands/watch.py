@@ -221,12 +221,9 @@ def on_alarm_command(flag: bool, words: tuple[str, ...]) -> list[str] | None:
     return list(words) if flag else None
 
 
-def watch_follow(run_path: Path, *, poll: float, timeout: float, pid: int | None, lock: Path | None,
-                 band: Path | None, on_alarm: list[str] | None, as_json: bool) -> str:
+def watch_follow(run_path: Path, health: RunHealth, argv: list[str] | None, *, poll: float, timeout: float,
+                 pid: int | None, lock: Path | None, as_json: bool) -> str:
     """Follow the run with the progress bar (none with ``--json``), printing alarms as they come."""
-    check_watchable(run_path)
-    argv = check_on_alarm(on_alarm) if on_alarm is not None else None
-    health = RunHealth.open(run_path, band_path=band)
     if not as_json:
         click.echo(f"watch: {health.band_line}")
 
@@ -245,11 +242,8 @@ def watch_follow(run_path: Path, *, poll: float, timeout: float, pid: int | None
                       on_alarms=on_alarms, bar_file=bar_file, on_pace=None if as_json else on_pace)
 
 
-def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None, as_json: bool) -> int:
+def watch_once(run_path: Path, health: RunHealth, argv: list[str] | None, as_json: bool) -> int:
     """One look for cron: the state and every recorded alarm; exit 1 when there is any."""
-    check_watchable(run_path)
-    argv = check_on_alarm(on_alarm) if on_alarm is not None else None
-    health = RunHealth.open(run_path, band_path=band)
     state = look_once(run_path, health)
     if argv is not None and health.log is not None:
         state["notified"] = health.log.notify_pending(argv, lambda line: click.echo(f"watch: {line}", err=True))
@@ -270,7 +264,6 @@ def watch_once(run_path: Path, *, band: Path | None, on_alarm: list[str] | None,
             click.echo(f"watch: ALARM {record['alarm']} at epoch {record.get('epoch')}: value {record.get('value')}, "
                        f"expected {record.get('expected')}; {record.get('detail')}")
     return EXIT_FAILED if state["alarms"] else 0
-
 
 
 @command("watch", exits={EXIT_FAILED: "--once: alarms"}, context_settings={"ignore_unknown_options": True})
@@ -299,10 +292,12 @@ def watch(ctx: click.Context, run_path: Path, poll: float, timeout: float, pid: 
     validate_options(options["target"], options["tolerance"], options["eval_set_size"])
     run_path = judged_path(run_path)
     argv = on_alarm_command(on_alarm, on_alarm_argv)
+    check_watchable(run_path)
+    hook = check_on_alarm(argv) if argv is not None else None
+    health = RunHealth.open(run_path, band_path=band_path)
     if once:
-        ctx.exit(watch_once(run_path, band=band_path, on_alarm=argv, as_json=as_json))
-    ended = watch_follow(run_path, poll=poll, timeout=timeout, pid=pid, lock=lock, band=band_path, on_alarm=argv,
-                         as_json=as_json)
+        ctx.exit(watch_once(run_path, health, hook, as_json))
+    ended = watch_follow(run_path, health, hook, poll=poll, timeout=timeout, pid=pid, lock=lock, as_json=as_json)
     if not as_json:
         click.echo(f"watch: {ended}")
     verdicts = verdicts_for(run_path, options)

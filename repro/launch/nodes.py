@@ -59,7 +59,7 @@ class NodePlan:
                    float(record.get("stall_timeout") or DEFAULT_STALL_TIMEOUT))
 
 
-def check_node_options(nnodes: int | None, node_rank: int | None, master: str | None) -> None:
+def check_node_options(nnodes: int | None, node_rank: int | None) -> None:
     """``--node-rank`` is required with ``--nnodes`` > 1 and must be below it."""
     if (nnodes or 1) < 2:
         if node_rank not in (None, 0):
@@ -90,9 +90,9 @@ def resolve(host: str) -> str:
                          EXIT_PREFLIGHT) from None
 
 
-def reachable(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> bool:
+def reachable(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
             return True
     except OSError:
         return False
@@ -114,10 +114,10 @@ def node0_problems(plan: NodePlan) -> list[str]:
     return []
 
 
-def wait_for_master(plan: NodePlan, say: Callable[[str], None], timeout: float | None = None) -> None:
+def wait_for_master(plan: NodePlan, say: Callable[[str], None]) -> None:
     """On node K > 0: wait until node 0 serves the master (bounded), so node 0 is the one that serves it."""
     resolve(plan.host)
-    timeout = plan.stall_timeout if timeout is None else timeout
+    timeout = plan.stall_timeout
     deadline = time.monotonic() + timeout
     told = False
     while not reachable(plan.host, plan.port):
@@ -203,10 +203,7 @@ class NodeWatch:
             self._records()
         for key, value in (beats or {}).items():
             node = key.split("/", 1)[-1]
-            if node == self.me:
-                continue
-            previous = self.peers.get(node)
-            if previous is None or previous[0] != value:
+            if node != self.me and (node not in self.peers or self.peers[node][0] != value):
                 self.peers[node] = (value, now)
         self._note_activity(now)
         self.reason = self._verdict(now)

@@ -113,7 +113,7 @@ def train(**options) -> None:
 
     gpus = parse_gpus(options.pop("gpus"))
     check_master(options["master"], options["nnodes"])
-    check_node_options(options["nnodes"], options["node_rank"], options["master"])
+    check_node_options(options["nnodes"], options["node_rank"])
     if options["smoke"] and options["scale_lr"]:
         raise ReproError("--scale-lr does not apply to --smoke (the smoke variant sets its own learning rate)", EXIT_BAD_INPUT)
     start_run(gpus=gpus, user_overrides=split_overrides(options.pop("override")), recipe_name=options.pop("recipe"),
