@@ -259,18 +259,16 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
             raise ReproError(f"no {EVAL_ENTRY} in {command.cwd}, the checkout this run trained with; restore it "
                              f"(`repro upstream fetch --upstream {command.cwd}`)", EXIT_UPSTREAM)
         env = eval_environment(manifest.data, eval_devices(manifest.data, gpus, cpu_ranks)[0])
-        record: dict[str, Any] = {
-            "checkpoint": checkpoint,
-            "epoch": checkpoint_epoch(run, manifest.data, checkpoint),
-            "sha256": digest,
-            "weights_verified": verified,  # the digest training recorded for this file: --require-eval counts it
-            "started": utc_now(),
-        }
+        epoch = checkpoint_epoch(run, manifest.data, checkpoint)
         out.mkdir(parents=True)  # exclusive: never mixes two evaluations' logs
-        record.update({"dir": str(out), "command": command.to_manifest(), "env": env.to_manifest()})
+        record: dict[str, Any] = {
+            "checkpoint": checkpoint, "epoch": epoch, "sha256": digest,
+            "weights_verified": verified,  # the digest training recorded for this file: --require-eval counts it
+            "started": utc_now(), "dir": str(out), "command": command.to_manifest(), "env": env.to_manifest(),
+        }
         click.echo(f"+ {command.marked_line()}", err=True)
         launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out),
-                        on_processes=lambda records: lock.write(records),
+                        on_processes=lock.write,
                         echo=echo if verbose else (lambda text: None))
         launch.install_signal_handlers()
         launch.start()
