@@ -212,14 +212,12 @@ def run_segment(*, run: RunDir, manifest: Manifest, command: LaunchCommand, env:
             + ("" if verbose else " (-v shows it here)"))
         with output:
             outcome = launch.wait(_with_node_watch(housekeeper, node_watch, launch), every=every)
-        try:
-            housekeeper()
-        except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
-            say(f"final checkpoint housekeeping failed: {error}")
-        try:
-            housekeeper.finish()
-        except Exception as error:
-            say(f"recording the checkpoints' digests failed: {error}")
+        for step, what in ((housekeeper, "final checkpoint housekeeping"),
+                           (housekeeper.finish, "recording the checkpoints' digests")):
+            try:
+                step()
+            except Exception as error:  # the run's verdict must not depend on a housekeeping hiccup
+                say(f"{what} failed: {error}")
         extra = {"launcher_exit_code": outcome.returncode, "killed_by_pid": outcome.killed}
         stopped_because = getattr(node_watch, "reason", None)
         if stopped_because:  # this node stopped its own ranks: a peer was lost, or nothing was logged for too long
