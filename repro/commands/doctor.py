@@ -62,9 +62,8 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
             "paddle", FAIL, f"this Paddle exposes the custom device {rejected[0]}, not CUDA: PaddleClas 2.6 "
             "accepts only Global.device=gpu, which this build cannot serve", _install(profile)))
     elif expected == "cuda" and not info.cuda_build:
-        findings.append(
-            Finding("paddle", FAIL, f"profile {profile.name} needs a GPU build; this Paddle is CPU-only", _install(profile))
-        )
+        findings.append(Finding("paddle", FAIL, f"profile {profile.name} needs a GPU build; this Paddle is CPU-only",
+                                _install(profile)))
     elif expected == "cuda":
         findings.append(Finding("paddle", OK, f"a CUDA-compatible build ({info.build}): Global.device=gpu works"))
     if expected == "cpu" and info.cuda_build:
@@ -74,9 +73,8 @@ def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:
     if pinned and info.version != str(pinned):
         findings.append(Finding("paddle", WARN, f"version {info.version}, profile pins {pinned}", _install(profile)))
     if info.sklearn_crash:
-        findings.append(
-            Finding("sklearn", FAIL, info.sklearn_crash + " (upstream imports it after paddle)", "pip install scikit-learn==1.3.2")
-        )
+        findings.append(Finding("sklearn", FAIL, info.sklearn_crash + " (upstream imports it after paddle)",
+                                "pip install scikit-learn==1.3.2"))
     elif info.sklearn_version:
         findings.append(Finding("sklearn", OK, f"{info.sklearn_version} imports after paddle"))
     return findings
@@ -87,13 +85,13 @@ def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[
         return [Finding("devices", OK, f"CPU ranks on {os.cpu_count()} cores (Global.device=cpu)")]
     findings: list[Finding] = []
     if info.gpu_count == 0:
-        findings.append(
-            Finding("devices", FAIL, "Paddle sees no GPU", f"check the driver with {profile.device_query.tool if profile.device_query else 'the vendor tool'} and {profile.visible_devices_var}")
-        )
+        tool = profile.device_query.tool if profile.device_query else "the vendor tool"
+        findings.append(Finding("devices", FAIL, "Paddle sees no GPU",
+                                f"check the driver with {tool} and {profile.visible_devices_var}"))
     elif info.gpu_count < gpus_wanted:
-        findings.append(
-            Finding("devices", WARN, f"Paddle sees {info.gpu_count} GPU(s); the recipe's reference uses {gpus_wanted}", "train with --gpus listing what exists; the global batch changes (repro train says how)")
-        )
+        findings.append(Finding("devices", WARN, f"Paddle sees {info.gpu_count} GPU(s); the recipe's reference uses "
+                                f"{gpus_wanted}", "train with --gpus listing what exists; the global batch changes "
+                                "(repro train says how)"))
     else:
         names = ", ".join(sorted(set(info.gpu_names))) or "unnamed"
         findings.append(Finding("devices", OK, f"{info.gpu_count} GPU(s): {names}"))
@@ -104,9 +102,8 @@ def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[
         elif report.returncode != 0:
             findings.append(Finding("driver", FAIL, f"{report.tool} failed: {' '.join(report.first_lines(1))}", "check the driver installation"))
         else:
-            cards = report.devices
             summary = ", ".join(f"{d['index']}: {d['name']}" + (f" {d['memory_total_mib']} MiB, driver {d['driver']}"
-                                                               if "driver" in d else "") for d in cards)
+                                                               if "driver" in d else "") for d in report.devices)
             findings.append(Finding("driver", OK, f"{report.tool}: {summary or ' | '.join(report.first_lines(2))}"))
     return findings
 
