@@ -97,32 +97,20 @@ def protect_true_best(run: RunDir, recorded: dict | None, best: Best | None) -> 
     if best is None:
         return recorded
     target = run.output / TRUE_BEST
-    if (
-        recorded
-        and recorded.get("epoch") == best.epoch
-        and abs(float(recorded.get("metric", -1)) - best.metric) <= METRIC_TOLERANCE
-        and recorded.get("checkpoint")
-        and check_complete(target)[0]
-    ):
+    kept = bool(recorded and recorded.get("checkpoint")) and check_complete(target)[0]  # a whole true_best.* is there
+    if kept and recorded.get("epoch") == best.epoch and (
+            abs(float(recorded.get("metric", -1)) - best.metric) <= METRIC_TOLERANCE):
         return recorded
     found = _source(run.output, best)
     if found is None:
         pending = {"epoch": best.epoch, "metric": best.metric, "checkpoint": None,
                    "note": "best eval seen in the log; its checkpoint is not (yet) complete on disk"}
-        if recorded and recorded.get("checkpoint") and check_complete(target)[0]:
-            return {**recorded, "pending": pending}
-        return pending
+        return {**recorded, "pending": pending} if kept else pending
     source, method = found
-    used = method
     for suffix in PARTS:  # .pdstates last, as upstream does, so a crash here leaves it incomplete
         used = _place(source.prefix.with_name(source.name + suffix), target.with_name(TRUE_BEST + suffix), method)
-    return {
-        "epoch": best.epoch,
-        "metric": best.metric,
-        "checkpoint": str(target),
-        "source": source.name,
-        "method": used,
-    }
+    return {"epoch": best.epoch, "metric": best.metric, "checkpoint": str(target), "source": source.name,
+            "method": used}
 
 
 def detach_true_best(run: RunDir, recorded: dict | None) -> dict | None:
