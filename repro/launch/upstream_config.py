@@ -99,8 +99,7 @@ KEY_SYNTAX = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
 
 def refuse_harness_owned(key: str) -> None:
     """Refuse ``-o KEY`` (or ``+KEY``) when the harness owns ``KEY``, naming the option to use."""
-    key = key.strip()
-    key = key[len(NEW_KEY_PREFIX):] if key.startswith(NEW_KEY_PREFIX) else key
+    key = key.strip().removeprefix(NEW_KEY_PREFIX)
     if key in HARNESS_OWNED:
         raise ReproError(f"-o {key} cannot be overridden: {HARNESS_OWNED[key]}", EXIT_BAD_INPUT)
 
@@ -110,9 +109,7 @@ def _is_section(value: Any) -> bool:
 
 
 def _plain_python(value: Any) -> bool:
-    if isinstance(value, list):
-        return all(type(item) in YAML_SCALARS for item in value)
-    return type(value) in YAML_SCALARS
+    return all(type(item) in YAML_SCALARS for item in (value if isinstance(value, list) else [value]))
 
 
 class CodeValue(Exception):
@@ -148,9 +145,7 @@ def _same(first: Any, second: Any) -> bool:
 
 def _fix(key: str, meant: Any, module_names: frozenset[str]) -> str:
     """How to write ``meant`` so that upstream gets exactly it, or why it cannot be written."""
-    spelling = repr(meant)
-    if isinstance(meant, list):
-        spelling = "[" + ", ".join(repr(item) for item in meant) + "]"
+    spelling = repr(meant)  # a list of scalars too: "[1, 'a']"
     try:
         if _same(upstream_value(spelling, module_names), meant) and "=" not in spelling:
             return f"write -o {key}={spelling} to mean {meant!r}"
@@ -210,9 +205,7 @@ def check_override(option: str, config: dict[str, Any], module_names: frozenset[
         raise ReproError(f"-o {option!r} {what}: write -o KEY=VALUE, e.g. -o Global.epochs=120", EXIT_BAD_INPUT)
     key, text = option.split("=")
     key = key.strip()
-    create = key.startswith(NEW_KEY_PREFIX)
-    if create:
-        key = key[len(NEW_KEY_PREFIX):]
+    create, key = key.startswith(NEW_KEY_PREFIX), key.removeprefix(NEW_KEY_PREFIX)
     refuse_harness_owned(key)
     if not KEY_SYNTAX.fullmatch(key):  # e.g. "+--foo": upstream's argparse would read it as an option
         raise ReproError(f"-o {option!r}: {key!r} is not a config key; write dotted names like "
