@@ -3,8 +3,8 @@ when used, so ``repro --help`` stays instant and one command's missing dependenc
 
 from __future__ import annotations
 
-import importlib
 import os
+import pkgutil
 import sys
 import traceback
 from pathlib import Path
@@ -80,11 +80,7 @@ class LazyGroup(ReproGroup):
         return sorted(SUBCOMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = SUBCOMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module_name, attribute = target.split(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        return pkgutil.resolve_name(SUBCOMMANDS[cmd_name]) if cmd_name in SUBCOMMANDS else None
 
     def all_exits(self, ctx: click.Context) -> dict[int, str | None]:
         return self.exits  # the whole table, without importing every command for `repro --help`
