@@ -310,14 +310,12 @@ def _plan_eval_dir(run: RunDir, checkpoint: str) -> Path:
 
 
 def describe(record: dict[str, Any]) -> str:
-    top1 = record.get("top1")
-    top5 = record.get("top5")
-    fmt = lambda v: f"{v:.5f}" if isinstance(v, float) and math.isfinite(v) else "?"  # noqa: E731
+    top1, top5 = (f"{v:.5f}" if isinstance(v := record.get(key), float) and math.isfinite(v) else "?"
+                  for key in ("top1", "top5"))
     epoch = record.get("epoch")
     verified = "" if record.get("weights_verified") else ", unverified: no digest from training"
     return (f"eval {record['checkpoint']} (epoch {epoch if epoch is not None else '?'}, sha256 {record['sha256'][:12]}"
-            f"{verified}): "
-            f"top1 {fmt(top1)}, top5 {fmt(top5)} on {record.get('eval_set_size') or '?'} images; {record['dir']}")
+            f"{verified}): top1 {top1}, top5 {top5} on {record.get('eval_set_size') or '?'} images; {record['dir']}")
 
 
 @command("eval", exits={EXIT_UPSTREAM: "the run's upstream checkout is gone", EXIT_CONFLICT: "the run is training",

@@ -145,14 +145,10 @@ def smoke_one(args: SimpleNamespace, recipe_name: str) -> SmokeResult:
     verbose = ["-v"] if args.verbose else []
 
     run_dir = args.logs_dir.expanduser().absolute() / f"smoke-{recipe.name}-{run_id()}"
-    train = [
-        sys.executable, "-m", "repro", "train", "--smoke", "--recipe", recipe.name,
-        "--platform", SMOKE_PLATFORM, "--cpu-ranks", str(int(section.get("cpu_ranks", 2))),
-        "--upstream", str(upstream_dir), "--run-dir", str(run_dir), "--keep-checkpoints", str(SMOKE_KEEP_CHECKPOINTS),
-        "--data-dir", str(data), *verbose,
-    ]
-    if args.seed is not None:
-        train += ["--seed", str(args.seed)]
+    train = [sys.executable, "-m", "repro", "train", "--smoke", "--recipe", recipe.name, "--platform", SMOKE_PLATFORM,
+             "--cpu-ranks", str(int(section.get("cpu_ranks", 2))), "--upstream", str(upstream_dir), "--run-dir",
+             str(run_dir), "--keep-checkpoints", str(SMOKE_KEEP_CHECKPOINTS), "--data-dir", str(data), *verbose,
+             *(["--seed", str(args.seed)] if args.seed is not None else [])]
     train_started = time.monotonic()
     code = run_step(train)
     train_seconds = time.monotonic() - train_started
