@@ -241,17 +241,14 @@ def resume_run(resume_dir: Path, keep: int | None, dry_run: bool, as_json: bool 
         plan.manifest.reload()
         refuse_problems(plan)
         announce(plan, done)
-        plan.manifest.update(keep_checkpoints=keep)
         # true_best independent of files the new segment may rewrite
-        plan.manifest.update(true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
+        plan.manifest.update(keep_checkpoints=keep,
+                             true_best=detach_true_best(plan.run, plan.manifest.data.get(K_TRUE_BEST)))
 
-    segment = {
-        "kind": "resume",
-        "argv": plan.command.argv,
-        "resumed_from": str(plan.checkpoint.prefix) if plan.checkpoint else None,
-        "resumed_from_epoch": plan.checkpoint.epoch if plan.checkpoint else None,
-        "skipped_incomplete": [c.name for c in plan.skipped],
-    }
+    segment = {"kind": "resume", "argv": plan.command.argv,
+               "resumed_from": str(plan.checkpoint.prefix) if plan.checkpoint else None,
+               "resumed_from_epoch": plan.checkpoint.epoch if plan.checkpoint else None,
+               "skipped_incomplete": [c.name for c in plan.skipped]}
     run_segment(run=plan.run, manifest=plan.manifest, command=plan.command, env=plan.env, keep=keep,
                 segment=segment, before_launch=before_launch, node_watch=node_watch_for(plan.run, plan.manifest, say),
                 verbose=verbose)
