@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -163,38 +163,26 @@ def apply_smoke_edits(raw: dict[str, Any], edits: dict[str, Any]) -> dict[str, A
 
 @dataclass
 class ScalingPlan:
-    """Notes to print before launch and the ``-o`` values (if any) that implement ``--scale-lr``."""
+    """Notes to print before launch and the ``-o`` values (if any) that implement ``--scale-lr``; its fields
+    are the manifest's ``scaling``."""
 
-    n_devices: int
+    devices: int
     reference_devices: int
     batch_size_per_device: int
+    global_batch: int = field(init=False)
+    reference_global_batch: int = field(init=False)
     reference_lr: float
     lr: float
     scale_lr: bool
-    notes: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size_per_device * self.n_devices
-
-    @property
-    def reference_global_batch(self) -> int:
-        return self.batch_size_per_device * self.reference_devices
+    def __post_init__(self) -> None:
+        self.global_batch = self.batch_size_per_device * self.devices
+        self.reference_global_batch = self.batch_size_per_device * self.reference_devices
 
     def to_manifest(self) -> dict[str, Any]:
-        return {
-            "devices": self.n_devices,
-            "reference_devices": self.reference_devices,
-            "batch_size_per_device": self.batch_size_per_device,
-            "global_batch": self.global_batch,
-            "reference_global_batch": self.reference_global_batch,
-            "reference_lr": self.reference_lr,
-            "lr": self.lr,
-            "scale_lr": self.scale_lr,
-            "overrides": list(self.overrides),
-            "notes": list(self.notes),
-        }
+        return asdict(self)
 
 
 def _format_lr(value: float) -> str:
@@ -216,14 +204,8 @@ def plan_scaling(recipe: Recipe, n_devices: int, scale_lr: bool, *, user_overrid
                          EXIT_BAD_INPUT)
     reference = recipe.reference_gpus
     per_device = recipe.batch_size_per_gpu
-    plan = ScalingPlan(
-        n_devices=n_devices,
-        reference_devices=reference,
-        batch_size_per_device=per_device,
-        reference_lr=recipe.base_lr,
-        lr=recipe.base_lr,
-        scale_lr=scale_lr,
-    )
+    plan = ScalingPlan(devices=n_devices, reference_devices=reference, batch_size_per_device=per_device,
+                       reference_lr=recipe.base_lr, lr=recipe.base_lr, scale_lr=scale_lr)
     plural = "s" if n_devices != 1 else ""
     if n_devices != reference:
         plan.notes.append(f"{n_devices} {kind}{plural} instead of the reference {reference}: global batch "
