@@ -59,7 +59,8 @@ def is_tiny_dataset(path: Path) -> bool:
 
 
 def _write_marker(out: Path, params: TinyParams, files: list[str], complete: bool) -> None:
-    data = {"tool": MARKER_TOOL, "version": MARKER_VERSION, "complete": complete, "params": asdict(params), "files": files}
+    data = {"tool": MARKER_TOOL, "version": MARKER_VERSION, "complete": complete, "params": asdict(params),
+            "files": files}
     write_text_atomic(out / MARKER, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
