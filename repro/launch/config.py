@@ -117,16 +117,11 @@ def resolve_config(upstream_dir: Path, recipe: Recipe, user_overrides: Sequence[
     problems = sanity_problems(config)
     if problems:
         raise ReproError(f"{'; '.join(problems)}; fix the -o values (or the recipe)", EXIT_BAD_INPUT)
-    resolved = ResolvedConfig(
-        config_arg=config_arg,
-        overrides=[item.text for item in checked],
-        config=config,
-        epochs=_int_setting(config, "Global", "epochs"),
-        save_interval=_int_setting(config, "Global", "save_interval"),
-        arch=str(config.get("Arch", {}).get("name", recipe.arch)),
-        class_num=_int_setting(config, "Arch", "class_num"),
-        target=target,
-    )
+    resolved = ResolvedConfig(config_arg=config_arg, overrides=[item.text for item in checked], config=config,
+                              epochs=_int_setting(config, "Global", "epochs"),
+                              save_interval=_int_setting(config, "Global", "save_interval"),
+                              arch=str(config.get("Arch", {}).get("name", recipe.arch)),
+                              class_num=_int_setting(config, "Arch", "class_num"), target=target)
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_yaml(run_dir / RECORD_NAME, "# RECORD, NOT AN INPUT: the config upstream's tools/train.py resolved for "
