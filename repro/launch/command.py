@@ -141,11 +141,8 @@ class EnvChanges:
     unset: tuple[str, ...] = ()
 
     def apply(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ if base is None else base)
-        for name in self.unset:
-            env.pop(name, None)
-        env.update(self.set)
-        return env
+        base = os.environ if base is None else base
+        return {**{name: value for name, value in base.items() if name not in self.unset}, **self.set}
 
     def to_manifest(self) -> dict:
         return {"set": dict(self.set), "unset": list(self.unset)}
@@ -174,18 +171,13 @@ def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scalin
         click.echo(json.dumps({"run_dir": str(planned), "command": command.to_manifest(), "env": env.to_manifest(),
                                "notes": list(scaling.notes if scaling else [])}, indent=2))
         return
-    click.echo("reference command:")
-    click.echo(f"  {shlex.join(command.reference_tokens)}")
-    click.echo("command to run ([harness: ...] and [user: ...] mark additions to the reference):")
-    click.echo(f"  {command.marked_line()}")
-    click.echo(f"python: {command.python}")
-    click.echo(f"working directory: {command.cwd}")
-    click.echo(f"run directory: {planned} (not created: dry run)")
-    click.echo("environment additions:")
-    for line in [*(f"{k}={v}" for k, v in env.set.items()), *(f"unset {k}" for k in env.unset)] or ["(none)"]:
-        click.echo(f"  {line}")
-    for note in (scaling.notes if scaling else []):
-        click.echo(f"note: {note}")
+    additions = [*(f"{k}={v}" for k, v in env.set.items()), *(f"unset {k}" for k in env.unset)] or ["(none)"]
+    click.echo("\n".join([
+        "reference command:", f"  {shlex.join(command.reference_tokens)}",
+        "command to run ([harness: ...] and [user: ...] mark additions to the reference):", f"  {command.marked_line()}",
+        f"python: {command.python}", f"working directory: {command.cwd}", f"run directory: {planned} (not created: dry run)",
+        "environment additions:", *(f"  {line}" for line in additions),
+        *(f"note: {note}" for note in (scaling.notes if scaling else []))]))
 
 
 def parse_gpus(text: str | None) -> list[int] | None:
