@@ -301,8 +301,7 @@ def mismatches(node0: dict[str, Any], theirs: dict[str, Any], node: str, theirs_
     for key, label, shown in COMPARED:
         a, b = json.loads(json.dumps(node0.get(key))), json.loads(json.dumps(theirs.get(key)))
         if a != b:
-            show = (lambda v: str(v)[:12]) if shown else (lambda v: "")
-            detail = f" {show(a)} on node 0, {show(b)} on {node}" if shown else " differ"
+            detail = f" {str(a)[:12]} on node 0, {str(b)[:12]} on {node}" if shown else " differ"
             out.append(f"{label}{detail}{where}: start every node with the same options, upstream and data")
     return out
 
