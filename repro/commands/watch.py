@@ -174,8 +174,7 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
                 with bar.external_write_mode():
                     on_pace(pace_lines(health, watcher.progress, world, source))
             progress = watcher.progress
-            if progress.total and bar.total != progress.total:
-                bar.total = progress.total
+            bar.total = progress.total or bar.total
             bar.n = min(progress.position, bar.total or progress.position)
             bar.set_postfix(progress.fields(), refresh=False)
             bar.refresh()
@@ -190,8 +189,6 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
 
 def look_once(run: Path, health: RunHealth) -> dict:
     """One look at the whole log (for cron): progress, whether the run ended, every alarm recorded."""
-    run = Path(run)
-    check_watchable(run)
     watcher = Watcher(run, health=health)
     watcher.poll()
     progress = watcher.progress
