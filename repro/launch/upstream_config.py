@@ -63,21 +63,19 @@ def as_upstream_parses(raw: dict[str, Any]) -> dict[str, Any]:
 
 def upstream_module_names(upstream_dir: Path | None) -> frozenset[str]:
     """Names a bare word would resolve to in upstream's ``eval``: module globals and builtins."""
-    names = set(FALLBACK_MODULE_NAMES)
-    if upstream_dir is not None:
-        try:
-            tree = ast.parse(read_text_bounded(Path(upstream_dir) / UPSTREAM_CONFIG_MODULE))
-        except (OSError, SyntaxError, ValueError, ReproError):
-            tree = None
-        if tree is not None:
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    names.add(node.name)
-                elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                    names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                    names.add(node.id)
-    return frozenset(names | set(dir(builtins)))
+    names = set(FALLBACK_MODULE_NAMES) | set(dir(builtins))
+    try:
+        tree = ast.parse(read_text_bounded(Path(upstream_dir) / UPSTREAM_CONFIG_MODULE)) if upstream_dir else None
+    except (OSError, SyntaxError, ValueError, ReproError):
+        tree = None
+    for node in ast.walk(tree) if tree is not None else []:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return frozenset(names)
 
 
 def apply_override(config: dict[str, Any], key: str, value: Any) -> None:
