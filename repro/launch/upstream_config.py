@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from repro.core.dotted import NEW_KEY_PREFIX, dotted_paths, locate
+from repro.core.dotted import NEW_KEY_PREFIX, dotted_paths, locate, lookup
 from repro.core.files import read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
 
@@ -213,7 +213,8 @@ def check_override(option: str, config: dict[str, Any], module_names: frozenset[
     if create and exists:
         raise ReproError(f"-o {NEW_KEY_PREFIX}{key}: {key} already exists; drop the {NEW_KEY_PREFIX}", EXIT_BAD_INPUT)
     if exists and _is_section(container[slot]):
-        inside = next((p for p in dotted_paths(container[slot], key) if not _is_section_path(config, p)), f"{key}.KEY")
+        inside = next((p for p in dotted_paths(container[slot], key) if not _is_section(lookup(config, p)[1])),
+                      f"{key}.KEY")
         raise ReproError(f"-o {key} is a section, not a value: override the keys inside it (e.g. -o {inside}=...)",
                          EXIT_BAD_INPUT)
     value = check_value(key, text, module_names)
@@ -229,11 +230,6 @@ def _check_kind(key: str, text: str, current: Any, value: Any) -> None:
     if isinstance(current, (int, float)) and not isinstance(current, bool) and not isinstance(value, (int, float)):
         raise ReproError(f"-o {key}={text}: {key} is a number ({current}) and {text!r} is not one; write a number",
                          EXIT_BAD_INPUT)
-
-
-def _is_section_path(config: dict[str, Any], path: str) -> bool:
-    container, slot = locate(config, path)
-    return _is_section(container[slot])
 
 
 def harness_value(text: str) -> Any:
