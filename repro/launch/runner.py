@@ -286,9 +286,8 @@ def disk_trouble(run: RunDir, rank: int | None) -> str | None:
     logs = [run.workerlog(rank)] if rank is not None else sorted(run.launcher.glob("workerlog.*"))
     for log in logs:
         text = last_lines(log, FAILURE_LINES)
-        for marker in DISK_ERRORS:
-            if marker in text:
-                return f"the disk holding {run.path} failed a write ({marker.strip('[]')})"
+        if marker := next((marker for marker in DISK_ERRORS if marker in text), None):
+            return f"the disk holding {run.path} failed a write ({marker.strip('[]')})"
     try:
         free = shutil.disk_usage(run.output).free
     except OSError:
@@ -298,9 +297,8 @@ def disk_trouble(run: RunDir, rank: int | None) -> str | None:
 
 def show_last_lines(log, whose: str) -> None:
     """The end of the log that failed, framed and named, so the cause is on screen without -v."""
-    click.echo(f"---- last lines of {whose} ({log}) ----", err=True)
-    click.echo(last_lines(log, FAILURE_LINES).rstrip("\n"), err=True)
-    click.echo("---- end ----", err=True)
+    tail = last_lines(log, FAILURE_LINES).rstrip("\n")
+    click.echo(f"---- last lines of {whose} ({log}) ----\n{tail}\n---- end ----", err=True)
 
 
 def _report(run: RunDir, status: str, outcome: Outcome | None, extra: dict, left: list,
