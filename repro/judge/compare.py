@@ -1,23 +1,8 @@
 """Does a port train like the reference platform? Curves against a band, the final number by TOST, speed.
 
-``repro compare CANDIDATE... --reference REFERENCE...`` puts three questions to one run per seed on
-each side (a candidate side, e.g. the new accelerator, and a reference side, e.g. the platform the
-recipe's number came from):
-
-- Curves: a convergence band is built from the reference runs with the band rule of
-  ``repro.judge.band`` (per epoch, mean -/+ k x max(std, floor); k and the floors are the recipe's
-  ``health.band``, the smoke's for smoke runs), or read from a band file, and every candidate is
-  checked epoch by epoch: top-1 below the band or train loss above it is a breach, and the first one
-  is named. With fewer than 3 reference runs the std floors carry the width, and the report says so.
-- Equivalence: the judged top-1 of each run (best or final epoch, as the verdict of
-  ``repro check-accuracy`` chooses it for the recipe's target) goes into a TOST on the difference of
-  means with the recipe's margin (``repro.judge.equivalence``).
-- Throughput: steady images/s per device and the data-wait share per side, their ratio, and any
-  published baseline the recipe records (``repro.judge.throughput``).
-
-The outcome and exit code: 0 EQUIVALENT with every candidate inside the band; 1 NOT EQUIVALENT or a
-candidate outside the band; 2 NOT SHOWN (too few seeds for the margin, or one run a side) with the
-curves inside, like check-accuracy's INCOMPLETE: nothing wrong was found, nothing was shown either.
+One run per seed on each side; the questions, outcomes and exit codes are docs/comparing.md's. The
+exit is 2 (NOT SHOWN) with the curves inside, like check-accuracy's INCOMPLETE: nothing wrong was
+found, nothing was shown either.
 """
 
 from __future__ import annotations

@@ -1,21 +1,16 @@
 """Compliance: did the run use the reference run's setup, as upstream itself echoed it at start-up?
 
-The rules are recipe data (``compliance:`` in ``repro/recipes/*.yaml``, joined by
-:func:`repro.recipes.catalog.compliance_rules`): global batch = per-device batch x devices x nodes,
-learning rate and schedule, warm-up, precision (AMP), class count, image sizes, epochs, and the
-train/val image counts. The values are read from upstream's config echo of every launch (not from
-the harness's manifest), so a plain upstream log directory is judged the same way; only the device
-count and the dataset's list sizes come from the manifest when there is one, else from what the
-launcher left (``envlog.0``, its banner) or upstream's own world-size warning, else they are
-"unknown". A smoke run is held to its smoke variant's rules (it is never the reference setup).
+The rules are recipe data (``compliance:``, :func:`repro.recipes.catalog.compliance_rules`); values come
+from upstream's config echo of every launch (not the manifest), so a plain upstream log is judged
+alike; only the device count and list sizes come from the manifest, else the launcher's files or
+upstream's world-size warning, else "unknown". A smoke run is held to its smoke variant's rules.
 
-The eval must have scored every val image exactly once. ``DistributedBatchSampler`` pads the index
-list to a multiple of the world size with the list's first images and cuts it into per-rank
-batches in list order; upstream's eval gathers the ranks' batches in that order and trims the
-gathered tail to the dataset size (``ppcls/engine/evaluation/classification.py`` at the pin; an
-older PaddleClas counted the padding twice). From the eval's ``[Iter: i/n]`` lines (n batches a
-rank), its batch size and ``drop_last``/``shuffle`` in the echo and the world size, the padded
-(duplicated) and the never-scored list lines are named. :func:`check_compliance` is the one entry.
+The eval must score every val image once. ``DistributedBatchSampler`` pads the index list to a
+multiple of the world size with the list's first images and cuts it into per-rank batches in list
+order; upstream's eval gathers the batches in that order and trims the gathered tail to the dataset
+size (``ppcls/engine/evaluation/classification.py`` at the pin; an older PaddleClas counted the
+padding twice). From the eval's ``[Iter: i/n]`` lines, its batch size, ``drop_last``/``shuffle`` and
+the world size, the padded (duplicated) and never-scored list lines are named.
 """
 
 from __future__ import annotations

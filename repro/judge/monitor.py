@@ -1,9 +1,6 @@
-"""The health monitor of one run directory: its settings from the manifest and recipe, its alarm log,
-the disk rule for the saves still to come, and the hook ``repro train``'s housekeeper calls.
-
-A plain upstream log directory (no manifest) is watched too, with the default recipe's settings and
-the class count from upstream's start-up echo; nothing is written into it (alarms are printed only),
-since the harness did not create it.
+"""The health monitor of one run directory: settings from manifest and recipe, its alarm log, the disk
+rule, and ``repro train``'s hook. A plain upstream log directory is watched too (the default recipe's
+settings, the echo's class count), and nothing is written into it: the harness did not create it.
 """
 
 from __future__ import annotations

@@ -1,22 +1,6 @@
-"""``repro report``: what a person looks at first, for one run, in one directory.
-
-Files (:data:`REPORT_FILES`): ``epochs.csv`` (one row an epoch), ``summary.md``, ``curves.png``,
-``index.html`` (one self-contained page, :mod:`repro.judge.html_page`: verdict, provenance, curves,
-alarms, eval history, throughput) and ``report.json`` (what was written and the verdict: the object
-``repro report --json`` prints, and the mark saying whose report the directory holds).
-
-Where: a run directory's report is its ``report/`` (:mod:`repro.run.rundir`); a loose log file's is
-``<log>.report/`` beside it, so two logs in one directory never share (and overwrite) one; a loose
-log directory's is its ``report/``. A directory holding another run's report (its ``report.json``
-names another run, by run id or by the head of its rank-0 log) or files of these names that no
-report wrote is refused (exit 5). Only the files named here are written, each atomically
-(:func:`repro.core.files.write_bytes_atomic`): a full disk leaves the previous complete file or
-none, never a truncated one.
-
-The curves: accuracy with the target on top of the "passes at" line, the recipe's shipped
-convergence band (:mod:`repro.judge.band`) when it is for this run's schedule, and every standalone
-eval (``repro eval``) marked; loss on a log scale (an eval loss of 48 in an early epoch must not
-flatten a train loss of 1.4); top-5 only with more than 5 classes (with 4 it is always 1).
+"""``repro report``: what a person looks at first, for one run, in one directory (docs/ARCHITECTURE.md,
+"The report"). The loss is drawn on a log scale: an eval loss of 48 in an early epoch must not flatten a
+train loss of 1.4; top-5 only with more than 5 classes (with 4 it is always 1).
 """
 
 from __future__ import annotations
@@ -52,7 +36,6 @@ REPORT_FILES = (EPOCHS_CSV, SUMMARY_MD, CURVES_PNG, INDEX_HTML, REPORT_JSON)
 SUMMARY_COLUMNS = ["segment", "train_loss", "lr", "ips", "top1", "top5", "eval_loss"]
 TOP5_MIN_CLASSES = 6  # with 5 classes or fewer every top-5 is 1.0
 HEAD_BYTES = 65536  # a run's rank-0 log is identified by its first bytes (start-up echo with times)
-DPI = 110
 
 
 # -- where, and whose ---------------------------------------------------------------------------
@@ -128,8 +111,8 @@ def standalone_evals(run: RunLogs) -> list[dict[str, Any]]:
     return [e for e in manifest.get(K_EVALUATIONS) or [] if isinstance(e, dict)]
 
 
-def _evals_to_mark(evals: list[dict[str, Any]], metric: str) -> list[tuple[int, float, str]]:
-    return [(int(e["epoch"]), float(e[metric]), str(e.get("checkpoint") or "")) for e in evals
+def _evals_to_mark(evals: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
+    return [(int(e["epoch"]), float(e[metric])) for e in evals
             if e.get("status") == "completed" and isinstance(e.get("epoch"), int)
             and isinstance(e.get(metric), (int, float)) and math.isfinite(e[metric])]
 
@@ -154,8 +137,9 @@ def _series(frame: pd.DataFrame, column: str) -> pd.Series:
     return values[values.map(lambda v: math.isfinite(v))]
 
 
-def _positive(values: pd.Series) -> pd.Series:
-    return values[values > 0]
+def _epoch_axis(iters: pd.DataFrame) -> pd.Series:
+    """Each iteration line's place on an epoch axis (epoch 3's last iteration at 3.0)."""
+    return iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
 
 
 def throughput_table(run: RunLogs) -> pd.DataFrame:
@@ -172,16 +156,7 @@ def throughput_table(run: RunLogs) -> pd.DataFrame:
     return table.rename_axis("epoch")
 
 
-# -- figures (matplotlib imported when drawing) ---------------------------------------------------
-def pyplot():
-    import matplotlib  # heavy: only a report draws
-
-    matplotlib.use("Agg")  # no display on training servers
-    import matplotlib.pyplot as plt  # heavy: as above
-
-    return plt
-
-
+# -- figures ------------------------------------------------------------------------------------
 def draw_top1_band(ax: Any, band: Band, label: str | None = None) -> None:
     """The band's top-1 on an accuracy axis: mean dashed, ``mean +- k x std used`` shaded (its lower
     edge is the limit a run must stay above). Reusable by any page that draws a run against a band."""
@@ -219,7 +194,7 @@ def plot_curves(run: RunLogs, verdict: Verdict, target: Target | None, band: Ban
                 evals: list[dict[str, Any]]) -> Any:
     """Accuracy (top-1, top-5 where meaningful) with target, pass line, band and standalone evals;
     below, loss on a log scale with the learning rate on a second axis. Returns the figure."""
-    plt = pyplot()
+    plt = H.pyplot()
     fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(10, 8), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     evaluated = run.evaluated
     metric = verdict.metric or "top1"
@@ -242,7 +217,7 @@ def plot_curves(run: RunLogs, verdict: Verdict, target: Target | None, band: Ban
     if marks:
         acc_ax.plot([m[0] for m in marks], [m[1] for m in marks], "*", color="tab:purple", markersize=14,
                     markeredgecolor="black", zorder=5, label="standalone eval (repro eval)")
-        for epoch, value, _ in marks:
+        for epoch, value in marks:
             acc_ax.annotate(f"{value:.4f}", (epoch, value), textcoords="offset points", xytext=(8, -12),
                             color="tab:purple", fontsize=8)
     if verdict.best_epoch is not None and verdict.best_value is not None:
@@ -270,15 +245,16 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
     iters = run.train_iters
     drawn = []
     if not iters.empty and "loss" in iters.columns:
-        x = iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
         loss = pd.to_numeric(iters["loss"], errors="coerce")
         keep = loss.map(lambda v: math.isfinite(v) and v > 0)
         if keep.any():
-            loss_ax.plot(x[keep], loss[keep], color="tab:blue", alpha=0.25, linewidth=0.8, label="train loss (logged)")
+            loss_ax.plot(_epoch_axis(iters)[keep], loss[keep], color="tab:blue", alpha=0.25, linewidth=0.8,
+                         label="train loss (logged)")
             drawn.append(loss[keep])
     for column, style, color, label in (("train_loss", "o-", "tab:blue", "train loss (epoch avg)"),
                                         ("eval_loss", "^:", "tab:cyan", "eval loss")):
-        series = _positive(_series(epochs, column))
+        series = _series(epochs, column)
+        series = series[series > 0]
         if not series.empty:
             loss_ax.plot(series.index, series.values, style, markersize=3, color=color, label=label)
             drawn.append(series)
@@ -293,8 +269,7 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
     loss_ax.grid(alpha=0.3, which="both")
     lr_ax = loss_ax.twinx()
     if not iters.empty and "lr" in iters.columns:
-        x = iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
-        lr_ax.plot(x, iters["lr"], color="tab:orange", linewidth=1, label="lr")
+        lr_ax.plot(_epoch_axis(iters), iters["lr"], color="tab:orange", linewidth=1, label="lr")
     elif "lr" in epochs.columns:
         lr_ax.plot(epochs.index, pd.to_numeric(epochs["lr"], errors="coerce"), color="tab:orange", label="lr")
     lr_ax.set_ylabel("learning rate", color="tab:orange")
@@ -308,12 +283,11 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
     iters = run.train_iters
     if table.empty and (iters.empty or "ips" not in iters.columns):
         return None
-    plt = pyplot()
+    plt = H.pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.2))
     if not iters.empty and "ips" in iters.columns:
-        x = iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
-        ax.plot(x, pd.to_numeric(iters["ips"], errors="coerce"), color="tab:blue", alpha=0.3, linewidth=0.8,
-                label="ips (rank 0, logged lines)")
+        ax.plot(_epoch_axis(iters), pd.to_numeric(iters["ips"], errors="coerce"), color="tab:blue", alpha=0.3,
+                linewidth=0.8, label="ips (rank 0, logged lines)")
     if "steady_ips" in table.columns and table["steady_ips"].notna().any():
         ax.plot(table.index - 0.5, table["steady_ips"], "o", color="tab:blue", markersize=4,
                 label="epoch steady state")
@@ -327,14 +301,6 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def _png(fig: Any) -> bytes:
-    plt = pyplot()
-    try:
-        return H.figure_png(fig, DPI)
-    finally:
-        plt.close(fig)
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -436,9 +402,9 @@ def build_page(run: RunLogs, verdict: Verdict, target: Target | None, band: Band
     page.add("Curves", H.image(curves_uri, f"curves of {run.name}", caption))
 
     alarms, why_none = _alarms(run)
-    page.add("Alarms", H.table(["time", "alarm", "epoch", "value", "expected", "detail"],
-                               [[a.get("time"), a.get("alarm"), a.get("epoch"), a.get("value"), a.get("expected"),
-                                 a.get("detail")] for a in alarms]) if alarms else H.paragraph(why_none or "none", True))
+    columns = ["time", "alarm", "epoch", "value", "expected", "detail"]
+    page.add("Alarms", H.table(columns, [[a.get(c) for c in columns] for a in alarms]) if alarms
+             else H.paragraph(why_none or "none", True))
 
     page.add("Eval history", _eval_history(run, band) + _standalone_table(evals, top5_meaningful(run)))
     body = H.image(throughput_uri, "throughput", "Rank 0's logged images/s per device; steady state leaves out "
@@ -538,10 +504,10 @@ def write_report(run: RunLogs, verdict: Verdict, target: Target | None, out: Pat
     identity = run_identity(run)
     out = claim_report_dir(Path(out), identity, own_place, run_path)
     band, band_line = run_band(run)
-    curves = _png(plot_curves(run, verdict, target, band, standalone_evals(run)))
+    curves = H.figure_png(plot_curves(run, verdict, target, band, standalone_evals(run)))
     throughput, steady = throughput_table(run), run_throughput(run)
     figure = plot_throughput(run, throughput, steady)
-    throughput_png = _png(figure) if figure is not None else None
+    throughput_png = H.figure_png(figure) if figure is not None else None
     page = build_page(run, verdict, target, band, band_line, H.png_data_uri(curves),
                       H.png_data_uri(throughput_png) if throughput_png else None, throughput, steady)
     report = Report(run=run.name, path=str(run.files.root), out=out, identity=identity, verdict=verdict,

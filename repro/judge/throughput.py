@@ -1,17 +1,14 @@
 """Steady-state training throughput of a run, per device, and how much of each step waits for data.
 
-Upstream prints, on every logged iteration line, the mean ``batch_cost`` and ``reader_cost`` (seconds)
-over the iterations since its timers were last reset, and ``ips`` = per-rank batch / batch_cost, i.e.
-images per second per device (rank 0 logs; every rank trains the same batch size). Its timers reset
+Upstream logs, on each iteration line, the mean ``batch_cost`` and ``reader_cost`` (seconds) since its
+timers last reset, and ``ips`` = per-rank batch / batch_cost (images/s per device). The timers reset
 after each logged line and at iteration 5 of every epoch (``repro.logs.patterns.TIMERS_RESET_ITER``),
-so each line covers a known number of iterations. Steady state here means: no line covering an
-iteration before that reset (upstream's own warm-up, which also holds the data loader's restart after
-an eval), and no line of the first epoch of a launch (graph build, cuDNN autotuning) when the launch
-logged later epochs. The eval is never inside: upstream restarts its clock when an epoch's training
-starts. Throughput is the iteration-weighted total: images / seconds over the steady lines; the
-data-wait share is reader seconds / batch seconds over the same lines. A run is named data-bound
-when that share exceeds the recipe's ``compare.data_bound_share`` (default 0.10): a loader that keeps
-up hands over a prefetched batch in ~0.1 ms.
+so each line covers a known number of iterations. Steady state leaves out lines covering an iteration
+before that reset (upstream's warm-up, with the loader's restart after an eval) and a launch's first
+epoch (graph build, cuDNN autotuning) when the launch logged later ones; the eval is never inside.
+Throughput is images / seconds over the steady lines; the data-wait share reader / batch seconds (a
+loader that keeps up hands over a prefetched batch in ~0.1 ms, so > ``compare.data_bound_share`` is
+data-bound).
 """
 
 from __future__ import annotations
