@@ -137,13 +137,14 @@ def write_bytes_atomic(target: Path, data: bytes, fsync: bool = False) -> Path:
     return Path(target)
 
 
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    """Hex sha256 of the file at ``path``, read in blocks (a checkpoint is ~200 MB); hashlib releases
-    the GIL on large blocks, so a digest in a background thread does not stall the caller."""
-    digest = hashlib.sha256()
+def file_sha256(path: Path, block: int = 1 << 20, limit: int | None = None) -> str:
+    """Hex sha256 of the file at ``path`` (of its first ``limit`` bytes), read in blocks (a checkpoint is
+    ~200 MB); hashlib releases the GIL on large blocks, so a digest in a background thread does not stall."""
+    digest, left = hashlib.sha256(), limit
     with open_regular_file(path) as handle:  # a link to /dev/zero is refused, not hashed forever
-        for chunk in iter(lambda: handle.read(block), b""):
+        while (left is None or left > 0) and (chunk := handle.read(block if left is None else min(block, left))):
             digest.update(chunk)
+            left = None if left is None else left - len(chunk)
     return digest.hexdigest()
 
 

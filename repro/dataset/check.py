@@ -18,7 +18,7 @@ from repro.core.files import file_kind
 from repro.dataset import layout
 from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
-from repro.dataset.problems import Problems
+from repro.dataset.problems import Problem, Problems
 from repro.dataset.check_report import EXIT_CLEAN, EXIT_NOT_A_DATASET, EXIT_PROBLEMS, DatasetReport
 from repro.dataset.tree_scan import TreeScan, scan_tree
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
@@ -29,16 +29,9 @@ _first = itemgetter(0)
 
 
 def _not_a_dataset(report: DatasetReport, message: str) -> DatasetReport:
-    problems = Problems()
-    problems.add("not_a_dataset", message)
-    report.problems = problems.as_list()
+    report.problems = [Problem("not_a_dataset", 1, [message])]
     report.exit_code = EXIT_NOT_A_DATASET
     return report
-
-
-def _parts_present(root: Path) -> dict[str, bool]:
-    names = [layout.TRAIN_LIST, layout.VAL_LIST, layout.TRAIN_DIR, layout.VAL_DIR]
-    return {name: os.path.lexists(root / name) for name in names}
 
 
 def _check_parts(root: Path, present: dict[str, bool], problems: Problems) -> None:
@@ -218,22 +211,12 @@ def _check_existence(
 
 
 def _check_canonical(counts: dict[str, int], class_num: int, problems: Problems) -> None:
-    expected = {
-        "train_files": layout.IMAGENET_1K_TRAIN,
-        "val_files": layout.IMAGENET_1K_VAL,
-        "classes": layout.IMAGENET_1K_CLASSES,
-    }
-    for key, value in expected.items():
+    for key, value in (("train_files", layout.IMAGENET_1K_TRAIN), ("val_files", layout.IMAGENET_1K_VAL),
+                       ("classes", layout.IMAGENET_1K_CLASSES)):
         if counts.get(key) != value:
-            problems.add(
-                "canonical_counts",
-                f"{key.replace('_', ' ')}: {counts.get(key, 0):,} but ILSVRC2012 has {value:,}",
-            )
+            problems.add("canonical_counts", f"{key.replace('_', ' ')}: {counts.get(key, 0):,} but ILSVRC2012 has {value:,}")
     if class_num != layout.IMAGENET_1K_CLASSES:
-        problems.add(
-            "canonical_counts",
-            f"--class-num {class_num} but ILSVRC2012 has {layout.IMAGENET_1K_CLASSES} classes",
-        )
+        problems.add("canonical_counts", f"--class-num {class_num} but ILSVRC2012 has {layout.IMAGENET_1K_CLASSES} classes")
 
 
 def _check_label_use(by_split: dict[str, ListFile], class_num: int, problems: Problems) -> int:
@@ -290,41 +273,23 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
     if class_num < 1:
         raise ReproError(f"--class-num must be at least 1, got {class_num}", EXIT_BAD_INPUT)
     if expect not in layout.EXPECT_CHOICES:
-        raise ReproError(
-            f"--expect must be one of {', '.join(layout.EXPECT_CHOICES)}, got {expect!r}",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"--expect must be one of {', '.join(layout.EXPECT_CHOICES)}, got {expect!r}", EXIT_BAD_INPUT)
     root = Path(root).expanduser()
     report = DatasetReport(root=root, class_num=class_num, expect=expect)
     if not os.path.lexists(root):
         return _not_a_dataset(report, f"{root}: does not exist; pass the ImageNet root directory")
     if not root.is_dir():
-        return _not_a_dataset(
-            report, f"{root}: is not a directory; pass the directory holding train/ and val/"
-        )
+        return _not_a_dataset(report, f"{root}: is not a directory; pass the directory holding train/ and val/")
     try:
-        present = _parts_present(root)
+        present = {name: os.path.lexists(root / name)
+                   for name in (layout.TRAIN_LIST, layout.VAL_LIST, layout.TRAIN_DIR, layout.VAL_DIR)}
         os.scandir(root).close()
     except OSError as error:
         return _not_a_dataset(report, f"{root}: cannot be read ({error.strerror})")
     if not any(present.values()):
-        return _not_a_dataset(
-            report,
-            f"{root}: holds none of train/, val/, {layout.TRAIN_LIST}, {layout.VAL_LIST};"
-            " pass the ImageNet root (or make one with `repro dataset make-tiny`)",
-        )
+        return _not_a_dataset(report, f"{root}: holds none of train/, val/, {layout.TRAIN_LIST}, {layout.VAL_LIST};"
+                                      " pass the ImageNet root (or make one with `repro dataset make-tiny`)")
 
-    return _check_contents(root, report, present, class_num, expect, decode)
-
-
-def _check_contents(
-    root: Path,
-    report: DatasetReport,
-    present: dict[str, bool],
-    class_num: int,
-    expect: str,
-    decode: int,
-) -> DatasetReport:
     problems = Problems()
     counts: dict[str, int] = {}
     _check_parts(root, present, problems)

@@ -85,10 +85,13 @@ class RunFiles:
         return dt.datetime.fromtimestamp(max(times), dt.timezone.utc).isoformat(timespec="seconds") if times else ""
 
 
-def is_binary(path: Path) -> bool:
-    """NUL bytes in the first block: not a text log (a checkpoint, an image, a core dump)."""
+def refuse_binary(path: Path) -> Path:
+    """``path``, unless NUL bytes in its first block say it is no text log (a checkpoint, a core dump)."""
     with open_regular_file(path) as handle:
-        return b"\x00" in handle.read(BINARY_SNIFF)
+        if b"\x00" in handle.read(BINARY_SNIFF):
+            raise ReproError(f"{path} is a binary file, not a log; pass the run directory or its "
+                             "workerlog.0/train.log", EXIT_BAD_INPUT)
+    return path
 
 
 def _workerlogs_in(directory: Path, strange: list[Path]) -> dict[int, Path]:
@@ -188,12 +191,7 @@ def discover(path: Path) -> list[RunFiles]:
         raise ReproError(f"{path} is {kind}, not a log file or a directory; pass a run directory, its "
                          "launcher/workerlog.0, or a directory of runs", EXIT_BAD_INPUT)
     if path.is_file():
-        if is_binary(path):
-            raise ReproError(
-                f"{path} is a binary file, not a log; pass the run directory or its workerlog.0/train.log",
-                EXIT_BAD_INPUT,
-            )
-        files = RunFiles(root=path.parent, name=path.name, single_file=path)
+        files = RunFiles(root=path.parent, name=path.name, single_file=refuse_binary(path))
         run = find_run_dir(path.parent)  # RUN/launcher/workerlog.0 is judged with RUN's recipe and target
         if run is not None:
             files.manifest_path = run.manifest

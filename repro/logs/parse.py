@@ -15,7 +15,7 @@ a note says so), so epochs of an earlier training can never complete or lift the
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -25,10 +25,10 @@ from typing import Any
 
 import pandas as pd
 
-from repro.core.files import open_regular_file
+from repro.core.files import file_sha256, open_regular_file
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.filesystem_errors import describe_os_error
-from repro.logs.discover import WORKERLOG, RunFiles, discover, is_binary
+from repro.logs.discover import WORKERLOG, RunFiles, discover, refuse_binary
 from repro.logs.scan import LogFile, Segment, iterations, scan
 
 AGREE = 5e-6  # values are printed with 5 decimals
@@ -224,37 +224,25 @@ def _resolve(frame: pd.DataFrame, kind: str, label: str, notes: list[str], probl
         )
     repeated = frame[frame.duplicated("epoch", keep=False)]
     if kind == "eval" and not repeated.empty:
-        by_epoch = repeated.groupby("epoch")["segment"].agg(lambda s: sorted(set(s)))
-        for epoch_list, launches in _group_repeats(by_epoch).items():
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for epoch, launches in repeated.groupby("epoch")["segment"].agg(lambda s: tuple(sorted(set(s)))).items():
+            if len(launches) > 1:
+                groups.setdefault(launches, []).append(int(epoch))
+        for launches, epochs in groups.items():
             winner = launches[-1]
             resumed = segments[winner - 1].resumed_from if winner - 1 < len(segments) else None
             how = f" (resumed from {resumed})" if resumed else ""
             notes.append(
-                f"epoch(s) {epoch_list} were logged by launches {', '.join(map(str, launches))}; "
+                f"epoch(s) {_ranges(epochs)} were logged by launches {', '.join(map(str, launches))}; "
                 f"launch {winner}{how} ran them last and its values are used"
             )
     return frame.drop_duplicates("epoch", keep="last").set_index("epoch").sort_index()
 
 
-def _group_repeats(by_epoch: pd.Series) -> dict[str, list[int]]:
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for epoch, launches in by_epoch.items():
-        if len(launches) > 1:
-            groups.setdefault(tuple(launches), []).append(int(epoch))
-    return {_ranges(epochs): list(launches) for launches, epochs in groups.items()}
-
-
 def _ranges(values: list[int]) -> str:
-    values = sorted(values)
-    parts, start, prev = [], values[0], values[0]
-    for value in values[1:] + [None]:  # type: ignore[list-item]
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if value is not None:
-            start = prev = value
-    return ", ".join(parts)
+    """``[1, 2, 3, 5]`` -> ``"1-3, 5"``."""
+    runs = [[v for _, v in run] for _, run in itertools.groupby(enumerate(sorted(values)), lambda p: p[1] - p[0])]
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def epoch_table(log: LogFile, notes: list[str], problems: list[str]) -> pd.DataFrame:
@@ -312,13 +300,6 @@ def _cross_check(primary: pd.DataFrame, other: pd.DataFrame, primary_label: str,
         warnings.append(f"{other_label} lacks eval results for epoch(s) {_ranges(missing)} that {primary_label} has")
 
 
-def _checked(path: Path) -> Path:
-    if is_binary(path):
-        raise ReproError(f"{path} is a binary file, not a log; pass the run directory or its workerlog.0/train.log",
-                         EXIT_BAD_INPUT)
-    return path
-
-
 def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
     """Whether ``needle`` occurs in the file (read in chunks: only for the message of a log without results)."""
     tail = b""
@@ -352,13 +333,13 @@ def load_run(files: RunFiles) -> RunLogs:
         raise ReproError(files.problem, EXIT_BAD_INPUT)
     logs: list[LogFile] = []
     if files.single_file is not None:
-        logs.append(scan(_checked(files.single_file)))
+        logs.append(scan(refuse_binary(files.single_file)))
     for rank in sorted(files.workerlogs):
-        logs.append(scan(_checked(files.workerlogs[rank]), rank=rank))
+        logs.append(scan(refuse_binary(files.workerlogs[rank]), rank=rank))
     if files.train_log is not None:
         # rank 0's workerlog says it all when it has results; train.log is then only a cross-check
         rank0 = next((log for log in logs if log.rank == 0), None)
-        logs.append(scan(_checked(files.train_log), train=rank0 is None or not rank0.has_results))
+        logs.append(scan(refuse_binary(files.train_log), train=rank0 is None or not rank0.has_results))
     with_results = [log for log in logs if log.has_results]
     if not with_results:
         names = ", ".join(str(p) for p in files.all_logs)
@@ -401,7 +382,7 @@ def load_run(files: RunFiles) -> RunLogs:
     for problem in _nonfinite(table):
         warnings.append(f"non-finite loss: {problem}")
     segments = primary.segments
-    if segments and not segments[0].has_echo and len(segments) >= 1 and not primary.train_epochs.empty:
+    if segments and not segments[0].has_echo and not primary.train_epochs.empty:
         warnings.append(f"{primary.label}: results before upstream's start-up echo (the head of the log is missing)")
     judged = [segment for segment in segments if segment.index >= start]
     archs = {segment.arch for segment in judged if segment.arch}
@@ -496,18 +477,6 @@ class RunIdentity:
     head: bytes = field(repr=False, compare=False)
 
 
-def _sha256(path: Path, limit: int | None = None) -> str:
-    digest, left = hashlib.sha256(), limit
-    with open_regular_file(path) as handle:
-        while left is None or left > 0:
-            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
-            if not block:
-                break
-            digest.update(block)
-            left = None if left is None else left - len(block)
-    return digest.hexdigest()
-
-
 def run_identity(run: RunLogs) -> RunIdentity:
     """The identity of ``run`` (see :class:`RunIdentity`); :func:`same_run` compares two."""
     manifest = run.manifest or {}
@@ -517,7 +486,7 @@ def run_identity(run: RunLogs) -> RunIdentity:
     run_id, started = manifest.get("run_id"), manifest.get("started")
     return RunIdentity(run.name, str(run.files.single_file or run.files.root),
                        run_id if isinstance(run_id, str) else None, started if isinstance(started, str) else None,
-                       log, log.stat().st_size, _sha256(log), head)
+                       log, log.stat().st_size, file_sha256(log), head)
 
 
 def same_run(a: RunIdentity, b: RunIdentity) -> str:
@@ -530,7 +499,8 @@ def same_run(a: RunIdentity, b: RunIdentity) -> str:
         return f"{named}their rank-0 logs are identical ({a.log.name}, sha256 {a.log_sha256[:12]})"
     shorter, longer = sorted((a, b), key=lambda identity: identity.log_size)
     n = min(len(shorter.head), len(longer.head))
-    if shorter.log_size and shorter.head[:n] == longer.head[:n] and _sha256(longer.log, shorter.log_size) == shorter.log_sha256:
+    if (shorter.log_size and shorter.head[:n] == longer.head[:n]
+            and file_sha256(longer.log, limit=shorter.log_size) == shorter.log_sha256):
         return f"{named}{longer.log} begins with the whole of {shorter.log} (a copy taken while the run was writing)"
     return ""
 
@@ -548,29 +518,27 @@ def refuse_duplicate_runs(runs: list[RunLogs], command: str) -> list[RunIdentity
     return identities
 
 
+def _metric(run: RunLogs, metric: str) -> pd.Series:
+    evaluated = run.evaluated
+    if metric not in evaluated.columns:
+        return pd.Series(dtype="float64")
+    return pd.to_numeric(evaluated[metric], errors="coerce").dropna()
+
+
 def best_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
     """The epoch with the highest eval ``metric`` over all launches (ties: the later epoch, as upstream).
 
     Upstream's own ``best_model`` restarts its comparison at 0 after a resume, so it can hold a worse
     epoch than an earlier launch's best; ``epoch_N`` checkpoints identify the true one.
     """
-    evaluated = run.evaluated
-    if metric not in evaluated.columns:
-        return None
-    values = pd.to_numeric(evaluated[metric], errors="coerce").dropna()
+    values = _metric(run, metric)
     values = values[values.apply(math.isfinite)]
     if values.empty:
         return None
     top = values.max()
-    epoch = int(values[values == top].index.max())
-    return epoch, float(top)
+    return int(values[values == top].index.max()), float(top)
 
 
 def final_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
-    evaluated = run.evaluated
-    if metric not in evaluated.columns:
-        return None
-    values = pd.to_numeric(evaluated[metric], errors="coerce").dropna()
-    if values.empty:
-        return None
-    return int(values.index[-1]), float(values.iloc[-1])
+    values = _metric(run, metric)
+    return None if values.empty else (int(values.index[-1]), float(values.iloc[-1]))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from repro.core.errors import ReproError
 from repro.core.files import read_text_bounded
-from repro.upstream.git import git_dir, is_checkout_root
+from repro.upstream.git import is_checkout_root, run_git
 
 TREE_RECORD = ".repro-upstream.json"
 GIT_RECORD = "repro-upstream.json"
@@ -46,7 +46,7 @@ def git_blob_id(data: bytes) -> str:
 
 def record_path(tree: Path) -> Path:
     if is_checkout_root(tree):
-        return git_dir(tree) / GIT_RECORD
+        return Path(run_git(["rev-parse", "--absolute-git-dir"], cwd=tree).stdout.strip()) / GIT_RECORD
     return tree / TREE_RECORD
 
 

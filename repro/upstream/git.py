@@ -32,24 +32,11 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9][A-Za-z0-9.-]*:[^\s]+$")
 _HOST = re.compile(r"^[A-Za-z0-9\[][A-Za-z0-9.:\]-]*$")
 
 
-def git_env(ceiling: Path | None = None) -> dict[str, str]:
-    """Environment for git: no prompts, no pager, and optionally no repo discovery above ``ceiling``."""
-    env = dict(os.environ)
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["GIT_PAGER"] = "cat"
-    env["LC_ALL"] = "C"  # error messages we parse (patch failed: FILE:LINE) must be in English
-    if ceiling is not None:
-        env["GIT_CEILING_DIRECTORIES"] = str(ceiling)
-    return env
-
-
 def require_git() -> str:
     found = shutil.which("git")
     if found is None:
-        raise ReproError(
-            "git is not installed: install git (apt-get install git), or fetch with --archive FILE",
-            EXIT_ENVIRONMENT,
-        )
+        raise ReproError("git is not installed: install git (apt-get install git), or fetch with --archive FILE",
+                         EXIT_ENVIRONMENT)
     return found
 
 
@@ -79,11 +66,16 @@ def run_git(
 
     git runs in its own session so that a timeout kills its helpers too (ssh, remote-https): they
     hold the output pipes, and waiting for them would hang as long as the stalled transfer.
+    ``ceiling`` stops git discovering a repository above it. LC_ALL=C: the messages we parse
+    (patch failed: FILE:LINE) must be in English.
     """
     command = [require_git(), *SAFETY_CONFIG, *args]
     timeout = git_timeout()
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
+    if ceiling is not None:
+        env["GIT_CEILING_DIRECTORIES"] = str(ceiling)
     try:
-        result = run_bounded(command, timeout, env=git_env(ceiling), cwd=cwd)
+        result = run_bounded(command, timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise ReproError(
             f"{what or 'git ' + (args[0] if args else '')} did not finish in {timeout:.0f} s (a stalled network or server?): "
@@ -105,34 +97,22 @@ def last_error_line(stderr: str) -> str:
     return lines[-1] if lines else ""
 
 
-def toplevel(path: Path) -> Path | None:
-    """The work tree root of the git checkout ``path`` is in, or None when it is in none."""
-    if not path.is_dir():
-        return None
-    result = run_git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
-    if result.returncode != 0:
-        return None
-    return Path(result.stdout.strip()).resolve()
+def git_output(repo: Path, *args: str) -> str | None:
+    """What ``git ARGS`` prints in ``repo``, stripped; None when it fails or prints nothing."""
+    result = run_git(args, cwd=repo, check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def is_checkout_root(path: Path) -> bool:
     """True when ``path`` is itself the root of a git work tree (not a folder inside another repo)."""
-    return (path / ".git").exists() and toplevel(path) == path.resolve()
+    if not (path / ".git").exists():
+        return False
+    top = git_output(path, "rev-parse", "--show-toplevel")
+    return top is not None and Path(top).resolve() == path.resolve()
 
 
 def head_commit(repo: Path) -> str | None:
-    result = run_git(["rev-parse", "--verify", "-q", "HEAD^{commit}"], cwd=repo, check=False)
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def git_dir(repo: Path) -> Path:
-    out = run_git(["rev-parse", "--absolute-git-dir"], cwd=repo).stdout.strip()
-    return Path(out)
-
-
-def config_get(repo: Path, key: str) -> str | None:
-    result = run_git(["config", "--get", key], cwd=repo, check=False)
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return git_output(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}")
 
 
 def as_git_url(url: str) -> str:

@@ -62,6 +62,10 @@ class PatchCheck:
     status: PatchStatus
     failure: str | None = None  # for CONFLICT: which file and hunk failed, and git's reason
 
+    @property
+    def applied(self) -> bool:
+        return self.status is PatchStatus.APPLIED
+
 
 def read_series(directory: Path | None = None) -> list[Patch]:
     """The patches named in ``series``, in order; a name without its file is an error."""
@@ -140,7 +144,7 @@ def apply_series(tree: Path, patches: list[Patch]) -> list[tuple[Patch, bool]]:
     done = []
     for patch in patches:
         check = check_patch(tree, patch)
-        if check.status is PatchStatus.APPLIED:
+        if check.applied:
             done.append((patch, False))
             continue
         if check.status is PatchStatus.CONFLICT:
@@ -159,7 +163,7 @@ def apply_series(tree: Path, patches: list[Patch]) -> list[tuple[Patch, bool]]:
 def reverse_series(tree: Path, patches: list[Patch]) -> None:
     """Un-apply the applied patches (last first), e.g. before moving a checkout to a new commit."""
     for patch in reversed(patches):
-        if check_patch(tree, patch).status is PatchStatus.APPLIED:
+        if check_patch(tree, patch).applied:
             ok, stderr = _apply(tree, patch, "--reverse")
             if not ok:
                 raise ReproError(f"un-applying {patch.name} in {tree} failed: {last_error_line(stderr)}", EXIT_UPSTREAM)

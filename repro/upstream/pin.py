@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from repro.core.files import read_text_bounded
+from repro.core.files import read_text_bounded, write_text_atomic
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.paths import patches_dir
 from repro.upstream.git import is_full_sha
@@ -34,7 +34,6 @@ class Pin:
     commit: str | None
     verified_against: str | None
     verified_date: str | None = None
-    verified_note: str | None = None
     sparse: tuple[str, ...] = DEFAULT_SPARSE
     path: Path | None = field(default=None, compare=False)
     # The branch or tag whose tip ``commit`` was when pinned; another name than ``ref`` means the
@@ -87,7 +86,6 @@ def load_pin(path: Path | None = None) -> Pin:
         commit=commit,
         verified_against=verified,
         verified_date=None if data.get("verified_date") is None else str(data["verified_date"]),
-        verified_note=data.get("verified_note"),
         sparse=tuple(sparse),
         path=path,
         commit_from=None if data.get("commit_from") in (None, "") else str(data["commit_from"]),
@@ -120,7 +118,7 @@ def write_pinned(commit: str, ref: str | None = None, path: Path | None = None, 
         text = _set_line(text, "ref", ref)
     if commit_from is not None:
         text = _set_line(text, "commit_from", commit_from)
-    path.write_text(text)
+    write_text_atomic(path, text)
     loaded = load_pin(path)
     assert loaded.commit == commit.lower(), "pin rewrite did not take"  # a bug here must be loud
     return path

@@ -14,8 +14,8 @@ from typing import Any
 
 from repro.core.files import LIST_FILE_LIMIT, read_bytes_bounded
 from repro.core.paths import DATASET_LINK
-from repro.upstream.git import config_get, head_commit, is_checkout_root, run_git
-from repro.upstream.patches import Patch, PatchStatus, check_patch, read_series, unpatched_contents
+from repro.upstream.git import git_output, head_commit, is_checkout_root, run_git
+from repro.upstream.patches import Patch, PatchCheck, check_patch, read_series, unpatched_contents
 from repro.upstream.pin import Pin, load_pin
 from repro.upstream.fetch_record import TREE_RECORD, UNKNOWN, git_blob_id, read_record
 
@@ -23,15 +23,6 @@ from repro.upstream.fetch_record import TREE_RECORD, UNKNOWN, git_blob_id, read_
 # else (our dataset link, output/, logs) is the user's business, not a change to upstream code.
 CODE_DIRS = ("ppcls/", "tools/")
 NEVER_CHANGES = ("__pycache__/", ".pyc")
-
-
-@dataclass(frozen=True)
-class PatchState:
-    name: str
-    sha256: str
-    applied: bool
-    status: str = ""  # "applied", "not applied" or "neither applies nor is applied"
-    failure: str | None = None
 
 
 @dataclass
@@ -43,7 +34,7 @@ class UpstreamState:
     pinned_commit: str | None = None
     commit: str | None = None
     matches_pin: bool = False
-    patches: list[PatchState] = field(default_factory=list)
+    patches: list[PatchCheck] = field(default_factory=list)
     local_changes: list[str] = field(default_factory=list)
     verified_against: str | None = None
     source: str | None = None  # "git", "archive" or "tree" (a plain tree the harness did not make)
@@ -75,11 +66,11 @@ class UpstreamState:
                 f"{where} is at {self.commit[:8]}, the pin says {self.pinned_commit[:8]}: "
                 "run `repro upstream fetch` (or fetch into a fresh --dest)"
             )
-        for patch in self.patches:
-            if patch.failure:
-                found.append(f"patch {patch.name} neither applies nor is applied: {patch.failure}; revert that file")
-            elif not patch.applied:
-                found.append(f"patch {patch.name} is not applied in {where}: run `repro upstream apply-patches`")
+        for check in self.patches:
+            if check.failure:
+                found.append(f"patch {check.patch.name} neither applies nor is applied: {check.failure}; revert that file")
+            elif not check.applied:
+                found.append(f"patch {check.patch.name} is not applied in {where}: run `repro upstream apply-patches`")
         if self.local_changes:
             found.append(
                 f"{len(self.local_changes)} local change(s) not from our patches in {where}: "
@@ -142,26 +133,12 @@ class UpstreamState:
 
     def to_manifest(self) -> dict[str, Any]:
         """JSON-serialisable: what the run manifest records about the code that ran."""
-        return {
-            "path": str(self.path),
-            "present": self.present,
-            "source": self.source,
-            "url": self.url,
-            "ref": self.ref,  # only when the commit is known to be that ref's tip
-            "commit_is": self.commit_is,
-            "pinned_ref": self.pinned_ref,
-            "pinned_commit": self.pinned_commit,
-            "commit": self.commit,
-            "matches_pin": self.matches_pin,
-            "archive": self.archive,
-            "archive_sha256": self.archive_sha256,
-            "commit_verified_by": self.commit_verified_by,
-            "verified_against": self.verified_against,
-            "patches": [{"name": p.name, "sha256": p.sha256, "applied": p.applied} for p in self.patches],
-            "local_changes": list(self.local_changes),
-            "problems": self.problems(),
-            "warnings": self.warnings(),
-        }
+        record: dict[str, Any] = {"path": str(self.path)}
+        for key in ("present", "source", "url", "ref", "commit_is", "pinned_ref", "pinned_commit", "commit", "matches_pin",
+                    "archive", "archive_sha256", "commit_verified_by", "verified_against"):
+            record[key] = getattr(self, key)  # ref: only when the commit is known to be that ref's tip
+        record["patches"] = [{"name": c.patch.name, "sha256": c.patch.sha256, "applied": c.applied} for c in self.patches]
+        return {**record, "local_changes": list(self.local_changes), "problems": self.problems(), "warnings": self.warnings()}
 
 
 def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[Patch] | None = None) -> UpstreamState:
@@ -181,7 +158,7 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
     if is_checkout_root(path):
         state.source = "git"
         state.commit = head_commit(path)
-        state.url = (record.url if record else None) or config_get(path, "remote.origin.url")
+        state.url = (record.url if record else None) or git_output(path, "config", "--get", "remote.origin.url")
         state.ref = record.ref if record else None
     else:
         state.source = record.source if record else "tree"
@@ -197,11 +174,8 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
         state.ref = pin.ref if pin.commit_from == pin.ref else None
     if not state.is_paddleclas:
         return state
-    checks = [check_patch(path, patch) for patch in patches]
-    state.patches = [
-        PatchState(c.patch.name, c.patch.sha256, c.status is PatchStatus.APPLIED, c.status.value, c.failure) for c in checks
-    ]
-    applied = [c.patch for c in checks if c.status is PatchStatus.APPLIED]
+    state.patches = [check_patch(path, patch) for patch in patches]
+    applied = [c.patch for c in state.patches if c.applied]
     if state.source == "git":
         state.local_changes = _git_local_changes(path, applied)
     elif record is not None and record.files:

@@ -113,8 +113,8 @@ def status(upstream_dir, as_json: bool) -> None:
             ("verified against", state.verified_against or "-"),
         ):
             click.echo(f"{label + ':':18}{value}")
-        for patch in state.patches:
-            click.echo(f"{'patch:':18}{patch.name} {patch.status} (sha256 {patch.sha256[:12]})")
+        for check in state.patches:
+            click.echo(f"{'patch:':18}{check.patch.name} {check.status.value} (sha256 {check.patch.sha256[:12]})")
         click.echo(f"{'local changes:':18}{', '.join(state.local_changes) or 'none'}")
         for problem in state.problems():
             click.echo(f"PROBLEM: {one_line(problem)}", err=True)
