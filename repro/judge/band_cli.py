@@ -108,10 +108,10 @@ def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: fl
         click.echo(f"band: {run_path}: {len(checked)} epoch(s) checked, k = {used_k:g} "
                    "(wider early: the std used is at least the floor of its epoch)")
         for epoch in checked:
-            limit = loaded.top1_limit(epoch, used_k)
+            limit = loaded.limit("top1", epoch, used_k)
             lower = f"{limit[0]:.4f}" if limit else "-"
             line = f"  epoch {epoch:>3}: top1 {top1[epoch]:.4f} (band >= {lower}, mean {loaded.top1[epoch]['mean']:.4f})"
-            upper = loaded.loss_limit(epoch, used_k)
+            upper = loaded.limit("train_loss", epoch, used_k)
             if epoch in loss and upper:
                 line += f"  train loss {loss[epoch]:.4f} (band <= {upper[0]:.4f})"
             click.echo(line)

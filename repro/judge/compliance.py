@@ -23,7 +23,7 @@ from typing import Any
 from repro.dataset.layout import VAL_LIST
 from repro.logs.parse import LaunchWorld, RunLogs
 from repro.logs.scan import Segment
-from repro.recipes.catalog import ComplianceRules, ConfigRule, Recipe, compliance_rules
+from repro.recipes.catalog import ComplianceRules, Recipe, compliance_rules
 from repro.upstream.pin import load_pin
 from repro.core.errors import ReproError
 from repro.core.files import read_text_bounded
@@ -124,13 +124,6 @@ def same_value(expected: Any, found: str) -> bool:
     return found.strip() == str(expected)
 
 
-def _echoed(segment: Segment, rule: ConfigRule) -> str | None:
-    value = segment.config.get(rule.key)
-    if value is None and rule.absent is not None:
-        return str(rule.absent)
-    return value
-
-
 def precision_of(config: dict[str, str]) -> str:
     """FP32, or "AMP O1"/"AMP O2", as ``Engine._init_amp`` decides: an AMP block turns AMP on unless
     ``use_amp`` is False (a missing ``use_amp`` means True), its level defaulting to O1."""
@@ -157,10 +150,6 @@ def world_of(manifest: dict[str, Any] | None, launched: LaunchWorld | None) -> t
     if launched is not None and launched.world:
         return launched.world, launched.nodes, launched.source
     return None, None, "nowhere: the device count is unknown (no manifest, launcher env log or upstream warning)"
-
-
-def _world(run: RunLogs) -> tuple[int | None, int | None, str]:
-    return world_of(run.manifest, run.launch_world)
 
 
 def _list_lines(manifest: dict[str, Any] | None, split: str) -> int | None:
@@ -290,7 +279,8 @@ def eval_coverage_lines(coverage: EvalCoverage, trims: bool | None, listed: list
 def _config_checks(rules: ComplianceRules, segments: list[Segment]) -> list[RuleCheck]:
     checks = []
     for rule in rules.config:
-        seen = [(segment.index, _echoed(segment, rule)) for segment in segments]
+        absent = None if rule.absent is None else str(rule.absent)  # what a key missing from the echo means
+        seen = [(segment.index, segment.config.get(rule.key, absent)) for segment in segments]
         bad = [(index, value) for index, value in seen if value is not None and not same_value(rule.value, value)]
         known = [value for _, value in seen if value is not None]
         if bad:
@@ -373,7 +363,7 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
     rules = compliance_rules(recipe, smoke)
     if rules is None:
         return None
-    world, nodes, source = _world(run)
+    world, nodes, source = world_of(run.manifest, run.launch_world)
     result = Compliance(variant=rules.variant, smoke=smoke, devices_source=source)
     segments = [segment for segment in run.segments if segment.has_echo and segment.config]
     if not segments:

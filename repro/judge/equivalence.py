@@ -22,6 +22,7 @@ The three outcomes:
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -95,11 +96,7 @@ class Equivalence:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def welch(candidate: Sequence[float], reference: Sequence[float]) -> tuple[float, float, str]:

@@ -30,7 +30,6 @@ CHANCE = "top1-at-chance"
 THROUGHPUT = "throughput"
 DISK = "disk"
 BAND = "band"
-ALARM_NAMES = (NONFINITE, LOSS_FLAT, CHANCE, THROUGHPUT, DISK, BAND)
 
 
 @dataclass(frozen=True)
@@ -76,10 +75,6 @@ class Alarm:
     detail: str
     time: str = field(default_factory=utc_now)
     source: str = "watch"
-
-    @property
-    def key(self) -> tuple[str, int | None]:
-        return self.alarm, self.epoch
 
     @property
     def line(self) -> str:
@@ -179,24 +174,6 @@ class Pace:
         if when is not None and start is not None and when >= start:
             self.eval_seconds.append((when - start).total_seconds())
 
-    def feed_line(self, line: str) -> None:
-        """One raw log line: launches, iterations, averages, the world warning (:class:`HealthMonitor`
-        calls the methods itself from the lines it reads)."""
-        read = P.read_line(line)
-        if read.kind == P.TRAIN_ITER_LINE:
-            self.iteration(read.epoch, read.epochs, read.iter, read.iters,  # type: ignore[arg-type]
-                           read.values.get("ips"), read.values.get("batch_cost"))
-        elif read.kind == P.TRAIN_AVG_LINE:
-            self.train_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
-        elif read.kind == P.EVAL_AVG_LINE:
-            self.eval_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
-        elif read.kind == P.OTHER_LINE:
-            head = P.LINE.match(read.msg)
-            if (head.group("msg") if head else read.msg).startswith("Global : "):
-                self.new_launch()
-            elif (world := world_size_warned(read.msg)) is not None:
-                self.world = world
-
     @classmethod
     def of_run(cls, run: RunLogs) -> "Pace":
         """The pace of a parsed run (``repro report``): its iteration table and epoch times."""
@@ -274,12 +251,8 @@ class Pace:
 
 def _line_time(line: str) -> dt.datetime | None:
     head = P.LINE.match(line)
-    return _stamp(head.group("time")) if head else None
-
-
-def _stamp(text: str) -> dt.datetime | None:
     try:
-        return dt.datetime.strptime(text, "%Y/%m/%d %H:%M:%S")
+        return dt.datetime.strptime(head.group("time"), "%Y/%m/%d %H:%M:%S") if head else None
     except ValueError:
         return None
 
@@ -396,7 +369,7 @@ class HealthMonitor:
                                       f"after {epoch} epochs the train loss is not below {self.settings.loss_near:g} x "
                                       f"ln({self.class_num}) = {limit:.4f} (ln({self.class_num}) is the loss of a "
                                       f"uniform guess among {self.class_num} classes): the model is not learning")
-        if self._band_applies() and (breach := self.band.check_loss(epoch, loss)) is not None:  # type: ignore[union-attr]
+        if self._band_applies() and (breach := self.band.check("train_loss", epoch, loss)) is not None:
             alarms += self._raise(BAND, epoch, loss, f"<= {breach.limit:.4f}", breach.describe(self.band.settings.k))
         return alarms
 
@@ -415,7 +388,7 @@ class HealthMonitor:
             if top1 <= limit or not math.isfinite(top1):
                 alarms += self._raise(CHANCE, epoch, top1, f"> {limit:.4f}",
                                       f"after {epoch} epochs eval top-1 is at chance (1/{self.class_num} = {chance:.4f})")
-        if self._band_applies() and (breach := self.band.check_top1(epoch, top1)) is not None:  # type: ignore[union-attr]
+        if self._band_applies() and (breach := self.band.check("top1", epoch, top1)) is not None:
             alarms += self._raise(BAND, epoch, top1, f">= {breach.limit:.4f}", breach.describe(self.band.settings.k))
         return alarms
 
@@ -445,7 +418,6 @@ class HealthMonitor:
     # -- disk ----------------------------------------------------------------------------------
     def check_disk(self, where: Path, checkpoint_mb: int, saves_left: int) -> list[Alarm]:
         """The pre-flight's disk rule, for the saves still to come."""
-
         if saves_left <= 0:
             return []
         problem, detail = disk_problem(where, checkpoint_mb, saves_left)
@@ -469,7 +441,6 @@ def load_band_for(recipe: str | None, smoke: bool, band_path: Path | None) -> tu
         return None, "no band: the recipe is unknown (pass --band FILE)"
     path = shipped_band_path(recipe, smoke)
     if not path.is_file():
-
         return None, f"no convergence band ships for recipe {recipe}{' (smoke)' if smoke else ''}; {build_hint(smoke)}"
     band = Band.load(path)
     return band, band.describe()

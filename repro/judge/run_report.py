@@ -163,7 +163,7 @@ def draw_top1_band(ax: Any, band: Band, label: str | None = None) -> None:
     epochs = sorted(band.top1)
     lower, upper, mean = [], [], []
     for epoch in epochs:
-        low, std, _ = band.top1_limit(epoch)  # type: ignore[misc]
+        low, std, _ = band.limit("top1", epoch)  # type: ignore[misc]
         lower.append(low)
         upper.append(band.top1[epoch]["mean"] + band.settings.k * std)
         mean.append(band.top1[epoch]["mean"])
@@ -260,7 +260,7 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
             drawn.append(series)
     if band is not None and band.train_loss:
         points = sorted(band.train_loss)
-        upper = [band.loss_limit(e)[0] for e in points]  # type: ignore[index]
+        upper = [band.limit("train_loss", e)[0] for e in points]  # type: ignore[index]
         loss_ax.plot(points, upper, "--", color="tab:green", linewidth=1, label="band: train loss limit")
     if drawn:
         loss_ax.set_yscale("log")  # one eval loss of 48 must not flatten a train loss of 1.4
@@ -441,7 +441,7 @@ def _eval_history(run: RunLogs, band: Band | None) -> str:
     for epoch, row in evaluated.iterrows():
         cells: list[Any] = [int(epoch), *(pd.to_numeric(pd.Series([row[c]]), errors="coerce").iloc[0] for c in columns)]
         if band is not None:
-            limit = band.top1_limit(int(epoch))
+            limit = band.limit("top1", int(epoch))
             cells += [limit[0] if limit else None, band.top1[int(epoch)]["mean"] if limit else None]
         rows.append(cells)
     return H.table(header, rows)

@@ -14,6 +14,7 @@ data-bound).
 from __future__ import annotations
 
 import math
+from statistics import fmean
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -40,24 +41,16 @@ class Throughput:
         return asdict(self)
 
 
-def covered_iterations(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``first_iter`` and ``covered`` (iterations a line's means span) to an iteration table."""
-    frame = frame.sort_values(["segment", "epoch", "iter"]).copy()
-    previous = frame.groupby(["segment", "epoch"])["iter"].shift(1)
-    start = (previous + 1).fillna(0).astype(int)
-    crosses = (start <= TIMERS_RESET_ITER) & (frame["iter"] >= TIMERS_RESET_ITER)
-    start = start.where(~crosses, TIMERS_RESET_ITER)
-    frame["first_iter"] = start
-    frame["covered"] = frame["iter"].astype(int) - start + 1
-    return frame
-
-
 def steady_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The steady-state lines of an iteration table and how many lines were left out as warm-up."""
+    """The steady-state lines of an iteration table, with ``covered`` (the iterations a line's means
+    span), and how many lines were left out as warm-up."""
     if frame.empty:
         return frame, 0
-    frame = covered_iterations(frame)
-    keep = frame["first_iter"] >= TIMERS_RESET_ITER
+    frame = frame.sort_values(["segment", "epoch", "iter"]).copy()
+    start = (frame.groupby(["segment", "epoch"])["iter"].shift(1) + 1).fillna(0).astype(int)
+    start = start.where(~((start <= TIMERS_RESET_ITER) & (frame["iter"] >= TIMERS_RESET_ITER)), TIMERS_RESET_ITER)
+    frame["covered"] = frame["iter"].astype(int) - start + 1
+    keep = start >= TIMERS_RESET_ITER
     first_epoch = frame.groupby("segment")["epoch"].transform("min")
     later_epochs = frame.groupby("segment")["epoch"].transform("max") > first_epoch
     keep &= ~((frame["epoch"] == first_epoch) & later_epochs)
@@ -104,8 +97,7 @@ class SideThroughput:
         measured = [run for run in runs if run.per_device is not None]
         if not measured:
             return cls(None, None, list(runs))
-        return cls(sum(r.per_device for r in measured) / len(measured),
-                   sum(r.data_wait_share for r in measured) / len(measured), list(runs))
+        return cls(fmean(r.per_device for r in measured), fmean(r.data_wait_share for r in measured), list(runs))
 
     def to_dict(self) -> dict[str, Any]:
         return {"per_device": self.per_device, "data_wait_share": self.data_wait_share,
