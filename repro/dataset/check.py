@@ -214,9 +214,11 @@ def _check_canonical(counts: dict[str, int], class_num: int, problems: Problems)
     for key, value in (("train_files", layout.IMAGENET_1K_TRAIN), ("val_files", layout.IMAGENET_1K_VAL),
                        ("classes", layout.IMAGENET_1K_CLASSES)):
         if counts.get(key) != value:
-            problems.add("canonical_counts", f"{key.replace('_', ' ')}: {counts.get(key, 0):,} but ILSVRC2012 has {value:,}")
+            problems.add("canonical_counts",
+                         f"{key.replace('_', ' ')}: {counts.get(key, 0):,} but ILSVRC2012 has {value:,}")
     if class_num != layout.IMAGENET_1K_CLASSES:
-        problems.add("canonical_counts", f"--class-num {class_num} but ILSVRC2012 has {layout.IMAGENET_1K_CLASSES} classes")
+        problems.add("canonical_counts",
+                     f"--class-num {class_num} but ILSVRC2012 has {layout.IMAGENET_1K_CLASSES} classes")
 
 
 def _check_label_use(by_split: dict[str, ListFile], class_num: int, problems: Problems) -> int:

@@ -9,7 +9,8 @@ import json
 import os
 import shutil
 import tarfile
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +43,8 @@ class Prepared:
 
 
 # --- OUT: ownership, records ----------------------------------------------------------------------
-
-def _atomic_write(path: Path, text: str) -> None:
-    """The one atomic writer; no fsync: on ext4 it would force the journal to write out every image
-    written so far, and a rerun verifies each recorded file's size anyway (what a crash can leave short)."""
-    write_text_atomic(path, text)
-
+# Records are written atomically without fsync: on ext4 that would force the journal to write out every
+# image written so far, and a rerun verifies each recorded file's size anyway (what a crash can leave short).
 
 def check_apart(out: Path, source: Source) -> None:
     """Refuse an OUT inside what the source reads (its root, archives, any class directory, followed
@@ -83,7 +80,7 @@ def claim_out(out: Path, source: Source) -> None:
                              " directory or rerun with the original source", EXIT_CONFLICT)
         return
     (out / STATE_DIR / "done").mkdir(parents=True, exist_ok=True)
-    _atomic_write(owner, json.dumps({"tool": TOOL, "version": VERSION, "source": source.identity}, indent=1) + "\n")
+    write_text_atomic(owner, json.dumps({"tool": TOOL, "version": VERSION, "source": source.identity}, indent=1) + "\n")
 
 
 def _done_path(out: Path, job: ClassJob) -> Path:
@@ -294,17 +291,16 @@ def _copy_files(job: ClassJob, partial: Path, link: bool, note) -> dict[str, int
     for source, name in job.files:
         target = partial / name
         note(f"{job.wnid}/{name}")
-        if link:
+        if not link:
+            shutil.copyfile(source, target)
+        else:
             try:
                 os.link(source, target)
             except OSError as error:
                 if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                     raise
                 os.symlink(os.path.abspath(source), target)
-            written[f"{job.wnid}/{name}"] = os.stat(target).st_size
-        else:
-            shutil.copyfile(source, target)
-            written[f"{job.wnid}/{name}"] = os.stat(target).st_size
+        written[f"{job.wnid}/{name}"] = os.stat(target).st_size
     return written
 
 
@@ -333,7 +329,7 @@ def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, dict[str, int]]:
     if not written:
         raise bad(f"class {job.wnid} of {job.split} has no images; pass a complete source")
     os.rename(partial, final)
-    _atomic_write(_done_path(out_path, job), json.dumps({"files": written}) + "\n")
+    write_text_atomic(_done_path(out_path, job), json.dumps({"files": written}) + "\n")
     journal.unlink()  # the done record names the same files from now on
     return job.key, written
 
@@ -348,11 +344,6 @@ def check_free_space(out: Path, todo: list[ClassJob], link: bool) -> None:
                          " free space there or choose OUT on a bigger disk", EXIT_PREFLIGHT)
 
 
-def _disk_full(out: Path, error: OSError) -> ReproError:
-    return ReproError(f"{out}: the disk filled up while writing ({error.strerror}); free space there and rerun"
-                      " the same command (finished classes are kept)", EXIT_DISK)
-
-
 def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: bool) -> dict[str, dict[str, int]]:
     """Run the jobs (in a process pool unless ``jobs`` is 1); job key -> the files it wrote."""
 
@@ -361,34 +352,28 @@ def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: b
         # lister (fork copies one thread only), and would take twice as long at ImageNet size.
         monitor_interval = 0
 
-    bar = Bar(total=len(todo), unit="class", disable=not progress, desc="prepare")
     records: dict[str, dict[str, int]] = {}
     try:
-        if jobs <= 1:
-            for job in todo:
-                key, written = run_job(str(out), job, link)
-                records[key] = written
-                bar.update()
-            return records
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            pending = {pool.submit(run_job, str(out), job, link) for job in todo}
+        with Bar(total=len(todo), unit="class", disable=not progress, desc="prepare") as bar, \
+                (ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else contextlib.nullcontext()) as pool:
+            if pool is None:
+                results: Iterator[tuple[str, dict[str, int]]] = (run_job(str(out), job, link) for job in todo)
+            else:
+                results = (done.result() for done in as_completed([pool.submit(run_job, str(out), job, link)
+                                                                    for job in todo]))
             try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        key, written = future.result()
-                        records[key] = written
-                        bar.update()
+                for key, written in results:
+                    records[key] = written
+                    bar.update()
             except BaseException:
-                for future in pending:
-                    future.cancel()
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)  # the classes not started yet
                 raise
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(out, error) from None
+            raise ReproError(f"{out}: the disk filled up while writing ({error.strerror}); free space there and"
+                             " rerun the same command (finished classes are kept)", EXIT_DISK) from None
         raise
-    finally:
-        bar.close()
     return records
 
 
@@ -403,7 +388,7 @@ def write_lists(out: Path, source: Source, records: dict[str, dict[str, int]]) -
             if not WNID_PATTERN.fullmatch(rel.split("/", 1)[0]):
                 raise bad(f"{split}/{rel}: not in a WNID directory; rerun prepare into a new directory")
         lines = [f"{split_dir}/{rel} {label[rel.split('/', 1)[0]]}\n" for rel in rels]
-        _atomic_write(out / list_name, "".join(lines))
+        write_text_atomic(out / list_name, "".join(lines))
         counts.append(len(lines))
     return counts[0], counts[1]
 

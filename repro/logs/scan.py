@@ -233,7 +233,7 @@ def _read_echo(data: bytes | mmap.mmap, start: int, end: int) -> tuple[dict[str,
         if msg.startswith(P.DEVICE_LINE):
             after_device = 0
             continue
-        if msg.startswith("[Train]") or msg.startswith("[Eval]"):
+        if msg.startswith(("[Train]", "[Eval]")):
             break
         reader.feed(msg)
     return reader.config, first_time, world
@@ -281,8 +281,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(np.empty((0, len(columns))), columns=columns)
     present = list(dict.fromkeys(key for row in rows for key in row))
-    frame = pd.DataFrame.from_records(rows, columns=present + [c for c in columns if c not in present])
-    return frame
+    return pd.DataFrame.from_records(rows, columns=present + [c for c in columns if c not in present])
 
 
 def _previous_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) -> dict[str, Any]:
@@ -294,8 +293,7 @@ def _previous_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) ->
         start, stop, line = _line_at(data, pos - 1, pos)
         read = P.read_line(line)
         if read.kind == P.TRAIN_ITER_LINE:
-            body = read.values
-            return {"iters": read.iters, "lr": body.get("lr"), "ips": body.get("ips"), "scheduler": body.get("scheduler")}
+            return {"iters": read.iters, **{key: read.values.get(key) for key in ("lr", "ips", "scheduler")}}
         pos = start
     return {}
 
@@ -331,16 +329,12 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
         elif boundaries[0] > 0:
             boundaries[0] = 0  # the banner and stdout noise before the first echo belong to launch 1
         segments: list[Segment] = []
-        for i, seg_start in enumerate(boundaries):
-            seg_end = boundaries[i + 1] if i + 1 < len(boundaries) else end
+        for i, (seg_start, seg_end) in enumerate(zip(boundaries, boundaries[1:] + [end])):
             echo_at = next((s for s in starts if seg_start <= s < seg_end), None)
             config, first, world = _read_echo(data, echo_at, seg_end) if echo_at is not None else ({}, None, None)
-            segment = Segment(index=i + 1, start=seg_start, end=seg_end, config=config, has_echo=echo_at is not None,
-                              world_warned=world)
-            segment.start_time = first or _first_time(data, seg_start, seg_end)
-            segment.end_time = _last_time(data, seg_start, seg_end)
-            segment.errors = _errors(data, seg_start, size if i + 1 == len(boundaries) else seg_end)
-            segments.append(segment)
+            errors = _errors(data, seg_start, size if i + 1 == len(boundaries) else seg_end)
+            segments.append(Segment(i + 1, seg_start, seg_end, config, first or _first_time(data, seg_start, seg_end),
+                                    _last_time(data, seg_start, seg_end), errors, echo_at is not None, world))
 
         train_rows: list[dict[str, Any]] = []
         eval_rows: list[dict[str, Any]] = []
@@ -355,21 +349,18 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
             read = P.read_line(msg)
             if read.kind == P.TRAIN_AVG_LINE:
                 row = {"segment": seg, "epoch": read.epoch, "epochs": read.epochs, "time": when, "offset": line_start}
-                body = read.values
-                row.update({f"train_{k}": v for k, v in body.items()})
-                row["nonfinite_train"] = ",".join(f"train {k}" for k in P.nonfinite_keys(body))
+                row.update({f"train_{k}": v for k, v in read.values.items()})
+                row["nonfinite_train"] = ",".join(f"train {k}" for k in P.nonfinite_keys(read.values))
                 row.update(_previous_iteration(data, line_start, boundaries[seg - 1]))
                 train_rows.append(row)
             elif read.kind == P.EVAL_AVG_LINE:
                 row = {"segment": seg, "epoch": read.epoch, "time": when, "offset": line_start}
-                body = read.values
-                row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in body.items()})
+                row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in read.values.items()})
                 row.update(_previous_eval_iteration(data, line_start, boundaries[seg - 1]))
-                row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(body))
+                row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(read.values))
                 eval_rows.append(row)
                 eval_lines.append(msg)
-                _, _, following = _line_at(data, min(line_stop + 1, end), end) if line_stop + 1 < end else (0, 0, "")
-                best = P.read_line(following)
+                best = P.read_line(_line_at(data, line_stop + 1, end)[2] if line_stop + 1 < end else "")
                 if best.kind == P.BEST_LINE:
                     best_rows.append({"segment": seg, "epoch": best.epoch, "best_metric": best.values["best_metric"]})
     return LogFile(

@@ -31,9 +31,6 @@ class DeviceQuery:
     args: tuple[str, ...] = ()
     fallback: tuple[str, ...] = ()  # arguments to try when ``args`` fail (an older tool: ``ixsmi -L``)
 
-    def argv(self) -> list[str]:
-        return [self.tool, *self.args]
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -95,11 +92,7 @@ def setup_command(name: str) -> str:
 
 
 def default_platform() -> str:
-    """The profile ``make setup`` built this environment from (it leaves the name in the venv), else cpu.
-
-    Remembering it means ``repro train`` on a GPU machine set up with PLATFORM=nvidia-cuda does not
-    silently fall back to the CPU profile.
-    """
+    """The venv's profile (so a GPU machine set up with PLATFORM=nvidia-cuda never falls back to cpu), else cpu."""
     return venv_platform() or DEFAULT_PROFILE
 
 

@@ -9,6 +9,8 @@ here: they kept writing into the same ``train.log`` as the resumed run beside th
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import io
 import math
 import os
@@ -27,7 +29,6 @@ import psutil
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.files import last_lines
 from repro.run.rundir import RunDir
-import ctypes
 
 STOP_GRACE_SECONDS = 5.0  # REPRO_TRAIN_STOP_GRACE overrides it (tests)
 POLL_SECONDS = 0.5
@@ -71,9 +72,7 @@ class ProcessRecord:
         """The live process this record names, or None if it has gone (or the PID was reused)."""
         try:
             process = psutil.Process(self.pid)
-            if abs(process.create_time() - self.create_time) > 1.0:
-                return None
-            if process.status() == psutil.STATUS_ZOMBIE:
+            if abs(process.create_time() - self.create_time) > 1.0 or process.status() == psutil.STATUS_ZOMBIE:
                 return None
             return process
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -179,11 +178,8 @@ def kill_processes(processes: Iterable[psutil.Process], sig: int = signal.SIGKIL
 
 def _set_parent_death_signal() -> None:
     """In the launcher (before exec): get SIGTERM if the harness dies, so it stops its ranks."""
-    try:
-
+    with contextlib.suppress(Exception):  # not Linux / no glibc: the lock and /proc scan still catch orphans
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux / no glibc: the lock and /proc scan still catch orphans
-        pass
 
 
 @dataclass
@@ -270,10 +266,8 @@ class Launch:
                         console = self._drop_console(console, error)
             text = raw.decode("utf-8", errors="replace")
             self.tail.append(text)
-            try:
+            with contextlib.suppress(Exception):  # a closed terminal must not stop the log copy
                 self.echo(text)
-            except Exception:  # a closed terminal must not stop the log copy
-                pass
         if console is not None:
             try:
                 console.close()
@@ -283,11 +277,8 @@ class Launch:
     def _drop_console(self, console, error: OSError) -> None:
         print(f"repro: cannot write {self.run.console_log} ({error}): no longer copying the launcher's output there "
               f"(upstream's own logs are unaffected)", file=sys.stderr, flush=True)
-        try:
+        with contextlib.suppress(OSError):
             console.close()
-        except OSError:
-            pass
-        return None
 
     # -- watching -----------------------------------------------------------------------------
     def track(self) -> None:
@@ -362,19 +353,12 @@ class Launch:
             if housekeeping is not None and time.monotonic() - last >= every:
                 self._housekeep(housekeeping)
                 last = time.monotonic()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=POLL_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
         self._join_pump()
-        if self.stop_signal is not None:  # the signal came while the launcher was already exiting
-            outcome = Outcome(self.proc.returncode, interrupted_by=self.stop_signal)
-        else:
-            outcome = Outcome(self.proc.returncode)
-            if outcome.returncode != 0:
-                outcome.failed_rank = self.failed_rank()
-        outcome.killed = self.sweep()
-        return outcome
+        # a signal may have come while the launcher was already exiting
+        failed = self.failed_rank() if self.stop_signal is None and self.proc.returncode != 0 else None
+        return Outcome(self.proc.returncode, self.stop_signal, failed, self.sweep())
 
     def _housekeep(self, housekeeping: Callable[[], None]) -> None:
         """Run it; a failure (disk full copying true_best, a stat race) is reported once, never fatal:
@@ -393,25 +377,20 @@ class Launch:
         assert self.proc is not None
         signum = self.stop_signal or signal.SIGTERM
         self.track()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=self.stop_grace)
-        except subprocess.TimeoutExpired:
-            pass
         killed = self._kill_everything()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
         self._join_pump()
         killed += self.sweep()
         return Outcome(self.proc.returncode if self.proc.returncode is not None else -signal.SIGKILL,
                        interrupted_by=signum, killed=sorted(set(killed)))
 
     def _live(self) -> list[psutil.Process]:
+        """Every live process of this run but the launcher itself."""
         live: dict[int, psutil.Process] = {}
         for record in self.known():
             process = record.process()
@@ -419,24 +398,24 @@ class Launch:
                 live[process.pid] = process
         for process in find_run_processes(self.run):
             live.setdefault(process.pid, process)
+        if self.proc is not None:
+            live.pop(self.proc.pid, None)
         return list(live.values())
 
     def _kill_everything(self) -> list[int]:
         killed: list[int] = []
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 killed.append(self.proc.pid)
-            except ProcessLookupError:
-                pass
-        others = [p for p in self._live() if self.proc is None or p.pid != self.proc.pid]
+        others = self._live()
         killed += kill_processes(others, signal.SIGKILL)
         psutil.wait_procs(others, timeout=5)
         return killed
 
     def sweep(self) -> list[int]:
         """After the launcher has gone: anything of this run still alive is an orphan; end it."""
-        leftover = [p for p in self._live() if self.proc is None or p.pid != self.proc.pid]
+        leftover = self._live()
         if not leftover:
             return []
         hit = kill_processes(leftover, signal.SIGTERM)
@@ -454,8 +433,7 @@ class Launch:
     def failed_rank(self) -> int | None:
         """The rank the launcher reported failed, else the worker log that ends in a traceback."""
         for line in reversed(self.tail):
-            match = FAILED_RANK.search(line)
-            if match:
+            if match := FAILED_RANK.search(line):
                 return int(match.group(1))
         candidates = sorted(self.run.launcher.glob("workerlog.*"), key=lambda p: p.stat().st_mtime, reverse=True)
         for path in candidates:

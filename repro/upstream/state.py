@@ -68,7 +68,8 @@ class UpstreamState:
             )
         for check in self.patches:
             if check.failure:
-                found.append(f"patch {check.patch.name} neither applies nor is applied: {check.failure}; revert that file")
+                found.append(f"patch {check.patch.name} neither applies nor is applied: {check.failure};"
+                             " revert that file")
             elif not check.applied:
                 found.append(f"patch {check.patch.name} is not applied in {where}: run `repro upstream apply-patches`")
         if self.local_changes:
@@ -134,11 +135,13 @@ class UpstreamState:
     def to_manifest(self) -> dict[str, Any]:
         """JSON-serialisable: what the run manifest records about the code that ran."""
         record: dict[str, Any] = {"path": str(self.path)}
-        for key in ("present", "source", "url", "ref", "commit_is", "pinned_ref", "pinned_commit", "commit", "matches_pin",
-                    "archive", "archive_sha256", "commit_verified_by", "verified_against"):
+        for key in ("present", "source", "url", "ref", "commit_is", "pinned_ref", "pinned_commit", "commit",
+                    "matches_pin", "archive", "archive_sha256", "commit_verified_by", "verified_against"):
             record[key] = getattr(self, key)  # ref: only when the commit is known to be that ref's tip
-        record["patches"] = [{"name": c.patch.name, "sha256": c.patch.sha256, "applied": c.applied} for c in self.patches]
-        return {**record, "local_changes": list(self.local_changes), "problems": self.problems(), "warnings": self.warnings()}
+        record["patches"] = [{"name": c.patch.name, "sha256": c.patch.sha256, "applied": c.applied}
+                             for c in self.patches]
+        return {**record, "local_changes": list(self.local_changes), "problems": self.problems(),
+                "warnings": self.warnings()}
 
 
 def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[Patch] | None = None) -> UpstreamState:
