@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from repro.core.files import read_text_bounded
+from repro.core.dotted import lookup
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.core.files import write_text_atomic
+from repro.core.files import read_text_bounded, write_text_atomic
 from repro.recipes.catalog import Recipe, recipes_dir
 from repro.run.rundir import is_smoke, recipe_name
 
@@ -253,19 +253,17 @@ def run_series(run, column: str) -> dict[int, float]:
 def run_facts(run) -> dict[str, Any]:
     """What a band (and a comparison) records of each run: identity, provenance, configured epochs."""
     manifest = run.manifest or {}
-    seed = manifest.get("seed")
-    upstream = manifest.get("upstream") or {}
-    platform = manifest.get("platform") or {}
+    seed, platform = manifest.get("seed"), manifest.get("platform") or {}
     return {
         "run_id": manifest.get("run_id") or run.name,
         "path": str(run.files.root),
         "recipe": recipe_name(manifest),
         "smoke": is_smoke(manifest),
         "status": manifest.get("status"),
-        "upstream_commit": upstream.get("commit") if isinstance(upstream, dict) else None,
+        "upstream_commit": lookup(manifest, "upstream.commit")[1],
         "platform": platform.get("name") if isinstance(platform, dict) else platform,
         "seed": seed.get("value") if isinstance(seed, dict) else seed,
-        "paddle": (manifest.get("paddle") or {}).get("version") if isinstance(manifest.get("paddle"), dict) else None,
+        "paddle": lookup(manifest, "paddle.version")[1],
         "started": manifest.get("started"),
         "epochs": run.epochs_configured,
         "class_num": run.class_num,

@@ -7,6 +7,7 @@ found, nothing was shown either.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,8 +252,7 @@ def compare(candidates: list[ComparedRun], references: list[ComparedRun], band: 
             settings: CompareSettings, margin: float | None = None) -> Comparison:
     """Check the candidates' curves against ``band``, test equivalence, sum up throughput."""
     if margin is not None:
-        settings = CompareSettings(margin, f"--margin {margin:g}", settings.alpha, settings.data_bound_share,
-                                   settings.baselines, settings.baseline_status)
+        settings = dataclasses.replace(settings, margin=margin, margin_source=f"--margin {margin:g}")
     for run in candidates:
         run.breach = band.first_breach(run.top1, run.train_loss)
     equivalence = tost([r.value for r in candidates], [r.value for r in references], settings.margin, settings.alpha)

@@ -25,6 +25,7 @@ from repro.logs.parse import LaunchWorld, RunLogs
 from repro.logs.scan import Segment
 from repro.recipes.catalog import ComplianceRules, Recipe, compliance_rules
 from repro.upstream.pin import load_pin
+from repro.core.dotted import lookup
 from repro.core.errors import ReproError
 from repro.core.files import read_text_bounded
 
@@ -133,30 +134,19 @@ def precision_of(config: dict[str, str]) -> str:
     return f"AMP {config.get('AMP.level', 'O1')}"
 
 
-def _manifest_world(manifest: dict[str, Any] | None) -> tuple[int | None, int | None]:
-    devices = (manifest or {}).get("devices")
-    if not isinstance(devices, dict):
-        return None, None
-    world, nodes = devices.get("world_size"), devices.get("nnodes") or 1
-    return (int(world), int(nodes)) if isinstance(world, int) and world > 0 else (None, None)
-
-
 def world_of(manifest: dict[str, Any] | None, launched: LaunchWorld | None) -> tuple[int | None, int | None, str]:
     """Ranks and nodes, with where they were read: the manifest, else the launcher's files or upstream's
     warning (:func:`repro.logs.parse.launcher_world`), else unknown (never guessed)."""
-    world, nodes = _manifest_world(manifest)
-    if world is not None:
-        return world, nodes, "manifest.json"
+    world = lookup(manifest or {}, "devices.world_size")[1]
+    if isinstance(world, int) and world > 0:
+        return world, int(lookup(manifest, "devices.nnodes")[1] or 1), "manifest.json"
     if launched is not None and launched.world:
         return launched.world, launched.nodes, launched.source
     return None, None, "nowhere: the device count is unknown (no manifest, launcher env log or upstream warning)"
 
 
 def _list_lines(manifest: dict[str, Any] | None, split: str) -> int | None:
-    dataset = (manifest or {}).get("dataset")
-    fingerprint = dataset.get("fingerprint") if isinstance(dataset, dict) else None
-    record = fingerprint.get(f"{split}_list") if isinstance(fingerprint, dict) else None
-    lines = record.get("lines") if isinstance(record, dict) else None
+    lines = lookup(manifest or {}, f"dataset.fingerprint.{split}_list.lines")[1]
     return lines if isinstance(lines, int) else None
 
 
@@ -165,10 +155,6 @@ def _int(text: str | None) -> int | None:
         return int(str(text))
     except ValueError:
         return None
-
-
-def _flag(text: str | None) -> bool:
-    return text == "True"
 
 
 # -- the sampler's arithmetic ----------------------------------------------------------------------
@@ -219,8 +205,7 @@ def _name_lines(first: int, last: int, listed: list[str] | None) -> str:
 
 def _read_val_list(manifest: dict[str, Any] | None) -> list[str] | None:
     """The run's val list (to name the images), when the manifest says where the dataset is."""
-    dataset = (manifest or {}).get("dataset")
-    root = dataset.get("root") if isinstance(dataset, dict) else None
+    root = lookup(manifest or {}, "dataset.root")[1]
     if not isinstance(root, str):
         return None
     try:
@@ -231,8 +216,7 @@ def _read_val_list(manifest: dict[str, Any] | None) -> list[str] | None:
 
 def _upstream_trims(manifest: dict[str, Any] | None) -> bool | None:
     """Whether the run's upstream trims the eval padding: yes at the pin (checked in its source), unknown otherwise."""
-    upstream = (manifest or {}).get("upstream")
-    commit = upstream.get("commit") if isinstance(upstream, dict) else None
+    commit = lookup(manifest or {}, "upstream.commit")[1]
     try:
         pin = load_pin()
     except ReproError:
@@ -377,8 +361,8 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
     train = run.primary.train_epochs
     result.checks.append(_images_check("train images", rules.train_images, _list_lines(run.manifest, "train"),
                                        _last_int(train, "iters"), train_batch, world,
-                                       _flag(last.get(f"{TRAIN_SAMPLER_KEY}.drop_last"))))
-    eval_batch, drop_last = _int(last.get(EVAL_BATCH_KEY)), _flag(last.get(f"{EVAL_SAMPLER_KEY}.drop_last"))
+                                       last.get(f"{TRAIN_SAMPLER_KEY}.drop_last") == "True"))
+    eval_batch, drop_last = _int(last.get(EVAL_BATCH_KEY)), last.get(f"{EVAL_SAMPLER_KEY}.drop_last") == "True"
     eval_batches = _last_int(run.primary.evals, "eval_iters")
     listed_val = _list_lines(run.manifest, "val")
     val_check = _images_check("val images", rules.val_images, listed_val, eval_batches, eval_batch, world, drop_last)
@@ -386,7 +370,7 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
     if val_check.ok is False:
         return result  # the eval read another val set: its coverage of this one is moot
     result.eval_lines, coverage_ok = _coverage(run, rules, listed_val, eval_batches, eval_batch, world, drop_last,
-                                               _flag(last.get(f"{EVAL_SAMPLER_KEY}.shuffle")))
+                                               last.get(f"{EVAL_SAMPLER_KEY}.shuffle") == "True")
     if coverage_ok is False:  # a violated rule is named as one, whichever line explains it
         result.eval_lines = [f"NONCOMPLIANT {line}" for line in result.eval_lines]
     if coverage_ok is not None or result.eval_lines:

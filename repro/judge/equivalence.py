@@ -1,22 +1,11 @@
 """Is the candidates' judged top-1 the same as the references', within a margin? Two one-sided tests.
 
 Failing to find a difference is not evidence of none: with two seeds a side almost any difference
-"is not significant". Equivalence testing turns the question round (Schuirmann 1987): the runs are
-EQUIVALENT when the (1 - 2*alpha) confidence interval of the difference of means lies inside
-``(-margin, +margin)``, which is the same as rejecting both "difference <= -margin" and "difference
->= +margin" at level alpha. The interval is Welch's (unequal spreads, Welch-Satterthwaite degrees of
-freedom); with a single run on one side the spread cannot be estimated there, so the pooled
-(Student) interval is used and the verdict says it assumed equal spreads; with a single run on both
-sides nothing can be shown.
-
-The three outcomes:
-- EQUIVALENT: the interval lies inside the margin (the chance of this when the true difference is
-  the margin is at most alpha; tests/judge check it by Monte-Carlo);
-- NOT EQUIVALENT: the interval lies wholly outside the margin (the reverse one-sided test rejects
-  "|difference| < margin" at level alpha);
-- NOT SHOWN: the interval straddles a margin: more seeds are needed. How many per side is the
-  smallest n with ``sqrt(2/n) * s * (t[1-alpha, 2n-2] + t[1-beta/2, 2n-2]) <= margin - |d|`` at the
-  observed difference d and pooled spread s (power 1 - beta = 80 %); none when |d| >= margin.
+"is not significant". Equivalence testing turns the question round (Schuirmann 1987): EQUIVALENT
+when the (1 - 2*alpha) interval of the difference of means lies inside ``(-margin, +margin)``, NOT
+EQUIVALENT when wholly outside, NOT SHOWN when it straddles a margin (more seeds needed). The
+interval is Welch's; with a single run on one side the pooled (Student) one, equal spreads assumed;
+with a single run on both sides nothing can be shown.
 """
 
 from __future__ import annotations

@@ -110,16 +110,9 @@ class _Sums:
 
 @dataclass
 class Pace:
-    """A run's steady training speed and, from it, the rest of the run, line by line (``repro watch``).
-
-    Steady state is ``repro.judge.throughput``'s rule (the one ``repro compare`` measures with), kept
-    incrementally here: a line counts for the iterations its means cover, not before upstream's timer
-    reset at iteration 5 of an epoch, and a launch's first epoch only while it has no later one; the
-    speed is iterations (and samples) over seconds. The ETA is the remaining iterations at that speed
-    plus one eval (and its saves) per remaining epoch, the eval's time measured from the log's
-    timestamps ([Train][Avg] to [Eval][Avg]); the whole run is every epoch at that speed, and
-    device-hours are its hours x the world size (unknown when that is).
-    """
+    """A run's steady training speed (``repro.judge.throughput``'s rule, kept line by line) and, from it,
+    the ETA: the remaining iterations at that speed plus one eval (timed from [Train][Avg] to
+    [Eval][Avg]) per remaining epoch; device-hours are the whole run's hours x the world size."""
 
     epochs: int | None = None
     position: tuple[int, int, int] | None = None  # epoch, iter, iters of the last iteration line

@@ -38,6 +38,10 @@ TOP5_MIN_CLASSES = 6  # with 5 classes or fewer every top-5 is 1.0
 HEAD_BYTES = 65536  # a run's rank-0 log is identified by its first bytes (start-up echo with times)
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 # -- where, and whose ---------------------------------------------------------------------------
 def default_report_dir(run: RunLogs) -> tuple[Path, bool]:
     """(directory, it is the run's own ``report/``): a run directory's, ``<log>.report`` for a loose
@@ -57,8 +61,7 @@ def run_identity(run: RunLogs) -> dict[str, Any]:
             head: str | None = hashlib.sha256(handle.read(HEAD_BYTES)).hexdigest()
     except (OSError, ReproError):
         head = None
-    manifest = run.manifest if isinstance(run.manifest, dict) else {}
-    return {"run_id": manifest.get("run_id"), "log": str(run.primary.path), "log_head_sha256": head}
+    return {"run_id": _dict(run.manifest).get("run_id"), "log": str(run.primary.path), "log_head_sha256": head}
 
 
 def _same_run(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
@@ -107,8 +110,7 @@ def top5_meaningful(run: RunLogs) -> bool:
 
 def standalone_evals(run: RunLogs) -> list[dict[str, Any]]:
     """``repro eval`` records of the manifest (completed or not), oldest first."""
-    manifest = run.manifest if isinstance(run.manifest, dict) else {}
-    return [e for e in manifest.get(K_EVALUATIONS) or [] if isinstance(e, dict)]
+    return [e for e in _dict(run.manifest).get(K_EVALUATIONS) or [] if isinstance(e, dict)]
 
 
 def _evals_to_mark(evals: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
@@ -119,7 +121,7 @@ def _evals_to_mark(evals: list[dict[str, Any]], metric: str) -> list[tuple[int, 
 
 def run_band(run: RunLogs) -> tuple[Band | None, str]:
     """The recipe's shipped band when it is for this run's schedule, else None and why."""
-    manifest = run.manifest if isinstance(run.manifest, dict) else {}
+    manifest = _dict(run.manifest)
     try:
         band, line = load_band_for(recipe_name(manifest), is_smoke(manifest), None)
     except ReproError as error:
@@ -304,10 +306,6 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
 
 
 # -- the page ------------------------------------------------------------------------------------
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def upstream_name(upstream: dict[str, Any]) -> str:
     """The commit and what it truly is (``develop d178931f, standing in for release/2.6``): the
     manifest's own words, else the pin's when the commit is the pinned one."""

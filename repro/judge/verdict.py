@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from repro.core.dotted import lookup
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from repro.logs.parse import RunLogs, best_epoch, final_epoch
 from repro.recipes.catalog import Recipe, Target
@@ -208,21 +209,15 @@ def target_history(provenance: dict[str, Any]) -> list[str]:
 def provenance(run: RunLogs) -> dict[str, Any]:
     """What makes runs comparable, from the manifest: recipe, platform, upstream commit (None: unknown)."""
     manifest = run.manifest or {}
-    recipe, platform, upstream = (manifest.get(k) if isinstance(manifest.get(k), dict) else {}
-                                  for k in ("recipe", "platform", "upstream"))
-    return {"recipe": recipe.get("name"), "smoke": manifest.get("smoke"), "platform": platform.get("name"),
-            "upstream_commit": upstream.get("commit")}
+    return {"recipe": lookup(manifest, "recipe.name")[1], "smoke": manifest.get("smoke"),
+            "platform": lookup(manifest, "platform.name")[1], "upstream_commit": lookup(manifest, "upstream.commit")[1]}
 
 
 def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
-    """Set ``verdict.standalone`` from the newest completed ``repro eval`` of the judged epoch.
-
-    They disagree when they differ by more than 2 binomial standard errors, sqrt(p(1-p)/n) with n the
-    eval set's size and p the two numbers' mean (so two equal numbers at p = 1 agree), plus the
-    log's 5-decimal rounding. A PASS under ``require`` becomes INCOMPLETE without such an eval and
-    FAIL when it disagrees; under ``require`` only an eval of weights whose sha256 training recorded
-    (``weights_verified``, :mod:`repro.commands.evaluate`) counts.
-    """
+    """Set ``verdict.standalone`` from the newest completed ``repro eval`` of the judged epoch: they
+    disagree beyond 2 binomial standard errors (p the two numbers' mean) plus the log's rounding. Under
+    ``require`` only weights whose sha256 training recorded count, and a PASS without an agreeing eval
+    becomes INCOMPLETE (none) or FAIL (disagreeing)."""
     if verdict.epoch is None or verdict.value is None or verdict.metric not in ("top1", "top5"):
         return
     where = run.files.root
@@ -399,14 +394,13 @@ def reference_deviations(run: RunLogs, recipe: Recipe | None, strict: bool = Fal
     found: list[str] = []
     if manifest.get("smoke") is True:
         found.append("the smoke variant (repro train --smoke), not the recipe's training")
-    user = (manifest.get("overrides") or {}).get("user") if isinstance(manifest.get("overrides"), dict) else None
+    user = lookup(manifest, "overrides.user")[1]
     if user:
         found.append("user overrides " + " ".join(f"-o {item}" for item in user))
     scaling = manifest.get("scaling")
     if isinstance(scaling, dict) and scaling.get("scale_lr"):
         found.append(f"learning rate scaled to {scaling.get('lr')} (--scale-lr; the reference's is {scaling.get('reference_lr')})")
-    devices = manifest.get("devices")
-    world = devices.get("world_size") if isinstance(devices, dict) else None
+    world = lookup(manifest, "devices.world_size")[1]
     if world is not None and world != recipe.reference_gpus:
         found.append(f"{world} devices, not the recipe's {recipe.reference_gpus} (global batch {world} x per-device batch)")
     platform = manifest.get("platform")
