@@ -62,22 +62,16 @@ class NotRegularFile(ReproError):
 
 
 def read_bytes_bounded(path: Path | str, limit: int = SMALL_FILE_LIMIT, what: str = "", fix: str = "") -> bytes:
-    """The whole of a regular file of at most ``limit`` bytes.
-
-    A missing or unreadable path raises the ``OSError`` (callers name their own fix for a missing
-    file); a FIFO, device or directory, or a file above ``limit``, is a one-line ``ReproError``.
-    ``what`` names the file for the message ("manifest", "band file"); ``fix`` is what to do.
-    """
+    """The whole of a regular file of at most ``limit`` bytes; a missing or unreadable path raises the
+    ``OSError`` (callers name their own fix), a FIFO, device, directory or larger file a one-line ``ReproError``
+    naming it by ``what`` ("manifest", "band file") with ``fix``."""
     label = f"{what} {path}" if what else str(path)
     try:
         fd, info = open_regular(path)
     except NotRegularFile as error:
         raise NotRegularFile(str(path), error.kind, what, fix) from None
     with os.fdopen(fd, "rb") as handle:
-        if info.st_size > limit:
-            data = b""
-        else:
-            data = handle.read(limit + 1)  # a file growing under us is bounded too
+        data = b"" if info.st_size > limit else handle.read(limit + 1)  # a file growing under us is bounded too
     if info.st_size > limit or len(data) > limit:
         raise ReproError(f"{label} is larger than {_size(limit)} ({_size(max(info.st_size, len(data)))}), far more "
                          f"than such a file holds; {fix or 'pass the right file'}", EXIT_BAD_INPUT)

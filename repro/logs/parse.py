@@ -1,15 +1,10 @@
 """One run's logs -> one consistent story: per-epoch tables, launches, errors, and doubts.
 
-Upstream writes the same results to ``train.log`` and rank 0's ``workerlog.0``, opens both in append
-mode (so a resumed run repeats epochs after a second start-up echo), and resets its own ``best
-metric`` line on resume. This module picks rank 0 as the witness, lets the later launch win for a
-repeated epoch (and says so), computes the best epoch from the eval lines of every launch, and
-cross-checks the other files so that contradicting logs are reported instead of silently judged.
-
-One training's history is judged, never two: a resume (its echo names ``Global.checkpoints``)
-continues the same training at the saved epoch + 1, but a launch that starts again from scratch
-begins a different training. Everything before the last such launch is left out of the tables (and
-a note says so), so epochs of an earlier training can never complete or lift the last one.
+Upstream appends the same results to ``train.log`` and rank 0's ``workerlog.0`` (a resume repeats epochs
+after a second echo) and resets its ``best metric`` on resume. So rank 0 is the witness, the later launch
+wins a repeated epoch (said in a note), the best epoch comes from every launch's evals, and the other files
+are cross-checked. A launch that starts from scratch (no ``Global.checkpoints``) begins another training:
+everything before the last such launch is left out, so an earlier training never completes or lifts it.
 """
 
 from __future__ import annotations
@@ -102,7 +97,6 @@ class RunLogs:
 
     @property
     def evaluated(self) -> pd.DataFrame:
-        """Epochs that have an eval result."""
         if "top1" not in self.epochs.columns:
             return self.epochs.iloc[0:0]
         metric_columns = [c for c in self.epochs.columns if c.startswith("top")]
@@ -122,11 +116,8 @@ class RunLogs:
 
     @property
     def mean_ips(self) -> float:
-        """Mean of upstream's per-rank ``ips`` at the last logged iteration of each epoch.
-
-        A sample of one logged interval per epoch, so check-accuracy need not read every iteration
-        line; the report's iteration table has the full series.
-        """
+        """Mean of upstream's per-rank ``ips`` at each epoch's last logged iteration: a sample, so
+        check-accuracy need not read every iteration line (the report's iteration table has them all)."""
         if "ips" not in self.epochs.columns:
             return math.nan
         values = pd.to_numeric(self.epochs["ips"], errors="coerce").dropna()
@@ -134,11 +125,8 @@ class RunLogs:
 
     @property
     def errors(self) -> list[str]:
-        """The error lines that ended the last launch, then (for an unfinished run) other ranks' last errors.
-
-        Other ranks print no start-up echo, so their errors cannot be tied to a launch; a finished run
-        would otherwise show a stale error of an earlier, killed launch.
-        """
+        """The error lines that ended the last launch, then, for an unfinished run only, other ranks' last
+        errors (they print no echo, so a finished run would show a stale error of an earlier, killed launch)."""
         found = list(self.last_segment.errors) if self.last_segment else []
         configured = self.epochs_configured
         if configured is not None and self.epochs_completed >= configured:

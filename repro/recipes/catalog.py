@@ -1,9 +1,5 @@
-"""Recipes: what to train and what accuracy proves it, kept as YAML data in ``repro/recipes/``.
-
-Keeping the reference command's pieces and the target (with its provenance) as data means the
-launcher, the pre-flight and the verdict all read the same numbers, and a new PaddleClas recipe is
-a new file rather than new ``if`` branches.
-"""
+"""Recipes: what to train and what accuracy proves it, as YAML data in ``repro/recipes/``, so the launcher,
+the pre-flight and the verdict read the same numbers and a new recipe is a file, not ``if`` branches."""
 
 from __future__ import annotations
 
@@ -172,18 +168,19 @@ def echo_key(config_key: str) -> str:
     return key
 
 
-def _compliance(data: dict[str, Any], batch_key: str, batch: int, gpus: int, lr_key: str, lr: float,
-                class_num: int) -> ComplianceRules | None:
+def _compliance(data: dict[str, Any]) -> ComplianceRules | None:
     """The recipe's ``compliance:`` block joined with the fields the launcher already reads (batch,
     devices, learning rate, classes): one truth for each number."""
     block = data.get("compliance")
     if block is None:
         return None
-    rules = [ConfigRule("learning rate", lr_key, lr), ConfigRule("class count", "Arch.class_num", class_num)]
+    rules = [ConfigRule("learning rate", data["lr_key"], float(data["base_lr"])),
+             ConfigRule("class count", "Arch.class_num", int(data["class_num"]))]
     for name, rule in (block.get("config") or {}).items():
         rules.append(ConfigRule(str(name), str(rule["key"]), rule["value"], rule.get("absent")))
     return ComplianceRules(
-        variant=str(data["name"]), per_device_batch=batch, batch_key=batch_key, devices=gpus,
+        variant=str(data["name"]), per_device_batch=int(data["batch_size_per_gpu"]), batch_key=data["batch_size_key"],
+        devices=int(data["reference_gpus"]),
         nodes=int(block.get("nodes", 1)), config=tuple(rules), precision=str(block["precision"]),
         train_images=int(block["train_images"]), val_images=int(block["val_images"]), source=str(block.get("source", "")),
     )
@@ -235,10 +232,6 @@ class Recipe:
     targets: tuple[Target, ...] = ()  # every metric's target; a metric without one is not judged
     compliance: ComplianceRules | None = None  # the reference run's rules (None: the recipe states none)
 
-    def target_for(self, metric: str) -> Target | None:
-        known = self.targets or ((self.target,) if self.target is not None else ())
-        return next((target for target in known if target.metric == metric), None)
-
 
 def recipes_dir() -> Path:
     return package_dir() / "recipes"
@@ -282,9 +275,7 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
             traps=tuple(_checked_trap(trap) for trap in data.get("traps") or []),
             data=data,
             targets=targets,
-            compliance=_compliance(data, data["batch_size_key"], int(data["batch_size_per_gpu"]),
-                                   int(data["reference_gpus"]), data["lr_key"], float(data["base_lr"]),
-                                   int(data["class_num"])),
+            compliance=_compliance(data),
         )
         _check_consistent(recipe)
         return recipe
@@ -385,9 +376,7 @@ def read_list_heads(config: Mapping[str, Any], upstream_dir: Path) -> dict[str, 
 def target_status(recipe: Recipe) -> str:
     """One phrase for listings: the stated number's hardware, or why there is none."""
     info = recipe.data.get("target") or {}
-    if recipe.target is None:
-        return str(info.get("status", "no accuracy stated"))
-    return str(info.get("status", "stated"))
+    return str(info.get("status", "no accuracy stated" if recipe.target is None else "stated"))
 
 
 # -- compare: equivalence margin and throughput baselines (``compare:`` in a recipe) -------------------

@@ -1,9 +1,5 @@
-"""The run directory: its layout and its ``manifest.json``, owned here and nowhere else.
-
-A run directory is a contract (as Sacred's file observer keeps one): ``repro train`` writes it, and
-``check-accuracy``, ``report``, ``watch``, ``doctor`` and a reader months later read it, all through
-this module. The README documents the same layout in one table.
-"""
+"""The run directory: its layout and its ``manifest.json``, owned here and nowhere else (a contract, as
+Sacred's file observer keeps one, that every reader reads through this module; the README's table shows it)."""
 
 from __future__ import annotations
 
@@ -80,10 +76,6 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.path / CONFIG
-
-    @property
-    def smoke_config(self) -> Path:
-        return self.path / SMOKE_CONFIG
 
     @property
     def console_log(self) -> Path:
@@ -226,10 +218,7 @@ def create_node_run_dir(logs_dir: Path, run_dir: Path | None, node_rank: int,
             f"(the same on every node), or continue that run with `repro train --resume {path}`",
             EXIT_CONFLICT,
         ) from None
-    run = RunDir(path)
-    run.launcher.mkdir()
-    run.output.mkdir()
-    return run
+    return _with_subdirs(RunDir(path))
 
 
 def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None = None) -> RunDir:
@@ -252,9 +241,12 @@ def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None
                 break
             except FileExistsError:
                 continue
-    run = RunDir(path)
-    run.launcher.mkdir()
-    run.output.mkdir()
+    return _with_subdirs(RunDir(path))
+
+
+def _with_subdirs(run: RunDir, exist_ok: bool = False) -> RunDir:
+    run.launcher.mkdir(exist_ok=exist_ok)
+    run.output.mkdir(exist_ok=exist_ok)
     return run
 
 
@@ -286,9 +278,7 @@ def open_run_dir(path: Path) -> RunDir:
             "logs/ (`ls logs/`)",
             EXIT_BAD_INPUT,
         )
-    run.launcher.mkdir(exist_ok=True)
-    run.output.mkdir(exist_ok=True)
-    return run
+    return _with_subdirs(run, exist_ok=True)
 
 
 # -- the manifest -------------------------------------------------------------------------------
