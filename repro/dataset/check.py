@@ -55,13 +55,9 @@ def _directories(listing: ListFile) -> list[str]:
     return list(map(_first, map(str.rpartition, listing.paths, repeat("/"))))
 
 
-def _report_class_dir_clashes(
-    listing: ListFile, dirs: list[str], problems: Problems
-) -> dict[str, int]:
+def _report_class_dir_clashes(listing: ListFile, dirs: list[str], problems: Problems) -> dict[str, int]:
     """The detailed pass, run only when the set comparison found a clash; names the lines.
-
-    Returns class directory -> its first label, for the comparison between splits.
-    """
+    Returns class directory -> its first label, for the comparison between splits."""
     name = listing.name
     dir_labels: dict[str, dict[int, int]] = {}
     for directory, label, lineno in zip(dirs, listing.labels, listing.lines_of):
@@ -76,38 +72,19 @@ def _report_class_dir_clashes(
         if len(ordered) > 1:
             label, lineno = ordered[1]
             every = ", ".join(str(lab) for lab, _ in ordered)
-            problems.add(
-                "class_dir_multiple_labels",
-                f"{name}:{lineno}: {directory} has label {label} here but label {first_label} at"
-                f" line {first_line} (labels in it: {every}); one class directory must carry one"
-                " label",
-            )
+            problems.add("class_dir_multiple_labels", f"{name}:{lineno}: {directory} has label {label} here but label"
+                         f" {first_label} at line {first_line} (labels in it: {every}); one class directory must"
+                         " carry one label")
         for label, lineno in ordered:
             other_dir, other_line = label_first_dir.setdefault(label, (directory, lineno))
             if other_dir != directory:
-                problems.add(
-                    "label_multiple_dirs",
-                    f"{name}:{lineno}: label {label} is used for {directory} here but for"
-                    f" {other_dir} at line {other_line}",
-                )
+                problems.add("label_multiple_dirs", f"{name}:{lineno}: label {label} is used for {directory} here"
+                                                    f" but for {other_dir} at line {other_line}")
     return firsts
 
 
-def _one_label_per_dir(dirs: list[str], labels: list[int]) -> dict[str, int] | None:
-    """Directory -> label if every directory carries a single label, else None.
-
-    Two C-level passes (a dict keeps each directory's last label; every line is then compared with
-    it) instead of a set of a million (directory, label) tuples, which costs three times as much.
-    """
-    label_of_dir = dict(zip(dirs, labels))
-    if list(map(label_of_dir.__getitem__, dirs)) != labels:
-        return None
-    return label_of_dir
-
-
-def _check_class_dirs(
-    split: str, listing: ListFile, dirs: list[str], problems: Problems
-) -> tuple[int, dict[str, int], Collection[str]]:
+def _check_class_dirs(split: str, listing: ListFile, dirs: list[str], problems: Problems
+                      ) -> tuple[int, dict[str, int], Collection[str]]:
     """One class directory, one label; one label, one directory.
 
     Decided by set sizes (a few C-level passes for a clean list); the per-line pass that names
@@ -118,7 +95,11 @@ def _check_class_dirs(
     name = listing.name
     split_dir = dict(layout.SPLITS_DIRS)[split]
     inside = split_dir + "/"
-    label_of_dir = _one_label_per_dir(dirs, listing.labels)
+    # Directory -> label if every directory carries one label: two C-level passes (a dict keeps each
+    # directory's last label, every line is compared with it), a third of a set of a million pairs' cost.
+    label_of_dir: dict[str, int] | None = dict(zip(dirs, listing.labels))
+    if list(map(label_of_dir.__getitem__, dirs)) != listing.labels:
+        label_of_dir = None
     distinct: Collection[str] = set(dirs) if label_of_dir is None else label_of_dir.keys()
     if any(directory != split_dir and not directory.startswith(inside) for directory in distinct):
         for path, lineno in zip(listing.paths, listing.lines_of):
@@ -127,11 +108,8 @@ def _check_class_dirs(
     flat_dirs = {directory for directory in distinct if "/" not in directory}
     flat = sum(map(flat_dirs.__contains__, dirs)) if flat_dirs else 0
     if flat:
-        problems.add(
-            "flat_layout",
-            f"{name}: {flat} entries have no class directory (paths like {split_dir}/<file>);"
-            " label/directory consistency is not checked for them",
-        )
+        problems.add("flat_layout", f"{name}: {flat} entries have no class directory (paths like {split_dir}/<file>);"
+                                    " label/directory consistency is not checked for them")
     if label_of_dir is not None:
         class_labels = {d: label for d, label in label_of_dir.items() if d not in flat_dirs}
         if len(set(class_labels.values())) == len(class_labels):
@@ -145,9 +123,7 @@ def _check_class_dirs(
     return flat, dict(pairs), distinct
 
 
-def _check_between_splits(
-    lists: list[tuple[str, ListFile, list[str], dict[str, int]]], problems: Problems
-) -> None:
+def _check_between_splits(lists: list[tuple[str, ListFile, list[str], dict[str, int]]], problems: Problems) -> None:
     """A class directory name (the wnid) must carry the same label in train and val."""
     if len(lists) != 2:
         return
@@ -160,28 +136,17 @@ def _check_between_splits(
             clashes.append((directory, label, class_name))
     if not clashes:
         return
-    val_first = _first_lines(val, val_dirs)
-    train_first = _first_lines(train, train_dirs)
+    # directory -> line of its first entry (read backwards, the first entry is the one kept)
+    val_first = dict(zip(reversed(val_dirs), reversed(val.lines_of)))
+    train_first = dict(zip(reversed(train_dirs), reversed(train.lines_of)))
     for directory, label, class_name in sorted(clashes, key=lambda clash: val_first[clash[0]]):
         train_dir, train_label = by_class[class_name]
-        problems.add(
-            "label_differs_between_splits",
-            f"{val.name}:{val_first[directory]}: class {class_name} has label {label} here but"
-            f" {train_label} in {train.name}:{train_first[train_dir]}",
-        )
+        problems.add("label_differs_between_splits", f"{val.name}:{val_first[directory]}: class {class_name} has"
+                     f" label {label} here but {train_label} in {train.name}:{train_first[train_dir]}")
 
 
-def _first_lines(listing: ListFile, dirs: list[str]) -> dict[str, int]:
-    """Directory -> line of its first entry (one pass; only needed to word a problem)."""
-    first: dict[str, int] = {}
-    for directory, lineno in zip(dirs, listing.lines_of):
-        first.setdefault(directory, lineno)
-    return first
-
-
-def _check_existence(
-    scan: TreeScan, lists: list[tuple[str, ListFile]], problems: Problems, counts: dict[str, int]
-) -> None:
+def _check_existence(scan: TreeScan, lists: list[tuple[str, ListFile]], problems: Problems,
+                     counts: dict[str, int]) -> None:
     """Listed paths against one listing of the tree: set differences, no per-file stat."""
     on_disk = scan.files
     listed_present = 0
@@ -195,16 +160,11 @@ def _check_existence(
         both = first.path_set & second.path_set
         listed_present -= len(both & on_disk)
         for path in sorted(both, key=second.line_of):
-            problems.add(
-                "duplicate_entry",
-                f"{second.name}:{second.line_of(path)}: {path} is also listed in"
-                f" {first.name}:{first.line_of(path)}; a file must be in one split only",
-            )
+            problems.add("duplicate_entry", f"{second.name}:{second.line_of(path)}: {path} is also listed in"
+                                            f" {first.name}:{first.line_of(path)}; a file must be in one split only")
     # Files directly in the root (the list files themselves, READMEs) are not images; counting
     # instead of building the union of both lists saves a pass over a million paths.
-    listed_root_files = sum(
-        len(listing.path_set & scan.root_files) for _, listing in lists if scan.root_files
-    )
+    listed_root_files = sum(len(listing.path_set & scan.root_files) for _, listing in lists if scan.root_files)
     counts["files_on_disk"] = len(on_disk) - len(scan.root_files)
     counts["unlisted_files"] = counts["files_on_disk"] - (listed_present - listed_root_files)
     counts["directories_listed"] = scan.directories
@@ -224,41 +184,29 @@ def _check_canonical(counts: dict[str, int], class_num: int, problems: Problems)
 def _check_label_use(by_split: dict[str, ListFile], class_num: int, problems: Problems) -> int:
     train_labels = set(by_split["train"].labels) if "train" in by_split else set()
     if train_labels and len(train_labels) < class_num:
-        problems.add(
-            "labels_unused",
-            f"{layout.TRAIN_LIST}: uses {len(train_labels)} of {class_num} labels;"
-            f" {class_num - len(train_labels)} never appear (check --class-num and Arch.class_num)",
-        )
+        problems.add("labels_unused", f"{layout.TRAIN_LIST}: uses {len(train_labels)} of {class_num} labels;"
+                     f" {class_num - len(train_labels)} never appear (check --class-num and Arch.class_num)")
     if "val" in by_split and train_labels:
         extra = sorted(set(by_split["val"].labels) - train_labels)
         if extra:
-            problems.add(
-                "val_label_not_in_train",
-                f"{layout.VAL_LIST}: labels never seen in training: {extra[:10]}",
-                count=len(extra),
-            )
+            problems.add("val_label_not_in_train", f"{layout.VAL_LIST}: labels never seen in training: {extra[:10]}",
+                         count=len(extra))
     return len(train_labels)
 
 
-def _decode_sample(
-    root: Path, lists: list[tuple[str, ListFile]], decode: int, problems: Problems
-) -> int:
+def _decode_sample(root: Path, lists: list[tuple[str, ListFile]], decode: int, problems: Problems) -> int:
     listed = [(listing, path) for _, listing in lists for path in listing.paths]
     sample = [item for item in sample_evenly(listed, decode) if os.path.lexists(root / item[1])]
     failures = decode_errors([str(root / path) for _, path in sample])
     where = {str(root / path): (listing, path) for listing, path in sample}
     for full, reason in failures:
         listing, path = where[full]
-        problems.add(
-            "unreadable_image",
-            f"{listing.name}:{listing.line_of(path)}: {path} cannot be decoded ({reason})",
-        )
+        problems.add("unreadable_image", f"{listing.name}:{listing.line_of(path)}: {path} cannot be decoded ({reason})")
     return len(sample)
 
 
-def check_dataset(
-    root: Path, class_num: int = layout.DEFAULT_CLASS_NUM, expect: str = "any", decode: int = 0,
-) -> DatasetReport:
+def check_dataset(root: Path, class_num: int = layout.DEFAULT_CLASS_NUM, expect: str = "any",
+                  decode: int = 0) -> DatasetReport:
     """Check the dataset at ``root``; ``decode`` images are opened too (-1: all, 0: none)."""
     # Millions of short-lived tuples would trigger the cyclic collector hundreds of times, each
     # pass walking every live object; nothing here creates reference cycles.

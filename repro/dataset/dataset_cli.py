@@ -17,8 +17,7 @@ from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_DISK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PREFLIGHT,
                                EXIT_UPSTREAM, ReproError)
 from repro.dataset.check import check_dataset
-from repro.dataset.check_report import render_json
-from repro.dataset.check_report import render_text
+from repro.dataset.check_report import render_json, render_text
 from repro.dataset.link import link_dataset
 from repro.core.paths import resolve_upstream_dir
 from repro.dataset.prepare import prepare as run_prepare
@@ -63,14 +62,8 @@ def dataset() -> None:
 @json_option("the report")
 def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -> None:
     """Check ROOT before training on it."""
-
     report = check_dataset(root, class_num=class_num, expect=expect, decode=decode)
-    if as_json:
-        click.echo(render_json(report))
-    elif report.exit_code == 2:
-        click.echo(render_text(report), err=True)
-    else:
-        click.echo(render_text(report))
+    click.echo(render_json(report) if as_json else render_text(report), err=not as_json and report.exit_code == 2)
     raise SystemExit(report.exit_code)
 
 
@@ -85,7 +78,6 @@ def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -
               help="Check ROOT before linking.")
 def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> None:
     """Make dataset/ILSVRC2012 in the upstream checkout a symlink to ROOT."""
-
     result = link_dataset(root, resolve_upstream_dir(upstream), force=force, check=run_check)
     click.echo(result.describe())
 
@@ -102,14 +94,11 @@ def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> Non
 def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_class: int,
                       size: int, seed: int, source: Path | None) -> None:
     """Write a tiny dataset in the ImageNet layout to OUT (empty, or a previous make-tiny output)."""
-
     written = make_tiny(out, classes=classes, train_per_class=train_per_class,
                         val_per_class=val_per_class, size=size, seed=seed, source=source)
     origin = f"sampled from {source}" if source else f"synthetic, seed {seed}"
-    click.echo(
-        f"wrote {written}: {classes} classes, {classes * train_per_class} train and"
-        f" {classes * val_per_class} val images ({origin}); use Arch.class_num={classes}"
-    )
+    click.echo(f"wrote {written}: {classes} classes, {classes * train_per_class} train and"
+               f" {classes * val_per_class} val images ({origin}); use Arch.class_num={classes}")
 
 
 @command("prepare", parent=dataset, exits={EXIT_FAILED: "prepared, but the check found problems", EXIT_BAD_INPUT: "bad input, a bad source, or OUT and the source inside each other",
@@ -136,8 +125,6 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     upstream reads, then check it. OUT must be new, empty, or an earlier prepare output; rerun the
     same command to continue after an interruption.
     """
-
-
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")
     try:

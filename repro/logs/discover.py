@@ -1,13 +1,6 @@
-"""Which files hold a run's logs, given whatever path the user typed.
-
-A user points at a ``repro train`` run directory, a plain upstream checkout (``./output/train.log``,
-``./log/workerlog.0``), a single log file, or ``logs/`` holding many runs. Finding the files is kept
-apart from reading them so each rule is stated once and tested alone.
-
-In a directory of runs each run is found on its own: one that cannot be read (no log yet, a
-directory it may not list, another node's half of a multi-node run) is returned with its
-``problem``, so the caller judges it UNREADABLE alone and the other runs keep their answers.
-"""
+"""Which files hold a run's logs, given whatever path the user typed: a run directory, a plain upstream
+checkout (``./output/train.log``, ``./log/workerlog.0``), a log file, or ``logs/`` holding many runs, each
+found on its own (one that cannot be read carries its ``problem``), apart from reading them."""
 
 from __future__ import annotations
 
@@ -97,9 +90,7 @@ def refuse_binary(path: Path) -> Path:
 def _workerlogs_in(directory: Path, strange: list[Path]) -> dict[int, Path]:
     """The rank logs in ``directory``; a name of one that is no regular file goes to ``strange``."""
     found: dict[int, Path] = {}
-    if not directory.is_dir():
-        return found
-    for child in directory.iterdir():
+    for child in directory.iterdir() if directory.is_dir() else ():
         match = WORKERLOG.match(child.name)
         if match and child.is_file():
             found[int(match.group(1))] = child
@@ -119,11 +110,8 @@ def run_files_in(directory: Path) -> RunFiles | None:
     """The run whose logs sit in ``directory`` (not its subdirectories), or None."""
     files = RunFiles(root=directory, name=directory.name or str(directory))
     strange: list[Path] = []
-    for sub in WORKERLOG_DIRS:
-        found = _workerlogs_in(directory / sub, strange)
-        if found:
-            files.workerlogs = found
-            break
+    by_place = (_workerlogs_in(directory / sub, strange) for sub in WORKERLOG_DIRS)  # lazily: the first wins
+    files.workerlogs = next((found for found in by_place if found), {})
     for rel in TRAIN_LOG_PATHS:
         if (directory / rel).is_file():
             files.train_log = directory / rel

@@ -284,30 +284,17 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=present + [c for c in columns if c not in present])
 
 
-def _previous_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) -> dict[str, Any]:
-    """The last ``[Iter: i/n]`` line before an epoch's ``[Avg]``: its lr, ips and iteration count."""
+def _previous(data: bytes | mmap.mmap, line_start: int, lower: int, kind: str, lines: int) -> P.LogLine | None:
+    """The last line of ``kind`` among the ``lines`` lines before ``line_start`` (not before ``lower``)."""
     pos = line_start
-    for _ in range(6):
+    for _ in range(lines):
         if pos <= lower:
-            return {}
-        start, stop, line = _line_at(data, pos - 1, pos)
+            return None
+        pos, _, line = _line_at(data, pos - 1, pos)
         read = P.read_line(line)
-        if read.kind == P.TRAIN_ITER_LINE:
-            return {"iters": read.iters, **{key: read.values.get(key) for key in ("lr", "ips", "scheduler")}}
-        pos = start
-    return {}
-
-
-def _previous_eval_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) -> dict[str, Any]:
-    """The ``[Eval][Epoch N][Iter: i/n]`` line right before an eval's ``[Avg]``: n is the batches each
-    rank evaluated (``len(eval_dataloader)``), which the eval coverage check counts with."""
-    if line_start <= lower:
-        return {}
-    _, _, line = _line_at(data, line_start - 1, line_start)
-    read = P.read_line(line)
-    if read.kind != P.EVAL_ITER_LINE:
-        return {}
-    return {"eval_iters": read.iters, "eval_last_iter": read.iter}
+        if read.kind == kind:
+            return read
+    return None
 
 
 def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
@@ -351,12 +338,16 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
                 row = {"segment": seg, "epoch": read.epoch, "epochs": read.epochs, "time": when, "offset": line_start}
                 row.update({f"train_{k}": v for k, v in read.values.items()})
                 row["nonfinite_train"] = ",".join(f"train {k}" for k in P.nonfinite_keys(read.values))
-                row.update(_previous_iteration(data, line_start, boundaries[seg - 1]))
+                # the epoch's last [Iter: i/n] line: its lr, ips and iteration count
+                if last := _previous(data, line_start, boundaries[seg - 1], P.TRAIN_ITER_LINE, 6):
+                    row.update({"iters": last.iters, **{k: last.values.get(k) for k in ("lr", "ips", "scheduler")}})
                 train_rows.append(row)
             elif read.kind == P.EVAL_AVG_LINE:
                 row = {"segment": seg, "epoch": read.epoch, "time": when, "offset": line_start}
                 row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in read.values.items()})
-                row.update(_previous_eval_iteration(data, line_start, boundaries[seg - 1]))
+                # the line right before: n of [Iter: i/n] is the batches each rank evaluated (the coverage check's)
+                if last := _previous(data, line_start, boundaries[seg - 1], P.EVAL_ITER_LINE, 1):
+                    row.update({"eval_iters": last.iters, "eval_last_iter": last.iter})
                 row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(read.values))
                 eval_rows.append(row)
                 eval_lines.append(msg)

@@ -28,11 +28,6 @@ FLOCK_ATTEMPTS = 5
 HARNESS_COMMANDS = ("train", "eval")
 
 
-def _me() -> ProcessRecord:
-    me = psutil.Process()
-    return ProcessRecord(me.pid, me.create_time(), tuple(me.cmdline()), "harness")
-
-
 def read_lock(path: Path) -> list[ProcessRecord]:
     try:
         text = read_text_bounded(path, what="lock file")
@@ -43,11 +38,6 @@ def read_lock(path: Path) -> list[ProcessRecord]:
         return []
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ReproError):
         return []  # unreadable or empty: no record, the flock and the /proc scan still guard us
-
-
-def live_recorded(run_dir: Path) -> list[ProcessRecord]:
-    """Processes the lock file records that still live (orphaned ranks of a killed harness hold no flock)."""
-    return [record for record in read_lock(run_dir / LOCK) if record.alive()]
 
 
 def _flock_held(run_dir: Path) -> bool:
@@ -72,7 +62,7 @@ def is_active(run_dir: Path) -> bool:
     """The one answer to "is this run active?": a harness holds the run's flock (the kernel drops it
     when the harness dies), or a process the lock file records (harness, launcher, a rank orphaned by a
     killed harness) still lives. Starting a segment asks more (:meth:`RunLock.acquire` also scans /proc)."""
-    return _flock_held(run_dir) or bool(live_recorded(run_dir))
+    return _flock_held(run_dir) or any(record.alive() for record in read_lock(run_dir / LOCK))
 
 
 @contextlib.contextmanager
@@ -119,7 +109,8 @@ class RunLock:
     def __init__(self, run: RunDir) -> None:
         self.run = run
         self.path = run.lock
-        self.harness = _me()
+        me = psutil.Process()
+        self.harness = ProcessRecord(me.pid, me.create_time(), tuple(me.cmdline()), "harness")
         self.fd: int | None = None
 
     def _take_flock(self) -> None:

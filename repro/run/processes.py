@@ -3,7 +3,8 @@
 paddle's launcher starts every rank with ``os.setsid`` (``launch/utils/process_context.py``), so the
 ranks are in neither the launcher's process group nor its session: signalling the launcher's group
 does not reach them, and a launcher killed with SIGKILL leaves them training on as orphans (seen
-here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
+here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are
+stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
 """
 
 from __future__ import annotations
@@ -89,11 +90,6 @@ class ProcessRecord:
         return cls(int(data["pid"]), float(data["create_time"]), tuple(data.get("cmdline", ())), data.get("role", "rank"))
 
 
-def run_markers(run: RunDir) -> tuple[str, ...]:
-    """Command-line tokens only this run's launcher and ranks carry (see ``command.build_command``)."""
-    return (f"Global.output_dir={run.output}", str(run.launcher))
-
-
 def runs_our_program(cmdline: list[str]) -> bool:
     """A Python interpreter running the launcher or the training entry (workers inherit the argv)."""
     if not cmdline or not os.path.basename(cmdline[0]).startswith("python"):
@@ -110,7 +106,7 @@ def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.
     RUN/launcher`` is never taken for a rank (nor killed as one). Forked DataLoader workers inherit
     the rank's command line and match too.
     """
-    markers = set(run_markers(run))
+    markers = {f"Global.output_dir={run.output}", str(run.launcher)}  # see ``launch.command.build_command``
     skip = {os.getpid(), *exclude}
     found: list[psutil.Process] = []
     for process in psutil.process_iter(["pid", "cmdline"]):
@@ -190,39 +186,33 @@ class Outcome:
     killed: list[int] = field(default_factory=list)  # PIDs the harness had to kill by PID
 
 
+@dataclass(eq=False)
 class Launch:
     """One launcher process and the ranks it starts."""
 
-    def __init__(
-        self,
-        argv: list[str],
-        cwd: Path,
-        env: dict[str, str],
-        run: RunDir,
-        on_processes: Callable[[list[ProcessRecord]], None] | None = None,
-        echo: Callable[[str], None] | None = None,
-        stop_grace: float = STOP_GRACE_SECONDS,
-    ) -> None:
-        self.argv = argv
-        self.cwd = cwd
-        self.env = env
-        self.run = run
-        self.on_processes = on_processes
-        self.stop_grace = stop_grace
-        self.housekeeping_errors: set[str] = set()
-        self.echo = echo or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-        self.proc: subprocess.Popen | None = None
-        self.launcher: ProcessRecord | None = None
-        self.records: dict[int, ProcessRecord] = {}
-        self.tail: collections.deque[str] = collections.deque(maxlen=400)
-        self.stop_signal: int | None = None
-        self.hung_up = False
-        self._pump: threading.Thread | None = None
-        self._previous_handlers: dict[int, object] = {}
-        # After a hangup console.log has two writers, the pump and the harness's own messages: one lock
-        # keeps their lines whole, and a line a full disk cut short is ended before the next one.
-        self._console_lock = threading.RLock()
-        self._console_cut = False
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    run: RunDir
+    on_processes: Callable[[list[ProcessRecord]], None] | None = None
+    echo: Callable[[str], None] | None = None
+    stop_grace: float = STOP_GRACE_SECONDS
+    housekeeping_errors: set[str] = field(default_factory=set)
+    proc: subprocess.Popen | None = None
+    launcher: ProcessRecord | None = None
+    records: dict[int, ProcessRecord] = field(default_factory=dict)
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=400))
+    stop_signal: int | None = None
+    hung_up: bool = False
+    _pump: threading.Thread | None = None
+    _previous_handlers: dict[int, object] = field(default_factory=dict)
+    # After a hangup console.log has two writers, the pump and the harness's own messages: one lock
+    # keeps their lines whole, and a line a full disk cut short is ended before the next one.
+    _console_lock: threading.RLock = field(default_factory=threading.RLock)
+    _console_cut: bool = False
+
+    def __post_init__(self) -> None:
+        self.echo = self.echo or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
 
     # -- starting -----------------------------------------------------------------------------
     def start(self) -> None:

@@ -62,10 +62,8 @@ class UpstreamState:
         if self.pinned_commit is None:
             found.append("patches/UPSTREAM.yaml pins no commit: run `repro upstream lock`")
         elif self.commit not in (None, UNKNOWN) and not self.matches_pin and not self.commit_claimed:
-            found.append(
-                f"{where} is at {self.commit[:8]}, the pin says {self.pinned_commit[:8]}: "
-                "run `repro upstream fetch` (or fetch into a fresh --dest)"
-            )
+            found.append(f"{where} is at {self.commit[:8]}, the pin says {self.pinned_commit[:8]}: "
+                         "run `repro upstream fetch` (or fetch into a fresh --dest)")
         for check in self.patches:
             if check.failure:
                 found.append(f"patch {check.patch.name} neither applies nor is applied: {check.failure};"
@@ -73,11 +71,9 @@ class UpstreamState:
             elif not check.applied:
                 found.append(f"patch {check.patch.name} is not applied in {where}: run `repro upstream apply-patches`")
         if self.local_changes:
-            found.append(
-                f"{len(self.local_changes)} local change(s) not from our patches in {where}: "
-                f"{', '.join(self.local_changes[:8])}{' ...' if len(self.local_changes) > 8 else ''}; "
-                "revert them (git checkout -- FILE) or fetch into a fresh --dest"
-            )
+            found.append(f"{len(self.local_changes)} local change(s) not from our patches in {where}: "
+                         f"{', '.join(self.local_changes[:8])}{' ...' if len(self.local_changes) > 8 else ''}; "
+                         "revert them (git checkout -- FILE) or fetch into a fresh --dest")
         return found
 
     def warnings(self) -> list[str]:
@@ -85,26 +81,19 @@ class UpstreamState:
         if not self.present or not self.is_paddleclas:
             return found
         if self.commit in (None, UNKNOWN):
-            found.append(
-                f"the upstream commit of {self.path} is UNKNOWN (archive or plain tree fetched without "
-                "--commit): results cannot be tied to a commit; refetch with --commit SHA or from git"
-            )
+            found.append(f"the upstream commit of {self.path} is UNKNOWN (archive or plain tree fetched without "
+                         "--commit): results cannot be tied to a commit; refetch with --commit SHA or from git")
         elif self.commit_claimed:
-            found.append(
-                f"commit {self.commit[:8]} of {self.path} is claimed, not verified: archive {self.archive} embeds no commit id "
-                "and its sha256 is not the pin's archive_sha256; fetch from git, or use the pin's known archive"
-            )
+            found.append(f"commit {self.commit[:8]} of {self.path} is claimed, not verified: archive {self.archive} "
+                         "embeds no commit id and its sha256 is not the pin's archive_sha256; fetch from git, or use"
+                         " the pin's known archive")
         elif self.verified_against and self.commit != self.verified_against:
-            found.append(
-                f"upstream commit {self.commit[:8]} is not {self.verified_against[:8]}, the commit our patches "
-                "were verified against: re-verify the patches and update verified_against in patches/UPSTREAM.yaml"
-            )
+            found.append(f"upstream commit {self.commit[:8]} is not {self.verified_against[:8]}, the commit our patches"
+                         " were verified against: re-verify the patches and update verified_against in"
+                         " patches/UPSTREAM.yaml")
         if not self.changes_known:
             found.append(f"local changes in {self.path} cannot be checked (no git, no fetch record)")
         return found
-
-    def ok(self) -> bool:
-        return not self.problems()
 
     def summary_line(self) -> str:
         if not self.present:
@@ -126,11 +115,6 @@ class UpstreamState:
             parts = ["not a PaddleClas tree"]
         truth = f": {self.commit_is}" if self.commit_is and self.is_paddleclas and self.commit not in (None, UNKNOWN) else ""
         return f"upstream: {self.path} at {commit} ({', '.join(parts)}){truth}"
-
-    def matches_pin_word(self) -> str:
-        if self.matches_pin:
-            return "yes"
-        return "commit claimed, not verified" if self.commit_claimed else "no"
 
     def to_manifest(self) -> dict[str, Any]:
         """JSON-serialisable: what the run manifest records about the code that ran."""
@@ -206,9 +190,8 @@ def _ignored(name: str) -> bool:
 
 def _git_local_changes(repo: Path, applied: list[Patch]) -> list[str]:
     """``git status`` minus what our applied patches explain (checked by un-applying them on a copy)."""
-    out = run_git(
-        ["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"], cwd=repo, what="git status"
-    ).stdout
+    out = run_git(["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"], cwd=repo,
+                  what="git status").stdout
     tracked: list[str] = []
     changes: list[str] = []
     for entry in filter(None, out.split("\0")):
@@ -218,14 +201,10 @@ def _git_local_changes(repo: Path, applied: list[Patch]) -> list[str]:
                 changes.append(name)
         elif code != "!!":
             tracked.append(name)
-    explained = _explained_by_patches(repo, applied, tracked, baseline=lambda n: _head_blob(repo, n))
+    head_blob = lambda name: git_output(repo, "rev-parse", "-q", "--verify", f"HEAD:{name}")  # noqa: E731
+    explained = _explained_by_patches(repo, applied, tracked, baseline=head_blob)
     changes.extend(name for name in tracked if name not in explained)
     return sorted(changes)
-
-
-def _head_blob(repo: Path, name: str) -> str | None:
-    result = run_git(["rev-parse", "-q", "--verify", f"HEAD:{name}"], cwd=repo, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def _explained_by_patches(tree: Path, applied: list[Patch], changed: list[str], baseline) -> set[str]:
@@ -235,11 +214,8 @@ def _explained_by_patches(tree: Path, applied: list[Patch], changed: list[str], 
     if not candidates:
         return set()
     unpatched = unpatched_contents(tree, applied)
-    return {
-        name
-        for name in candidates
-        if unpatched.get(name) is not None and git_blob_id(unpatched[name]) == baseline(name)
-    }
+    return {name for name in candidates
+            if unpatched.get(name) is not None and git_blob_id(unpatched[name]) == baseline(name)}
 
 
 def _tree_local_changes(tree: Path, recorded: dict[str, str], applied: list[Patch]) -> list[str]:

@@ -109,7 +109,8 @@ def status(upstream_dir, as_json: bool) -> None:
             ("upstream is", state.commit_is or "-"),
             ("pinned commit", state.pinned_commit or "- (run repro upstream lock)"),
             ("checked out", state.commit or "-"),
-            ("matches pin", state.matches_pin_word()),
+            ("matches pin", "yes" if state.matches_pin else "commit claimed, not verified" if state.commit_claimed
+             else "no"),
             ("verified against", state.verified_against or "-"),
         ):
             click.echo(f"{label + ':':18}{value}")
