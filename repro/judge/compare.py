@@ -69,10 +69,8 @@ def from_band(band: Band, judged: str) -> list[ComparedRun]:
         top1 = {int(e): float(v) for e, v in (record.get("top1") or {}).items() if math.isfinite(float(v))}
         if not top1:
             continue
-        if judged == "final":
-            epoch = max(top1)
-        else:  # the best epoch, ties going to the later one (repro.logs.parse.best_epoch's rule)
-            epoch = max(top1, key=lambda e: (top1[e], e))
+        # the best epoch's ties go to the later one (repro.logs.parse.best_epoch's rule)
+        epoch = max(top1) if judged == "final" else max(top1, key=lambda e: (top1[e], e))
         runs.append(ComparedRun(str(record.get("run_id") or f"band run {index}"), str(record.get("path") or band.source),
                                 REFERENCE, dict(record), judged, top1[epoch], epoch, top1,
                                 {int(e): float(v) for e, v in (record.get("train_loss") or {}).items()}))

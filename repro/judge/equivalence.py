@@ -56,13 +56,13 @@ class Equivalence:
     def confidence(self) -> float:
         return 1.0 - 2.0 * self.alpha
 
-    def headline(self, unit: float = 100.0, unit_name: str = "pt") -> str:
-        """``EQUIVALENT within +-0.5 pt (90 % interval of the difference [a, b])`` and its siblings."""
-        margin = f"+-{self.margin * unit:g} {unit_name}"
+    def headline(self) -> str:
+        """``EQUIVALENT within +-0.5 pt (90 % interval of the difference [a, b] pt)`` and its siblings."""
+        margin = f"+-{self.margin * 100:g} pt"
         interval = ""
         if self.interval is not None:
-            low, high = (value * unit for value in self.interval)
-            interval = f" ({self.confidence * 100:.0f} % interval of the difference [{low:+.2f}, {high:+.2f}] {unit_name})"
+            low, high = (value * 100 for value in self.interval)
+            interval = f" ({self.confidence * 100:.0f} % interval of the difference [{low:+.2f}, {high:+.2f}] pt)"
         if self.outcome == EQUIVALENT:
             return f"EQUIVALENT within {margin}{interval}"
         if self.outcome == NOT_EQUIVALENT:
@@ -72,7 +72,7 @@ class Equivalence:
                     f"spread to judge a difference against, so nothing can be shown; train more seeds per side")
         need = (f"about {self.seeds_needed} seeds per side would be needed at the observed spread"
                 if self.seeds_needed is not None else
-                f"the observed difference {self.difference * unit:+.2f} {unit_name} is not inside the margin, so no "
+                f"the observed difference {self.difference * 100:+.2f} pt is not inside the margin, so no "
                 "number of seeds would show equivalence unless it shrinks")
         return f"NOT SHOWN within {margin}{interval}: {need}"
 

@@ -44,24 +44,18 @@ class HealthSettings:
     ips_fraction: float = 0.8
     band: BandSettings = field(default_factory=BandSettings)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "HealthSettings":
-        data = dict(data or {})
-        band = BandSettings.from_dict(data.pop("band", None))
-        known = {f.name for f in fields(cls)} - {"band"}
-        values = {k: type(getattr(cls, k))(v) for k, v in data.items() if k in known}
-        return cls(band=band, **values)
-
 
 def health_settings(recipe_data: dict[str, Any], smoke: bool) -> HealthSettings:
     """The recipe's ``health:`` section, with ``smoke.health`` on top for a smoke run (band merged too)."""
     merged = dict(recipe_data.get("health") or {})
+    band = merged.pop("band", None) or {}
     if smoke:
         override = dict(((recipe_data.get("smoke") or {}).get("health")) or {})
-        band = {**(merged.get("band") or {}), **(override.pop("band", None) or {})}
+        band = {**band, **(override.pop("band", None) or {})}
         merged.update(override)
-        merged["band"] = band
-    return HealthSettings.from_dict(merged)
+    known = {f.name for f in fields(HealthSettings)} - {"band"}
+    values = {k: type(getattr(HealthSettings, k))(v) for k, v in merged.items() if k in known}
+    return HealthSettings(band=BandSettings.from_dict(band), **values)
 
 
 @dataclass(frozen=True)
@@ -286,10 +280,7 @@ class HealthMonitor:
 
     # -- lines ---------------------------------------------------------------------------------
     def feed(self, lines: list[str]) -> list[Alarm]:
-        alarms: list[Alarm] = []
-        for line in lines:
-            alarms += self.feed_line(line)
-        return alarms
+        return [alarm for line in lines for alarm in self.feed_line(line)]
 
     def feed_line(self, line: str) -> list[Alarm]:
         read = P.read_line(line)

@@ -85,19 +85,19 @@ def pyplot():
     return plt
 
 
-def figure_png(fig: Any, dpi: int = 110) -> bytes:
+def figure_png(fig: Any) -> bytes:
     """A drawn matplotlib figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=dpi)
+        fig.savefig(buffer, format="png", dpi=110)
     finally:
         pyplot().close(fig)
     return buffer.getvalue()
 
 
-def figure_data_uri(fig: Any, dpi: int = 110) -> str:
+def figure_data_uri(fig: Any) -> str:
     """A drawn matplotlib figure as a ``data:image/png;base64,...`` URI for :func:`image`; the figure is closed."""
-    return png_data_uri(figure_png(fig, dpi))
+    return png_data_uri(figure_png(fig))
 
 
 def image(uri: str, alt: str, caption: str | None = None) -> str:

@@ -271,7 +271,8 @@ def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
     own_place = own_place and out.expanduser().resolve() == default_out.resolve()
     written = write_report(run, verdict, choice.target, out, own_place=own_place, run_path=run_path)
     if as_json:
-        click.echo(json.dumps(written.to_dict(), sort_keys=True, default=str))
+        click.echo(json.dumps(written, sort_keys=True, default=str))
         return
     click.echo(verdict.headline)
-    click.echo(f"report: {written.out / INDEX_HTML} (and {', '.join(n for n in written.files if n != INDEX_HTML)})")
+    others = ", ".join(name for name in written["files"] if name != INDEX_HTML)
+    click.echo(f"report: {Path(written['out']) / INDEX_HTML} (and {others})")

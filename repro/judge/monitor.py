@@ -42,8 +42,7 @@ class RunHealth:
     last_disk: float = field(default=-1e18)
 
     @classmethod
-    def open(cls, root: Path, band_path: Path | None = None, source: str = "watch",
-             use_band: bool = True) -> "RunHealth":
+    def open(cls, root: Path, band_path: Path | None = None, source: str = "watch") -> "RunHealth":
         run = RunDir(Path(root))
         manifest: dict[str, Any] = {}
         if run.is_run():
@@ -59,8 +58,7 @@ class RunHealth:
         smoke = is_smoke(manifest)
         settings = health_settings(recipe.data, smoke)
         config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-        band, band_line = load_band_for(recipe.name if (name or not run.is_run()) else None, smoke, band_path) \
-            if use_band else (None, "band not checked")
+        band, band_line = load_band_for(recipe.name if (name or not run.is_run()) else None, smoke, band_path)
         monitor = HealthMonitor(settings, class_num=_class_num(run), epochs=config.get("epochs"), band=band,
                                 source=source)
         if band is not None and monitor.epochs and band.epochs != monitor.epochs:

@@ -9,7 +9,6 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -478,27 +477,9 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-@dataclass
-class Report:
-    """What ``repro report`` wrote; ``to_dict`` is ``report.json`` and the ``--json`` object."""
-
-    run: str
-    path: str
-    out: Path
-    identity: dict[str, Any]
-    verdict: Verdict
-    band: str
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": REPORT_KIND, "schema": REPORT_SCHEMA, "run": self.run, "path": self.path,
-                "out": str(self.out), "files": self.files, "identity": self.identity, "band": self.band,
-                "verdict": self.verdict.to_dict()}
-
-
 def write_report(run: RunLogs, verdict: Verdict, target: Target | None, out: Path, *, own_place: bool,
-                 run_path: Path) -> Report:
-    """Render everything first, then write each file atomically, ``report.json`` last."""
+                 run_path: Path) -> dict[str, Any]:
+    """Render everything first, then write each file atomically, ``report.json`` (returned) last."""
     identity = run_identity(run)
     out = claim_report_dir(Path(out), identity, own_place, run_path)
     band, band_line = run_band(run)
@@ -508,12 +489,11 @@ def write_report(run: RunLogs, verdict: Verdict, target: Target | None, out: Pat
     throughput_png = H.figure_png(figure) if figure is not None else None
     page = build_page(run, verdict, target, band, band_line, H.png_data_uri(curves),
                       H.png_data_uri(throughput_png) if throughput_png else None, throughput, steady)
-    report = Report(run=run.name, path=str(run.files.root), out=out, identity=identity, verdict=verdict,
-                    band=band_line if band is not None else f"none: {band_line}")
-    for name, data in ((EPOCHS_CSV, epochs_csv(run).encode("utf-8")),
-                       (SUMMARY_MD, summary_markdown(run, verdict).encode("utf-8")),
-                       (CURVES_PNG, curves), (INDEX_HTML, page.render().encode("utf-8"))):
-        report.files[name] = str(write_bytes_atomic(out / name, data))
-    report.files[REPORT_JSON] = str(out / REPORT_JSON)
-    write_text_atomic(out / REPORT_JSON, json.dumps(report.to_dict(), indent=1, sort_keys=True, default=str) + "\n")
+    files = {name: str(write_bytes_atomic(out / name, data)) for name, data in (
+        (EPOCHS_CSV, epochs_csv(run).encode("utf-8")), (SUMMARY_MD, summary_markdown(run, verdict).encode("utf-8")),
+        (CURVES_PNG, curves), (INDEX_HTML, page.render().encode("utf-8")))}
+    report = {"kind": REPORT_KIND, "schema": REPORT_SCHEMA, "run": run.name, "path": str(run.files.root),
+              "out": str(out), "files": {**files, REPORT_JSON: str(out / REPORT_JSON)}, "identity": identity,
+              "band": band_line if band is not None else f"none: {band_line}", "verdict": verdict.to_dict()}
+    write_text_atomic(out / REPORT_JSON, json.dumps(report, indent=1, sort_keys=True, default=str) + "\n")
     return report

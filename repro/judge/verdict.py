@@ -23,12 +23,12 @@ STANDARD_ERRORS = 2.0
 ROUNDING = 1e-9  # top-1 is printed with 5 decimals; never fail on float noise
 
 
-def sampling_margin(target: Target, standard_errors: float = STANDARD_ERRORS) -> float:
+def sampling_margin(target: Target) -> float:
     """``k * sqrt(p(1-p)/n)``: the eval set's sampling error, not the seed-to-seed spread (a convention)."""
     p, n = target.value, target.eval_set_size
     if n <= 0 or not 0.0 <= p <= 1.0:
         return 0.0
-    return standard_errors * math.sqrt(p * (1.0 - p) / n)
+    return STANDARD_ERRORS * math.sqrt(p * (1.0 - p) / n)
 
 
 def duration(seconds: float) -> str:

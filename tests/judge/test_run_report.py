@@ -84,7 +84,7 @@ def test_page_puts_the_verdict_first_then_provenance_with_the_honest_upstream_na
                  "plateau", "top-1 has not risen for 1 epoch", "true_best", "0adcae13efe2"):
         assert text in page, text
     assert "<th>top5</th>" not in page  # 4 classes
-    assert report.verdict.status == "PASS" and report.band.startswith("none:")
+    assert report["verdict"]["status"] == "PASS" and report["band"].startswith("none:")
 
 
 def test_page_takes_the_manifest_s_own_name_for_the_commit_and_says_so_without_a_manifest(tmp_path):
