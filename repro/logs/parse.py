@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -73,11 +73,7 @@ class RunLogs:
         return self.segments[-1] if self.segments else None
 
     def _from_segments(self, attribute: str) -> Any:
-        for segment in reversed(self.segments):
-            value = getattr(segment, attribute)
-            if value is not None:
-                return value
-        return None
+        return next((value for s in reversed(self.segments) if (value := getattr(s, attribute)) is not None), None)
 
     @property
     def epochs_configured(self) -> int | None:
@@ -106,9 +102,7 @@ class RunLogs:
     def epochs_completed(self) -> int:
         """The last epoch whose training finished (its ``[Train][Avg]`` line), 0 if none."""
         trained = self.epochs.dropna(subset=["train_time"]) if "train_time" in self.epochs else self.epochs.iloc[0:0]
-        done = int(trained.index.max()) if not trained.empty else 0
-        evaluated = int(self.evaluated.index.max()) if not self.evaluated.empty else 0
-        return max(done, evaluated)
+        return int(max([*trained.index, *self.evaluated.index], default=0))
 
     @property
     def train_seconds(self) -> float:
@@ -198,20 +192,24 @@ def launcher_world(files: RunFiles, segments: list[Segment]) -> LaunchWorld | No
     return None
 
 
-def _resolve(frame: pd.DataFrame, kind: str, label: str, notes: list[str], problems: list[str],
-             segments: list[Segment]) -> pd.DataFrame:
-    """One row per epoch: the last launch that logged an epoch wins; repeats inside one launch are a problem."""
+def _last_wins(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per epoch: the last launch that logged an epoch wins."""
     if frame.empty:
         return frame.set_index("epoch") if "epoch" in frame else frame
-    repeated_inside = frame[frame.duplicated(["segment", "epoch"], keep=False)]
-    if not repeated_inside.empty and kind == "eval":
-        epochs = sorted(set(repeated_inside["epoch"]))
+    return frame.drop_duplicates("epoch", keep="last").set_index("epoch").sort_index()
+
+
+def _say_repeats(evals: pd.DataFrame, label: str, notes: list[str], problems: list[str],
+                 segments: list[Segment]) -> None:
+    """Which launch won each repeated eval epoch (a note); a repeat inside one launch is a problem."""
+    inside = evals[evals.duplicated(["segment", "epoch"], keep=False)]
+    if not inside.empty:
         problems.append(
-            f"{label}: epoch(s) {_ranges(epochs)} logged twice within one launch: two trainings wrote this log "
-            "at once (orphaned ranks of a killed launcher?); stop the stray processes and judge a clean log"
+            f"{label}: epoch(s) {_ranges(set(inside['epoch']))} logged twice within one launch: two trainings wrote "
+            "this log at once (orphaned ranks of a killed launcher?); stop the stray processes and judge a clean log"
         )
-    repeated = frame[frame.duplicated("epoch", keep=False)]
-    if kind == "eval" and not repeated.empty:
+    repeated = evals[evals.duplicated("epoch", keep=False)]
+    if not repeated.empty:
         groups: dict[tuple[int, ...], list[int]] = {}
         for epoch, launches in repeated.groupby("epoch")["segment"].agg(lambda s: tuple(sorted(set(s)))).items():
             if len(launches) > 1:
@@ -224,10 +222,9 @@ def _resolve(frame: pd.DataFrame, kind: str, label: str, notes: list[str], probl
                 f"epoch(s) {_ranges(epochs)} were logged by launches {', '.join(map(str, launches))}; "
                 f"launch {winner}{how} ran them last and its values are used"
             )
-    return frame.drop_duplicates("epoch", keep="last").set_index("epoch").sort_index()
 
 
-def _ranges(values: list[int]) -> str:
+def _ranges(values: Iterable[int]) -> str:
     """``[1, 2, 3, 5]`` -> ``"1-3, 5"``."""
     runs = [[v for _, v in run] for _, run in itertools.groupby(enumerate(sorted(values)), lambda p: p[1] - p[0])]
     return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
@@ -235,8 +232,8 @@ def _ranges(values: list[int]) -> str:
 
 def epoch_table(log: LogFile, notes: list[str], problems: list[str]) -> pd.DataFrame:
     """Train and eval averages of one file joined on epoch, after resolving repeated epochs."""
-    train = _resolve(log.train_epochs, "train", log.label, notes, problems, log.segments)
-    evals = _resolve(log.evals, "eval", log.label, notes, problems, log.segments)
+    _say_repeats(log.evals, log.label, notes, problems, log.segments)
+    train, evals = _last_wins(log.train_epochs), _last_wins(log.evals)
     train = train.rename(columns={"time": "train_time", "segment": "train_segment"}).drop(columns=["offset"], errors="ignore")
     evals = evals.rename(columns={"time": "eval_time"}).drop(columns=["offset"], errors="ignore")
     table = train.join(evals, how="outer")
@@ -245,9 +242,8 @@ def epoch_table(log: LogFile, notes: list[str], problems: list[str]) -> pd.DataF
     if "train_segment" in table:
         table["segment"] = table["segment"].fillna(table["train_segment"])
         table = table.drop(columns=["train_segment"])
-    best = log.best_lines.drop_duplicates("epoch", keep="last").set_index("epoch")["best_metric"] if not log.best_lines.empty else None
-    if best is not None:
-        table["upstream_best"] = best
+    if not log.best_lines.empty:
+        table["upstream_best"] = log.best_lines.drop_duplicates("epoch", keep="last").set_index("epoch")["best_metric"]
     table.index.name = "epoch"
     return table.sort_index()
 
@@ -367,8 +363,7 @@ def load_run(files: RunFiles) -> RunLogs:
     for log in logs:
         if log.truncated:
             warnings.append(f"{log.label}: the last line is cut off (the run is still writing, or the disk filled); it was ignored")
-    for problem in _nonfinite(table):
-        warnings.append(f"non-finite loss: {problem}")
+    warnings += [f"non-finite loss: {problem}" for problem in _nonfinite(table)]
     segments = primary.segments
     if segments and not segments[0].has_echo and not primary.train_epochs.empty:
         warnings.append(f"{primary.label}: results before upstream's start-up echo (the head of the log is missing)")

@@ -21,28 +21,18 @@ from repro.upstream.git import is_full_sha
 
 def in_sparse(name: str, patterns: tuple[str, ...]) -> bool:
     """No-cone patterns as the pin writes them: ``/dir/`` matches below dir, ``/file`` matches file."""
-    for pattern in patterns:
-        anchored = pattern.lstrip("/")
-        if anchored.endswith("/") and (name + "/").startswith(anchored):
-            return True
-        if name == anchored:
-            return True
-    return False
+    anchored = [pattern.lstrip("/") for pattern in patterns]
+    return any(name == path or path.endswith("/") and (name + "/").startswith(path) for path in anchored)
 
 
 def _safe_relative(name: str) -> PurePosixPath | None:
     path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or not path.parts:
-        return None
-    return path
+    return None if path.is_absolute() or ".." in path.parts or not path.parts else path
 
 
 def _unsafe(archive: Path, name: str, why: str) -> ReproError:
-    return ReproError(
-        f"{archive.name} holds an unsafe entry {name!r} ({why}): refusing to extract it; "
-        "download the archive from the PaddleClas project again",
-        EXIT_BAD_INPUT,
-    )
+    return ReproError(f"{archive.name} holds an unsafe entry {name!r} ({why}): refusing to extract it; download the"
+                      " archive from the PaddleClas project again", EXIT_BAD_INPUT)
 
 
 def _strip_checked(archive: Path, names: list[str]) -> int:
@@ -122,7 +112,8 @@ def _extract_tar(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
     except tarfile.ReadError as error:  # its text lists every compression tried, on several lines
         raise ReproError(f"{archive} is not a tar archive or is damaged: download it again", EXIT_BAD_INPUT) from error
     except (tarfile.TarError, OSError, EOFError) as error:
-        raise ReproError(f"cannot read {archive} ({_one_line(error)}): download it again", EXIT_BAD_INPUT) from error
+        raise ReproError(f"cannot read {archive} ({' '.join(str(error).split())}): download it again",
+                         EXIT_BAD_INPUT) from error
 
 
 def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | None:
@@ -152,8 +143,5 @@ def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
                     os.chmod(target, 0o755)
             return _embedded_commit(bundle.comment)
     except (zipfile.BadZipFile, OSError) as error:
-        raise ReproError(f"cannot read {archive} ({_one_line(error)}): download it again", EXIT_BAD_INPUT) from error
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+        raise ReproError(f"cannot read {archive} ({' '.join(str(error).split())}): download it again",
+                         EXIT_BAD_INPUT) from error

@@ -54,14 +54,8 @@ def git_timeout() -> float:
     return seconds
 
 
-def run_git(
-    args: Sequence[str],
-    cwd: Path | None = None,
-    *,
-    check: bool = True,
-    ceiling: Path | None = None,
-    what: str | None = None,
-) -> subprocess.CompletedProcess[str]:
+def run_git(args: Sequence[str], cwd: Path | None = None, *, check: bool = True, ceiling: Path | None = None,
+            what: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``git ARGS``; with ``check`` a failure becomes ``ReproError`` naming ``what`` and git's reason.
 
     git runs in its own session so that a timeout kills its helpers too (ssh, remote-https): they
@@ -77,11 +71,9 @@ def run_git(
     try:
         result = run_bounded(command, timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired:
-        raise ReproError(
-            f"{what or 'git ' + (args[0] if args else '')} did not finish in {timeout:.0f} s (a stalled network or server?): "
-            f"check the network and rerun, set {TIMEOUT_ENV}=SECONDS for a slow link, or use --archive FILE",
-            EXIT_UPSTREAM,
-        ) from None
+        raise ReproError(f"{what or 'git ' + (args[0] if args else '')} did not finish in {timeout:.0f} s (a stalled"
+                         f" network or server?): check the network and rerun, set {TIMEOUT_ENV}=SECONDS for a slow"
+                         " link, or use --archive FILE", EXIT_UPSTREAM) from None
     if check and result.returncode != 0:
         reason = last_error_line(result.stderr) or f"git exited with {result.returncode}"
         raise ReproError(f"{what or 'git ' + ' '.join(args)} failed: {reason}", EXIT_UPSTREAM)
@@ -91,10 +83,7 @@ def run_git(
 def last_error_line(stderr: str) -> str:
     """The most telling line git printed (its last ``fatal:``/``error:`` line, else the last line)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith(("fatal:", "error:")):
-            return line
-    return lines[-1] if lines else ""
+    return next((line for line in reversed(lines) if line.startswith(("fatal:", "error:"))), lines[-1] if lines else "")
 
 
 def git_output(repo: Path, *args: str) -> str | None:
@@ -119,18 +108,16 @@ def as_git_url(url: str) -> str:
     """The validated git URL for ``url``: a local path becomes a ``file://`` URL (only then does git
     honour --depth and --filter); anything else must be a URL of an allowed scheme or scp-like."""
     text = str(url)
-    bad = ReproError(
-        f"upstream URL {text!r} is not a URL ({', '.join(URL_SCHEMES)}), user@host:path or an existing directory: "
-        "pass e.g. --url https://gitee.com/paddlepaddle/PaddleClas.git or --url /path/to/mirror.git",
-        EXIT_BAD_INPUT,
-    )
+    bad = ReproError(f"upstream URL {text!r} is not a URL ({', '.join(URL_SCHEMES)}), user@host:path or an existing"
+                     " directory: pass e.g. --url https://gitee.com/paddlepaddle/PaddleClas.git or --url"
+                     " /path/to/mirror.git", EXIT_BAD_INPUT)
     if not text or text.startswith("-") or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
         raise bad
     if "://" in text:
         parts = urlsplit(text)
-        if parts.scheme.lower() not in URL_SCHEMES:
-            raise bad
-        if parts.scheme.lower() != "file" and not (parts.hostname and _HOST.match(parts.netloc.rsplit("@", 1)[-1])):
+        scheme = parts.scheme.lower()
+        host_ok = scheme == "file" or (parts.hostname and _HOST.match(parts.netloc.rsplit("@", 1)[-1]))
+        if scheme not in URL_SCHEMES or not host_ok:
             raise bad
         return text
     local = Path(text).expanduser()
@@ -145,20 +132,17 @@ def is_full_sha(text: str | None) -> bool:
     return bool(text) and len(text) == 40 and all(c in "0123456789abcdef" for c in text.lower())
 
 
-def checked_commit(commit: str | None, what: str = "--commit") -> str | None:
+def checked_commit(commit: str | None) -> str | None:
     """A full 40-hex commit id (lower case), or None; short ids are refused (they can be ambiguous)."""
-    if commit is None:
-        return None
-    if not is_full_sha(commit):
-        raise ReproError(f"{what} must be a full 40-hex commit id, got {commit!r}: pass the whole id (git rev-parse SHORT)", EXIT_BAD_INPUT)
-    return commit.lower()
+    if commit is not None and not is_full_sha(commit):
+        raise ReproError(f"--commit must be a full 40-hex commit id, got {commit!r}: pass the whole id"
+                         " (git rev-parse SHORT)", EXIT_BAD_INPUT)
+    return commit.lower() if commit else None
 
 
 def checked_ref(ref: str, pin_file: Path | None = None) -> str:
-    """A branch or tag name git accepts (``git check-ref-format``), and never an option.
-
-    ``pin_file`` names where the ref came from when it is not the ``--ref`` option.
-    """
+    """A branch or tag name git accepts (``git check-ref-format``), never an option; ``pin_file`` names where
+    the ref came from when it is not the ``--ref`` option."""
     text = str(ref)
     valid = bool(text) and not text.startswith("-") and text.isascii() and text.isprintable()
     if valid:  # "refs/heads/" in front: git reads the argument as a name, never as an option

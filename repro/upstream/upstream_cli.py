@@ -43,10 +43,8 @@ def lock(url: str | None, ref: str | None) -> None:
     pin = load_pin()
     url = url or pin.url
     ref = checked_ref(ref) if ref else checked_ref(pin.ref, pin.path)
-    result = run_git(
-        ["ls-remote", "--end-of-options", as_git_url(url), f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"],
-        check=False, what=f"git ls-remote {url}",
-    )
+    result = run_git(["ls-remote", "--end-of-options", as_git_url(url), f"refs/heads/{ref}", f"refs/tags/{ref}",
+                      f"refs/tags/{ref}^{{}}"], check=False, what=f"git ls-remote {url}")
     if result.returncode != 0:
         raise ReproError(f"cannot reach {url}: {last_error_line(result.stderr)}; check the URL and network", EXIT_UPSTREAM)
     refs = dict(reversed(line.split("\t", 1)) for line in result.stdout.splitlines() if "\t" in line)
@@ -59,11 +57,8 @@ def lock(url: str | None, ref: str | None) -> None:
     path = write_pinned(commit, ref=ref if ref != pin.ref else None, commit_from=ref)
     click.echo(f"pinned {ref} = {commit} (resolved at {url}) in {path}")
     if pin.verified_against and commit != pin.verified_against:
-        click.echo(
-            f"WARNING: {commit[:8]} is not {pin.verified_against[:8]}, the commit our patches were verified against: "
-            "fetch it, run the smoke test, then update verified_against",
-            err=True,
-        )
+        click.echo(f"WARNING: {commit[:8]} is not {pin.verified_against[:8]}, the commit our patches were verified"
+                   " against: fetch it, run the smoke test, then update verified_against", err=True)
 
 
 @command("fetch", parent=upstream, exits={EXIT_UPSTREAM: "cannot fetch, not the pinned commit, or a patch does not apply",
@@ -103,7 +98,8 @@ def status(upstream_dir, as_json: bool) -> None:
         for label, value in (
             ("path", state.path),
             ("present", "yes" if state.present else "no"),
-            ("source", _source_words(state)),
+            ("source", f"archive {state.archive} (sha256 {state.archive_sha256})" if state.source == "archive"
+             else state.source or "-"),
             ("url", state.url or "-"),
             ("ref", state.ref or "- (not known to be a ref's tip)"),
             ("upstream is", state.commit_is or "-"),
@@ -122,12 +118,6 @@ def status(upstream_dir, as_json: bool) -> None:
         _print_warnings(state)
     if state.problems():
         click.get_current_context().exit(EXIT_UPSTREAM)
-
-
-def _source_words(state: UpstreamState) -> str:
-    if state.source == "archive":
-        return f"archive {state.archive} (sha256 {state.archive_sha256})"
-    return state.source or "-"
 
 
 @command("apply-patches", parent=upstream, exits={EXIT_UPSTREAM: "no checkout, or a patch does not apply"})
