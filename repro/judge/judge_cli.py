@@ -263,13 +263,12 @@ def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
     check_options(options)
     run_path = judged_path(run_path)
     run = parse_run(run_path)
-    choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     verdict = judge_run(run, options)
     verdict.details += [line.strip() for line in compliance_lines(verdict)] + pace_lines(run)
     default_out, own_place = default_report_dir(run)
     out = out or default_out
     own_place = own_place and out.expanduser().resolve() == default_out.resolve()
-    written = write_report(run, verdict, choice.target, out, own_place=own_place, run_path=run_path)
+    written = write_report(run, verdict, out, own_place=own_place, run_path=run_path)
     if as_json:
         click.echo(json.dumps(written, sort_keys=True, default=str))
         return

@@ -23,7 +23,6 @@ from repro.judge.health import load_band_for
 from repro.judge.throughput import Throughput, measure, run_throughput
 from repro.judge.verdict import Verdict
 from repro.logs.parse import RunLogs
-from repro.recipes.catalog import Target
 from repro.run.rundir import K_EVALUATIONS, RunDir, is_smoke, recipe_name
 from repro.upstream.pin import load_pin
 
@@ -175,8 +174,8 @@ def draw_top1_band(ax: Any, band: Band, label: str | None = None) -> None:
     ax.plot(epochs, mean, "--", color="tab:green", linewidth=1, alpha=0.8)
 
 
-def _pass_line_differs(verdict: Verdict, target: Target | None) -> bool:
-    return verdict.threshold is not None and (target is None or abs(verdict.threshold - target.value) > 1e-9)
+def _pass_line_differs(verdict: Verdict) -> bool:
+    return verdict.threshold is not None and (verdict.target is None or abs(verdict.threshold - verdict.target) > 1e-9)
 
 
 def verdict_number(verdict: Verdict) -> str:
@@ -191,7 +190,7 @@ def verdict_number(verdict: Verdict) -> str:
     return f"{verdict.metric} {verdict.value:.4f}{where}{bar}"
 
 
-def plot_curves(run: RunLogs, verdict: Verdict, target: Target | None, band: Band | None,
+def plot_curves(run: RunLogs, verdict: Verdict, band: Band | None,
                 evals: list[dict[str, Any]]) -> Any:
     """Accuracy (top-1, top-5 where meaningful) with target, pass line, band and standalone evals;
     below, loss on a log scale with the learning rate on a second axis. Returns the figure."""
@@ -206,14 +205,14 @@ def plot_curves(run: RunLogs, verdict: Verdict, target: Target | None, band: Ban
         series = _series(evaluated, column)
         if not series.empty:
             acc_ax.plot(series.index, series.values, style, markersize=3, label=column, zorder=4)
-    if _pass_line_differs(verdict, target):
+    if _pass_line_differs(verdict):
         acc_ax.axhline(verdict.threshold, color="tab:orange", linestyle="--", linewidth=1.2, zorder=2,
                        label=f"passes at {verdict.threshold:.4f}")
-        if target is not None:
-            acc_ax.axhspan(verdict.threshold, target.value, color="tab:orange", alpha=0.08, zorder=1)
-    if target is not None:
-        acc_ax.axhline(target.value, color="tab:red", linewidth=2, zorder=3,
-                       label=f"target {target.metric} {target.value:g}")
+        if verdict.target is not None:
+            acc_ax.axhspan(verdict.threshold, verdict.target, color="tab:orange", alpha=0.08, zorder=1)
+    if verdict.target is not None:
+        acc_ax.axhline(verdict.target, color="tab:red", linewidth=2, zorder=3,
+                       label=f"target {verdict.metric} {verdict.target:g}")
     marks = _evals_to_mark(evals, metric)
     if marks:
         acc_ax.plot([m[0] for m in marks], [m[1] for m in marks], "*", color="tab:purple", markersize=14,
@@ -380,7 +379,7 @@ def _alarms(run: RunLogs) -> tuple[list[dict[str, Any]], str | None]:
     return AlarmLog(path).alarms(), None
 
 
-def build_page(run: RunLogs, verdict: Verdict, target: Target | None, band: Band | None, band_line: str,
+def build_page(run: RunLogs, verdict: Verdict, band: Band | None, band_line: str,
                curves_uri: str, throughput_uri: str | None, throughput: pd.DataFrame, steady: Throughput) -> H.HtmlPage:
     page = H.HtmlPage(title=f"repro report: {run.name}")
     rest = verdict.headline[len(verdict.status):].lstrip(" ,")  # the run, the reason, the deviations
@@ -391,8 +390,8 @@ def build_page(run: RunLogs, verdict: Verdict, target: Target | None, band: Band
         page.add("Verdict details", H.bullets(details))
     page.add("Provenance", H.key_value_table(provenance_rows(run, verdict)))
     evals = standalone_evals(run)
-    marked = ("target (red) over the pass line (orange, dashed)" if _pass_line_differs(verdict, target)
-              else "target (red)" if target is not None else "no target")
+    marked = ("target (red) over the pass line (orange, dashed)" if _pass_line_differs(verdict)
+              else "target (red)" if verdict.target is not None else "no target")
     caption = (f"Eval accuracy with the {marked}; {band_line if band else band_line + ' (none drawn)'}; "
                f"standalone evals as purple stars ({len(_evals_to_mark(evals, verdict.metric or 'top1'))}); "
                "loss on a log scale with the learning rate.")
@@ -477,17 +476,17 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-def write_report(run: RunLogs, verdict: Verdict, target: Target | None, out: Path, *, own_place: bool,
+def write_report(run: RunLogs, verdict: Verdict, out: Path, *, own_place: bool,
                  run_path: Path) -> dict[str, Any]:
     """Render everything first, then write each file atomically, ``report.json`` (returned) last."""
     identity = run_identity(run)
     out = claim_report_dir(Path(out), identity, own_place, run_path)
     band, band_line = run_band(run)
-    curves = H.figure_png(plot_curves(run, verdict, target, band, standalone_evals(run)))
+    curves = H.figure_png(plot_curves(run, verdict, band, standalone_evals(run)))
     throughput, steady = throughput_table(run), run_throughput(run)
     figure = plot_throughput(run, throughput, steady)
     throughput_png = H.figure_png(figure) if figure is not None else None
-    page = build_page(run, verdict, target, band, band_line, H.png_data_uri(curves),
+    page = build_page(run, verdict, band, band_line, H.png_data_uri(curves),
                       H.png_data_uri(throughput_png) if throughput_png else None, throughput, steady)
     files = {name: str(write_bytes_atomic(out / name, data)) for name, data in (
         (EPOCHS_CSV, epochs_csv(run).encode("utf-8")), (SUMMARY_MD, summary_markdown(run, verdict).encode("utf-8")),
