@@ -93,7 +93,7 @@ def _check_class_dirs(split: str, listing: ListFile, dirs: list[str], problems: 
     directory -> label, and the distinct directories.
     """
     name = listing.name
-    split_dir = dict(layout.SPLITS_DIRS)[split]
+    split_dir = next(directory for name, _, directory in layout.SPLITS if name == split)
     inside = split_dir + "/"
     # Directory -> label if every directory carries one label: two C-level passes (a dict keeps each
     # directory's last label, every line is compared with it), a third of a set of a million pairs' cost.
