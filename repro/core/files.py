@@ -150,11 +150,8 @@ def _umask() -> int:
 
 @dataclass
 class Tail:
-    """New complete lines of one file since the last call; a cut last line waits for its end.
-
-    ``from_end`` starts at the current end, so only what is appended from now on is read (a resumed
-    run's console.log already holds the end markers of the segment before).
-    """
+    """New complete lines of one file since the last call; a cut last line waits for its end. ``from_end``
+    reads only what is appended from now on (a resumed run's console.log holds the last segment's end markers)."""
 
     path: Path
     offset: int = 0

@@ -1,10 +1,8 @@
 """One log file -> its launches (segments) and per-epoch tables, fast enough for a 300-epoch log.
 
-A full ResNeSt50 run writes ~150,000 iteration lines per copy of the log; reading every one in Python
-would make ``check-accuracy`` tens of times slower than ``grep``. The verdict needs only the few
-hundred ``[Avg]`` lines, the start-up echoes and the errors, so this module memory-maps the file and
-lets ``memchr`` (C code) skip straight to them. The iteration table, which only the report
-and ``watch`` need, is parsed on demand by :func:`iterations`.
+A full ResNeSt50 run writes ~150,000 iteration lines per copy of the log, but the verdict needs only the
+``[Avg]`` lines, the start-up echoes and the errors: the file is memory-mapped and ``memchr`` skips to them
+(benchmarks/bench_log_parse.py: within 3x of ``grep``). :func:`iterations` parses the rest on demand.
 """
 
 from __future__ import annotations
@@ -143,10 +141,8 @@ def _split_prefix(line: str) -> tuple[dt.datetime | None, str]:
 def find_all(data: bytes | mmap.mmap, needle: tuple[bytes, int], end: int) -> list[int]:
     """Offsets of every occurrence of ``needle = (text, index of its rarest byte)`` before ``end``.
 
-    One pass over a 36 MB log with ``re`` or ``bytes.find`` costs as much as ``grep`` over it;
-    ``memchr`` on a byte that upstream's iteration lines never contain skips them at memory speed.
-    Should that byte turn out common in some log, the rest is searched with ``re`` instead, so the
-    cost is never much worse than one regex pass.
+    ``memchr`` on a byte upstream's iteration lines never contain is several times faster than ``re`` (which
+    misses the benchmark's goal); should that byte be common in some log, the rest is searched with ``re``.
     """
     text, anchor = needle
     byte, size = text[anchor : anchor + 1], len(text)
@@ -298,10 +294,8 @@ def _previous(data: bytes | mmap.mmap, line_start: int, lower: int, kind: str, l
 
 
 def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
-    """Read one file's launches and ``[Avg]``/best lines without touching its iteration lines.
-
-    ``train=False`` skips the training averages: a file read only to cross-check eval results.
-    """
+    """One file's launches and ``[Avg]``/best lines, its iteration lines untouched; ``train=False`` skips
+    the training averages (a file read only to cross-check eval results)."""
     path = Path(path)
     with _mapped(path) as data:
         size = len(data)

@@ -1,9 +1,6 @@
 """What this machine offers for training: the Paddle build and the devices it and the vendor tool see.
-
-Paddle is probed in a child interpreter, never imported here: a broken install (a wrong vendor
-wheel, the scikit-learn segfault after ``import paddle``) must show up as a finding in ``repro doctor``
-and the run manifest, not kill the harness itself.
-"""
+Paddle is probed in a child interpreter, never imported here: a broken install (a wrong vendor wheel, the
+scikit-learn segfault after ``import paddle``) is a finding in ``doctor`` and the manifest, not a crash."""
 
 from __future__ import annotations
 
@@ -93,10 +90,8 @@ class PaddleInfo:
 
 def probe_paddle(python: str | None = None, with_sklearn: bool = True, timeout: float = 120.0,
                  env: dict[str, str] | None = None) -> PaddleInfo:
-    """One child interpreter answers every question about Paddle (importing it takes seconds).
-
-    ``env`` lets the pre-flight count the machine's GPUs without a leftover ``CUDA_VISIBLE_DEVICES``.
-    """
+    """One child interpreter answers every question about Paddle (importing it takes seconds); ``env`` lets
+    the pre-flight count the machine's GPUs without a leftover ``CUDA_VISIBLE_DEVICES``."""
     python = python or sys.executable
     argv = [python, "-c", _PADDLE_PROBE] + (["--with-sklearn"] if with_sklearn else [])
     try:

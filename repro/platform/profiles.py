@@ -1,9 +1,5 @@
-"""Platform profiles: how Paddle is installed and launched on each kind of machine.
-
-A profile is YAML data in ``environments/<name>/profile.yaml`` so that adding a platform (a new SDK,
-another vendor) means adding a folder, not editing the launcher. The launcher, doctor and manifest
-all read the same record.
-"""
+"""Platform profiles: how Paddle is installed and launched on each kind of machine, as YAML data in
+``environments/<name>/profile.yaml`` (a new platform is a folder, not an edit to the launcher)."""
 
 from __future__ import annotations
 
@@ -80,11 +76,8 @@ def vendor_builds() -> list[dict[str, Any]]:
 
 
 def setup_command(name: str) -> str:
-    """The command that gives this checkout a venv for profile ``name``, from where the user stands.
-
-    A venv holds one Paddle build and the Makefile refuses to switch one in place, so a venv built
-    for another platform has to go first.
-    """
+    """The command that gives this checkout a venv for profile ``name``: a venv holds one Paddle build and
+    the Makefile refuses to switch one in place, so a venv built for another platform goes first."""
     current = venv_platform()
     if current and current != name:
         return f"make clean-venv && make setup PLATFORM={name}"

@@ -255,18 +255,10 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
         reference = data.get("reference")
         launch = Launch.parse(reference["command"], reference.get("env") or {}, data["entry"]) if reference else None
         recipe = Recipe(
-            name=data["name"],
-            arch=data["arch"],
-            config=data["config"],
-            entry=data["entry"],
+            **{key: data[key] for key in ("name", "arch", "config", "entry", "batch_size_key", "lr_key")},
+            **{key: int(data[key]) for key in ("reference_gpus", "batch_size_per_gpu", "checkpoint_mb", "class_num")},
             reference_overrides=tuple(data.get("reference_overrides", [])),
-            reference_gpus=int(data["reference_gpus"]),
-            batch_size_per_gpu=int(data["batch_size_per_gpu"]),
-            batch_size_key=data["batch_size_key"],
             base_lr=float(data["base_lr"]),
-            lr_key=data["lr_key"],
-            checkpoint_mb=int(data["checkpoint_mb"]),
-            class_num=int(data["class_num"]),
             target=targets[0] if targets else None,
             launch=launch,
             harness_overrides=tuple(

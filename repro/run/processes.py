@@ -98,14 +98,9 @@ def runs_our_program(cmdline: list[str]) -> bool:
 
 
 def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.Process]:
-    """Live processes of this run found by scanning /proc, whoever started them.
-
-    Matches exact tokens (``Global.output_dir=RUN/output``, ``RUN/launcher``) or the rank's
-    ``PADDLE_LOG_DIR`` rather than any mention of the path, and only in a Python interpreter running
-    ``paddle.distributed.launch`` or ``tools/train.py``: a ``tail -f RUN/output/train.log`` or ``du
-    RUN/launcher`` is never taken for a rank (nor killed as one). Forked DataLoader workers inherit
-    the rank's command line and match too.
-    """
+    """Live processes of this run in /proc, whoever started them: a Python running the launcher or
+    ``tools/train.py`` with this run's exact tokens or ``PADDLE_LOG_DIR`` (DataLoader workers inherit them),
+    never a ``tail -f RUN/output/train.log`` or ``du RUN/launcher``."""
     markers = {f"Global.output_dir={run.output}", str(run.launcher)}  # see ``launch.command.build_command``
     skip = {os.getpid(), *exclude}
     found: list[psutil.Process] = []
@@ -239,11 +234,8 @@ class Launch:
         self._notify()
 
     def _copy_output(self, console) -> None:
-        """Launcher output to the terminal and to console.log (append), and a tail kept for diagnosis.
-
-        The pipe is drained whatever happens: a pump that stopped reading (disk full under
-        console.log) would fill the pipe and block the launcher, and with it the whole run.
-        """
+        """Launcher output to the terminal, console.log and a tail kept for diagnosis; the pipe is drained
+        whatever happens (a pump that stopped reading on a full disk would block the launcher, and the run)."""
         assert self.proc is not None and self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
             if console is not None:
