@@ -85,15 +85,11 @@ def _report_class_dir_clashes(listing: ListFile, dirs: list[str], problems: Prob
 
 def _check_class_dirs(split: str, listing: ListFile, dirs: list[str], problems: Problems
                       ) -> tuple[int, dict[str, int], Collection[str]]:
-    """One class directory, one label; one label, one directory.
-
-    Decided by set sizes (a few C-level passes for a clean list); the per-line pass that names
-    lines runs only for a list with a clash. Returns the number of entries without a class
-    directory (flat: upstream accepts them, but their labels cannot be cross-checked), class
-    directory -> label, and the distinct directories.
-    """
+    """One class directory, one label; one label, one directory: decided by set sizes, the per-line pass
+    naming lines only for a list with a clash. Returns the count of entries without a class directory (flat:
+    upstream accepts them, their labels cannot be cross-checked), class directory -> label, the directories."""
     name = listing.name
-    split_dir = dict(layout.SPLITS_DIRS)[split]
+    split_dir = next(directory for each, _, directory in layout.SPLITS if each == split)
     inside = split_dir + "/"
     # Directory -> label if every directory carries one label: two C-level passes (a dict keeps each
     # directory's last label, every line is compared with it), a third of a set of a million pairs' cost.

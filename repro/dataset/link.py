@@ -68,10 +68,9 @@ def _describe_existing(path: Path) -> str:
         return f"a symlink to {target}" if os.path.exists(path) else f"a symlink to missing {target}"
     if path.is_dir():
         try:
-            entries = sum(1 for _ in os.scandir(path))
+            held = f"holding {len(os.listdir(path))} entries"
         except OSError:
-            entries = -1
-        held = f"holding {entries} entries" if entries >= 0 else "unreadable"
+            held = "unreadable"
         return f"a real directory ({held})"
     return f"a real file ({path.stat().st_size} bytes)"
 

@@ -9,6 +9,7 @@ and its own stripe orientation (separable even in a 32-pixel crop) plus per-pixe
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import json
 import math
 import os
@@ -76,15 +77,10 @@ def _remove_previous(out: Path) -> None:
             continue
         if target.is_file() and not target.is_symlink():
             target.unlink()
-        parent = target.parent
-        while parent != out and out in parent.parents:
-            directories.add(parent)
-            parent = parent.parent
+        directories.update(parent for parent in target.parents if out in parent.parents)
     for directory in sorted(directories, key=lambda item: len(item.parts), reverse=True):
-        try:
+        with contextlib.suppress(OSError):  # not empty: it holds something make-tiny did not write
             directory.rmdir()
-        except OSError:
-            pass  # not empty: it holds something make-tiny did not write
 
 
 def _prepare_out(out: Path) -> None:

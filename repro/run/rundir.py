@@ -3,6 +3,7 @@ Sacred's file observer keeps one, that every reader reads through this module; t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -236,11 +237,9 @@ def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None
         logs = logs_dir.expanduser().resolve()
         logs.mkdir(parents=True, exist_ok=True)
         for path in _candidates(logs / run_id(now)):
-            try:
+            with contextlib.suppress(FileExistsError):
                 path.mkdir()  # atomic: a run started beside this one takes the next candidate
                 break
-            except FileExistsError:
-                continue
     return _with_subdirs(RunDir(path))
 
 
