@@ -165,8 +165,7 @@ def launcher_world(files: RunFiles, segments: list[Segment]) -> LaunchWorld | No
 
     Only ``PADDLE_*`` lines of the env dump are read: it holds the whole environment of the rank.
     """
-    logdirs = {path.parent for path in files.workerlogs.values()}
-    for directory in sorted(logdirs):
+    for directory in sorted({path.parent for path in files.workerlogs.values()}):
         env = {}
         for line in _head(directory / ENVLOG, 1 << 20).splitlines():
             if line.startswith((ENV_WORLD + "=", ENV_NODES + "=")):
