@@ -19,9 +19,9 @@ from repro.dataset import layout
 from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problem, Problems
-from repro.dataset.check_report import EXIT_CLEAN, EXIT_NOT_A_DATASET, EXIT_PROBLEMS, DatasetReport
+from repro.dataset.check_report import DatasetReport
 from repro.dataset.tree_scan import TreeScan, scan_tree
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
 
 __all__ = ["DatasetReport", "check_dataset"]
 
@@ -30,7 +30,7 @@ _first = itemgetter(0)
 
 def _not_a_dataset(report: DatasetReport, message: str) -> DatasetReport:
     report.problems = [Problem("not_a_dataset", 1, [message])]
-    report.exit_code = EXIT_NOT_A_DATASET
+    report.exit_code = EXIT_BAD_INPUT  # not a dataset at all
     return report
 
 
@@ -272,5 +272,5 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
 
     report.problems = problems.as_list()
     report.counts = counts
-    report.exit_code = EXIT_PROBLEMS if problems.has_errors() else EXIT_CLEAN
+    report.exit_code = EXIT_FAILED if problems.has_errors() else EXIT_OK
     return report

@@ -63,7 +63,8 @@ def dataset() -> None:
 def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -> None:
     """Check ROOT before training on it."""
     report = check_dataset(root, class_num=class_num, expect=expect, decode=decode)
-    click.echo(render_json(report) if as_json else render_text(report), err=not as_json and report.exit_code == 2)
+    click.echo(render_json(report) if as_json else render_text(report),
+               err=not as_json and report.exit_code == EXIT_BAD_INPUT)
     raise SystemExit(report.exit_code)
 
 

@@ -159,13 +159,11 @@ def finished(out: Path, job: ClassJob) -> dict[str, int] | None:
     except (OSError, ValueError, KeyError, TypeError, ReproError):
         return None
     base = f"{out}/{job.split}/"
-    for rel, size in record.items():
-        try:
-            if os.stat(base + rel).st_size != size:
-                return None
-        except OSError:
-            return None
-    return record
+    try:
+        intact = all(os.stat(base + rel).st_size == size for rel, size in record.items())
+    except OSError:
+        return None
+    return record if intact else None
 
 
 # --- the workers ----------------------------------------------------------------------------------

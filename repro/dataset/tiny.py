@@ -204,11 +204,7 @@ def _copy_resized(source: Path, out: Path, entries: list[tuple[str, int]], size:
 
 def make_tiny(out: Path, classes: int = 4, train_per_class: int = 32, val_per_class: int = 8, size: int = 72,
               seed: int = 0, source: Path | None = None) -> Path:
-    """Write the tiny dataset to ``out`` and return it.
-
-    Raises ReproError(EXIT_CONFLICT) if ``out`` is a file or a non-empty directory that is not a
-    previous make-tiny output; EXIT_BAD_INPUT for impossible parameters or an unusable ``source``.
-    """
+    """Write the tiny dataset to ``out`` (new, empty or a previous make-tiny output) and return it."""
     for name, value, low, high in (
         ("--classes", classes, 1, MAX_CLASSES),
         ("--train-per-class", train_per_class, 1, MAX_PER_CLASS),
