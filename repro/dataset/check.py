@@ -19,9 +19,9 @@ from repro.dataset import layout
 from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problem, Problems
-from repro.dataset.check_report import EXIT_CLEAN, EXIT_NOT_A_DATASET, EXIT_PROBLEMS, DatasetReport
+from repro.dataset.check_report import DatasetReport
 from repro.dataset.tree_scan import TreeScan, scan_tree
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
 
 __all__ = ["DatasetReport", "check_dataset"]
 
@@ -30,7 +30,7 @@ _first = itemgetter(0)
 
 def _not_a_dataset(report: DatasetReport, message: str) -> DatasetReport:
     report.problems = [Problem("not_a_dataset", 1, [message])]
-    report.exit_code = EXIT_NOT_A_DATASET
+    report.exit_code = EXIT_BAD_INPUT  # not a dataset at all
     return report
 
 
@@ -85,15 +85,11 @@ def _report_class_dir_clashes(listing: ListFile, dirs: list[str], problems: Prob
 
 def _check_class_dirs(split: str, listing: ListFile, dirs: list[str], problems: Problems
                       ) -> tuple[int, dict[str, int], Collection[str]]:
-    """One class directory, one label; one label, one directory.
-
-    Decided by set sizes (a few C-level passes for a clean list); the per-line pass that names
-    lines runs only for a list with a clash. Returns the number of entries without a class
-    directory (flat: upstream accepts them, but their labels cannot be cross-checked), class
-    directory -> label, and the distinct directories.
-    """
+    """One class directory, one label; one label, one directory: decided by set sizes, the per-line pass
+    naming lines only for a list with a clash. Returns the count of entries without a class directory (flat:
+    upstream accepts them, their labels cannot be cross-checked), class directory -> label, the directories."""
     name = listing.name
-    split_dir = dict(layout.SPLITS_DIRS)[split]
+    split_dir = next(directory for each, _, directory in layout.SPLITS if each == split)
     inside = split_dir + "/"
     # Directory -> label if every directory carries one label: two C-level passes (a dict keeps each
     # directory's last label, every line is compared with it), a third of a set of a million pairs' cost.
@@ -276,5 +272,5 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
 
     report.problems = problems.as_list()
     report.counts = counts
-    report.exit_code = EXIT_PROBLEMS if problems.has_errors() else EXIT_CLEAN
+    report.exit_code = EXIT_FAILED if problems.has_errors() else EXIT_OK
     return report

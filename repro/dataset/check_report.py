@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.dataset.problems import ERROR, Problem
-from repro.core.errors import one_line
-
-EXIT_CLEAN = 0
-EXIT_PROBLEMS = 1
-EXIT_NOT_A_DATASET = 2
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_OK, one_line
 
 # Bump when a key of to_dict() changes meaning, so manifests stay comparable.
 SCHEMA_VERSION = 1
@@ -30,13 +26,13 @@ class DatasetReport:
     root: Path
     class_num: int
     expect: str
-    exit_code: int = EXIT_CLEAN
+    exit_code: int = EXIT_OK
     problems: list[Problem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == EXIT_CLEAN
+        return self.exit_code == EXIT_OK
 
     @property
     def errors(self) -> list[Problem]:
@@ -54,7 +50,7 @@ class DatasetReport:
 
     def summary_lines(self) -> list[str]:
         """The human-readable report, one string per line."""
-        if self.exit_code == EXIT_NOT_A_DATASET:
+        if self.exit_code == EXIT_BAD_INPUT:
             return [f"error: {one_line(problem.examples[0])}" for problem in self.problems]
         verdict = "OK" if self.ok else f"{len(self.errors)} kind(s) of problem"
         lines = [f"dataset {self.root}: {verdict} (class_num {self.class_num}, expect {self.expect})"]

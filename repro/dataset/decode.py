@@ -51,13 +51,9 @@ def deadline(seconds: float) -> Iterator[None]:
 
 
 def decode_error(path: str, timeout: float = DECODE_TIMEOUT_S) -> str | None:
-    """Why ``path`` cannot be decoded, or None if it can.
-
-    Pillow's full ``load()`` is strict (a truncated file raises), where OpenCV, which upstream uses,
-    silently returns a partly grey image for some truncations: strict is what a check should be.
-    Only a regular file is read: a FIFO or a device would block (or never end), so the path is
-    opened without blocking and its type checked on the open descriptor (no race with a rename).
-    """
+    """Why ``path`` cannot be decoded, or None if it can; only a regular file is read (``open_regular``).
+    Pillow's full ``load()`` is strict (a truncated file raises), where upstream's OpenCV returns a partly
+    grey image for some truncations: strict is what a check should be."""
     from PIL import Image  # heavy: Pillow loads its image plugins; only decoding needs it
 
     try:

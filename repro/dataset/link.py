@@ -68,21 +68,16 @@ def _describe_existing(path: Path) -> str:
         return f"a symlink to {target}" if os.path.exists(path) else f"a symlink to missing {target}"
     if path.is_dir():
         try:
-            entries = sum(1 for _ in os.scandir(path))
+            held = f"holding {len(os.listdir(path))} entries"
         except OSError:
-            entries = -1
-        held = f"holding {entries} entries" if entries >= 0 else "unreadable"
+            held = "unreadable"
         return f"a real directory ({held})"
     return f"a real file ({path.stat().st_size} bytes)"
 
 
 def link_dataset(root: Path, upstream_dir: Path, force: bool = False, check: bool = True) -> LinkResult:
-    """Make ``upstream_dir/dataset/ILSVRC2012`` a symlink to ``root`` (absolute).
-
-    Idempotent when the link already points there. Raises ReproError: EXIT_CONFLICT for a real
-    directory/file at the link path (even with ``force``) or a link elsewhere without ``force``;
-    EXIT_UPSTREAM if the checkout is missing; the check's exit code (1 or 2) if ``check`` fails.
-    """
+    """Make ``upstream_dir/dataset/ILSVRC2012`` a symlink to ``root`` (absolute); idempotent. A real directory
+    or file there is never replaced (not even with ``force``), a link elsewhere only with ``force``."""
     target = Path(os.path.abspath(Path(root).expanduser()))
     upstream_dir = Path(upstream_dir)
     if not upstream_dir.is_dir():

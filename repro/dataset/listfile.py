@@ -20,12 +20,8 @@ from repro.dataset.problems import Problems
 
 @dataclass
 class ListFile:
-    """The usable entries of one list file, in file order.
-
-    ``paths[i]`` (normalised, root-relative) is listed at line ``lines_of[i]`` with label
-    ``labels[i]``. Keeping line numbers lets every later finding (missing file, label clash) point
-    at the line to edit.
-    """
+    """The usable entries of one list file, in file order: ``paths[i]`` (normalised, root-relative) is listed
+    at line ``lines_of[i]`` with label ``labels[i]``, so every later finding can name the line to edit."""
 
     name: str
     path: Path
@@ -44,17 +40,14 @@ class ListFile:
 
 
 def _split_lines(raw: bytes, name: str, problems: Problems) -> list[str | None]:
-    """Decode to text lines; a line that is not UTF-8 becomes None and is reported.
-
-    Decoding the whole file at once is the fast path; only a file that fails is decoded per line to
-    find the offending lines.
-    """
+    """Decode to text lines; a line that is not UTF-8 becomes None and is reported (only a file that fails
+    to decode whole is decoded line by line)."""
     if raw.endswith(b"\n"):
         raw = raw[:-1]
     if not raw:
         return []
     try:
-        return list(raw.decode("utf-8").split("\n"))
+        return raw.decode("utf-8").split("\n")  # type: ignore[return-value]
     except UnicodeDecodeError:
         pass
     lines: list[str | None] = []
@@ -70,11 +63,8 @@ def _split_lines(raw: bytes, name: str, problems: Problems) -> list[str | None]:
 
 
 def _normalise(path: str) -> str | None:
-    """The path upstream would open, relative to the root, or None if it leaves the root.
-
-    Upstream uses ``os.path.join(image_root, path)``: an absolute path silently replaces the root and
-    ``..`` climbs out of it; both read data the check cannot vouch for.
-    """
+    """The path upstream would open, relative to the root, or None if it leaves the root: upstream's
+    ``os.path.join(image_root, path)`` lets an absolute path replace the root and ``..`` climb out of it."""
     if path.startswith("/"):
         return None
     if "./" in path or "//" in path or path.endswith("/.") or path == ".." or path == ".":
@@ -131,11 +121,8 @@ def _parse_fast(raw: bytes, name: str, path: Path, class_num: int) -> ListFile |
 
 
 def parse_list_file(path: Path, class_num: int, problems: Problems) -> ListFile:
-    """Read one list file; every bad line is added to ``problems`` and left out of the entries.
-
-    A clean list takes the C-level path (``_parse_fast``); anything else, and every list the fast path
-    declines, goes through the per-line reference parser (tested equal on random lists).
-    """
+    """Read one list file; every bad line is added to ``problems`` and left out of the entries. A clean list
+    takes ``_parse_fast``; any it declines, the per-line reference parser (tested equal on random lists)."""
     raw = read_bytes_bounded(path, LIST_FILE_LIMIT, what="list file")
     fast = _parse_fast(raw, path.name, path, class_num)
     if fast is not None:

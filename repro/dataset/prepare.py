@@ -35,7 +35,6 @@ CHUNK = 1 << 20
 @dataclass
 class Prepared:
     out: Path
-    source: Source
     classes: int
     train_images: int
     val_images: int
@@ -160,13 +159,11 @@ def finished(out: Path, job: ClassJob) -> dict[str, int] | None:
     except (OSError, ValueError, KeyError, TypeError, ReproError):
         return None
     base = f"{out}/{job.split}/"
-    for rel, size in record.items():
-        try:
-            if os.stat(base + rel).st_size != size:
-                return None
-        except OSError:
-            return None
-    return record
+    try:
+        intact = all(os.stat(base + rel).st_size == size for rel, size in record.items())
+    except OSError:
+        return None
+    return record if intact else None
 
 
 # --- the workers ----------------------------------------------------------------------------------
@@ -188,12 +185,9 @@ class _Slice(io.RawIOBase):
 
 
 def _member_name(member: tarfile.TarInfo, where: str, dest: str) -> str | None:
-    """The plain file name to write, or None for a directory; path tricks and links are refused.
-
-    Only the base name is ever used as a path, so a plain name of a regular file is safe as it
-    stands; anything else goes through tarfile's ``data`` filter (absolute paths, ``..``, links,
-    devices), whose realpath calls would otherwise cost more than writing the image.
-    """
+    """The plain file name to write, or None for a directory; path tricks and links are refused. Only the
+    base name is used as a path, so a plain regular file's name is safe; anything else goes through tarfile's
+    ``data`` filter, whose realpath calls would cost more than writing the image if every member took it."""
     name = member.name
     if "/" in name or name.startswith(".") or not member.isfile():
         try:
@@ -305,11 +299,8 @@ def _copy_files(job: ClassJob, partial: Path, link: bool, note) -> dict[str, int
 
 
 def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, dict[str, int]]:
-    """Write one class (or the whole val tar) into ``<dir>.partial``, rename it, record it done.
-
-    Each file is named in the job's journal before it is created, so a rerun after a crash deletes
-    exactly what this attempt wrote (``_clear_leftovers``) and never a file someone put beside it.
-    """
+    """Write one class (or the whole val tar) into ``<dir>.partial``, each file named in the job's journal
+    first (ARCHITECTURE.md, ``repro.dataset.prepare``), rename it, record it done."""
     out_path = Path(out)
     final = _job_dir(out_path, job)
     partial = final.with_name(final.name + PARTIAL)
@@ -414,4 +405,4 @@ def prepare(out: Path, source: Source, jobs: int, link: bool = False, progress: 
     check_free_space(out, todo, link)
     records.update(_run_all(out, todo, jobs, link, progress))
     train, val = write_lists(out, source, records)
-    return Prepared(out, source, len(source.wnids), train, val, len(source.jobs) - len(todo))
+    return Prepared(out, len(source.wnids), train, val, len(source.jobs) - len(todo))

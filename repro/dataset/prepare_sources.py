@@ -240,9 +240,7 @@ def _listing(directory: Path) -> tuple[list[os.DirEntry[str]], list[os.DirEntry[
     """(sub-directories, regular files) of ``directory``, following symlinks."""
     with os.scandir(directory) as iterator:
         entries = sorted(iterator, key=lambda entry: entry.name)
-    dirs = [entry for entry in entries if entry.is_dir()]
-    files = [entry for entry in entries if entry.is_file()]
-    return dirs, files
+    return [entry for entry in entries if entry.is_dir()], [entry for entry in entries if entry.is_file()]
 
 
 def _class_jobs(split: str, split_dir: Path) -> list[ClassJob]:

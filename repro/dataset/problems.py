@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from repro.dataset.layout import MAX_EXAMPLES
-
+# How many example lines each problem kind keeps: enough to find the pattern, short enough to read.
+MAX_EXAMPLES = 5
 ERROR = "error"
 WARNING = "warning"
 

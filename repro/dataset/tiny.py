@@ -9,6 +9,7 @@ and its own stripe orientation (separable even in a 32-pixel crop) plus per-pixe
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import json
 import math
 import os
@@ -76,15 +77,10 @@ def _remove_previous(out: Path) -> None:
             continue
         if target.is_file() and not target.is_symlink():
             target.unlink()
-        parent = target.parent
-        while parent != out and out in parent.parents:
-            directories.add(parent)
-            parent = parent.parent
+        directories.update(parent for parent in target.parents if out in parent.parents)
     for directory in sorted(directories, key=lambda item: len(item.parts), reverse=True):
-        try:
+        with contextlib.suppress(OSError):  # not empty: it holds something make-tiny did not write
             directory.rmdir()
-        except OSError:
-            pass  # not empty: it holds something make-tiny did not write
 
 
 def _prepare_out(out: Path) -> None:
@@ -208,11 +204,7 @@ def _copy_resized(source: Path, out: Path, entries: list[tuple[str, int]], size:
 
 def make_tiny(out: Path, classes: int = 4, train_per_class: int = 32, val_per_class: int = 8, size: int = 72,
               seed: int = 0, source: Path | None = None) -> Path:
-    """Write the tiny dataset to ``out`` and return it.
-
-    Raises ReproError(EXIT_CONFLICT) if ``out`` is a file or a non-empty directory that is not a
-    previous make-tiny output; EXIT_BAD_INPUT for impossible parameters or an unusable ``source``.
-    """
+    """Write the tiny dataset to ``out`` (new, empty or a previous make-tiny output) and return it."""
     for name, value, low, high in (
         ("--classes", classes, 1, MAX_CLASSES),
         ("--train-per-class", train_per_class, 1, MAX_PER_CLASS),

@@ -40,12 +40,8 @@ def is_band_file(path: Path) -> bool:
 
 
 def load_side(paths: tuple[Path, ...], options: dict, side: str) -> list[tuple[RunLogs, ComparedRun]]:
-    loaded = []
-    for path in paths:
-        for run in parse_runs(judged_path(path)):
-            verdict = judge_run(run, options)
-            loaded.append((run, from_verdict(run, verdict, side)))
-    return loaded
+    return [(run, from_verdict(run, judge_run(run, options), side))
+            for path in paths for run in parse_runs(judged_path(path))]
 
 
 def refuse_duplicates(runs: list[RunLogs], band_runs: list[ComparedRun]) -> None:

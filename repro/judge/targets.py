@@ -26,7 +26,6 @@ SMOKE_CHECKS = (ACCURACY, LOSS_FALLS)  # what a recipe's smoke.check may say
 @dataclass(frozen=True)
 class TargetChoice:
     target: Target | None  # None for a loss-check smoke (check LOSS_FALLS)
-    origin: str  # "recipe resnest50", "manifest.json", "--target", "recipe xception smoke (loss check)"
     expect_arch: str | None
     expect_class_num: int | None
     recipe: Recipe | None = None  # the recipe the run is measured against (its reference: GPUs, platform)
@@ -93,7 +92,7 @@ def choose_target(
     manifest = run.manifest or {}
     recipe = load_recipe(recipe_name or recorded_recipe(manifest) or DEFAULT_RECIPE)
     if target is None and is_smoke(manifest) and smoke_check(recipe) == LOSS_FALLS:
-        return TargetChoice(None, f"recipe {recipe.name} smoke (loss check)", recipe.arch, None, recipe, LOSS_FALLS)
+        return TargetChoice(None, recipe.arch, None, recipe, LOSS_FALLS)
     candidates = recipe.targets or ((recipe.target,) if recipe.target is not None else ())
     origin = f"recipe {recipe.name}"
     expect_arch, expect_class_num = recipe.arch, recipe.class_num
@@ -110,14 +109,11 @@ def choose_target(
         base = chosen or (dataclasses.replace(candidates[0], metric=metric, tolerance=None) if candidates
                           else Target(metric, target, 50000))
         chosen = dataclasses.replace(base, value=target, provenance={"source": "--target"})
-        origin, expect_arch, expect_class_num = "--target", None, None
+        expect_arch, expect_class_num = None, None
     elif chosen is None:
         have = ", ".join(candidate.metric for candidate in candidates)
-        raise ReproError(
-            f"{origin} has no {metric} target (it has: {have}), and a target belongs to one metric; "
-            f"pass --target VALUE for {metric} (and --eval-set-size), or judge {have}",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"{origin} has no {metric} target (it has: {have}), and a target belongs to one metric; "
+                         f"pass --target VALUE for {metric} (and --eval-set-size), or judge {have}", EXIT_BAD_INPUT)
     if eval_set_size is not None:
         chosen = dataclasses.replace(chosen, eval_set_size=eval_set_size)
-    return TargetChoice(chosen, origin, expect_arch, expect_class_num, recipe)
+    return TargetChoice(chosen, expect_arch, expect_class_num, recipe)

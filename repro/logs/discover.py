@@ -126,8 +126,7 @@ def run_files_in(directory: Path) -> RunFiles | None:
     if (directory / MANIFEST).is_file():
         files.manifest_path = directory / MANIFEST
     files.launcher_logs = [directory / rel for rel in LAUNCHER_LOGS if (directory / rel).is_file()]
-    launcher = directory / LAUNCHER_DIR
-    files.launcher_logs += sorted(launcher.glob("default.*.log")) if launcher.is_dir() else []
+    files.launcher_logs += sorted((directory / LAUNCHER_DIR).glob("default.*.log"))
     return files
 
 

@@ -165,8 +165,7 @@ def launcher_world(files: RunFiles, segments: list[Segment]) -> LaunchWorld | No
 
     Only ``PADDLE_*`` lines of the env dump are read: it holds the whole environment of the rank.
     """
-    logdirs = {path.parent for path in files.workerlogs.values()}
-    for directory in sorted(logdirs):
+    for directory in sorted({path.parent for path in files.workerlogs.values()}):
         env = {}
         for line in _head(directory / ENVLOG, 1 << 20).splitlines():
             if line.startswith((ENV_WORLD + "=", ENV_NODES + "=")):
@@ -446,14 +445,12 @@ IDENTITY_HEAD = 64 * 1024  # bytes of rank 0's log compared before a whole-prefi
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """What makes a run the run it is, wherever its directory sits: its rank-0 log's content (with
-    the run id and start time its manifest records, to name it). ``cp -a logs/base logs/copy`` keeps
-    them, so a copy (or one run given twice, or a run and its own workerlog.0) is recognised as one run."""
+    """What makes a run the run it is, wherever its directory sits: its rank-0 log's content (with the run
+    id its manifest records, to name it). ``cp -a logs/base logs/copy`` keeps them, so a copy (or one run
+    given twice, or a run and its own workerlog.0) is recognised as one run."""
 
-    name: str
     path: str
     run_id: str | None
-    started: str | None
     log: Path
     log_size: int
     log_sha256: str
@@ -462,13 +459,10 @@ class RunIdentity:
 
 def run_identity(run: RunLogs) -> RunIdentity:
     """The identity of ``run`` (see :class:`RunIdentity`); :func:`same_run` compares two."""
-    manifest = run.manifest or {}
-    log = run.primary.path
+    run_id, log = (run.manifest or {}).get("run_id"), run.primary.path
     with open_regular_file(log) as handle:
         head = handle.read(IDENTITY_HEAD)
-    run_id, started = manifest.get("run_id"), manifest.get("started")
-    return RunIdentity(run.name, str(run.files.single_file or run.files.root),
-                       run_id if isinstance(run_id, str) else None, started if isinstance(started, str) else None,
+    return RunIdentity(str(run.files.single_file or run.files.root), run_id if isinstance(run_id, str) else None,
                        log, log.stat().st_size, file_sha256(log), head)
 
 

@@ -117,9 +117,7 @@ def _kind(name: str) -> tuple[str, int | None] | None:
     if name in ("latest", "best_model", "true_best"):
         return name, None
     match = EPOCH_NAME.match(name)
-    if match:
-        return "epoch", int(match.group(1))
-    return None
+    return ("epoch", int(match.group(1))) if match else None
 
 
 def find_checkpoints(output_dir: Path) -> list[Checkpoint]:

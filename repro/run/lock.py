@@ -34,19 +34,15 @@ def read_lock(path: Path) -> list[ProcessRecord]:
         # raw_decode: a harness killed between writing and truncating leaves valid JSON plus a tail
         data, _ = json.JSONDecoder().raw_decode(text.lstrip())
         return [ProcessRecord.from_dict(item) for item in data.get("processes", [])]
-    except FileNotFoundError:
-        return []
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ReproError):
-        return []  # unreadable or empty: no record, the flock and the /proc scan still guard us
+        return []  # missing, unreadable or empty: no record, the flock and the /proc scan still guard us
 
 
 def _flock_held(run_dir: Path) -> bool:
     try:
         fd = os.open(run_dir / LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
     except OSError as error:
-        if error.errno == errno.ELOOP:
+        if error.errno in (errno.ENOENT, errno.ELOOP):  # no lock, or a symlink planted as one
             return False
         raise
     try:  # a shared probe: a harness taking the lock meanwhile retries (RunLock._take_flock)

@@ -109,15 +109,10 @@ def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.
             continue
         try:
             cmdline = process.info.get("cmdline") or []
-            if not runs_our_program(cmdline):
-                continue
-            if any(token in markers for token in cmdline):
+            if runs_our_program(cmdline) and (any(token in markers for token in cmdline) or (
+                    any(str(run.path) in token for token in cmdline)
+                    and process.environ().get("PADDLE_LOG_DIR") == str(run.launcher))):
                 found.append(process)
-                continue
-            if any(str(run.path) in token for token in cmdline):
-                environ = process.environ()
-                if environ.get("PADDLE_LOG_DIR") == str(run.launcher):
-                    found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
@@ -271,14 +266,9 @@ class Launch:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             children = []
-        changed = False
-        for child in children:
-            if child.pid not in self.records:
-                record = ProcessRecord.of(child)
-                if record is not None:
-                    self.records[child.pid] = record
-                    changed = True
-        if changed:
+        new = [record for child in children if child.pid not in self.records and (record := ProcessRecord.of(child))]
+        self.records.update((record.pid, record) for record in new)
+        if new:
             self._notify()
 
     def _notify(self) -> None:

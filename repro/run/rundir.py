@@ -3,6 +3,7 @@ Sacred's file observer keeps one, that every reader reads through this module; t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -236,11 +237,9 @@ def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None
         logs = logs_dir.expanduser().resolve()
         logs.mkdir(parents=True, exist_ok=True)
         for path in _candidates(logs / run_id(now)):
-            try:
+            with contextlib.suppress(FileExistsError):
                 path.mkdir()  # atomic: a run started beside this one takes the next candidate
                 break
-            except FileExistsError:
-                continue
     return _with_subdirs(RunDir(path))
 
 
@@ -400,10 +399,6 @@ class Manifest:
     def section(self, key: str) -> dict[str, Any]:
         """A mapping field that its owner fills in place (``checkpoints_written``, ``nodes``); save() after."""
         return self.data.setdefault(key, {})
-
-    @property
-    def status(self) -> str | None:
-        return self.data.get(K_STATUS)
 
     @property
     def segments(self) -> list[dict[str, Any]]:

@@ -56,13 +56,9 @@ def git_timeout() -> float:
 
 def run_git(args: Sequence[str], cwd: Path | None = None, *, check: bool = True, ceiling: Path | None = None,
             what: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``git ARGS``; with ``check`` a failure becomes ``ReproError`` naming ``what`` and git's reason.
-
-    git runs in its own session so that a timeout kills its helpers too (ssh, remote-https): they
-    hold the output pipes, and waiting for them would hang as long as the stalled transfer.
-    ``ceiling`` stops git discovering a repository above it. LC_ALL=C: the messages we parse
-    (patch failed: FILE:LINE) must be in English.
-    """
+    """Run ``git ARGS``; with ``check`` a failure becomes ``ReproError`` naming ``what`` and git's reason. Its own
+    session lets a timeout kill its helpers too (ssh, remote-https hold the pipes); ``ceiling`` stops repository
+    discovery above it; LC_ALL=C keeps the messages we parse (patch failed: FILE:LINE) in English."""
     command = [require_git(), *SAFETY_CONFIG, *args]
     timeout = git_timeout()
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}

@@ -142,16 +142,13 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
         return state
     state.is_paddleclas = (path / "tools" / "train.py").is_file() and (path / "ppcls").is_dir()
     record = read_record(path)
+    state.url, state.ref = (record.url, record.ref) if record else (None, None)
     if is_checkout_root(path):
-        state.source = "git"
-        state.commit = head_commit(path)
-        state.url = (record.url if record else None) or git_output(path, "config", "--get", "remote.origin.url")
-        state.ref = record.ref if record else None
+        state.source, state.commit = "git", head_commit(path)
+        state.url = state.url or git_output(path, "config", "--get", "remote.origin.url")
     else:
         state.source = record.source if record else "tree"
         state.commit = record.commit if record else UNKNOWN
-        state.url = record.url if record else None
-        state.ref = record.ref if record else None
         if record is not None and record.source == "archive":
             state.archive, state.archive_sha256 = record.archive, record.archive_sha256
             state.commit_verified_by = record.commit_verified_by
