@@ -86,18 +86,12 @@ def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[s
     count = paddle_info.gpu_count
     if count == 0:
         why = "paddle here is a CPU build" if not paddle_info.cuda_build else "paddle sees no GPU"
-        return [
-            f"GPUs {','.join(map(str, gpus))} asked for but {why}; install the {profile.name} paddle "
-            f"(`{setup_command(profile.name)}`) or use --cpu-ranks N"
-        ]
+        return [f"GPUs {','.join(map(str, gpus))} asked for but {why}; install the {profile.name} paddle "
+                f"(`{setup_command(profile.name)}`) or use --cpu-ranks N"]
     # Distinct, non-negative ids are guaranteed by the command line (``command.parse_gpus``).
     missing = [g for g in gpus if g >= count]
-    if missing:
-        return [
-            f"GPU {','.join(map(str, missing))} does not exist: paddle sees {count} GPU(s) (ids 0..{count - 1}); "
-            "pass --gpus within that range"
-        ]
-    return []
+    return [f"GPU {','.join(map(str, missing))} does not exist: paddle sees {count} GPU(s) (ids 0..{count - 1}); "
+            "pass --gpus within that range"] if missing else []
 
 
 def checkpoints_needed(resolved: ResolvedConfig, keep_checkpoints: int) -> int:
