@@ -62,9 +62,7 @@ class Watcher:
 
     def poll(self) -> None:
         files = self.files()
-        if files is None:
-            return
-        log = files.workerlogs.get(0) or files.train_log
+        log = (files.workerlogs.get(0) or files.train_log) if files is not None else None
         if log is None:
             return
         tail = self.tails.setdefault(log, Tail(log))
