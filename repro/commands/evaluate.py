@@ -237,10 +237,8 @@ def refuse_if_training(run: RunDir) -> None:
 
 def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks: int | None,
              verbose: bool = False, echo=None) -> dict[str, Any]:
-    """Run the eval, record it in the manifest, and return the record (raises if the eval failed).
-
-    Upstream's output goes to the eval's ``console.log``; ``verbose`` streams it to the terminal too
-    (through ``echo``, default stdout), otherwise a failure shows the last lines of the log that failed."""
+    """Run the eval, record it in the manifest, and return the record (raises if the eval failed). ``verbose``
+    streams upstream's output through ``echo`` too; otherwise a failure shows the last lines of the failed log."""
     run = open_run_dir(run_path)
     refuse_if_training(run)
     if checkpoint == DEFAULT_CHECKPOINT and (epoch := pruned_true_best(run, read_manifest(run.manifest))) is not None:

@@ -150,10 +150,9 @@ def progress(run: RunDir, data: dict) -> tuple[int, bool]:
 
 
 def saved_unrecorded(path: Path, data: dict) -> bool:
-    """Whether ``path`` was rewritten while the manifest's last segment ran and never closed (its
-    harness killed, or its disk full so the manifest could not be written): training's own save,
-    which the resumed segment adopts (``adopt_unrecorded``), not a file put there by hand. Without
-    this a resume after a full disk was refused forever (the soak's disk-full case)."""
+    """Whether ``path`` was rewritten while the manifest's last segment ran and never closed (harness killed,
+    disk full): training's own save, which the resumed segment adopts (``adopt_unrecorded``), not a file put
+    there by hand; without this a resume after a full disk was refused forever."""
     segments = data.get("segments") or []
     last = segments[-1] if segments and isinstance(segments[-1], dict) else {}
     if last.get("status") != STATUS_RUNNING or last.get("ended"):
