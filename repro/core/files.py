@@ -166,7 +166,7 @@ class Tail:
 
     def read(self) -> list[str]:
         try:
-            with os.fdopen(open_regular(self.path)[0], "rb") as handle:
+            with open_regular_file(self.path) as handle:
                 size = os.fstat(handle.fileno()).st_size
                 if size < self.offset:  # truncated or replaced (never by us): read it all again
                     self.offset, self.pending = 0, b""
@@ -183,7 +183,7 @@ class Tail:
 def last_lines(path: Path, count: int = 20, block: int = 65536) -> str:
     """The last ``count`` lines of a file, reading only its end (a rank's log can be 100 MB)."""
     try:
-        with os.fdopen(open_regular(path)[0], "rb") as handle:
+        with open_regular_file(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             handle.seek(max(0, size - block))
             data = handle.read(block)

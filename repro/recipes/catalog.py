@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from repro.core.files import open_regular, read_text_bounded
+from repro.core.files import open_regular_file, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.dotted import lookup
 from repro.core.paths import package_dir
@@ -319,12 +319,9 @@ def marked_overrides(recipe: Recipe, user_overrides: Sequence[str]) -> list[str]
 def recipe_problems(
     recipe: Recipe, config: Mapping[str, Any], list_heads: Mapping[str, str | None] | None = None
 ) -> list[str]:
-    """The recipe's traps that the resolved ``config`` falls into, one line with its fix each.
-
-    ``expect`` traps name config keys and the values the reproduction needs (a missing key counts as
-    ``default``); ``list_prefix`` traps check the first line of each list file (``list_heads``:
-    loader mode -> first line, None when unreadable, from :func:`read_list_heads`). Pure: no I/O.
-    """
+    """The recipe's traps the resolved ``config`` falls into, one line with its fix each (pure, no I/O):
+    ``expect`` names keys and the values needed (a missing key is its ``absent_means``), ``list_prefix`` the
+    first line of each list file (``list_heads`` from :func:`read_list_heads`: mode -> line, None unreadable)."""
     problems: list[str] = []
     for trap in recipe.traps:
         if trap["kind"] == "expect":
@@ -357,9 +354,8 @@ def read_list_heads(config: Mapping[str, Any], upstream_dir: Path) -> dict[str, 
         if not found or not isinstance(path, str):
             continue
         try:
-            fd, _ = open_regular(Path(upstream_dir) / path)
-            with open(fd, encoding="utf-8", errors="replace") as handle:
-                heads[mode] = handle.readline(4096).strip()
+            with open_regular_file(Path(upstream_dir) / path) as handle:
+                heads[mode] = handle.readline(4096).decode("utf-8", "replace").strip()
         except (OSError, ReproError):
             heads[mode] = None  # a missing list is pre-flight's dataset check's to report
     return heads

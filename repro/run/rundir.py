@@ -401,10 +401,6 @@ class Manifest:
         return self.data.setdefault(key, {})
 
     @property
-    def status(self) -> str | None:
-        return self.data.get(K_STATUS)
-
-    @property
     def segments(self) -> list[dict[str, Any]]:
         return self.data[K_SEGMENTS]
 
