@@ -211,16 +211,15 @@ class Comparison:
         return out
 
     def epoch_lines(self) -> list[str]:
-        k = self.band.settings.k
         out = []
         for run in self.candidates:
             out.append(f"  {run.name}:")
             for epoch in sorted(set(run.top1) | set(run.train_loss)):
                 parts = [f"    epoch {epoch:>3}:"]
-                limit = self.band.limit("top1", epoch, k)
+                limit = self.band.limit("top1", epoch)
                 if epoch in run.top1:
                     parts.append(f"top1 {run.top1[epoch]:.4f}" + (f" (>= {limit[0]:.4f})" if limit else " (no band)"))
-                upper = self.band.limit("train_loss", epoch, k)
+                upper = self.band.limit("train_loss", epoch)
                 if epoch in run.train_loss:
                     parts.append(f"train loss {run.train_loss[epoch]:.4f}" + (f" (<= {upper[0]:.4f})" if upper else ""))
                 out.append(" ".join(parts))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,7 @@ import pandas as pd
 from repro.logs import patterns as P
 from repro.logs.parse import RunLogs
 from repro.logs.scan import EchoReader, world_size_warned
-from repro.judge.band import Band, BandSettings, shipped_band_path
-from repro.judge.band import build_hint
+from repro.judge.band import Band, BandSettings, build_hint, shipped_band_path
 from repro.run.checkpoints import disk_problem
 from repro.run.rundir import utc_now
 
@@ -78,8 +77,7 @@ class Alarm:
 
     def to_dict(self) -> dict[str, Any]:
         value = self.value if self.value is None or math.isfinite(self.value) else str(self.value)
-        return {"alarm": self.alarm, "epoch": self.epoch, "value": value, "expected": self.expected,
-                "detail": self.detail, "time": self.time, "source": self.source}
+        return {**asdict(self), "value": value}
 
 
 
@@ -88,18 +86,9 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else str(dt.timedelta(seconds=int(round(seconds))))
 
 
-@dataclass
-class _Sums:
+def _sums() -> np.ndarray:
     """Iterations, their seconds and one rank's samples, over some steady lines."""
-
-    iterations: float = 0.0
-    seconds: float = 0.0
-    samples: float = 0.0
-
-    def add(self, other: "_Sums") -> None:
-        self.iterations += other.iterations
-        self.seconds += other.seconds
-        self.samples += other.samples
+    return np.zeros(3)
 
 
 @dataclass
@@ -113,22 +102,19 @@ class Pace:
     last_eval: int = 0  # the last epoch with an eval result
     eval_seconds: list[float] = field(default_factory=list)
     world: int | None = None  # upstream's "number of gpu is N" warning, when the log has one
-    _done: _Sums = field(default_factory=_Sums)  # earlier launches
-    _first: _Sums = field(default_factory=_Sums)  # this launch's first epoch
-    _later: _Sums = field(default_factory=_Sums)  # this launch's later epochs
+    _done: np.ndarray = field(default_factory=_sums)  # earlier launches
+    _first: np.ndarray = field(default_factory=_sums)  # this launch's first epoch
+    _later: np.ndarray = field(default_factory=_sums)  # this launch's later epochs
     _launch_first: int | None = None  # first epoch of the current launch
     _prev: tuple[int, int] | None = None  # epoch, iter of the previous iteration line of this launch
     _train_end: dict[int, dt.datetime] = field(default_factory=dict)
 
-    def _steady(self) -> _Sums:
-        total = _Sums()
-        total.add(self._done)
-        total.add(self._later if self._later.iterations else self._first)
-        return total
+    def _steady(self) -> np.ndarray:
+        return self._done + (self._later if self._later[0] else self._first)
 
     def new_launch(self) -> None:
         self._done = self._steady()
-        self._first, self._later, self._launch_first, self._prev = _Sums(), _Sums(), None, None
+        self._first, self._later, self._launch_first, self._prev = _sums(), _sums(), None, None
 
     def iteration(self, epoch: int, epochs: int, it: int, iters: int, ips: Any, cost: Any) -> bool:
         """Count one logged iteration line; True when it is steady (counted)."""
@@ -146,9 +132,7 @@ class Pace:
             return False
         covered = it - start + 1
         sums = self._first if epoch == self._launch_first else self._later
-        sums.iterations += covered
-        sums.seconds += covered * cost
-        sums.samples += covered * cost * ips
+        sums += (covered, covered * cost, covered * cost * ips)
         return True
 
     def train_avg(self, epoch: int, when: dt.datetime | None) -> None:
@@ -186,13 +170,13 @@ class Pace:
     @property
     def steady_ips(self) -> float:
         """A rank's samples a second at steady state (NaN before any steady line)."""
-        sums = self._steady()
-        return sums.samples / sums.seconds if sums.seconds > 0 else math.nan
+        _, seconds, samples = self._steady()
+        return samples / seconds if seconds > 0 else math.nan
 
     @property
     def seconds_per_iteration(self) -> float:
-        sums = self._steady()
-        return sums.seconds / sums.iterations if sums.iterations > 0 else math.nan
+        iterations, seconds, _ = self._steady()
+        return seconds / iterations if iterations > 0 else math.nan
 
     @property
     def eval_time(self) -> float:
@@ -215,7 +199,7 @@ class Pace:
         world = world or self.world
         whole = self.whole_run_seconds()
         return {
-            "steady_ips_per_rank": self.steady_ips, "steady_iterations": self._steady().iterations,
+            "steady_ips_per_rank": self.steady_ips, "steady_iterations": self._steady()[0],
             "seconds_per_iteration": self.seconds_per_iteration, "eval_seconds": self.eval_time if self.eval_seconds else None,
             "eta_s": self.remaining_seconds(), "whole_run_s": whole, "world": world,
             "world_source": world_source or ("upstream's world-size warning" if world else "unknown"),
