@@ -8,7 +8,7 @@ same idea kept as a YAML file: per epoch, the mean, standard deviation, min, max
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,8 +64,7 @@ class BandSettings:
         return cls(k=k, top1_std_floor=table, loss_std_floor=loss_floor)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "top1_std_floor": [list(row) for row in self.top1_std_floor],
-                "loss_std_floor": self.loss_std_floor}
+        return {**asdict(self), "top1_std_floor": [list(row) for row in self.top1_std_floor]}
 
     def top1_floor(self, epoch: int, epochs: int) -> float:
         fraction = epoch / epochs if epochs else 1.0

@@ -13,8 +13,7 @@ from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.judge.health import health_settings
 from repro.logs.parse import parse_run, refuse_duplicate_runs
-from repro.recipes.catalog import DEFAULT_RECIPE
-from repro.recipes.catalog import load_recipe
+from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
 
 
 @group("band", exits={})

@@ -92,8 +92,7 @@ def welch(candidate: Sequence[float], reference: Sequence[float]) -> tuple[float
     """(standard error of the difference of means, degrees of freedom, method) -- Welch's when both
     sides have a spread, Student's pooled when one side has a single run."""
     n1, n2 = len(candidate), len(reference)
-    _, s1 = _mean_std(candidate)
-    _, s2 = _mean_std(reference)
+    s1, s2 = _mean_std(candidate)[1], _mean_std(reference)[1]
     if s1 is not None and s2 is not None:
         v1, v2 = s1 * s1 / n1, s2 * s2 / n2
         se = math.sqrt(v1 + v2)

@@ -19,8 +19,7 @@ import pandas as pd
 from repro.logs import patterns as P
 from repro.logs.parse import RunLogs
 from repro.logs.scan import EchoReader, world_size_warned
-from repro.judge.band import Band, BandSettings, shipped_band_path
-from repro.judge.band import build_hint
+from repro.judge.band import Band, BandSettings, build_hint, shipped_band_path
 from repro.run.checkpoints import disk_problem
 from repro.run.rundir import utc_now
 

@@ -17,14 +17,13 @@ from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.discover import RunFiles, discover, latest_run
-from repro.logs.parse import RunLogs, UnreadableRun, read_run, run_identity, same_run
+from repro.logs.parse import RunLogs, UnreadableRun, final_epoch, parse_run, read_run, run_identity, same_run
 from repro.judge.targets import choose_target, validate_options
 from repro.judge.verdict import (FAIL, INCOMPLETE, LOSS_FALLS, PASS, UNREADABLE, Verdict, judge, judge_loss_falls,
                                  reference_deviations)
 from repro.recipes.catalog import load_recipe
 from repro.run.rundir import K_NODES, group_node0, where_node0_is
 from repro.judge.aggregate import aggregate as pool
-from repro.logs.parse import final_epoch, parse_run
 from repro.judge.run_report import INDEX_HTML, default_report_dir, run_band, write_report
 from repro.judge.compliance import check_compliance, world_of
 from repro.judge.health import Pace

@@ -71,7 +71,6 @@ def _same_run(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
 def claim_report_dir(out: Path, identity: dict[str, Any], own_place: bool, run_path: Path) -> Path:
     """Create ``out`` or check that it holds this run's report (or, in a run directory's own
     ``report/``, a report of an older harness that wrote no ``report.json``)."""
-    out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReproError(f"--out {out} is a file; give a directory for the report's files", EXIT_CONFLICT)
     fix = f"give this report its own place: repro report {run_path} --out {out.parent / (out.name + '-2')}"

@@ -17,8 +17,7 @@ from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.judge.verdict import ACCURACY, LOSS_FALLS
 from repro.logs.parse import RunLogs
 from repro.recipes.catalog import DEFAULT_RECIPE, Recipe, Target, load_recipe, parse_targets
-from repro.run.rundir import is_smoke
-from repro.run.rundir import recipe_name as recorded_recipe
+from repro.run.rundir import is_smoke, recipe_name as recorded_recipe
 
 SMOKE_CHECKS = (ACCURACY, LOSS_FALLS)  # what a recipe's smoke.check may say
 

@@ -10,10 +10,9 @@ from typing import Any
 import pandas as pd
 
 from repro.core.dotted import lookup
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.parse import RunLogs, best_epoch, final_epoch
 from repro.recipes.catalog import Recipe, Target
-from repro.core.errors import ReproError
 from repro.upstream.pin import load_pin
 
 PASS, FAIL, INCOMPLETE, UNREADABLE = "PASS", "FAIL", "INCOMPLETE", "UNREADABLE"
