@@ -160,7 +160,8 @@ def check_disk(logs_dir: Path, checkpoint_mb: int) -> Finding:
 def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: str = DEFAULT_RECIPE) -> list[Finding]:
     recipe = load_recipe(recipe_name)
     info = probe_paddle()
-    findings = [Finding("platform", OK, f"{profile.name}: {profile.description}"), Finding("python", OK, f"{'.'.join(map(str, sys.version_info[:3]))} ({sys.executable})")]
+    findings = [Finding("platform", OK, f"{profile.name}: {profile.description}"),
+                Finding("python", OK, f"{'.'.join(map(str, sys.version_info[:3]))} ({sys.executable})")]
     findings += check_paddle(profile, info)
     findings += check_devices(profile, info, recipe.reference_gpus)
     findings += check_upstream(upstream_dir)

@@ -174,8 +174,9 @@ def print_dry_run(command: LaunchCommand, env: EnvChanges, planned: Path, scalin
     additions = [*(f"{k}={v}" for k, v in env.set.items()), *(f"unset {k}" for k in env.unset)] or ["(none)"]
     click.echo("\n".join([
         "reference command:", f"  {shlex.join(command.reference_tokens)}",
-        "command to run ([harness: ...] and [user: ...] mark additions to the reference):", f"  {command.marked_line()}",
-        f"python: {command.python}", f"working directory: {command.cwd}", f"run directory: {planned} (not created: dry run)",
+        "command to run ([harness: ...] and [user: ...] mark additions to the reference):",
+        f"  {command.marked_line()}", f"python: {command.python}", f"working directory: {command.cwd}",
+        f"run directory: {planned} (not created: dry run)",
         "environment additions:", *(f"  {line}" for line in additions),
         *(f"note: {note}" for note in (scaling.notes if scaling else []))]))
 

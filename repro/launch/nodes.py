@@ -336,4 +336,5 @@ def node_watch_for(run: RunDir, manifest: Manifest, say: Callable[[str], None]) 
     plan = NodePlan.from_manifest(manifest.data)
     if plan is None:
         return None
-    return NodeWatch(plan, run, manifest, node_info(run, manifest.data), say, peer_timeout=seconds_from_env("REPRO_TRAIN_PEER_TIMEOUT", PEER_TIMEOUT_SECONDS))
+    return NodeWatch(plan, run, manifest, node_info(run, manifest.data), say,
+                     peer_timeout=seconds_from_env("REPRO_TRAIN_PEER_TIMEOUT", PEER_TIMEOUT_SECONDS))

@@ -23,9 +23,9 @@ from repro.core.errors import EXIT_BAD_INPUT, EXIT_UPSTREAM, ReproError
 # is the list at the pinned commit.
 UPSTREAM_CONFIG_MODULE = Path("ppcls") / "utils" / "config.py"
 FALLBACK_MODULE_NAMES = frozenset({
-    "os", "copy", "argparse", "yaml", "logger", "check", "OrderedDict", "convert_to_dict", "AttrDict", "create_attr_dict",
-    "parse_config", "print_dict", "print_config", "check_config", "override", "override_config", "get_config",
-    "parse_args", "represent_dictionary_order", "setup_orderdict", "dump_infer_config"})
+    "os", "copy", "argparse", "yaml", "logger", "check", "OrderedDict", "convert_to_dict", "AttrDict",
+    "create_attr_dict", "parse_config", "print_dict", "print_config", "check_config", "override", "override_config",
+    "get_config", "parse_args", "represent_dictionary_order", "setup_orderdict", "dump_infer_config"})
 
 
 def load_upstream_yaml(path: Path) -> dict[str, Any]:
