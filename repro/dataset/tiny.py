@@ -183,9 +183,8 @@ def _copy_resized(source: Path, out: Path, entries: list[tuple[str, int]], size:
     from PIL import Image  # heavy: Pillow, only to write the JPEGs
 
     for path, _ in entries:
-        src = source / path
         try:
-            with Image.open(src) as image:
+            with Image.open(source / path) as image:
                 image = image.convert("RGB")
                 scale = size / min(image.size)
                 if scale < 1:
