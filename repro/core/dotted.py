@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from typing import Any, Iterator
 
@@ -33,15 +34,10 @@ def suggest_keys(key: str, config: dict[str, Any], limit: int = 3) -> list[str]:
     """The nearest existing keys, by difflib over all dotted paths and over their last parts."""
     paths = list(dotted_paths(config))
     found = difflib.get_close_matches(key, paths, n=limit, cutoff=0.6)
-    if len(found) < limit:
-        leaf = key.rsplit(".", 1)[-1].lower()
-        for path in paths:
-            last = path.rsplit(".", 1)[-1].lower()
-            if path not in found and difflib.SequenceMatcher(None, leaf, last).ratio() >= 0.8:
-                found.append(path)
-            if len(found) >= limit:
-                break
-    return found
+    leaf = key.rsplit(".", 1)[-1].lower()
+    by_leaf = (path for path in paths if path not in found
+               and difflib.SequenceMatcher(None, leaf, path.rsplit(".", 1)[-1].lower()).ratio() >= 0.8)
+    return found + list(itertools.islice(by_leaf, limit - len(found)))
 
 
 def list_index(part: str, items: list, where: str) -> int:

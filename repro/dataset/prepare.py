@@ -260,13 +260,10 @@ def _extract_tar(job: ClassJob, partial: Path, note, plain: bool = False) -> dic
     written: dict[str, int] = {}
     try:
         for name, data in _tar_members(tar_path, offset, size, where, str(partial), plain):
-            if job.val_tar is None:
-                rel = f"{job.wnid}/{name}"
-            else:
-                wnid = job.val_wnids.get(name)
-                if wnid is None:
-                    raise bad(f"{where}: {name} has no label; pass the val tar that matches the devkit")
-                rel = f"{wnid}/{name}"
+            wnid = job.wnid if job.val_tar is None else job.val_wnids.get(name)
+            if wnid is None:
+                raise bad(f"{where}: {name} has no label; pass the val tar that matches the devkit")
+            rel = f"{wnid}/{name}"
             if rel in written:
                 raise bad(f"{where}: {name} appears twice; re-download the archive")
             note(rel)

@@ -52,11 +52,8 @@ class RunFiles:
 
     @property
     def all_logs(self) -> list[Path]:
-        files = [self.single_file] if self.single_file else []
-        files += [self.workerlogs[rank] for rank in sorted(self.workerlogs)]
-        if self.train_log is not None:
-            files.append(self.train_log)
-        return files
+        ranks = [self.workerlogs[rank] for rank in sorted(self.workerlogs)]
+        return [path for path in (self.single_file, *ranks, self.train_log) if path is not None]
 
     def manifest(self) -> dict[str, Any] | None:
         """The harness's manifest.json; a damaged one is reported, not fatal (the logs still speak)."""

@@ -66,13 +66,9 @@ def gpu_profiles() -> list[str]:
 
 def vendor_builds() -> list[dict[str, Any]]:
     """Every profile's vendor build marks (``paddle.device_names`` and ``paddle.build_label``), lower-cased."""
-    builds = []
-    for name in available_profiles():
-        paddle = load_profile(name).paddle
-        if paddle.get("device_names") and paddle.get("build_label"):
-            builds.append({"device_names": [str(n).lower() for n in paddle["device_names"]],
-                           "build_label": str(paddle["build_label"])})
-    return builds
+    paddles = [load_profile(name).paddle for name in available_profiles()]
+    return [{"device_names": [str(n).lower() for n in p["device_names"]], "build_label": str(p["build_label"])}
+            for p in paddles if p.get("device_names") and p.get("build_label")]
 
 
 def setup_command(name: str) -> str:

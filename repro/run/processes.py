@@ -388,8 +388,6 @@ class Launch:
     def sweep(self) -> list[int]:
         """After the launcher has gone: anything of this run still alive is an orphan; end it."""
         leftover = self._live()
-        if not leftover:
-            return []
         hit = kill_processes(leftover, signal.SIGTERM)
         _, alive = psutil.wait_procs(leftover, timeout=3)
         if alive:
