@@ -42,10 +42,9 @@ class Checkpoint:
 
     def files(self) -> list[Path]:
         """Every file of this save, including extras some configs add (``.pdema``, ``_student``)."""
-        directory, name = self.prefix.parent, self.prefix.name
-        return sorted(p for p in directory.glob(f"{name}.*") if p.is_file()) + sorted(
-            p for p in directory.glob(f"{name}_student.*") if p.is_file()
-        )
+        name = self.prefix.name
+        found = (sorted(self.prefix.parent.glob(pattern)) for pattern in (f"{name}.*", f"{name}_student.*"))
+        return [path for paths in found for path in paths if path.is_file()]
 
 
 def check_complete(prefix: Path) -> tuple[bool, str]:
