@@ -96,10 +96,9 @@ class Launch:
         args = tokens[at_entry + 1:]
         if len(args) < 2 or args[0] != "-c" or len(args) % 2:
             raise ValueError(f"reference.command must pass -c CONFIG then -o KEY=VALUE pairs: {args}")
-        pairs = list(zip(args[::2], args[1::2]))
-        if any(flag != "-o" for flag, _ in pairs[1:]):
+        if any(flag != "-o" for flag in args[2::2]):
             raise ValueError(f"reference.command has options other than -c and -o: {args}")
-        values = [value for _, value in pairs[1:]]
+        values = args[3::2]
         device = [value for value in values if value.split("=", 1)[0] == DEVICE_KEY]
         return cls(
             command=command,

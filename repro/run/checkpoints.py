@@ -191,11 +191,8 @@ def observe_written(
     output_dir: Path, segment_index: int, segment_start: float, before: dict[str, int], written: dict[str, dict],
     after_epoch: int = 0,
 ) -> bool:
-    """Record checkpoint files created or rewritten since the segment started; True if anything changed.
-
-    ``after_epoch``: the epoch the segment resumed from; an ``epoch_N`` with N at or below it was
-    not written by this segment (someone copied it in) and is never recorded.
-    """
+    """Record checkpoint files created or rewritten since the segment started; True if anything changed. An
+    ``epoch_N`` with N at or below ``after_epoch`` (the resume's) was copied in, not written: never recorded."""
     changed = False
     for path in output_dir.iterdir():
         if not is_checkpoint_file(path) or not could_be_ours(path.name, after_epoch):
