@@ -381,14 +381,8 @@ def iterations(log: LogFile) -> pd.DataFrame:
     with _mapped(log.path) as data:
         end = data.rfind(b"\n") + 1 if log.truncated else len(data)
         for match in P.TRAIN_ITER_BYTES.finditer(data, 0, end):
-            body = P.parse_body(P.strip_ansi(match.group(5).decode("utf-8", "replace")))
-            row: dict[str, Any] = {
-                "segment": bisect.bisect_right(boundaries, match.start()),
-                "epoch": int(match.group(1)),
-                "epochs": int(match.group(2)),
-                "iter": int(match.group(3)),
-                "iters": int(match.group(4)),
-            }
-            row.update(body)
-            rows.append(row)
+            epoch, epochs, it, iters = map(int, match.group(1, 2, 3, 4))
+            rows.append({"segment": bisect.bisect_right(boundaries, match.start()), "epoch": epoch, "epochs": epochs,
+                         "iter": it, "iters": iters,
+                         **P.parse_body(P.strip_ansi(match.group(5).decode("utf-8", "replace")))})
     return _table(rows, ["segment", "epoch", "epochs", "iter", "iters", "lr", "loss", "batch_cost", "reader_cost", "ips", "eta_s"])
