@@ -298,11 +298,8 @@ def _check_consistent(recipe: Recipe) -> None:
 
 
 def launch_env(recipe: Recipe, profile_env: Mapping[str, str]) -> dict[str, str]:
-    """The profile's variables, less the ``FLAGS_*`` the recipe's README does not export.
-
-    The GPU profiles carry the cuDNN flags because the ResNeSt50 README exports them; three READMEs
-    (EfficientNetB0, SE_ResNet50_vd, Xception41) do not, and their reference ran without them.
-    """
+    """The profile's variables, less the ``FLAGS_*`` the recipe's README does not export (the GPU profiles
+    carry ResNeSt50's cuDNN flags; EfficientNetB0, SE_ResNet50_vd and Xception41's references ran without)."""
     exported = recipe.launch.env if recipe.launch else None
     if exported is None:
         return dict(profile_env)

@@ -177,10 +177,8 @@ def could_be_ours(name: str, after_epoch: int) -> bool:
 
 
 def first_epoch_floor(segment: dict, before: dict[str, int]) -> int:
-    """The epoch a segment resumed from (it trains the ones after it); 0 for a fresh start.
-
-    A resume whose checkpoint epoch is unknown trains after the newest ``epoch_N`` it found at best.
-    """
+    """The epoch a segment resumed from (it trains the ones after it); 0 for a fresh start. A resume whose
+    checkpoint epoch is unknown trains after the newest ``epoch_N`` it found at best."""
     if not segment.get("resumed_from"):
         return 0
     if segment.get("resumed_from_epoch") is not None:

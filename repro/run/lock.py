@@ -1,8 +1,5 @@
-"""``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives.
-
-Two guards, a flock and the recorded PIDs, because each misses a case the other catches
-(docs/ARCHITECTURE.md, notes on ``repro.run.lock``).
-"""
+"""``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives. Two
+guards, a flock and the recorded PIDs, as each misses a case the other catches (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

@@ -106,10 +106,8 @@ class RunDir:
 
 
 def find_run_dir(path: Path, levels: int = 3) -> RunDir | None:
-    """The run directory holding ``path`` (itself, or up to ``levels`` parents), or None.
-
-    So ``RUN/launcher/workerlog.0`` is judged with its run's recipe and target, not the defaults.
-    """
+    """The run directory holding ``path`` (itself, or up to ``levels`` parents), or None: so
+    ``RUN/launcher/workerlog.0`` is judged with its run's recipe and target, not the defaults."""
     here = Path(path).resolve()
     for candidate in itertools.islice(itertools.chain([here], here.parents), levels + 1):
         if (candidate / MANIFEST).is_file():
