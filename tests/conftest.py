@@ -80,7 +80,9 @@ def real_smoke(real_upstream: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Real trainings (marked both upstream and slow) go to one xdist worker (`make test` runs
     `pytest -n N --dist loadgroup`): one after another, as two at once would only share the cores,
-    and the session's real smoke is then trained once for every test that uses it."""
+    and the session's real smoke is then trained once for every test that uses it. A module with a
+    module- or session-scoped fixture of its own marks itself ``xdist_group(__name__)`` (checked by
+    tests/test_makefile.py)."""
     for item in items:
         if item.get_closest_marker("upstream") and item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.xdist_group("real-training"))
