@@ -1,12 +1,5 @@
-"""How every ``repro`` command and group is declared: one pattern, so every ``--help`` looks alike.
-
-A package declares its commands beside the code they drive with ``@command(NAME, exits=...)`` and
-``@group(NAME, exits=...)``; a subcommand names its group with ``parent=``. ``repro.cli`` registers
-the top-level ones by name (imported on first use). ``exits`` is what the command can return, each
-code with the command's own words or ``None`` for the table's (``repro.core.errors.EXIT_MEANINGS``);
-``--help`` renders them the same way everywhere. ``--json`` is declared by ``json_option`` with the
-object it prints, which ``docs/commands.md`` documents.
-"""
+"""How every ``repro`` command and group is declared (docs/ARCHITECTURE.md, "A command"): one pattern,
+so every ``--help`` looks alike and lists its exit codes from ``repro.core.errors.EXIT_MEANINGS``."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ call returns (nothing it started outlives it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,19 +17,15 @@ from typing import Mapping
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
     """Signal the process group led by ``pid``; a group that is already gone is fine."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_bounded(argv: list[str], timeout: float, *, input: str | None = None,
                 env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
                 capture_stdout: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` (never a shell) for at most ``timeout`` seconds; ``subprocess.TimeoutExpired`` past it.
-
-    ``OSError`` (no such program, not executable) reaches the caller unchanged.
-    """
+    """Run ``argv`` (never a shell) for at most ``timeout`` seconds; ``subprocess.TimeoutExpired`` past it,
+    ``OSError`` (no such program, not executable) unchanged."""
     process = subprocess.Popen(
         argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -1,13 +1,10 @@
-"""Dotted config keys (``Global.epochs``, ``DataLoader.Train.dataset.transform_ops.1``): the one walker.
-
-``-o`` keys, the harness's own values, the recipe's smoke edits and its traps all address upstream's
-config this way, so they cannot disagree on what a key means. Lists are indexed by number, as
-upstream's ``override`` does; ``part[Op]`` selects the list item named ``Op``.
-"""
+"""Dotted config keys (``Global.epochs``, ``DataLoader.Train.dataset.transform_ops.1``): the one walker, so
+``-o`` keys, harness values, smoke edits and traps cannot disagree on what a key means."""
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from typing import Any, Iterator
 
@@ -37,15 +34,10 @@ def suggest_keys(key: str, config: dict[str, Any], limit: int = 3) -> list[str]:
     """The nearest existing keys, by difflib over all dotted paths and over their last parts."""
     paths = list(dotted_paths(config))
     found = difflib.get_close_matches(key, paths, n=limit, cutoff=0.6)
-    if len(found) < limit:
-        leaf = key.rsplit(".", 1)[-1].lower()
-        for path in paths:
-            last = path.rsplit(".", 1)[-1].lower()
-            if path not in found and difflib.SequenceMatcher(None, leaf, last).ratio() >= 0.8:
-                found.append(path)
-            if len(found) >= limit:
-                break
-    return found
+    leaf = key.rsplit(".", 1)[-1].lower()
+    by_leaf = (path for path in paths if path not in found
+               and difflib.SequenceMatcher(None, leaf, path.rsplit(".", 1)[-1].lower()).ratio() >= 0.8)
+    return found + list(itertools.islice(by_leaf, limit - len(found)))
 
 
 def list_index(part: str, items: list, where: str) -> int:
@@ -85,14 +77,10 @@ def _op_index(items: Any, op: str, where: str) -> int:
 
 def locate(config: dict[str, Any], key: str, *, create: bool = False, create_parents: bool = False,
            what: str = "config key") -> tuple[Any, Any]:
-    """(container, index-or-key) that the dotted ``key`` names: the one walker of config paths.
-
-    Lists are indexed by number; ``part[Op]`` selects the list item named ``Op`` (the smoke edits'
-    address, stable across upstream's reordering). An unknown key is refused with the nearest
-    existing ones, unless ``create`` (the last part may be new: the ``+KEY`` form) or
-    ``create_parents`` (every missing mapping key is made, as upstream's own ``override`` does: for
-    the values the harness itself passes). ``what`` names the key's origin in messages.
-    """
+    """(container, index-or-key) that the dotted ``key`` names. Lists are indexed by number, as upstream's
+    ``override`` does; ``part[Op]`` selects the item named ``Op`` (stable across upstream's reordering). An unknown
+    key is refused with the nearest ones, unless ``create`` (a new last part: ``+KEY``) or ``create_parents`` (any
+    missing mapping is made, as ``override`` does: for the harness's own values). ``what`` names the key's origin."""
     parts = key.split(".")
     if not key or any(not part for part in parts):
         raise ReproError(f"{what} {key!r} has an empty part; write it like Global.epochs", EXIT_BAD_INPUT)

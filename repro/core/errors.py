@@ -1,10 +1,5 @@
-"""One error type for everything a user can get wrong, so the CLI can print one line and exit.
-
-Every failure the harness can foresee is raised as a ``ReproError`` carrying a message that names the
-problem *and* the fix, plus an exit code from the table below. ``repro.cli`` turns it (and click's own
-usage errors: a bad option value, an unknown option, a missing argument) into a single
-``error: <problem>; <fix>`` line on stderr with no traceback.
-"""
+"""One error type for everything a user can get wrong (a message naming the problem and the fix, an exit
+code from the table below), so ``repro.cli`` prints one ``error: <problem>; <fix>`` line and exits."""
 
 from __future__ import annotations
 
@@ -54,9 +49,8 @@ def exit_code_rows(specific: Mapping[int, str | None]) -> list[tuple[str, str]]:
     """The exit codes a command can return, as (code, meaning) rows for its ``--help``: what the
     command says about a code, else the table's meaning; the codes every command can meet are
     always there."""
-    for code in specific:
-        if code not in EXIT_MEANINGS:
-            raise ValueError(f"exit code {code} is not in repro.core.errors.EXIT_MEANINGS")
+    if unknown := set(specific) - set(EXIT_MEANINGS):
+        raise ValueError(f"exit code {min(unknown)} is not in repro.core.errors.EXIT_MEANINGS")
     codes = sorted({*EVERY_COMMAND_EXITS, *specific})
     return [(str(code), specific.get(code) or EXIT_MEANINGS[code]) for code in codes]
 

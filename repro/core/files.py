@@ -62,22 +62,16 @@ class NotRegularFile(ReproError):
 
 
 def read_bytes_bounded(path: Path | str, limit: int = SMALL_FILE_LIMIT, what: str = "", fix: str = "") -> bytes:
-    """The whole of a regular file of at most ``limit`` bytes.
-
-    A missing or unreadable path raises the ``OSError`` (callers name their own fix for a missing
-    file); a FIFO, device or directory, or a file above ``limit``, is a one-line ``ReproError``.
-    ``what`` names the file for the message ("manifest", "band file"); ``fix`` is what to do.
-    """
+    """The whole of a regular file of at most ``limit`` bytes; a missing or unreadable path raises the
+    ``OSError`` (callers name their own fix), a FIFO, device, directory or larger file a one-line ``ReproError``
+    naming it by ``what`` ("manifest", "band file") with ``fix``."""
     label = f"{what} {path}" if what else str(path)
     try:
         fd, info = open_regular(path)
     except NotRegularFile as error:
         raise NotRegularFile(str(path), error.kind, what, fix) from None
     with os.fdopen(fd, "rb") as handle:
-        if info.st_size > limit:
-            data = b""
-        else:
-            data = handle.read(limit + 1)  # a file growing under us is bounded too
+        data = b"" if info.st_size > limit else handle.read(limit + 1)  # a file growing under us is bounded too
     if info.st_size > limit or len(data) > limit:
         raise ReproError(f"{label} is larger than {_size(limit)} ({_size(max(info.st_size, len(data)))}), far more "
                          f"than such a file holds; {fix or 'pass the right file'}", EXIT_BAD_INPUT)
@@ -137,13 +131,14 @@ def write_bytes_atomic(target: Path, data: bytes, fsync: bool = False) -> Path:
     return Path(target)
 
 
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    """Hex sha256 of the file at ``path``, read in blocks (a checkpoint is ~200 MB); hashlib releases
-    the GIL on large blocks, so a digest in a background thread does not stall the caller."""
-    digest = hashlib.sha256()
+def file_sha256(path: Path, block: int = 1 << 20, limit: int | None = None) -> str:
+    """Hex sha256 of the file at ``path`` (of its first ``limit`` bytes), read in blocks (a checkpoint is
+    ~200 MB); hashlib releases the GIL on large blocks, so a digest in a background thread does not stall."""
+    digest, left = hashlib.sha256(), limit
     with open_regular_file(path) as handle:  # a link to /dev/zero is refused, not hashed forever
-        for chunk in iter(lambda: handle.read(block), b""):
+        while (left is None or left > 0) and (chunk := handle.read(block if left is None else min(block, left))):
             digest.update(chunk)
+            left = None if left is None else left - len(chunk)
     return digest.hexdigest()
 
 
@@ -155,11 +150,8 @@ def _umask() -> int:
 
 @dataclass
 class Tail:
-    """New complete lines of one file since the last call; a cut last line waits for its end.
-
-    ``from_end`` starts at the current end, so only what is appended from now on is read (a resumed
-    run's console.log already holds the end markers of the segment before).
-    """
+    """New complete lines of one file since the last call; a cut last line waits for its end. ``from_end``
+    reads only what is appended from now on (a resumed run's console.log holds the last segment's end markers)."""
 
     path: Path
     offset: int = 0
@@ -174,7 +166,7 @@ class Tail:
 
     def read(self) -> list[str]:
         try:
-            with os.fdopen(open_regular(self.path)[0], "rb") as handle:
+            with open_regular_file(self.path) as handle:
                 size = os.fstat(handle.fileno()).st_size
                 if size < self.offset:  # truncated or replaced (never by us): read it all again
                     self.offset, self.pending = 0, b""
@@ -191,7 +183,7 @@ class Tail:
 def last_lines(path: Path, count: int = 20, block: int = 65536) -> str:
     """The last ``count`` lines of a file, reading only its end (a rank's log can be 100 MB)."""
     try:
-        with os.fdopen(open_regular(path)[0], "rb") as handle:
+        with open_regular_file(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             handle.seek(max(0, size - block))
             data = handle.read(block)

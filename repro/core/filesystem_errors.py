@@ -27,12 +27,9 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 def describe_os_error(error: OSError) -> str:
     """``cannot use PATH: <reason>; <fix>`` on one line (``PATH -> PATH2`` for rename/symlink)."""
-    if error.filename is None:
-        reason = error.strerror or str(error)
-        return f"a write failed: {reason}; {_FIXES.get(error.errno or 0, 'check the disk')}"
-    where = str(error.filename)
-    if error.filename2 is not None:
-        where += f" -> {error.filename2}"
     reason = error.strerror or str(error)
+    if error.filename is None:
+        return f"a write failed: {reason}; {_FIXES.get(error.errno or 0, 'check the disk')}"
+    where = str(error.filename) + (f" -> {error.filename2}" if error.filename2 is not None else "")
     fix = _FIXES.get(error.errno or 0, "check that path and that you may use it")
     return " ".join(f"cannot use {where}: {reason}; {fix}".split())

@@ -1,11 +1,7 @@
-"""Every numeric option of every command as a finite value within stated bounds.
+"""Every numeric option of every command as a finite value within stated bounds (both ends required).
 
-click's ``float`` accepts ``nan`` and ``inf`` and its ranges let ``nan`` through (every comparison
-with nan is false): ``band check --k nan`` made a check that could never fail, ``watch --poll nan``
-crashed, ``--stall-timeout nan`` was accepted. An int without an upper bound let ``prepare --jobs
-100000`` start a pool of 100000 processes. So a command declares each number with ``BoundedInt`` or
-``BoundedFloat`` (both ends required, shown in ``--help``) and nothing else; a test walks every
-command and holds each numeric option to it.
+click's ranges let ``nan`` through (``band check --k nan`` could never fail) and an int without an upper
+bound let ``prepare --jobs 100000`` start 100000 processes; a test holds every command's numbers to these.
 """
 
 from __future__ import annotations

@@ -21,15 +21,10 @@ def package_dir() -> Path:
 
 
 def project_root() -> Path:
-    """The harness checkout (holds ``patches/`` and ``environments/``).
-
-    Found from the package location so commands work from any working directory; ``REPRO_ROOT``
-    overrides it for an installed (non-editable) package.
-    """
+    """The harness checkout (holds ``patches/`` and ``environments/``), found from the package so commands
+    work from any directory; ``REPRO_ROOT`` overrides it for an installed (non-editable) package."""
     override = os.environ.get("REPRO_ROOT")
-    if override:
-        return Path(override).resolve()
-    return package_dir().parent
+    return Path(override).resolve() if override else package_dir().parent
 
 
 def patches_dir() -> Path:
@@ -41,14 +36,7 @@ def environments_dir() -> Path:
 
 
 def resolve_upstream_dir(option: str | os.PathLike[str] | None = None) -> Path:
-    """The upstream checkout: ``--upstream`` beats ``REPRO_UPSTREAM_DIR`` beats the default.
-
-    The default is relative to the current directory, like ``logs/``, so a user who runs the
-    commands from the project root (as the README says) finds both in one place.
-    """
-    if option:
-        return Path(option).expanduser().resolve()
-    from_env = os.environ.get(UPSTREAM_ENV)
-    if from_env:
-        return Path(from_env).expanduser().resolve()
-    return (Path.cwd() / DEFAULT_UPSTREAM).resolve()
+    """The upstream checkout: ``--upstream`` beats ``REPRO_UPSTREAM_DIR`` beats the default, which is
+    relative to the current directory like ``logs/`` (the README runs commands from the project root)."""
+    chosen = option or os.environ.get(UPSTREAM_ENV)
+    return Path(chosen).expanduser().resolve() if chosen else (Path.cwd() / DEFAULT_UPSTREAM).resolve()

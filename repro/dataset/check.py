@@ -18,10 +18,10 @@ from repro.core.files import file_kind
 from repro.dataset import layout
 from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
-from repro.dataset.problems import Problems
-from repro.dataset.check_report import EXIT_CLEAN, EXIT_NOT_A_DATASET, EXIT_PROBLEMS, DatasetReport
+from repro.dataset.problems import Problem, Problems
+from repro.dataset.check_report import DatasetReport
 from repro.dataset.tree_scan import TreeScan, scan_tree
-from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
 
 __all__ = ["DatasetReport", "check_dataset"]
 
@@ -29,16 +29,9 @@ _first = itemgetter(0)
 
 
 def _not_a_dataset(report: DatasetReport, message: str) -> DatasetReport:
-    problems = Problems()
-    problems.add("not_a_dataset", message)
-    report.problems = problems.as_list()
-    report.exit_code = EXIT_NOT_A_DATASET
+    report.problems = [Problem("not_a_dataset", 1, [message])]
+    report.exit_code = EXIT_BAD_INPUT  # not a dataset at all
     return report
-
-
-def _parts_present(root: Path) -> dict[str, bool]:
-    names = [layout.TRAIN_LIST, layout.VAL_LIST, layout.TRAIN_DIR, layout.VAL_DIR]
-    return {name: os.path.lexists(root / name) for name in names}
 
 
 def _check_parts(root: Path, present: dict[str, bool], problems: Problems) -> None:
@@ -62,13 +55,9 @@ def _directories(listing: ListFile) -> list[str]:
     return list(map(_first, map(str.rpartition, listing.paths, repeat("/"))))
 
 
-def _report_class_dir_clashes(
-    listing: ListFile, dirs: list[str], problems: Problems
-) -> dict[str, int]:
+def _report_class_dir_clashes(listing: ListFile, dirs: list[str], problems: Problems) -> dict[str, int]:
     """The detailed pass, run only when the set comparison found a clash; names the lines.
-
-    Returns class directory -> its first label, for the comparison between splits.
-    """
+    Returns class directory -> its first label, for the comparison between splits."""
     name = listing.name
     dir_labels: dict[str, dict[int, int]] = {}
     for directory, label, lineno in zip(dirs, listing.labels, listing.lines_of):
@@ -83,49 +72,30 @@ def _report_class_dir_clashes(
         if len(ordered) > 1:
             label, lineno = ordered[1]
             every = ", ".join(str(lab) for lab, _ in ordered)
-            problems.add(
-                "class_dir_multiple_labels",
-                f"{name}:{lineno}: {directory} has label {label} here but label {first_label} at"
-                f" line {first_line} (labels in it: {every}); one class directory must carry one"
-                " label",
-            )
+            problems.add("class_dir_multiple_labels", f"{name}:{lineno}: {directory} has label {label} here but label"
+                         f" {first_label} at line {first_line} (labels in it: {every}); one class directory must"
+                         " carry one label")
         for label, lineno in ordered:
             other_dir, other_line = label_first_dir.setdefault(label, (directory, lineno))
             if other_dir != directory:
-                problems.add(
-                    "label_multiple_dirs",
-                    f"{name}:{lineno}: label {label} is used for {directory} here but for"
-                    f" {other_dir} at line {other_line}",
-                )
+                problems.add("label_multiple_dirs", f"{name}:{lineno}: label {label} is used for {directory} here"
+                                                    f" but for {other_dir} at line {other_line}")
     return firsts
 
 
-def _one_label_per_dir(dirs: list[str], labels: list[int]) -> dict[str, int] | None:
-    """Directory -> label if every directory carries a single label, else None.
-
-    Two C-level passes (a dict keeps each directory's last label; every line is then compared with
-    it) instead of a set of a million (directory, label) tuples, which costs three times as much.
-    """
-    label_of_dir = dict(zip(dirs, labels))
-    if list(map(label_of_dir.__getitem__, dirs)) != labels:
-        return None
-    return label_of_dir
-
-
-def _check_class_dirs(
-    split: str, listing: ListFile, dirs: list[str], problems: Problems
-) -> tuple[int, dict[str, int], Collection[str]]:
-    """One class directory, one label; one label, one directory.
-
-    Decided by set sizes (a few C-level passes for a clean list); the per-line pass that names
-    lines runs only for a list with a clash. Returns the number of entries without a class
-    directory (flat: upstream accepts them, but their labels cannot be cross-checked), class
-    directory -> label, and the distinct directories.
-    """
+def _check_class_dirs(split: str, listing: ListFile, dirs: list[str], problems: Problems
+                      ) -> tuple[int, dict[str, int], Collection[str]]:
+    """One class directory, one label; one label, one directory: decided by set sizes, the per-line pass
+    naming lines only for a list with a clash. Returns the count of entries without a class directory (flat:
+    upstream accepts them, their labels cannot be cross-checked), class directory -> label, the directories."""
     name = listing.name
-    split_dir = dict(layout.SPLITS_DIRS)[split]
+    split_dir = next(directory for each, _, directory in layout.SPLITS if each == split)
     inside = split_dir + "/"
-    label_of_dir = _one_label_per_dir(dirs, listing.labels)
+    # Directory -> label if every directory carries one label: two C-level passes (a dict keeps each
+    # directory's last label, every line is compared with it), a third of a set of a million pairs' cost.
+    label_of_dir: dict[str, int] | None = dict(zip(dirs, listing.labels))
+    if list(map(label_of_dir.__getitem__, dirs)) != listing.labels:
+        label_of_dir = None
     distinct: Collection[str] = set(dirs) if label_of_dir is None else label_of_dir.keys()
     if any(directory != split_dir and not directory.startswith(inside) for directory in distinct):
         for path, lineno in zip(listing.paths, listing.lines_of):
@@ -134,11 +104,8 @@ def _check_class_dirs(
     flat_dirs = {directory for directory in distinct if "/" not in directory}
     flat = sum(map(flat_dirs.__contains__, dirs)) if flat_dirs else 0
     if flat:
-        problems.add(
-            "flat_layout",
-            f"{name}: {flat} entries have no class directory (paths like {split_dir}/<file>);"
-            " label/directory consistency is not checked for them",
-        )
+        problems.add("flat_layout", f"{name}: {flat} entries have no class directory (paths like {split_dir}/<file>);"
+                                    " label/directory consistency is not checked for them")
     if label_of_dir is not None:
         class_labels = {d: label for d, label in label_of_dir.items() if d not in flat_dirs}
         if len(set(class_labels.values())) == len(class_labels):
@@ -152,9 +119,7 @@ def _check_class_dirs(
     return flat, dict(pairs), distinct
 
 
-def _check_between_splits(
-    lists: list[tuple[str, ListFile, list[str], dict[str, int]]], problems: Problems
-) -> None:
+def _check_between_splits(lists: list[tuple[str, ListFile, list[str], dict[str, int]]], problems: Problems) -> None:
     """A class directory name (the wnid) must carry the same label in train and val."""
     if len(lists) != 2:
         return
@@ -167,28 +132,17 @@ def _check_between_splits(
             clashes.append((directory, label, class_name))
     if not clashes:
         return
-    val_first = _first_lines(val, val_dirs)
-    train_first = _first_lines(train, train_dirs)
+    # directory -> line of its first entry (read backwards, the first entry is the one kept)
+    val_first = dict(zip(reversed(val_dirs), reversed(val.lines_of)))
+    train_first = dict(zip(reversed(train_dirs), reversed(train.lines_of)))
     for directory, label, class_name in sorted(clashes, key=lambda clash: val_first[clash[0]]):
         train_dir, train_label = by_class[class_name]
-        problems.add(
-            "label_differs_between_splits",
-            f"{val.name}:{val_first[directory]}: class {class_name} has label {label} here but"
-            f" {train_label} in {train.name}:{train_first[train_dir]}",
-        )
+        problems.add("label_differs_between_splits", f"{val.name}:{val_first[directory]}: class {class_name} has"
+                     f" label {label} here but {train_label} in {train.name}:{train_first[train_dir]}")
 
 
-def _first_lines(listing: ListFile, dirs: list[str]) -> dict[str, int]:
-    """Directory -> line of its first entry (one pass; only needed to word a problem)."""
-    first: dict[str, int] = {}
-    for directory, lineno in zip(dirs, listing.lines_of):
-        first.setdefault(directory, lineno)
-    return first
-
-
-def _check_existence(
-    scan: TreeScan, lists: list[tuple[str, ListFile]], problems: Problems, counts: dict[str, int]
-) -> None:
+def _check_existence(scan: TreeScan, lists: list[tuple[str, ListFile]], problems: Problems,
+                     counts: dict[str, int]) -> None:
     """Listed paths against one listing of the tree: set differences, no per-file stat."""
     on_disk = scan.files
     listed_present = 0
@@ -202,78 +156,53 @@ def _check_existence(
         both = first.path_set & second.path_set
         listed_present -= len(both & on_disk)
         for path in sorted(both, key=second.line_of):
-            problems.add(
-                "duplicate_entry",
-                f"{second.name}:{second.line_of(path)}: {path} is also listed in"
-                f" {first.name}:{first.line_of(path)}; a file must be in one split only",
-            )
+            problems.add("duplicate_entry", f"{second.name}:{second.line_of(path)}: {path} is also listed in"
+                                            f" {first.name}:{first.line_of(path)}; a file must be in one split only")
     # Files directly in the root (the list files themselves, READMEs) are not images; counting
     # instead of building the union of both lists saves a pass over a million paths.
-    listed_root_files = sum(
-        len(listing.path_set & scan.root_files) for _, listing in lists if scan.root_files
-    )
+    listed_root_files = sum(len(listing.path_set & scan.root_files) for _, listing in lists if scan.root_files)
     counts["files_on_disk"] = len(on_disk) - len(scan.root_files)
     counts["unlisted_files"] = counts["files_on_disk"] - (listed_present - listed_root_files)
     counts["directories_listed"] = scan.directories
 
 
 def _check_canonical(counts: dict[str, int], class_num: int, problems: Problems) -> None:
-    expected = {
-        "train_files": layout.IMAGENET_1K_TRAIN,
-        "val_files": layout.IMAGENET_1K_VAL,
-        "classes": layout.IMAGENET_1K_CLASSES,
-    }
-    for key, value in expected.items():
+    for key, value in (("train_files", layout.IMAGENET_1K_TRAIN), ("val_files", layout.IMAGENET_1K_VAL),
+                       ("classes", layout.IMAGENET_1K_CLASSES)):
         if counts.get(key) != value:
-            problems.add(
-                "canonical_counts",
-                f"{key.replace('_', ' ')}: {counts.get(key, 0):,} but ILSVRC2012 has {value:,}",
-            )
+            problems.add("canonical_counts",
+                         f"{key.replace('_', ' ')}: {counts.get(key, 0):,} but ILSVRC2012 has {value:,}")
     if class_num != layout.IMAGENET_1K_CLASSES:
-        problems.add(
-            "canonical_counts",
-            f"--class-num {class_num} but ILSVRC2012 has {layout.IMAGENET_1K_CLASSES} classes",
-        )
+        problems.add("canonical_counts",
+                     f"--class-num {class_num} but ILSVRC2012 has {layout.IMAGENET_1K_CLASSES} classes")
 
 
 def _check_label_use(by_split: dict[str, ListFile], class_num: int, problems: Problems) -> int:
     train_labels = set(by_split["train"].labels) if "train" in by_split else set()
     if train_labels and len(train_labels) < class_num:
-        problems.add(
-            "labels_unused",
-            f"{layout.TRAIN_LIST}: uses {len(train_labels)} of {class_num} labels;"
-            f" {class_num - len(train_labels)} never appear (check --class-num and Arch.class_num)",
-        )
+        problems.add("labels_unused", f"{layout.TRAIN_LIST}: uses {len(train_labels)} of {class_num} labels;"
+                     f" {class_num - len(train_labels)} never appear (check --class-num and Arch.class_num)")
     if "val" in by_split and train_labels:
         extra = sorted(set(by_split["val"].labels) - train_labels)
         if extra:
-            problems.add(
-                "val_label_not_in_train",
-                f"{layout.VAL_LIST}: labels never seen in training: {extra[:10]}",
-                count=len(extra),
-            )
+            problems.add("val_label_not_in_train", f"{layout.VAL_LIST}: labels never seen in training: {extra[:10]}",
+                         count=len(extra))
     return len(train_labels)
 
 
-def _decode_sample(
-    root: Path, lists: list[tuple[str, ListFile]], decode: int, problems: Problems
-) -> int:
+def _decode_sample(root: Path, lists: list[tuple[str, ListFile]], decode: int, problems: Problems) -> int:
     listed = [(listing, path) for _, listing in lists for path in listing.paths]
     sample = [item for item in sample_evenly(listed, decode) if os.path.lexists(root / item[1])]
     failures = decode_errors([str(root / path) for _, path in sample])
     where = {str(root / path): (listing, path) for listing, path in sample}
     for full, reason in failures:
         listing, path = where[full]
-        problems.add(
-            "unreadable_image",
-            f"{listing.name}:{listing.line_of(path)}: {path} cannot be decoded ({reason})",
-        )
+        problems.add("unreadable_image", f"{listing.name}:{listing.line_of(path)}: {path} cannot be decoded ({reason})")
     return len(sample)
 
 
-def check_dataset(
-    root: Path, class_num: int = layout.DEFAULT_CLASS_NUM, expect: str = "any", decode: int = 0,
-) -> DatasetReport:
+def check_dataset(root: Path, class_num: int = layout.DEFAULT_CLASS_NUM, expect: str = "any",
+                  decode: int = 0) -> DatasetReport:
     """Check the dataset at ``root``; ``decode`` images are opened too (-1: all, 0: none)."""
     # Millions of short-lived tuples would trigger the cyclic collector hundreds of times, each
     # pass walking every live object; nothing here creates reference cycles.
@@ -290,41 +219,23 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
     if class_num < 1:
         raise ReproError(f"--class-num must be at least 1, got {class_num}", EXIT_BAD_INPUT)
     if expect not in layout.EXPECT_CHOICES:
-        raise ReproError(
-            f"--expect must be one of {', '.join(layout.EXPECT_CHOICES)}, got {expect!r}",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"--expect must be one of {', '.join(layout.EXPECT_CHOICES)}, got {expect!r}", EXIT_BAD_INPUT)
     root = Path(root).expanduser()
     report = DatasetReport(root=root, class_num=class_num, expect=expect)
     if not os.path.lexists(root):
         return _not_a_dataset(report, f"{root}: does not exist; pass the ImageNet root directory")
     if not root.is_dir():
-        return _not_a_dataset(
-            report, f"{root}: is not a directory; pass the directory holding train/ and val/"
-        )
+        return _not_a_dataset(report, f"{root}: is not a directory; pass the directory holding train/ and val/")
     try:
-        present = _parts_present(root)
+        present = {name: os.path.lexists(root / name)
+                   for name in (layout.TRAIN_LIST, layout.VAL_LIST, layout.TRAIN_DIR, layout.VAL_DIR)}
         os.scandir(root).close()
     except OSError as error:
         return _not_a_dataset(report, f"{root}: cannot be read ({error.strerror})")
     if not any(present.values()):
-        return _not_a_dataset(
-            report,
-            f"{root}: holds none of train/, val/, {layout.TRAIN_LIST}, {layout.VAL_LIST};"
-            " pass the ImageNet root (or make one with `repro dataset make-tiny`)",
-        )
+        return _not_a_dataset(report, f"{root}: holds none of train/, val/, {layout.TRAIN_LIST}, {layout.VAL_LIST};"
+                                      " pass the ImageNet root (or make one with `repro dataset make-tiny`)")
 
-    return _check_contents(root, report, present, class_num, expect, decode)
-
-
-def _check_contents(
-    root: Path,
-    report: DatasetReport,
-    present: dict[str, bool],
-    class_num: int,
-    expect: str,
-    decode: int,
-) -> DatasetReport:
     problems = Problems()
     counts: dict[str, int] = {}
     _check_parts(root, present, problems)
@@ -361,5 +272,5 @@ def _check_contents(
 
     report.problems = problems.as_list()
     report.counts = counts
-    report.exit_code = EXIT_PROBLEMS if problems.has_errors() else EXIT_CLEAN
+    report.exit_code = EXIT_FAILED if problems.has_errors() else EXIT_OK
     return report

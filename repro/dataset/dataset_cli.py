@@ -17,8 +17,7 @@ from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_DISK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PREFLIGHT,
                                EXIT_UPSTREAM, ReproError)
 from repro.dataset.check import check_dataset
-from repro.dataset.check_report import render_json
-from repro.dataset.check_report import render_text
+from repro.dataset.check_report import render_json, render_text
 from repro.dataset.link import link_dataset
 from repro.core.paths import resolve_upstream_dir
 from repro.dataset.prepare import prepare as run_prepare
@@ -63,14 +62,9 @@ def dataset() -> None:
 @json_option("the report")
 def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -> None:
     """Check ROOT before training on it."""
-
     report = check_dataset(root, class_num=class_num, expect=expect, decode=decode)
-    if as_json:
-        click.echo(render_json(report))
-    elif report.exit_code == 2:
-        click.echo(render_text(report), err=True)
-    else:
-        click.echo(render_text(report))
+    click.echo(render_json(report) if as_json else render_text(report),
+               err=not as_json and report.exit_code == EXIT_BAD_INPUT)
     raise SystemExit(report.exit_code)
 
 
@@ -78,14 +72,13 @@ def check(root: Path, class_num: int, expect: str, decode: int, as_json: bool) -
                                         EXIT_UPSTREAM: "no upstream checkout",
                                         EXIT_CONFLICT: "something else is there (a real directory, or a link elsewhere without --force)"})
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--upstream", "upstream", type=click.Path(path_type=Path), default=None,
+@click.option("--upstream", type=click.Path(path_type=Path),
               help="Upstream checkout (default: REPRO_UPSTREAM_DIR or ./.upstream/PaddleClas).")
 @click.option("--force", is_flag=True, help="Replace a symlink that points elsewhere (never a real directory).")
 @click.option("--check/--no-check", "run_check", default=True, show_default=True,
               help="Check ROOT before linking.")
 def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> None:
     """Make dataset/ILSVRC2012 in the upstream checkout a symlink to ROOT."""
-
     result = link_dataset(root, resolve_upstream_dir(upstream), force=force, check=run_check)
     click.echo(result.describe())
 
@@ -97,19 +90,16 @@ def link(root: Path, upstream: Path | None, force: bool, run_check: bool) -> Non
 @click.option("--val-per-class", type=BoundedInt(1, MAX_PER_CLASS), default=8, show_default=True)
 @click.option("--size", type=BoundedInt(MIN_SIZE, MAX_SIZE), default=72, show_default=True, help="Image height in pixels.")
 @click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=0, show_default=True)
-@click.option("--from", "source", type=click.Path(path_type=Path), default=None,
+@click.option("--from", "source", type=click.Path(path_type=Path),
               help="Sample a real ImageNet tree instead of synthesizing images.")
 def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_class: int,
                       size: int, seed: int, source: Path | None) -> None:
     """Write a tiny dataset in the ImageNet layout to OUT (empty, or a previous make-tiny output)."""
-
     written = make_tiny(out, classes=classes, train_per_class=train_per_class,
                         val_per_class=val_per_class, size=size, seed=seed, source=source)
     origin = f"sampled from {source}" if source else f"synthetic, seed {seed}"
-    click.echo(
-        f"wrote {written}: {classes} classes, {classes * train_per_class} train and"
-        f" {classes * val_per_class} val images ({origin}); use Arch.class_num={classes}"
-    )
+    click.echo(f"wrote {written}: {classes} classes, {classes * train_per_class} train and"
+               f" {classes * val_per_class} val images ({origin}); use Arch.class_num={classes}")
 
 
 @command("prepare", parent=dataset, exits={EXIT_FAILED: "prepared, but the check found problems", EXIT_BAD_INPUT: "bad input, a bad source, or OUT and the source inside each other",
@@ -118,15 +108,14 @@ def make_tiny_command(out: Path, classes: int, train_per_class: int, val_per_cla
                                            EXIT_DISK: "the disk filled up while writing; free space, rerun to continue",
                                            EXIT_INTERRUPTED: "interrupted; rerun the same command to continue"})
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--train-tar", type=click.Path(path_type=Path), default=None,
+@click.option("--train-tar", type=click.Path(path_type=Path),
               help="ILSVRC2012_img_train.tar (a tar of one tar per class).")
-@click.option("--val-tar", type=click.Path(path_type=Path), default=None,
-              help="ILSVRC2012_img_val.tar (flat val images).")
-@click.option("--devkit", type=click.Path(path_type=Path), default=None,
+@click.option("--val-tar", type=click.Path(path_type=Path), help="ILSVRC2012_img_val.tar (flat val images).")
+@click.option("--devkit", type=click.Path(path_type=Path),
               help="ILSVRC2012_devkit_t12.tar.gz or its extracted directory (meta.mat, val ground truth).")
-@click.option("--from", "source_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--from", "source_dir", type=click.Path(path_type=Path),
               help="An extracted tree (train/<wnid>/, val/ by class or flat) or the Kaggle layout.")
-@click.option("--jobs", type=BoundedInt(1, process_limit()), default=None,
+@click.option("--jobs", type=BoundedInt(1, process_limit()),
               help="Classes written in parallel [default: core count; never more than the classes].")
 @click.option("--link", is_flag=True, help="Hard-link (symlink across disks) from an extracted source instead of copying.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -136,8 +125,6 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     upstream reads, then check it. OUT must be new, empty, or an earlier prepare output; rerun the
     same command to continue after an interruption.
     """
-
-
     source = detect_source(source_dir, train_tar, val_tar, devkit)
     click.echo(f"source: {source.summary}")
     try:
@@ -149,10 +136,9 @@ def prepare(out: Path, train_tar: Path | None, val_tar: Path | None, devkit: Pat
     click.echo(f"wrote {done.out}: {done.classes} classes, {done.train_images:,} train and {done.val_images:,}"
                f" val images (labels = sorted WNID order, 0 = {source.wnids[0]}); {done.skipped} finished"
                " parts were verified and kept")
-    if done.classes == layout.IMAGENET_1K_CLASSES:
-        expect, note = "imagenet-1k", "--expect imagenet-1k"
-    else:
-        expect, note = "any", f"{done.classes} classes, so not --expect imagenet-1k"
+    full = done.classes == layout.IMAGENET_1K_CLASSES
+    expect = "imagenet-1k" if full else "any"
+    note = "--expect imagenet-1k" if full else f"{done.classes} classes, so not --expect imagenet-1k"
     click.echo(f"check: repro dataset check {done.out} --class-num {done.classes} ({note})")
     report = check_dataset(done.out, class_num=done.classes, expect=expect)
     click.echo(render_text(report))

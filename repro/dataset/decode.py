@@ -38,7 +38,7 @@ def deadline(seconds: float) -> Iterator[None]:
         yield
         return
 
-    def expire(signum: int, frame: object) -> None:
+    def expire(*_: object) -> None:
         raise DecodeTimeout()
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -51,13 +51,9 @@ def deadline(seconds: float) -> Iterator[None]:
 
 
 def decode_error(path: str, timeout: float = DECODE_TIMEOUT_S) -> str | None:
-    """Why ``path`` cannot be decoded, or None if it can.
-
-    Pillow's full ``load()`` is strict (a truncated file raises), where OpenCV, which upstream uses,
-    silently returns a partly grey image for some truncations: strict is what a check should be.
-    Only a regular file is read: a FIFO or a device would block (or never end), so the path is
-    opened without blocking and its type checked on the open descriptor (no race with a rename).
-    """
+    """Why ``path`` cannot be decoded, or None if it can; only a regular file is read (``open_regular``).
+    Pillow's full ``load()`` is strict (a truncated file raises), where upstream's OpenCV returns a partly
+    grey image for some truncations: strict is what a check should be."""
     from PIL import Image  # heavy: Pillow loads its image plugins; only decoding needs it
 
     try:
@@ -80,11 +76,8 @@ def decode_error(path: str, timeout: float = DECODE_TIMEOUT_S) -> str | None:
 
 
 def sample_evenly(paths: Sequence[T], count: int) -> list[T]:
-    """``count`` paths spread over the whole list (all of them if count < 0 or too large).
-
-    Spreading beats taking the first N: a corrupt region (one bad class directory, one failed copy
-    batch) is more likely to be hit, and the choice is the same on every run.
-    """
+    """``count`` paths spread over the whole list (all of them if count < 0 or too large): a corrupt
+    region (one bad class directory, one failed copy batch) is likelier hit than by the first N."""
     if count < 0 or count >= len(paths):
         return list(paths)
     if count == 0:
@@ -93,22 +86,12 @@ def sample_evenly(paths: Sequence[T], count: int) -> list[T]:
     return [paths[int(i * step)] for i in range(count)]
 
 
-def decode_errors(paths: Sequence[str], workers: int | None = None) -> list[tuple[str, str]]:
+def decode_errors(paths: Sequence[str]) -> list[tuple[str, str]]:
     """(path, reason) for every path that does not decode, in input order."""
-
     if len(paths) < POOL_THRESHOLD:
         results = [decode_error(path) for path in paths]
     else:
-        workers = workers or os.cpu_count() or 1
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(
-                tqdm(
-                    pool.map(decode_error, paths, chunksize=32),
-                    total=len(paths),
-                    desc="decoding",
-                    unit="img",
-                    disable=None,
-                    leave=False,
-                )
-            )
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            results = list(tqdm(pool.map(decode_error, paths, chunksize=32), total=len(paths), desc="decoding",
+                                unit="img", disable=None, leave=False))
     return [(path, reason) for path, reason in zip(paths, results) if reason is not None]

@@ -38,22 +38,13 @@ def _list_fingerprint(path: Path) -> tuple[dict[str, object], set[str]]:
 
 
 def fingerprint(root: Path) -> dict:
-    """sha256 and line count of both lists, class count (distinct train labels); no image reads.
-
-    A missing list gives ``None`` for its entry rather than an error: the manifest records what was
-    there, and ``check_dataset`` is where a missing list is judged.
-    """
+    """sha256 and line count of both lists, class count (distinct train labels); no image reads. A missing
+    list is ``None`` (the manifest records what was there; ``check_dataset`` judges it)."""
     root = Path(root)
     result: dict[str, object] = {"root": str(root), "tiny": is_tiny_dataset(root)}
-    classes = None
+    labels: dict[str, set[str] | None] = {}
     for split, list_name, _ in layout.SPLITS:
         path = root / list_name
-        if path.is_file():
-            info, labels = _list_fingerprint(path)
-            result[f"{split}_list"] = info
-            if split == "train":
-                classes = len(labels)
-        else:
-            result[f"{split}_list"] = None
-    result["classes"] = classes
+        result[f"{split}_list"], labels[split] = _list_fingerprint(path) if path.is_file() else (None, None)
+    result["classes"] = None if labels["train"] is None else len(labels["train"])
     return result

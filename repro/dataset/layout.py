@@ -30,9 +30,3 @@ IMAGENET_1K_VAL = 50_000
 IMAGENET_1K_CLASSES = 1000
 
 EXPECT_CHOICES = ("any", "imagenet-1k")
-
-# How many example lines each problem kind keeps: enough to find the pattern, short enough to read.
-MAX_EXAMPLES = 5
-
-# split name -> its image directory
-SPLITS_DIRS: tuple[tuple[str, str], ...] = tuple((split, directory) for split, _, directory in SPLITS)

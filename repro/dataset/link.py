@@ -51,11 +51,8 @@ def _link_target(link: Path) -> Path:
 
 
 def linked_root(upstream_dir: Path) -> Path | None:
-    """Where upstream will read the dataset from, or None if ``dataset/ILSVRC2012`` is absent.
-
-    A symlink gives its target (even if dangling: the caller decides); a real directory is the
-    dataset itself, so its own path is returned.
-    """
+    """Where upstream will read the dataset from (a link's target, even dangling; a real directory
+    itself), or None if ``dataset/ILSVRC2012`` is absent."""
     link = Path(upstream_dir) / DATASET_LINK
     if link.is_symlink():
         return _link_target(link)
@@ -71,68 +68,41 @@ def _describe_existing(path: Path) -> str:
         return f"a symlink to {target}" if os.path.exists(path) else f"a symlink to missing {target}"
     if path.is_dir():
         try:
-            entries = sum(1 for _ in os.scandir(path))
+            held = f"holding {len(os.listdir(path))} entries"
         except OSError:
-            entries = -1
-        held = f"holding {entries} entries" if entries >= 0 else "unreadable"
+            held = "unreadable"
         return f"a real directory ({held})"
     return f"a real file ({path.stat().st_size} bytes)"
 
 
-def _same_place(first: Path, second: Path) -> bool:
-    return os.path.realpath(first) == os.path.realpath(second)
-
-
-def link_dataset(
-    root: Path, upstream_dir: Path, force: bool = False, check: bool = True
-) -> LinkResult:
-    """Make ``upstream_dir/dataset/ILSVRC2012`` a symlink to ``root`` (absolute).
-
-    Idempotent when the link already points there. Raises ReproError: EXIT_CONFLICT for a real
-    directory/file at the link path (even with ``force``) or a link elsewhere without ``force``;
-    EXIT_UPSTREAM if the checkout is missing; the check's exit code (1 or 2) if ``check`` fails.
-    """
+def link_dataset(root: Path, upstream_dir: Path, force: bool = False, check: bool = True) -> LinkResult:
+    """Make ``upstream_dir/dataset/ILSVRC2012`` a symlink to ``root`` (absolute); idempotent. A real directory
+    or file there is never replaced (not even with ``force``), a link elsewhere only with ``force``."""
     target = Path(os.path.abspath(Path(root).expanduser()))
     upstream_dir = Path(upstream_dir)
     if not upstream_dir.is_dir():
-        raise ReproError(
-            f"upstream checkout {upstream_dir} not found; run `repro upstream fetch` or pass"
-            " --upstream DIR",
-            EXIT_UPSTREAM,
-        )
+        raise ReproError(f"upstream checkout {upstream_dir} not found; run `repro upstream fetch` or pass"
+                         " --upstream DIR", EXIT_UPSTREAM)
     if not target.is_dir():
-        raise ReproError(
-            f"{target} is not a directory; pass the ImageNet root (holding train/ and val/)",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"{target} is not a directory; pass the ImageNet root (holding train/ and val/)",
+                         EXIT_BAD_INPUT)
     link = upstream_dir / DATASET_LINK
     if os.path.lexists(link.parent) and not link.parent.is_dir():
-        raise ReproError(
-            f"{link.parent} is {_describe_existing(link.parent)}, not a directory; it is never"
-            " replaced: fix or move it away yourself",
-            EXIT_CONFLICT,
-        )
+        raise ReproError(f"{link.parent} is {_describe_existing(link.parent)}, not a directory; it is never"
+                         " replaced: fix or move it away yourself", EXIT_CONFLICT)
     if link.exists() and not link.is_symlink():
-        raise ReproError(
-            f"{link} is {_describe_existing(link)}; it is never removed or replaced (not even with"
-            " --force): move it away yourself, or link its contents' location with --upstream",
-            EXIT_CONFLICT,
-        )
+        raise ReproError(f"{link} is {_describe_existing(link)}; it is never removed or replaced (not even with"
+                         " --force): move it away yourself, or link its contents' location with --upstream",
+                         EXIT_CONFLICT)
 
-    report = None
-    if check:
-        report = check_dataset(target)
-        if not report.ok:
-            first = report.first_error() or "see the report"
-            raise ReproError(
-                f"dataset check failed for {target}: {first}; run `repro dataset check {target}`"
-                " for all problems, or pass --no-check",
-                report.exit_code,
-            )
+    report = check_dataset(target) if check else None
+    if report is not None and not report.ok:
+        raise ReproError(f"dataset check failed for {target}: {report.first_error() or 'see the report'}; run"
+                         f" `repro dataset check {target}` for all problems, or pass --no-check", report.exit_code)
 
     if link.is_symlink():
         old = _link_target(link)
-        if _same_place(old, target):
+        if os.path.realpath(old) == os.path.realpath(target):
             return LinkResult(ALREADY, link, target, report=report)
         # A link to a tiny set (`repro dataset make-tiny`, an older `make smoke`) holds no one's data:
         # the real data replaces it without --force, as the README's real run expects.
@@ -141,21 +111,17 @@ def link_dataset(
             raise ReproError(f"{link} {now}; pass --force to point it to {target} instead", EXIT_CONFLICT)
         readers = training_in(upstream_dir)
         if readers:
-            raise ReproError(
-                f"{link} is read by training running in {upstream_dir} (PIDs {' '.join(map(str, readers))}); "
-                "relinking now would change its data mid-run: wait for it to end (or stop it), then relink",
-                EXIT_CONFLICT,
-            )
+            pids = " ".join(map(str, readers))
+            raise ReproError(f"{link} is read by training running in {upstream_dir} (PIDs {pids}); relinking now would"
+                             " change its data mid-run: wait for it to end (or stop it), then relink", EXIT_CONFLICT)
         # Swap atomically: a new link beside it, renamed over the old one (never a gap).
         temporary = link.with_name(f".{link.name}.repro-new")
         if temporary.is_symlink():
             temporary.unlink()  # our own leftover from an interrupted --force
         elif os.path.lexists(temporary):
-            raise ReproError(
-                f"{temporary} is in the way of replacing {link} and is {_describe_existing(temporary)},"
-                " not a leftover link of ours: check what it is, then move it away or remove it yourself",
-                EXIT_CONFLICT,
-            )
+            raise ReproError(f"{temporary} is in the way of replacing {link} and is {_describe_existing(temporary)},"
+                             " not a leftover link of ours: check what it is, then move it away or remove it yourself",
+                             EXIT_CONFLICT)
         with _writing(link.parent):
             os.symlink(target, temporary, target_is_directory=True)
             os.replace(temporary, link)
@@ -169,7 +135,6 @@ def link_dataset(
 
 def training_in(upstream_dir: Path) -> list[int]:
     """PIDs of upstream training processes working in ``upstream_dir`` (they read its dataset link)."""
-
     here = os.path.realpath(upstream_dir)
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "cwd"]):
@@ -186,8 +151,6 @@ def _writing(directory: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise ReproError(
-            f"cannot create the dataset link in {directory}: {error.strerror or error};"
-            " make that directory writable by you, or pass --upstream for a checkout you can write",
-            EXIT_UPSTREAM,
-        ) from error
+        raise ReproError(f"cannot create the dataset link in {directory}: {error.strerror or error}; make that"
+                         " directory writable by you, or pass --upstream for a checkout you can write",
+                         EXIT_UPSTREAM) from error

@@ -20,12 +20,8 @@ from repro.dataset.problems import Problems
 
 @dataclass
 class ListFile:
-    """The usable entries of one list file, in file order.
-
-    ``paths[i]`` (normalised, root-relative) is listed at line ``lines_of[i]`` with label
-    ``labels[i]``. Keeping line numbers lets every later finding (missing file, label clash) point
-    at the line to edit.
-    """
+    """The usable entries of one list file, in file order: ``paths[i]`` (normalised, root-relative) is listed
+    at line ``lines_of[i]`` with label ``labels[i]``, so every later finding can name the line to edit."""
 
     name: str
     path: Path
@@ -44,17 +40,14 @@ class ListFile:
 
 
 def _split_lines(raw: bytes, name: str, problems: Problems) -> list[str | None]:
-    """Decode to text lines; a line that is not UTF-8 becomes None and is reported.
-
-    Decoding the whole file at once is the fast path; only a file that fails is decoded per line to
-    find the offending lines.
-    """
+    """Decode to text lines; a line that is not UTF-8 becomes None and is reported (only a file that fails
+    to decode whole is decoded line by line)."""
     if raw.endswith(b"\n"):
         raw = raw[:-1]
     if not raw:
         return []
     try:
-        return list(raw.decode("utf-8").split("\n"))
+        return raw.decode("utf-8").split("\n")  # type: ignore[return-value]
     except UnicodeDecodeError:
         pass
     lines: list[str | None] = []
@@ -63,21 +56,15 @@ def _split_lines(raw: bytes, name: str, problems: Problems) -> list[str | None]:
             lines.append(chunk.decode("utf-8"))
         except UnicodeDecodeError as error:
             bad = chunk[error.start : error.start + 1].hex()
-            problems.add(
-                "non_utf8",
-                f"{name}:{lineno}: not UTF-8 (byte 0x{bad} at column {error.start + 1});"
-                " re-encode the list as UTF-8",
-            )
+            problems.add("non_utf8", f"{name}:{lineno}: not UTF-8 (byte 0x{bad} at column {error.start + 1});"
+                                     " re-encode the list as UTF-8")
             lines.append(None)
     return lines
 
 
 def _normalise(path: str) -> str | None:
-    """The path upstream would open, relative to the root, or None if it leaves the root.
-
-    Upstream uses ``os.path.join(image_root, path)``: an absolute path silently replaces the root and
-    ``..`` climbs out of it; both read data the check cannot vouch for.
-    """
+    """The path upstream would open, relative to the root, or None if it leaves the root: upstream's
+    ``os.path.join(image_root, path)`` lets an absolute path replace the root and ``..`` climb out of it."""
     if path.startswith("/"):
         return None
     if "./" in path or "//" in path or path.endswith("/.") or path == ".." or path == ".":
@@ -134,11 +121,8 @@ def _parse_fast(raw: bytes, name: str, path: Path, class_num: int) -> ListFile |
 
 
 def parse_list_file(path: Path, class_num: int, problems: Problems) -> ListFile:
-    """Read one list file; every bad line is added to ``problems`` and left out of the entries.
-
-    A clean list takes the C-level path (``_parse_fast``); anything else, and every list the fast path
-    declines, goes through the per-line reference parser (tested equal on random lists).
-    """
+    """Read one list file; every bad line is added to ``problems`` and left out of the entries. A clean list
+    takes ``_parse_fast``; any it declines, the per-line reference parser (tested equal on random lists)."""
     raw = read_bytes_bounded(path, LIST_FILE_LIMIT, what="list file")
     fast = _parse_fast(raw, path.name, path, class_num)
     if fast is not None:
@@ -157,78 +141,55 @@ def parse_lines(raw: bytes, name: str, path: Path, class_num: int, problems: Pro
     label_cache: dict[str, int] = {}
     any_cr = b"\r" in raw
     nonblank = 0
+    lineno = 1
+
+    def bad(kind: str, text: str) -> None:
+        problems.add(kind, f"{name}:{lineno}: {text}")
+
     if lines and lines[0] is not None and lines[0].startswith("\ufeff"):
-        problems.add(
-            "byte_order_mark",
-            f"{name}:1: starts with a UTF-8 byte-order mark, which upstream reads as part of the"
-            " path; save the file without BOM",
-        )
+        bad("byte_order_mark", "starts with a UTF-8 byte-order mark, which upstream reads as part of the path;"
+                               " save the file without BOM")
         lines[0] = lines[0][1:]
     paths, labels, lines_of = result.paths, result.labels, result.lines_of
     for lineno, line in enumerate(lines, 1):
         if line is None:
             continue
         if any_cr and line.endswith("\r"):
-            problems.add(
-                "crlf",
-                f"{name}:{lineno}: CRLF line ending; convert the file with `dos2unix {name}`",
-            )
+            bad("crlf", f"CRLF line ending; convert the file with `dos2unix {name}`")
             line = line[:-1]
         stripped = line.strip()
         if not stripped:
-            problems.add(
-                "blank_line",
-                f"{name}:{lineno}: blank line (upstream fails on it); delete the line",
-            )
+            bad("blank_line", "blank line (upstream fails on it); delete the line")
             continue
         nonblank += 1
         if len(stripped) != len(line):
-            problems.add(
-                "surrounding_space",
-                f"{name}:{lineno}: leading or trailing whitespace; remove it",
-            )
+            bad("surrounding_space", "leading or trailing whitespace; remove it")
         parts = stripped.split(DELIMITER)
         if len(parts) != 2 or not parts[0]:
-            problems.add(
-                "bad_syntax",
-                f"{name}:{lineno}: expected '<relative/path> <label>' separated by one space,"
-                f" got {stripped[:80]!r}",
-            )
+            bad("bad_syntax", f"expected '<relative/path> <label>' separated by one space, got {stripped[:80]!r}")
             continue
         rel, label_text = parts
         label = label_cache.get(label_text)
         if label is None:
             digits = label_text[1:] if label_text.startswith("-") else label_text
             if not (digits.isascii() and digits.isdigit()):
-                problems.add(
-                    "bad_label",
-                    f"{name}:{lineno}: label {label_text!r} is not an integer",
-                )
+                bad("bad_label", f"label {label_text!r} is not an integer")
                 continue
             value = int(label_text)
             if not 0 <= value < class_num:
-                problems.add(
-                    "label_out_of_range",
-                    f"{name}:{lineno}: label {label_text} out of range 0..{class_num - 1}",
-                )
+                bad("label_out_of_range", f"label {label_text} out of range 0..{class_num - 1}")
                 continue
             label = label_cache[label_text] = value
         key = _normalise(rel)
         if key is None:
-            problems.add(
-                "path_escapes_root",
-                f"{name}:{lineno}: path {rel!r} escapes the dataset root; list paths relative to"
-                " the root, without '..' or a leading '/'",
-            )
+            bad("path_escapes_root", f"path {rel!r} escapes the dataset root; list paths relative to the root,"
+                                     " without '..' or a leading '/'")
             continue
         first = entries.get(key)
         if first is not None:
             other = label_at[first]
             clash = "" if other == label else f" with another label ({other} there, {label} here)"
-            problems.add(
-                "duplicate_entry",
-                f"{name}:{lineno}: {key} already listed at line {first}{clash}; delete one",
-            )
+            bad("duplicate_entry", f"{key} already listed at line {first}{clash}; delete one")
             continue
         entries[key] = lineno
         label_at[lineno] = label
@@ -238,8 +199,5 @@ def parse_lines(raw: bytes, name: str, path: Path, class_num: int, problems: Pro
     result.path_set = set(entries)
     result._line_index = entries
     if nonblank == 0 and not any(line is None for line in lines):
-        problems.add(
-            "empty_list",
-            f"{name}: no entries ({len(lines)} lines); regenerate the list",
-        )
+        problems.add("empty_list", f"{name}: no entries ({len(lines)} lines); regenerate the list")
     return result

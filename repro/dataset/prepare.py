@@ -9,7 +9,8 @@ import json
 import os
 import shutil
 import tarfile
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,6 @@ CHUNK = 1 << 20
 @dataclass
 class Prepared:
     out: Path
-    source: Source
     classes: int
     train_images: int
     val_images: int
@@ -42,12 +42,8 @@ class Prepared:
 
 
 # --- OUT: ownership, records ----------------------------------------------------------------------
-
-def _atomic_write(path: Path, text: str) -> None:
-    """The one atomic writer; no fsync: on ext4 it would force the journal to write out every image
-    written so far, and a rerun verifies each recorded file's size anyway (what a crash can leave short)."""
-    write_text_atomic(path, text)
-
+# Records are written atomically without fsync: on ext4 that would force the journal to write out every
+# image written so far, and a rerun verifies each recorded file's size anyway (what a crash can leave short).
 
 def check_apart(out: Path, source: Source) -> None:
     """Refuse an OUT inside what the source reads (its root, archives, any class directory, followed
@@ -83,7 +79,7 @@ def claim_out(out: Path, source: Source) -> None:
                              " directory or rerun with the original source", EXIT_CONFLICT)
         return
     (out / STATE_DIR / "done").mkdir(parents=True, exist_ok=True)
-    _atomic_write(owner, json.dumps({"tool": TOOL, "version": VERSION, "source": source.identity}, indent=1) + "\n")
+    write_text_atomic(owner, json.dumps({"tool": TOOL, "version": VERSION, "source": source.identity}, indent=1) + "\n")
 
 
 def _done_path(out: Path, job: ClassJob) -> Path:
@@ -163,13 +159,11 @@ def finished(out: Path, job: ClassJob) -> dict[str, int] | None:
     except (OSError, ValueError, KeyError, TypeError, ReproError):
         return None
     base = f"{out}/{job.split}/"
-    for rel, size in record.items():
-        try:
-            if os.stat(base + rel).st_size != size:
-                return None
-        except OSError:
-            return None
-    return record
+    try:
+        intact = all(os.stat(base + rel).st_size == size for rel, size in record.items())
+    except OSError:
+        return None
+    return record if intact else None
 
 
 # --- the workers ----------------------------------------------------------------------------------
@@ -191,12 +185,9 @@ class _Slice(io.RawIOBase):
 
 
 def _member_name(member: tarfile.TarInfo, where: str, dest: str) -> str | None:
-    """The plain file name to write, or None for a directory; path tricks and links are refused.
-
-    Only the base name is ever used as a path, so a plain name of a regular file is safe as it
-    stands; anything else goes through tarfile's ``data`` filter (absolute paths, ``..``, links,
-    devices), whose realpath calls would otherwise cost more than writing the image.
-    """
+    """The plain file name to write, or None for a directory; path tricks and links are refused. Only the
+    base name is used as a path, so a plain regular file's name is safe; anything else goes through tarfile's
+    ``data`` filter, whose realpath calls would cost more than writing the image if every member took it."""
     name = member.name
     if "/" in name or name.startswith(".") or not member.isfile():
         try:
@@ -269,13 +260,10 @@ def _extract_tar(job: ClassJob, partial: Path, note, plain: bool = False) -> dic
     written: dict[str, int] = {}
     try:
         for name, data in _tar_members(tar_path, offset, size, where, str(partial), plain):
-            if job.val_tar is None:
-                rel = f"{job.wnid}/{name}"
-            else:
-                wnid = job.val_wnids.get(name)
-                if wnid is None:
-                    raise bad(f"{where}: {name} has no label; pass the val tar that matches the devkit")
-                rel = f"{wnid}/{name}"
+            wnid = job.wnid if job.val_tar is None else job.val_wnids.get(name)
+            if wnid is None:
+                raise bad(f"{where}: {name} has no label; pass the val tar that matches the devkit")
+            rel = f"{wnid}/{name}"
             if rel in written:
                 raise bad(f"{where}: {name} appears twice; re-download the archive")
             note(rel)
@@ -294,26 +282,22 @@ def _copy_files(job: ClassJob, partial: Path, link: bool, note) -> dict[str, int
     for source, name in job.files:
         target = partial / name
         note(f"{job.wnid}/{name}")
-        if link:
+        if not link:
+            shutil.copyfile(source, target)
+        else:
             try:
                 os.link(source, target)
             except OSError as error:
                 if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                     raise
                 os.symlink(os.path.abspath(source), target)
-            written[f"{job.wnid}/{name}"] = os.stat(target).st_size
-        else:
-            shutil.copyfile(source, target)
-            written[f"{job.wnid}/{name}"] = os.stat(target).st_size
+        written[f"{job.wnid}/{name}"] = os.stat(target).st_size
     return written
 
 
 def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, dict[str, int]]:
-    """Write one class (or the whole val tar) into ``<dir>.partial``, rename it, record it done.
-
-    Each file is named in the job's journal before it is created, so a rerun after a crash deletes
-    exactly what this attempt wrote (``_clear_leftovers``) and never a file someone put beside it.
-    """
+    """Write one class (or the whole val tar) into ``<dir>.partial``, each file named in the job's journal
+    first (ARCHITECTURE.md, ``repro.dataset.prepare``), rename it, record it done."""
     out_path = Path(out)
     final = _job_dir(out_path, job)
     partial = final.with_name(final.name + PARTIAL)
@@ -333,7 +317,7 @@ def run_job(out: str, job: ClassJob, link: bool) -> tuple[str, dict[str, int]]:
     if not written:
         raise bad(f"class {job.wnid} of {job.split} has no images; pass a complete source")
     os.rename(partial, final)
-    _atomic_write(_done_path(out_path, job), json.dumps({"files": written}) + "\n")
+    write_text_atomic(_done_path(out_path, job), json.dumps({"files": written}) + "\n")
     journal.unlink()  # the done record names the same files from now on
     return job.key, written
 
@@ -348,11 +332,6 @@ def check_free_space(out: Path, todo: list[ClassJob], link: bool) -> None:
                          " free space there or choose OUT on a bigger disk", EXIT_PREFLIGHT)
 
 
-def _disk_full(out: Path, error: OSError) -> ReproError:
-    return ReproError(f"{out}: the disk filled up while writing ({error.strerror}); free space there and rerun"
-                      " the same command (finished classes are kept)", EXIT_DISK)
-
-
 def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: bool) -> dict[str, dict[str, int]]:
     """Run the jobs (in a process pool unless ``jobs`` is 1); job key -> the files it wrote."""
 
@@ -361,34 +340,28 @@ def _run_all(out: Path, todo: list[ClassJob], jobs: int, link: bool, progress: b
         # lister (fork copies one thread only), and would take twice as long at ImageNet size.
         monitor_interval = 0
 
-    bar = Bar(total=len(todo), unit="class", disable=not progress, desc="prepare")
     records: dict[str, dict[str, int]] = {}
     try:
-        if jobs <= 1:
-            for job in todo:
-                key, written = run_job(str(out), job, link)
-                records[key] = written
-                bar.update()
-            return records
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            pending = {pool.submit(run_job, str(out), job, link) for job in todo}
+        with Bar(total=len(todo), unit="class", disable=not progress, desc="prepare") as bar, \
+                (ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else contextlib.nullcontext()) as pool:
+            if pool is None:
+                results: Iterator[tuple[str, dict[str, int]]] = (run_job(str(out), job, link) for job in todo)
+            else:
+                results = (done.result() for done in as_completed([pool.submit(run_job, str(out), job, link)
+                                                                    for job in todo]))
             try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        key, written = future.result()
-                        records[key] = written
-                        bar.update()
+                for key, written in results:
+                    records[key] = written
+                    bar.update()
             except BaseException:
-                for future in pending:
-                    future.cancel()
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)  # the classes not started yet
                 raise
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(out, error) from None
+            raise ReproError(f"{out}: the disk filled up while writing ({error.strerror}); free space there and"
+                             " rerun the same command (finished classes are kept)", EXIT_DISK) from None
         raise
-    finally:
-        bar.close()
     return records
 
 
@@ -403,7 +376,7 @@ def write_lists(out: Path, source: Source, records: dict[str, dict[str, int]]) -
             if not WNID_PATTERN.fullmatch(rel.split("/", 1)[0]):
                 raise bad(f"{split}/{rel}: not in a WNID directory; rerun prepare into a new directory")
         lines = [f"{split_dir}/{rel} {label[rel.split('/', 1)[0]]}\n" for rel in rels]
-        _atomic_write(out / list_name, "".join(lines))
+        write_text_atomic(out / list_name, "".join(lines))
         counts.append(len(lines))
     return counts[0], counts[1]
 
@@ -429,4 +402,4 @@ def prepare(out: Path, source: Source, jobs: int, link: bool = False, progress: 
     check_free_space(out, todo, link)
     records.update(_run_all(out, todo, jobs, link, progress))
     train, val = write_lists(out, source, records)
-    return Prepared(out, source, len(source.wnids), train, val, len(source.jobs) - len(todo))
+    return Prepared(out, len(source.wnids), train, val, len(source.jobs) - len(todo))

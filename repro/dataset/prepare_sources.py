@@ -78,20 +78,17 @@ class Devkit:
     """The leaf synsets (ILSVRC2012_ID -> WNID) and the val ground truth (IDs in file order)."""
 
     id_to_wnid: dict[int, str]
-    words: dict[str, str]
+    leaves: set[str]
     ground_truth: list[int] | None
 
 
 def _devkit_files(devkit: Path) -> tuple[bytes | None, bytes | None]:
     """meta.mat and the ground truth from a devkit tarball or its extracted directory."""
     if devkit.is_dir():
-        found: dict[str, bytes | None] = {META_MAT: None, GROUND_TRUTH: None}
-        for wanted in found:
-            for candidate in (devkit / wanted, devkit / "ILSVRC2012_devkit_t12" / wanted):
-                if candidate.is_file():
-                    found[wanted] = read_bytes_bounded(candidate, SMALL_FILE_LIMIT, what="devkit file")
-                    break
-        return found[META_MAT], found[GROUND_TRUTH]
+        places = [(devkit / wanted, devkit / "ILSVRC2012_devkit_t12" / wanted) for wanted in (META_MAT, GROUND_TRUTH)]
+        meta, truth = [next((path for path in pair if path.is_file()), None) for pair in places]
+        return tuple(read_bytes_bounded(path, SMALL_FILE_LIMIT, what="devkit file") if path else None  # type: ignore
+                     for path in (meta, truth))
     try:
         with tarfile.open(devkit, "r:*") as archive:
             meta = truth = None
@@ -115,21 +112,21 @@ def read_devkit(devkit: Path) -> Devkit:
         raise bad(f"{devkit}: holds no {META_MAT}; pass the ILSVRC2012 devkit (ILSVRC2012_devkit_t12.tar.gz)")
     try:
         synsets = scipy.io.loadmat(io.BytesIO(meta), squeeze_me=True)["synsets"]
-        rows = list(zip(synsets["ILSVRC2012_ID"], synsets["WNID"], synsets["words"], synsets["num_children"]))
+        rows = list(zip(synsets["ILSVRC2012_ID"], synsets["WNID"], synsets["num_children"]))
     except Exception as error:  # noqa: BLE001 - any malformed .mat is the same user problem
         raise bad(f"{devkit}: {META_MAT} is not the devkit's synsets table ({error}); re-download the devkit") from None
     id_to_wnid: dict[int, str] = {}
-    words: dict[str, str] = {}
-    for synset_id, wnid, word, children in rows:
+    leaves: set[str] = set()
+    for synset_id, wnid, children in rows:
         if int(children) != 0:
             continue
         wnid = str(wnid)
         if not WNID_PATTERN.fullmatch(wnid):
             raise bad(f"{devkit}: {META_MAT} has WNID {wnid!r}, not like n01440764; re-download the devkit")
-        if wnid in words or int(synset_id) in id_to_wnid:
+        if wnid in leaves or int(synset_id) in id_to_wnid:
             raise bad(f"{devkit}: {META_MAT} lists WNID {wnid} or ID {int(synset_id)} twice; re-download the devkit")
         id_to_wnid[int(synset_id)] = wnid
-        words[wnid] = str(word)
+        leaves.add(wnid)
     if not id_to_wnid:
         raise bad(f"{devkit}: {META_MAT} has no leaf synsets (num_children 0); re-download the devkit")
     ground_truth = None
@@ -142,7 +139,7 @@ def read_devkit(devkit: Path) -> Devkit:
         if unknown:
             raise bad(f"{devkit}: {GROUND_TRUTH} uses IDs {unknown[:5]} that are no leaf class in {META_MAT};"
                       " re-download the devkit")
-    return Devkit(id_to_wnid, words, ground_truth)
+    return Devkit(id_to_wnid, leaves, ground_truth)
 
 
 def val_wnids_from_ground_truth(devkit: Devkit, names: list[str], where: str) -> dict[str, str]:
@@ -186,22 +183,17 @@ def tar_members(path: Path, what: str) -> list[tarfile.TarInfo]:
     return members
 
 
-def _require_file(path: Path, option: str) -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise bad(f"{option} {path}: no such file; pass the path to the downloaded file")
-    return path
-
-
 def official_source(train_tar: Path, val_tar: Path, devkit_path: Path) -> Source:
     """The three files from image-net.org: a tar of class tars, a flat val tar, the devkit."""
-    train_tar = _require_file(train_tar, "--train-tar")
-    val_tar = _require_file(val_tar, "--val-tar")
+    train_tar, val_tar = Path(train_tar).expanduser(), Path(val_tar).expanduser()
+    for option, path in (("--train-tar", train_tar), ("--val-tar", val_tar)):
+        if not path.is_file():
+            raise bad(f"{option} {path}: no such file; pass the path to the downloaded file")
     devkit_path = Path(devkit_path).expanduser()
     if not devkit_path.exists():
         raise bad(f"--devkit {devkit_path}: no such file; pass ILSVRC2012_devkit_t12.tar.gz")
     devkit = read_devkit(devkit_path)
-    leaves = set(devkit.words)
+    leaves = devkit.leaves
     jobs: list[ClassJob] = []
     seen: set[str] = set()
     for member in tar_members(train_tar, "ILSVRC2012_img_train.tar"):
@@ -248,9 +240,7 @@ def _listing(directory: Path) -> tuple[list[os.DirEntry[str]], list[os.DirEntry[
     """(sub-directories, regular files) of ``directory``, following symlinks."""
     with os.scandir(directory) as iterator:
         entries = sorted(iterator, key=lambda entry: entry.name)
-    dirs = [entry for entry in entries if entry.is_dir()]
-    files = [entry for entry in entries if entry.is_file()]
-    return dirs, files
+    return [entry for entry in entries if entry.is_dir()], [entry for entry in entries if entry.is_file()]
 
 
 def _class_jobs(split: str, split_dir: Path) -> list[ClassJob]:
@@ -270,7 +260,7 @@ def _class_jobs(split: str, split_dir: Path) -> list[ClassJob]:
     return jobs
 
 
-def _flat_val_jobs(val_dir: Path, val_wnids: dict[str, str], where: str) -> list[ClassJob]:
+def _flat_val_jobs(val_dir: Path, val_wnids: dict[str, str]) -> list[ClassJob]:
     by_class: dict[str, ClassJob] = {}
     for name, wnid in sorted(val_wnids.items()):
         job = by_class.setdefault(wnid, ClassJob("val", wnid))
@@ -315,12 +305,12 @@ def extracted_source(root: Path, devkit_path: Path | None) -> Source:
         if devkit is None:
             raise bad(f"{val_dir}: flat val images need labels; add --devkit ILSVRC2012_devkit_t12.tar.gz")
         names = [entry.name for entry in val_files]
-        val = _flat_val_jobs(val_dir, val_wnids_from_ground_truth(devkit, names, str(val_dir)), str(val_dir))
+        val = _flat_val_jobs(val_dir, val_wnids_from_ground_truth(devkit, names, str(val_dir)))
         val_layout = f"{len(names):,} flat val images labelled via {Path(devkit_path).name} meta.mat"
     else:
         val = _class_jobs("val", val_dir)
         val_layout = f"val by class ({sum(len(job.files) for job in val):,} images)"
-    wnids = _check_classes(train, val, set(devkit.words) if devkit else None, str(root))
+    wnids = _check_classes(train, val, devkit.leaves if devkit else None, str(root))
     summary = f"extracted tree {root}: {len(wnids)} train classes, {val_layout}"
     identity = {"kind": "extracted", "root": str(root.resolve())}
     reads = (root, *([Path(devkit_path)] if devkit_path is not None else []))
@@ -334,11 +324,9 @@ def kaggle_source(root: Path) -> Source:
     for needed in (root / KAGGLE_SOLUTION, root / KAGGLE_SYNSETS):
         if not needed.is_file():
             raise bad(f"{root}: Kaggle layout without {needed.name}; pass the complete Kaggle download")
-    known: list[str] = []
     fix = "pass the Kaggle download unchanged (re-download it)"
-    for line in read_text_bounded(root / KAGGLE_SYNSETS, LIST_FILE_LIMIT, fix=fix).splitlines():
-        if line.strip():
-            known.append(line.split(" ", 1)[0])
+    synsets = read_text_bounded(root / KAGGLE_SYNSETS, LIST_FILE_LIMIT, fix=fix)
+    known = [line.split(" ", 1)[0] for line in synsets.splitlines() if line.strip()]
     if len(set(known)) != len(known) or not all(WNID_PATTERN.fullmatch(wnid) for wnid in known):
         raise bad(f"{root / KAGGLE_SYNSETS}: duplicate or malformed WNIDs; re-download it")
     train = _class_jobs("train", data / "train")
@@ -367,7 +355,7 @@ def kaggle_source(root: Path) -> Source:
         if wnid not in set(known):
             raise bad(f"{KAGGLE_SOLUTION}: {entry.name} is labelled {wnid}, not in {KAGGLE_SYNSETS}")
         val_wnids[entry.name] = wnid
-    val = _flat_val_jobs(data / "val", val_wnids, str(data / "val"))
+    val = _flat_val_jobs(data / "val", val_wnids)
     wnids = _check_classes(train, val, set(known), str(root))
     summary = f"Kaggle layout {root}: {len(wnids)} train classes, {len(val_wnids):,} val images labelled via {KAGGLE_SOLUTION}"
     identity = {"kind": "kaggle", "root": str(root.resolve())}
@@ -375,9 +363,8 @@ def kaggle_source(root: Path) -> Source:
                   reads=(str(root.resolve()),))
 
 
-def detect_source(
-    source_dir: Path | None, train_tar: Path | None, val_tar: Path | None, devkit: Path | None
-) -> Source:
+def detect_source(source_dir: Path | None, train_tar: Path | None, val_tar: Path | None,
+                  devkit: Path | None) -> Source:
     """Which layout was given; a mixture of two is refused in one line."""
     tars = [option for option, value in (("--train-tar", train_tar), ("--val-tar", val_tar)) if value]
     if source_dir is not None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from repro.dataset.layout import MAX_EXAMPLES
-
+# How many example lines each problem kind keeps: enough to find the pattern, short enough to read.
+MAX_EXAMPLES = 5
 ERROR = "error"
 WARNING = "warning"
 
@@ -62,44 +62,26 @@ class Problem:
         return KINDS[self.kind][1]
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "severity": self.severity,
-            "title": self.title,
-            "count": self.count,
-            "examples": list(self.examples),
-        }
+        return {"kind": self.kind, "severity": self.severity, "title": self.title, "count": self.count,
+                "examples": list(self.examples)}
 
 
 class Problems:
     """Collects problems by kind, in the order they were first seen."""
 
-    def __init__(self, max_examples: int = MAX_EXAMPLES) -> None:
+    def __init__(self) -> None:
         self._by_kind: dict[str, Problem] = {}
-        self._max_examples = max_examples
 
     def add(self, kind: str, example: str, count: int = 1) -> None:
         if kind not in KINDS:
             raise KeyError(f"unknown problem kind {kind!r}")
-        problem = self._by_kind.get(kind)
-        if problem is None:
-            problem = self._by_kind[kind] = Problem(kind)
+        problem = self._by_kind.setdefault(kind, Problem(kind))
         problem.count += count
-        if len(problem.examples) < self._max_examples:
+        if len(problem.examples) < MAX_EXAMPLES:
             problem.examples.append(example)
 
-    def merge(self, other: Problems) -> None:
-        """Add ``other``'s problems as if each had been added here (work done in a child process)."""
-        for problem in other.as_list():
-            for example in problem.examples:
-                self.add(problem.kind, example)
-            rest = problem.count - len(problem.examples)
-            if rest:
-                self._by_kind[problem.kind].count += rest
-
     def count(self, kind: str) -> int:
-        problem = self._by_kind.get(kind)
-        return problem.count if problem else 0
+        return self._by_kind[kind].count if kind in self._by_kind else 0
 
     def as_list(self) -> list[Problem]:
         return list(self._by_kind.values())

@@ -9,6 +9,7 @@ and its own stripe orientation (separable even in a 32-pixel crop) plus per-pixe
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import json
 import math
 import os
@@ -48,11 +49,6 @@ class TinyParams:
     source: str | None
 
 
-def wnid(index: int) -> str:
-    """A wnid-style name (``n0`` + 7 digits) that sorts in label order, like real ImageNet."""
-    return f"n0{index + 1:07d}"
-
-
 def is_tiny_dataset(path: Path) -> bool:
     """True if ``path`` holds a make-tiny marker: it may be rewritten by make-tiny."""
     marker = Path(path) / MARKER
@@ -64,13 +60,8 @@ def is_tiny_dataset(path: Path) -> bool:
 
 
 def _write_marker(out: Path, params: TinyParams, files: list[str], complete: bool) -> None:
-    data = {
-        "tool": MARKER_TOOL,
-        "version": MARKER_VERSION,
-        "complete": complete,
-        "params": asdict(params),
-        "files": files,
-    }
+    data = {"tool": MARKER_TOOL, "version": MARKER_VERSION, "complete": complete, "params": asdict(params),
+            "files": files}
     write_text_atomic(out / MARKER, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
@@ -86,37 +77,22 @@ def _remove_previous(out: Path) -> None:
             continue
         if target.is_file() and not target.is_symlink():
             target.unlink()
-        parent = target.parent
-        while parent != out and out in parent.parents:
-            directories.add(parent)
-            parent = parent.parent
+        directories.update(parent for parent in target.parents if out in parent.parents)
     for directory in sorted(directories, key=lambda item: len(item.parts), reverse=True):
-        try:
+        with contextlib.suppress(OSError):  # not empty: it holds something make-tiny did not write
             directory.rmdir()
-        except OSError:
-            pass  # not empty: it holds something make-tiny did not write
 
 
 def _prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise ReproError(
-            f"{out} exists and is not a directory; choose a new or empty directory for make-tiny",
-            EXIT_CONFLICT,
-        )
+        raise ReproError(f"{out} exists and is not a directory; choose a new or empty directory for make-tiny",
+                         EXIT_CONFLICT)
     if out.is_dir() and any(out.iterdir()):
         if not is_tiny_dataset(out):
-            raise ReproError(
-                f"{out} is not empty and is not a make-tiny output (no {MARKER}); nothing was"
-                " written: choose a new or empty directory",
-                EXIT_CONFLICT,
-            )
+            raise ReproError(f"{out} is not empty and is not a make-tiny output (no {MARKER}); nothing was"
+                             " written: choose a new or empty directory", EXIT_CONFLICT)
         _remove_previous(out)
     out.mkdir(parents=True, exist_ok=True)
-
-
-def _class_colour(index: int, classes: int) -> np.ndarray:
-    red, green, blue = colorsys.hsv_to_rgb(index / classes, 0.85, 0.9)
-    return np.array([red, green, blue]) * 255.0
 
 
 def synth_image(index: int, classes: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -127,16 +103,15 @@ def synth_image(index: int, classes: int, height: int, width: int, rng: np.rando
     wave = np.sin((xs * math.cos(angle) + ys * math.sin(angle)) * 2 * math.pi / STRIPE_PERIOD + phase)
     shade = np.where(wave >= 0, 1.0, 0.6)[..., None]
     brightness = rng.uniform(0.9, 1.1)
-    image = _class_colour(index, classes)[None, None, :] * shade * brightness
+    colour = np.array(colorsys.hsv_to_rgb(index / classes, 0.85, 0.9)) * 255.0
+    image = colour[None, None, :] * shade * brightness
     image = image + rng.normal(0.0, NOISE_STD, size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def _save_jpeg(array: np.ndarray, path: Path) -> None:
-    from PIL import Image  # heavy: Pillow, only to write the JPEGs
-
+def _save_jpeg(image, path: Path) -> None:  # type: ignore[no-untyped-def]
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array, "RGB").save(path, format="JPEG", quality=JPEG_QUALITY)
+    image.save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
 def _write_lists(out: Path, train: list[tuple[str, int]], val: list[tuple[str, int]]) -> None:
@@ -146,67 +121,53 @@ def _write_lists(out: Path, train: list[tuple[str, int]], val: list[tuple[str, i
 
 
 def _synthetic_plan(params: TinyParams) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    train: list[tuple[str, int]] = []
-    val: list[tuple[str, int]] = []
-    val_number = 0
-    for label in range(params.classes):
-        name = wnid(label)
-        for i in range(params.train_per_class):
-            train.append((f"{layout.TRAIN_DIR}/{name}/{name}_{i + 1}.JPEG", label))
-        for _ in range(params.val_per_class):
-            val_number += 1
-            val.append((f"{layout.VAL_DIR}/{name}/ILSVRC2012_val_{val_number:08d}.JPEG", label))
+    names = [f"n0{label + 1:07d}" for label in range(params.classes)]  # wnid-style, sorting in label order
+    train = [(f"{layout.TRAIN_DIR}/{name}/{name}_{i + 1}.JPEG", label)
+             for label, name in enumerate(names) for i in range(params.train_per_class)]
+    val = [(f"{layout.VAL_DIR}/{name}/ILSVRC2012_val_{label * params.val_per_class + i + 1:08d}.JPEG", label)
+           for label, name in enumerate(names) for i in range(params.val_per_class)]
     return train, val
 
 
 def _write_synthetic(out: Path, params: TinyParams, train: list, val: list) -> None:
+    from PIL import Image  # heavy: Pillow, only to write the JPEGs
+
     height = params.size
     width = params.size * 10 // 9  # not square, so resize/crop code paths see an aspect ratio
     for split_number, entries in enumerate((train, val)):
         for number, (path, label) in enumerate(entries):
             # One generator per image: the same seed gives the same pixels whatever the order.
             rng = np.random.default_rng([params.seed, split_number, number])
-            _save_jpeg(synth_image(label, params.classes, height, width, rng), out / path)
+            _save_jpeg(Image.fromarray(synth_image(label, params.classes, height, width, rng), "RGB"), out / path)
 
 
 def _read_source_list(source: Path, name: str) -> ListFile:
-    problems = Problems()
     path = source / name
     if not path.is_file():
         raise ReproError(f"--from {source}: {name} is missing; pass an ImageNet root", EXIT_BAD_INPUT)
-    listing = parse_list_file(path, 2**62, problems)
+    listing = parse_list_file(path, 2**62, Problems())
     if not listing.paths:
         raise ReproError(f"--from {source}: {name} has no usable entries", EXIT_BAD_INPUT)
     return listing
 
 
-def _pick(
-    listing: ListFile, label: int, count: int, rng: np.random.Generator, source: Path
-) -> list[str]:
+def _pick(listing: ListFile, label: int, count: int, rng: np.random.Generator, source: Path) -> list[str]:
     paths = [path for path, own in zip(listing.paths, listing.labels) if own == label]
     if len(paths) < count:
-        raise ReproError(
-            f"--from {source}: {listing.name} has {len(paths)} entries of label {label}, fewer"
-            f" than the {count} asked for; lower --train-per-class/--val-per-class",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"--from {source}: {listing.name} has {len(paths)} entries of label {label}, fewer than the"
+                         f" {count} asked for; lower --train-per-class/--val-per-class", EXIT_BAD_INPUT)
     chosen = sorted(rng.choice(len(paths), size=count, replace=False))
     return [paths[i] for i in chosen]
 
 
-def _sampled_plan(
-    params: TinyParams, source: Path
-) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+def _sampled_plan(params: TinyParams, source: Path) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """Pick classes and files from a real tree; labels renumbered 0..classes-1 in original order."""
     train_list = _read_source_list(source, layout.TRAIN_LIST)
     val_list = _read_source_list(source, layout.VAL_LIST)
     labels = sorted(set(train_list.labels))
     if len(labels) < params.classes:
-        raise ReproError(
-            f"--from {source}: only {len(labels)} classes in {layout.TRAIN_LIST}, asked for"
-            f" {params.classes}; lower --classes",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"--from {source}: only {len(labels)} classes in {layout.TRAIN_LIST}, asked for"
+                         f" {params.classes}; lower --classes", EXIT_BAD_INPUT)
     rng = np.random.default_rng(params.seed)
     chosen = sorted(int(labels[i]) for i in rng.choice(len(labels), size=params.classes, replace=False))
     train: list[tuple[str, int]] = []
@@ -222,38 +183,22 @@ def _copy_resized(source: Path, out: Path, entries: list[tuple[str, int]], size:
     from PIL import Image  # heavy: Pillow, only to write the JPEGs
 
     for path, _ in entries:
-        src = source / path
         try:
-            with Image.open(src) as image:
+            with Image.open(source / path) as image:
                 image = image.convert("RGB")
                 scale = size / min(image.size)
                 if scale < 1:
                     new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
                     image = image.resize(new_size, Image.BILINEAR)
-                dst = out / path
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                image.save(dst, format="JPEG", quality=JPEG_QUALITY)
+                _save_jpeg(image, out / path)
         except OSError as error:
-            raise ReproError(
-                f"--from {source}: cannot read {path} ({error}); run `repro dataset check {source}`",
-                EXIT_BAD_INPUT,
-            ) from error
+            raise ReproError(f"--from {source}: cannot read {path} ({error}); run `repro dataset check {source}`",
+                             EXIT_BAD_INPUT) from error
 
 
-def make_tiny(
-    out: Path,
-    classes: int = 4,
-    train_per_class: int = 32,
-    val_per_class: int = 8,
-    size: int = 72,
-    seed: int = 0,
-    source: Path | None = None,
-) -> Path:
-    """Write the tiny dataset to ``out`` and return it.
-
-    Raises ReproError(EXIT_CONFLICT) if ``out`` is a file or a non-empty directory that is not a
-    previous make-tiny output; EXIT_BAD_INPUT for impossible parameters or an unusable ``source``.
-    """
+def make_tiny(out: Path, classes: int = 4, train_per_class: int = 32, val_per_class: int = 8, size: int = 72,
+              seed: int = 0, source: Path | None = None) -> Path:
+    """Write the tiny dataset to ``out`` (new, empty or a previous make-tiny output) and return it."""
     for name, value, low, high in (
         ("--classes", classes, 1, MAX_CLASSES),
         ("--train-per-class", train_per_class, 1, MAX_PER_CLASS),
@@ -271,12 +216,8 @@ def make_tiny(
     source_path = Path(source).expanduser().absolute() if source is not None else None
     if source_path is not None and (source_path == out or source_path in out.parents):
         raise ReproError(f"OUT {out} must not be inside --from {source_path}", EXIT_CONFLICT)
-    params = TinyParams(classes, train_per_class, val_per_class, size, seed,
-                        str(source_path) if source_path else None)
-    if source_path is not None:
-        train, val = _sampled_plan(params, source_path)
-    else:
-        train, val = _synthetic_plan(params)
+    params = TinyParams(classes, train_per_class, val_per_class, size, seed, str(source_path) if source_path else None)
+    train, val = _sampled_plan(params, source_path) if source_path is not None else _synthetic_plan(params)
     _prepare_out(out)
     files = [layout.TRAIN_LIST, layout.VAL_LIST] + [path for path, _ in train + val]
     _write_marker(out, params, files, complete=False)

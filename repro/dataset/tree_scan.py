@@ -22,28 +22,18 @@ class TreeScan:
     files: set[str] = field(default_factory=set)
     root_files: set[str] = field(default_factory=set)  # the files in the root itself (lists, tarballs)
     directories: int = 0
-    top_dirs: set[str] = field(default_factory=set)
 
 
 def _loop_message(rel: str, target: str) -> str:
-    return (
-        f"{rel}: symlink loop (points to {target}, which contains it); remove the link or point it"
-        " elsewhere"
-    )
+    return f"{rel}: symlink loop (points to {target}, which contains it); remove the link or point it elsewhere"
 
 
 def _walk(abs_path: str, rel_prefix: str, real: str, depth: int, scan: TreeScan, problems: Problems) -> None:
-    """Add the files below ``abs_path`` to ``scan.files``.
-
-    ``real`` is the resolved path of ``abs_path``, carried down by string joins so that only
-    symlinked directories need ``realpath``; a link whose target contains ``real`` is a loop.
-    """
+    """Add the files below ``abs_path`` to ``scan.files``. ``real``, its resolved path, is carried down by
+    string joins so that only symlinked directories need ``realpath``; a link whose target contains it loops."""
     if depth > MAX_DEPTH:
-        problems.add(
-            "symlink_loop",
-            f"{rel_prefix.rstrip('/')}: more than {MAX_DEPTH} directory levels deep; a symlink"
-            " probably points back into the tree",
-        )
+        problems.add("symlink_loop", f"{rel_prefix.rstrip('/')}: more than {MAX_DEPTH} directory levels deep; a"
+                                     " symlink probably points back into the tree")
         return
     try:
         iterator = os.scandir(abs_path)
@@ -102,12 +92,10 @@ def _walk(abs_path: str, rel_prefix: str, real: str, depth: int, scan: TreeScan,
 
 
 def scan_tree(root: Path, tops: set[str], problems: Problems) -> TreeScan:
-    """Scan ``root`` itself (one level) and, recursively, the top-level directories in ``tops``.
-
-    Only directories the list files point into are walked, so a dataset root that also holds, say,
-    a ``test/`` folder or tarballs costs nothing extra.
-    """
+    """Scan ``root`` itself (one level) and, recursively, the top-level directories in ``tops`` (those the
+    lists point into: a ``test/`` folder or tarballs beside them cost nothing)."""
     scan = TreeScan()
+    top_dirs: set[str] = set()
     root_real = os.path.realpath(root)
     with os.scandir(root) as iterator:
         entries = list(iterator)
@@ -117,7 +105,7 @@ def scan_tree(root: Path, tops: set[str], problems: Problems) -> TreeScan:
         except OSError:
             is_dir = False
         if is_dir:
-            scan.top_dirs.add(entry.name)
+            top_dirs.add(entry.name)
         elif entry.is_symlink():
             try:
                 os.stat(entry.path)
@@ -129,12 +117,10 @@ def scan_tree(root: Path, tops: set[str], problems: Problems) -> TreeScan:
         else:
             scan.root_files.add(entry.name)
     scan.files |= scan.root_files
-    for top in sorted(tops & scan.top_dirs):
+    for top in sorted(tops & top_dirs):
         top_path = os.path.join(root, top)
         real = os.path.realpath(top_path) if os.path.islink(top_path) else root_real + "/" + top
-        if os.path.islink(top_path) and (
-            root_real == real or root_real.startswith(real.rstrip("/") + "/")
-        ):
+        if os.path.islink(top_path) and (root_real == real or root_real.startswith(real.rstrip("/") + "/")):
             problems.add("symlink_loop", _loop_message(top, real))
             continue
         _walk(top_path, top + "/", real, 1, scan, problems)

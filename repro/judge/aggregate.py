@@ -1,11 +1,6 @@
-"""One verdict over several runs (``check-accuracy --aggregate``): the statistics a single number hides.
-
-On a fixed val set, runs of one recipe differ by seed (about 0.1 point of top-1 for ResNet-50-class
-models), so the mean of several runs is a better estimate than any one of them. Printed: n, mean,
-sample standard deviation, min, max, the olympic mean (n >= 5: drop the best and the worst run, as
-MLPerf's reference convergence points do) and a 95% t-interval of the mean; the aggregate verdict is
-PASS when the mean reaches the threshold (target - margin). Only runs of one recipe, target, platform
-and upstream commit are pooled, unless ``--mixed`` says otherwise. Loss-check smokes have no
+"""One verdict over several runs (``check-accuracy --aggregate``): runs differ by seed (about 0.1 point of
+top-1 for ResNet-50-class models), so their mean estimates better than any one. The olympic mean (n >= 5)
+drops the best and worst run, as MLPerf's reference convergence points do. Loss-check smokes have no
 accuracy to average: they are counted by verdict, never pooled as numbers.
 """
 

@@ -1,9 +1,6 @@
 """``RUN/alarms.jsonl``: every alarm of a run once, and which of them ``--on-alarm`` was run for.
-
-``repro train``'s housekeeper and any number of ``repro watch`` (a terminal, a cron job) raise the
-same alarms from the same logs, so the file is the one place that says what was already raised: a
-writer holds ``flock`` on it while it reads the keys and appends, and an (alarm, epoch) already in
-it is not written again. Two kinds of line (an alarm, a hook run), one JSON object each.
+``repro train``'s housekeeper and any number of ``repro watch`` raise the same alarms from the same logs,
+so a writer holds ``flock`` on the file while it reads the keys and appends what is not there yet.
 """
 
 from __future__ import annotations
@@ -35,13 +32,10 @@ class AlarmLog:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Any]:
-        with open(self.path, "a+", encoding="utf-8") as handle:
+        with open(self.path, "a+", encoding="utf-8") as handle:  # closing it releases the lock
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                handle.seek(0)
-                yield handle
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.seek(0)
+            yield handle
 
     @staticmethod
     def _parse(text: str) -> list[dict[str, Any]]:
@@ -55,14 +49,12 @@ class AlarmLog:
                 records.append(record)
         return records
 
-    def read(self) -> list[dict[str, Any]]:
+    def alarms(self) -> list[dict[str, Any]]:
         try:
-            return self._parse(read_bytes_bounded(self.path, what="alarm log").decode("utf-8", "replace"))
+            text = read_bytes_bounded(self.path, what="alarm log").decode("utf-8", "replace")
         except (OSError, ReproError):
             return []
-
-    def alarms(self) -> list[dict[str, Any]]:
-        return [r for r in self.read() if "alarm" in r]
+        return [r for r in self._parse(text) if "alarm" in r]
 
     def record(self, alarms: list[Alarm]) -> list[Alarm]:
         """Append the alarms not yet in the file; returns those (the new ones)."""

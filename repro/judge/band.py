@@ -1,14 +1,11 @@
-"""Convergence bands, as data: what top-1 (and train loss) good runs of one recipe had at each epoch.
-
-MLPerf judges a run against reference convergence points from several runs; a band here is the
-same idea kept as a YAML file: per epoch, the mean, standard deviation, min, max and olympic mean
-(the best and the worst run dropped) of N >= 3 completed runs, with the runs' provenance.
+"""Convergence bands, as data (MLPerf's reference convergence points kept as YAML): per epoch, the mean,
+std, min, max and olympic mean of N >= 3 completed runs' top-1 and train loss, with the runs' provenance.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,9 +13,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from repro.core.files import read_text_bounded
+from repro.core.dotted import lookup
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
-from repro.core.files import write_text_atomic
+from repro.core.files import read_text_bounded, write_text_atomic
 from repro.recipes.catalog import Recipe, recipes_dir
 from repro.run.rundir import is_smoke, recipe_name
 
@@ -64,8 +61,7 @@ class BandSettings:
         return cls(k=k, top1_std_floor=table, loss_std_floor=loss_floor)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "top1_std_floor": [list(row) for row in self.top1_std_floor],
-                "loss_std_floor": self.loss_std_floor}
+        return {**asdict(self), "top1_std_floor": [list(row) for row in self.top1_std_floor]}
 
     def top1_floor(self, epoch: int, epochs: int) -> float:
         fraction = epoch / epochs if epochs else 1.0
@@ -118,44 +114,32 @@ class Band:
     source: str = ""
 
     # -- checking ------------------------------------------------------------------------------
-    def top1_limit(self, epoch: int, k: float | None = None) -> tuple[float, float, bool] | None:
-        """(lower limit, std used, floored) at ``epoch``, or None when the band has no such epoch."""
-        stats = self.top1.get(epoch)
+    def limit(self, what: str, epoch: int, k: float | None = None) -> tuple[float, float, bool] | None:
+        """(limit, std used, floored) of ``what`` ("top1": the lower, "train_loss": the upper) at ``epoch``,
+        or None when the band has no such epoch."""
+        stats = (self.top1 if what == "top1" else self.train_loss).get(epoch)
         if stats is None:
             return None
-        floor = self.settings.top1_floor(epoch, self.epochs)
+        floor = self.settings.top1_floor(epoch, self.epochs) if what == "top1" else self.settings.loss_std_floor
         std = max(stats["std"], floor)
-        return stats["mean"] - (self.settings.k if k is None else k) * std, std, floor > stats["std"]
+        width = (self.settings.k if k is None else k) * std
+        return stats["mean"] + (-width if what == "top1" else width), std, floor > stats["std"]
 
-    def loss_limit(self, epoch: int, k: float | None = None) -> tuple[float, float, bool] | None:
-        stats = self.train_loss.get(epoch)
-        if stats is None:
-            return None
-        std = max(stats["std"], self.settings.loss_std_floor)
-        return stats["mean"] + (self.settings.k if k is None else k) * std, std, self.settings.loss_std_floor > stats["std"]
-
-    def check_top1(self, epoch: int, value: float, k: float | None = None) -> Breach | None:
-        limit = self.top1_limit(epoch, k)
+    def check(self, what: str, epoch: int, value: float, k: float | None = None) -> Breach | None:
+        """The breach when ``value`` is not finite or beyond the band's limit at ``epoch``."""
+        limit = self.limit(what, epoch, k)
         if limit is None:
             return None
-        lower, std, floored = limit
-        if not math.isfinite(value) or value < lower:
-            return Breach(epoch, "top1", value, lower, self.top1[epoch]["mean"], std, floored)
-        return None
-
-    def check_loss(self, epoch: int, value: float, k: float | None = None) -> Breach | None:
-        limit = self.loss_limit(epoch, k)
-        if limit is None:
-            return None
-        upper, std, floored = limit
-        if not math.isfinite(value) or value > upper:
-            return Breach(epoch, "train_loss", value, upper, self.train_loss[epoch]["mean"], std, floored)
+        bound, std, floored = limit
+        if not math.isfinite(value) or (value < bound if what == "top1" else value > bound):
+            mean = (self.top1 if what == "top1" else self.train_loss)[epoch]["mean"]
+            return Breach(epoch, what, value, bound, mean, std, floored)
         return None
 
     def first_breach(self, top1: dict[int, float], loss: dict[int, float], k: float | None = None) -> Breach | None:
         for epoch in sorted(set(top1) | set(loss)):
-            for breach in (self.check_loss(epoch, loss[epoch], k) if epoch in loss else None,
-                           self.check_top1(epoch, top1[epoch], k) if epoch in top1 else None):
+            for breach in (self.check("train_loss", epoch, loss[epoch], k) if epoch in loss else None,
+                           self.check("top1", epoch, top1[epoch], k) if epoch in top1 else None):
                 if breach is not None:
                     return breach
         return None
@@ -265,19 +249,17 @@ def run_series(run, column: str) -> dict[int, float]:
 def run_facts(run) -> dict[str, Any]:
     """What a band (and a comparison) records of each run: identity, provenance, configured epochs."""
     manifest = run.manifest or {}
-    seed = manifest.get("seed")
-    upstream = manifest.get("upstream") or {}
-    platform = manifest.get("platform") or {}
+    seed, platform = manifest.get("seed"), manifest.get("platform") or {}
     return {
         "run_id": manifest.get("run_id") or run.name,
         "path": str(run.files.root),
         "recipe": recipe_name(manifest),
         "smoke": is_smoke(manifest),
         "status": manifest.get("status"),
-        "upstream_commit": upstream.get("commit") if isinstance(upstream, dict) else None,
+        "upstream_commit": lookup(manifest, "upstream.commit")[1],
         "platform": platform.get("name") if isinstance(platform, dict) else platform,
         "seed": seed.get("value") if isinstance(seed, dict) else seed,
-        "paddle": (manifest.get("paddle") or {}).get("version") if isinstance(manifest.get("paddle"), dict) else None,
+        "paddle": lookup(manifest, "paddle.version")[1],
         "started": manifest.get("started"),
         "epochs": run.epochs_configured,
         "class_num": run.class_num,

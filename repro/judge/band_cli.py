@@ -13,8 +13,7 @@ from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.judge.health import health_settings
 from repro.logs.parse import parse_run, refuse_duplicate_runs
-from repro.recipes.catalog import DEFAULT_RECIPE
-from repro.recipes.catalog import load_recipe
+from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
 
 
 @group("band", exits={})
@@ -41,15 +40,13 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
         if fact["status"] not in (None, "completed") or configured is None or run.epochs_completed < configured:
             raise ReproError(f"{fact['path']} is not a completed run (status {fact['status']}, "
                              f"{run.epochs_completed} of {configured} epochs); pass only completed runs", EXIT_BAD_INPUT)
-    for key in ("recipe", "smoke", "epochs", "class_num"):
-        values = {str(f[key]) for f in facts}
-        if len(values) > 1:
-            raise ReproError(f"the runs differ in {key} ({', '.join(sorted(values))}); a band is of one recipe and "
-                             "config: pass runs of one", EXIT_BAD_INPUT)
-    for key in ("platform", "upstream_commit"):
-        values = {str(f[key]) for f in facts}
-        if len(values) > 1:
-            click.echo(f"band: note: the runs differ in {key} ({', '.join(sorted(values))}); recorded per run", err=True)
+    for key in ("recipe", "smoke", "epochs", "class_num", "platform", "upstream_commit"):  # the last two: a note
+        values = sorted({str(f[key]) for f in facts})
+        if len(values) > 1 and key in ("platform", "upstream_commit"):
+            click.echo(f"band: note: the runs differ in {key} ({', '.join(values)}); recorded per run", err=True)
+        elif len(values) > 1:
+            raise ReproError(f"the runs differ in {key} ({', '.join(values)}); a band is of one recipe and config: "
+                             "pass runs of one", EXIT_BAD_INPUT)
     recipe = load_recipe(str(facts[0]["recipe"] or DEFAULT_RECIPE))
     smoke = facts[0]["smoke"]
     settings = health_settings(recipe.data, smoke).band
@@ -59,7 +56,7 @@ def band_build(runs: tuple[Path, ...], out: Path, force: bool) -> None:
         fact["top1"] = {int(e): round(v, 6) for e, v in sorted(series.items())}
         fact["train_loss"] = {int(e): round(v, 6) for e, v in sorted(losses.items())}
     built = build_band(recipe, smoke, int(facts[0]["epochs"]), facts[0]["class_num"], settings, top1, loss,
-                       [{k: v for k, v in f.items() if k not in ("status",)} for f in facts])
+                       [{k: v for k, v in f.items() if k != "status"} for f in facts])
     built.write(out, force=force)
     click.echo(f"band: wrote {out}: {len(parsed)} runs, epochs {min(built.top1)}-{max(built.top1)}, k = {settings.k:g}")
     for epoch, stats in sorted(built.top1.items()):
@@ -108,10 +105,10 @@ def band_check(ctx: click.Context, run_path: Path, band_path: Path | None, k: fl
         click.echo(f"band: {run_path}: {len(checked)} epoch(s) checked, k = {used_k:g} "
                    "(wider early: the std used is at least the floor of its epoch)")
         for epoch in checked:
-            limit = loaded.top1_limit(epoch, used_k)
+            limit = loaded.limit("top1", epoch, used_k)
             lower = f"{limit[0]:.4f}" if limit else "-"
             line = f"  epoch {epoch:>3}: top1 {top1[epoch]:.4f} (band >= {lower}, mean {loaded.top1[epoch]['mean']:.4f})"
-            upper = loaded.loss_limit(epoch, used_k)
+            upper = loaded.limit("train_loss", epoch, used_k)
             if epoch in loss and upper:
                 line += f"  train loss {loss[epoch]:.4f} (band <= {upper[0]:.4f})"
             click.echo(line)

@@ -1,27 +1,13 @@
 """Does a port train like the reference platform? Curves against a band, the final number by TOST, speed.
 
-``repro compare CANDIDATE... --reference REFERENCE...`` puts three questions to one run per seed on
-each side (a candidate side, e.g. the new accelerator, and a reference side, e.g. the platform the
-recipe's number came from):
-
-- Curves: a convergence band is built from the reference runs with the band rule of
-  ``repro.judge.band`` (per epoch, mean -/+ k x max(std, floor); k and the floors are the recipe's
-  ``health.band``, the smoke's for smoke runs), or read from a band file, and every candidate is
-  checked epoch by epoch: top-1 below the band or train loss above it is a breach, and the first one
-  is named. With fewer than 3 reference runs the std floors carry the width, and the report says so.
-- Equivalence: the judged top-1 of each run (best or final epoch, as the verdict of
-  ``repro check-accuracy`` chooses it for the recipe's target) goes into a TOST on the difference of
-  means with the recipe's margin (``repro.judge.equivalence``).
-- Throughput: steady images/s per device and the data-wait share per side, their ratio, and any
-  published baseline the recipe records (``repro.judge.throughput``).
-
-The outcome and exit code: 0 EQUIVALENT with every candidate inside the band; 1 NOT EQUIVALENT or a
-candidate outside the band; 2 NOT SHOWN (too few seeds for the margin, or one run a side) with the
-curves inside, like check-accuracy's INCOMPLETE: nothing wrong was found, nothing was shown either.
+One run per seed on each side; the questions, outcomes and exit codes are docs/comparing.md's. The
+exit is 2 (NOT SHOWN) with the curves inside, like check-accuracy's INCOMPLETE: nothing wrong was
+found, nothing was shown either.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,10 +69,8 @@ def from_band(band: Band, judged: str) -> list[ComparedRun]:
         top1 = {int(e): float(v) for e, v in (record.get("top1") or {}).items() if math.isfinite(float(v))}
         if not top1:
             continue
-        if judged == "final":
-            epoch = max(top1)
-        else:  # the best epoch, ties going to the later one (repro.logs.parse.best_epoch's rule)
-            epoch = max(top1, key=lambda e: (top1[e], e))
+        # the best epoch's ties go to the later one (repro.logs.parse.best_epoch's rule)
+        epoch = max(top1) if judged == "final" else max(top1, key=lambda e: (top1[e], e))
         runs.append(ComparedRun(str(record.get("run_id") or f"band run {index}"), str(record.get("path") or band.source),
                                 REFERENCE, dict(record), judged, top1[epoch], epoch, top1,
                                 {int(e): float(v) for e, v in (record.get("train_loss") or {}).items()}))
@@ -133,13 +117,11 @@ class Comparison:
 
     def curves_line(self) -> str:
         if not self.breaches:
-            return f"curves: every candidate inside the reference band ({self.band_checked()} epochs checked)"
+            checked = len(set(self.band.top1) | set(self.band.train_loss))
+            return f"curves: every candidate inside the reference band ({checked} epochs checked)"
         first = min(self.breaches, key=lambda run: run.breach.epoch)
         return (f"curves: {len(self.breaches)} of {len(self.candidates)} candidate(s) leave the band; first "
                 f"{first.name} at {first.breach.describe(self.band.settings.k)}")
-
-    def band_checked(self) -> int:
-        return len(set(self.band.top1) | set(self.band.train_loss))
 
     def headline(self) -> str:
         curves = "curves inside the band" if not self.breaches else (
@@ -227,16 +209,15 @@ class Comparison:
         return out
 
     def epoch_lines(self) -> list[str]:
-        k = self.band.settings.k
         out = []
         for run in self.candidates:
             out.append(f"  {run.name}:")
             for epoch in sorted(set(run.top1) | set(run.train_loss)):
                 parts = [f"    epoch {epoch:>3}:"]
-                limit = self.band.top1_limit(epoch, k)
+                limit = self.band.limit("top1", epoch)
                 if epoch in run.top1:
                     parts.append(f"top1 {run.top1[epoch]:.4f}" + (f" (>= {limit[0]:.4f})" if limit else " (no band)"))
-                upper = self.band.loss_limit(epoch, k)
+                upper = self.band.limit("train_loss", epoch)
                 if epoch in run.train_loss:
                     parts.append(f"train loss {run.train_loss[epoch]:.4f}" + (f" (<= {upper[0]:.4f})" if upper else ""))
                 out.append(" ".join(parts))
@@ -266,8 +247,7 @@ def compare(candidates: list[ComparedRun], references: list[ComparedRun], band: 
             settings: CompareSettings, margin: float | None = None) -> Comparison:
     """Check the candidates' curves against ``band``, test equivalence, sum up throughput."""
     if margin is not None:
-        settings = CompareSettings(margin, f"--margin {margin:g}", settings.alpha, settings.data_bound_share,
-                                   settings.baselines, settings.baseline_status)
+        settings = dataclasses.replace(settings, margin=margin, margin_source=f"--margin {margin:g}")
     for run in candidates:
         run.breach = band.first_breach(run.top1, run.train_loss)
     equivalence = tost([r.value for r in candidates], [r.value for r in references], settings.margin, settings.alpha)

@@ -1,8 +1,5 @@
-"""``repro compare CANDIDATE... --reference REFERENCE...``: a port's runs against a reference platform's.
-
-Each path is a run directory (``repro train``'s, or a plain upstream log directory or log file), a
-directory of such runs, or, for ``--reference`` only, a band file written by ``repro band build``.
-One run per seed. What is compared and how: ``repro.judge.compare``; docs/comparing.md.
+"""``repro compare CANDIDATE... --reference REFERENCE...``: a port's runs against a reference platform's,
+one run per seed; ``--reference`` may also be one band file (``repro band build``). See docs/comparing.md.
 """
 
 from __future__ import annotations
@@ -40,12 +37,8 @@ def is_band_file(path: Path) -> bool:
 
 
 def load_side(paths: tuple[Path, ...], options: dict, side: str) -> list[tuple[RunLogs, ComparedRun]]:
-    loaded = []
-    for path in paths:
-        for run in parse_runs(judged_path(path)):
-            verdict = judge_run(run, options)
-            loaded.append((run, from_verdict(run, verdict, side)))
-    return loaded
+    return [(run, from_verdict(run, judge_run(run, options), side))
+            for path in paths for run in parse_runs(judged_path(path))]
 
 
 def refuse_duplicates(runs: list[RunLogs], band_runs: list[ComparedRun]) -> None:

@@ -1,8 +1,5 @@
-"""``compare.html``: the comparison's verdict, its table and both curves with the reference band drawn.
-
-One self-contained page built with :mod:`repro.judge.html_page` (the report's page API), so it can
-be attached to a CI job or mailed. Only a page this module wrote before is ever replaced: its title
-starts with ``MARKER``.
+"""``compare.html``: the comparison's verdict, table and curves with the reference band, self-contained
+(:mod:`repro.judge.html_page`). Only a page this module wrote (its title starts with ``MARKER``) is replaced.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from repro.core.files import open_regular_file
 from repro.core.errors import EXIT_CONFLICT, ReproError
 from repro.judge import html_page as H
 from repro.judge.compare import Comparison
-from repro.judge.run_report import pyplot
 
 MARKER = "<title>repro compare"
 
@@ -21,13 +17,12 @@ MARKER = "<title>repro compare"
 def draw(comparison: Comparison):
     """Top-1 and train loss per epoch: the band (mean -/+ k x std used), reference runs grey, candidates coloured."""
     band, k = comparison.band, comparison.band.settings.k
-    plt = pyplot()
+    plt = H.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for axis, metric, table, limit in ((axes[0], "top1", band.top1, band.top1_limit),
-                                       (axes[1], "train_loss", band.train_loss, band.loss_limit)):
+    for axis, metric, table in ((axes[0], "top1", band.top1), (axes[1], "train_loss", band.train_loss)):
         epochs = sorted(table)
         if epochs:
-            widths = [limit(epoch, k)[1] * k for epoch in epochs]
+            widths = [band.limit(metric, epoch, k)[1] * k for epoch in epochs]
             means = [table[epoch]["mean"] for epoch in epochs]
             ceiling = 1.0 if metric == "top1" else float("inf")  # an accuracy band ends at 1, a loss band at 0
             axis.fill_between(epochs, [max(0.0, m - w) for m, w in zip(means, widths)],
@@ -61,11 +56,7 @@ def write_page(comparison: Comparison, path: Path) -> Path:
     if path.exists() and (path.is_dir() or MARKER not in _page_head(path)):
         raise ReproError(f"{path} exists and is not a page repro compare wrote; choose another --html path",
                          EXIT_CONFLICT)
-    fig = draw(comparison)
-    try:
-        curves = H.figure_data_uri(fig)
-    finally:
-        pyplot().close(fig)
+    curves = H.figure_data_uri(draw(comparison))
     equivalence = comparison.equivalence
     page = H.HtmlPage(title=f"repro compare: {len(comparison.candidates)} candidate(s) vs "
                             f"{len(comparison.references)} reference run(s)")

@@ -1,21 +1,16 @@
 """Compliance: did the run use the reference run's setup, as upstream itself echoed it at start-up?
 
-The rules are recipe data (``compliance:`` in ``repro/recipes/*.yaml``, joined by
-:func:`repro.recipes.catalog.compliance_rules`): global batch = per-device batch x devices x nodes,
-learning rate and schedule, warm-up, precision (AMP), class count, image sizes, epochs, and the
-train/val image counts. The values are read from upstream's config echo of every launch (not from
-the harness's manifest), so a plain upstream log directory is judged the same way; only the device
-count and the dataset's list sizes come from the manifest when there is one, else from what the
-launcher left (``envlog.0``, its banner) or upstream's own world-size warning, else they are
-"unknown". A smoke run is held to its smoke variant's rules (it is never the reference setup).
+The rules are recipe data (``compliance:``, :func:`repro.recipes.catalog.compliance_rules`); values come
+from upstream's config echo of every launch (not the manifest), so a plain upstream log is judged
+alike; only the device count and list sizes come from the manifest, else the launcher's files or
+upstream's world-size warning, else "unknown". A smoke run is held to its smoke variant's rules.
 
-The eval must have scored every val image exactly once. ``DistributedBatchSampler`` pads the index
-list to a multiple of the world size with the list's first images and cuts it into per-rank
-batches in list order; upstream's eval gathers the ranks' batches in that order and trims the
-gathered tail to the dataset size (``ppcls/engine/evaluation/classification.py`` at the pin; an
-older PaddleClas counted the padding twice). From the eval's ``[Iter: i/n]`` lines (n batches a
-rank), its batch size and ``drop_last``/``shuffle`` in the echo and the world size, the padded
-(duplicated) and the never-scored list lines are named. :func:`check_compliance` is the one entry.
+The eval must score every val image once. ``DistributedBatchSampler`` pads the index list to a
+multiple of the world size with the list's first images and cuts it into per-rank batches in list
+order; upstream's eval gathers the batches in that order and trims the gathered tail to the dataset
+size (``ppcls/engine/evaluation/classification.py`` at the pin; an older PaddleClas counted the
+padding twice). From the eval's ``[Iter: i/n]`` lines, its batch size, ``drop_last``/``shuffle`` and
+the world size, the padded (duplicated) and never-scored list lines are named.
 """
 
 from __future__ import annotations
@@ -28,8 +23,9 @@ from typing import Any
 from repro.dataset.layout import VAL_LIST
 from repro.logs.parse import LaunchWorld, RunLogs
 from repro.logs.scan import Segment
-from repro.recipes.catalog import ComplianceRules, ConfigRule, Recipe, compliance_rules
+from repro.recipes.catalog import ComplianceRules, Recipe, compliance_rules
 from repro.upstream.pin import load_pin
+from repro.core.dotted import lookup
 from repro.core.errors import ReproError
 from repro.core.files import read_text_bounded
 
@@ -129,13 +125,6 @@ def same_value(expected: Any, found: str) -> bool:
     return found.strip() == str(expected)
 
 
-def _echoed(segment: Segment, rule: ConfigRule) -> str | None:
-    value = segment.config.get(rule.key)
-    if value is None and rule.absent is not None:
-        return str(rule.absent)
-    return value
-
-
 def precision_of(config: dict[str, str]) -> str:
     """FP32, or "AMP O1"/"AMP O2", as ``Engine._init_amp`` decides: an AMP block turns AMP on unless
     ``use_amp`` is False (a missing ``use_amp`` means True), its level defaulting to O1."""
@@ -145,34 +134,19 @@ def precision_of(config: dict[str, str]) -> str:
     return f"AMP {config.get('AMP.level', 'O1')}"
 
 
-def _manifest_world(manifest: dict[str, Any] | None) -> tuple[int | None, int | None]:
-    devices = (manifest or {}).get("devices")
-    if not isinstance(devices, dict):
-        return None, None
-    world, nodes = devices.get("world_size"), devices.get("nnodes") or 1
-    return (int(world), int(nodes)) if isinstance(world, int) and world > 0 else (None, None)
-
-
 def world_of(manifest: dict[str, Any] | None, launched: LaunchWorld | None) -> tuple[int | None, int | None, str]:
     """Ranks and nodes, with where they were read: the manifest, else the launcher's files or upstream's
     warning (:func:`repro.logs.parse.launcher_world`), else unknown (never guessed)."""
-    world, nodes = _manifest_world(manifest)
-    if world is not None:
-        return world, nodes, "manifest.json"
+    world = lookup(manifest or {}, "devices.world_size")[1]
+    if isinstance(world, int) and world > 0:
+        return world, int(lookup(manifest, "devices.nnodes")[1] or 1), "manifest.json"
     if launched is not None and launched.world:
         return launched.world, launched.nodes, launched.source
     return None, None, "nowhere: the device count is unknown (no manifest, launcher env log or upstream warning)"
 
 
-def _world(run: RunLogs) -> tuple[int | None, int | None, str]:
-    return world_of(run.manifest, run.launch_world)
-
-
 def _list_lines(manifest: dict[str, Any] | None, split: str) -> int | None:
-    dataset = (manifest or {}).get("dataset")
-    fingerprint = dataset.get("fingerprint") if isinstance(dataset, dict) else None
-    record = fingerprint.get(f"{split}_list") if isinstance(fingerprint, dict) else None
-    lines = record.get("lines") if isinstance(record, dict) else None
+    lines = lookup(manifest or {}, f"dataset.fingerprint.{split}_list.lines")[1]
     return lines if isinstance(lines, int) else None
 
 
@@ -181,10 +155,6 @@ def _int(text: str | None) -> int | None:
         return int(str(text))
     except ValueError:
         return None
-
-
-def _flag(text: str | None) -> bool:
-    return text == "True"
 
 
 # -- the sampler's arithmetic ----------------------------------------------------------------------
@@ -235,8 +205,7 @@ def _name_lines(first: int, last: int, listed: list[str] | None) -> str:
 
 def _read_val_list(manifest: dict[str, Any] | None) -> list[str] | None:
     """The run's val list (to name the images), when the manifest says where the dataset is."""
-    dataset = (manifest or {}).get("dataset")
-    root = dataset.get("root") if isinstance(dataset, dict) else None
+    root = lookup(manifest or {}, "dataset.root")[1]
     if not isinstance(root, str):
         return None
     try:
@@ -247,8 +216,7 @@ def _read_val_list(manifest: dict[str, Any] | None) -> list[str] | None:
 
 def _upstream_trims(manifest: dict[str, Any] | None) -> bool | None:
     """Whether the run's upstream trims the eval padding: yes at the pin (checked in its source), unknown otherwise."""
-    upstream = (manifest or {}).get("upstream")
-    commit = upstream.get("commit") if isinstance(upstream, dict) else None
+    commit = lookup(manifest or {}, "upstream.commit")[1]
     try:
         pin = load_pin()
     except ReproError:
@@ -295,7 +263,8 @@ def eval_coverage_lines(coverage: EvalCoverage, trims: bool | None, listed: list
 def _config_checks(rules: ComplianceRules, segments: list[Segment]) -> list[RuleCheck]:
     checks = []
     for rule in rules.config:
-        seen = [(segment.index, _echoed(segment, rule)) for segment in segments]
+        absent = None if rule.absent is None else str(rule.absent)  # what a key missing from the echo means
+        seen = [(segment.index, segment.config.get(rule.key, absent)) for segment in segments]
         bad = [(index, value) for index, value in seen if value is not None and not same_value(rule.value, value)]
         known = [value for _, value in seen if value is not None]
         if bad:
@@ -378,7 +347,7 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
     rules = compliance_rules(recipe, smoke)
     if rules is None:
         return None
-    world, nodes, source = _world(run)
+    world, nodes, source = world_of(run.manifest, run.launch_world)
     result = Compliance(variant=rules.variant, smoke=smoke, devices_source=source)
     segments = [segment for segment in run.segments if segment.has_echo and segment.config]
     if not segments:
@@ -392,8 +361,8 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
     train = run.primary.train_epochs
     result.checks.append(_images_check("train images", rules.train_images, _list_lines(run.manifest, "train"),
                                        _last_int(train, "iters"), train_batch, world,
-                                       _flag(last.get(f"{TRAIN_SAMPLER_KEY}.drop_last"))))
-    eval_batch, drop_last = _int(last.get(EVAL_BATCH_KEY)), _flag(last.get(f"{EVAL_SAMPLER_KEY}.drop_last"))
+                                       last.get(f"{TRAIN_SAMPLER_KEY}.drop_last") == "True"))
+    eval_batch, drop_last = _int(last.get(EVAL_BATCH_KEY)), last.get(f"{EVAL_SAMPLER_KEY}.drop_last") == "True"
     eval_batches = _last_int(run.primary.evals, "eval_iters")
     listed_val = _list_lines(run.manifest, "val")
     val_check = _images_check("val images", rules.val_images, listed_val, eval_batches, eval_batch, world, drop_last)
@@ -401,7 +370,7 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
     if val_check.ok is False:
         return result  # the eval read another val set: its coverage of this one is moot
     result.eval_lines, coverage_ok = _coverage(run, rules, listed_val, eval_batches, eval_batch, world, drop_last,
-                                               _flag(last.get(f"{EVAL_SAMPLER_KEY}.shuffle")))
+                                               last.get(f"{EVAL_SAMPLER_KEY}.shuffle") == "True")
     if coverage_ok is False:  # a violated rule is named as one, whichever line explains it
         result.eval_lines = [f"NONCOMPLIANT {line}" for line in result.eval_lines]
     if coverage_ok is not None or result.eval_lines:

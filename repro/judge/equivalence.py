@@ -1,27 +1,17 @@
 """Is the candidates' judged top-1 the same as the references', within a margin? Two one-sided tests.
 
 Failing to find a difference is not evidence of none: with two seeds a side almost any difference
-"is not significant". Equivalence testing turns the question round (Schuirmann 1987): the runs are
-EQUIVALENT when the (1 - 2*alpha) confidence interval of the difference of means lies inside
-``(-margin, +margin)``, which is the same as rejecting both "difference <= -margin" and "difference
->= +margin" at level alpha. The interval is Welch's (unequal spreads, Welch-Satterthwaite degrees of
-freedom); with a single run on one side the spread cannot be estimated there, so the pooled
-(Student) interval is used and the verdict says it assumed equal spreads; with a single run on both
-sides nothing can be shown.
-
-The three outcomes:
-- EQUIVALENT: the interval lies inside the margin (the chance of this when the true difference is
-  the margin is at most alpha; tests/judge check it by Monte-Carlo);
-- NOT EQUIVALENT: the interval lies wholly outside the margin (the reverse one-sided test rejects
-  "|difference| < margin" at level alpha);
-- NOT SHOWN: the interval straddles a margin: more seeds are needed. How many per side is the
-  smallest n with ``sqrt(2/n) * s * (t[1-alpha, 2n-2] + t[1-beta/2, 2n-2]) <= margin - |d|`` at the
-  observed difference d and pooled spread s (power 1 - beta = 80 %); none when |d| >= margin.
+"is not significant". Equivalence testing turns the question round (Schuirmann 1987): EQUIVALENT
+when the (1 - 2*alpha) interval of the difference of means lies inside ``(-margin, +margin)``, NOT
+EQUIVALENT when wholly outside, NOT SHOWN when it straddles a margin (more seeds needed). The
+interval is Welch's; with a single run on one side the pooled (Student) one, equal spreads assumed;
+with a single run on both sides nothing can be shown.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -66,13 +56,13 @@ class Equivalence:
     def confidence(self) -> float:
         return 1.0 - 2.0 * self.alpha
 
-    def headline(self, unit: float = 100.0, unit_name: str = "pt") -> str:
-        """``EQUIVALENT within +-0.5 pt (90 % interval of the difference [a, b])`` and its siblings."""
-        margin = f"+-{self.margin * unit:g} {unit_name}"
+    def headline(self) -> str:
+        """``EQUIVALENT within +-0.5 pt (90 % interval of the difference [a, b] pt)`` and its siblings."""
+        margin = f"+-{self.margin * 100:g} pt"
         interval = ""
         if self.interval is not None:
-            low, high = (value * unit for value in self.interval)
-            interval = f" ({self.confidence * 100:.0f} % interval of the difference [{low:+.2f}, {high:+.2f}] {unit_name})"
+            low, high = (value * 100 for value in self.interval)
+            interval = f" ({self.confidence * 100:.0f} % interval of the difference [{low:+.2f}, {high:+.2f}] pt)"
         if self.outcome == EQUIVALENT:
             return f"EQUIVALENT within {margin}{interval}"
         if self.outcome == NOT_EQUIVALENT:
@@ -82,7 +72,7 @@ class Equivalence:
                     f"spread to judge a difference against, so nothing can be shown; train more seeds per side")
         need = (f"about {self.seeds_needed} seeds per side would be needed at the observed spread"
                 if self.seeds_needed is not None else
-                f"the observed difference {self.difference * unit:+.2f} {unit_name} is not inside the margin, so no "
+                f"the observed difference {self.difference * 100:+.2f} pt is not inside the margin, so no "
                 "number of seeds would show equivalence unless it shrinks")
         return f"NOT SHOWN within {margin}{interval}: {need}"
 
@@ -95,19 +85,14 @@ class Equivalence:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def welch(candidate: Sequence[float], reference: Sequence[float]) -> tuple[float, float, str]:
     """(standard error of the difference of means, degrees of freedom, method) -- Welch's when both
     sides have a spread, Student's pooled when one side has a single run."""
     n1, n2 = len(candidate), len(reference)
-    _, s1 = _mean_std(candidate)
-    _, s2 = _mean_std(reference)
+    s1, s2 = _mean_std(candidate)[1], _mean_std(reference)[1]
     if s1 is not None and s2 is not None:
         v1, v2 = s1 * s1 / n1, s2 * s2 / n2
         se = math.sqrt(v1 + v2)

@@ -1,7 +1,5 @@
-"""Health alarms: what upstream's log lines say about a run while it runs, so a bad run costs hours.
-
-One monitor consumes the lines (``repro.logs.patterns``) and raises named alarms, each with its
-evidence; ``repro watch`` and ``repro train``'s housekeeper share it. The alarm kinds are listed in docs/alarms.md.
+"""Health alarms: what upstream's log lines say about a run while it runs, so a bad run costs hours, not
+days. ``repro watch`` and ``repro train``'s housekeeper share one monitor; the kinds are in docs/alarms.md.
 """
 
 from __future__ import annotations
@@ -9,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,7 @@ import pandas as pd
 from repro.logs import patterns as P
 from repro.logs.parse import RunLogs
 from repro.logs.scan import EchoReader, world_size_warned
-from repro.judge.band import Band, BandSettings, shipped_band_path
-from repro.judge.band import build_hint
+from repro.judge.band import Band, BandSettings, build_hint, shipped_band_path
 from repro.run.checkpoints import disk_problem
 from repro.run.rundir import utc_now
 
@@ -30,7 +27,6 @@ CHANCE = "top1-at-chance"
 THROUGHPUT = "throughput"
 DISK = "disk"
 BAND = "band"
-ALARM_NAMES = (NONFINITE, LOSS_FLAT, CHANCE, THROUGHPUT, DISK, BAND)
 
 
 @dataclass(frozen=True)
@@ -45,24 +41,18 @@ class HealthSettings:
     ips_fraction: float = 0.8
     band: BandSettings = field(default_factory=BandSettings)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "HealthSettings":
-        data = dict(data or {})
-        band = BandSettings.from_dict(data.pop("band", None))
-        known = {f.name for f in fields(cls)} - {"band"}
-        values = {k: type(getattr(cls, k))(v) for k, v in data.items() if k in known}
-        return cls(band=band, **values)
-
 
 def health_settings(recipe_data: dict[str, Any], smoke: bool) -> HealthSettings:
     """The recipe's ``health:`` section, with ``smoke.health`` on top for a smoke run (band merged too)."""
     merged = dict(recipe_data.get("health") or {})
+    band = merged.pop("band", None) or {}
     if smoke:
         override = dict(((recipe_data.get("smoke") or {}).get("health")) or {})
-        band = {**(merged.get("band") or {}), **(override.pop("band", None) or {})}
+        band = {**band, **(override.pop("band", None) or {})}
         merged.update(override)
-        merged["band"] = band
-    return HealthSettings.from_dict(merged)
+    known = {f.name for f in fields(HealthSettings)} - {"band"}
+    values = {k: type(getattr(HealthSettings, k))(v) for k, v in merged.items() if k in known}
+    return HealthSettings(band=BandSettings.from_dict(band), **values)
 
 
 @dataclass(frozen=True)
@@ -78,10 +68,6 @@ class Alarm:
     source: str = "watch"
 
     @property
-    def key(self) -> tuple[str, int | None]:
-        return self.alarm, self.epoch
-
-    @property
     def line(self) -> str:
         at = f"epoch {self.epoch}" if self.epoch is not None else "no epoch yet"
         value = "" if self.value is None else f" value {self.value:.6g},"
@@ -89,8 +75,7 @@ class Alarm:
 
     def to_dict(self) -> dict[str, Any]:
         value = self.value if self.value is None or math.isfinite(self.value) else str(self.value)
-        return {"alarm": self.alarm, "epoch": self.epoch, "value": value, "expected": self.expected,
-                "detail": self.detail, "time": self.time, "source": self.source}
+        return {**asdict(self), "value": value}
 
 
 
@@ -99,54 +84,35 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else str(dt.timedelta(seconds=int(round(seconds))))
 
 
-@dataclass
-class _Sums:
+def _sums() -> np.ndarray:
     """Iterations, their seconds and one rank's samples, over some steady lines."""
-
-    iterations: float = 0.0
-    seconds: float = 0.0
-    samples: float = 0.0
-
-    def add(self, other: "_Sums") -> None:
-        self.iterations += other.iterations
-        self.seconds += other.seconds
-        self.samples += other.samples
+    return np.zeros(3)
 
 
 @dataclass
 class Pace:
-    """A run's steady training speed and, from it, the rest of the run, line by line (``repro watch``).
-
-    Steady state is ``repro.judge.throughput``'s rule (the one ``repro compare`` measures with), kept
-    incrementally here: a line counts for the iterations its means cover, not before upstream's timer
-    reset at iteration 5 of an epoch, and a launch's first epoch only while it has no later one; the
-    speed is iterations (and samples) over seconds. The ETA is the remaining iterations at that speed
-    plus one eval (and its saves) per remaining epoch, the eval's time measured from the log's
-    timestamps ([Train][Avg] to [Eval][Avg]); the whole run is every epoch at that speed, and
-    device-hours are its hours x the world size (unknown when that is).
-    """
+    """A run's steady training speed (``repro.judge.throughput``'s rule, kept line by line) and, from it,
+    the ETA: the remaining iterations at that speed plus one eval (timed from [Train][Avg] to
+    [Eval][Avg]) per remaining epoch; device-hours are the whole run's hours x the world size."""
 
     epochs: int | None = None
     position: tuple[int, int, int] | None = None  # epoch, iter, iters of the last iteration line
     last_eval: int = 0  # the last epoch with an eval result
     eval_seconds: list[float] = field(default_factory=list)
     world: int | None = None  # upstream's "number of gpu is N" warning, when the log has one
-    _done: _Sums = field(default_factory=_Sums)  # earlier launches
-    _first: _Sums = field(default_factory=_Sums)  # this launch's first epoch
-    _later: _Sums = field(default_factory=_Sums)  # this launch's later epochs
+    _done: np.ndarray = field(default_factory=_sums)  # earlier launches
+    _first: np.ndarray = field(default_factory=_sums)  # this launch's first epoch
+    _later: np.ndarray = field(default_factory=_sums)  # this launch's later epochs
     _launch_first: int | None = None  # first epoch of the current launch
     _prev: tuple[int, int] | None = None  # epoch, iter of the previous iteration line of this launch
     _train_end: dict[int, dt.datetime] = field(default_factory=dict)
 
-    def _steady(self) -> _Sums:
-        total = _Sums()
-        total.add(self._done)
-        total.add(self._later if self._later.iterations else self._first)
-        return total
+    def _steady(self) -> np.ndarray:
+        return self._done + (self._later if self._later[0] else self._first)
 
     def new_launch(self) -> None:
         self._done = self._steady()
-        self._first, self._later, self._launch_first, self._prev = _Sums(), _Sums(), None, None
+        self._first, self._later, self._launch_first, self._prev = _sums(), _sums(), None, None
 
     def iteration(self, epoch: int, epochs: int, it: int, iters: int, ips: Any, cost: Any) -> bool:
         """Count one logged iteration line; True when it is steady (counted)."""
@@ -164,9 +130,7 @@ class Pace:
             return False
         covered = it - start + 1
         sums = self._first if epoch == self._launch_first else self._later
-        sums.iterations += covered
-        sums.seconds += covered * cost
-        sums.samples += covered * cost * ips
+        sums += (covered, covered * cost, covered * cost * ips)
         return True
 
     def train_avg(self, epoch: int, when: dt.datetime | None) -> None:
@@ -178,24 +142,6 @@ class Pace:
         start = self._train_end.get(epoch)
         if when is not None and start is not None and when >= start:
             self.eval_seconds.append((when - start).total_seconds())
-
-    def feed_line(self, line: str) -> None:
-        """One raw log line: launches, iterations, averages, the world warning (:class:`HealthMonitor`
-        calls the methods itself from the lines it reads)."""
-        read = P.read_line(line)
-        if read.kind == P.TRAIN_ITER_LINE:
-            self.iteration(read.epoch, read.epochs, read.iter, read.iters,  # type: ignore[arg-type]
-                           read.values.get("ips"), read.values.get("batch_cost"))
-        elif read.kind == P.TRAIN_AVG_LINE:
-            self.train_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
-        elif read.kind == P.EVAL_AVG_LINE:
-            self.eval_avg(read.epoch, _line_time(read.msg))  # type: ignore[arg-type]
-        elif read.kind == P.OTHER_LINE:
-            head = P.LINE.match(read.msg)
-            if (head.group("msg") if head else read.msg).startswith("Global : "):
-                self.new_launch()
-            elif (world := world_size_warned(read.msg)) is not None:
-                self.world = world
 
     @classmethod
     def of_run(cls, run: RunLogs) -> "Pace":
@@ -222,13 +168,13 @@ class Pace:
     @property
     def steady_ips(self) -> float:
         """A rank's samples a second at steady state (NaN before any steady line)."""
-        sums = self._steady()
-        return sums.samples / sums.seconds if sums.seconds > 0 else math.nan
+        _, seconds, samples = self._steady()
+        return samples / seconds if seconds > 0 else math.nan
 
     @property
     def seconds_per_iteration(self) -> float:
-        sums = self._steady()
-        return sums.seconds / sums.iterations if sums.iterations > 0 else math.nan
+        iterations, seconds, _ = self._steady()
+        return seconds / iterations if iterations > 0 else math.nan
 
     @property
     def eval_time(self) -> float:
@@ -251,7 +197,7 @@ class Pace:
         world = world or self.world
         whole = self.whole_run_seconds()
         return {
-            "steady_ips_per_rank": self.steady_ips, "steady_iterations": self._steady().iterations,
+            "steady_ips_per_rank": self.steady_ips, "steady_iterations": self._steady()[0],
             "seconds_per_iteration": self.seconds_per_iteration, "eval_seconds": self.eval_time if self.eval_seconds else None,
             "eta_s": self.remaining_seconds(), "whole_run_s": whole, "world": world,
             "world_source": world_source or ("upstream's world-size warning" if world else "unknown"),
@@ -274,12 +220,8 @@ class Pace:
 
 def _line_time(line: str) -> dt.datetime | None:
     head = P.LINE.match(line)
-    return _stamp(head.group("time")) if head else None
-
-
-def _stamp(text: str) -> dt.datetime | None:
     try:
-        return dt.datetime.strptime(text, "%Y/%m/%d %H:%M:%S")
+        return dt.datetime.strptime(head.group("time"), "%Y/%m/%d %H:%M:%S") if head else None
     except ValueError:
         return None
 
@@ -320,10 +262,7 @@ class HealthMonitor:
 
     # -- lines ---------------------------------------------------------------------------------
     def feed(self, lines: list[str]) -> list[Alarm]:
-        alarms: list[Alarm] = []
-        for line in lines:
-            alarms += self.feed_line(line)
-        return alarms
+        return [alarm for line in lines for alarm in self.feed_line(line)]
 
     def feed_line(self, line: str) -> list[Alarm]:
         read = P.read_line(line)
@@ -396,7 +335,7 @@ class HealthMonitor:
                                       f"after {epoch} epochs the train loss is not below {self.settings.loss_near:g} x "
                                       f"ln({self.class_num}) = {limit:.4f} (ln({self.class_num}) is the loss of a "
                                       f"uniform guess among {self.class_num} classes): the model is not learning")
-        if self._band_applies() and (breach := self.band.check_loss(epoch, loss)) is not None:  # type: ignore[union-attr]
+        if self._band_applies() and (breach := self.band.check("train_loss", epoch, loss)) is not None:
             alarms += self._raise(BAND, epoch, loss, f"<= {breach.limit:.4f}", breach.describe(self.band.settings.k))
         return alarms
 
@@ -415,7 +354,7 @@ class HealthMonitor:
             if top1 <= limit or not math.isfinite(top1):
                 alarms += self._raise(CHANCE, epoch, top1, f"> {limit:.4f}",
                                       f"after {epoch} epochs eval top-1 is at chance (1/{self.class_num} = {chance:.4f})")
-        if self._band_applies() and (breach := self.band.check_top1(epoch, top1)) is not None:  # type: ignore[union-attr]
+        if self._band_applies() and (breach := self.band.check("top1", epoch, top1)) is not None:
             alarms += self._raise(BAND, epoch, top1, f">= {breach.limit:.4f}", breach.describe(self.band.settings.k))
         return alarms
 
@@ -445,7 +384,6 @@ class HealthMonitor:
     # -- disk ----------------------------------------------------------------------------------
     def check_disk(self, where: Path, checkpoint_mb: int, saves_left: int) -> list[Alarm]:
         """The pre-flight's disk rule, for the saves still to come."""
-
         if saves_left <= 0:
             return []
         problem, detail = disk_problem(where, checkpoint_mb, saves_left)
@@ -469,7 +407,6 @@ def load_band_for(recipe: str | None, smoke: bool, band_path: Path | None) -> tu
         return None, "no band: the recipe is unknown (pass --band FILE)"
     path = shipped_band_path(recipe, smoke)
     if not path.is_file():
-
         return None, f"no convergence band ships for recipe {recipe}{' (smoke)' if smoke else ''}; {build_hint(smoke)}"
     band = Band.load(path)
     return band, band.describe()

@@ -1,15 +1,7 @@
 """Self-contained HTML pages (``report/index.html``, ``repro compare``'s page): no network to view them.
 
-A report is opened from a training server's disk, a CI artifact or a mail attachment, often with
-no network, so a page carries everything itself: the CSS inline, every figure a PNG data URI (from
-a matplotlib figure, :func:`figure_data_uri`), no script, no font or image fetched. Every text
-that comes from a log, a manifest or a path is escaped here, so a run name like ``<b>`` is shown,
-never interpreted.
-
-The API is small and reusable: an :class:`HtmlPage` is a title, a verdict banner and a list of
-sections; the builders (:func:`table`, :func:`key_value_table`, :func:`image`, :func:`bullets`,
-:func:`paragraph`) return HTML fragments for a section's body. matplotlib is not imported here: a
-figure is passed in, already drawn.
+A page is opened from a server's disk, a CI artifact or a mail, often offline: CSS inline, figures
+as PNG data URIs, no script; every text from a log, manifest or path is escaped (a run named ``<b>``).
 """
 
 from __future__ import annotations
@@ -84,16 +76,28 @@ def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def figure_png(fig: Any, dpi: int = 110) -> bytes:
-    """A drawn matplotlib figure as PNG bytes (the caller closes the figure)."""
+def pyplot():
+    import matplotlib  # heavy: only a page with figures draws
+
+    matplotlib.use("Agg")  # no display on training servers
+    import matplotlib.pyplot as plt  # heavy: as above
+
+    return plt
+
+
+def figure_png(fig: Any) -> bytes:
+    """A drawn matplotlib figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    try:
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        pyplot().close(fig)
     return buffer.getvalue()
 
 
-def figure_data_uri(fig: Any, dpi: int = 110) -> str:
-    """A drawn matplotlib figure as a ``data:image/png;base64,...`` URI for :func:`image`."""
-    return png_data_uri(figure_png(fig, dpi))
+def figure_data_uri(fig: Any) -> str:
+    """A drawn matplotlib figure as a ``data:image/png;base64,...`` URI for :func:`image`; the figure is closed."""
+    return png_data_uri(figure_png(fig))
 
 
 def image(uri: str, alt: str, caption: str | None = None) -> str:
@@ -117,13 +121,10 @@ def bullets(lines: Iterable[str]) -> str:
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A table; numbers are right-aligned."""
     head = "".join(f"<th>{escape(name)}</th>" for name in header)
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="num">{escape(cell)}</td>' if isinstance(cell, (int, float)) and not isinstance(cell, bool)
-            else f"<td>{escape(cell)}</td>" for cell in row)
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    body = "".join("<tr>" + "".join(
+        f'<td class="num">{escape(cell)}</td>' if isinstance(cell, (int, float)) and not isinstance(cell, bool)
+        else f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def key_value_table(pairs: Iterable[tuple[str, Any]]) -> str:
@@ -133,19 +134,12 @@ def key_value_table(pairs: Iterable[tuple[str, Any]]) -> str:
 
 
 @dataclass
-class Section:
-    heading: str
-    body: str
-    anchor: str
-
-
-@dataclass
 class HtmlPage:
     """A page: title, verdict banner (``verdict(status, text)``), then sections in the order added."""
 
     title: str
     banner: str = ""
-    sections: list[Section] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)  # rendered, in the order added
     footer: str = ""
 
     def verdict(self, status: str, text: str, detail: str = "") -> "HtmlPage":
@@ -157,12 +151,11 @@ class HtmlPage:
 
     def add(self, heading: str, body: str) -> "HtmlPage":
         anchor = re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-") or f"s{len(self.sections)}"
-        self.sections.append(Section(heading, body, anchor))
+        self.sections.append(f'<section id="{anchor}"><h2>{escape(heading)}</h2>{body}</section>')
         return self
 
     def render(self) -> str:
-        sections = "".join(f'<section id="{s.anchor}"><h2>{escape(s.heading)}</h2>{s.body}</section>'
-                           for s in self.sections)
+        sections = "".join(self.sections)
         footer = f"<footer>{escape(self.footer)}</footer>" if self.footer else ""
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

@@ -1,13 +1,11 @@
-"""``repro check-accuracy``, ``repro report`` and ``repro watch``.
-
-check-accuracy's exit code is the contract CI and ``make smoke`` rely on (``VERDICT_EXITS``); with
-several runs (several paths, or a directory of runs) each is judged on its own and the worst code
-wins, so one unreadable run never hides or changes the others.
+"""``repro check-accuracy`` and ``repro report``. check-accuracy's exit code is the contract CI and ``make
+smoke`` rely on (``VERDICT_EXITS``); several runs are each judged alone and the worst code wins.
 """
 
 from __future__ import annotations
 
 import json
+from itertools import combinations
 from pathlib import Path
 
 import click
@@ -16,14 +14,13 @@ from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.discover import RunFiles, discover, latest_run
-from repro.logs.parse import RunLogs, UnreadableRun, read_run, run_identity, same_run
+from repro.logs.parse import RunLogs, UnreadableRun, final_epoch, parse_run, read_run, run_identity, same_run
 from repro.judge.targets import choose_target, validate_options
 from repro.judge.verdict import (FAIL, INCOMPLETE, LOSS_FALLS, PASS, UNREADABLE, Verdict, judge, judge_loss_falls,
                                  reference_deviations)
 from repro.recipes.catalog import load_recipe
 from repro.run.rundir import K_NODES, group_node0, where_node0_is
 from repro.judge.aggregate import aggregate as pool
-from repro.logs.parse import final_epoch, parse_run
 from repro.judge.run_report import INDEX_HTML, default_report_dir, run_band, write_report
 from repro.judge.compliance import check_compliance, world_of
 from repro.judge.health import Pace
@@ -50,6 +47,12 @@ def target_options(function):
     for option in reversed(_target_options):
         function = option(function)
     return function
+
+
+def check_options(options: dict) -> None:
+    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
+    if options["recipe"] is not None:
+        load_recipe(options["recipe"])  # an unknown --recipe is bad input (one line naming the recipes), not a verdict
 
 
 def judge_run(run: RunLogs, options: dict) -> Verdict:
@@ -92,15 +95,10 @@ def compliance_lines(verdict: Verdict) -> list[str]:
 def distinct_paths(paths: tuple[Path, ...]) -> None:
     """Refuse a path given twice, or one inside another: the same run would be judged twice (a cheap
     check on the paths; a copy elsewhere is one run too: ``repro.logs.parse.refuse_duplicate_runs``)."""
-    resolved = [(path, path.expanduser().resolve()) for path in paths]
-    for i, (path, real) in enumerate(resolved):
-        for other, other_real in resolved[i + 1:]:
-            if real == other_real or real in other_real.parents or other_real in real.parents:
-                raise ReproError(
-                    f"{path} and {other} name the same run (or one holds the other): it would be judged twice; "
-                    "pass each run once",
-                    EXIT_BAD_INPUT,
-                )
+    for (path, real), (other, other_real) in combinations([(p, p.expanduser().resolve()) for p in paths], 2):
+        if real == other_real or real in other_real.parents or other_real in real.parents:
+            raise ReproError(f"{path} and {other} name the same run (or one holds the other): it would be judged "
+                             "twice; pass each run once", EXIT_BAD_INPUT)
 
 
 def judged_path(path: Path) -> Path:
@@ -149,15 +147,13 @@ def copies(runs: list[tuple[int, RunLogs]], aggregate: bool) -> dict[int, str]:
         return {}
     identities = [run_identity(run) for _, run in runs]
     notes: dict[int, str] = {}
-    for i, first in enumerate(identities):
-        for j in range(i + 1, len(identities)):
-            why = same_run(first, identities[j])
-            if not why:
-                continue
-            if aggregate or runs[i][0] != runs[j][0]:
-                what = "--aggregate" if aggregate else "check-accuracy"
-                raise ReproError(f"{what}: {first.path} and {identities[j].path} are the same run ({why}); a copy "
-                                 "counts once: pass each run once", EXIT_BAD_INPUT)
+    for i, j in combinations(range(len(identities)), 2):
+        first, why = identities[i], same_run(identities[i], identities[j])
+        if why and (aggregate or runs[i][0] != runs[j][0]):
+            what = "--aggregate" if aggregate else "check-accuracy"
+            raise ReproError(f"{what}: {first.path} and {identities[j].path} are the same run ({why}); a copy "
+                             "counts once: pass each run once", EXIT_BAD_INPUT)
+        if why:
             notes.setdefault(j, f"the same run as {first.path} ({why}): a copy, not another run")
     return notes
 
@@ -188,8 +184,7 @@ def judge_each(found: list[tuple[int, RunFiles | UnreadableRun]], options: dict,
 
 def verdicts_for(path: Path, options: dict) -> list[Verdict]:
     """Every run under ``path`` judged on its own (watch's closing verdict)."""
-    found = find_runs((path,), latest=False)
-    return judge_each(found, options, aggregate=False)
+    return judge_each(find_runs((path,), latest=False), options, aggregate=False)
 
 
 def summary_line(verdicts: list[Verdict]) -> str:
@@ -230,9 +225,7 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
     INCOMPLETE or UNREADABLE, else 1 if any FAILs, else 0); --latest judges only the newest run.
     A loss-check smoke (no accuracy target at smoke scale) is judged by its falling loss.
     """
-    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
-    if options["recipe"] is not None:
-        load_recipe(options["recipe"])  # an unknown --recipe is bad input (one line naming the recipes), not a verdict
+    check_options(options)
     if mixed and not aggregate:
         raise ReproError("--mixed only applies with --aggregate; add --aggregate or drop --mixed", EXIT_BAD_INPUT)
     verdicts = judge_each(find_runs(paths, latest), options, aggregate)
@@ -263,20 +256,18 @@ def check_accuracy(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, a
              "verdict: check-accuracy's object)")
 def report(run_path: Path, out: Path | None, as_json: bool, **options) -> None:
     """Write RUN's report: index.html (one self-contained page), curves.png, epochs.csv, summary.md, report.json."""
-    validate_options(options["target"], options["tolerance"], options["eval_set_size"])
-    if options["recipe"] is not None:
-        load_recipe(options["recipe"])
+    check_options(options)
     run_path = judged_path(run_path)
     run = parse_run(run_path)
-    choice = choose_target(run, options["target"], options["metric"], options["eval_set_size"], options["recipe"])
     verdict = judge_run(run, options)
     verdict.details += [line.strip() for line in compliance_lines(verdict)] + pace_lines(run)
     default_out, own_place = default_report_dir(run)
     out = out or default_out
     own_place = own_place and out.expanduser().resolve() == default_out.resolve()
-    written = write_report(run, verdict, choice.target, out, own_place=own_place, run_path=run_path)
+    written = write_report(run, verdict, out, own_place=own_place, run_path=run_path)
     if as_json:
-        click.echo(json.dumps(written.to_dict(), sort_keys=True, default=str))
+        click.echo(json.dumps(written, sort_keys=True, default=str))
         return
     click.echo(verdict.headline)
-    click.echo(f"report: {written.out / INDEX_HTML} (and {', '.join(n for n in written.files if n != INDEX_HTML)})")
+    others = ", ".join(name for name in written["files"] if name != INDEX_HTML)
+    click.echo(f"report: {Path(written['out']) / INDEX_HTML} (and {others})")

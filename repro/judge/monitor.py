@@ -1,9 +1,6 @@
-"""The health monitor of one run directory: its settings from the manifest and recipe, its alarm log,
-the disk rule for the saves still to come, and the hook ``repro train``'s housekeeper calls.
-
-A plain upstream log directory (no manifest) is watched too, with the default recipe's settings and
-the class count from upstream's start-up echo; nothing is written into it (alarms are printed only),
-since the harness did not create it.
+"""The health monitor of one run directory: settings from manifest and recipe, its alarm log, the disk
+rule, and ``repro train``'s hook. A plain upstream log directory is watched too (the default recipe's
+settings, the echo's class count), and nothing is written into it: the harness did not create it.
 """
 
 from __future__ import annotations
@@ -45,8 +42,7 @@ class RunHealth:
     last_disk: float = field(default=-1e18)
 
     @classmethod
-    def open(cls, root: Path, band_path: Path | None = None, source: str = "watch",
-             use_band: bool = True) -> "RunHealth":
+    def open(cls, root: Path, band_path: Path | None = None, source: str = "watch") -> "RunHealth":
         run = RunDir(Path(root))
         manifest: dict[str, Any] = {}
         if run.is_run():
@@ -62,8 +58,7 @@ class RunHealth:
         smoke = is_smoke(manifest)
         settings = health_settings(recipe.data, smoke)
         config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-        band, band_line = load_band_for(recipe.name if (name or not run.is_run()) else None, smoke, band_path) \
-            if use_band else (None, "band not checked")
+        band, band_line = load_band_for(recipe.name if (name or not run.is_run()) else None, smoke, band_path)
         monitor = HealthMonitor(settings, class_num=_class_num(run), epochs=config.get("epochs"), band=band,
                                 source=source)
         if band is not None and monitor.epochs and band.epochs != monitor.epochs:

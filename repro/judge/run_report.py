@@ -1,22 +1,6 @@
-"""``repro report``: what a person looks at first, for one run, in one directory.
-
-Files (:data:`REPORT_FILES`): ``epochs.csv`` (one row an epoch), ``summary.md``, ``curves.png``,
-``index.html`` (one self-contained page, :mod:`repro.judge.html_page`: verdict, provenance, curves,
-alarms, eval history, throughput) and ``report.json`` (what was written and the verdict: the object
-``repro report --json`` prints, and the mark saying whose report the directory holds).
-
-Where: a run directory's report is its ``report/`` (:mod:`repro.run.rundir`); a loose log file's is
-``<log>.report/`` beside it, so two logs in one directory never share (and overwrite) one; a loose
-log directory's is its ``report/``. A directory holding another run's report (its ``report.json``
-names another run, by run id or by the head of its rank-0 log) or files of these names that no
-report wrote is refused (exit 5). Only the files named here are written, each atomically
-(:func:`repro.core.files.write_bytes_atomic`): a full disk leaves the previous complete file or
-none, never a truncated one.
-
-The curves: accuracy with the target on top of the "passes at" line, the recipe's shipped
-convergence band (:mod:`repro.judge.band`) when it is for this run's schedule, and every standalone
-eval (``repro eval``) marked; loss on a log scale (an eval loss of 48 in an early epoch must not
-flatten a train loss of 1.4); top-5 only with more than 5 classes (with 4 it is always 1).
+"""``repro report``: what a person looks at first, for one run, in one directory (docs/ARCHITECTURE.md,
+"The report"). The loss is drawn on a log scale: an eval loss of 48 in an early epoch must not flatten a
+train loss of 1.4; top-5 only with more than 5 classes (with 4 it is always 1).
 """
 
 from __future__ import annotations
@@ -25,7 +9,6 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +23,6 @@ from repro.judge.health import load_band_for
 from repro.judge.throughput import Throughput, measure, run_throughput
 from repro.judge.verdict import Verdict
 from repro.logs.parse import RunLogs
-from repro.recipes.catalog import Target
 from repro.run.rundir import K_EVALUATIONS, RunDir, is_smoke, recipe_name
 from repro.upstream.pin import load_pin
 
@@ -52,7 +34,10 @@ REPORT_FILES = (EPOCHS_CSV, SUMMARY_MD, CURVES_PNG, INDEX_HTML, REPORT_JSON)
 SUMMARY_COLUMNS = ["segment", "train_loss", "lr", "ips", "top1", "top5", "eval_loss"]
 TOP5_MIN_CLASSES = 6  # with 5 classes or fewer every top-5 is 1.0
 HEAD_BYTES = 65536  # a run's rank-0 log is identified by its first bytes (start-up echo with times)
-DPI = 110
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 # -- where, and whose ---------------------------------------------------------------------------
@@ -74,8 +59,7 @@ def run_identity(run: RunLogs) -> dict[str, Any]:
             head: str | None = hashlib.sha256(handle.read(HEAD_BYTES)).hexdigest()
     except (OSError, ReproError):
         head = None
-    manifest = run.manifest if isinstance(run.manifest, dict) else {}
-    return {"run_id": manifest.get("run_id"), "log": str(run.primary.path), "log_head_sha256": head}
+    return {"run_id": _dict(run.manifest).get("run_id"), "log": str(run.primary.path), "log_head_sha256": head}
 
 
 def _same_run(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
@@ -87,7 +71,6 @@ def _same_run(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
 def claim_report_dir(out: Path, identity: dict[str, Any], own_place: bool, run_path: Path) -> Path:
     """Create ``out`` or check that it holds this run's report (or, in a run directory's own
     ``report/``, a report of an older harness that wrote no ``report.json``)."""
-    out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReproError(f"--out {out} is a file; give a directory for the report's files", EXIT_CONFLICT)
     fix = f"give this report its own place: repro report {run_path} --out {out.parent / (out.name + '-2')}"
@@ -124,19 +107,18 @@ def top5_meaningful(run: RunLogs) -> bool:
 
 def standalone_evals(run: RunLogs) -> list[dict[str, Any]]:
     """``repro eval`` records of the manifest (completed or not), oldest first."""
-    manifest = run.manifest if isinstance(run.manifest, dict) else {}
-    return [e for e in manifest.get(K_EVALUATIONS) or [] if isinstance(e, dict)]
+    return [e for e in _dict(run.manifest).get(K_EVALUATIONS) or [] if isinstance(e, dict)]
 
 
-def _evals_to_mark(evals: list[dict[str, Any]], metric: str) -> list[tuple[int, float, str]]:
-    return [(int(e["epoch"]), float(e[metric]), str(e.get("checkpoint") or "")) for e in evals
+def _evals_to_mark(evals: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
+    return [(int(e["epoch"]), float(e[metric])) for e in evals
             if e.get("status") == "completed" and isinstance(e.get("epoch"), int)
             and isinstance(e.get(metric), (int, float)) and math.isfinite(e[metric])]
 
 
 def run_band(run: RunLogs) -> tuple[Band | None, str]:
     """The recipe's shipped band when it is for this run's schedule, else None and why."""
-    manifest = run.manifest if isinstance(run.manifest, dict) else {}
+    manifest = _dict(run.manifest)
     try:
         band, line = load_band_for(recipe_name(manifest), is_smoke(manifest), None)
     except ReproError as error:
@@ -154,8 +136,9 @@ def _series(frame: pd.DataFrame, column: str) -> pd.Series:
     return values[values.map(lambda v: math.isfinite(v))]
 
 
-def _positive(values: pd.Series) -> pd.Series:
-    return values[values > 0]
+def _epoch_axis(iters: pd.DataFrame) -> pd.Series:
+    """Each iteration line's place on an epoch axis (epoch 3's last iteration at 3.0)."""
+    return iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
 
 
 def throughput_table(run: RunLogs) -> pd.DataFrame:
@@ -172,23 +155,14 @@ def throughput_table(run: RunLogs) -> pd.DataFrame:
     return table.rename_axis("epoch")
 
 
-# -- figures (matplotlib imported when drawing) ---------------------------------------------------
-def pyplot():
-    import matplotlib  # heavy: only a report draws
-
-    matplotlib.use("Agg")  # no display on training servers
-    import matplotlib.pyplot as plt  # heavy: as above
-
-    return plt
-
-
+# -- figures ------------------------------------------------------------------------------------
 def draw_top1_band(ax: Any, band: Band, label: str | None = None) -> None:
     """The band's top-1 on an accuracy axis: mean dashed, ``mean +- k x std used`` shaded (its lower
     edge is the limit a run must stay above). Reusable by any page that draws a run against a band."""
     epochs = sorted(band.top1)
     lower, upper, mean = [], [], []
     for epoch in epochs:
-        low, std, _ = band.top1_limit(epoch)  # type: ignore[misc]
+        low, std, _ = band.limit("top1", epoch)  # type: ignore[misc]
         lower.append(low)
         upper.append(band.top1[epoch]["mean"] + band.settings.k * std)
         mean.append(band.top1[epoch]["mean"])
@@ -199,8 +173,8 @@ def draw_top1_band(ax: Any, band: Band, label: str | None = None) -> None:
     ax.plot(epochs, mean, "--", color="tab:green", linewidth=1, alpha=0.8)
 
 
-def _pass_line_differs(verdict: Verdict, target: Target | None) -> bool:
-    return verdict.threshold is not None and (target is None or abs(verdict.threshold - target.value) > 1e-9)
+def _pass_line_differs(verdict: Verdict) -> bool:
+    return verdict.threshold is not None and (verdict.target is None or abs(verdict.threshold - verdict.target) > 1e-9)
 
 
 def verdict_number(verdict: Verdict) -> str:
@@ -215,11 +189,11 @@ def verdict_number(verdict: Verdict) -> str:
     return f"{verdict.metric} {verdict.value:.4f}{where}{bar}"
 
 
-def plot_curves(run: RunLogs, verdict: Verdict, target: Target | None, band: Band | None,
+def plot_curves(run: RunLogs, verdict: Verdict, band: Band | None,
                 evals: list[dict[str, Any]]) -> Any:
     """Accuracy (top-1, top-5 where meaningful) with target, pass line, band and standalone evals;
     below, loss on a log scale with the learning rate on a second axis. Returns the figure."""
-    plt = pyplot()
+    plt = H.pyplot()
     fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(10, 8), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     evaluated = run.evaluated
     metric = verdict.metric or "top1"
@@ -230,19 +204,19 @@ def plot_curves(run: RunLogs, verdict: Verdict, target: Target | None, band: Ban
         series = _series(evaluated, column)
         if not series.empty:
             acc_ax.plot(series.index, series.values, style, markersize=3, label=column, zorder=4)
-    if _pass_line_differs(verdict, target):
+    if _pass_line_differs(verdict):
         acc_ax.axhline(verdict.threshold, color="tab:orange", linestyle="--", linewidth=1.2, zorder=2,
                        label=f"passes at {verdict.threshold:.4f}")
-        if target is not None:
-            acc_ax.axhspan(verdict.threshold, target.value, color="tab:orange", alpha=0.08, zorder=1)
-    if target is not None:
-        acc_ax.axhline(target.value, color="tab:red", linewidth=2, zorder=3,
-                       label=f"target {target.metric} {target.value:g}")
+        if verdict.target is not None:
+            acc_ax.axhspan(verdict.threshold, verdict.target, color="tab:orange", alpha=0.08, zorder=1)
+    if verdict.target is not None:
+        acc_ax.axhline(verdict.target, color="tab:red", linewidth=2, zorder=3,
+                       label=f"target {verdict.metric} {verdict.target:g}")
     marks = _evals_to_mark(evals, metric)
     if marks:
         acc_ax.plot([m[0] for m in marks], [m[1] for m in marks], "*", color="tab:purple", markersize=14,
                     markeredgecolor="black", zorder=5, label="standalone eval (repro eval)")
-        for epoch, value, _ in marks:
+        for epoch, value in marks:
             acc_ax.annotate(f"{value:.4f}", (epoch, value), textcoords="offset points", xytext=(8, -12),
                             color="tab:purple", fontsize=8)
     if verdict.best_epoch is not None and verdict.best_value is not None:
@@ -270,21 +244,22 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
     iters = run.train_iters
     drawn = []
     if not iters.empty and "loss" in iters.columns:
-        x = iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
         loss = pd.to_numeric(iters["loss"], errors="coerce")
         keep = loss.map(lambda v: math.isfinite(v) and v > 0)
         if keep.any():
-            loss_ax.plot(x[keep], loss[keep], color="tab:blue", alpha=0.25, linewidth=0.8, label="train loss (logged)")
+            loss_ax.plot(_epoch_axis(iters)[keep], loss[keep], color="tab:blue", alpha=0.25, linewidth=0.8,
+                         label="train loss (logged)")
             drawn.append(loss[keep])
     for column, style, color, label in (("train_loss", "o-", "tab:blue", "train loss (epoch avg)"),
                                         ("eval_loss", "^:", "tab:cyan", "eval loss")):
-        series = _positive(_series(epochs, column))
+        series = _series(epochs, column)
+        series = series[series > 0]
         if not series.empty:
             loss_ax.plot(series.index, series.values, style, markersize=3, color=color, label=label)
             drawn.append(series)
     if band is not None and band.train_loss:
         points = sorted(band.train_loss)
-        upper = [band.loss_limit(e)[0] for e in points]  # type: ignore[index]
+        upper = [band.limit("train_loss", e)[0] for e in points]  # type: ignore[index]
         loss_ax.plot(points, upper, "--", color="tab:green", linewidth=1, label="band: train loss limit")
     if drawn:
         loss_ax.set_yscale("log")  # one eval loss of 48 must not flatten a train loss of 1.4
@@ -293,8 +268,7 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
     loss_ax.grid(alpha=0.3, which="both")
     lr_ax = loss_ax.twinx()
     if not iters.empty and "lr" in iters.columns:
-        x = iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
-        lr_ax.plot(x, iters["lr"], color="tab:orange", linewidth=1, label="lr")
+        lr_ax.plot(_epoch_axis(iters), iters["lr"], color="tab:orange", linewidth=1, label="lr")
     elif "lr" in epochs.columns:
         lr_ax.plot(epochs.index, pd.to_numeric(epochs["lr"], errors="coerce"), color="tab:orange", label="lr")
     lr_ax.set_ylabel("learning rate", color="tab:orange")
@@ -308,12 +282,11 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
     iters = run.train_iters
     if table.empty and (iters.empty or "ips" not in iters.columns):
         return None
-    plt = pyplot()
+    plt = H.pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.2))
     if not iters.empty and "ips" in iters.columns:
-        x = iters["epoch"] - 1 + (iters["iter"] + 1) / iters["iters"]
-        ax.plot(x, pd.to_numeric(iters["ips"], errors="coerce"), color="tab:blue", alpha=0.3, linewidth=0.8,
-                label="ips (rank 0, logged lines)")
+        ax.plot(_epoch_axis(iters), pd.to_numeric(iters["ips"], errors="coerce"), color="tab:blue", alpha=0.3,
+                linewidth=0.8, label="ips (rank 0, logged lines)")
     if "steady_ips" in table.columns and table["steady_ips"].notna().any():
         ax.plot(table.index - 0.5, table["steady_ips"], "o", color="tab:blue", markersize=4,
                 label="epoch steady state")
@@ -329,19 +302,7 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
     return fig
 
 
-def _png(fig: Any) -> bytes:
-    plt = pyplot()
-    try:
-        return H.figure_png(fig, DPI)
-    finally:
-        plt.close(fig)
-
-
 # -- the page ------------------------------------------------------------------------------------
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def upstream_name(upstream: dict[str, Any]) -> str:
     """The commit and what it truly is (``develop d178931f, standing in for release/2.6``): the
     manifest's own words, else the pin's when the commit is the pinned one."""
@@ -417,7 +378,7 @@ def _alarms(run: RunLogs) -> tuple[list[dict[str, Any]], str | None]:
     return AlarmLog(path).alarms(), None
 
 
-def build_page(run: RunLogs, verdict: Verdict, target: Target | None, band: Band | None, band_line: str,
+def build_page(run: RunLogs, verdict: Verdict, band: Band | None, band_line: str,
                curves_uri: str, throughput_uri: str | None, throughput: pd.DataFrame, steady: Throughput) -> H.HtmlPage:
     page = H.HtmlPage(title=f"repro report: {run.name}")
     rest = verdict.headline[len(verdict.status):].lstrip(" ,")  # the run, the reason, the deviations
@@ -428,17 +389,17 @@ def build_page(run: RunLogs, verdict: Verdict, target: Target | None, band: Band
         page.add("Verdict details", H.bullets(details))
     page.add("Provenance", H.key_value_table(provenance_rows(run, verdict)))
     evals = standalone_evals(run)
-    marked = ("target (red) over the pass line (orange, dashed)" if _pass_line_differs(verdict, target)
-              else "target (red)" if target is not None else "no target")
+    marked = ("target (red) over the pass line (orange, dashed)" if _pass_line_differs(verdict)
+              else "target (red)" if verdict.target is not None else "no target")
     caption = (f"Eval accuracy with the {marked}; {band_line if band else band_line + ' (none drawn)'}; "
                f"standalone evals as purple stars ({len(_evals_to_mark(evals, verdict.metric or 'top1'))}); "
                "loss on a log scale with the learning rate.")
     page.add("Curves", H.image(curves_uri, f"curves of {run.name}", caption))
 
     alarms, why_none = _alarms(run)
-    page.add("Alarms", H.table(["time", "alarm", "epoch", "value", "expected", "detail"],
-                               [[a.get("time"), a.get("alarm"), a.get("epoch"), a.get("value"), a.get("expected"),
-                                 a.get("detail")] for a in alarms]) if alarms else H.paragraph(why_none or "none", True))
+    columns = ["time", "alarm", "epoch", "value", "expected", "detail"]
+    page.add("Alarms", H.table(columns, [[a.get(c) for c in columns] for a in alarms]) if alarms
+             else H.paragraph(why_none or "none", True))
 
     page.add("Eval history", _eval_history(run, band) + _standalone_table(evals, top5_meaningful(run)))
     body = H.image(throughput_uri, "throughput", "Rank 0's logged images/s per device; steady state leaves out "
@@ -475,7 +436,7 @@ def _eval_history(run: RunLogs, band: Band | None) -> str:
     for epoch, row in evaluated.iterrows():
         cells: list[Any] = [int(epoch), *(pd.to_numeric(pd.Series([row[c]]), errors="coerce").iloc[0] for c in columns)]
         if band is not None:
-            limit = band.top1_limit(int(epoch))
+            limit = band.limit("top1", int(epoch))
             cells += [limit[0] if limit else None, band.top1[int(epoch)]["mean"] if limit else None]
         rows.append(cells)
     return H.table(header, rows)
@@ -514,42 +475,23 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-@dataclass
-class Report:
-    """What ``repro report`` wrote; ``to_dict`` is ``report.json`` and the ``--json`` object."""
-
-    run: str
-    path: str
-    out: Path
-    identity: dict[str, Any]
-    verdict: Verdict
-    band: str
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": REPORT_KIND, "schema": REPORT_SCHEMA, "run": self.run, "path": self.path,
-                "out": str(self.out), "files": self.files, "identity": self.identity, "band": self.band,
-                "verdict": self.verdict.to_dict()}
-
-
-def write_report(run: RunLogs, verdict: Verdict, target: Target | None, out: Path, *, own_place: bool,
-                 run_path: Path) -> Report:
-    """Render everything first, then write each file atomically, ``report.json`` last."""
+def write_report(run: RunLogs, verdict: Verdict, out: Path, *, own_place: bool,
+                 run_path: Path) -> dict[str, Any]:
+    """Render everything first, then write each file atomically, ``report.json`` (returned) last."""
     identity = run_identity(run)
     out = claim_report_dir(Path(out), identity, own_place, run_path)
     band, band_line = run_band(run)
-    curves = _png(plot_curves(run, verdict, target, band, standalone_evals(run)))
+    curves = H.figure_png(plot_curves(run, verdict, band, standalone_evals(run)))
     throughput, steady = throughput_table(run), run_throughput(run)
     figure = plot_throughput(run, throughput, steady)
-    throughput_png = _png(figure) if figure is not None else None
-    page = build_page(run, verdict, target, band, band_line, H.png_data_uri(curves),
+    throughput_png = H.figure_png(figure) if figure is not None else None
+    page = build_page(run, verdict, band, band_line, H.png_data_uri(curves),
                       H.png_data_uri(throughput_png) if throughput_png else None, throughput, steady)
-    report = Report(run=run.name, path=str(run.files.root), out=out, identity=identity, verdict=verdict,
-                    band=band_line if band is not None else f"none: {band_line}")
-    for name, data in ((EPOCHS_CSV, epochs_csv(run).encode("utf-8")),
-                       (SUMMARY_MD, summary_markdown(run, verdict).encode("utf-8")),
-                       (CURVES_PNG, curves), (INDEX_HTML, page.render().encode("utf-8"))):
-        report.files[name] = str(write_bytes_atomic(out / name, data))
-    report.files[REPORT_JSON] = str(out / REPORT_JSON)
-    write_text_atomic(out / REPORT_JSON, json.dumps(report.to_dict(), indent=1, sort_keys=True, default=str) + "\n")
+    files = {name: str(write_bytes_atomic(out / name, data)) for name, data in (
+        (EPOCHS_CSV, epochs_csv(run).encode("utf-8")), (SUMMARY_MD, summary_markdown(run, verdict).encode("utf-8")),
+        (CURVES_PNG, curves), (INDEX_HTML, page.render().encode("utf-8")))}
+    report = {"kind": REPORT_KIND, "schema": REPORT_SCHEMA, "run": run.name, "path": str(run.files.root),
+              "out": str(out), "files": {**files, REPORT_JSON: str(out / REPORT_JSON)}, "identity": identity,
+              "band": band_line if band is not None else f"none: {band_line}", "verdict": verdict.to_dict()}
+    write_text_atomic(out / REPORT_JSON, json.dumps(report, indent=1, sort_keys=True, default=str) + "\n")
     return report

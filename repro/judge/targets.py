@@ -1,11 +1,9 @@
 """Which target a run is judged against: --target beats the run's manifest beats the recipe.
 
-A smoke run records its own small target in manifest.json (4 classes, 32 images); judging it against
-ResNeSt50's 0.7677 on 50,000 images would be meaningless, and so would be checking a log of another
-model against this recipe. The recipe's model (Arch name, class_num) is only enforced when the
-recipe's own target is used. A smoke of a recipe whose ``smoke.check`` is ``loss_falls`` has no
-accuracy target at all (its manifest's recorded 0.0 is a placeholder, never used): it is judged by
-the loss check, unless ``--target`` asks for an accuracy.
+A smoke run records its own small target (4 classes, 32 images); judging it against ResNeSt50's 0.7677
+would be meaningless, as would checking another model's log against this recipe, so the recipe's model
+is only enforced with the recipe's own target. A ``loss_falls`` smoke has no accuracy target at all
+(its manifest's 0.0 is a placeholder): the loss check judges it, unless ``--target`` asks for one.
 """
 
 from __future__ import annotations
@@ -17,8 +15,7 @@ from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.judge.verdict import ACCURACY, LOSS_FALLS
 from repro.logs.parse import RunLogs
 from repro.recipes.catalog import DEFAULT_RECIPE, Recipe, Target, load_recipe, parse_targets
-from repro.run.rundir import is_smoke
-from repro.run.rundir import recipe_name as recorded_recipe
+from repro.run.rundir import is_smoke, recipe_name as recorded_recipe
 
 SMOKE_CHECKS = (ACCURACY, LOSS_FALLS)  # what a recipe's smoke.check may say
 
@@ -26,7 +23,6 @@ SMOKE_CHECKS = (ACCURACY, LOSS_FALLS)  # what a recipe's smoke.check may say
 @dataclass(frozen=True)
 class TargetChoice:
     target: Target | None  # None for a loss-check smoke (check LOSS_FALLS)
-    origin: str  # "recipe resnest50", "manifest.json", "--target", "recipe xception smoke (loss check)"
     expect_arch: str | None
     expect_class_num: int | None
     recipe: Recipe | None = None  # the recipe the run is measured against (its reference: GPUs, platform)
@@ -93,7 +89,7 @@ def choose_target(
     manifest = run.manifest or {}
     recipe = load_recipe(recipe_name or recorded_recipe(manifest) or DEFAULT_RECIPE)
     if target is None and is_smoke(manifest) and smoke_check(recipe) == LOSS_FALLS:
-        return TargetChoice(None, f"recipe {recipe.name} smoke (loss check)", recipe.arch, None, recipe, LOSS_FALLS)
+        return TargetChoice(None, recipe.arch, None, recipe, LOSS_FALLS)
     candidates = recipe.targets or ((recipe.target,) if recipe.target is not None else ())
     origin = f"recipe {recipe.name}"
     expect_arch, expect_class_num = recipe.arch, recipe.class_num
@@ -110,14 +106,11 @@ def choose_target(
         base = chosen or (dataclasses.replace(candidates[0], metric=metric, tolerance=None) if candidates
                           else Target(metric, target, 50000))
         chosen = dataclasses.replace(base, value=target, provenance={"source": "--target"})
-        origin, expect_arch, expect_class_num = "--target", None, None
+        expect_arch, expect_class_num = None, None
     elif chosen is None:
         have = ", ".join(candidate.metric for candidate in candidates)
-        raise ReproError(
-            f"{origin} has no {metric} target (it has: {have}), and a target belongs to one metric; "
-            f"pass --target VALUE for {metric} (and --eval-set-size), or judge {have}",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"{origin} has no {metric} target (it has: {have}), and a target belongs to one metric; "
+                         f"pass --target VALUE for {metric} (and --eval-set-size), or judge {have}", EXIT_BAD_INPUT)
     if eval_set_size is not None:
         chosen = dataclasses.replace(chosen, eval_set_size=eval_set_size)
-    return TargetChoice(chosen, origin, expect_arch, expect_class_num, recipe)
+    return TargetChoice(chosen, expect_arch, expect_class_num, recipe)

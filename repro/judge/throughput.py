@@ -1,22 +1,20 @@
 """Steady-state training throughput of a run, per device, and how much of each step waits for data.
 
-Upstream prints, on every logged iteration line, the mean ``batch_cost`` and ``reader_cost`` (seconds)
-over the iterations since its timers were last reset, and ``ips`` = per-rank batch / batch_cost, i.e.
-images per second per device (rank 0 logs; every rank trains the same batch size). Its timers reset
+Upstream logs, on each iteration line, the mean ``batch_cost`` and ``reader_cost`` (seconds) since its
+timers last reset, and ``ips`` = per-rank batch / batch_cost (images/s per device). The timers reset
 after each logged line and at iteration 5 of every epoch (``repro.logs.patterns.TIMERS_RESET_ITER``),
-so each line covers a known number of iterations. Steady state here means: no line covering an
-iteration before that reset (upstream's own warm-up, which also holds the data loader's restart after
-an eval), and no line of the first epoch of a launch (graph build, cuDNN autotuning) when the launch
-logged later epochs. The eval is never inside: upstream restarts its clock when an epoch's training
-starts. Throughput is the iteration-weighted total: images / seconds over the steady lines; the
-data-wait share is reader seconds / batch seconds over the same lines. A run is named data-bound
-when that share exceeds the recipe's ``compare.data_bound_share`` (default 0.10): a loader that keeps
-up hands over a prefetched batch in ~0.1 ms.
+so each line covers a known number of iterations. Steady state leaves out lines covering an iteration
+before that reset (upstream's warm-up, with the loader's restart after an eval) and a launch's first
+epoch (graph build, cuDNN autotuning) when the launch logged later ones; the eval is never inside.
+Throughput is images / seconds over the steady lines; the data-wait share reader / batch seconds (a
+loader that keeps up hands over a prefetched batch in ~0.1 ms, so > ``compare.data_bound_share`` is
+data-bound).
 """
 
 from __future__ import annotations
 
 import math
+from statistics import fmean
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -43,24 +41,16 @@ class Throughput:
         return asdict(self)
 
 
-def covered_iterations(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``first_iter`` and ``covered`` (iterations a line's means span) to an iteration table."""
-    frame = frame.sort_values(["segment", "epoch", "iter"]).copy()
-    previous = frame.groupby(["segment", "epoch"])["iter"].shift(1)
-    start = (previous + 1).fillna(0).astype(int)
-    crosses = (start <= TIMERS_RESET_ITER) & (frame["iter"] >= TIMERS_RESET_ITER)
-    start = start.where(~crosses, TIMERS_RESET_ITER)
-    frame["first_iter"] = start
-    frame["covered"] = frame["iter"].astype(int) - start + 1
-    return frame
-
-
 def steady_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The steady-state lines of an iteration table and how many lines were left out as warm-up."""
+    """The steady-state lines of an iteration table, with ``covered`` (the iterations a line's means
+    span), and how many lines were left out as warm-up."""
     if frame.empty:
         return frame, 0
-    frame = covered_iterations(frame)
-    keep = frame["first_iter"] >= TIMERS_RESET_ITER
+    frame = frame.sort_values(["segment", "epoch", "iter"]).copy()
+    start = (frame.groupby(["segment", "epoch"])["iter"].shift(1) + 1).fillna(0).astype(int)
+    start = start.where(~((start <= TIMERS_RESET_ITER) & (frame["iter"] >= TIMERS_RESET_ITER)), TIMERS_RESET_ITER)
+    frame["covered"] = frame["iter"].astype(int) - start + 1
+    keep = start >= TIMERS_RESET_ITER
     first_epoch = frame.groupby("segment")["epoch"].transform("min")
     later_epochs = frame.groupby("segment")["epoch"].transform("max") > first_epoch
     keep &= ~((frame["epoch"] == first_epoch) & later_epochs)
@@ -107,8 +97,7 @@ class SideThroughput:
         measured = [run for run in runs if run.per_device is not None]
         if not measured:
             return cls(None, None, list(runs))
-        return cls(sum(r.per_device for r in measured) / len(measured),
-                   sum(r.data_wait_share for r in measured) / len(measured), list(runs))
+        return cls(fmean(r.per_device for r in measured), fmean(r.data_wait_share for r in measured), list(runs))
 
     def to_dict(self) -> dict[str, Any]:
         return {"per_device": self.per_device, "data_wait_share": self.data_wait_share,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from repro.core.dotted import lookup
+from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.parse import RunLogs, best_epoch, final_epoch
 from repro.recipes.catalog import Recipe, Target
-from repro.core.errors import ReproError
 from repro.upstream.pin import load_pin
 
 PASS, FAIL, INCOMPLETE, UNREADABLE = "PASS", "FAIL", "INCOMPLETE", "UNREADABLE"
@@ -22,16 +22,12 @@ STANDARD_ERRORS = 2.0
 ROUNDING = 1e-9  # top-1 is printed with 5 decimals; never fail on float noise
 
 
-def sampling_margin(target: Target, standard_errors: float = STANDARD_ERRORS) -> float:
-    """``k * sqrt(p(1-p)/n)``: k binomial standard errors of a top-1 of p measured on n images.
-
-    The harness's convention for the default margin (see the module docstring): it describes the
-    eval set's sampling error, not the seed-to-seed spread (about 0.001 for ResNet-50-class models)
-    that makes two runs on the same val set differ."""
+def sampling_margin(target: Target) -> float:
+    """``k * sqrt(p(1-p)/n)``: the eval set's sampling error, not the seed-to-seed spread (a convention)."""
     p, n = target.value, target.eval_set_size
     if n <= 0 or not 0.0 <= p <= 1.0:
         return 0.0
-    return standard_errors * math.sqrt(p * (1.0 - p) / n)
+    return STANDARD_ERRORS * math.sqrt(p * (1.0 - p) / n)
 
 
 def duration(seconds: float) -> str:
@@ -86,16 +82,12 @@ class Verdict:
 
     @property
     def headline(self) -> str:
-        """The verdict line: the status, then the number it rests on (or why there is none), and how
-        many deviations from the reference follow on their own lines."""
         count = len(self.deviations)
         marker = f" [{count} deviation{'s' if count != 1 else ''} from the reference]" if count else ""
         return f"{self.status} {self.reason}{marker}"
 
     @property
     def lines(self) -> list[str]:
-        """The human report: the verdict line first, then the run, deviations, details, notes,
-        warnings and errors, each on its own line."""
         out = [self.headline]
         out += [f"  deviation: {line}" for line in self.deviations]
         out.append(f"  run {self.run} ({self.path})")
@@ -121,19 +113,9 @@ class Verdict:
         return cls(run=name or path, path=path, status=UNREADABLE, metric=metric, judged=judged, reason=message)
 
 
-def judge(
-    run: RunLogs,
-    target: Target,
-    tolerance: float | None = None,
-    final: bool = False,
-    allow_incomplete: bool = False,
-    *,
-    expect_arch: str | None = None,
-    expect_class_num: int | None = None,
-    deviations: list[str] | None = None,
-    strict: bool = False,
-    require_eval: bool = False,
-) -> Verdict:
+def judge(run: RunLogs, target: Target, tolerance: float | None = None, final: bool = False,
+          allow_incomplete: bool = False, *, expect_arch: str | None = None, expect_class_num: int | None = None,
+          deviations: list[str] | None = None, strict: bool = False, require_eval: bool = False) -> Verdict:
     """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's.
 
     ``deviations`` (see :func:`reference_deviations`) are listed with the verdict; ``strict`` turns
@@ -154,6 +136,17 @@ def _apply_strict(verdict: Verdict, strict: bool) -> None:
         verdict.reason = f"{verdict.reason}, but --strict: the run deviates from the reference, so it does not count"
 
 
+def _base(run: RunLogs, metric: str, judged: str, best: tuple[int, float] | None, **fields: Any) -> Verdict:
+    """An UNREADABLE verdict carrying what the logs say of ``run``; the caller sets the rest."""
+    return Verdict(
+        run=run.name, path=str(run.files.root if run.files.single_file is None else run.files.single_file),
+        status=UNREADABLE, metric=metric, judged=judged, best_value=best[1] if best else None,
+        best_epoch=best[0] if best else None, epochs_completed=run.epochs_completed,
+        epochs_configured=run.epochs_configured, launches=len(run.segments), train_seconds=run.train_seconds,
+        mean_ips=run.mean_ips, arch=run.arch, notes=list(run.notes), warnings=list(run.warnings), errors=run.errors,
+        **fields)
+
+
 def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, strict: bool = False) -> Verdict:
     """A loss-check smoke: PASS when every configured epoch trained and evaluated and the last epoch's
     mean train loss is below the first's; a non-finite loss FAILs (diverged); an unfinished run is
@@ -162,14 +155,8 @@ def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, stric
     trained = run.epochs[run.epochs["train_time"].notna()] if "train_time" in run.epochs.columns else run.epochs.iloc[0:0]
     losses = pd.to_numeric(trained["train_loss"], errors="coerce") if "train_loss" in trained.columns else pd.Series(dtype=float)
     best = best_epoch(run)
-    verdict = Verdict(
-        run=run.name, path=str(run.files.root if run.files.single_file is None else run.files.single_file),
-        status=UNREADABLE, metric="train_loss", judged="first and last epoch", check=LOSS_FALLS,
-        best_value=best[1] if best else None, best_epoch=best[0] if best else None,
-        epochs_completed=completed, epochs_configured=configured, launches=len(run.segments),
-        train_seconds=run.train_seconds, mean_ips=run.mean_ips, arch=run.arch,
-        notes=list(run.notes), warnings=list(run.warnings), errors=run.errors,
-        deviations=list(deviations or []), strict=strict, provenance=provenance(run))
+    verdict = _base(run, "train_loss", "first and last epoch", best, check=LOSS_FALLS,
+                    deviations=list(deviations or []), strict=strict, provenance=provenance(run))
     finite = losses[losses.apply(math.isfinite)] if not losses.empty else losses
     if not finite.empty:
         verdict.loss_first, verdict.loss_last = float(finite.iloc[0]), float(finite.iloc[-1])
@@ -220,26 +207,20 @@ def target_history(provenance: dict[str, Any]) -> list[str]:
 
 def provenance(run: RunLogs) -> dict[str, Any]:
     """What makes runs comparable, from the manifest: recipe, platform, upstream commit (None: unknown)."""
-    manifest = run_manifest(run) or {}
-    recipe, platform, upstream = (manifest.get(k) if isinstance(manifest.get(k), dict) else {}
-                                  for k in ("recipe", "platform", "upstream"))
-    return {"recipe": recipe.get("name"), "smoke": manifest.get("smoke"), "platform": platform.get("name"),
-            "upstream_commit": upstream.get("commit")}
+    manifest = run.manifest or {}
+    return {"recipe": lookup(manifest, "recipe.name")[1], "smoke": manifest.get("smoke"),
+            "platform": lookup(manifest, "platform.name")[1], "upstream_commit": lookup(manifest, "upstream.commit")[1]}
 
 
 def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
-    """Set ``verdict.standalone`` from the newest completed ``repro eval`` of the judged epoch.
-
-    They disagree when they differ by more than 2 binomial standard errors, sqrt(p(1-p)/n) with n the
-    eval set's size and p the two numbers' mean (so two equal numbers at p = 1 agree), plus the
-    log's 5-decimal rounding. A PASS under ``require`` becomes INCOMPLETE without such an eval and
-    FAIL when it disagrees; under ``require`` only an eval of weights whose sha256 training recorded
-    (``weights_verified``, :mod:`repro.commands.evaluate`) counts.
-    """
+    """Set ``verdict.standalone`` from the newest completed ``repro eval`` of the judged epoch: they
+    disagree beyond 2 binomial standard errors (p the two numbers' mean) plus the log's rounding. Under
+    ``require`` only weights whose sha256 training recorded count, and a PASS without an agreeing eval
+    becomes INCOMPLETE (none) or FAIL (disagreeing)."""
     if verdict.epoch is None or verdict.value is None or verdict.metric not in ("top1", "top5"):
         return
     where = run.files.root
-    evaluations = [e for e in (run_manifest(run) or {}).get("evaluations") or [] if isinstance(e, dict)
+    evaluations = [e for e in (run.manifest or {}).get("evaluations") or [] if isinstance(e, dict)
                    and e.get("status") == "completed" and isinstance(e.get(verdict.metric), (int, float))]
     matching = [e for e in evaluations if e.get("epoch") == verdict.epoch]
     unverified = [e for e in matching if e.get("weights_verified") is not True]
@@ -297,52 +278,27 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
         tolerance = target.tolerance  # a harness-chosen threshold (the smoke's) carries its own
     margin = tolerance if tolerance is not None else sampling_margin(target)
     threshold = target.value - margin
+    margin_source = "tolerance" if tolerance is not None else f"{STANDARD_ERRORS:g} x sampling standard error"
     best = best_epoch(run, metric)
     last = final_epoch(run, metric)
     configured = run.epochs_configured
     completed = run.epochs_completed
-    verdict = Verdict(
-        run=run.name,
-        path=str(run.files.root if run.files.single_file is None else run.files.single_file),
-        status=UNREADABLE,
-        metric=metric,
-        judged=judged,
-        best_value=best[1] if best else None,
-        best_epoch=best[0] if best else None,
-        final_value=last[1] if last else None,
-        final_epoch=last[0] if last else None,
-        target=target.value,
-        eval_set_size=target.eval_set_size,
-        target_source=str(target.provenance.get("source", "")) or None,
-        margin=margin,
-        margin_source="tolerance" if tolerance is not None else f"{STANDARD_ERRORS:g} x sampling standard error",
-        threshold=threshold,
-        epochs_completed=completed,
-        epochs_configured=configured,
-        launches=len(run.segments),
-        train_seconds=run.train_seconds,
-        mean_ips=run.mean_ips,
-        arch=run.arch,
-        notes=list(run.notes),
-        warnings=list(run.warnings),
-        errors=run.errors,
-    )
+    verdict = _base(run, metric, judged, best, final_value=last[1] if last else None,
+                    final_epoch=last[0] if last else None, target=target.value, eval_set_size=target.eval_set_size,
+                    target_source=str(target.provenance.get("source", "")) or None, margin=margin, threshold=threshold,
+                    margin_source=margin_source)
     verdict.details = _details(run, verdict, target, tolerance)
 
     if run.problems:
         verdict.reason = "the logs contradict each other: " + "; ".join(run.problems)
         return verdict
     if expect_arch and run.arch and run.arch != expect_arch:
-        verdict.reason = (
-            f"this log trained {run.arch}, not {expect_arch}; the recipe's target does not apply: "
-            "pass --target (and --eval-set-size) for that model"
-        )
+        verdict.reason = (f"this log trained {run.arch}, not {expect_arch}; the recipe's target does not apply: "
+                          "pass --target (and --eval-set-size) for that model")
         return verdict
     if expect_class_num and run.class_num and run.class_num != expect_class_num:
-        verdict.reason = (
-            f"this run has class_num {run.class_num}, the recipe {expect_class_num}: it is not the recipe's "
-            "dataset, so the recipe's target does not apply; pass --target and --eval-set-size"
-        )
+        verdict.reason = (f"this run has class_num {run.class_num}, the recipe {expect_class_num}: it is not the "
+                          "recipe's dataset, so the recipe's target does not apply; pass --target and --eval-set-size")
         return verdict
     scale = _percent_scale(run, metric)
     if scale:
@@ -370,10 +326,8 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
     if incomplete and not allow_incomplete:
         verdict.status = INCOMPLETE
         reached = f"reached epoch {completed} of {configured}" if configured else f"reached epoch {completed}, epochs configured unknown"
-        verdict.reason = (
-            f"{reached}{_ending(run)}; best {metric} so far {best[1]:.5f} (epoch {best[0]}); "
-            "resume it, or judge what is there with --allow-incomplete"
-        )
+        verdict.reason = (f"{reached}{_ending(run)}; best {metric} so far {best[1]:.5f} (epoch {best[0]}); "
+                          "resume it, or judge what is there with --allow-incomplete")
         return verdict
 
     partial = "; incomplete run judged as is" if incomplete else ""
@@ -430,29 +384,22 @@ def _nonfinite_last_eval(run: RunLogs, metric: str) -> int | None:
     return None
 
 
-def run_manifest(run: RunLogs) -> dict[str, Any] | None:
-    """The run's manifest.json as the log reader found it (RunFiles.manifest): the verdict's one
-    access to the run record, so it can move to the run directory's owner in one place."""
-    return run.manifest
-
-
 def reference_deviations(run: RunLogs, recipe: Recipe | None, strict: bool = False) -> list[str]:
     """How the run left the recipe's reference, as its manifest records it (nothing recorded: none
     known; under ``strict`` that itself counts, as a release gate needs the record)."""
-    manifest = run_manifest(run)
+    manifest = run.manifest
     if not manifest or recipe is None:
         return ["no manifest.json: how the run was started is unknown"] if strict else []
     found: list[str] = []
     if manifest.get("smoke") is True:
         found.append("the smoke variant (repro train --smoke), not the recipe's training")
-    user = (manifest.get("overrides") or {}).get("user") if isinstance(manifest.get("overrides"), dict) else None
+    user = lookup(manifest, "overrides.user")[1]
     if user:
         found.append("user overrides " + " ".join(f"-o {item}" for item in user))
     scaling = manifest.get("scaling")
     if isinstance(scaling, dict) and scaling.get("scale_lr"):
         found.append(f"learning rate scaled to {scaling.get('lr')} (--scale-lr; the reference's is {scaling.get('reference_lr')})")
-    devices = manifest.get("devices")
-    world = devices.get("world_size") if isinstance(devices, dict) else None
+    world = lookup(manifest, "devices.world_size")[1]
     if world is not None and world != recipe.reference_gpus:
         found.append(f"{world} devices, not the recipe's {recipe.reference_gpus} (global batch {world} x per-device batch)")
     platform = manifest.get("platform")
@@ -470,7 +417,6 @@ def reference_deviations(run: RunLogs, recipe: Recipe | None, strict: bool = Fal
 
 def _upstream_deviations(upstream: Any) -> list[str]:
     """The recorded upstream commit against the pin (patches/UPSTREAM.yaml) and its verified commit."""
-
     if not isinstance(upstream, dict):
         return []
     commit = upstream.get("commit")
@@ -516,25 +462,20 @@ def _details(run: RunLogs, verdict: Verdict, target: Target, tolerance: float | 
     others = ", ".join(log.label for log in run.others) or "none"
     lines = [f"logs: {run.primary.label} ({run.primary.path}); cross-checked: {others}"]
     configured = verdict.epochs_configured if verdict.epochs_configured is not None else "?"
-    lines.append(
-        f"model {run.arch or '?'}, class_num {run.class_num or '?'}; epochs completed {verdict.epochs_completed} of "
-        f"{configured}; {verdict.launches} launch{'es' if verdict.launches != 1 else ''}"
-    )
+    launches = f"{verdict.launches} launch{'es' if verdict.launches != 1 else ''}"
+    lines.append(f"model {run.arch or '?'}, class_num {run.class_num or '?'}; epochs completed "
+                 f"{verdict.epochs_completed} of {configured}; {launches}")
     if verdict.best_epoch is not None:
-        lines.append(
-            f"best {verdict.metric} {verdict.best_value:.5f} at epoch {verdict.best_epoch}; "
-            f"final {verdict.metric} {verdict.final_value:.5f} at epoch {verdict.final_epoch}"
-        )
+        lines.append(f"best {verdict.metric} {verdict.best_value:.5f} at epoch {verdict.best_epoch}; "
+                     f"final {verdict.metric} {verdict.final_value:.5f} at epoch {verdict.final_epoch}")
     ips = f"{verdict.mean_ips:.2f} samples/s per rank (upstream ips at each epoch's last logged iteration)" if verdict.mean_ips and math.isfinite(verdict.mean_ips) else "unknown"
     lines.append(f"training time {duration(verdict.train_seconds or 0.0)} (log timestamps); mean ips {ips}")
     source = f" ({verdict.target_source})" if verdict.target_source else ""
     if tolerance is not None:
         how = f"--tolerance {tolerance:g}" if tolerance != target.tolerance else f"the target's own tolerance {tolerance:g}"
     else:
-        how = (
-            f"{STANDARD_ERRORS:g} x sqrt(p(1-p)/n) with p={target.value:g}, n={target.eval_set_size}: a convention "
-            "(the eval set's binomial sampling error of the target), not the seed-to-seed spread of runs"
-        )
+        how = (f"{STANDARD_ERRORS:g} x sqrt(p(1-p)/n) with p={target.value:g}, n={target.eval_set_size}: a convention "
+               "(the eval set's binomial sampling error of the target), not the seed-to-seed spread of runs")
     lines.append(f"target {verdict.metric} {target.value:g}{source}; margin {verdict.margin:.4f} = {how}")
     lines += target_history(target.provenance)
     if tolerance is None:

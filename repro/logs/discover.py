@@ -1,13 +1,6 @@
-"""Which files hold a run's logs, given whatever path the user typed.
-
-A user points at a ``repro train`` run directory, a plain upstream checkout (``./output/train.log``,
-``./log/workerlog.0``), a single log file, or ``logs/`` holding many runs. Finding the files is kept
-apart from reading them so each rule is stated once and tested alone.
-
-In a directory of runs each run is found on its own: one that cannot be read (no log yet, a
-directory it may not list, another node's half of a multi-node run) is returned with its
-``problem``, so the caller judges it UNREADABLE alone and the other runs keep their answers.
-"""
+"""Which files hold a run's logs, given whatever path the user typed: a run directory, a plain upstream
+checkout (``./output/train.log``, ``./log/workerlog.0``), a log file, or ``logs/`` holding many runs, each
+found on its own (one that cannot be read carries its ``problem``), apart from reading them."""
 
 from __future__ import annotations
 
@@ -59,11 +52,8 @@ class RunFiles:
 
     @property
     def all_logs(self) -> list[Path]:
-        files = [self.single_file] if self.single_file else []
-        files += [self.workerlogs[rank] for rank in sorted(self.workerlogs)]
-        if self.train_log is not None:
-            files.append(self.train_log)
-        return files
+        ranks = [self.workerlogs[rank] for rank in sorted(self.workerlogs)]
+        return [path for path in (self.single_file, *ranks, self.train_log) if path is not None]
 
     def manifest(self) -> dict[str, Any] | None:
         """The harness's manifest.json; a damaged one is reported, not fatal (the logs still speak)."""
@@ -85,18 +75,19 @@ class RunFiles:
         return dt.datetime.fromtimestamp(max(times), dt.timezone.utc).isoformat(timespec="seconds") if times else ""
 
 
-def is_binary(path: Path) -> bool:
-    """NUL bytes in the first block: not a text log (a checkpoint, an image, a core dump)."""
+def refuse_binary(path: Path) -> Path:
+    """``path``, unless NUL bytes in its first block say it is no text log (a checkpoint, a core dump)."""
     with open_regular_file(path) as handle:
-        return b"\x00" in handle.read(BINARY_SNIFF)
+        if b"\x00" in handle.read(BINARY_SNIFF):
+            raise ReproError(f"{path} is a binary file, not a log; pass the run directory or its "
+                             "workerlog.0/train.log", EXIT_BAD_INPUT)
+    return path
 
 
 def _workerlogs_in(directory: Path, strange: list[Path]) -> dict[int, Path]:
     """The rank logs in ``directory``; a name of one that is no regular file goes to ``strange``."""
     found: dict[int, Path] = {}
-    if not directory.is_dir():
-        return found
-    for child in directory.iterdir():
+    for child in directory.iterdir() if directory.is_dir() else ():
         match = WORKERLOG.match(child.name)
         if match and child.is_file():
             found[int(match.group(1))] = child
@@ -116,11 +107,8 @@ def run_files_in(directory: Path) -> RunFiles | None:
     """The run whose logs sit in ``directory`` (not its subdirectories), or None."""
     files = RunFiles(root=directory, name=directory.name or str(directory))
     strange: list[Path] = []
-    for sub in WORKERLOG_DIRS:
-        found = _workerlogs_in(directory / sub, strange)
-        if found:
-            files.workerlogs = found
-            break
+    by_place = (_workerlogs_in(directory / sub, strange) for sub in WORKERLOG_DIRS)  # lazily: the first wins
+    files.workerlogs = next((found for found in by_place if found), {})
     for rel in TRAIN_LOG_PATHS:
         if (directory / rel).is_file():
             files.train_log = directory / rel
@@ -135,8 +123,7 @@ def run_files_in(directory: Path) -> RunFiles | None:
     if (directory / MANIFEST).is_file():
         files.manifest_path = directory / MANIFEST
     files.launcher_logs = [directory / rel for rel in LAUNCHER_LOGS if (directory / rel).is_file()]
-    launcher = directory / LAUNCHER_DIR
-    files.launcher_logs += sorted(launcher.glob("default.*.log")) if launcher.is_dir() else []
+    files.launcher_logs += sorted((directory / LAUNCHER_DIR).glob("default.*.log"))
     return files
 
 
@@ -188,12 +175,7 @@ def discover(path: Path) -> list[RunFiles]:
         raise ReproError(f"{path} is {kind}, not a log file or a directory; pass a run directory, its "
                          "launcher/workerlog.0, or a directory of runs", EXIT_BAD_INPUT)
     if path.is_file():
-        if is_binary(path):
-            raise ReproError(
-                f"{path} is a binary file, not a log; pass the run directory or its workerlog.0/train.log",
-                EXIT_BAD_INPUT,
-            )
-        files = RunFiles(root=path.parent, name=path.name, single_file=path)
+        files = RunFiles(root=path.parent, name=path.name, single_file=refuse_binary(path))
         run = find_run_dir(path.parent)  # RUN/launcher/workerlog.0 is judged with RUN's recipe and target
         if run is not None:
             files.manifest_path = run.manifest

@@ -1,34 +1,29 @@
 """One run's logs -> one consistent story: per-epoch tables, launches, errors, and doubts.
 
-Upstream writes the same results to ``train.log`` and rank 0's ``workerlog.0``, opens both in append
-mode (so a resumed run repeats epochs after a second start-up echo), and resets its own ``best
-metric`` line on resume. This module picks rank 0 as the witness, lets the later launch win for a
-repeated epoch (and says so), computes the best epoch from the eval lines of every launch, and
-cross-checks the other files so that contradicting logs are reported instead of silently judged.
-
-One training's history is judged, never two: a resume (its echo names ``Global.checkpoints``)
-continues the same training at the saved epoch + 1, but a launch that starts again from scratch
-begins a different training. Everything before the last such launch is left out of the tables (and
-a note says so), so epochs of an earlier training can never complete or lift the last one.
+Upstream appends the same results to ``train.log`` and rank 0's ``workerlog.0`` (a resume repeats epochs
+after a second echo) and resets its ``best metric`` on resume. So rank 0 is the witness, the later launch
+wins a repeated epoch (said in a note), the best epoch comes from every launch's evals, and the other files
+are cross-checked. A launch that starts from scratch (no ``Global.checkpoints``) begins another training:
+everything before the last such launch is left out, so an earlier training never completes or lifts it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
-from repro.core.files import open_regular_file
+from repro.core.files import file_sha256, open_regular_file
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.filesystem_errors import describe_os_error
-from repro.logs.discover import WORKERLOG, RunFiles, discover, is_binary
+from repro.logs.discover import WORKERLOG, RunFiles, discover, refuse_binary
 from repro.logs.scan import LogFile, Segment, iterations, scan
 
 AGREE = 5e-6  # values are printed with 5 decimals
@@ -78,11 +73,7 @@ class RunLogs:
         return self.segments[-1] if self.segments else None
 
     def _from_segments(self, attribute: str) -> Any:
-        for segment in reversed(self.segments):
-            value = getattr(segment, attribute)
-            if value is not None:
-                return value
-        return None
+        return next((value for s in reversed(self.segments) if (value := getattr(s, attribute)) is not None), None)
 
     @property
     def epochs_configured(self) -> int | None:
@@ -102,7 +93,6 @@ class RunLogs:
 
     @property
     def evaluated(self) -> pd.DataFrame:
-        """Epochs that have an eval result."""
         if "top1" not in self.epochs.columns:
             return self.epochs.iloc[0:0]
         metric_columns = [c for c in self.epochs.columns if c.startswith("top")]
@@ -112,9 +102,7 @@ class RunLogs:
     def epochs_completed(self) -> int:
         """The last epoch whose training finished (its ``[Train][Avg]`` line), 0 if none."""
         trained = self.epochs.dropna(subset=["train_time"]) if "train_time" in self.epochs else self.epochs.iloc[0:0]
-        done = int(trained.index.max()) if not trained.empty else 0
-        evaluated = int(self.evaluated.index.max()) if not self.evaluated.empty else 0
-        return max(done, evaluated)
+        return int(max([*trained.index, *self.evaluated.index], default=0))
 
     @property
     def train_seconds(self) -> float:
@@ -122,11 +110,8 @@ class RunLogs:
 
     @property
     def mean_ips(self) -> float:
-        """Mean of upstream's per-rank ``ips`` at the last logged iteration of each epoch.
-
-        A sample of one logged interval per epoch, so check-accuracy need not read every iteration
-        line; the report's iteration table has the full series.
-        """
+        """Mean of upstream's per-rank ``ips`` at each epoch's last logged iteration: a sample, so
+        check-accuracy need not read every iteration line (the report's iteration table has them all)."""
         if "ips" not in self.epochs.columns:
             return math.nan
         values = pd.to_numeric(self.epochs["ips"], errors="coerce").dropna()
@@ -134,11 +119,8 @@ class RunLogs:
 
     @property
     def errors(self) -> list[str]:
-        """The error lines that ended the last launch, then (for an unfinished run) other ranks' last errors.
-
-        Other ranks print no start-up echo, so their errors cannot be tied to a launch; a finished run
-        would otherwise show a stale error of an earlier, killed launch.
-        """
+        """The error lines that ended the last launch, then, for an unfinished run only, other ranks' last
+        errors (they print no echo, so a finished run would show a stale error of an earlier, killed launch)."""
         found = list(self.last_segment.errors) if self.last_segment else []
         configured = self.epochs_configured
         if configured is not None and self.epochs_completed >= configured:
@@ -177,14 +159,10 @@ def _head(path: Path, limit: int = LAUNCHER_HEAD_BYTES) -> str:
 
 
 def launcher_world(files: RunFiles, segments: list[Segment]) -> LaunchWorld | None:
-    """The world size from what ``paddle.distributed.launch`` left (``envlog.0``'s PADDLE_TRAINERS_NUM
-    and PADDLE_NNODES; its banner's nnodes and nproc_per_node/devices, or "Run Pod: ..., replicas N"),
-    else from upstream's own "the number of gpu is N" warning; None when nothing says it.
-
-    Only ``PADDLE_*`` lines of the env dump are read: it holds the whole environment of the rank.
-    """
-    logdirs = {path.parent for path in files.workerlogs.values()}
-    for directory in sorted(logdirs):
+    """The world size from what ``paddle.distributed.launch`` left (``envlog.0``'s PADDLE_TRAINERS_NUM and
+    PADDLE_NNODES, only those: it holds the rank's whole environment; its banner's nnodes and nproc_per_node/
+    devices, or "Run Pod: ..., replicas N"), else upstream's "the number of gpu is N" warning, else None."""
+    for directory in sorted({path.parent for path in files.workerlogs.values()}):
         env = {}
         for line in _head(directory / ENVLOG, 1 << 20).splitlines():
             if line.startswith((ENV_WORLD + "=", ENV_NODES + "=")):
@@ -210,57 +188,48 @@ def launcher_world(files: RunFiles, segments: list[Segment]) -> LaunchWorld | No
     return None
 
 
-def _resolve(frame: pd.DataFrame, kind: str, label: str, notes: list[str], problems: list[str],
-             segments: list[Segment]) -> pd.DataFrame:
-    """One row per epoch: the last launch that logged an epoch wins; repeats inside one launch are a problem."""
+def _last_wins(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per epoch: the last launch that logged an epoch wins."""
     if frame.empty:
         return frame.set_index("epoch") if "epoch" in frame else frame
-    repeated_inside = frame[frame.duplicated(["segment", "epoch"], keep=False)]
-    if not repeated_inside.empty and kind == "eval":
-        epochs = sorted(set(repeated_inside["epoch"]))
+    return frame.drop_duplicates("epoch", keep="last").set_index("epoch").sort_index()
+
+
+def _say_repeats(evals: pd.DataFrame, label: str, notes: list[str], problems: list[str],
+                 segments: list[Segment]) -> None:
+    """Which launch won each repeated eval epoch (a note); a repeat inside one launch is a problem."""
+    inside = evals[evals.duplicated(["segment", "epoch"], keep=False)]
+    if not inside.empty:
         problems.append(
-            f"{label}: epoch(s) {_ranges(epochs)} logged twice within one launch: two trainings wrote this log "
-            "at once (orphaned ranks of a killed launcher?); stop the stray processes and judge a clean log"
+            f"{label}: epoch(s) {_ranges(set(inside['epoch']))} logged twice within one launch: two trainings wrote "
+            "this log at once (orphaned ranks of a killed launcher?); stop the stray processes and judge a clean log"
         )
-    repeated = frame[frame.duplicated("epoch", keep=False)]
-    if kind == "eval" and not repeated.empty:
-        by_epoch = repeated.groupby("epoch")["segment"].agg(lambda s: sorted(set(s)))
-        for epoch_list, launches in _group_repeats(by_epoch).items():
+    repeated = evals[evals.duplicated("epoch", keep=False)]
+    if not repeated.empty:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for epoch, launches in repeated.groupby("epoch")["segment"].agg(lambda s: tuple(sorted(set(s)))).items():
+            if len(launches) > 1:
+                groups.setdefault(launches, []).append(int(epoch))
+        for launches, epochs in groups.items():
             winner = launches[-1]
             resumed = segments[winner - 1].resumed_from if winner - 1 < len(segments) else None
             how = f" (resumed from {resumed})" if resumed else ""
             notes.append(
-                f"epoch(s) {epoch_list} were logged by launches {', '.join(map(str, launches))}; "
+                f"epoch(s) {_ranges(epochs)} were logged by launches {', '.join(map(str, launches))}; "
                 f"launch {winner}{how} ran them last and its values are used"
             )
-    return frame.drop_duplicates("epoch", keep="last").set_index("epoch").sort_index()
 
 
-def _group_repeats(by_epoch: pd.Series) -> dict[str, list[int]]:
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for epoch, launches in by_epoch.items():
-        if len(launches) > 1:
-            groups.setdefault(tuple(launches), []).append(int(epoch))
-    return {_ranges(epochs): list(launches) for launches, epochs in groups.items()}
-
-
-def _ranges(values: list[int]) -> str:
-    values = sorted(values)
-    parts, start, prev = [], values[0], values[0]
-    for value in values[1:] + [None]:  # type: ignore[list-item]
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if value is not None:
-            start = prev = value
-    return ", ".join(parts)
+def _ranges(values: Iterable[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1-3, 5"``."""
+    runs = [[v for _, v in run] for _, run in itertools.groupby(enumerate(sorted(values)), lambda p: p[1] - p[0])]
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def epoch_table(log: LogFile, notes: list[str], problems: list[str]) -> pd.DataFrame:
     """Train and eval averages of one file joined on epoch, after resolving repeated epochs."""
-    train = _resolve(log.train_epochs, "train", log.label, notes, problems, log.segments)
-    evals = _resolve(log.evals, "eval", log.label, notes, problems, log.segments)
+    _say_repeats(log.evals, log.label, notes, problems, log.segments)
+    train, evals = _last_wins(log.train_epochs), _last_wins(log.evals)
     train = train.rename(columns={"time": "train_time", "segment": "train_segment"}).drop(columns=["offset"], errors="ignore")
     evals = evals.rename(columns={"time": "eval_time"}).drop(columns=["offset"], errors="ignore")
     table = train.join(evals, how="outer")
@@ -269,9 +238,8 @@ def epoch_table(log: LogFile, notes: list[str], problems: list[str]) -> pd.DataF
     if "train_segment" in table:
         table["segment"] = table["segment"].fillna(table["train_segment"])
         table = table.drop(columns=["train_segment"])
-    best = log.best_lines.drop_duplicates("epoch", keep="last").set_index("epoch")["best_metric"] if not log.best_lines.empty else None
-    if best is not None:
-        table["upstream_best"] = best
+    if not log.best_lines.empty:
+        table["upstream_best"] = log.best_lines.drop_duplicates("epoch", keep="last").set_index("epoch")["best_metric"]
     table.index.name = "epoch"
     return table.sort_index()
 
@@ -312,13 +280,6 @@ def _cross_check(primary: pd.DataFrame, other: pd.DataFrame, primary_label: str,
         warnings.append(f"{other_label} lacks eval results for epoch(s) {_ranges(missing)} that {primary_label} has")
 
 
-def _checked(path: Path) -> Path:
-    if is_binary(path):
-        raise ReproError(f"{path} is a binary file, not a log; pass the run directory or its workerlog.0/train.log",
-                         EXIT_BAD_INPUT)
-    return path
-
-
 def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
     """Whether ``needle`` occurs in the file (read in chunks: only for the message of a log without results)."""
     tail = b""
@@ -352,13 +313,13 @@ def load_run(files: RunFiles) -> RunLogs:
         raise ReproError(files.problem, EXIT_BAD_INPUT)
     logs: list[LogFile] = []
     if files.single_file is not None:
-        logs.append(scan(_checked(files.single_file)))
+        logs.append(scan(refuse_binary(files.single_file)))
     for rank in sorted(files.workerlogs):
-        logs.append(scan(_checked(files.workerlogs[rank]), rank=rank))
+        logs.append(scan(refuse_binary(files.workerlogs[rank]), rank=rank))
     if files.train_log is not None:
         # rank 0's workerlog says it all when it has results; train.log is then only a cross-check
         rank0 = next((log for log in logs if log.rank == 0), None)
-        logs.append(scan(_checked(files.train_log), train=rank0 is None or not rank0.has_results))
+        logs.append(scan(refuse_binary(files.train_log), train=rank0 is None or not rank0.has_results))
     with_results = [log for log in logs if log.has_results]
     if not with_results:
         names = ", ".join(str(p) for p in files.all_logs)
@@ -398,10 +359,9 @@ def load_run(files: RunFiles) -> RunLogs:
     for log in logs:
         if log.truncated:
             warnings.append(f"{log.label}: the last line is cut off (the run is still writing, or the disk filled); it was ignored")
-    for problem in _nonfinite(table):
-        warnings.append(f"non-finite loss: {problem}")
+    warnings += [f"non-finite loss: {problem}" for problem in _nonfinite(table)]
     segments = primary.segments
-    if segments and not segments[0].has_echo and len(segments) >= 1 and not primary.train_epochs.empty:
+    if segments and not segments[0].has_echo and not primary.train_epochs.empty:
         warnings.append(f"{primary.label}: results before upstream's start-up echo (the head of the log is missing)")
     judged = [segment for segment in segments if segment.index >= start]
     archs = {segment.arch for segment in judged if segment.arch}
@@ -482,42 +442,25 @@ IDENTITY_HEAD = 64 * 1024  # bytes of rank 0's log compared before a whole-prefi
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """What makes a run the run it is, wherever its directory sits: its rank-0 log's content (with
-    the run id and start time its manifest records, to name it). ``cp -a logs/base logs/copy`` keeps
-    them, so a copy (or one run given twice, or a run and its own workerlog.0) is recognised as one run."""
+    """What makes a run the run it is, wherever its directory sits: its rank-0 log's content (with the run
+    id its manifest records, to name it). ``cp -a logs/base logs/copy`` keeps them, so a copy (or one run
+    given twice, or a run and its own workerlog.0) is recognised as one run."""
 
-    name: str
     path: str
     run_id: str | None
-    started: str | None
     log: Path
     log_size: int
     log_sha256: str
     head: bytes = field(repr=False, compare=False)
 
 
-def _sha256(path: Path, limit: int | None = None) -> str:
-    digest, left = hashlib.sha256(), limit
-    with open_regular_file(path) as handle:
-        while left is None or left > 0:
-            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
-            if not block:
-                break
-            digest.update(block)
-            left = None if left is None else left - len(block)
-    return digest.hexdigest()
-
-
 def run_identity(run: RunLogs) -> RunIdentity:
     """The identity of ``run`` (see :class:`RunIdentity`); :func:`same_run` compares two."""
-    manifest = run.manifest or {}
-    log = run.primary.path
+    run_id, log = (run.manifest or {}).get("run_id"), run.primary.path
     with open_regular_file(log) as handle:
         head = handle.read(IDENTITY_HEAD)
-    run_id, started = manifest.get("run_id"), manifest.get("started")
-    return RunIdentity(run.name, str(run.files.single_file or run.files.root),
-                       run_id if isinstance(run_id, str) else None, started if isinstance(started, str) else None,
-                       log, log.stat().st_size, _sha256(log), head)
+    return RunIdentity(str(run.files.single_file or run.files.root), run_id if isinstance(run_id, str) else None,
+                       log, log.stat().st_size, file_sha256(log), head)
 
 
 def same_run(a: RunIdentity, b: RunIdentity) -> str:
@@ -530,7 +473,8 @@ def same_run(a: RunIdentity, b: RunIdentity) -> str:
         return f"{named}their rank-0 logs are identical ({a.log.name}, sha256 {a.log_sha256[:12]})"
     shorter, longer = sorted((a, b), key=lambda identity: identity.log_size)
     n = min(len(shorter.head), len(longer.head))
-    if shorter.log_size and shorter.head[:n] == longer.head[:n] and _sha256(longer.log, shorter.log_size) == shorter.log_sha256:
+    if (shorter.log_size and shorter.head[:n] == longer.head[:n]
+            and file_sha256(longer.log, limit=shorter.log_size) == shorter.log_sha256):
         return f"{named}{longer.log} begins with the whole of {shorter.log} (a copy taken while the run was writing)"
     return ""
 
@@ -548,29 +492,24 @@ def refuse_duplicate_runs(runs: list[RunLogs], command: str) -> list[RunIdentity
     return identities
 
 
-def best_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
-    """The epoch with the highest eval ``metric`` over all launches (ties: the later epoch, as upstream).
-
-    Upstream's own ``best_model`` restarts its comparison at 0 after a resume, so it can hold a worse
-    epoch than an earlier launch's best; ``epoch_N`` checkpoints identify the true one.
-    """
+def _metric(run: RunLogs, metric: str) -> pd.Series:
     evaluated = run.evaluated
     if metric not in evaluated.columns:
-        return None
-    values = pd.to_numeric(evaluated[metric], errors="coerce").dropna()
+        return pd.Series(dtype="float64")
+    return pd.to_numeric(evaluated[metric], errors="coerce").dropna()
+
+
+def best_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
+    """The epoch with the highest eval ``metric`` over all launches (ties: the later epoch, as upstream), not
+    upstream's ``best_model``, whose comparison restarts at 0 after a resume (it can hold a worse epoch)."""
+    values = _metric(run, metric)
     values = values[values.apply(math.isfinite)]
     if values.empty:
         return None
     top = values.max()
-    epoch = int(values[values == top].index.max())
-    return epoch, float(top)
+    return int(values[values == top].index.max()), float(top)
 
 
 def final_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
-    evaluated = run.evaluated
-    if metric not in evaluated.columns:
-        return None
-    values = pd.to_numeric(evaluated[metric], errors="coerce").dropna()
-    if values.empty:
-        return None
-    return int(values.index[-1]), float(values.iloc[-1])
+    values = _metric(run, metric)
+    return None if values.empty else (int(values.index[-1]), float(values.iloc[-1]))

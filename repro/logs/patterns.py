@@ -77,11 +77,8 @@ def to_number(text: str) -> float | None:
     try:
         return float(text)  # the common case, and the fastest
     except ValueError:
-        pass
-    match = NUMBER.match(text)
-    if match is None:
-        return None
-    return float(match.group("num"))
+        match = NUMBER.match(text)
+        return float(match.group("num")) if match else None
 
 
 def nonfinite_keys(values: dict[str, float | str | None]) -> list[str]:

@@ -1,10 +1,5 @@
-"""Where a run is, from upstream's lines as they come: epoch, iteration, loss, top-1, ips, ETA.
-
-One reader for every live view: ``repro watch`` feeds it the lines appended to a run's log, and
-``repro train``/``repro eval`` feed it the launcher's output as it streams, so the progress line of a
-training and of a watch say the same thing in the same words. The line formats are
-:mod:`repro.logs.patterns`'s; nothing here reads a file.
-"""
+"""Where a run is, from upstream's lines as they come (epoch, iteration, loss, top-1, ips, ETA): the one
+reader for ``watch`` (a log's new lines) and ``train``/``eval`` (the launcher's stream), so both say the same."""
 
 from __future__ import annotations
 

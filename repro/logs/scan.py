@@ -1,10 +1,8 @@
 """One log file -> its launches (segments) and per-epoch tables, fast enough for a 300-epoch log.
 
-A full ResNeSt50 run writes ~150,000 iteration lines per copy of the log; reading every one in Python
-would make ``check-accuracy`` tens of times slower than ``grep``. The verdict needs only the few
-hundred ``[Avg]`` lines, the start-up echoes and the errors, so this module memory-maps the file and
-lets ``memchr`` (C code) skip straight to them. The iteration table, which only the report
-and ``watch`` need, is parsed on demand by :func:`iterations`.
+A full ResNeSt50 run writes ~150,000 iteration lines per copy of the log, but the verdict needs only the
+``[Avg]`` lines, the start-up echoes and the errors: the file is memory-mapped and ``memchr`` skips to them
+(benchmarks/bench_log_parse.py: within 3x of ``grep``). :func:`iterations` parses the rest on demand.
 """
 
 from __future__ import annotations
@@ -143,10 +141,8 @@ def _split_prefix(line: str) -> tuple[dt.datetime | None, str]:
 def find_all(data: bytes | mmap.mmap, needle: tuple[bytes, int], end: int) -> list[int]:
     """Offsets of every occurrence of ``needle = (text, index of its rarest byte)`` before ``end``.
 
-    One pass over a 36 MB log with ``re`` or ``bytes.find`` costs as much as ``grep`` over it;
-    ``memchr`` on a byte that upstream's iteration lines never contain skips them at memory speed.
-    Should that byte turn out common in some log, the rest is searched with ``re`` instead, so the
-    cost is never much worse than one regex pass.
+    ``memchr`` on a byte upstream's iteration lines never contain is several times faster than ``re`` (which
+    misses the benchmark's goal); should that byte be common in some log, the rest is searched with ``re``.
     """
     text, anchor = needle
     byte, size = text[anchor : anchor + 1], len(text)
@@ -168,12 +164,9 @@ def find_all(data: bytes | mmap.mmap, needle: tuple[bytes, int], end: int) -> li
 
 
 def _echo_starts(data: bytes | mmap.mmap, end: int) -> list[int]:
-    starts = []
-    for pos in find_all(data, P.ECHO_NEEDLE, end):
-        after = data[pos + len(P.ECHO_START) : pos + len(P.ECHO_START) + 2]
-        if after[:1] in (b"\n", b"\r", b""):
-            starts.append(data.rfind(b"\n", 0, pos) + 1)
-    return starts
+    after = len(P.ECHO_START)  # "Global : " ends its line: the echo's first line, not a value
+    return [data.rfind(b"\n", 0, pos) + 1 for pos in find_all(data, P.ECHO_NEEDLE, end)
+            if data[pos + after : pos + after + 1] in (b"\n", b"\r", b"")]
 
 
 class EchoReader:
@@ -233,7 +226,7 @@ def _read_echo(data: bytes | mmap.mmap, start: int, end: int) -> tuple[dict[str,
         if msg.startswith(P.DEVICE_LINE):
             after_device = 0
             continue
-        if msg.startswith("[Train]") or msg.startswith("[Eval]"):
+        if msg.startswith(("[Train]", "[Eval]")):
             break
         reader.feed(msg)
     return reader.config, first_time, world
@@ -259,21 +252,21 @@ def _errors(data: bytes | mmap.mmap, start: int, end: int) -> list[str]:
     if not any(needle.decode() in text for needle in P.ERROR_NEEDLES):
         return []
     lines = [P.strip_ansi(line).rstrip("\r") for line in text.split("\n")]
-    found: list[tuple[int, str]] = []
+    found: list[str] = []
     for i, line in enumerate(lines):
         if line.startswith("Traceback (most recent call last)"):
             for j in range(i + 1, min(len(lines), i + 400)):
                 if lines[j] and not lines[j].startswith(" ") and P.EXCEPTION_LINE.match(lines[j]):
                     where = next((lines[k].strip() for k in range(j - 1, i, -1) if lines[k].startswith("  File")), "")
-                    found.append((i, lines[j].strip() + (f" ({where})" if where else "")))
+                    found.append(lines[j].strip() + (f" ({where})" if where else ""))
                     break
         elif line.startswith("Error Message Summary"):
             summary = [l.strip() for l in lines[i + 1 : i + 8] if l.strip() and not set(l.strip()) <= {"-"}]
             signal = next((w.strip("*(") for l in summary for w in l.split() if w.startswith("SIG")), "")
-            found.append((i, (summary[0] if summary else "") + (f" ({signal})" if signal else "")))
+            found.append((summary[0] if summary else "") + (f" ({signal})" if signal else ""))
         elif " ERROR: " in line:
-            found.append((i, _split_prefix(line)[1].strip()))
-    return [message for _, message in found[-5:] if message]
+            found.append(_split_prefix(line)[1].strip())
+    return [message for message in found[-5:] if message]
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
@@ -281,42 +274,25 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(np.empty((0, len(columns))), columns=columns)
     present = list(dict.fromkeys(key for row in rows for key in row))
-    frame = pd.DataFrame.from_records(rows, columns=present + [c for c in columns if c not in present])
-    return frame
+    return pd.DataFrame.from_records(rows, columns=present + [c for c in columns if c not in present])
 
 
-def _previous_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) -> dict[str, Any]:
-    """The last ``[Iter: i/n]`` line before an epoch's ``[Avg]``: its lr, ips and iteration count."""
+def _previous(data: bytes | mmap.mmap, line_start: int, lower: int, kind: str, lines: int) -> P.LogLine | None:
+    """The last line of ``kind`` among the ``lines`` lines before ``line_start`` (not before ``lower``)."""
     pos = line_start
-    for _ in range(6):
+    for _ in range(lines):
         if pos <= lower:
-            return {}
-        start, stop, line = _line_at(data, pos - 1, pos)
+            return None
+        pos, _, line = _line_at(data, pos - 1, pos)
         read = P.read_line(line)
-        if read.kind == P.TRAIN_ITER_LINE:
-            body = read.values
-            return {"iters": read.iters, "lr": body.get("lr"), "ips": body.get("ips"), "scheduler": body.get("scheduler")}
-        pos = start
-    return {}
-
-
-def _previous_eval_iteration(data: bytes | mmap.mmap, line_start: int, lower: int) -> dict[str, Any]:
-    """The ``[Eval][Epoch N][Iter: i/n]`` line right before an eval's ``[Avg]``: n is the batches each
-    rank evaluated (``len(eval_dataloader)``), which the eval coverage check counts with."""
-    if line_start <= lower:
-        return {}
-    _, _, line = _line_at(data, line_start - 1, line_start)
-    read = P.read_line(line)
-    if read.kind != P.EVAL_ITER_LINE:
-        return {}
-    return {"eval_iters": read.iters, "eval_last_iter": read.iter}
+        if read.kind == kind:
+            return read
+    return None
 
 
 def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
-    """Read one file's launches and ``[Avg]``/best lines without touching its iteration lines.
-
-    ``train=False`` skips the training averages: a file read only to cross-check eval results.
-    """
+    """One file's launches and ``[Avg]``/best lines, its iteration lines untouched; ``train=False`` skips
+    the training averages (a file read only to cross-check eval results)."""
     path = Path(path)
     with _mapped(path) as data:
         size = len(data)
@@ -331,16 +307,12 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
         elif boundaries[0] > 0:
             boundaries[0] = 0  # the banner and stdout noise before the first echo belong to launch 1
         segments: list[Segment] = []
-        for i, seg_start in enumerate(boundaries):
-            seg_end = boundaries[i + 1] if i + 1 < len(boundaries) else end
+        for i, (seg_start, seg_end) in enumerate(zip(boundaries, boundaries[1:] + [end])):
             echo_at = next((s for s in starts if seg_start <= s < seg_end), None)
             config, first, world = _read_echo(data, echo_at, seg_end) if echo_at is not None else ({}, None, None)
-            segment = Segment(index=i + 1, start=seg_start, end=seg_end, config=config, has_echo=echo_at is not None,
-                              world_warned=world)
-            segment.start_time = first or _first_time(data, seg_start, seg_end)
-            segment.end_time = _last_time(data, seg_start, seg_end)
-            segment.errors = _errors(data, seg_start, size if i + 1 == len(boundaries) else seg_end)
-            segments.append(segment)
+            errors = _errors(data, seg_start, size if i + 1 == len(boundaries) else seg_end)
+            segments.append(Segment(i + 1, seg_start, seg_end, config, first or _first_time(data, seg_start, seg_end),
+                                    _last_time(data, seg_start, seg_end), errors, echo_at is not None, world))
 
         train_rows: list[dict[str, Any]] = []
         eval_rows: list[dict[str, Any]] = []
@@ -355,21 +327,22 @@ def scan(path: Path, rank: int | None = None, train: bool = True) -> LogFile:
             read = P.read_line(msg)
             if read.kind == P.TRAIN_AVG_LINE:
                 row = {"segment": seg, "epoch": read.epoch, "epochs": read.epochs, "time": when, "offset": line_start}
-                body = read.values
-                row.update({f"train_{k}": v for k, v in body.items()})
-                row["nonfinite_train"] = ",".join(f"train {k}" for k in P.nonfinite_keys(body))
-                row.update(_previous_iteration(data, line_start, boundaries[seg - 1]))
+                row.update({f"train_{k}": v for k, v in read.values.items()})
+                row["nonfinite_train"] = ",".join(f"train {k}" for k in P.nonfinite_keys(read.values))
+                # the epoch's last [Iter: i/n] line: its lr, ips and iteration count
+                if last := _previous(data, line_start, boundaries[seg - 1], P.TRAIN_ITER_LINE, 6):
+                    row.update({"iters": last.iters, **{k: last.values.get(k) for k in ("lr", "ips", "scheduler")}})
                 train_rows.append(row)
             elif read.kind == P.EVAL_AVG_LINE:
                 row = {"segment": seg, "epoch": read.epoch, "time": when, "offset": line_start}
-                body = read.values
-                row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in body.items()})
-                row.update(_previous_eval_iteration(data, line_start, boundaries[seg - 1]))
-                row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(body))
+                row.update({(k if k.startswith("top") else f"eval_{k}"): v for k, v in read.values.items()})
+                # the line right before: n of [Iter: i/n] is the batches each rank evaluated (the coverage check's)
+                if last := _previous(data, line_start, boundaries[seg - 1], P.EVAL_ITER_LINE, 1):
+                    row.update({"eval_iters": last.iters, "eval_last_iter": last.iter})
+                row["nonfinite_eval"] = ",".join(f"eval {k}" for k in P.nonfinite_keys(read.values))
                 eval_rows.append(row)
                 eval_lines.append(msg)
-                _, _, following = _line_at(data, min(line_stop + 1, end), end) if line_stop + 1 < end else (0, 0, "")
-                best = P.read_line(following)
+                best = P.read_line(_line_at(data, line_stop + 1, end)[2] if line_stop + 1 < end else "")
                 if best.kind == P.BEST_LINE:
                     best_rows.append({"segment": seg, "epoch": best.epoch, "best_metric": best.values["best_metric"]})
     return LogFile(
@@ -405,14 +378,8 @@ def iterations(log: LogFile) -> pd.DataFrame:
     with _mapped(log.path) as data:
         end = data.rfind(b"\n") + 1 if log.truncated else len(data)
         for match in P.TRAIN_ITER_BYTES.finditer(data, 0, end):
-            body = P.parse_body(P.strip_ansi(match.group(5).decode("utf-8", "replace")))
-            row: dict[str, Any] = {
-                "segment": bisect.bisect_right(boundaries, match.start()),
-                "epoch": int(match.group(1)),
-                "epochs": int(match.group(2)),
-                "iter": int(match.group(3)),
-                "iters": int(match.group(4)),
-            }
-            row.update(body)
-            rows.append(row)
+            epoch, epochs, it, iters = map(int, match.group(1, 2, 3, 4))
+            rows.append({"segment": bisect.bisect_right(boundaries, match.start()), "epoch": epoch, "epochs": epochs,
+                         "iter": it, "iters": iters,
+                         **P.parse_body(P.strip_ansi(match.group(5).decode("utf-8", "replace")))})
     return _table(rows, ["segment", "epoch", "epochs", "iter", "iters", "lr", "loss", "batch_cost", "reader_cost", "ips", "eta_s"])

@@ -1,9 +1,6 @@
 """What this machine offers for training: the Paddle build and the devices it and the vendor tool see.
-
-Paddle is probed in a child interpreter, never imported here: a broken install (a wrong vendor
-wheel, the scikit-learn segfault after ``import paddle``) must show up as a finding in ``repro doctor``
-and the run manifest, not kill the harness itself.
-"""
+Paddle is probed in a child interpreter, never imported here: a broken install (a wrong vendor wheel, the
+scikit-learn segfault after ``import paddle``) is a finding in ``doctor`` and the manifest, not a crash."""
 
 from __future__ import annotations
 
@@ -93,10 +90,8 @@ class PaddleInfo:
 
 def probe_paddle(python: str | None = None, with_sklearn: bool = True, timeout: float = 120.0,
                  env: dict[str, str] | None = None) -> PaddleInfo:
-    """One child interpreter answers every question about Paddle (importing it takes seconds).
-
-    ``env`` lets the pre-flight count the machine's GPUs without a leftover ``CUDA_VISIBLE_DEVICES``.
-    """
+    """One child interpreter answers every question about Paddle (importing it takes seconds); ``env`` lets
+    the pre-flight count the machine's GPUs without a leftover ``CUDA_VISIBLE_DEVICES``."""
     python = python or sys.executable
     argv = [python, "-c", _PADDLE_PROBE] + (["--with-sklearn"] if with_sklearn else [])
     try:
@@ -118,18 +113,9 @@ def probe_paddle(python: str | None = None, with_sklearn: bool = True, timeout: 
                   f"run `{python} -c \"import paddle; paddle.utils.run_check()\"` to see why",
         )
     data = answers[0]
-    info = PaddleInfo(
-        importable=data.get("importable", False),
-        version=data.get("version"),
-        commit=data.get("commit"),
-        cuda_build=data.get("cuda_build", False),
-        cuda_version=data.get("cuda_version"),
-        cudnn_version=data.get("cudnn_version"),
-        gpu_count=data.get("gpu_count", 0),
-        gpu_names=data.get("gpu_names", []),
-        custom_devices=data.get("custom_devices", []),
-        error=data.get("error") or data.get("gpu_error"),
-    )
+    probed = {key: data[key] for key in ("importable", "version", "commit", "cuda_build", "cuda_version",
+                                         "cudnn_version", "gpu_count", "gpu_names", "custom_devices") if key in data}
+    info = PaddleInfo(**{"importable": False, **probed}, error=data.get("error") or data.get("gpu_error"))
     if len(answers) > 1:
         info.sklearn_version = answers[1].get("sklearn")
     elif info.importable and with_sklearn:
@@ -203,10 +189,5 @@ def _run_tool(tool: str, argv: list[str], timeout: float) -> DeviceToolReport:
 
 
 def host_summary() -> dict[str, Any]:
-    return {
-        "hostname": platform.node(),
-        "python": platform.python_version(),
-        "python_executable": sys.executable,
-        "os": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
+    return {"hostname": platform.node(), "python": platform.python_version(), "python_executable": sys.executable,
+            "os": platform.platform(), "cpu_count": os.cpu_count()}

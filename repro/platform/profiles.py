@@ -1,9 +1,5 @@
-"""Platform profiles: how Paddle is installed and launched on each kind of machine.
-
-A profile is YAML data in ``environments/<name>/profile.yaml`` so that adding a platform (a new SDK,
-another vendor) means adding a folder, not editing the launcher. The launcher, doctor and manifest
-all read the same record.
-"""
+"""Platform profiles: how Paddle is installed and launched on each kind of machine, as YAML data in
+``environments/<name>/profile.yaml`` (a new platform is a folder, not an edit to the launcher)."""
 
 from __future__ import annotations
 
@@ -30,9 +26,6 @@ class DeviceQuery:
     tool: str
     args: tuple[str, ...] = ()
     fallback: tuple[str, ...] = ()  # arguments to try when ``args`` fail (an older tool: ``ixsmi -L``)
-
-    def argv(self) -> list[str]:
-        return [self.tool, *self.args]
 
 
 @dataclass(frozen=True)
@@ -73,21 +66,14 @@ def gpu_profiles() -> list[str]:
 
 def vendor_builds() -> list[dict[str, Any]]:
     """Every profile's vendor build marks (``paddle.device_names`` and ``paddle.build_label``), lower-cased."""
-    builds = []
-    for name in available_profiles():
-        paddle = load_profile(name).paddle
-        if paddle.get("device_names") and paddle.get("build_label"):
-            builds.append({"device_names": [str(n).lower() for n in paddle["device_names"]],
-                           "build_label": str(paddle["build_label"])})
-    return builds
+    paddles = [load_profile(name).paddle for name in available_profiles()]
+    return [{"device_names": [str(n).lower() for n in p["device_names"]], "build_label": str(p["build_label"])}
+            for p in paddles if p.get("device_names") and p.get("build_label")]
 
 
 def setup_command(name: str) -> str:
-    """The command that gives this checkout a venv for profile ``name``, from where the user stands.
-
-    A venv holds one Paddle build and the Makefile refuses to switch one in place, so a venv built
-    for another platform has to go first.
-    """
+    """The command that gives this checkout a venv for profile ``name``: a venv holds one Paddle build and
+    the Makefile refuses to switch one in place, so a venv built for another platform goes first."""
     current = venv_platform()
     if current and current != name:
         return f"make clean-venv && make setup PLATFORM={name}"
@@ -95,11 +81,7 @@ def setup_command(name: str) -> str:
 
 
 def default_platform() -> str:
-    """The profile ``make setup`` built this environment from (it leaves the name in the venv), else cpu.
-
-    Remembering it means ``repro train`` on a GPU machine set up with PLATFORM=nvidia-cuda does not
-    silently fall back to the CPU profile.
-    """
+    """The venv's profile (so a GPU machine set up with PLATFORM=nvidia-cuda never falls back to cpu), else cpu."""
     return venv_platform() or DEFAULT_PROFILE
 
 

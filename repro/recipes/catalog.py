@@ -1,9 +1,5 @@
-"""Recipes: what to train and what accuracy proves it, kept as YAML data in ``repro/recipes/``.
-
-Keeping the reference command's pieces and the target (with its provenance) as data means the
-launcher, the pre-flight and the verdict all read the same numbers, and a new PaddleClas recipe is
-a new file rather than new ``if`` branches.
-"""
+"""Recipes: what to train and what accuracy proves it, as YAML data in ``repro/recipes/``, so the launcher,
+the pre-flight and the verdict read the same numbers and a new recipe is a file, not ``if`` branches."""
 
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from repro.core.files import open_regular, read_text_bounded
+from repro.core.files import open_regular_file, read_text_bounded
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.dotted import lookup
 from repro.core.paths import package_dir
@@ -172,18 +168,19 @@ def echo_key(config_key: str) -> str:
     return key
 
 
-def _compliance(data: dict[str, Any], batch_key: str, batch: int, gpus: int, lr_key: str, lr: float,
-                class_num: int) -> ComplianceRules | None:
+def _compliance(data: dict[str, Any]) -> ComplianceRules | None:
     """The recipe's ``compliance:`` block joined with the fields the launcher already reads (batch,
     devices, learning rate, classes): one truth for each number."""
     block = data.get("compliance")
     if block is None:
         return None
-    rules = [ConfigRule("learning rate", lr_key, lr), ConfigRule("class count", "Arch.class_num", class_num)]
+    rules = [ConfigRule("learning rate", data["lr_key"], float(data["base_lr"])),
+             ConfigRule("class count", "Arch.class_num", int(data["class_num"]))]
     for name, rule in (block.get("config") or {}).items():
         rules.append(ConfigRule(str(name), str(rule["key"]), rule["value"], rule.get("absent")))
     return ComplianceRules(
-        variant=str(data["name"]), per_device_batch=batch, batch_key=batch_key, devices=gpus,
+        variant=str(data["name"]), per_device_batch=int(data["batch_size_per_gpu"]), batch_key=data["batch_size_key"],
+        devices=int(data["reference_gpus"]),
         nodes=int(block.get("nodes", 1)), config=tuple(rules), precision=str(block["precision"]),
         train_images=int(block["train_images"]), val_images=int(block["val_images"]), source=str(block.get("source", "")),
     )
@@ -235,10 +232,6 @@ class Recipe:
     targets: tuple[Target, ...] = ()  # every metric's target; a metric without one is not judged
     compliance: ComplianceRules | None = None  # the reference run's rules (None: the recipe states none)
 
-    def target_for(self, metric: str) -> Target | None:
-        known = self.targets or ((self.target,) if self.target is not None else ())
-        return next((target for target in known if target.metric == metric), None)
-
 
 def recipes_dir() -> Path:
     return package_dir() / "recipes"
@@ -262,18 +255,10 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
         reference = data.get("reference")
         launch = Launch.parse(reference["command"], reference.get("env") or {}, data["entry"]) if reference else None
         recipe = Recipe(
-            name=data["name"],
-            arch=data["arch"],
-            config=data["config"],
-            entry=data["entry"],
+            **{key: data[key] for key in ("name", "arch", "config", "entry", "batch_size_key", "lr_key")},
+            **{key: int(data[key]) for key in ("reference_gpus", "batch_size_per_gpu", "checkpoint_mb", "class_num")},
             reference_overrides=tuple(data.get("reference_overrides", [])),
-            reference_gpus=int(data["reference_gpus"]),
-            batch_size_per_gpu=int(data["batch_size_per_gpu"]),
-            batch_size_key=data["batch_size_key"],
             base_lr=float(data["base_lr"]),
-            lr_key=data["lr_key"],
-            checkpoint_mb=int(data["checkpoint_mb"]),
-            class_num=int(data["class_num"]),
             target=targets[0] if targets else None,
             launch=launch,
             harness_overrides=tuple(
@@ -282,9 +267,7 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> Recipe:
             traps=tuple(_checked_trap(trap) for trap in data.get("traps") or []),
             data=data,
             targets=targets,
-            compliance=_compliance(data, data["batch_size_key"], int(data["batch_size_per_gpu"]),
-                                   int(data["reference_gpus"]), data["lr_key"], float(data["base_lr"]),
-                                   int(data["class_num"])),
+            compliance=_compliance(data),
         )
         _check_consistent(recipe)
         return recipe
@@ -315,11 +298,8 @@ def _check_consistent(recipe: Recipe) -> None:
 
 
 def launch_env(recipe: Recipe, profile_env: Mapping[str, str]) -> dict[str, str]:
-    """The profile's variables, less the ``FLAGS_*`` the recipe's README does not export.
-
-    The GPU profiles carry the cuDNN flags because the ResNeSt50 README exports them; three READMEs
-    (EfficientNetB0, SE_ResNet50_vd, Xception41) do not, and their reference ran without them.
-    """
+    """The profile's variables, less the ``FLAGS_*`` the recipe's README does not export (the GPU profiles
+    carry ResNeSt50's cuDNN flags; EfficientNetB0, SE_ResNet50_vd and Xception41's references ran without)."""
     exported = recipe.launch.env if recipe.launch else None
     if exported is None:
         return dict(profile_env)
@@ -336,12 +316,9 @@ def marked_overrides(recipe: Recipe, user_overrides: Sequence[str]) -> list[str]
 def recipe_problems(
     recipe: Recipe, config: Mapping[str, Any], list_heads: Mapping[str, str | None] | None = None
 ) -> list[str]:
-    """The recipe's traps that the resolved ``config`` falls into, one line with its fix each.
-
-    ``expect`` traps name config keys and the values the reproduction needs (a missing key counts as
-    ``default``); ``list_prefix`` traps check the first line of each list file (``list_heads``:
-    loader mode -> first line, None when unreadable, from :func:`read_list_heads`). Pure: no I/O.
-    """
+    """The recipe's traps the resolved ``config`` falls into, one line with its fix each (pure, no I/O):
+    ``expect`` names keys and the values needed (a missing key is its ``absent_means``), ``list_prefix`` the
+    first line of each list file (``list_heads`` from :func:`read_list_heads`: mode -> line, None unreadable)."""
     problems: list[str] = []
     for trap in recipe.traps:
         if trap["kind"] == "expect":
@@ -374,9 +351,8 @@ def read_list_heads(config: Mapping[str, Any], upstream_dir: Path) -> dict[str, 
         if not found or not isinstance(path, str):
             continue
         try:
-            fd, _ = open_regular(Path(upstream_dir) / path)
-            with open(fd, encoding="utf-8", errors="replace") as handle:
-                heads[mode] = handle.readline(4096).strip()
+            with open_regular_file(Path(upstream_dir) / path) as handle:
+                heads[mode] = handle.readline(4096).decode("utf-8", "replace").strip()
         except (OSError, ReproError):
             heads[mode] = None  # a missing list is pre-flight's dataset check's to report
     return heads
@@ -385,9 +361,7 @@ def read_list_heads(config: Mapping[str, Any], upstream_dir: Path) -> dict[str, 
 def target_status(recipe: Recipe) -> str:
     """One phrase for listings: the stated number's hardware, or why there is none."""
     info = recipe.data.get("target") or {}
-    if recipe.target is None:
-        return str(info.get("status", "no accuracy stated"))
-    return str(info.get("status", "stated"))
+    return str(info.get("status", "no accuracy stated" if recipe.target is None else "stated"))
 
 
 # -- compare: equivalence margin and throughput baselines (``compare:`` in a recipe) -------------------

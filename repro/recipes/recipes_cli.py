@@ -1,9 +1,5 @@
-"""``repro recipes``: every recipe the harness can run, and where each target comes from.
-
-A target is only as good as its provenance: which README row, which hardware and SDK, which change
-set it, and what the README contradicts itself on. ``repro recipes`` lists them in one table (or
-``--json``); ``repro recipes show NAME`` prints one recipe whole, from its data file.
-"""
+"""``repro recipes``: every recipe the harness can run, and where each target comes from (a target is only
+as good as its provenance: README row, hardware and SDK, and what the README contradicts itself on)."""
 
 from __future__ import annotations
 

@@ -42,10 +42,9 @@ class Checkpoint:
 
     def files(self) -> list[Path]:
         """Every file of this save, including extras some configs add (``.pdema``, ``_student``)."""
-        directory, name = self.prefix.parent, self.prefix.name
-        return sorted(p for p in directory.glob(f"{name}.*") if p.is_file()) + sorted(
-            p for p in directory.glob(f"{name}_student.*") if p.is_file()
-        )
+        name = self.prefix.name
+        found = (sorted(self.prefix.parent.glob(pattern)) for pattern in (f"{name}.*", f"{name}_student.*"))
+        return [path for paths in found for path in paths if path.is_file()]
 
 
 def check_complete(prefix: Path) -> tuple[bool, str]:
@@ -85,13 +84,9 @@ _REFUSED: set[Path] = set()
 
 
 def saved_state(prefix: Path) -> dict | None:
-    """``.pdstates`` as saved by upstream (``{"metric": acc, "epoch": N}``), if it holds plain data.
-
-    paddle.save pickles a dict without tensors as plain pickle, so no paddle import is needed. The
-    metric in it is the eval top-1 of that epoch, which lets the true-best guard prove which
-    epoch's weights a file holds. Anything but builtins and numpy scalars is refused (said once per
-    file) and counts as "no state": the guard then does not trust that file.
-    """
+    """``.pdstates`` as upstream saved it (``{"metric": top-1, "epoch": N}``: plain pickle, no paddle needed),
+    which lets the true-best guard prove which epoch's weights a file holds. Anything but builtins and numpy
+    scalars is refused (said once per file) and counts as "no state", so the guard does not trust that file."""
     path = prefix.with_name(prefix.name + ".pdstates")
     try:
         with open(path, "rb") as handle:
@@ -120,17 +115,12 @@ def _kind(name: str) -> tuple[str, int | None] | None:
     if name in ("latest", "best_model", "true_best"):
         return name, None
     match = EPOCH_NAME.match(name)
-    if match:
-        return "epoch", int(match.group(1))
-    return None
+    return ("epoch", int(match.group(1))) if match else None
 
 
 def find_checkpoints(output_dir: Path) -> list[Checkpoint]:
     """Every checkpoint prefix in ``output_dir`` (complete or not), epochs in order."""
-    prefixes: set[str] = set()
-    for suffix in PARTS:
-        for path in output_dir.glob(f"*{suffix}"):
-            prefixes.add(path.name[: -len(suffix)])
+    prefixes = {path.name[: -len(suffix)] for suffix in PARTS for path in output_dir.glob(f"*{suffix}")}
     found: list[Checkpoint] = []
     for name in prefixes:
         kind = _kind(name)
@@ -150,15 +140,9 @@ def epoch_checkpoints(output_dir: Path) -> list[Checkpoint]:
 
 
 def resume_point(output_dir: Path) -> Checkpoint | None:
-    """The checkpoint to resume from: the most advanced complete state of any kind.
-
-    Upstream saves ``best_model`` (after the eval), then ``epoch_N``, then ``latest`` in each epoch, so
-    normally a complete ``latest`` is the newest of all; a crash while writing ``latest`` leaves
-    ``epoch_N`` as the most advanced complete state (the newest by the time its last part was
-    written wins). A disk that fills mid-save can leave both incomplete while ``best_model`` (or the
-    harness's ``true_best``) of a later epoch is complete: then that one is used, by its saved epoch,
-    rather than an older ``latest`` or a start from epoch 1.
-    """
+    """The most advanced complete state of any kind. Each epoch upstream saves ``best_model``, ``epoch_N``,
+    then ``latest``: the newest complete ``latest``/``epoch_N`` by its last part's time, unless a disk that
+    filled mid-save left a complete ``best_model`` or ``true_best`` of a later epoch (then that, by its epoch)."""
     complete = [c for c in find_checkpoints(output_dir) if c.complete]
     usual = [c for c in complete if c.kind in ("latest", "epoch")]
     base = max(usual, key=lambda c: (c.saved_at, c.kind == "latest")) if usual else None
@@ -193,10 +177,8 @@ def could_be_ours(name: str, after_epoch: int) -> bool:
 
 
 def first_epoch_floor(segment: dict, before: dict[str, int]) -> int:
-    """The epoch a segment resumed from (it trains the ones after it); 0 for a fresh start.
-
-    A resume whose checkpoint epoch is unknown trains after the newest ``epoch_N`` it found at best.
-    """
+    """The epoch a segment resumed from (it trains the ones after it); 0 for a fresh start. A resume whose
+    checkpoint epoch is unknown trains after the newest ``epoch_N`` it found at best."""
     if not segment.get("resumed_from"):
         return 0
     if segment.get("resumed_from_epoch") is not None:
@@ -229,16 +211,10 @@ def observe_written(
 
 
 def adopt_unrecorded(output_dir: Path, segments: list[dict], before: dict[str, int], written: dict[str, dict]) -> bool:
-    """Record the checkpoint files an earlier segment wrote but never recorded; True if any.
-
-    A harness killed (SIGKILL, power loss) or on a full disk cannot write the manifest, so the saves of
-    its last seconds stay unrecorded, and the next segment's start snapshot would make them "present
-    before" forever: retention would never delete them. A file present now (``before``) is adopted
-    for an earlier segment by the rules ``observe_written`` would have applied had that harness lived:
-    an upstream save name, for ``epoch_N`` an epoch that segment trained, and last modified while that
-    segment was the newest (from its start to the next segment's start). A segment whose resume
-    epoch is unknown adopts nothing.
-    """
+    """Record the checkpoint files an earlier segment wrote but never recorded (its harness was killed or its
+    disk full; else retention would never delete them); True if any. A file present now (``before``) is adopted
+    by ``observe_written``'s rules: an upstream name, for ``epoch_N`` an epoch that segment trained, modified
+    from its start to the next segment's. A segment whose resume epoch is unknown adopts nothing."""
     windows: list[tuple[float, float, int, int]] = []
     for segment, following in zip(segments, segments[1:]):
         start, end = _timestamp(segment.get("started")), _timestamp(following.get("started"))
@@ -347,12 +323,9 @@ def _stable_digest(path: Path) -> tuple[str, int, int] | None:
 
 
 class Digests:
-    """The sha256 of every recorded checkpoint file, taken in one background thread.
-
-    ``update`` (each housekeeping tick) enters finished digests into their records, only when the
-    record still describes the very file that was read (same mtime and size), and queues the records
-    that have none; ``finish`` (once training has ended) waits for the queue.
-    """
+    """The sha256 of every recorded checkpoint file, taken in one background thread: ``update`` (each
+    housekeeping tick) enters a finished digest only while its record still describes the file read (same
+    mtime and size) and queues records without one; ``finish`` (training has ended) waits for the queue."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repro-digest")

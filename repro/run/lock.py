@@ -1,8 +1,5 @@
-"""``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives.
-
-Two guards, a flock and the recorded PIDs, because each misses a case the other catches
-(docs/ARCHITECTURE.md, notes on ``repro.run.lock``).
-"""
+"""``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives. Two
+guards, a flock and the recorded PIDs, as each misses a case the other catches (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -28,35 +25,21 @@ FLOCK_ATTEMPTS = 5
 HARNESS_COMMANDS = ("train", "eval")
 
 
-def _me() -> ProcessRecord:
-    me = psutil.Process()
-    return ProcessRecord(me.pid, me.create_time(), tuple(me.cmdline()), "harness")
-
-
 def read_lock(path: Path) -> list[ProcessRecord]:
     try:
         text = read_text_bounded(path, what="lock file")
         # raw_decode: a harness killed between writing and truncating leaves valid JSON plus a tail
         data, _ = json.JSONDecoder().raw_decode(text.lstrip())
         return [ProcessRecord.from_dict(item) for item in data.get("processes", [])]
-    except FileNotFoundError:
-        return []
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ReproError):
-        return []  # unreadable or empty: no record, the flock and the /proc scan still guard us
-
-
-def live_recorded(run_dir: Path) -> list[ProcessRecord]:
-    """Processes the lock file records that still live (orphaned ranks of a killed harness hold no flock)."""
-    return [record for record in read_lock(run_dir / LOCK) if record.alive()]
+        return []  # missing, unreadable or empty: no record, the flock and the /proc scan still guard us
 
 
 def _flock_held(run_dir: Path) -> bool:
     try:
         fd = os.open(run_dir / LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
     except OSError as error:
-        if error.errno == errno.ELOOP:
+        if error.errno in (errno.ENOENT, errno.ELOOP):  # no lock, or a symlink planted as one
             return False
         raise
     try:  # a shared probe: a harness taking the lock meanwhile retries (RunLock._take_flock)
@@ -72,7 +55,7 @@ def is_active(run_dir: Path) -> bool:
     """The one answer to "is this run active?": a harness holds the run's flock (the kernel drops it
     when the harness dies), or a process the lock file records (harness, launcher, a rank orphaned by a
     killed harness) still lives. Starting a segment asks more (:meth:`RunLock.acquire` also scans /proc)."""
-    return _flock_held(run_dir) or bool(live_recorded(run_dir))
+    return _flock_held(run_dir) or any(record.alive() for record in read_lock(run_dir / LOCK))
 
 
 @contextlib.contextmanager
@@ -119,7 +102,8 @@ class RunLock:
     def __init__(self, run: RunDir) -> None:
         self.run = run
         self.path = run.lock
-        self.harness = _me()
+        me = psutil.Process()
+        self.harness = ProcessRecord(me.pid, me.create_time(), tuple(me.cmdline()), "harness")
         self.fd: int | None = None
 
     def _take_flock(self) -> None:
@@ -158,9 +142,7 @@ class RunLock:
             recorded = [r for r in read_lock(self.path) if r.pid != os.getpid()]
             live = [(r.pid, r.role) for r in recorded if r.alive()]
             seen = {pid for pid, _ in live}
-            for process in find_run_processes(self.run):
-                if process.pid not in seen:
-                    live.append((process.pid, "process of this run"))
+            live += [(process.pid, "process of this run") for process in find_run_processes(self.run, exclude=seen)]
             if live:
                 pids = " ".join(str(pid) for pid, _ in live)
                 raise ReproError(

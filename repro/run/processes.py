@@ -3,12 +3,15 @@
 paddle's launcher starts every rank with ``os.setsid`` (``launch/utils/process_context.py``), so the
 ranks are in neither the launcher's process group nor its session: signalling the launcher's group
 does not reach them, and a launcher killed with SIGKILL leaves them training on as orphans (seen
-here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
+here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are
+stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import io
 import math
 import os
@@ -27,7 +30,6 @@ import psutil
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.files import last_lines
 from repro.run.rundir import RunDir
-import ctypes
 
 STOP_GRACE_SECONDS = 5.0  # REPRO_TRAIN_STOP_GRACE overrides it (tests)
 POLL_SECONDS = 0.5
@@ -71,9 +73,7 @@ class ProcessRecord:
         """The live process this record names, or None if it has gone (or the PID was reused)."""
         try:
             process = psutil.Process(self.pid)
-            if abs(process.create_time() - self.create_time) > 1.0:
-                return None
-            if process.status() == psutil.STATUS_ZOMBIE:
+            if abs(process.create_time() - self.create_time) > 1.0 or process.status() == psutil.STATUS_ZOMBIE:
                 return None
             return process
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -90,11 +90,6 @@ class ProcessRecord:
         return cls(int(data["pid"]), float(data["create_time"]), tuple(data.get("cmdline", ())), data.get("role", "rank"))
 
 
-def run_markers(run: RunDir) -> tuple[str, ...]:
-    """Command-line tokens only this run's launcher and ranks carry (see ``command.build_command``)."""
-    return (f"Global.output_dir={run.output}", str(run.launcher))
-
-
 def runs_our_program(cmdline: list[str]) -> bool:
     """A Python interpreter running the launcher or the training entry (workers inherit the argv)."""
     if not cmdline or not os.path.basename(cmdline[0]).startswith("python"):
@@ -103,15 +98,10 @@ def runs_our_program(cmdline: list[str]) -> bool:
 
 
 def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.Process]:
-    """Live processes of this run found by scanning /proc, whoever started them.
-
-    Matches exact tokens (``Global.output_dir=RUN/output``, ``RUN/launcher``) or the rank's
-    ``PADDLE_LOG_DIR`` rather than any mention of the path, and only in a Python interpreter running
-    ``paddle.distributed.launch`` or ``tools/train.py``: a ``tail -f RUN/output/train.log`` or ``du
-    RUN/launcher`` is never taken for a rank (nor killed as one). Forked DataLoader workers inherit
-    the rank's command line and match too.
-    """
-    markers = set(run_markers(run))
+    """Live processes of this run in /proc, whoever started them: a Python running the launcher or
+    ``tools/train.py`` with this run's exact tokens or ``PADDLE_LOG_DIR`` (DataLoader workers inherit them),
+    never a ``tail -f RUN/output/train.log`` or ``du RUN/launcher``."""
+    markers = {f"Global.output_dir={run.output}", str(run.launcher)}  # see ``launch.command.build_command``
     skip = {os.getpid(), *exclude}
     found: list[psutil.Process] = []
     for process in psutil.process_iter(["pid", "cmdline"]):
@@ -119,15 +109,10 @@ def find_run_processes(run: RunDir, exclude: Iterable[int] = ()) -> list[psutil.
             continue
         try:
             cmdline = process.info.get("cmdline") or []
-            if not runs_our_program(cmdline):
-                continue
-            if any(token in markers for token in cmdline):
+            if runs_our_program(cmdline) and (any(token in markers for token in cmdline) or (
+                    any(str(run.path) in token for token in cmdline)
+                    and process.environ().get("PADDLE_LOG_DIR") == str(run.launcher))):
                 found.append(process)
-                continue
-            if any(str(run.path) in token for token in cmdline):
-                environ = process.environ()
-                if environ.get("PADDLE_LOG_DIR") == str(run.launcher):
-                    found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
@@ -179,11 +164,8 @@ def kill_processes(processes: Iterable[psutil.Process], sig: int = signal.SIGKIL
 
 def _set_parent_death_signal() -> None:
     """In the launcher (before exec): get SIGTERM if the harness dies, so it stops its ranks."""
-    try:
-
+    with contextlib.suppress(Exception):  # not Linux / no glibc: the lock and /proc scan still catch orphans
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux / no glibc: the lock and /proc scan still catch orphans
-        pass
 
 
 @dataclass
@@ -194,39 +176,33 @@ class Outcome:
     killed: list[int] = field(default_factory=list)  # PIDs the harness had to kill by PID
 
 
+@dataclass(eq=False)
 class Launch:
     """One launcher process and the ranks it starts."""
 
-    def __init__(
-        self,
-        argv: list[str],
-        cwd: Path,
-        env: dict[str, str],
-        run: RunDir,
-        on_processes: Callable[[list[ProcessRecord]], None] | None = None,
-        echo: Callable[[str], None] | None = None,
-        stop_grace: float = STOP_GRACE_SECONDS,
-    ) -> None:
-        self.argv = argv
-        self.cwd = cwd
-        self.env = env
-        self.run = run
-        self.on_processes = on_processes
-        self.stop_grace = stop_grace
-        self.housekeeping_errors: set[str] = set()
-        self.echo = echo or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-        self.proc: subprocess.Popen | None = None
-        self.launcher: ProcessRecord | None = None
-        self.records: dict[int, ProcessRecord] = {}
-        self.tail: collections.deque[str] = collections.deque(maxlen=400)
-        self.stop_signal: int | None = None
-        self.hung_up = False
-        self._pump: threading.Thread | None = None
-        self._previous_handlers: dict[int, object] = {}
-        # After a hangup console.log has two writers, the pump and the harness's own messages: one lock
-        # keeps their lines whole, and a line a full disk cut short is ended before the next one.
-        self._console_lock = threading.RLock()
-        self._console_cut = False
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    run: RunDir
+    on_processes: Callable[[list[ProcessRecord]], None] | None = None
+    echo: Callable[[str], None] | None = None
+    stop_grace: float = STOP_GRACE_SECONDS
+    housekeeping_errors: set[str] = field(default_factory=set)
+    proc: subprocess.Popen | None = None
+    launcher: ProcessRecord | None = None
+    records: dict[int, ProcessRecord] = field(default_factory=dict)
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=400))
+    stop_signal: int | None = None
+    hung_up: bool = False
+    _pump: threading.Thread | None = None
+    _previous_handlers: dict[int, object] = field(default_factory=dict)
+    # After a hangup console.log has two writers, the pump and the harness's own messages: one lock
+    # keeps their lines whole, and a line a full disk cut short is ended before the next one.
+    _console_lock: threading.RLock = field(default_factory=threading.RLock)
+    _console_cut: bool = False
+
+    def __post_init__(self) -> None:
+        self.echo = self.echo or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
 
     # -- starting -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -253,11 +229,8 @@ class Launch:
         self._notify()
 
     def _copy_output(self, console) -> None:
-        """Launcher output to the terminal and to console.log (append), and a tail kept for diagnosis.
-
-        The pipe is drained whatever happens: a pump that stopped reading (disk full under
-        console.log) would fill the pipe and block the launcher, and with it the whole run.
-        """
+        """Launcher output to the terminal, console.log and a tail kept for diagnosis; the pipe is drained
+        whatever happens (a pump that stopped reading on a full disk would block the launcher, and the run)."""
         assert self.proc is not None and self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
             if console is not None:
@@ -270,10 +243,8 @@ class Launch:
                         console = self._drop_console(console, error)
             text = raw.decode("utf-8", errors="replace")
             self.tail.append(text)
-            try:
+            with contextlib.suppress(Exception):  # a closed terminal must not stop the log copy
                 self.echo(text)
-            except Exception:  # a closed terminal must not stop the log copy
-                pass
         if console is not None:
             try:
                 console.close()
@@ -283,11 +254,8 @@ class Launch:
     def _drop_console(self, console, error: OSError) -> None:
         print(f"repro: cannot write {self.run.console_log} ({error}): no longer copying the launcher's output there "
               f"(upstream's own logs are unaffected)", file=sys.stderr, flush=True)
-        try:
+        with contextlib.suppress(OSError):
             console.close()
-        except OSError:
-            pass
-        return None
 
     # -- watching -----------------------------------------------------------------------------
     def track(self) -> None:
@@ -298,14 +266,9 @@ class Launch:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             children = []
-        changed = False
-        for child in children:
-            if child.pid not in self.records:
-                record = ProcessRecord.of(child)
-                if record is not None:
-                    self.records[child.pid] = record
-                    changed = True
-        if changed:
+        new = [record for child in children if child.pid not in self.records and (record := ProcessRecord.of(child))]
+        self.records.update((record.pid, record) for record in new)
+        if new:
             self._notify()
 
     def _notify(self) -> None:
@@ -362,19 +325,12 @@ class Launch:
             if housekeeping is not None and time.monotonic() - last >= every:
                 self._housekeep(housekeeping)
                 last = time.monotonic()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=POLL_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
         self._join_pump()
-        if self.stop_signal is not None:  # the signal came while the launcher was already exiting
-            outcome = Outcome(self.proc.returncode, interrupted_by=self.stop_signal)
-        else:
-            outcome = Outcome(self.proc.returncode)
-            if outcome.returncode != 0:
-                outcome.failed_rank = self.failed_rank()
-        outcome.killed = self.sweep()
-        return outcome
+        # a signal may have come while the launcher was already exiting
+        failed = self.failed_rank() if self.stop_signal is None and self.proc.returncode != 0 else None
+        return Outcome(self.proc.returncode, self.stop_signal, failed, self.sweep())
 
     def _housekeep(self, housekeeping: Callable[[], None]) -> None:
         """Run it; a failure (disk full copying true_best, a stat race) is reported once, never fatal:
@@ -393,25 +349,20 @@ class Launch:
         assert self.proc is not None
         signum = self.stop_signal or signal.SIGTERM
         self.track()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=self.stop_grace)
-        except subprocess.TimeoutExpired:
-            pass
         killed = self._kill_everything()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
         self._join_pump()
         killed += self.sweep()
         return Outcome(self.proc.returncode if self.proc.returncode is not None else -signal.SIGKILL,
                        interrupted_by=signum, killed=sorted(set(killed)))
 
     def _live(self) -> list[psutil.Process]:
+        """Every live process of this run but the launcher itself."""
         live: dict[int, psutil.Process] = {}
         for record in self.known():
             process = record.process()
@@ -419,26 +370,24 @@ class Launch:
                 live[process.pid] = process
         for process in find_run_processes(self.run):
             live.setdefault(process.pid, process)
+        if self.proc is not None:
+            live.pop(self.proc.pid, None)
         return list(live.values())
 
     def _kill_everything(self) -> list[int]:
         killed: list[int] = []
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 killed.append(self.proc.pid)
-            except ProcessLookupError:
-                pass
-        others = [p for p in self._live() if self.proc is None or p.pid != self.proc.pid]
+        others = self._live()
         killed += kill_processes(others, signal.SIGKILL)
         psutil.wait_procs(others, timeout=5)
         return killed
 
     def sweep(self) -> list[int]:
         """After the launcher has gone: anything of this run still alive is an orphan; end it."""
-        leftover = [p for p in self._live() if self.proc is None or p.pid != self.proc.pid]
-        if not leftover:
-            return []
+        leftover = self._live()
         hit = kill_processes(leftover, signal.SIGTERM)
         _, alive = psutil.wait_procs(leftover, timeout=3)
         if alive:
@@ -454,8 +403,7 @@ class Launch:
     def failed_rank(self) -> int | None:
         """The rank the launcher reported failed, else the worker log that ends in a traceback."""
         for line in reversed(self.tail):
-            match = FAILED_RANK.search(line)
-            if match:
+            if match := FAILED_RANK.search(line):
                 return int(match.group(1))
         candidates = sorted(self.run.launcher.glob("workerlog.*"), key=lambda p: p.stat().st_mtime, reverse=True)
         for path in candidates:

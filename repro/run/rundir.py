@@ -1,12 +1,9 @@
-"""The run directory: its layout and its ``manifest.json``, owned here and nowhere else.
-
-A run directory is a contract (as Sacred's file observer keeps one): ``repro train`` writes it, and
-``check-accuracy``, ``report``, ``watch``, ``doctor`` and a reader months later read it, all through
-this module. The README documents the same layout in one table.
-"""
+"""The run directory: its layout and its ``manifest.json``, owned here and nowhere else (a contract, as
+Sacred's file observer keeps one, that every reader reads through this module; the README's table shows it)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -82,10 +79,6 @@ class RunDir:
         return self.path / CONFIG
 
     @property
-    def smoke_config(self) -> Path:
-        return self.path / SMOKE_CONFIG
-
-    @property
     def console_log(self) -> Path:
         return self.path / CONSOLE_LOG
 
@@ -113,10 +106,8 @@ class RunDir:
 
 
 def find_run_dir(path: Path, levels: int = 3) -> RunDir | None:
-    """The run directory holding ``path`` (itself, or up to ``levels`` parents), or None.
-
-    So ``RUN/launcher/workerlog.0`` is judged with its run's recipe and target, not the defaults.
-    """
+    """The run directory holding ``path`` (itself, or up to ``levels`` parents), or None: so
+    ``RUN/launcher/workerlog.0`` is judged with its run's recipe and target, not the defaults."""
     here = Path(path).resolve()
     for candidate in itertools.islice(itertools.chain([here], here.parents), levels + 1):
         if (candidate / MANIFEST).is_file():
@@ -226,10 +217,7 @@ def create_node_run_dir(logs_dir: Path, run_dir: Path | None, node_rank: int,
             f"(the same on every node), or continue that run with `repro train --resume {path}`",
             EXIT_CONFLICT,
         ) from None
-    run = RunDir(path)
-    run.launcher.mkdir()
-    run.output.mkdir()
-    return run
+    return _with_subdirs(RunDir(path))
 
 
 def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None = None) -> RunDir:
@@ -247,14 +235,15 @@ def create_run_dir(logs_dir: Path, run_dir: Path | None, now: dt.datetime | None
         logs = logs_dir.expanduser().resolve()
         logs.mkdir(parents=True, exist_ok=True)
         for path in _candidates(logs / run_id(now)):
-            try:
+            with contextlib.suppress(FileExistsError):
                 path.mkdir()  # atomic: a run started beside this one takes the next candidate
                 break
-            except FileExistsError:
-                continue
-    run = RunDir(path)
-    run.launcher.mkdir()
-    run.output.mkdir()
+    return _with_subdirs(RunDir(path))
+
+
+def _with_subdirs(run: RunDir, exist_ok: bool = False) -> RunDir:
+    run.launcher.mkdir(exist_ok=exist_ok)
+    run.output.mkdir(exist_ok=exist_ok)
     return run
 
 
@@ -286,9 +275,7 @@ def open_run_dir(path: Path) -> RunDir:
             "logs/ (`ls logs/`)",
             EXIT_BAD_INPUT,
         )
-    run.launcher.mkdir(exist_ok=True)
-    run.output.mkdir(exist_ok=True)
-    return run
+    return _with_subdirs(run, exist_ok=True)
 
 
 # -- the manifest -------------------------------------------------------------------------------
@@ -410,10 +397,6 @@ class Manifest:
     def section(self, key: str) -> dict[str, Any]:
         """A mapping field that its owner fills in place (``checkpoints_written``, ``nodes``); save() after."""
         return self.data.setdefault(key, {})
-
-    @property
-    def status(self) -> str | None:
-        return self.data.get(K_STATUS)
 
     @property
     def segments(self) -> list[dict[str, Any]]:

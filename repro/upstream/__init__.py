@@ -1,8 +1,4 @@
-"""The upstream PaddleClas checkout: its pin, fetching it, our patches on it, and its state.
-
-Everything the harness proves depends on knowing exactly which upstream code ran, so this package
-owns the pin (``patches/UPSTREAM.yaml``), the patch series, and the record other modules put in
-the run manifest (``repro.upstream.state.inspect_checkout``).
-"""
+"""The upstream PaddleClas checkout: its pin, fetching it, our patches on it, and its state (the record a
+run's manifest keeps, ``state.inspect_checkout``): everything proven rests on knowing which upstream code ran."""
 
 from __future__ import annotations

@@ -21,36 +21,36 @@ from repro.upstream.git import is_full_sha
 
 def in_sparse(name: str, patterns: tuple[str, ...]) -> bool:
     """No-cone patterns as the pin writes them: ``/dir/`` matches below dir, ``/file`` matches file."""
-    for pattern in patterns:
-        anchored = pattern.lstrip("/")
-        if anchored.endswith("/") and (name + "/").startswith(anchored):
-            return True
-        if name == anchored:
-            return True
-    return False
+    anchored = [pattern.lstrip("/") for pattern in patterns]
+    return any(name == path or path.endswith("/") and (name + "/").startswith(path) for path in anchored)
 
 
 def _safe_relative(name: str) -> PurePosixPath | None:
     path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or not path.parts:
-        return None
-    return path
+    return None if path.is_absolute() or ".." in path.parts or not path.parts else path
 
 
 def _unsafe(archive: Path, name: str, why: str) -> ReproError:
-    return ReproError(
-        f"{archive.name} holds an unsafe entry {name!r} ({why}): refusing to extract it; "
-        "download the archive from the PaddleClas project again",
-        EXIT_BAD_INPUT,
-    )
+    return ReproError(f"{archive.name} holds an unsafe entry {name!r} ({why}): refusing to extract it; download the"
+                      " archive from the PaddleClas project again", EXIT_BAD_INPUT)
 
 
-def _check_name(archive: Path, name: str) -> PurePosixPath:
-    """An entry's path, refused when it is absolute or climbs out with ``..``."""
+def _strip_checked(archive: Path, names: list[str]) -> int:
+    """``_strip_top`` of the entries, once none is absolute or climbs out with ``..`` (one bad entry
+    means the archive is not upstream's: the whole archive is refused)."""
+    for name in names:
+        if _safe_relative(name) is None and name.strip("/"):
+            raise _unsafe(archive, name, "a path outside the tree")
+    return _strip_top(names)
+
+
+def _inner(name: str, strip: int, patterns: tuple[str, ...]) -> str | None:
+    """Where an entry lands once the top directory is stripped, or None when it is not extracted."""
     relative = _safe_relative(name)
-    if relative is None and name.strip("/"):
-        raise _unsafe(archive, name, "a path outside the tree")
-    return relative or PurePosixPath(".")
+    if relative is None or len(relative.parts) <= strip:
+        return None
+    inner = PurePosixPath(*relative.parts[strip:]).as_posix()
+    return inner if in_sparse(inner, patterns) else None
 
 
 def _stripped(name: str, strip: int) -> str:
@@ -94,9 +94,7 @@ def _extract_tar(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
-            for member in members:  # refuse the whole archive: one bad entry means it is not upstream's
-                _check_name(archive, member.name)
-            strip = _strip_top([m.name for m in members])
+            strip = _strip_checked(archive, [m.name for m in members])
             for member in members:
                 if member.issym():
                     _check_link(archive, _stripped(member.name, strip), member.linkname)
@@ -104,11 +102,8 @@ def _extract_tar(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
                     raise _unsafe(archive, member.name, f"a hard link to {member.linkname}, outside the tree")
             chosen = []
             for member in members:
-                relative = _safe_relative(member.name)
-                if relative is None or len(relative.parts) <= strip or not (member.isfile() or member.issym() or member.isdir()):
-                    continue
-                inner = PurePosixPath(*relative.parts[strip:]).as_posix()
-                if in_sparse(inner, patterns):
+                inner = _inner(member.name, strip, patterns)
+                if inner is not None and (member.isfile() or member.issym() or member.isdir()):
                     member.name = inner
                     chosen.append(member)
             dest.mkdir(parents=True)
@@ -117,16 +112,15 @@ def _extract_tar(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
     except tarfile.ReadError as error:  # its text lists every compression tried, on several lines
         raise ReproError(f"{archive} is not a tar archive or is damaged: download it again", EXIT_BAD_INPUT) from error
     except (tarfile.TarError, OSError, EOFError) as error:
-        raise ReproError(f"cannot read {archive} ({_one_line(error)}): download it again", EXIT_BAD_INPUT) from error
+        raise ReproError(f"cannot read {archive} ({' '.join(str(error).split())}): download it again",
+                         EXIT_BAD_INPUT) from error
 
 
 def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | None:
     try:
         with zipfile.ZipFile(archive) as bundle:
             infos = bundle.infolist()
-            for info in infos:
-                _check_name(archive, info.filename)
-            strip = _strip_top([i.filename for i in infos])
+            strip = _strip_checked(archive, [i.filename for i in infos])
             links = {}
             for info in infos:
                 if stat.S_ISLNK(info.external_attr >> 16):
@@ -134,11 +128,8 @@ def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
                     _check_link(archive, _stripped(info.filename, strip), links[info.filename])
             dest.mkdir(parents=True)
             for info in infos:
-                relative = _safe_relative(info.filename)
-                if relative is None or len(relative.parts) <= strip or info.is_dir():
-                    continue
-                inner = PurePosixPath(*relative.parts[strip:]).as_posix()
-                if not in_sparse(inner, patterns):
+                inner = _inner(info.filename, strip, patterns)
+                if inner is None or info.is_dir():
                     continue
                 target = dest / inner
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -152,8 +143,5 @@ def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
                     os.chmod(target, 0o755)
             return _embedded_commit(bundle.comment)
     except (zipfile.BadZipFile, OSError) as error:
-        raise ReproError(f"cannot read {archive} ({_one_line(error)}): download it again", EXIT_BAD_INPUT) from error
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+        raise ReproError(f"cannot read {archive} ({' '.join(str(error).split())}): download it again",
+                         EXIT_BAD_INPUT) from error

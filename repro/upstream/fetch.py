@@ -12,7 +12,8 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 from repro.core.files import file_sha256
@@ -59,11 +60,9 @@ def fetch_upstream(request: FetchRequest, pin: Pin | None = None, patches: list[
         elif request.in_place or (read_record(dest) is not None):
             say(f"using the tree at {dest} in place")
         else:
-            raise ReproError(
-                f"{dest} exists and is not a git checkout of PaddleClas: fetch into another --dest, "
-                "or pass it as --upstream DIR to use that tree in place (it is never deleted)",
-                EXIT_CONFLICT,
-            )
+            raise ReproError(f"{dest} exists and is not a git checkout of PaddleClas: fetch into another --dest, or"
+                             " pass it as --upstream DIR to use that tree in place (it is never deleted)",
+                             EXIT_CONFLICT)
     else:
         _clone(dest, url, ref, wanted, pin, say)
 
@@ -81,29 +80,26 @@ def _has_content(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def _staging_dir(dest: Path) -> tuple[Path, list[Path]]:
-    """A sibling of ``dest`` to build in, and the parent directories made for it (deepest first)."""
+@contextmanager
+def _staged(dest: Path) -> Iterator[Path]:
+    """A sibling of ``dest`` to build in, renamed onto ``dest`` once complete (kept if it cannot be). A
+    failure removes it, and the parent directories made for it while still empty: incomplete, ours."""
     made = [parent for parent in dest.parents if not parent.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.parent / f".{dest.name}.fetching-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)  # our own leftover from an earlier process with this pid
-    return staging, made
-
-
-def _discard(staging: Path, made: list[Path]) -> None:
-    """Remove what a failed fetch made: its staging tree, and the parents it created if still empty."""
-    shutil.rmtree(staging, ignore_errors=True)
-    for parent in made:  # deepest first; rmdir refuses a directory someone else has put files in
-        try:
-            parent.rmdir()
-        except OSError:
-            break
-
-
-def _move_into_place(staging: Path, dest: Path) -> None:
-    """Rename the finished tree onto ``dest``; if ``dest`` gained content meanwhile, keep both."""
     try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in made:  # deepest first; rmdir refuses a directory someone else has put files in
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+    try:  # if dest gained content meanwhile, keep both
         if dest.is_dir():
             dest.rmdir()  # empty when the fetch began; rmdir refuses if it is not any more
         staging.rename(dest)
@@ -120,11 +116,9 @@ def _refuse_local_changes(dest: Path, pin: Pin, patches: list[Patch]) -> None:
     if not state.is_paddleclas:
         raise ReproError(f"{dest} is not a PaddleClas tree (no tools/train.py, ppcls/): pass another --dest", EXIT_CONFLICT)
     if state.local_changes:
-        raise ReproError(
-            f"{dest} has local changes that are not our patches, refusing to touch it: "
-            f"{', '.join(state.local_changes)}; revert them (git -C {dest} checkout -- FILE) or fetch into a fresh --dest",
-            EXIT_UPSTREAM,
-        )
+        raise ReproError(f"{dest} has local changes that are not our patches, refusing to touch it:"
+                         f" {', '.join(state.local_changes)}; revert them (git -C {dest} checkout -- FILE) or fetch"
+                         " into a fresh --dest", EXIT_UPSTREAM)
 
 
 def _fetch(repo: Path, what: str, say: Say) -> tuple[bool, str]:
@@ -153,26 +147,21 @@ def _fetch_commit(repo: Path, ref: str, wanted: str | None, url: str, say: Say) 
         if "couldn't find remote ref" in ref_reason:
             ref_reason = f"{url} has no branch or tag {ref}"
         why = f"the pinned commit {wanted[:8]}: {sha_reason}; nor {ref}: {ref_reason}" if wanted else f"{ref}: {ref_reason}"
-        raise ReproError(
-            f"cannot fetch {why}; check the URL and network, or use a mirror (--url URL; make smoke UPSTREAM_URL=URL, "
-            "e.g. https://gitee.com/paddlepaddle/PaddleClas.git), an archive (--archive FILE; make smoke UPSTREAM_ARCHIVE=FILE), "
-            f"or a checkout you already have ({UPSTREAM_ENV}=/path/to/PaddleClas)",
-            EXIT_UPSTREAM,
-        )
+        raise ReproError(f"cannot fetch {why}; check the URL and network, or use a mirror (--url URL; make smoke"
+                         " UPSTREAM_URL=URL, e.g. https://gitee.com/paddlepaddle/PaddleClas.git), an archive (--archive"
+                         f" FILE; make smoke UPSTREAM_ARCHIVE=FILE), or a checkout you already have"
+                         f" ({UPSTREAM_ENV}=/path/to/PaddleClas)", EXIT_UPSTREAM)
     tip = run_git(["rev-parse", "FETCH_HEAD^{commit}"], cwd=repo).stdout.strip()
     if wanted and tip != wanted:
-        raise ReproError(
-            f"{url} does not serve the pinned commit {wanted[:8]} ({ref} is now at {tip[:8]}; {sha_reason}): "
-            "use a mirror that has it, or pin the new tip with `repro upstream lock` and re-verify the patches",
-            EXIT_UPSTREAM,
-        )
+        raise ReproError(f"{url} does not serve the pinned commit {wanted[:8]} ({ref} is now at {tip[:8]};"
+                         f" {sha_reason}): use a mirror that has it, or pin the new tip with `repro upstream lock` and"
+                         " re-verify the patches", EXIT_UPSTREAM)
     return tip, ref
 
 
 def _clone(dest: Path, url: str, ref: str, wanted: str | None, pin: Pin, say: Say) -> None:
     git_url = as_git_url(url)
-    staging, made = _staging_dir(dest)
-    try:
+    with _staged(dest) as staging:
         run_git(["init", "-q", "--end-of-options", str(staging)], what="git init")
         run_git(["remote", "add", "--end-of-options", "origin", git_url], cwd=staging)
         commit, tip_of = _fetch_commit(staging, ref, wanted, url, say)
@@ -181,10 +170,6 @@ def _clone(dest: Path, url: str, ref: str, wanted: str | None, pin: Pin, say: Sa
         if head_commit(staging) != commit:
             raise ReproError(f"checkout of {commit[:8]} did not take in {staging}: report this", EXIT_UPSTREAM)
         write_record(staging, FetchRecord(source="git", url=url, ref=tip_of, commit=commit))
-    except BaseException:
-        _discard(staging, made)  # made by this run, and incomplete
-        raise
-    _move_into_place(staging, dest)  # complete now: kept if it cannot be moved
     fetched = f"{ref} at {commit[:8]}" if tip_of else f"commit {commit[:8]} (the pin)"
     say(f"fetched {fetched} from {url} into {dest}")
     if not wanted:
@@ -193,19 +178,16 @@ def _clone(dest: Path, url: str, ref: str, wanted: str | None, pin: Pin, say: Sa
 
 def _existing_checkout(dest: Path, url: str, ref: str, wanted: str | None, in_place: bool, pin: Pin, patches: list[Patch], say: Say) -> None:
     current = head_commit(dest)
+    short = (current or UNKNOWN)[:8]
     if wanted is None or current == wanted:
-        say(f"{dest} is already at {(current or UNKNOWN)[:8]}: verifying")
+        say(f"{dest} is already at {short}: verifying")
         return
     _refuse_local_changes(dest, pin, patches)
-    record = read_record(dest)
-    if in_place or record is None:
-        raise ReproError(
-            f"{dest} is at {(current or UNKNOWN)[:8]}, the pin says {wanted[:8]}, and the harness did not make this "
-            f"checkout so it will not move it: run git -C {dest} fetch origin {wanted} && git -C {dest} checkout {wanted}, "
-            "or fetch into a fresh --dest",
-            EXIT_UPSTREAM,
-        )
-    say(f"moving {dest} from {(current or UNKNOWN)[:8]} to {wanted[:8]}")
+    if in_place or read_record(dest) is None:
+        raise ReproError(f"{dest} is at {short}, the pin says {wanted[:8]}, and the harness did not make this checkout"
+                         f" so it will not move it: run git -C {dest} fetch origin {wanted} && git -C {dest} checkout"
+                         f" {wanted}, or fetch into a fresh --dest", EXIT_UPSTREAM)
+    say(f"moving {dest} from {short} to {wanted[:8]}")
     reverse_series(dest, patches)
     run_git(["remote", "set-url", "--end-of-options", "origin", as_git_url(url)], cwd=dest)
     commit, tip_of = _fetch_commit(dest, ref, wanted, url, say)
@@ -224,53 +206,30 @@ def _from_archive(archive: Path, dest: Path, commit: str | None, pin: Pin, url: 
         if record is not None and record.source == "archive" and record.archive_sha256 == digest:
             say(f"{dest} already holds {archive.name}: verifying")
             return
-        raise ReproError(
-            f"{dest} already exists and does not hold {archive.name}: extract into another --dest (it is never deleted)",
-            EXIT_CONFLICT,
-        )
-    staging, made = _staging_dir(dest)
-    try:
+        raise ReproError(f"{dest} already exists and does not hold {archive.name}: extract into another --dest"
+                         " (it is never deleted)", EXIT_CONFLICT)
+    with _staged(dest) as staging:
         embedded = extract_archive(archive, staging, pin.sparse)
         if commit and embedded and commit != embedded:
             raise ReproError(f"{archive.name} was made from {embedded[:8]}, not --commit {commit[:8]}: check the archive", EXIT_BAD_INPUT)
         known = pin.archive_sha256 is not None and digest == pin.archive_sha256 and pin.commit is not None
         if known and (commit or embedded or pin.commit) != pin.commit:
-            raise ReproError(
-                f"{archive.name} is the pin's known archive of {pin.commit[:8]}, not {(commit or embedded)[:8]}: drop --commit",
-                EXIT_BAD_INPUT,
-            )
+            raise ReproError(f"{archive.name} is the pin's known archive of {pin.commit[:8]}, not"
+                             f" {(commit or embedded)[:8]}: drop --commit", EXIT_BAD_INPUT)
         final = pin.commit if known else (commit or embedded or UNKNOWN)
         if final != UNKNOWN and pin.commit and final != pin.commit and ref == pin.ref:
-            raise ReproError(
-                f"{archive.name} is commit {final[:8]}, the pin says {pin.commit[:8]}: use an archive of the pinned commit",
-                EXIT_UPSTREAM,
-            )
-        if known:
-            verified_by = "sha256 of the pin's known archive"
-        elif embedded and embedded == final:
-            verified_by = "the archive's embedded commit id"
-        else:
-            verified_by = None
-        files = {
-            path.relative_to(staging).as_posix(): git_blob_id(path.read_bytes())
-            for path in sorted(staging.rglob("*"))
-            if path.is_file() and not path.is_symlink()
-        }
-        write_record(
-            staging,
-            FetchRecord(source="archive", url=None, ref=None, commit=final, archive=archive.name, archive_sha256=digest,
-                        files=files, commit_verified_by=verified_by),
-        )
-    except BaseException:
-        _discard(staging, made)
-        raise
-    _move_into_place(staging, dest)
+            raise ReproError(f"{archive.name} is commit {final[:8]}, the pin says {pin.commit[:8]}: use an archive of"
+                             " the pinned commit", EXIT_UPSTREAM)
+        verified_by = ("sha256 of the pin's known archive" if known
+                       else "the archive's embedded commit id" if embedded and embedded == final else None)
+        files = {path.relative_to(staging).as_posix(): git_blob_id(path.read_bytes())
+                 for path in sorted(staging.rglob("*")) if path.is_file() and not path.is_symlink()}
+        write_record(staging, FetchRecord(source="archive", url=None, ref=None, commit=final, archive=archive.name,
+                                          archive_sha256=digest, files=files, commit_verified_by=verified_by))
     say(f"extracted {len(files)} files of {archive.name} (sha256 {digest[:12]}) into {dest}")
     if final == UNKNOWN:
-        say(
-            "WARNING: the upstream COMMIT IS UNKNOWN for this archive (none given with --commit, none embedded): "
-            "the run manifest will say 'unknown'; pass --commit SHA if you know which commit it is"
-        )
+        say("WARNING: the upstream COMMIT IS UNKNOWN for this archive (none given with --commit, none embedded): "
+            "the run manifest will say 'unknown'; pass --commit SHA if you know which commit it is")
     elif verified_by is None:
         say(f"WARNING: commit {final[:8]} claimed, not verified: {archive.name} embeds no commit id and is not the pin's known archive")
     else:

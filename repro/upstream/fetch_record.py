@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from repro.core.errors import ReproError
-from repro.core.files import read_text_bounded
-from repro.upstream.git import git_dir, is_checkout_root
+from repro.core.files import read_text_bounded, write_text_atomic
+from repro.upstream.git import is_checkout_root, run_git
 
 TREE_RECORD = ".repro-upstream.json"
 GIT_RECORD = "repro-upstream.json"
@@ -46,21 +46,18 @@ def git_blob_id(data: bytes) -> str:
 
 def record_path(tree: Path) -> Path:
     if is_checkout_root(tree):
-        return git_dir(tree) / GIT_RECORD
+        return Path(run_git(["rev-parse", "--absolute-git-dir"], cwd=tree).stdout.strip()) / GIT_RECORD
     return tree / TREE_RECORD
 
 
 def write_record(tree: Path, record: FetchRecord) -> Path:
-    path = record_path(tree)
-    path.write_text(json.dumps(asdict(record), indent=1, sort_keys=True) + "\n")
-    return path
+    return write_text_atomic(record_path(tree), json.dumps(asdict(record), indent=1, sort_keys=True) + "\n")
 
 
 def read_record(tree: Path) -> FetchRecord | None:
     """The record, or None when the harness did not make this tree (or the record is unreadable)."""
     try:
-        path = record_path(tree)
-        data = json.loads(read_text_bounded(path))
+        data = json.loads(read_text_bounded(record_path(tree)))
         known = {f.name for f in fields(FetchRecord)}
         return FetchRecord(**{key: value for key, value in data.items() if key in known})
     except (OSError, ValueError, TypeError, ReproError):

@@ -32,24 +32,11 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9][A-Za-z0-9.-]*:[^\s]+$")
 _HOST = re.compile(r"^[A-Za-z0-9\[][A-Za-z0-9.:\]-]*$")
 
 
-def git_env(ceiling: Path | None = None) -> dict[str, str]:
-    """Environment for git: no prompts, no pager, and optionally no repo discovery above ``ceiling``."""
-    env = dict(os.environ)
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["GIT_PAGER"] = "cat"
-    env["LC_ALL"] = "C"  # error messages we parse (patch failed: FILE:LINE) must be in English
-    if ceiling is not None:
-        env["GIT_CEILING_DIRECTORIES"] = str(ceiling)
-    return env
-
-
 def require_git() -> str:
     found = shutil.which("git")
     if found is None:
-        raise ReproError(
-            "git is not installed: install git (apt-get install git), or fetch with --archive FILE",
-            EXIT_ENVIRONMENT,
-        )
+        raise ReproError("git is not installed: install git (apt-get install git), or fetch with --archive FILE",
+                         EXIT_ENVIRONMENT)
     return found
 
 
@@ -67,29 +54,22 @@ def git_timeout() -> float:
     return seconds
 
 
-def run_git(
-    args: Sequence[str],
-    cwd: Path | None = None,
-    *,
-    check: bool = True,
-    ceiling: Path | None = None,
-    what: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``git ARGS``; with ``check`` a failure becomes ``ReproError`` naming ``what`` and git's reason.
-
-    git runs in its own session so that a timeout kills its helpers too (ssh, remote-https): they
-    hold the output pipes, and waiting for them would hang as long as the stalled transfer.
-    """
+def run_git(args: Sequence[str], cwd: Path | None = None, *, check: bool = True, ceiling: Path | None = None,
+            what: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``git ARGS``; with ``check`` a failure becomes ``ReproError`` naming ``what`` and git's reason. Its own
+    session lets a timeout kill its helpers too (ssh, remote-https hold the pipes); ``ceiling`` stops repository
+    discovery above it; LC_ALL=C keeps the messages we parse (patch failed: FILE:LINE) in English."""
     command = [require_git(), *SAFETY_CONFIG, *args]
     timeout = git_timeout()
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
+    if ceiling is not None:
+        env["GIT_CEILING_DIRECTORIES"] = str(ceiling)
     try:
-        result = run_bounded(command, timeout, env=git_env(ceiling), cwd=cwd)
+        result = run_bounded(command, timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired:
-        raise ReproError(
-            f"{what or 'git ' + (args[0] if args else '')} did not finish in {timeout:.0f} s (a stalled network or server?): "
-            f"check the network and rerun, set {TIMEOUT_ENV}=SECONDS for a slow link, or use --archive FILE",
-            EXIT_UPSTREAM,
-        ) from None
+        raise ReproError(f"{what or 'git ' + (args[0] if args else '')} did not finish in {timeout:.0f} s (a stalled"
+                         f" network or server?): check the network and rerun, set {TIMEOUT_ENV}=SECONDS for a slow"
+                         " link, or use --archive FILE", EXIT_UPSTREAM) from None
     if check and result.returncode != 0:
         reason = last_error_line(result.stderr) or f"git exited with {result.returncode}"
         raise ReproError(f"{what or 'git ' + ' '.join(args)} failed: {reason}", EXIT_UPSTREAM)
@@ -99,58 +79,41 @@ def run_git(
 def last_error_line(stderr: str) -> str:
     """The most telling line git printed (its last ``fatal:``/``error:`` line, else the last line)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith(("fatal:", "error:")):
-            return line
-    return lines[-1] if lines else ""
+    return next((line for line in reversed(lines) if line.startswith(("fatal:", "error:"))), lines[-1] if lines else "")
 
 
-def toplevel(path: Path) -> Path | None:
-    """The work tree root of the git checkout ``path`` is in, or None when it is in none."""
-    if not path.is_dir():
-        return None
-    result = run_git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
-    if result.returncode != 0:
-        return None
-    return Path(result.stdout.strip()).resolve()
+def git_output(repo: Path, *args: str) -> str | None:
+    """What ``git ARGS`` prints in ``repo``, stripped; None when it fails or prints nothing."""
+    result = run_git(args, cwd=repo, check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def is_checkout_root(path: Path) -> bool:
     """True when ``path`` is itself the root of a git work tree (not a folder inside another repo)."""
-    return (path / ".git").exists() and toplevel(path) == path.resolve()
+    if not (path / ".git").exists():
+        return False
+    top = git_output(path, "rev-parse", "--show-toplevel")
+    return top is not None and Path(top).resolve() == path.resolve()
 
 
 def head_commit(repo: Path) -> str | None:
-    result = run_git(["rev-parse", "--verify", "-q", "HEAD^{commit}"], cwd=repo, check=False)
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def git_dir(repo: Path) -> Path:
-    out = run_git(["rev-parse", "--absolute-git-dir"], cwd=repo).stdout.strip()
-    return Path(out)
-
-
-def config_get(repo: Path, key: str) -> str | None:
-    result = run_git(["config", "--get", key], cwd=repo, check=False)
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return git_output(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}")
 
 
 def as_git_url(url: str) -> str:
     """The validated git URL for ``url``: a local path becomes a ``file://`` URL (only then does git
     honour --depth and --filter); anything else must be a URL of an allowed scheme or scp-like."""
     text = str(url)
-    bad = ReproError(
-        f"upstream URL {text!r} is not a URL ({', '.join(URL_SCHEMES)}), user@host:path or an existing directory: "
-        "pass e.g. --url https://gitee.com/paddlepaddle/PaddleClas.git or --url /path/to/mirror.git",
-        EXIT_BAD_INPUT,
-    )
+    bad = ReproError(f"upstream URL {text!r} is not a URL ({', '.join(URL_SCHEMES)}), user@host:path or an existing"
+                     " directory: pass e.g. --url https://gitee.com/paddlepaddle/PaddleClas.git or --url"
+                     " /path/to/mirror.git", EXIT_BAD_INPUT)
     if not text or text.startswith("-") or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
         raise bad
     if "://" in text:
         parts = urlsplit(text)
-        if parts.scheme.lower() not in URL_SCHEMES:
-            raise bad
-        if parts.scheme.lower() != "file" and not (parts.hostname and _HOST.match(parts.netloc.rsplit("@", 1)[-1])):
+        scheme = parts.scheme.lower()
+        host_ok = scheme == "file" or (parts.hostname and _HOST.match(parts.netloc.rsplit("@", 1)[-1]))
+        if scheme not in URL_SCHEMES or not host_ok:
             raise bad
         return text
     local = Path(text).expanduser()
@@ -165,20 +128,17 @@ def is_full_sha(text: str | None) -> bool:
     return bool(text) and len(text) == 40 and all(c in "0123456789abcdef" for c in text.lower())
 
 
-def checked_commit(commit: str | None, what: str = "--commit") -> str | None:
+def checked_commit(commit: str | None) -> str | None:
     """A full 40-hex commit id (lower case), or None; short ids are refused (they can be ambiguous)."""
-    if commit is None:
-        return None
-    if not is_full_sha(commit):
-        raise ReproError(f"{what} must be a full 40-hex commit id, got {commit!r}: pass the whole id (git rev-parse SHORT)", EXIT_BAD_INPUT)
-    return commit.lower()
+    if commit is not None and not is_full_sha(commit):
+        raise ReproError(f"--commit must be a full 40-hex commit id, got {commit!r}: pass the whole id"
+                         " (git rev-parse SHORT)", EXIT_BAD_INPUT)
+    return commit.lower() if commit else None
 
 
 def checked_ref(ref: str, pin_file: Path | None = None) -> str:
-    """A branch or tag name git accepts (``git check-ref-format``), and never an option.
-
-    ``pin_file`` names where the ref came from when it is not the ``--ref`` option.
-    """
+    """A branch or tag name git accepts (``git check-ref-format``), never an option; ``pin_file`` names where
+    the ref came from when it is not the ``--ref`` option."""
     text = str(ref)
     valid = bool(text) and not text.startswith("-") and text.isascii() and text.isprintable()
     if valid:  # "refs/heads/" in front: git reads the argument as a name, never as an option

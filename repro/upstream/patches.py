@@ -43,11 +43,9 @@ class Patch:
 
     def describe_hunk(self, file: str, line: int) -> str:
         """``FILE hunk #N (@@ ... @@)`` for the hunk git says failed at ``FILE:LINE``."""
-        in_file = [h for h in self.hunks if h.file == file]
-        for number, hunk in enumerate(in_file, start=1):
-            if hunk.old_start == line:
-                return f"{file} hunk #{number} ({hunk.header})"
-        return f"{file} line {line}"
+        in_file = [hunk for hunk in self.hunks if hunk.file == file]
+        return next((f"{file} hunk #{number} ({hunk.header})" for number, hunk in enumerate(in_file, start=1)
+                     if hunk.old_start == line), f"{file} line {line}")
 
 
 class PatchStatus(Enum):
@@ -61,6 +59,10 @@ class PatchCheck:
     patch: Patch
     status: PatchStatus
     failure: str | None = None  # for CONFLICT: which file and hunk failed, and git's reason
+
+    @property
+    def applied(self) -> bool:
+        return self.status is PatchStatus.APPLIED
 
 
 def read_series(directory: Path | None = None) -> list[Patch]:
@@ -76,10 +78,8 @@ def read_series(directory: Path | None = None) -> list[Patch]:
             continue
         path = directory / name
         if not path.is_file():
-            raise ReproError(
-                f"patches/{SERIES_FILE} lists {name} but {path} does not exist: restore it or remove the line",
-                EXIT_BAD_INPUT,
-            )
+            raise ReproError(f"patches/{SERIES_FILE} lists {name} but {path} does not exist: restore it or remove the"
+                             " line", EXIT_BAD_INPUT)
         patches.append(parse_patch(path))
     return patches
 
@@ -114,8 +114,7 @@ def _apply(tree: Path, patch: Patch, *extra: str) -> tuple[bool, str]:
 
 
 def check_patch(tree: Path, patch: Patch) -> PatchCheck:
-    applied, _ = _apply(tree, patch, "--reverse", "--check")
-    if applied:
+    if _apply(tree, patch, "--reverse", "--check")[0]:
         return PatchCheck(patch, PatchStatus.APPLIED)
     applicable, stderr = _apply(tree, patch, "--check")
     if applicable:
@@ -132,23 +131,17 @@ def _failure(patch: Patch, stderr: str) -> str:
 
 
 def apply_series(tree: Path, patches: list[Patch]) -> list[tuple[Patch, bool]]:
-    """Apply each patch not yet applied, in order; returns (patch, newly_applied).
-
-    Stops at the first patch that neither applies nor is applied, naming its file and hunk,
-    leaving the earlier ones applied (they are independent fixes, and status reports them).
-    """
+    """Apply each patch not yet applied, in order; returns (patch, newly_applied). Stops at the first patch
+    that neither applies nor is applied, leaving the earlier ones applied (independent fixes; status shows them)."""
     done = []
     for patch in patches:
         check = check_patch(tree, patch)
-        if check.status is PatchStatus.APPLIED:
+        if check.applied:
             done.append((patch, False))
             continue
         if check.status is PatchStatus.CONFLICT:
-            raise ReproError(
-                f"patch {patch.name} neither applies nor is applied in {tree}: {check.failure}; "
-                "revert local edits to that file, or fetch the pinned commit into a fresh --dest",
-                EXIT_UPSTREAM,
-            )
+            raise ReproError(f"patch {patch.name} neither applies nor is applied in {tree}: {check.failure}; revert"
+                             " local edits to that file, or fetch the pinned commit into a fresh --dest", EXIT_UPSTREAM)
         ok, stderr = _apply(tree, patch)
         if not ok:
             raise ReproError(f"git apply {patch.name} failed in {tree}: {last_error_line(stderr)}", EXIT_UPSTREAM)
@@ -159,19 +152,15 @@ def apply_series(tree: Path, patches: list[Patch]) -> list[tuple[Patch, bool]]:
 def reverse_series(tree: Path, patches: list[Patch]) -> None:
     """Un-apply the applied patches (last first), e.g. before moving a checkout to a new commit."""
     for patch in reversed(patches):
-        if check_patch(tree, patch).status is PatchStatus.APPLIED:
+        if check_patch(tree, patch).applied:
             ok, stderr = _apply(tree, patch, "--reverse")
             if not ok:
                 raise ReproError(f"un-applying {patch.name} in {tree} failed: {last_error_line(stderr)}", EXIT_UPSTREAM)
 
 
 def unpatched_contents(tree: Path, applied: list[Patch]) -> dict[str, bytes | None]:
-    """What each file touched by ``applied`` would hold with those patches reversed.
-
-    Done on a scratch copy of just those files, so telling "our patch" from "our patch plus
-    someone's edit" costs a few small file copies, and the checkout is never touched. A file that
-    cannot be un-patched maps to None (it holds something other than our patch).
-    """
+    """What each file touched by ``applied`` would hold with those patches reversed (None: it cannot be
+    un-patched, so it holds more than our patch). Done on a scratch copy of just those files."""
     files = sorted({f for patch in applied for f in patch.files})
     with tempfile.TemporaryDirectory(prefix="repro-unpatch-") as scratch:
         root = Path(scratch) / "tree"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from repro.core.files import read_text_bounded
+from repro.core.files import read_text_bounded, write_text_atomic
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.paths import patches_dir
 from repro.upstream.git import is_full_sha
@@ -34,7 +34,6 @@ class Pin:
     commit: str | None
     verified_against: str | None
     verified_date: str | None = None
-    verified_note: str | None = None
     sparse: tuple[str, ...] = DEFAULT_SPARSE
     path: Path | None = field(default=None, compare=False)
     # The branch or tag whose tip ``commit`` was when pinned; another name than ``ref`` means the
@@ -64,11 +63,8 @@ def load_pin(path: Path | None = None) -> Pin:
     try:
         data = yaml.safe_load(read_text_bounded(path, what="upstream pin", fix="restore it (git checkout -- patches/)")) or {}
     except FileNotFoundError:
-        raise ReproError(
-            f"no upstream pin at {path}: restore patches/{PIN_FILE} from the harness repository "
-            "(git checkout -- patches/) or set REPRO_ROOT to the harness checkout",
-            EXIT_BAD_INPUT,
-        ) from None
+        raise ReproError(f"no upstream pin at {path}: restore patches/{PIN_FILE} from the harness repository (git"
+                         " checkout -- patches/) or set REPRO_ROOT to the harness checkout", EXIT_BAD_INPUT) from None
     except yaml.YAMLError as error:
         raise ReproError(f"{path} is not valid YAML ({error.__class__.__name__}): fix it or restore it", EXIT_BAD_INPUT)
     if not isinstance(data, dict):
@@ -87,7 +83,6 @@ def load_pin(path: Path | None = None) -> Pin:
         commit=commit,
         verified_against=verified,
         verified_date=None if data.get("verified_date") is None else str(data["verified_date"]),
-        verified_note=data.get("verified_note"),
         sparse=tuple(sparse),
         path=path,
         commit_from=None if data.get("commit_from") in (None, "") else str(data["commit_from"]),
@@ -100,27 +95,20 @@ def _optional_sha(value: object, key: str, path: Path) -> str | None:
         return None
     text = str(value).strip().lower()
     if not is_full_sha(text):
-        raise ReproError(
-            f"{path}: {key} must be a full 40-hex commit, got {value!r}: run `repro upstream lock`",
-            EXIT_BAD_INPUT,
-        )
+        raise ReproError(f"{path}: {key} must be a full 40-hex commit, got {value!r}: run `repro upstream lock`",
+                         EXIT_BAD_INPUT)
     return text
 
 
 def write_pinned(commit: str, ref: str | None = None, path: Path | None = None, commit_from: str | None = None) -> Path:
-    """Rewrite the ``commit:`` (and ``ref:``, ``commit_from:``) lines in place, keeping the file's comments.
-
-    A YAML round trip would drop the comments that explain the pin, so the two lines are edited as
-    text; the result is parsed again to prove it still loads.
-    """
+    """Rewrite the ``commit:`` (and ``ref:``, ``commit_from:``) lines as text: a YAML round trip would drop the
+    comments that explain the pin. The result is parsed again to prove it still loads."""
     path = path or pin_path()
     text = read_text_bounded(path, what="upstream pin") if path.is_file() else f"url: {DEFAULT_URL}\nref: {DEFAULT_REF}\ncommit:\n"
-    text = _set_line(text, "commit", commit)
-    if ref is not None:
-        text = _set_line(text, "ref", ref)
-    if commit_from is not None:
-        text = _set_line(text, "commit_from", commit_from)
-    path.write_text(text)
+    for key, value in (("commit", commit), ("ref", ref), ("commit_from", commit_from)):
+        if value is not None:
+            text = _set_line(text, key, value)
+    write_text_atomic(path, text)
     loaded = load_pin(path)
     assert loaded.commit == commit.lower(), "pin rewrite did not take"  # a bug here must be loud
     return path

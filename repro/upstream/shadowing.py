@@ -39,11 +39,8 @@ print(%MARKER% + json.dumps({"where": where, "dists": dists}), flush=True)
 
 
 def ppcls_shadowing_problem(checkout: Path, python: str | None = None, timeout: float = 60.0) -> str | None:
-    """None when training's ``import ppcls`` resolves to ``checkout/ppcls``; else one line: problem; fix.
-
-    ``python`` is the interpreter training runs (default: this one, the venv's).
-    """
-
+    """None when training's ``import ppcls`` (in ``python``, default this one) resolves to ``checkout/ppcls``;
+    else one line: problem; fix."""
     checkout = Path(checkout).resolve()
     python = python or sys.executable
     if not (checkout / "ppcls").is_dir() or not (checkout / "tools").is_dir():

@@ -14,8 +14,8 @@ from typing import Any
 
 from repro.core.files import LIST_FILE_LIMIT, read_bytes_bounded
 from repro.core.paths import DATASET_LINK
-from repro.upstream.git import config_get, head_commit, is_checkout_root, run_git
-from repro.upstream.patches import Patch, PatchStatus, check_patch, read_series, unpatched_contents
+from repro.upstream.git import git_output, head_commit, is_checkout_root, run_git
+from repro.upstream.patches import Patch, PatchCheck, check_patch, read_series, unpatched_contents
 from repro.upstream.pin import Pin, load_pin
 from repro.upstream.fetch_record import TREE_RECORD, UNKNOWN, git_blob_id, read_record
 
@@ -23,15 +23,6 @@ from repro.upstream.fetch_record import TREE_RECORD, UNKNOWN, git_blob_id, read_
 # else (our dataset link, output/, logs) is the user's business, not a change to upstream code.
 CODE_DIRS = ("ppcls/", "tools/")
 NEVER_CHANGES = ("__pycache__/", ".pyc")
-
-
-@dataclass(frozen=True)
-class PatchState:
-    name: str
-    sha256: str
-    applied: bool
-    status: str = ""  # "applied", "not applied" or "neither applies nor is applied"
-    failure: str | None = None
 
 
 @dataclass
@@ -43,7 +34,7 @@ class UpstreamState:
     pinned_commit: str | None = None
     commit: str | None = None
     matches_pin: bool = False
-    patches: list[PatchState] = field(default_factory=list)
+    patches: list[PatchCheck] = field(default_factory=list)
     local_changes: list[str] = field(default_factory=list)
     verified_against: str | None = None
     source: str | None = None  # "git", "archive" or "tree" (a plain tree the harness did not make)
@@ -71,21 +62,18 @@ class UpstreamState:
         if self.pinned_commit is None:
             found.append("patches/UPSTREAM.yaml pins no commit: run `repro upstream lock`")
         elif self.commit not in (None, UNKNOWN) and not self.matches_pin and not self.commit_claimed:
-            found.append(
-                f"{where} is at {self.commit[:8]}, the pin says {self.pinned_commit[:8]}: "
-                "run `repro upstream fetch` (or fetch into a fresh --dest)"
-            )
-        for patch in self.patches:
-            if patch.failure:
-                found.append(f"patch {patch.name} neither applies nor is applied: {patch.failure}; revert that file")
-            elif not patch.applied:
-                found.append(f"patch {patch.name} is not applied in {where}: run `repro upstream apply-patches`")
+            found.append(f"{where} is at {self.commit[:8]}, the pin says {self.pinned_commit[:8]}: "
+                         "run `repro upstream fetch` (or fetch into a fresh --dest)")
+        for check in self.patches:
+            if check.failure:
+                found.append(f"patch {check.patch.name} neither applies nor is applied: {check.failure};"
+                             " revert that file")
+            elif not check.applied:
+                found.append(f"patch {check.patch.name} is not applied in {where}: run `repro upstream apply-patches`")
         if self.local_changes:
-            found.append(
-                f"{len(self.local_changes)} local change(s) not from our patches in {where}: "
-                f"{', '.join(self.local_changes[:8])}{' ...' if len(self.local_changes) > 8 else ''}; "
-                "revert them (git checkout -- FILE) or fetch into a fresh --dest"
-            )
+            found.append(f"{len(self.local_changes)} local change(s) not from our patches in {where}: "
+                         f"{', '.join(self.local_changes[:8])}{' ...' if len(self.local_changes) > 8 else ''}; "
+                         "revert them (git checkout -- FILE) or fetch into a fresh --dest")
         return found
 
     def warnings(self) -> list[str]:
@@ -93,26 +81,19 @@ class UpstreamState:
         if not self.present or not self.is_paddleclas:
             return found
         if self.commit in (None, UNKNOWN):
-            found.append(
-                f"the upstream commit of {self.path} is UNKNOWN (archive or plain tree fetched without "
-                "--commit): results cannot be tied to a commit; refetch with --commit SHA or from git"
-            )
+            found.append(f"the upstream commit of {self.path} is UNKNOWN (archive or plain tree fetched without "
+                         "--commit): results cannot be tied to a commit; refetch with --commit SHA or from git")
         elif self.commit_claimed:
-            found.append(
-                f"commit {self.commit[:8]} of {self.path} is claimed, not verified: archive {self.archive} embeds no commit id "
-                "and its sha256 is not the pin's archive_sha256; fetch from git, or use the pin's known archive"
-            )
+            found.append(f"commit {self.commit[:8]} of {self.path} is claimed, not verified: archive {self.archive} "
+                         "embeds no commit id and its sha256 is not the pin's archive_sha256; fetch from git, or use"
+                         " the pin's known archive")
         elif self.verified_against and self.commit != self.verified_against:
-            found.append(
-                f"upstream commit {self.commit[:8]} is not {self.verified_against[:8]}, the commit our patches "
-                "were verified against: re-verify the patches and update verified_against in patches/UPSTREAM.yaml"
-            )
+            found.append(f"upstream commit {self.commit[:8]} is not {self.verified_against[:8]}, the commit our patches"
+                         " were verified against: re-verify the patches and update verified_against in"
+                         " patches/UPSTREAM.yaml")
         if not self.changes_known:
             found.append(f"local changes in {self.path} cannot be checked (no git, no fetch record)")
         return found
-
-    def ok(self) -> bool:
-        return not self.problems()
 
     def summary_line(self) -> str:
         if not self.present:
@@ -135,33 +116,16 @@ class UpstreamState:
         truth = f": {self.commit_is}" if self.commit_is and self.is_paddleclas and self.commit not in (None, UNKNOWN) else ""
         return f"upstream: {self.path} at {commit} ({', '.join(parts)}){truth}"
 
-    def matches_pin_word(self) -> str:
-        if self.matches_pin:
-            return "yes"
-        return "commit claimed, not verified" if self.commit_claimed else "no"
-
     def to_manifest(self) -> dict[str, Any]:
         """JSON-serialisable: what the run manifest records about the code that ran."""
-        return {
-            "path": str(self.path),
-            "present": self.present,
-            "source": self.source,
-            "url": self.url,
-            "ref": self.ref,  # only when the commit is known to be that ref's tip
-            "commit_is": self.commit_is,
-            "pinned_ref": self.pinned_ref,
-            "pinned_commit": self.pinned_commit,
-            "commit": self.commit,
-            "matches_pin": self.matches_pin,
-            "archive": self.archive,
-            "archive_sha256": self.archive_sha256,
-            "commit_verified_by": self.commit_verified_by,
-            "verified_against": self.verified_against,
-            "patches": [{"name": p.name, "sha256": p.sha256, "applied": p.applied} for p in self.patches],
-            "local_changes": list(self.local_changes),
-            "problems": self.problems(),
-            "warnings": self.warnings(),
-        }
+        record: dict[str, Any] = {"path": str(self.path)}
+        for key in ("present", "source", "url", "ref", "commit_is", "pinned_ref", "pinned_commit", "commit",
+                    "matches_pin", "archive", "archive_sha256", "commit_verified_by", "verified_against"):
+            record[key] = getattr(self, key)  # ref: only when the commit is known to be that ref's tip
+        record["patches"] = [{"name": c.patch.name, "sha256": c.patch.sha256, "applied": c.applied}
+                             for c in self.patches]
+        return {**record, "local_changes": list(self.local_changes), "problems": self.problems(),
+                "warnings": self.warnings()}
 
 
 def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[Patch] | None = None) -> UpstreamState:
@@ -178,16 +142,13 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
         return state
     state.is_paddleclas = (path / "tools" / "train.py").is_file() and (path / "ppcls").is_dir()
     record = read_record(path)
+    state.url, state.ref = (record.url, record.ref) if record else (None, None)
     if is_checkout_root(path):
-        state.source = "git"
-        state.commit = head_commit(path)
-        state.url = (record.url if record else None) or config_get(path, "remote.origin.url")
-        state.ref = record.ref if record else None
+        state.source, state.commit = "git", head_commit(path)
+        state.url = state.url or git_output(path, "config", "--get", "remote.origin.url")
     else:
         state.source = record.source if record else "tree"
         state.commit = record.commit if record else UNKNOWN
-        state.url = record.url if record else None
-        state.ref = record.ref if record else None
         if record is not None and record.source == "archive":
             state.archive, state.archive_sha256 = record.archive, record.archive_sha256
             state.commit_verified_by = record.commit_verified_by
@@ -197,11 +158,8 @@ def inspect_checkout(upstream_dir: Path, pin: Pin | None = None, patches: list[P
         state.ref = pin.ref if pin.commit_from == pin.ref else None
     if not state.is_paddleclas:
         return state
-    checks = [check_patch(path, patch) for patch in patches]
-    state.patches = [
-        PatchState(c.patch.name, c.patch.sha256, c.status is PatchStatus.APPLIED, c.status.value, c.failure) for c in checks
-    ]
-    applied = [c.patch for c in checks if c.status is PatchStatus.APPLIED]
+    state.patches = [check_patch(path, patch) for patch in patches]
+    applied = [c.patch for c in state.patches if c.applied]
     if state.source == "git":
         state.local_changes = _git_local_changes(path, applied)
     elif record is not None and record.files:
@@ -229,9 +187,8 @@ def _ignored(name: str) -> bool:
 
 def _git_local_changes(repo: Path, applied: list[Patch]) -> list[str]:
     """``git status`` minus what our applied patches explain (checked by un-applying them on a copy)."""
-    out = run_git(
-        ["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"], cwd=repo, what="git status"
-    ).stdout
+    out = run_git(["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"], cwd=repo,
+                  what="git status").stdout
     tracked: list[str] = []
     changes: list[str] = []
     for entry in filter(None, out.split("\0")):
@@ -241,14 +198,10 @@ def _git_local_changes(repo: Path, applied: list[Patch]) -> list[str]:
                 changes.append(name)
         elif code != "!!":
             tracked.append(name)
-    explained = _explained_by_patches(repo, applied, tracked, baseline=lambda n: _head_blob(repo, n))
+    head_blob = lambda name: git_output(repo, "rev-parse", "-q", "--verify", f"HEAD:{name}")  # noqa: E731
+    explained = _explained_by_patches(repo, applied, tracked, baseline=head_blob)
     changes.extend(name for name in tracked if name not in explained)
     return sorted(changes)
-
-
-def _head_blob(repo: Path, name: str) -> str | None:
-    result = run_git(["rev-parse", "-q", "--verify", f"HEAD:{name}"], cwd=repo, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def _explained_by_patches(tree: Path, applied: list[Patch], changed: list[str], baseline) -> set[str]:
@@ -258,20 +211,14 @@ def _explained_by_patches(tree: Path, applied: list[Patch], changed: list[str], 
     if not candidates:
         return set()
     unpatched = unpatched_contents(tree, applied)
-    return {
-        name
-        for name in candidates
-        if unpatched.get(name) is not None and git_blob_id(unpatched[name]) == baseline(name)
-    }
+    return {name for name in candidates
+            if unpatched.get(name) is not None and git_blob_id(unpatched[name]) == baseline(name)}
 
 
 def _tree_local_changes(tree: Path, recorded: dict[str, str], applied: list[Patch]) -> list[str]:
     """Compare a plain tree with the blob ids recorded when it was extracted."""
-    changed: list[str] = []
-    for name, blob in recorded.items():
-        file = tree / name
-        if not file.is_file() or git_blob_id(read_bytes_bounded(file, LIST_FILE_LIMIT)) != blob:
-            changed.append(name)
+    changed = [name for name, blob in recorded.items() if not (tree / name).is_file()
+               or git_blob_id(read_bytes_bounded(tree / name, LIST_FILE_LIMIT)) != blob]
     for code_dir in CODE_DIRS:
         base = tree / code_dir
         if base.is_dir():

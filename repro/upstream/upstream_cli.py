@@ -43,10 +43,8 @@ def lock(url: str | None, ref: str | None) -> None:
     pin = load_pin()
     url = url or pin.url
     ref = checked_ref(ref) if ref else checked_ref(pin.ref, pin.path)
-    result = run_git(
-        ["ls-remote", "--end-of-options", as_git_url(url), f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"],
-        check=False, what=f"git ls-remote {url}",
-    )
+    result = run_git(["ls-remote", "--end-of-options", as_git_url(url), f"refs/heads/{ref}", f"refs/tags/{ref}",
+                      f"refs/tags/{ref}^{{}}"], check=False, what=f"git ls-remote {url}")
     if result.returncode != 0:
         raise ReproError(f"cannot reach {url}: {last_error_line(result.stderr)}; check the URL and network", EXIT_UPSTREAM)
     refs = dict(reversed(line.split("\t", 1)) for line in result.stdout.splitlines() if "\t" in line)
@@ -59,11 +57,8 @@ def lock(url: str | None, ref: str | None) -> None:
     path = write_pinned(commit, ref=ref if ref != pin.ref else None, commit_from=ref)
     click.echo(f"pinned {ref} = {commit} (resolved at {url}) in {path}")
     if pin.verified_against and commit != pin.verified_against:
-        click.echo(
-            f"WARNING: {commit[:8]} is not {pin.verified_against[:8]}, the commit our patches were verified against: "
-            "fetch it, run the smoke test, then update verified_against",
-            err=True,
-        )
+        click.echo(f"WARNING: {commit[:8]} is not {pin.verified_against[:8]}, the commit our patches were verified"
+                   " against: fetch it, run the smoke test, then update verified_against", err=True)
 
 
 @command("fetch", parent=upstream, exits={EXIT_UPSTREAM: "cannot fetch, not the pinned commit, or a patch does not apply",
@@ -103,30 +98,26 @@ def status(upstream_dir, as_json: bool) -> None:
         for label, value in (
             ("path", state.path),
             ("present", "yes" if state.present else "no"),
-            ("source", _source_words(state)),
+            ("source", f"archive {state.archive} (sha256 {state.archive_sha256})" if state.source == "archive"
+             else state.source or "-"),
             ("url", state.url or "-"),
             ("ref", state.ref or "- (not known to be a ref's tip)"),
             ("upstream is", state.commit_is or "-"),
             ("pinned commit", state.pinned_commit or "- (run repro upstream lock)"),
             ("checked out", state.commit or "-"),
-            ("matches pin", state.matches_pin_word()),
+            ("matches pin", "yes" if state.matches_pin else "commit claimed, not verified" if state.commit_claimed
+             else "no"),
             ("verified against", state.verified_against or "-"),
         ):
             click.echo(f"{label + ':':18}{value}")
-        for patch in state.patches:
-            click.echo(f"{'patch:':18}{patch.name} {patch.status} (sha256 {patch.sha256[:12]})")
+        for check in state.patches:
+            click.echo(f"{'patch:':18}{check.patch.name} {check.status.value} (sha256 {check.patch.sha256[:12]})")
         click.echo(f"{'local changes:':18}{', '.join(state.local_changes) or 'none'}")
         for problem in state.problems():
             click.echo(f"PROBLEM: {one_line(problem)}", err=True)
         _print_warnings(state)
     if state.problems():
         click.get_current_context().exit(EXIT_UPSTREAM)
-
-
-def _source_words(state: UpstreamState) -> str:
-    if state.source == "archive":
-        return f"archive {state.archive} (sha256 {state.archive_sha256})"
-    return state.source or "-"
 
 
 @command("apply-patches", parent=upstream, exits={EXIT_UPSTREAM: "no checkout, or a patch does not apply"})

@@ -80,8 +80,8 @@ def test_check_passes_good_runs_and_flags_the_bad_one(built: Path, tmp_path: Pat
 def test_low_top1_below_mean_minus_k_std_is_flagged_and_range_is_a_note(built: Path, tmp_path: Path) -> None:
     band = Band.load(built)
     # epoch 6: mean 0.873, std ~0.115 -> limit 0.873 - 3 x 0.115 = 0.53
-    assert band.check_top1(6, 0.55) is None and band.check_top1(6, 0.50).epoch == 6
-    assert band.check_top1(6, math.nan) is not None
+    assert band.check("top1", 6, 0.55) is None and band.check("top1", 6, 0.50).epoch == 6
+    assert band.check("top1", 6, math.nan) is not None
     late = fake_run(tmp_path / "late", [0.25, 0.25, 0.3, 0.5, 0.5, 0.45], [1.9, 2.1, 1.5, 0.9, 0.7, 0.5])
     result = invoke("band", "check", str(late), "--band", str(built))
     assert result.exit_code == 1 and "OUTSIDE THE BAND first at epoch 6 top1 0.4500" in result.output
@@ -94,7 +94,7 @@ def test_std_floor_widens_the_band_early() -> None:
     assert settings.top1_floor(100, 100) == 0.002
     band = Band("r", False, 100, 1000, settings, top1={1: {"n": 3, "mean": 0.10, "std": 0.0, "min": 0.1, "max": 0.1,
                                                             "olympic_mean": 0.1}})
-    assert band.check_top1(1, 0.02) is None  # 0.10 - 3 x 0.03 = 0.01: a swing of 8 points early is no alarm
+    assert band.check("top1", 1, 0.02) is None  # 0.10 - 3 x 0.03 = 0.01: a swing of 8 points early is no alarm
     with pytest.raises(Exception):
         BandSettings.from_dict({"top1_std_floor": [[0.5, 0.01], [0.2, 0.03]]})
 

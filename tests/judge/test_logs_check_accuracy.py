@@ -234,7 +234,7 @@ def test_a_recipe_may_carry_a_target_per_metric(tmp_path):
     mapped = parse_targets({"top1": {"value": 0.7677, "eval_set_size": 50000}, "top5": {"value": 0.93, "eval_set_size": 50000}})
     assert [(t.metric, t.value) for t in listed] == [(t.metric, t.value) for t in mapped] == [("top1", 0.7677), ("top5", 0.93)]
     recipe = load_recipe("resnest50")
-    assert recipe.target_for("top1") == recipe.target and recipe.target_for("top5") is None
+    assert recipe.targets == (recipe.target,) and recipe.target.metric == "top1"
     # a manifest recording both targets judges each metric against its own
     manifest = {"recipe": "resnest50", "target": [{"metric": "top1", "value": 0.69, "eval_set_size": 50000},
                                                   {"metric": "top5", "value": 0.95, "eval_set_size": 50000}]}

@@ -44,8 +44,7 @@ def expected(done_epochs=3):
 
 def test_steady_throughput_leaves_the_warm_up_out_and_gives_eta_and_device_hours():
     pace = Pace()
-    for line in live_log():
-        pace.feed_line(line)
+    HealthMonitor(pace=pace).feed(live_log())
     eta, whole = expected()
     assert pace.steady_ips == pytest.approx(STEADY_IPS)  # the 5 slow warm-up lines are not in it
     assert pace.seconds_per_iteration == pytest.approx(2.0)
@@ -79,8 +78,7 @@ def test_pace_follows_compares_steady_state_rule_across_launches(tmp_path):
     root = write_run(tmp_path / "run", lines, layout="upstream")
     run = parse_run(root)
     streamed = Pace()
-    for line in lines:
-        streamed.feed_line(line)
+    HealthMonitor(pace=streamed).feed(lines)
     measured = run_throughput(run).per_device
     assert streamed.steady_ips == pytest.approx(measured) == pytest.approx(Pace.of_run(run).steady_ips)
     # epochs 2, 3, 5, 6 at 10, 12, 9, 11 ips (the launches' first epochs left out), weighted by time
@@ -90,16 +88,14 @@ def test_pace_follows_compares_steady_state_rule_across_launches(tmp_path):
 def test_before_any_steady_line_there_is_no_eta():
     fake = FakeUpstreamLog(epochs=EPOCHS, iters=ITERS)
     pace = Pace()
-    for line in fake.startup() + [fake.train_iter(1, it) for it in range(4)]:
-        pace.feed_line(line)
+    HealthMonitor(pace=pace).feed(fake.startup() + [fake.train_iter(1, it) for it in range(4)])
     assert math.isnan(pace.remaining_seconds())
     assert pace.line() == "ETA: not yet (no steady iteration logged: the warm-up is left out)"
 
 
 def test_device_count_unknown_gives_no_device_hours():
     pace = Pace()
-    for line in live_log(world=4):  # 4 ranks: upstream prints no warning, and nothing else says it
-        pace.feed_line(line)
+    HealthMonitor(pace=pace).feed(live_log(world=4))  # 4 ranks: upstream prints no warning, and nothing else says it
     assert pace.summary()["device_hours"] is None
     assert "device-hours unknown: the device count is unknown" in pace.line()
 

@@ -20,7 +20,6 @@ from repro.core.errors import EXIT_CONFLICT
 from repro.judge import html_page as H
 from repro.judge import run_report
 from repro.judge.judge_cli import judge_run
-from repro.judge.targets import choose_target
 from repro.logs.parse import parse_run
 from repro.upstream.pin import load_pin
 from tests.logfakes import FakeUpstreamLog, standard_run, write_lines, write_run
@@ -54,12 +53,11 @@ def full_manifest(**extra) -> dict:
     }
 
 
-def report_of(run_dir: Path, out: Path | None = None) -> tuple[run_report.Report, Path]:
+def report_of(run_dir: Path, out: Path | None = None) -> tuple[dict, Path]:
     run = parse_run(run_dir)
     verdict = judge_run(run, OPTIONS)
-    target = choose_target(run, None, None, None, None).target
     default, own = run_report.default_report_dir(run)
-    return run_report.write_report(run, verdict, target, out or default, own_place=own and out is None,
+    return run_report.write_report(run, verdict, out or default, own_place=own and out is None,
                                    run_path=run_dir), out or default
 
 
@@ -84,7 +82,7 @@ def test_page_puts_the_verdict_first_then_provenance_with_the_honest_upstream_na
                  "plateau", "top-1 has not risen for 1 epoch", "true_best", "0adcae13efe2"):
         assert text in page, text
     assert "<th>top5</th>" not in page  # 4 classes
-    assert report.verdict.status == "PASS" and report.band.startswith("none:")
+    assert report["verdict"]["status"] == "PASS" and report["band"].startswith("none:")
 
 
 def test_page_takes_the_manifest_s_own_name_for_the_commit_and_says_so_without_a_manifest(tmp_path):
@@ -142,9 +140,8 @@ def test_curves_put_loss_on_a_log_scale_and_the_target_above_the_pass_line(tmp_p
     run = parse_run(run_dir)
     assert float(run.epochs.loc[1, "eval_loss"]) == 48.0
     verdict = judge_run(run, OPTIONS)
-    target = choose_target(run, None, None, None, None).target
     evals = [{"epoch": 3, "status": "completed", "top1": 0.74, "checkpoint": "true_best"}]
-    fig = run_report.plot_curves(run, verdict, target, None, evals)
+    fig = run_report.plot_curves(run, verdict, None, evals)
     acc_ax, loss_ax = fig.axes[0], fig.axes[1]
     assert loss_ax.get_yscale() == "log"
     lines = _lines(acc_ax)
@@ -160,7 +157,7 @@ def test_curves_draw_top5_only_with_more_than_five_classes(tmp_path):
     lines = FakeUpstreamLog(epochs=2, class_num=10).launch(range(1, 3), {1: 0.2, 2: 0.4})
     run = parse_run(write_run(tmp_path / "ten", lines))
     assert run.class_num == 10 and run_report.top5_meaningful(run)
-    fig = run_report.plot_curves(run, judge_run(run, OPTIONS), None, None, [])
+    fig = run_report.plot_curves(run, judge_run(run, OPTIONS), None, [])
     assert "top5" in _lines(fig.axes[0])
     lines = FakeUpstreamLog(epochs=2, class_num=4).launch(range(1, 3), {1: 0.2, 2: 0.4})
     assert not run_report.top5_meaningful(parse_run(write_run(tmp_path / "four", lines)))
@@ -170,7 +167,7 @@ def test_curves_draw_the_recipe_s_shipped_band_for_a_run_of_its_schedule(tmp_pat
     run = parse_run(standard_run(tmp_path / "run", epochs=6, top1={e: 0.25 for e in range(1, 7)}, manifest=full_manifest()))
     band, line = run_report.run_band(run)
     assert band is not None and band.recipe == "resnest50" and band.smoke and "resnest50-smoke.yaml" in line
-    fig = run_report.plot_curves(run, judge_run(run, OPTIONS), None, band, [])
+    fig = run_report.plot_curves(run, judge_run(run, OPTIONS), band, [])
     labels = [c.get_label() for c in fig.axes[0].collections]
     assert any(label.startswith("band: mean") for label in labels)
     other = parse_run(standard_run(tmp_path / "three", epochs=3, manifest=full_manifest()))
