@@ -51,9 +51,8 @@ class TinyParams:
 
 def is_tiny_dataset(path: Path) -> bool:
     """True if ``path`` holds a make-tiny marker: it may be rewritten by make-tiny."""
-    marker = Path(path) / MARKER
     try:
-        data = json.loads(read_text_bounded(marker))
+        data = json.loads(read_text_bounded(Path(path) / MARKER))
     except (OSError, ValueError, ReproError):
         return False
     return isinstance(data, dict) and data.get("tool") == MARKER_TOOL
