@@ -37,9 +37,12 @@ $(VENV)/.installed-%: environments/%/requirements.txt environments/%/profile.yam
 	touch $@
 
 # pytest exits 5 when it collected no test: say so instead of passing or failing silently.
+# TEST_WORKERS pytest-xdist workers: most tests wait on child processes, so three share two cores well;
+# the real trainings run one after another on one of them (tests/conftest.py). TEST_WORKERS=0: in-process.
+TEST_WORKERS ?= 3
 test: $(ENV_STAMP)
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q -rs $(PYTEST_ARGS); status=$$?; \
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 # The main job. `repro upstream fetch` is idempotent: it verifies an existing checkout (or the one

@@ -8,6 +8,10 @@ says which one was used, or why the real-upstream tests were skipped.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,13 +36,56 @@ def real_upstream_choice() -> tuple[Path | None, str]:
                   f"run `make smoke` (or `repro upstream fetch`) once, or set {REAL_UPSTREAM_ENV}=/path/to/PaddleClas")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_upstream() -> Path:
     """A real PaddleClas checkout, or a skip that says why and how to provide one."""
     path, why = real_upstream_choice()
     if path is None:
         pytest.skip(why)
     return path
+
+
+@dataclass(frozen=True)
+class RealSmoke:
+    """`make smoke`'s own command, run once a session on a copy of the real checkout."""
+
+    upstream: Path  # the copy it trained in (never the user's checkout: nothing is linked into it)
+    data: Path  # the tiny dataset it made and read through --data-dir
+    run: Path  # its one run directory
+    done: subprocess.CompletedProcess
+    user_link: str | None  # where the user's checkout's dataset/ILSVRC2012 pointed before (None: no link)
+
+
+@pytest.fixture(scope="session")
+def real_smoke(real_upstream: Path, tmp_path_factory: pytest.TempPathFactory) -> RealSmoke:
+    """One real ResNeSt50 smoke (about a minute on 2 idle cores), judged by the smoke test and used by
+    compare's real test as a reference run, so that the session trains it once."""
+    root = tmp_path_factory.mktemp("real-smoke")
+    place = real_upstream / "dataset" / "ILSVRC2012"
+    user_link = os.readlink(place) if place.is_symlink() else None
+    upstream = root / "PaddleClas"
+    shutil.copytree(real_upstream, upstream, symlinks=True,
+                    ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REPRO_TRAIN_", "REPRO_SMOKE_"))}
+    env["REPRO_UPSTREAM_DIR"] = str(upstream)
+    done = subprocess.run([sys.executable, "-m", "repro.commands.smoke", "--logs-dir", str(root / "logs"),
+                           "--data-dir", str(root / "data")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    runs = sorted((root / "logs").iterdir()) if (root / "logs").is_dir() else []
+    assert done.returncode == 0 and len(runs) == 1, (done.stdout + done.stderr)[-4000:]
+    return RealSmoke(upstream=upstream, data=root / "data", run=runs[0], done=done, user_link=user_link)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Real trainings (marked both upstream and slow) go to one xdist worker (`make test` runs
+    `pytest -n N --dist loadgroup`): one after another, as two at once would only share the cores,
+    and the session's real smoke is then trained once for every test that uses it. A module with a
+    module- or session-scoped fixture of its own marks itself ``xdist_group(__name__)`` (checked by
+    tests/test_makefile.py)."""
+    for item in items:
+        if item.get_closest_marker("upstream") and item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("real-training"))
 
 
 def pytest_report_header(config: pytest.Config) -> str:

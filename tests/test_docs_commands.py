@@ -189,6 +189,10 @@ def test_every_command_is_in_the_commands_page() -> None:
     assert not missing, f"docs/commands.md does not list: {missing}"
 
 
+# Set up once: its shared fixture is not function-scoped, so one xdist worker runs the whole module.
+pytestmark = pytest.mark.xdist_group(__name__)
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("docs")

@@ -68,6 +68,10 @@ def test_every_command_reports_as_json_or_is_an_action_that_names_its_report() -
         assert not has_json(commands[path]) and "--json" in reason or "YAML" in reason, (path, reason)
 
 
+# Set up once: its shared fixture is not function-scoped, so one xdist worker runs the whole module.
+pytestmark = pytest.mark.xdist_group(__name__)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A finished 2-epoch run of the upstream double under the real paddle launcher, in logs/."""

@@ -23,6 +23,10 @@ def lint(tree: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+# Set up once: its shared fixture is not function-scoped, so one xdist worker runs the whole module.
+pytestmark = pytest.mark.xdist_group(__name__)
+
+
 @pytest.fixture(scope="module")
 def copy_of_repro(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not LINT.exists():

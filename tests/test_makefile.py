@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -119,3 +120,19 @@ def test_make_train_visualdl_reaches_repro_train(tmp_path: Path) -> None:
     assert "[harness: -o Global.use_visualdl=True" in done.stdout
     plain = make("train", "PLATFORM=cpu", "DRY_RUN=1", env=env)  # VISUALDL unset: an empty variable is off
     assert plain.returncode == 0 and "use_visualdl" not in plain.stdout
+
+
+def test_make_test_keeps_each_shared_fixture_on_one_worker() -> None:
+    """`make test` spreads tests over xdist workers, which would set a module's shared fixture up once per
+    worker (the docs sandbox trains the double four times): such a module names itself a group, or is
+    all real trainings (tests/conftest.py puts those in one group)."""
+    make_n = make("-n", "test", "TEST_WORKERS=3")
+    assert "-n 3 --dist loadgroup" in make_n.stdout, make_n.stdout + make_n.stderr
+    shared = [path for path in (ROOT / "tests").rglob("test_*.py")
+              if re.search(r'@pytest\.fixture\(scope="(module|package|session)"', path.read_text(encoding="utf-8"))]
+    assert len(shared) >= 5, shared
+    ungrouped = [str(path.relative_to(ROOT)) for path in shared
+                 if not re.search(r"pytest\.mark\.xdist_group\(__name__\)|"
+                                  r"^pytestmark = \[pytest\.mark\.upstream, pytest\.mark\.slow\]",
+                                  path.read_text(encoding="utf-8"), re.MULTILINE)]
+    assert not ungrouped, f"shared fixtures set up once per worker in: {ungrouped}"

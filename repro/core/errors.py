@@ -63,9 +63,6 @@ class ReproError(Exception):
         self.message = message
         self.exit_code = exit_code
 
-    def __str__(self) -> str:
-        return self.message
-
 
 def one_line(message: object) -> str:
     """``message`` on one line: control characters a user typed (a newline in a value) are escaped."""

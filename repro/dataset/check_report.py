@@ -44,9 +44,7 @@ class DatasetReport:
 
     def first_error(self) -> str | None:
         """One line for callers that can show only one (pre-flight's error message)."""
-        for problem in self.errors:
-            return problem.examples[0] if problem.examples else problem.title
-        return None
+        return next((problem.examples[0] if problem.examples else problem.title for problem in self.errors), None)
 
     def summary_lines(self) -> list[str]:
         """The human-readable report, one string per line."""

@@ -363,9 +363,8 @@ def kaggle_source(root: Path) -> Source:
                   reads=(str(root.resolve()),))
 
 
-def detect_source(
-    source_dir: Path | None, train_tar: Path | None, val_tar: Path | None, devkit: Path | None
-) -> Source:
+def detect_source(source_dir: Path | None, train_tar: Path | None, val_tar: Path | None,
+                  devkit: Path | None) -> Source:
     """Which layout was given; a mixture of two is refused in one line."""
     tars = [option for option, value in (("--train-tar", train_tar), ("--val-tar", val_tar)) if value]
     if source_dir is not None:

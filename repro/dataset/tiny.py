@@ -51,9 +51,8 @@ class TinyParams:
 
 def is_tiny_dataset(path: Path) -> bool:
     """True if ``path`` holds a make-tiny marker: it may be rewritten by make-tiny."""
-    marker = Path(path) / MARKER
     try:
-        data = json.loads(read_text_bounded(marker))
+        data = json.loads(read_text_bounded(Path(path) / MARKER))
     except (OSError, ValueError, ReproError):
         return False
     return isinstance(data, dict) and data.get("tool") == MARKER_TOOL
@@ -121,16 +120,11 @@ def _write_lists(out: Path, train: list[tuple[str, int]], val: list[tuple[str, i
 
 
 def _synthetic_plan(params: TinyParams) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    train: list[tuple[str, int]] = []
-    val: list[tuple[str, int]] = []
-    val_number = 0
-    for label in range(params.classes):
-        name = f"n0{label + 1:07d}"  # wnid-style, sorting in label order like real ImageNet
-        for i in range(params.train_per_class):
-            train.append((f"{layout.TRAIN_DIR}/{name}/{name}_{i + 1}.JPEG", label))
-        for _ in range(params.val_per_class):
-            val_number += 1
-            val.append((f"{layout.VAL_DIR}/{name}/ILSVRC2012_val_{val_number:08d}.JPEG", label))
+    names = [f"n0{label + 1:07d}" for label in range(params.classes)]  # wnid-style, sorting in label order
+    train = [(f"{layout.TRAIN_DIR}/{name}/{name}_{i + 1}.JPEG", label)
+             for label, name in enumerate(names) for i in range(params.train_per_class)]
+    val = [(f"{layout.VAL_DIR}/{name}/ILSVRC2012_val_{label * params.val_per_class + i + 1:08d}.JPEG", label)
+           for label, name in enumerate(names) for i in range(params.val_per_class)]
     return train, val
 
 
@@ -188,9 +182,8 @@ def _copy_resized(source: Path, out: Path, entries: list[tuple[str, int]], size:
     from PIL import Image  # heavy: Pillow, only to write the JPEGs
 
     for path, _ in entries:
-        src = source / path
         try:
-            with Image.open(src) as image:
+            with Image.open(source / path) as image:
                 image = image.convert("RGB")
                 scale = size / min(image.size)
                 if scale < 1:

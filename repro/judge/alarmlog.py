@@ -1,9 +1,6 @@
 """``RUN/alarms.jsonl``: every alarm of a run once, and which of them ``--on-alarm`` was run for.
-
-``repro train``'s housekeeper and any number of ``repro watch`` (a terminal, a cron job) raise the
-same alarms from the same logs, so the file is the one place that says what was already raised: a
-writer holds ``flock`` on it while it reads the keys and appends, and an (alarm, epoch) already in
-it is not written again. Two kinds of line (an alarm, a hook run), one JSON object each.
+``repro train``'s housekeeper and any number of ``repro watch`` raise the same alarms from the same logs,
+so a writer holds ``flock`` on the file while it reads the keys and appends what is not there yet.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Convergence bands, as data: what top-1 (and train loss) good runs of one recipe had at each epoch.
-
-MLPerf judges a run against reference convergence points from several runs; a band here is the
-same idea kept as a YAML file: per epoch, the mean, standard deviation, min, max and olympic mean
-(the best and the worst run dropped) of N >= 3 completed runs, with the runs' provenance.
+"""Convergence bands, as data (MLPerf's reference convergence points kept as YAML): per epoch, the mean,
+std, min, max and olympic mean of N >= 3 completed runs' top-1 and train loss, with the runs' provenance.
 """
 
 from __future__ import annotations

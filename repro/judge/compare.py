@@ -117,13 +117,11 @@ class Comparison:
 
     def curves_line(self) -> str:
         if not self.breaches:
-            return f"curves: every candidate inside the reference band ({self.band_checked()} epochs checked)"
+            checked = len(set(self.band.top1) | set(self.band.train_loss))
+            return f"curves: every candidate inside the reference band ({checked} epochs checked)"
         first = min(self.breaches, key=lambda run: run.breach.epoch)
         return (f"curves: {len(self.breaches)} of {len(self.candidates)} candidate(s) leave the band; first "
                 f"{first.name} at {first.breach.describe(self.band.settings.k)}")
-
-    def band_checked(self) -> int:
-        return len(set(self.band.top1) | set(self.band.train_loss))
 
     def headline(self) -> str:
         curves = "curves inside the band" if not self.breaches else (

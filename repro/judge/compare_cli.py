@@ -1,8 +1,5 @@
-"""``repro compare CANDIDATE... --reference REFERENCE...``: a port's runs against a reference platform's.
-
-Each path is a run directory (``repro train``'s, or a plain upstream log directory or log file), a
-directory of such runs, or, for ``--reference`` only, a band file written by ``repro band build``.
-One run per seed. What is compared and how: ``repro.judge.compare``; docs/comparing.md.
+"""``repro compare CANDIDATE... --reference REFERENCE...``: a port's runs against a reference platform's,
+one run per seed; ``--reference`` may also be one band file (``repro band build``). See docs/comparing.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""``compare.html``: the comparison's verdict, its table and both curves with the reference band drawn.
-
-One self-contained page built with :mod:`repro.judge.html_page` (the report's page API), so it can
-be attached to a CI job or mailed. Only a page this module wrote before is ever replaced: its title
-starts with ``MARKER``.
+"""``compare.html``: the comparison's verdict, table and curves with the reference band, self-contained
+(:mod:`repro.judge.html_page`). Only a page this module wrote (its title starts with ``MARKER``) is replaced.
 """
 
 from __future__ import annotations

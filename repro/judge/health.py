@@ -1,7 +1,5 @@
-"""Health alarms: what upstream's log lines say about a run while it runs, so a bad run costs hours.
-
-One monitor consumes the lines (``repro.logs.patterns``) and raises named alarms, each with its
-evidence; ``repro watch`` and ``repro train``'s housekeeper share it. The alarm kinds are listed in docs/alarms.md.
+"""Health alarms: what upstream's log lines say about a run while it runs, so a bad run costs hours, not
+days. ``repro watch`` and ``repro train``'s housekeeper share one monitor; the kinds are in docs/alarms.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""``repro check-accuracy``, ``repro report`` and ``repro watch``.
-
-check-accuracy's exit code is the contract CI and ``make smoke`` rely on (``VERDICT_EXITS``); with
-several runs (several paths, or a directory of runs) each is judged on its own and the worst code
-wins, so one unreadable run never hides or changes the others.
+"""``repro check-accuracy`` and ``repro report``. check-accuracy's exit code is the contract CI and ``make
+smoke`` rely on (``VERDICT_EXITS``); several runs are each judged alone and the worst code wins.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Which target a run is judged against: --target beats the run's manifest beats the recipe.
 
-A smoke run records its own small target in manifest.json (4 classes, 32 images); judging it against
-ResNeSt50's 0.7677 on 50,000 images would be meaningless, and so would be checking a log of another
-model against this recipe. The recipe's model (Arch name, class_num) is only enforced when the
-recipe's own target is used. A smoke of a recipe whose ``smoke.check`` is ``loss_falls`` has no
-accuracy target at all (its manifest's recorded 0.0 is a placeholder, never used): it is judged by
-the loss check, unless ``--target`` asks for an accuracy.
+A smoke run records its own small target (4 classes, 32 images); judging it against ResNeSt50's 0.7677
+would be meaningless, as would checking another model's log against this recipe, so the recipe's model
+is only enforced with the recipe's own target. A ``loss_falls`` smoke has no accuracy target at all
+(its manifest's 0.0 is a placeholder): the loss check judges it, unless ``--target`` asks for one.
 """
 
 from __future__ import annotations

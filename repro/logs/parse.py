@@ -159,12 +159,9 @@ def _head(path: Path, limit: int = LAUNCHER_HEAD_BYTES) -> str:
 
 
 def launcher_world(files: RunFiles, segments: list[Segment]) -> LaunchWorld | None:
-    """The world size from what ``paddle.distributed.launch`` left (``envlog.0``'s PADDLE_TRAINERS_NUM
-    and PADDLE_NNODES; its banner's nnodes and nproc_per_node/devices, or "Run Pod: ..., replicas N"),
-    else from upstream's own "the number of gpu is N" warning; None when nothing says it.
-
-    Only ``PADDLE_*`` lines of the env dump are read: it holds the whole environment of the rank.
-    """
+    """The world size from what ``paddle.distributed.launch`` left (``envlog.0``'s PADDLE_TRAINERS_NUM and
+    PADDLE_NNODES, only those: it holds the rank's whole environment; its banner's nnodes and nproc_per_node/
+    devices, or "Run Pod: ..., replicas N"), else upstream's "the number of gpu is N" warning, else None."""
     for directory in sorted({path.parent for path in files.workerlogs.values()}):
         env = {}
         for line in _head(directory / ENVLOG, 1 << 20).splitlines():
@@ -503,11 +500,8 @@ def _metric(run: RunLogs, metric: str) -> pd.Series:
 
 
 def best_epoch(run: RunLogs, metric: str = "top1") -> tuple[int, float] | None:
-    """The epoch with the highest eval ``metric`` over all launches (ties: the later epoch, as upstream).
-
-    Upstream's own ``best_model`` restarts its comparison at 0 after a resume, so it can hold a worse
-    epoch than an earlier launch's best; ``epoch_N`` checkpoints identify the true one.
-    """
+    """The epoch with the highest eval ``metric`` over all launches (ties: the later epoch, as upstream), not
+    upstream's ``best_model``, whose comparison restarts at 0 after a resume (it can hold a worse epoch)."""
     values = _metric(run, metric)
     values = values[values.apply(math.isfinite)]
     if values.empty:

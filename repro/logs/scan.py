@@ -164,12 +164,9 @@ def find_all(data: bytes | mmap.mmap, needle: tuple[bytes, int], end: int) -> li
 
 
 def _echo_starts(data: bytes | mmap.mmap, end: int) -> list[int]:
-    starts = []
-    for pos in find_all(data, P.ECHO_NEEDLE, end):
-        after = data[pos + len(P.ECHO_START) : pos + len(P.ECHO_START) + 2]
-        if after[:1] in (b"\n", b"\r", b""):
-            starts.append(data.rfind(b"\n", 0, pos) + 1)
-    return starts
+    after = len(P.ECHO_START)  # "Global : " ends its line: the echo's first line, not a value
+    return [data.rfind(b"\n", 0, pos) + 1 for pos in find_all(data, P.ECHO_NEEDLE, end)
+            if data[pos + after : pos + after + 1] in (b"\n", b"\r", b"")]
 
 
 class EchoReader:
@@ -255,21 +252,21 @@ def _errors(data: bytes | mmap.mmap, start: int, end: int) -> list[str]:
     if not any(needle.decode() in text for needle in P.ERROR_NEEDLES):
         return []
     lines = [P.strip_ansi(line).rstrip("\r") for line in text.split("\n")]
-    found: list[tuple[int, str]] = []
+    found: list[str] = []
     for i, line in enumerate(lines):
         if line.startswith("Traceback (most recent call last)"):
             for j in range(i + 1, min(len(lines), i + 400)):
                 if lines[j] and not lines[j].startswith(" ") and P.EXCEPTION_LINE.match(lines[j]):
                     where = next((lines[k].strip() for k in range(j - 1, i, -1) if lines[k].startswith("  File")), "")
-                    found.append((i, lines[j].strip() + (f" ({where})" if where else "")))
+                    found.append(lines[j].strip() + (f" ({where})" if where else ""))
                     break
         elif line.startswith("Error Message Summary"):
             summary = [l.strip() for l in lines[i + 1 : i + 8] if l.strip() and not set(l.strip()) <= {"-"}]
             signal = next((w.strip("*(") for l in summary for w in l.split() if w.startswith("SIG")), "")
-            found.append((i, (summary[0] if summary else "") + (f" ({signal})" if signal else "")))
+            found.append((summary[0] if summary else "") + (f" ({signal})" if signal else ""))
         elif " ERROR: " in line:
-            found.append((i, _split_prefix(line)[1].strip()))
-    return [message for _, message in found[-5:] if message]
+            found.append(_split_prefix(line)[1].strip())
+    return [message for message in found[-5:] if message]
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
@@ -381,14 +378,8 @@ def iterations(log: LogFile) -> pd.DataFrame:
     with _mapped(log.path) as data:
         end = data.rfind(b"\n") + 1 if log.truncated else len(data)
         for match in P.TRAIN_ITER_BYTES.finditer(data, 0, end):
-            body = P.parse_body(P.strip_ansi(match.group(5).decode("utf-8", "replace")))
-            row: dict[str, Any] = {
-                "segment": bisect.bisect_right(boundaries, match.start()),
-                "epoch": int(match.group(1)),
-                "epochs": int(match.group(2)),
-                "iter": int(match.group(3)),
-                "iters": int(match.group(4)),
-            }
-            row.update(body)
-            rows.append(row)
+            epoch, epochs, it, iters = map(int, match.group(1, 2, 3, 4))
+            rows.append({"segment": bisect.bisect_right(boundaries, match.start()), "epoch": epoch, "epochs": epochs,
+                         "iter": it, "iters": iters,
+                         **P.parse_body(P.strip_ansi(match.group(5).decode("utf-8", "replace")))})
     return _table(rows, ["segment", "epoch", "epochs", "iter", "iters", "lr", "loss", "batch_cost", "reader_cost", "ips", "eta_s"])

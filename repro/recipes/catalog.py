@@ -96,10 +96,9 @@ class Launch:
         args = tokens[at_entry + 1:]
         if len(args) < 2 or args[0] != "-c" or len(args) % 2:
             raise ValueError(f"reference.command must pass -c CONFIG then -o KEY=VALUE pairs: {args}")
-        pairs = list(zip(args[::2], args[1::2]))
-        if any(flag != "-o" for flag, _ in pairs[1:]):
+        if any(flag != "-o" for flag in args[2::2]):
             raise ValueError(f"reference.command has options other than -c and -o: {args}")
-        values = [value for _, value in pairs[1:]]
+        values = args[3::2]
         device = [value for value in values if value.split("=", 1)[0] == DEVICE_KEY]
         return cls(
             command=command,
@@ -298,11 +297,8 @@ def _check_consistent(recipe: Recipe) -> None:
 
 
 def launch_env(recipe: Recipe, profile_env: Mapping[str, str]) -> dict[str, str]:
-    """The profile's variables, less the ``FLAGS_*`` the recipe's README does not export.
-
-    The GPU profiles carry the cuDNN flags because the ResNeSt50 README exports them; three READMEs
-    (EfficientNetB0, SE_ResNet50_vd, Xception41) do not, and their reference ran without them.
-    """
+    """The profile's variables, less the ``FLAGS_*`` the recipe's README does not export (the GPU profiles
+    carry ResNeSt50's cuDNN flags; EfficientNetB0, SE_ResNet50_vd and Xception41's references ran without)."""
     exported = recipe.launch.env if recipe.launch else None
     if exported is None:
         return dict(profile_env)

@@ -43,10 +43,9 @@ class Checkpoint:
 
     def files(self) -> list[Path]:
         """Every file of this save, including extras some configs add (``.pdema``, ``_student``)."""
-        directory, name = self.prefix.parent, self.prefix.name
-        return sorted(p for p in directory.glob(f"{name}.*") if p.is_file()) + sorted(
-            p for p in directory.glob(f"{name}_student.*") if p.is_file()
-        )
+        name = self.prefix.name
+        found = (sorted(self.prefix.parent.glob(pattern)) for pattern in (f"{name}.*", f"{name}_student.*"))
+        return [path for paths in found for path in paths if path.is_file()]
 
 
 def check_complete(prefix: Path) -> tuple[bool, str]:
@@ -179,10 +178,8 @@ def could_be_ours(name: str, after_epoch: int) -> bool:
 
 
 def first_epoch_floor(segment: dict, before: dict[str, int]) -> int:
-    """The epoch a segment resumed from (it trains the ones after it); 0 for a fresh start.
-
-    A resume whose checkpoint epoch is unknown trains after the newest ``epoch_N`` it found at best.
-    """
+    """The epoch a segment resumed from (it trains the ones after it); 0 for a fresh start. A resume whose
+    checkpoint epoch is unknown trains after the newest ``epoch_N`` it found at best."""
     if not segment.get("resumed_from"):
         return 0
     if segment.get("resumed_from_epoch") is not None:
@@ -195,11 +192,8 @@ def observe_written(
     output_dir: Path, segment_index: int, segment_start: float, before: dict[str, int], written: dict[str, dict],
     after_epoch: int = 0,
 ) -> bool:
-    """Record checkpoint files created or rewritten since the segment started; True if anything changed.
-
-    ``after_epoch``: the epoch the segment resumed from; an ``epoch_N`` with N at or below it was
-    not written by this segment (someone copied it in) and is never recorded.
-    """
+    """Record checkpoint files created or rewritten since the segment started; True if anything changed. An
+    ``epoch_N`` with N at or below ``after_epoch`` (the resume's) was copied in, not written: never recorded."""
     changed = False
     for path in output_dir.iterdir():
         if not is_checkpoint_file(path) or not could_be_ours(path.name, after_epoch):

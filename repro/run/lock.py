@@ -1,8 +1,5 @@
-"""``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives.
-
-Two guards, a flock and the recorded PIDs, because each misses a case the other catches
-(docs/ARCHITECTURE.md, notes on ``repro.run.lock``).
-"""
+"""``RUN/.lock``: no run or resume starts in a directory while a process of an earlier segment lives. Two
+guards, a flock and the recorded PIDs, as each misses a case the other catches (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -145,9 +142,7 @@ class RunLock:
             recorded = [r for r in read_lock(self.path) if r.pid != os.getpid()]
             live = [(r.pid, r.role) for r in recorded if r.alive()]
             seen = {pid for pid, _ in live}
-            for process in find_run_processes(self.run):
-                if process.pid not in seen:
-                    live.append((process.pid, "process of this run"))
+            live += [(process.pid, "process of this run") for process in find_run_processes(self.run, exclude=seen)]
             if live:
                 pids = " ".join(str(pid) for pid, _ in live)
                 raise ReproError(

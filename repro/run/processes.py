@@ -279,12 +279,9 @@ class Launch:
         return ([self.launcher] if self.launcher else []) + list(self.records.values())
 
     def install_signal_handlers(self) -> None:
-        """SIGINT/SIGTERM set a flag the watch loop acts on; a second one forces the kill at once.
-
-        SIGHUP (the SSH session dropped) never stops training: the harness's stdout and stderr move to
-        ``console.log`` (a dead terminal would fail every write with EIO), the launcher's output keeps
-        going there as before, and the run finishes as usual; ``repro watch RUN`` reattaches.
-        """
+        """SIGINT/SIGTERM set a flag the watch loop acts on; a second one forces the kill at once. SIGHUP (the
+        SSH session dropped) never stops training: the harness's output moves to ``console.log`` (a dead terminal
+        fails every write with EIO) and the run finishes as usual; ``repro watch RUN`` reattaches."""
 
         def handler(signum, frame):  # noqa: ARG001 - signal API
             if self.stop_signal is not None:

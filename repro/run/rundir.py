@@ -106,10 +106,8 @@ class RunDir:
 
 
 def find_run_dir(path: Path, levels: int = 3) -> RunDir | None:
-    """The run directory holding ``path`` (itself, or up to ``levels`` parents), or None.
-
-    So ``RUN/launcher/workerlog.0`` is judged with its run's recipe and target, not the defaults.
-    """
+    """The run directory holding ``path`` (itself, or up to ``levels`` parents), or None: so
+    ``RUN/launcher/workerlog.0`` is judged with its run's recipe and target, not the defaults."""
     here = Path(path).resolve()
     for candidate in itertools.islice(itertools.chain([here], here.parents), levels + 1):
         if (candidate / MANIFEST).is_file():
@@ -321,11 +319,11 @@ def check_manifest(path: Path, data: Any) -> dict[str, Any]:
         value = data.get(key)
         if value is None:
             continue
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected {_type_names(types)} "
-                             f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
-        if key in OBJECT_LISTS and isinstance(value, list) and not all(isinstance(item, dict) for item in value):
-            raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected a list of objects "
+        wrong_type = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        not_objects = key in OBJECT_LISTS and isinstance(value, list) and not all(isinstance(v, dict) for v in value)
+        if wrong_type or not_objects:
+            expected = _type_names(types) if wrong_type else "a list of objects"
+            raise ReproError(f"manifest {path}: {key!r} is {json.dumps(value)[:60]}, expected {expected} "
                              f"(edited by hand?); restore the file as repro wrote it", EXIT_BAD_INPUT)
     return data
 

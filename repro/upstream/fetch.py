@@ -116,11 +116,9 @@ def _refuse_local_changes(dest: Path, pin: Pin, patches: list[Patch]) -> None:
     if not state.is_paddleclas:
         raise ReproError(f"{dest} is not a PaddleClas tree (no tools/train.py, ppcls/): pass another --dest", EXIT_CONFLICT)
     if state.local_changes:
-        raise ReproError(
-            f"{dest} has local changes that are not our patches, refusing to touch it: "
-            f"{', '.join(state.local_changes)}; revert them (git -C {dest} checkout -- FILE) or fetch into a fresh --dest",
-            EXIT_UPSTREAM,
-        )
+        raise ReproError(f"{dest} has local changes that are not our patches, refusing to touch it:"
+                         f" {', '.join(state.local_changes)}; revert them (git -C {dest} checkout -- FILE) or fetch"
+                         " into a fresh --dest", EXIT_UPSTREAM)
 
 
 def _fetch(repo: Path, what: str, say: Say) -> tuple[bool, str]:

@@ -217,11 +217,8 @@ def _explained_by_patches(tree: Path, applied: list[Patch], changed: list[str], 
 
 def _tree_local_changes(tree: Path, recorded: dict[str, str], applied: list[Patch]) -> list[str]:
     """Compare a plain tree with the blob ids recorded when it was extracted."""
-    changed: list[str] = []
-    for name, blob in recorded.items():
-        file = tree / name
-        if not file.is_file() or git_blob_id(read_bytes_bounded(file, LIST_FILE_LIMIT)) != blob:
-            changed.append(name)
+    changed = [name for name, blob in recorded.items() if not (tree / name).is_file()
+               or git_blob_id(read_bytes_bounded(tree / name, LIST_FILE_LIMIT)) != blob]
     for code_dir in CODE_DIRS:
         base = tree / code_dir
         if base.is_dir():

@@ -14,6 +14,10 @@ from repro.platform.devices import PaddleInfo, probe_paddle
 from repro.platform.profiles import load_profile
 
 
+# Set up once: its shared fixture is not function-scoped, so one xdist worker runs the whole module.
+pytestmark = pytest.mark.xdist_group(__name__)
+
+
 @pytest.fixture(scope="module")
 def paddle_here() -> PaddleInfo:
     """The real probe of this machine's Paddle, run once: importing Paddle in a child takes seconds,

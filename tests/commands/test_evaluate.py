@@ -23,6 +23,10 @@ from tests.launch.test_train_launcher import finish, harness_env, manifest, repr
 VAL_IMAGES = 40
 
 
+# Set up once: its shared fixture is not function-scoped, so one xdist worker runs the whole module.
+pytestmark = pytest.mark.xdist_group(__name__)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """One completed 3-epoch run of the double (top-1 0.25, 0.5, 0.375: the best is epoch 2, not the last)."""

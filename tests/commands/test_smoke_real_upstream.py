@@ -1,44 +1,26 @@
 """The real smoke, end to end: upstream PaddleClas trains on 2 CPU ranks and check-accuracy passes.
 
-Runs only with a real checkout (REPRO_TEST_UPSTREAM=/path/to/PaddleClas); reported as skipped with
-the reason otherwise. It takes a couple of minutes on 2 cores, hence ``slow``.
+The smoke itself is the session's ``real_smoke`` fixture (tests/conftest.py: `make smoke`'s command on a
+copy of the checkout REPRO_TEST_UPSTREAM names), shared with compare's real test; skipped with the
+reason when there is no real checkout.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.conftest import RealSmoke
 
 pytestmark = [pytest.mark.upstream, pytest.mark.slow]
 
 
-def test_make_smoke_passes_against_real_upstream(real_upstream: Path, tmp_path: Path) -> None:
-    # Work on a copy (a few MB): the smoke links its tiny dataset into the checkout, and the user's
-    # own checkout must keep whatever its dataset/ILSVRC2012 points at.
-    upstream = tmp_path / "PaddleClas"
-    shutil.copytree(real_upstream, upstream, symlinks=True,
-                    ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
-    link_before = os.readlink(real_upstream / "dataset" / "ILSVRC2012") if (real_upstream / "dataset" / "ILSVRC2012").is_symlink() else None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_TRAIN_")}
-    env["REPRO_UPSTREAM_DIR"] = str(upstream)
-    done = subprocess.run(
-        [sys.executable, "-m", "repro.commands.smoke", "--logs-dir", str(tmp_path / "logs"), "--data-dir", str(tmp_path / "data")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+def test_make_smoke_passes_against_real_upstream(real_smoke: RealSmoke) -> None:
+    done, run = real_smoke.done, real_smoke.run
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
     assert "SMOKE PASS" in done.stdout.strip().splitlines()[-1]
-    (run,) = (tmp_path / "logs").iterdir()
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["smoke"] is True and manifest["target"]["eval_set_size"] == 32
     assert manifest["status"] == "completed"
@@ -50,6 +32,9 @@ def test_make_smoke_passes_against_real_upstream(real_upstream: Path, tmp_path: 
     assert "tools/eval.py" in evaluation["command"]["argv"] and len(evaluation["sha256"]) == 64
     assert f"standalone eval (true_best, epoch {evaluation['epoch']}, tools/eval.py): top1 {evaluation['top1']:.5f}" in output
     # the smoke reads its tiny set through --data-dir: the place the real ImageNet is linked stays free
-    assert not os.path.lexists(upstream / "dataset" / "ILSVRC2012")
-    if link_before is not None:
-        assert os.readlink(real_upstream / "dataset" / "ILSVRC2012") == link_before
+    assert not os.path.lexists(real_smoke.upstream / "dataset" / "ILSVRC2012")
+
+
+def test_the_users_own_checkout_is_left_as_it_was(real_smoke: RealSmoke, real_upstream) -> None:
+    place = real_upstream / "dataset" / "ILSVRC2012"
+    assert (os.readlink(place) if place.is_symlink() else None) == real_smoke.user_link

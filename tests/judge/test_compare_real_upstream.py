@@ -1,9 +1,10 @@
 """``repro compare`` on real runs: upstream PaddleClas trains the resnest50 smoke (tiny dataset, 32-pixel
-crops, 2 CPU ranks, 6 epochs) for seeds 0 and 1 (the reference) and 2 and 3 (the candidate).
+crops, 2 CPU ranks, 6 epochs). The reference is the session's real smoke (tests/conftest.py, `make
+smoke`'s own run) and seed 1; the candidate is seeds 2 and 3.
 
-The four trainings are shared by the module (one fixture), run one after another (never two at once
-on a shared machine), and skip with the reason when there is no real checkout (REPRO_TEST_UPSTREAM).
-About 4 x 50 s on a quiet 2-core machine, hence ``slow``.
+The three trainings of this module are shared by its tests (one fixture) and run in the session's
+real-training group (one after another, never two at once); skipped with the reason when there is no
+real checkout (REPRO_TEST_UPSTREAM). About 3 x 50 s on a quiet 2-core machine, hence ``slow``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REAL_UPSTREAM_ENV
+from tests.conftest import RealSmoke
 
 pytestmark = [pytest.mark.upstream, pytest.mark.slow]
 
-REFERENCE_SEEDS, CANDIDATE_SEEDS = (0, 1), (2, 3)
+REFERENCE_SEEDS, CANDIDATE_SEEDS = ("smoke", 1), (2, 3)
+TRAINED_SEEDS = (1, 2, 3)
 
 
 def repro(*args: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
@@ -31,30 +33,22 @@ def repro(*args: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    value = os.environ.get(REAL_UPSTREAM_ENV)
-    if not value or not (Path(value) / "tools" / "train.py").is_file():
-        pytest.skip(f"no real PaddleClas checkout: set {REAL_UPSTREAM_ENV}=/path/to/PaddleClas (get one with "
-                    "`repro upstream fetch`) to run the real-upstream tests")
-    root = tmp_path_factory.mktemp("compare-real")
-    upstream = root / "PaddleClas"  # a copy: the tiny dataset is linked into it, never into the user's checkout
-    shutil.copytree(value, upstream, symlinks=True, ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
-    made = repro("dataset", "make-tiny", str(root / "data"), cwd=root)
-    assert made.returncode == 0, made.stderr
-    linked = repro("dataset", "link", str(root / "data"), "--upstream", str(upstream), cwd=root)
-    assert linked.returncode == 0, linked.stderr
-    runs = {}
-    for seed in REFERENCE_SEEDS + CANDIDATE_SEEDS:
+def smoke_runs(real_smoke: RealSmoke) -> dict[int | str, Path]:
+    """The runs by seed; "smoke" is the session's real smoke (seed as `make smoke` leaves it)."""
+    root = real_smoke.run.parent.parent
+    runs: dict[int | str, Path] = {"smoke": real_smoke.run}
+    for seed in TRAINED_SEEDS:
         run_dir = root / "runs" / f"seed{seed}"
-        trained = repro("train", "--smoke", "--platform", "cpu", "--cpu-ranks", "2", "--upstream", str(upstream),
-                        "--run-dir", str(run_dir), "--seed", str(seed), "--keep-checkpoints", "1", cwd=root)
+        trained = repro("train", "--smoke", "--platform", "cpu", "--cpu-ranks", "2", "--upstream", str(real_smoke.upstream),
+                        "--data-dir", str(real_smoke.data), "--run-dir", str(run_dir), "--seed", str(seed),
+                        "--keep-checkpoints", "1", cwd=root)
         assert trained.returncode == 0, (trained.stdout + trained.stderr)[-3000:]
         runs[seed] = run_dir
     return runs
 
 
-def test_real_smoke_seeds_are_equivalent_within_the_smoke_margin(smoke_runs: dict[int, Path]) -> None:
-    root = smoke_runs[0].parent
+def test_real_smoke_seeds_are_equivalent_within_the_smoke_margin(smoke_runs: dict[int | str, Path]) -> None:
+    root = smoke_runs[1].parent
     args = [str(smoke_runs[s]) for s in CANDIDATE_SEEDS]
     for seed in REFERENCE_SEEDS:
         args += ["--reference", str(smoke_runs[seed])]
@@ -82,8 +76,8 @@ def test_real_smoke_seeds_are_equivalent_within_the_smoke_margin(smoke_runs: dic
     assert (root / "compare.html").is_file()
 
 
-def test_a_real_run_compared_with_itself_is_refused(smoke_runs: dict[int, Path]) -> None:
-    copy = smoke_runs[0].parent / "seed0-copy"
-    shutil.copytree(smoke_runs[0], copy, ignore=shutil.ignore_patterns("*.pdparams", "*.pdopt", "*.pdstates"))
-    done = repro("compare", str(copy), "--reference", str(smoke_runs[0]), cwd=copy.parent)
+def test_a_real_run_compared_with_itself_is_refused(smoke_runs: dict[int | str, Path]) -> None:
+    copy = smoke_runs[1].parent / "seed1-copy"
+    shutil.copytree(smoke_runs[1], copy, ignore=shutil.ignore_patterns("*.pdparams", "*.pdopt", "*.pdstates"))
+    done = repro("compare", str(copy), "--reference", str(smoke_runs[1]), cwd=copy.parent)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "are the same run" in done.stderr

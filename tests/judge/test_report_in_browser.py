@@ -21,8 +21,9 @@ from tests.judge.test_run_report import full_manifest
 from tests.logfakes import standard_run, write_lines
 
 BROWSER = next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
-pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no chromium on PATH (Debian: apt-get install -y chromium; .ci/run installs it)")
+pytestmark = [pytest.mark.skipif(
+    BROWSER is None, reason="no chromium on PATH (Debian: apt-get install -y chromium; .ci/run installs it)"),
+    pytest.mark.xdist_group(__name__)]  # one worker: the module-scoped page is rendered once
 
 # Offline and quiet: no network, no first-run, no updates, a fresh profile per call.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -39,6 +39,10 @@ def find_archive() -> Path | None:
     return found[-1] if found else None
 
 
+# Set up once: its shared fixture is not function-scoped, so one xdist worker runs the whole module.
+pytestmark = pytest.mark.xdist_group(__name__)
+
+
 @pytest.fixture(scope="session")
 def pinned_upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkout of the pinned upstream: the user's (tests/conftest.py), or the archive extracted once."""
