@@ -45,6 +45,13 @@ def real_upstream() -> Path:
     return path
 
 
+def copy_checkout(source: Path, dest: Path) -> Path:
+    """A copy of a real checkout (a few MB) to train in: without its dataset link and outputs, so that
+    nothing a test links or writes reaches the user's own checkout."""
+    shutil.copytree(source, dest, symlinks=True, ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
+    return dest
+
+
 @dataclass(frozen=True)
 class RealSmoke:
     """`make smoke`'s own command, run once a session on a copy of the real checkout."""
@@ -63,9 +70,7 @@ def real_smoke(real_upstream: Path, tmp_path_factory: pytest.TempPathFactory) ->
     root = tmp_path_factory.mktemp("real-smoke")
     place = real_upstream / "dataset" / "ILSVRC2012"
     user_link = os.readlink(place) if place.is_symlink() else None
-    upstream = root / "PaddleClas"
-    shutil.copytree(real_upstream, upstream, symlinks=True,
-                    ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
+    upstream = copy_checkout(real_upstream, root / "PaddleClas")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REPRO_TRAIN_", "REPRO_SMOKE_"))}
     env["REPRO_UPSTREAM_DIR"] = str(upstream)
     done = subprocess.run([sys.executable, "-m", "repro.commands.smoke", "--logs-dir", str(root / "logs"),

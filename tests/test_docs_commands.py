@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from tests.conftest import real_upstream_choice
+from tests.conftest import copy_checkout, real_upstream_choice
 from tests.doubles import make_fake_checkout
 from tests.launch.test_train_launcher import finish, harness_env, repro_train
 
@@ -200,8 +200,7 @@ def sandbox(tmp_path_factory) -> Path:
     real, _ = real_upstream_choice()
     upstream = root / ".upstream" / "PaddleClas"
     if real is not None:
-        shutil.copytree(real, upstream, symlinks=True,
-                        ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
+        copy_checkout(real, upstream)
     else:
         make_fake_checkout(upstream)
     # A finished run of the double, as logs/<run-id>; three copies of it for --aggregate.

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from repro.cli import cli
 from repro.launch.command import build_command, environment_changes
 from repro.launch.nodes import mismatches
+from tests.conftest import copy_checkout
 from tests.doubles import make_fake_checkout
 from tests.launch.test_train_launcher import _free_port, finish, harness_env, live, lock_pids, manifest
 
@@ -320,9 +321,7 @@ def test_a_lost_node0_stops_node1(upstream: Path, tmp_path: Path) -> None:
 
 def real_checkout(real_upstream: Path, tmp_path: Path) -> Path:
     """A copy of the real checkout with the tiny dataset linked (the user's checkout keeps its link)."""
-    upstream = tmp_path / "PaddleClas"
-    shutil.copytree(real_upstream, upstream, symlinks=True,
-                    ignore=shutil.ignore_patterns("ILSVRC2012", "output", "__pycache__"))
+    upstream = copy_checkout(real_upstream, tmp_path / "PaddleClas")
     for args in (["dataset", "make-tiny", str(tmp_path / "data")],
                  ["dataset", "link", "--force", str(tmp_path / "data")]):
         subprocess.run([sys.executable, "-m", "repro", *args], check=True, capture_output=True,
