@@ -139,27 +139,24 @@ class Store:
     def __init__(self, plan: NodePlan) -> None:
         self.host, self.port = plan.host, plan.port
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)
-        with contextlib.closing(connection):
-            connection.request(method, path, body=body)
-            response = connection.getresponse()
-            return response.status, response.read()
+    def _request(self, method: str, key: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """(HTTP status, body); status 0 when the store is unreachable."""
+        try:
+            with contextlib.closing(http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)) as conn:
+                conn.request(method, f"{PREFIX}/{key}", body=body)
+                response = conn.getresponse()
+                return response.status, response.read()
+        except OSError:
+            return 0, b""
 
     def put(self, key: str, value: dict[str, Any] | int) -> bool:
-        try:
-            return self._request("POST", f"{PREFIX}/{key}", json.dumps(value).encode())[0] == 200
-        except OSError:
-            return False
+        return self._request("POST", key, json.dumps(value).encode())[0] == 200
 
     def get_prefix(self, key: str) -> dict[str, Any] | None:
         """``{key: value}`` under the prefix (empty when none), or None when the store is unreachable."""
-        try:
-            status, body = self._request("GET", f"{PREFIX}/{key}")
-        except OSError:
-            return None
+        status, body = self._request("GET", key)
         if status != 200:
-            return {}
+            return None if status == 0 else {}
         try:
             return {name[len(PREFIX) + 1:]: json.loads(value) for name, value in json.loads(body).items()}
         except ValueError:

@@ -111,11 +111,7 @@ def _plain_python(value: Any) -> bool:
 
 
 class CodeValue(Exception):
-    """Upstream's ``eval()`` would run ``text`` as code (a call, an operator, a known name...)."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
+    """Upstream's ``eval()`` would run the text as code; ``args[0]`` says what (a call, an operator, a name...)."""
 
 
 def upstream_value(text: str, module_names: frozenset[str]) -> Any:
@@ -170,11 +166,11 @@ def check_value(key: str, text: str, module_names: frozenset[str]) -> Any:
     try:
         value = upstream_value(text, module_names)
     except CodeValue as code:
-        fix = _fix(key, as_yaml, module_names) if isinstance(as_yaml, list) or code.kind.startswith("a name") else (
-            "write a plain number, word, quoted string or [list]"
-        )
+        kind = code.args[0]
+        fix = (_fix(key, as_yaml, module_names) if isinstance(as_yaml, list) or kind.startswith("a name")
+               else "write a plain number, word, quoted string or [list]")
         raise ReproError(f"-o {key}={text}: upstream eval()s -o values and would run this as Python code "
-                         f"({code.kind}), not read it as data; {fix}", EXIT_BAD_INPUT) from None
+                         f"({kind}), not read it as data; {fix}", EXIT_BAD_INPUT) from None
     if not _plain_python(value):
         raise ReproError(f"-o {key}={text}: upstream would read a {type(value).__name__}; only a scalar or a list of "
                          "scalars may be overridden (override the keys inside a section one by one)", EXIT_BAD_INPUT)
