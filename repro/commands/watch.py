@@ -112,13 +112,9 @@ class Watcher:
 
 def run_world(root: Path) -> tuple[int | None, str]:
     """The device count for device-hours: the manifest's, else what the launcher left (envlog, banner)."""
-    manifest = None
-    run = RunDir(root)
-    if run.is_run():
-        try:
-            manifest = read_manifest(run.manifest)
-        except ReproError:
-            pass
+    manifest, run = None, RunDir(root)
+    with contextlib.suppress(ReproError):
+        manifest = read_manifest(run.manifest) if run.is_run() else None
     files = run_files_in(root) if root.is_dir() else None
     world, _, source = world_of(manifest, launcher_world(files, []) if files is not None else None)
     return world, source

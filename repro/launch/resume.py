@@ -10,6 +10,7 @@ the dataset it trained on and the upstream checkout's commit and patches.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -130,16 +131,14 @@ def progress(run: RunDir, data: dict) -> tuple[int, bool]:
     (``[Train][Epoch N/M][Avg]``, upstream's ``Already save model in``) and the checkpoints the harness
     recorded (written, deleted, the true best's)."""
     epochs, saved = [0], False
-    try:
-        with open_regular_file(run.train_log) as handle:  # streamed: a 300-epoch log is ~160k lines
-            for raw in handle:
-                if b"[Avg]" in raw:
-                    match = P.TRAIN_AVG.search(raw.decode("utf-8", "replace"))
-                    epochs += [int(match.group("epoch"))] if match else []
-                elif b"Already save" in raw:
-                    saved = saved or P.SAVED_BYTES.search(raw) is not None
-    except (OSError, ReproError):  # no log (yet), or not a regular file: the manifest's records still count
-        pass
+    # no log (yet), or not a regular file: the manifest's records still count
+    with contextlib.suppress(OSError, ReproError), open_regular_file(run.train_log) as handle:
+        for raw in handle:  # streamed: a 300-epoch log is ~160k lines
+            if b"[Avg]" in raw:
+                match = P.TRAIN_AVG.search(raw.decode("utf-8", "replace"))
+                epochs += [int(match.group("epoch"))] if match else []
+            elif b"Already save" in raw:
+                saved = saved or P.SAVED_BYTES.search(raw) is not None
     written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
     names = [*written, *(data.get("checkpoints_deleted") or [])]
     epochs += [int(m.group(1)) for m in (EPOCH_NAME.match(str(n).split(".", 1)[0]) for n in names) if m]

@@ -210,6 +210,7 @@ def run_segment(*, run: RunDir, manifest: Manifest, command: LaunchCommand, env:
         launch.start()
         say(f"launcher pid {launch.proc.pid}; upstream's output goes to {run.console_log}"
             + ("" if verbose else " (-v shows it here)"))
+
         def tick() -> None:  # on several nodes, the node watch first: when it says stop, stop as on SIGTERM
             try:
                 if node_watch is not None and node_watch() and launch.stop_signal is None:

@@ -3,6 +3,7 @@ upstream is launched; what a failed start wrote is removed again (an empty ``--r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -128,10 +129,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         # Nothing ran: the directory holds only what we just wrote into it, so remove that.
         discard_run_dir(run, keep_directory=existed and nodes is None)
         if nodes is not None and not existed:
-            try:
-                run.path.parent.rmdir()  # the group this start made, unless another node uses it already
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # the group this start made, unless another node uses it already
+                run.path.parent.rmdir()
         raise
     say(f"run directory {run.path}")
     run_segment(run=run, manifest=manifest, command=command, env=env, keep=keep,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import copy
 import re
 from dataclasses import dataclass
@@ -117,10 +118,8 @@ class CodeValue(Exception):
 def upstream_value(text: str, module_names: frozenset[str]) -> Any:
     """What upstream's ``eval(text)`` yields, or CodeValue: a Python literal, else the raw text when ``eval``
     cannot parse it (``./output/``) or it is a bare word naming nothing in upstream's namespace (NameError)."""
-    try:
+    with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        pass
     try:
         tree = ast.parse(text.lstrip(" \t"), mode="eval")
     except (SyntaxError, ValueError):
@@ -140,11 +139,9 @@ def _same(first: Any, second: Any) -> bool:
 def _fix(key: str, meant: Any, module_names: frozenset[str]) -> str:
     """How to write ``meant`` so that upstream gets exactly it, or why it cannot be written."""
     spelling = repr(meant)  # a list of scalars too: "[1, 'a']"
-    try:
+    with contextlib.suppress(CodeValue):
         if _same(upstream_value(spelling, module_names), meant) and "=" not in spelling:
             return f"write -o {key}={spelling} to mean {meant!r}"
-    except CodeValue:
-        pass
     return f"{meant!r} cannot be passed through upstream's -o; write a number, word, quoted string or list"
 
 
