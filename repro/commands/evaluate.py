@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -164,14 +164,11 @@ def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path,
         return [v for v, s in overrides if s == source and v.split("=", 1)[0] not in TRAINING_ONLY]
 
     command = build_command(
-        upstream_dir=run_command.cwd, entry=EVAL_ENTRY, config_arg=config, reference_config=None,
-        reference_overrides=kept(REFERENCE), device=device, run_dir=out, gpus=gpus,
-        cpu_ranks=None if gpus is not None else cpu_ranks, devices_flag=flag, extra_overrides=kept(USER),
-        harness_overrides=[*kept(HARNESS), f"Global.pretrained_model={prefix}"], python=sys.executable,
-    )
+        upstream_dir=run_command.cwd, entry=EVAL_ENTRY, config_arg=config, reference_overrides=kept(REFERENCE),
+        device=device, run_dir=out, gpus=gpus, cpu_ranks=None if gpus is not None else cpu_ranks, devices_flag=flag,
+        extra_overrides=kept(USER), harness_overrides=[*kept(HARNESS), f"Global.pretrained_model={prefix}"])
     # The reference trains; the eval entry is the harness's choice, and marked so.
-    tokens = tuple(Token(t.text, HARNESS) if t.text == EVAL_ENTRY else t for t in command.tokens)
-    return LaunchCommand(tokens=tokens, cwd=command.cwd, python=command.python)
+    return replace(command, tokens=tuple(Token(t.text, HARNESS) if t.text == EVAL_ENTRY else t for t in command.tokens))
 
 
 def eval_devices(manifest: dict[str, Any], gpus: list[int] | None,
@@ -263,22 +260,17 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
             "started": utc_now(), "dir": str(out), "command": command.to_manifest(), "env": env.to_manifest(),
         }
         click.echo(f"+ {command.marked_line()}", err=True)
-        launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out),
-                        on_processes=lock.write,
+        launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out), on_processes=lock.write,
                         echo=echo if verbose else (lambda text: None))
         launch.install_signal_handlers()
         launch.start()
         outcome = launch.wait()
         result = read_result(out) or dict.fromkeys(("top1", "top5", "loss"))
         config = manifest.data.get("config") if isinstance(manifest.data.get("config"), dict) else {}
-        record.update({
-            "ended": utc_now(),
-            "exit_code": outcome.returncode,
-            "status": "interrupted" if outcome.interrupted_by is not None else
-                      "completed" if outcome.returncode == 0 and result["top1"] is not None else "failed",
-            **result,
-            "eval_set_size": eval_set_size(command.cwd, Path(config.get("file") or run.config)),
-        })
+        status = ("interrupted" if outcome.interrupted_by is not None
+                  else "completed" if outcome.returncode == 0 and result["top1"] is not None else "failed")
+        record.update(ended=utc_now(), exit_code=outcome.returncode, status=status, **result,
+                      eval_set_size=eval_set_size(command.cwd, Path(config.get("file") or run.config)))
         manifest.append(K_EVALUATIONS, record)
     finally:
         if launch is not None:

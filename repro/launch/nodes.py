@@ -192,9 +192,8 @@ class NodeWatch:
         now = time.monotonic()
         self.beats += 1
         # One failed call skips the rest: an unreachable host costs one connect timeout a tick, not four.
-        beats = None
-        if self.store.put(f"beat/{self.me}", self.beats) and self.store.put(f"info/{self.me}", self.info):
-            beats = self.store.get_prefix("beat/")
+        published = self.store.put(f"beat/{self.me}", self.beats) and self.store.put(f"info/{self.me}", self.info)
+        beats = self.store.get_prefix("beat/") if published else None
         if beats is not None:
             self.store_seen = now
             self._records()
@@ -223,8 +222,7 @@ class NodeWatch:
 
     def _note_activity(self, now: float) -> None:
         """Any rank log or train.log grew: training is alive (only node 0's rank 0 logs steps)."""
-        paths = [self.run.train_log, *self.run.launcher.glob("workerlog.*")]
-        for path in paths:
+        for path in [self.run.train_log, *self.run.launcher.glob("workerlog.*")]:
             try:
                 size = path.stat().st_size
             except OSError:
@@ -246,9 +244,8 @@ class NodeWatch:
             record["node0"] = {"host": node0.get("host"), "run_dir": node0.get("run_dir")}
         for key, info in sorted(infos.items()):  # node 0 compares every node with its own; the others, node 0
             node = key.split("/", 1)[-1]
-            if node == self.me or node in self.compared or not isinstance(info, dict):
-                continue
-            if self.plan.node_rank > 0 and node != node_dir_name(0):
+            if (node == self.me or node in self.compared or not isinstance(info, dict)
+                    or self.plan.node_rank > 0 and node != node_dir_name(0)):
                 continue
             self.compared.add(node)
             known = record.setdefault("mismatches", [])

@@ -72,24 +72,22 @@ def resume_problems(plan: ResumePlan) -> list[str]:
     upstream = plan.command.cwd
     recorded = data.get("upstream") or {}
     if not upstream.is_dir():
-        problems.append(f"the upstream checkout the run used, {upstream}, is gone: fetch it there again "
-                        f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume")
-    else:
-        if data.get("preflight") == "passed":  # the run started with pre-flight: the same checks, same lines
-            same_as_new_run = check_upstream(upstream)
-            if same_as_new_run:
-                return problems + same_as_new_run
-        if not ("commit" in recorded or "patches" in recorded):
-            return problems
-        now = inspect_checkout(upstream).to_manifest()
-        if now.get("commit") != recorded.get("commit"):
-            problems.append(f"upstream {upstream} is now at {str(now.get('commit'))[:12]}, the run started at "
-                            f"{str(recorded.get('commit'))[:12]}: check out that commit "
-                            f"(`git -C {upstream} checkout {recorded.get('commit')}`), then resume")
-        if patch_set(now) != patch_set(recorded):
-            names = ", ".join(name for name, _, applied in patch_set(recorded) if applied) or "none"
-            problems.append(f"the patches in {upstream} differ from the run's (applied then: {names}): restore them "
-                            "(`repro upstream apply-patches`), then resume")
+        return problems + [f"the upstream checkout the run used, {upstream}, is gone: fetch it there again "
+                           f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume"]
+    # the run started with pre-flight: the same checks, same lines
+    if data.get("preflight") == "passed" and (same_as_new_run := check_upstream(upstream)):
+        return problems + same_as_new_run
+    if not ("commit" in recorded or "patches" in recorded):
+        return problems
+    now = inspect_checkout(upstream).to_manifest()
+    if now.get("commit") != recorded.get("commit"):
+        problems.append(f"upstream {upstream} is now at {str(now.get('commit'))[:12]}, the run started at "
+                        f"{str(recorded.get('commit'))[:12]}: check out that commit "
+                        f"(`git -C {upstream} checkout {recorded.get('commit')}`), then resume")
+    if patch_set(now) != patch_set(recorded):
+        names = ", ".join(name for name, _, applied in patch_set(recorded) if applied) or "none"
+        problems.append(f"the patches in {upstream} differ from the run's (applied then: {names}): restore them "
+                        "(`repro upstream apply-patches`), then resume")
     return problems
 
 
