@@ -65,8 +65,7 @@ class Watcher:
         log = (files.workerlogs.get(0) or files.train_log) if files is not None else None
         if log is None:
             return
-        tail = self.tails.setdefault(log, Tail(log))
-        lines = tail.read()
+        lines = self.tails.setdefault(log, Tail(log)).read()
         for line in lines:
             self.progress.feed(line)
         if self.health is not None:
@@ -84,10 +83,8 @@ class Watcher:
                 if self.dead_looks >= DEAD_LOOKS:
                     return (f"manifest.json says running, but no process of {run.path} is alive (killed?); "
                             f"continue it with `repro train --resume {run.path}`")
-        else:
-            why = self._launcher_ended()
-            if why is not None:
-                return why
+        elif (why := self._launcher_ended()) is not None:
+            return why
         if self.pid is not None and not psutil.pid_exists(self.pid):
             return f"process {self.pid} is gone"
         if self.lock is not None and not self.lock.exists():
