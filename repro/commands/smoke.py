@@ -112,6 +112,12 @@ def smoke_command(ctx: click.Context, **options) -> None:
     ctx.exit(run(SimpleNamespace(**options)))
 
 
+def parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
+    """The options as ``repro smoke`` reads them (click's usage errors propagate)."""
+    with smoke_command.make_context("repro smoke", list(sys.argv[1:] if argv is None else argv)) as ctx:
+        return SimpleNamespace(**ctx.params)
+
+
 def best_top1(run_dir: Path) -> float | None:
     try:
         best = best_epoch(parse_run(run_dir))
@@ -202,8 +208,7 @@ def smoke_all(args: SimpleNamespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m repro.commands.smoke`` (what ``make smoke`` runs): ``repro smoke`` by another name."""
     try:
-        with smoke_command.make_context("repro smoke", list(sys.argv[1:] if argv is None else argv)) as ctx:
-            args = SimpleNamespace(**ctx.params)
+        args = parse_args(argv)
     except click.UsageError as error:
         problem = error.format_message().rstrip(".")
         print(f"error: {problem[:1].lower()}{problem[1:]}; see `repro smoke --help`", file=sys.stderr)
