@@ -114,6 +114,11 @@ def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
         yield data
 
 
+def mentions(path: Path, needle: bytes) -> bool:
+    with _mapped(path) as data:
+        return data.find(needle) >= 0
+
+
 def _time(text: str) -> dt.datetime | None:
     """``2026/11/28 05:07:00`` (sliced by hand: strptime is the slowest step of a 300-epoch scan)."""
     if len(text) < 19 or text[4] != "/" or text[10] != " ":

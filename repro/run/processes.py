@@ -360,13 +360,8 @@ class Launch:
 
     def _live(self) -> list[psutil.Process]:
         """Every live process of this run but the launcher itself."""
-        live: dict[int, psutil.Process] = {}
-        for record in self.known():
-            process = record.process()
-            if process is not None:
-                live[process.pid] = process
-        for process in find_run_processes(self.run):
-            live.setdefault(process.pid, process)
+        live = {process.pid: process for process in [*map(ProcessRecord.process, self.known()),
+                                                     *find_run_processes(self.run)] if process is not None}
         if self.proc is not None:
             live.pop(self.proc.pid, None)
         return list(live.values())
