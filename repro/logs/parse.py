@@ -1,11 +1,6 @@
-"""One run's logs -> one consistent story: per-epoch tables, launches, errors, and doubts.
-
-Upstream appends the same results to ``train.log`` and rank 0's ``workerlog.0`` (a resume repeats epochs
-after a second echo) and resets its ``best metric`` on resume. So rank 0 is the witness, the later launch
-wins a repeated epoch (said in a note), the best epoch comes from every launch's evals, and the other files
-are cross-checked. A launch that starts from scratch (no ``Global.checkpoints``) begins another training:
-everything before the last such launch is left out, so an earlier training never completes or lifts it.
-"""
+"""One run's logs -> per-epoch tables, launches, errors and doubts. Upstream writes the same results to
+``train.log`` and ``workerlog.0``, repeats epochs after a resume and resets ``best metric`` then: rank 0 is
+the witness, a later launch wins a repeated epoch, and a launch from scratch starts another training."""
 
 from __future__ import annotations
 

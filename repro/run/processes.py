@@ -1,11 +1,6 @@
-"""Run the launcher and make sure that, whatever happens, no rank outlives the run.
-
-paddle's launcher starts every rank with ``os.setsid`` (``launch/utils/process_context.py``), so the
-ranks are in neither the launcher's process group nor its session: signalling the launcher's group
-does not reach them, and a launcher killed with SIGKILL leaves them training on as orphans (seen
-here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are
-stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
-"""
+"""Run the launcher so that, whatever happens, no rank outlives the run. paddle's launcher starts each rank
+with ``os.setsid`` (``launch/utils/process_context.py``): the launcher's group does not reach them, and a
+SIGKILLed launcher leaves them training on as orphans. How they are stopped: docs/ARCHITECTURE.md."""
 
 from __future__ import annotations
 
