@@ -10,7 +10,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -165,7 +164,7 @@ class RunLock:
     def write(self, processes: list[ProcessRecord]) -> None:
         """Record the processes in the locked file itself (an ``os.replace`` would orphan the flock)."""
         assert self.fd is not None, "write() needs the lock held"
-        data = {"updated": time.time(), "processes": [asdict(record) for record in (self.harness, *processes)]}
+        data = {"updated": time.time(), "processes": [record.to_dict() for record in (self.harness, *processes)]}
         encoded = json.dumps(data, indent=1).encode("utf-8")
         os.pwrite(self.fd, encoded, 0)
         os.ftruncate(self.fd, len(encoded))

@@ -77,6 +77,9 @@ class ProcessRecord:
     def alive(self) -> bool:
         return self.process() is not None
 
+    def to_dict(self) -> dict:
+        return {"pid": self.pid, "create_time": self.create_time, "cmdline": list(self.cmdline), "role": self.role}
+
     @classmethod
     def from_dict(cls, data: dict) -> "ProcessRecord":
         return cls(int(data["pid"]), float(data["create_time"]), tuple(data.get("cmdline", ())), data.get("role", "rank"))
