@@ -1,9 +1,6 @@
-"""One log file -> its launches (segments) and per-epoch tables, fast enough for a 300-epoch log.
-
-A full ResNeSt50 run writes ~150,000 iteration lines per copy of the log, but the verdict needs only the
-``[Avg]`` lines, the start-up echoes and the errors: the file is memory-mapped and ``memchr`` skips to them
-(benchmarks/bench_log_parse.py: within 3x of ``grep``). :func:`iterations` parses the rest on demand.
-"""
+"""One log file -> its launches (segments) and per-epoch tables. The verdict needs only the ``[Avg]`` lines,
+echoes and errors of ~150,000 lines: the mapped file is searched with ``memchr`` (benchmarks/bench_log_parse.py:
+within 3x of ``grep``); :func:`iterations` parses the rest on demand."""
 
 from __future__ import annotations
 
@@ -114,6 +111,11 @@ def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
         yield data
 
 
+def mentions(path: Path, needle: bytes) -> bool:
+    with _mapped(path) as data:
+        return data.find(needle) >= 0
+
+
 def _time(text: str) -> dt.datetime | None:
     """``2026/11/28 05:07:00`` (sliced by hand: strptime is the slowest step of a 300-epoch scan)."""
     if len(text) < 19 or text[4] != "/" or text[10] != " ":
@@ -217,18 +219,17 @@ def _read_echo(data: bytes | mmap.mmap, start: int, end: int) -> tuple[dict[str,
         if when is None:
             continue
         first_time = first_time or when
+        if msg.startswith(("[Train]", "[Eval]")):
+            break
         if after_device is not None:
             world = world_size_warned(msg)
             after_device += 1
-            if world is not None or after_device >= ECHO_TAIL_LINES or msg.startswith(("[Train]", "[Eval]")):
+            if world is not None or after_device >= ECHO_TAIL_LINES:
                 break
-            continue
-        if msg.startswith(P.DEVICE_LINE):
+        elif msg.startswith(P.DEVICE_LINE):
             after_device = 0
-            continue
-        if msg.startswith(("[Train]", "[Eval]")):
-            break
-        reader.feed(msg)
+        else:
+            reader.feed(msg)
     return reader.config, first_time, world
 
 
