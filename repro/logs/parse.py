@@ -291,11 +291,8 @@ def load_run(files: RunFiles) -> RunLogs:
     """Read and reconcile the files of one discovered run."""
     if files.problem:
         raise ReproError(files.problem, EXIT_BAD_INPUT)
-    logs: list[LogFile] = []
-    if files.single_file is not None:
-        logs.append(scan(refuse_binary(files.single_file)))
-    for rank in sorted(files.workerlogs):
-        logs.append(scan(refuse_binary(files.workerlogs[rank]), rank=rank))
+    logs = [scan(refuse_binary(files.single_file))] if files.single_file is not None else []
+    logs += [scan(refuse_binary(files.workerlogs[rank]), rank=rank) for rank in sorted(files.workerlogs)]
     if files.train_log is not None:
         # rank 0's workerlog says it all when it has results; train.log is then only a cross-check
         rank0 = next((log for log in logs if log.rank == 0), None)
