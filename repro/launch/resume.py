@@ -187,9 +187,9 @@ def refuse_lost_progress(plan: ResumePlan) -> int:
 def refuse_problems(plan: ResumePlan) -> None:
     """The resume's checks (``resume_problems``): each problem on a line, then the refusal (exit 4)."""
     problems = resume_problems(plan)
+    for line in problems:
+        click.echo(f"resume check: {line}", err=True)
     if problems:
-        for line in problems:
-            click.echo(f"resume check: {line}", err=True)
         raise ReproError(f"cannot resume {plan.run.path}: {len(problems)} problem(s) (listed above)", EXIT_PREFLIGHT)
 
 

@@ -107,9 +107,9 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                 problems += node0_problems(nodes)
             for line in getattr(problems, "warnings", []):
                 say(f"pre-flight warning: {line}")
+            for line in problems:
+                click.echo(f"pre-flight: {line}", err=True)
             if problems:
-                for line in problems:
-                    click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
         command = command_for(run.path, resolved.config_arg, resolved)
         if nodes is not None and nodes.node_rank > 0:
