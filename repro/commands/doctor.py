@@ -108,8 +108,7 @@ def check_devices(profile: Profile, info: PaddleInfo, gpus_wanted: int) -> list[
 
 def check_upstream(upstream_dir: Path) -> list[Finding]:
     state = inspect_checkout(upstream_dir)
-    problems = state.problems()
-    if problems:
+    if problems := state.problems():
         return [_finding("upstream", problem) for problem in problems]
     # Warnings (unknown archive commit, a pin other than the one our patches were verified on)
     # do not block training but belong on the screen beside the checkout line.

@@ -169,8 +169,7 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
             bar.n = min(progress.position, bar.total or progress.position)
             bar.set_postfix(progress.fields(), refresh=False)
             bar.refresh()
-            why = watcher.ended()
-            if why is not None:
+            if (why := watcher.ended()) is not None:
                 look()
                 return why
             if timeout and clock() - started >= timeout:

@@ -114,8 +114,7 @@ def resolve_config(upstream_dir: Path, recipe: Recipe, user_overrides: Sequence[
     if seed is not None:
         apply_option(config, f"Global.seed={seed}")
 
-    problems = sanity_problems(config)
-    if problems:
+    if problems := sanity_problems(config):
         raise ReproError(f"{'; '.join(problems)}; fix the -o values (or the recipe)", EXIT_BAD_INPUT)
     resolved = ResolvedConfig(config_arg=config_arg, overrides=[item.text for item in checked], config=config,
                               epochs=_int_setting(config, "Global", "epochs"),

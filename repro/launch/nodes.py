@@ -307,8 +307,7 @@ def checkpoint_dir(run: RunDir, data: dict[str, Any]) -> Path:
     plan = NodePlan.from_manifest(data)
     if plan is None or plan.node_rank == 0:
         return run.output
-    shared = group_node0(run.path.parent)
-    if shared is not None:
+    if (shared := group_node0(run.path.parent)) is not None:
         return RunDir(shared).output
     node0 = (data.get(K_NODES) or {}).get("node0") or {}
     recorded = node0.get("run_dir")

@@ -142,8 +142,7 @@ class Housekeeper:
         previous = self.manifest.data.get(K_TRUE_BEST)
         lines = self.train_log.read()
         self.health(lines)
-        new = eval_top1(lines)
-        if new:
+        if new := eval_top1(lines):
             self.evals.update(new)
             self.best = best_epoch(self.run, Best.of(self.evals))
         current = protect_true_best(self.run, previous, self.best)
