@@ -54,9 +54,8 @@ class RunInfo:
 
     @property
     def status(self) -> str:
-        if self.problem:
-            return "unreadable"
-        return "running" if self.running else str(self.manifest.get("status") or "unknown")
+        return ("unreadable" if self.problem else "running" if self.running
+                else str(self.manifest.get("status") or "unknown"))
 
     @property
     def recipe(self) -> str:

@@ -70,14 +70,11 @@ def check_dataset_ready(upstream_dir: Path, resolved: ResolvedConfig, smoke: boo
         return [f"dataset at {root} is a tiny set made by `repro dataset make-tiny`, not ImageNet; "
                 "run `repro dataset link /path/to/ILSVRC2012`"]
     report = check_dataset(root, class_num=resolved.class_num, expect="any")
-    problems: list[str] = []
-    if not report.ok:
-        first = report.first_error() or "see the report"
-        problems.append(f"dataset at {root} fails the check: {first}; run `repro dataset check {root}` for all problems")
-    for path in lists:
-        if not path.is_file():
-            problems.append(f"list file {path} named by the config does not exist: {how}")
-    return problems
+    first = report.first_error() or "see the report"
+    problems = [] if report.ok else [f"dataset at {root} fails the check: {first}; run `repro dataset check {root}` "
+                                     "for all problems"]
+    return problems + [f"list file {path} named by the config does not exist: {how}" for path in lists
+                       if not path.is_file()]
 
 
 def check_gpus(gpus: list[int], paddle_info: PaddleInfo, profile: Any) -> list[str]:
