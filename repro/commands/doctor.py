@@ -127,8 +127,7 @@ def check_ppcls(upstream_dir: Path) -> list[Finding]:
     """Training's ``import ppcls`` must reach the checkout, not a package installed in the venv."""
     if not (upstream_dir / "ppcls").is_dir():
         return []
-    problem = ppcls_shadowing_problem(upstream_dir)
-    if problem is None:
+    if (problem := ppcls_shadowing_problem(upstream_dir)) is None:
         return [Finding("ppcls", OK, f"training imports ppcls from {upstream_dir / 'ppcls'}")]
     return [_finding("ppcls", problem)]
 

@@ -132,12 +132,10 @@ def verified_weights(run: RunDir, manifest: dict[str, Any], prefix: Path) -> tup
 
 def _pairs(tokens: list[dict[str, str]]) -> tuple[str, list[tuple[str, str]]]:
     """The run's ``-c`` argument and its ``-o`` values with their origin, from the manifest's tokens."""
-    texts = [t["text"] for t in tokens]
-    try:
-        entry = texts.index(TRAIN_ENTRY)
-    except ValueError:
+    entry = next((index for index, token in enumerate(tokens) if token["text"] == TRAIN_ENTRY), None)
+    if entry is None:
         raise ReproError(f"the manifest's command has no {TRAIN_ENTRY}: this run was not started by `repro train`; "
-                         "evaluate with upstream's tools/eval.py by hand", EXIT_BAD_INPUT) from None
+                         "evaluate with upstream's tools/eval.py by hand", EXIT_BAD_INPUT)
     pairs = list(zip(tokens[entry + 1:], tokens[entry + 2:]))
     config = next((value["text"] for flag, value in reversed(pairs) if flag["text"] == "-c"), None)
     overrides = [(value["text"], value["source"]) for flag, value in pairs if flag["text"] == "-o"]

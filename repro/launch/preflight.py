@@ -31,9 +31,8 @@ def check_upstream(upstream_dir: Path) -> list[str]:
     """The checkout at the pin with our patches, and the code training imports really its own
     (``tools/train.py`` appends the checkout to ``sys.path``: an installed ``ppcls`` would win)."""
     problems = list(inspect_checkout(Path(upstream_dir)).problems())
-    if (Path(upstream_dir) / "ppcls").is_dir():
-        shadowed = ppcls_shadowing_problem(Path(upstream_dir))
-        problems += [shadowed] if shadowed else []
+    if (Path(upstream_dir) / "ppcls").is_dir() and (shadowed := ppcls_shadowing_problem(Path(upstream_dir))):
+        problems.append(shadowed)
     return problems
 
 

@@ -33,8 +33,7 @@ FAILURE_LINES = 30
 
 def say(text: str) -> None:
     """A line for the user (stderr), around the progress line if one is on the terminal."""
-    live = LauncherOutput.live
-    if live is not None:
+    if (live := LauncherOutput.live) is not None:
         live.note(f"repro: {text}")
     else:
         click.echo(f"repro: {text}", err=True)
