@@ -136,6 +136,17 @@ class Band:
             return Breach(epoch, what, value, bound, mean, std, floored)
         return None
 
+    def edges(self, what: str) -> tuple[list[int], list[float], list[float], list[float]]:
+        """Epochs, lower edge, mean and upper edge (mean -+ k x std used) of ``what``, for a figure: an
+        accuracy band ends at 0 and 1, a loss band at 0."""
+        stats = self.top1 if what == "top1" else self.train_loss
+        epochs = sorted(stats)
+        means = [stats[epoch]["mean"] for epoch in epochs]
+        widths = [self.settings.k * self.limit(what, epoch)[1] for epoch in epochs]  # type: ignore[index]
+        ceiling = 1.0 if what == "top1" else math.inf
+        return (epochs, [max(0.0, m - w) for m, w in zip(means, widths)], means,
+                [min(ceiling, m + w) for m, w in zip(means, widths)])
+
     def first_breach(self, top1: dict[int, float], loss: dict[int, float], k: float | None = None) -> Breach | None:
         for epoch in sorted(set(top1) | set(loss)):
             for breach in (self.check("train_loss", epoch, loss[epoch], k) if epoch in loss else None,

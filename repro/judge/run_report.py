@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from repro.core.errors import EXIT_CONFLICT, ReproError
@@ -133,7 +134,7 @@ def _series(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(dtype=float)
     values = pd.to_numeric(frame[column], errors="coerce")
-    return values[values.map(lambda v: math.isfinite(v))]
+    return values[np.isfinite(values)]
 
 
 def _epoch_axis(iters: pd.DataFrame) -> pd.Series:
@@ -159,15 +160,8 @@ def throughput_table(run: RunLogs) -> pd.DataFrame:
 def draw_top1_band(ax: Any, band: Band, label: str | None = None) -> None:
     """The band's top-1 on an accuracy axis: mean dashed, ``mean +- k x std used`` shaded (its lower
     edge is the limit a run must stay above). Reusable by any page that draws a run against a band."""
-    epochs = sorted(band.top1)
-    lower, upper, mean = [], [], []
-    for epoch in epochs:
-        low, std, _ = band.limit("top1", epoch)  # type: ignore[misc]
-        lower.append(low)
-        upper.append(band.top1[epoch]["mean"] + band.settings.k * std)
-        mean.append(band.top1[epoch]["mean"])
+    epochs, lower, mean, upper = band.edges("top1")
     runs = len(band.runs) or band.top1_n()
-    lower, upper = [max(0.0, v) for v in lower], [min(1.0, v) for v in upper]  # accuracies
     ax.fill_between(epochs, lower, upper, color="tab:green", alpha=0.15, linewidth=0,
                     label=label or f"band: mean \u00b1 {band.settings.k:g} std ({runs} runs)")
     ax.plot(epochs, mean, "--", color="tab:green", linewidth=1, alpha=0.8)
@@ -383,10 +377,8 @@ def build_page(run: RunLogs, verdict: Verdict, band: Band | None, band_line: str
     page = H.HtmlPage(title=f"repro report: {run.name}")
     rest = verdict.headline[len(verdict.status):].lstrip(" ,")  # the run, the reason, the deviations
     page.verdict(verdict.status, verdict_number(verdict), rest if verdict.value is not None or verdict.deviations else "")
-    details = [*verdict.details, *(f"note: {n}" for n in verdict.notes), *(f"warning: {w}" for w in verdict.warnings),
-               *(f"error: {e}" for e in verdict.errors)]
-    if details:
-        page.add("Verdict details", H.bullets(details))
+    if verdict.detail_lines:
+        page.add("Verdict details", H.bullets(verdict.detail_lines))
     page.add("Provenance", H.key_value_table(provenance_rows(run, verdict)))
     evals = standalone_evals(run)
     marked = ("target (red) over the pass line (orange, dashed)" if _pass_line_differs(verdict)

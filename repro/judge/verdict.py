@@ -87,15 +87,14 @@ class Verdict:
         return f"{self.status} {self.reason}{marker}"
 
     @property
+    def detail_lines(self) -> list[str]:
+        return [*self.details, *(f"{kind}: {line}" for kind, lines in (
+            ("note", self.notes), ("warning", self.warnings), ("error", self.errors)) for line in lines)]
+
+    @property
     def lines(self) -> list[str]:
-        out = [self.headline]
-        out += [f"  deviation: {line}" for line in self.deviations]
-        out.append(f"  run {self.run} ({self.path})")
-        out += [f"  {line}" for line in self.details]
-        out += [f"  note: {line}" for line in self.notes]
-        out += [f"  warning: {line}" for line in self.warnings]
-        out += [f"  error: {line}" for line in self.errors]
-        return out
+        return [self.headline, *(f"  deviation: {line}" for line in self.deviations), f"  run {self.run} ({self.path})",
+                *(f"  {line}" for line in self.detail_lines)]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -117,11 +116,7 @@ def judge(run: RunLogs, target: Target, tolerance: float | None = None, final: b
           allow_incomplete: bool = False, *, expect_arch: str | None = None, expect_class_num: int | None = None,
           deviations: list[str] | None = None, strict: bool = False, require_eval: bool = False) -> Verdict:
     """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's.
-
-    ``deviations`` (see :func:`reference_deviations`) are listed with the verdict; ``strict`` turns
-    a PASS with any of them into a FAIL (release gates); ``require_eval`` turns a PASS without an
-    agreeing standalone eval (:func:`compare_standalone`) into INCOMPLETE or FAIL.
-    """
+    ``strict`` FAILs a PASS with ``deviations`` (release gates); ``require_eval``: see :func:`compare_standalone`."""
     verdict = _judge(run, target, tolerance, final, allow_incomplete, expect_arch, expect_class_num)
     verdict.deviations, verdict.strict = list(deviations or []), strict
     verdict.provenance = provenance(run)
@@ -237,23 +232,19 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
                        f"{bad.get('checkpoint')}.pdparams (sha256 {str(bad.get('sha256'))[:12]}), weights whose digest "
                        f"training did not record, so it proves nothing; `repro eval {where}` evaluates the true best's "
                        "weights")
-        if require and verdict.status == PASS:
-            verdict.status = INCOMPLETE
-            verdict.reason = f"{verdict.reason}, but --require-eval: {message}"
-        else:
-            verdict.notes.append(message)
+        _doubt(verdict, require, INCOMPLETE, message, verdict.notes)
         return
     chosen = matching[-1]
     value, logged = float(chosen[verdict.metric]), float(verdict.value)
     n = chosen.get("eval_set_size") or verdict.eval_set_size
     p = min(1.0, max(0.0, (value + logged) / 2))
-    error = math.sqrt(p * (1 - p) / n) if n else math.nan
-    limit = STANDARD_ERRORS * error + 1e-5 if n else 1e-5
+    error = math.sqrt(p * (1 - p) / n) if n else None
+    limit = (STANDARD_ERRORS * error if error is not None else 0.0) + 1e-5
     difference = value - logged
     agree = abs(difference) <= limit
     verdict.standalone = {"checkpoint": chosen.get("checkpoint"), "epoch": verdict.epoch, "metric": verdict.metric,
                           "value": value, "logged": logged, "difference": difference, "eval_set_size": n,
-                          "standard_error": error if n else None, "limit": limit, "agree": agree,
+                          "standard_error": error, "limit": limit, "agree": agree,
                           "sha256": chosen.get("sha256"), "dir": chosen.get("dir")}
     verdict.details.append(
         f"standalone eval ({chosen.get('checkpoint')}, epoch {verdict.epoch}, tools/eval.py): {verdict.metric} "
@@ -263,11 +254,15 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
         message = (f"the standalone eval of epoch {verdict.epoch} ({value:.5f}) disagrees with the logged {logged:.5f} "
                    f"by {difference:+.5f} (> {limit:.5f}): unsynced BatchNorm statistics or padded distributed eval "
                    f"samples can do this; see {chosen.get('dir')}")
-        if require and verdict.status == PASS:
-            verdict.status = FAIL
-            verdict.reason = f"{verdict.reason}, but --require-eval: {message}"
-        else:
-            verdict.warnings.append(message)
+        _doubt(verdict, require, FAIL, message, verdict.warnings)
+
+
+def _doubt(verdict: Verdict, require: bool, status: str, message: str, otherwise: list[str]) -> None:
+    """Under --require-eval a PASS becomes ``status``; otherwise the message is a note or a warning."""
+    if require and verdict.status == PASS:
+        verdict.status, verdict.reason = status, f"{verdict.reason}, but --require-eval: {message}"
+    else:
+        otherwise.append(message)
 
 
 def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, allow_incomplete: bool,
@@ -279,10 +274,8 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
     margin = tolerance if tolerance is not None else sampling_margin(target)
     threshold = target.value - margin
     margin_source = "tolerance" if tolerance is not None else f"{STANDARD_ERRORS:g} x sampling standard error"
-    best = best_epoch(run, metric)
-    last = final_epoch(run, metric)
-    configured = run.epochs_configured
-    completed = run.epochs_completed
+    best, last = best_epoch(run, metric), final_epoch(run, metric)
+    configured, completed = run.epochs_configured, run.epochs_completed
     verdict = _base(run, metric, judged, best, final_value=last[1] if last else None,
                     final_epoch=last[0] if last else None, target=target.value, eval_set_size=target.eval_set_size,
                     target_source=str(target.provenance.get("source", "")) or None, margin=margin, threshold=threshold,
@@ -291,18 +284,15 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
 
     if run.problems:
         verdict.reason = "the logs contradict each other: " + "; ".join(run.problems)
-        return verdict
-    if expect_arch and run.arch and run.arch != expect_arch:
+    elif expect_arch and run.arch and run.arch != expect_arch:
         verdict.reason = (f"this log trained {run.arch}, not {expect_arch}; the recipe's target does not apply: "
                           "pass --target (and --eval-set-size) for that model")
-        return verdict
-    if expect_class_num and run.class_num and run.class_num != expect_class_num:
+    elif expect_class_num and run.class_num and run.class_num != expect_class_num:
         verdict.reason = (f"this run has class_num {run.class_num}, the recipe {expect_class_num}: it is not the "
                           "recipe's dataset, so the recipe's target does not apply; pass --target and --eval-set-size")
-        return verdict
-    scale = _percent_scale(run, metric)
-    if scale:
-        verdict.reason = scale
+    else:
+        verdict.reason = _percent_scale(run, metric)
+    if verdict.reason:  # still UNREADABLE
         return verdict
     incomplete = configured is None or completed < configured
     verdict.complete = not incomplete
@@ -378,8 +368,8 @@ def _nonfinite_last_eval(run: RunLogs, metric: str) -> int | None:
     if evaluated.empty or metric not in evaluated.columns:
         return None
     value = pd.to_numeric(evaluated[metric], errors="coerce").iloc[-1]
-    logged_nonfinite = f"eval {metric}" in str(evaluated.get("nonfinite_eval", pd.Series([""] * len(evaluated))).iloc[-1])
-    if logged_nonfinite or (isinstance(value, float) and math.isinf(value)):
+    logged = evaluated["nonfinite_eval"].iloc[-1] if "nonfinite_eval" in evaluated.columns else ""
+    if f"eval {metric}" in str(logged) or (isinstance(value, float) and math.isinf(value)):
         return int(evaluated.index[-1])
     return None
 
