@@ -60,11 +60,8 @@ class Aggregate:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["kind"] = "aggregate"
-        data["exit_code"] = self.exit_code
-        data["ci95"] = list(self.ci95) if self.ci95 else None
-        return data
+        return {**asdict(self), "kind": "aggregate", "exit_code": self.exit_code,
+                "ci95": list(self.ci95) if self.ci95 else None}
 
 
 def _identity(verdict: Verdict) -> dict[str, Any]:

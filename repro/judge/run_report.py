@@ -425,12 +425,10 @@ def _eval_history(run: RunLogs, band: Band | None) -> str:
     columns = [c for c in ("top1", "top5", "eval_loss") if c in evaluated.columns and (c != "top5" or top5_meaningful(run))]
     header = ["epoch", *columns] + (["band lower limit", "band mean"] if band is not None else [])
     rows = []
-    for epoch, row in evaluated.iterrows():
-        cells: list[Any] = [int(epoch), *(pd.to_numeric(pd.Series([row[c]]), errors="coerce").iloc[0] for c in columns)]
-        if band is not None:
-            limit = band.limit("top1", int(epoch))
-            cells += [limit[0] if limit else None, band.top1[int(epoch)]["mean"] if limit else None]
-        rows.append(cells)
+    for epoch, row in evaluated[columns].apply(pd.to_numeric, errors="coerce").iterrows():
+        limit = band.limit("top1", int(epoch)) if band is not None else None
+        bounds = [limit[0], band.top1[int(epoch)]["mean"]] if limit else [None, None]
+        rows.append([int(epoch), *row, *(bounds if band is not None else [])])
     return H.table(header, rows)
 
 

@@ -78,13 +78,8 @@ def _manifest_targets(run: RunLogs, validate: bool) -> tuple[Target, ...] | None
     return targets
 
 
-def choose_target(
-    run: RunLogs,
-    target: float | None = None,
-    metric: str | None = None,
-    eval_set_size: int | None = None,
-    recipe_name: str | None = None,
-) -> TargetChoice:
+def choose_target(run: RunLogs, target: float | None = None, metric: str | None = None,
+                  eval_set_size: int | None = None, recipe_name: str | None = None) -> TargetChoice:
     """A target belongs to one metric: judging another metric needs its own target (recorded or --target)."""
     manifest = run.manifest or {}
     recipe = load_recipe(recipe_name or recorded_recipe(manifest) or DEFAULT_RECIPE)

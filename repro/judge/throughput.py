@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 from statistics import fmean
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import pandas as pd
 
@@ -36,9 +36,6 @@ class Throughput:
     excluded_lines: int  # warm-up lines left out
     batch_size: float | None = None
     reason: str = ""  # why there is no number
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def steady_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -98,7 +95,3 @@ class SideThroughput:
         if not measured:
             return cls(None, None, list(runs))
         return cls(fmean(r.per_device for r in measured), fmean(r.data_wait_share for r in measured), list(runs))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"per_device": self.per_device, "data_wait_share": self.data_wait_share,
-                "runs": [run.to_dict() for run in self.runs]}

@@ -97,14 +97,9 @@ class Verdict:
                 *(f"  {line}" for line in self.detail_lines)]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("details")
-        data["exit_code"] = self.exit_code
-        data["message"] = self.headline
-        for key, value in data.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                data[key] = None
-        return data
+        data = {key: None if isinstance(value, float) and not math.isfinite(value) else value
+                for key, value in asdict(self).items() if key != "details"}
+        return {**data, "exit_code": self.exit_code, "message": self.headline}
 
     @classmethod
     def unreadable(cls, path: str, message: str, metric: str = "top1", judged: str = "best",
