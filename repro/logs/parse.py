@@ -1,11 +1,6 @@
-"""One run's logs -> one consistent story: per-epoch tables, launches, errors, and doubts.
-
-Upstream appends the same results to ``train.log`` and rank 0's ``workerlog.0`` (a resume repeats epochs
-after a second echo) and resets its ``best metric`` on resume. So rank 0 is the witness, the later launch
-wins a repeated epoch (said in a note), the best epoch comes from every launch's evals, and the other files
-are cross-checked. A launch that starts from scratch (no ``Global.checkpoints``) begins another training:
-everything before the last such launch is left out, so an earlier training never completes or lifts it.
-"""
+"""One run's logs -> per-epoch tables, launches, errors and doubts. Upstream writes the same results to
+``train.log`` and ``workerlog.0``, repeats epochs after a resume and resets ``best metric`` then: rank 0 is
+the witness, a later launch wins a repeated epoch, and a launch from scratch starts another training."""
 
 from __future__ import annotations
 
@@ -24,7 +19,7 @@ from repro.core.files import file_sha256, open_regular_file
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.filesystem_errors import describe_os_error
 from repro.logs.discover import WORKERLOG, RunFiles, discover, refuse_binary
-from repro.logs.scan import LogFile, Segment, iterations, scan
+from repro.logs.scan import LogFile, Segment, iterations, mentions, scan
 
 AGREE = 5e-6  # values are printed with 5 decimals
 # The launcher's env dump (one VAR=value a line) and its stdout banner ("LAUNCH INFO <time> nnodes: 1").
@@ -42,10 +37,6 @@ class LaunchWorld:
     world: int | None
     nodes: int | None
     source: str
-
-    @property
-    def per_node(self) -> int | None:
-        return self.world // self.nodes if self.world and self.nodes and self.world % self.nodes == 0 else None
 
 
 @dataclass
@@ -280,17 +271,6 @@ def _cross_check(primary: pd.DataFrame, other: pd.DataFrame, primary_label: str,
         warnings.append(f"{other_label} lacks eval results for epoch(s) {_ranges(missing)} that {primary_label} has")
 
 
-def _mentions(path: Path, needle: bytes, chunk: int = 1 << 20) -> bool:
-    """Whether ``needle`` occurs in the file (read in chunks: only for the message of a log without results)."""
-    tail = b""
-    with open_regular_file(path) as handle:
-        while block := handle.read(chunk):
-            if needle in tail + block:
-                return True
-            tail = block[-len(needle):]
-    return False
-
-
 def training_start(log: LogFile) -> int:
     """The launch that began the log's last training: the last one (after the first) that started
     from scratch (its echo shows no ``Global.checkpoints``); 1 when every later launch resumed."""
@@ -325,7 +305,7 @@ def load_run(files: RunFiles) -> RunLogs:
         names = ", ".join(str(p) for p in files.all_logs)
         if all(log.size == 0 for log in logs):
             what = "the logs are empty"
-        elif any(_mentions(log.path, b"[Train][Epoch") for log in logs):
+        elif any(mentions(log.path, b"[Train][Epoch") for log in logs):
             what = "[Train] lines but no finished epoch (no [Train][Avg] or [Eval][Avg] line)"
         else:
             what = "no [Train] or [Eval] line"

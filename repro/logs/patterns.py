@@ -1,11 +1,6 @@
 """The line formats upstream PaddleClas release/2.6 prints, and :func:`read_line`, the one reader of a line.
-
-Kept in one place because every consumer (the verdict's scan, ``watch``, the health alarms, the true
-best guard, the tests' log double) must agree on them. Sources: ``ppcls/utils/logger.py`` (line prefix),
-``ppcls/engine/train/utils.py`` (``[Train]...[Iter: i/n]``), ``ppcls/engine/engine.py`` (``[Avg]`` and
-``[best metric: x]``), ``ppcls/engine/evaluation/classification.py`` (``[Eval]``) and
-``ppcls/utils/config.py`` (``print_config``: the indented ``key : value`` echo).
-"""
+Sources: ``ppcls/utils/logger.py`` (prefix), ``ppcls/engine/train/utils.py`` (``[Iter: i/n]``), ``engine.py``
+(``[Avg]``, ``[best metric]``), ``evaluation/classification.py`` (``[Eval]``), ``utils/config.py`` (the echo)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""One log file -> its launches (segments) and per-epoch tables, fast enough for a 300-epoch log.
-
-A full ResNeSt50 run writes ~150,000 iteration lines per copy of the log, but the verdict needs only the
-``[Avg]`` lines, the start-up echoes and the errors: the file is memory-mapped and ``memchr`` skips to them
-(benchmarks/bench_log_parse.py: within 3x of ``grep``). :func:`iterations` parses the rest on demand.
-"""
+"""One log file -> its launches (segments) and per-epoch tables. The verdict needs only the ``[Avg]`` lines,
+echoes and errors of ~150,000 lines: the mapped file is searched with ``memchr`` (benchmarks/bench_log_parse.py:
+within 3x of ``grep``); :func:`iterations` parses the rest on demand."""
 
 from __future__ import annotations
 
@@ -112,6 +109,11 @@ def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
         return
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         yield data
+
+
+def mentions(path: Path, needle: bytes) -> bool:
+    with _mapped(path) as data:
+        return data.find(needle) >= 0
 
 
 def _time(text: str) -> dt.datetime | None:

@@ -1,11 +1,6 @@
-"""Run the launcher and make sure that, whatever happens, no rank outlives the run.
-
-paddle's launcher starts every rank with ``os.setsid`` (``launch/utils/process_context.py``), so the
-ranks are in neither the launcher's process group nor its session: signalling the launcher's group
-does not reach them, and a launcher killed with SIGKILL leaves them training on as orphans (seen
-here: they kept writing into the same ``train.log`` as the resumed run beside them). How they are
-stopped: docs/ARCHITECTURE.md, notes on ``repro.run.processes``.
-"""
+"""Run the launcher so that, whatever happens, no rank outlives the run. paddle's launcher starts each rank
+with ``os.setsid`` (``launch/utils/process_context.py``): the launcher's group does not reach them, and a
+SIGKILLed launcher leaves them training on as orphans. How they are stopped: docs/ARCHITECTURE.md."""
 
 from __future__ import annotations
 
@@ -360,13 +355,8 @@ class Launch:
 
     def _live(self) -> list[psutil.Process]:
         """Every live process of this run but the launcher itself."""
-        live: dict[int, psutil.Process] = {}
-        for record in self.known():
-            process = record.process()
-            if process is not None:
-                live[process.pid] = process
-        for process in find_run_processes(self.run):
-            live.setdefault(process.pid, process)
+        live = {process.pid: process for process in [*map(ProcessRecord.process, self.known()),
+                                                     *find_run_processes(self.run)] if process is not None}
         if self.proc is not None:
             live.pop(self.proc.pid, None)
         return list(live.values())

@@ -1,10 +1,6 @@
-"""Extracting a PaddleClas ``.tar.gz``/``.zip`` for machines that cannot reach a git server.
-
-Only the paths a git fetch would check out are extracted (the pin's sparse patterns), a single top
-directory such as ``PaddleClas-release-2.6/`` is stripped, and nothing may land outside the
-destination. Archives made by ``git archive`` (GitHub's and Gitee's downloads are) carry their
-commit id, which is used when ``--commit`` is not given.
-"""
+"""A PaddleClas ``.tar.gz``/``.zip`` for machines without a git server: the pin's sparse paths only, a single
+top directory stripped, nothing outside the destination. ``git archive`` output (GitHub's and Gitee's
+downloads) carries its commit id, used when ``--commit`` is not given."""
 
 from __future__ import annotations
 
@@ -36,12 +32,14 @@ def _unsafe(archive: Path, name: str, why: str) -> ReproError:
 
 
 def _strip_checked(archive: Path, names: list[str]) -> int:
-    """``_strip_top`` of the entries, once none is absolute or climbs out with ``..`` (one bad entry
-    means the archive is not upstream's: the whole archive is refused)."""
+    """1 when every entry sits under one top directory (GitHub's ``PaddleClas-<ref>/``), else 0; one entry
+    absolute or climbing out with ``..`` means the archive is not upstream's: all of it is refused."""
     for name in names:
         if _safe_relative(name) is None and name.strip("/"):
             raise _unsafe(archive, name, "a path outside the tree")
-    return _strip_top(names)
+    tops = {PurePosixPath(n).parts[0] for n in names if PurePosixPath(n).parts}
+    nested = any(len(PurePosixPath(n).parts) > 1 for n in names)
+    return 1 if len(tops) == 1 and nested else 0
 
 
 def _inner(name: str, strip: int, patterns: tuple[str, ...]) -> str | None:
@@ -49,7 +47,7 @@ def _inner(name: str, strip: int, patterns: tuple[str, ...]) -> str | None:
     relative = _safe_relative(name)
     if relative is None or len(relative.parts) <= strip:
         return None
-    inner = PurePosixPath(*relative.parts[strip:]).as_posix()
+    inner = _stripped(name, strip)
     return inner if in_sparse(inner, patterns) else None
 
 
@@ -64,13 +62,6 @@ def _check_link(archive: Path, name: str, target: str) -> None:
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
     if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
         raise _unsafe(archive, name, f"a link pointing outside the tree, to {target}")
-
-
-def _strip_top(names: list[str]) -> int:
-    """1 when every entry sits under one top directory (GitHub's ``PaddleClas-<ref>/``), else 0."""
-    tops = {PurePosixPath(n).parts[0] for n in names if PurePosixPath(n).parts}
-    nested = any(len(PurePosixPath(n).parts) > 1 for n in names)
-    return 1 if len(tops) == 1 and nested else 0
 
 
 def extract_archive(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | None:
@@ -136,8 +127,7 @@ def _extract_zip(archive: Path, dest: Path, patterns: tuple[str, ...]) -> str | 
                 if info.filename in links:  # checked above to point inside the tree
                     os.symlink(links[info.filename], target)
                     continue
-                with bundle.open(info) as source, target.open("wb") as sink:
-                    sink.write(source.read())
+                target.write_bytes(bundle.read(info))
                 mode = (info.external_attr >> 16) & 0o777
                 if mode and stat.S_IMODE(mode) & 0o111:
                     os.chmod(target, 0o755)

@@ -1,10 +1,6 @@
-"""Getting the pinned upstream into place: a sparse partial git fetch, an archive, or a tree in place.
-
-Every path ends the same way: refuse local changes that are not our patches, apply the series,
-then ``inspect_checkout`` must report no problem. New trees are built in a sibling directory and
-renamed into place, so an interrupted fetch never leaves a half checkout where training looks.
-Nothing the harness did not make is ever deleted or moved.
-"""
+"""The pinned upstream into place: a sparse partial git fetch, an archive, or a tree in place. A new tree is
+built beside ``dest`` and renamed onto it (never a half checkout where training looks); nothing the harness
+did not make is deleted or moved."""
 
 from __future__ import annotations
 

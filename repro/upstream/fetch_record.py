@@ -1,11 +1,6 @@
-"""The fetch record: what ``repro upstream fetch`` put in a checkout, kept beside it.
-
-Git already remembers the commit of a git checkout, but a tree extracted from an archive does
-not, and neither says where it came from or that the harness made it (the harness moves only
-checkouts it made). The record lives in ``.git/`` for git checkouts (invisible to ``git status``)
-and in ``.repro-upstream.json`` at the root of a plain tree, where it also holds the git blob id
-of every extracted file so local edits can be found without git.
-"""
+"""What ``repro upstream fetch`` put in a checkout: an archive's tree knows no commit, and neither kind says
+the harness made it (it moves only checkouts it made). In ``.git/`` for a checkout (invisible to ``git
+status``), else ``.repro-upstream.json`` with every file's blob id, so local edits are found without git."""
 
 from __future__ import annotations
 

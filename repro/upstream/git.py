@@ -1,10 +1,5 @@
-"""Running git with argument lists, and turning its failures into one-line ``ReproError``s.
-
-Every call goes through here so that git never prompts for a password (a fetch from GitHub on a
-machine without credentials must fail fast, not hang a launch script), never stalls forever on a
-dead network (a low-speed limit and an overall timeout), and never discovers a parent repository by
-accident (an upstream tree inside the harness checkout is *not* the harness repo).
-"""
+"""Every git call, so git never prompts for a password (fail fast, not hang a launch script), never stalls
+on a dead network (a low-speed limit, a timeout), and never finds a parent repository by accident."""
 
 from __future__ import annotations
 

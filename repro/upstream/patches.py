@@ -1,10 +1,5 @@
-"""Our patch series: reading it, checking each patch against a tree, applying it exactly once.
-
-Patches are applied to the working tree with ``git apply`` and never committed, so the pinned
-commit stays the checkout's HEAD and ``git diff`` shows exactly what we changed. Whether a patch
-is applied is decided by ``git apply --reverse --check`` (it would cleanly un-apply), which works
-the same in a git checkout and in a plain tree extracted from an archive.
-"""
+"""Our patch series, applied exactly once with ``git apply``, never committed (HEAD stays the pinned commit).
+"Applied" means ``git apply --reverse --check`` passes, the same in a git checkout and an archive's tree."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The pin: which upstream repository, ref and commit the harness runs (``patches/UPSTREAM.yaml``).
-
-The pin is data beside the patches, not code, because the patches are only valid for the commit
-they were verified against; keeping both in ``patches/`` makes a change to one visible next to
-the other in review.
-"""
+"""The pin: which upstream repository, ref and commit the harness runs (``patches/UPSTREAM.yaml``), kept
+beside the patches because they are valid only for the commit they were verified against."""
 
 from __future__ import annotations
 

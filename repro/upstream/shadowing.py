@@ -1,11 +1,6 @@
-"""Does ``import ppcls`` in training reach the checkout's code, or a package installed elsewhere?
-
-``tools/train.py`` *appends* the checkout to ``sys.path``, so any top-level ``ppcls`` found earlier
-(the PyPI ``paddleclas`` wheel installs one into site-packages; a PYTHONPATH entry) silently replaces
-upstream's code while every other check passes. The question is answered in a child interpreter
-set up exactly as training starts (cwd = the checkout, ``python tools/train.py``'s ``sys.path``),
-and without importing ``ppcls`` (finding its spec runs none of its code).
-"""
+"""Does training's ``import ppcls`` reach the checkout? ``tools/train.py`` *appends* the checkout to
+``sys.path``, so a ``ppcls`` found earlier (the PyPI ``paddleclas`` wheel, a PYTHONPATH entry) silently
+replaces upstream's code. Asked in a child set up as training starts, finding the spec without importing it."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""What the upstream checkout holds right now, as one record other modules can trust.
-
-``inspect_checkout`` is read-only and never raises for a missing or odd directory: doctor,
-pre-flight and the run manifest all need an answer, and "missing" is an answer. ``problems()``
-is what stops a training launch; ``warnings()`` are true but not blocking (an archive of unknown
-commit, a pin that differs from the commit our patches were verified against).
-"""
+"""What the upstream checkout holds now. ``inspect_checkout`` never raises for a missing or odd directory
+(doctor, pre-flight and the manifest need an answer); ``problems()`` stop a launch, ``warnings()`` do not."""
 
 from __future__ import annotations
 
