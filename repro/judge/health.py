@@ -240,7 +240,6 @@ class HealthMonitor:
     recent: deque = field(default_factory=deque)
     epoch: int = 0
     completed: int = 0  # the last epoch whose [Train][Avg] line was seen
-    iter_position: tuple[int, int, int, int] | None = None  # epoch, epochs, iter, iters of the last line
     pace: Pace = field(default_factory=Pace)
     logged: int = 0  # iteration lines with a usable ips
     _echo: EchoReader = field(default_factory=EchoReader)
@@ -290,7 +289,6 @@ class HealthMonitor:
     def _iteration(self, read: P.LogLine) -> list[Alarm]:
         body, epoch, epochs = read.values, read.epoch, read.epochs
         self.epoch, self.epochs = epoch, self.epochs or epochs
-        self.iter_position = (epoch, epochs, read.iter, read.iters)
         ips, cost = body.get("ips"), body.get("batch_cost")
         alarms: list[Alarm] = []
         if epoch != self._steady_epoch:  # the reference: the steady state of every earlier epoch
@@ -302,7 +300,7 @@ class HealthMonitor:
                 self._inverse_sum -= 1.0 / self.recent[0][0]
             self.recent.append((ips, cost if isinstance(cost, float) else math.nan))
             self._inverse_sum += 1.0 / ips
-            alarms += self._throughput()
+            alarms += self._throughput(read)
         bad = [k for k in P.nonfinite_keys(body) if "loss" in k.lower()]
         if bad:
             return alarms + self._raise(NONFINITE, epoch, body[bad[0]], "a finite loss",  # type: ignore[arg-type]
@@ -352,18 +350,17 @@ class HealthMonitor:
         """A band is per epoch of one schedule: a run of another epoch count is not compared with it."""
         return self.band is not None and (not self.epochs or self.band.epochs == self.epochs)
 
-    def _throughput(self) -> list[Alarm]:
+    def _throughput(self, read: P.LogLine) -> list[Alarm]:
         """O(1) a line: a running sum for the window against the steady state of the earlier epochs."""
-        window = self.settings.ips_window
         steady = self._steady
-        if (self.logged < 2 * window or self.iter_position is None or not math.isfinite(steady)
+        if (self.logged < 2 * self.settings.ips_window or not math.isfinite(steady)
                 or (THROUGHPUT, self.epoch) in self.raised):
             return []
         current = len(self.recent) / self._inverse_sum  # samples over time: the window's harmonic mean
         if current >= self.settings.ips_fraction * steady:
             return []
-        epoch, epochs, it, iters = self.iter_position
-        remaining = (epochs - epoch) * iters + (iters - it - 1)
+        epoch, epochs, it, iters = read.epoch, read.epochs, read.iter, read.iters
+        remaining = (epochs - epoch) * iters + (iters - it - 1)  # type: ignore[operator]
         costs = [c for _, c in self.recent if math.isfinite(c)]
         eta = f"; training ETA at this speed {dt.timedelta(seconds=int(remaining * float(np.mean(costs))))}" if costs else ""
         return self._raise(THROUGHPUT, epoch, current, f">= {self.settings.ips_fraction * steady:.4g} "

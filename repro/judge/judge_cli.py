@@ -17,8 +17,8 @@ from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_O
 from repro.logs.discover import RunFiles, discover, latest_run
 from repro.logs.parse import RunLogs, UnreadableRun, final_epoch, parse_run, read_run, run_identity, same_run
 from repro.judge.targets import choose_target, validate_options
-from repro.judge.verdict import (FAIL, INCOMPLETE, LOSS_FALLS, PASS, UNREADABLE, Verdict, judge, judge_loss_falls,
-                                 reference_deviations)
+from repro.judge.verdict import (FAIL, INCOMPLETE, LOSS_FALLS, PASS, UNREADABLE, Verdict, apply_deviations, judge,
+                                 judge_loss_falls, reference_deviations)
 from repro.recipes.catalog import load_recipe
 from repro.run.rundir import K_NODES, group_node0, where_node0_is
 from repro.judge.aggregate import aggregate as pool
@@ -64,11 +64,12 @@ def judge_run(run: RunLogs, options: dict) -> Verdict:
     if options["strict"] and compliance is not None and compliance.violations:
         deviations.append(f"NONCOMPLIANT ({', '.join(check.rule for check in compliance.violations)})")
     if choice.check == LOSS_FALLS:
-        verdict = judge_loss_falls(run, deviations=deviations, strict=options["strict"])
+        verdict = judge_loss_falls(run)
     else:
         verdict = judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
                         expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
-                        deviations=deviations, strict=options["strict"], require_eval=options.get("require_eval", False))
+                        require_eval=options.get("require_eval", False))
+    apply_deviations(verdict, deviations, options["strict"])
     verdict.compliance = compliance.to_dict() if compliance is not None else None
     verdict.warnings += node_mismatches(run)
     return verdict

@@ -109,18 +109,16 @@ class Verdict:
 
 def judge(run: RunLogs, target: Target, tolerance: float | None = None, final: bool = False,
           allow_incomplete: bool = False, *, expect_arch: str | None = None, expect_class_num: int | None = None,
-          deviations: list[str] | None = None, strict: bool = False, require_eval: bool = False) -> Verdict:
-    """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's.
-    ``strict`` FAILs a PASS with ``deviations`` (release gates); ``require_eval``: see :func:`compare_standalone`."""
+          require_eval: bool = False) -> Verdict:
+    """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's."""
     verdict = _judge(run, target, tolerance, final, allow_incomplete, expect_arch, expect_class_num)
-    verdict.deviations, verdict.strict = list(deviations or []), strict
-    verdict.provenance = provenance(run)
     compare_standalone(verdict, run, require_eval)
-    _apply_strict(verdict, strict)
     return verdict
 
 
-def _apply_strict(verdict: Verdict, strict: bool) -> None:
+def apply_deviations(verdict: Verdict, deviations: list[str], strict: bool) -> None:
+    """List how the run left the reference; under ``strict`` (release gates) a PASS with any of them FAILs."""
+    verdict.deviations, verdict.strict = list(deviations), strict
     if strict and verdict.deviations and verdict.status == PASS:
         verdict.status = FAIL
         verdict.reason = f"{verdict.reason}, but --strict: the run deviates from the reference, so it does not count"
@@ -134,10 +132,10 @@ def _base(run: RunLogs, metric: str, judged: str, best: tuple[int, float] | None
         best_epoch=best[0] if best else None, epochs_completed=run.epochs_completed,
         epochs_configured=run.epochs_configured, launches=len(run.segments), train_seconds=run.train_seconds,
         mean_ips=run.mean_ips, arch=run.arch, notes=list(run.notes), warnings=list(run.warnings), errors=run.errors,
-        **fields)
+        provenance=provenance(run), **fields)
 
 
-def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, strict: bool = False) -> Verdict:
+def judge_loss_falls(run: RunLogs) -> Verdict:
     """A loss-check smoke: PASS when every configured epoch trained and evaluated and the last epoch's
     mean train loss is below the first's; a non-finite loss FAILs (diverged); an unfinished run is
     INCOMPLETE. No accuracy target exists at smoke scale, so none is shown (never a target of 0)."""
@@ -145,14 +143,13 @@ def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, stric
     trained = run.epochs[run.epochs["train_time"].notna()] if "train_time" in run.epochs.columns else run.epochs.iloc[0:0]
     losses = pd.to_numeric(trained["train_loss"], errors="coerce") if "train_loss" in trained.columns else pd.Series(dtype=float)
     best = best_epoch(run)
-    verdict = _base(run, "train_loss", "first and last epoch", best, check=LOSS_FALLS,
-                    deviations=list(deviations or []), strict=strict, provenance=provenance(run))
+    verdict = _base(run, "train_loss", "first and last epoch", best, check=LOSS_FALLS)
     finite = losses[losses.apply(math.isfinite)] if not losses.empty else losses
     if not finite.empty:
         verdict.loss_first, verdict.loss_last = float(finite.iloc[0]), float(finite.iloc[-1])
         verdict.epoch = int(finite.index[-1])
     over = f"over {len(finite)} epoch{'s' if len(finite) != 1 else ''}"
-    falls = (f"{verdict.loss_first:.4f} -> {verdict.loss_last:.4f} {over}" if not finite.empty else "")
+    how = (f"{verdict.loss_first:.4f} -> {verdict.loss_last:.4f} {over}" if not finite.empty else "")
     why = "(no accuracy target at smoke scale)"
     verdict.details = [
         f"logs: {run.primary.label} ({run.primary.path})",
@@ -166,24 +163,20 @@ def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, stric
     if run.problems:
         verdict.reason = "the logs contradict each other: " + "; ".join(run.problems)
     elif nonfinite:
-        verdict.status = FAIL
-        verdict.reason = (f"loss is not finite at epoch {nonfinite[0]} {why}: training diverged; lower the smoke's "
-                          "learning rate")
+        verdict.status, verdict.reason = FAIL, (f"loss is not finite at epoch {nonfinite[0]} {why}: training diverged; "
+                                                "lower the smoke's learning rate")
     elif configured is None or completed < configured:
-        verdict.status = INCOMPLETE
         reached = f"{completed} of {configured}" if configured else f"{completed} (epochs configured unknown)"
+        verdict.status = INCOMPLETE
         verdict.reason = f"loss check at epoch {reached}{_ending(run)} {why}: it needs every epoch trained"
     elif len(finite) < configured or len(run.evaluated) < configured:
         verdict.status = FAIL
         verdict.reason = (f"loss check: {len(finite)} of {configured} epochs trained, {len(run.evaluated)} evaluated "
                           f"{why}; see {run.primary.path}")
-    elif verdict.loss_last < verdict.loss_first:
-        verdict.status = PASS
-        verdict.reason = f"loss falls {falls} {why}"
     else:
-        verdict.status = FAIL
-        verdict.reason = f"loss does not fall {falls} {why}"
-    _apply_strict(verdict, strict)
+        falls = verdict.loss_last < verdict.loss_first
+        verdict.status = PASS if falls else FAIL
+        verdict.reason = (f"loss falls {how} {why}" if falls else f"loss does not fall {how} {why}")
     return verdict
 
 
