@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import gc
 import os
+from bisect import bisect_left
 from collections.abc import Collection
-from itertools import repeat
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problem, Problems
 from repro.dataset.check_report import DatasetReport
-from repro.dataset.tree_scan import TreeScan, scan_tree
+from repro.dataset.tree_scan import scan_tree
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
 
 __all__ = ["DatasetReport", "check_dataset"]
@@ -141,29 +142,58 @@ def _check_between_splits(lists: list[tuple[str, ListFile, list[str], dict[str, 
                      f" label {label} here but {train_label} in {train.name}:{train_first[train_dir]}")
 
 
-def _check_existence(scan: TreeScan, lists: list[tuple[str, ListFile]], problems: Problems,
+def _is_listed(listed: list[str], path: str, lo: int, hi: int) -> bool:
+    index = bisect_left(listed, path, lo, hi)
+    return index < hi and listed[index] == path
+
+
+def _check_existence(root: Path, tops: set[str], lists: list[tuple[str, ListFile]], problems: Problems,
                      counts: dict[str, int]) -> None:
-    """Listed paths against one listing of the tree: set differences, no per-file stat."""
-    on_disk = scan.files
-    listed_present = 0
+    """Listed paths against the tree, one directory at a time: the sorted listed paths under ``dir/`` (one
+    slice of all of them, sorted) equal that directory's sorted files in a clean tree, a C-level compare
+    without a set of a million paths. Only a directory that differs is looked at name by name."""
+    listed = sorted(chain.from_iterable(listing.paths for _, listing in lists))
+    matched: list[tuple[int, int]] = []  # slices of ``listed`` that equal a directory's files
+    found: set[str] = set()  # listed paths found in a directory that differs from its slice
+    on_disk = present = directories = 0
+    for prefix, names in scan_tree(root, tops, problems):
+        if not prefix:  # the root's own files (the lists, READMEs) exist but are not images
+            found.update(names)
+            continue
+        directories += 1
+        files = list(map(prefix.__add__, sorted(names)))
+        on_disk += len(files)
+        lo = bisect_left(listed, prefix)
+        hi = bisect_left(listed, prefix[:-1] + chr(ord("/") + 1), lo)
+        if listed[lo:hi] == files:
+            matched.append((lo, hi))
+            present += len(files)
+            continue
+        here = [path for path in files if _is_listed(listed, path, lo, hi)]
+        found.update(here)
+        present += len(here)
+    rest: list[str] = []  # the listed paths outside every matched slice (none in a clean tree)
+    start = 0
+    for lo, hi in sorted(matched):
+        rest += listed[start:lo]
+        start = max(start, hi)
+    rest += listed[start:]
+    missing = {path for path in rest if path not in found}
     for _, listing in lists:
-        missing = listing.path_set - on_disk
-        for path in sorted(missing, key=listing.line_of):
-            problems.add("missing_file", f"{listing.name}:{listing.line_of(path)}: {path} does not exist")
-        listed_present += len(listing.path_set) - len(missing)
+        if missing:
+            index = listing.line_index()
+            for path in sorted(missing.intersection(index), key=index.__getitem__):
+                problems.add("missing_file", f"{listing.name}:{index[path]}: {path} does not exist")
     if len(lists) == 2:
         (_, first), (_, second) = lists
-        both = first.path_set & second.path_set
-        listed_present -= len(both & on_disk)
+        # Each list has no duplicates of its own, so equal neighbours are listed in both.
+        both = {path for path, after in zip(rest, islice(rest, 1, None)) if path == after}
         for path in sorted(both, key=second.line_of):
             problems.add("duplicate_entry", f"{second.name}:{second.line_of(path)}: {path} is also listed in"
                                             f" {first.name}:{first.line_of(path)}; a file must be in one split only")
-    # Files directly in the root (the list files themselves, READMEs) are not images; counting
-    # instead of building the union of both lists saves a pass over a million paths.
-    listed_root_files = sum(len(listing.path_set & scan.root_files) for _, listing in lists if scan.root_files)
-    counts["files_on_disk"] = len(on_disk) - len(scan.root_files)
-    counts["unlisted_files"] = counts["files_on_disk"] - (listed_present - listed_root_files)
-    counts["directories_listed"] = scan.directories
+    counts["files_on_disk"] = on_disk
+    counts["unlisted_files"] = on_disk - present
+    counts["directories_listed"] = directories
 
 
 def _check_canonical(counts: dict[str, int], class_num: int, problems: Problems) -> None:
@@ -263,8 +293,7 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
         checked.append((split, listing, dirs, dir_label))
         tops |= {directory.split("/", 1)[0] for directory in distinct if directory}
     _check_between_splits(checked, problems)
-    scan = scan_tree(root, tops, problems)
-    _check_existence(scan, lists, problems, counts)
+    _check_existence(root, tops, lists, problems, counts)
     if expect == "imagenet-1k":
         _check_canonical(counts, class_num, problems)
     counts["decoded"] = _decode_sample(root, lists, decode, problems) if decode else 0

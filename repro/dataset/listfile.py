@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import eq
 from pathlib import Path
 
 from repro.core.files import LIST_FILE_LIMIT, read_bytes_bounded
@@ -28,15 +30,17 @@ class ListFile:
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     lines_of: list[int] | range = field(default_factory=list)
-    path_set: set[str] = field(default_factory=set)
     lines: int = 0
     _line_index: dict[str, int] | None = field(default=None, repr=False)
 
-    def line_of(self, path: str) -> int:
-        """The line that lists ``path`` (built on first use: clean datasets never need it)."""
+    def line_index(self) -> dict[str, int]:
+        """Path -> the line that lists it (built on first use: clean datasets never need it)."""
         if self._line_index is None:
             self._line_index = dict(zip(self.paths, self.lines_of))
-        return self._line_index[path]
+        return self._line_index
+
+    def line_of(self, path: str) -> int:
+        return self.line_index()[path]
 
 
 def _split_lines(raw: bytes, name: str, problems: Problems) -> list[str | None]:
@@ -112,12 +116,11 @@ def _parse_fast(raw: bytes, name: str, path: Path, class_num: int) -> ListFile |
         if not (label_text.isascii() and label_text.isdigit()) or int(label_text) >= class_num:
             return None
         label_of[label_text] = int(label_text)
-    path_set = set(paths)
-    if len(path_set) != count or "" in path_set:
+    ordered = sorted(paths)  # equal neighbours are duplicates; sorting a sorted list is one pass, unlike a set
+    if not ordered[0] or any(map(eq, ordered, islice(ordered, 1, None))):
         return None
     labels = list(map(label_of.__getitem__, label_texts))
-    return ListFile(name=name, path=path, paths=paths, labels=labels,
-                    lines_of=range(1, count + 1), path_set=path_set, lines=count)
+    return ListFile(name=name, path=path, paths=paths, labels=labels, lines_of=range(1, count + 1), lines=count)
 
 
 def parse_list_file(path: Path, class_num: int, problems: Problems) -> ListFile:
@@ -196,7 +199,6 @@ def parse_lines(raw: bytes, name: str, path: Path, class_num: int, problems: Pro
         paths.append(key)
         labels.append(label)
         lines_of.append(lineno)
-    result.path_set = set(entries)
     result._line_index = entries
     if nonblank == 0 and not any(line is None for line in lines):
         problems.add("empty_list", f"{name}: no entries ({len(lines)} lines); regenerate the list")
