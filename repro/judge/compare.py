@@ -138,7 +138,6 @@ class Comparison:
         return out
 
     def table_lines(self) -> list[str]:
-        """One row per run: side, seed, platform, judged top-1, first epoch outside the band, speed."""
         header = ("run", "side", "seed", "platform", "judged top-1", "first epoch outside band", "img/s/device", "data wait")
         rows = [header]
         for run in self.candidates + self.references:
@@ -243,7 +242,6 @@ class Comparison:
 
 def compare(candidates: list[ComparedRun], references: list[ComparedRun], band: Band,
             settings: CompareSettings, margin: float | None = None) -> Comparison:
-    """Check the candidates' curves against ``band``, test equivalence, sum up throughput."""
     if margin is not None:
         settings = dataclasses.replace(settings, margin=margin, margin_source=f"--margin {margin:g}")
     for run in candidates:

@@ -33,8 +33,7 @@ def draw(comparison: Comparison):
             line, = axis.plot(sorted(series), [series[e] for e in sorted(series)], marker=".", label=run.name)
             if run.breach is not None and run.breach.what == metric:
                 axis.plot([run.breach.epoch], [run.breach.value], "x", color=line.get_color(), markersize=10)
-        axis.set_xlabel("epoch")
-        axis.set_ylabel("eval top-1" if metric == "top1" else "train loss")
+        axis.set(xlabel="epoch", ylabel="eval top-1" if metric == "top1" else "train loss")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()

@@ -141,7 +141,6 @@ class Pace:
 
     @classmethod
     def of_run(cls, run: RunLogs) -> "Pace":
-        """The pace of a parsed run (``repro report``): its iteration table and epoch times."""
         pace = cls()
         iters = run.train_iters
         launch = None

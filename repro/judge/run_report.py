@@ -107,7 +107,6 @@ def top5_meaningful(run: RunLogs) -> bool:
 
 
 def standalone_evals(run: RunLogs) -> list[dict[str, Any]]:
-    """``repro eval`` records of the manifest (completed or not), oldest first."""
     return [e for e in _dict(run.manifest).get(K_EVALUATIONS) or [] if isinstance(e, dict)]
 
 
@@ -223,8 +222,7 @@ def plot_curves(run: RunLogs, verdict: Verdict, band: Band | None,
             acc_ax.axvline(int(first.min()) - 0.5, color="grey", linestyle="--", linewidth=0.8, label=label)
             loss_ax.axvline(int(first.min()) - 0.5, color="grey", linestyle="--", linewidth=0.8)
     judged = f"{verdict.judged} {metric} {verdict.value:.4f}" if verdict.value is not None else verdict.judged
-    acc_ax.set_ylabel("eval accuracy")
-    acc_ax.set_title(f"{run.name}: {verdict.status} ({judged})")
+    acc_ax.set(ylabel="eval accuracy", title=f"{run.name}: {verdict.status} ({judged})")
     acc_ax.grid(alpha=0.3)
     acc_ax.legend(loc="lower right", fontsize=8)
 
@@ -252,13 +250,11 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
             loss_ax.plot(series.index, series.values, style, markersize=3, color=color, label=label)
             drawn.append(series)
     if band is not None and band.train_loss:
-        points = sorted(band.train_loss)
-        upper = [band.limit("train_loss", e)[0] for e in points]  # type: ignore[index]
+        points, _, _, upper = band.edges("train_loss")
         loss_ax.plot(points, upper, "--", color="tab:green", linewidth=1, label="band: train loss limit")
     if drawn:
         loss_ax.set_yscale("log")  # one eval loss of 48 must not flatten a train loss of 1.4
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("loss (log scale)" if drawn else "loss")
+    loss_ax.set(xlabel="epoch", ylabel="loss (log scale)" if drawn else "loss")
     loss_ax.grid(alpha=0.3, which="both")
     lr_ax = loss_ax.twinx()
     if not iters.empty and "lr" in iters.columns:
@@ -266,13 +262,11 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
     elif "lr" in epochs.columns:
         lr_ax.plot(epochs.index, pd.to_numeric(epochs["lr"], errors="coerce"), color="tab:orange", label="lr")
     lr_ax.set_ylabel("learning rate", color="tab:orange")
-    handles = loss_ax.get_legend_handles_labels()
-    lr_handles = lr_ax.get_legend_handles_labels()
-    loss_ax.legend(handles[0] + lr_handles[0], handles[1] + lr_handles[1], loc="upper right", fontsize=8)
+    (lines, labels), (lr_lines, lr_labels) = loss_ax.get_legend_handles_labels(), lr_ax.get_legend_handles_labels()
+    loss_ax.legend(lines + lr_lines, labels + lr_labels, loc="upper right", fontsize=8)
 
 
 def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> Any | None:
-    """Rank 0's logged ips per iteration, each epoch's steady images/s, and the run's."""
     iters = run.train_iters
     if table.empty and (iters.empty or "ips" not in iters.columns):
         return None
@@ -287,9 +281,7 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
     if steady.per_device is not None:
         ax.axhline(steady.per_device, color="grey", linestyle="--", linewidth=1,
                    label=f"run steady state {steady.per_device:.4g}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("images/s per device")
-    ax.set_ylim(bottom=0)
+    ax.set(xlabel="epoch", ylabel="images/s per device", ylim=(0, None))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

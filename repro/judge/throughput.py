@@ -55,7 +55,6 @@ def steady_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def measure(name: str, iterations: pd.DataFrame) -> Throughput:
-    """Steady-state throughput from an iteration table (``RunLogs.train_iters``)."""
     needed = {"batch_cost", "reader_cost", "ips"}
     if iterations.empty or not needed <= set(iterations.columns):
         return Throughput(name, None, None, 0, 0, 0, reason="no [Train] iteration lines with batch_cost, reader_cost and ips")

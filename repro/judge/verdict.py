@@ -413,7 +413,6 @@ def _upstream_deviations(upstream: Any) -> list[str]:
 
 
 def _ending(run: RunLogs) -> str:
-    """How the last launch ended, from the manifest and the error lines."""
     parts = []
     status = (run.manifest or {}).get("status")
     if status and status != "completed":
