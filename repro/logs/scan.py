@@ -219,18 +219,17 @@ def _read_echo(data: bytes | mmap.mmap, start: int, end: int) -> tuple[dict[str,
         if when is None:
             continue
         first_time = first_time or when
+        if msg.startswith(("[Train]", "[Eval]")):
+            break
         if after_device is not None:
             world = world_size_warned(msg)
             after_device += 1
-            if world is not None or after_device >= ECHO_TAIL_LINES or msg.startswith(("[Train]", "[Eval]")):
+            if world is not None or after_device >= ECHO_TAIL_LINES:
                 break
-            continue
-        if msg.startswith(P.DEVICE_LINE):
+        elif msg.startswith(P.DEVICE_LINE):
             after_device = 0
-            continue
-        if msg.startswith(("[Train]", "[Eval]")):
-            break
-        reader.feed(msg)
+        else:
+            reader.feed(msg)
     return reader.config, first_time, world
 
 
