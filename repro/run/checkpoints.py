@@ -1,6 +1,5 @@
 """Upstream's checkpoints: find them, tell a complete one from a half-written one, pick the resume
-point, and keep only what retention allows.
-"""
+point, and keep only what retention allows."""
 
 from __future__ import annotations
 
