@@ -285,7 +285,8 @@ def _batch_check(rules: ComplianceRules, segments: list[Segment], world: int | N
         ranks = segment.world_warned or world
         where = f"launch {segment.index}: " if len(segments) > 1 else ""
         if batch is None or ranks is None:
-            why = f"{rules.batch_key} not in the echo" if batch is None else f"{batch} x ? devices: the device count is unknown"
+            why = (f"{rules.batch_key} not in the echo" if batch is None
+                   else f"{batch} x ? devices: the device count is unknown")
             checks.append(RuleCheck("global batch", expected, None, None, f"{where}{why}; {reference}"))
             continue
         count = nodes if ranks == world else None

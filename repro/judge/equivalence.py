@@ -93,7 +93,8 @@ def _welch(n1: int, s1: float | None, n2: int, s2: float | None) -> tuple[float,
         v1, v2 = s1 * s1 / n1, s2 * s2 / n2
         if v1 + v2 == 0.0:
             return 0.0, float(n1 + n2 - 2), "Welch t (no spread observed: the interval is a point)"
-        return math.sqrt(v1 + v2), (v1 + v2) ** 2 / (v1 * v1 / (n1 - 1) + v2 * v2 / (n2 - 1)), "Welch t (unequal spreads)"
+        df = (v1 + v2) ** 2 / (v1 * v1 / (n1 - 1) + v2 * v2 / (n2 - 1))
+        return math.sqrt(v1 + v2), df, "Welch t (unequal spreads)"
     spread = s1 if s1 is not None else s2  # the one side with runs carries all the degrees of freedom
     return (math.sqrt(spread * spread * (1 / n1 + 1 / n2)), float(n1 + n2 - 2),  # type: ignore[operator]
             "Student t, pooled (one side has a single run: equal spreads assumed)")

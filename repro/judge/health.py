@@ -391,7 +391,8 @@ def load_band_for(recipe: str | None, smoke: bool, band_path: Path | None) -> tu
             return None, "no band: the recipe is unknown (pass --band FILE)"
         band_path = shipped_band_path(recipe, smoke)
         if not band_path.is_file():
-            return None, f"no convergence band ships for recipe {recipe}{' (smoke)' if smoke else ''}; {build_hint(smoke)}"
+            smoke_note = " (smoke)" if smoke else ""
+            return None, f"no convergence band ships for recipe {recipe}{smoke_note}; {build_hint(smoke)}"
     band = Band.load(band_path)
     return band, band.describe()
 

@@ -86,6 +86,10 @@ class Verdict:
         marker = f" [{count} deviation{'s' if count != 1 else ''} from the reference]" if count else ""
         return f"{self.status} {self.reason}{marker}"
 
+    def settle(self, status: str, reason: str) -> "Verdict":
+        self.status, self.reason = status, reason
+        return self
+
     @property
     def detail_lines(self) -> list[str]:
         return [*self.details, *(f"{kind}: {line}" for kind, lines in (
@@ -120,8 +124,8 @@ def apply_deviations(verdict: Verdict, deviations: list[str], strict: bool) -> N
     """List how the run left the reference; under ``strict`` (release gates) a PASS with any of them FAILs."""
     verdict.deviations, verdict.strict = list(deviations), strict
     if strict and verdict.deviations and verdict.status == PASS:
-        verdict.status = FAIL
-        verdict.reason = f"{verdict.reason}, but --strict: the run deviates from the reference, so it does not count"
+        verdict.settle(FAIL, f"{verdict.reason}, but --strict: the run deviates from the reference, so it does not "
+                             "count")
 
 
 def _base(run: RunLogs, metric: str, judged: str, best: tuple[int, float] | None, **fields: Any) -> Verdict:
@@ -163,20 +167,18 @@ def judge_loss_falls(run: RunLogs) -> Verdict:
     if run.problems:
         verdict.reason = "the logs contradict each other: " + "; ".join(run.problems)
     elif nonfinite:
-        verdict.status, verdict.reason = FAIL, (f"loss is not finite at epoch {nonfinite[0]} {why}: training diverged; "
-                                                "lower the smoke's learning rate")
+        verdict.settle(FAIL, f"loss is not finite at epoch {nonfinite[0]} {why}: training diverged; lower the smoke's "
+                             "learning rate")
     elif configured is None or completed < configured:
         reached = f"{completed} of {configured}" if configured else f"{completed} (epochs configured unknown)"
-        verdict.status = INCOMPLETE
-        verdict.reason = f"loss check at epoch {reached}{_ending(run)} {why}: it needs every epoch trained"
+        verdict.settle(INCOMPLETE, f"loss check at epoch {reached}{_ending(run)} {why}: it needs every epoch trained")
     elif len(finite) < configured or len(run.evaluated) < configured:
-        verdict.status = FAIL
-        verdict.reason = (f"loss check: {len(finite)} of {configured} epochs trained, {len(run.evaluated)} evaluated "
-                          f"{why}; see {run.primary.path}")
+        verdict.settle(FAIL, f"loss check: {len(finite)} of {configured} epochs trained, {len(run.evaluated)} "
+                             f"evaluated {why}; see {run.primary.path}")
+    elif verdict.loss_last < verdict.loss_first:
+        verdict.settle(PASS, f"loss falls {how} {why}")
     else:
-        falls = verdict.loss_last < verdict.loss_first
-        verdict.status = PASS if falls else FAIL
-        verdict.reason = (f"loss falls {how} {why}" if falls else f"loss does not fall {how} {why}")
+        verdict.settle(FAIL, f"loss does not fall {how} {why}")
     return verdict
 
 
@@ -248,7 +250,7 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
 def _doubt(verdict: Verdict, require: bool, status: str, message: str, otherwise: list[str]) -> None:
     """Under --require-eval a PASS becomes ``status``; otherwise the message is a note or a warning."""
     if require and verdict.status == PASS:
-        verdict.status, verdict.reason = status, f"{verdict.reason}, but --require-eval: {message}"
+        verdict.settle(status, f"{verdict.reason}, but --require-eval: {message}")
     else:
         otherwise.append(message)
 
@@ -288,39 +290,31 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
     if diverged:  # before completeness: resuming a diverged run cannot make it reproduce the recipe
         if best is not None:
             verdict.epoch, verdict.value = last if final and last else best
-        verdict.status = FAIL
         partial = f" (it stopped at epoch {completed}" + (f" of {configured})" if configured else ")") if incomplete else ""
-        verdict.reason = f"training diverged ({diverged}); a diverged run does not reproduce the recipe{partial}"
-        return verdict
+        return verdict.settle(FAIL, f"training diverged ({diverged}); a diverged run does not reproduce the "
+                                    f"recipe{partial}")
     if run.evaluated.empty:
-        verdict.status = INCOMPLETE
-        verdict.reason = f"no eval result in the logs (training reached epoch {completed}" + (
-            f" of {configured})" if configured else ")") + _ending(run)
-        return verdict
+        return verdict.settle(INCOMPLETE, f"no eval result in the logs (training reached epoch {completed}"
+                              + (f" of {configured})" if configured else ")") + _ending(run))
     if best is None:
         have = sorted(c for c in run.evaluated.columns if c.startswith("top"))
         verdict.reason = f"no {metric} in the eval lines (they have: {', '.join(have) or 'nothing'}); pass --metric"
         return verdict
     if incomplete and not allow_incomplete:
-        verdict.status = INCOMPLETE
         reached = f"reached epoch {completed} of {configured}" if configured else f"reached epoch {completed}, epochs configured unknown"
-        verdict.reason = (f"{reached}{_ending(run)}; best {metric} so far {best[1]:.5f} (epoch {best[0]}); "
-                          "resume it, or judge what is there with --allow-incomplete")
-        return verdict
+        return verdict.settle(INCOMPLETE, f"{reached}{_ending(run)}; best {metric} so far {best[1]:.5f} (epoch "
+                                          f"{best[0]}); resume it, or judge what is there with --allow-incomplete")
 
     partial = "; incomplete run judged as is" if incomplete else ""
     broken = _nonfinite_last_eval(run, metric)
     if final and broken is not None:
         verdict.epoch = broken
-        verdict.status = FAIL
-        verdict.reason = f"{metric} not finite (final, epoch {broken}{partial}): the final model is broken"
-        return verdict
+        return verdict.settle(FAIL, f"{metric} not finite (final, epoch {broken}{partial}): the final model is broken")
     epoch, value = last if final else best
     verdict.epoch, verdict.value = epoch, value
     passed = value >= threshold - ROUNDING
-    verdict.status = PASS if passed else FAIL
-    verdict.reason = f"{metric} {value:.5f} {'>=' if passed else '<'} {threshold:.5f} ({judged}, epoch {epoch}{partial})"
-    return verdict
+    return verdict.settle(PASS if passed else FAIL, f"{metric} {value:.5f} {'>=' if passed else '<'} {threshold:.5f} "
+                                                    f"({judged}, epoch {epoch}{partial})")
 
 
 def _percent_scale(run: RunLogs, metric: str) -> str:
