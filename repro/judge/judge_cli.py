@@ -122,16 +122,13 @@ def find_runs(paths: tuple[Path, ...], latest: bool) -> list[tuple[int, RunFiles
     no run is UNREADABLE on its own. Another node's directory given alone is one line (where node 0's is)."""
     found: list[tuple[int, RunFiles | UnreadableRun]] = []
     for index, path in enumerate(paths):
+        where = None
         try:
             where = judged_path(path)
-        except ReproError as error:
-            if len(paths) == 1:
-                raise  # another node's directory: the one line says where node 0's is
-            found.append((index, UnreadableRun(str(path), path, error.message)))
-            continue
-        try:
             found += [(index, files) for files in discover(where)]
         except ReproError as error:
+            if where is None and len(paths) == 1:
+                raise  # another node's directory: the one line says where node 0's is
             found.append((index, UnreadableRun(str(path), path, error.message)))
     if latest:
         candidates = [(index, files) for index, files in found if isinstance(files, RunFiles)]
