@@ -13,6 +13,7 @@ import click
 
 from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
+from repro.core.dotted import lookup
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.discover import RunFiles, discover, latest_run
 from repro.logs.parse import RunLogs, UnreadableRun, final_epoch, parse_run, read_run, run_identity, same_run
@@ -112,9 +113,7 @@ def judged_path(path: Path) -> Path:
 
 def node_mismatches(run: RunLogs) -> list[str]:
     """What node 0 found different on another node (upstream, patches, data), from its manifest."""
-    record = (run.manifest or {}).get(K_NODES)
-    found = record.get("mismatches") if isinstance(record, dict) else None
-    return [f"nodes: MISMATCH {line}" for line in found or []]
+    return [f"nodes: MISMATCH {line}" for line in lookup(run.manifest or {}, f"{K_NODES}.mismatches")[1] or []]
 
 
 def find_runs(paths: tuple[Path, ...], latest: bool) -> list[tuple[int, RunFiles | UnreadableRun]]:

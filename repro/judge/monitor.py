@@ -54,11 +54,10 @@ class RunHealth:
         except ReproError:  # a recipe this checkout lacks: watch on with the default's thresholds
             recipe, name = load_recipe(DEFAULT_RECIPE), None
         smoke = is_smoke(manifest)
-        settings = health_settings(recipe.data, smoke)
         config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
         band, band_line = load_band_for(recipe.name if (name or not run.is_run()) else None, smoke, band_path)
-        monitor = HealthMonitor(settings, class_num=_class_num(run), epochs=config.get("epochs"), band=band,
-                                source=source)
+        monitor = HealthMonitor(health_settings(recipe.data, smoke), class_num=_class_num(run),
+                                epochs=config.get("epochs"), band=band, source=source)
         if band is not None and monitor.epochs and band.epochs != monitor.epochs:
             band_line = f"band not used: it is for {band.epochs} epochs, this run has {monitor.epochs}"
             monitor.band = None
