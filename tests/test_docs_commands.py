@@ -138,6 +138,8 @@ RULES = [
     Rule(r"repro upstream (fetch|status)\b", real_upstream=True),
     Rule(r"repro dataset check \S+ --expect imagenet-1k", codes=frozenset({1})),  # the tiny stand-in is not 1k
     Rule(r"repro doctor\b", codes=frozenset({0, 1})),  # 1 here: no GPU, or the stand-in dataset
+    # Another recipe's config is only in a real checkout (the test double ships ResNeSt50's alone).
+    Rule(r"(RECIPE=|--recipe )(?!resnest50\b)\w", dry_run=True, real_upstream=True),
     Rule(r"^make train\b|repro train\b", dry_run=True),
     Rule(r"check-accuracy .*--require-eval", codes=frozenset({0, 1, 2})),
     Rule(r"check-accuracy|^make check\b", codes=frozenset({0, 1}), prints=r"\b(PASS|FAIL)\b"),  # a verdict (the double's run: FAIL at 0.7677)

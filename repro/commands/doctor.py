@@ -44,9 +44,7 @@ class Finding:
 
 def _install(profile: Profile) -> str:
     """How to get this profile's Paddle: the vendor's steps where pip cannot, then the venv command."""
-    if profile.vendor_paddle:
-        return profile.paddle["install"]
-    return setup_command(profile.name)
+    return profile.paddle["install"] if profile.vendor_paddle else setup_command(profile.name)
 
 
 def check_paddle(profile: Profile, info: PaddleInfo) -> list[Finding]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,13 @@ def checkpoint_prefix(run: RunDir, name: str) -> Path:
     if not CHECKPOINT_NAME.match(name):
         raise ReproError(f"--checkpoint {name!r} is not a checkpoint name: use true_best, best_model, latest "
                          "or epoch_N (e.g. epoch_6)", EXIT_BAD_INPUT)
-    prefix = run.output / name
-    if prefix.with_name(name + ".pdparams").is_file():
+    prefix, has_copy = run.output / name, (run.output / BEST_MODEL_COPY).with_suffix(".pdparams").is_file()
+    if prefix.with_suffix(".pdparams").is_file():
         return prefix
-    copy = run.output / BEST_MODEL_COPY
-    if name == "best_model" and copy.with_name(copy.name + ".pdparams").is_file():
-        return copy
-    have = sorted(p.name[: -len(".pdparams")] for p in run.output.glob("*.pdparams"))
-    if copy.with_name(copy.name + ".pdparams").is_file() and "best_model" not in have:
+    if name == "best_model" and has_copy:
+        return run.output / BEST_MODEL_COPY
+    have = sorted(p.stem for p in run.output.glob("*.pdparams"))
+    if has_copy and "best_model" not in have:
         have.append("best_model")
     fix = (f"evaluate one that is there: `repro eval {run.path} --checkpoint {have[-1]}`" if have else
            "this run's checkpoints were pruned (`repro runs prune`) or never written; nothing to evaluate")
@@ -67,13 +66,12 @@ def pruned_true_best(run: RunDir, manifest: dict[str, Any]) -> int | None:
     """The true best's epoch when ``true_best`` was pruned but upstream's ``best_model/model`` copy
     holds that very epoch (so evaluating it is evaluating the true best); None otherwise."""
     record = manifest.get(K_TRUE_BEST)
-    copy = run.output / BEST_MODEL_COPY
-    if (run.output / "true_best.pdparams").is_file() or not copy.with_name(copy.name + ".pdparams").is_file():
+    if (run.output / "true_best.pdparams").is_file() or not isinstance(record, dict) or record.get("epoch") is None:
         return None
-    if not isinstance(record, dict) or record.get("epoch") is None:
+    if not (run.output / BEST_MODEL_COPY).with_suffix(".pdparams").is_file():
         return None
     epoch = upstream_best_epoch(run)
-    return epoch if epoch is not None and epoch == int(record["epoch"]) else None
+    return epoch if epoch == int(record["epoch"]) else None
 
 
 def upstream_best_epoch(run: RunDir) -> int | None:
@@ -113,13 +111,13 @@ def verified_weights(run: RunDir, manifest: dict[str, Any], prefix: Path) -> tup
     (or the ``.pdstates`` that labels their epoch) whose bytes differ from what training wrote, so
     foreign weights are never scored under the run's name."""
     written = manifest.get(K_WRITTEN) if isinstance(manifest.get(K_WRITTEN), dict) else {}
-    weights = prefix.with_name(prefix.name + ".pdparams")
+    weights = prefix.with_suffix(".pdparams")
     digest = file_sha256(weights)
     # upstream's best_model/model.pdparams holds the very bytes of best_model.pdparams, whose digest training recorded
     recorded = recorded_digest(run.output / "best_model.pdparams" if prefix == run.output / BEST_MODEL_COPY
                                else weights, written)
     changed = ([weights] if recorded is not None and recorded != digest else []) + changed_files(
-        [prefix.with_name(prefix.name + ".pdstates")], written)
+        [prefix.with_suffix(".pdstates")], written)
     if changed:
         other = "latest" if prefix.name != "latest" else "true_best"
         raise ReproError(changed_file_message(changed[0], f"put back the file training wrote, or evaluate another "
@@ -166,14 +164,11 @@ def eval_command(run: RunDir, manifest: dict[str, Any], prefix: Path, out: Path,
         return [v for v, s in overrides if s == source and v.split("=", 1)[0] not in TRAINING_ONLY]
 
     command = build_command(
-        upstream_dir=run_command.cwd, entry=EVAL_ENTRY, config_arg=config, reference_config=None,
-        reference_overrides=kept(REFERENCE), device=device, run_dir=out, gpus=gpus,
-        cpu_ranks=None if gpus is not None else cpu_ranks, devices_flag=flag, extra_overrides=kept(USER),
-        harness_overrides=[*kept(HARNESS), f"Global.pretrained_model={prefix}"], python=sys.executable,
-    )
+        upstream_dir=run_command.cwd, entry=EVAL_ENTRY, config_arg=config, reference_overrides=kept(REFERENCE),
+        device=device, run_dir=out, gpus=gpus, cpu_ranks=None if gpus is not None else cpu_ranks, devices_flag=flag,
+        extra_overrides=kept(USER), harness_overrides=[*kept(HARNESS), f"Global.pretrained_model={prefix}"])
     # The reference trains; the eval entry is the harness's choice, and marked so.
-    tokens = tuple(Token(t.text, HARNESS) if t.text == EVAL_ENTRY else t for t in command.tokens)
-    return LaunchCommand(tokens=tokens, cwd=command.cwd, python=command.python)
+    return replace(command, tokens=tuple(Token(t.text, HARNESS) if t.text == EVAL_ENTRY else t for t in command.tokens))
 
 
 def eval_devices(manifest: dict[str, Any], gpus: list[int] | None,
@@ -265,22 +260,17 @@ def evaluate(run_path: Path, checkpoint: str, gpus: list[int] | None, cpu_ranks:
             "started": utc_now(), "dir": str(out), "command": command.to_manifest(), "env": env.to_manifest(),
         }
         click.echo(f"+ {command.marked_line()}", err=True)
-        launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out),
-                        on_processes=lock.write,
+        launch = Launch(command.argv, command.cwd, env.apply(), RunDir(out), on_processes=lock.write,
                         echo=echo if verbose else (lambda text: None))
         launch.install_signal_handlers()
         launch.start()
         outcome = launch.wait()
         result = read_result(out) or dict.fromkeys(("top1", "top5", "loss"))
         config = manifest.data.get("config") if isinstance(manifest.data.get("config"), dict) else {}
-        record.update({
-            "ended": utc_now(),
-            "exit_code": outcome.returncode,
-            "status": "interrupted" if outcome.interrupted_by is not None else
-                      "completed" if outcome.returncode == 0 and result["top1"] is not None else "failed",
-            **result,
-            "eval_set_size": eval_set_size(command.cwd, Path(config.get("file") or run.config)),
-        })
+        status = ("interrupted" if outcome.interrupted_by is not None
+                  else "completed" if outcome.returncode == 0 and result["top1"] is not None else "failed")
+        record.update(ended=utc_now(), exit_code=outcome.returncode, status=status, **result,
+                      eval_set_size=eval_set_size(command.cwd, Path(config.get("file") or run.config)))
         manifest.append(K_EVALUATIONS, record)
     finally:
         if launch is not None:

@@ -4,6 +4,7 @@ prune``, which frees the disk their checkpoints take.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -30,10 +31,8 @@ def tree_bytes(path: Path) -> int:
     total = 0
     for directory, _, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(directory, name)).st_size
-            except OSError:
-                pass
     return total
 
 

@@ -128,6 +128,12 @@ def best_top1(run_dir: Path) -> float | None:
 
 def smoke_one(args: SimpleNamespace, recipe_name: str) -> SmokeResult:
     started = time.monotonic()
+
+    def failed(code: int, step: str, where: Path, after: str = "") -> SmokeResult:
+        total = time.monotonic() - started
+        say(f"SMOKE FAIL: {step} exited {code}{after}; logs in {where} [total {total:.0f} s]")
+        return SmokeResult(recipe_name, code, total, None, f"FAIL: {step} exited {code}")
+
     upstream_dir = resolve_upstream_dir(args.upstream)
     if not (upstream_dir / "tools" / "train.py").is_file():
         print(f"error: no upstream PaddleClas checkout at {upstream_dir}: run `repro upstream fetch` (or set "
@@ -153,18 +159,14 @@ def smoke_one(args: SimpleNamespace, recipe_name: str) -> SmokeResult:
     code = run_step(train)
     train_seconds = time.monotonic() - train_started
     if code != 0:
-        total = time.monotonic() - started
-        say(f"SMOKE FAIL: repro train exited {code} after {train_seconds:.0f} s; logs in {run_dir} [total {total:.0f} s]")
-        return SmokeResult(recipe.name, code, total, None, f"FAIL: repro train exited {code}")
+        return failed(code, "repro train", run_dir, f" after {train_seconds:.0f} s")
 
     if check != LOSS_FALLS:  # a loss-check smoke has no accuracy to confirm from the weights
         # The number from the weights too: upstream's tools/eval.py on the true best, which check-accuracy
         # then compares with the logged top-1 of that epoch (before the checkpoints are pruned).
         code = run_step([sys.executable, "-m", "repro", "eval", *verbose, "--", str(run_dir)])
         if code != 0:
-            total = time.monotonic() - started
-            say(f"SMOKE FAIL: repro eval exited {code}; logs in {run_dir}/eval [total {total:.0f} s]")
-            return SmokeResult(recipe.name, code, total, None, f"FAIL: repro eval exited {code}")
+            return failed(code, "repro eval", run_dir / "eval")
     # The smoke target (and its tolerance) comes from the run's manifest, as for any run; a loss-check
     # smoke's verdict (the loss falls) is check-accuracy's too, so every command reads the same one.
     code = run_step([sys.executable, "-m", "repro", "check-accuracy", "--", str(run_dir)])

@@ -65,8 +65,7 @@ class Watcher:
         log = (files.workerlogs.get(0) or files.train_log) if files is not None else None
         if log is None:
             return
-        tail = self.tails.setdefault(log, Tail(log))
-        lines = tail.read()
+        lines = self.tails.setdefault(log, Tail(log)).read()
         for line in lines:
             self.progress.feed(line)
         if self.health is not None:
@@ -84,10 +83,8 @@ class Watcher:
                 if self.dead_looks >= DEAD_LOOKS:
                     return (f"manifest.json says running, but no process of {run.path} is alive (killed?); "
                             f"continue it with `repro train --resume {run.path}`")
-        else:
-            why = self._launcher_ended()
-            if why is not None:
-                return why
+        elif (why := self._launcher_ended()) is not None:
+            return why
         if self.pid is not None and not psutil.pid_exists(self.pid):
             return f"process {self.pid} is gone"
         if self.lock is not None and not self.lock.exists():
@@ -112,13 +109,9 @@ class Watcher:
 
 def run_world(root: Path) -> tuple[int | None, str]:
     """The device count for device-hours: the manifest's, else what the launcher left (envlog, banner)."""
-    manifest = None
-    run = RunDir(root)
-    if run.is_run():
-        try:
-            manifest = read_manifest(run.manifest)
-        except ReproError:
-            pass
+    manifest, run = None, RunDir(root)
+    with contextlib.suppress(ReproError):
+        manifest = read_manifest(run.manifest) if run.is_run() else None
     files = run_files_in(root) if root.is_dir() else None
     world, _, source = world_of(manifest, launcher_world(files, []) if files is not None else None)
     return world, source
@@ -185,25 +178,6 @@ def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None =
             sleep(poll)
 
 
-def look_once(run: Path, health: RunHealth) -> dict:
-    """One look at the whole log (for cron): progress, whether the run ended, every alarm recorded."""
-    watcher = Watcher(run, health=health)
-    watcher.poll()
-    progress = watcher.progress
-    ended = watcher.ended()
-    recorded = health.log.alarms() if health.log is not None else [a.to_dict() for a in watcher.alarms]
-    world, source = run_world(run)
-    return {
-        "pace": health.monitor.pace.summary(world, source if world else ""),
-        "pace_lines": pace_lines(health, progress, world, source),
-        "run": str(run), "running": ended is None, "ended": ended,
-        "epoch": progress.epoch, "epochs": progress.epochs, "iter": progress.iter, "iters": progress.iters,
-        "loss": progress.loss, "top1": progress.top1, "top1_epoch": progress.top1_epoch, "ips": progress.ips,
-        "eta_s": progress.eta_s, "band": health.band_line, "alarms": recorded,
-        "new_alarms": [a.to_dict() for a in watcher.alarms],
-    }
-
-
 # -- watch ---------------------------------------------------------------------------------------
 def on_alarm_command(flag: bool, words: tuple[str, ...]) -> list[str] | None:
     """The words after RUN are ``--on-alarm``'s command, and only with that flag."""
@@ -238,19 +212,30 @@ def watch_follow(run_path: Path, health: RunHealth, argv: list[str] | None, *, p
 
 
 def watch_once(run_path: Path, health: RunHealth, argv: list[str] | None, as_json: bool) -> int:
-    """One look for cron: the state and every recorded alarm; exit 1 when there is any."""
-    state = look_once(run_path, health)
+    """One look at the whole log (for cron): progress, whether the run ended, every alarm recorded; exit 1
+    when there is any."""
+    watcher = Watcher(run_path, health=health)
+    watcher.poll()
+    progress, ended = watcher.progress, watcher.ended()
+    recorded = health.log.alarms() if health.log is not None else [a.to_dict() for a in watcher.alarms]
+    world, source = run_world(run_path)
+    state = {
+        "pace": health.monitor.pace.summary(world, source if world else ""),
+        "pace_lines": pace_lines(health, progress, world, source),
+        "run": str(run_path), "running": ended is None, "ended": ended,
+        "epoch": progress.epoch, "epochs": progress.epochs, "iter": progress.iter, "iters": progress.iters,
+        "loss": progress.loss, "top1": progress.top1, "top1_epoch": progress.top1_epoch, "ips": progress.ips,
+        "eta_s": progress.eta_s, "band": health.band_line, "alarms": recorded,
+        "new_alarms": [a.to_dict() for a in watcher.alarms],
+    }
     if argv is not None and health.log is not None:
         state["notified"] = health.log.notify_pending(argv, lambda line: click.echo(f"watch: {line}", err=True))
     if as_json:
         click.echo(json.dumps(state, sort_keys=True, default=str))
     else:
-        status = "running" if state["running"] else f"ended ({state['ended']})"
-        where = f"epoch {state['epoch']}/{state['epochs']} iter {state['iter']}/{state['iters']}"
-        loss = f" loss {state['loss']:.4f}" if isinstance(state["loss"], float) else ""
-        top1 = f" top1 {state['top1']:.4f}@{state['top1_epoch']}" if state["top1"] is not None else ""
-        ips = f" ips {state['ips']:.1f}" if isinstance(state["ips"], float) else ""
-        click.echo(f"watch: {run_path} {status}: {where}{loss}{top1}{ips}")
+        status = "running" if ended is None else f"ended ({ended})"
+        where = " ".join(f"{key} {value}" for key, value in progress.fields().items() if key != "eta")
+        click.echo(f"watch: {run_path} {status}: {where}")
         for line in state["pace_lines"]:
             click.echo(f"watch: {line}")
         click.echo(f"watch: {state['band']}")

@@ -164,25 +164,16 @@ class ScalingPlan:
     devices: int
     reference_devices: int
     batch_size_per_device: int
-    global_batch: int = field(init=False)
-    reference_global_batch: int = field(init=False)
+    global_batch: int
+    reference_global_batch: int
     reference_lr: float
     lr: float
     scale_lr: bool
     overrides: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.global_batch = self.batch_size_per_device * self.devices
-        self.reference_global_batch = self.batch_size_per_device * self.reference_devices
-
     def to_manifest(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _format_lr(value: float) -> str:
-    """Shortest text that ``eval``s back to the same float (upstream evals -o values)."""
-    return repr(float(value))
 
 
 def plan_scaling(recipe: Recipe, n_devices: int, scale_lr: bool, *, user_overrides: Sequence[str] = (),
@@ -200,29 +191,26 @@ def plan_scaling(recipe: Recipe, n_devices: int, scale_lr: bool, *, user_overrid
     reference = recipe.reference_gpus
     per_device = recipe.batch_size_per_gpu
     plan = ScalingPlan(devices=n_devices, reference_devices=reference, batch_size_per_device=per_device,
+                       global_batch=per_device * n_devices, reference_global_batch=per_device * reference,
                        reference_lr=recipe.base_lr, lr=recipe.base_lr, scale_lr=scale_lr)
     plural = "s" if n_devices != 1 else ""
     if n_devices != reference:
+        scaled = repr(float(recipe.base_lr * n_devices / reference))  # eval()s back to the same float
         plan.notes.append(f"{n_devices} {kind}{plural} instead of the reference {reference}: global batch "
                           f"{per_device} x {n_devices} = {plan.global_batch} instead of {plan.reference_global_batch} "
                           f"({recipe.batch_size_key}={per_device} is per {kind}), and each epoch takes "
                           f"{plan.reference_global_batch / plan.global_batch:g} x the reference's iterations")
         if scale_lr:
             plan.lr = recipe.base_lr * n_devices / reference
-            plan.overrides.append(f"{recipe.lr_key}={_format_lr(plan.lr)}")
-            plan.notes.append(
-                f"--scale-lr: learning rate {recipe.base_lr} x {n_devices}/{reference} = {_format_lr(plan.lr)} "
-                f"(-o {plan.overrides[-1]}); the result is no longer the reference recipe's"
-            )
+            plan.overrides.append(f"{recipe.lr_key}={scaled}")
+            plan.notes.append(f"--scale-lr: learning rate {recipe.base_lr} x {n_devices}/{reference} = {scaled} "
+                              f"(-o {plan.overrides[-1]}); the result is no longer the reference recipe's")
         elif not user_sets_lr:
-            plan.notes.append(
-                f"the learning rate stays {recipe.base_lr} (tuned for a global batch of "
-                f"{plan.reference_global_batch}); --scale-lr would use {_format_lr(recipe.base_lr * n_devices / reference)}"
-            )
+            plan.notes.append(f"the learning rate stays {recipe.base_lr} (tuned for a global batch of "
+                              f"{plan.reference_global_batch}); --scale-lr would use {scaled}")
     elif scale_lr:
         plan.notes.append(f"--scale-lr: {n_devices} {kind}{plural} is the reference count; the learning rate stays {recipe.base_lr}")
     if user_sets_batch:
-        plan.notes.append(
-            f"-o {recipe.batch_size_key} changes the per-{kind} batch: the global batch above assumes {per_device}"
-        )
+        plan.notes.append(f"-o {recipe.batch_size_key} changes the per-{kind} batch: the global batch above assumes "
+                          f"{per_device}")
     return plan

@@ -139,27 +139,24 @@ class Store:
     def __init__(self, plan: NodePlan) -> None:
         self.host, self.port = plan.host, plan.port
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)
-        with contextlib.closing(connection):
-            connection.request(method, path, body=body)
-            response = connection.getresponse()
-            return response.status, response.read()
+    def _request(self, method: str, key: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """(HTTP status, body); status 0 when the store is unreachable."""
+        try:
+            with contextlib.closing(http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)) as conn:
+                conn.request(method, f"{PREFIX}/{key}", body=body)
+                response = conn.getresponse()
+                return response.status, response.read()
+        except OSError:
+            return 0, b""
 
     def put(self, key: str, value: dict[str, Any] | int) -> bool:
-        try:
-            return self._request("POST", f"{PREFIX}/{key}", json.dumps(value).encode())[0] == 200
-        except OSError:
-            return False
+        return self._request("POST", key, json.dumps(value).encode())[0] == 200
 
     def get_prefix(self, key: str) -> dict[str, Any] | None:
         """``{key: value}`` under the prefix (empty when none), or None when the store is unreachable."""
-        try:
-            status, body = self._request("GET", f"{PREFIX}/{key}")
-        except OSError:
-            return None
+        status, body = self._request("GET", key)
         if status != 200:
-            return {}
+            return None if status == 0 else {}
         try:
             return {name[len(PREFIX) + 1:]: json.loads(value) for name, value in json.loads(body).items()}
         except ValueError:
@@ -195,9 +192,8 @@ class NodeWatch:
         now = time.monotonic()
         self.beats += 1
         # One failed call skips the rest: an unreachable host costs one connect timeout a tick, not four.
-        beats = None
-        if self.store.put(f"beat/{self.me}", self.beats) and self.store.put(f"info/{self.me}", self.info):
-            beats = self.store.get_prefix("beat/")
+        published = self.store.put(f"beat/{self.me}", self.beats) and self.store.put(f"info/{self.me}", self.info)
+        beats = self.store.get_prefix("beat/") if published else None
         if beats is not None:
             self.store_seen = now
             self._records()
@@ -226,8 +222,7 @@ class NodeWatch:
 
     def _note_activity(self, now: float) -> None:
         """Any rank log or train.log grew: training is alive (only node 0's rank 0 logs steps)."""
-        paths = [self.run.train_log, *self.run.launcher.glob("workerlog.*")]
-        for path in paths:
+        for path in [self.run.train_log, *self.run.launcher.glob("workerlog.*")]:
             try:
                 size = path.stat().st_size
             except OSError:
@@ -249,9 +244,8 @@ class NodeWatch:
             record["node0"] = {"host": node0.get("host"), "run_dir": node0.get("run_dir")}
         for key, info in sorted(infos.items()):  # node 0 compares every node with its own; the others, node 0
             node = key.split("/", 1)[-1]
-            if node == self.me or node in self.compared or not isinstance(info, dict):
-                continue
-            if self.plan.node_rank > 0 and node != node_dir_name(0):
+            if (node == self.me or node in self.compared or not isinstance(info, dict)
+                    or self.plan.node_rank > 0 and node != node_dir_name(0)):
                 continue
             self.compared.add(node)
             known = record.setdefault("mismatches", [])

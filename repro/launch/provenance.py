@@ -93,21 +93,16 @@ def harness_record() -> dict[str, Any]:
 
     commit = git("rev-parse", "--verify", "HEAD")
     if commit is None:
-        record["commit"] = None
-        record["note"] = f"{root} is not a git checkout (an installed package): no commit to record"
-        return record
+        return {**record, "commit": None,
+                "note": f"{root} is not a git checkout (an installed package): no commit to record"}
     status = git("status", "--porcelain", "--untracked-files=no")
-    record["commit"] = commit.strip()
-    record["dirty"] = None if status is None else bool(status.strip())
-    return record
+    return {**record, "commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
 def device_report(profile: Profile) -> dict[str, Any]:
     """The platform's device tool report (its profile's ``device_query``), verbatim, for the manifest."""
     report = query_device_tool(profile.device_query)
-    if report is None:
-        return {"tool": None, "note": "no device tool for this profile (CPU ranks)"}
-    return report.to_manifest()
+    return report.to_manifest() if report else {"tool": None, "note": "no device tool for this profile (CPU ranks)"}
 
 
 def upstream_record(upstream_dir: Path) -> dict[str, Any]:

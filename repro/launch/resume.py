@@ -10,6 +10,7 @@ the dataset it trained on and the upstream checkout's commit and patches.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -71,24 +72,22 @@ def resume_problems(plan: ResumePlan) -> list[str]:
     upstream = plan.command.cwd
     recorded = data.get("upstream") or {}
     if not upstream.is_dir():
-        problems.append(f"the upstream checkout the run used, {upstream}, is gone: fetch it there again "
-                        f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume")
-    else:
-        if data.get("preflight") == "passed":  # the run started with pre-flight: the same checks, same lines
-            same_as_new_run = check_upstream(upstream)
-            if same_as_new_run:
-                return problems + same_as_new_run
-        if not ("commit" in recorded or "patches" in recorded):
-            return problems
-        now = inspect_checkout(upstream).to_manifest()
-        if now.get("commit") != recorded.get("commit"):
-            problems.append(f"upstream {upstream} is now at {str(now.get('commit'))[:12]}, the run started at "
-                            f"{str(recorded.get('commit'))[:12]}: check out that commit "
-                            f"(`git -C {upstream} checkout {recorded.get('commit')}`), then resume")
-        if patch_set(now) != patch_set(recorded):
-            names = ", ".join(name for name, _, applied in patch_set(recorded) if applied) or "none"
-            problems.append(f"the patches in {upstream} differ from the run's (applied then: {names}): restore them "
-                            "(`repro upstream apply-patches`), then resume")
+        return problems + [f"the upstream checkout the run used, {upstream}, is gone: fetch it there again "
+                           f"(`repro upstream fetch` with REPRO_UPSTREAM_DIR={upstream}), then resume"]
+    # the run started with pre-flight: the same checks, same lines
+    if data.get("preflight") == "passed" and (same_as_new_run := check_upstream(upstream)):
+        return problems + same_as_new_run
+    if not ("commit" in recorded or "patches" in recorded):
+        return problems
+    now = inspect_checkout(upstream).to_manifest()
+    if now.get("commit") != recorded.get("commit"):
+        problems.append(f"upstream {upstream} is now at {str(now.get('commit'))[:12]}, the run started at "
+                        f"{str(recorded.get('commit'))[:12]}: check out that commit "
+                        f"(`git -C {upstream} checkout {recorded.get('commit')}`), then resume")
+    if patch_set(now) != patch_set(recorded):
+        names = ", ".join(name for name, _, applied in patch_set(recorded) if applied) or "none"
+        problems.append(f"the patches in {upstream} differ from the run's (applied then: {names}): restore them "
+                        "(`repro upstream apply-patches`), then resume")
     return problems
 
 
@@ -130,16 +129,14 @@ def progress(run: RunDir, data: dict) -> tuple[int, bool]:
     (``[Train][Epoch N/M][Avg]``, upstream's ``Already save model in``) and the checkpoints the harness
     recorded (written, deleted, the true best's)."""
     epochs, saved = [0], False
-    try:
-        with open_regular_file(run.train_log) as handle:  # streamed: a 300-epoch log is ~160k lines
-            for raw in handle:
-                if b"[Avg]" in raw:
-                    match = P.TRAIN_AVG.search(raw.decode("utf-8", "replace"))
-                    epochs += [int(match.group("epoch"))] if match else []
-                elif b"Already save" in raw:
-                    saved = saved or P.SAVED_BYTES.search(raw) is not None
-    except (OSError, ReproError):  # no log (yet), or not a regular file: the manifest's records still count
-        pass
+    # no log (yet), or not a regular file: the manifest's records still count
+    with contextlib.suppress(OSError, ReproError), open_regular_file(run.train_log) as handle:
+        for raw in handle:  # streamed: a 300-epoch log is ~160k lines
+            if b"[Avg]" in raw:
+                match = P.TRAIN_AVG.search(raw.decode("utf-8", "replace"))
+                epochs += [int(match.group("epoch"))] if match else []
+            elif b"Already save" in raw:
+                saved = saved or P.SAVED_BYTES.search(raw) is not None
     written = data.get(K_WRITTEN) if isinstance(data.get(K_WRITTEN), dict) else {}
     names = [*written, *(data.get("checkpoints_deleted") or [])]
     epochs += [int(m.group(1)) for m in (EPOCH_NAME.match(str(n).split(".", 1)[0]) for n in names) if m]

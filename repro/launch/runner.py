@@ -210,8 +210,17 @@ def run_segment(*, run: RunDir, manifest: Manifest, command: LaunchCommand, env:
         launch.start()
         say(f"launcher pid {launch.proc.pid}; upstream's output goes to {run.console_log}"
             + ("" if verbose else " (-v shows it here)"))
+
+        def tick() -> None:  # on several nodes, the node watch first: when it says stop, stop as on SIGTERM
+            try:
+                if node_watch is not None and node_watch() and launch.stop_signal is None:
+                    say(f"stopping: {getattr(node_watch, 'reason', '')}")
+                    launch.stop_signal = signal.SIGTERM
+            finally:
+                housekeeper()
+
         with output:
-            outcome = launch.wait(_with_node_watch(housekeeper, node_watch, launch), every=every)
+            outcome = launch.wait(tick, every=every)
         for step, what in ((housekeeper, "final checkpoint housekeeping"),
                            (housekeeper.finish, "recording the checkpoints' digests")):
             try:
@@ -259,22 +268,6 @@ def run_segment(*, run: RunDir, manifest: Manifest, command: LaunchCommand, env:
         else:  # keep the file: it names the processes a resume must wait for
             lock.close()
     _report(run, status, outcome, extra, left, unrecorded, several_nodes=node_watch is not None)
-
-
-def _with_node_watch(housekeeper: Callable[[], None], node_watch: Callable[[], bool] | None,
-                     launch: Launch) -> Callable[[], None]:
-    """Housekeeping plus, on several nodes, the node watch: when it says stop, the launch stops as on SIGTERM."""
-    if node_watch is None:
-        return housekeeper
-
-    def both() -> None:
-        try:
-            if node_watch() and launch.stop_signal is None:
-                say(f"stopping: {getattr(node_watch, 'reason', '')}")
-                launch.stop_signal = signal.SIGTERM
-        finally:
-            housekeeper()
-    return both
 
 
 # How a full or failing disk shows in a rank's traceback (errno 28 ENOSPC, 122 EDQUOT, 5 EIO).

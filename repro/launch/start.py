@@ -3,6 +3,7 @@ upstream is launched; what a failed start wrote is removed again (an empty ``--r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from repro.recipes.catalog import Recipe, launch_env, load_recipe, marked_overri
 from repro.run.rundir import (K_LOGGING, K_NODES, Manifest, create_node_run_dir, create_run_dir, discard_run_dir,
                               plan_node_run_dir, plan_run_dir)
 from repro.launch.command import LaunchCommand, build_command, environment_changes, print_dry_run
-from repro.launch.config import ResolvedConfig, ScalingPlan, plan_scaling, resolve_config
+from repro.launch.config import ResolvedConfig, plan_scaling, resolve_config
 from repro.launch.nodes import DEFAULT_STALL_TIMEOUT, NodePlan, node0_problems, node_watch_for, wait_for_master
 from repro.launch.provenance import start_fields
 from repro.launch.runner import run_segment, say
@@ -59,21 +60,20 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                 f"({item.why}); the run no longer reproduces the recipe's target as stated")
     harness_options = [*([VISUALDL_ON] if visualdl else []), *(dataset_overrides(data_dir) if data_dir else [])]
 
-    def resolve(where: Path, write: bool) -> tuple[ResolvedConfig, ScalingPlan | None]:
-        plan = None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
-        resolved = resolve_config(upstream_dir, recipe, user_overrides, device=profile.device, smoke=smoke,
-                                  run_dir=where, seed=seed, extra_overrides=[*fixed, *(plan.overrides if plan else ()), *harness_options],
-                                  write=write)
-        return resolved, plan
+    scaling = None if smoke else plan_scaling(recipe, total, scale_lr, user_overrides=user_overrides, kind=kind)
+    scaled = scaling.overrides if scaling else []
 
-    def command_for(run_path: Path, config_arg: str, resolved: ResolvedConfig,
-                    scaling: ScalingPlan | None) -> LaunchCommand:
+    def resolve(where: Path, write: bool) -> ResolvedConfig:
+        return resolve_config(upstream_dir, recipe, user_overrides, device=profile.device, smoke=smoke, run_dir=where,
+                              seed=seed, extra_overrides=[*fixed, *scaled, *harness_options], write=write)
+
+    def command_for(run_path: Path, config_arg: str, resolved: ResolvedConfig) -> LaunchCommand:
         launch = recipe.launch
         return build_command(
             upstream_dir=upstream_dir, entry=recipe.entry, config_arg=config_arg, reference_config=recipe.config,
             reference_overrides=recipe.reference_overrides, device=profile.device, run_dir=run_path, gpus=gpu_list,
             cpu_ranks=ranks, devices_flag=profile.launcher_devices_flag, extra_overrides=list(resolved.overrides),
-            harness_overrides=[*(scaling.overrides if scaling else []), *harness_options], seed=seed,
+            harness_overrides=[*scaled, *harness_options], seed=seed,
             nnodes=nnodes, master=master, node_rank=node_rank, fixed_overrides=list(fixed),
             **({} if launch is None else {"launcher": launch.launcher, "devices_flag_in_reference": launch.devices_flag,
                                           "device_in_reference": launch.device_override}),
@@ -84,15 +84,15 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         load_pin()  # the harness's own pin, read as the real start reads it: a corrupt one fails the dry run too
         planned = plan_node_run_dir(logs_dir, run_dir, nodes.node_rank) if nodes else plan_run_dir(logs_dir, run_dir)
         with tempfile.TemporaryDirectory(prefix="repro-dry-run-") as staging:
-            resolved, scaling = resolve(Path(staging), write=False)
+            resolved = resolve(Path(staging), write=False)
             config_arg = resolved.config_arg.replace(staging, str(planned))
-        print_dry_run(command_for(planned, config_arg, resolved, scaling), env, planned, scaling, as_json)
+        print_dry_run(command_for(planned, config_arg, resolved), env, planned, scaling, as_json)
         return
 
     existed = run_dir is not None and run_dir.expanduser().resolve().is_dir()
     run = create_node_run_dir(logs_dir, run_dir, nodes.node_rank) if nodes else create_run_dir(logs_dir, run_dir)
     try:
-        resolved, scaling = resolve(run.path, write=True)
+        resolved = resolve(run.path, write=True)
         for note in (scaling.notes if scaling else []):
             say(note)
         # One probe serves the pre-flight and the manifest. The visible-devices variable is left out so
@@ -111,7 +111,7 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
                 for line in problems:
                     click.echo(f"pre-flight: {line}", err=True)
                 raise ReproError(f"pre-flight found {len(problems)} problem(s) (listed above); fix them and rerun", EXIT_PREFLIGHT)
-        command = command_for(run.path, resolved.config_arg, resolved, scaling)
+        command = command_for(run.path, resolved.config_arg, resolved)
         if nodes is not None and nodes.node_rank > 0:
             wait_for_master(nodes, say)
         fields = start_fields(
@@ -128,10 +128,8 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
         # Nothing ran: the directory holds only what we just wrote into it, so remove that.
         discard_run_dir(run, keep_directory=existed and nodes is None)
         if nodes is not None and not existed:
-            try:
-                run.path.parent.rmdir()  # the group this start made, unless another node uses it already
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # the group this start made, unless another node uses it already
+                run.path.parent.rmdir()
         raise
     say(f"run directory {run.path}")
     run_segment(run=run, manifest=manifest, command=command, env=env, keep=keep,

@@ -27,10 +27,7 @@ class Best:
     @classmethod
     def of(cls, results: dict[int, float]) -> "Best | None":
         """The maximum, on ties the later epoch, as upstream's ``>=`` and the verdict's parser do."""
-        if not results:
-            return None
-        top = max(results.values())
-        return cls(max(e for e, v in results.items() if v == top), top)
+        return cls(*max(results.items(), key=lambda item: (item[1], item[0]))) if results else None
 
 
 def eval_top1(lines: list[str]) -> dict[int, float]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import copy
 import re
 from dataclasses import dataclass
@@ -111,20 +112,14 @@ def _plain_python(value: Any) -> bool:
 
 
 class CodeValue(Exception):
-    """Upstream's ``eval()`` would run ``text`` as code (a call, an operator, a known name...)."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
+    """Upstream's ``eval()`` would run the text as code; ``args[0]`` says what (a call, an operator, a name...)."""
 
 
 def upstream_value(text: str, module_names: frozenset[str]) -> Any:
     """What upstream's ``eval(text)`` yields, or CodeValue: a Python literal, else the raw text when ``eval``
     cannot parse it (``./output/``) or it is a bare word naming nothing in upstream's namespace (NameError)."""
-    try:
+    with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        pass
     try:
         tree = ast.parse(text.lstrip(" \t"), mode="eval")
     except (SyntaxError, ValueError):
@@ -144,11 +139,9 @@ def _same(first: Any, second: Any) -> bool:
 def _fix(key: str, meant: Any, module_names: frozenset[str]) -> str:
     """How to write ``meant`` so that upstream gets exactly it, or why it cannot be written."""
     spelling = repr(meant)  # a list of scalars too: "[1, 'a']"
-    try:
+    with contextlib.suppress(CodeValue):
         if _same(upstream_value(spelling, module_names), meant) and "=" not in spelling:
             return f"write -o {key}={spelling} to mean {meant!r}"
-    except CodeValue:
-        pass
     return f"{meant!r} cannot be passed through upstream's -o; write a number, word, quoted string or list"
 
 
@@ -170,11 +163,11 @@ def check_value(key: str, text: str, module_names: frozenset[str]) -> Any:
     try:
         value = upstream_value(text, module_names)
     except CodeValue as code:
-        fix = _fix(key, as_yaml, module_names) if isinstance(as_yaml, list) or code.kind.startswith("a name") else (
-            "write a plain number, word, quoted string or [list]"
-        )
+        kind = code.args[0]
+        fix = (_fix(key, as_yaml, module_names) if isinstance(as_yaml, list) or kind.startswith("a name")
+               else "write a plain number, word, quoted string or [list]")
         raise ReproError(f"-o {key}={text}: upstream eval()s -o values and would run this as Python code "
-                         f"({code.kind}), not read it as data; {fix}", EXIT_BAD_INPUT) from None
+                         f"({kind}), not read it as data; {fix}", EXIT_BAD_INPUT) from None
     if not _plain_python(value):
         raise ReproError(f"-o {key}={text}: upstream would read a {type(value).__name__}; only a scalar or a list of "
                          "scalars may be overridden (override the keys inside a section one by one)", EXIT_BAD_INPUT)

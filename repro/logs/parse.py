@@ -196,19 +196,16 @@ def _say_repeats(evals: pd.DataFrame, label: str, notes: list[str], problems: li
             "this log at once (orphaned ranks of a killed launcher?); stop the stray processes and judge a clean log"
         )
     repeated = evals[evals.duplicated("epoch", keep=False)]
-    if not repeated.empty:
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for epoch, launches in repeated.groupby("epoch")["segment"].agg(lambda s: tuple(sorted(set(s)))).items():
-            if len(launches) > 1:
-                groups.setdefault(launches, []).append(int(epoch))
-        for launches, epochs in groups.items():
-            winner = launches[-1]
-            resumed = segments[winner - 1].resumed_from if winner - 1 < len(segments) else None
-            how = f" (resumed from {resumed})" if resumed else ""
-            notes.append(
-                f"epoch(s) {_ranges(epochs)} were logged by launches {', '.join(map(str, launches))}; "
-                f"launch {winner}{how} ran them last and its values are used"
-            )
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for epoch, launches in repeated.groupby("epoch")["segment"].agg(lambda s: tuple(sorted(set(s)))).items():
+        if len(launches) > 1:
+            groups.setdefault(launches, []).append(int(epoch))
+    for launches, epochs in groups.items():
+        winner = launches[-1]
+        resumed = segments[winner - 1].resumed_from if winner - 1 < len(segments) else None
+        how = f" (resumed from {resumed})" if resumed else ""
+        notes.append(f"epoch(s) {_ranges(epochs)} were logged by launches {', '.join(map(str, launches))}; "
+                     f"launch {winner}{how} ran them last and its values are used")
 
 
 def _ranges(values: Iterable[int]) -> str:
@@ -291,11 +288,8 @@ def load_run(files: RunFiles) -> RunLogs:
     """Read and reconcile the files of one discovered run."""
     if files.problem:
         raise ReproError(files.problem, EXIT_BAD_INPUT)
-    logs: list[LogFile] = []
-    if files.single_file is not None:
-        logs.append(scan(refuse_binary(files.single_file)))
-    for rank in sorted(files.workerlogs):
-        logs.append(scan(refuse_binary(files.workerlogs[rank]), rank=rank))
+    logs = [scan(refuse_binary(files.single_file))] if files.single_file is not None else []
+    logs += [scan(refuse_binary(files.workerlogs[rank]), rank=rank) for rank in sorted(files.workerlogs)]
     if files.train_log is not None:
         # rank 0's workerlog says it all when it has results; train.log is then only a cross-check
         rank0 = next((log for log in logs if log.rank == 0), None)

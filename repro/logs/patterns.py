@@ -65,10 +65,8 @@ EXCEPTION_LINE = re.compile(r"^(?:[\w.]+(?:Error|Exception|Interrupt|Exit)\b.*|[
 
 
 def to_number(text: str) -> float | None:
-    """Parse upstream's ``{:.5f}`` values, units attached ("10.39142s") and ``nan``/``inf`` included.
-
-    None (not NaN) for text that is no number, so a logged ``nan`` loss stays distinguishable.
-    """
+    """Upstream's ``{:.5f}`` values, units attached ("10.39142s"), ``nan``/``inf`` included; None (not NaN)
+    for text that is no number, so a logged ``nan`` loss stays distinguishable."""
     try:
         return float(text)  # the common case, and the fastest
     except ValueError:

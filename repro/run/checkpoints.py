@@ -1,6 +1,5 @@
 """Upstream's checkpoints: find them, tell a complete one from a half-written one, pick the resume
-point, and keep only what retention allows.
-"""
+point, and keep only what retention allows."""
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ class Checkpoint:
 
 
 def check_complete(prefix: Path) -> tuple[bool, str]:
-    """(complete, reason) for the save at ``prefix`` by the rules in the module docstring."""
+    """(complete, reason): every part present, not empty, written in save order within ``MAX_SAVE_SECONDS``."""
     stats = []
     for suffix in PARTS:
         path = prefix.with_name(prefix.name + suffix)
@@ -112,32 +111,21 @@ def saved_epoch(prefix: Path) -> int | None:
         return None
 
 
-def _kind(name: str) -> tuple[str, int | None] | None:
-    if name in ("latest", "best_model", "true_best"):
-        return name, None
-    match = EPOCH_NAME.match(name)
-    return ("epoch", int(match.group(1))) if match else None
-
-
 def find_checkpoints(output_dir: Path) -> list[Checkpoint]:
     """Every checkpoint prefix in ``output_dir`` (complete or not), epochs in order."""
     prefixes = {path.name[: -len(suffix)] for suffix in PARTS for path in output_dir.glob(f"*{suffix}")}
     found: list[Checkpoint] = []
     for name in prefixes:
-        kind = _kind(name)
-        if kind is None:
+        epoch_match = EPOCH_NAME.match(name)
+        if epoch_match is None and name not in ("latest", "best_model", "true_best"):
             continue
         prefix = output_dir / name
         complete, reason = check_complete(prefix)
         states = prefix.with_name(name + ".pdstates")
         saved_at = states.stat().st_mtime if states.exists() else 0.0
-        epoch = kind[1] if kind[1] is not None else (saved_epoch(prefix) if complete else None)
-        found.append(Checkpoint(prefix, name, kind[0], epoch, complete, reason, saved_at))
+        epoch = int(epoch_match.group(1)) if epoch_match else (saved_epoch(prefix) if complete else None)
+        found.append(Checkpoint(prefix, name, "epoch" if epoch_match else name, epoch, complete, reason, saved_at))
     return sorted(found, key=lambda c: (KINDS.index(c.kind), c.epoch or 0))
-
-
-def epoch_checkpoints(output_dir: Path) -> list[Checkpoint]:
-    return [c for c in find_checkpoints(output_dir) if c.kind == "epoch"]
 
 
 def resume_point(output_dir: Path) -> Checkpoint | None:
@@ -260,12 +248,9 @@ def is_ours(path: Path, written: dict[str, dict]) -> bool:
 
 
 def prune(output_dir: Path, keep: int, written: dict[str, dict], protect: set[int] = frozenset()) -> tuple[list[str], list[str]]:
-    """Delete this run's ``epoch_N`` older than the newest ``keep``; returns (deleted, kept-not-ours).
-
-    ``protect`` holds epochs that must stay whatever their age (the true best while it has no
-    separate copy). A checkpoint is deleted whole or not at all.
-    """
-    epochs = epoch_checkpoints(output_dir)
+    """Delete this run's ``epoch_N`` older than the newest ``keep``, each whole or not at all, but those in
+    ``protect`` (the true best while it has no copy); returns (deleted, kept-not-ours)."""
+    epochs = [c for c in find_checkpoints(output_dir) if c.kind == "epoch"]
     newest = sorted({c.epoch for c in epochs if c.epoch is not None}, reverse=True)[:keep]
     deleted: list[str] = []
     foreign: list[str] = []
@@ -285,18 +270,12 @@ def prune(output_dir: Path, keep: int, written: dict[str, dict], protect: set[in
     return deleted, foreign
 
 
-def _existing_ancestor(path: Path) -> Path:
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def disk_problem(where: Path, checkpoint_mb: int, checkpoints: int) -> tuple[str | None, str]:
     """(problem or None, what was measured) for ``checkpoints`` saves of ``checkpoint_mb`` under ``where``:
     the one disk rule, shared with ``repro doctor``."""
     need_mb = checkpoints * checkpoint_mb + DISK_MARGIN_MB
-    where = _existing_ancestor(where)
+    where = Path(where).absolute()
+    where = next((path for path in (where, *where.parents) if path.exists()), where)
     free_mb = shutil.disk_usage(where).free // MB
     detail = f"{free_mb} MB free on {where}'s filesystem, {need_mb} MB needed ({checkpoints} x {checkpoint_mb} MB + {DISK_MARGIN_MB} MB margin)"
     if free_mb < need_mb:

@@ -164,10 +164,7 @@ class RunLock:
     def write(self, processes: list[ProcessRecord]) -> None:
         """Record the processes in the locked file itself (an ``os.replace`` would orphan the flock)."""
         assert self.fd is not None, "write() needs the lock held"
-        data = {
-            "updated": time.time(),
-            "processes": [self.harness.to_dict()] + [p.to_dict() for p in processes],
-        }
+        data = {"updated": time.time(), "processes": [record.to_dict() for record in (self.harness, *processes)]}
         encoded = json.dumps(data, indent=1).encode("utf-8")
         os.pwrite(self.fd, encoded, 0)
         os.ftruncate(self.fd, len(encoded))

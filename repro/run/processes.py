@@ -188,7 +188,6 @@ class Launch:
     records: dict[int, ProcessRecord] = field(default_factory=dict)
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=400))
     stop_signal: int | None = None
-    hung_up: bool = False
     _pump: threading.Thread | None = None
     _previous_handlers: dict[int, object] = field(default_factory=dict)
     # After a hangup console.log has two writers, the pump and the harness's own messages: one lock
@@ -284,7 +283,6 @@ class Launch:
             self.stop_signal = signum
 
         def hangup(signum, frame):  # noqa: ARG001 - signal API
-            self.hung_up = True
             self.echo = lambda text: None
             try:
                 fd = os.open(self.run.console_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)

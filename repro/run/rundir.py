@@ -54,49 +54,25 @@ STATUS_ABANDONED = "abandoned"  # the harness itself died (SIGKILL, power loss) 
 ENDED_STATUSES = (STATUS_COMPLETED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_ABANDONED)
 
 
+def _under(*parts: str) -> property:
+    """A path inside the run directory, by its place in the layout."""
+    return property(lambda run: run.path.joinpath(*parts))
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
 
-    @property
-    def launcher(self) -> Path:
-        return self.path / LAUNCHER_DIR
-
-    @property
-    def output(self) -> Path:
-        return self.path / OUTPUT_DIR
-
-    @property
-    def train_log(self) -> Path:
-        return self.output / TRAIN_LOG
-
-    @property
-    def manifest(self) -> Path:
-        return self.path / MANIFEST
-
-    @property
-    def config(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def console_log(self) -> Path:
-        return self.path / CONSOLE_LOG
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.path / EVAL_DIR
-
-    @property
-    def alarms(self) -> Path:
-        return self.path / ALARMS
-
-    @property
-    def report_dir(self) -> Path:
-        return self.path / REPORT_DIR
-
-    @property
-    def lock(self) -> Path:
-        return self.path / LOCK
+    launcher = _under(LAUNCHER_DIR)
+    output = _under(OUTPUT_DIR)
+    train_log = _under(OUTPUT_DIR, TRAIN_LOG)
+    manifest = _under(MANIFEST)
+    config = _under(CONFIG)
+    console_log = _under(CONSOLE_LOG)
+    eval_dir = _under(EVAL_DIR)
+    alarms = _under(ALARMS)
+    report_dir = _under(REPORT_DIR)
+    lock = _under(LOCK)
 
     def workerlog(self, rank: int) -> Path:
         return self.launcher / f"workerlog.{rank}"

@@ -177,7 +177,7 @@ def _commit_is(state: UpstreamState, pin: Pin) -> str | None:
 
 
 def _ignored(name: str) -> bool:
-    return any(part in name or name.endswith(part) for part in NEVER_CHANGES) or name == TREE_RECORD
+    return any(part in name for part in NEVER_CHANGES) or name == TREE_RECORD
 
 
 def _git_local_changes(repo: Path, applied: list[Patch]) -> list[str]:
@@ -214,12 +214,7 @@ def _tree_local_changes(tree: Path, recorded: dict[str, str], applied: list[Patc
     """Compare a plain tree with the blob ids recorded when it was extracted."""
     changed = [name for name, blob in recorded.items() if not (tree / name).is_file()
                or git_blob_id(read_bytes_bounded(tree / name, LIST_FILE_LIMIT)) != blob]
-    for code_dir in CODE_DIRS:
-        base = tree / code_dir
-        if base.is_dir():
-            for file in base.rglob("*"):
-                name = file.relative_to(tree).as_posix()
-                if file.is_file() and name not in recorded and not _ignored(name):
-                    changed.append(name)
+    changed += [name for code_dir in CODE_DIRS for file in (tree / code_dir).rglob("*") if file.is_file()
+                and (name := file.relative_to(tree).as_posix()) not in recorded and not _ignored(name)]
     explained = _explained_by_patches(tree, applied, changed, baseline=recorded.get)
     return sorted(name for name in changed if name not in explained)
