@@ -23,7 +23,9 @@ def _sorted_lines(path: Path) -> list[str] | None:
         text = read_bytes_bounded(path, LIST_FILE_LIMIT, what="list file").decode("utf-8")
     except UnicodeDecodeError:
         return None
-    lines = text.removesuffix("\n").split("\n")
+    lines = text.split("\n")
+    if text.endswith("\n"):  # one final newline ends the last line (two leave a blank one)
+        lines.pop()
     if text.count(" ") != len(lines):  # one space a line: no path holds one
         return None
     lines.sort()
@@ -41,9 +43,10 @@ def _class_labels(root: Path, split_dir: str, lines: list[str], class_num: int) 
     for class_dir in classes:
         with os.scandir(class_dir.path) as iterator:
             entries = list(iterator)
-        names = sorted(entry.name for entry in entries if entry.is_file(follow_symlinks=False))
+        names = [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
         if len(names) != len(entries):
             return None
+        names.sort()
         prefix = f"{split_dir}/{class_dir.name}/"
         lo = bisect_left(lines, prefix)
         hi = bisect_left(lines, prefix[:-1] + chr(ord("/") + 1), lo)
