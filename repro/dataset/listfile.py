@@ -10,6 +10,7 @@ ImageNet train list has 1.28 million lines.
 from __future__ import annotations
 
 import posixpath
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,8 +84,7 @@ def parse_list_file(path: Path, class_num: int, problems: Problems) -> ListFile:
     raw = read_bytes_bounded(path, LIST_FILE_LIMIT, what="list file")
     name = path.name
     result = ListFile(name=name, path=path)
-    entries: dict[str, int] = {}
-    label_at: dict[int, int] = {}
+    entries: dict[str, int] = {}  # path -> its line
     lines = _split_lines(raw, name, problems)
     result.lines = len(lines)
     # label text -> int, so the million repeats of "17" are parsed (and allocated) once.
@@ -137,12 +137,11 @@ def parse_list_file(path: Path, class_num: int, problems: Problems) -> ListFile:
             continue
         first = entries.get(key)
         if first is not None:
-            other = label_at[first]
+            other = labels[bisect_left(lines_of, first)]
             clash = "" if other == label else f" with another label ({other} there, {label} here)"
             bad("duplicate_entry", f"{key} already listed at line {first}{clash}; delete one")
             continue
         entries[key] = lineno
-        label_at[lineno] = label
         paths.append(key)
         labels.append(label)
         lines_of.append(lineno)
