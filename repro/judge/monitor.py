@@ -5,6 +5,7 @@ settings, the echo's class count), and nothing is written into it: the harness d
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -45,11 +46,8 @@ class RunHealth:
     def open(cls, root: Path, band_path: Path | None = None, source: str = "watch") -> "RunHealth":
         run = RunDir(Path(root))
         manifest: dict[str, Any] = {}
-        if run.is_run():
-            try:
-                manifest = read_manifest(run.manifest)
-            except Exception:  # watch still works on the logs
-                manifest = {}
+        with contextlib.suppress(Exception):  # watch still works on the logs
+            manifest = read_manifest(run.manifest) if run.is_run() else {}
         name = recipe_name(manifest)
         try:
             recipe = load_recipe(str(name or DEFAULT_RECIPE))
