@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import os
 from bisect import bisect_left
-from collections.abc import Collection
 from itertools import chain, islice, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -86,7 +85,7 @@ def _check_labels_of_dirs(listing: ListFile, dirs: list[str], problems: Problems
 
 
 def _check_class_dirs(split: str, listing: ListFile, dirs: list[str], problems: Problems
-                      ) -> tuple[int, dict[str, int], Collection[str]]:
+                      ) -> tuple[int, dict[str, int], set[str]]:
     """Returns the count of entries without a class directory (flat: upstream accepts them, their labels
     cannot be cross-checked), class directory -> label, and the listed directories."""
     name = listing.name

@@ -28,7 +28,7 @@ class ListFile:
     path: Path
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
-    lines_of: list[int] | range = field(default_factory=list)
+    lines_of: list[int] = field(default_factory=list)
     lines: int = 0
     _line_index: dict[str, int] | None = field(default=None, repr=False)
 
