@@ -1,7 +1,7 @@
 """The counts of a dataset with nothing to report, proved with C-level string compares, or None.
 
-The full check (per-line list parser, walk, per-directory compare) costs about five times
-``find`` on ImageNet, mostly in per-path strings; the goal is three. A clean ImageNet tree has
+The full check (per-line list parser, walk, per-directory compare) costs several times ``find``
+on ImageNet, mostly in per-path strings; the goal is three. A clean ImageNet tree has
 one exact form: ``split/class/name label`` lines, one label per class directory, nothing else on
 disk. Each class directory's lines are then its sorted file names joined into one string, equal to
 one slice of the sorted list. Anything else returns None and the full check reports it; a test
@@ -32,8 +32,10 @@ def _sorted_lines(path: Path) -> list[str] | None:
     return lines
 
 
-def _class_labels(root: Path, split_dir: str, lines: list[str], class_num: int) -> tuple[dict[str, str], int] | None:
-    """Class directory -> label text, and the files in them, if ``lines`` list exactly those files."""
+def _class_labels(root: Path, split_dir: str, lines: list[str], class_num: int
+                  ) -> tuple[dict[str, str], int] | None:
+    """Class directory -> label text, and the directories listed, if ``lines`` list exactly the files in
+    ``split_dir``'s class directories."""
     with os.scandir(root / split_dir) as iterator:
         classes = list(iterator)
     if not all(entry.is_dir(follow_symlinks=False) for entry in classes):
