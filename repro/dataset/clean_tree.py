@@ -43,8 +43,12 @@ def _class_labels(root: Path, split_dir: str, lines: list[str], class_num: int
     label_of: dict[str, str] = {}
     files = 0
     for class_dir in classes:
-        with os.scandir(class_dir.path) as iterator:
-            entries = list(iterator)
+        descriptor = os.open(class_dir.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:  # listed through a descriptor, an entry's path is its name: no million joined paths
+            with os.scandir(descriptor) as iterator:
+                entries = list(iterator)
+        finally:
+            os.close(descriptor)
         names = [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
         if len(names) != len(entries):
             return None
