@@ -1,6 +1,5 @@
 """Filesystem refusals (permission denied, read-only or full disk, a file where a directory belongs)
-described on one line with the fix.
-"""
+described on one line with the fix."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Every numeric option of every command as a finite value within stated bounds (both ends required).
-
-click's ranges let ``nan`` through (``band check --k nan`` could never fail) and an int without an upper
-bound let ``prepare --jobs 100000`` start 100000 processes; a test holds every command's numbers to these.
-"""
+"""Every numeric option as a finite value within stated bounds (both ends required): click's ranges let
+``nan`` through (``band check --k nan`` could never fail) and an int without an upper bound let ``prepare
+--jobs 100000`` start 100000 processes; a test holds every command's numbers to these."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Where things live: the project root, the upstream checkout, the run logs.
-
-One place decides these so that ``--upstream DIR``, ``REPRO_UPSTREAM_DIR`` and the default
-``.upstream/PaddleClas`` mean the same thing to every command.
-"""
+"""Where things live (the project root, the upstream checkout), decided in one place so that ``--upstream
+DIR``, ``REPRO_UPSTREAM_DIR`` and the default ``.upstream/PaddleClas`` mean the same to every command."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import os
 from bisect import bisect_left
-from collections.abc import Collection
 from itertools import chain, islice, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -21,6 +20,7 @@ from repro.dataset.decode import decode_errors, sample_evenly
 from repro.dataset.listfile import ListFile, parse_list_file
 from repro.dataset.problems import Problem, Problems
 from repro.dataset.check_report import DatasetReport
+from repro.dataset.clean_tree import clean_counts
 from repro.dataset.tree_scan import scan_tree
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
 
@@ -56,9 +56,9 @@ def _directories(listing: ListFile) -> list[str]:
     return list(map(_first, map(str.rpartition, listing.paths, repeat("/"))))
 
 
-def _report_class_dir_clashes(listing: ListFile, dirs: list[str], problems: Problems) -> dict[str, int]:
-    """The detailed pass, run only when the set comparison found a clash; names the lines.
-    Returns class directory -> its first label, for the comparison between splits."""
+def _check_labels_of_dirs(listing: ListFile, dirs: list[str], problems: Problems) -> dict[str, int]:
+    """One class directory, one label; one label, one directory (naming the lines). Returns class
+    directory -> its first label, for the comparison between splits."""
     name = listing.name
     dir_labels: dict[str, dict[int, int]] = {}
     for directory, label, lineno in zip(dirs, listing.labels, listing.lines_of):
@@ -85,19 +85,13 @@ def _report_class_dir_clashes(listing: ListFile, dirs: list[str], problems: Prob
 
 
 def _check_class_dirs(split: str, listing: ListFile, dirs: list[str], problems: Problems
-                      ) -> tuple[int, dict[str, int], Collection[str]]:
-    """One class directory, one label; one label, one directory: decided by set sizes, the per-line pass
-    naming lines only for a list with a clash. Returns the count of entries without a class directory (flat:
-    upstream accepts them, their labels cannot be cross-checked), class directory -> label, the directories."""
+                      ) -> tuple[int, dict[str, int], set[str]]:
+    """Returns the count of entries without a class directory (flat: upstream accepts them, their labels
+    cannot be cross-checked), class directory -> label, and the listed directories."""
     name = listing.name
     split_dir = next(directory for each, _, directory in layout.SPLITS if each == split)
     inside = split_dir + "/"
-    # Directory -> label if every directory carries one label: two C-level passes (a dict keeps each
-    # directory's last label, every line is compared with it), a third of a set of a million pairs' cost.
-    label_of_dir: dict[str, int] | None = dict(zip(dirs, listing.labels))
-    if list(map(label_of_dir.__getitem__, dirs)) != listing.labels:
-        label_of_dir = None
-    distinct: Collection[str] = set(dirs) if label_of_dir is None else label_of_dir.keys()
+    distinct = set(dirs)
     if any(directory != split_dir and not directory.startswith(inside) for directory in distinct):
         for path, lineno in zip(listing.paths, listing.lines_of):
             if not path.startswith(inside):
@@ -107,17 +101,7 @@ def _check_class_dirs(split: str, listing: ListFile, dirs: list[str], problems: 
     if flat:
         problems.add("flat_layout", f"{name}: {flat} entries have no class directory (paths like {split_dir}/<file>);"
                                     " label/directory consistency is not checked for them")
-    if label_of_dir is not None:
-        class_labels = {d: label for d, label in label_of_dir.items() if d not in flat_dirs}
-        if len(set(class_labels.values())) == len(class_labels):
-            return flat, class_labels, distinct
-        return flat, _report_class_dir_clashes(listing, dirs, problems), distinct
-    # Some directory has two labels -- unless only flat "directories" (split roots) do.
-    pairs = {pair for pair in set(zip(dirs, listing.labels)) if pair[0] not in flat_dirs}
-    class_dirs = {directory for directory, _ in pairs}
-    if len(pairs) != len(class_dirs) or len({label for _, label in pairs}) != len(pairs):
-        return flat, _report_class_dir_clashes(listing, dirs, problems), distinct
-    return flat, dict(pairs), distinct
+    return flat, _check_labels_of_dirs(listing, dirs, problems), distinct
 
 
 def _check_between_splits(lists: list[tuple[str, ListFile, list[str], dict[str, int]]], problems: Problems) -> None:
@@ -231,6 +215,38 @@ def _decode_sample(root: Path, lists: list[tuple[str, ListFile]], decode: int, p
     return len(sample)
 
 
+def _check_lists_and_tree(root: Path, class_num: int, problems: Problems
+                          ) -> tuple[dict[str, int], list[tuple[str, ListFile]]]:
+    """The full check: every list line, every directory of the tree."""
+    counts: dict[str, int] = {}
+    lists: list[tuple[str, ListFile]] = []
+    for split, list_name, _ in layout.SPLITS:
+        list_path = root / list_name
+        counts[f"{split}_lines"] = counts[f"{split}_files"] = counts[f"{split}_flat_files"] = 0
+        if not list_path.is_file():
+            continue
+        try:
+            listing = parse_list_file(list_path, class_num, problems)
+        except OSError as error:
+            problems.add("missing_part", f"{list_name}: cannot be read ({error.strerror})")
+            continue
+        lists.append((split, listing))
+        counts[f"{split}_lines"] = listing.lines
+        counts[f"{split}_files"] = len(listing.paths)
+    counts["classes"] = _check_label_use(dict(lists), class_num, problems)
+    checked: list[tuple[str, ListFile, list[str], dict[str, int]]] = []
+    tops = {layout.TRAIN_DIR, layout.VAL_DIR}
+    for split, listing in lists:
+        dirs = _directories(listing)
+        flat, dir_label, distinct = _check_class_dirs(split, listing, dirs, problems)
+        counts[f"{split}_flat_files"] = flat
+        checked.append((split, listing, dirs, dir_label))
+        tops |= {directory.split("/", 1)[0] for directory in distinct if directory}
+    _check_between_splits(checked, problems)
+    _check_existence(root, tops, lists, problems, counts)
+    return counts, lists
+
+
 def check_dataset(root: Path, class_num: int = layout.DEFAULT_CLASS_NUM, expect: str = "any",
                   decode: int = 0) -> DatasetReport:
     """Check the dataset at ``root``; ``decode`` images are opened too (-1: all, 0: none)."""
@@ -267,33 +283,11 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
                                       " pass the ImageNet root (or make one with `repro dataset make-tiny`)")
 
     problems = Problems()
-    counts: dict[str, int] = {}
     _check_parts(root, present, problems)
+    counts = clean_counts(root, class_num) if not problems.as_list() and not decode else None
     lists: list[tuple[str, ListFile]] = []
-    for split, list_name, _ in layout.SPLITS:
-        list_path = root / list_name
-        counts[f"{split}_lines"] = counts[f"{split}_files"] = counts[f"{split}_flat_files"] = 0
-        if not list_path.is_file():
-            continue
-        try:
-            listing = parse_list_file(list_path, class_num, problems)
-        except OSError as error:
-            problems.add("missing_part", f"{list_name}: cannot be read ({error.strerror})")
-            continue
-        lists.append((split, listing))
-        counts[f"{split}_lines"] = listing.lines
-        counts[f"{split}_files"] = len(listing.paths)
-    counts["classes"] = _check_label_use(dict(lists), class_num, problems)
-    checked: list[tuple[str, ListFile, list[str], dict[str, int]]] = []
-    tops = {layout.TRAIN_DIR, layout.VAL_DIR}
-    for split, listing in lists:
-        dirs = _directories(listing)
-        flat, dir_label, distinct = _check_class_dirs(split, listing, dirs, problems)
-        counts[f"{split}_flat_files"] = flat
-        checked.append((split, listing, dirs, dir_label))
-        tops |= {directory.split("/", 1)[0] for directory in distinct if directory}
-    _check_between_splits(checked, problems)
-    _check_existence(root, tops, lists, problems, counts)
+    if counts is None:
+        counts, lists = _check_lists_and_tree(root, class_num, problems)
     if expect == "imagenet-1k":
         _check_canonical(counts, class_num, problems)
     counts["decoded"] = _decode_sample(root, lists, decode, problems) if decode else 0

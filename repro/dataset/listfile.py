@@ -10,9 +10,8 @@ ImageNet train list has 1.28 million lines.
 from __future__ import annotations
 
 import posixpath
+from bisect import bisect_left
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import eq
 from pathlib import Path
 
 from repro.core.files import LIST_FILE_LIMIT, read_bytes_bounded
@@ -29,7 +28,7 @@ class ListFile:
     path: Path
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
-    lines_of: list[int] | range = field(default_factory=list)
+    lines_of: list[int] = field(default_factory=list)
     lines: int = 0
     _line_index: dict[str, int] | None = field(default=None, repr=False)
 
@@ -79,65 +78,13 @@ def _normalise(path: str) -> str | None:
     return path
 
 
-# Every byte except space and newline: deleting them leaves the separator skeleton of the file.
-_NOT_SEPARATOR = bytes(byte for byte in range(256) if byte not in b" \n")
-# "/", "." and newline all become "/", so one search for "//" finds every place where a path
-# segment is empty or starts with a dot ("//", "/.", "\n/", "\n.") -- the only places where
-# _normalise could change a path. (It also flags harmless "./" and "..", which just take the slow
-# path.) One 2-byte search costs as much as the translate; four of them cost twice both together.
-_SEGMENT_STARTS = bytes(byte if byte not in b"/.\n" else ord("/") for byte in range(256))
-
-
-def _parse_fast(raw: bytes, name: str, path: Path, class_num: int) -> ListFile | None:
-    """The whole list in a handful of C-level operations, or None if anything looks off.
-
-    A clean 1.28-million-line list is the common case, and a Python loop over it costs more than
-    listing the whole image tree. Any doubt (odd whitespace, dots, duplicates, a bad label) returns
-    None and the per-line parser runs instead, naming the exact lines.
-    """
-    body = raw[:-1] if raw.endswith(b"\n") else raw
-    if not body or b"\r" in body or b"\t" in body or body.startswith((b"\xef\xbb\xbf", b"/", b".")):
-        return None
-    count = body.count(b"\n") + 1
-    # Exactly one space on every line, no blank lines: the skeleton is " \n" repeated.
-    if body.translate(None, _NOT_SEPARATOR) != b" \n" * (count - 1) + b" ":
-        return None
-    if b"//" in body.translate(_SEGMENT_STARTS):
-        return None
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    tokens = text.replace("\n", " ").split(" ")
-    paths = tokens[0::2]
-    label_texts = tokens[1::2]
-    label_of: dict[str, int] = {}
-    for label_text in set(label_texts):
-        if not (label_text.isascii() and label_text.isdigit()) or int(label_text) >= class_num:
-            return None
-        label_of[label_text] = int(label_text)
-    ordered = sorted(paths)  # equal neighbours are duplicates; sorting a sorted list is one pass, unlike a set
-    if not ordered[0] or any(map(eq, ordered, islice(ordered, 1, None))):
-        return None
-    labels = list(map(label_of.__getitem__, label_texts))
-    return ListFile(name=name, path=path, paths=paths, labels=labels, lines_of=range(1, count + 1), lines=count)
-
-
 def parse_list_file(path: Path, class_num: int, problems: Problems) -> ListFile:
-    """Read one list file; every bad line is added to ``problems`` and left out of the entries. A clean list
-    takes ``_parse_fast``; any it declines, the per-line reference parser (tested equal on random lists)."""
+    """Read one list file line by line, as upstream reads it; every bad line is added to ``problems`` (naming
+    it) and left out of the entries."""
     raw = read_bytes_bounded(path, LIST_FILE_LIMIT, what="list file")
-    fast = _parse_fast(raw, path.name, path, class_num)
-    if fast is not None:
-        return fast
-    return parse_lines(raw, path.name, path, class_num, problems)
-
-
-def parse_lines(raw: bytes, name: str, path: Path, class_num: int, problems: Problems) -> ListFile:
-    """The reference parser: line by line, as upstream reads them, naming every bad line."""
+    name = path.name
     result = ListFile(name=name, path=path)
-    entries: dict[str, int] = {}
-    label_at: dict[int, int] = {}
+    entries: dict[str, int] = {}  # path -> its line
     lines = _split_lines(raw, name, problems)
     result.lines = len(lines)
     # label text -> int, so the million repeats of "17" are parsed (and allocated) once.
@@ -190,12 +137,11 @@ def parse_lines(raw: bytes, name: str, path: Path, class_num: int, problems: Pro
             continue
         first = entries.get(key)
         if first is not None:
-            other = label_at[first]
+            other = labels[bisect_left(lines_of, first)]
             clash = "" if other == label else f" with another label ({other} there, {label} here)"
             bad("duplicate_entry", f"{key} already listed at line {first}{clash}; delete one")
             continue
         entries[key] = lineno
-        label_at[lineno] = label
         paths.append(key)
         labels.append(label)
         lines_of.append(lineno)

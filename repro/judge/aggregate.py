@@ -51,20 +51,14 @@ class Aggregate:
                f"{', '.join(f'{v:.5f}' for v in self.values) or 'none'})"]
         out.append(f"  mean {f(self.mean)}, std {f(self.std)} (sample, n-1), min {f(self.min)}, max {f(self.max)}")
         olympic = f(self.olympic_mean) if self.olympic_mean is not None else f"n/a (needs >= {OLYMPIC_MIN_RUNS} runs)"
-        out.append(f"  olympic mean (best and worst dropped) {olympic}")
         interval = f"[{self.ci95[0]:.5f}, {self.ci95[1]:.5f}]" if self.ci95 else "n/a (needs >= 2 runs)"
-        out.append(f"  95% t-interval of the mean {interval}")
-        if self.mixed:
-            out.append(f"  note: --mixed pools runs that differ in {', '.join(self.mixed)}")
-        out.append(f"AGGREGATE {self.status}: {self.reason}")
-        return out
+        out += [f"  olympic mean (best and worst dropped) {olympic}", f"  95% t-interval of the mean {interval}"]
+        out += [f"  note: --mixed pools runs that differ in {', '.join(self.mixed)}"] if self.mixed else []
+        return out + [f"AGGREGATE {self.status}: {self.reason}"]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["kind"] = "aggregate"
-        data["exit_code"] = self.exit_code
-        data["ci95"] = list(self.ci95) if self.ci95 else None
-        return data
+        return {**asdict(self), "kind": "aggregate", "exit_code": self.exit_code,
+                "ci95": list(self.ci95) if self.ci95 else None}
 
 
 def _identity(verdict: Verdict) -> dict[str, Any]:

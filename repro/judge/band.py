@@ -115,8 +115,7 @@ class Band:
 
     # -- checking ------------------------------------------------------------------------------
     def limit(self, what: str, epoch: int, k: float | None = None) -> tuple[float, float, bool] | None:
-        """(limit, std used, floored) of ``what`` ("top1": the lower, "train_loss": the upper) at ``epoch``,
-        or None when the band has no such epoch."""
+        """(limit, std used, floored) of ``what`` ("top1": the lower, "train_loss": the upper) at ``epoch``."""
         stats = (self.top1 if what == "top1" else self.train_loss).get(epoch)
         if stats is None:
             return None
@@ -126,7 +125,6 @@ class Band:
         return stats["mean"] + (-width if what == "top1" else width), std, floor > stats["std"]
 
     def check(self, what: str, epoch: int, value: float, k: float | None = None) -> Breach | None:
-        """The breach when ``value`` is not finite or beyond the band's limit at ``epoch``."""
         limit = self.limit(what, epoch, k)
         if limit is None:
             return None
@@ -135,6 +133,17 @@ class Band:
             mean = (self.top1 if what == "top1" else self.train_loss)[epoch]["mean"]
             return Breach(epoch, what, value, bound, mean, std, floored)
         return None
+
+    def edges(self, what: str) -> tuple[list[int], list[float], list[float], list[float]]:
+        """Epochs, lower edge, mean and upper edge (mean -+ k x std used) of ``what``, for a figure: an
+        accuracy band ends at 0 and 1, a loss band at 0."""
+        stats = self.top1 if what == "top1" else self.train_loss
+        epochs = sorted(stats)
+        means = [stats[epoch]["mean"] for epoch in epochs]
+        widths = [self.settings.k * self.limit(what, epoch)[1] for epoch in epochs]  # type: ignore[index]
+        ceiling = 1.0 if what == "top1" else math.inf
+        return (epochs, [max(0.0, m - w) for m, w in zip(means, widths)], means,
+                [min(ceiling, m + w) for m, w in zip(means, widths)])
 
     def first_breach(self, top1: dict[int, float], loss: dict[int, float], k: float | None = None) -> Breach | None:
         for epoch in sorted(set(top1) | set(loss)):
@@ -153,10 +162,8 @@ class Band:
         return None
 
     def final_range(self, epoch: int, top1: float, epochs: int | None = None) -> str:
-        """The final top-1 the band's runs reached from where this run is (``top1`` at ``epoch``), or why
-        the band cannot say. With each run's series (``runs[].top1``), this run's value plus each band
-        run's gain from ``epoch`` to its last epoch gives the range; from the per-epoch statistics alone,
-        only the runs' final range and where they stood at ``epoch``."""
+        """Where this run (``top1`` at ``epoch``) may end: its value plus each band run's gain from ``epoch``
+        (``runs[].top1``), else only the runs' final range and where they stood at ``epoch``."""
         if epochs and epochs != self.epochs:
             return f"final range: none, the band is for {self.epochs} epochs and this run has {epochs}"
         final, here = self.top1.get(self.epochs), self.top1.get(epoch)
@@ -224,7 +231,7 @@ class Band:
 
 
 def _series(data: Any) -> dict[int, float] | None:
-    """A run's ``{epoch: value}`` from a band file (YAML keys may load as int or str)."""
+    """A run's ``{epoch: value}`` from a band file (YAML keys may load as int or str), None if malformed."""
     if not isinstance(data, dict):
         return None
     try:
@@ -269,22 +276,15 @@ def run_facts(run) -> dict[str, Any]:
 def build_band(recipe: Recipe, smoke: bool, epochs: int, class_num: int | None, settings: BandSettings,
                top1: list[dict[int, float]], loss: list[dict[int, float]], runs: list[dict[str, Any]],
                min_runs: int = MIN_RUNS) -> Band:
-    """Per-epoch statistics over runs (epochs every run evaluated; non-finite values refuse).
-
-    ``min_runs`` below 3 is for ``repro compare``, whose reference may be two seeds: the band's std
-    floors then carry its width, and the comparison says so."""
+    """Per-epoch statistics over the epochs every run has with finite values. ``min_runs`` below 3 is
+    ``repro compare``'s, whose reference may be two seeds: the std floors then carry the width."""
     if len(top1) < min_runs:
         raise ReproError(f"a band needs >= {min_runs} completed runs, got {len(top1)}; train more seeds "
                          "(repro train --seed N) and pass them all", EXIT_BAD_INPUT)
 
     def table(series: list[dict[int, float]]) -> dict[int, dict[str, float]]:
-        common = set.intersection(*(set(s) for s in series)) if series else set()
-        out = {}
-        for epoch in sorted(common):
-            values = [s[epoch] for s in series]
-            if all(math.isfinite(v) for v in values):
-                out[epoch] = _stats(values)
-        return out
+        rows = {epoch: [s[epoch] for s in series] for epoch in sorted(set.intersection(*map(set, series)))}
+        return {epoch: _stats(values) for epoch, values in rows.items() if all(map(math.isfinite, values))}
 
     top1_table = table(top1)
     if not top1_table:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
@@ -48,7 +48,7 @@ class ComparedRun:
                 "seed": self.facts.get("seed"), "platform": self.facts.get("platform"), "judged": self.judged,
                 "value": self.value, "epoch": self.epoch, "status": self.status, "compliance": self.compliance,
                 "top1": self.top1, "train_loss": self.train_loss,
-                "throughput": self.throughput.to_dict() if self.throughput else None,
+                "throughput": asdict(self.throughput) if self.throughput else None,
                 "breach": self.breach.to_dict() if self.breach else None}
 
 
@@ -106,9 +106,7 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        if self.breaches:
-            return EXIT_FAILED
-        return EXIT_CODES[self.equivalence.outcome]
+        return EXIT_FAILED if self.breaches else EXIT_CODES[self.equivalence.outcome]
 
     @property
     def speed_ratio(self) -> float | None:
@@ -140,7 +138,6 @@ class Comparison:
         return out
 
     def table_lines(self) -> list[str]:
-        """One row per run: side, seed, platform, judged top-1, first epoch outside the band, speed."""
         header = ("run", "side", "seed", "platform", "judged top-1", "first epoch outside band", "img/s/device", "data wait")
         rows = [header]
         for run in self.candidates + self.references:
@@ -233,7 +230,7 @@ class Comparison:
             "curves": {"within": not self.breaches, "k": self.band.settings.k, "band_source": self.band.source,
                        "first_breach": {run.name: run.breach.to_dict() for run in self.breaches}},
             "band": self.band.to_dict(),
-            "throughput": {"candidate": self.candidate_speed.to_dict(), "reference": self.reference_speed.to_dict(),
+            "throughput": {"candidate": asdict(self.candidate_speed), "reference": asdict(self.reference_speed),
                            "ratio": self.speed_ratio, "data_bound_share": self.settings.data_bound_share,
                            "baselines": [vars(b) for b in self.settings.baselines],
                            "baseline_status": self.settings.baseline_status},
@@ -245,7 +242,6 @@ class Comparison:
 
 def compare(candidates: list[ComparedRun], references: list[ComparedRun], band: Band,
             settings: CompareSettings, margin: float | None = None) -> Comparison:
-    """Check the candidates' curves against ``band``, test equivalence, sum up throughput."""
     if margin is not None:
         settings = dataclasses.replace(settings, margin=margin, margin_source=f"--margin {margin:g}")
     for run in candidates:

@@ -53,7 +53,6 @@ def refuse_duplicates(runs: list[RunLogs], band_runs: list[ComparedRun]) -> None
 
 
 def same_setup(runs: list[tuple[RunLogs, ComparedRun]]) -> tuple[str, bool, int, int | None]:
-    """The recipe, smoke flag, configured epochs and class count every run must share."""
     facts = [(str(c.facts.get("recipe") or "-"), bool(c.facts.get("smoke")), r.epochs_configured, r.class_num)
              for r, c in runs]
     for index, what in enumerate(("recipe", "smoke", "configured epochs", "class_num")):

@@ -19,15 +19,11 @@ def draw(comparison: Comparison):
     band, k = comparison.band, comparison.band.settings.k
     plt = H.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for axis, metric, table in ((axes[0], "top1", band.top1), (axes[1], "train_loss", band.train_loss)):
-        epochs = sorted(table)
+    for axis, metric in ((axes[0], "top1"), (axes[1], "train_loss")):
+        epochs, lower, means, upper = band.edges(metric)
         if epochs:
-            widths = [band.limit(metric, epoch, k)[1] * k for epoch in epochs]
-            means = [table[epoch]["mean"] for epoch in epochs]
-            ceiling = 1.0 if metric == "top1" else float("inf")  # an accuracy band ends at 1, a loss band at 0
-            axis.fill_between(epochs, [max(0.0, m - w) for m, w in zip(means, widths)],
-                              [min(ceiling, m + w) for m, w in zip(means, widths)],
-                              color="tab:blue", alpha=0.15, label=f"reference band (mean +- {k:g} x std)")
+            axis.fill_between(epochs, lower, upper, color="tab:blue", alpha=0.15,
+                              label=f"reference band (mean +- {k:g} x std)")
             axis.plot(epochs, means, color="tab:blue", linewidth=1, label="reference mean")
         for run in comparison.references:
             series = getattr(run, metric)
@@ -37,8 +33,7 @@ def draw(comparison: Comparison):
             line, = axis.plot(sorted(series), [series[e] for e in sorted(series)], marker=".", label=run.name)
             if run.breach is not None and run.breach.what == metric:
                 axis.plot([run.breach.epoch], [run.breach.value], "x", color=line.get_color(), markersize=10)
-        axis.set_xlabel("epoch")
-        axis.set_ylabel("eval top-1" if metric == "top1" else "train loss")
+        axis.set(xlabel="epoch", ylabel="eval top-1" if metric == "top1" else "train loss")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()

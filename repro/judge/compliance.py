@@ -1,9 +1,5 @@
 """Compliance: did the run use the reference run's setup, as upstream itself echoed it at start-up?
-
-The rules are recipe data (``compliance:``, :func:`repro.recipes.catalog.compliance_rules`); values come
-from upstream's config echo of every launch (not the manifest), so a plain upstream log is judged
-alike; only the device count and list sizes come from the manifest, else the launcher's files or
-upstream's world-size warning, else "unknown". A smoke run is held to its smoke variant's rules.
+Where each value is read from: docs/ARCHITECTURE.md, "Compliance". A smoke run is held to its smoke rules.
 
 The eval must score every val image once. ``DistributedBatchSampler`` pads the index list to a
 multiple of the world size with the list's first images and cuts it into per-rank batches in list
@@ -41,8 +37,7 @@ VAL_LIST_LIMIT = 64 << 20  # ImageNet's val list is ~2 MB
 
 @dataclass(frozen=True)
 class RuleCheck:
-    """One rule: what the reference had, what the run had (None: the logs cannot say), and whether
-    they agree (None: not checkable)."""
+    """One rule: the reference's value, the run's (None: the logs cannot say), agreeing (None: not checkable)."""
 
     rule: str
     expected: str
@@ -62,8 +57,6 @@ class RuleCheck:
 
 @dataclass
 class Compliance:
-    """The rules one run was checked against, each check, and how the device count was known."""
-
     variant: str
     smoke: bool
     devices_source: str
@@ -99,10 +92,9 @@ class Compliance:
     @property
     def lines(self) -> list[str]:
         """The block check-accuracy prints: the headline, each violated or unknown rule, the eval."""
-        out = [self.headline] if not self.note else [self.note]
-        out += [f"  {check.line}" for check in self.checks if check.ok is not True and check.rule != COVERAGE]
-        out += [f"  {line}" for line in self.eval_lines]
-        return out
+        return [self.note or self.headline, *(f"  {check.line}" for check in self.checks
+                                              if check.ok is not True and check.rule != COVERAGE),
+                *(f"  {line}" for line in self.eval_lines)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "variant": self.variant, "smoke": self.smoke,
@@ -175,7 +167,6 @@ def images_for(batches: int, world: int, batch: int, drop_last: bool) -> tuple[i
 
 @dataclass(frozen=True)
 class EvalCoverage:
-    """How often each val list line was scored: ``padded`` lines drawn twice, ``missing`` never."""
 
     images: int
     world: int
@@ -183,7 +174,7 @@ class EvalCoverage:
     batches: int
     drop_last: bool
     shuffle: bool
-    padded: int  # list lines 1..padded are drawn a second time by the sampler's padding
+    padded: int  # list lines 1..padded are drawn twice (the sampler's padding)
     missing: int  # list lines images-missing+1..images are never drawn (drop_last)
 
     @classmethod
@@ -204,7 +195,6 @@ def _name_lines(first: int, last: int, listed: list[str] | None) -> str:
 
 
 def _read_val_list(manifest: dict[str, Any] | None) -> list[str] | None:
-    """The run's val list (to name the images), when the manifest says where the dataset is."""
     root = lookup(manifest or {}, "dataset.root")[1]
     if not isinstance(root, str):
         return None
@@ -218,15 +208,14 @@ def _upstream_trims(manifest: dict[str, Any] | None) -> bool | None:
     """Whether the run's upstream trims the eval padding: yes at the pin (checked in its source), unknown otherwise."""
     commit = lookup(manifest or {}, "upstream.commit")[1]
     try:
-        pin = load_pin()
+        return bool(commit) and commit == load_pin().commit or None
     except ReproError:
         return None
-    return True if commit and pin.commit and commit == pin.commit else None
 
 
 def eval_coverage_lines(coverage: EvalCoverage, trims: bool | None, listed: list[str] | None,
                         source: str) -> tuple[list[str], bool | None]:
-    """What the eval scored, in words, and whether every val image counted exactly once (None: unknown)."""
+    """What the eval scored, and whether every val image counted exactly once (None: unknown)."""
     setup = (f"{coverage.world} rank(s) x {coverage.batches} batches of {coverage.batch}"
              f"{', drop_last' if coverage.drop_last else ''}{', shuffled' if coverage.shuffle else ''}")
     lines: list[str] = []
@@ -295,12 +284,10 @@ def _batch_check(rules: ComplianceRules, segments: list[Segment], world: int | N
         batch = _int(segment.config.get(rules.batch_key))
         ranks = segment.world_warned or world
         where = f"launch {segment.index}: " if len(segments) > 1 else ""
-        if batch is None:
-            checks.append(RuleCheck("global batch", expected, None, None, f"{where}{rules.batch_key} not in the echo; {reference}"))
-            continue
-        if ranks is None:
-            checks.append(RuleCheck("global batch", expected, None, None,
-                                    f"{where}{batch} x ? devices: the device count is unknown; {reference}"))
+        if batch is None or ranks is None:
+            why = (f"{rules.batch_key} not in the echo" if batch is None
+                   else f"{batch} x ? devices: the device count is unknown")
+            checks.append(RuleCheck("global batch", expected, None, None, f"{where}{why}; {reference}"))
             continue
         count = nodes if ranks == world else None
         if count is None:
@@ -339,8 +326,7 @@ def _last_int(frame, column: str) -> int | None:
 
 
 def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = None) -> Compliance | None:
-    """The compliance of one parsed run with ``recipe``'s rules (its smoke variant's for a smoke run);
-    None when the recipe states no rules. ``repro check-accuracy`` and ``repro compare`` call this."""
+    """``recipe``'s rules (its smoke variant's for a smoke run) checked on ``run``; None: the recipe has none."""
     if recipe is None:
         return None
     smoke = bool((run.manifest or {}).get("smoke")) if smoke is None else smoke
@@ -382,7 +368,6 @@ def check_compliance(run: RunLogs, recipe: Recipe | None, smoke: bool | None = N
 
 def _coverage(run: RunLogs, rules: ComplianceRules, listed: int | None, batches: int | None, batch: int | None,
               world: int | None, drop_last: bool, shuffle: bool) -> tuple[list[str], bool | None]:
-    """The eval's coverage of the val set, when the logs let it be counted."""
     if batches is None:
         return [], None
     if batch is None or world is None:

@@ -24,8 +24,6 @@ MAX_SEEDS = 1000  # the search for seeds needed stops here ("more than 1000")
 
 @dataclass
 class Equivalence:
-    """The outcome and every number it rests on (``to_dict`` is the --json object)."""
-
     outcome: str
     margin: float
     alpha: float
@@ -76,11 +74,8 @@ class Equivalence:
         return f"NOT SHOWN within {margin}{interval}: {need}"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["interval"] = list(self.interval) if self.interval else None
-        data["confidence"] = self.confidence
-        data["seeds_needed"] = self.seeds_needed
-        return data
+        return {**asdict(self), "interval": list(self.interval) if self.interval else None,
+                "confidence": self.confidence, "seeds_needed": self.seeds_needed}
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -91,22 +86,18 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(math.fsum((value - mean) ** 2 for value in values) / (len(values) - 1))
 
 
-def welch(candidate: Sequence[float], reference: Sequence[float]) -> tuple[float, float, str]:
+def _welch(n1: int, s1: float | None, n2: int, s2: float | None) -> tuple[float, float, str]:
     """(standard error of the difference of means, degrees of freedom, method) -- Welch's when both
     sides have a spread, Student's pooled when one side has a single run."""
-    n1, n2 = len(candidate), len(reference)
-    s1, s2 = _mean_std(candidate)[1], _mean_std(reference)[1]
     if s1 is not None and s2 is not None:
         v1, v2 = s1 * s1 / n1, s2 * s2 / n2
-        se = math.sqrt(v1 + v2)
         if v1 + v2 == 0.0:
             return 0.0, float(n1 + n2 - 2), "Welch t (no spread observed: the interval is a point)"
         df = (v1 + v2) ** 2 / (v1 * v1 / (n1 - 1) + v2 * v2 / (n2 - 1))
-        return se, df, "Welch t (unequal spreads)"
-    spread = s1 if s1 is not None else s2
-    pooled = spread * spread  # the one side with runs carries all the degrees of freedom
-    se = math.sqrt(pooled * (1 / n1 + 1 / n2))
-    return se, float(n1 + n2 - 2), "Student t, pooled (one side has a single run: equal spreads assumed)"
+        return math.sqrt(v1 + v2), df, "Welch t (unequal spreads)"
+    spread = s1 if s1 is not None else s2  # the one side with runs carries all the degrees of freedom
+    return (math.sqrt(spread * spread * (1 / n1 + 1 / n2)), float(n1 + n2 - 2),  # type: ignore[operator]
+            "Student t, pooled (one side has a single run: equal spreads assumed)")
 
 
 def seeds_needed(spread: float, difference: float, margin: float, alpha: float = DEFAULT_ALPHA,
@@ -130,9 +121,9 @@ def seeds_needed(spread: float, difference: float, margin: float, alpha: float =
 def tost(candidate: Sequence[float], reference: Sequence[float], margin: float,
          alpha: float = DEFAULT_ALPHA) -> Equivalence:
     """Two one-sided tests on mean(candidate) - mean(reference) with equivalence bounds +-margin."""
-    # heavy: see seeds_needed. scipy.special's Student t is stats.t without its per-call overhead
-    # (about 5 us instead of 190 us; the Monte-Carlo tests call this thousands of times).
-    from scipy import special
+    # scipy.special's Student t is stats.t without its per-call overhead (about 5 us instead of 190 us;
+    # the Monte-Carlo tests call this thousands of times).
+    from scipy import special  # heavy: see seeds_needed
 
     if not candidate or not reference:
         raise ValueError("tost needs at least one value per side")
@@ -146,7 +137,7 @@ def tost(candidate: Sequence[float], reference: Sequence[float], margin: float,
         result.method = "none: one run per side"
         result.notes.append("one run per side: the difference is one draw, with no spread to judge it against")
         return result
-    se, df, method = welch(candidate, reference)
+    se, df, method = _welch(len(candidate), s1, len(reference), s2)
     result.standard_error, result.df, result.method = se, df, method
     if se == 0.0:
         result.interval = (d, d)

@@ -84,11 +84,6 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else str(dt.timedelta(seconds=int(round(seconds))))
 
 
-def _sums() -> np.ndarray:
-    """Iterations, their seconds and one rank's samples, over some steady lines."""
-    return np.zeros(3)
-
-
 @dataclass
 class Pace:
     """A run's steady training speed (``repro.judge.throughput``'s rule, kept line by line) and, from it,
@@ -100,9 +95,10 @@ class Pace:
     last_eval: int = 0  # the last epoch with an eval result
     eval_seconds: list[float] = field(default_factory=list)
     world: int | None = None  # upstream's "number of gpu is N" warning, when the log has one
-    _done: np.ndarray = field(default_factory=_sums)  # earlier launches
-    _first: np.ndarray = field(default_factory=_sums)  # this launch's first epoch
-    _later: np.ndarray = field(default_factory=_sums)  # this launch's later epochs
+    # iterations, their seconds and one rank's samples: of earlier launches, this launch's first epoch, its later ones
+    _done: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    _first: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    _later: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _launch_first: int | None = None  # first epoch of the current launch
     _prev: tuple[int, int] | None = None  # epoch, iter of the previous iteration line of this launch
     _train_end: dict[int, dt.datetime] = field(default_factory=dict)
@@ -112,7 +108,7 @@ class Pace:
 
     def new_launch(self) -> None:
         self._done = self._steady()
-        self._first, self._later, self._launch_first, self._prev = _sums(), _sums(), None, None
+        self._first, self._later, self._launch_first, self._prev = np.zeros(3), np.zeros(3), None, None
 
     def iteration(self, epoch: int, epochs: int, it: int, iters: int, ips: Any, cost: Any) -> bool:
         """Count one logged iteration line; True when it is steady (counted)."""
@@ -145,7 +141,6 @@ class Pace:
 
     @classmethod
     def of_run(cls, run: RunLogs) -> "Pace":
-        """The pace of a parsed run (``repro report``): its iteration table and epoch times."""
         pace = cls()
         iters = run.train_iters
         launch = None
@@ -227,12 +222,7 @@ def _line_time(line: str) -> dt.datetime | None:
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        return None
+    stamp = pd.to_datetime(value, errors="coerce")
     return None if pd.isna(stamp) else stamp.to_pydatetime()
 
 
@@ -249,7 +239,6 @@ class HealthMonitor:
     recent: deque = field(default_factory=deque)
     epoch: int = 0
     completed: int = 0  # the last epoch whose [Train][Avg] line was seen
-    iter_position: tuple[int, int, int, int] | None = None  # epoch, epochs, iter, iters of the last line
     pace: Pace = field(default_factory=Pace)
     logged: int = 0  # iteration lines with a usable ips
     _echo: EchoReader = field(default_factory=EchoReader)
@@ -299,24 +288,22 @@ class HealthMonitor:
     def _iteration(self, read: P.LogLine) -> list[Alarm]:
         body, epoch, epochs = read.values, read.epoch, read.epochs
         self.epoch, self.epochs = epoch, self.epochs or epochs
-        self.iter_position = (epoch, epochs, read.iter, read.iters)
         ips, cost = body.get("ips"), body.get("batch_cost")
         alarms: list[Alarm] = []
         if epoch != self._steady_epoch:  # the reference: the steady state of every earlier epoch
             self._steady, self._steady_epoch = self.pace.steady_ips, epoch
-        self.pace.iteration(epoch, epochs, self.iter_position[2], self.iter_position[3], ips, cost)
+        self.pace.iteration(epoch, epochs, read.iter, read.iters, ips, cost)  # type: ignore[arg-type]
         if isinstance(ips, float) and math.isfinite(ips) and ips > 0:
             self.logged += 1
             if len(self.recent) == self.recent.maxlen:
                 self._inverse_sum -= 1.0 / self.recent[0][0]
             self.recent.append((ips, cost if isinstance(cost, float) else math.nan))
             self._inverse_sum += 1.0 / ips
-            alarms += self._throughput()
+            alarms += self._throughput(read)
         bad = [k for k in P.nonfinite_keys(body) if "loss" in k.lower()]
         if bad:
-            it = self.iter_position[2]
             return alarms + self._raise(NONFINITE, epoch, body[bad[0]], "a finite loss",  # type: ignore[arg-type]
-                               f"{', '.join(bad)} logged as {body[bad[0]]} at iteration {it} of epoch {epoch}; "
+                               f"{', '.join(bad)} logged as {body[bad[0]]} at iteration {read.iter} of epoch {epoch}; "
                                "training has diverged (learning rate too high for this batch size? fp16 overflow?)")
         return alarms
 
@@ -362,18 +349,17 @@ class HealthMonitor:
         """A band is per epoch of one schedule: a run of another epoch count is not compared with it."""
         return self.band is not None and (not self.epochs or self.band.epochs == self.epochs)
 
-    def _throughput(self) -> list[Alarm]:
+    def _throughput(self, read: P.LogLine) -> list[Alarm]:
         """O(1) a line: a running sum for the window against the steady state of the earlier epochs."""
-        window = self.settings.ips_window
         steady = self._steady
-        if (self.logged < 2 * window or self.iter_position is None or not math.isfinite(steady)
+        if (self.logged < 2 * self.settings.ips_window or not math.isfinite(steady)
                 or (THROUGHPUT, self.epoch) in self.raised):
             return []
         current = len(self.recent) / self._inverse_sum  # samples over time: the window's harmonic mean
         if current >= self.settings.ips_fraction * steady:
             return []
-        epoch, epochs, it, iters = self.iter_position
-        remaining = (epochs - epoch) * iters + (iters - it - 1)
+        epoch, epochs, it, iters = read.epoch, read.epochs, read.iter, read.iters
+        remaining = (epochs - epoch) * iters + (iters - it - 1)  # type: ignore[operator]
         costs = [c for _, c in self.recent if math.isfinite(c)]
         eta = f"; training ETA at this speed {dt.timedelta(seconds=int(remaining * float(np.mean(costs))))}" if costs else ""
         return self._raise(THROUGHPUT, epoch, current, f">= {self.settings.ips_fraction * steady:.4g} "
@@ -400,14 +386,13 @@ class HealthMonitor:
 
 def load_band_for(recipe: str | None, smoke: bool, band_path: Path | None) -> tuple[Band | None, str]:
     """The band a run is checked against (``--band``, else the one shipped for its recipe), and a line."""
-    if band_path is not None:
-        band = Band.load(band_path)
-        return band, band.describe()
-    if recipe is None:
-        return None, "no band: the recipe is unknown (pass --band FILE)"
-    path = shipped_band_path(recipe, smoke)
-    if not path.is_file():
-        return None, f"no convergence band ships for recipe {recipe}{' (smoke)' if smoke else ''}; {build_hint(smoke)}"
-    band = Band.load(path)
+    if band_path is None:
+        if recipe is None:
+            return None, "no band: the recipe is unknown (pass --band FILE)"
+        band_path = shipped_band_path(recipe, smoke)
+        if not band_path.is_file():
+            smoke_note = " (smoke)" if smoke else ""
+            return None, f"no convergence band ships for recipe {recipe}{smoke_note}; {build_hint(smoke)}"
+    band = Band.load(band_path)
     return band, band.describe()
 

@@ -119,7 +119,6 @@ def bullets(lines: Iterable[str]) -> str:
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A table; numbers are right-aligned."""
     head = "".join(f"<th>{escape(name)}</th>" for name in header)
     body = "".join("<tr>" + "".join(
         f'<td class="num">{escape(cell)}</td>' if isinstance(cell, (int, float)) and not isinstance(cell, bool)

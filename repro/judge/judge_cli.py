@@ -5,6 +5,7 @@ smoke`` rely on (``VERDICT_EXITS``); several runs are each judged alone and the 
 from __future__ import annotations
 
 import json
+from functools import reduce
 from itertools import combinations
 from pathlib import Path
 
@@ -12,12 +13,13 @@ import click
 
 from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
+from repro.core.dotted import lookup
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.logs.discover import RunFiles, discover, latest_run
 from repro.logs.parse import RunLogs, UnreadableRun, final_epoch, parse_run, read_run, run_identity, same_run
 from repro.judge.targets import choose_target, validate_options
-from repro.judge.verdict import (FAIL, INCOMPLETE, LOSS_FALLS, PASS, UNREADABLE, Verdict, judge, judge_loss_falls,
-                                 reference_deviations)
+from repro.judge.verdict import (FAIL, INCOMPLETE, LOSS_FALLS, PASS, UNREADABLE, Verdict, apply_deviations, judge,
+                                 judge_loss_falls, reference_deviations)
 from repro.recipes.catalog import load_recipe
 from repro.run.rundir import K_NODES, group_node0, where_node0_is
 from repro.judge.aggregate import aggregate as pool
@@ -44,9 +46,7 @@ VERDICT_EXITS = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL", EXIT_BAD_INPUT: "INCOMPLE
 
 
 def target_options(function):
-    for option in reversed(_target_options):
-        function = option(function)
-    return function
+    return reduce(lambda decorated, option: option(decorated), reversed(_target_options), function)
 
 
 def check_options(options: dict) -> None:
@@ -65,11 +65,12 @@ def judge_run(run: RunLogs, options: dict) -> Verdict:
     if options["strict"] and compliance is not None and compliance.violations:
         deviations.append(f"NONCOMPLIANT ({', '.join(check.rule for check in compliance.violations)})")
     if choice.check == LOSS_FALLS:
-        verdict = judge_loss_falls(run, deviations=deviations, strict=options["strict"])
+        verdict = judge_loss_falls(run)
     else:
         verdict = judge(run, choice.target, options["tolerance"], options["final"], options["allow_incomplete"],
                         expect_arch=choice.expect_arch, expect_class_num=choice.expect_class_num,
-                        deviations=deviations, strict=options["strict"], require_eval=options.get("require_eval", False))
+                        require_eval=options.get("require_eval", False))
+    apply_deviations(verdict, deviations, options["strict"])
     verdict.compliance = compliance.to_dict() if compliance is not None else None
     verdict.warnings += node_mismatches(run)
     return verdict
@@ -112,9 +113,7 @@ def judged_path(path: Path) -> Path:
 
 def node_mismatches(run: RunLogs) -> list[str]:
     """What node 0 found different on another node (upstream, patches, data), from its manifest."""
-    record = (run.manifest or {}).get(K_NODES)
-    found = record.get("mismatches") if isinstance(record, dict) else None
-    return [f"nodes: MISMATCH {line}" for line in found or []]
+    return [f"nodes: MISMATCH {line}" for line in lookup(run.manifest or {}, f"{K_NODES}.mismatches")[1] or []]
 
 
 def find_runs(paths: tuple[Path, ...], latest: bool) -> list[tuple[int, RunFiles | UnreadableRun]]:
@@ -122,16 +121,13 @@ def find_runs(paths: tuple[Path, ...], latest: bool) -> list[tuple[int, RunFiles
     no run is UNREADABLE on its own. Another node's directory given alone is one line (where node 0's is)."""
     found: list[tuple[int, RunFiles | UnreadableRun]] = []
     for index, path in enumerate(paths):
+        where = None
         try:
             where = judged_path(path)
-        except ReproError as error:
-            if len(paths) == 1:
-                raise  # another node's directory: the one line says where node 0's is
-            found.append((index, UnreadableRun(str(path), path, error.message)))
-            continue
-        try:
             found += [(index, files) for files in discover(where)]
         except ReproError as error:
+            if where is None and len(paths) == 1:
+                raise  # another node's directory: the one line says where node 0's is
             found.append((index, UnreadableRun(str(path), path, error.message)))
     if latest:
         candidates = [(index, files) for index, files in found if isinstance(files, RunFiles)]
@@ -140,16 +136,15 @@ def find_runs(paths: tuple[Path, ...], latest: bool) -> list[tuple[int, RunFiles
     return found
 
 
-def copies(runs: list[tuple[int, RunLogs]], aggregate: bool) -> dict[int, str]:
+def copies(items: list[tuple[int, RunLogs | UnreadableRun]], aggregate: bool) -> dict[int, str]:
     """Runs that are one run (:func:`same_run`): refused when pooled (``--aggregate``) or named by two
     PATHS; found inside one directory, the later is judged with a note. Returns notes by position."""
-    if len(runs) < 2:
-        return {}
-    identities = [run_identity(run) for _, run in runs]
+    runs = [(position, index, run) for position, (index, run) in enumerate(items) if isinstance(run, RunLogs)]
+    identities = {position: run_identity(run) for position, _, run in runs} if len(runs) > 1 else {}
     notes: dict[int, str] = {}
-    for i, j in combinations(range(len(identities)), 2):
+    for (i, path_i, _), (j, path_j, _) in combinations(runs, 2):
         first, why = identities[i], same_run(identities[i], identities[j])
-        if why and (aggregate or runs[i][0] != runs[j][0]):
+        if why and (aggregate or path_i != path_j):
             what = "--aggregate" if aggregate else "check-accuracy"
             raise ReproError(f"{what}: {first.path} and {identities[j].path} are the same run ({why}); a copy "
                              "counts once: pass each run once", EXIT_BAD_INPUT)
@@ -163,9 +158,7 @@ def judge_each(found: list[tuple[int, RunFiles | UnreadableRun]], options: dict,
     and never changes another run's verdict."""
     metric, judged = options["metric"] or "top1", "final" if options["final"] else "best"
     items = [(index, read_run(files) if isinstance(files, RunFiles) else files) for index, files in found]
-    readable = [(position, index, item) for position, (index, item) in enumerate(items) if isinstance(item, RunLogs)]
-    notes = copies([(index, run) for _, index, run in readable], aggregate)
-    copy_note = {readable[k][0]: note for k, note in notes.items()}
+    copy_note = copies(items, aggregate)
     verdicts = []
     for position, (_, item) in enumerate(items):
         if isinstance(item, UnreadableRun):

@@ -5,6 +5,7 @@ settings, the echo's class count), and nothing is written into it: the harness d
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -45,22 +46,18 @@ class RunHealth:
     def open(cls, root: Path, band_path: Path | None = None, source: str = "watch") -> "RunHealth":
         run = RunDir(Path(root))
         manifest: dict[str, Any] = {}
-        if run.is_run():
-            try:
-                manifest = read_manifest(run.manifest)
-            except Exception:  # watch still works on the logs
-                manifest = {}
+        with contextlib.suppress(Exception):  # watch still works on the logs
+            manifest = read_manifest(run.manifest) if run.is_run() else {}
         name = recipe_name(manifest)
         try:
             recipe = load_recipe(str(name or DEFAULT_RECIPE))
         except ReproError:  # a recipe this checkout lacks: watch on with the default's thresholds
             recipe, name = load_recipe(DEFAULT_RECIPE), None
         smoke = is_smoke(manifest)
-        settings = health_settings(recipe.data, smoke)
         config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
         band, band_line = load_band_for(recipe.name if (name or not run.is_run()) else None, smoke, band_path)
-        monitor = HealthMonitor(settings, class_num=_class_num(run), epochs=config.get("epochs"), band=band,
-                                source=source)
+        monitor = HealthMonitor(health_settings(recipe.data, smoke), class_num=_class_num(run),
+                                epochs=config.get("epochs"), band=band, source=source)
         if band is not None and monitor.epochs and band.epochs != monitor.epochs:
             band_line = f"band not used: it is for {band.epochs} epochs, this run has {monitor.epochs}"
             monitor.band = None

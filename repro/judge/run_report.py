@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from repro.core.errors import EXIT_CONFLICT, ReproError
@@ -106,7 +107,6 @@ def top5_meaningful(run: RunLogs) -> bool:
 
 
 def standalone_evals(run: RunLogs) -> list[dict[str, Any]]:
-    """``repro eval`` records of the manifest (completed or not), oldest first."""
     return [e for e in _dict(run.manifest).get(K_EVALUATIONS) or [] if isinstance(e, dict)]
 
 
@@ -133,7 +133,7 @@ def _series(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(dtype=float)
     values = pd.to_numeric(frame[column], errors="coerce")
-    return values[values.map(lambda v: math.isfinite(v))]
+    return values[np.isfinite(values)]
 
 
 def _epoch_axis(iters: pd.DataFrame) -> pd.Series:
@@ -159,15 +159,8 @@ def throughput_table(run: RunLogs) -> pd.DataFrame:
 def draw_top1_band(ax: Any, band: Band, label: str | None = None) -> None:
     """The band's top-1 on an accuracy axis: mean dashed, ``mean +- k x std used`` shaded (its lower
     edge is the limit a run must stay above). Reusable by any page that draws a run against a band."""
-    epochs = sorted(band.top1)
-    lower, upper, mean = [], [], []
-    for epoch in epochs:
-        low, std, _ = band.limit("top1", epoch)  # type: ignore[misc]
-        lower.append(low)
-        upper.append(band.top1[epoch]["mean"] + band.settings.k * std)
-        mean.append(band.top1[epoch]["mean"])
+    epochs, lower, mean, upper = band.edges("top1")
     runs = len(band.runs) or band.top1_n()
-    lower, upper = [max(0.0, v) for v in lower], [min(1.0, v) for v in upper]  # accuracies
     ax.fill_between(epochs, lower, upper, color="tab:green", alpha=0.15, linewidth=0,
                     label=label or f"band: mean \u00b1 {band.settings.k:g} std ({runs} runs)")
     ax.plot(epochs, mean, "--", color="tab:green", linewidth=1, alpha=0.8)
@@ -229,8 +222,7 @@ def plot_curves(run: RunLogs, verdict: Verdict, band: Band | None,
             acc_ax.axvline(int(first.min()) - 0.5, color="grey", linestyle="--", linewidth=0.8, label=label)
             loss_ax.axvline(int(first.min()) - 0.5, color="grey", linestyle="--", linewidth=0.8)
     judged = f"{verdict.judged} {metric} {verdict.value:.4f}" if verdict.value is not None else verdict.judged
-    acc_ax.set_ylabel("eval accuracy")
-    acc_ax.set_title(f"{run.name}: {verdict.status} ({judged})")
+    acc_ax.set(ylabel="eval accuracy", title=f"{run.name}: {verdict.status} ({judged})")
     acc_ax.grid(alpha=0.3)
     acc_ax.legend(loc="lower right", fontsize=8)
 
@@ -258,13 +250,11 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
             loss_ax.plot(series.index, series.values, style, markersize=3, color=color, label=label)
             drawn.append(series)
     if band is not None and band.train_loss:
-        points = sorted(band.train_loss)
-        upper = [band.limit("train_loss", e)[0] for e in points]  # type: ignore[index]
+        points, _, _, upper = band.edges("train_loss")
         loss_ax.plot(points, upper, "--", color="tab:green", linewidth=1, label="band: train loss limit")
     if drawn:
         loss_ax.set_yscale("log")  # one eval loss of 48 must not flatten a train loss of 1.4
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("loss (log scale)" if drawn else "loss")
+    loss_ax.set(xlabel="epoch", ylabel="loss (log scale)" if drawn else "loss")
     loss_ax.grid(alpha=0.3, which="both")
     lr_ax = loss_ax.twinx()
     if not iters.empty and "lr" in iters.columns:
@@ -272,13 +262,11 @@ def _draw_loss(loss_ax: Any, run: RunLogs, band: Band | None) -> None:
     elif "lr" in epochs.columns:
         lr_ax.plot(epochs.index, pd.to_numeric(epochs["lr"], errors="coerce"), color="tab:orange", label="lr")
     lr_ax.set_ylabel("learning rate", color="tab:orange")
-    handles = loss_ax.get_legend_handles_labels()
-    lr_handles = lr_ax.get_legend_handles_labels()
-    loss_ax.legend(handles[0] + lr_handles[0], handles[1] + lr_handles[1], loc="upper right", fontsize=8)
+    (lines, labels), (lr_lines, lr_labels) = loss_ax.get_legend_handles_labels(), lr_ax.get_legend_handles_labels()
+    loss_ax.legend(lines + lr_lines, labels + lr_labels, loc="upper right", fontsize=8)
 
 
 def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> Any | None:
-    """Rank 0's logged ips per iteration, each epoch's steady images/s, and the run's."""
     iters = run.train_iters
     if table.empty and (iters.empty or "ips" not in iters.columns):
         return None
@@ -293,9 +281,7 @@ def plot_throughput(run: RunLogs, table: pd.DataFrame, steady: Throughput) -> An
     if steady.per_device is not None:
         ax.axhline(steady.per_device, color="grey", linestyle="--", linewidth=1,
                    label=f"run steady state {steady.per_device:.4g}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("images/s per device")
-    ax.set_ylim(bottom=0)
+    ax.set(xlabel="epoch", ylabel="images/s per device", ylim=(0, None))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -383,10 +369,8 @@ def build_page(run: RunLogs, verdict: Verdict, band: Band | None, band_line: str
     page = H.HtmlPage(title=f"repro report: {run.name}")
     rest = verdict.headline[len(verdict.status):].lstrip(" ,")  # the run, the reason, the deviations
     page.verdict(verdict.status, verdict_number(verdict), rest if verdict.value is not None or verdict.deviations else "")
-    details = [*verdict.details, *(f"note: {n}" for n in verdict.notes), *(f"warning: {w}" for w in verdict.warnings),
-               *(f"error: {e}" for e in verdict.errors)]
-    if details:
-        page.add("Verdict details", H.bullets(details))
+    if verdict.detail_lines:
+        page.add("Verdict details", H.bullets(verdict.detail_lines))
     page.add("Provenance", H.key_value_table(provenance_rows(run, verdict)))
     evals = standalone_evals(run)
     marked = ("target (red) over the pass line (orange, dashed)" if _pass_line_differs(verdict)
@@ -433,12 +417,10 @@ def _eval_history(run: RunLogs, band: Band | None) -> str:
     columns = [c for c in ("top1", "top5", "eval_loss") if c in evaluated.columns and (c != "top5" or top5_meaningful(run))]
     header = ["epoch", *columns] + (["band lower limit", "band mean"] if band is not None else [])
     rows = []
-    for epoch, row in evaluated.iterrows():
-        cells: list[Any] = [int(epoch), *(pd.to_numeric(pd.Series([row[c]]), errors="coerce").iloc[0] for c in columns)]
-        if band is not None:
-            limit = band.limit("top1", int(epoch))
-            cells += [limit[0] if limit else None, band.top1[int(epoch)]["mean"] if limit else None]
-        rows.append(cells)
+    for epoch, row in evaluated[columns].apply(pd.to_numeric, errors="coerce").iterrows():
+        limit = band.limit("top1", int(epoch)) if band is not None else None
+        bounds = [limit[0], band.top1[int(epoch)]["mean"]] if limit else [None, None]
+        rows.append([int(epoch), *row, *(bounds if band is not None else [])])
     return H.table(header, rows)
 
 

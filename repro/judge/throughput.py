@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 from statistics import fmean
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import pandas as pd
 
@@ -37,9 +37,6 @@ class Throughput:
     batch_size: float | None = None
     reason: str = ""  # why there is no number
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def steady_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The steady-state lines of an iteration table, with ``covered`` (the iterations a line's means
@@ -58,7 +55,6 @@ def steady_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def measure(name: str, iterations: pd.DataFrame) -> Throughput:
-    """Steady-state throughput from an iteration table (``RunLogs.train_iters``)."""
     needed = {"batch_cost", "reader_cost", "ips"}
     if iterations.empty or not needed <= set(iterations.columns):
         return Throughput(name, None, None, 0, 0, 0, reason="no [Train] iteration lines with batch_cost, reader_cost and ips")
@@ -98,7 +94,3 @@ class SideThroughput:
         if not measured:
             return cls(None, None, list(runs))
         return cls(fmean(r.per_device for r in measured), fmean(r.data_wait_share for r in measured), list(runs))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"per_device": self.per_device, "data_wait_share": self.data_wait_share,
-                "runs": [run.to_dict() for run in self.runs]}

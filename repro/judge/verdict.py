@@ -86,26 +86,24 @@ class Verdict:
         marker = f" [{count} deviation{'s' if count != 1 else ''} from the reference]" if count else ""
         return f"{self.status} {self.reason}{marker}"
 
+    def settle(self, status: str, reason: str) -> "Verdict":
+        self.status, self.reason = status, reason
+        return self
+
+    @property
+    def detail_lines(self) -> list[str]:
+        return [*self.details, *(f"{kind}: {line}" for kind, lines in (
+            ("note", self.notes), ("warning", self.warnings), ("error", self.errors)) for line in lines)]
+
     @property
     def lines(self) -> list[str]:
-        out = [self.headline]
-        out += [f"  deviation: {line}" for line in self.deviations]
-        out.append(f"  run {self.run} ({self.path})")
-        out += [f"  {line}" for line in self.details]
-        out += [f"  note: {line}" for line in self.notes]
-        out += [f"  warning: {line}" for line in self.warnings]
-        out += [f"  error: {line}" for line in self.errors]
-        return out
+        return [self.headline, *(f"  deviation: {line}" for line in self.deviations), f"  run {self.run} ({self.path})",
+                *(f"  {line}" for line in self.detail_lines)]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("details")
-        data["exit_code"] = self.exit_code
-        data["message"] = self.headline
-        for key, value in data.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                data[key] = None
-        return data
+        data = {key: None if isinstance(value, float) and not math.isfinite(value) else value
+                for key, value in asdict(self).items() if key != "details"}
+        return {**data, "exit_code": self.exit_code, "message": self.headline}
 
     @classmethod
     def unreadable(cls, path: str, message: str, metric: str = "top1", judged: str = "best",
@@ -115,25 +113,19 @@ class Verdict:
 
 def judge(run: RunLogs, target: Target, tolerance: float | None = None, final: bool = False,
           allow_incomplete: bool = False, *, expect_arch: str | None = None, expect_class_num: int | None = None,
-          deviations: list[str] | None = None, strict: bool = False, require_eval: bool = False) -> Verdict:
-    """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's.
-
-    ``deviations`` (see :func:`reference_deviations`) are listed with the verdict; ``strict`` turns
-    a PASS with any of them into a FAIL (release gates); ``require_eval`` turns a PASS without an
-    agreeing standalone eval (:func:`compare_standalone`) into INCOMPLETE or FAIL.
-    """
+          require_eval: bool = False) -> Verdict:
+    """Judge ``run`` against ``target``; ``expect_*`` (the recipe's model) apply when the target is the recipe's."""
     verdict = _judge(run, target, tolerance, final, allow_incomplete, expect_arch, expect_class_num)
-    verdict.deviations, verdict.strict = list(deviations or []), strict
-    verdict.provenance = provenance(run)
     compare_standalone(verdict, run, require_eval)
-    _apply_strict(verdict, strict)
     return verdict
 
 
-def _apply_strict(verdict: Verdict, strict: bool) -> None:
+def apply_deviations(verdict: Verdict, deviations: list[str], strict: bool) -> None:
+    """List how the run left the reference; under ``strict`` (release gates) a PASS with any of them FAILs."""
+    verdict.deviations, verdict.strict = list(deviations), strict
     if strict and verdict.deviations and verdict.status == PASS:
-        verdict.status = FAIL
-        verdict.reason = f"{verdict.reason}, but --strict: the run deviates from the reference, so it does not count"
+        verdict.settle(FAIL, f"{verdict.reason}, but --strict: the run deviates from the reference, so it does not "
+                             "count")
 
 
 def _base(run: RunLogs, metric: str, judged: str, best: tuple[int, float] | None, **fields: Any) -> Verdict:
@@ -144,10 +136,10 @@ def _base(run: RunLogs, metric: str, judged: str, best: tuple[int, float] | None
         best_epoch=best[0] if best else None, epochs_completed=run.epochs_completed,
         epochs_configured=run.epochs_configured, launches=len(run.segments), train_seconds=run.train_seconds,
         mean_ips=run.mean_ips, arch=run.arch, notes=list(run.notes), warnings=list(run.warnings), errors=run.errors,
-        **fields)
+        provenance=provenance(run), **fields)
 
 
-def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, strict: bool = False) -> Verdict:
+def judge_loss_falls(run: RunLogs) -> Verdict:
     """A loss-check smoke: PASS when every configured epoch trained and evaluated and the last epoch's
     mean train loss is below the first's; a non-finite loss FAILs (diverged); an unfinished run is
     INCOMPLETE. No accuracy target exists at smoke scale, so none is shown (never a target of 0)."""
@@ -155,14 +147,13 @@ def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, stric
     trained = run.epochs[run.epochs["train_time"].notna()] if "train_time" in run.epochs.columns else run.epochs.iloc[0:0]
     losses = pd.to_numeric(trained["train_loss"], errors="coerce") if "train_loss" in trained.columns else pd.Series(dtype=float)
     best = best_epoch(run)
-    verdict = _base(run, "train_loss", "first and last epoch", best, check=LOSS_FALLS,
-                    deviations=list(deviations or []), strict=strict, provenance=provenance(run))
+    verdict = _base(run, "train_loss", "first and last epoch", best, check=LOSS_FALLS)
     finite = losses[losses.apply(math.isfinite)] if not losses.empty else losses
     if not finite.empty:
         verdict.loss_first, verdict.loss_last = float(finite.iloc[0]), float(finite.iloc[-1])
         verdict.epoch = int(finite.index[-1])
     over = f"over {len(finite)} epoch{'s' if len(finite) != 1 else ''}"
-    falls = (f"{verdict.loss_first:.4f} -> {verdict.loss_last:.4f} {over}" if not finite.empty else "")
+    how = (f"{verdict.loss_first:.4f} -> {verdict.loss_last:.4f} {over}" if not finite.empty else "")
     why = "(no accuracy target at smoke scale)"
     verdict.details = [
         f"logs: {run.primary.label} ({run.primary.path})",
@@ -176,24 +167,18 @@ def judge_loss_falls(run: RunLogs, *, deviations: list[str] | None = None, stric
     if run.problems:
         verdict.reason = "the logs contradict each other: " + "; ".join(run.problems)
     elif nonfinite:
-        verdict.status = FAIL
-        verdict.reason = (f"loss is not finite at epoch {nonfinite[0]} {why}: training diverged; lower the smoke's "
-                          "learning rate")
+        verdict.settle(FAIL, f"loss is not finite at epoch {nonfinite[0]} {why}: training diverged; lower the smoke's "
+                             "learning rate")
     elif configured is None or completed < configured:
-        verdict.status = INCOMPLETE
         reached = f"{completed} of {configured}" if configured else f"{completed} (epochs configured unknown)"
-        verdict.reason = f"loss check at epoch {reached}{_ending(run)} {why}: it needs every epoch trained"
+        verdict.settle(INCOMPLETE, f"loss check at epoch {reached}{_ending(run)} {why}: it needs every epoch trained")
     elif len(finite) < configured or len(run.evaluated) < configured:
-        verdict.status = FAIL
-        verdict.reason = (f"loss check: {len(finite)} of {configured} epochs trained, {len(run.evaluated)} evaluated "
-                          f"{why}; see {run.primary.path}")
+        verdict.settle(FAIL, f"loss check: {len(finite)} of {configured} epochs trained, {len(run.evaluated)} "
+                             f"evaluated {why}; see {run.primary.path}")
     elif verdict.loss_last < verdict.loss_first:
-        verdict.status = PASS
-        verdict.reason = f"loss falls {falls} {why}"
+        verdict.settle(PASS, f"loss falls {how} {why}")
     else:
-        verdict.status = FAIL
-        verdict.reason = f"loss does not fall {falls} {why}"
-    _apply_strict(verdict, strict)
+        verdict.settle(FAIL, f"loss does not fall {how} {why}")
     return verdict
 
 
@@ -237,23 +222,19 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
                        f"{bad.get('checkpoint')}.pdparams (sha256 {str(bad.get('sha256'))[:12]}), weights whose digest "
                        f"training did not record, so it proves nothing; `repro eval {where}` evaluates the true best's "
                        "weights")
-        if require and verdict.status == PASS:
-            verdict.status = INCOMPLETE
-            verdict.reason = f"{verdict.reason}, but --require-eval: {message}"
-        else:
-            verdict.notes.append(message)
+        _doubt(verdict, require, INCOMPLETE, message, verdict.notes)
         return
     chosen = matching[-1]
     value, logged = float(chosen[verdict.metric]), float(verdict.value)
     n = chosen.get("eval_set_size") or verdict.eval_set_size
     p = min(1.0, max(0.0, (value + logged) / 2))
-    error = math.sqrt(p * (1 - p) / n) if n else math.nan
-    limit = STANDARD_ERRORS * error + 1e-5 if n else 1e-5
+    error = math.sqrt(p * (1 - p) / n) if n else None
+    limit = (STANDARD_ERRORS * error if error is not None else 0.0) + 1e-5
     difference = value - logged
     agree = abs(difference) <= limit
     verdict.standalone = {"checkpoint": chosen.get("checkpoint"), "epoch": verdict.epoch, "metric": verdict.metric,
                           "value": value, "logged": logged, "difference": difference, "eval_set_size": n,
-                          "standard_error": error if n else None, "limit": limit, "agree": agree,
+                          "standard_error": error, "limit": limit, "agree": agree,
                           "sha256": chosen.get("sha256"), "dir": chosen.get("dir")}
     verdict.details.append(
         f"standalone eval ({chosen.get('checkpoint')}, epoch {verdict.epoch}, tools/eval.py): {verdict.metric} "
@@ -263,11 +244,15 @@ def compare_standalone(verdict: Verdict, run: RunLogs, require: bool) -> None:
         message = (f"the standalone eval of epoch {verdict.epoch} ({value:.5f}) disagrees with the logged {logged:.5f} "
                    f"by {difference:+.5f} (> {limit:.5f}): unsynced BatchNorm statistics or padded distributed eval "
                    f"samples can do this; see {chosen.get('dir')}")
-        if require and verdict.status == PASS:
-            verdict.status = FAIL
-            verdict.reason = f"{verdict.reason}, but --require-eval: {message}"
-        else:
-            verdict.warnings.append(message)
+        _doubt(verdict, require, FAIL, message, verdict.warnings)
+
+
+def _doubt(verdict: Verdict, require: bool, status: str, message: str, otherwise: list[str]) -> None:
+    """Under --require-eval a PASS becomes ``status``; otherwise the message is a note or a warning."""
+    if require and verdict.status == PASS:
+        verdict.settle(status, f"{verdict.reason}, but --require-eval: {message}")
+    else:
+        otherwise.append(message)
 
 
 def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, allow_incomplete: bool,
@@ -279,10 +264,8 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
     margin = tolerance if tolerance is not None else sampling_margin(target)
     threshold = target.value - margin
     margin_source = "tolerance" if tolerance is not None else f"{STANDARD_ERRORS:g} x sampling standard error"
-    best = best_epoch(run, metric)
-    last = final_epoch(run, metric)
-    configured = run.epochs_configured
-    completed = run.epochs_completed
+    best, last = best_epoch(run, metric), final_epoch(run, metric)
+    configured, completed = run.epochs_configured, run.epochs_completed
     verdict = _base(run, metric, judged, best, final_value=last[1] if last else None,
                     final_epoch=last[0] if last else None, target=target.value, eval_set_size=target.eval_set_size,
                     target_source=str(target.provenance.get("source", "")) or None, margin=margin, threshold=threshold,
@@ -291,18 +274,15 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
 
     if run.problems:
         verdict.reason = "the logs contradict each other: " + "; ".join(run.problems)
-        return verdict
-    if expect_arch and run.arch and run.arch != expect_arch:
+    elif expect_arch and run.arch and run.arch != expect_arch:
         verdict.reason = (f"this log trained {run.arch}, not {expect_arch}; the recipe's target does not apply: "
                           "pass --target (and --eval-set-size) for that model")
-        return verdict
-    if expect_class_num and run.class_num and run.class_num != expect_class_num:
+    elif expect_class_num and run.class_num and run.class_num != expect_class_num:
         verdict.reason = (f"this run has class_num {run.class_num}, the recipe {expect_class_num}: it is not the "
                           "recipe's dataset, so the recipe's target does not apply; pass --target and --eval-set-size")
-        return verdict
-    scale = _percent_scale(run, metric)
-    if scale:
-        verdict.reason = scale
+    else:
+        verdict.reason = _percent_scale(run, metric)
+    if verdict.reason:  # still UNREADABLE
         return verdict
     incomplete = configured is None or completed < configured
     verdict.complete = not incomplete
@@ -310,39 +290,31 @@ def _judge(run: RunLogs, target: Target, tolerance: float | None, final: bool, a
     if diverged:  # before completeness: resuming a diverged run cannot make it reproduce the recipe
         if best is not None:
             verdict.epoch, verdict.value = last if final and last else best
-        verdict.status = FAIL
         partial = f" (it stopped at epoch {completed}" + (f" of {configured})" if configured else ")") if incomplete else ""
-        verdict.reason = f"training diverged ({diverged}); a diverged run does not reproduce the recipe{partial}"
-        return verdict
+        return verdict.settle(FAIL, f"training diverged ({diverged}); a diverged run does not reproduce the "
+                                    f"recipe{partial}")
     if run.evaluated.empty:
-        verdict.status = INCOMPLETE
-        verdict.reason = f"no eval result in the logs (training reached epoch {completed}" + (
-            f" of {configured})" if configured else ")") + _ending(run)
-        return verdict
+        return verdict.settle(INCOMPLETE, f"no eval result in the logs (training reached epoch {completed}"
+                              + (f" of {configured})" if configured else ")") + _ending(run))
     if best is None:
         have = sorted(c for c in run.evaluated.columns if c.startswith("top"))
         verdict.reason = f"no {metric} in the eval lines (they have: {', '.join(have) or 'nothing'}); pass --metric"
         return verdict
     if incomplete and not allow_incomplete:
-        verdict.status = INCOMPLETE
         reached = f"reached epoch {completed} of {configured}" if configured else f"reached epoch {completed}, epochs configured unknown"
-        verdict.reason = (f"{reached}{_ending(run)}; best {metric} so far {best[1]:.5f} (epoch {best[0]}); "
-                          "resume it, or judge what is there with --allow-incomplete")
-        return verdict
+        return verdict.settle(INCOMPLETE, f"{reached}{_ending(run)}; best {metric} so far {best[1]:.5f} (epoch "
+                                          f"{best[0]}); resume it, or judge what is there with --allow-incomplete")
 
     partial = "; incomplete run judged as is" if incomplete else ""
     broken = _nonfinite_last_eval(run, metric)
     if final and broken is not None:
         verdict.epoch = broken
-        verdict.status = FAIL
-        verdict.reason = f"{metric} not finite (final, epoch {broken}{partial}): the final model is broken"
-        return verdict
+        return verdict.settle(FAIL, f"{metric} not finite (final, epoch {broken}{partial}): the final model is broken")
     epoch, value = last if final else best
     verdict.epoch, verdict.value = epoch, value
     passed = value >= threshold - ROUNDING
-    verdict.status = PASS if passed else FAIL
-    verdict.reason = f"{metric} {value:.5f} {'>=' if passed else '<'} {threshold:.5f} ({judged}, epoch {epoch}{partial})"
-    return verdict
+    return verdict.settle(PASS if passed else FAIL, f"{metric} {value:.5f} {'>=' if passed else '<'} {threshold:.5f} "
+                                                    f"({judged}, epoch {epoch}{partial})")
 
 
 def _percent_scale(run: RunLogs, metric: str) -> str:
@@ -378,8 +350,8 @@ def _nonfinite_last_eval(run: RunLogs, metric: str) -> int | None:
     if evaluated.empty or metric not in evaluated.columns:
         return None
     value = pd.to_numeric(evaluated[metric], errors="coerce").iloc[-1]
-    logged_nonfinite = f"eval {metric}" in str(evaluated.get("nonfinite_eval", pd.Series([""] * len(evaluated))).iloc[-1])
-    if logged_nonfinite or (isinstance(value, float) and math.isinf(value)):
+    logged = evaluated["nonfinite_eval"].iloc[-1] if "nonfinite_eval" in evaluated.columns else ""
+    if f"eval {metric}" in str(logged) or (isinstance(value, float) and math.isinf(value)):
         return int(evaluated.index[-1])
     return None
 
@@ -435,7 +407,6 @@ def _upstream_deviations(upstream: Any) -> list[str]:
 
 
 def _ending(run: RunLogs) -> str:
-    """How the last launch ended, from the manifest and the error lines."""
     parts = []
     status = (run.manifest or {}).get("status")
     if status and status != "completed":

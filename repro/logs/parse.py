@@ -196,19 +196,16 @@ def _say_repeats(evals: pd.DataFrame, label: str, notes: list[str], problems: li
             "this log at once (orphaned ranks of a killed launcher?); stop the stray processes and judge a clean log"
         )
     repeated = evals[evals.duplicated("epoch", keep=False)]
-    if not repeated.empty:
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for epoch, launches in repeated.groupby("epoch")["segment"].agg(lambda s: tuple(sorted(set(s)))).items():
-            if len(launches) > 1:
-                groups.setdefault(launches, []).append(int(epoch))
-        for launches, epochs in groups.items():
-            winner = launches[-1]
-            resumed = segments[winner - 1].resumed_from if winner - 1 < len(segments) else None
-            how = f" (resumed from {resumed})" if resumed else ""
-            notes.append(
-                f"epoch(s) {_ranges(epochs)} were logged by launches {', '.join(map(str, launches))}; "
-                f"launch {winner}{how} ran them last and its values are used"
-            )
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for epoch, launches in repeated.groupby("epoch")["segment"].agg(lambda s: tuple(sorted(set(s)))).items():
+        if len(launches) > 1:
+            groups.setdefault(launches, []).append(int(epoch))
+    for launches, epochs in groups.items():
+        winner = launches[-1]
+        resumed = segments[winner - 1].resumed_from if winner - 1 < len(segments) else None
+        how = f" (resumed from {resumed})" if resumed else ""
+        notes.append(f"epoch(s) {_ranges(epochs)} were logged by launches {', '.join(map(str, launches))}; "
+                     f"launch {winner}{how} ran them last and its values are used")
 
 
 def _ranges(values: Iterable[int]) -> str:

@@ -1,6 +1,5 @@
 """Upstream's checkpoints: find them, tell a complete one from a half-written one, pick the resume
-point, and keep only what retention allows.
-"""
+point, and keep only what retention allows."""
 
 from __future__ import annotations
 
@@ -135,14 +134,12 @@ def resume_point(output_dir: Path) -> Checkpoint | None:
     filled mid-save left a complete ``best_model`` or ``true_best`` of a later epoch (then that, by its epoch)."""
     complete = [c for c in find_checkpoints(output_dir) if c.complete]
     usual = [c for c in complete if c.kind in ("latest", "epoch")]
-    base = max(usual, key=lambda c: (c.saved_at, c.kind == "latest")) if usual else None
+    base = max(usual, key=lambda c: (c.saved_at, c.kind == "latest"), default=None)
     floor = base.epoch if base is not None and base.epoch is not None else (-1 if base is None else None)
     if floor is None:  # the usual point's epoch is unknown: it cannot be compared, keep it
         return base
     later = [c for c in complete if c.kind in ("best_model", "true_best") and c.epoch is not None and c.epoch > floor]
-    if later:
-        return max(later, key=lambda c: (c.epoch, c.kind == "best_model"))
-    return base
+    return max(later, key=lambda c: (c.epoch, c.kind == "best_model"), default=base)
 
 
 DEFAULT_KEEP = 3

@@ -117,9 +117,7 @@ def group_node0(path: Path) -> Path | None:
     run directory, which holds the whole run's logs and checkpoints; else None."""
     path = Path(path)
     node0 = path / node_dir_name(0)
-    if not (path / MANIFEST).exists() and (node0 / MANIFEST).is_file():
-        return node0
-    return None
+    return node0 if not (path / MANIFEST).exists() and (node0 / MANIFEST).is_file() else None
 
 
 def where_node0_is(path: Path) -> str | None:

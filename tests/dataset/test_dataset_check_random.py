@@ -1,7 +1,7 @@
 """The dataset check on random trees and lists: against the plainest possible oracle, and its one
-speed trick (the C-level list parser) against the per-line reference parser.
+speed trick (the proof that a tree is clean) against the full check.
 
-The check lists each directory once and compares sets; the oracle asks the filesystem about every
+The check lists each directory once and compares it with the lists; the oracle asks the filesystem about every
 listed path (``os.path.exists`` follows links, so broken links and loops are absent and files behind
 a linked directory are present). They must agree on every listed path, whatever the tree holds.
 """
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+import repro.dataset.check
 from repro.dataset.check import check_dataset
-from repro.dataset.listfile import _parse_fast, parse_lines
+from repro.dataset.clean_tree import clean_counts
 from repro.dataset.problems import Problems
 from repro.dataset.tree_scan import scan_tree
 
@@ -41,47 +42,6 @@ MUTATIONS = [
     lambda path, label: f"{path[:-5]}é.JPEG {label}",  # non-ASCII but valid UTF-8
     lambda path, label: f"{path} 0{label}",  # leading zero: still an integer upstream
 ]
-
-
-def random_list(rng: random.Random) -> bytes:
-    lines = []
-    for index in range(rng.randint(0, 40)):
-        label = rng.randrange(CLASS_NUM)
-        path = f"train/n{label:08d}/img_{index}.JPEG"
-        roll = rng.random()
-        if roll < 0.08:
-            lines.append(rng.choice(MUTATIONS)(path, label))
-        elif roll < 0.1 and lines:
-            lines.append(rng.choice(lines))  # a duplicate line
-        else:
-            lines.append(f"{path} {label}")
-    text = "\n".join(lines) + ("\n" if lines and rng.random() < 0.9 else "")
-    raw = text.encode("utf-8")
-    roll = rng.random()
-    if roll < 0.03:
-        raw = b"\xef\xbb\xbf" + raw
-    elif roll < 0.06 and raw:
-        cut = rng.randrange(len(raw))
-        raw = raw[:cut] + b"\xff" + raw[cut:]
-    return raw
-
-
-def test_list_fast_path_declines_or_agrees_with_the_reference(tmp_path: Path) -> None:
-    rng = random.Random(11)
-    compared = declined = 0
-    for _ in range(3000):
-        raw = random_list(rng)
-        problems = Problems()
-        reference = parse_lines(raw, "train_list.txt", tmp_path, CLASS_NUM, problems)
-        fast = _parse_fast(raw, "train_list.txt", tmp_path, CLASS_NUM)
-        if fast is None:
-            declined += 1
-            continue
-        compared += 1
-        assert problems.as_list() == [], raw
-        assert fast.paths == reference.paths and fast.labels == reference.labels, raw
-        assert list(fast.lines_of) == list(reference.lines_of) and fast.lines == reference.lines
-    assert compared > 300 and declined > 300, (compared, declined)  # both sides were exercised
 
 
 def random_tree(root: Path, rng: random.Random) -> None:
@@ -160,3 +120,102 @@ def test_missing_files_reported_are_exactly_the_absent_listed_ones(tmp_path: Pat
                 absent.add(path)
     counted = sum(problem["count"] for problem in report["problems"] if problem["kind"] == "missing_file")
     assert counted == len(absent) and reported <= absent
+
+
+def _clean_dataset(root: Path, rng: random.Random, classes: int) -> None:
+    for split in ("train", "val"):
+        lines = []
+        for label in range(classes):
+            directory = root / split / f"n{label:08d}"
+            directory.mkdir(parents=True)
+            for index in range(rng.randint(1, 4)):
+                (directory / f"img_{index}.JPEG").write_bytes(b"")
+                lines.append(f"{split}/{directory.name}/img_{index}.JPEG {label}")
+        rng.shuffle(lines)
+        (root / f"{split}_list.txt").write_text("\n".join(lines) + "\n")
+
+
+def _edit_list(root: Path, rng: random.Random, edit) -> None:  # type: ignore[no-untyped-def]
+    path = root / rng.choice(["train_list.txt", "val_list.txt"])
+    lines = path.read_bytes().split(b"\n")[:-1]
+    edit(lines, rng.randrange(len(lines)))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def _class_dir(root: Path, rng: random.Random) -> Path:
+    return rng.choice(sorted((root / rng.choice(["train", "val"])).iterdir()))
+
+
+# Each damage is one thing the clean-tree proof must notice (or, for a few, must not mind).
+DAMAGES = [
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.pop(i)),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.append(lines[i])),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.insert(i, b"")),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.__setitem__(i, lines[i] + b"\r")),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.__setitem__(i, lines[i].replace(b" ", b"  "))),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.__setitem__(i, lines[i].replace(b" ", b" 0"))),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.__setitem__(i, lines[i][:-1] + b"1")),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.__setitem__(i, b"./" + lines[i])),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.__setitem__(i, b"\xef\xbb\xbf" + lines[i])),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.__setitem__(i, lines[i] + b"\xff")),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.append(lines[i].replace(b"img_", b"gone_"))),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.append(lines[i].replace(b"/img_", b"/sub/img_"))),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.append(b"val/" + lines[i].partition(b"/")[2])),
+    lambda root, rng: _edit_list(root, rng, lambda lines, i: lines.append(b"train/" + lines[i].partition(b"/")[2])),
+    lambda root, rng: (root / "val_list.txt").write_bytes((root / "val_list.txt").read_bytes()[:-1]),
+    lambda root, rng: (_class_dir(root, rng) / "unlisted.JPEG").write_bytes(b""),
+    lambda root, rng: os.mkfifo(_class_dir(root, rng) / "fifo.JPEG"),
+    lambda root, rng: (_class_dir(root, rng) / "link.JPEG").symlink_to("img_0.JPEG"),
+    lambda root, rng: (_class_dir(root, rng) / "sub").mkdir(),
+    lambda root, rng: (root / "train" / "n09999999").mkdir(),  # an empty class directory: harmless
+    lambda root, rng: (root / "train" / "stray.JPEG").write_bytes(b""),
+    lambda root, rng: (root / "README").write_text("harmless"),
+    lambda root, rng: (root / "old").mkdir(),  # harmless
+    lambda root, rng: (root / "latest").symlink_to("nowhere"),
+    lambda root, rng: (root / "n00000000").symlink_to(root / "train" / "n00000000"),
+    lambda root, rng: (_class_dir(root, rng) / "img_0.JPEG").rename(_class_dir(root, rng) / "img 0.JPEG"),
+    lambda root, rng: _space_in_name(root),
+    lambda root, rng: _relabel_class(root, "1", ("train_list.txt",)),  # the same label on two classes
+    lambda root, rng: _relabel_class(root, "1", ("train_list.txt", "val_list.txt")),
+    lambda root, rng: _relabel_class(root, "01", ("train_list.txt", "val_list.txt")),  # the same, spelled otherwise
+    lambda root, rng: _relabel_class(root, "00", ("train_list.txt", "val_list.txt")),  # harmless
+]
+
+
+def _space_in_name(root: Path) -> None:
+    (root / "train" / "n00000000" / "img_0.JPEG").rename(root / "train" / "n00000000" / "img 0.JPEG")
+    listing = root / "train_list.txt"
+    listing.write_text(listing.read_text().replace("n00000000/img_0.JPEG", "n00000000/img 0.JPEG"))
+
+
+def _relabel_class(root: Path, label: str, names: tuple[str, ...]) -> None:
+    """Class n00000000 gets another label in some lists."""
+    for name in names:
+        lines = [line.rpartition(" ") for line in (root / name).read_text().splitlines()]
+        relabelled = [f"{path} {label if '/n00000000/' in path else old}\n" for path, _, old in lines]
+        (root / name).write_text("".join(relabelled))
+
+
+def test_clean_tree_proof_declines_or_agrees_with_the_full_check(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repro.dataset.check, "clean_counts", lambda root, class_num: None)  # the full check only
+    rng = random.Random(7)
+    proved = declined = 0
+    for seed in range(300):
+        root = tmp_path / f"t{seed}"
+        classes = rng.randint(1, 4)
+        _clean_dataset(root, rng, classes)
+        for damage in [DAMAGES[seed % len(DAMAGES)]] * (seed % 3 > 0) + rng.sample(DAMAGES, rng.choice([0, 0, 1])):
+            try:
+                damage(root, rng)
+            except (FileExistsError, FileNotFoundError):
+                pass
+        class_num = classes + (1 if rng.random() < 0.1 else 0)
+        counts = clean_counts(root, class_num)
+        report = check_dataset(root, class_num=class_num)
+        if counts is None:
+            declined += 1
+            continue
+        proved += 1
+        assert report.problems == [] and report.counts == {**counts, "decoded": 0, "decode_failures": 0}, seed
+    assert proved > 60 and declined > 60, (proved, declined)
