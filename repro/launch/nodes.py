@@ -132,37 +132,6 @@ def wait_for_master(plan: NodePlan, say: Callable[[str], None]) -> None:
         time.sleep(0.5)
 
 
-# -- the store node 0's launcher serves -------------------------------------------------------------
-class Store:
-    """paddle's launcher key-value server at ``--master`` (POST sets a key, GET a prefix as JSON)."""
-
-    def __init__(self, plan: NodePlan) -> None:
-        self.host, self.port = plan.host, plan.port
-
-    def _request(self, method: str, key: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """(HTTP status, body); status 0 when the store is unreachable."""
-        try:
-            with contextlib.closing(http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)) as conn:
-                conn.request(method, f"{PREFIX}/{key}", body=body)
-                response = conn.getresponse()
-                return response.status, response.read()
-        except OSError:
-            return 0, b""
-
-    def put(self, key: str, value: dict[str, Any] | int) -> bool:
-        return self._request("POST", key, json.dumps(value).encode())[0] == 200
-
-    def get_prefix(self, key: str) -> dict[str, Any] | None:
-        """``{key: value}`` under the prefix (empty when none), or None when the store is unreachable."""
-        status, body = self._request("GET", key)
-        if status != 200:
-            return None if status == 0 else {}
-        try:
-            return {name[len(PREFIX) + 1:]: json.loads(value) for name, value in json.loads(body).items()}
-        except ValueError:
-            return {}
-
-
 # -- while running --------------------------------------------------------------------------------
 @dataclass
 class NodeWatch:
@@ -184,7 +153,6 @@ class NodeWatch:
     differs: str | None = None  # the first option a peer was started with differently
 
     def __post_init__(self) -> None:
-        self.store = Store(self.plan)
         self.me = node_dir_name(self.plan.node_rank)
 
     def __call__(self) -> bool:
@@ -192,8 +160,8 @@ class NodeWatch:
         now = time.monotonic()
         self.beats += 1
         # One failed call skips the rest: an unreachable host costs one connect timeout a tick, not four.
-        published = self.store.put(f"beat/{self.me}", self.beats) and self.store.put(f"info/{self.me}", self.info)
-        beats = self.store.get_prefix("beat/") if published else None
+        published = self._put(f"beat/{self.me}", self.beats) and self._put(f"info/{self.me}", self.info)
+        beats = self._get_prefix("beat/") if published else None
         if beats is not None:
             self.store_seen = now
             self._records()
@@ -204,6 +172,31 @@ class NodeWatch:
         self._note_activity(now)
         self.reason = self._verdict(now)
         return self.reason is not None
+
+    # paddle's launcher key-value server at ``--master`` (POST sets a key, GET a prefix as JSON)
+    def _request(self, method: str, key: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """(HTTP status, body); status 0 when the store is unreachable."""
+        connection = http.client.HTTPConnection(self.plan.host, self.plan.port, timeout=CONNECT_TIMEOUT)
+        try:
+            with contextlib.closing(connection):
+                connection.request(method, f"{PREFIX}/{key}", body=body)
+                response = connection.getresponse()
+                return response.status, response.read()
+        except OSError:
+            return 0, b""
+
+    def _put(self, key: str, value: dict[str, Any] | int) -> bool:
+        return self._request("POST", key, json.dumps(value).encode())[0] == 200
+
+    def _get_prefix(self, key: str) -> dict[str, Any] | None:
+        """``{key: value}`` under the prefix (empty when none), or None when the store is unreachable."""
+        status, body = self._request("GET", key)
+        if status != 200:
+            return None if status == 0 else {}
+        try:
+            return {name[len(PREFIX) + 1:]: json.loads(value) for name, value in json.loads(body).items()}
+        except ValueError:
+            return {}
 
     def _verdict(self, now: float) -> str | None:
         if self.differs:
@@ -233,7 +226,7 @@ class NodeWatch:
 
     def _records(self) -> None:
         """Hosts seen, node 0's place (on the others) and mismatches (on node 0), into the manifest."""
-        infos = self.store.get_prefix("info/") or {}
+        infos = self._get_prefix("info/") or {}
         record = self.manifest.section(K_NODES)
         before = copy.deepcopy(record)
         hosts = {key.split("/", 1)[-1]: info.get("host") for key, info in infos.items() if isinstance(info, dict)}

@@ -166,8 +166,7 @@ class Housekeeper:
 
     def finish(self) -> None:
         """The last digests, once training has ended (off its critical path), into the manifest."""
-        written = self.manifest.section(K_WRITTEN)
-        if self.digests.finish(self.run.output, written, DIGEST_WAIT_SECONDS):
+        if self.digests.finish(self.run.output, self.manifest.section(K_WRITTEN), DIGEST_WAIT_SECONDS):
             self.manifest.save()
 
 
