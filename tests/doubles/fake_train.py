@@ -153,8 +153,7 @@ def main():
     emit(*fmt.startup(config=config, device=g["device"], world_size=world))
     start, best = 1, -1.0
     if g.get("checkpoints"):
-        with open(g["checkpoints"] + ".pdstates", "rb") as handle:
-            state = pickle.load(handle)
+        state = load_state(g["checkpoints"] + ".pdstates", rank)
         start, best = int(state["epoch"]) + 1, 0.0  # upstream's init_model resets the metric to 0
         emit(fmt.load_line(g["checkpoints"]))
     if os.environ.get("FAKE_CHILD"):
@@ -213,6 +212,21 @@ def main():
         if int(g.get("save_interval", 1)) > 0 and epoch % int(g.get("save_interval", 1)) == 0:
             save(f"epoch_{epoch}")
         save("latest")
+
+
+def load_state(path, rank):
+    """Real ranks meet in the first allreduce, so rank 0 never saves before every rank has loaded; the
+    double has no collective, and a rank started late on a loaded machine can find rank 0 rewriting
+    the file: it reads again (rank 0 reads once, so a truncated checkpoint still fails as upstream does)."""
+    for _ in range(100 if rank else 1):
+        try:
+            with open(path, "rb") as handle:
+                return pickle.load(handle)
+        except (EOFError, pickle.UnpicklingError):
+            if not rank:
+                raise
+            time.sleep(0.1)
+    raise EOFError(f"{path} stayed empty")
 
 
 if __name__ == "__main__":
