@@ -228,13 +228,16 @@ class Launch:
         assert self.proc is not None and self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
             if console is not None:
+                failed: OSError | None = None
                 with self._console_lock:
                     try:
                         console.write(raw)
                         console.flush()
                     except OSError as error:
                         self._console_cut = True  # a full disk may have taken part of the line
-                        console = self._drop_console(console, error)
+                        failed = error
+                if failed is not None:  # said outside the lock: after a hangup a print takes it
+                    console = self._drop_console(console, failed)
             text = raw.decode("utf-8", errors="replace")
             self.tail.append(text)
             with contextlib.suppress(Exception):  # a closed terminal must not stop the log copy
