@@ -65,8 +65,8 @@ class RealSmoke:
 
 @pytest.fixture(scope="session")
 def real_smoke(real_upstream: Path, tmp_path_factory: pytest.TempPathFactory) -> RealSmoke:
-    """One real ResNeSt50 smoke (about a minute on 2 idle cores), judged by the smoke test and used by
-    compare's real test as a reference run, so that the session trains it once."""
+    """One real ResNeSt50 smoke (about a minute on 2 idle cores), judged by the smoke test and compared
+    with the shipped band by compare's real test, so that the session trains it once."""
     root = tmp_path_factory.mktemp("real-smoke")
     place = real_upstream / "dataset" / "ILSVRC2012"
     user_link = os.readlink(place) if place.is_symlink() else None

@@ -130,7 +130,7 @@ RULES = [
     Rule(r"logs/r50-2x4", skip="needs a two-node run; tests/launch/test_train_nodes.py judges one"),
     Rule(r"dataset prepare .*(--train-tar|--from)", skip="needs the ImageNet downloads (about 150 GB)"),
     Rule(r"repro compare\b", skip="needs seeds trained on two platforms; tests/judge/test_compare_runs.py runs compare "
-                                 "on log fixtures and tests/judge/test_compare_real_upstream.py on real smoke runs"),
+                                 "on log fixtures and tests/judge/test_compare_real_upstream.py on the real smoke"),
     Rule(r"upstream fetch --(archive|upstream) /path/to/", skip="names your archive or checkout; tests/upstream "
                                                               "fetch from an archive and use a checkout in place"),
     Rule(r"upstream fetch --url https://", skip="needs the network; tests/upstream fetch from a local mirror"),
