@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from repro.core.cli_wiring import command, group, json_option
+from repro.core.cli_wiring import aligned_columns, command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.filesystem_errors import describe_os_error
@@ -202,9 +202,8 @@ def runs(ctx: click.Context, logs_dir: Path, as_json: bool) -> None:
     rows = [(str(r.path), r.status, r.recipe + (" (smoke)" if r.smoke else ""), verdict_word(r), human(tree_bytes(r.path)))
             for r in found]
     header = ("run", "status", "recipe", "verdict", "size")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    for line in aligned_columns([header, *rows]):
+        click.echo(line)
 
 
 @command("prune", parent=runs, exits={EXIT_CONFLICT: "a run named is running"})

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import click
 
-from repro.core.cli_wiring import command
+from repro.core.cli_wiring import aligned_columns, command
 from repro.core.numeric_options import BoundedInt
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED,
                                EXIT_OK, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
@@ -180,8 +180,7 @@ def smoke_one(args: SimpleNamespace, recipe_name: str) -> SmokeResult:
 def format_table(results: Sequence[SmokeResult]) -> list[str]:
     rows = [("recipe", "seconds", "best top-1", "verdict")]
     rows += [(r.recipe, f"{r.seconds:.0f}", "-" if r.best_top1 is None else f"{r.best_top1:.3f}", r.verdict) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    return aligned_columns(rows)
 
 
 def smoke_all(args: SimpleNamespace) -> int:

@@ -3,7 +3,7 @@ so every ``--help`` looks alike and lists its exit codes from ``repro.core.error
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -90,3 +90,10 @@ def group(name: str, *, exits: Mapping[int, str | None], parent: click.Group | N
 def json_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--json``, passed as ``as_json``: ``what`` names the one object printed (docs/commands.md)."""
     return click.option("--json", "as_json", is_flag=True, help=f"JSON: {what} (docs/commands.md).")
+
+
+def aligned_columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as lines, each column padded to its widest cell (the last left as it is): the one
+    layout of every table a command prints."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip() for row in rows]

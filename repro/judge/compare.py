@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from repro.core.cli_wiring import aligned_columns
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ReproError
 from repro.judge.band import Band, Breach, build_band, run_facts, run_series
 from repro.judge.equivalence import EQUIVALENT, NOT_EQUIVALENT, NOT_SHOWN, Equivalence, tost
@@ -150,8 +151,7 @@ class Comparison:
                 f"{speed.per_device:.2f}" if speed and speed.per_device is not None else "-",
                 f"{speed.data_wait_share:.1%}" if speed and speed.data_wait_share is not None else "-",
             ))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        return aligned_columns(rows)
 
     def equivalence_lines(self) -> list[str]:
         e = self.equivalence

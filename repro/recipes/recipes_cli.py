@@ -10,7 +10,7 @@ import click
 import yaml
 
 from repro.core.errors import EXIT_BAD_INPUT
-from repro.core.cli_wiring import command, group, json_option
+from repro.core.cli_wiring import aligned_columns, command, group, json_option
 from repro.recipes.catalog import Recipe, available_recipes, load_recipe, target_status
 
 
@@ -46,9 +46,8 @@ def recipes(ctx: click.Context, as_json: bool) -> None:
         return
     headers = ("recipe", "model", "GPUs", "target", "status")
     table = [(r["name"], r["model"], str(r["gpus"]), _format_target(r), r["target_status"]) for r in rows]
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
-    for row in (headers, *table):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    for line in aligned_columns([headers, *table]):
+        click.echo(line)
     click.echo(f"{len(rows)} recipes; `repro recipes show NAME` for one with its provenance")
 
 
