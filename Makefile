@@ -40,6 +40,9 @@ $(VENV)/.installed-%: environments/%/requirements.txt environments/%/profile.yam
 # TEST_WORKERS pytest-xdist workers: most tests wait on child processes, so three share two cores well;
 # the real trainings run one after another on one of them (tests/conftest.py). TEST_WORKERS=0: in-process.
 TEST_WORKERS ?= 3
+# Bytecode caches on, whatever the shell says: with PYTHONDONTWRITEBYTECODE set, each of the suite's
+# few hundred `python -m repro` children compiles repro anew and each worker rewrites every test module.
+test: export PYTHONDONTWRITEBYTECODE :=
 test: $(ENV_STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); status=$$?; \
