@@ -126,6 +126,13 @@ def best_top1(run_dir: Path) -> float | None:
     return best[1] if best else None
 
 
+def _step_failed(recipe: str, step: str, code: int, logs: Path, started: float, after: str = "") -> SmokeResult:
+    """A step failed: one line naming it and where its logs are; the smoke's result says the same."""
+    total = time.monotonic() - started
+    say(f"SMOKE FAIL: {step} exited {code}{after}; logs in {logs} [total {total:.0f} s]")
+    return SmokeResult(recipe, code, total, None, f"FAIL: {step} exited {code}")
+
+
 def smoke_one(args: SimpleNamespace, recipe_name: str) -> SmokeResult:
     started = time.monotonic()
     upstream_dir = resolve_upstream_dir(args.upstream)
@@ -153,18 +160,14 @@ def smoke_one(args: SimpleNamespace, recipe_name: str) -> SmokeResult:
     code = run_step(train)
     train_seconds = time.monotonic() - train_started
     if code != 0:
-        total = time.monotonic() - started
-        say(f"SMOKE FAIL: repro train exited {code} after {train_seconds:.0f} s; logs in {run_dir} [total {total:.0f} s]")
-        return SmokeResult(recipe.name, code, total, None, f"FAIL: repro train exited {code}")
+        return _step_failed(recipe.name, "repro train", code, run_dir, started, f" after {train_seconds:.0f} s")
 
     if check != LOSS_FALLS:  # a loss-check smoke has no accuracy to confirm from the weights
         # The number from the weights too: upstream's tools/eval.py on the true best, which check-accuracy
         # then compares with the logged top-1 of that epoch (before the checkpoints are pruned).
         code = run_step([sys.executable, "-m", "repro", "eval", *verbose, "--", str(run_dir)])
         if code != 0:
-            total = time.monotonic() - started
-            say(f"SMOKE FAIL: repro eval exited {code}; logs in {run_dir}/eval [total {total:.0f} s]")
-            return SmokeResult(recipe.name, code, total, None, f"FAIL: repro eval exited {code}")
+            return _step_failed(recipe.name, "repro eval", code, run_dir / "eval", started)
     # The smoke target (and its tolerance) comes from the run's manifest, as for any run; a loss-check
     # smoke's verdict (the loss falls) is check-accuracy's too, so every command reads the same one.
     code = run_step([sys.executable, "-m", "repro", "check-accuracy", "--", str(run_dir)])
