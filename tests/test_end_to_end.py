@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doubles import make_fake_checkout
+from tests.doubles import make_fake_checkout, probe_double_env
 
 pytestmark = pytest.mark.slow  # real launcher runs: ~10 s per launch on 2 cores
 
@@ -28,11 +28,12 @@ EXIT_PASS, EXIT_FAIL, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def repro_env(**knobs: str) -> dict[str, str]:
-    """This process's environment without any harness, double or paddle settings, plus ``knobs``."""
+    """This process's environment without any harness, double or paddle settings, plus ``knobs``, with the
+    Paddle probe's double (tests/doubles/paddle_probe)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REPRO_", "FAKE_", "PADDLE_"))}
     env.update({"REPRO_TRAIN_HOUSEKEEPING_SECONDS": "0.5", "REPRO_TRAIN_STOP_GRACE": "2"})
     env.update(knobs)
-    return env
+    return probe_double_env(env)
 
 
 def repro(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.doubles import make_fake_checkout, probe_double_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SOAK = ROOT / "benchmarks" / "soak_faults.py"
 
@@ -83,11 +85,9 @@ def test_saves_a_killed_harness_never_recorded_are_adopted_by_the_next_segment(t
     """A SIGKILLed harness (or one on a full disk) cannot record its last saves in the manifest; the
     next segment found them "present before it started" and retention kept them forever (the soak's
     60-epoch run ended with 8 stale epoch_N). Found by the soak; fixed by adopt_unrecorded."""
-    from tests.doubles import make_fake_checkout
-
     upstream = make_fake_checkout(tmp_path / "upstream")
     run = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REPRO_", "FAKE_", "PADDLE_"))}
+    env = probe_double_env({k: v for k, v in os.environ.items() if not k.startswith(("REPRO_", "FAKE_", "PADDLE_"))})
     env.update({"REPRO_TRAIN_STOP_GRACE": "1", "FAKE_SLEEP": "0.5"})
     base = [sys.executable, "-m", "repro", "train"]
     first = subprocess.Popen(base + ["--upstream", str(upstream), "--platform", "cpu", "--skip-preflight", "--run-dir",

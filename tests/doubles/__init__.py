@@ -3,8 +3,16 @@ temporary directory, so nothing in this repository is shaped like upstream code.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import json
+import os
 import shutil
+import tempfile
+from dataclasses import asdict
 from pathlib import Path
+
+from repro.platform.devices import probe_paddle
 
 HERE = Path(__file__).parent
 TRAIN_SCRIPT = HERE / "fake_train.py"
@@ -12,6 +20,7 @@ EVAL_SCRIPT = HERE / "fake_eval.py"
 CONFIG = HERE / "fake_resnest50_config.yaml"
 LOG_FORMAT = HERE.parent / "logfakes.py"  # the double prints its lines with this module's builders
 CONFIG_PATH = "ppcls/configs/ImageNet/ResNeSt/ResNeSt50.yaml"  # where the recipe looks for it
+PROBE_DOUBLE = HERE / "paddle_probe"  # its sitecustomize.py replaces the harness's Paddle probe
 
 
 def make_fake_checkout(target: Path) -> Path:
@@ -26,3 +35,20 @@ def make_fake_checkout(target: Path) -> Path:
     config.parent.mkdir(parents=True)
     shutil.copy(CONFIG, config)
     return target
+
+
+@functools.cache
+def _real_probe_answer() -> Path:
+    """The real Paddle probe's answer, taken once per test process, for the probe double to give."""
+    folder = Path(tempfile.mkdtemp(prefix="repro-test-probe-"))
+    atexit.register(shutil.rmtree, folder, True)
+    answer = folder / "answer.json"
+    answer.write_text(json.dumps(asdict(probe_paddle(with_sklearn=True))))
+    return answer
+
+
+def probe_double_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for `repro` children whose Paddle probe is the double (``paddle_probe/sitecustomize.py``):
+    the same answer as the real probe without importing Paddle in a child each time."""
+    path = os.pathsep.join(filter(None, [str(PROBE_DOUBLE), env.get("PYTHONPATH")]))
+    return {**env, "PYTHONPATH": path, "REPRO_TEST_PADDLE_PROBE_ANSWER": str(_real_probe_answer())}

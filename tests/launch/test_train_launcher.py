@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from repro.cli import cli
 from repro.run.rundir import RunDir
 from repro.launch.command import HARNESS, REFERENCE, build_command
-from tests.doubles import make_fake_checkout
+from tests.doubles import make_fake_checkout, probe_double_env
 
 REFERENCE_TOKENS = [  # the DeepSparkHub README's line (repro/recipes/resnest50.yaml reference.command)
     "python3", "-u", "-m", "paddle.distributed.launch", "--gpus=0,1,2,3", "tools/train.py",
@@ -38,14 +38,16 @@ def upstream(tmp_path: Path) -> Path:
     return make_fake_checkout(tmp_path / "upstream")
 
 
-def harness_env(**extra: str) -> dict[str, str]:
+def harness_env(real_probe: bool = False, **extra: str) -> dict[str, str]:
+    """The environment of a `repro train` child: no leftover knobs, fast housekeeping, and (unless
+    ``real_probe``) the Paddle probe's test double (tests/doubles/paddle_probe)."""
     env = dict(os.environ)
     for name in list(env):
         if name.startswith(("REPRO_TRAIN_", "FAKE_", "PADDLE_")):
             env.pop(name)
     env.update({"REPRO_TRAIN_HOUSEKEEPING_SECONDS": "0.5", "REPRO_TRAIN_STOP_GRACE": "1"})
     env.update(extra)
-    return env
+    return env if real_probe else probe_double_env(env)
 
 
 def repro_train(upstream: Path, run: Path, *args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:

@@ -340,7 +340,7 @@ def test_real_upstream_lost_node_and_resume(real_upstream: Path, tmp_path: Path)
     upstream = real_checkout(real_upstream, tmp_path)
     master = f"127.0.0.1:{_free_port()}"
     group = tmp_path / "cut"
-    env = harness_env()
+    env = harness_env(real_probe=True)
     procs = [node(upstream, group, r, master, "--smoke", "--seed", "0", "-o", "Global.epochs=2", env=env) for r in (1, 0)]
     deadline = time.monotonic() + 600
     log = group / "node0" / "output" / "train.log"
