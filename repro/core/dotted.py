@@ -75,12 +75,12 @@ def _op_index(items: Any, op: str, where: str) -> int:
     return found[0]
 
 
-def locate(config: dict[str, Any], key: str, *, create: bool = False, create_parents: bool = False,
+def locate(config: dict[str, Any], key: str, *, create_parents: bool = False,
            what: str = "config key") -> tuple[Any, Any]:
     """(container, index-or-key) that the dotted ``key`` names. Lists are indexed by number, as upstream's
     ``override`` does; ``part[Op]`` selects the item named ``Op`` (stable across upstream's reordering). An unknown
-    key is refused with the nearest ones, unless ``create`` (a new last part: ``+KEY``) or ``create_parents`` (any
-    missing mapping is made, as ``override`` does: for the harness's own values). ``what`` names the key's origin."""
+    key is refused with the nearest ones, unless ``create_parents`` (``+KEY`` and the harness's own values: any
+    missing mapping is made and the last part may be new, as ``override`` does). ``what`` names the key's origin."""
     parts = key.split(".")
     if not key or any(not part for part in parts):
         raise ReproError(f"{what} {key!r} has an empty part; write it like Global.epochs", EXIT_BAD_INPUT)
@@ -96,7 +96,7 @@ def locate(config: dict[str, Any], key: str, *, create: bool = False, create_par
             if name not in node:
                 if create_parents and not last:
                     node[name] = {}
-                elif not (last and op is None and (create or create_parents)):
+                elif not (last and op is None and create_parents):
                     raise _unknown_key(key, config, what)
             container, slot = node, name
         else:

@@ -150,7 +150,7 @@ def apply_smoke_edits(raw: dict[str, Any], edits: dict[str, Any]) -> dict[str, A
     for path, value in (edits.get("set") or {}).items():
         path = str(path)
         create = path.startswith(NEW_KEY_PREFIX)
-        container, slot = locate(result, path.lstrip(NEW_KEY_PREFIX), create=create, what=SMOKE_EDIT)
+        container, slot = locate(result, path.lstrip(NEW_KEY_PREFIX), create_parents=create, what=SMOKE_EDIT)
         container[slot] = copy.deepcopy(value)
     return result
 

@@ -201,7 +201,8 @@ def check_override(option: str, config: dict[str, Any], module_names: frozenset[
     if not KEY_SYNTAX.fullmatch(key):  # e.g. "+--foo": upstream's argparse would read it as an option
         raise ReproError(f"-o {option!r}: {key!r} is not a config key; write dotted names like "
                          "Global.epochs or DataLoader.Train.dataset.transform_ops.1.RandCropImage.size", EXIT_BAD_INPUT)
-    container, slot = locate(config, key, create=create)
+    # `+` adds what is missing, sections included, as upstream's `override` does (`-o +NewKey.x=1` makes NewKey)
+    container, slot = locate(config, key, create_parents=create)
     exists = slot in container if isinstance(container, dict) else True
     if create and exists:
         raise ReproError(f"-o {NEW_KEY_PREFIX}{key}: {key} already exists; drop the {NEW_KEY_PREFIX}", EXIT_BAD_INPUT)

@@ -360,3 +360,15 @@ def test_a_key_that_is_no_dotted_name_never_reaches_upstreams_argparse(upstream:
     with pytest.raises(ReproError, match="is not a config key") as error:
         resolve(upstream, tmp_path, ["+--foo=1"])
     assert error.value.exit_code == EXIT_BAD_INPUT
+
+
+def test_the_unknown_key_fix_works_for_a_new_section_too(upstream: Path, tmp_path: Path) -> None:
+    """The refusal of an unknown key prints `+KEY=VALUE` as its fix; that must work when the key's section
+    is missing too (upstream's override creates it), and `+` on a value's sub-key is still refused."""
+    with pytest.raises(ReproError) as error:
+        resolve(upstream, tmp_path, ["NewSection.inner.x=1"])
+    assert "+NewSection.inner.x=VALUE" in error.value.message
+    resolved = resolve(upstream, tmp_path, ["+NewSection.inner.x=1"])
+    assert resolved.overrides == ["NewSection.inner.x=1"] and resolved.config["NewSection"] == {"inner": {"x": 1}}
+    with pytest.raises(ReproError, match="is a value"):
+        resolve(upstream, tmp_path, ["+Global.epochs.x=1"])
