@@ -216,8 +216,8 @@ def check_override(option: str, config: dict[str, Any], module_names: frozenset[
     if create and exists:
         raise ReproError(f"-o {NEW_KEY_PREFIX}{key}: {key} already exists; drop the {NEW_KEY_PREFIX}", EXIT_BAD_INPUT)
     if exists and _is_section(container[slot]):
-        inside = next((p for p in dotted_paths(container[slot], key) if not _is_section(lookup(config, p)[1])),
-                      f"{key}.KEY")
+        inside = next((p for p in dotted_paths(container[slot], key)
+                       if not _is_section(lookup(config, p)[1]) and p not in HARNESS_OWNED), f"{key}.KEY")
         raise ReproError(f"-o {key} is a section, not a value: override the keys inside it (e.g. -o {inside}=...)",
                          EXIT_BAD_INPUT)
     value = check_value(f"{NEW_KEY_PREFIX}{key}" if create else key, text, module_names)  # its fixes keep the +

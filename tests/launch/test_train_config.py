@@ -397,3 +397,13 @@ def test_a_printed_value_fix_works_when_typed_into_a_shell(upstream: Path, tmp_p
     key = option.split("=")[0].lstrip("+")
     assert resolved.overrides == [f"{key}={typed[1].split('=', 1)[1]}"]
     assert lookup(resolved.config, key) == (True, meant)
+
+
+def test_the_section_refusals_example_key_can_be_overridden(upstream: Path, tmp_path: Path) -> None:
+    """`-o Global=3` names a key inside Global as its example; that key must not be one the harness owns
+    (Global.checkpoints, Global.output_dir), which -o refuses."""
+    with pytest.raises(ReproError) as error:
+        resolve(upstream, tmp_path, ["Global=3"])
+    example = error.value.message.split("(e.g. -o ", 1)[1].split("=...", 1)[0]
+    default = lookup(yaml.safe_load(CONFIG_TEXT), example)[1]
+    resolve(upstream, tmp_path, [f"{example}={default!r}"])
