@@ -15,7 +15,7 @@ import click
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_FAILED, EXIT_OK
 from repro.platform.devices import PaddleInfo, probe_paddle, query_device_tool
-from repro.core.paths import resolve_upstream_dir
+from repro.core.paths import resolve_upstream_dir, with_upstream
 from repro.platform.profiles import (Profile, available_profiles, default_platform, gpu_profiles, load_profile,
                                      setup_command)
 from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
@@ -137,7 +137,8 @@ def check_dataset(upstream_dir: Path, recipe_name: str = DEFAULT_RECIPE, device:
     recipe = load_recipe(recipe_name)
     if not (upstream_dir / recipe.config).is_file():
         return Finding("dataset", FAIL, f"no upstream checkout with {recipe.config} at {upstream_dir}",
-                       "repro upstream fetch, then repro dataset link ROOT")
+                       f"{with_upstream('repro upstream fetch', upstream_dir)}, then "
+                       f"{with_upstream('repro dataset link ROOT', upstream_dir)}")
     with tempfile.TemporaryDirectory(prefix="repro-doctor-") as scratch:
         resolved = resolve_config(upstream_dir, recipe, [], device=device, run_dir=Path(scratch), write=False)
     problems = check_dataset_ready(upstream_dir, resolved, smoke=False)

@@ -19,7 +19,7 @@ from repro.core.cli_wiring import aligned_columns, command
 from repro.core.numeric_options import BoundedInt
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED,
                                EXIT_OK, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
-from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir
+from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir, with_upstream
 from repro.upstream.patches import apply_series, read_series
 from repro.logs.parse import best_epoch, parse_run
 from repro.dataset.tiny import make_tiny
@@ -137,8 +137,9 @@ def smoke_one(args: SimpleNamespace, recipe_name: str) -> SmokeResult:
     started = time.monotonic()
     upstream_dir = resolve_upstream_dir(args.upstream)
     if not (upstream_dir / "tools" / "train.py").is_file():
-        print(f"error: no upstream PaddleClas checkout at {upstream_dir}: run `repro upstream fetch` (or set "
-              f"{UPSTREAM_ENV}=/path/to/PaddleClas)", file=sys.stderr)
+        print(f"error: no upstream PaddleClas checkout at {upstream_dir}: run "
+              f"`{with_upstream('repro upstream fetch', upstream_dir)}` (or set {UPSTREAM_ENV}=/path/to/PaddleClas)",
+              file=sys.stderr)
         return SmokeResult(recipe_name, EXIT_UPSTREAM, 0.0, None, "FAIL: no upstream checkout")
     for line in ensure_patched(upstream_dir):
         say(line)

@@ -4,6 +4,7 @@ DIR``, ``REPRO_UPSTREAM_DIR`` and the default ``.upstream/PaddleClas`` mean the 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 UPSTREAM_ENV = "REPRO_UPSTREAM_DIR"
@@ -37,3 +38,12 @@ def resolve_upstream_dir(option: str | os.PathLike[str] | None = None) -> Path:
     relative to the current directory like ``logs/`` (the README runs commands from the project root)."""
     chosen = option or os.environ.get(UPSTREAM_ENV)
     return Path(chosen).expanduser().resolve() if chosen else (Path.cwd() / DEFAULT_UPSTREAM).resolve()
+
+
+def with_upstream(command: str, checkout: str | os.PathLike[str]) -> str:
+    """``command`` (one taking ``--upstream``) acting on ``checkout`` when typed here: ``--upstream DIR`` is
+    added unless ``checkout`` is where commands look by default (``REPRO_UPSTREAM_DIR``, else
+    ./.upstream/PaddleClas of the current directory)."""
+    path = Path(checkout).expanduser().resolve()
+    where = "" if path == resolve_upstream_dir(None) else f" --upstream {shlex.quote(str(path))}"
+    return f"{command}{where}"

@@ -280,7 +280,7 @@ def _check_dataset(root: Path, class_num: int, expect: str, decode: int) -> Data
         return _not_a_dataset(report, f"{root}: cannot be read ({error.strerror})")
     if not any(present.values()):
         return _not_a_dataset(report, f"{root}: holds none of train/, val/, {layout.TRAIN_LIST}, {layout.VAL_LIST};"
-                                      " pass the ImageNet root (or make one with `repro dataset make-tiny`)")
+                                      " pass the ImageNet root (or make a tiny one: `repro dataset make-tiny OUT`)")
 
     problems = Problems()
     _check_parts(root, present, problems)

@@ -18,7 +18,7 @@ from repro.dataset.check import check_dataset
 from repro.dataset.check_report import DatasetReport
 from repro.dataset.tiny import is_tiny_dataset
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
-from repro.core.paths import DATASET_LINK
+from repro.core.paths import DATASET_LINK, with_upstream
 import psutil
 
 CREATED = "created"
@@ -81,8 +81,8 @@ def link_dataset(root: Path, upstream_dir: Path, force: bool = False, check: boo
     target = Path(os.path.abspath(Path(root).expanduser()))
     upstream_dir = Path(upstream_dir)
     if not upstream_dir.is_dir():
-        raise ReproError(f"upstream checkout {upstream_dir} not found; run `repro upstream fetch` or pass"
-                         " --upstream DIR", EXIT_UPSTREAM)
+        raise ReproError(f"upstream checkout {upstream_dir} not found; run "
+                         f"`{with_upstream('repro upstream fetch', upstream_dir)}` or pass --upstream DIR", EXIT_UPSTREAM)
     if not target.is_dir():
         raise ReproError(f"{target} is not a directory; pass the ImageNet root (holding train/ and val/)",
                          EXIT_BAD_INPUT)

@@ -13,7 +13,7 @@ import click
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_UPSTREAM, ReproError
 from repro.platform.devices import probe_paddle
-from repro.core.paths import resolve_upstream_dir
+from repro.core.paths import resolve_upstream_dir, with_upstream
 from repro.platform.profiles import Profile, default_platform, gpu_profiles, load_profile
 from repro.recipes.catalog import Recipe, launch_env, load_recipe, marked_overrides
 from repro.run.rundir import (K_LOGGING, K_NODES, Manifest, create_node_run_dir, create_run_dir, discard_run_dir,
@@ -45,8 +45,9 @@ def start_run(*, gpus: list[int] | None, cpu_ranks: int | None, platform: str | 
     gpu_list, ranks = _devices(profile, recipe, gpus, cpu_ranks)
     upstream_dir = resolve_upstream_dir(upstream)
     if not (upstream_dir / recipe.entry).is_file():
-        raise ReproError(f"no upstream checkout at {upstream_dir} ({recipe.entry} missing): run `repro upstream "
-                         "fetch`, or point --upstream / REPRO_UPSTREAM_DIR at a PaddleClas checkout", EXIT_UPSTREAM)
+        raise ReproError(f"no upstream checkout at {upstream_dir} ({recipe.entry} missing): run "
+                         f"`{with_upstream('repro upstream fetch', upstream_dir)}`, or point --upstream / "
+                         "REPRO_UPSTREAM_DIR at a PaddleClas checkout", EXIT_UPSTREAM)
     nodes = NodePlan(nnodes, node_rank or 0, master, stall_timeout) if (nnodes or 1) > 1 and master else None
     per_node = len(gpu_list) if gpu_list is not None else ranks
     total = per_node * (nnodes or 1)

@@ -9,6 +9,7 @@ import builtins
 import contextlib
 import copy
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,12 +137,20 @@ def _same(first: Any, second: Any) -> bool:
     return type(first) is type(second) and first == second
 
 
+def shell_option(key: str, text: str) -> str:
+    """``-o KEY=TEXT`` as a shell command line must say it, quotes and spaces kept: ``-o "K='os'"``."""
+    option = f"{key}={text}"
+    if shlex.quote(option) == option:
+        return f"-o {option}"
+    return f'-o "{option}"' if not set(option) & set('"$`\\!') else f"-o {shlex.quote(option)}"
+
+
 def _fix(key: str, meant: Any, module_names: frozenset[str]) -> str:
     """How to write ``meant`` so that upstream gets exactly it, or why it cannot be written."""
     spelling = repr(meant)  # a list of scalars too: "[1, 'a']"
     with contextlib.suppress(CodeValue):
         if _same(upstream_value(spelling, module_names), meant) and "=" not in spelling:
-            return f"write -o {key}={spelling} to mean {meant!r}"
+            return f"write {shell_option(key, spelling)} to mean {meant!r}"
     return f"{meant!r} cannot be passed through upstream's -o; write a number, word, quoted string or list"
 
 
@@ -159,7 +168,7 @@ def check_value(key: str, text: str, module_names: frozenset[str]) -> Any:
                          "override the keys inside it one by one (-o SECTION.KEY=VALUE)", EXIT_BAD_INPUT)
     if not isinstance(as_yaml, (list, *YAML_SCALARS)):  # dates, timestamps, binary
         raise ReproError(f"-o {key}={text}: YAML reads a {type(as_yaml).__name__}, not a plain scalar; "
-                         f"quote it to mean the text: -o {key}='{text}'", EXIT_BAD_INPUT)
+                         f"quote it to mean the text: {shell_option(key, repr(text.strip()))}", EXIT_BAD_INPUT)
     try:
         value = upstream_value(text, module_names)
     except CodeValue as code:
@@ -207,11 +216,11 @@ def check_override(option: str, config: dict[str, Any], module_names: frozenset[
     if create and exists:
         raise ReproError(f"-o {NEW_KEY_PREFIX}{key}: {key} already exists; drop the {NEW_KEY_PREFIX}", EXIT_BAD_INPUT)
     if exists and _is_section(container[slot]):
-        inside = next((p for p in dotted_paths(container[slot], key) if not _is_section(lookup(config, p)[1])),
-                      f"{key}.KEY")
+        inside = next((p for p in dotted_paths(container[slot], key)
+                       if not _is_section(lookup(config, p)[1]) and p not in HARNESS_OWNED), f"{key}.KEY")
         raise ReproError(f"-o {key} is a section, not a value: override the keys inside it (e.g. -o {inside}=...)",
                          EXIT_BAD_INPUT)
-    value = check_value(key, text, module_names)
+    value = check_value(f"{NEW_KEY_PREFIX}{key}" if create else key, text, module_names)  # its fixes keep the +
     if exists:
         _check_kind(key, text, container[slot], value)
     return CheckedOverride(key=key, value=value, text=f"{key}={text}")

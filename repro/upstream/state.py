@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.core.files import LIST_FILE_LIMIT, read_bytes_bounded
-from repro.core.paths import DATASET_LINK
+from repro.core.paths import DATASET_LINK, with_upstream
 from repro.upstream.git import git_output, head_commit, is_checkout_root, run_git
 from repro.upstream.patches import Patch, PatchCheck, check_patch, read_series, unpatched_contents
 from repro.upstream.pin import Pin, load_pin
@@ -50,7 +50,8 @@ class UpstreamState:
         """Why training must not start, one line each with its fix; empty when ready."""
         where = str(self.path)
         if not self.present:
-            return [f"upstream checkout missing at {where}: run `repro upstream fetch` (or pass --upstream DIR)"]
+            return [f"upstream checkout missing at {where}; run `{with_upstream('repro upstream fetch', where)}` "
+                    "(or pass --upstream DIR)"]
         if not self.is_paddleclas:
             return [f"{where} is not a PaddleClas tree (no tools/train.py): run `repro upstream fetch --dest NEWDIR`"]
         found: list[str] = []
@@ -58,13 +59,14 @@ class UpstreamState:
             found.append("patches/UPSTREAM.yaml pins no commit: run `repro upstream lock`")
         elif self.commit not in (None, UNKNOWN) and not self.matches_pin and not self.commit_claimed:
             found.append(f"{where} is at {self.commit[:8]}, the pin says {self.pinned_commit[:8]}: "
-                         "run `repro upstream fetch` (or fetch into a fresh --dest)")
+                         f"run `{with_upstream('repro upstream fetch', where)}` (or fetch into a fresh --dest)")
         for check in self.patches:
             if check.failure:
                 found.append(f"patch {check.patch.name} neither applies nor is applied: {check.failure};"
                              " revert that file")
             elif not check.applied:
-                found.append(f"patch {check.patch.name} is not applied in {where}: run `repro upstream apply-patches`")
+                found.append(f"patch {check.patch.name} is not applied in {where}: "
+                             f"run `{with_upstream('repro upstream apply-patches', where)}`")
         if self.local_changes:
             found.append(f"{len(self.local_changes)} local change(s) not from our patches in {where}: "
                          f"{', '.join(self.local_changes[:8])}{' ...' if len(self.local_changes) > 8 else ''}; "
@@ -92,7 +94,7 @@ class UpstreamState:
 
     def summary_line(self) -> str:
         if not self.present:
-            return f"upstream: missing at {self.path} (run `repro upstream fetch`)"
+            return f"upstream: missing at {self.path} (run `{with_upstream('repro upstream fetch', self.path)}`)"
         applied = sum(p.applied for p in self.patches)
         commit = (self.commit or UNKNOWN)[:8]
         if self.matches_pin:

@@ -11,7 +11,7 @@ import click
 
 from repro.core.cli_wiring import command, group, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_UPSTREAM, ReproError, one_line
-from repro.core.paths import UPSTREAM_ENV, resolve_upstream_dir
+from repro.core.paths import UPSTREAM_ENV, resolve_upstream_dir, with_upstream
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.git import as_git_url, checked_ref, last_error_line, run_git
 from repro.upstream.patches import apply_series, read_series
@@ -126,7 +126,8 @@ def apply_patches(upstream_dir) -> None:
     """Apply patches/series to the checkout; already-applied patches are left alone."""
     tree = resolve_upstream_dir(upstream_dir)
     if not tree.is_dir():
-        raise ReproError(f"no upstream checkout at {tree}: run `repro upstream fetch`", EXIT_UPSTREAM)
+        raise ReproError(f"no upstream checkout at {tree}: run `{with_upstream('repro upstream fetch', tree)}`",
+                         EXIT_UPSTREAM)
     for patch, newly in apply_series(tree, read_series()):
         click.echo(f"patch {patch.name}: {'applied' if newly else 'already applied'}")
     click.echo(inspect_checkout(tree).summary_line())

@@ -176,6 +176,25 @@ def test_directory_without_any_part_is_not_a_dataset(tmp_path: Path) -> None:
     assert check_dataset(tmp_path).exit_code == 2
 
 
+def test_the_make_tiny_fix_for_an_empty_root_runs_as_printed(tmp_path: Path, monkeypatch) -> None:
+    """`repro dataset check` of a directory with no dataset part suggests make-tiny; typed as printed, from
+    the same directory, that command must make a set the check passes (it needs its OUT argument)."""
+    import re
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    runner = CliRunner(mix_stderr=False)
+    refused = runner.invoke(cli, ["dataset", "check", "empty"])
+    assert refused.exit_code == 2, refused.output
+    printed = re.search(r"`(repro dataset make-tiny[^`]*)`", refused.stderr + refused.stdout)
+    assert printed, (refused.stderr, refused.stdout)
+    made = runner.invoke(cli, shlex.split(printed.group(1))[1:])
+    assert made.exit_code == 0, made.stderr
+    out = shlex.split(printed.group(1))[-1]
+    assert runner.invoke(cli, ["dataset", "check", out]).exit_code == 0
+
+
 # --- bad input (exit 1) ---------------------------------------------------------------------------
 
 def test_missing_list(tiny: Path) -> None:

@@ -6,6 +6,8 @@ a recipe's safeguard."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,12 +18,15 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, ReproError
-from repro.core.paths import project_root
+from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM,
+                               ReproError)
+from repro.core.paths import UPSTREAM_ENV, project_root
 from repro.launch.runner import _report
 from repro.run.rundir import STATUS_FAILED, RunDir
 from repro.upstream.state import inspect_checkout
+from repro.upstream import upstream_cli
 from tests.conftest import REAL_UPSTREAM_ENV
+from tests.doubles import make_fake_checkout
 from tests.launch.test_train_robustness import interrupted_run, run, upstream  # noqa: F401 - fixtures
 
 HOLD = ("import sys, time\nfrom pathlib import Path\nfrom repro.run.lock import RunLock\nfrom repro.run.rundir import RunDir\n"
@@ -119,3 +124,32 @@ def test_a_user_override_of_a_recipe_safeguard_is_said_before_launch(tmp_path: P
         assert f"warning: -o {override} replaces the recipe's safeguard {safeguard}" in result.stderr, result.stderr
     result = runner.invoke(cli, base)
     assert result.exit_code == 0 and "replaces the recipe's safeguard" not in result.stderr
+
+
+def test_the_fetch_a_missing_upstream_names_fetches_that_checkout(tmp_path: Path, monkeypatch) -> None:
+    """`repro train --upstream DIR` with DIR missing says to run a fetch: typed as printed, from the same
+    directory, it must fetch DIR (plain `repro upstream fetch` fetches ./.upstream/PaddleClas instead)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(UPSTREAM_ENV, raising=False)
+    wanted = tmp_path / "elsewhere" / "PaddleClas"
+    runner = CliRunner(mix_stderr=False)
+    train = ["train", "--dry-run", "--platform", "cpu", "--skip-preflight", "--upstream", str(wanted),
+             "--run-dir", str(tmp_path / "run")]
+    refused = runner.invoke(cli, train)
+    assert refused.exit_code == EXIT_UPSTREAM, refused.stderr
+    printed = re.search(r"run `(repro upstream fetch[^`]*)`", refused.stderr)
+    assert printed, refused.stderr
+    fetched: list[Path] = []
+
+    def fake_fetch(request, say):  # what a fetch leaves: a checkout at request.dest
+        fetched.append(request.dest)
+        return inspect_checkout(make_fake_checkout(request.dest))
+
+    monkeypatch.setattr(upstream_cli, "fetch_upstream", fake_fetch)
+    followed = runner.invoke(cli, shlex.split(printed.group(1))[1:])
+    assert followed.exit_code == 0 and fetched == [wanted], (followed.stderr, fetched)
+    again = runner.invoke(cli, train)
+    assert again.exit_code == 0, again.stderr
+    doctor = runner.invoke(cli, ["doctor", "--platform", "cpu", "--upstream", str(tmp_path / "gone")])
+    fixes = [line.split(" -> ", 1)[1] for line in doctor.stdout.splitlines() if line.startswith("FAIL") and " -> " in line]
+    assert fixes and all(f"--upstream {tmp_path / 'gone'}" in fix for fix in fixes if "repro upstream" in fix), fixes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from repro.recipes.catalog import Recipe, Target, load_recipe
 from repro.run.rundir import CONFIG as RECORD_NAME
 from repro.run.rundir import SMOKE_CONFIG as SMOKE_CONFIG_NAME
 from repro.launch.config import apply_smoke_edits, resolve_config
-from repro.core.dotted import suggest_keys
+from repro.core.dotted import lookup, suggest_keys
 from repro.launch.upstream_config import (
     as_upstream_parses,
     check_value,
@@ -372,3 +373,37 @@ def test_the_unknown_key_fix_works_for_a_new_section_too(upstream: Path, tmp_pat
     assert resolved.overrides == ["NewSection.inner.x=1"] and resolved.config["NewSection"] == {"inner": {"x": 1}}
     with pytest.raises(ReproError, match="is a value"):
         resolve(upstream, tmp_path, ["+Global.epochs.x=1"])
+
+
+@pytest.mark.parametrize(
+    ("option", "meant"),
+    [
+        ("Arch.name=os", "os"),
+        ("Arch.name=2020-01-01", "2020-01-01"),
+        ("Global.image_shape=[3,os]", [3, "os"]),
+        ("+Arch.extra=print", "print"),
+        ("+Arch.extra=2020-01-01", "2020-01-01"),
+    ],
+)
+def test_a_printed_value_fix_works_when_typed_into_a_shell(upstream: Path, tmp_path: Path, option: str,
+                                                          meant: object) -> None:
+    """The fix a value refusal prints (`write -o ...`) is a shell command line: typed as printed, the shell
+    must hand over the quotes and spaces it needs, and it keeps the `+` of a new key."""
+    with pytest.raises(ReproError) as error:
+        resolve(upstream, tmp_path, [option])
+    typed = shlex.split(error.value.message.rsplit(": ", 1)[-1].split("write ")[-1].split(" to mean ")[0])
+    assert typed[0] == "-o" and len(typed) == 2, error.value.message
+    resolved = resolve(upstream, tmp_path, [typed[1]])
+    key = option.split("=")[0].lstrip("+")
+    assert resolved.overrides == [f"{key}={typed[1].split('=', 1)[1]}"]
+    assert lookup(resolved.config, key) == (True, meant)
+
+
+def test_the_section_refusals_example_key_can_be_overridden(upstream: Path, tmp_path: Path) -> None:
+    """`-o Global=3` names a key inside Global as its example; that key must not be one the harness owns
+    (Global.checkpoints, Global.output_dir), which -o refuses."""
+    with pytest.raises(ReproError) as error:
+        resolve(upstream, tmp_path, ["Global=3"])
+    example = error.value.message.split("(e.g. -o ", 1)[1].split("=...", 1)[0]
+    default = lookup(yaml.safe_load(CONFIG_TEXT), example)[1]
+    resolve(upstream, tmp_path, [f"{example}={default!r}"])
