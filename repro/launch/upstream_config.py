@@ -10,6 +10,7 @@ import contextlib
 import copy
 import re
 import shlex
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,20 @@ def load_upstream_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _parse(text: str, mode: str = "eval") -> Any:
+    """``ast.parse`` (of a value as ``literal_eval``/``eval`` see it) without Python's compile warnings (``1or``:
+    "invalid decimal literal"; an invalid escape in upstream's source): they would reach the user's terminal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ast.parse(text.lstrip(" \t") if mode == "eval" else text, mode=mode)
+
+
+def _literal(text: str) -> Any:
+    """``ast.literal_eval(text)``, its errors included, and quiet like ``_parse``."""
+    return ast.literal_eval(_parse(text))
+
+
 def as_upstream_parses(raw: dict[str, Any]) -> dict[str, Any]:
     """Mirror ``create_attr_dict``: strings reached through mappings are ``literal_eval``ed; lists are not
     descended into (upstream does not), so a string inside ``transform_ops`` stays a string."""
@@ -55,7 +70,7 @@ def as_upstream_parses(raw: dict[str, Any]) -> dict[str, Any]:
             result[key] = as_upstream_parses(value)
         elif isinstance(value, str):
             try:
-                result[key] = ast.literal_eval(value)
+                result[key] = _literal(value)
             except Exception:  # upstream catches everything here too (but a Ctrl-C stops the harness)
                 result[key] = value
         else:
@@ -67,7 +82,7 @@ def upstream_module_names(upstream_dir: Path | None) -> frozenset[str]:
     """Names a bare word would resolve to in upstream's ``eval``: module globals and builtins."""
     names = set(FALLBACK_MODULE_NAMES) | set(dir(builtins))
     try:
-        tree = ast.parse(read_text_bounded(Path(upstream_dir) / UPSTREAM_CONFIG_MODULE)) if upstream_dir else None
+        tree = _parse(read_text_bounded(Path(upstream_dir) / UPSTREAM_CONFIG_MODULE), "exec") if upstream_dir else None
     except (OSError, SyntaxError, ValueError, ReproError):
         tree = None
     for node in ast.walk(tree) if tree is not None else []:
@@ -120,9 +135,9 @@ def upstream_value(text: str, module_names: frozenset[str]) -> Any:
     """What upstream's ``eval(text)`` yields, or CodeValue: a Python literal, else the raw text when ``eval``
     cannot parse it (``./output/``) or it is a bare word naming nothing in upstream's namespace (NameError)."""
     with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return ast.literal_eval(text)
+        return _literal(text)
     try:
-        tree = ast.parse(text.lstrip(" \t"), mode="eval")
+        tree = _parse(text)
     except (SyntaxError, ValueError):
         return text  # eval raises SyntaxError: upstream keeps the raw text
     body = tree.body
@@ -238,7 +253,7 @@ def _check_kind(key: str, text: str, current: Any, value: Any) -> None:
 def harness_value(text: str) -> Any:
     """How upstream's ``str2num`` reads a value the harness itself passes (trusted, not validated)."""
     try:
-        return ast.literal_eval(text)
+        return _literal(text)
     except (ValueError, TypeError, SyntaxError):
         return text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import warnings
 from pathlib import Path
 
 import pytest
@@ -407,3 +408,16 @@ def test_the_section_refusals_example_key_can_be_overridden(upstream: Path, tmp_
     example = error.value.message.split("(e.g. -o ", 1)[1].split("=...", 1)[0]
     default = lookup(yaml.safe_load(CONFIG_TEXT), example)[1]
     resolve(upstream, tmp_path, [f"{example}={default!r}"])
+
+
+@pytest.mark.parametrize("option", ["Global.epochs=1or", "Arch.name=1or", "Arch.name=3if"])
+def test_a_value_python_warns_about_reaches_the_user_as_our_line_only(option: str, upstream: Path, tmp_path: Path) -> None:
+    """`1or` compiles with "SyntaxWarning: invalid decimal literal", which Python prints on the user's terminal
+    above the harness's one line (or above the dry run); reading a value must not compile it noisily."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            resolve(upstream, tmp_path, [option])
+        except ReproError as error:
+            assert "is a number" in error.message
+    assert [str(w.message) for w in seen] == []
