@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import socket
 from pathlib import Path
 
@@ -179,9 +181,6 @@ def test_directory_without_any_part_is_not_a_dataset(tmp_path: Path) -> None:
 def test_the_make_tiny_fix_for_an_empty_root_runs_as_printed(tmp_path: Path, monkeypatch) -> None:
     """`repro dataset check` of a directory with no dataset part suggests make-tiny; typed as printed, from
     the same directory, that command must make a set the check passes (it needs its OUT argument)."""
-    import re
-    import shlex
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     runner = CliRunner(mix_stderr=False)
