@@ -36,8 +36,9 @@ def load_upstream_yaml(path: Path) -> dict[str, Any]:
     try:
         text = read_text_bounded(path, what="upstream config", fix="refetch upstream (repro upstream fetch)")
     except FileNotFoundError:
-        raise ReproError(f"upstream config {path} not found: run `repro upstream fetch` (or point --upstream at a"
-                         " PaddleClas checkout)", EXIT_UPSTREAM) from None
+        raise ReproError(f"upstream config {path} not found; fetch a complete checkout with `repro upstream fetch --dest "
+                         "NEWDIR` and pass --upstream NEWDIR (a fetch keeps an existing checkout as it is)",
+                         EXIT_UPSTREAM) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -53,7 +53,8 @@ class UpstreamState:
             return [f"upstream checkout missing at {where}; run `{with_upstream('repro upstream fetch', where)}` "
                     "(or pass --upstream DIR)"]
         if not self.is_paddleclas:
-            return [f"{where} is not a PaddleClas tree (no tools/train.py): run `repro upstream fetch --dest NEWDIR`"]
+            return [f"{where} is not a PaddleClas tree (no tools/train.py): run `repro upstream fetch --dest NEWDIR`, "
+                    "then pass --upstream NEWDIR"]
         found: list[str] = []
         if self.pinned_commit is None:
             found.append("patches/UPSTREAM.yaml pins no commit: run `repro upstream lock`")

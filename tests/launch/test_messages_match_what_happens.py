@@ -153,3 +153,26 @@ def test_the_fetch_a_missing_upstream_names_fetches_that_checkout(tmp_path: Path
     doctor = runner.invoke(cli, ["doctor", "--platform", "cpu", "--upstream", str(tmp_path / "gone")])
     fixes = [line.split(" -> ", 1)[1] for line in doctor.stdout.splitlines() if line.startswith("FAIL") and " -> " in line]
     assert fixes and all(f"--upstream {tmp_path / 'gone'}" in fix for fix in fixes if "repro upstream" in fix), fixes
+
+
+def test_a_checkout_missing_its_config_is_told_to_fetch_a_fresh_one_and_use_it(tmp_path: Path, monkeypatch) -> None:
+    """A checkout without the recipe's config: `repro upstream fetch` alone would keep that checkout as it is,
+    so the fix fetches a fresh one into NEWDIR and names it with --upstream; followed, the dry run passes."""
+    monkeypatch.chdir(tmp_path)
+    damaged = make_fake_checkout(tmp_path / "damaged")
+    next(damaged.glob("ppcls/configs/**/*.yaml")).unlink()
+    runner = CliRunner(mix_stderr=False)
+    train = ["train", "--dry-run", "--platform", "cpu", "--skip-preflight", "--run-dir", str(tmp_path / "run")]
+    refused = runner.invoke(cli, [*train, "--upstream", str(damaged)])
+    assert refused.exit_code == EXIT_UPSTREAM and refused.stderr.count("\n") == 1, refused.stderr
+    printed = re.search(r"`(repro upstream fetch --dest NEWDIR)` and pass --upstream NEWDIR", refused.stderr)
+    assert printed, refused.stderr
+
+    def fake_fetch(request, say):  # what a fetch leaves: a checkout at request.dest
+        return inspect_checkout(make_fake_checkout(request.dest))
+
+    monkeypatch.setattr(upstream_cli, "fetch_upstream", fake_fetch)
+    fresh = tmp_path / "fresh"
+    fetched = runner.invoke(cli, shlex.split(printed.group(1).replace("NEWDIR", str(fresh)))[1:])
+    assert fetched.exit_code == 0, fetched.stderr
+    assert runner.invoke(cli, [*train, "--upstream", str(fresh)]).exit_code == 0
