@@ -126,7 +126,21 @@ def test_a_user_override_of_a_recipe_safeguard_is_said_before_launch(tmp_path: P
     assert result.exit_code == 0 and "replaces the recipe's safeguard" not in result.stderr
 
 
-def test_the_fetch_a_missing_upstream_names_fetches_that_checkout(tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def stand_in_fetch(monkeypatch) -> list[Path]:
+    """`repro upstream fetch` without a network: it leaves the test double's checkout at its destination,
+    which it records in the list returned."""
+    fetched: list[Path] = []
+
+    def fetch(request, say):
+        fetched.append(request.dest)
+        return inspect_checkout(make_fake_checkout(request.dest))
+
+    monkeypatch.setattr(upstream_cli, "fetch_upstream", fetch)
+    return fetched
+
+
+def test_the_fetch_a_missing_upstream_names_fetches_that_checkout(tmp_path: Path, monkeypatch, stand_in_fetch) -> None:
     """`repro train --upstream DIR` with DIR missing says to run a fetch: typed as printed, from the same
     directory, it must fetch DIR (plain `repro upstream fetch` fetches ./.upstream/PaddleClas instead)."""
     monkeypatch.chdir(tmp_path)
@@ -139,15 +153,8 @@ def test_the_fetch_a_missing_upstream_names_fetches_that_checkout(tmp_path: Path
     assert refused.exit_code == EXIT_UPSTREAM, refused.stderr
     printed = re.search(r"run `(repro upstream fetch[^`]*)`", refused.stderr)
     assert printed, refused.stderr
-    fetched: list[Path] = []
-
-    def fake_fetch(request, say):  # what a fetch leaves: a checkout at request.dest
-        fetched.append(request.dest)
-        return inspect_checkout(make_fake_checkout(request.dest))
-
-    monkeypatch.setattr(upstream_cli, "fetch_upstream", fake_fetch)
     followed = runner.invoke(cli, shlex.split(printed.group(1))[1:])
-    assert followed.exit_code == 0 and fetched == [wanted], (followed.stderr, fetched)
+    assert followed.exit_code == 0 and stand_in_fetch == [wanted], (followed.stderr, stand_in_fetch)
     again = runner.invoke(cli, train)
     assert again.exit_code == 0, again.stderr
     doctor = runner.invoke(cli, ["doctor", "--platform", "cpu", "--upstream", str(tmp_path / "gone")])
@@ -155,7 +162,7 @@ def test_the_fetch_a_missing_upstream_names_fetches_that_checkout(tmp_path: Path
     assert fixes and all(f"--upstream {tmp_path / 'gone'}" in fix for fix in fixes if "repro upstream" in fix), fixes
 
 
-def test_a_checkout_missing_its_config_is_told_to_fetch_a_fresh_one_and_use_it(tmp_path: Path, monkeypatch) -> None:
+def test_a_checkout_missing_its_config_is_told_to_fetch_a_fresh_one_and_use_it(tmp_path: Path, monkeypatch, stand_in_fetch) -> None:
     """A checkout without the recipe's config: `repro upstream fetch` alone would keep that checkout as it is,
     so the fix fetches a fresh one into NEWDIR and names it with --upstream; followed, the dry run passes."""
     monkeypatch.chdir(tmp_path)
@@ -167,12 +174,7 @@ def test_a_checkout_missing_its_config_is_told_to_fetch_a_fresh_one_and_use_it(t
     assert refused.exit_code == EXIT_UPSTREAM and refused.stderr.count("\n") == 1, refused.stderr
     printed = re.search(r"`(repro upstream fetch --dest NEWDIR)` and pass --upstream NEWDIR", refused.stderr)
     assert printed, refused.stderr
-
-    def fake_fetch(request, say):  # what a fetch leaves: a checkout at request.dest
-        return inspect_checkout(make_fake_checkout(request.dest))
-
-    monkeypatch.setattr(upstream_cli, "fetch_upstream", fake_fetch)
     fresh = tmp_path / "fresh"
     fetched = runner.invoke(cli, shlex.split(printed.group(1).replace("NEWDIR", str(fresh)))[1:])
-    assert fetched.exit_code == 0, fetched.stderr
+    assert fetched.exit_code == 0 and stand_in_fetch == [fresh], fetched.stderr
     assert runner.invoke(cli, [*train, "--upstream", str(fresh)]).exit_code == 0
