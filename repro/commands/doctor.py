@@ -15,7 +15,7 @@ import click
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_FAILED, EXIT_OK
 from repro.platform.devices import PaddleInfo, probe_paddle, query_device_tool
-from repro.core.paths import resolve_upstream_dir, with_upstream
+from repro.core.paths import DEFAULT_LOGS, resolve_upstream_dir, with_upstream
 from repro.platform.profiles import (Profile, available_profiles, default_platform, gpu_profiles, load_profile,
                                      setup_command)
 from repro.recipes.catalog import DEFAULT_RECIPE, load_recipe
@@ -171,7 +171,7 @@ def diagnose(profile: Profile, upstream_dir: Path, logs_dir: Path, recipe_name: 
 @command("doctor", exits={EXIT_OK: "training can start", EXIT_FAILED: "something must be fixed first"})
 @click.option("--platform", "platform_name", default=None, help=f"Platform profile ({', '.join(available_profiles())}); default: the one make setup used.")
 @click.option("--upstream", "upstream_option", default=None, help="PaddleClas checkout (default: $REPRO_UPSTREAM_DIR or .upstream/PaddleClas).")
-@click.option("--logs-dir", default="logs", show_default=True, type=click.Path(path_type=Path), help="Where runs and checkpoints will be written.")
+@click.option("--logs-dir", default=DEFAULT_LOGS, show_default=True, type=click.Path(path_type=Path), help="Where runs and checkpoints will be written.")
 @json_option("the findings")
 def doctor(platform_name: str | None, upstream_option: str | None, logs_dir: Path, as_json: bool) -> None:
     """Say whether this machine can start training, one line per finding, with the fix for each problem."""

@@ -17,6 +17,7 @@ from repro.core.cli_wiring import aligned_columns, command, group, json_option
 from repro.run import rundir
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.filesystem_errors import describe_os_error
+from repro.core.paths import DEFAULT_LOGS, fix_for_not_a_run
 from repro.run.rundir import K_TRUE_BEST, K_WRITTEN, MANIFEST, STATUS_COMPLETED, group_node0, is_smoke, recipe_name
 from repro.run.rundir import OUTPUT_DIR as OUTPUT
 from repro.run.checkpoints import CHECKPOINT_NAME, changed_files, find_checkpoints, is_ours, resume_point
@@ -68,7 +69,7 @@ class RunInfo:
 
 def open_run(path: Path) -> RunInfo:
     if not (path / MANIFEST).is_file():
-        raise ReproError(f"{path} is not a repro run directory (no {MANIFEST}); pass a directory `repro runs` lists",
+        raise ReproError(f"{path} is not a repro run directory (no {MANIFEST}); {fix_for_not_a_run(path)}",
                          EXIT_BAD_INPUT)
     try:
         manifest = rundir.read_manifest(path / MANIFEST)
@@ -181,7 +182,7 @@ def plan_prune(run: RunInfo, including: frozenset[str] = frozenset()) -> PrunePl
 
 
 @group("runs", exits={}, invoke_without_command=True)
-@click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True,
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=DEFAULT_LOGS, show_default=True,
               help="Directory holding the run directories.")
 @json_option("the runs (logs_dir, runs: path, status, recipe, smoke, verdict, bytes)")
 @click.pass_context

@@ -19,7 +19,7 @@ from repro.core.cli_wiring import aligned_columns, command
 from repro.core.numeric_options import BoundedInt
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED,
                                EXIT_OK, EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
-from repro.core.paths import DATASET_LINK, UPSTREAM_ENV, resolve_upstream_dir, with_upstream
+from repro.core.paths import DATASET_LINK, DEFAULT_LOGS, UPSTREAM_ENV, resolve_upstream_dir, with_upstream
 from repro.upstream.patches import apply_series, read_series
 from repro.logs.parse import best_epoch, parse_run
 from repro.dataset.tiny import make_tiny
@@ -31,7 +31,6 @@ from repro.judge.verdict import LOSS_FALLS
 from repro.recipes.catalog import available_recipes, load_recipe
 
 DEFAULT_DATA_DIR = Path("smoke") / "data"
-DEFAULT_LOGS_DIR = Path("logs")
 SMOKE_PLATFORM = "cpu"
 # The smoke needs no epoch_N history; once it passed, the checkpoints the run wrote are pruned too
 # (`repro runs prune`), so a smoke leaves its logs and the true-best copy, not ~700 MB.
@@ -95,7 +94,7 @@ SMOKE_EXITS = {EXIT_OK: "SMOKE PASS", EXIT_FAILED: "SMOKE FAIL: the verdict (or 
 
 @command("smoke", exits=SMOKE_EXITS)
 @click.option("--upstream", help=f"PaddleClas checkout (default: ${UPSTREAM_ENV} or ./.upstream/PaddleClas).")
-@click.option("--logs-dir", type=click.Path(path_type=Path), default=DEFAULT_LOGS_DIR, show_default=True,
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=DEFAULT_LOGS, show_default=True,
               help="Where the run directory goes.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR, show_default=True,
               help="Where the tiny dataset is written.")

@@ -26,6 +26,7 @@ from repro.core.numeric_options import BoundedFloat, BoundedInt
 from repro.core.cli_wiring import command, json_option
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ReproError
 from repro.core.files import Tail, last_lines
+from repro.core.paths import fix_for_not_a_run
 from repro.logs.discover import RunFiles, run_files_in
 from repro.logs.progress import Progress
 from repro.judge.alarmlog import check_on_alarm
@@ -130,12 +131,12 @@ def pace_lines(health: RunHealth, progress: Progress, world: int | None, source:
 def check_watchable(run: Path) -> None:
     run = Path(run)
     if not run.exists():
-        raise ReproError(f"{run} does not exist; pass the run directory `repro train` printed", EXIT_BAD_INPUT)
+        raise ReproError(f"{run} does not exist; {fix_for_not_a_run(run)}", EXIT_BAD_INPUT)
     if run.is_file():
         raise ReproError(f"{run} is a file; watch takes a run directory (with manifest.json and launcher/)", EXIT_BAD_INPUT)
     if not RunDir(run).is_run() and run_files_in(run) is None:
         raise ReproError(f"{run} is not a run directory (no manifest.json, launcher/workerlog.N or output/train.log); "
-                         "pass the directory `repro train` printed (`ls logs/`)", EXIT_BAD_INPUT)
+                         f"{fix_for_not_a_run(run)}", EXIT_BAD_INPUT)
 
 
 def follow(run: Path, poll: float = 5.0, timeout: float = 0.0, pid: int | None = None, lock: Path | None = None,

@@ -11,6 +11,8 @@ UPSTREAM_ENV = "REPRO_UPSTREAM_DIR"
 DEFAULT_UPSTREAM = Path(".upstream") / "PaddleClas"
 # Where upstream's ImageNetDataset configs expect the data, relative to the upstream checkout.
 DATASET_LINK = Path("dataset") / "ILSVRC2012"
+# Where runs go by default, relative to the current directory like the checkout.
+DEFAULT_LOGS = Path("logs")
 
 
 def package_dir() -> Path:
@@ -47,3 +49,14 @@ def with_upstream(command: str, checkout: str | os.PathLike[str]) -> str:
     path = Path(checkout).expanduser().resolve()
     where = "" if path == resolve_upstream_dir(None) else f" --upstream {shlex.quote(str(path))}"
     return f"{command}{where}"
+
+
+def fix_for_not_a_run(path: str | os.PathLike[str]) -> str:
+    """The fix for a path that is not a run, as a command that works here: list the runs beside it
+    (the right one is usually a neighbour, and runs need not live under ./logs)."""
+    parent = Path(path).expanduser().parent
+    if parent.is_dir() and parent.resolve() != DEFAULT_LOGS.resolve():
+        listing = f"repro runs --logs-dir {shlex.quote(('./' if str(parent).startswith('-') else '') + str(parent))}"
+    else:
+        listing = "repro runs" if DEFAULT_LOGS.is_dir() else "repro runs --logs-dir DIR"
+    return f"pass a run directory that `{listing}` lists"

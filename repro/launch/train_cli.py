@@ -9,6 +9,7 @@ import click
 
 from repro.core.numeric_options import BoundedFloat, BoundedInt, process_limit
 from repro.core.cli_wiring import command, json_option
+from repro.core.paths import DEFAULT_LOGS
 from repro.core.errors import (EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK,
                                EXIT_PREFLIGHT, EXIT_TRAINING_FAILED, EXIT_UPSTREAM, ReproError)
 from repro.recipes.catalog import DEFAULT_RECIPE
@@ -63,7 +64,7 @@ RESUME_TAKES = ("keep_checkpoints", "resume_dir", "dry_run", "as_json", "verbose
 @click.option("-o", "--override", "override", multiple=True, metavar="KEY=VALUE",
               help="Upstream config override, checked against the config (repeatable).")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (default: LOGS_DIR/<UTC time>).")
-@click.option("--logs-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
+@click.option("--logs-dir", type=click.Path(path_type=Path), default=DEFAULT_LOGS, show_default=True)
 @click.option("--nnodes", type=BoundedInt(1, MAX_NODES), help="Number of nodes (passed to paddle.distributed.launch).")
 @click.option("--master", metavar="HOST:PORT", help="Rendezvous of a multi-node run (same on every node; node 0's address).")
 @click.option("--node-rank", type=BoundedInt(0, MAX_NODES - 1), help="This node's rank, 0..N-1 (required with --nnodes N > 1; "

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.files import read_text_bounded, write_text_atomic
+from repro.core.paths import fix_for_not_a_run
 
 SCHEMA = 2  # 2: layout owned by repro.run.rundir; segments and statuses as below
 
@@ -245,8 +246,7 @@ def open_run_dir(path: Path) -> RunDir:
                              EXIT_BAD_INPUT)
         why = "it does not exist" if not run.path.exists() else f"no {MANIFEST}"
         raise ReproError(
-            f"{run.path} is not a repro run directory ({why}); pass the directory `repro train` created under "
-            "logs/ (`ls logs/`)",
+            f"{run.path} is not a repro run directory ({why}); {fix_for_not_a_run(path)}",
             EXIT_BAD_INPUT,
         )
     return _with_subdirs(run, exist_ok=True)

@@ -178,3 +178,23 @@ def test_a_checkout_missing_its_config_is_told_to_fetch_a_fresh_one_and_use_it(t
     fetched = runner.invoke(cli, shlex.split(printed.group(1).replace("NEWDIR", str(fresh)))[1:])
     assert fetched.exit_code == 0 and stand_in_fetch == [fresh], fetched.stderr
     assert runner.invoke(cli, [*train, "--upstream", str(fresh)]).exit_code == 0
+
+
+@pytest.mark.parametrize("command", [["eval"], ["train", "--resume"], ["watch", "--once"], ["runs", "prune"]])
+@pytest.mark.parametrize("where", ["elsewhere", "logs"])
+def test_a_mistyped_run_is_told_a_listing_that_shows_the_real_one(command: list[str], where: str, run: RunDir,
+                                                                   upstream: Path, tmp_path: Path, monkeypatch) -> None:
+    """The fix for a path that is not a run lists the runs beside it, from where the user stands: under
+    ./logs plain `repro runs`, elsewhere with --logs-dir (it once said `ls logs/` wherever runs were)."""
+    interrupted_run(run, upstream, {"root": None}, inspect_checkout(upstream).to_manifest())
+    parent = tmp_path / where
+    parent.mkdir()
+    real = run.path.rename(parent / "r50-seed1")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(mix_stderr=False)
+    mistyped = runner.invoke(cli, [*command, str(Path(where) / "r50-seed")])
+    assert mistyped.exit_code == EXIT_BAD_INPUT, mistyped.stderr
+    (fix,) = re.findall(r"`(repro runs[^`]*)`", mistyped.stderr)
+    assert ("--logs-dir" in fix) == (where != "logs"), mistyped.stderr
+    listed = runner.invoke(cli, shlex.split(fix)[1:])
+    assert listed.exit_code == 0 and real.name in listed.stdout, listed.stdout + listed.stderr
