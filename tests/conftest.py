@@ -7,18 +7,38 @@ says which one was used, or why the real-upstream tests were skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import pytest
+from click.testing import CliRunner
 
+from repro.cli import cli
 from repro.core.paths import resolve_upstream_dir
 
 REAL_UPSTREAM_ENV = "REPRO_TEST_UPSTREAM"
+
+
+def repro_here(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m repro ARGS`` run in this process, as the console script runs it (same group, prog name
+    and REPRO_ variables), for commands that read, judge or delete and start nothing: a child would spend
+    about 0.8 CPU-s importing pandas again. ``env`` is the whole environment, as subprocess takes it."""
+    changes = None
+    if env is not None:
+        changes = {key: None for key in os.environ if key not in env}
+        changes.update({key: value for key, value in env.items() if os.environ.get(key) != value})
+    with contextlib.chdir(cwd or Path.cwd()):
+        result = CliRunner(mix_stderr=False).invoke(cli, list(args), prog_name="repro", auto_envvar_prefix="REPRO",
+                                                     env=changes)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["repro", *args], result.exit_code, result.stdout, result.stderr)
 
 
 def real_upstream_choice() -> tuple[Path | None, str]:

@@ -17,6 +17,7 @@ from repro.cli import cli
 from repro.commands.evaluate import eval_command, eval_environment
 from repro.run.rundir import RunDir
 from repro.launch.command import EnvChanges, build_command
+from tests.conftest import repro_here
 from tests.doubles import make_fake_checkout
 from tests.launch.test_train_launcher import finish, harness_env, manifest, repro_train
 
@@ -47,8 +48,13 @@ def repro(*args: str, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def here(*args: str) -> subprocess.CompletedProcess:
+    """A command that starts no training or eval, in this process (tests.conftest.repro_here)."""
+    return repro_here(*args, env=harness_env(FAKE_TOP1="0.25,0.5,0.375"))
+
+
 def check(run: Path, *extra: str) -> subprocess.CompletedProcess:
-    return repro("check-accuracy", str(run), "--target", "0.4", "--eval-set-size", str(VAL_IMAGES), *extra)
+    return here("check-accuracy", str(run), "--target", "0.4", "--eval-set-size", str(VAL_IMAGES), *extra)
 
 
 def test_eval_scores_the_true_best_and_check_accuracy_compares_both_numbers(trained) -> None:
@@ -191,11 +197,11 @@ def test_a_replaced_checkpoint_is_refused_by_eval_require_eval_resume_and_prune(
     assert required.returncode == 2 and "--require-eval: no standalone eval of the judged epoch 2" in required.stdout
     # the resume point: latest here; a replaced one stops the resume, naming it
     replace(output / "latest.pdopt", output / "epoch_1.pdopt", True)
-    resume = repro("train", "--resume", str(copy), "--dry-run")
+    resume = here("train", "--resume", str(copy), "--dry-run")
     assert resume.returncode == 2 and f"error: {output / 'latest.pdopt'} is not the file training wrote" in resume.stderr
     assert "resuming from" not in resume.stderr
     # prune leaves a changed file alone and says so
-    pruned = repro("runs", "prune", str(copy), "--including", "latest", "--including", "true_best")
+    pruned = here("runs", "prune", str(copy), "--including", "latest", "--including", "true_best")
     assert pruned.returncode == 0, pruned.stderr
     assert (output / target).exists() and f"kept {target}: changed since training wrote it" in pruned.stdout
     assert (output / "latest.pdopt").exists() and not (output / "latest.pdparams").exists()
@@ -246,15 +252,15 @@ def test_resume_refuses_to_start_again_from_epoch_1_once_the_run_has_progressed(
     _, run = trained
     copy = copy_run(run, tmp_path, status="interrupted")
     output = copy / "output"
-    kept = repro("runs", "prune", str(copy))  # the resume point and the judged weights stay
+    kept = here("runs", "prune", str(copy))  # the resume point and the judged weights stay
     assert kept.returncode == 0 and "kept latest.*: the resume point, epoch 3" in kept.stdout
     if lose == "prune":
-        assert repro("runs", "prune", str(copy), "--including", "latest", "--including", "true_best").returncode == 0
+        assert here("runs", "prune", str(copy), "--including", "latest", "--including", "true_best").returncode == 0
     else:
         for path in output.glob("*.pd*"):
             if lose == "rm" or path.suffix == ".pdstates":
                 path.unlink()
-    resume = repro("train", "--resume", str(copy), "--dry-run")
+    resume = here("train", "--resume", str(copy), "--dry-run")
     assert resume.returncode == 2, resume.stderr
     assert resume.stderr.strip().splitlines()[-1].startswith(f"error: {copy} trained through epoch 3 and saved checkpoints, "
                                                            "but no complete one is left")
@@ -271,7 +277,7 @@ def test_a_run_that_never_completed_a_save_starts_again_and_says_so(trained, tmp
     data = manifest(copy)
     data.update(checkpoints_written={}, true_best=None)
     (copy / "manifest.json").write_text(json.dumps(data))
-    resume = repro("train", "--resume", str(copy), "--dry-run")
+    resume = here("train", "--resume", str(copy), "--dry-run")
     assert resume.returncode == 0, resume.stderr
     assert "no complete checkpoint yet: the run starts again from epoch 1" in resume.stderr
 
@@ -279,8 +285,8 @@ def test_a_run_that_never_completed_a_save_starts_again_and_says_so(trained, tmp
 def test_resume_from_an_older_state_says_which_epochs_are_trained_again(trained, tmp_path: Path) -> None:
     _, run = trained
     copy = copy_run(run, tmp_path, status="interrupted")
-    assert repro("runs", "prune", str(copy), "--including", "latest").returncode == 0  # true_best (epoch 2) stays
-    resume = repro("train", "--resume", str(copy), "--dry-run")
+    assert here("runs", "prune", str(copy), "--including", "latest").returncode == 0  # true_best (epoch 2) stays
+    resume = here("train", "--resume", str(copy), "--dry-run")
     assert resume.returncode == 0, resume.stderr
     assert "resuming from" in resume.stderr and "true_best (epoch 2)" in resume.stderr
     assert "the run had trained through epoch 3, so epochs 3-3 are trained again" in resume.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from repro.core.paths import DATASET_LINK
+from tests.conftest import repro_here
 from tests.doubles import make_fake_checkout
 from tests.launch.test_train_launcher import harness_env
 from tests.upstream_fixtures import CLASSIFICATION, CLASSIFICATION_DOUBLE
@@ -60,15 +61,15 @@ def test_the_smoke_is_short_and_the_readme_real_run_works_after_it(after_smoke) 
 
     # README step 2: the user's dataset, checked and linked where upstream reads it, without --force.
     mine = home / "my-imagenet"
-    assert repro("dataset", "make-tiny", str(mine), cwd=home, env=env).returncode == 0
-    checked = repro("dataset", "check", str(mine), cwd=home, env=env)
+    assert repro_here("dataset", "make-tiny", str(mine), cwd=home, env=env).returncode == 0
+    checked = repro_here("dataset", "check", str(mine), cwd=home, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    linked = repro("dataset", "link", str(mine), cwd=home, env=env)
+    linked = repro_here("dataset", "link", str(mine), cwd=home, env=env)
     assert linked.returncode == 0, linked.stderr
     assert os.readlink(upstream / DATASET_LINK) == str(mine)
 
     # README step 3, the GPU run, planned (no GPU here).
-    planned = repro("train", "--gpus", "0,1,2,3", "--platform", "nvidia-cuda", "--dry-run", cwd=home, env=env)
+    planned = repro_here("train", "--gpus", "0,1,2,3", "--platform", "nvidia-cuda", "--dry-run", cwd=home, env=env)
     assert planned.returncode == 0, planned.stderr
     assert "--gpus=0,1,2,3" in planned.stdout and "tools/train.py" in planned.stdout
 
@@ -78,13 +79,13 @@ def test_the_smoke_is_short_and_the_readme_real_run_works_after_it(after_smoke) 
     evaluated = repro("eval", str(run), cwd=home, env=env)
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"eval true_best (epoch {epoch}" in evaluated.stdout
-    judged = repro("check-accuracy", str(run), cwd=home, env=env)
+    judged = repro_here("check-accuracy", str(run), cwd=home, env=env)
     assert judged.returncode == 0, judged.stdout + judged.stderr
     assert "PASS" in judged.stdout
 
     # Pruned down to the weights upstream keeps twice (best_model/model.pdparams): eval uses that copy
     # when it holds the true best's epoch, instead of saying "pruned" beside 98 MB of weights.
-    pruned = repro("runs", "prune", str(run), "--including", "true_best", cwd=home, env=env)
+    pruned = repro_here("runs", "prune", str(run), "--including", "true_best", cwd=home, env=env)
     assert pruned.returncode == 0, pruned.stderr
     assert not (run / "output" / "true_best.pdparams").exists() and (run / "output" / "best_model" / "model.pdparams").is_file()
     evaluated = repro("eval", str(run), cwd=home, env=env)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import repro_here
 from tests.doubles import CONFIG, TRAIN_SCRIPT
 
 
@@ -59,8 +60,7 @@ def test_an_option_with_two_equals_signs_is_refused_like_upstream(tmp_path: Path
 def test_the_harness_reads_the_doubles_log(tmp_path: Path) -> None:
     done = fake_train(tmp_path, "Global.epochs=3", FAKE_TOP1="0.5,0.8,0.7")
     assert done.returncode == 0, done.stderr
-    checked = subprocess.run([sys.executable, "-m", "repro", "check-accuracy", "--json", str(tmp_path / "out" / "train.log")],
-                             capture_output=True, text=True, timeout=60)
+    checked = repro_here("check-accuracy", "--json", str(tmp_path / "out" / "train.log"))
     result = json.loads(checked.stdout)
     assert checked.returncode == 0 and result["status"] == "PASS", result
     assert (result["epochs_completed"], result["best_epoch"], result["best_value"]) == (3, 2, 0.8)
@@ -78,6 +78,5 @@ def test_nan_and_slow_knobs(tmp_path: Path) -> None:
     assert ips == ["160.00000"] * 4 + ["40.00000"] * 2
     with (tmp_path / "out" / "best_model.pdstates").open("rb") as handle:
         assert pickle.load(handle)["epoch"] == 1
-    checked = subprocess.run([sys.executable, "-m", "repro", "check-accuracy", str(tmp_path / "out" / "train.log")],
-                             capture_output=True, text=True, timeout=60)
+    checked = repro_here("check-accuracy", str(tmp_path / "out" / "train.log"))
     assert checked.returncode == 1 and "diverged" in checked.stdout.splitlines()[0]

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from repro.cli import cli
 from repro.launch.command import build_command, environment_changes
 from repro.launch.nodes import mismatches
-from tests.conftest import copy_checkout
+from tests.conftest import copy_checkout, repro_here
 from tests.doubles import make_fake_checkout
 from tests.launch.test_train_launcher import _free_port, finish, harness_env, live, lock_pids, manifest
 
@@ -49,8 +49,7 @@ def resume(run: Path, env: dict) -> subprocess.Popen:
 
 
 def check(*args: str) -> tuple[int, str, str]:
-    done = subprocess.run([sys.executable, "-m", "repro", "check-accuracy", *args], capture_output=True, text=True,
-                          env=harness_env(), timeout=60)
+    done = repro_here("check-accuracy", *args, env=harness_env())
     return done.returncode, done.stdout, done.stderr
 
 
@@ -187,8 +186,7 @@ def test_node0_holds_the_logs_when_node1_starts_first(upstream: Path, tmp_path: 
     assert code == 2 and "UNREADABLE" not in out + err
     assert len(err.strip().splitlines()) == 1 and str(node0) in err and "node 1 of 2" in err
     for command in ("report", "watch"):
-        done = subprocess.run([sys.executable, "-m", "repro", command, str(node1)], capture_output=True, text=True,
-                              env=harness_env(), timeout=60)
+        done = repro_here(command, str(node1), env=harness_env())
         assert done.returncode == 2 and done.stderr.strip().splitlines() == err.strip().splitlines(), done.stderr
     code, out, err = check(str(group))  # the whole run, judged from node 0's directory
     assert "UNREADABLE" not in out and "best" in out and "epoch 2" in out
@@ -321,12 +319,13 @@ def test_a_lost_node0_stops_node1(upstream: Path, tmp_path: Path) -> None:
 
 
 def real_checkout(real_upstream: Path, tmp_path: Path) -> Path:
-    """A copy of the real checkout with the tiny dataset linked (the user's checkout keeps its link)."""
+    """A copy of the real checkout with a tiny dataset linked (the user's checkout keeps its link): 16
+    training images a class, so an epoch is 4 steps a rank; nothing here needs the run to learn."""
     upstream = copy_checkout(real_upstream, tmp_path / "PaddleClas")
-    for args in (["dataset", "make-tiny", str(tmp_path / "data")],
+    for args in (["dataset", "make-tiny", "--train-per-class", "16", str(tmp_path / "data")],
                  ["dataset", "link", "--force", str(tmp_path / "data")]):
-        subprocess.run([sys.executable, "-m", "repro", *args], check=True, capture_output=True,
-                       env={**harness_env(), "REPRO_UPSTREAM_DIR": str(upstream)})
+        done = repro_here(*args, env={**harness_env(), "REPRO_UPSTREAM_DIR": str(upstream)})
+        assert done.returncode == 0, done.stderr
     return upstream
 
 
@@ -344,7 +343,7 @@ def test_real_upstream_lost_node_and_resume(real_upstream: Path, tmp_path: Path)
     procs = [node(upstream, group, r, master, "--smoke", "--seed", "0", "-o", "Global.epochs=2", env=env) for r in (1, 0)]
     deadline = time.monotonic() + 600
     log = group / "node0" / "output" / "train.log"
-    while not (log.exists() and "[Train][Epoch 2/2][Iter: 1/" in log.read_text()):
+    while not (log.exists() and "[Train][Epoch 2/2][Iter: 0/" in log.read_text()):
         assert time.monotonic() < deadline and procs[1].poll() is None, "node 0 never reached epoch 2"
         time.sleep(0.5)
     victims = lock_pids(group / "node1")
