@@ -173,6 +173,17 @@ def test_readme_is_short_and_links_only_pages_that_exist() -> None:
             assert (document.parent / target).exists(), f"{document.name} links {target}, which does not exist"
 
 
+def test_readme_says_about_how_many_tests_the_suite_has(request: pytest.FixtureRequest) -> None:
+    """README's "about N tests" is within 2 % of what a whole `make test` collects (it went stale before)."""
+    config = request.config
+    if config.args_source is not pytest.Config.ArgsSource.TESTPATHS or config.option.keyword or config.option.markexpr:
+        pytest.skip("counted only when the whole suite is collected, as `make test` does")
+    stated = re.search(r"about ([\d,]+) tests", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert stated, "README.md does not say `about N tests`"
+    count = int(stated.group(1).replace(",", ""))
+    assert abs(request.session.testscollected - count) <= 0.02 * count, (request.session.testscollected, count)
+
+
 def test_every_command_is_in_the_commands_page() -> None:
     """docs/commands.md lists every command and subcommand (``repro NAME`` in its table)."""
     import click

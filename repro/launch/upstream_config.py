@@ -161,9 +161,14 @@ def shell_option(key: str, text: str) -> str:
     return f'-o "{option}"' if not set(option) & set('"$`\\!') else f"-o {shlex.quote(option)}"
 
 
+def _spell(value: Any) -> str:
+    """``repr`` with lists written without spaces ("[1,'a']"): `make train OVERRIDES=...` splits on spaces."""
+    return f"[{','.join(map(_spell, value))}]" if isinstance(value, list) else repr(value)
+
+
 def _fix(key: str, meant: Any, module_names: frozenset[str]) -> str:
     """How to write ``meant`` so that upstream gets exactly it, or why it cannot be written."""
-    spelling = repr(meant)  # a list of scalars too: "[1, 'a']"
+    spelling = _spell(meant)
     with contextlib.suppress(CodeValue):
         if _same(upstream_value(spelling, module_names), meant) and "=" not in spelling:
             return f"write {shell_option(key, spelling)} to mean {meant!r}"

@@ -394,6 +394,7 @@ def test_a_printed_value_fix_works_when_typed_into_a_shell(upstream: Path, tmp_p
         resolve(upstream, tmp_path, [option])
     typed = shlex.split(error.value.message.rsplit(": ", 1)[-1].split("write ")[-1].split(" to mean ")[0])
     assert typed[0] == "-o" and len(typed) == 2, error.value.message
+    assert len(typed[1].split()) == 1, typed  # also as `make train OVERRIDES=...`: click splits it on spaces
     resolved = resolve(upstream, tmp_path, [typed[1]])
     key = option.split("=")[0].lstrip("+")
     assert resolved.overrides == [f"{key}={typed[1].split('=', 1)[1]}"]
