@@ -17,6 +17,7 @@ from typing import Mapping
 import click
 
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
+from repro.platform.profiles import visible_devices_vars
 from repro.run.rundir import RunDir
 from repro.launch.config import ScalingPlan
 
@@ -132,7 +133,6 @@ def build_command(*, upstream_dir: Path, entry: str, config_arg: str, reference_
 # PADDLE_RANK and PADDLE_TRAINER_ID both override --rank (``parse_args`` in args_envs.py).
 OVERRIDING_LAUNCH_VARS = ("PADDLE_MASTER", "PADDLE_DEVICES", "PADDLE_NNODES", "PADDLE_NPROC_PER_NODE", "PADDLE_LOG_DIR",
                           "PADDLE_RUN_MODE", "PADDLE_RANK", "PADDLE_TRAINER_ID")
-DEVICE_VISIBILITY_VARS = ("CUDA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES")
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def environment_changes(profile_env: Mapping[str, str], visible_devices_var: str
     if gpus is not None and visible_devices_var:
         additions[visible_devices_var] = ",".join(str(g) for g in gpus)
     elif gpus is None:
-        removals += [name for name in DEVICE_VISIBILITY_VARS if name in current and name not in additions]
+        removals += [name for name in visible_devices_vars() if name in current and name not in additions]
     return EnvChanges(set=additions, unset=tuple(removals))
 
 

@@ -71,6 +71,12 @@ def vendor_builds() -> list[dict[str, Any]]:
             for p in paddles if p.get("device_names") and p.get("build_label")]
 
 
+def visible_devices_vars() -> list[str]:
+    """Every profile's device-visibility variable: one left in the environment would make a CPU run's
+    launcher think it drives GPUs."""
+    return sorted({var for name in available_profiles() if (var := load_profile(name).visible_devices_var)})
+
+
 def setup_command(name: str) -> str:
     """The command that gives this checkout a venv for profile ``name``: a venv holds one Paddle build and
     the Makefile refuses to switch one in place, so a venv built for another platform goes first."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
+from repro.core.paths import project_root
 from repro.run.rundir import RunDir
 from repro.launch.command import HARNESS, REFERENCE, build_command
 from tests.doubles import make_fake_checkout, probe_double_env
@@ -145,6 +147,20 @@ def test_environment_sets_visible_devices_to_the_gpu_list_and_drops_overriding_v
     assert "PADDLE_LOG_DIR" not in env and env["HOME"] == "/h"
     cpu = environment_changes({}, None, None, current).apply(current)
     assert "CUDA_VISIBLE_DEVICES" not in cpu  # would make the launcher think it drives GPUs
+
+
+def test_a_new_platforms_visible_devices_variable_is_dropped_from_a_cpu_run(tmp_path: Path, monkeypatch) -> None:
+    """Which variables hide devices is platform data (each profile's visible_devices_var), not a list in code."""
+    from repro.launch.command import environment_changes
+
+    shutil.copytree(project_root() / "environments", tmp_path / "environments")
+    profile = tmp_path / "environments" / "new-gpu" / "profile.yaml"
+    profile.parent.mkdir()
+    profile.write_text((tmp_path / "environments" / "nvidia-cuda" / "profile.yaml").read_text()
+                       .replace("visible_devices_var: CUDA_VISIBLE_DEVICES", "visible_devices_var: NEW_VISIBLE_DEVICES"))
+    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    current = {"NEW_VISIBLE_DEVICES": "0", "CUDA_VISIBLE_DEVICES": "1", "HOME": "/h"}
+    assert sorted(environment_changes({}, None, None, current).unset) == ["CUDA_VISIBLE_DEVICES", "NEW_VISIBLE_DEVICES"]
 
 
 def test_explicit_run_dir_that_is_not_empty_is_refused(upstream: Path, tmp_path: Path) -> None:
