@@ -28,6 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from repro.core.paths import UPSTREAM_ENV  # noqa: E402
+from repro.commands.smoke import DEFAULT_DATA_DIR, child_env, ensure_patched, place_dataset  # noqa: E402
+from repro.dataset.tiny import make_tiny  # noqa: E402
+from repro.launch.command import build_command, environment_changes  # noqa: E402
+from repro.launch.config import resolve_config, smoke_section  # noqa: E402
+from repro.platform.profiles import load_profile  # noqa: E402
+from repro.recipes.catalog import load_recipe  # noqa: E402
 
 GOAL = 0.99
 TRAIN_LINE = re.compile(r"\[Train\]\[Epoch (\d+)/\d+\]\[Iter: (\d+)/\d+\].*?ips: ([0-9.]+)")
@@ -67,13 +73,6 @@ def main() -> int:
         print(f"bench_train_overhead: SKIPPED: set {UPSTREAM_ENV} to a PaddleClas checkout (`repro upstream fetch`)")
         return 0
     upstream = Path(upstream_value).resolve()
-
-    from repro.dataset.tiny import make_tiny
-    from repro.platform.profiles import load_profile
-    from repro.recipes.catalog import load_recipe
-    from repro.commands.smoke import DEFAULT_DATA_DIR, child_env, ensure_patched, place_dataset
-    from repro.launch.command import build_command, environment_changes
-    from repro.launch.config import resolve_config, smoke_section
 
     recipe = load_recipe("resnest50")
     profile = load_profile("cpu")

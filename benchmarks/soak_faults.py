@@ -733,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
             upstream, extra = prepare_real(args.real.expanduser().resolve(), work)
             save_interval = 1000  # the smoke variant's (repro/recipes/resnest50.yaml)
         else:
-            from tests.doubles import make_fake_checkout
+            from tests.doubles import make_fake_checkout  # only the double's soak needs the tests package
 
             upstream, extra = make_fake_checkout(work / "upstream"), ["--skip-preflight"]
             top1 = fake_top1(rng, epochs)

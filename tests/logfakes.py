@@ -320,6 +320,7 @@ def write_envlog(log_dir: Path, world: int, nodes: int = 1, rank: int = 0) -> Pa
 def write_manifest(root: Path, fields: dict) -> Path:
     """A manifest written by the harness's own writer (``repro.run.rundir``), never by hand: ``status``
     (default completed) becomes a finished segment, the other fields are recorded as given."""
+    # here, not at the top: the double's checkout carries a copy of this module (tools/logfakes.py)
     from repro.run.rundir import STATUS_COMPLETED, STATUS_RUNNING, Manifest
 
     status = fields.get("status", STATUS_COMPLETED)

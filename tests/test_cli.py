@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,15 @@ from click.testing import CliRunner
 
 from repro import __version__
 from repro.cli import SUBCOMMANDS, cli
-from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from repro.core import cli_wiring
+from repro.core.cli_wiring import ReproCommand, ReproGroup
+from repro.core.errors import (DOCUMENTED_EXIT_CODES, EVERY_COMMAND_EXITS, EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_DISK,
+                               EXIT_MEANINGS, ReproError)
+from repro.dataset import dataset_cli
+from repro.launch.command import parse_gpus
+from repro.launch.train_cli import check_master
+from repro.upstream import upstream_cli
+from tests.doubles import make_fake_checkout
 
 
 def test_help_lists_every_command() -> None:
@@ -68,8 +78,6 @@ def test_console_script_runs_without_traceback() -> None:
 
 
 def test_a_refused_path_is_one_line_and_a_bug_is_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-
     @click.command()
     @click.argument("kind")
     def touchy(kind: str) -> None:
@@ -149,8 +157,6 @@ def test_help_and_version_still_exit_0() -> None:
 
 
 def test_exit_code_table_is_documented_once_in_errors_and_in_docs() -> None:
-    from repro.core.errors import DOCUMENTED_EXIT_CODES, EXIT_MEANINGS
-
     doc = (Path(__file__).resolve().parents[1] / "docs" / "exit-codes.md").read_text(encoding="utf-8")
     rows = [line for line in doc.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert rows == [f"| {code} | {meaning} |" for code, meaning in EXIT_MEANINGS.items()]
@@ -183,9 +189,6 @@ def exit_code_section(help_text: str) -> list[tuple[int, str]]:
 
 
 def test_every_command_and_subcommand_is_declared_one_way_and_its_help_lists_its_exit_codes() -> None:
-    from repro.core.cli_wiring import ReproCommand, ReproGroup
-    from repro.core.errors import DOCUMENTED_EXIT_CODES, EVERY_COMMAND_EXITS
-
     commands = every_command()
     assert len(commands) >= 23
     for path, command in [((), cli), *commands]:
@@ -210,18 +213,14 @@ def test_a_commands_own_words_for_a_code_replace_the_tables() -> None:
 
 
 def test_an_exit_code_outside_the_table_is_refused_where_it_is_declared() -> None:
-    from repro.core.cli_wiring import command
-
     with pytest.raises(ValueError, match="42"):
-        @command("odd", exits={42: "no such code"})
+        @cli_wiring.command("odd", exits={42: "no such code"})
         def odd() -> None:
             pass
 
 
 def test_no_package_declares_a_command_another_way() -> None:
     """click's own decorators appear only in the one wiring module and the top-level group."""
-    import re
-
     root = Path(__file__).resolve().parents[1] / "repro"
     pattern = re.compile(r"@click\.(command|group)\b|@\w+\.(command|group)\(|click\.Group\)|argparse\.ArgumentParser")
     offenders = {str(path.relative_to(root)) for path in root.rglob("*.py")
@@ -231,8 +230,6 @@ def test_no_package_declares_a_command_another_way() -> None:
 
 def test_unknown_override_key_is_bad_input_like_every_other_bad_override(tmp_path: Path) -> None:
     """An unknown -o key is a typo in the command line (2), not a machine that cannot train (4)."""
-    from tests.doubles import make_fake_checkout
-
     upstream = make_fake_checkout(tmp_path / "upstream")
     runner = CliRunner(mix_stderr=False)
     base = ["train", "--platform", "cpu", "--upstream", str(upstream), "--dry-run", "--skip-preflight",
@@ -256,8 +253,6 @@ def test_resume_of_a_directory_that_is_not_a_run_is_bad_input_like_a_missing_one
 
 @pytest.mark.parametrize("gpus", ["0,,1", "١,٢", "0,1,", "+1", "1_0", "0,0", "-1"])
 def test_gpus_that_are_not_plain_distinct_ids_are_refused(gpus: str) -> None:
-    from repro.launch.command import parse_gpus
-
     with pytest.raises(ReproError) as error:
         parse_gpus(gpus)
     assert error.value.exit_code == EXIT_BAD_INPUT and "--gpus" in error.value.message
@@ -266,8 +261,6 @@ def test_gpus_that_are_not_plain_distinct_ids_are_refused(gpus: str) -> None:
 
 @pytest.mark.parametrize("master", ["h:99999999", "h:0", "h:٨٠", ":80", "h:", "--upload-pack=x:80", "a b:80"])
 def test_master_must_be_host_and_a_port_in_range(master: str) -> None:
-    from repro.launch.train_cli import check_master
-
     with pytest.raises(ReproError) as error:
         check_master(master, 2)
     assert error.value.exit_code == EXIT_BAD_INPUT and "port in 1-65535" in error.value.message
@@ -279,12 +272,6 @@ def test_master_must_be_host_and_a_port_in_range(master: str) -> None:
 def test_a_full_disk_is_one_code_everywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Issue 20: a full or failing disk exited 2 ("bad input") in most commands, 3 under upstream and 4
     in prepare; it is one documented code (EXIT_DISK), whether or not the error names a path."""
-    import errno
-
-    from repro.core.errors import EXIT_DISK, EXIT_MEANINGS
-    from repro.dataset import dataset_cli
-    from repro.upstream import upstream_cli
-
     assert EXIT_DISK == 8 and "disk is full" in EXIT_MEANINGS[EXIT_DISK]
     cases = [  # (module, name the command calls, argv, errno, a path or not)
         (dataset_cli, "make_tiny", ["dataset", "make-tiny", str(tmp_path / "t")], errno.ENOSPC, None),

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -186,8 +186,6 @@ def test_readme_says_about_how_many_tests_the_suite_has(request: pytest.FixtureR
 
 def test_every_command_is_in_the_commands_page() -> None:
     """docs/commands.md lists every command and subcommand (``repro NAME`` in its table)."""
-    import click
-
     page = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
     table = "\n".join(line for line in page.splitlines() if line.startswith("| `repro "))
     missing = []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import click
@@ -109,9 +111,6 @@ def test_a_newline_in_a_path_stays_on_one_line_everywhere(sandbox, args: list[st
 
 def test_an_argument_that_is_not_utf8_is_echoed_escaped() -> None:
     """argv bytes that are not UTF-8 reach Python as surrogates (CliRunner cannot pass them: a real process)."""
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-c", "from repro.cli import main; main()", "upstream", "status",
                            "--upstream", b"missing-\xff"], capture_output=True, timeout=60)
     assert done.returncode == 3, done.stderr

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import ImageFile
 from click.testing import CliRunner
 
 from repro.cli import cli
@@ -55,8 +56,6 @@ def test_each_decode_has_a_deadline() -> None:
 
 
 def test_a_decode_that_takes_too_long_is_a_reason_not_a_hang(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from PIL import ImageFile
-
     image = next(tiny.rglob("*.JPEG"))
     assert decode_error(str(image), timeout=0.2) is None
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: time.sleep(5))

@@ -75,3 +75,17 @@ def test_imports_inside_functions_are_only_heavy_modules_and_say_so() -> None:
                     if (name or "").split(".")[0] not in HEAVY or "# heavy:" not in lines[inner.lineno - 1]:
                         offenders.append(f"{path.relative_to(ROOT)}:{inner.lineno}: {lines[inner.lineno - 1].strip()}")
     assert offenders == []
+
+
+def test_tests_and_benchmarks_import_inside_functions_only_with_a_reason() -> None:
+    """The tests and benchmarks keep the package's rule: an import inside a function says why (a comment on its line or
+    the line above), e.g. a module that must import without repro, or one put on sys.path for a test."""
+    offenders = []
+    for path in sorted([*(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                offenders += [f"{path.relative_to(ROOT)}:{inner.lineno}: {lines[inner.lineno - 1].strip()}"
+                              for inner in ast.walk(node) if isinstance(inner, (ast.Import, ast.ImportFrom))
+                              and "#" not in lines[inner.lineno - 1] and not lines[inner.lineno - 2].strip().startswith("#")]
+    assert offenders == []

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.doubles import make_fake_checkout
+from tests.upstream_fixtures import make_bare_mirror, make_fake_upstream, make_git_archive, write_harness_root
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -61,8 +62,6 @@ def test_setup_refuses_to_switch_the_platform_of_an_existing_venv() -> None:
 
 
 def _fake_harness(tmp_path: Path):
-    from tests.upstream_fixtures import make_fake_upstream, write_harness_root
-
     upstream = make_fake_upstream(tmp_path)
     # The pin's own URL is unreachable, as GitHub is on the machines these variables are for.
     root = write_harness_root(tmp_path / "harness", "http://127.0.0.1:9/PaddleClas.git", upstream.first)
@@ -82,7 +81,6 @@ def test_make_smoke_fetches_from_an_archive_or_a_mirror(tmp_path: Path, variable
     """The fetch step of `make smoke` for real (the training step is replaced by `true`)."""
     if not venv_ready():
         pytest.skip("needs the .venv that `make test` builds")
-    from tests.upstream_fixtures import make_bare_mirror, make_git_archive
 
     upstream, root = _fake_harness(tmp_path)
     if variable == "UPSTREAM_ARCHIVE":

@@ -7,6 +7,7 @@ which faster epochs would train to the end before the next fault's moment came."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from repro.run.checkpoints import adopt_unrecorded, snapshot
 from tests.doubles import make_fake_checkout, probe_double_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +54,7 @@ def test_the_soak_detects_a_lost_log_line(tmp_path: Path) -> None:
     """The soak's own check must be able to fail: a log rewritten between segments is counted as lost."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import soak_faults
+        import soak_faults  # benchmarks/ is on sys.path only for this test
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     run = tmp_path / "run"
@@ -113,14 +115,10 @@ def test_saves_a_killed_harness_never_recorded_are_adopted_by_the_next_segment(t
 
 
 def test_adoption_takes_only_upstream_saves_from_an_earlier_segments_window(tmp_path: Path) -> None:
-    from repro.run.checkpoints import adopt_unrecorded, snapshot
-
     output = tmp_path
     t0 = 1_700_000_000.0
 
     def iso(t: float) -> str:
-        import datetime as dt
-
         return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")
 
     def put(name: str, t: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,9 +11,10 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.commands import doctor
-from repro.commands.doctor import FAIL, OK, WARN, check_devices, check_paddle
-from repro.platform.devices import PaddleInfo, probe_paddle
+from repro.commands.doctor import FAIL, OK, WARN, check_dataset, check_devices, check_paddle
+from repro.platform.devices import PaddleInfo, probe_paddle, query_device_tool
 from repro.platform.profiles import load_profile
+from tests.doubles import make_fake_checkout
 
 
 # Set up once: its shared fixture is not function-scoped, so one xdist worker runs the whole module.
@@ -50,8 +53,6 @@ def test_doctor_here_without_upstream_or_dataset(tmp_path: Path) -> None:
 
 
 def test_doctor_json(tmp_path: Path) -> None:
-    import json
-
     result = CliRunner().invoke(cli, ["doctor", "--json", "--upstream", str(tmp_path / "x"), "--logs-dir", str(tmp_path)])
     data = json.loads(result.output)
     assert data["ready"] is False
@@ -89,9 +90,6 @@ def test_missing_vendor_tool_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_disk_check_fails_when_checkpoints_do_not_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The free space is the test's, not the machine's: doctor's disk line follows what disk_usage says."""
-    import json
-    import shutil
-
     asked: list[Path] = []
 
     def usage(free_bytes: int):
@@ -116,8 +114,6 @@ def test_disk_check_fails_when_checkpoints_do_not_fit(tmp_path: Path, monkeypatc
 def test_dataset_line_is_pre_flights_own_check(tmp_path: Path) -> None:
     # Doctor and pre-flight agree: doctor runs pre-flight's dataset check on the recipe's config.
     from repro.dataset.tiny import MARKER, make_tiny
-    from repro.commands.doctor import check_dataset
-    from tests.doubles import make_fake_checkout
 
     upstream = make_fake_checkout(tmp_path / "PaddleClas")
     (upstream / "dataset").mkdir()
@@ -134,8 +130,6 @@ def test_dataset_line_is_pre_flights_own_check(tmp_path: Path) -> None:
 
 
 def test_device_tool_is_queried_like_nvidia_smi_and_falls_back_to_a_list(tmp_path: Path, monkeypatch) -> None:
-    from repro.platform.devices import query_device_tool
-
     profile = load_profile("ixuca-bi-v150-sdk4.2.0")
     tool = tmp_path / "ixsmi"
     # An ixsmi that knows --query-gpu, as nvidia-smi does.

@@ -4,8 +4,11 @@ an eval runs, built from a training manifest."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,9 +132,6 @@ def test_bad_checkpoints_and_non_runs_are_refused_in_one_line(trained, tmp_path:
 
 
 def test_eval_is_refused_while_the_run_trains(trained) -> None:
-    import fcntl
-    import os
-
     _, run = trained
     fd = os.open(run / ".lock", os.O_CREAT | os.O_RDWR)
     try:
@@ -145,8 +145,6 @@ def test_eval_is_refused_while_the_run_trains(trained) -> None:
 
 def copy_run(run: Path, where: Path, status: str | None = None) -> Path:
     """A copy of the run (mtimes kept, as ``cp -a``) before any eval, optionally with another manifest status."""
-    import shutil
-
     copy = where / "run"
     shutil.copytree(run, copy, symlinks=True, ignore=shutil.ignore_patterns("eval"))
     data = manifest(copy)
@@ -158,8 +156,6 @@ def copy_run(run: Path, where: Path, status: str | None = None) -> Path:
 
 def replace(target: Path, source: Path, keep_mtime: bool) -> None:
     """Someone's ``cp source target`` (with ``touch -r target`` when ``keep_mtime``: size and mtime as recorded)."""
-    import os
-
     before = target.stat()
     target.write_bytes(source.read_bytes()[: before.st_size].ljust(before.st_size, b"x"))
     if keep_mtime:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
+from repro.commands import runs as runs_module
+from repro.commands import smoke as smoke_module
 from repro.run.lock import is_active
 from repro.run.rundir import Manifest
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
+from tests.doubles import make_fake_checkout
 from tests.logfakes import standard_run
 
 
@@ -113,13 +119,10 @@ def test_prune_refuses_a_running_run_and_bad_operands(tmp_path: Path) -> None:
 
 
 def test_the_smoke_keeps_fewer_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro.commands import smoke
-    from tests.doubles import make_fake_checkout
-
     calls: list[list[str]] = []
-    monkeypatch.setattr(smoke, "ensure_patched", lambda path: [])
-    monkeypatch.setattr(smoke, "run_step", lambda argv: calls.append(argv) or 0)
-    smoke.main(["--upstream", str(make_fake_checkout(tmp_path / "up")), "--data-dir", str(tmp_path / "data"),
+    monkeypatch.setattr(smoke_module, "ensure_patched", lambda path: [])
+    monkeypatch.setattr(smoke_module, "run_step", lambda argv: calls.append(argv) or 0)
+    smoke_module.main(["--upstream", str(make_fake_checkout(tmp_path / "up")), "--data-dir", str(tmp_path / "data"),
                 "--logs-dir", str(tmp_path / "logs")])
     train, evaluate, check, prune = calls
     assert evaluate[3] == "eval" and check[3] == "check-accuracy"
@@ -129,8 +132,6 @@ def test_the_smoke_keeps_fewer_checkpoints(tmp_path: Path, monkeypatch: pytest.M
 
 def test_prune_refuses_a_run_whose_recorded_processes_live(tmp_path: Path) -> None:
     """A SIGKILLed harness leaves its ranks running and holding no flock: the lock file's record tells."""
-    import psutil
-
     run = make_run(tmp_path / "logs", "smoke-1")
     me = psutil.Process()
     (run / ".lock").write_text(json.dumps({"processes": [
@@ -143,8 +144,6 @@ def test_prune_refuses_a_run_whose_recorded_processes_live(tmp_path: Path) -> No
 
 
 def test_prune_holds_the_lock_while_deleting_and_leaves_no_lock_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro.commands import runs
-
     run = make_run(tmp_path / "logs", "smoke-1")
     seen = []
     real_unlink = Path.unlink
@@ -168,9 +167,6 @@ def test_prune_holds_the_lock_while_deleting_and_leaves_no_lock_behind(tmp_path:
 
 def complete_save(output: Path, name: str, epoch: int, metric: float = 0.5) -> dict[str, dict]:
     """One save as upstream writes it (.pdparams, .pdopt, .pdstates last), recorded with its digests."""
-    import hashlib
-    import pickle
-
     records = {}
     for suffix, data in ((".pdparams", b"w" * 3000), (".pdopt", b"o" * 3000),
                          (".pdstates", pickle.dumps({"metric": metric, "epoch": epoch}))):
@@ -244,8 +240,6 @@ def test_prune_smoke_takes_completed_smoke_runs_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("failure", [OSError(13, "Permission denied", "output/latest.pdparams"),
                                      ReproError("it started meanwhile", EXIT_CONFLICT)])
 def test_one_run_that_cannot_be_pruned_does_not_stop_the_others(tmp_path: Path, monkeypatch, failure) -> None:
-    from repro.commands import runs as runs_module
-
     logs = tmp_path / "logs"
     first, second = make_run(logs, "smoke-1"), make_run(logs, "smoke-2")
     before = files(second)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -193,13 +196,6 @@ def test_unwritable_upstream_is_one_line_naming_the_directory(
 
 
 def test_force_refuses_to_relink_under_a_running_training(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-    import time
-
-    from repro.dataset.link import link_dataset
-    from repro.dataset.tiny import make_tiny
-
     upstream = tmp_path / "PaddleClas"
     (upstream / "tools").mkdir(parents=True)
     (upstream / "tools" / "train.py").write_text("import time\ntime.sleep(30)\n")

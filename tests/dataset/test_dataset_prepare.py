@@ -10,6 +10,7 @@ import errno
 import io
 import json
 import os
+import random
 import shutil
 import tarfile
 import threading
@@ -22,7 +23,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from repro.cli import cli
+from repro.core.errors import ReproError
 from repro.dataset import prepare as prepare_module
+from repro.dataset.prepare import _stream_members
+from repro.dataset.tar_stream import NotPlain, plain_members
 
 WNIDS = ["n01440764", "n01443537", "n02099601"]  # sorted: labels 0, 1, 2
 # ILSVRC2012_ID of each leaf: not the sorted order (ID 1 is the last WNID).
@@ -567,12 +571,6 @@ def random_archive(rng) -> bytes:
 
 
 def test_fast_class_tar_reader_declines_or_agrees_with_tarfile(tmp_path: Path) -> None:
-    import random
-
-    from repro.dataset.prepare import _stream_members
-    from repro.dataset.tar_stream import NotPlain, plain_members
-    from repro.core.errors import ReproError
-
     rng = random.Random(7)
     agreed = declined = 0
     for _ in range(600):

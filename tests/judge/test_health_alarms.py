@@ -12,10 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
+from repro.judge import alarmlog
 from repro.judge.alarmlog import AlarmLog
 from repro.judge.health import (CHANCE, DISK, LOSS_FLAT, NONFINITE, THROUGHPUT, Alarm, HealthMonitor,
                                HealthSettings)
 from repro.judge.monitor import RunHealth
+from tests.doubles import make_fake_checkout
+from tests.launch.test_train_launcher import finish, repro_train
 from tests.logfakes import FakeUpstreamLog, write_run
 
 MANIFEST = {"status": "completed", "recipe": {"name": "resnest50"}, "smoke": False, "config": {"epochs": 6, "save_interval": 1}}
@@ -156,8 +159,6 @@ def test_on_alarm_runs_once_per_alarm_with_the_json_on_stdin(tmp_path: Path) -> 
 
 
 def test_on_alarm_failure_and_timeout_are_reported_not_fatal(tmp_path: Path, monkeypatch) -> None:
-    from repro.judge import alarmlog
-
     assert alarmlog.run_on_alarm([sys.executable, "-c", "import sys; sys.exit(3)"], {"alarm": "x"})[0] == 3
     code, problem = alarmlog.run_on_alarm([sys.executable, "-c", "import time; time.sleep(5)"], {"alarm": "x"}, timeout=0.2)
     assert code is None and "stopped" in problem
@@ -188,9 +189,6 @@ def test_plain_upstream_logs_are_watched_but_not_written_to(tmp_path: Path) -> N
 
 
 def test_repro_train_prints_alarms_from_its_housekeeper(tmp_path: Path) -> None:
-    from tests.doubles import make_fake_checkout
-    from tests.launch.test_train_launcher import finish, repro_train
-
     upstream = make_fake_checkout(tmp_path / "upstream")
     run = tmp_path / "run"
     # the double's train loss at epoch 3 is 1.9 >= 0.9 x ln(8) = 1.87: with 8 classes it is not falling

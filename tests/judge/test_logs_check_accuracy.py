@@ -14,7 +14,7 @@ from repro.cli import cli
 from repro.judge.judge_cli import check_accuracy
 from repro.logs.parse import parse_run
 from repro.judge.verdict import judge, sampling_margin
-from repro.recipes.catalog import Target, load_recipe
+from repro.recipes.catalog import Target, load_recipe, parse_targets
 from tests.logfakes import TRACEBACK, FakeUpstreamLog, standard_run, write_lines, write_run
 
 RECIPE_EPOCHS = 4  # a short stand-in for the recipe's 300: completeness is read from the log's own echo
@@ -225,8 +225,6 @@ def test_another_metric_is_not_judged_against_the_top1_target(tmp_path):
 
 
 def test_a_recipe_may_carry_a_target_per_metric(tmp_path):
-    from repro.recipes.catalog import parse_targets
-
     single = parse_targets({"metric": "top1", "value": 0.7677, "eval_set_size": 50000})
     assert [t.metric for t in single] == ["top1"]
     listed = parse_targets([{"metric": "top1", "value": 0.7677, "eval_set_size": 50000},
@@ -306,8 +304,6 @@ def test_the_recipe_target_comes_with_where_it_came_from(tmp_path):
     # 0.7677 is one README number: the verdict says who set it, with what upstream, and what does not add up.
     from click.testing import CliRunner
 
-    from repro.cli import cli
-    from tests.logfakes import standard_run
 
     run = standard_run(tmp_path / "run", top1={1: 0.5, 2: 0.78, 3: 0.77})
     result = CliRunner(mix_stderr=False).invoke(cli, ["check-accuracy", str(run)])

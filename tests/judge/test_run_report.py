@@ -7,6 +7,7 @@ import html
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -256,8 +257,6 @@ def test_a_file_size_limit_from_the_kernel_leaves_whole_files_or_none(tmp_path):
     limit = 20_000  # epochs.csv and summary.md fit, curves.png (> 40 kB) does not
 
     def limited():
-        import resource
-
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of a kill
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 

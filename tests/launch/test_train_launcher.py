@@ -8,8 +8,10 @@ ranks, its exit codes, its log directory.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -24,9 +26,13 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
+from repro.core import files
 from repro.core.paths import project_root
+from repro.run import rundir
+from repro.run.checkpoints import check_complete, observe_written, prune, resume_point, snapshot
+from repro.run.lock import RunLock
 from repro.run.rundir import RunDir
-from repro.launch.command import HARNESS, REFERENCE, build_command
+from repro.launch.command import HARNESS, REFERENCE, build_command, environment_changes
 from tests.doubles import make_fake_checkout, probe_double_env
 
 REFERENCE_TOKENS = [  # the DeepSparkHub README's line (repro/recipes/resnest50.yaml reference.command)
@@ -137,8 +143,6 @@ def test_command_tokens_keep_reference_order_and_mark_additions(tmp_path: Path) 
 
 
 def test_environment_sets_visible_devices_to_the_gpu_list_and_drops_overriding_vars() -> None:
-    from repro.launch.command import environment_changes
-
     current = {"CUDA_VISIBLE_DEVICES": "0,1", "PADDLE_LOG_DIR": "/elsewhere", "HOME": "/h"}
     gpu = environment_changes({"FLAGS_x": "True"}, "CUDA_VISIBLE_DEVICES", [4, 5], current)
     env = gpu.apply(current)
@@ -151,8 +155,6 @@ def test_environment_sets_visible_devices_to_the_gpu_list_and_drops_overriding_v
 
 def test_a_new_platforms_visible_devices_variable_is_dropped_from_a_cpu_run(tmp_path: Path, monkeypatch) -> None:
     """Which variables hide devices is platform data (each profile's visible_devices_var), not a list in code."""
-    from repro.launch.command import environment_changes
-
     shutil.copytree(project_root() / "environments", tmp_path / "environments")
     profile = tmp_path / "environments" / "new-gpu" / "profile.yaml"
     profile.parent.mkdir()
@@ -314,8 +316,6 @@ def test_resume_skips_a_half_written_latest_and_true_best_survives(upstream: Pat
 
 
 def test_retention_deletes_only_files_this_run_wrote(tmp_path: Path) -> None:
-    from repro.run.checkpoints import observe_written, prune, snapshot
-
     output = tmp_path / "output"
     output.mkdir()
 
@@ -339,8 +339,6 @@ def test_retention_deletes_only_files_this_run_wrote(tmp_path: Path) -> None:
 
 
 def test_checkpoint_completeness_and_resume_point(tmp_path: Path) -> None:
-    from repro.run.checkpoints import check_complete, resume_point
-
     def save(name: str, t: float, sizes=(1, 1, 1)) -> None:
         for offset, (suffix, size) in enumerate(zip((".pdparams", ".pdopt", ".pdstates"), sizes)):
             path = tmp_path / f"{name}{suffix}"
@@ -364,7 +362,6 @@ def test_a_later_complete_best_model_beats_an_older_latest_after_a_full_disk(tmp
     # The disk filled while epoch_5 and latest were being written; best_model of epoch 5 was saved first.
     import pickle
 
-    from repro.run.checkpoints import resume_point
 
     def save(name: str, epoch: int, t: float, states: bool = True) -> None:
         for offset, suffix in enumerate((".pdparams", ".pdopt", ".pdstates")):
@@ -386,11 +383,6 @@ def test_a_later_complete_best_model_beats_an_older_latest_after_a_full_disk(tmp
 
 
 def test_manifest_write_is_atomic(tmp_path: Path, monkeypatch) -> None:
-    import errno
-
-    from repro.core import files
-    from repro.run import rundir
-
     path = tmp_path / "manifest.json"
     rundir.write_manifest(path, {"status": "running"})
 
@@ -405,8 +397,6 @@ def test_manifest_write_is_atomic(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_stale_lock_is_taken_over(upstream: Path, tmp_path: Path) -> None:
-    from repro.run.lock import RunLock
-
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -458,8 +448,6 @@ def live(records: list[dict]) -> list[psutil.Process]:
 def test_a_dropped_ssh_session_does_not_stop_training(upstream: Path, tmp_path: Path) -> None:
     """Under a real pseudo-terminal whose master is closed mid-run (the SSH session drops): the harness
     gets SIGHUP, keeps training, writes on into console.log, and completes the run and its record."""
-    import pty
-
     run = tmp_path / "run"
     env = harness_env(FAKE_SLEEP="0.8")
     argv = [sys.executable, "-m", "repro", "train", "--upstream", str(upstream), "--platform", "cpu",

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.launch.command import build_command, environment_changes
-from repro.launch.nodes import mismatches
+from repro.launch.nodes import NodePlan, NodeWatch, mismatches
+from repro.run.rundir import Manifest, create_node_run_dir, group_node0, where_node0_is
 from tests.conftest import copy_checkout, repro_here
 from tests.doubles import make_fake_checkout
 from tests.launch.test_train_launcher import _free_port, finish, harness_env, live, lock_pids, manifest
@@ -117,9 +118,6 @@ def test_mismatch_lines_name_what_differs() -> None:
 
 
 def test_node0_stops_when_no_log_line_comes_within_the_stall_timeout(tmp_path: Path) -> None:
-    from repro.run.rundir import Manifest, create_node_run_dir
-    from repro.launch.nodes import NodePlan, NodeWatch
-
     run = create_node_run_dir(tmp_path, tmp_path / "g", 0)
     book = Manifest.create(run.manifest, {"nodes": {"nnodes": 2, "node_rank": 0}})
     watch = NodeWatch(NodePlan(2, 0, f"127.0.0.1:{_free_port()}", stall_timeout=1.0), run, book, {}, print)
@@ -132,8 +130,6 @@ def test_node0_stops_when_no_log_line_comes_within_the_stall_timeout(tmp_path: P
 
 
 def test_a_run_directory_names_node0_and_a_group_is_judged_by_node0(tmp_path: Path) -> None:
-    from repro.run.rundir import Manifest, create_node_run_dir, group_node0, where_node0_is
-
     group = tmp_path / "shared"
     runs = [create_node_run_dir(tmp_path, group, rank) for rank in (0, 1)]
     for rank, run in enumerate(runs):

@@ -3,6 +3,7 @@ copied-in files, a failed start in a user's directory, resume's own checks, proc
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -11,13 +12,24 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
+import repro.launch.preflight as preflight
+import repro.launch.start as start
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_PREFLIGHT, ReproError
-from repro.run.rundir import SCHEMA, RunDir
+from repro.dataset.fingerprint import fingerprint
+from repro.dataset.tiny import make_tiny
+from repro.launch.runner import Housekeeper
+from repro.platform.devices import query_device_tool
+from repro.platform.profiles import DeviceQuery
+from repro.run.lock import RunLock
+from repro.run.processes import Launch, ProcessRecord, find_run_processes, seconds_from_env
+from repro.run.rundir import Manifest, RunDir, SCHEMA, create_run_dir, plan_run_dir
 from repro.launch.command import HARNESS, USER, LaunchCommand, Token, build_command
+from repro.upstream.state import inspect_checkout
 from tests.doubles import make_fake_checkout
 
 
@@ -44,8 +56,6 @@ def sleeper(*extra: str, python: str = sys.executable) -> subprocess.Popen:
 
 
 def test_a_second_harness_is_refused_while_the_first_holds_the_flock(run: RunDir) -> None:
-    from repro.run.lock import RunLock
-
     first = RunLock(run).acquire(lambda text: None)
     try:
         with pytest.raises(ReproError) as refused:
@@ -62,8 +72,6 @@ def test_a_second_harness_is_refused_while_the_first_holds_the_flock(run: RunDir
 
 def test_an_empty_lock_file_without_a_holder_is_taken_over(run: RunDir) -> None:
     """What a harness killed between creating and writing the file leaves (no flock, no PIDs)."""
-    from repro.run.lock import RunLock
-
     run.lock.write_text("")
     lock = RunLock(run).acquire(lambda text: None)
     try:
@@ -74,11 +82,6 @@ def test_an_empty_lock_file_without_a_holder_is_taken_over(run: RunDir) -> None:
 
 def test_orphaned_ranks_of_a_killed_harness_still_refuse_a_start(run: RunDir) -> None:
     """They hold no flock: the recorded PIDs (with start times) must still be checked."""
-    import psutil
-
-    from repro.run.lock import RunLock
-    from repro.run.processes import ProcessRecord
-
     orphan = sleeper()
     try:
         record = ProcessRecord.of(psutil.Process(orphan.pid))
@@ -100,8 +103,6 @@ def test_orphaned_ranks_of_a_killed_harness_still_refuse_a_start(run: RunDir) ->
 
 
 def test_a_failing_housekeeping_is_reported_once_and_training_goes_on(run: RunDir, capsys) -> None:
-    from repro.run.processes import Launch
-
     calls = []
 
     def housekeeping() -> None:
@@ -118,8 +119,6 @@ def test_a_failing_housekeeping_is_reported_once_and_training_goes_on(run: RunDi
 
 
 def test_a_bad_duration_in_the_environment_is_one_bad_input_error(monkeypatch) -> None:
-    from repro.run.processes import seconds_from_env
-
     monkeypatch.setenv("REPRO_TRAIN_STOP_GRACE", "x")
     with pytest.raises(ReproError) as bad:
         seconds_from_env("REPRO_TRAIN_STOP_GRACE", 5)
@@ -134,12 +133,10 @@ def open_fds_to(target: str) -> int:
 
 
 def test_a_full_disk_under_console_log_does_not_block_the_launcher(run: RunDir, capsys) -> None:
-    import repro.run.processes as process
-
     run.console_log.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
     lines: list[str] = []
     # far more than a pipe holds (64 KiB): a pump that stopped reading would block the child forever
-    launch = process.Launch([sys.executable, "-c", "for i in range(20000): print('line', i)"], run.path,
+    launch = Launch([sys.executable, "-c", "for i in range(20000): print('line', i)"], run.path,
                             dict(os.environ), run, echo=lines.append)
     launch.start()
     waiter = threading.Thread(target=lambda: setattr(launch, "outcome", launch.wait()), daemon=True)
@@ -156,10 +153,8 @@ def test_a_full_disk_under_console_log_does_not_block_the_launcher(run: RunDir, 
 
 
 def test_console_log_is_closed_when_the_launcher_cannot_start(run: RunDir) -> None:
-    import repro.run.processes as process
-
     run.console_log.symlink_to("/dev/full")
-    launch = process.Launch([str(run.path / "no-such-python")], run.path, dict(os.environ), run)
+    launch = Launch([str(run.path / "no-such-python")], run.path, dict(os.environ), run)
     with pytest.raises(FileNotFoundError):
         launch.start()
     assert open_fds_to("/dev/full") == 0
@@ -169,9 +164,6 @@ def test_console_log_is_closed_when_the_launcher_cannot_start(run: RunDir) -> No
 
 
 def test_an_epoch_copied_in_during_a_resumed_segment_is_never_deleted(run: RunDir) -> None:
-    from repro.run.rundir import Manifest
-    from repro.launch.runner import Housekeeper
-
     def save(name: str) -> None:
         for suffix in (".pdparams", ".pdopt", ".pdstates"):
             (run.output / f"{name}{suffix}").write_bytes(b"x")
@@ -194,8 +186,6 @@ def test_an_epoch_copied_in_during_a_resumed_segment_is_never_deleted(run: RunDi
 
 
 def test_a_failed_start_leaves_the_users_empty_run_dir_in_place(upstream: Path, tmp_path: Path, monkeypatch) -> None:
-    import repro.launch.preflight as preflight
-
     monkeypatch.setattr(preflight, "run_preflight", lambda **kw: ["dataset missing: run `repro dataset link ROOT`"])
     run = tmp_path / "mine"
     run.mkdir()
@@ -207,8 +197,6 @@ def test_a_failed_start_leaves_the_users_empty_run_dir_in_place(upstream: Path, 
 
 def test_a_start_whose_manifest_cannot_be_written_leaves_no_run_dir(upstream: Path, tmp_path: Path,
                                                                       monkeypatch) -> None:
-    import repro.launch.start as start
-
     def broken(**fields):
         raise RuntimeError("provenance broke")
 
@@ -222,9 +210,6 @@ def test_a_start_whose_manifest_cannot_be_written_leaves_no_run_dir(upstream: Pa
 
 def test_a_device_tool_that_cannot_be_run_is_a_finding(tmp_path: Path, monkeypatch) -> None:
     """An ``ixsmi`` on PATH that the kernel refuses to execute is reported, never a crash."""
-    from repro.platform.devices import query_device_tool
-    from repro.platform.profiles import DeviceQuery
-
     tool = tmp_path / "ixsmi"
     tool.write_text("#!/bin/sh\necho never\n")
     tool.chmod(0o600)  # no execute bit: execve refuses it, even for root
@@ -263,8 +248,6 @@ def interrupted_run(run: RunDir, upstream: Path, dataset: dict, recorded_upstrea
 
 
 def test_resume_rechecks_the_dataset_and_the_upstream_checkout(run: RunDir, upstream: Path, tmp_path: Path) -> None:
-    from repro.upstream.state import inspect_checkout
-
     now = inspect_checkout(upstream).to_manifest()
     interrupted_run(run, upstream, {"root": str(tmp_path / "gone"), "fingerprint": {}},
                     {**now, "commit": "0123456789abcdef", "patches": [{"name": "p", "sha256": "s", "applied": True}]})
@@ -283,7 +266,6 @@ def test_resume_of_a_run_that_passed_pre_flight_applies_pre_flights_upstream_che
         run: RunDir, upstream: Path, monkeypatch) -> None:
     # A new run refuses a checkout with local changes (exit 4); a resume of it must too, with the same line.
     from repro.launch import resume
-    from repro.upstream.state import inspect_checkout
 
     line = "1 local change(s) not from our patches in PaddleClas: ppcls/engine/engine.py; restore it"
     monkeypatch.setattr(resume, "check_upstream", lambda path: [line])
@@ -297,10 +279,6 @@ def test_resume_of_a_run_that_passed_pre_flight_applies_pre_flights_upstream_che
 
 
 def test_resume_refuses_a_dataset_relinked_or_changed_under_the_run(run: RunDir, upstream: Path, tmp_path: Path) -> None:
-    from repro.dataset.fingerprint import fingerprint
-    from repro.dataset.tiny import make_tiny
-    from repro.upstream.state import inspect_checkout
-
     first = make_tiny(tmp_path / "a", classes=2, train_per_class=2, val_per_class=1, size=16)
     other = make_tiny(tmp_path / "b", classes=3, train_per_class=2, val_per_class=1, size=16)
     link = upstream / "dataset" / "ILSVRC2012"
@@ -324,8 +302,6 @@ def test_resume_refuses_a_dataset_relinked_or_changed_under_the_run(run: RunDir,
 
 
 def test_a_users_process_naming_the_run_dir_is_not_a_rank(run: RunDir) -> None:
-    from repro.run.processes import find_run_processes
-
     # a Python script given the directory, and a non-Python program (argv[0] "du") given it too
     du = subprocess.Popen(["du", "-c", "import time; time.sleep(60)", str(run.launcher)], executable=sys.executable)
     bystanders = [sleeper(str(run.launcher)), du]
@@ -358,10 +334,6 @@ def test_scale_lr_override_is_tagged_as_the_harness(upstream: Path, tmp_path: Pa
 
 
 def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path: Path) -> None:
-    import datetime as dt
-
-    from repro.run.rundir import create_run_dir, plan_run_dir
-
     now = dt.datetime(2026, 1, 28, 5, 7, tzinfo=dt.timezone.utc)
     first = create_run_dir(tmp_path, None, now)
     assert first.path.name == "20260128T050700Z"
@@ -437,10 +409,6 @@ def test_a_save_the_full_disk_kept_from_the_manifest_does_not_block_the_resume(r
     recorded digests are the previous save's. Those files are training's own (written while the
     unclosed segment ran): the resume adopts them. A segment that closed has no such excuse: a file
     that differs from its digest there is refused (a checkpoint replaced by hand)."""
-    import datetime as dt
-
-    from repro.upstream.state import inspect_checkout
-
     interrupted_run(run, upstream, {"root": None}, inspect_checkout(upstream).to_manifest())
     data = json.loads(run.manifest.read_text())
     started = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)).isoformat(timespec="seconds")

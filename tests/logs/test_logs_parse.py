@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
+import shutil
 
 import pytest
 
+from repro.logs.patterns import AVG_NEEDLE
 from tests.logfakes import TRACEBACK, FakeUpstreamLog, standard_run, write_lines, write_run
 from repro.core.errors import ReproError
-from repro.logs import patterns
+from repro.logs import patterns, scan as scan_module
 from repro.logs.discover import discover
-from repro.logs.parse import best_epoch, final_epoch, parse_run, parse_runs
+from repro.logs.parse import (best_epoch, final_epoch, parse_run, parse_runs, refuse_duplicate_runs, run_identity,
+                              same_run)
 
 
 def test_body_parser_reads_units_scheduler_and_multi_day_eta():
@@ -161,11 +165,6 @@ def test_find_all_matches_a_regex_scan_even_when_the_rare_byte_is_common(
     give_up_after: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The memchr fast path and its regex fallback must find exactly what a plain regex finds."""
-    import re
-
-    from repro.logs import scan as scan_module
-    from repro.logs.patterns import AVG_NEEDLE
-
     monkeypatch.setattr(scan_module, "FALSE_HITS_BEFORE_REGEX", give_up_after)
     data = b"".join(
         b"vvv [Eval][Epoch %d][Iter: 1/2]v\n[Train][Epoch %d/9][Avg]loss: 1\n[Eval][Epoch %d][Avg]top1: 0.5\n"
@@ -206,10 +205,6 @@ def test_a_restart_from_scratch_begins_another_training(tmp_path, launches, judg
 def test_run_identity_is_the_rank0_log_wherever_the_run_sits(tmp_path):
     """Copies, a run and its own log file, a copy taken mid-run are one run; two runs that share only a
     name (the same --run-dir on two hosts) are two."""
-    import shutil
-
-    from repro.logs.parse import refuse_duplicate_runs, run_identity, same_run
-
     fake = FakeUpstreamLog(epochs=3)
     finished = fake.launch(range(1, 4), {1: 0.25, 2: 0.5, 3: 0.75})
     base = write_run(tmp_path / "base", finished, manifest={"run_id": "run", "recipe": {"name": "resnest50"}})

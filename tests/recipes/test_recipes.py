@@ -8,6 +8,7 @@ the stored line equals the README was checked by reading the README (not repeata
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 from pathlib import Path
@@ -17,7 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
+from repro.commands.smoke import RECIPE_ENV, SmokeResult, format_table, parse_args
 from repro.core.errors import ReproError
+from repro.judge.targets import choose_target
 from repro.recipes.catalog import (
     Launch,
     MarkedOverride,
@@ -207,8 +210,6 @@ def test_bad_trap_kind_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_check_accuracy_says_there_is_no_target(tmp_path: Path) -> None:
-    from repro.judge.targets import choose_target
-
     run = SimpleNamespace(manifest={"recipe": {"name": "vgg"}, "target": None}, files=SimpleNamespace(root=tmp_path),
                           warnings=[])
     with pytest.raises(ReproError, match="recipe vgg has no target \\(no accuracy stated\\).*--target VALUE") as error:
@@ -222,7 +223,6 @@ def test_repro_recipes_lists_and_shows() -> None:
     listed = runner.invoke(cli, ["recipes"])
     assert listed.exit_code == 0 and "15 recipes" in listed.output
     assert "vgg  " in listed.output and "no accuracy stated" in listed.output
-    import json
 
     rows = json.loads(runner.invoke(cli, ["recipes", "--json"]).output)
     assert {row["name"] for row in rows} == set(EXPECTED)
@@ -238,8 +238,6 @@ def test_repro_recipes_lists_and_shows() -> None:
 
 
 def test_smoke_all_table() -> None:
-    from repro.commands.smoke import SmokeResult, format_table
-
     lines = format_table([SmokeResult("vgg", 0, 95.4, None, "PASS"), SmokeResult("densenet", 1, 80.0, 0.25, "FAIL: x")])
     assert lines[0].split() == ["recipe", "seconds", "best", "top-1", "verdict"]
     assert lines[1].split() == ["vgg", "95", "-", "PASS"] and lines[2].split() == ["densenet", "80", "0.250", "FAIL:", "x"]
@@ -257,8 +255,6 @@ def test_every_recipe_has_a_smoke_that_says_what_it_checks(name: str) -> None:
 
 
 def test_smoke_recipe_comes_from_make(monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro.commands.smoke import RECIPE_ENV, parse_args
-
     monkeypatch.delenv(RECIPE_ENV, raising=False)
     assert parse_args([]).recipe == "resnest50"
     monkeypatch.setenv(RECIPE_ENV, "vgg")

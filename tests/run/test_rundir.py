@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, ReproError
 from repro.core.files import Tail, atomic_path, last_lines, write_text_atomic
+from repro.platform import profiles
+from repro.run.checkpoints import saved_state
+from repro.run.lock import is_active
 from repro.run.rundir import Manifest, RunDir, find_run_dir, open_run_dir, read_manifest
 from tests.logfakes import standard_run
 
@@ -93,8 +100,6 @@ class _RunsCode:
 
 
 def test_a_pdstates_that_would_run_code_counts_as_no_state(tmp_path: Path, capsys, monkeypatch) -> None:
-    from repro.run.checkpoints import saved_state
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "latest.pdstates").write_bytes(pickle.dumps({"metric": 0.5, "epoch": _RunsCode()}))
     assert saved_state(tmp_path / "latest") is None
@@ -105,8 +110,6 @@ def test_a_pdstates_that_would_run_code_counts_as_no_state(tmp_path: Path, capsy
 
 
 def test_advice_to_switch_platforms_is_a_command_the_makefile_accepts(tmp_path: Path, monkeypatch) -> None:
-    from repro.platform import profiles
-
     (tmp_path / "repro-platform").write_text("cpu\n")
     monkeypatch.setattr(profiles.sys, "prefix", str(tmp_path))
     # `make setup PLATFORM=nvidia-cuda` on a cpu venv is refused by the Makefile: clean it first.
@@ -116,14 +119,6 @@ def test_advice_to_switch_platforms_is_a_command_the_makefile_accepts(tmp_path: 
 
 def test_is_active_by_flock_and_by_recorded_processes(tmp_path: Path) -> None:
     """The one rule: a held flock, or a live process recorded in .lock; a dead record is not activity."""
-    import fcntl
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from repro.run.lock import is_active
-
     run = tmp_path / "run"
     run.mkdir()
     assert not is_active(run)  # no lock file at all
@@ -134,7 +129,6 @@ def test_is_active_by_flock_and_by_recorded_processes(tmp_path: Path) -> None:
     assert not is_active(run)  # the kernel dropped it with the descriptor
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        import psutil
         record = {"pid": child.pid, "create_time": psutil.Process(child.pid).create_time(), "cmdline": [], "role": "rank"}
         (run / ".lock").write_text(json.dumps({"processes": [record]}))
         assert is_active(run)  # an orphaned rank with no flock
@@ -156,10 +150,6 @@ def test_is_active_by_flock_and_by_recorded_processes(tmp_path: Path) -> None:
     ({"keep_checkpoints": True}, "'keep_checkpoints' is true, expected a number"),
 ])
 def test_a_hand_edited_manifest_is_refused_in_one_line(tmp_path: Path, edit: dict, says: str) -> None:
-    import json
-
-    from repro.run.rundir import read_manifest
-
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps({"schema": 2, "status": "completed", "segments": [], **edit}))
     with pytest.raises(ReproError) as error:
@@ -168,8 +158,6 @@ def test_a_hand_edited_manifest_is_refused_in_one_line(tmp_path: Path, edit: dic
 
 
 def test_a_manifest_linked_to_dev_zero_is_refused_not_read(tmp_path: Path) -> None:
-    from repro.run.rundir import read_manifest
-
     path = tmp_path / "manifest.json"
     path.symlink_to("/dev/zero")
     with pytest.raises(ReproError, match="character device"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
+import zipfile
 
 import pytest
 
@@ -12,6 +14,7 @@ from click.testing import CliRunner
 from repro.cli import cli
 from repro.core.errors import EXIT_BAD_INPUT, EXIT_CONFLICT, ReproError
 from repro.core.files import file_sha256
+from repro.upstream.archive import extract_archive
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.pin import load_pin
 from repro.upstream.fetch_record import UNKNOWN
@@ -95,8 +98,6 @@ def test_a_bad_archive_sha256_in_the_pin_is_one_line(fake, tmp_path):
 
 
 def _tar_with(path, name: str, *, symlink_to: str | None = None, hardlink_to: str | None = None):
-    import io
-
     with tarfile.open(path, "w:gz") as tar:
         good = tarfile.TarInfo("PaddleClas-x/tools/train.py")
         good.size = 2
@@ -115,8 +116,6 @@ def _tar_with(path, name: str, *, symlink_to: str | None = None, hardlink_to: st
 
 
 def _zip_with(path, name: str, *, symlink_to: str | None = None):
-    import zipfile
-
     with zipfile.ZipFile(path, "w") as bundle:
         bundle.writestr("PaddleClas-x/tools/train.py", "#\n")
         info = zipfile.ZipInfo(name)
@@ -152,7 +151,6 @@ def test_entries_escaping_the_tree_are_refused_with_one_line(fake, tmp_path, kin
 
 def test_a_link_inside_the_tree_is_kept(fake, tmp_path):
     archive = _zip_with(tmp_path / "ok.zip", "PaddleClas-x/ppcls/alias", symlink_to="../tools/train.py")
-    from repro.upstream.archive import extract_archive
 
     extract_archive(archive, tmp_path / "t", ("/ppcls/", "/tools/"))
     assert os.readlink(tmp_path / "t" / "ppcls" / "alias") == "../tools/train.py"
@@ -187,11 +185,6 @@ def test_another_archive_over_an_extracted_tree_is_refused(fake, tmp_path):
 
 @pytest.mark.parametrize("name", ["pc.tar.gz", "pc.zip"])
 def test_a_file_that_is_not_an_archive_is_one_line_and_leaves_nothing(fake, tmp_path, name):
-    from click.testing import CliRunner
-
-    from repro.cli import cli
-    from repro.core.errors import EXIT_BAD_INPUT
-
     not_archive = tmp_path / name
     not_archive.write_text("<html>404 Not Found</html>\n")
     dest = tmp_path / "PaddleClas"

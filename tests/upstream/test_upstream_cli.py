@@ -9,6 +9,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+import repro.upstream.upstream_cli as upstream_cli
 from repro.cli import cli
 from repro.core.errors import EXIT_OK, EXIT_UPSTREAM
 from pathlib import Path
@@ -174,8 +175,6 @@ def test_a_file_in_the_way_of_dest_is_one_line_not_an_internal_error(fake, tmp_p
 
 
 def test_permission_denied_on_the_upstream_dir_is_one_line_with_the_fix(fake, tmp_path, monkeypatch):
-    import repro.upstream.upstream_cli as upstream_cli
-
     locked = tmp_path / "locked" / "PaddleClas"
 
     def denied(path, *_args, **_kwargs):

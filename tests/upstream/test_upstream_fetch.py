@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+import repro.upstream.fetch as fetch_module
+from repro.cli import cli
 from repro.core.errors import EXIT_CONFLICT, EXIT_UPSTREAM, ReproError
 from repro.upstream.fetch import FetchRequest, fetch_upstream
 from repro.upstream.pin import load_pin
@@ -176,8 +179,6 @@ def test_server_that_only_serves_branch_tips_gets_a_clear_error(fake, tmp_path, 
 
 @pytest.mark.parametrize("appeared", ["directory", "file"])
 def test_dest_that_appears_during_the_fetch_is_kept_and_so_is_the_fetched_tree(fake, tmp_path, monkeypatch, appeared):
-    import repro.upstream.fetch as fetch_module
-
     dest = tmp_path / "PaddleClas"
     dest.mkdir()  # empty: accepted, to be filled
     real_write_record = fetch_module.write_record
@@ -260,9 +261,7 @@ def test_a_mirror_lacking_commit_and_branch_names_both_causes_and_leaves_no_upst
 def test_an_unreachable_server_is_one_line_naming_every_way_out(fake, tmp_path, monkeypatch):
     _pin_url(tmp_path, "http://127.0.0.1:9/PaddleClas.git")
     monkeypatch.chdir(tmp_path)
-    from click.testing import CliRunner
 
-    from repro.cli import cli
 
     result = CliRunner(mix_stderr=False).invoke(cli, ["upstream", "fetch"])
     assert result.exit_code == EXIT_UPSTREAM and result.stderr.count("\n") == 1, result.stderr
