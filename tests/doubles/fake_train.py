@@ -156,6 +156,7 @@ def main():
         state = load_state(g["checkpoints"] + ".pdstates", rank)
         start, best = int(state["epoch"]) + 1, 0.0  # upstream's init_model resets the metric to 0
         emit(fmt.load_line(g["checkpoints"]))
+    start_together()
     if os.environ.get("FAKE_CHILD"):
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", f"Global.output_dir={out}"])
     top1s = [float(x) for x in os.environ.get("FAKE_TOP1", "").split(",") if x]
@@ -212,6 +213,21 @@ def main():
         if int(g.get("save_interval", 1)) > 0 and epoch % int(g.get("save_interval", 1)) == 0:
             save(f"epoch_{epoch}")
         save("latest")
+
+
+def start_together():
+    """Real ranks meet in their first collective step, each having loaded its checkpoint, so no rank saves
+    (and the harness prunes) a later epoch before all have read theirs. The double's ranks of one launch
+    meet here instead, through files in FAKE_BARRIER_DIR (none set: they start as they come)."""
+    folder, ranks = os.environ.get("FAKE_BARRIER_DIR"), env_int("PADDLE_LOCAL_SIZE", "1")
+    if not folder or ranks < 2:
+        return
+    place = os.path.join(folder, f"launcher-{os.getppid()}")
+    os.makedirs(place, exist_ok=True)
+    open(os.path.join(place, f"rank{env_int('PADDLE_LOCAL_RANK', '0')}"), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(place)) < ranks and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def load_state(path, rank):

@@ -8,7 +8,9 @@ ranks, its exit codes, its log directory.
 
 from __future__ import annotations
 
+import atexit
 import errno
+import functools
 import json
 import os
 import pty
@@ -18,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +49,14 @@ def upstream(tmp_path: Path) -> Path:
     return make_fake_checkout(tmp_path / "upstream")
 
 
+@functools.cache
+def barrier_dir() -> Path:
+    """Where the double's ranks of one launch meet before training (tests/doubles/fake_train.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="repro-test-barrier-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def harness_env(real_probe: bool = False, **extra: str) -> dict[str, str]:
     """The environment of a `repro train` child: no leftover knobs, fast housekeeping, and (unless
     ``real_probe``) the Paddle probe's test double (tests/doubles/paddle_probe)."""
@@ -53,7 +64,8 @@ def harness_env(real_probe: bool = False, **extra: str) -> dict[str, str]:
     for name in list(env):
         if name.startswith(("REPRO_TRAIN_", "FAKE_", "PADDLE_")):
             env.pop(name)
-    env.update({"REPRO_TRAIN_HOUSEKEEPING_SECONDS": "0.5", "REPRO_TRAIN_STOP_GRACE": "1"})
+    env.update({"REPRO_TRAIN_HOUSEKEEPING_SECONDS": "0.5", "REPRO_TRAIN_STOP_GRACE": "1",
+                "FAKE_BARRIER_DIR": str(barrier_dir())})
     env.update(extra)
     return env if real_probe else probe_double_env(env)
 
