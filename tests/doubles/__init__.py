@@ -38,11 +38,17 @@ def make_fake_checkout(target: Path) -> Path:
 
 
 @functools.cache
+def scratch_dir(purpose: str) -> Path:
+    """One temporary directory per test process and purpose, removed when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix=f"repro-test-{purpose}-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+@functools.cache
 def _real_probe_answer() -> Path:
     """The real Paddle probe's answer, taken once per test process, for the probe double to give."""
-    folder = Path(tempfile.mkdtemp(prefix="repro-test-probe-"))
-    atexit.register(shutil.rmtree, folder, True)
-    answer = folder / "answer.json"
+    answer = scratch_dir("probe") / "answer.json"
     answer.write_text(json.dumps(asdict(probe_paddle(with_sklearn=True))))
     return answer
 

@@ -8,9 +8,7 @@ ranks, its exit codes, its log directory.
 
 from __future__ import annotations
 
-import atexit
 import errno
-import functools
 import json
 import os
 import pty
@@ -20,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +33,7 @@ from repro.run.checkpoints import check_complete, observe_written, prune, resume
 from repro.run.lock import RunLock
 from repro.run.rundir import RunDir
 from repro.launch.command import HARNESS, REFERENCE, build_command, environment_changes
-from tests.doubles import make_fake_checkout, probe_double_env
+from tests.doubles import make_fake_checkout, probe_double_env, scratch_dir
 
 REFERENCE_TOKENS = [  # the DeepSparkHub README's line (repro/recipes/resnest50.yaml reference.command)
     "python3", "-u", "-m", "paddle.distributed.launch", "--gpus=0,1,2,3", "tools/train.py",
@@ -49,14 +46,6 @@ def upstream(tmp_path: Path) -> Path:
     return make_fake_checkout(tmp_path / "upstream")
 
 
-@functools.cache
-def barrier_dir() -> Path:
-    """Where the double's ranks of one launch meet before training (tests/doubles/fake_train.py)."""
-    folder = Path(tempfile.mkdtemp(prefix="repro-test-barrier-"))
-    atexit.register(shutil.rmtree, folder, True)
-    return folder
-
-
 def harness_env(real_probe: bool = False, **extra: str) -> dict[str, str]:
     """The environment of a `repro train` child: no leftover knobs, fast housekeeping, and (unless
     ``real_probe``) the Paddle probe's test double (tests/doubles/paddle_probe)."""
@@ -65,7 +54,7 @@ def harness_env(real_probe: bool = False, **extra: str) -> dict[str, str]:
         if name.startswith(("REPRO_TRAIN_", "FAKE_", "PADDLE_")):
             env.pop(name)
     env.update({"REPRO_TRAIN_HOUSEKEEPING_SECONDS": "0.5", "REPRO_TRAIN_STOP_GRACE": "1",
-                "FAKE_BARRIER_DIR": str(barrier_dir())})
+                "FAKE_BARRIER_DIR": str(scratch_dir("barrier"))})
     env.update(extra)
     return env if real_probe else probe_double_env(env)
 
